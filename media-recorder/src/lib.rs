@@ -1,0 +1,3 @@
+//! The server's WebRTC peer: forwards the business's camera and microphone to inspectors,
+//! the inspector's voice back, and records every track without transcoding.
+#![deny(missing_docs)]

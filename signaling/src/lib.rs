@@ -1,0 +1,2 @@
+//! The Inspector server.
+#![deny(missing_docs)]
