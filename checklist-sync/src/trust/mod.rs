@@ -848,3 +848,225 @@ impl Assessor {
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_795_424_400_000_000;
+    const SITE: (f64, f64) = (55.76012, 37.61856);
+    const ANDROID_UA: &str = "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, \
+                              like Gecko) Chrome/142.0.0.0 Mobile Safari/537.36";
+
+    fn android() -> ClientContext {
+        ClientContext {
+            timezone: Some("Europe/Moscow".into()),
+            webdriver: Some(false),
+            user_agent: Some(ANDROID_UA.into()),
+            platform: Some("Linux armv81".into()),
+            hints: vec![],
+        }
+    }
+
+    /// A fix `north_m` metres north of the site, taken at `t_s` seconds and received 300 ms
+    /// later.
+    fn fix(north_m: f64, accuracy: f64, t_s: f64) -> (Geolocation, i64) {
+        let now = T0 + (t_s * 1e6) as i64 + 300_000;
+        let raw = RawGeolocation {
+            lat: SITE.0 + north_m / 111_195.0,
+            lon: SITE.1,
+            accuracy,
+            altitude: None,
+            altitude_accuracy: None,
+            heading: None,
+            speed: None,
+            device_ts: T0 / 1000 + (t_s * 1e3) as i64,
+        };
+        // The helper only builds in-range fixes.
+        (Geolocation::parse(&raw, now).unwrap(), now)
+    }
+
+    fn names(v: &Verdict) -> Vec<&str> {
+        v.deciding().map(|s| s.name.as_str()).collect()
+    }
+
+    #[test]
+    fn awaiting_the_first_fix_is_suspicious() {
+        let a = Assessor::new(TrustConfig::default(), Some(SITE), android());
+        let v = a.verdict();
+        assert_eq!(v.level, TrustLevel::Suspicious);
+        assert_eq!(names(&v), ["no_fix"]);
+        assert_eq!(v.signals[0].value["reason"], "awaiting_fix");
+    }
+
+    #[test]
+    fn a_jump_is_remembered_for_five_minutes_of_server_time_then_forgotten() {
+        let mut a = Assessor::new(TrustConfig::default(), None, android());
+        let (g, now) = fix(0.0, 8.3, 0.0);
+        assert_eq!(a.on_sample(&g, now).level, TrustLevel::Trusted);
+        // 50 km north in 10 s.
+        let (g, now) = fix(50_000.0, 8.1, 10.0);
+        let v = a.on_sample(&g, now);
+        assert_eq!((v.level, names(&v)), (TrustLevel::Spoofed, vec!["impossible_speed"]));
+        // Steady at the new place: spoofed until 300 s after the jump (seen at 10.3 s), then
+        // trusted.
+        let mut t: f64 = 12.0;
+        let mut last = v;
+        while t < 330.0 {
+            let (g, now) = fix(50_000.0 + (t * 0.37).sin() * 3.0, 8.0 + (t * 0.1).cos(), t);
+            last = a.on_sample(&g, now);
+            let expected = if t <= 310.0 { TrustLevel::Spoofed } else { TrustLevel::Trusted };
+            assert_eq!(last.level, expected, "at {t} s");
+            t += 2.0;
+        }
+        assert!(last.signals.is_empty(), "{last:?}");
+    }
+
+    #[test]
+    fn a_short_multipath_glitch_is_not_a_jump() {
+        let mut a = Assessor::new(TrustConfig::default(), None, android());
+        let (g, now) = fix(0.0, 12.4, 0.0);
+        a.on_sample(&g, now);
+        // 180 m in one second with 25 m accuracy: 143 m unexplained, below the minimum.
+        let (g, now) = fix(180.0, 25.2, 1.0);
+        assert_eq!(a.on_sample(&g, now).level, TrustLevel::Trusted);
+        // 400 m in one second is a suspicious jump, not yet an impossible one.
+        let (g, now) = fix(580.0, 10.7, 2.0);
+        let v = a.on_sample(&g, now);
+        assert_eq!((v.level, names(&v)), (TrustLevel::Suspicious, vec!["impossible_speed"]));
+        assert_eq!(v.signals[0].severity, Severity::Suspicious);
+    }
+
+    #[test]
+    fn redelivered_fix_is_not_evidence_of_freezing() {
+        let mut a = Assessor::new(TrustConfig::default(), Some(SITE), android());
+        // The browser hands out the same cached fix (same device timestamp) for five minutes.
+        let (g, _) = fix(3.0, 5.0, 0.0);
+        for i in 0..300 {
+            let v = a.on_sample(&g, T0 + i * 1_000_000);
+            assert_eq!(v.level, TrustLevel::Trusted, "at {i} s");
+        }
+    }
+
+    #[test]
+    fn losing_the_fix_is_tolerated_for_a_minute() {
+        let mut a = Assessor::new(TrustConfig::default(), Some(SITE), android());
+        let (g, now) = fix(3.0, 7.9, 0.0);
+        a.on_sample(&g, now);
+        let v = a.on_no_fix(NoFix::Timeout, now + 30_000_000);
+        assert_eq!(v.level, TrustLevel::Trusted);
+        assert_eq!(v.signals[0].name, "no_fix");
+        assert_eq!(v.signals[0].severity, Severity::Info);
+        let v = a.on_no_fix(NoFix::Unavailable, now + 61_000_000);
+        assert_eq!((v.level, names(&v)), (TrustLevel::Suspicious, vec!["no_fix"]));
+        let (g, now) = fix(3.5, 8.2, 70.0);
+        assert_eq!(a.on_sample(&g, now).level, TrustLevel::Trusted, "a fix clears it");
+        // Revoking the permission mid-call is suspicious at once.
+        let v = a.on_no_fix(NoFix::PermissionDenied, now + 1);
+        assert_eq!((v.level, names(&v)), (TrustLevel::Suspicious, vec!["no_fix"]));
+    }
+
+    #[test]
+    fn sub_metre_accuracy_is_suspicious() {
+        let mut a = Assessor::new(TrustConfig::default(), None, android());
+        let (g, now) = fix(0.0, 0.0, 0.0);
+        let v = a.on_sample(&g, now);
+        assert_eq!((v.level, names(&v)), (TrustLevel::Suspicious, vec!["accuracy_too_good"]));
+    }
+
+    #[test]
+    fn three_weak_signals_add_up_to_spoofed() {
+        let client = ClientContext { timezone: Some("Asia/Vladivostok".into()), ..android() };
+        let mut a = Assessor::new(TrustConfig::default(), Some(SITE), client);
+        let (g, now) = fix(5_000.0, 0.5, 0.0);
+        let v = a.on_sample(&g, now);
+        assert_eq!(v.level, TrustLevel::Spoofed);
+        let mut n = names(&v);
+        n.sort_unstable();
+        assert_eq!(n, ["accuracy_too_good", "far_from_site", "timezone_mismatch"]);
+    }
+
+    #[test]
+    fn round_constant_accuracy_is_only_noted_on_ios() {
+        let iphone = ClientContext {
+            user_agent: Some(
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 18_6 like Mac OS X) AppleWebKit/605.1.15 \
+                 (KHTML, like Gecko) Version/18.6 Mobile/15E148 Safari/604.1"
+                    .into(),
+            ),
+            platform: Some("iPhone".into()),
+            ..android()
+        };
+        for (client, level) in [(iphone, TrustLevel::Trusted), (android(), TrustLevel::Suspicious)] {
+            let mut a = Assessor::new(TrustConfig::default(), Some(SITE), client);
+            let mut v = a.verdict();
+            for i in 0..40 {
+                // Moving a little each time, accuracy always exactly 10 m.
+                let (g, now) = fix(f64::from(i) * 0.7, 10.0, f64::from(i) * 2.0);
+                v = a.on_sample(&g, now);
+            }
+            assert_eq!(v.level, level);
+            assert!(v.signals.iter().any(|s| s.name == "accuracy_constant"));
+        }
+    }
+
+    #[test]
+    fn client_context_signals() {
+        let cases: [(ClientContext, TrustLevel, &[&str]); 5] = [
+            (
+                ClientContext { user_agent: Some("Mozilla/5.0 HeadlessChrome/142".into()), ..android() },
+                TrustLevel::Spoofed,
+                &["automation"],
+            ),
+            (
+                ClientContext { platform: Some("Linux x86_64".into()), ..android() },
+                TrustLevel::Suspicious,
+                &["emulator"],
+            ),
+            (
+                ClientContext { platform: Some("Win32".into()), ..android() },
+                TrustLevel::Suspicious,
+                &["platform_mismatch"],
+            ),
+            (
+                ClientContext { hints: vec!["emulator_gpu".into(), "webgl_ok".into()], ..android() },
+                TrustLevel::Suspicious,
+                &["emulator"],
+            ),
+            (ClientContext { timezone: None, ..android() }, TrustLevel::Trusted, &[]),
+        ];
+        for (client, level, deciding) in cases {
+            let mut a = Assessor::new(TrustConfig::default(), Some(SITE), client.clone());
+            let (g, now) = fix(2.0, 6.4, 0.0);
+            let v = a.on_sample(&g, now);
+            assert_eq!((v.level, names(&v)), (level, deciding.to_vec()), "{client:?}");
+        }
+    }
+
+    #[test]
+    fn same_outcome_ignores_values_but_not_deciding_signals() {
+        let mut a = Assessor::new(TrustConfig::default(), Some(SITE), android());
+        let (g, now) = fix(2.0, 6.4, 0.0);
+        let v1 = a.on_sample(&g, now);
+        let mut v2 = v1.clone();
+        for t in 1..=3 {
+            // The most favourable of the last three fixes decides, so it takes three.
+            let (g, now) = fix(40.0, 7.1, f64::from(t));
+            v2 = a.on_sample(&g, now);
+        }
+        assert_ne!(v1, v2, "on_site distance changed");
+        assert!(v1.same_outcome(&v2));
+        let (g, now) = fix(90_000.0, 7.1, 4.0);
+        assert!(!v2.same_outcome(&a.on_sample(&g, now)));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut a = Assessor::new(TrustConfig::default(), Some(SITE), android());
+        for i in 0..10_000 {
+            let (g, now) = fix((f64::from(i) * 0.1).sin() * 4.0, 7.0 + f64::from(i % 7) * 0.13, f64::from(i));
+            a.on_sample(&g, now);
+        }
+        assert_eq!(a.recent.len(), TrustConfig::default().window);
+    }
+}
