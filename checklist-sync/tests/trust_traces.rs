@@ -64,7 +64,12 @@ fn load(name: &str) -> Trace {
 fn replay(trace: &Trace) -> Replay {
     let site = trace.site.as_ref().map(|s| (s.lat, s.lon));
     let mut a = Assessor::new(TrustConfig::default(), site, trace.client.clone());
-    let mut out = Replay { levels: vec![], verdicts: vec![], rejections: vec![], last: a.verdict() };
+    let mut out = Replay {
+        levels: vec![],
+        verdicts: vec![],
+        rejections: vec![],
+        last: a.verdict(),
+    };
     for ev in &trace.events {
         let v = match (&ev.fix, ev.no_fix) {
             (Some(raw), _) => match (a.on_raw(raw, ev.t_us), &ev.expect_reject) {
@@ -73,13 +78,24 @@ fn replay(trace: &Trace) -> Replay {
                     out.rejections.push((code.clone(), e.code().to_owned()));
                     continue;
                 }
-                (Ok(_), Some(code)) => panic!("{}: a sample expected to fail with {code} was accepted", trace.name),
-                (Err(e), None) => panic!("{}: a good sample was rejected: {} ({e})", trace.name, e.code()),
+                (Ok(_), Some(code)) => panic!(
+                    "{}: a sample expected to fail with {code} was accepted",
+                    trace.name
+                ),
+                (Err(e), None) => panic!(
+                    "{}: a good sample was rejected: {} ({e})",
+                    trace.name,
+                    e.code()
+                ),
             },
             (None, Some(reason)) => a.on_no_fix(reason, ev.t_us),
             (None, None) => panic!("{}: event without fix or no_fix", trace.name),
         };
-        assert_eq!(v, a.verdict(), "on_* returns the verdict that verdict() then reports");
+        assert_eq!(
+            v,
+            a.verdict(),
+            "on_* returns the verdict that verdict() then reports"
+        );
         out.levels.push((ev.t_us, v.level));
         out.verdicts.push(v.clone());
         out.last = v;
@@ -100,10 +116,18 @@ fn names(list: &[&'static str]) -> BTreeSet<&'static str> {
 fn assert_verdict(name: &str, level: TrustLevel, decided_by: &[&'static str]) -> Replay {
     let r = replay(&load(name));
     let v = &r.last;
-    assert_eq!(v.level, level, "{name}: {}", serde_json::to_string_pretty(v).unwrap_or_default());
+    assert_eq!(
+        v.level,
+        level,
+        "{name}: {}",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    );
     assert_eq!(deciding(v), names(decided_by), "{name}: deciding signals");
     for s in &v.signals {
-        assert!(!s.explanation_ru.is_empty() && !s.explanation_en.is_empty(), "{name}: {s:?}");
+        assert!(
+            !s.explanation_ru.is_empty() && !s.explanation_en.is_empty(),
+            "{name}: {s:?}"
+        );
     }
     r
 }
@@ -120,7 +144,10 @@ fn walking_through_the_building_is_trusted_throughout() {
         r.levels.iter().all(|(_, l)| *l == TrustLevel::Trusted),
         "no false alarm at any point of a real walk"
     );
-    assert!(r.last.signals.iter().any(|s| s.name == "on_site"), "presence is reported");
+    assert!(
+        r.last.signals.iter().any(|s| s.name == "on_site"),
+        "presence is reported"
+    );
 }
 
 #[test]
@@ -139,10 +166,22 @@ fn teleport_to_novosibirsk_is_spoofed_from_the_first_far_fix() {
     let spoofed_at = first_time_at(&r, TrustLevel::Spoofed).expect("becomes spoofed");
     // The Moscow part lasts 180 s from T0 and is trusted; the first Novosibirsk fix is at 240 s.
     let t0 = r.levels[0].0;
-    assert!(r.levels.iter().filter(|(t, _)| *t < spoofed_at).all(|(_, l)| *l == TrustLevel::Trusted));
+    assert!(r
+        .levels
+        .iter()
+        .filter(|(t, _)| *t < spoofed_at)
+        .all(|(_, l)| *l == TrustLevel::Trusted));
     let secs = (spoofed_at - t0) as f64 / 1e6;
-    assert!((239.0..242.0).contains(&secs), "spoofed at the jump, {secs} s");
-    let jump = r.last.signals.iter().find(|s| s.name == "impossible_speed").expect("jump signal");
+    assert!(
+        (239.0..242.0).contains(&secs),
+        "spoofed at the jump, {secs} s"
+    );
+    let jump = r
+        .last
+        .signals
+        .iter()
+        .find(|s| s.name == "impossible_speed")
+        .expect("jump signal");
     assert_eq!(jump.severity, Severity::Spoofed);
     let speed = jump.value["speed_mps"].as_f64().expect("speed is a number");
     assert!(speed > 10_000.0, "2 800 km in about a minute: {speed} m/s");
@@ -150,30 +189,64 @@ fn teleport_to_novosibirsk_is_spoofed_from_the_first_far_fix() {
 
 #[test]
 fn frozen_mock_position_is_spoofed_after_three_minutes() {
-    let r = assert_verdict("frozen", TrustLevel::Spoofed, &["frozen_position", "accuracy_constant"]);
-    let frozen = r.last.signals.iter().find(|s| s.name == "frozen_position").expect("frozen");
+    let r = assert_verdict(
+        "frozen",
+        TrustLevel::Spoofed,
+        &["frozen_position", "accuracy_constant"],
+    );
+    let frozen = r
+        .last
+        .signals
+        .iter()
+        .find(|s| s.name == "frozen_position")
+        .expect("frozen");
     assert_eq!(frozen.severity, Severity::Spoofed);
     let t0 = r.levels[0].0;
     let at = |l| (first_time_at(&r, l).expect("reached") - t0) as f64 / 1e6;
     // Trusted first (a minute of identical fixes proves nothing), then suspicious, then spoofed.
     assert_eq!(r.levels[0].1, TrustLevel::Trusted);
-    assert!((59.0..62.0).contains(&at(TrustLevel::Suspicious)), "{}", at(TrustLevel::Suspicious));
-    assert!((179.0..182.0).contains(&at(TrustLevel::Spoofed)), "{}", at(TrustLevel::Spoofed));
+    assert!(
+        (59.0..62.0).contains(&at(TrustLevel::Suspicious)),
+        "{}",
+        at(TrustLevel::Suspicious)
+    );
+    assert!(
+        (179.0..182.0).contains(&at(TrustLevel::Spoofed)),
+        "{}",
+        at(TrustLevel::Spoofed)
+    );
 }
 
 #[test]
 fn far_away_location_is_suspicious_for_distance_only() {
     let r = assert_verdict("far_away", TrustLevel::Suspicious, &["far_from_site"]);
-    let far = r.last.signals.iter().find(|s| s.name == "far_from_site").expect("far");
+    let far = r
+        .last
+        .signals
+        .iter()
+        .find(|s| s.name == "far_from_site")
+        .expect("far");
     let km = far.value["distance_m"].as_f64().expect("number") / 1000.0;
-    assert!((620.0..650.0).contains(&km), "Saint Petersburg to Moscow: {km} km");
+    assert!(
+        (620.0..650.0).contains(&km),
+        "Saint Petersburg to Moscow: {km} km"
+    );
     assert!(r.levels.iter().all(|(_, l)| *l == TrustLevel::Suspicious));
 }
 
 #[test]
 fn time_zone_mismatch_is_suspicious() {
-    let r = assert_verdict("tz_mismatch", TrustLevel::Suspicious, &["timezone_mismatch"]);
-    let tz = r.last.signals.iter().find(|s| s.name == "timezone_mismatch").expect("tz");
+    let r = assert_verdict(
+        "tz_mismatch",
+        TrustLevel::Suspicious,
+        &["timezone_mismatch"],
+    );
+    let tz = r
+        .last
+        .signals
+        .iter()
+        .find(|s| s.name == "timezone_mismatch")
+        .expect("tz");
     assert_eq!(tz.value["browser"], "Europe/Moscow");
     assert_eq!(tz.value["position"], "Asia/Vladivostok");
     assert_eq!(tz.value["browser_offset_min"], 180);
@@ -194,7 +267,12 @@ fn webdriver_controlled_browser_is_spoofed() {
 #[test]
 fn ten_minute_slow_clock_is_suspicious() {
     let r = assert_verdict("clock_skew", TrustLevel::Suspicious, &["clock_skew"]);
-    let skew = r.last.signals.iter().find(|s| s.name == "clock_skew").expect("skew");
+    let skew = r
+        .last
+        .signals
+        .iter()
+        .find(|s| s.name == "clock_skew")
+        .expect("skew");
     let secs = skew.value["median_skew_s"].as_f64().expect("number");
     assert!((600.0..602.0).contains(&secs), "{secs}");
 }
@@ -209,7 +287,12 @@ fn repeated_wifi_fix_on_a_desktop_is_trusted_but_noted() {
         .filter(|s| s.severity == Severity::Info)
         .map(|s| s.name.as_str())
         .collect();
-    for n in ["frozen_position", "accuracy_constant", "desktop_browser", "on_site"] {
+    for n in [
+        "frozen_position",
+        "accuracy_constant",
+        "desktop_browser",
+        "on_site",
+    ] {
         assert!(info.contains(n), "{n} noted as info: {info:?}");
     }
 }
@@ -228,13 +311,20 @@ fn bad_samples_are_rejected_with_codes_and_do_not_poison_the_score() {
     ]
     .into();
     assert_eq!(codes, expected, "every kind of bad sample appears");
-    assert!(r.rejections.len() >= 6, "negative and absurd accuracy both appear");
+    assert!(
+        r.rejections.len() >= 6,
+        "negative and absurd accuracy both appear"
+    );
     for (expected, actual) in &r.rejections {
         assert_eq!(expected, actual);
     }
     // The same trace without the bad samples produces exactly the same verdicts.
     let clean = Trace {
-        events: trace.events.into_iter().filter(|e| e.expect_reject.is_none()).collect(),
+        events: trace
+            .events
+            .into_iter()
+            .filter(|e| e.expect_reject.is_none())
+            .collect(),
         ..trace
     };
     assert_eq!(replay(&clean).verdicts, r.verdicts);
@@ -254,7 +344,11 @@ fn verdict_serializes_in_snake_case() {
 #[test]
 fn nan_is_rejected_and_changes_nothing() {
     let trace = load("table");
-    let mut a = Assessor::new(TrustConfig::default(), Some((55.76012, 37.61856)), trace.client.clone());
+    let mut a = Assessor::new(
+        TrustConfig::default(),
+        Some((55.76012, 37.61856)),
+        trace.client.clone(),
+    );
     for ev in trace.events.iter().take(20) {
         let raw = ev.fix.as_ref().expect("table trace has fixes");
         a.on_raw(raw, ev.t_us).expect("good fix");
@@ -313,7 +407,11 @@ prop_compose! {
 
 fn warmed_up_assessor() -> Assessor {
     let trace = load("walking");
-    let mut a = Assessor::new(TrustConfig::default(), Some((55.76012, 37.61856)), trace.client.clone());
+    let mut a = Assessor::new(
+        TrustConfig::default(),
+        Some((55.76012, 37.61856)),
+        trace.client.clone(),
+    );
     for ev in trace.events.iter().take(30) {
         let raw = ev.fix.as_ref().expect("walking trace has fixes");
         a.on_raw(raw, ev.t_us).expect("good fix");

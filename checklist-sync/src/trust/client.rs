@@ -102,9 +102,7 @@ pub(crate) fn client_signals(client: &ClientContext) -> Vec<Signal> {
                 "Признаки эмулятора телефона ({list}); в эмуляторе местоположение задаётся \
                  вручную."
             ),
-            format!(
-                "Signs of a phone emulator ({list}); an emulator's location is set by hand."
-            ),
+            format!("Signs of a phone emulator ({list}); an emulator's location is set by hand."),
         ));
     }
 
@@ -114,7 +112,9 @@ pub(crate) fn client_signals(client: &ClientContext) -> Vec<Signal> {
     let mismatch = match os {
         Some(MobileOs::Ios) => {
             !platform.is_empty()
-                && !["iPhone", "iPad", "iPod"].iter().any(|p| platform.starts_with(p))
+                && !["iPhone", "iPad", "iPod"]
+                    .iter()
+                    .any(|p| platform.starts_with(p))
         }
         Some(MobileOs::Android) => platform.starts_with("Win") || platform.starts_with("Mac"),
         None => false,

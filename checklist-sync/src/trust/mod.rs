@@ -82,7 +82,13 @@ impl Signal {
         explanation_ru: String,
         explanation_en: String,
     ) -> Signal {
-        Signal { name: name.to_owned(), value, severity, explanation_ru, explanation_en }
+        Signal {
+            name: name.to_owned(),
+            value,
+            severity,
+            explanation_ru,
+            explanation_en,
+        }
     }
 }
 
@@ -106,11 +112,19 @@ impl Verdict {
     /// and explanations change with every sample; an event log only needs a new entry when
     /// this returns false.
     pub fn same_outcome(&self, other: &Verdict) -> bool {
-        self.level == other.level && self.deciding().map(|s| &s.name).eq(other.deciding().map(|s| &s.name))
+        self.level == other.level
+            && self
+                .deciding()
+                .map(|s| &s.name)
+                .eq(other.deciding().map(|s| &s.name))
     }
 
     fn from_signals(mut signals: Vec<Signal>) -> Verdict {
-        signals.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.name.cmp(&b.name)));
+        signals.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then_with(|| a.name.cmp(&b.name))
+        });
         let points: u32 = signals.iter().map(|s| s.severity.points()).sum();
         let level = match points {
             0 => TrustLevel::Trusted,
@@ -327,7 +341,10 @@ impl Assessor {
             frozen: None,
             constant_accuracy: None,
             no_fix: None,
-            verdict: Verdict { level: TrustLevel::Suspicious, signals: Vec::new() },
+            verdict: Verdict {
+                level: TrustLevel::Suspicious,
+                signals: Vec::new(),
+            },
         };
         a.verdict = a.compute();
         a
@@ -405,8 +422,10 @@ impl Assessor {
         // survives batching after a network outage, the server clock survives a device that
         // lies about time. Below a second, timing noise dominates.
         let device_dt = cur.device_ts_ms().saturating_sub(prev.device_ts_ms()) as f64 / 1e3;
-        let server_dt =
-            cur.server_ts_micros().saturating_sub(prev.server_ts_micros()) as f64 / 1e6;
+        let server_dt = cur
+            .server_ts_micros()
+            .saturating_sub(prev.server_ts_micros()) as f64
+            / 1e6;
         let dt = device_dt.max(server_dt).max(1.0);
         let speed = excess / dt;
         let severity = if speed >= c.speed_spoofed_mps && excess >= c.jump_spoofed_min_m {
@@ -451,9 +470,8 @@ impl Assessor {
     }
 
     fn no_fix_signal(&self, latest: Option<&Geolocation>) -> Signal {
-        let since_s = latest.map(|l| {
-            self.now_micros.saturating_sub(l.server_ts_micros()).max(0) as f64 / 1e6
-        });
+        let since_s = latest
+            .map(|l| self.now_micros.saturating_sub(l.server_ts_micros()).max(0) as f64 / 1e6);
         match (self.no_fix, since_s) {
             (Some(NoFix::PermissionDenied), _) => Signal::new(
                 "no_fix",
@@ -545,7 +563,8 @@ impl Assessor {
             let long_enough = |s: f64, n: u32| run.span_s() >= s && run.count >= n;
             let gps_grade = run.accuracy <= c.frozen_gps_accuracy_m;
             let severity = if run.accuracy > c.frozen_network_accuracy_m {
-                long_enough(c.frozen_suspicious_s, c.frozen_suspicious_count).then_some(Severity::Info)
+                long_enough(c.frozen_suspicious_s, c.frozen_suspicious_count)
+                    .then_some(Severity::Info)
             } else if gps_grade && long_enough(c.frozen_spoofed_s, c.frozen_spoofed_count) {
                 Some(Severity::Spoofed)
             } else if long_enough(c.frozen_suspicious_s, c.frozen_suspicious_count) {
@@ -587,7 +606,11 @@ impl Assessor {
             }
         }
 
-        let best = self.recent.iter().map(Geolocation::accuracy).fold(f64::INFINITY, f64::min);
+        let best = self
+            .recent
+            .iter()
+            .map(Geolocation::accuracy)
+            .fold(f64::INFINITY, f64::min);
         if best < c.accuracy_min_m {
             out.push(Signal::new(
                 "accuracy_too_good",
@@ -727,7 +750,12 @@ impl Assessor {
     }
 
     fn timezone_signal(&self, latest: &Geolocation, out: &mut Vec<Signal>) {
-        let browser = self.client.timezone.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let browser = self
+            .client
+            .timezone
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
         let at = self.now_micros.max(latest.server_ts_micros());
         let Some(browser) = browser else {
             out.push(Signal::new(
@@ -746,7 +774,9 @@ impl Assessor {
                 json!(browser),
                 Severity::Info,
                 format!("Неизвестный часовой пояс браузера «{browser}»; проверка пояса пропущена."),
-                format!("Unknown browser time zone \"{browser}\"; the time-zone check was skipped."),
+                format!(
+                    "Unknown browser time zone \"{browser}\"; the time-zone check was skipped."
+                ),
             ));
             return;
         };
@@ -802,7 +832,10 @@ impl Assessor {
         let value = json!({ "distance_m": dr, "accuracy_m": ar, "radius_m": r });
         if margin > r {
             let (dist_ru, dist_en) = if d >= 10_000.0 {
-                (format!("{:.0} км", d / 1000.0), format!("{:.0} km", d / 1000.0))
+                (
+                    format!("{:.0} км", d / 1000.0),
+                    format!("{:.0} km", d / 1000.0),
+                )
             } else {
                 (format!("{dr} м"), format!("{dr} m"))
             };
@@ -870,6 +903,8 @@ mod tests {
 
     /// A fix `north_m` metres north of the site, taken at `t_s` seconds and received 300 ms
     /// later.
+    // Test times are whole milliseconds well inside i64, so the casts are exact.
+    #[allow(clippy::cast_possible_truncation)]
     fn fix(north_m: f64, accuracy: f64, t_s: f64) -> (Geolocation, i64) {
         let now = T0 + (t_s * 1e6) as i64 + 300_000;
         let raw = RawGeolocation {
@@ -882,7 +917,7 @@ mod tests {
             speed: None,
             device_ts: T0 / 1000 + (t_s * 1e3) as i64,
         };
-        // The helper only builds in-range fixes.
+        // unwrap: the tests only build in-range fixes with a current timestamp.
         (Geolocation::parse(&raw, now).unwrap(), now)
     }
 
@@ -907,7 +942,10 @@ mod tests {
         // 50 km north in 10 s.
         let (g, now) = fix(50_000.0, 8.1, 10.0);
         let v = a.on_sample(&g, now);
-        assert_eq!((v.level, names(&v)), (TrustLevel::Spoofed, vec!["impossible_speed"]));
+        assert_eq!(
+            (v.level, names(&v)),
+            (TrustLevel::Spoofed, vec!["impossible_speed"])
+        );
         // Steady at the new place: spoofed until 300 s after the jump (seen at 10.3 s), then
         // trusted.
         let mut t: f64 = 12.0;
@@ -915,7 +953,11 @@ mod tests {
         while t < 330.0 {
             let (g, now) = fix(50_000.0 + (t * 0.37).sin() * 3.0, 8.0 + (t * 0.1).cos(), t);
             last = a.on_sample(&g, now);
-            let expected = if t <= 310.0 { TrustLevel::Spoofed } else { TrustLevel::Trusted };
+            let expected = if t <= 310.0 {
+                TrustLevel::Spoofed
+            } else {
+                TrustLevel::Trusted
+            };
             assert_eq!(last.level, expected, "at {t} s");
             t += 2.0;
         }
@@ -933,7 +975,10 @@ mod tests {
         // 400 m in one second is a suspicious jump, not yet an impossible one.
         let (g, now) = fix(580.0, 10.7, 2.0);
         let v = a.on_sample(&g, now);
-        assert_eq!((v.level, names(&v)), (TrustLevel::Suspicious, vec!["impossible_speed"]));
+        assert_eq!(
+            (v.level, names(&v)),
+            (TrustLevel::Suspicious, vec!["impossible_speed"])
+        );
         assert_eq!(v.signals[0].severity, Severity::Suspicious);
     }
 
@@ -958,12 +1003,22 @@ mod tests {
         assert_eq!(v.signals[0].name, "no_fix");
         assert_eq!(v.signals[0].severity, Severity::Info);
         let v = a.on_no_fix(NoFix::Unavailable, now + 61_000_000);
-        assert_eq!((v.level, names(&v)), (TrustLevel::Suspicious, vec!["no_fix"]));
+        assert_eq!(
+            (v.level, names(&v)),
+            (TrustLevel::Suspicious, vec!["no_fix"])
+        );
         let (g, now) = fix(3.5, 8.2, 70.0);
-        assert_eq!(a.on_sample(&g, now).level, TrustLevel::Trusted, "a fix clears it");
+        assert_eq!(
+            a.on_sample(&g, now).level,
+            TrustLevel::Trusted,
+            "a fix clears it"
+        );
         // Revoking the permission mid-call is suspicious at once.
         let v = a.on_no_fix(NoFix::PermissionDenied, now + 1);
-        assert_eq!((v.level, names(&v)), (TrustLevel::Suspicious, vec!["no_fix"]));
+        assert_eq!(
+            (v.level, names(&v)),
+            (TrustLevel::Suspicious, vec!["no_fix"])
+        );
     }
 
     #[test]
@@ -971,19 +1026,28 @@ mod tests {
         let mut a = Assessor::new(TrustConfig::default(), None, android());
         let (g, now) = fix(0.0, 0.0, 0.0);
         let v = a.on_sample(&g, now);
-        assert_eq!((v.level, names(&v)), (TrustLevel::Suspicious, vec!["accuracy_too_good"]));
+        assert_eq!(
+            (v.level, names(&v)),
+            (TrustLevel::Suspicious, vec!["accuracy_too_good"])
+        );
     }
 
     #[test]
     fn three_weak_signals_add_up_to_spoofed() {
-        let client = ClientContext { timezone: Some("Asia/Vladivostok".into()), ..android() };
+        let client = ClientContext {
+            timezone: Some("Asia/Vladivostok".into()),
+            ..android()
+        };
         let mut a = Assessor::new(TrustConfig::default(), Some(SITE), client);
         let (g, now) = fix(5_000.0, 0.5, 0.0);
         let v = a.on_sample(&g, now);
         assert_eq!(v.level, TrustLevel::Spoofed);
         let mut n = names(&v);
         n.sort_unstable();
-        assert_eq!(n, ["accuracy_too_good", "far_from_site", "timezone_mismatch"]);
+        assert_eq!(
+            n,
+            ["accuracy_too_good", "far_from_site", "timezone_mismatch"]
+        );
     }
 
     #[test]
@@ -997,7 +1061,10 @@ mod tests {
             platform: Some("iPhone".into()),
             ..android()
         };
-        for (client, level) in [(iphone, TrustLevel::Trusted), (android(), TrustLevel::Suspicious)] {
+        for (client, level) in [
+            (iphone, TrustLevel::Trusted),
+            (android(), TrustLevel::Suspicious),
+        ] {
             let mut a = Assessor::new(TrustConfig::default(), Some(SITE), client);
             let mut v = a.verdict();
             for i in 0..40 {
@@ -1014,32 +1081,55 @@ mod tests {
     fn client_context_signals() {
         let cases: [(ClientContext, TrustLevel, &[&str]); 5] = [
             (
-                ClientContext { user_agent: Some("Mozilla/5.0 HeadlessChrome/142".into()), ..android() },
+                ClientContext {
+                    user_agent: Some("Mozilla/5.0 HeadlessChrome/142".into()),
+                    ..android()
+                },
                 TrustLevel::Spoofed,
                 &["automation"],
             ),
             (
-                ClientContext { platform: Some("Linux x86_64".into()), ..android() },
+                ClientContext {
+                    platform: Some("Linux x86_64".into()),
+                    ..android()
+                },
                 TrustLevel::Suspicious,
                 &["emulator"],
             ),
             (
-                ClientContext { platform: Some("Win32".into()), ..android() },
+                ClientContext {
+                    platform: Some("Win32".into()),
+                    ..android()
+                },
                 TrustLevel::Suspicious,
                 &["platform_mismatch"],
             ),
             (
-                ClientContext { hints: vec!["emulator_gpu".into(), "webgl_ok".into()], ..android() },
+                ClientContext {
+                    hints: vec!["emulator_gpu".into(), "webgl_ok".into()],
+                    ..android()
+                },
                 TrustLevel::Suspicious,
                 &["emulator"],
             ),
-            (ClientContext { timezone: None, ..android() }, TrustLevel::Trusted, &[]),
+            (
+                ClientContext {
+                    timezone: None,
+                    ..android()
+                },
+                TrustLevel::Trusted,
+                &[],
+            ),
         ];
         for (client, level, deciding) in cases {
             let mut a = Assessor::new(TrustConfig::default(), Some(SITE), client.clone());
             let (g, now) = fix(2.0, 6.4, 0.0);
             let v = a.on_sample(&g, now);
-            assert_eq!((v.level, names(&v)), (level, deciding.to_vec()), "{client:?}");
+            assert_eq!(
+                (v.level, names(&v)),
+                (level, deciding.to_vec()),
+                "{client:?}"
+            );
         }
     }
 
@@ -1064,7 +1154,11 @@ mod tests {
     fn memory_is_bounded() {
         let mut a = Assessor::new(TrustConfig::default(), Some(SITE), android());
         for i in 0..10_000 {
-            let (g, now) = fix((f64::from(i) * 0.1).sin() * 4.0, 7.0 + f64::from(i % 7) * 0.13, f64::from(i));
+            let (g, now) = fix(
+                (f64::from(i) * 0.1).sin() * 4.0,
+                7.0 + f64::from(i % 7) * 0.13,
+                f64::from(i),
+            );
             a.on_sample(&g, now);
         }
         assert_eq!(a.recent.len(), TrustConfig::default().window);

@@ -59,7 +59,10 @@ mod tests {
     #[test]
     fn offsets_follow_the_rules_at_the_instant() {
         assert_eq!(utc_offset_minutes("Europe/Moscow", NOV_2026_US), Some(180));
-        assert_eq!(utc_offset_minutes("Asia/Vladivostok", NOV_2026_US), Some(600));
+        assert_eq!(
+            utc_offset_minutes("Asia/Vladivostok", NOV_2026_US),
+            Some(600)
+        );
         // Berlin is on winter time in November and summer time in July.
         assert_eq!(utc_offset_minutes("Europe/Berlin", NOV_2026_US), Some(60));
         let july_2026_us = 1_783_000_000_000_000;
