@@ -474,4 +474,3 @@ proptest! {
         prop_assert!(v.level >= TrustLevel::Suspicious);
     }
 }
-
