@@ -4,3 +4,6 @@
 //! number and a server timestamp, is committed to the database before it is acknowledged or
 //! broadcast, and is chained to the previous event by SHA-256.
 #![deny(missing_docs)]
+
+pub mod geo;
+pub mod trust;
