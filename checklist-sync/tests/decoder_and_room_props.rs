@@ -66,9 +66,9 @@ fn step() -> impl Strategy<Value = Step> {
         json_value(),
         (0u8..4, 1u8..4, 0u8..4).prop_map(|(k, i, r)| match k {
             0 => json!({"kind": "set_result", "item_id": format!("q{i}"),
-                        "result": ["compliant", "violation", "not_applicable", "clear"][r as usize]}),
+                        "result": (["compliant", "violation", "not_applicable", "clear"][r as usize])}),
             1 => json!({"kind": "comment", "item_id": format!("q{i}"), "text": "t"}),
-            2 => json!({"kind": ["start", "finish", "start", "start"][r as usize]}),
+            2 => json!({"kind": (["start", "finish", "start", "start"][r as usize])}),
             _ => json!({"kind": "location", "lat": 1.0, "lon": 2.0, "accuracy": 3.0, "device_ts": 4}),
         }),
     ];
@@ -110,7 +110,7 @@ proptest! {
         let mut head = 0u64;
         let mut token = None;
         let mut n = 0u32;
-        let mut drain = |room: &mut Room, persisted: &mut Vec<Value>, head: &mut u64, token: &mut Option<u64>| {
+        let drain = |room: &mut Room, persisted: &mut Vec<Value>, head: &mut u64, token: &mut Option<u64>| {
             while let Some(o) = room.poll_output() {
                 match o {
                     Output::Persist(e) => { *head = e.seq; persisted.push(e.to_wire()); }

@@ -134,6 +134,7 @@ async fn bad_input_gets_stable_codes_changes_nothing_and_keeps_the_socket() {
     let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
     assert_eq!(insp.op("s", json!({"kind": "start"})).await["type"], "ack");
     let mut biz = Client::connect(srv.addr, id, Uuid::new_v4(), "business").await;
+    biz.await_online().await;
     let before = srv.hub.snapshot(id).await.expect("snapshot");
     let rows_before = count_events(&srv.pool, id).await;
 

@@ -33,7 +33,7 @@ impl TestDb {
         if let Ok(admin) = std::env::var("INSPECTOR_TEST_PG_URL") {
             let name = format!("sync_test_{}", Uuid::new_v4().simple());
             let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&admin).await.expect("admin pg");
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.expect("create db");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.expect("create db");
             pool.close().await;
             let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
             return TestDb { url: format!("{base}/{name}"), _dir: None };
@@ -168,6 +168,18 @@ impl Client {
             let v = self.recv().await?;
             if v["type"] != "event" {
                 return Some(v);
+            }
+        }
+    }
+
+    /// Reads until this participant's own `join` is applied (so the server state includes it).
+    pub async fn await_online(&mut self) {
+        while !self.state.participants.get(&self.pid).is_some_and(|p| p.online) {
+            let v = next_json(&mut self.ws).await.expect("socket open");
+            if v["type"] == "event" {
+                self.apply(&v);
+            } else {
+                self.inbox.push_back(v);
             }
         }
     }
