@@ -25,6 +25,25 @@ use uuid::Uuid;
 pub struct TestDb {
     pub url: String,
     _dir: Option<tempfile::TempDir>,
+    /// PostgreSQL admin URL and the database to drop afterwards.
+    pg: Option<(String, String)>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.pg.take() else { return };
+        // Drop runs inside the test's runtime, so the cleanup gets its own thread and runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                }
+            })
+        })
+        .join();
+    }
 }
 
 impl TestDb {
@@ -36,11 +55,11 @@ impl TestDb {
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.expect("create db");
             pool.close().await;
             let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-            return TestDb { url: format!("{base}/{name}"), _dir: None };
+            return TestDb { url: format!("{base}/{name}"), _dir: None, pg: Some((admin.clone(), name)) };
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("sync.db").display());
-        TestDb { url, _dir: Some(dir) }
+        TestDb { url, _dir: Some(dir), pg: None }
     }
 
     pub async fn pool(&self) -> AnyPool {
