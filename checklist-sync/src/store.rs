@@ -6,7 +6,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use sqlx::{AnyPool, Row};
+use sqlx::AnyConnection;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Row};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -149,12 +151,7 @@ pub(crate) struct WriteReq {
 const INSERT: &str = "INSERT INTO events (inspection_id, seq, server_ts, participant_id, client_op_id, kind, payload, prev_hash, hash) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-async fn write_batch(pool: &AnyPool, sqlite: bool, reqs: &[&WriteReq]) -> Result<(), sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    if sqlite {
-        // Durability before acknowledgement: every commit reaches the disk.
-        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
-    }
+async fn write_batch(conn: &mut AnyConnection, reqs: &[&WriteReq]) -> Result<(), sqlx::Error> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     for req in reqs {
         for e in &req.events {
@@ -175,26 +172,42 @@ async fn write_batch(pool: &AnyPool, sqlite: bool, reqs: &[&WriteReq]) -> Result
     tx.commit().await
 }
 
+/// The writer's own connection, prepared for durable appends.
+async fn writer_connection(pool: &AnyPool) -> Result<(PoolConnection<Any>, bool), sqlx::Error> {
+    let mut c = pool.acquire().await?;
+    let sqlite = c.backend_name().eq_ignore_ascii_case("sqlite");
+    if sqlite {
+        // WAL lets readers (reconnects, exports) run beside the writer; it persists in the file.
+        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *c).await?;
+        // Durability before acknowledgement: every commit reaches the disk.
+        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *c).await?;
+        // Checkpoints run beside the writer (see `checkpointer`), not inside a commit, where
+        // they would stall every acknowledgement of the batch.
+        sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut *c).await?;
+    }
+    Ok((c, sqlite))
+}
+
+/// Moves the SQLite WAL into the database file in the background (PASSIVE: never blocks the
+/// writer). Stops when the writer is gone.
+async fn checkpointer(pool: AnyPool, alive: std::sync::Weak<()>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.tick().await;
+    while alive.upgrade().is_some() {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
 /// The group-commit writer: batches every room's pending appends into one transaction,
 /// commits, then tells each room how far it is durable.
 pub(crate) async fn writer(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<WriteReq>, max_batch: usize) {
     use crate::hub::RoomMsg;
-    let sqlite = match pool.acquire().await {
-        Ok(mut c) => {
-            let is_sqlite = c.backend_name().eq_ignore_ascii_case("sqlite");
-            if is_sqlite {
-                // WAL lets readers (reconnects, exports) run beside the writer; it persists in the file.
-                if let Err(e) = sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *c).await {
-                    tracing::warn!(error = %e, "could not switch SQLite to WAL");
-                }
-            }
-            is_sqlite
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "sync writer cannot reach the database");
-            false
-        }
-    };
+    let alive = Arc::new(());
+    let mut conn: Option<PoolConnection<Any>> = None;
+    let mut checkpointing = false;
     let mut failed: std::collections::HashSet<u64> = Default::default();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -214,24 +227,43 @@ pub(crate) async fn writer(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<WriteR
         for r in dead {
             let _ = r.done.send(RoomMsg::CommitFailed);
         }
+        if conn.is_none() {
+            match writer_connection(&pool).await {
+                Ok((c, sqlite)) => {
+                    conn = Some(c);
+                    if sqlite && !checkpointing {
+                        checkpointing = true;
+                        tokio::spawn(checkpointer(pool.clone(), Arc::downgrade(&alive)));
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "sync writer cannot reach the database"),
+            }
+        }
         let mut outcome: Vec<(&WriteReq, bool)> = Vec::new();
-        match write_batch(&pool, sqlite, &live).await {
+        let first_try = match conn.as_mut() {
+            Some(c) => write_batch(c, &live).await,
+            None => Err(sqlx::Error::PoolClosed),
+        };
+        match first_try {
             Ok(()) => outcome.extend(live.iter().map(|r| (*r, true))),
             Err(e) => {
                 tracing::warn!(error = %e, requests = live.len(), "group commit failed; retrying one by one");
+                // The connection may be broken; take a fresh one for the retries.
+                conn = writer_connection(&pool).await.ok().map(|(c, _)| c);
                 for r in live {
-                    if failed.contains(&r.generation) {
-                        outcome.push((r, false));
-                        continue;
-                    }
-                    let ok = match write_batch(&pool, sqlite, &[r]).await {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::error!(error = %e, inspection = ?r.events.first().map(|e| e.inspection_id), "event append failed");
-                            failed.insert(r.generation);
-                            false
-                        }
+                    let ok = match conn.as_mut() {
+                        Some(c) => match write_batch(c, &[r]).await {
+                            Ok(()) => true,
+                            Err(e) => {
+                                tracing::error!(error = %e, inspection = ?r.events.first().map(|e| e.inspection_id), "event append failed");
+                                false
+                            }
+                        },
+                        None => false,
                     };
+                    if !ok {
+                        failed.insert(r.generation);
+                    }
                     outcome.push((r, ok));
                 }
             }
