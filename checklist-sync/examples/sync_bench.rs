@@ -106,6 +106,7 @@ async fn main() {
 
     let t0 = Instant::now();
     let (cpu0, _) = proc_stat(pid);
+    let (client_cpu0, _) = proc_stat(std::process::id());
     let stop_at = t0 + warmup + Duration::from_secs(secs);
     let mut tasks = tokio::task::JoinSet::new();
     for (k, (insp, biz)) in pairs.into_iter().enumerate() {
@@ -182,10 +183,12 @@ async fn main() {
     let mut sampled_rss = 0;
     let mut cpu_end = cpu0;
     let mut t_end = Instant::now();
+    let mut client_cpu_end = client_cpu0;
     let sampler = tokio::spawn(async move {
         tokio::time::sleep_until(tokio::time::Instant::from_std(stop_at)).await;
         let (cpu, rss) = proc_stat(pid);
-        (cpu, rss, Instant::now())
+        let (client_cpu, _) = proc_stat(std::process::id());
+        (cpu, rss, Instant::now(), client_cpu)
     });
     while let Some(r) = tasks.join_next().await {
         let (l, a, e) = r.expect("task");
@@ -193,7 +196,8 @@ async fn main() {
         acks.extend(a);
         errors += e;
     }
-    if let Ok((c, r, t)) = sampler.await {
+    if let Ok((c, r, t, cc)) = sampler.await {
+        client_cpu_end = cc;
         cpu_end = c;
         sampled_rss = r;
         t_end = t;
@@ -201,9 +205,10 @@ async fn main() {
     let wall = t_end.duration_since(t0).as_secs_f64();
     let ticks_per_sec = 100.0;
     let cpu_pct = (cpu_end - cpu0) as f64 / ticks_per_sec / wall * 100.0;
+    let client_cpu_pct = (client_cpu_end - client_cpu0) as f64 / ticks_per_sec / wall * 100.0;
     let received = lat.len();
     println!(
-        "N={n} ops_measured={received} rate={:.0}/s p50={:.2}ms p99={:.2}ms max={:.2}ms ack_p50={:.2}ms ack_p99={:.2}ms errors={errors} server_cpu={cpu_pct:.0}% server_rss={}MiB idle_rss_per_socket={per_socket_kib:.1}KiB",
+        "N={n} ops_measured={received} rate={:.0}/s p50={:.2}ms p99={:.2}ms max={:.2}ms ack_p50={:.2}ms ack_p99={:.2}ms errors={errors} server_cpu={cpu_pct:.0}% client_cpu={client_cpu_pct:.0}% server_rss={}MiB idle_rss_per_socket={per_socket_kib:.1}KiB",
         received as f64 / secs as f64,
         pct(&mut lat, 0.50),
         pct(&mut lat, 0.99),
