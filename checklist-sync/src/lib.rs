@@ -2,8 +2,32 @@
 //!
 //! The server is the sequencer: every accepted operation gets a per-inspection sequence
 //! number and a server timestamp, is committed to the database before it is acknowledged or
-//! broadcast, and is chained to the previous event by SHA-256.
+//! broadcast, and is chained to the previous event by SHA-256. The protocol is documented in
+//! docs/protocol.md.
+//!
+//! Layers: [`proto`] decodes frames at the edge; [`room::Room`] is the sans-IO state machine
+//! of one inspection (time is an input); [`state::State`] is a pure fold of the event log;
+//! [`SyncHub`] is the thin IO shell (room tasks, group-commit writer, socket loops).
 #![deny(missing_docs)]
 
+pub mod chain;
+pub mod domain;
 pub mod geo;
+mod hub;
+pub mod proto;
+pub mod ratelimit;
+pub mod room;
+pub mod state;
+mod store;
 pub mod trust;
+
+pub use chain::{CommittedEvent, ItemResultMark};
+pub use domain::{ExtError, ItemResult, ItemSpec, LifecycleError, Principal, Role, RoomSpec, Site, Transition};
+pub use hub::{
+    configure_upgrade, now_micros, AcceptAllLifecycle, Extension, Lifecycle, NoExtension, SyncConfig, SyncHub,
+};
+pub use proto::{OpError, Operation};
+pub use room::Snapshot;
+pub use state::State;
+pub use store::{export_jsonl, verify, BrokenLink, BrokenReason, SyncError, VerifyReport};
+

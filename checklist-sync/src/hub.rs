@@ -1,0 +1,633 @@
+//! The IO shell: one task per live inspection drives its [`Room`], one writer task commits
+//! every room's events in groups, one reader loop and one writer task per socket.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sqlx::AnyPool;
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use uuid::Uuid;
+
+use crate::chain::CommittedEvent;
+use crate::domain::{ExtError, LifecycleError, Principal, RoomSpec, Transition};
+use crate::proto::{codes, decode, ClientMsg, OpError, Operation, HARD_FRAME_LIMIT, MAX_FRAME_BYTES};
+use crate::ratelimit::{RateLimiter, Verdict};
+use crate::room::{welcome_message, ConnId, Input, Origin, Output, Room, RoomConfig, Snapshot};
+use crate::state::LeaveReason;
+use crate::store::{self, SyncError, WriteReq};
+
+/// Confirms start and finish with the embedding server (inspection status, recording).
+#[async_trait]
+pub trait Lifecycle: Send + Sync {
+    /// Called before a start/finish is committed; a refusal is passed to the client. Must not
+    /// call back into the hub for the same inspection and wait for it.
+    async fn transition(&self, inspection_id: Uuid, to: Transition, by: &Principal) -> Result<(), LifecycleError>;
+}
+
+/// A lifecycle that accepts every transition (tests, stand-alone use).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AcceptAllLifecycle;
+
+#[async_trait]
+impl Lifecycle for AcceptAllLifecycle {
+    async fn transition(&self, _: Uuid, _: Transition, _: &Principal) -> Result<(), LifecycleError> {
+        Ok(())
+    }
+}
+
+/// Receives every client message whose `type` starts with `rtc.` (WebRTC signaling rides the
+/// same authenticated socket without this crate knowing about media).
+#[async_trait]
+pub trait Extension: Send + Sync {
+    /// One `rtc.*` message, untouched. `out` pushes messages to this socket at any time.
+    async fn on_message(&self, who: &Principal, msg: Value, out: mpsc::Sender<Value>) -> Result<(), ExtError>;
+    /// The socket is gone.
+    async fn on_close(&self, who: &Principal);
+    /// Added to the welcome under `rtc`.
+    fn hello(&self, who: &Principal) -> Option<Value>;
+}
+
+/// An extension that refuses every `rtc.*` message (tests, checklist-only deployments).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoExtension;
+
+#[async_trait]
+impl Extension for NoExtension {
+    async fn on_message(&self, _: &Principal, _: Value, _: mpsc::Sender<Value>) -> Result<(), ExtError> {
+        Err(ExtError { code: "rtc_unavailable".into(), message: "no media on this server".into() })
+    }
+    async fn on_close(&self, _: &Principal) {}
+    fn hello(&self, _: &Principal) -> Option<Value> {
+        None
+    }
+}
+
+/// Tuning of the hub.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Recent events kept per room for reconnecting clients; further behind gets a snapshot.
+    pub replay_window: usize,
+    /// Messages per second per connection.
+    pub rate_per_sec: f64,
+    /// Burst per connection.
+    pub burst: f64,
+    /// Dropped messages within `flood_window` after which the socket is closed.
+    pub flood_drops: u32,
+    /// Window of flood detection.
+    pub flood_window: Duration,
+    /// WebSocket ping period.
+    pub ping_interval: Duration,
+    /// A socket silent for this long is closed (leave reason `timeout`).
+    pub idle_timeout: Duration,
+    /// Outbound messages queued per socket; a socket that falls further behind is closed.
+    pub outbound_queue: usize,
+    /// A room without sockets is unloaded after this long.
+    pub room_unload_after: Duration,
+    /// Most events per group commit.
+    pub max_batch: usize,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            replay_window: 1024,
+            rate_per_sec: 20.0,
+            burst: 60.0,
+            flood_drops: 200,
+            flood_window: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            outbound_queue: 1024,
+            room_unload_after: Duration::from_secs(30),
+            max_batch: 4096,
+        }
+    }
+}
+
+/// Sets the WebSocket limits this protocol expects on an upgrade: 1 MiB hard frame limit
+/// (frames over 64 KiB get `frame_too_large` and the socket stays open) and small buffers so
+/// that an idle socket costs little memory.
+pub fn configure_upgrade<F>(ws: WebSocketUpgrade<F>) -> WebSocketUpgrade<F> {
+    ws.max_message_size(HARD_FRAME_LIMIT)
+        .max_frame_size(HARD_FRAME_LIMIT)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_write_buffer_size(HARD_FRAME_LIMIT * 2)
+}
+
+/// Server time, µs since the Unix epoch.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+#[derive(Clone)]
+pub(crate) struct ConnOut {
+    tx: mpsc::Sender<Message>,
+    kill: Arc<Notify>,
+}
+
+pub(crate) enum RoomMsg {
+    Connect { out: ConnOut, input: Input },
+    Input(Input),
+    Submit { req: u64, input: Input, reply: oneshot::Sender<Result<CommittedEvent, OpError>> },
+    Snapshot(oneshot::Sender<Snapshot>),
+    Committed { upto: u64 },
+    CommitFailed,
+}
+
+struct RoomHandle {
+    tx: mpsc::UnboundedSender<RoomMsg>,
+    generation: u64,
+}
+
+struct Inner {
+    pool: AnyPool,
+    config: SyncConfig,
+    lifecycle: Arc<dyn Lifecycle>,
+    rooms: Mutex<HashMap<Uuid, RoomHandle>>,
+    writer: mpsc::UnboundedSender<WriteReq>,
+    events: broadcast::Sender<CommittedEvent>,
+    next_id: AtomicU64,
+}
+
+/// The checklist sync service: owns the rooms of all live inspections and the event writer.
+#[derive(Clone)]
+pub struct SyncHub {
+    inner: Arc<Inner>,
+}
+
+fn text(v: &Value) -> Message {
+    Message::Text(v.to_string().into())
+}
+
+impl SyncHub {
+    /// Starts the hub (and its writer task) on the current tokio runtime. The pool must have
+    /// the `events` table (migrations/0002_events.sql).
+    pub fn new(pool: AnyPool, config: SyncConfig, lifecycle: Arc<dyn Lifecycle>) -> Self {
+        let (writer, rx) = mpsc::unbounded_channel();
+        tokio::spawn(store::writer(pool.clone(), rx, config.max_batch));
+        let (events, _) = broadcast::channel(16 * 1024);
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                lifecycle,
+                rooms: Mutex::new(HashMap::new()),
+                writer,
+                events,
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Every committed event of every inspection, in commit order per inspection.
+    pub fn events(&self) -> broadcast::Receiver<CommittedEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Number of inspections currently loaded.
+    pub fn live_rooms(&self) -> usize {
+        self.rooms().len()
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, RoomHandle>> {
+        // A panic while holding this lock leaves a plain map behind; keep serving.
+        self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Delivers a message to the inspection's room, starting the room if needed.
+    fn dispatch(&self, spec: &RoomSpec, mut msg: RoomMsg) -> mpsc::UnboundedSender<RoomMsg> {
+        loop {
+            let (tx, generation) = {
+                let mut rooms = self.rooms();
+                match rooms.get(&spec.inspection_id) {
+                    Some(h) => (h.tx.clone(), h.generation),
+                    None => {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        let generation = self.next_id();
+                        rooms.insert(spec.inspection_id, RoomHandle { tx: tx.clone(), generation });
+                        tokio::spawn(run_room(self.clone(), spec.clone(), generation, tx.clone(), rx));
+                        (tx, generation)
+                    }
+                }
+            };
+            match tx.send(msg) {
+                Ok(()) => return tx,
+                Err(mpsc::error::SendError(m)) => {
+                    // The room is shutting down; forget it and start a fresh one.
+                    msg = m;
+                    self.forget(spec.inspection_id, generation);
+                }
+            }
+        }
+    }
+
+    fn forget(&self, id: Uuid, generation: u64) {
+        let mut rooms = self.rooms();
+        if rooms.get(&id).is_some_and(|h| h.generation == generation) {
+            rooms.remove(&id);
+        }
+    }
+
+    /// A server-side operation (REST finish etc.), sequenced and committed like a socket's.
+    pub async fn submit(
+        &self,
+        who: &Principal,
+        spec: &RoomSpec,
+        op: Operation,
+        client_op_id: Option<String>,
+    ) -> Result<CommittedEvent, OpError> {
+        op.validate()?;
+        let req = self.next_id();
+        let (reply, rx) = oneshot::channel();
+        let input = Input::Op { origin: Origin::Api(req), who: who.clone(), op_id: client_op_id, op, now: now_micros() };
+        self.dispatch(spec, RoomMsg::Submit { req, input, reply });
+        rx.await.unwrap_or_else(|_| Err(OpError::new(codes::INTERNAL, "the inspection's room failed")))
+    }
+
+    /// The durable state of an inspection.
+    pub async fn snapshot(&self, inspection_id: Uuid) -> Result<Snapshot, SyncError> {
+        let tx = self.rooms().get(&inspection_id).map(|h| h.tx.clone());
+        if let Some(tx) = tx {
+            let (reply, rx) = oneshot::channel();
+            if tx.send(RoomMsg::Snapshot(reply)).is_ok() {
+                if let Ok(s) = rx.await {
+                    return Ok(s);
+                }
+            }
+        }
+        let (seq, state) = store::load_snapshot(&self.inner.pool, inspection_id).await?;
+        Ok(Snapshot { inspection_id, seq, state })
+    }
+
+    /// Runs one authenticated socket until it closes.
+    pub async fn serve_socket(&self, socket: WebSocket, who: Principal, spec: RoomSpec, ext: Arc<dyn Extension>) {
+        let cfg = &self.inner.config;
+        let conn: ConnId = self.next_id();
+        let (mut sink, mut stream) = socket.split();
+        let (out_tx, mut out_rx) = mpsc::channel::<Message>(cfg.outbound_queue);
+        let kill = Arc::new(Notify::new());
+        let ping_every = cfg.ping_interval;
+        let writer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+            loop {
+                tokio::select! {
+                    m = out_rx.recv() => {
+                        let Some(m) = m else { break };
+                        let close = matches!(m, Message::Close(_));
+                        if sink.feed(m).await.is_err() { break; }
+                        // Flush once the queue is drained, so bursts go out in few writes.
+                        if (close || out_rx.is_empty()) && sink.flush().await.is_err() { break; }
+                        if close { break; }
+                    }
+                    _ = tick.tick() => {
+                        if sink.send(Message::Ping(Bytes::new())).await.is_err() { break; }
+                    }
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let send = |v: Value| {
+            let _ = out_tx.try_send(text(&v));
+        };
+        let started = tokio::time::Instant::now();
+        let mut limiter = RateLimiter::new(
+            cfg.rate_per_sec,
+            cfg.burst,
+            cfg.flood_drops,
+            cfg.flood_window.as_micros() as u64,
+            0,
+        );
+        let mut room: Option<mpsc::UnboundedSender<RoomMsg>> = None;
+        let mut ext_out: Option<mpsc::Sender<Value>> = None;
+        let mut close_frame: Option<CloseFrame> = None;
+        let reason = loop {
+            let next = tokio::select! {
+                _ = kill.notified() => {
+                    close_frame = Some(CloseFrame { code: 1011, reason: "server error or too slow; reconnect".into() });
+                    break LeaveReason::Closed;
+                }
+                r = tokio::time::timeout(cfg.idle_timeout, stream.next()) => r,
+            };
+            let msg = match next {
+                Err(_) => break LeaveReason::Timeout,
+                Ok(None) | Ok(Some(Err(_))) => break LeaveReason::Closed,
+                Ok(Some(Ok(m))) => m,
+            };
+            let frame = match msg {
+                Message::Text(t) => Some(t),
+                Message::Binary(_) => None,
+                Message::Ping(_) | Message::Pong(_) => continue,
+                Message::Close(_) => break LeaveReason::Closed,
+            };
+            match limiter.check(started.elapsed().as_micros() as u64) {
+                Verdict::Allow => {}
+                Verdict::Drop => {
+                    send(OpError::new(codes::RATE_LIMITED, "too many messages; slow down").to_wire(None));
+                    continue;
+                }
+                Verdict::Flood => {
+                    send(OpError::new(codes::FLOOD, "sustained flooding; closing").to_wire(None));
+                    close_frame = Some(CloseFrame { code: 1008, reason: "flood".into() });
+                    break LeaveReason::Closed;
+                }
+            }
+            let Some(frame) = frame else {
+                send(OpError::new(codes::BINARY_NOT_SUPPORTED, "only JSON text frames").to_wire(None));
+                continue;
+            };
+            if frame.len() > MAX_FRAME_BYTES {
+                send(OpError::new(codes::FRAME_TOO_LARGE, "frame over 64 KiB").to_wire(None));
+                continue;
+            }
+            let decoded = match decode(frame.as_str()) {
+                Ok(m) => m,
+                Err(e) => {
+                    send(e.error.to_wire(e.op_id.as_deref()));
+                    continue;
+                }
+            };
+            match (decoded, &room) {
+                (ClientMsg::Hello { .. }, Some(_)) => {
+                    send(OpError::new(codes::HELLO_REPEATED, "hello was already received").to_wire(None))
+                }
+                (ClientMsg::Hello { protocol, last_seq, client }, None) => {
+                    if protocol != crate::proto::PROTOCOL_VERSION {
+                        send(OpError::new(codes::PROTOCOL_UNSUPPORTED, "this server speaks protocol 1").to_wire(None));
+                        continue;
+                    }
+                    let input = Input::Connect {
+                        conn,
+                        who: who.clone(),
+                        last_seq,
+                        client,
+                        rtc: ext.hello(&who),
+                        now: now_micros(),
+                    };
+                    let out = ConnOut { tx: out_tx.clone(), kill: kill.clone() };
+                    room = Some(self.dispatch(&spec, RoomMsg::Connect { out, input }));
+                }
+                (ClientMsg::Ping { t }, _) => send(json!({"type": "pong", "t": t, "server_ts": now_micros()})),
+                (_, None) => send(OpError::new(codes::HELLO_REQUIRED, "send hello first").to_wire(None)),
+                (ClientMsg::Op { op_id, op }, Some(tx)) => {
+                    let input = Input::Op {
+                        origin: Origin::Conn(conn),
+                        who: who.clone(),
+                        op_id: Some(op_id.clone()),
+                        op,
+                        now: now_micros(),
+                    };
+                    if tx.send(RoomMsg::Input(input)).is_err() {
+                        send(OpError::new(codes::INTERNAL, "the inspection's room failed; reconnect").to_wire(Some(&op_id)));
+                    }
+                }
+                (ClientMsg::Rtc(v), Some(_)) => {
+                    let eo = ext_out.get_or_insert_with(|| {
+                        let (tx, mut rx) = mpsc::channel::<Value>(64);
+                        let out = out_tx.clone();
+                        tokio::spawn(async move {
+                            while let Some(v) = rx.recv().await {
+                                if out.send(text(&v)).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                        tx
+                    });
+                    if let Err(e) = ext.on_message(&who, v, eo.clone()).await {
+                        send(json!({"type": "rtc.error", "code": e.code, "message": e.message}));
+                    }
+                }
+            }
+        };
+        if let Some(tx) = &room {
+            let _ = tx.send(RoomMsg::Input(Input::Disconnect { conn, reason, now: now_micros() }));
+        }
+        ext.on_close(&who).await;
+        drop(ext_out);
+        let _ = out_tx.try_send(Message::Close(close_frame));
+        drop(out_tx);
+        let abort = writer.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), writer).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+async fn run_room(
+    hub: SyncHub,
+    spec: RoomSpec,
+    generation: u64,
+    tx: mpsc::UnboundedSender<RoomMsg>,
+    mut rx: mpsc::UnboundedReceiver<RoomMsg>,
+) {
+    let cfg = hub.inner.config.clone();
+    let id = spec.inspection_id;
+    let restored = match store::load(&hub.inner.pool, id, cfg.replay_window).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(inspection = %id, error = %e, "cannot load the inspection's event log");
+            hub.forget(id, generation);
+            rx.close();
+            while let Ok(msg) = rx.try_recv() {
+                refuse(msg);
+            }
+            return;
+        }
+    };
+    let room_cfg = RoomConfig { replay_window: cfg.replay_window };
+    let mut shell = Shell {
+        hub: hub.clone(),
+        room: Room::new(&spec, restored, room_cfg, now_micros()),
+        generation,
+        tx,
+        conns: HashMap::new(),
+        api: HashMap::new(),
+        limits: json!({"max_frame_bytes": MAX_FRAME_BYTES, "rate_per_sec": cfg.rate_per_sec, "burst": cfg.burst}),
+        failed: false,
+    };
+    shell.drive();
+    loop {
+        let msg = if shell.room.is_idle() {
+            match tokio::time::timeout(cfg.room_unload_after, rx.recv()).await {
+                Ok(m) => m,
+                Err(_) => {
+                    // Unload: after leaving the map and closing the queue nothing new arrives;
+                    // whatever slipped in meanwhile goes to a fresh room.
+                    hub.forget(id, generation);
+                    rx.close();
+                    while let Ok(msg) = rx.try_recv() {
+                        hub.dispatch(&spec, msg);
+                    }
+                    return;
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        // The shell keeps a sender, so the queue never ends by itself.
+        let Some(msg) = msg else { return };
+        match msg {
+            RoomMsg::Connect { out, input } => {
+                if let Input::Connect { conn, .. } = &input {
+                    shell.conns.insert(*conn, out);
+                }
+                shell.room.handle(input);
+            }
+            RoomMsg::Input(input) => shell.room.handle(input),
+            RoomMsg::Submit { req, input, reply } => {
+                shell.api.insert(req, reply);
+                shell.room.handle(input);
+            }
+            RoomMsg::Snapshot(reply) => {
+                let _ = reply.send(shell.room.snapshot());
+            }
+            RoomMsg::Committed { upto } => shell.room.handle(Input::Committed { upto }),
+            RoomMsg::CommitFailed => shell.failed = true,
+        }
+        if !shell.failed {
+            shell.drive();
+        }
+        if shell.failed {
+            tracing::error!(inspection = %id, "event append failed; abandoning the room so it reloads from the database");
+            hub.forget(id, generation);
+            rx.close();
+            for (origin, op_id) in shell.room.abandon() {
+                shell.reject(origin, op_id, OpError::new(codes::INTERNAL, "could not commit; nothing was applied"));
+            }
+            for (_, c) in shell.conns.drain() {
+                c.kill.notify_one();
+            }
+            while let Ok(msg) = rx.try_recv() {
+                match msg {
+                    RoomMsg::Connect { .. } | RoomMsg::Submit { .. } | RoomMsg::Snapshot(_) => {
+                        hub.dispatch(&spec, msg);
+                    }
+                    _ => {}
+                }
+            }
+            return;
+        }
+    }
+}
+
+fn refuse(msg: RoomMsg) {
+    let e = OpError::new(codes::INTERNAL, "the inspection cannot be loaded");
+    match msg {
+        RoomMsg::Connect { out, .. } => {
+            let _ = out.tx.try_send(text(&e.to_wire(None)));
+            out.kill.notify_one();
+        }
+        RoomMsg::Submit { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        _ => {}
+    }
+}
+
+struct Shell {
+    hub: SyncHub,
+    room: Room,
+    generation: u64,
+    tx: mpsc::UnboundedSender<RoomMsg>,
+    conns: HashMap<ConnId, ConnOut>,
+    api: HashMap<u64, oneshot::Sender<Result<CommittedEvent, OpError>>>,
+    limits: Value,
+    failed: bool,
+}
+
+impl Shell {
+    fn to_conn(&mut self, conn: ConnId, msg: Message) {
+        let full = match self.conns.get(&conn) {
+            Some(c) => matches!(c.tx.try_send(msg), Err(mpsc::error::TrySendError::Full(_))),
+            None => false,
+        };
+        if full {
+            // A socket that cannot keep up is closed; it reconnects and resumes with last_seq.
+            if let Some(c) = self.conns.remove(&conn) {
+                c.kill.notify_one();
+            }
+        }
+    }
+
+    fn reject(&mut self, origin: Origin, op_id: Option<String>, error: OpError) {
+        match origin {
+            Origin::Conn(c) => self.to_conn(c, text(&error.to_wire(op_id.as_deref()))),
+            Origin::Api(r) => {
+                if let Some(reply) = self.api.remove(&r) {
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+    }
+
+    fn drive(&mut self) {
+        let mut persist = Vec::new();
+        while let Some(o) = self.room.poll_output() {
+            match o {
+                Output::Welcome { conn, who, seq, body, rtc } => {
+                    let v = welcome_message(
+                        self.room.inspection_id(),
+                        self.room.items(),
+                        self.room.site(),
+                        &who,
+                        seq,
+                        &body,
+                        rtc.as_ref(),
+                        self.limits.clone(),
+                    );
+                    self.to_conn(conn, text(&v));
+                }
+                Output::Persist(e) => persist.push(e),
+                Output::Ack { origin, op_id, event } => match origin {
+                    Origin::Conn(c) => {
+                        let v = json!({"type": "ack", "op_id": op_id, "seq": event.seq, "server_ts": event.server_ts_micros});
+                        self.to_conn(c, text(&v));
+                    }
+                    Origin::Api(r) => {
+                        if let Some(reply) = self.api.remove(&r) {
+                            let _ = reply.send(Ok((*event).clone()));
+                        }
+                    }
+                },
+                Output::Broadcast(e) => {
+                    let msg = text(&e.to_wire_message());
+                    let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+                    for c in ids {
+                        self.to_conn(c, msg.clone());
+                    }
+                    if self.hub.inner.events.receiver_count() > 0 {
+                        let _ = self.hub.inner.events.send((*e).clone());
+                    }
+                }
+                Output::Reject { origin, op_id, error } => self.reject(origin, op_id, error),
+                Output::CallLifecycle { token, transition, who } => {
+                    let lifecycle = self.hub.inner.lifecycle.clone();
+                    let tx = self.tx.clone();
+                    let id = self.room.inspection_id();
+                    tokio::spawn(async move {
+                        let result = lifecycle.transition(id, transition, &who).await;
+                        let _ = tx.send(RoomMsg::Input(Input::LifecycleDone { token, result, now: now_micros() }));
+                    });
+                }
+            }
+        }
+        if !persist.is_empty() {
+            let req = WriteReq { generation: self.generation, events: persist, done: self.tx.clone() };
+            if self.hub.inner.writer.send(req).is_err() {
+                self.failed = true;
+            }
+        }
+    }
+}

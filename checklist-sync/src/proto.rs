@@ -1,0 +1,496 @@
+//! The wire protocol (docs/protocol.md): decoding client frames into typed messages and
+//! operations, validation, stable error codes and encoding of server messages.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::domain::ItemResult;
+
+/// The only protocol version this crate speaks.
+pub const PROTOCOL_VERSION: i64 = 1;
+/// Client frames larger than this are answered with `frame_too_large` and ignored.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Frames larger than this are refused by the WebSocket layer, which closes the socket.
+pub const HARD_FRAME_LIMIT: usize = 1024 * 1024;
+const MAX_TEXT: usize = 4000;
+const MAX_OP_ID: usize = 64;
+
+/// Stable error codes sent to clients (see docs/protocol.md).
+pub mod codes {
+    /// The frame is not a JSON object.
+    pub const BAD_JSON: &str = "bad_json";
+    /// `type` missing, or a required field missing or of the wrong type.
+    pub const BAD_MESSAGE: &str = "bad_message";
+    /// Unknown message `type`.
+    pub const UNKNOWN_TYPE: &str = "unknown_type";
+    /// Unknown `op.kind`.
+    pub const UNKNOWN_OP: &str = "unknown_op";
+    /// A field's value is out of range, too long or malformed.
+    pub const INVALID_FIELD: &str = "invalid_field";
+    /// The item is not in this inspection's checklist.
+    pub const UNKNOWN_ITEM: &str = "unknown_item";
+    /// The role may not do this.
+    pub const FORBIDDEN: &str = "forbidden";
+    /// The op id was already applied.
+    pub const DUPLICATE_OP_ID: &str = "duplicate_op_id";
+    /// Needs a live inspection, but it has not started.
+    pub const NOT_LIVE: &str = "not_live";
+    /// `start` on a started inspection.
+    pub const ALREADY_STARTED: &str = "already_started";
+    /// Needs a live inspection, but it is finished.
+    pub const ALREADY_FINISHED: &str = "already_finished";
+    /// A start or finish is already being confirmed.
+    pub const TRANSITION_IN_PROGRESS: &str = "transition_in_progress";
+    /// Frame over 64 KiB.
+    pub const FRAME_TOO_LARGE: &str = "frame_too_large";
+    /// Binary frame.
+    pub const BINARY_NOT_SUPPORTED: &str = "binary_not_supported";
+    /// Over the per-connection rate.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// Sustained flooding; the socket is closed.
+    pub const FLOOD: &str = "flood";
+    /// A message before `hello`.
+    pub const HELLO_REQUIRED: &str = "hello_required";
+    /// A second `hello`.
+    pub const HELLO_REPEATED: &str = "hello_repeated";
+    /// Unsupported protocol version.
+    pub const PROTOCOL_UNSUPPORTED: &str = "protocol_unsupported";
+    /// The server is too busy.
+    pub const OVERLOADED: &str = "overloaded";
+    /// The server could not commit; nothing was applied.
+    pub const INTERNAL: &str = "internal";
+}
+
+/// A refused operation or message: stable code, explanation, and optional details.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct OpError {
+    /// Stable snake_case code from [`codes`] (or from the lifecycle / extension).
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The offending field, for `invalid_field`.
+    pub field: Option<String>,
+    /// For `duplicate_op_id`: the original event's seq and server timestamp.
+    pub original: Option<(u64, i64)>,
+}
+
+impl OpError {
+    /// An error with a code and message.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self { code: code.to_string(), message: message.into(), field: None, original: None }
+    }
+
+    /// An `invalid_field` error naming the field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self { field: Some(field.to_string()), ..Self::new(codes::INVALID_FIELD, message) }
+    }
+
+    /// The wire `error` message.
+    pub fn to_wire(&self, op_id: Option<&str>) -> Value {
+        let mut m = Map::new();
+        m.insert("type".into(), json!("error"));
+        if let Some(id) = op_id {
+            m.insert("op_id".into(), json!(id));
+        }
+        m.insert("code".into(), json!(self.code));
+        m.insert("message".into(), json!(self.message));
+        if let Some(f) = &self.field {
+            m.insert("field".into(), json!(f));
+        }
+        if let Some((seq, ts)) = self.original {
+            m.insert("seq".into(), json!(seq));
+            m.insert("server_ts".into(), json!(ts));
+        }
+        Value::Object(m)
+    }
+}
+
+/// What the browser says about itself in `hello.client`; recorded in the `join` event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// IANA time zone of the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// `navigator.webdriver`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webdriver: Option<bool>,
+    /// `navigator.userAgent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// `navigator.platform`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+/// The kind of an evidence reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// A photo.
+    Photo,
+    /// A video clip.
+    Video,
+    /// An audio clip.
+    Audio,
+    /// Any other file.
+    File,
+    /// A moment of the inspection's recording.
+    Recording,
+}
+
+/// A reference to a piece of evidence stored elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The evidence's id, e.g. an upload id.
+    pub id: String,
+    /// What it is.
+    pub kind: EvidenceKind,
+    /// Where to fetch it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// SHA-256 of the content, lowercase hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Caption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    /// The moment shown, µs since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_ts: Option<i64>,
+}
+
+/// A geolocation sample as the browser reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+    /// Horizontal accuracy, metres.
+    pub accuracy: f64,
+    /// Altitude, metres.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub altitude: Option<f64>,
+    /// Altitude accuracy, metres.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub altitude_accuracy: Option<f64>,
+    /// Heading, degrees clockwise from north.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heading: Option<f64>,
+    /// Speed, m/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+    /// Device time of the fix, ms since the epoch.
+    #[serde(deserialize_with = "de_millis")]
+    pub device_ts: i64,
+}
+
+/// Connection quality as the client judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    /// Good.
+    Good,
+    /// Usable with problems.
+    Fair,
+    /// Barely usable.
+    Poor,
+    /// Not known.
+    Unknown,
+}
+
+/// A presence update of a participant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// Connection quality.
+    pub quality: Quality,
+    /// Round-trip time, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<u32>,
+    /// Network kind, e.g. `wifi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Whether the page is visible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible: Option<bool>,
+}
+
+/// An operation a participant asks for (`op.kind` on the wire).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Operation {
+    /// Set or clear an item's result.
+    SetResult {
+        /// The item.
+        item_id: String,
+        /// The result.
+        result: ItemResult,
+        /// The inspector's comment on the result.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+        /// Description of the violation (only with `violation`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        violation: Option<String>,
+    },
+    /// Comment on an item.
+    Comment {
+        /// The item.
+        item_id: String,
+        /// The comment.
+        text: String,
+    },
+    /// Attach an evidence reference to an item.
+    AttachEvidence {
+        /// The item.
+        item_id: String,
+        /// The reference.
+        evidence: Evidence,
+    },
+    /// The inspection goes live.
+    Start,
+    /// The inspection is finished.
+    Finish,
+    /// A geolocation sample.
+    Location(Location),
+    /// Presence / connection quality.
+    Presence(Presence),
+}
+
+/// Every known `op.kind`.
+pub const OP_KINDS: &[&str] =
+    &["set_result", "comment", "attach_evidence", "start", "finish", "location", "presence"];
+
+fn de_millis<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let v = f64::deserialize(d)?;
+    // Browsers report whole milliseconds, but some give a fractional DOMHighResTimeStamp.
+    if !v.is_finite() || !(0.0..=1e15).contains(&v) {
+        return Err(serde::de::Error::custom("device_ts out of range"));
+    }
+    Ok(v.floor() as i64)
+}
+
+fn check_len(field: &str, s: &str, min: usize, max: usize) -> Result<(), OpError> {
+    let n = s.chars().count();
+    if n < min || n > max {
+        return Err(OpError::invalid(field, format!("{field} must be {min}..={max} characters")));
+    }
+    Ok(())
+}
+
+fn check_opt_len(field: &str, s: &Option<String>, max: usize) -> Result<(), OpError> {
+    match s {
+        Some(s) => check_len(field, s, 0, max),
+        None => Ok(()),
+    }
+}
+
+fn check_range(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), OpError> {
+    if !v.is_finite() || v < lo || v > hi {
+        return Err(OpError::invalid(field, format!("{field} must be a finite number in {lo}..={hi}")));
+    }
+    Ok(())
+}
+
+fn check_opt_range(field: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), OpError> {
+    match v {
+        Some(v) => check_range(field, v, lo, hi),
+        None => Ok(()),
+    }
+}
+
+impl Operation {
+    /// The wire name of the operation.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::SetResult { .. } => "set_result",
+            Self::Comment { .. } => "comment",
+            Self::AttachEvidence { .. } => "attach_evidence",
+            Self::Start => "start",
+            Self::Finish => "finish",
+            Self::Location(_) => "location",
+            Self::Presence(_) => "presence",
+        }
+    }
+
+    /// The item the operation is about, if any.
+    pub fn item_id(&self) -> Option<&str> {
+        match self {
+            Self::SetResult { item_id, .. }
+            | Self::Comment { item_id, .. }
+            | Self::AttachEvidence { item_id, .. } => Some(item_id),
+            _ => None,
+        }
+    }
+
+    /// Parses an `op` object; the codes are `bad_message`, `unknown_op` and `invalid_field`.
+    pub fn decode(v: &Value) -> Result<Self, OpError> {
+        let Some(obj) = v.as_object() else {
+            return Err(OpError::new(codes::BAD_MESSAGE, "op must be an object"));
+        };
+        let Some(kind) = obj.get("kind").and_then(Value::as_str) else {
+            return Err(OpError::new(codes::BAD_MESSAGE, "op.kind must be a string"));
+        };
+        if !OP_KINDS.contains(&kind) {
+            return Err(OpError::new(codes::UNKNOWN_OP, format!("unknown operation {kind:?}")));
+        }
+        let op: Operation = serde_json::from_value(v.clone())
+            .map_err(|e| OpError::new(codes::BAD_MESSAGE, format!("op {kind}: {e}")))?;
+        op.validate()?;
+        Ok(op)
+    }
+
+    /// Checks ranges and lengths of the fields.
+    pub fn validate(&self) -> Result<(), OpError> {
+        match self {
+            Self::SetResult { item_id, result, comment, violation } => {
+                check_len("item_id", item_id, 1, 128)?;
+                check_opt_len("comment", comment, MAX_TEXT)?;
+                check_opt_len("violation", violation, MAX_TEXT)?;
+                if violation.is_some() && *result != ItemResult::Violation {
+                    return Err(OpError::invalid(
+                        "violation",
+                        "a violation description goes only with result \"violation\"",
+                    ));
+                }
+            }
+            Self::Comment { item_id, text } => {
+                check_len("item_id", item_id, 1, 128)?;
+                check_len("text", text, 1, MAX_TEXT)?;
+            }
+            Self::AttachEvidence { item_id, evidence } => {
+                check_len("item_id", item_id, 1, 128)?;
+                check_len("evidence.id", &evidence.id, 1, 128)?;
+                check_opt_len("evidence.uri", &evidence.uri, 2048)?;
+                check_opt_len("evidence.caption", &evidence.caption, 1000)?;
+                if let Some(h) = &evidence.sha256 {
+                    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                        return Err(OpError::invalid("evidence.sha256", "must be 64 lowercase hex digits"));
+                    }
+                }
+            }
+            Self::Start | Self::Finish => {}
+            Self::Location(l) => {
+                check_range("lat", l.lat, -90.0, 90.0)?;
+                check_range("lon", l.lon, -180.0, 180.0)?;
+                check_range("accuracy", l.accuracy, 0.0, 1e7)?;
+                check_opt_range("altitude", l.altitude, -1e5, 1e6)?;
+                check_opt_range("altitude_accuracy", l.altitude_accuracy, 0.0, 1e7)?;
+                check_opt_range("heading", l.heading, 0.0, 360.0)?;
+                check_opt_range("speed", l.speed, 0.0, 1e5)?;
+            }
+            Self::Presence(p) => {
+                check_opt_len("network", &p.network, 32)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A decoded client message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMsg {
+    /// The first message.
+    Hello {
+        /// Protocol version the client speaks.
+        protocol: i64,
+        /// The highest seq the client has applied.
+        last_seq: Option<u64>,
+        /// What the browser says about itself.
+        client: ClientInfo,
+    },
+    /// An operation.
+    Op {
+        /// The client's op id.
+        op_id: String,
+        /// The operation.
+        op: Operation,
+    },
+    /// Round-trip probe; `t` is echoed.
+    Ping {
+        /// Echoed value.
+        t: Value,
+    },
+    /// A WebRTC signaling message for the extension, untouched.
+    Rtc(Value),
+}
+
+/// A frame that could not be decoded: the error and the op id if one could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// The error.
+    pub error: OpError,
+    /// The op id of the message, if it had a valid one.
+    pub op_id: Option<String>,
+}
+
+fn valid_op_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_OP_ID
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Decodes one client text frame. Never panics.
+pub fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
+    let fail = |error: OpError, op_id: Option<String>| DecodeError { error, op_id };
+    if text.len() > MAX_FRAME_BYTES {
+        return Err(fail(OpError::new(codes::FRAME_TOO_LARGE, "frame over 64 KiB"), None));
+    }
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| fail(OpError::new(codes::BAD_JSON, format!("not JSON: {e}")), None))?;
+    let Some(obj) = v.as_object() else {
+        return Err(fail(OpError::new(codes::BAD_JSON, "not a JSON object"), None));
+    };
+    let Some(ty) = obj.get("type").and_then(Value::as_str) else {
+        return Err(fail(OpError::new(codes::BAD_MESSAGE, "type must be a string"), None));
+    };
+    match ty {
+        "hello" => {
+            let protocol = obj.get("protocol").and_then(Value::as_i64).ok_or_else(|| {
+                fail(OpError::new(codes::BAD_MESSAGE, "hello.protocol must be an integer"), None)
+            })?;
+            let last_seq = match obj.get("last_seq") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().ok_or_else(|| {
+                    fail(OpError::invalid("last_seq", "last_seq must be an integer >= 0"), None)
+                })?),
+            };
+            let client = match obj.get("client") {
+                None | Some(Value::Null) => ClientInfo::default(),
+                Some(c) => serde_json::from_value::<ClientInfo>(c.clone()).map_err(|e| {
+                    fail(OpError::new(codes::BAD_MESSAGE, format!("hello.client: {e}")), None)
+                })?,
+            };
+            for (f, s) in [
+                ("client.timezone", &client.timezone),
+                ("client.user_agent", &client.user_agent),
+                ("client.platform", &client.platform),
+            ] {
+                check_opt_len(f, s, 512).map_err(|e| fail(e, None))?;
+            }
+            Ok(ClientMsg::Hello { protocol, last_seq, client })
+        }
+        "op" => {
+            let op_id = match obj.get("op_id") {
+                Some(Value::String(s)) if valid_op_id(s) => s.clone(),
+                Some(Value::String(_)) => {
+                    return Err(fail(
+                        OpError::invalid("op_id", "op_id must be 1..=64 characters of [A-Za-z0-9._:-]"),
+                        None,
+                    ))
+                }
+                _ => return Err(fail(OpError::new(codes::BAD_MESSAGE, "op_id must be a string"), None)),
+            };
+            let Some(op) = obj.get("op") else {
+                return Err(fail(OpError::new(codes::BAD_MESSAGE, "op missing"), Some(op_id)));
+            };
+            match Operation::decode(op) {
+                Ok(op) => Ok(ClientMsg::Op { op_id, op }),
+                Err(e) => Err(fail(e, Some(op_id))),
+            }
+        }
+        "ping" => Ok(ClientMsg::Ping { t: obj.get("t").cloned().unwrap_or(Value::Null) }),
+        t if t.starts_with("rtc.") => Ok(ClientMsg::Rtc(v)),
+        t => Err(fail(OpError::new(codes::UNKNOWN_TYPE, format!("unknown message type {t:?}")), None)),
+    }
+}

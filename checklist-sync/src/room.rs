@@ -1,0 +1,563 @@
+//! One inspection's sans-IO state machine: validates, sequences and orders events; the IO
+//! loop around it persists, acknowledges and broadcasts what it asks for.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::chain::{CommittedEvent, GENESIS_HASH};
+use crate::domain::{ItemSpec, LifecycleError, Principal, Role, RoomSpec, Site, Transition};
+use crate::proto::{codes, ClientInfo, OpError, Operation};
+use crate::state::{Event, EventBody, JoinInfo, LeaveInfo, LeaveReason, State, Status};
+
+/// Identifies one socket within the process.
+pub type ConnId = u64;
+
+/// Where an operation came from, so its answer can go back there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A socket.
+    Conn(ConnId),
+    /// A server-side call ([`crate::SyncHub::submit`]); the number is the IO layer's request id.
+    Api(u64),
+}
+
+/// A consistent view of an inspection: its state after event `seq`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The inspection.
+    pub inspection_id: Uuid,
+    /// Last event included.
+    pub seq: u64,
+    /// The state.
+    pub state: State,
+}
+
+/// What a room is restored from (the database, or nothing for a new inspection).
+#[derive(Debug, Clone, Default)]
+pub struct Restored {
+    /// State after the last stored event.
+    pub state: State,
+    /// Last stored seq (0 if none).
+    pub seq: u64,
+    /// Hash of the last stored event.
+    pub hash: Option<String>,
+    /// Server timestamp of the last stored event.
+    pub ts: i64,
+    /// Every stored (participant, op id) with its seq and timestamp.
+    pub op_ids: HashMap<(Uuid, String), (u64, i64)>,
+    /// The most recent stored events, oldest first.
+    pub recent: VecDeque<Arc<CommittedEvent>>,
+}
+
+/// Inputs of the room; `now` is the server time in µs since the epoch.
+#[derive(Debug)]
+pub enum Input {
+    /// A socket finished its hello.
+    Connect {
+        /// The socket.
+        conn: ConnId,
+        /// Who.
+        who: Principal,
+        /// The client's last seen seq.
+        last_seq: Option<u64>,
+        /// What the browser said about itself.
+        client: ClientInfo,
+        /// The extension's welcome addition.
+        rtc: Option<Value>,
+        /// Now.
+        now: i64,
+    },
+    /// A socket went away.
+    Disconnect {
+        /// The socket.
+        conn: ConnId,
+        /// Why.
+        reason: LeaveReason,
+        /// Now.
+        now: i64,
+    },
+    /// An operation.
+    Op {
+        /// Where to answer.
+        origin: Origin,
+        /// Who.
+        who: Principal,
+        /// The client's op id.
+        op_id: Option<String>,
+        /// What.
+        op: Operation,
+        /// Now.
+        now: i64,
+    },
+    /// The lifecycle answered a [`Output::CallLifecycle`].
+    LifecycleDone {
+        /// The call's token.
+        token: u64,
+        /// Its answer.
+        result: Result<(), LifecycleError>,
+        /// Now.
+        now: i64,
+    },
+    /// Every event up to this seq is durable.
+    Committed {
+        /// Highest durable seq.
+        upto: u64,
+    },
+}
+
+/// What the welcome carries besides the fixed fields.
+#[derive(Debug, Clone)]
+pub enum WelcomeBody {
+    /// The events the client missed.
+    Events(Vec<Arc<CommittedEvent>>),
+    /// The full state.
+    Snapshot(State),
+}
+
+/// Outputs of the room, in the order they must be carried out.
+#[derive(Debug)]
+pub enum Output {
+    /// Send the welcome to a socket.
+    Welcome {
+        /// The socket.
+        conn: ConnId,
+        /// Who it is.
+        who: Principal,
+        /// Seq the welcome is consistent with.
+        seq: u64,
+        /// Events or snapshot.
+        body: WelcomeBody,
+        /// Extension's addition.
+        rtc: Option<Value>,
+    },
+    /// Append this event to the database; answer with [`Input::Committed`].
+    Persist(Arc<CommittedEvent>),
+    /// The operation from `origin` is durable.
+    Ack {
+        /// Where to answer.
+        origin: Origin,
+        /// The client's op id.
+        op_id: Option<String>,
+        /// The event.
+        event: Arc<CommittedEvent>,
+    },
+    /// Send this durable event to every socket of the inspection (and the hub's listeners).
+    Broadcast(Arc<CommittedEvent>),
+    /// The operation was refused; nothing changed.
+    Reject {
+        /// Where to answer.
+        origin: Origin,
+        /// The client's op id.
+        op_id: Option<String>,
+        /// Why.
+        error: OpError,
+    },
+    /// Ask the lifecycle to confirm a transition; answer with [`Input::LifecycleDone`].
+    CallLifecycle {
+        /// Token to echo.
+        token: u64,
+        /// Which transition.
+        transition: Transition,
+        /// Who asked.
+        who: Principal,
+    },
+}
+
+#[derive(Debug)]
+struct Pending {
+    origin: Option<Origin>,
+    event: Event,
+    sealed: Arc<CommittedEvent>,
+}
+
+#[derive(Debug)]
+struct PendingTransition {
+    token: u64,
+    origin: Origin,
+    op_id: Option<String>,
+    who: Principal,
+    op: Operation,
+}
+
+/// Room tuning.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// How many recent events are kept for replay to reconnecting clients.
+    pub replay_window: usize,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self { replay_window: 1024 }
+    }
+}
+
+/// One inspection's state machine.
+#[derive(Debug)]
+pub struct Room {
+    id: Uuid,
+    items: Vec<ItemSpec>,
+    item_ids: HashSet<String>,
+    site: Option<Site>,
+    config: RoomConfig,
+    head: State,
+    head_seq: u64,
+    head_hash: String,
+    head_ts: i64,
+    committed: State,
+    committed_seq: u64,
+    pending: VecDeque<Pending>,
+    dup_waiters: Vec<(u64, i64, Origin, String)>,
+    op_ids: HashMap<(Uuid, String), (u64, i64)>,
+    recent: VecDeque<Arc<CommittedEvent>>,
+    conns: HashMap<ConnId, Uuid>,
+    online: HashMap<Uuid, usize>,
+    transition: Option<PendingTransition>,
+    next_token: u64,
+    out: VecDeque<Output>,
+}
+
+fn may(role: Role, op: &Operation) -> bool {
+    match role {
+        Role::Inspector => true,
+        Role::Business => matches!(
+            op,
+            Operation::Comment { .. }
+                | Operation::AttachEvidence { .. }
+                | Operation::Location(_)
+                | Operation::Presence(_)
+        ),
+        Role::Observer => matches!(op, Operation::Presence(_)),
+    }
+}
+
+impl Room {
+    /// A room restored from storage. Participants the log still shows online (the server
+    /// stopped under them) get a `leave` with reason `server_restart`.
+    pub fn new(spec: &RoomSpec, restored: Restored, config: RoomConfig, now: i64) -> Self {
+        let mut room = Self {
+            id: spec.inspection_id,
+            items: spec.items.clone(),
+            item_ids: spec.items.iter().map(|i| i.id.clone()).collect(),
+            site: spec.site,
+            config,
+            head: restored.state.clone(),
+            head_seq: restored.seq,
+            head_hash: restored.hash.unwrap_or_else(|| GENESIS_HASH.to_string()),
+            head_ts: restored.ts,
+            committed: restored.state,
+            committed_seq: restored.seq,
+            pending: VecDeque::new(),
+            dup_waiters: Vec::new(),
+            op_ids: restored.op_ids,
+            recent: restored.recent,
+            conns: HashMap::new(),
+            online: HashMap::new(),
+            transition: None,
+            next_token: 1,
+            out: VecDeque::new(),
+        };
+        let stale: Vec<Uuid> =
+            room.head.participants.iter().filter(|(_, p)| p.online).map(|(id, _)| *id).collect();
+        for pid in stale {
+            let body = EventBody::Leave(LeaveInfo { reason: LeaveReason::ServerRestart });
+            room.append(pid, None, body, None, now);
+        }
+        room
+    }
+
+    /// The inspection.
+    pub fn inspection_id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The checklist.
+    pub fn items(&self) -> &[ItemSpec] {
+        &self.items
+    }
+
+    /// The expected site.
+    pub fn site(&self) -> Option<Site> {
+        self.site
+    }
+
+    /// The durable state.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot { inspection_id: self.id, seq: self.committed_seq, state: self.committed.clone() }
+    }
+
+    /// True when nothing is connected or in flight: the room may be unloaded.
+    pub fn is_idle(&self) -> bool {
+        self.conns.is_empty() && self.pending.is_empty() && self.transition.is_none()
+    }
+
+    /// Number of sockets.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Next output to carry out.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The origins of everything still waiting (for a commit or the lifecycle): used when
+    /// the room has to be abandoned after a storage failure.
+    pub fn abandon(&mut self) -> Vec<(Origin, Option<String>)> {
+        let mut v: Vec<_> = self
+            .pending
+            .drain(..)
+            .filter_map(|p| p.origin.map(|o| (o, p.event.client_op_id)))
+            .collect();
+        v.extend(self.dup_waiters.drain(..).map(|(_, _, o, id)| (o, Some(id))));
+        if let Some(t) = self.transition.take() {
+            v.push((t.origin, t.op_id));
+        }
+        v
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, input: Input) {
+        match input {
+            Input::Connect { conn, who, last_seq, client, rtc, now } => {
+                self.connect(conn, who, last_seq, client, rtc, now)
+            }
+            Input::Disconnect { conn, reason, now } => {
+                let Some(pid) = self.conns.remove(&conn) else { return };
+                let n = self.online.entry(pid).or_insert(1);
+                *n -= 1;
+                if *n == 0 {
+                    self.online.remove(&pid);
+                    self.append(pid, None, EventBody::Leave(LeaveInfo { reason }), None, now);
+                }
+            }
+            Input::Op { origin, who, op_id, op, now } => self.op(origin, who, op_id, op, now),
+            Input::LifecycleDone { token, result, now } => {
+                let Some(t) = self.transition.take_if(|t| t.token == token) else { return };
+                match result {
+                    Err(e) => self.out.push_back(Output::Reject {
+                        origin: t.origin,
+                        op_id: t.op_id,
+                        error: OpError::new(&e.code, e.message),
+                    }),
+                    Ok(()) => match self.check_lifecycle(&t.op) {
+                        Err(error) => {
+                            self.out.push_back(Output::Reject { origin: t.origin, op_id: t.op_id, error })
+                        }
+                        Ok(()) => self.append(
+                            t.who.participant_id,
+                            t.op_id,
+                            EventBody::Op(t.op),
+                            Some(t.origin),
+                            now,
+                        ),
+                    },
+                }
+            }
+            Input::Committed { upto } => self.committed(upto),
+        }
+    }
+
+    fn connect(
+        &mut self,
+        conn: ConnId,
+        who: Principal,
+        last_seq: Option<u64>,
+        client: ClientInfo,
+        rtc: Option<Value>,
+        now: i64,
+    ) {
+        let oldest = self.recent.front().map(|e| e.seq).unwrap_or(self.committed_seq + 1);
+        let body = match last_seq {
+            Some(ls) if ls <= self.committed_seq && ls + 1 >= oldest => WelcomeBody::Events(
+                self.recent.iter().filter(|e| e.seq > ls).cloned().collect(),
+            ),
+            _ => WelcomeBody::Snapshot(self.committed.clone()),
+        };
+        self.out.push_back(Output::Welcome {
+            conn,
+            who: who.clone(),
+            seq: self.committed_seq,
+            body,
+            rtc,
+        });
+        self.conns.insert(conn, who.participant_id);
+        let n = self.online.entry(who.participant_id).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            let body = EventBody::Join(JoinInfo {
+                role: who.role,
+                display_name: who.display_name.clone(),
+                device: who.device.clone(),
+                client,
+            });
+            self.append(who.participant_id, None, body, None, now);
+        }
+    }
+
+    fn check_lifecycle(&self, op: &Operation) -> Result<(), OpError> {
+        let status = self.head.lifecycle.status;
+        let needs_live = |status| match status {
+            Status::Live => Ok(()),
+            Status::NotStarted => Err(OpError::new(codes::NOT_LIVE, "the inspection has not started")),
+            Status::Finished => Err(OpError::new(codes::ALREADY_FINISHED, "the inspection is finished")),
+        };
+        match op {
+            Operation::SetResult { .. }
+            | Operation::Comment { .. }
+            | Operation::AttachEvidence { .. }
+            | Operation::Finish => needs_live(status),
+            Operation::Start => match status {
+                Status::NotStarted => Ok(()),
+                _ => Err(OpError::new(codes::ALREADY_STARTED, "the inspection has already started")),
+            },
+            Operation::Location(_) | Operation::Presence(_) => Ok(()),
+        }
+    }
+
+    fn op(&mut self, origin: Origin, who: Principal, op_id: Option<String>, op: Operation, now: i64) {
+        let reject = |error: OpError| Output::Reject { origin, op_id: op_id.clone(), error };
+        if let Some(id) = &op_id {
+            if let Some(&(seq, ts)) = self.op_ids.get(&(who.participant_id, id.clone())) {
+                if seq <= self.committed_seq {
+                    let mut e = OpError::new(codes::DUPLICATE_OP_ID, "this op_id was already applied");
+                    e.original = Some((seq, ts));
+                    self.out.push_back(reject(e));
+                } else {
+                    self.dup_waiters.push((seq, ts, origin, id.clone()));
+                }
+                return;
+            }
+            if let Some(t) = &self.transition {
+                if t.who.participant_id == who.participant_id && t.op_id.as_deref() == Some(id) {
+                    let e = OpError::new(codes::TRANSITION_IN_PROGRESS, "this operation is being confirmed");
+                    self.out.push_back(reject(e));
+                    return;
+                }
+            }
+        }
+        if !may(who.role, &op) {
+            let e = OpError::new(
+                codes::FORBIDDEN,
+                format!("{} may not do {}", who.role.as_str(), op.kind()),
+            );
+            self.out.push_back(reject(e));
+            return;
+        }
+        if let Some(item) = op.item_id() {
+            if !self.item_ids.contains(item) {
+                let e = OpError::new(codes::UNKNOWN_ITEM, format!("no item {item:?} in this checklist"));
+                self.out.push_back(reject(e));
+                return;
+            }
+        }
+        if let Err(e) = self.check_lifecycle(&op) {
+            self.out.push_back(reject(e));
+            return;
+        }
+        let transition = match op {
+            Operation::Start => Some(Transition::Start),
+            Operation::Finish => Some(Transition::Finish),
+            _ => None,
+        };
+        if let Some(transition) = transition {
+            if self.transition.is_some() {
+                let e = OpError::new(codes::TRANSITION_IN_PROGRESS, "a start or finish is being confirmed");
+                self.out.push_back(reject(e));
+                return;
+            }
+            let token = self.next_token;
+            self.next_token += 1;
+            self.out.push_back(Output::CallLifecycle { token, transition, who: who.clone() });
+            self.transition = Some(PendingTransition { token, origin, op_id, who, op });
+            return;
+        }
+        self.append(who.participant_id, op_id, EventBody::Op(op), Some(origin), now);
+    }
+
+    fn append(&mut self, pid: Uuid, op_id: Option<String>, body: EventBody, origin: Option<Origin>, now: i64) {
+        // Strictly increasing timestamps keep recording anchors ordered like the log.
+        let ts = now.max(self.head_ts + 1);
+        let event = Event { seq: self.head_seq + 1, server_ts: ts, participant_id: pid, client_op_id: op_id, body };
+        let sealed = Arc::new(CommittedEvent::seal(self.id, &event, &self.head_hash));
+        self.head.apply(&event);
+        self.head_seq = event.seq;
+        self.head_ts = ts;
+        self.head_hash = sealed.hash.clone();
+        if let Some(id) = &event.client_op_id {
+            self.op_ids.insert((pid, id.clone()), (event.seq, ts));
+        }
+        self.out.push_back(Output::Persist(sealed.clone()));
+        self.pending.push_back(Pending { origin, event, sealed });
+    }
+
+    fn committed(&mut self, upto: u64) {
+        while self.pending.front().is_some_and(|p| p.event.seq <= upto) {
+            // The loop condition guarantees an element.
+            let Some(p) = self.pending.pop_front() else { break };
+            self.committed.apply(&p.event);
+            self.committed_seq = p.event.seq;
+            self.recent.push_back(p.sealed.clone());
+            while self.recent.len() > self.config.replay_window {
+                self.recent.pop_front();
+            }
+            if let Some(origin) = p.origin {
+                self.out.push_back(Output::Ack {
+                    origin,
+                    op_id: p.event.client_op_id.clone(),
+                    event: p.sealed.clone(),
+                });
+            }
+            self.out.push_back(Output::Broadcast(p.sealed));
+        }
+        let committed_seq = self.committed_seq;
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            self.dup_waiters.drain(..).partition(|(seq, ..)| *seq <= committed_seq);
+        self.dup_waiters = waiting;
+        for (seq, ts, origin, id) in ready {
+            let mut e = OpError::new(codes::DUPLICATE_OP_ID, "this op_id was already applied");
+            e.original = Some((seq, ts));
+            self.out.push_back(Output::Reject { origin, op_id: Some(id), error: e });
+        }
+    }
+}
+
+/// Encodes the welcome message.
+pub fn welcome_message(
+    inspection_id: Uuid,
+    items: &[ItemSpec],
+    site: Option<Site>,
+    who: &Principal,
+    seq: u64,
+    body: &WelcomeBody,
+    rtc: Option<&Value>,
+    limits: Value,
+) -> Value {
+    let mut v = json!({
+        "type": "welcome",
+        "protocol": crate::proto::PROTOCOL_VERSION,
+        "inspection_id": inspection_id,
+        "you": {"participant_id": who.participant_id, "role": who.role, "display_name": who.display_name},
+        "seq": seq,
+        "checklist": items,
+        "site": site,
+        "limits": limits,
+    });
+    // `v` was built as an object just above.
+    let m = v.as_object_mut().expect("welcome is an object");
+    match body {
+        WelcomeBody::Events(evs) => {
+            m.insert("events".into(), Value::Array(evs.iter().map(|e| e.to_wire()).collect()));
+        }
+        WelcomeBody::Snapshot(s) => {
+            m.insert("snapshot".into(), serde_json::to_value(s).unwrap_or(Value::Null));
+        }
+    }
+    if let Some(r) = rtc {
+        m.insert("rtc".into(), r.clone());
+    }
+    v
+}

@@ -1,0 +1,336 @@
+//! The inspection's state as a pure function of its event log.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::domain::{ItemResult, Role};
+use crate::proto::{ClientInfo, Evidence, Location, Operation, Presence, Quality};
+
+/// Why a participant's last socket went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// The socket was closed (by either side).
+    Closed,
+    /// No sign of life for too long.
+    Timeout,
+    /// The server stopped while the participant was connected.
+    ServerRestart,
+}
+
+/// Payload of a `join` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinInfo {
+    /// The participant's role.
+    pub role: Role,
+    /// Name shown to others.
+    pub display_name: String,
+    /// Device kind.
+    pub device: String,
+    /// What the browser said about itself.
+    #[serde(default)]
+    pub client: ClientInfo,
+}
+
+/// Payload of a `leave` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaveInfo {
+    /// Why.
+    pub reason: LeaveReason,
+}
+
+/// What happened, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventBody {
+    /// A participant's operation.
+    Op(Operation),
+    /// A participant's first socket connected.
+    Join(JoinInfo),
+    /// A participant's last socket went away.
+    Leave(LeaveInfo),
+}
+
+impl EventBody {
+    /// The `kind` column / wire field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Op(op) => op.kind(),
+            Self::Join(_) => "join",
+            Self::Leave(_) => "leave",
+        }
+    }
+
+    /// The `payload` column / wire field.
+    pub fn payload(&self) -> Value {
+        let v = match self {
+            Self::Op(op) => serde_json::to_value(op),
+            Self::Join(j) => serde_json::to_value(j),
+            Self::Leave(l) => serde_json::to_value(l),
+        };
+        // Serializing these plain data types into a Value cannot fail (no maps with non-string keys).
+        let mut v = v.unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.remove("kind");
+        }
+        if v.is_null() {
+            v = Value::Object(Default::default());
+        }
+        v
+    }
+
+    /// Rebuilds the body from a stored or received kind and payload.
+    pub fn from_parts(kind: &str, payload: &Value) -> Result<Self, String> {
+        match kind {
+            "join" => serde_json::from_value(payload.clone()).map(Self::Join).map_err(|e| e.to_string()),
+            "leave" => serde_json::from_value(payload.clone()).map(Self::Leave).map_err(|e| e.to_string()),
+            k => {
+                let mut obj = match payload {
+                    Value::Object(m) => m.clone(),
+                    _ => return Err("payload is not an object".into()),
+                };
+                obj.insert("kind".into(), Value::String(k.to_string()));
+                serde_json::from_value(Value::Object(obj)).map(Self::Op).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// One sequenced event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Per-inspection sequence number, from 1.
+    pub seq: u64,
+    /// Server time of acceptance, µs since the epoch UTC.
+    pub server_ts: i64,
+    /// Who.
+    pub participant_id: Uuid,
+    /// The client's op id, if the event came from a client operation.
+    pub client_op_id: Option<String>,
+    /// What.
+    pub body: EventBody,
+}
+
+impl Event {
+    /// Parses an event in its wire shape (`event` message or welcome `events` entry).
+    pub fn from_wire(v: &Value) -> Result<Self, String> {
+        let seq = v.get("seq").and_then(Value::as_u64).ok_or("seq")?;
+        let server_ts = v.get("server_ts").and_then(Value::as_i64).ok_or("server_ts")?;
+        let participant_id = v
+            .get("participant_id")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or("participant_id")?;
+        let client_op_id = v.get("op_id").and_then(Value::as_str).map(str::to_string);
+        let kind = v.get("kind").and_then(Value::as_str).ok_or("kind")?;
+        let payload = v.get("payload").ok_or("payload")?;
+        let body = EventBody::from_parts(kind, payload)?;
+        Ok(Self { seq, server_ts, participant_id, client_op_id, body })
+    }
+}
+
+/// Inspection lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Not started yet.
+    #[default]
+    NotStarted,
+    /// Running.
+    Live,
+    /// Finished.
+    Finished,
+}
+
+/// The lifecycle part of the state.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LifecycleState {
+    /// Status.
+    pub status: Status,
+    /// When it started, µs.
+    pub started_at: Option<i64>,
+    /// Who started it.
+    pub started_by: Option<Uuid>,
+    /// When it finished, µs.
+    pub finished_at: Option<i64>,
+    /// Who finished it.
+    pub finished_by: Option<Uuid>,
+}
+
+/// A comment on an item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemComment {
+    /// Event seq.
+    pub seq: u64,
+    /// Server time, µs.
+    pub ts: i64,
+    /// Author.
+    pub by: Uuid,
+    /// Text.
+    pub text: String,
+}
+
+/// An evidence reference attached to an item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceEntry {
+    /// Event seq.
+    pub seq: u64,
+    /// Server time, µs.
+    pub ts: i64,
+    /// Who attached it.
+    pub by: Uuid,
+    /// The reference.
+    #[serde(flatten)]
+    pub evidence: Evidence,
+}
+
+/// One item's state; an item without `result` is unanswered.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ItemState {
+    /// Current result (never `clear`).
+    pub result: Option<ItemResult>,
+    /// The inspector's comment on the result.
+    pub comment: Option<String>,
+    /// Violation description.
+    pub violation: Option<String>,
+    /// Server time of the result: the recording anchor.
+    pub result_ts: Option<i64>,
+    /// Seq of the result's event.
+    pub result_seq: Option<u64>,
+    /// Who set the result.
+    pub result_by: Option<Uuid>,
+    /// Discussion.
+    pub comments: Vec<ItemComment>,
+    /// Evidence.
+    pub evidence: Vec<EvidenceEntry>,
+}
+
+/// Last location of a participant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocationState {
+    /// The sample.
+    #[serde(flatten)]
+    pub sample: Location,
+    /// Server time of acceptance, µs.
+    pub server_ts: i64,
+}
+
+/// One participant as seen by everybody.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ParticipantState {
+    /// Role (absent only for a participant known from an operation without a join).
+    pub role: Option<Role>,
+    /// Name.
+    pub display_name: String,
+    /// Device kind.
+    pub device: String,
+    /// Has at least one socket.
+    pub online: bool,
+    /// Last join, µs.
+    pub joined_at: Option<i64>,
+    /// Last leave, µs.
+    pub left_at: Option<i64>,
+    /// Last reported quality.
+    pub quality: Option<Quality>,
+    /// Last reported round-trip time.
+    pub rtt_ms: Option<u32>,
+    /// Last reported network kind.
+    pub network: Option<String>,
+    /// Last reported page visibility.
+    pub visible: Option<bool>,
+    /// Last location.
+    pub location: Option<LocationState>,
+}
+
+/// The whole inspection state: a pure fold of the event log.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct State {
+    /// Lifecycle.
+    pub lifecycle: LifecycleState,
+    /// Items that have anything (absent = unanswered, nothing attached).
+    pub items: BTreeMap<String, ItemState>,
+    /// Everybody who ever joined.
+    pub participants: BTreeMap<Uuid, ParticipantState>,
+}
+
+impl State {
+    /// Applies one event. Validation happened before sequencing, so this never refuses.
+    pub fn apply(&mut self, ev: &Event) {
+        let ts = ev.server_ts;
+        let by = ev.participant_id;
+        match &ev.body {
+            EventBody::Join(j) => {
+                let p = self.participants.entry(by).or_default();
+                p.role = Some(j.role);
+                p.display_name = j.display_name.clone();
+                p.device = j.device.clone();
+                p.online = true;
+                p.joined_at = Some(ts);
+            }
+            EventBody::Leave(_) => {
+                let p = self.participants.entry(by).or_default();
+                p.online = false;
+                p.left_at = Some(ts);
+            }
+            EventBody::Op(op) => match op {
+                Operation::SetResult { item_id, result, comment, violation } => {
+                    let it = self.items.entry(item_id.clone()).or_default();
+                    if *result == ItemResult::Clear {
+                        it.result = None;
+                        it.comment = None;
+                        it.violation = None;
+                        it.result_ts = None;
+                        it.result_seq = None;
+                        it.result_by = None;
+                    } else {
+                        it.result = Some(*result);
+                        it.comment = comment.clone();
+                        it.violation = violation.clone();
+                        it.result_ts = Some(ts);
+                        it.result_seq = Some(ev.seq);
+                        it.result_by = Some(by);
+                    }
+                }
+                Operation::Comment { item_id, text } => {
+                    self.items.entry(item_id.clone()).or_default().comments.push(ItemComment {
+                        seq: ev.seq,
+                        ts,
+                        by,
+                        text: text.clone(),
+                    });
+                }
+                Operation::AttachEvidence { item_id, evidence } => {
+                    self.items.entry(item_id.clone()).or_default().evidence.push(EvidenceEntry {
+                        seq: ev.seq,
+                        ts,
+                        by,
+                        evidence: evidence.clone(),
+                    });
+                }
+                Operation::Start => {
+                    self.lifecycle.status = Status::Live;
+                    self.lifecycle.started_at = Some(ts);
+                    self.lifecycle.started_by = Some(by);
+                }
+                Operation::Finish => {
+                    self.lifecycle.status = Status::Finished;
+                    self.lifecycle.finished_at = Some(ts);
+                    self.lifecycle.finished_by = Some(by);
+                }
+                Operation::Location(l) => {
+                    self.participants.entry(by).or_default().location =
+                        Some(LocationState { sample: l.clone(), server_ts: ts });
+                }
+                Operation::Presence(Presence { quality, rtt_ms, network, visible }) => {
+                    let p = self.participants.entry(by).or_default();
+                    p.quality = Some(*quality);
+                    p.rtt_ms = *rtt_ms;
+                    p.network = network.clone();
+                    p.visible = *visible;
+                }
+            },
+        }
+    }
+}

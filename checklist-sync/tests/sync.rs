@@ -1,0 +1,378 @@
+//! Integration tests over real WebSockets against the dev server.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use checklist_sync::{
+    export_jsonl, verify, BrokenReason, ItemResult, Lifecycle, LifecycleError, Operation, Principal, Role,
+    SyncConfig, Transition,
+};
+use common::{devserver, item_result, next_json, raw_connect, Client, TestDb};
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+async fn server(config: SyncConfig) -> (TestDb, devserver::DevServer) {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let srv = devserver::start(pool, config, None, 10, "127.0.0.1:0").await.expect("server");
+    (db, srv)
+}
+
+async fn count_events(pool: &sqlx::AnyPool, id: Uuid) -> i64 {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT COUNT(*) FROM events WHERE inspection_id = $1")
+        .bind(id.to_string())
+        .fetch_one(pool)
+        .await
+        .expect("count");
+    row.try_get::<i64, _>(0).expect("count column")
+}
+
+#[tokio::test]
+async fn results_appear_on_the_other_side_acked_after_commit() {
+    let (_db, srv) = server(SyncConfig::default()).await;
+    let id = Uuid::new_v4();
+    let mut marks = srv.hub.events();
+    let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
+    assert_eq!(insp.welcome["you"]["role"], "inspector");
+    assert_eq!(insp.welcome["checklist"].as_array().expect("checklist").len(), 10);
+    let mut biz = Client::connect(srv.addr, id, Uuid::new_v4(), "business").await;
+
+    let ack = insp.op("s1", json!({"kind": "start"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let ack = insp
+        .op(
+            "r1",
+            json!({"kind": "set_result", "item_id": "q3", "result": "violation",
+                   "comment": "Нет огнетушителя", "violation": "Огнетушитель отсутствует"}),
+        )
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let seq = ack["seq"].as_u64().expect("seq");
+    let ts = ack["server_ts"].as_i64().expect("server_ts");
+    // Acknowledged means durable: the row is in the database already.
+    assert_eq!(count_events(&srv.pool, id).await as u64, seq);
+
+    biz.sync_to(seq).await;
+    let item = &biz.state.items["q3"];
+    assert_eq!(item.result, Some(ItemResult::Violation));
+    assert_eq!(item.comment.as_deref(), Some("Нет огнетушителя"));
+    assert_eq!(item.violation.as_deref(), Some("Огнетушитель отсутствует"));
+    assert_eq!(item.result_ts, Some(ts));
+    // Presence: both are online and known to each other.
+    assert_eq!(biz.state.participants.len(), 2);
+    assert!(biz.state.participants.values().all(|p| p.online));
+
+    // The business may comment, send its location and presence, but not set results.
+    let a = biz.op("c1", json!({"kind": "comment", "item_id": "q3", "text": "Купим сегодня"})).await;
+    assert_eq!(a["type"], "ack", "{a}");
+    let a = biz
+        .op("l1", json!({"kind": "location", "lat": 55.75, "lon": 37.61, "accuracy": 12.5,
+                          "altitude": null, "heading": 90.0, "speed": 0.0, "device_ts": 1763924105123u64}))
+        .await;
+    assert_eq!(a["type"], "ack", "{a}");
+    let a = biz.op("p1", json!({"kind": "presence", "quality": "poor", "rtt_ms": 480, "network": "cellular"})).await;
+    assert_eq!(a["type"], "ack", "{a}");
+    let e = biz.op("r2", item_result("q1", "compliant")).await;
+    assert_eq!(e["code"], "forbidden", "{e}");
+
+    let last = a["seq"].as_u64().expect("seq");
+    insp.sync_to(last).await;
+    biz.sync_to(last).await;
+    assert_eq!(insp.state, biz.state);
+    let snap = srv.hub.snapshot(id).await.expect("snapshot");
+    assert_eq!(snap.seq, last);
+    assert_eq!(snap.state, insp.state);
+    let bp = &insp.state.participants[&biz.pid];
+    assert_eq!(bp.location.as_ref().map(|l| l.sample.lat), Some(55.75));
+    assert_eq!(bp.network.as_deref(), Some("cellular"));
+
+    // The lead's mark feed sees the result.
+    let mut found = false;
+    while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(200), marks.recv()).await {
+        if let Some(m) = ev.item_result() {
+            assert_eq!(m.item_id, "q3");
+            assert_eq!(m.result, ItemResult::Violation);
+            assert_eq!(ev.server_ts_micros, ts);
+            found = true;
+        }
+    }
+    assert!(found, "set_result reached SyncHub::events");
+
+    // Leaving is seen by the other side.
+    drop(biz.ws);
+    let left = loop {
+        let v = insp.recv().await.expect("open");
+        if v["kind"] == "leave" {
+            break v;
+        }
+    };
+    assert_eq!(left["payload"]["reason"], "closed");
+    assert!(!insp.state.participants[&biz.pid].online);
+    assert!(verify(&srv.pool, id).await.expect("verify").is_intact());
+}
+
+#[tokio::test]
+async fn bad_input_gets_stable_codes_changes_nothing_and_keeps_the_socket() {
+    let (_db, srv) = server(SyncConfig::default()).await;
+    let id = Uuid::new_v4();
+    let mut ws = raw_connect(srv.addr, id, Uuid::new_v4(), "business").await;
+    // Before hello.
+    ws.send(Message::Text(json!({"type": "op", "op_id": "x", "op": {"kind": "start"}}).to_string().into()))
+        .await
+        .expect("send");
+    assert_eq!(next_json(&mut ws).await.expect("open")["code"], "hello_required");
+    ws.send(Message::Text(json!({"type": "hello", "protocol": 2}).to_string().into())).await.expect("send");
+    assert_eq!(next_json(&mut ws).await.expect("open")["code"], "protocol_unsupported");
+    drop(ws);
+
+    let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
+    assert_eq!(insp.op("s", json!({"kind": "start"})).await["type"], "ack");
+    let mut biz = Client::connect(srv.addr, id, Uuid::new_v4(), "business").await;
+    biz.await_online().await;
+    let before = srv.hub.snapshot(id).await.expect("snapshot");
+    let rows_before = count_events(&srv.pool, id).await;
+
+    let cases: Vec<(String, &str)> = vec![
+        ("{not json".into(), "bad_json"),
+        ("[1,2,3]".into(), "bad_json"),
+        (json!({"kind": "op"}).to_string(), "bad_message"),
+        (json!({"type": "teleport"}).to_string(), "unknown_type"),
+        (json!({"type": "op", "op_id": "a1", "op": {"kind": "delete_everything"}}).to_string(), "unknown_op"),
+        (json!({"type": "op", "op_id": "a2", "op": {"kind": "comment", "item_id": "nope", "text": "x"}}).to_string(), "unknown_item"),
+        (json!({"type": "op", "op_id": "a3", "op": {"kind": "set_result", "item_id": "q1", "result": "compliant"}}).to_string(), "forbidden"),
+        (json!({"type": "op", "op_id": "a4", "op": {"kind": "start"}}).to_string(), "forbidden"),
+        (json!({"type": "op", "op_id": "a5", "op": {"kind": "location", "lat": 91.0, "lon": 0.0, "accuracy": 1.0, "device_ts": 1}}).to_string(), "invalid_field"),
+        (json!({"type": "op", "op_id": "a6", "op": {"kind": "comment", "item_id": "q1"}}).to_string(), "bad_message"),
+        (json!({"type": "op", "op_id": "bad id!", "op": {"kind": "comment", "item_id": "q1", "text": "x"}}).to_string(), "invalid_field"),
+        (json!({"type": "op", "op_id": "a7", "op": {"kind": "set_result", "item_id": "q1", "result": "maybe"}}).to_string(), "bad_message"),
+        (json!({"type": "op", "op_id": "a8", "op": {"kind": "comment", "item_id": "q1", "text": "x".repeat(70_000)}}).to_string(), "frame_too_large"),
+        (json!({"type": "hello", "protocol": 1}).to_string(), "hello_repeated"),
+    ];
+    for (frame, code) in &cases {
+        biz.ws.send(Message::Text(frame.clone().into())).await.expect("send");
+        let v = biz.recv_reply().await.expect("socket stays open");
+        assert_eq!(v["type"], "error", "{frame}: {v}");
+        assert_eq!(v["code"], *code, "{}: {v}", &frame[..frame.len().min(80)]);
+    }
+    biz.ws.send(Message::Binary(vec![1u8, 2, 3].into())).await.expect("send");
+    assert_eq!(biz.recv_reply().await.expect("open")["code"], "binary_not_supported");
+    // An inspector's item op with a violation description on a compliant result.
+    let e = insp
+        .op("bad-viol", json!({"kind": "set_result", "item_id": "q1", "result": "compliant", "violation": "x"}))
+        .await;
+    assert_eq!((e["code"].as_str(), e["field"].as_str()), (Some("invalid_field"), Some("violation")));
+
+    // Nothing changed, and the socket still works.
+    let after = srv.hub.snapshot(id).await.expect("snapshot");
+    assert_eq!(before, after);
+    assert_eq!(rows_before, count_events(&srv.pool, id).await);
+    biz.send(json!({"type": "ping", "t": 7})).await;
+    let pong = biz.recv_reply().await.expect("open");
+    assert_eq!((pong["type"].as_str(), pong["t"].as_i64()), (Some("pong"), Some(7)));
+    let ok = biz.op("fine", json!({"kind": "comment", "item_id": "q1", "text": "ok"})).await;
+    assert_eq!(ok["type"], "ack", "{ok}");
+}
+
+#[tokio::test]
+async fn lifecycle_rules_and_refusals() {
+    struct RefuseFinish;
+    #[async_trait]
+    impl Lifecycle for RefuseFinish {
+        async fn transition(&self, _: Uuid, to: Transition, _: &Principal) -> Result<(), LifecycleError> {
+            match to {
+                Transition::Start => Ok(()),
+                Transition::Finish => Err(LifecycleError { code: "recording_unavailable".into(), message: "no".into() }),
+            }
+        }
+    }
+    let db = TestDb::new().await;
+    let srv = devserver::start(db.pool().await, SyncConfig::default(), Some(Arc::new(RefuseFinish)), 5, "127.0.0.1:0")
+        .await
+        .expect("server");
+    let id = Uuid::new_v4();
+    let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
+    assert_eq!(insp.op("1", item_result("q1", "compliant")).await["code"], "not_live");
+    assert_eq!(insp.op("2", json!({"kind": "finish"})).await["code"], "not_live");
+    assert_eq!(insp.op("3", json!({"kind": "start"})).await["type"], "ack");
+    assert_eq!(insp.op("4", json!({"kind": "start"})).await["code"], "already_started");
+    assert_eq!(insp.op("5", json!({"kind": "finish"})).await["code"], "recording_unavailable");
+    // Server-side submit goes through the same sequencer.
+    let who = Principal {
+        inspection_id: id,
+        participant_id: insp.pid,
+        role: Role::Inspector,
+        display_name: "i".into(),
+        device: "desktop".into(),
+    };
+    let spec = devserver::spec(id, 5);
+    let ev = srv
+        .hub
+        .submit(&who, &spec, Operation::Comment { item_id: "q2".into(), text: "via REST".into() }, Some("rest-1".into()))
+        .await
+        .expect("submit");
+    assert_eq!(ev.kind, "comment");
+    let dup = srv
+        .hub
+        .submit(&who, &spec, Operation::Comment { item_id: "q2".into(), text: "again".into() }, Some("rest-1".into()))
+        .await
+        .expect_err("duplicate");
+    assert_eq!((dup.code.as_str(), dup.original.map(|o| o.0)), ("duplicate_op_id", Some(ev.seq)));
+    insp.sync_to(ev.seq).await;
+    assert_eq!(insp.state.items["q2"].comments.len(), 1);
+}
+
+#[tokio::test]
+async fn duplicate_op_ids_apply_once_even_across_reconnects() {
+    let (_db, srv) = server(SyncConfig::default()).await;
+    let id = Uuid::new_v4();
+    let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
+    assert_eq!(insp.op("start", json!({"kind": "start"})).await["type"], "ack");
+    let op = json!({"kind": "comment", "item_id": "q1", "text": "once"});
+    let a = insp.op("dup-1", op.clone()).await;
+    assert_eq!(a["type"], "ack");
+    let d = insp.op("dup-1", op.clone()).await;
+    assert_eq!(d["code"], "duplicate_op_id");
+    assert_eq!(d["seq"], a["seq"]);
+    assert_eq!(d["server_ts"], a["server_ts"]);
+    // Pipelined retries before the first is committed are answered once it is.
+    insp.send(json!({"type": "op", "op_id": "dup-2", "op": op})).await;
+    insp.send(json!({"type": "op", "op_id": "dup-2", "op": op})).await;
+    let first = insp.recv_reply().await.expect("open");
+    let second = insp.recv_reply().await.expect("open");
+    assert_eq!(first["type"], "ack", "{first}");
+    assert_eq!(second["code"], "duplicate_op_id", "{second}");
+    assert_eq!(second["seq"], first["seq"]);
+    // After a reconnect the retry is still recognised.
+    let mut insp = insp.reconnect().await;
+    assert_eq!(insp.op("dup-1", op.clone()).await["code"], "duplicate_op_id");
+    let seq = insp.op("ping-op", json!({"kind": "presence", "quality": "good"})).await["seq"].as_u64().expect("seq");
+    insp.sync_to(seq).await;
+    assert_eq!(insp.state.items["q1"].comments.len(), 2);
+    let mut buf = Vec::new();
+    export_jsonl(&srv.pool, id, &mut buf).await.expect("export");
+    let text = String::from_utf8(buf).expect("utf8");
+    assert_eq!(text.lines().filter(|l| l.contains("\"client_op_id\":\"dup-1\"")).count(), 1);
+}
+
+#[tokio::test]
+async fn reconnect_gets_exactly_what_it_missed_or_a_snapshot() {
+    let config = SyncConfig { replay_window: 16, ..SyncConfig::default() };
+    let (_db, srv) = server(config).await;
+    let id = Uuid::new_v4();
+    let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
+    let biz = Client::connect(srv.addr, id, Uuid::new_v4(), "business").await;
+    assert_eq!(insp.op("s", json!({"kind": "start"})).await["type"], "ack");
+    let mut biz = biz;
+    biz.sync_to(insp.seq.max(3)).await;
+    let seen = biz.seq;
+    // The phone loses the network: its socket is gone; the inspector carries on.
+    let (pid, state, seq) = biz.detach();
+    let mut last = 0;
+    for i in 0..5 {
+        last = insp.op(&format!("r{i}"), item_result(&format!("q{}", i + 1), "compliant")).await["seq"]
+            .as_u64()
+            .expect("seq");
+    }
+    let mut biz = Client::reconnect_with(srv.addr, id, pid, "business", state, Some(seq)).await;
+    let events = biz.welcome["events"].as_array().expect("a short gap is replayed as events");
+    assert_eq!(events.first().and_then(|e| e["seq"].as_u64()), Some(seen + 1));
+    biz.sync_to(last).await;
+    insp.sync_to(biz.seq).await;
+    biz.sync_to(insp.seq).await;
+    assert_eq!(biz.state, insp.state);
+
+    // Far behind (more than the replay window): a snapshot.
+    let (pid, state, seq) = biz.detach();
+    for i in 0..40 {
+        last = insp.op(&format!("c{i}"), json!({"kind": "comment", "item_id": "q2", "text": format!("n{i}")})).await["seq"]
+            .as_u64()
+            .expect("seq");
+    }
+    let mut biz = Client::reconnect_with(srv.addr, id, pid, "business", state, Some(seq)).await;
+    assert!(biz.welcome.get("snapshot").is_some(), "too far behind gets a snapshot");
+    assert!(biz.seq >= last);
+    insp.sync_to(biz.seq).await;
+    biz.sync_to(insp.seq).await;
+    assert_eq!(biz.state, insp.state);
+}
+
+#[tokio::test]
+async fn flooding_is_rate_limited_then_closed() {
+    let config = SyncConfig { rate_per_sec: 5.0, burst: 5.0, flood_drops: 20, ..SyncConfig::default() };
+    let (_db, srv) = server(config).await;
+    let id = Uuid::new_v4();
+    let mut c = Client::connect(srv.addr, id, Uuid::new_v4(), "business").await;
+    for i in 0..40 {
+        // The socket may already be closed for the last few.
+        let _ = c.ws.send(Message::Text(json!({"type": "ping", "t": i}).to_string().into())).await;
+    }
+    let mut codes = Vec::new();
+    let mut closed_with = None;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), futures_util::StreamExt::next(&mut c.ws)).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                if v["type"] == "error" {
+                    codes.push(v["code"].as_str().unwrap_or_default().to_string());
+                }
+            }
+            Ok(Some(Ok(Message::Close(f)))) => {
+                closed_with = f.map(|f| u16::from(f.code));
+                break;
+            }
+            Ok(Some(Ok(_))) => {}
+            _ => break,
+        }
+    }
+    assert!(codes.iter().any(|c| c == "rate_limited"), "{codes:?}");
+    assert_eq!(codes.last().map(String::as_str), Some("flood"));
+    assert_eq!(closed_with, Some(1008));
+}
+
+#[tokio::test]
+async fn audit_verify_names_the_first_altered_row() {
+    let (_db, srv) = server(SyncConfig::default()).await;
+    let id = Uuid::new_v4();
+    let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
+    assert_eq!(insp.op("s", json!({"kind": "start"})).await["type"], "ack");
+    for i in 1..=5 {
+        assert_eq!(insp.op(&format!("r{i}"), item_result(&format!("q{i}"), "violation")).await["type"], "ack");
+    }
+    let report = verify(&srv.pool, id).await.expect("verify");
+    assert!(report.is_intact(), "{report}");
+    assert_eq!(report.events, 7);
+    let mut out = Vec::new();
+    assert_eq!(export_jsonl(&srv.pool, id, &mut out).await.expect("export"), 7);
+    let first: Value = serde_json::from_str(String::from_utf8(out).expect("utf8").lines().next().expect("line"))
+        .expect("json line");
+    assert_eq!(first["seq"], 1);
+    assert_eq!(first["kind"], "join");
+
+    // Someone "fixes" a violation directly in the database.
+    sqlx::query("UPDATE events SET payload = $1 WHERE inspection_id = $2 AND seq = 4")
+        .bind(r#"{"item_id":"q2","result":"compliant"}"#)
+        .bind(id.to_string())
+        .execute(&srv.pool)
+        .await
+        .expect("tamper");
+    let report = verify(&srv.pool, id).await.expect("verify");
+    let broken = report.first_broken.clone().expect("tampering detected");
+    assert_eq!(broken.seq, 4, "{report}");
+    assert!(matches!(broken.reason, BrokenReason::HashMismatch { .. }));
+    assert!(report.to_string().contains("BROKEN at event 4"));
+
+    // Deleting a row in the middle is detected too.
+    sqlx::query("DELETE FROM events WHERE inspection_id = $1 AND seq = 2")
+        .bind(id.to_string())
+        .execute(&srv.pool)
+        .await
+        .expect("delete");
+    let report = verify(&srv.pool, id).await.expect("verify");
+    assert_eq!(report.first_broken.map(|b| (b.seq, b.reason)), Some((3, BrokenReason::SeqGap { expected: 2 })));
+}
