@@ -1,3 +1,8 @@
 //! The server's WebRTC peer: forwards the business's camera and microphone to inspectors,
 //! the inspector's voice back, and records every track without transcoding.
 #![deny(missing_docs)]
+
+pub mod chapters;
+pub mod depacketize;
+pub mod journal;
+pub mod timecode;
