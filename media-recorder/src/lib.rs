@@ -7,11 +7,14 @@
 //! arrives (see `journal`), and the finalizer turns the journals into a file later.
 #![deny(missing_docs)]
 
+pub mod chapters;
+pub mod depacketize;
 pub mod journal;
 mod peer;
 pub mod rtp;
 pub mod sdp;
 mod sfu;
+pub mod timecode;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,18 +74,7 @@ pub enum MediaEvent {
     State(String),
 }
 
-/// A checklist mark: the moment an item's result was recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mark {
-    /// Checklist item id.
-    pub item_id: String,
-    /// Item title, used as the chapter title.
-    pub title: String,
-    /// Result, e.g. `compliant` / `violation`.
-    pub result: String,
-    /// Server UTC microseconds of the sync event that marked the item.
-    pub at_micros: i64,
-}
+pub use chapters::Mark;
 
 /// Errors of the media API; [`MediaError::code`] is the stable code sent to clients.
 #[derive(Debug, thiserror::Error)]

@@ -431,6 +431,11 @@ impl Hub {
             warn!(%inspection, "mark for an inspection without media");
             return;
         };
+        // Persisted before anything else: the finalizer recovers marks from this log.
+        let dir = self.cfg.recordings_dir.join(inspection.to_string());
+        if let Err(e) = crate::chapters::MarkLog::open(&dir).and_then(|mut log| log.append(&mark)) {
+            tracing::error!(%inspection, "cannot persist mark: {e}");
+        }
         let video = {
             let mut st = lock(&room.state);
             st.marks.push(mark);
