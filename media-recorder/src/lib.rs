@@ -147,7 +147,7 @@ impl MediaHub {
         tokio::fs::create_dir_all(&cfg.recordings_dir)
             .await
             .map_err(|e| MediaError::Internal(format!("recordings dir: {e}")))?;
-        Ok(Self { inner: Arc::new(sfu::Hub::new(cfg)) })
+        Ok(Self { inner: sfu::Hub::new(cfg) })
     }
 
     /// STUN/TURN servers to hand to browsers.

@@ -12,7 +12,7 @@ use rtc::peer_connection::transport::RTCIceCandidateType;
 use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
-use webrtc::interceptor::Registry;
+use rtc::interceptor::Registry;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
@@ -22,7 +22,7 @@ use webrtc::peer_connection::{
 use crate::{MediaConfig, MediaError, MediaEvent, MediaRole};
 
 /// Slot of [`crate::rtp::RtcpTap`]: last, so every interceptor has seen the RTCP first.
-const RTCP_TAP_SLOT: u32 = 14_000;
+const RTCP_TAP_SLOT: usize = 14_000;
 
 /// The codecs the recorder can mux, and nothing else: browsers pick the first codec the
 /// answer lists, and an unregistered codec simply does not get negotiated.

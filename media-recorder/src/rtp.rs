@@ -42,10 +42,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpTap {
                 requests.push(p.clone());
             } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
                 let bare = SenderReport { reports: vec![], profile_extensions: Default::default(), ..sr.clone() };
-                let mut out = msg.clone();
-                out.message.packet = Packet::Rtcp(vec![Box::new(bare)]);
-                out.message.add(Attribute::DeliverToApplication);
-                self.read_queue.push_back(out);
+                let mut message = rtc::interceptor::AttributedPacket::new(Packet::Rtcp(vec![Box::new(bare)]));
+                message.attributes = msg.message.attributes.clone();
+                message.add(Attribute::DeliverToApplication);
+                self.read_queue.push_back(TaggedPacket { now: msg.now, transport: msg.transport.clone(), message });
             }
         }
         if !requests.is_empty() {

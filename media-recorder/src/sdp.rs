@@ -80,7 +80,7 @@ pub fn summarize(sdp: &str) -> Result<OfferSummary, MediaError> {
         fmtp: Vec<(String, String)>,
     }
     let mut cur: Option<Cur> = None;
-    let mut finish = |cur: Option<Cur>, session_direction: Direction, sections: &mut Vec<Section>| {
+    let finish = |cur: Option<Cur>, session_direction: Direction, sections: &mut Vec<Section>| {
         if let Some(c) = cur {
             if let Some(kind) = c.kind {
                 let usable = c

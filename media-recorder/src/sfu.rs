@@ -16,14 +16,13 @@ use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
-use rtc::shared::marshal::Marshal;
+use rtc::shared::marshal::{Marshal, MarshalSize};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::media_stream::Track;
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -97,7 +96,6 @@ fn now_micros() -> i64 {
 /// A received track that is forwarded.
 struct Source {
     feed: Feed,
-    peer: Uuid,
     generation: u64,
     mime: Arc<str>,
     clock_rate: u32,
@@ -146,8 +144,6 @@ impl Source {
 
 /// What the server sends one participant for one feed.
 struct Output {
-    feed: Feed,
-    sender: Arc<dyn RtpSender>,
     tx: mpsc::Sender<Fwd>,
     /// Bumped by every negotiation so the forwarder re-reads the payload types.
     negotiation: Arc<AtomicU64>,
@@ -366,7 +362,7 @@ impl Hub {
                 .await
                 .map_err(|e| MediaError::Internal(format!("add track: {e}")))?;
             let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
-            let out = Arc::new(Output { feed, sender: sender.clone(), tx: tx.clone(), negotiation: Arc::new(AtomicU64::new(0)) });
+            let out = Arc::new(Output { tx: tx.clone(), negotiation: Arc::new(AtomicU64::new(0)) });
             tokio::spawn(forward(track.clone(), sender, rx, ssrc, out.negotiation.clone()));
             tokio::spawn(relay_feedback(track, Arc::downgrade(room), feed, Arc::downgrade(&out)));
             lock(&peer.outputs).insert(feed, out);
@@ -427,15 +423,15 @@ impl Hub {
     }
 
     pub(crate) fn mark(&self, inspection: Uuid, mark: Mark) {
-        let Some(room) = self.room(inspection) else {
-            warn!(%inspection, "mark for an inspection without media");
-            return;
-        };
         // Persisted before anything else: the finalizer recovers marks from this log.
         let dir = self.cfg.recordings_dir.join(inspection.to_string());
         if let Err(e) = crate::chapters::MarkLog::open(&dir).and_then(|mut log| log.append(&mark)) {
             tracing::error!(%inspection, "cannot persist mark: {e}");
         }
+        let Some(room) = self.room(inspection) else {
+            warn!(%inspection, "mark for an inspection without live media");
+            return;
+        };
         let video = {
             let mut st = lock(&room.state);
             st.marks.push(mark);
@@ -517,7 +513,6 @@ impl Hub {
         let journal = self.open_journal(&room, peer_id, generation, kind, &codec.mime_type, codec.clock_rate, ssrc);
         let source = Arc::new(Source {
             feed,
-            peer: peer_id,
             generation,
             mime: mime.clone(),
             clock_rate: codec.clock_rate,

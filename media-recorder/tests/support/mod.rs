@@ -20,7 +20,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use webrtc::interceptor::Registry;
+use rtc::interceptor::Registry;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -64,7 +64,7 @@ pub fn encode_vp8(width: u32, height: u32, fps: i32, count: usize, bitrate: usiz
     let mut enc = enc.open_with(opts).expect("open libvpx");
     let mut out = Vec::new();
     let mut seed: u32 = 0x1234_5678;
-    let mut drain = |enc: &mut ff::encoder::Video, out: &mut Vec<Frame>| {
+    let drain = |enc: &mut ff::encoder::Video, out: &mut Vec<Frame>| {
         let mut pkt = ff::Packet::empty();
         while enc.receive_packet(&mut pkt).is_ok() {
             if let Some(d) = pkt.data() {
@@ -236,7 +236,7 @@ impl Client {
             server_rt: None,
             gathered: grx,
         };
-        let recv = |kind| RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+        let recv = |_: u8| RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
         match shape {
             Offer::Publish => {
                 let v = sample_track(RtpCodecKind::Video, MIME_TYPE_VP8, "camera");
@@ -305,7 +305,8 @@ impl Client {
 
     pub async fn wait_connected(&self, limit: Duration) -> bool {
         let mut c = self.connected.clone();
-        tokio::time::timeout(limit, c.wait_for(|v| *v)).await.is_ok()
+        let ok = tokio::time::timeout(limit, c.wait_for(|v| *v)).await.is_ok();
+        ok
     }
 
     /// Drains received packets until `pred` matches one or `limit` passes.
