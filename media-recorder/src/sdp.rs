@@ -32,6 +32,8 @@ pub struct Section {
     pub kind: Kind,
     /// Offerer's direction.
     pub direction: Direction,
+    /// The section's `a=mid`.
+    pub mid: Option<String>,
     /// Port 0: the section is rejected/stopped.
     pub rejected: bool,
     /// Codec MIME types the recorder can mux that the section offers (`video/VP8`, ...).
@@ -76,6 +78,7 @@ pub fn summarize(sdp: &str) -> Result<OfferSummary, MediaError> {
         kind: Option<Kind>,
         rejected: bool,
         direction: Option<Direction>,
+        mid: Option<String>,
         rtpmap: Vec<(String, String)>,
         fmtp: Vec<(String, String)>,
     }
@@ -99,6 +102,7 @@ pub fn summarize(sdp: &str) -> Result<OfferSummary, MediaError> {
                 sections.push(Section {
                     kind,
                     direction: c.direction.unwrap_or(session_direction),
+                    mid: c.mid,
                     rejected: c.rejected,
                     usable,
                 });
@@ -116,7 +120,7 @@ pub fn summarize(sdp: &str) -> Result<OfferSummary, MediaError> {
                 _ => None,
             };
             let rejected = parts.next() == Some("0");
-            cur = Some(Cur { kind, rejected, direction: None, rtpmap: vec![], fmtp: vec![] });
+            cur = Some(Cur { kind, rejected, direction: None, mid: None, rtpmap: vec![], fmtp: vec![] });
             continue;
         }
         let Some(attr) = line.strip_prefix("a=") else { continue };
@@ -140,6 +144,8 @@ pub fn summarize(sdp: &str) -> Result<OfferSummary, MediaError> {
             Some(c) => {
                 if let Some(d) = dir {
                     c.direction = Some(d);
+                } else if let Some(mid) = attr.strip_prefix("mid:") {
+                    c.mid = Some(mid.trim().to_owned());
                 } else if let Some(rest) = attr.strip_prefix("rtpmap:") {
                     if let Some((pt, codec)) = rest.split_once(' ') {
                         c.rtpmap.push((pt.to_owned(), codec.to_owned()));

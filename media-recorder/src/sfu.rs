@@ -252,7 +252,7 @@ impl Hub {
         };
         let _turn = peer.negotiating.lock().await;
         peer.handler.reset_gathering();
-        let result = self.negotiate(&room, &peer, desc).await;
+        let result = self.negotiate(&room, &peer, desc, &summary).await;
         if result.is_err() && fresh {
             self.remove_peer(&room, &peer).await;
         }
@@ -296,9 +296,10 @@ impl Hub {
         room: &Arc<Room>,
         peer: &Arc<Peer>,
         offer: rtc::peer_connection::sdp::RTCSessionDescription,
+        summary: &crate::sdp::OfferSummary,
     ) -> Result<serde_json::Value, MediaError> {
         peer.pc.set_remote_description(offer).await.map_err(|e| MediaError::SdpInvalid(e.to_string()))?;
-        self.attach_outputs(room, peer).await?;
+        self.attach_outputs(room, peer, summary).await?;
         let answer = peer.pc.create_answer(None).await.map_err(|e| MediaError::Internal(format!("create answer: {e}")))?;
         peer.pc
             .set_local_description(answer)
@@ -321,21 +322,34 @@ impl Hub {
 
     /// Gives the peer a sending track for every feed its role receives, on a transceiver the
     /// browser offered; feeds with no such transceiver are skipped (the client offers them).
-    async fn attach_outputs(&self, room: &Arc<Room>, peer: &Arc<Peer>) -> Result<(), MediaError> {
+    async fn attach_outputs(
+        &self,
+        room: &Arc<Room>,
+        peer: &Arc<Peer>,
+        summary: &crate::sdp::OfferSummary,
+    ) -> Result<(), MediaError> {
         for &feed in Feed::received_by(peer.role) {
             if lock(&peer.outputs).contains_key(&feed) {
                 continue;
             }
+            // A sendonly transceiver has no receiver to ask for its kind; the offer's section
+            // with the same mid says it.
+            let want = match feed.kind() {
+                RtpCodecKind::Video => crate::sdp::Kind::Video,
+                _ => crate::sdp::Kind::Audio,
+            };
             let mut free = false;
             for t in peer.pc.get_transceivers().await {
                 let Ok(None) = t.sender().await else { continue };
-                let Ok(Some(receiver)) = t.receiver().await else { continue };
-                if receiver.track().kind().await == feed.kind() {
+                let Ok(Some(mid)) = t.mid().await else { continue };
+                let section = summary.sections.iter().find(|s| s.mid.as_deref() == Some(mid.as_str()));
+                if section.is_some_and(|s| s.kind == want && !s.rejected && s.direction != crate::sdp::Direction::SendOnly) {
                     free = true;
                     break;
                 }
             }
             if !free {
+                debug!(?feed, "the offer has no section to send this feed on");
                 continue;
             }
             let ssrc = rand::random::<u32>();
@@ -698,7 +712,10 @@ async fn forward(
             seen_negotiation = n;
             last_lookup = Some(Instant::now());
         }
-        let Some(&pt) = pts.get(&key) else { continue };
+        let Some(&pt) = pts.get(&key) else {
+            debug!(mime = %mime, negotiated = ?pts, "codec not negotiated with this subscriber; packet dropped");
+            continue;
+        };
         rewriter.rewrite(Instant::now(), clock_rate, &mut packet.header);
         packet.header.payload_type = pt;
         // The subscriber leg negotiated its own extension ids; unknown ids make webrtc drop the
@@ -707,7 +724,8 @@ async fn forward(
         packet.header.extension_profile = 0;
         packet.header.extensions.clear();
         packet.header.extensions_padding = 0;
-        if track.write_rtp(packet).await.is_err() {
+        if let Err(e) = track.write_rtp(packet).await {
+            debug!("forward: {e}");
             // Not bound yet (still connecting) or closed; the keyframe request on connect
             // makes up for what is dropped here.
             if rx.is_closed() {
