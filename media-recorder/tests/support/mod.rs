@@ -61,6 +61,11 @@ pub fn encode_vp8(width: u32, height: u32, fps: i32, count: usize, bitrate: usiz
     opts.set("cpu-used", "8");
     opts.set("lag-in-frames", "0");
     opts.set("keyint_min", &gop.to_string());
+    // Constant bitrate: min = max = target, so the noise below cannot push it higher.
+    opts.set("minrate", &bitrate.to_string());
+    opts.set("maxrate", &bitrate.to_string());
+    opts.set("bufsize", &(bitrate / 2).to_string());
+    opts.set("qmax", "63");
     let mut enc = enc.open_with(opts).expect("open libvpx");
     let mut out = Vec::new();
     let mut seed: u32 = 0x1234_5678;
@@ -84,7 +89,7 @@ pub fn encode_vp8(width: u32, height: u32, fps: i32, count: usize, bitrate: usiz
                     seed ^= seed >> 17;
                     seed ^= seed << 5;
                     let base = ((x + y + i * 4) % 256) as u32;
-                    data[y * stride + x] = ((base + (seed & 0x3f)) & 0xff) as u8;
+                    data[y * stride + x] = ((base + (seed & 0x07)) & 0xff) as u8;
                 }
             }
         }
