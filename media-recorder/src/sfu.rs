@@ -650,9 +650,13 @@ async fn read_loop(source: Arc<Source>, journal: Option<SharedJournal>, room: We
         }
     }
     if let Some(j) = journal {
-        // Durable at the end of the track; `finish` closes whatever is still open.
-        if let Some(w) = lock(&j).as_mut() {
-            let _ = w.flush(now_micros());
+        // The track is over (participant left or reconnected): make its journal durable now
+        // rather than at `finish`, which then finds it closed.
+        let writer = lock(&j).take();
+        if let Some(w) = writer {
+            if let Err(e) = w.close() {
+                tracing::error!("closing journal failed: {e}");
+            }
         }
     }
 }

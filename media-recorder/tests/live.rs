@@ -228,3 +228,44 @@ async fn bad_offers_fail_with_codes_and_other_sessions_keep_working() {
     assert_eq!(hub.peer_count(), 2);
     stop.store(true, Ordering::Relaxed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_reconnect_appends_a_segment_and_the_viewer_stream_continues() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(dir.path()).await;
+    let inspection = Uuid::new_v4();
+    let frames = Arc::new(encode_vp8(320, 240, 30, 60, 300_000, 30));
+    let mut viewer = Client::build(inspection, MediaRole::Viewer, Offer::Watch).await;
+    viewer.negotiate(&hub, false).await.expect("viewer offer");
+    let stop1 = Arc::new(AtomicBool::new(false));
+    let first = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+    first.negotiate(&hub, false).await.expect("publisher offer");
+    spawn_publisher(&first, frames.clone(), 30, stop1.clone());
+    let before = viewer.wait_for(Duration::from_secs(5), is_video_key).await.expect("video before reconnect");
+
+    // The phone reloads the page: same participant, new browser connection (new DTLS
+    // fingerprint, new SSRCs).
+    stop1.store(true, Ordering::Relaxed);
+    let stop2 = Arc::new(AtomicBool::new(false));
+    let mut second = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+    second.peer = first.peer;
+    second.negotiate(&hub, false).await.expect("reconnect offer");
+    let _ = first.pc.close().await;
+    spawn_publisher(&second, frames, 30, stop2.clone());
+    while viewer.received.try_recv().is_ok() {}
+    let after = viewer.wait_for(Duration::from_secs(5), is_video_key).await.expect("video after reconnect");
+    assert_eq!(before.packet.header.ssrc, after.packet.header.ssrc, "the viewer sees one continuous stream");
+    assert_eq!(hub.peer_count(), 2);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop2.store(true, Ordering::Relaxed);
+    let manifest = hub.finish(inspection, vec![]).await.expect("finish");
+    let video_segments: std::collections::BTreeSet<String> = manifest
+        .journals
+        .iter()
+        .filter(|p| JournalReader::open(p).map(|r| r.meta().codec == "video/VP8").unwrap_or(false))
+        .filter_map(|p| p.file_name()?.to_str()?.split('-').next().map(str::to_owned))
+        .collect();
+    assert_eq!(video_segments.len(), 2, "one video journal segment per connection: {:?}", manifest.journals);
+}
