@@ -4,5 +4,8 @@
 
 pub mod chapters;
 pub mod depacketize;
+pub mod finalize;
 pub mod journal;
 pub mod timecode;
+#[cfg(feature = "testsrc")]
+pub mod testsrc;
