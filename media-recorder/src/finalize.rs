@@ -231,12 +231,21 @@ fn scan(path: &Path) -> Result<Option<Scanned>, FinalizeError> {
     }
     let torn = reader.torn_tail();
     let Some(map) = builder.build() else { return Ok(None) };
-    let end_wall_micros = map.wall_micros(max_ts);
+    // The last frame lasts one nominal frame duration beyond its timestamp.
+    let end_wall_micros = map.wall_micros(max_ts) + default_duration(meta.kind);
     let sps_pps = match (sps, pps) {
         (Some(s), Some(p)) => vec![s, p],
         _ => Vec::new(),
     };
     Ok(Some(Scanned { path: path.to_owned(), meta, codec, map, end_wall_micros, size, sps_pps, torn }))
+}
+
+/// Nominal frame duration: 20 ms Opus packets, 30 fps video.
+fn default_duration(kind: TrackKind) -> i64 {
+    match kind {
+        TrackKind::Audio => 20_000,
+        TrackKind::Video => 33_333,
+    }
 }
 
 /// A frame placed on the session timeline.
@@ -265,10 +274,7 @@ struct FrameSource {
 
 impl FrameSource {
     fn open(s: &Scanned, epoch: i64) -> Result<Self, FinalizeError> {
-        let default_duration = match s.meta.kind {
-            TrackKind::Audio => 20_000,
-            TrackKind::Video => 33_333,
-        };
+        let default_duration = default_duration(s.meta.kind);
         Ok(Self {
             reader: JournalReader::open(&s.path)?,
             ssrc: s.meta.ssrc,

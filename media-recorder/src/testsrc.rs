@@ -12,7 +12,7 @@ use ffmpeg_next as ffmpeg;
 use ffmpeg_next::format::{sample, Pixel, Sample};
 use ffmpeg_next::{codec, frame, picture, ChannelLayout, Dictionary, Rational};
 
-use crate::depacketize::build_rtp;
+use crate::depacketize::{annexb_nals, build_rtp, Codec};
 use crate::journal::{JournalError, JournalWriter, TrackKind, TrackMeta};
 use crate::timecode::unix_micros_to_ntp;
 
@@ -100,19 +100,31 @@ pub fn read_barcode(f: &frame::Video, reference_millis: i64) -> Option<i64> {
         .min_by_key(|c| (c - reference_millis).abs())
 }
 
-/// Realtime VP8 encoder (libvpx) of barcode frames.
-pub struct Vp8Source {
+/// Realtime VP8 (libvpx) or H.264 (libx264) encoder of barcode frames.
+pub struct VideoSource {
     encoder: ffmpeg::encoder::Video,
     frame: frame::Video,
     noise: Option<u64>,
 }
 
-impl Vp8Source {
-    /// An encoder for `width` × `height` at about `bit_rate` bits per second.
+/// The VP8 source (the name the first version had).
+pub type Vp8Source = VideoSource;
+
+impl VideoSource {
+    /// A VP8 encoder for `width` × `height` at about `bit_rate` bits per second.
     pub fn new(width: u32, height: u32, bit_rate: usize) -> Result<Self, TestSrcError> {
+        Self::with_codec(Codec::Vp8, width, height, bit_rate)
+    }
+
+    /// A VP8 or H.264 (constrained baseline, Annex B, SPS/PPS before every IDR) encoder.
+    pub fn with_codec(video_codec: Codec, width: u32, height: u32, bit_rate: usize) -> Result<Self, TestSrcError> {
         ffmpeg::init()?;
-        let vpx = ffmpeg::encoder::find_by_name("libvpx").ok_or(TestSrcError::EncoderMissing("libvpx"))?;
-        let mut ctx = codec::context::Context::new_with_codec(vpx);
+        let name = match video_codec {
+            Codec::H264 => "libx264",
+            _ => "libvpx",
+        };
+        let found = ffmpeg::encoder::find_by_name(name).ok_or(TestSrcError::EncoderMissing(name))?;
+        let mut ctx = codec::context::Context::new_with_codec(found);
         ctx.set_time_base(Rational(1, 1000));
         let mut enc = ctx.encoder().video()?;
         enc.set_width(width);
@@ -124,9 +136,15 @@ impl Vp8Source {
         enc.set_gop(100_000);
         enc.set_max_b_frames(0);
         let mut opts = Dictionary::new();
-        opts.set("deadline", "realtime");
-        opts.set("cpu-used", "8");
-        opts.set("lag-in-frames", "0");
+        if video_codec == Codec::H264 {
+            opts.set("profile", "baseline");
+            opts.set("preset", "ultrafast");
+            opts.set("tune", "zerolatency");
+        } else {
+            opts.set("deadline", "realtime");
+            opts.set("cpu-used", "8");
+            opts.set("lag-in-frames", "0");
+        }
         let encoder = enc.open_with(opts)?;
         Ok(Self { encoder, frame: frame::Video::new(Pixel::YUV420P, width, height), noise: None })
     }
@@ -137,8 +155,8 @@ impl Vp8Source {
         self.noise = on.then_some(0x9E37_79B9_7F4A_7C15);
     }
 
-    /// Encodes the frame captured at `capture_micros` (drawn into it); returns the VP8 frame
-    /// and whether it is a keyframe.
+    /// Encodes the frame captured at `capture_micros` (drawn into it); returns the encoded
+    /// frame (VP8, or an H.264 Annex B access unit) and whether it is a keyframe.
     pub fn encode(&mut self, capture_micros: i64, keyframe: bool) -> Result<Vec<(Vec<u8>, bool)>, TestSrcError> {
         draw_barcode(&mut self.frame, capture_micros.div_euclid(1000));
         if let Some(seed) = self.noise.as_mut() {
@@ -218,7 +236,8 @@ impl OpusSource {
     }
 }
 
-/// RTP packetizer for VP8 (RFC 7741, minimal descriptor) and Opus (one frame per packet).
+/// RTP packetizer for VP8 (RFC 7741, minimal descriptor), H.264 (RFC 6184, single NAL unit
+/// and FU-A packets) and Opus (one frame per packet).
 #[derive(Debug, Clone)]
 pub struct Packetizer {
     /// Payload type.
@@ -227,27 +246,66 @@ pub struct Packetizer {
     pub ssrc: u32,
     /// Next sequence number.
     pub seq: u16,
-    vp8: bool,
+    codec: Codec,
 }
 
 impl Packetizer {
     /// VP8 packetizer.
     pub fn vp8(payload_type: u8, ssrc: u32, first_seq: u16) -> Self {
-        Self { payload_type, ssrc, seq: first_seq, vp8: true }
+        Self { payload_type, ssrc, seq: first_seq, codec: Codec::Vp8 }
+    }
+
+    /// H.264 packetizer.
+    pub fn h264(payload_type: u8, ssrc: u32, first_seq: u16) -> Self {
+        Self { payload_type, ssrc, seq: first_seq, codec: Codec::H264 }
     }
 
     /// Opus packetizer.
     pub fn opus(payload_type: u8, ssrc: u32, first_seq: u16) -> Self {
-        Self { payload_type, ssrc, seq: first_seq, vp8: false }
+        Self { payload_type, ssrc, seq: first_seq, codec: Codec::Opus }
     }
 
     /// Packets of one frame with RTP timestamp `ts`, at most `mtu` payload bytes each.
     pub fn packetize(&mut self, frame: &[u8], ts: u32, mtu: usize) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        if !self.vp8 {
-            out.push(build_rtp(self.payload_type, true, self.seq, ts, self.ssrc, frame));
-            self.seq = self.seq.wrapping_add(1);
-            return out;
+        match self.codec {
+            Codec::Opus => {
+                out.push(build_rtp(self.payload_type, true, self.seq, ts, self.ssrc, frame));
+                self.seq = self.seq.wrapping_add(1);
+                return out;
+            }
+            Codec::H264 => {
+                let mut payloads = Vec::new();
+                for nal in annexb_nals(frame) {
+                    if nal.is_empty() {
+                        continue;
+                    }
+                    if nal.len() <= mtu {
+                        payloads.push(nal.to_vec());
+                        continue;
+                    }
+                    let (header, body) = (nal[0], &nal[1..]);
+                    let chunks: Vec<&[u8]> = body.chunks(mtu.max(3) - 2).collect();
+                    for (i, chunk) in chunks.iter().enumerate() {
+                        let mut fu = vec![(header & 0xE0) | 28, header & 0x1F];
+                        if i == 0 {
+                            fu[1] |= 0x80;
+                        }
+                        if i + 1 == chunks.len() {
+                            fu[1] |= 0x40;
+                        }
+                        fu.extend_from_slice(chunk);
+                        payloads.push(fu);
+                    }
+                }
+                let n = payloads.len();
+                for (i, p) in payloads.into_iter().enumerate() {
+                    out.push(build_rtp(self.payload_type, i + 1 == n, self.seq, ts, self.ssrc, &p));
+                    self.seq = self.seq.wrapping_add(1);
+                }
+                return out;
+            }
+            Codec::Vp8 => {}
         }
         let chunks: Vec<&[u8]> = frame.chunks(mtu.max(2) - 1).collect();
         for (i, chunk) in chunks.iter().enumerate() {
@@ -288,6 +346,8 @@ pub struct SegmentSpec {
     pub video_bit_rate: usize,
     /// Chroma noise, so the encoder uses the whole bit rate.
     pub noise: bool,
+    /// Video codec: VP8 (default) or H.264.
+    pub video_codec: Codec,
 }
 
 impl SegmentSpec {
@@ -306,6 +366,7 @@ impl SegmentSpec {
             fps: 30,
             video_bit_rate: 300_000,
             noise: false,
+            video_codec: Codec::Vp8,
         }
     }
 }
@@ -357,7 +418,7 @@ pub fn audio_ssrc(segment: u32) -> u32 {
 /// Generates a segment's packets lazily in arrival order, encoding as it goes.
 pub struct SegmentGenerator {
     spec: SegmentSpec,
-    video: Vp8Source,
+    video: VideoSource,
     audio: OpusSource,
     vpack: Packetizer,
     apack: Packetizer,
@@ -374,14 +435,18 @@ impl SegmentGenerator {
     /// Prepares the encoders. RTP timestamps start near the 32-bit wrap so unwrapping is
     /// exercised in every test.
     pub fn new(spec: SegmentSpec) -> Result<Self, TestSrcError> {
-        let mut video = Vp8Source::new(spec.width, spec.height, spec.video_bit_rate)?;
+        let mut video = VideoSource::with_codec(spec.video_codec, spec.width, spec.height, spec.video_bit_rate)?;
         video.set_noise(spec.noise);
         let audio = OpusSource::new()?;
         let mut forced = spec.keyframes_at.clone();
         forced.sort_unstable();
         forced.reverse();
         Ok(Self {
-            vpack: Packetizer::vp8(96, video_ssrc(spec.segment), 65_500),
+            vpack: if spec.video_codec == Codec::H264 {
+                Packetizer::h264(102, video_ssrc(spec.segment), 65_500)
+            } else {
+                Packetizer::vp8(96, video_ssrc(spec.segment), 65_500)
+            },
             apack: Packetizer::opus(111, audio_ssrc(spec.segment), 100),
             video_ts0: u32::MAX - 90_000 * 2,
             audio_ts0: 1234,
@@ -461,7 +526,7 @@ impl SegmentGenerator {
     pub fn metas(&self) -> (TrackMeta, TrackMeta) {
         let s = &self.spec;
         (
-            TrackMeta::new(format!("video{}", s.segment), &s.participant_id, TrackKind::Video, "video/VP8", 90_000, video_ssrc(s.segment), s.start_micros),
+            TrackMeta::new(format!("video{}", s.segment), &s.participant_id, TrackKind::Video, if s.video_codec == Codec::H264 { "video/H264" } else { "video/VP8" }, 90_000, video_ssrc(s.segment), s.start_micros),
             TrackMeta::new(format!("audio{}", s.segment), &s.participant_id, TrackKind::Audio, "audio/opus", 48_000, audio_ssrc(s.segment), s.start_micros),
         )
     }

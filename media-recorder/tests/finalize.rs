@@ -40,12 +40,21 @@ fn secs(v: &Value) -> f64 {
 
 /// Checks the file with ffprobe and returns (duration s, chapter starts s, chapter titles).
 fn probe_recording(dir: &Path, m: &Manifest) -> (f64, Vec<f64>, Vec<String>) {
+    probe_recording_as(dir, m, ["vp8", "opus"], "matroska,webm")
+}
+
+fn probe_recording_as(dir: &Path, m: &Manifest, want_codecs: [&str; 2], format: &str) -> (f64, Vec<f64>, Vec<String>) {
     let path = dir.join(&m.file);
     let p = ffprobe(&path);
     let streams = p["streams"].as_array().expect("streams");
-    let codecs: Vec<&str> = streams.iter().map(|s| s["codec_name"].as_str().expect("codec")).collect();
-    assert_eq!(codecs, ["vp8", "opus"]);
-    assert_eq!(p["format"]["format_name"].as_str(), Some("matroska,webm"));
+    // MP4 stores chapters in an extra text track; only audio and video count here.
+    let codecs: Vec<&str> = streams
+        .iter()
+        .filter(|s| matches!(s["codec_type"].as_str(), Some("video" | "audio")))
+        .map(|s| s["codec_name"].as_str().expect("codec"))
+        .collect();
+    assert_eq!(codecs, want_codecs);
+    assert_eq!(p["format"]["format_name"].as_str(), Some(format));
     let duration = secs(&p["format"]["duration"]);
     let chapters = p["chapters"].as_array().expect("chapters");
     let starts = chapters.iter().map(|c| secs(&c["start_time"])).collect();
@@ -76,6 +85,35 @@ fn assert_cues_up_front(path: &Path) {
     assert!(cues < cluster, "cues at {cues}, first cluster at {cluster}");
 }
 
+/// Audio and video were captured together at each segment start: their first packets after
+/// each start (`starts`, seconds) are within 25 ms of each other in the file.
+fn assert_av_sync(path: &Path, starts: &[f64]) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "packet=stream_index,pts_time", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success());
+    let packets: Vec<(usize, f64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split(',');
+            Some((it.next()?.trim().parse().ok()?, it.next()?.trim().parse().ok()?))
+        })
+        .collect();
+    for &start in starts {
+        let first = |stream: usize| {
+            packets
+                .iter()
+                .filter(|(s, t)| *s == stream && *t >= start - 0.5)
+                .map(|p| p.1)
+                .fold(f64::INFINITY, f64::min)
+        };
+        let (v, a) = (first(0), first(1));
+        assert!((v - a).abs() < 0.025, "segment at {start}s: video starts {v}, audio {a}");
+    }
+}
+
 #[test]
 fn one_segment_has_chapters_at_the_marked_pictures() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -102,6 +140,7 @@ fn one_segment_has_chapters_at_the_marked_pictures() {
     assert_eq!(titles[1], "2. Are the fire exits clear? — violation");
     assert_chapter_pictures(&dir, &m, &marks);
     assert_cues_up_front(&dir.join(&m.file));
+    assert_av_sync(&dir.join(&m.file), &[0.0]);
 
     // Manifest and WebVTT beside the file.
     assert_eq!(read_manifest(&dir).expect("read").as_ref(), Some(&m));
@@ -139,6 +178,7 @@ fn reconnects_sit_on_one_timeline_with_the_gap() {
     assert_eq!(starts.len(), 3);
     assert_eq!(m.tracks[0].segments, 2);
     assert_eq!(m.tracks[1].segments, 2);
+    assert_av_sync(&dir.join(&m.file), &[0.0, 9.0]);
     assert_chapter_pictures(&dir, &m, &marks);
 }
 
@@ -164,6 +204,38 @@ fn torn_journal_tail_is_cut_not_misread() {
     assert!((duration - 3.0).abs() < 0.2, "duration {duration}");
     assert_eq!(starts.len(), 1);
     assert_chapter_pictures(&dir, &m, &marks);
+}
+
+#[test]
+fn h264_goes_to_a_faststart_mp4() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let inspection = "0191d2c4-0000-7000-8000-000000000005";
+    let marks = vec![mark(1, T0 + 1_200_000), mark(2, T0 + 3_300_000)];
+    let mut spec = SegmentSpec::new(0, T0, 5_000_000);
+    spec.video_codec = media_recorder::depacketize::Codec::H264;
+    spec.width = 640;
+    spec.height = 360;
+    spec.video_bit_rate = 1_500_000;
+    spec.keyframes_at = marks.iter().map(|m| m.at_micros).collect();
+    write_segment(root.path(), inspection, spec).expect("journals");
+    let dir = root.path().join(inspection);
+    let m = finalize_inspection(&dir, &marks).expect("finalize");
+    assert_eq!(m.file, "recording.mp4");
+    let (duration, starts, _) = probe_recording_as(&dir, &m, ["h264", "opus"], "mov,mp4,m4a,3gp,3g2,mj2");
+    assert!((duration - 5.0).abs() < 0.2, "duration {duration}");
+    // MP4 keeps chapters in a QuickTime chapter track whose first sample FFmpeg reads back at
+    // 0; later chapters are exact. The manifest and WebVTT carry the exact first start.
+    assert_eq!(starts.len(), 2);
+    let want = (marks[1].at_micros - m.epoch_micros) as f64 / 1e6;
+    assert!((starts[1] - want).abs() < 0.002, "chapter at {}, mark at {want}", starts[1]);
+    assert_eq!(m.chapters[0].start_ms, (marks[0].at_micros - m.epoch_micros) / 1000);
+    assert_eq!((m.tracks[0].width, m.tracks[0].height), (Some(640), Some(360)));
+    assert_chapter_pictures(&dir, &m, &marks);
+    // Faststart: the index (moov) precedes the media (mdat).
+    let bytes = std::fs::read(dir.join(&m.file)).expect("read");
+    let moov = bytes.windows(4).position(|w| w == b"moov").expect("moov");
+    let mdat = bytes.windows(4).position(|w| w == b"mdat").expect("mdat");
+    assert!(moov < mdat, "moov at {moov}, mdat at {mdat}");
 }
 
 fn child_binary() -> PathBuf {
