@@ -321,3 +321,72 @@ fn now_micros() -> i64 {
         .expect("clock after 1970")
         .as_micros() as i64
 }
+
+/// The real Chromium (headless) opens the file, reads the WebVTT chapters beside it and seeks
+/// straight to a chapter with a decoded picture.
+#[test]
+fn chromium_plays_and_seeks_to_a_chapter() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let inspection = "0191d2c4-0000-7000-8000-000000000006";
+    let marks = vec![mark(1, T0 + 1_000_000), mark(2, T0 + 2_600_000)];
+    let mut spec = SegmentSpec::new(0, T0, 4_000_000);
+    spec.keyframes_at = marks.iter().map(|m| m.at_micros).collect();
+    write_segment(root.path(), inspection, spec).expect("journals");
+    let dir = root.path().join(inspection);
+    let m = finalize_inspection(&dir, &marks).expect("finalize");
+    let seek_to = m.chapters[1].start_ms as f64 / 1000.0;
+    let page = format!(
+        r#"<!doctype html><html><body><pre id=out></pre>
+<video id=v src="{file}" preload=auto muted><track kind=chapters src="{vtt}" default></video>
+<script>
+const log = (s) => document.getElementById('out').textContent += s + '\n';
+const v = document.getElementById('v');
+v.addEventListener('error', () => log('error ' + (v.error && v.error.code)));
+v.addEventListener('loadedmetadata', () => {{
+  log('duration ' + v.duration);
+  log('size ' + v.videoWidth + 'x' + v.videoHeight);
+  const t = v.textTracks[0]; t.mode = 'hidden';
+  setTimeout(() => {{ log('cues ' + (t.cues ? t.cues.length : 0)); v.currentTime = {seek_to}; }}, 200);
+}});
+v.addEventListener('seeked', () => log('seeked ' + v.currentTime + ' ' + v.readyState));
+</script></body></html>"#,
+        file = m.file,
+        vtt = VTT_FILE
+    );
+    std::fs::write(dir.join("play.html"), page).expect("page");
+    let out = Command::new("chromium")
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", dir.join("play.html").display()))
+        .stderr(Stdio::null())
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let log: Vec<&str> = dom
+        .split("<pre id=\"out\">")
+        .nth(1)
+        .and_then(|s| s.split("</pre>").next())
+        .expect("log element")
+        .lines()
+        .collect();
+    assert!(!log.iter().any(|l| l.starts_with("error")), "{log:?}");
+    let value = |key: &str| -> Vec<String> {
+        let line = log.iter().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in {log:?}"));
+        line.split(' ').skip(1).map(str::to_owned).collect()
+    };
+    let duration: f64 = value("duration")[0].parse().expect("number");
+    assert!((duration - m.duration_ms as f64 / 1000.0).abs() < 0.05, "{log:?}");
+    assert_eq!(value("size")[0], "320x240");
+    assert_eq!(value("cues")[0], "2");
+    let seeked = value("seeked");
+    let at: f64 = seeked[0].parse().expect("number");
+    assert!((at - seek_to).abs() < 0.001, "{log:?}");
+    // HAVE_CURRENT_DATA (2) or better: the picture at the chapter is decoded.
+    assert!(seeked[1].parse::<u32>().expect("ready state") >= 2, "{log:?}");
+}
