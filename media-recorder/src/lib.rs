@@ -5,7 +5,7 @@
 pub mod chapters;
 pub mod depacketize;
 pub mod finalize;
-pub mod journal;
-pub mod timecode;
 #[cfg(feature = "testsrc")]
 pub mod testsrc;
+pub mod journal;
+pub mod timecode;
