@@ -453,13 +453,14 @@ pub fn list_journals(inspection_dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// CRC-32 (IEEE 802.3, reflected), table driven; small enough not to need a crate.
+/// CRC-32 (IEEE 802.3, reflected), slice-by-8 table driven: fast enough (GB/s) that
+/// checking every record costs little next to the IO, and small enough not to need a crate.
 struct Crc32 {
     value: u32,
 }
 
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
+const CRC_TABLES: [[u32; 256]; 8] = {
+    let mut tables = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut c = i as u32;
@@ -468,10 +469,20 @@ const CRC_TABLE: [u32; 256] = {
             c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
             k += 1;
         }
-        table[i] = c;
+        tables[0][i] = c;
         i += 1;
     }
-    table
+    let mut t = 1;
+    while t < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = tables[t - 1][i];
+            tables[t][i] = (prev >> 8) ^ tables[0][(prev & 0xFF) as usize];
+            i += 1;
+        }
+        t += 1;
+    }
+    tables
 };
 
 impl Crc32 {
@@ -480,9 +491,23 @@ impl Crc32 {
     }
 
     fn update(&mut self, data: &[u8]) {
+        let t = &CRC_TABLES;
         let mut c = self.value;
-        for &b in data {
-            c = CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
+        let mut chunks = data.chunks_exact(8);
+        for b in &mut chunks {
+            let lo = c ^ u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let hi = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+            c = t[7][(lo & 0xFF) as usize]
+                ^ t[6][((lo >> 8) & 0xFF) as usize]
+                ^ t[5][((lo >> 16) & 0xFF) as usize]
+                ^ t[4][(lo >> 24) as usize]
+                ^ t[3][(hi & 0xFF) as usize]
+                ^ t[2][((hi >> 8) & 0xFF) as usize]
+                ^ t[1][((hi >> 16) & 0xFF) as usize]
+                ^ t[0][(hi >> 24) as usize];
+        }
+        for &b in chunks.remainder() {
+            c = t[0][((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
         }
         self.value = c;
     }
@@ -505,6 +530,16 @@ mod tests {
         let mut c = Crc32::new();
         c.update(b"123456789");
         assert_eq!(c.finish(), 0xCBF4_3926);
+        // Split updates of every alignment agree with the one-shot value.
+        let data: Vec<u8> = (0..100u8).collect();
+        let mut whole = Crc32::new();
+        whole.update(&data);
+        for cut in 0..data.len() {
+            let mut c = Crc32::new();
+            c.update(&data[..cut]);
+            c.update(&data[cut..]);
+            assert_eq!(c.finish(), whole.finish());
+        }
     }
 
     #[test]

@@ -9,6 +9,9 @@
 
 pub mod chapters;
 pub mod depacketize;
+pub mod finalize;
+#[cfg(feature = "testsrc")]
+pub mod testsrc;
 pub mod journal;
 mod peer;
 pub mod rtp;
