@@ -100,6 +100,9 @@ pub enum MediaError {
     /// The inspection's recording is already finished.
     #[error("recording already finished")]
     Finished,
+    /// Building the recording from the journals failed.
+    #[error("finalize failed: {0}")]
+    Finalize(#[from] finalize::FinalizeError),
     /// A failure inside the WebRTC stack or the file system.
     #[error("internal media error: {0}")]
     Internal(String),
@@ -115,21 +118,14 @@ impl MediaError {
             MediaError::UnknownPeer => "unknown_peer",
             MediaError::CandidateInvalid(_) => "candidate_invalid",
             MediaError::Finished => "recording_finished",
+            MediaError::Finalize(finalize::FinalizeError::NoMedia(_)) => "no_media",
+            MediaError::Finalize(_) => "finalize_failed",
             MediaError::Internal(_) => "internal",
         }
     }
 }
 
-/// What [`MediaHub::finish`] hands back: the journals that were closed and the marks.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Inspection whose recording was finished.
-    pub inspection: Uuid,
-    /// Journal files that were written, in creation order.
-    pub journals: Vec<PathBuf>,
-    /// The checklist marks, sorted by time.
-    pub marks: Vec<Mark>,
-}
+pub use finalize::Manifest;
 
 /// The media hub: one per server, cheap to clone.
 #[derive(Clone)]
@@ -193,8 +189,10 @@ impl MediaHub {
         self.inner.mark(inspection, mark)
     }
 
-    /// Stops recording the inspection: closes (fsyncs) its journals and returns what was
-    /// recorded. Connections stay up; new tracks are no longer recorded.
+    /// Stops recording the inspection: closes (fsyncs) its journals, then builds the recording
+    /// (WebM/MP4 with a chapter per mark, no transcoding) on a blocking thread. `marks` are
+    /// merged with the marks given to [`MediaHub::mark`] and those in the on-disk mark log.
+    /// Connections stay up; tracks published afterwards are not recorded.
     pub async fn finish(&self, inspection: Uuid, marks: Vec<Mark>) -> Result<Manifest, MediaError> {
         self.inner.finish(inspection, marks).await
     }

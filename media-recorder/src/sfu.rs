@@ -458,7 +458,7 @@ impl Hub {
 
     pub(crate) async fn finish(&self, inspection: Uuid, marks: Vec<Mark>) -> Result<Manifest, MediaError> {
         let room = self.room(inspection);
-        let (journals, mut all_marks) = match &room {
+        let (journals, room_marks) = match &room {
             Some(room) => {
                 let mut st = lock(&room.state);
                 st.finished = true;
@@ -466,21 +466,25 @@ impl Hub {
             }
             None => (Vec::new(), Vec::new()),
         };
-        let mut paths = Vec::new();
-        for (path, j) in journals {
-            let writer = lock(&j).take();
-            if let Some(w) = writer {
-                w.close().map_err(|e| MediaError::Internal(format!("close journal: {e}")))?;
+        let dir = self.cfg.recordings_dir.join(inspection.to_string());
+        tokio::task::spawn_blocking(move || {
+            for (_, j) in journals {
+                let writer = lock(&j).take();
+                if let Some(w) = writer {
+                    w.close().map_err(|e| MediaError::Internal(format!("close journal: {e}")))?;
+                }
             }
-            paths.push(path);
-        }
-        for m in marks {
-            if !all_marks.contains(&m) {
-                all_marks.push(m);
-            }
-        }
-        all_marks.sort_by_key(|m| m.at_micros);
-        Ok(Manifest { inspection, journals: paths, marks: all_marks })
+            // The caller's marks, the live ones and the crash-safe log: the same mark may be
+            // in all three.
+            let mut all = marks;
+            all.extend(room_marks);
+            all.extend(crate::chapters::read_marks(&dir).unwrap_or_default());
+            all.sort_by(|a, b| (a.at_micros, &a.item_id).cmp(&(b.at_micros, &b.item_id)));
+            all.dedup();
+            Ok::<_, MediaError>(crate::finalize::finalize_inspection(&dir, &all)?)
+        })
+        .await
+        .map_err(|e| MediaError::Internal(format!("finalize task: {e}")))?
     }
 
     pub(crate) async fn on_state(&self, inspection: Uuid, peer_id: Uuid, generation: u64, state: RTCPeerConnectionState) {
