@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use media_recorder::journal::{list_journals, JournalReader, Record};
 use media_recorder::rtp::is_keyframe;
 use media_recorder::{IceServer, Mark, MediaConfig, MediaHub, MediaRole};
-use support::{encode_vp8, spawn_publisher, spawn_talker, Client, Offer};
+use support::{encode_h264, encode_vp8, spawn_publisher, spawn_talker, Client, Offer};
 use uuid::Uuid;
 
 fn init_logs() {
@@ -273,4 +273,27 @@ async fn publisher_reconnect_appends_a_segment_and_the_viewer_stream_continues()
         .filter_map(|p| p.file_name()?.to_str()?.split('-').next().map(str::to_owned))
         .collect();
     assert_eq!(video_segments.len(), 2, "one video journal segment per connection: {journals:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_publisher_is_forwarded_and_recorded_without_transcoding() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(dir.path()).await;
+    let inspection = Uuid::new_v4();
+    let frames = Arc::new(encode_h264(320, 240, 30, 60, 300_000, 30));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut viewer = Client::build(inspection, MediaRole::Viewer, Offer::Watch).await;
+    viewer.negotiate(&hub, false).await.expect("viewer offer");
+    let iphone = Client::build(inspection, MediaRole::Publisher, Offer::PublishH264).await;
+    iphone.negotiate(&hub, false).await.expect("H.264 publisher offer");
+    spawn_publisher(&iphone, frames, 30, stop.clone());
+    viewer
+        .wait_for(Duration::from_secs(5), |r| r.mime.eq_ignore_ascii_case("video/H264") && is_keyframe(&r.mime, &r.packet.payload))
+        .await
+        .expect("viewer gets an H.264 keyframe");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let manifest = hub.finish(inspection, vec![]).await.expect("finish");
+    assert!(manifest.tracks.iter().any(|t| t.codec == "video/H264" && t.frames > 10), "{:?}", manifest.tracks);
 }

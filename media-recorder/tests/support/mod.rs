@@ -10,7 +10,7 @@ use media_recorder::{MediaEvent, MediaHub, MediaRole};
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
@@ -102,6 +102,21 @@ pub fn encode_vp8(width: u32, height: u32, fps: i32, count: usize, bitrate: usiz
     out
 }
 
+/// Encodes `count` frames of constrained-baseline H.264 (libx264, Annex B) at `fps`, a
+/// keyframe every `gop` frames, with the finalizer helper's barcode source.
+pub fn encode_h264(width: u32, height: u32, fps: u32, count: usize, bitrate: usize, gop: usize) -> Vec<Frame> {
+    use media_recorder::depacketize::Codec;
+    let mut src = media_recorder::testsrc::VideoSource::with_codec(Codec::H264, width, height, bitrate).expect("libx264");
+    let mut out = Vec::new();
+    for i in 0..count {
+        let at = (i as i64) * 1_000_000 / fps as i64;
+        for (data, key) in src.encode(at, i % gop == 0).expect("encode") {
+            out.push(Frame { data: bytes::Bytes::from(data), key });
+        }
+    }
+    out
+}
+
 /// A packet a client received.
 #[derive(Clone)]
 pub struct Received {
@@ -162,6 +177,12 @@ pub struct Client {
 fn codec(mime: &str) -> RTCRtpCodec {
     match mime {
         MIME_TYPE_VP8 => RTCRtpCodec { mime_type: MIME_TYPE_VP8.into(), clock_rate: 90_000, ..Default::default() },
+        MIME_TYPE_H264 => RTCRtpCodec {
+            mime_type: MIME_TYPE_H264.into(),
+            clock_rate: 90_000,
+            sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".into(),
+            ..Default::default()
+        },
         _ => RTCRtpCodec {
             mime_type: MIME_TYPE_OPUS.into(),
             clock_rate: 48_000,
@@ -198,6 +219,8 @@ fn sample_track(kind: RtpCodecKind, mime: &str, label: &str) -> Arc<TrackLocalSt
 pub enum Offer {
     /// Camera (VP8) and microphone (Opus), both sendrecv.
     Publish,
+    /// Camera in H.264 (an iPhone) and microphone.
+    PublishH264,
     /// Microphone sendrecv, video recvonly (an inspector).
     Talk,
     /// Both recvonly (a viewer).
@@ -243,8 +266,9 @@ impl Client {
         };
         let recv = |_: u8| RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
         match shape {
-            Offer::Publish => {
-                let v = sample_track(RtpCodecKind::Video, MIME_TYPE_VP8, "camera");
+            Offer::Publish | Offer::PublishH264 => {
+                let mime = if matches!(shape, Offer::PublishH264) { MIME_TYPE_H264 } else { MIME_TYPE_VP8 };
+                let v = sample_track(RtpCodecKind::Video, mime, "camera");
                 let a = sample_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, "mic");
                 let vs = pc.add_track(v.clone() as Arc<dyn TrackLocal>).await.expect("add video");
                 let as_ = pc.add_track(a.clone() as Arc<dyn TrackLocal>).await.expect("add audio");
