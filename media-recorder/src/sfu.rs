@@ -159,8 +159,9 @@ struct Peer {
     handler: Arc<PeerHandler>,
     events: mpsc::UnboundedSender<MediaEvent>,
     outputs: Mutex<HashMap<Feed, Arc<Output>>>,
-    /// Offers of one participant are answered one at a time.
-    negotiating: tokio::sync::Mutex<()>,
+    /// Offers of one participant are answered one at a time, and its candidates wait for the
+    /// offer being answered (a candidate needs the remote description).
+    negotiating: Arc<tokio::sync::Mutex<()>>,
     segment: u32,
 }
 
@@ -239,18 +240,21 @@ impl Hub {
         let (desc, summary) = crate::sdp::check_offer(sdp, role)?;
         let room = self.room_or_create(inspection);
         let existing = lock(&room.state).peers.get(&peer_id).cloned();
-        let (peer, fresh) = match existing {
-            Some(p) if p.role == role && p.fingerprint == summary.fingerprint => (p, false),
+        let (peer, _turn, fresh) = match existing {
+            Some(p) if p.role == role && p.fingerprint == summary.fingerprint => {
+                let turn = p.negotiating.clone().lock_owned().await;
+                (p, turn, false)
+            }
             other => {
                 if let Some(old) = other {
                     // A reloaded page is a new browser connection: replace, new journal segment.
                     info!(%inspection, peer = %peer_id, "participant reconnected with a new connection");
                     self.remove_peer(&room, &old).await;
                 }
-                (self.create_peer(&room, peer_id, role, summary.fingerprint.clone(), events).await?, true)
+                let (p, turn) = self.create_peer(&room, peer_id, role, summary.fingerprint.clone(), events).await?;
+                (p, turn, true)
             }
         };
-        let _turn = peer.negotiating.lock().await;
         peer.handler.reset_gathering();
         let result = self.negotiate(&room, &peer, desc, &summary).await;
         if result.is_err() && fresh {
@@ -266,7 +270,7 @@ impl Hub {
         role: MediaRole,
         fingerprint: Option<String>,
         events: mpsc::UnboundedSender<MediaEvent>,
-    ) -> Result<Arc<Peer>, MediaError> {
+    ) -> Result<(Arc<Peer>, tokio::sync::OwnedMutexGuard<()>), MediaError> {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let handler = Arc::new(PeerHandler::new(self.me.clone(), room.id, id, generation, role, events.clone()));
         let pc = peer::build(&self.cfg, handler.clone()).await?;
@@ -284,11 +288,13 @@ impl Hub {
             handler,
             events,
             outputs: Mutex::new(HashMap::new()),
-            negotiating: tokio::sync::Mutex::new(()),
+            negotiating: Arc::new(tokio::sync::Mutex::new(())),
             segment,
         });
+        // Held before the peer is visible, so a candidate arriving now waits for the answer.
+        let turn = peer.negotiating.clone().lock_owned().await;
         lock(&room.state).peers.insert(id, peer.clone());
-        Ok(peer)
+        Ok((peer, turn))
     }
 
     async fn negotiate(
@@ -403,6 +409,7 @@ impl Hub {
             // End-of-candidates marker: nothing to add.
             return Ok(());
         }
+        let _turn = peer.negotiating.lock().await;
         peer.pc.add_ice_candidate(init).await.map_err(|e| MediaError::CandidateInvalid(e.to_string()))
     }
 

@@ -222,6 +222,11 @@ async fn bad_offers_fail_with_codes_and_other_sessions_keep_working() {
     assert_eq!(err.code(), "forbidden", "{err}");
     let err = hub.candidate(inspection, intruder, serde_json::json!({"candidate": ""})).await.unwrap_err();
     assert_eq!(err.code(), "unknown_peer");
+    let err = hub.candidate(inspection, viewer.peer, serde_json::json!(42)).await.unwrap_err();
+    assert_eq!(err.code(), "candidate_invalid");
+    hub.candidate(inspection, viewer.peer, serde_json::json!({"candidate": "", "sdpMid": "0"}))
+        .await
+        .expect("end-of-candidates is accepted");
 
     // Nothing of that touched the running session.
     while viewer.received.try_recv().is_ok() {}
@@ -296,4 +301,41 @@ async fn h264_publisher_is_forwarded_and_recorded_without_transcoding() {
     stop.store(true, Ordering::Relaxed);
     let manifest = hub.finish(inspection, vec![]).await.expect("finish");
     assert!(manifest.tracks.iter().any(|t| t.codec == "video/H264" && t.frames > 10), "{:?}", manifest.tracks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_without_a_video_section_is_asked_to_renegotiate() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(dir.path()).await;
+    let inspection = Uuid::new_v4();
+    let frames = Arc::new(encode_vp8(320, 240, 30, 60, 300_000, 30));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut viewer = Client::build(inspection, MediaRole::Viewer, Offer::Listen).await;
+    viewer.negotiate(&hub, false).await.expect("audio-only viewer offer");
+    assert!(viewer.wait_connected(Duration::from_secs(5)).await);
+    let business = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+    business.negotiate(&hub, false).await.expect("publisher offer");
+    spawn_publisher(&business, frames, 30, stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !viewer.events.lock().expect("events").contains(&media_recorder::MediaEvent::Renegotiate) {
+        assert!(Instant::now() < deadline, "no renegotiate event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The browser adds a video transceiver and offers again on the same connection.
+    viewer
+        .pc
+        .add_transceiver_from_kind(
+            rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video,
+            Some(rtc::rtp_transceiver::RTCRtpTransceiverInit {
+                direction: rtc::rtp_transceiver::RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("video transceiver");
+    viewer.negotiate(&hub, false).await.expect("renegotiation");
+    viewer.wait_for(Duration::from_secs(5), is_video_key).await.expect("video after renegotiation");
+    assert_eq!(hub.peer_count(), 2);
+    stop.store(true, Ordering::Relaxed);
 }

@@ -225,6 +225,8 @@ pub enum Offer {
     Talk,
     /// Both recvonly (a viewer).
     Watch,
+    /// Audio recvonly only (a client that has not asked for video yet).
+    Listen,
 }
 
 impl Client {
@@ -280,6 +282,9 @@ impl Client {
                 let as_ = pc.add_track(a.clone() as Arc<dyn TrackLocal>).await.expect("add audio");
                 client.audio = Some((a, as_));
                 pc.add_transceiver_from_kind(RtpCodecKind::Video, Some(recv(0))).await.expect("video transceiver");
+            }
+            Offer::Listen => {
+                pc.add_transceiver_from_kind(RtpCodecKind::Audio, Some(recv(1))).await.expect("audio transceiver");
             }
             Offer::Watch => {
                 pc.add_transceiver_from_kind(RtpCodecKind::Video, Some(recv(0))).await.expect("video transceiver");
