@@ -99,6 +99,8 @@ fn main() {
 
     // Join time: subscriber waiting, then the publisher offers.
     let mut times = Vec::new();
+    let mut answers = Vec::new();
+    let mut connects = Vec::new();
     for _ in 0..joins {
         let (hub, frames, rt) = (hub.clone(), frames.clone(), srv_handle.clone());
         let t = cli.block_on(async move {
@@ -112,6 +114,8 @@ fn main() {
             publisher.server_rt = Some(rt.clone());
             let t0 = Instant::now();
             publisher.negotiate(&hub, false).await.expect("publisher offer");
+            let answered = t0.elapsed();
+            let connected = publisher.wait_connected(Duration::from_secs(5)).await.then(|| t0.elapsed());
             spawn_publisher(&publisher, frames, 30, stop.clone());
             let key = sub
                 .wait_for(Duration::from_secs(5), |r| r.mime == "video/VP8" && is_keyframe(&r.mime, &r.packet.payload))
@@ -127,15 +131,26 @@ fn main() {
             .expect("leave");
             let _ = publisher.pc.close().await;
             let _ = sub.pc.close().await;
-            key.map(|k| k.at.duration_since(t0))
+            key.map(|k| (k.at.duration_since(t0), answered, connected))
         });
         match t {
-            Some(d) => times.push(d),
+            Some((d, answered, connected)) => {
+                times.push(d);
+                answers.push(answered);
+                connects.push(connected.unwrap_or(d));
+            }
             None => println!("  join timed out"),
         }
     }
     times.sort();
+    answers.sort();
+    connects.sort();
     if !times.is_empty() {
+        println!(
+            "  of which: answer p50 {:.0} ms, publisher connected p50 {:.0} ms",
+            percentile(&answers, 0.5).as_secs_f64() * 1e3,
+            percentile(&connects, 0.5).as_secs_f64() * 1e3
+        );
         println!(
             "join time over {} joins: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
             times.len(),

@@ -75,7 +75,10 @@ pub(crate) async fn build(
     let registry = register_default_interceptors(Registry::new(), &mut me)
         .map_err(|e| MediaError::Internal(format!("interceptors: {e}")))?
         .with(rtc::interceptor::Slot::from(RTCP_TAP_SLOT), crate::rtp::RtcpTap::default());
-    let mut settings = SettingEngineBuilder::new();
+    // Checks every 50 ms instead of 200 ms (Chrome paces at about that rate): connecting is
+    // most of a participant's join time. 28 attempts keep the 1.4 s per-pair budget.
+    let mut settings = SettingEngineBuilder::new()
+        .with_ice_connection_attempts(Some(std::time::Duration::from_millis(50)), Some(28));
     if !cfg.nat_1to1_ips.is_empty() {
         settings = settings.with_nat_1to1_ips(cfg.nat_1to1_ips.clone(), RTCIceCandidateType::Host);
     }
