@@ -22,12 +22,14 @@ mod store;
 pub mod trust;
 
 pub use chain::{CommittedEvent, ItemResultMark};
-pub use domain::{ExtError, ItemResult, ItemSpec, LifecycleError, Principal, Role, RoomSpec, Site, Transition};
+pub use domain::{
+    ExtError, ItemResult, ItemSpec, LifecycleError, Principal, Role, RoomSpec, Site, Transition,
+};
 pub use hub::{
-    configure_upgrade, now_micros, AcceptAllLifecycle, Extension, Lifecycle, NoExtension, SyncConfig, SyncHub,
+    configure_upgrade, now_micros, AcceptAllLifecycle, Extension, Lifecycle, NoExtension,
+    SyncConfig, SyncHub,
 };
 pub use proto::{OpError, Operation};
 pub use room::Snapshot;
 pub use state::State;
 pub use store::{export_jsonl, verify, BrokenLink, BrokenReason, SyncError, VerifyReport};
-

@@ -18,13 +18,24 @@ const T0: i64 = 1_790_000_000_000_000;
 const CLIP_SECS: i64 = 60;
 
 fn env(name: &str, default: i64) -> i64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Writes `minutes` of media per segment by repeating a one-minute encoded clip with shifted
 /// sequence numbers, timestamps and arrival times (encoding an hour would take longer than
 /// the benchmark itself).
-fn write_segment(dir: &Path, inspection: &str, segment: u32, start: i64, minutes: i64, clip: &[Event], g: &SegmentGenerator) -> u64 {
+fn write_segment(
+    dir: &Path,
+    inspection: &str,
+    segment: u32,
+    start: i64,
+    minutes: i64,
+    clip: &[Event],
+    g: &SegmentGenerator,
+) -> u64 {
     let (vm, am) = g.metas();
     let mut video = JournalWriter::create(dir, inspection, segment, vm).expect("video journal");
     let mut audio = JournalWriter::create(dir, inspection, segment, am).expect("audio journal");
@@ -34,22 +45,43 @@ fn write_segment(dir: &Path, inspection: &str, segment: u32, start: i64, minutes
         let shift = rep * CLIP_SECS * 1_000_000 + (start - T0);
         for e in clip {
             match e {
-                Event::Rtp { video: is_video, arrival_micros, packet } => {
+                Event::Rtp {
+                    video: is_video,
+                    arrival_micros,
+                    packet,
+                } => {
                     let rtp = parse_rtp(packet).expect("own packet");
-                    let (rate, seq) = if *is_video { (90, &mut vseq) } else { (48, &mut aseq) };
+                    let (rate, seq) = if *is_video {
+                        (90, &mut vseq)
+                    } else {
+                        (48, &mut aseq)
+                    };
                     let ts = rtp.timestamp.wrapping_add((shift / 1000 * rate) as u32);
-                    let p = build_rtp(rtp.payload_type, rtp.marker, *seq, ts, rtp.ssrc, rtp.payload);
+                    let p = build_rtp(
+                        rtp.payload_type,
+                        rtp.marker,
+                        *seq,
+                        ts,
+                        rtp.ssrc,
+                        rtp.payload,
+                    );
                     *seq = seq.wrapping_add(1);
                     bytes += p.len() as u64;
                     let w = if *is_video { &mut video } else { &mut audio };
                     w.append_rtp(arrival_micros + shift, &p).expect("append");
                 }
-                Event::SenderReport { video: is_video, arrival_micros, ntp, rtp } => {
+                Event::SenderReport {
+                    video: is_video,
+                    arrival_micros,
+                    ntp,
+                    rtp,
+                } => {
                     let rate = if *is_video { 90 } else { 48 };
                     let ntp = unix_micros_to_ntp(ntp_to_unix_micros(*ntp) + shift);
                     let rtp = rtp.wrapping_add((shift / 1000 * rate) as u32);
                     let w = if *is_video { &mut video } else { &mut audio };
-                    w.append_sender_report(arrival_micros + shift, ntp, rtp).expect("append");
+                    w.append_sender_report(arrival_micros + shift, ntp, rtp)
+                        .expect("append");
                 }
             }
         }
@@ -81,7 +113,15 @@ fn main() {
     let mut bytes = write_segment(root.path(), inspection, 0, T0, half, &clip, &g);
     // The second segment starts after a 10 s reconnect gap.
     let second_start = T0 + half * CLIP_SECS * 1_000_000 + 10_000_000;
-    bytes += write_segment(root.path(), inspection, 1, second_start, minutes - half, &clip, &g);
+    bytes += write_segment(
+        root.path(),
+        inspection,
+        1,
+        second_start,
+        minutes - half,
+        &clip,
+        &g,
+    );
     let dir = root.path().join(inspection);
     let marks: Vec<Mark> = (0..minutes)
         .map(|i| Mark {
@@ -114,5 +154,10 @@ fn main() {
         times.push(secs);
     }
     times.sort_by(f64::total_cmp);
-    println!("finalize median: {:.2} s over {runs} runs (min {:.2}, max {:.2})", times[times.len() / 2], times[0], times[times.len() - 1]);
+    println!(
+        "finalize median: {:.2} s over {runs} runs (min {:.2}, max {:.2})",
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1]
+    );
 }

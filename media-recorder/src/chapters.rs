@@ -114,7 +114,9 @@ pub fn to_webvtt(chapters: &[Chapter]) -> String {
             vtt_time(c.start_ms),
             vtt_time(c.end_ms.max(c.start_ms)),
             // A cue's text ends at a blank line and "-->" is reserved; keep titles on one line.
-            chapter_display_title(c).replace('\n', " ").replace("-->", "→")
+            chapter_display_title(c)
+                .replace('\n', " ")
+                .replace("-->", "→")
         ));
     }
     out
@@ -139,9 +141,17 @@ mod tests {
     fn mark_log_round_trip_skips_torn_line() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = MarkLog::open(dir.path()).expect("open");
-        let m = Mark { item_id: "i1".into(), title: "1. Exits".into(), result: "ok".into(), at_micros: 5 };
+        let m = Mark {
+            item_id: "i1".into(),
+            title: "1. Exits".into(),
+            result: "ok".into(),
+            at_micros: 5,
+        };
         log.append(&m).expect("append");
-        let mut f = OpenOptions::new().append(true).open(log.path()).expect("open");
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(log.path())
+            .expect("open");
         f.write_all(b"{\"item_id\":\"i2\",\"ti").expect("write");
         assert_eq!(read_marks(dir.path()).expect("read"), vec![m]);
     }
@@ -156,6 +166,9 @@ mod tests {
             end_ms: 3_724_000,
             mark_at_micros: 0,
         };
-        assert_eq!(to_webvtt(&[c]), "WEBVTT\n\n1\n01:02:03.004 --> 01:02:04.000\n1. Q — ok\n\n");
+        assert_eq!(
+            to_webvtt(&[c]),
+            "WEBVTT\n\n1\n01:02:03.004 --> 01:02:04.000\n1. Q — ok\n\n"
+        );
     }
 }

@@ -97,7 +97,11 @@ pub struct Reorder<T> {
 impl<T> Reorder<T> {
     /// A buffer holding up to `window` packets before releasing the oldest.
     pub fn new(window: usize) -> Self {
-        Self { window: window.max(1), pending: BTreeMap::new(), last_released: None }
+        Self {
+            window: window.max(1),
+            pending: BTreeMap::new(),
+            last_released: None,
+        }
     }
 
     /// Adds a packet with its extended sequence number; duplicates and packets older than
@@ -153,16 +157,29 @@ const START_CODE: [u8; 4] = [0, 0, 0, 1];
 impl Assembler {
     /// Assembler for a codec.
     pub fn new(codec: Codec) -> Self {
-        Self { codec, partial: None }
+        Self {
+            codec,
+            partial: None,
+        }
     }
 
     /// Feeds the next packet (in sequence order); returns a frame when one completes.
-    pub fn push(&mut self, ext_seq: i64, ext_ts: i64, marker: bool, payload: &[u8]) -> Option<Frame> {
+    pub fn push(
+        &mut self,
+        ext_seq: i64,
+        ext_ts: i64,
+        marker: bool,
+        payload: &[u8],
+    ) -> Option<Frame> {
         if self.codec == Codec::Opus {
             if payload.is_empty() {
                 return None;
             }
-            return Some(Frame { ext_ts, data: payload.to_vec(), keyframe: true });
+            return Some(Frame {
+                ext_ts,
+                data: payload.to_vec(),
+                keyframe: true,
+            });
         }
         if self.partial.as_ref().is_some_and(|p| p.ext_ts != ext_ts) {
             // A new timestamp without the previous frame's marker: that frame lost its end.
@@ -204,7 +221,11 @@ impl Assembler {
         if marker {
             let done = self.partial.take()?;
             if done.ok && !done.data.is_empty() {
-                return Some(Frame { ext_ts: done.ext_ts, data: done.data, keyframe: done.keyframe });
+                return Some(Frame {
+                    ext_ts: done.ext_ts,
+                    data: done.data,
+                    keyframe: done.keyframe,
+                });
             }
         }
         None
@@ -247,7 +268,9 @@ pub fn vp8_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
 /// Appends an H.264 RTP payload to an Annex B access unit; false if it is malformed or a
 /// fragment continues without its start.
 fn h264_payload(p: &[u8], out: &mut Vec<u8>, keyframe: &mut bool) -> bool {
-    let Some(&header) = p.first() else { return false };
+    let Some(&header) = p.first() else {
+        return false;
+    };
     let mut push_nal = |nal: &[u8], out: &mut Vec<u8>| {
         if let Some(&h) = nal.first() {
             if h & 0x1F == 5 {
@@ -267,7 +290,9 @@ fn h264_payload(p: &[u8], out: &mut Vec<u8>, keyframe: &mut bool) -> bool {
             while i + 2 <= p.len() {
                 let size = u16::from_be_bytes([p[i], p[i + 1]]) as usize;
                 i += 2;
-                let Some(nal) = p.get(i..i + size) else { return false };
+                let Some(nal) = p.get(i..i + size) else {
+                    return false;
+                };
                 push_nal(nal, out);
                 i += size;
             }
@@ -333,12 +358,18 @@ pub fn h264_sps_size(sps: &[u8]) -> Option<(u32, u32)> {
         zeros = if b == 0 { zeros + 1 } else { 0 };
         rbsp.push(b);
     }
-    let mut r = Bits { data: &rbsp, pos: 0 };
+    let mut r = Bits {
+        data: &rbsp,
+        pos: 0,
+    };
     let profile = r.bits(8)?;
     r.bits(16)?; // constraint flags, level
     r.ue()?; // seq_parameter_set_id
     let mut chroma_format_idc = 1;
-    if matches!(profile, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
+    if matches!(
+        profile,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
         chroma_format_idc = r.ue()?;
         if chroma_format_idc == 3 {
             r.bits(1)?;
@@ -445,7 +476,10 @@ mod tests {
         let p = build_rtp(96, true, 7, 9000, 42, &[1, 2, 3]);
         let v = parse_rtp(&p).expect("valid");
         assert!(v.marker);
-        assert_eq!((v.payload_type, v.sequence_number, v.timestamp, v.ssrc), (96, 7, 9000, 42));
+        assert_eq!(
+            (v.payload_type, v.sequence_number, v.timestamp, v.ssrc),
+            (96, 7, 9000, 42)
+        );
         assert_eq!(v.payload, &[1, 2, 3]);
         assert!(parse_rtp(&p[..11]).is_none());
     }
@@ -470,8 +504,12 @@ mod tests {
     fn vp8_frames_assemble_and_lossy_frames_drop() {
         let mut a = Assembler::new(Codec::Vp8);
         // Descriptor with X, I (15-bit picture id): 4 bytes.
-        assert!(a.push(0, 0, false, &[0x90, 0x80, 0x80, 0x01, 0x10, 0x02]).is_none());
-        let f = a.push(1, 0, true, &[0x80, 0x80, 0x80, 0x01, 0x03]).expect("frame");
+        assert!(a
+            .push(0, 0, false, &[0x90, 0x80, 0x80, 0x01, 0x10, 0x02])
+            .is_none());
+        let f = a
+            .push(1, 0, true, &[0x80, 0x80, 0x80, 0x01, 0x03])
+            .expect("frame");
         assert_eq!(f.data, vec![0x10, 0x02, 0x03]);
         assert!(f.keyframe);
         // Packet 3 lost: the frame at ts 3000 is dropped.
@@ -486,8 +524,8 @@ mod tests {
         let mut a = Assembler::new(Codec::H264);
         // A real SPS from libx264 (baseline, 640x360, cropped from 368 coded lines).
         let sps = [
-            0x67, 0x42, 0xC0, 0x1E, 0xD9, 0x00, 0xA0, 0x2F, 0xF9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
-            0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0F, 0x16, 0x2E, 0x48,
+            0x67, 0x42, 0xC0, 0x1E, 0xD9, 0x00, 0xA0, 0x2F, 0xF9, 0x70, 0x11, 0x00, 0x00, 0x03,
+            0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0F, 0x16, 0x2E, 0x48,
         ];
         let mut stap = vec![24];
         stap.extend_from_slice(&(sps.len() as u16).to_be_bytes());
@@ -503,8 +541,8 @@ mod tests {
         assert_eq!(h264_sps_size(nals[0]), Some((640, 360)));
         // High 4:4:4 profile, 1280x720, from libx264 too.
         let high = [
-            0x67, 0xF4, 0x00, 0x1F, 0x91, 0x9B, 0x28, 0x0A, 0x00, 0xB7, 0x60, 0x22, 0x00, 0x00, 0x03,
-            0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x64, 0x1E, 0x30, 0x63, 0x2C,
+            0x67, 0xF4, 0x00, 0x1F, 0x91, 0x9B, 0x28, 0x0A, 0x00, 0xB7, 0x60, 0x22, 0x00, 0x00,
+            0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x64, 0x1E, 0x30, 0x63, 0x2C,
         ];
         assert_eq!(h264_sps_size(&high), Some((1280, 720)));
     }

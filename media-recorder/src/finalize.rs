@@ -127,7 +127,9 @@ pub struct Manifest {
 /// Reads the manifest of a finalized inspection directory, if there is one.
 pub fn read_manifest(inspection_dir: &Path) -> io::Result<Option<Manifest>> {
     match std::fs::read(inspection_dir.join(MANIFEST_FILE)) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io::Error::other),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(io::Error::other),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -146,7 +148,11 @@ pub fn recover_all(recordings_dir: &Path) -> Vec<(PathBuf, Result<Manifest, Fina
             return out;
         }
     };
-    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     for dir in dirs {
         if dir.join(MANIFEST_FILE).exists() {
@@ -160,9 +166,13 @@ pub fn recover_all(recordings_dir: &Path) -> Vec<(PathBuf, Result<Manifest, Fina
                 continue;
             }
         }
-        let result = read_marks(&dir).map_err(FinalizeError::from).and_then(|marks| finalize_inspection(&dir, &marks));
+        let result = read_marks(&dir)
+            .map_err(FinalizeError::from)
+            .and_then(|marks| finalize_inspection(&dir, &marks));
         match &result {
-            Ok(m) => tracing::info!(dir = %dir.display(), duration_ms = m.duration_ms, "recovered recording"),
+            Ok(m) => {
+                tracing::info!(dir = %dir.display(), duration_ms = m.duration_ms, "recovered recording")
+            }
             Err(e) => tracing::error!(dir = %dir.display(), error = %e, "recovery failed"),
         }
         out.push((dir, result));
@@ -185,15 +195,22 @@ struct Scanned {
 fn scan(path: &Path) -> Result<Option<Scanned>, FinalizeError> {
     let mut reader = JournalReader::open(path)?;
     let meta = reader.meta().clone();
-    let Some(codec) = Codec::from_mime(&meta.codec) else { return Ok(None) };
+    let Some(codec) = Codec::from_mime(&meta.codec) else {
+        return Ok(None);
+    };
     let mut builder = ClockMapBuilder::new(meta.clock_rate);
     let mut size = None;
     let (mut sps, mut pps) = (None, None);
     let mut max_ts = i64::MIN;
     while let Some(record) = reader.next_record()? {
         match record {
-            Record::Rtp { arrival_micros, packet } => {
-                let Some(rtp) = parse_rtp(&packet) else { continue };
+            Record::Rtp {
+                arrival_micros,
+                packet,
+            } => {
+                let Some(rtp) = parse_rtp(&packet) else {
+                    continue;
+                };
                 if rtp.ssrc != meta.ssrc && meta.ssrc != 0 {
                     continue;
                 }
@@ -226,18 +243,31 @@ fn scan(path: &Path) -> Result<Option<Scanned>, FinalizeError> {
                     _ => {}
                 }
             }
-            Record::SenderReport { ntp_time, rtp_time, .. } => builder.sender_report(ntp_time, rtp_time),
+            Record::SenderReport {
+                ntp_time, rtp_time, ..
+            } => builder.sender_report(ntp_time, rtp_time),
         }
     }
     let torn = reader.torn_tail();
-    let Some(map) = builder.build() else { return Ok(None) };
+    let Some(map) = builder.build() else {
+        return Ok(None);
+    };
     // The last frame lasts one nominal frame duration beyond its timestamp.
     let end_wall_micros = map.wall_micros(max_ts) + default_duration(meta.kind);
     let sps_pps = match (sps, pps) {
         (Some(s), Some(p)) => vec![s, p],
         _ => Vec::new(),
     };
-    Ok(Some(Scanned { path: path.to_owned(), meta, codec, map, end_wall_micros, size, sps_pps, torn }))
+    Ok(Some(Scanned {
+        path: path.to_owned(),
+        meta,
+        codec,
+        map,
+        end_wall_micros,
+        size,
+        sps_pps,
+        torn,
+    }))
 }
 
 /// Nominal frame duration: 20 ms Opus packets, 30 fps video.
@@ -297,7 +327,12 @@ impl FrameSource {
             if let Some((ext_seq, (ext_ts, marker, payload))) = self.reorder.pop(self.eof) {
                 if let Some(frame) = self.assembler.push(ext_seq, ext_ts, marker, &payload) {
                     let pts = self.map.wall_micros(frame.ext_ts) - self.epoch;
-                    return Ok(Some(TimedFrame { pts_micros: pts, duration_micros: 0, data: frame.data, keyframe: frame.keyframe }));
+                    return Ok(Some(TimedFrame {
+                        pts_micros: pts,
+                        duration_micros: 0,
+                        data: frame.data,
+                        keyframe: frame.keyframe,
+                    }));
                 }
                 continue;
             }
@@ -307,13 +342,16 @@ impl FrameSource {
             match self.reader.next_record()? {
                 None => self.eof = true,
                 Some(Record::Rtp { packet, .. }) => {
-                    let Some(rtp) = parse_rtp(&packet) else { continue };
+                    let Some(rtp) = parse_rtp(&packet) else {
+                        continue;
+                    };
                     if rtp.ssrc != self.ssrc && self.ssrc != 0 {
                         continue;
                     }
                     let ext_seq = self.seq.unwrap(rtp.sequence_number as u32);
                     let ext_ts = self.ts.unwrap(rtp.timestamp);
-                    self.reorder.push(ext_seq, (ext_ts, rtp.marker, rtp.payload.to_vec()));
+                    self.reorder
+                        .push(ext_seq, (ext_ts, rtp.marker, rtp.payload.to_vec()));
                 }
                 Some(Record::SenderReport { .. }) => {}
             }
@@ -334,7 +372,8 @@ impl FrameSource {
                         self.pending = Some(p);
                         continue;
                     }
-                    p.duration_micros = (f.pts_micros - p.pts_micros).min(MAX_FRAME_DURATION_MICROS);
+                    p.duration_micros =
+                        (f.pts_micros - p.pts_micros).min(MAX_FRAME_DURATION_MICROS);
                     self.pending = Some(f);
                     return Ok(Some(p));
                 }
@@ -374,7 +413,9 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
 
     // The container follows the video codec: H.264 → MP4, otherwise WebM.
     let mp4 = scanned.iter().any(|s| s.codec == Codec::H264)
-        && !scanned.iter().any(|s| s.codec == Codec::Vp8 && s.meta.kind == TrackKind::Video);
+        && !scanned
+            .iter()
+            .any(|s| s.codec == Codec::Vp8 && s.meta.kind == TrackKind::Video);
     let fits = |c: Codec| match c {
         Codec::Opus => true,
         Codec::Vp8 => !mp4,
@@ -385,14 +426,22 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     // group's first is left out (a container stream has one codec).
     let mut groups: Vec<Group> = Vec::new();
     let mut order: Vec<usize> = (0..scanned.len()).collect();
-    order.sort_by_key(|&i| (scanned[i].meta.kind != TrackKind::Video, scanned[i].map.start_micros()));
+    order.sort_by_key(|&i| {
+        (
+            scanned[i].meta.kind != TrackKind::Video,
+            scanned[i].map.start_micros(),
+        )
+    });
     for i in order {
         let s = &scanned[i];
         if !fits(s.codec) {
             skipped.push(file_name(&s.path));
             continue;
         }
-        match groups.iter_mut().find(|g| g.participant_id == s.meta.participant_id && g.kind == s.meta.kind) {
+        match groups
+            .iter_mut()
+            .find(|g| g.participant_id == s.meta.participant_id && g.kind == s.meta.kind)
+        {
             Some(g) if g.codec == s.codec => {
                 g.journals.push(i);
                 if g.size.is_none() {
@@ -424,9 +473,21 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     if groups.is_empty() {
         return Err(FinalizeError::NoMedia(dir.to_owned()));
     }
-    let used: Vec<usize> = groups.iter().flat_map(|g| g.journals.iter().copied()).collect();
-    let epoch = used.iter().map(|&i| scanned[i].map.start_micros()).min().unwrap_or(0);
-    let planned_end = used.iter().map(|&i| scanned[i].end_wall_micros).max().unwrap_or(epoch) - epoch;
+    let used: Vec<usize> = groups
+        .iter()
+        .flat_map(|g| g.journals.iter().copied())
+        .collect();
+    let epoch = used
+        .iter()
+        .map(|&i| scanned[i].map.start_micros())
+        .min()
+        .unwrap_or(0);
+    let planned_end = used
+        .iter()
+        .map(|&i| scanned[i].end_wall_micros)
+        .max()
+        .unwrap_or(epoch)
+        - epoch;
 
     let (file, format, mime) = if mp4 {
         ("recording.mp4", "mp4", "video/mp4")
@@ -452,10 +513,22 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     let planned_end_ms = (planned_end / 1000).max(0);
     let chapters = build_chapters(marks, epoch, planned_end_ms);
     for (i, c) in chapters.iter().enumerate() {
-        octx.add_chapter(i as i64 + 1, ffmpeg::Rational(1, 1000), c.start_ms, c.end_ms, chapter_display_title(c))?;
+        octx.add_chapter(
+            i as i64 + 1,
+            ffmpeg::Rational(1, 1000),
+            c.start_ms,
+            c.end_ms,
+            chapter_display_title(c),
+        )?;
     }
     let mut meta = ffmpeg::Dictionary::new();
-    meta.set("title", &format!("Inspection {}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("")));
+    meta.set(
+        "title",
+        &format!(
+            "Inspection {}",
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("")
+        ),
+    );
     octx.set_metadata(meta);
 
     let mut opts = ffmpeg::Dictionary::new();
@@ -469,7 +542,11 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     }
     octx.write_header_with(opts)?;
     let time_bases: Vec<ffmpeg::Rational> = (0..groups.len())
-        .map(|i| octx.stream(i).map(|s| s.time_base()).unwrap_or(ffmpeg::Rational(1, 1000)))
+        .map(|i| {
+            octx.stream(i)
+                .map(|s| s.time_base())
+                .unwrap_or(ffmpeg::Rational(1, 1000))
+        })
         .collect();
 
     // Merge all journals by media time.
@@ -490,9 +567,18 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     }
     let mut stats: Vec<StreamStats> = groups.iter().map(|_| StreamStats::default()).collect();
     while let Some(Reverse((_, si))) = heap.pop() {
-        let Some(frame) = heads[si].take() else { continue };
+        let Some(frame) = heads[si].take() else {
+            continue;
+        };
         let gi = sources[si].0;
-        write_frame(&mut octx, gi, time_bases[gi], &mut stats[gi], frame, groups[gi].kind)?;
+        write_frame(
+            &mut octx,
+            gi,
+            time_bases[gi],
+            &mut stats[gi],
+            frame,
+            groups[gi].kind,
+        )?;
         let next = sources[si].1.next()?;
         if let Some(f) = &next {
             heap.push(Reverse((f.pts_micros, si)));
@@ -502,7 +588,12 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     octx.write_trailer()?;
     drop(octx);
 
-    let duration_ms = stats.iter().map(|s| s.end_micros).max().unwrap_or(0).div_euclid(1000);
+    let duration_ms = stats
+        .iter()
+        .map(|s| s.end_micros)
+        .max()
+        .unwrap_or(0)
+        .div_euclid(1000);
     File::open(&part_path)?.sync_all()?;
     std::fs::rename(&part_path, &final_path)?;
     let (sha256, size_bytes) = sha256_file(&final_path)?;
@@ -515,7 +606,11 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
         .enumerate()
         .map(|(index, g)| {
             let s = &stats[index];
-            let dropped: u64 = sources.iter().filter(|(gi, _)| *gi == index).map(|(_, src)| src.dropped).sum();
+            let dropped: u64 = sources
+                .iter()
+                .filter(|(gi, _)| *gi == index)
+                .map(|(_, src)| src.dropped)
+                .sum();
             ManifestTrack {
                 index,
                 kind: g.kind,
@@ -697,7 +792,11 @@ pub fn build_chapters(marks: &[Mark], epoch_micros: i64, duration_ms: i64) -> Ve
             title: m.title.clone(),
             result: m.result.clone(),
             start_ms: starts[i],
-            end_ms: starts.get(i + 1).copied().unwrap_or(duration_ms).max(starts[i]),
+            end_ms: starts
+                .get(i + 1)
+                .copied()
+                .unwrap_or(duration_ms)
+                .max(starts[i]),
             mark_at_micros: m.at_micros,
         })
         .collect()
@@ -731,7 +830,9 @@ fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// SHA-256 (hex) and size of a file.
@@ -781,10 +882,25 @@ mod tests {
 
     #[test]
     fn chapters_sorted_clamped_and_chained() {
-        let m = |id: &str, at| Mark { item_id: id.into(), title: id.into(), result: "ok".into(), at_micros: at };
-        let c = build_chapters(&[m("b", 5_000_000), m("a", 1_000_000), m("early", -3)], 1_000_000, 10_000);
-        assert_eq!(c.iter().map(|c| c.item_id.as_str()).collect::<Vec<_>>(), ["early", "a", "b"]);
-        assert_eq!(c.iter().map(|c| (c.start_ms, c.end_ms)).collect::<Vec<_>>(), [(0, 0), (0, 4000), (4000, 10_000)]);
+        let m = |id: &str, at| Mark {
+            item_id: id.into(),
+            title: id.into(),
+            result: "ok".into(),
+            at_micros: at,
+        };
+        let c = build_chapters(
+            &[m("b", 5_000_000), m("a", 1_000_000), m("early", -3)],
+            1_000_000,
+            10_000,
+        );
+        assert_eq!(
+            c.iter().map(|c| c.item_id.as_str()).collect::<Vec<_>>(),
+            ["early", "a", "b"]
+        );
+        assert_eq!(
+            c.iter().map(|c| (c.start_ms, c.end_ms)).collect::<Vec<_>>(),
+            [(0, 0), (0, 4000), (4000, 10_000)]
+        );
     }
 
     #[test]

@@ -10,13 +10,13 @@
 pub mod chapters;
 pub mod depacketize;
 pub mod finalize;
-#[cfg(feature = "testsrc")]
-pub mod testsrc;
 pub mod journal;
 mod peer;
 pub mod rtp;
 pub mod sdp;
 mod sfu;
+#[cfg(feature = "testsrc")]
+pub mod testsrc;
 pub mod timecode;
 
 use std::path::PathBuf;
@@ -146,7 +146,9 @@ impl MediaHub {
         tokio::fs::create_dir_all(&cfg.recordings_dir)
             .await
             .map_err(|e| MediaError::Internal(format!("recordings dir: {e}")))?;
-        Ok(Self { inner: sfu::Hub::new(cfg) })
+        Ok(Self {
+            inner: sfu::Hub::new(cfg),
+        })
     }
 
     /// STUN/TURN servers to hand to browsers.

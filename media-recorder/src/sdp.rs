@@ -54,14 +54,24 @@ pub struct OfferSummary {
 pub fn check_offer(
     json: serde_json::Value,
     role: MediaRole,
-) -> Result<(rtc::peer_connection::sdp::RTCSessionDescription, OfferSummary), MediaError> {
+) -> Result<
+    (
+        rtc::peer_connection::sdp::RTCSessionDescription,
+        OfferSummary,
+    ),
+    MediaError,
+> {
     use rtc::peer_connection::sdp::{RTCSdpType, RTCSessionDescription};
     let desc: RTCSessionDescription = serde_json::from_value(json)
         .map_err(|e| MediaError::SdpInvalid(format!("not an RTCSessionDescription: {e}")))?;
     if desc.sdp_type != RTCSdpType::Offer {
-        return Err(MediaError::SdpInvalid(format!("expected an offer, got {}", desc.sdp_type)));
+        return Err(MediaError::SdpInvalid(format!(
+            "expected an offer, got {}",
+            desc.sdp_type
+        )));
     }
-    desc.unmarshal().map_err(|e| MediaError::SdpInvalid(e.to_string()))?;
+    desc.unmarshal()
+        .map_err(|e| MediaError::SdpInvalid(e.to_string()))?;
     let summary = summarize(&desc.sdp)?;
     check_rules(&summary, role)?;
     Ok((desc, summary))
@@ -90,7 +100,11 @@ pub fn summarize(sdp: &str) -> Result<OfferSummary, MediaError> {
                     .rtpmap
                     .iter()
                     .filter_map(|(pt, codec)| {
-                        let fmtp = c.fmtp.iter().find(|(p, _)| p == pt).map(|(_, f)| f.as_str());
+                        let fmtp = c
+                            .fmtp
+                            .iter()
+                            .find(|(p, _)| p == pt)
+                            .map(|(_, f)| f.as_str());
                         usable_mime(kind, codec, fmtp.unwrap_or(""))
                     })
                     .fold(Vec::<String>::new(), |mut acc, m| {
@@ -120,10 +134,19 @@ pub fn summarize(sdp: &str) -> Result<OfferSummary, MediaError> {
                 _ => None,
             };
             let rejected = parts.next() == Some("0");
-            cur = Some(Cur { kind, rejected, direction: None, mid: None, rtpmap: vec![], fmtp: vec![] });
+            cur = Some(Cur {
+                kind,
+                rejected,
+                direction: None,
+                mid: None,
+                rtpmap: vec![],
+                fmtp: vec![],
+            });
             continue;
         }
-        let Some(attr) = line.strip_prefix("a=") else { continue };
+        let Some(attr) = line.strip_prefix("a=") else {
+            continue;
+        };
         let dir = match attr {
             "sendrecv" => Some(Direction::SendRecv),
             "sendonly" => Some(Direction::SendOnly),
@@ -159,7 +182,10 @@ pub fn summarize(sdp: &str) -> Result<OfferSummary, MediaError> {
         }
     }
     finish(cur.take(), session_direction, &mut sections);
-    Ok(OfferSummary { sections, fingerprint })
+    Ok(OfferSummary {
+        sections,
+        fingerprint,
+    })
 }
 
 /// The MIME type if `codec` (`VP8/90000`) with `fmtp` is one the recorder can mux.
@@ -173,7 +199,9 @@ fn usable_mime(kind: Kind, codec: &str, fmtp: &str) -> Option<String> {
                 .filter_map(|p| p.split_once('='))
                 .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase()))
                 .collect();
-            let mode1 = params.iter().any(|(k, v)| k == "packetization-mode" && v == "1");
+            let mode1 = params
+                .iter()
+                .any(|(k, v)| k == "packetization-mode" && v == "1");
             // Baseline (42xx) and constrained baseline (42e0): what every phone sends and what
             // the server registers; High profile is not registered.
             let baseline = params
@@ -190,13 +218,17 @@ fn usable_mime(kind: Kind, codec: &str, fmtp: &str) -> Option<String> {
 fn check_rules(summary: &OfferSummary, role: MediaRole) -> Result<(), MediaError> {
     let live: Vec<&Section> = summary.sections.iter().filter(|s| !s.rejected).collect();
     if live.is_empty() {
-        return Err(MediaError::NoUsableCodec("the offer has no audio or video section".into()));
+        return Err(MediaError::NoUsableCodec(
+            "the offer has no audio or video section".into(),
+        ));
     }
     for s in &live {
         if s.direction != Direction::Inactive && s.usable.is_empty() {
             let what = match s.kind {
                 Kind::Audio => "audio section offers no Opus",
-                Kind::Video => "video section offers neither VP8 nor H.264 baseline packetization-mode=1",
+                Kind::Video => {
+                    "video section offers neither VP8 nor H.264 baseline packetization-mode=1"
+                }
             };
             return Err(MediaError::NoUsableCodec(what.into()));
         }
@@ -206,10 +238,14 @@ fn check_rules(summary: &OfferSummary, role: MediaRole) -> Result<(), MediaError
             match (role, s.kind) {
                 (MediaRole::Publisher, _) | (MediaRole::Inspector, Kind::Audio) => {}
                 (MediaRole::Inspector, Kind::Video) => {
-                    return Err(MediaError::Forbidden("an inspector may publish audio only".into()))
+                    return Err(MediaError::Forbidden(
+                        "an inspector may publish audio only".into(),
+                    ))
                 }
                 (MediaRole::Viewer, _) => {
-                    return Err(MediaError::Forbidden("a viewer may not publish media".into()))
+                    return Err(MediaError::Forbidden(
+                        "a viewer may not publish media".into(),
+                    ))
                 }
             }
         }
@@ -222,9 +258,7 @@ mod tests {
     use super::*;
 
     fn offer(body: &str) -> String {
-        format!(
-            "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n{body}"
-        )
+        format!("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n{body}")
     }
 
     const VIDEO_VP8: &str = "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n";
@@ -244,15 +278,27 @@ mod tests {
     #[test]
     fn h264_needs_mode_1_and_baseline() {
         assert_eq!(
-            usable_mime(Kind::Video, "H264/90000", "packetization-mode=1;profile-level-id=42e01f"),
+            usable_mime(
+                Kind::Video,
+                "H264/90000",
+                "packetization-mode=1;profile-level-id=42e01f"
+            ),
             Some("video/H264".into())
         );
         assert_eq!(
-            usable_mime(Kind::Video, "H264/90000", "packetization-mode=0;profile-level-id=42e01f"),
+            usable_mime(
+                Kind::Video,
+                "H264/90000",
+                "packetization-mode=0;profile-level-id=42e01f"
+            ),
             None
         );
         assert_eq!(
-            usable_mime(Kind::Video, "H264/90000", "packetization-mode=1;profile-level-id=640c1f"),
+            usable_mime(
+                Kind::Video,
+                "H264/90000",
+                "packetization-mode=1;profile-level-id=640c1f"
+            ),
             None
         );
     }
@@ -260,19 +306,34 @@ mod tests {
     #[test]
     fn rules_reject_unusable_codecs_and_wrong_roles() {
         let vp9 = summarize(&offer(&format!("{AUDIO_OPUS}{VIDEO_VP9}"))).expect("parses");
-        assert_eq!(check_rules(&vp9, MediaRole::Publisher).unwrap_err().code(), "no_usable_codec");
+        assert_eq!(
+            check_rules(&vp9, MediaRole::Publisher).unwrap_err().code(),
+            "no_usable_codec"
+        );
         let vp8 = summarize(&offer(&format!("{AUDIO_OPUS}{VIDEO_VP8}"))).expect("parses");
         check_rules(&vp8, MediaRole::Publisher).expect("publisher may send video");
-        assert_eq!(check_rules(&vp8, MediaRole::Inspector).unwrap_err().code(), "forbidden");
-        assert_eq!(check_rules(&vp8, MediaRole::Viewer).unwrap_err().code(), "forbidden");
+        assert_eq!(
+            check_rules(&vp8, MediaRole::Inspector).unwrap_err().code(),
+            "forbidden"
+        );
+        assert_eq!(
+            check_rules(&vp8, MediaRole::Viewer).unwrap_err().code(),
+            "forbidden"
+        );
         let empty = summarize(&offer("")).expect("parses");
-        assert_eq!(check_rules(&empty, MediaRole::Viewer).unwrap_err().code(), "no_usable_codec");
+        assert_eq!(
+            check_rules(&empty, MediaRole::Viewer).unwrap_err().code(),
+            "no_usable_codec"
+        );
     }
 
     #[test]
     fn garbage_is_sdp_invalid() {
-        let err = check_offer(serde_json::json!({"type": "offer", "sdp": "hello"}), MediaRole::Viewer)
-            .unwrap_err();
+        let err = check_offer(
+            serde_json::json!({"type": "offer", "sdp": "hello"}),
+            MediaRole::Viewer,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "sdp_invalid");
         let err = check_offer(serde_json::json!([1, 2]), MediaRole::Viewer).unwrap_err();
         assert_eq!(err.code(), "sdp_invalid");

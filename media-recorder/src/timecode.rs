@@ -26,12 +26,18 @@ pub struct Unwrapper {
 impl Unwrapper {
     /// Unwrapper for 32-bit RTP timestamps.
     pub fn timestamps() -> Self {
-        Self { bits: 32, last: None }
+        Self {
+            bits: 32,
+            last: None,
+        }
     }
 
     /// Unwrapper for 16-bit RTP sequence numbers.
     pub fn sequence_numbers() -> Self {
-        Self { bits: 16, last: None }
+        Self {
+            bits: 16,
+            last: None,
+        }
     }
 
     /// Extends `value` relative to the previous value (which it then becomes, when later).
@@ -87,7 +93,12 @@ pub struct ClockMapBuilder {
 impl ClockMapBuilder {
     /// Starts a builder for a track with the given RTP clock rate.
     pub fn new(clock_rate: u32) -> Self {
-        Self { clock_rate: clock_rate.max(1), unwrapper: Unwrapper::timestamps(), packets: Vec::new(), reports: Vec::new() }
+        Self {
+            clock_rate: clock_rate.max(1),
+            unwrapper: Unwrapper::timestamps(),
+            packets: Vec::new(),
+            reports: Vec::new(),
+        }
     }
 
     /// Records a packet's RTP timestamp and arrival time; returns the extended timestamp.
@@ -177,7 +188,11 @@ impl ClockMapBuilder {
             windows.push((cs, cd));
         }
         let offset = PiecewiseLinear::through(windows, 0.0);
-        Some(ClockMap { sender: sender_map, offset, first_ts })
+        Some(ClockMap {
+            sender: sender_map,
+            offset,
+            first_ts,
+        })
     }
 }
 
@@ -213,7 +228,10 @@ struct PiecewiseLinear {
 
 impl PiecewiseLinear {
     fn through(points: Vec<(f64, f64)>, default_slope: f64) -> Self {
-        Self { points, default_slope }
+        Self {
+            points,
+            default_slope,
+        }
     }
 
     fn eval(&self, x: f64) -> f64 {

@@ -455,8 +455,8 @@ pub async fn change_status(
     Path(id): Path<Uuid>,
     ApiJson(req): ApiJson<TransitionRequest>,
 ) -> ApiResult<Json<Inspection>> {
-    load_for(&state.db, &caller, id, Access::Manage).await?;
-    state.lifecycle.apply(id, req.to).await?;
+    let (insp, _) = load_for(&state.db, &caller, id, Access::Manage).await?;
+    state.lifecycle.apply(&insp, req.to, &caller).await?;
     Ok(Json(
         load(&state.db, id)
             .await?

@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod evidence;
 pub mod extract;
 pub mod inspections;
 pub mod live;
@@ -131,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .merge(templates::router())
         .merge(inspections::router())
         .merge(live::router())
+        .merge(evidence::router())
         .merge(openapi::router())
         .merge(ops::router())
         .merge(web::router())

@@ -1,9 +1,12 @@
 //! The live room: the inspection's WebSocket (checklist sync + WebRTC signaling) and the
-//! lifecycle side effects (recording finalization). This is where the crates are composed.
+//! lifecycle side effects (recording finalization). This is where the crates are composed:
+//! checklist events become recording marks (plain data), `rtc.*` messages reach the media hub,
+//! and neither crate knows about the other.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
@@ -11,8 +14,14 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use checklist_sync::{
+    ExtError, Extension, ItemSpec, Lifecycle, LifecycleError, Operation, Principal, RoomSpec, Site,
+    SyncConfig, SyncHub, Transition,
+};
+use media_recorder::{IceServer, Mark, MediaConfig, MediaEvent, MediaHub, MediaRole};
+use serde_json::{json, Value};
 use sqlx::AnyPool;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{mpsc, watch, Mutex};
 use uuid::Uuid;
 
 use crate::auth::{self, Caller};
@@ -23,49 +32,250 @@ use crate::error::{ApiError, ApiResult};
 use crate::inspections::{self, Access, Inspection};
 use crate::AppState;
 
-/// Live rooms: open sockets and what can close them.
+/// Live rooms: the sync hub, the media hub, and what can close a socket.
 pub struct Live {
-    db: AnyPool,
-    config: Arc<Config>,
-    /// One notifier per invitation with open sockets; revoking wakes them to close.
-    revocations: Mutex<HashMap<Uuid, Arc<Notify>>>,
-    shutdown: Arc<Notify>,
+    /// Checklist sync (inspection state, event log).
+    pub sync: SyncHub,
+    /// WebRTC forwarding and recording.
+    pub media: MediaHub,
+    /// One switch per invitation with open sockets; revoking flips it to close them.
+    revocations: Mutex<HashMap<Uuid, watch::Sender<bool>>>,
+    shutdown: watch::Sender<bool>,
 }
 
 impl Live {
-    /// Creates the live layer.
+    /// Creates both hubs, starts turning checklist events into recording marks, and finalizes
+    /// in the background the recordings a crash left unfinished.
     pub async fn new(db: AnyPool, config: Arc<Config>) -> anyhow::Result<Live> {
+        let recordings_dir = config.recordings_dir();
+        let media = MediaHub::new(MediaConfig {
+            recordings_dir: recordings_dir.clone(),
+            udp_addrs: vec![config.media_udp.clone()],
+            nat_1to1_ips: Vec::new(),
+            ice_servers: config
+                .ice_servers
+                .iter()
+                .map(|s| IceServer {
+                    urls: s.urls.clone(),
+                    username: s.username.clone(),
+                    credential: s.credential.clone(),
+                })
+                .collect(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("media: {e}"))?;
+        let lifecycle = Arc::new(SyncLifecycle {
+            db: db.clone(),
+            media: media.clone(),
+        });
+        let sync = SyncHub::new(db.clone(), SyncConfig::default(), lifecycle);
+        tokio::spawn(forward_marks(db.clone(), sync.clone(), media.clone()));
+        tokio::spawn(async move {
+            let done = tokio::task::spawn_blocking(move || {
+                media_recorder::finalize::recover_all(&recordings_dir)
+            })
+            .await;
+            match done {
+                Ok(results) => {
+                    for (dir, r) in results {
+                        match r {
+                            Ok(m) => {
+                                tracing::info!(dir = %dir.display(), duration_ms = m.duration_ms, "recovered an unfinished recording")
+                            }
+                            Err(e) => {
+                                tracing::warn!(dir = %dir.display(), error = %e, "could not recover a recording")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "recording recovery panicked"),
+            }
+        });
+        let (shutdown, _) = watch::channel(false);
         Ok(Live {
-            db,
-            config,
+            sync,
+            media,
             revocations: Mutex::new(HashMap::new()),
-            shutdown: Arc::new(Notify::new()),
+            shutdown,
         })
     }
 
     /// Closes every socket opened through a revoked invitation.
     pub async fn revoke_invitation(&self, _inspection: Uuid, invitation: Uuid) {
-        if let Some(n) = self.revocations.lock().await.remove(&invitation) {
-            n.notify_waiters();
+        if let Some(tx) = self.revocations.lock().await.remove(&invitation) {
+            let _ = tx.send(true);
         }
     }
 
     /// Closes every socket (graceful shutdown).
     pub async fn shutdown(&self) {
-        self.shutdown.notify_waiters();
+        let _ = self.shutdown.send(true);
     }
 
-    async fn revocation(&self, invitation: Uuid) -> Arc<Notify> {
-        self.revocations
-            .lock()
-            .await
-            .entry(invitation)
-            .or_insert_with(|| Arc::new(Notify::new()))
-            .clone()
+    /// A future that completes when this socket must close: its invitation is revoked or the
+    /// server shuts down.
+    async fn stop_signal(
+        &self,
+        invitation: Option<Uuid>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut down = self.shutdown.subscribe();
+        let mut revoked = match invitation {
+            Some(inv) => {
+                let mut map = self.revocations.lock().await;
+                Some(
+                    map.entry(inv)
+                        .or_insert_with(|| watch::channel(false).0)
+                        .subscribe(),
+                )
+            }
+            None => None,
+        };
+        async move {
+            let revoked = async {
+                match revoked.as_mut() {
+                    Some(rx) => {
+                        let _ = rx.wait_for(|v| *v).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = down.wait_for(|v| *v) => {}
+                _ = revoked => {}
+            }
+        }
+    }
+
+    /// The room description of an inspection (checklist, site).
+    pub fn room_spec(insp: &Inspection) -> RoomSpec {
+        RoomSpec {
+            inspection_id: insp.id,
+            items: insp
+                .items
+                .iter()
+                .flatten()
+                .map(|i| ItemSpec {
+                    id: i.id.clone(),
+                    number: i.number.clone(),
+                    question: i.question.clone(),
+                })
+                .collect(),
+            site: insp.site().map(|c| Site {
+                lat: c.lat,
+                lon: c.lon,
+            }),
+        }
     }
 }
 
-/// Lifecycle transitions with their side effects, shared by the REST API and the socket.
+/// Turns every committed item result into a recording mark (and a keyframe request).
+async fn forward_marks(db: AnyPool, sync: SyncHub, media: MediaHub) {
+    let mut events = sync.events();
+    let mut titles: HashMap<Uuid, HashMap<String, String>> = HashMap::new();
+    loop {
+        let ev = match events.recv().await {
+            Ok(ev) => ev,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                // Marks are also rebuilt from the event log at finalization, so a lag only
+                // costs the keyframe request of those marks.
+                tracing::warn!(missed = n, "mark forwarding lagged");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(mark) = ev.item_result() else {
+            continue;
+        };
+        if mark.result.as_str() == "clear" {
+            continue;
+        }
+        if !titles.contains_key(&ev.inspection_id) {
+            if let Ok(Some(insp)) = inspections::load(&db, ev.inspection_id).await {
+                let map = insp
+                    .items
+                    .iter()
+                    .flatten()
+                    .map(|i| (i.id.clone(), format!("{}. {}", i.number, i.question)))
+                    .collect();
+                titles.insert(ev.inspection_id, map);
+            }
+        }
+        let title = titles
+            .get(&ev.inspection_id)
+            .and_then(|m| m.get(&mark.item_id))
+            .cloned()
+            .unwrap_or_else(|| mark.item_id.clone());
+        media.mark(
+            ev.inspection_id,
+            Mark {
+                item_id: mark.item_id,
+                title,
+                result: mark.result.as_str().to_string(),
+                at_micros: ev.server_ts_micros,
+            },
+        );
+    }
+}
+
+/// Confirms start/finish from the socket with the inspection's lifecycle in the database, and
+/// finalizes the recording when the inspection ends.
+struct SyncLifecycle {
+    db: AnyPool,
+    media: MediaHub,
+}
+
+#[async_trait]
+impl Lifecycle for SyncLifecycle {
+    async fn transition(
+        &self,
+        inspection_id: Uuid,
+        to: Transition,
+        by: &Principal,
+    ) -> Result<(), LifecycleError> {
+        if by.role != checklist_sync::Role::Inspector {
+            return Err(LifecycleError {
+                code: "forbidden".into(),
+                message: "only the inspector starts and finishes".into(),
+            });
+        }
+        let status = match to {
+            Transition::Start => Status::Live,
+            Transition::Finish => Status::Finished,
+        };
+        inspections::transition(&self.db, inspection_id, status)
+            .await
+            .map_err(|e| {
+                let (_, code) = e.status_and_code();
+                LifecycleError {
+                    code: code.into(),
+                    message: e.to_string(),
+                }
+            })?;
+        if to == Transition::Finish {
+            finalize_in_background(self.media.clone(), inspection_id);
+        }
+        Ok(())
+    }
+}
+
+/// Builds the recording without blocking the caller; the manifest appears when it is done.
+fn finalize_in_background(media: MediaHub, inspection_id: Uuid) {
+    tokio::spawn(async move {
+        match media.finish(inspection_id, Vec::new()).await {
+            Ok(m) => {
+                tracing::info!(%inspection_id, duration_ms = m.duration_ms, "recording finalized")
+            }
+            Err(e) if e.code() == "no_media" => {
+                tracing::info!(%inspection_id, "inspection had no media to record")
+            }
+            Err(e) => tracing::error!(%inspection_id, error = %e, "recording finalization failed"),
+        }
+    });
+}
+
+/// Lifecycle transitions requested over the REST API. Start and finish go through the sync
+/// room, so they are sequenced and logged exactly like the socket's; cancel and sign change
+/// the status directly.
 pub struct LifecycleService {
     db: AnyPool,
     live: Arc<Live>,
@@ -78,10 +288,166 @@ impl LifecycleService {
     }
 
     /// Moves the inspection to `to` (409 `illegal_transition` if the lifecycle forbids it).
-    pub async fn apply(&self, id: Uuid, to: Status) -> ApiResult<()> {
-        inspections::transition(&self.db, id, to).await?;
-        let _ = &self.live;
+    pub async fn apply(&self, insp: &Inspection, to: Status, caller: &Caller) -> ApiResult<()> {
+        if !insp.status.can_become(to) {
+            return Err(ApiError::Conflict {
+                code: "illegal_transition",
+                message: format!(
+                    "an inspection cannot go from {} to {}",
+                    insp.status.as_str(),
+                    to.as_str()
+                ),
+            });
+        }
+        let op = match to {
+            Status::Live => Operation::Start,
+            Status::Finished => Operation::Finish,
+            _ => {
+                inspections::transition(&self.db, insp.id, to).await?;
+                if to == Status::Cancelled && insp.status == Status::Live {
+                    // A cancelled inspection's recording is still evidence.
+                    finalize_in_background(self.live.media.clone(), insp.id);
+                }
+                return Ok(());
+            }
+        };
+        let participant_id = register_participant(&self.db, caller, insp, "api").await?;
+        let who = principal(caller, insp, Access::Manage, participant_id, "api");
+        self.live
+            .sync
+            .submit(&who, &Live::room_spec(insp), op, None)
+            .await
+            .map_err(|e| ApiError::Conflict {
+                code: if e.code == "illegal_transition"
+                    || e.code.starts_with("not_")
+                    || e.code.starts_with("already_")
+                {
+                    "illegal_transition"
+                } else {
+                    "lifecycle_refused"
+                },
+                message: e.message.clone(),
+            })?;
         Ok(())
+    }
+}
+
+/// The sync principal of a caller on an inspection.
+fn principal(
+    caller: &Caller,
+    insp: &Inspection,
+    access: Access,
+    participant_id: Uuid,
+    device: &str,
+) -> Principal {
+    let (role, display_name) = match caller {
+        Caller::Staff(s) if access == Access::Manage => {
+            (checklist_sync::Role::Inspector, s.display_name.clone())
+        }
+        Caller::Staff(s) => (checklist_sync::Role::Observer, s.display_name.clone()),
+        Caller::Guest(g) => (checklist_sync::Role::Business, g.label.clone()),
+    };
+    Principal {
+        inspection_id: insp.id,
+        participant_id,
+        role,
+        display_name,
+        device: device.to_string(),
+    }
+}
+
+/// WebRTC signaling over the inspection socket: `rtc.*` messages to the media hub.
+struct RtcBridge {
+    media: MediaHub,
+}
+
+impl RtcBridge {
+    fn role(who: &Principal) -> MediaRole {
+        match who.role {
+            checklist_sync::Role::Business => MediaRole::Publisher,
+            checklist_sync::Role::Inspector => MediaRole::Inspector,
+            checklist_sync::Role::Observer => MediaRole::Viewer,
+        }
+    }
+}
+
+fn ext_error(e: media_recorder::MediaError) -> ExtError {
+    ExtError {
+        code: e.code().into(),
+        message: e.to_string(),
+    }
+}
+
+#[async_trait]
+impl Extension for RtcBridge {
+    async fn on_message(
+        &self,
+        who: &Principal,
+        msg: Value,
+        out: mpsc::Sender<Value>,
+    ) -> Result<(), ExtError> {
+        let kind = msg.get("type").and_then(Value::as_str).unwrap_or_default();
+        match kind {
+            "rtc.offer" => {
+                let sdp = msg.get("sdp").cloned().unwrap_or(Value::Null);
+                let (tx, mut rx) = mpsc::unbounded_channel::<MediaEvent>();
+                let events_out = out.clone();
+                tokio::spawn(async move {
+                    while let Some(ev) = rx.recv().await {
+                        let msg = match ev {
+                            MediaEvent::LocalCandidate(c) => {
+                                json!({"type": "rtc.candidate", "candidate": c})
+                            }
+                            MediaEvent::Renegotiate => json!({"type": "rtc.renegotiate"}),
+                            MediaEvent::State(s) => json!({"type": "rtc.state", "state": s}),
+                        };
+                        if events_out.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let answer = self
+                    .media
+                    .offer(
+                        who.inspection_id,
+                        who.participant_id,
+                        Self::role(who),
+                        sdp,
+                        tx,
+                    )
+                    .await
+                    .map_err(ext_error)?;
+                let _ = out.send(json!({"type": "rtc.answer", "sdp": answer})).await;
+                Ok(())
+            }
+            "rtc.candidate" => {
+                let candidate = msg.get("candidate").cloned().unwrap_or(Value::Null);
+                self.media
+                    .candidate(who.inspection_id, who.participant_id, candidate)
+                    .await
+                    .map_err(ext_error)
+            }
+            "rtc.leave" => {
+                self.media
+                    .leave(who.inspection_id, who.participant_id)
+                    .await;
+                Ok(())
+            }
+            _ => Err(ExtError {
+                code: "unknown_type".into(),
+                message: format!("unknown message type {kind:?}"),
+            }),
+        }
+    }
+
+    async fn on_close(&self, who: &Principal) {
+        self.media
+            .leave(who.inspection_id, who.participant_id)
+            .await;
+    }
+
+    fn hello(&self, _who: &Principal) -> Option<Value> {
+        Some(json!({ "ice_servers": self.media.ice_servers() }))
     }
 }
 
@@ -134,10 +500,9 @@ async fn register_participant(
     db: &AnyPool,
     caller: &Caller,
     insp: &Inspection,
-    headers: &HeaderMap,
+    device: &str,
 ) -> ApiResult<Uuid> {
     use sqlx::Row;
-    let device = device_kind(headers);
     let (role, user_id, invitation_id, name) = match caller {
         Caller::Staff(s) => {
             let role = if s.id == insp.inspector.id {
@@ -168,7 +533,7 @@ async fn register_participant(
         let id: String = row.get(0);
         sqlx::query("UPDATE participants SET last_seen_at = $1, device = $2 WHERE id = $3")
             .bind(now)
-            .bind(&device)
+            .bind(device)
             .bind(&id)
             .execute(db)
             .await?;
@@ -193,12 +558,12 @@ async fn register_participant(
 }
 
 /// A coarse device description from the User-Agent.
-fn device_kind(headers: &HeaderMap) -> String {
+fn device_kind(headers: &HeaderMap) -> &'static str {
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let kind = if ua.contains("iPhone") || ua.contains("iPad") {
+    if ua.contains("iPhone") || ua.contains("iPad") {
         "ios"
     } else if ua.contains("Android") {
         "android"
@@ -206,8 +571,7 @@ fn device_kind(headers: &HeaderMap) -> String {
         "desktop"
     } else {
         "other"
-    };
-    kind.to_string()
+    }
 }
 
 /// The inspection's live socket. Authenticated by staff session or invitation cookie, before
@@ -227,18 +591,31 @@ pub async fn socket(
         code: "websocket_required",
         message: "this endpoint needs a WebSocket upgrade".into(),
     })?;
+    let device = device_kind(&headers);
     let participant_id =
-        register_participant(&state.db, &peer.caller, &peer.inspection, &headers).await?;
-    let _ = (
+        register_participant(&state.db, &peer.caller, &peer.inspection, device).await?;
+    let who = principal(
+        &peer.caller,
+        &peer.inspection,
         peer.access,
         participant_id,
-        &ws,
-        &state.live.config,
-        &state.live.shutdown,
+        device,
     );
-    let _ = state.live.revocation(Uuid::nil()).await;
-    Err(ApiError::Conflict {
-        code: "live_unavailable",
-        message: "live rooms are not wired yet".into(),
-    })
+    let spec = Live::room_spec(&peer.inspection);
+    let invitation = match &peer.caller {
+        Caller::Guest(g) => Some(g.invitation_id),
+        Caller::Staff(_) => None,
+    };
+    let live = state.live.clone();
+    let stop = live.stop_signal(invitation).await;
+    let bridge: Arc<dyn Extension> = Arc::new(RtcBridge {
+        media: live.media.clone(),
+    });
+    Ok(
+        checklist_sync::configure_upgrade(ws).on_upgrade(move |socket| async move {
+            live.sync
+                .serve_socket_until(socket, who, spec, bridge, stop)
+                .await;
+        }),
+    )
 }

@@ -33,12 +33,33 @@ enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(ServeArgs),
+    /// Check or export an inspection's hash-chained event log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+        #[command(flatten)]
+        db: ServeArgs,
+    },
     /// Manage staff accounts.
     User {
         #[command(subcommand)]
         command: UserCommand,
         #[command(flatten)]
         db: ServeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the chain; exit 0 if intact, 1 naming the first broken link.
+    Verify {
+        /// Inspection id.
+        inspection: uuid::Uuid,
+    },
+    /// Print the event log as JSON Lines.
+    Export {
+        /// Inspection id.
+        inspection: uuid::Uuid,
     },
 }
 
@@ -91,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::User { command, db: args } => user(command, Config::resolve(&args)?).await,
+        Command::Audit { command, db: args } => audit(command, Config::resolve(&args)?).await,
     }
 }
 
@@ -194,6 +216,35 @@ async fn user(command: UserCommand, config: Config) -> anyhow::Result<()> {
             } else {
                 anyhow::bail!("no user {username}");
             }
+        }
+    }
+    Ok(())
+}
+
+async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
+    let pool = db::connect(&config.database_url).await?;
+    db::migrate(&pool).await?;
+    match command {
+        AuditCommand::Verify { inspection } => {
+            let report = checklist_sync::verify(&pool, inspection).await?;
+            match &report.first_broken {
+                None => {
+                    println!(
+                        "intact: {} events, head {}",
+                        report.events,
+                        report.head_hash.as_deref().unwrap_or("(empty log)")
+                    );
+                }
+                Some(broken) => {
+                    println!("BROKEN at seq {}: {:?}", broken.seq, broken.reason);
+                    std::process::exit(1);
+                }
+            }
+        }
+        AuditCommand::Export { inspection } => {
+            let mut out = tokio::io::stdout();
+            checklist_sync::export_jsonl(&pool, inspection, &mut out).await?;
+            tokio::io::AsyncWriteExt::flush(&mut out).await?;
         }
     }
     Ok(())

@@ -19,9 +19,11 @@ use crate::AppState;
         crate::inspections::list_invitations, crate::inspections::revoke,
         crate::inspections::participants, crate::inspections::accept,
         crate::live::socket,
+        crate::evidence::recording, crate::evidence::manifest, crate::evidence::chapters,
+        crate::evidence::state, crate::evidence::events,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
-    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"))
+    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"))
 )]
 pub struct ApiDoc;
 

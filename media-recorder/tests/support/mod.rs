@@ -7,10 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use media_recorder::{MediaEvent, MediaHub, MediaRole};
+use rtc::interceptor::Registry;
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
@@ -20,7 +23,6 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use rtc::interceptor::Registry;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -43,11 +45,21 @@ pub struct Frame {
 
 /// Encodes `count` frames of moving noise with libvpx (realtime settings). Noise keeps the
 /// encoder at its target bitrate, which the benchmark needs.
-pub fn encode_vp8(width: u32, height: u32, fps: i32, count: usize, bitrate: usize, gop: u32) -> Vec<Frame> {
+pub fn encode_vp8(
+    width: u32,
+    height: u32,
+    fps: i32,
+    count: usize,
+    bitrate: usize,
+    gop: u32,
+) -> Vec<Frame> {
     use ffmpeg_next as ff;
     ff::init().expect("ffmpeg init");
     let codec = ff::encoder::find_by_name("libvpx").expect("libvpx encoder in this ffmpeg");
-    let mut enc = ff::codec::context::Context::new_with_codec(codec).encoder().video().expect("video encoder");
+    let mut enc = ff::codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .expect("video encoder");
     enc.set_width(width);
     enc.set_height(height);
     enc.set_format(ff::format::Pixel::YUV420P);
@@ -73,7 +85,10 @@ pub fn encode_vp8(width: u32, height: u32, fps: i32, count: usize, bitrate: usiz
         let mut pkt = ff::Packet::empty();
         while enc.receive_packet(&mut pkt).is_ok() {
             if let Some(d) = pkt.data() {
-                out.push(Frame { data: bytes::Bytes::copy_from_slice(d), key: pkt.is_key() });
+                out.push(Frame {
+                    data: bytes::Bytes::copy_from_slice(d),
+                    key: pkt.is_key(),
+                });
             }
         }
     };
@@ -104,14 +119,26 @@ pub fn encode_vp8(width: u32, height: u32, fps: i32, count: usize, bitrate: usiz
 
 /// Encodes `count` frames of constrained-baseline H.264 (libx264, Annex B) at `fps`, a
 /// keyframe every `gop` frames, with the finalizer helper's barcode source.
-pub fn encode_h264(width: u32, height: u32, fps: u32, count: usize, bitrate: usize, gop: usize) -> Vec<Frame> {
+pub fn encode_h264(
+    width: u32,
+    height: u32,
+    fps: u32,
+    count: usize,
+    bitrate: usize,
+    gop: usize,
+) -> Vec<Frame> {
     use media_recorder::depacketize::Codec;
-    let mut src = media_recorder::testsrc::VideoSource::with_codec(Codec::H264, width, height, bitrate).expect("libx264");
+    let mut src =
+        media_recorder::testsrc::VideoSource::with_codec(Codec::H264, width, height, bitrate)
+            .expect("libx264");
     let mut out = Vec::new();
     for i in 0..count {
         let at = (i as i64) * 1_000_000 / fps as i64;
         for (data, key) in src.encode(at, i % gop == 0).expect("encode") {
-            out.push(Frame { data: bytes::Bytes::from(data), key });
+            out.push(Frame {
+                data: bytes::Bytes::from(data),
+                key,
+            });
         }
     }
     out
@@ -139,7 +166,9 @@ impl PeerConnectionEventHandler for ClientHandler {
         }
     }
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let _ = self.connected.send(state == RTCPeerConnectionState::Connected);
+        let _ = self
+            .connected
+            .send(state == RTCPeerConnectionState::Connected);
     }
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let tx = self.received.clone();
@@ -149,9 +178,17 @@ impl PeerConnectionEventHandler for ClientHandler {
                 if let TrackRemoteEvent::OnRtpPacket(packet) = ev {
                     if mime.is_empty() {
                         let ssrc = packet.header.ssrc;
-                        mime = track.codec(ssrc).await.map(|c| c.mime_type).unwrap_or_default();
+                        mime = track
+                            .codec(ssrc)
+                            .await
+                            .map(|c| c.mime_type)
+                            .unwrap_or_default();
                     }
-                    let _ = tx.send(Received { at: Instant::now(), mime: mime.clone(), packet });
+                    let _ = tx.send(Received {
+                        at: Instant::now(),
+                        mime: mime.clone(),
+                        packet,
+                    });
                 }
             }
         });
@@ -176,11 +213,16 @@ pub struct Client {
 
 fn codec(mime: &str) -> RTCRtpCodec {
     match mime {
-        MIME_TYPE_VP8 => RTCRtpCodec { mime_type: MIME_TYPE_VP8.into(), clock_rate: 90_000, ..Default::default() },
+        MIME_TYPE_VP8 => RTCRtpCodec {
+            mime_type: MIME_TYPE_VP8.into(),
+            clock_rate: 90_000,
+            ..Default::default()
+        },
         MIME_TYPE_H264 => RTCRtpCodec {
             mime_type: MIME_TYPE_H264.into(),
             clock_rate: 90_000,
-            sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".into(),
+            sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+                .into(),
             ..Default::default()
         },
         _ => RTCRtpCodec {
@@ -204,7 +246,10 @@ fn sample_track(kind: RtpCodecKind, mime: &str, label: &str) -> Arc<TrackLocalSt
                 label.to_string(),
                 kind,
                 vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
                     codec: codec(mime),
                     ..Default::default()
                 }],
@@ -234,14 +279,22 @@ impl Client {
     pub async fn build(inspection: Uuid, role: MediaRole, shape: Offer) -> Client {
         let mut me = MediaEngine::default();
         me.register_default_codecs().expect("codecs");
-        let registry = register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
+        let registry =
+            register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
         // Keyframe requests from the server reach the publisher's sending track only through a
         // tap; webrtc's own example interceptor does the same.
-        let registry = registry.with(rtc::interceptor::Slot::from(14_000), media_recorder::rtp::RtcpTap::default());
+        let registry = registry.with(
+            rtc::interceptor::Slot::from(14_000),
+            media_recorder::rtp::RtcpTap::default(),
+        );
         let (gtx, grx) = tokio::sync::watch::channel(false);
         let (ctx, crx) = tokio::sync::watch::channel(false);
         let (rtx, rrx) = mpsc::unbounded_channel();
-        let handler = Arc::new(ClientHandler { gathered: gtx, connected: ctx, received: rtx });
+        let handler = Arc::new(ClientHandler {
+            gathered: gtx,
+            connected: ctx,
+            received: rtx,
+        });
         let pc: Arc<dyn PeerConnection> = Arc::new(
             PeerConnectionBuilder::new()
                 .with_configuration(RTCConfigurationBuilder::new().build())
@@ -266,29 +319,53 @@ impl Client {
             server_rt: None,
             gathered: grx,
         };
-        let recv = |_: u8| RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+        let recv = |_: u8| RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Recvonly,
+            ..Default::default()
+        };
         match shape {
             Offer::Publish | Offer::PublishH264 => {
-                let mime = if matches!(shape, Offer::PublishH264) { MIME_TYPE_H264 } else { MIME_TYPE_VP8 };
+                let mime = if matches!(shape, Offer::PublishH264) {
+                    MIME_TYPE_H264
+                } else {
+                    MIME_TYPE_VP8
+                };
                 let v = sample_track(RtpCodecKind::Video, mime, "camera");
                 let a = sample_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, "mic");
-                let vs = pc.add_track(v.clone() as Arc<dyn TrackLocal>).await.expect("add video");
-                let as_ = pc.add_track(a.clone() as Arc<dyn TrackLocal>).await.expect("add audio");
+                let vs = pc
+                    .add_track(v.clone() as Arc<dyn TrackLocal>)
+                    .await
+                    .expect("add video");
+                let as_ = pc
+                    .add_track(a.clone() as Arc<dyn TrackLocal>)
+                    .await
+                    .expect("add audio");
                 client.video = Some((v, vs));
                 client.audio = Some((a, as_));
             }
             Offer::Talk => {
                 let a = sample_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, "mic");
-                let as_ = pc.add_track(a.clone() as Arc<dyn TrackLocal>).await.expect("add audio");
+                let as_ = pc
+                    .add_track(a.clone() as Arc<dyn TrackLocal>)
+                    .await
+                    .expect("add audio");
                 client.audio = Some((a, as_));
-                pc.add_transceiver_from_kind(RtpCodecKind::Video, Some(recv(0))).await.expect("video transceiver");
+                pc.add_transceiver_from_kind(RtpCodecKind::Video, Some(recv(0)))
+                    .await
+                    .expect("video transceiver");
             }
             Offer::Listen => {
-                pc.add_transceiver_from_kind(RtpCodecKind::Audio, Some(recv(1))).await.expect("audio transceiver");
+                pc.add_transceiver_from_kind(RtpCodecKind::Audio, Some(recv(1)))
+                    .await
+                    .expect("audio transceiver");
             }
             Offer::Watch => {
-                pc.add_transceiver_from_kind(RtpCodecKind::Video, Some(recv(0))).await.expect("video transceiver");
-                pc.add_transceiver_from_kind(RtpCodecKind::Audio, Some(recv(1))).await.expect("audio transceiver");
+                pc.add_transceiver_from_kind(RtpCodecKind::Video, Some(recv(0)))
+                    .await
+                    .expect("video transceiver");
+                pc.add_transceiver_from_kind(RtpCodecKind::Audio, Some(recv(1)))
+                    .await
+                    .expect("audio transceiver");
             }
         }
         client
@@ -301,19 +378,31 @@ impl Client {
             ..Default::default()
         });
         let offer = self.pc.create_offer(opts).await.expect("offer");
-        self.pc.set_local_description(offer).await.expect("set local");
+        self.pc
+            .set_local_description(offer)
+            .await
+            .expect("set local");
         let mut g = self.gathered.clone();
         let _ = tokio::time::timeout(Duration::from_secs(2), g.wait_for(|d| *d)).await;
-        let local = self.pc.local_description().await.expect("local description");
+        let local = self
+            .pc
+            .local_description()
+            .await
+            .expect("local description");
         serde_json::to_value(&local).expect("json")
     }
 
     /// Offers to the hub and applies the answer; server candidates sent later are applied too.
-    pub async fn negotiate(&self, hub: &MediaHub, ice_restart: bool) -> Result<(), media_recorder::MediaError> {
+    pub async fn negotiate(
+        &self,
+        hub: &MediaHub,
+        ice_restart: bool,
+    ) -> Result<(), media_recorder::MediaError> {
         let offer = self.offer_json(ice_restart).await;
         let (etx, mut erx) = mpsc::unbounded_channel();
         let fut = {
-            let (hub, inspection, peer, role) = (hub.clone(), self.inspection, self.peer, self.role);
+            let (hub, inspection, peer, role) =
+                (hub.clone(), self.inspection, self.peer, self.role);
             async move { hub.offer(inspection, peer, role, offer, etx).await }
         };
         let answer = match &self.server_rt {
@@ -321,7 +410,10 @@ impl Client {
             None => fut.await?,
         };
         let answer: RTCSessionDescription = serde_json::from_value(answer).expect("answer json");
-        self.pc.set_remote_description(answer).await.expect("set remote answer");
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .expect("set remote answer");
         let pc = self.pc.clone();
         let events = self.events.clone();
         tokio::spawn(async move {
@@ -339,12 +431,18 @@ impl Client {
 
     pub async fn wait_connected(&self, limit: Duration) -> bool {
         let mut c = self.connected.clone();
-        let ok = tokio::time::timeout(limit, c.wait_for(|v| *v)).await.is_ok();
+        let ok = tokio::time::timeout(limit, c.wait_for(|v| *v))
+            .await
+            .is_ok();
         ok
     }
 
     /// Drains received packets until `pred` matches one or `limit` passes.
-    pub async fn wait_for(&mut self, limit: Duration, mut pred: impl FnMut(&Received) -> bool) -> Option<Received> {
+    pub async fn wait_for(
+        &mut self,
+        limit: Duration,
+        mut pred: impl FnMut(&Received) -> bool,
+    ) -> Option<Received> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             match tokio::time::timeout_at(deadline, self.received.recv()).await {
@@ -390,7 +488,12 @@ pub fn spawn_publisher(
     let want_key = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let connected = client.connected.clone();
     {
-        let (vtrack, want_key, stats, stop) = (vtrack.clone(), want_key.clone(), stats.clone(), stop.clone());
+        let (vtrack, want_key, stats, stop) = (
+            vtrack.clone(),
+            want_key.clone(),
+            stats.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 match vtrack.poll().await {
@@ -423,7 +526,11 @@ pub fn spawn_publisher(
                     }
                 }
                 let f = &frames[i % frames.len()];
-                let sample = Sample { data: f.data.clone(), duration: Duration::from_micros(1_000_000 / fps as u64), ..Sample::new(Instant::now()) };
+                let sample = Sample {
+                    data: f.data.clone(),
+                    duration: Duration::from_micros(1_000_000 / fps as u64),
+                    ..Sample::new(Instant::now())
+                };
                 let _ = vtrack.write_sample(ssrc, pt, &sample, &[]).await;
                 stats.frames.fetch_add(1, Ordering::Relaxed);
                 i += 1;
@@ -436,7 +543,11 @@ pub fn spawn_publisher(
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         while !stop.load(Ordering::Relaxed) {
             tick.tick().await;
-            let sample = Sample { data: bytes::Bytes::from_static(&OPUS_SILENCE), duration: Duration::from_millis(20), ..Sample::new(Instant::now()) };
+            let sample = Sample {
+                data: bytes::Bytes::from_static(&OPUS_SILENCE),
+                duration: Duration::from_millis(20),
+                ..Sample::new(Instant::now())
+            };
             let _ = atrack.write_sample(ssrc, pt, &sample, &[]).await;
         }
     });
@@ -452,7 +563,11 @@ pub fn spawn_talker(client: &Client, stop: Arc<std::sync::atomic::AtomicBool>) {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             tick.tick().await;
-            let sample = Sample { data: bytes::Bytes::from_static(&OPUS_SILENCE), duration: Duration::from_millis(20), ..Sample::new(Instant::now()) };
+            let sample = Sample {
+                data: bytes::Bytes::from_static(&OPUS_SILENCE),
+                duration: Duration::from_millis(20),
+                ..Sample::new(Instant::now())
+            };
             let _ = atrack.write_sample(ssrc, pt, &sample, &[]).await;
         }
     });
