@@ -402,7 +402,7 @@ impl SyncHub {
                     break LeaveReason::Closed;
                 }
                 _ = &mut stop => {
-                    close_frame = Some(CloseFrame { code: 1008, reason: "access ended".into() });
+                    close_frame = Some(CloseFrame { code: 4401, reason: "access ended".into() });
                     break LeaveReason::Closed;
                 }
                 r = tokio::time::timeout(cfg.idle_timeout, stream.next()) => r,

@@ -308,3 +308,97 @@ pub fn inspection_body(template_id: Option<&str>) -> Value {
         "business": {"name": "ООО «Ромашка»", "inn": "7707083893", "address": "Москва, ул. Тверская, 1", "lat": 55.7577, "lon": 37.6130}
     })
 }
+
+/// A WebSocket client of the inspection socket, speaking docs/protocol.md.
+pub struct Ws {
+    stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+/// Opens the inspection socket with the client's cookies (and a same-origin Origin header).
+pub async fn ws_connect(client: &Client, inspection: &str) -> Result<Ws, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "{}/api/inspections/{inspection}/ws",
+        client.base().replacen("http", "ws", 1)
+    );
+    let mut req = url.into_client_request().expect("ws request");
+    if let Some(cookie) = client.cookie_header() {
+        req.headers_mut()
+            .insert("cookie", cookie.parse().expect("cookie header"));
+    }
+    req.headers_mut()
+        .insert("origin", client.base().parse().expect("origin"));
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((stream, _)) => Ok(Ws { stream }),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("ws connect: {e}"),
+    }
+}
+
+impl Ws {
+    /// Sends a JSON message.
+    pub async fn send(&mut self, v: Value) {
+        use futures_util::SinkExt;
+        self.stream
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                v.to_string().into(),
+            ))
+            .await
+            .expect("ws send");
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, s: String) {
+        use futures_util::SinkExt;
+        self.stream
+            .send(tokio_tungstenite::tungstenite::Message::Text(s.into()))
+            .await
+            .expect("ws send");
+    }
+
+    /// The next JSON message (10 s at most); `None` when the socket closed.
+    pub async fn recv(&mut self) -> Option<Value> {
+        use futures_util::StreamExt;
+        loop {
+            let m = tokio::time::timeout(std::time::Duration::from_secs(10), self.stream.next())
+                .await
+                .expect("a message within 10 s");
+            match m {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    return Some(serde_json::from_str(&t).expect("server sends JSON"))
+                }
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
+                | None
+                | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Skips messages until one satisfies `pred`.
+    pub async fn recv_until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let m = self.recv().await.expect("socket open");
+            if pred(&m) {
+                return m;
+            }
+        }
+    }
+
+    /// Says hello and returns the welcome.
+    pub async fn hello(&mut self, last_seq: Option<u64>) -> Value {
+        self.send(json!({"type": "hello", "protocol": 1, "last_seq": last_seq, "client": {"timezone": "Europe/Moscow"}})).await;
+        self.recv_until(|m| m["type"] == "welcome" || m["type"] == "error")
+            .await
+    }
+
+    /// Sends an operation and waits for its ack or error.
+    pub async fn op(&mut self, op_id: &str, op: Value) -> Value {
+        self.send(json!({"type": "op", "op_id": op_id, "op": op}))
+            .await;
+        self.recv_until(|m| (m["type"] == "ack" || m["type"] == "error") && m["op_id"] == op_id)
+            .await
+    }
+}
