@@ -129,6 +129,9 @@ pub struct ClientInfo {
     /// `navigator.platform`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// Extra observations of the page for the location-trust score (e.g. `emulator_gpu`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<String>,
 }
 
 /// The kind of an evidence reference.
@@ -261,6 +264,11 @@ pub enum Operation {
     Finish,
     /// A geolocation sample.
     Location(Location),
+    /// The device could not give a position (permission denied, no fix, timeout).
+    LocationUnavailable {
+        /// Why.
+        reason: crate::trust::NoFix,
+    },
     /// Presence / connection quality.
     Presence(Presence),
 }
@@ -273,6 +281,7 @@ pub const OP_KINDS: &[&str] = &[
     "start",
     "finish",
     "location",
+    "location_unavailable",
     "presence",
 ];
 
@@ -330,6 +339,7 @@ impl Operation {
             Self::Start => "start",
             Self::Finish => "finish",
             Self::Location(_) => "location",
+            Self::LocationUnavailable { .. } => "location_unavailable",
             Self::Presence(_) => "presence",
         }
     }
@@ -418,6 +428,7 @@ impl Operation {
             Self::Presence(p) => {
                 check_opt_len("network", &p.network, 32)?;
             }
+            Self::LocationUnavailable { .. } => {}
         }
         Ok(())
     }

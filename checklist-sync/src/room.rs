@@ -9,8 +9,10 @@ use uuid::Uuid;
 
 use crate::chain::{CommittedEvent, GENESIS_HASH};
 use crate::domain::{ItemSpec, LifecycleError, Principal, Role, RoomSpec, Site, Transition};
+use crate::geo::{GeoError, Geolocation, RawGeolocation};
 use crate::proto::{codes, ClientInfo, OpError, Operation};
 use crate::state::{Event, EventBody, JoinInfo, LeaveInfo, LeaveReason, State, Status};
+use crate::trust::{Assessor, ClientContext, TrustConfig};
 
 /// Identifies one socket within the process.
 pub type ConnId = u64;
@@ -220,6 +222,11 @@ pub struct Room {
     transition: Option<PendingTransition>,
     next_token: u64,
     out: VecDeque<Output>,
+    /// Location-trust assessors per participant, fed every accepted sample. Rebuilt from new
+    /// samples after a room reload (the verdicts themselves are in the log).
+    assessors: HashMap<Uuid, Assessor>,
+    /// What each participant's browser said about itself in `hello`.
+    clients: HashMap<Uuid, ClientContext>,
 }
 
 fn may(role: Role, op: &Operation) -> bool {
@@ -230,6 +237,7 @@ fn may(role: Role, op: &Operation) -> bool {
             Operation::Comment { .. }
                 | Operation::AttachEvidence { .. }
                 | Operation::Location(_)
+                | Operation::LocationUnavailable { .. }
                 | Operation::Presence(_)
         ),
         Role::Observer => matches!(op, Operation::Presence(_)),
@@ -261,6 +269,8 @@ impl Room {
             transition: None,
             next_token: 1,
             out: VecDeque::new(),
+            assessors: HashMap::new(),
+            clients: HashMap::new(),
         };
         let stale: Vec<Uuid> = room
             .head
@@ -423,6 +433,18 @@ impl Room {
             rtc,
         });
         self.conns.insert(conn, who.participant_id);
+        let context = ClientContext {
+            timezone: client.timezone.clone(),
+            webdriver: client.webdriver,
+            user_agent: client.user_agent.clone(),
+            platform: client.platform.clone(),
+            hints: client.hints.clone(),
+        };
+        if self.clients.get(&who.participant_id) != Some(&context) {
+            // A new device context starts a new assessment.
+            self.assessors.remove(&who.participant_id);
+            self.clients.insert(who.participant_id, context);
+        }
         let n = self.online.entry(who.participant_id).or_insert(0);
         *n += 1;
         if *n == 1 {
@@ -461,7 +483,9 @@ impl Room {
                     "the inspection has already started",
                 )),
             },
-            Operation::Location(_) | Operation::Presence(_) => Ok(()),
+            Operation::Location(_)
+            | Operation::LocationUnavailable { .. }
+            | Operation::Presence(_) => Ok(()),
         }
     }
 
@@ -553,13 +577,50 @@ impl Room {
             });
             return;
         }
-        self.append(
-            who.participant_id,
-            op_id,
-            EventBody::Op(op),
-            Some(origin),
-            now,
-        );
+        // Location samples are parsed strictly before they count: a rejected sample changes
+        // neither the log nor the participant's trust score.
+        let sample = match &op {
+            Operation::Location(l) => match Geolocation::parse(&raw_geolocation(l), now) {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    let mut err = OpError::new(e.code(), e.to_string());
+                    err.field = Some(geo_field(&e).into());
+                    self.out.push_back(reject(err));
+                    return;
+                }
+            },
+            _ => None,
+        };
+        let no_fix = match &op {
+            Operation::LocationUnavailable { reason } => Some(*reason),
+            _ => None,
+        };
+        let pid = who.participant_id;
+        self.append(pid, op_id, EventBody::Op(op), Some(origin), now);
+        if sample.is_none() && no_fix.is_none() {
+            return;
+        }
+        let assessor = self.assessors.entry(pid).or_insert_with(|| {
+            let client = self.clients.get(&pid).cloned().unwrap_or_default();
+            Assessor::new(
+                TrustConfig::default(),
+                self.site.map(|s| (s.lat, s.lon)),
+                client,
+            )
+        });
+        let verdict = match (sample, no_fix) {
+            (Some(g), _) => assessor.on_sample(&g, now),
+            (None, Some(reason)) => assessor.on_no_fix(reason, now),
+            (None, None) => return,
+        };
+        let previous = self
+            .head
+            .participants
+            .get(&pid)
+            .and_then(|p| p.verdict.as_ref());
+        if previous.is_none_or(|p| !p.same_outcome(&verdict)) {
+            self.append(pid, None, EventBody::Verdict(verdict), None, now);
+        }
     }
 
     fn append(
@@ -675,4 +736,27 @@ pub fn welcome_message(
         m.insert("rtc".into(), r.clone());
     }
     v
+}
+
+fn raw_geolocation(l: &crate::proto::Location) -> RawGeolocation {
+    RawGeolocation {
+        lat: l.lat,
+        lon: l.lon,
+        accuracy: l.accuracy,
+        altitude: l.altitude,
+        altitude_accuracy: l.altitude_accuracy,
+        heading: l.heading,
+        speed: l.speed,
+        device_ts: l.device_ts,
+    }
+}
+
+fn geo_field(e: &GeoError) -> &'static str {
+    match e.code() {
+        "geo_lat_out_of_range" => "lat",
+        "geo_lon_out_of_range" => "lon",
+        "geo_accuracy_invalid" => "accuracy",
+        "geo_timestamp_in_future" | "geo_timestamp_too_old" => "device_ts",
+        _ => "location",
+    }
 }

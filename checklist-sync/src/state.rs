@@ -51,6 +51,8 @@ pub enum EventBody {
     Join(JoinInfo),
     /// A participant's last socket went away.
     Leave(LeaveInfo),
+    /// The server's location-trust verdict on a participant changed.
+    Verdict(crate::trust::Verdict),
 }
 
 impl EventBody {
@@ -60,6 +62,7 @@ impl EventBody {
             Self::Op(op) => op.kind(),
             Self::Join(_) => "join",
             Self::Leave(_) => "leave",
+            Self::Verdict(_) => "verdict",
         }
     }
 
@@ -69,6 +72,7 @@ impl EventBody {
             Self::Op(op) => serde_json::to_value(op),
             Self::Join(j) => serde_json::to_value(j),
             Self::Leave(l) => serde_json::to_value(l),
+            Self::Verdict(v) => serde_json::to_value(v),
         };
         // Serializing these plain data types into a Value cannot fail (no maps with non-string keys).
         let mut v = v.unwrap_or(Value::Null);
@@ -89,6 +93,9 @@ impl EventBody {
                 .map_err(|e| e.to_string()),
             "leave" => serde_json::from_value(payload.clone())
                 .map(Self::Leave)
+                .map_err(|e| e.to_string()),
+            "verdict" => serde_json::from_value(payload.clone())
+                .map(Self::Verdict)
                 .map_err(|e| e.to_string()),
             k => {
                 let mut obj = match payload {
@@ -257,6 +264,12 @@ pub struct ParticipantState {
     pub visible: Option<bool>,
     /// Last location.
     pub location: Option<LocationState>,
+    /// Why the device last had no position (cleared by the next location).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_fix: Option<crate::trust::NoFix>,
+    /// The server's latest location-trust verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::trust::Verdict>,
 }
 
 /// The whole inspection state: a pure fold of the event log.
@@ -288,6 +301,9 @@ impl State {
                 let p = self.participants.entry(by).or_default();
                 p.online = false;
                 p.left_at = Some(ts);
+            }
+            EventBody::Verdict(v) => {
+                self.participants.entry(by).or_default().verdict = Some(v.clone());
             }
             EventBody::Op(op) => match op {
                 Operation::SetResult {
@@ -348,10 +364,15 @@ impl State {
                     self.lifecycle.finished_by = Some(by);
                 }
                 Operation::Location(l) => {
-                    self.participants.entry(by).or_default().location = Some(LocationState {
+                    let p = self.participants.entry(by).or_default();
+                    p.location = Some(LocationState {
                         sample: l.clone(),
                         server_ts: ts,
                     });
+                    p.no_fix = None;
+                }
+                Operation::LocationUnavailable { reason } => {
+                    self.participants.entry(by).or_default().no_fix = Some(*reason);
                 }
                 Operation::Presence(Presence {
                     quality,

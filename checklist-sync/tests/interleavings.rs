@@ -52,7 +52,7 @@ fn make_op(kind: u8, item: u8, result: u8, n: usize) -> Value {
             json!({"kind": "attach_evidence", "item_id": item, "evidence": {"id": format!("e{n}"), "kind": "photo"}})
         }
         4 => {
-            json!({"kind": "location", "lat": 55.0 + n as f64 / 1000.0, "lon": 37.5, "accuracy": 10.0, "device_ts": 1_700_000_000_000i64 + n as i64})
+            json!({"kind": "location", "lat": 55.0 + n as f64 / 1000.0, "lon": 37.5, "accuracy": 10.0, "device_ts": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0) + n as i64})
         }
         5 => {
             json!({"kind": "presence", "quality": (["good", "fair", "poor", "unknown"][result as usize])})

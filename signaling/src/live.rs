@@ -91,6 +91,8 @@ impl Live {
                 Err(e) => tracing::error!(error = %e, "recording recovery panicked"),
             }
         });
+        // Load the embedded time-zone map now rather than on the first location sample.
+        tokio::task::spawn_blocking(checklist_sync::trust::tz::warm_up);
         let (shutdown, _) = watch::channel(false);
         Ok(Live {
             sync,

@@ -233,3 +233,64 @@ async fn audit_detects_an_edited_row() {
     assert_eq!(report.first_broken.map(|b| b.seq), Some(seq as u64));
     app.stop().await;
 }
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[tokio::test]
+async fn location_samples_get_a_trust_verdict() {
+    let app = spawn_app().await;
+    let (insp, business, id, _) = setup(&app).await;
+    let mut wi = ws_connect(&insp, &id).await.unwrap();
+    wi.hello(None).await;
+    let mut wb = ws_connect(&business, &id).await.unwrap();
+    let welcome = wb.hello(None).await;
+    let me = welcome["you"]["participant_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // At the registered site (inspection_body puts it in central Moscow), Moscow time zone.
+    let r = wb.op("l1", json!({"kind": "location", "lat": 55.75772, "lon": 37.61297, "accuracy": 14.2, "device_ts": now_ms()})).await;
+    assert_eq!(r["type"], "ack", "{r}");
+    let v = wi
+        .recv_until(|m| m["type"] == "event" && m["kind"] == "verdict")
+        .await;
+    assert_eq!(v["participant_id"], me.as_str());
+    assert_eq!(v["payload"]["level"], "trusted", "{v}");
+    // Bad samples are refused with a code and do not move the verdict.
+    let r = wb.op("l2", json!({"kind": "location", "lat": 55.7, "lon": 37.6, "accuracy": 10.0, "device_ts": now_ms() + 3 * 86_400_000})).await;
+    assert_eq!(r["code"], "geo_timestamp_in_future", "{r}");
+    let r = wb.op("l3", json!({"kind": "location", "lat": 155.7, "lon": 37.6, "accuracy": 10.0, "device_ts": now_ms()})).await;
+    assert_eq!(r["code"], "invalid_field", "{r}");
+    // A jump to Novosibirsk a second later is impossible travel.
+    let r = wb.op("l4", json!({"kind": "location", "lat": 55.0302, "lon": 82.9204, "accuracy": 9.7, "device_ts": now_ms()})).await;
+    assert_eq!(r["type"], "ack", "{r}");
+    let v = wi
+        .recv_until(|m| m["type"] == "event" && m["kind"] == "verdict")
+        .await;
+    assert_ne!(v["payload"]["level"], "trusted", "{v}");
+    let names: Vec<&str> = v["payload"]["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert!(names.contains(&"impossible_speed"), "{names:?}");
+    // The verdict is part of the state every client gets.
+    let state = insp.get(&format!("/api/inspections/{id}/state")).await;
+    assert_ne!(
+        state.body["state"]["participants"][&me]["verdict"]["level"], "trusted",
+        "{}",
+        state.text
+    );
+    // Permission denied is recorded and judged too.
+    let r = wb
+        .op(
+            "l5",
+            json!({"kind": "location_unavailable", "reason": "permission_denied"}),
+        )
+        .await;
+    assert_eq!(r["type"], "ack", "{r}");
+    app.stop().await;
+}
