@@ -92,6 +92,9 @@ pub struct SyncConfig {
     pub room_unload_after: Duration,
     /// Most events per group commit.
     pub max_batch: usize,
+    /// SQLite only: how often the WAL is checkpointed beside the writer. Short intervals keep
+    /// each checkpoint's flush small, so it does not hold up the commits queued behind it.
+    pub sqlite_checkpoint_every: Duration,
 }
 
 impl Default for SyncConfig {
@@ -107,6 +110,7 @@ impl Default for SyncConfig {
             outbound_queue: 1024,
             room_unload_after: Duration::from_secs(30),
             max_batch: 4096,
+            sqlite_checkpoint_every: Duration::from_millis(100),
         }
     }
 }
@@ -172,7 +176,7 @@ impl SyncHub {
     /// the `events` table (migrations/0002_events.sql).
     pub fn new(pool: AnyPool, config: SyncConfig, lifecycle: Arc<dyn Lifecycle>) -> Self {
         let (writer, rx) = mpsc::unbounded_channel();
-        tokio::spawn(store::writer(pool.clone(), rx, config.max_batch));
+        tokio::spawn(store::writer(pool.clone(), rx, config.max_batch, config.sqlite_checkpoint_every));
         let (events, _) = broadcast::channel(16 * 1024);
         Self {
             inner: Arc::new(Inner {

@@ -190,8 +190,8 @@ async fn writer_connection(pool: &AnyPool) -> Result<(PoolConnection<Any>, bool)
 
 /// Moves the SQLite WAL into the database file in the background (PASSIVE: never blocks the
 /// writer). Stops when the writer is gone.
-async fn checkpointer(pool: AnyPool, alive: std::sync::Weak<()>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+async fn checkpointer(pool: AnyPool, alive: std::sync::Weak<()>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
     tick.tick().await;
     while alive.upgrade().is_some() {
         tick.tick().await;
@@ -203,7 +203,12 @@ async fn checkpointer(pool: AnyPool, alive: std::sync::Weak<()>) {
 
 /// The group-commit writer: batches every room's pending appends into one transaction,
 /// commits, then tells each room how far it is durable.
-pub(crate) async fn writer(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<WriteReq>, max_batch: usize) {
+pub(crate) async fn writer(
+    pool: AnyPool,
+    mut rx: mpsc::UnboundedReceiver<WriteReq>,
+    max_batch: usize,
+    checkpoint_every: std::time::Duration,
+) {
     use crate::hub::RoomMsg;
     let alive = Arc::new(());
     let mut conn: Option<PoolConnection<Any>> = None;
@@ -233,7 +238,7 @@ pub(crate) async fn writer(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<WriteR
                     conn = Some(c);
                     if sqlite && !checkpointing {
                         checkpointing = true;
-                        tokio::spawn(checkpointer(pool.clone(), Arc::downgrade(&alive)));
+                        tokio::spawn(checkpointer(pool.clone(), Arc::downgrade(&alive), checkpoint_every));
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "sync writer cannot reach the database"),
