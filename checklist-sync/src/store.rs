@@ -245,10 +245,16 @@ pub(crate) async fn writer(
             }
         }
         let mut outcome: Vec<(&WriteReq, bool)> = Vec::new();
+        let started = std::time::Instant::now();
         let first_try = match conn.as_mut() {
             Some(c) => write_batch(c, &live).await,
             None => Err(sqlx::Error::PoolClosed),
         };
+        let took = started.elapsed();
+        if took > std::time::Duration::from_millis(100) {
+            // Every op in the batch waited this long for its ack: worth knowing in production.
+            tracing::warn!(ms = took.as_millis() as u64, events = n, "slow group commit");
+        }
         match first_try {
             Ok(()) => outcome.extend(live.iter().map(|r| (*r, true))),
             Err(e) => {
