@@ -552,7 +552,7 @@ struct Shell {
 }
 
 impl Shell {
-    fn to_conn(&mut self, conn: ConnId, msg: Message) {
+    fn send_to(&mut self, conn: ConnId, msg: Message) {
         let full = match self.conns.get(&conn) {
             Some(c) => matches!(c.tx.try_send(msg), Err(mpsc::error::TrySendError::Full(_))),
             None => false,
@@ -567,7 +567,7 @@ impl Shell {
 
     fn reject(&mut self, origin: Origin, op_id: Option<String>, error: OpError) {
         match origin {
-            Origin::Conn(c) => self.to_conn(c, text(&error.to_wire(op_id.as_deref()))),
+            Origin::Conn(c) => self.send_to(c, text(&error.to_wire(op_id.as_deref()))),
             Origin::Api(r) => {
                 if let Some(reply) = self.api.remove(&r) {
                     let _ = reply.send(Err(error));
@@ -591,13 +591,13 @@ impl Shell {
                         rtc.as_ref(),
                         self.limits.clone(),
                     );
-                    self.to_conn(conn, text(&v));
+                    self.send_to(conn, text(&v));
                 }
                 Output::Persist(e) => persist.push(e),
                 Output::Ack { origin, op_id, event } => match origin {
                     Origin::Conn(c) => {
                         let v = json!({"type": "ack", "op_id": op_id, "seq": event.seq, "server_ts": event.server_ts_micros});
-                        self.to_conn(c, text(&v));
+                        self.send_to(c, text(&v));
                     }
                     Origin::Api(r) => {
                         if let Some(reply) = self.api.remove(&r) {
@@ -609,7 +609,7 @@ impl Shell {
                     let msg = text(&e.to_wire_message());
                     let ids: Vec<ConnId> = self.conns.keys().copied().collect();
                     for c in ids {
-                        self.to_conn(c, msg.clone());
+                        self.send_to(c, msg.clone());
                     }
                     if self.hub.inner.events.receiver_count() > 0 {
                         let _ = self.hub.inner.events.send((*e).clone());
