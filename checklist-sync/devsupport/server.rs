@@ -13,8 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use checklist_sync::{
-    configure_upgrade, AcceptAllLifecycle, ItemSpec, Lifecycle, NoExtension, Principal, Role, RoomSpec, SyncConfig,
-    SyncHub,
+    configure_upgrade, AcceptAllLifecycle, ItemSpec, Lifecycle, NoExtension, Principal, Role,
+    RoomSpec, SyncConfig, SyncHub,
 };
 use serde::Deserialize;
 use sqlx::AnyPool;
@@ -23,7 +23,10 @@ use uuid::Uuid;
 /// Opens (creating if needed) the database and runs the workspace migrations.
 pub async fn open_pool(url: &str) -> anyhow::Result<AnyPool> {
     sqlx::any::install_default_drivers();
-    let pool = sqlx::any::AnyPoolOptions::new().max_connections(8).connect(url).await?;
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(8)
+        .connect(url)
+        .await?;
     sqlx::migrate!("../migrations").run(&pool).await?;
     Ok(pool)
 }
@@ -33,7 +36,11 @@ pub fn spec(inspection_id: Uuid, items: usize) -> RoomSpec {
     RoomSpec {
         inspection_id,
         items: (1..=items)
-            .map(|i| ItemSpec { id: format!("q{i}"), number: format!("1.{i}"), question: format!("Question {i}?") })
+            .map(|i| ItemSpec {
+                id: format!("q{i}"),
+                number: format!("1.{i}"),
+                question: format!("Question {i}?"),
+            })
             .collect(),
         site: None,
     }
@@ -74,13 +81,17 @@ async fn ws(
     };
     let spec = spec(inspection_id, app.items);
     configure_upgrade(upgrade).on_upgrade(move |socket| async move {
-        app.hub.serve_socket(socket, principal, spec, Arc::new(NoExtension)).await
+        app.hub
+            .serve_socket(socket, principal, spec, Arc::new(NoExtension))
+            .await
     })
 }
 
 /// The router: `GET /ws/{inspection_id}?role=&pid=&name=&device=`.
 pub fn router(hub: SyncHub, items: usize) -> Router {
-    Router::new().route("/ws/{inspection_id}", get(ws)).with_state(App { hub, items })
+    Router::new()
+        .route("/ws/{inspection_id}", get(ws))
+        .with_state(App { hub, items })
 }
 
 /// A running dev server.

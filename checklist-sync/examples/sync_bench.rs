@@ -19,7 +19,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn proc_stat(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -37,9 +38,18 @@ fn proc_stat(pid: u32) -> (u64, u64) {
 }
 
 async fn connect(addr: &str, inspection: Uuid, role: &str) -> Ws {
-    let url = format!("ws://{addr}/ws/{inspection}?role={role}&pid={}", Uuid::new_v4());
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
-    ws.send(Message::Text(json!({"type": "hello", "protocol": 1}).to_string().into())).await.expect("hello");
+    let url = format!(
+        "ws://{addr}/ws/{inspection}?role={role}&pid={}",
+        Uuid::new_v4()
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    ws.send(Message::Text(
+        json!({"type": "hello", "protocol": 1}).to_string().into(),
+    ))
+    .await
+    .expect("hello");
     loop {
         if let Some(Ok(Message::Text(t))) = ws.next().await {
             let v: Value = serde_json::from_str(t.as_str()).expect("json");
@@ -67,9 +77,16 @@ async fn main() {
     let warmup = Duration::from_secs(3);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("bench.db").display()
+    );
     let exe = std::env::current_exe().expect("exe");
-    let server = exe.parent().and_then(|p| p.parent()).expect("target dir").join("checklist-sync-server");
+    let server = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .join("checklist-sync-server");
     let mut child = tokio::process::Command::new(&server)
         .args([url.as_str(), "127.0.0.1:0", "20"])
         .stdout(Stdio::piped())
@@ -79,7 +96,10 @@ async fn main() {
     let pid = child.id().expect("pid");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let line = lines.next_line().await.expect("read").expect("line");
-    let addr = line.strip_prefix("LISTENING ").expect("LISTENING").to_string();
+    let addr = line
+        .strip_prefix("LISTENING ")
+        .expect("LISTENING")
+        .to_string();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, rss_before) = proc_stat(pid);
 

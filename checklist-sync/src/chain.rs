@@ -111,8 +111,16 @@ impl CommittedEvent {
         }
         let item_id = self.payload.get("item_id")?.as_str()?.to_string();
         let result = ItemResult::parse(self.payload.get("result")?.as_str()?)?;
-        let comment = self.payload.get("comment").and_then(Value::as_str).map(str::to_string);
-        Some(ItemResultMark { item_id, result, comment })
+        let comment = self
+            .payload
+            .get("comment")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Some(ItemResultMark {
+            item_id,
+            result,
+            comment,
+        })
     }
 
     /// The event in its wire shape (without `type`), as in welcome `events`.

@@ -17,7 +17,9 @@ use uuid::Uuid;
 
 use crate::chain::CommittedEvent;
 use crate::domain::{ExtError, LifecycleError, Principal, RoomSpec, Transition};
-use crate::proto::{codes, decode, ClientMsg, OpError, Operation, HARD_FRAME_LIMIT, MAX_FRAME_BYTES};
+use crate::proto::{
+    codes, decode, ClientMsg, OpError, Operation, HARD_FRAME_LIMIT, MAX_FRAME_BYTES,
+};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::room::{welcome_message, ConnId, Input, Origin, Output, Room, RoomConfig, Snapshot};
 use crate::state::LeaveReason;
@@ -28,7 +30,12 @@ use crate::store::{self, SyncError, WriteReq};
 pub trait Lifecycle: Send + Sync {
     /// Called before a start/finish is committed; a refusal is passed to the client. Must not
     /// call back into the hub for the same inspection and wait for it.
-    async fn transition(&self, inspection_id: Uuid, to: Transition, by: &Principal) -> Result<(), LifecycleError>;
+    async fn transition(
+        &self,
+        inspection_id: Uuid,
+        to: Transition,
+        by: &Principal,
+    ) -> Result<(), LifecycleError>;
 }
 
 /// A lifecycle that accepts every transition (tests, stand-alone use).
@@ -37,7 +44,12 @@ pub struct AcceptAllLifecycle;
 
 #[async_trait]
 impl Lifecycle for AcceptAllLifecycle {
-    async fn transition(&self, _: Uuid, _: Transition, _: &Principal) -> Result<(), LifecycleError> {
+    async fn transition(
+        &self,
+        _: Uuid,
+        _: Transition,
+        _: &Principal,
+    ) -> Result<(), LifecycleError> {
         Ok(())
     }
 }
@@ -47,7 +59,12 @@ impl Lifecycle for AcceptAllLifecycle {
 #[async_trait]
 pub trait Extension: Send + Sync {
     /// One `rtc.*` message, untouched. `out` pushes messages to this socket at any time.
-    async fn on_message(&self, who: &Principal, msg: Value, out: mpsc::Sender<Value>) -> Result<(), ExtError>;
+    async fn on_message(
+        &self,
+        who: &Principal,
+        msg: Value,
+        out: mpsc::Sender<Value>,
+    ) -> Result<(), ExtError>;
     /// The socket is gone.
     async fn on_close(&self, who: &Principal);
     /// Added to the welcome under `rtc`.
@@ -60,8 +77,16 @@ pub struct NoExtension;
 
 #[async_trait]
 impl Extension for NoExtension {
-    async fn on_message(&self, _: &Principal, _: Value, _: mpsc::Sender<Value>) -> Result<(), ExtError> {
-        Err(ExtError { code: "rtc_unavailable".into(), message: "no media on this server".into() })
+    async fn on_message(
+        &self,
+        _: &Principal,
+        _: Value,
+        _: mpsc::Sender<Value>,
+    ) -> Result<(), ExtError> {
+        Err(ExtError {
+            code: "rtc_unavailable".into(),
+            message: "no media on this server".into(),
+        })
     }
     async fn on_close(&self, _: &Principal) {}
     fn hello(&self, _: &Principal) -> Option<Value> {
@@ -138,11 +163,20 @@ pub(crate) struct ConnOut {
 }
 
 pub(crate) enum RoomMsg {
-    Connect { out: ConnOut, input: Input },
+    Connect {
+        out: ConnOut,
+        input: Input,
+    },
     Input(Input),
-    Submit { req: u64, input: Input, reply: oneshot::Sender<Result<CommittedEvent, OpError>> },
+    Submit {
+        req: u64,
+        input: Input,
+        reply: oneshot::Sender<Result<CommittedEvent, OpError>>,
+    },
     Snapshot(oneshot::Sender<Snapshot>),
-    Committed { upto: u64 },
+    Committed {
+        upto: u64,
+    },
     CommitFailed,
 }
 
@@ -176,7 +210,12 @@ impl SyncHub {
     /// the `events` table (migrations/0002_events.sql).
     pub fn new(pool: AnyPool, config: SyncConfig, lifecycle: Arc<dyn Lifecycle>) -> Self {
         let (writer, rx) = mpsc::unbounded_channel();
-        tokio::spawn(store::writer(pool.clone(), rx, config.max_batch, config.sqlite_checkpoint_every));
+        tokio::spawn(store::writer(
+            pool.clone(),
+            rx,
+            config.max_batch,
+            config.sqlite_checkpoint_every,
+        ));
         let (events, _) = broadcast::channel(16 * 1024);
         Self {
             inner: Arc::new(Inner {
@@ -220,8 +259,20 @@ impl SyncHub {
                     None => {
                         let (tx, rx) = mpsc::unbounded_channel();
                         let generation = self.next_id();
-                        rooms.insert(spec.inspection_id, RoomHandle { tx: tx.clone(), generation });
-                        tokio::spawn(run_room(self.clone(), spec.clone(), generation, tx.clone(), rx));
+                        rooms.insert(
+                            spec.inspection_id,
+                            RoomHandle {
+                                tx: tx.clone(),
+                                generation,
+                            },
+                        );
+                        tokio::spawn(run_room(
+                            self.clone(),
+                            spec.clone(),
+                            generation,
+                            tx.clone(),
+                            rx,
+                        ));
                         (tx, generation)
                     }
                 }
@@ -255,9 +306,20 @@ impl SyncHub {
         op.validate()?;
         let req = self.next_id();
         let (reply, rx) = oneshot::channel();
-        let input = Input::Op { origin: Origin::Api(req), who: who.clone(), op_id: client_op_id, op, now: now_micros() };
+        let input = Input::Op {
+            origin: Origin::Api(req),
+            who: who.clone(),
+            op_id: client_op_id,
+            op,
+            now: now_micros(),
+        };
         self.dispatch(spec, RoomMsg::Submit { req, input, reply });
-        rx.await.unwrap_or_else(|_| Err(OpError::new(codes::INTERNAL, "the inspection's room failed")))
+        rx.await.unwrap_or_else(|_| {
+            Err(OpError::new(
+                codes::INTERNAL,
+                "the inspection's room failed",
+            ))
+        })
     }
 
     /// The durable state of an inspection.
@@ -272,11 +334,21 @@ impl SyncHub {
             }
         }
         let (seq, state) = store::load_snapshot(&self.inner.pool, inspection_id).await?;
-        Ok(Snapshot { inspection_id, seq, state })
+        Ok(Snapshot {
+            inspection_id,
+            seq,
+            state,
+        })
     }
 
     /// Runs one authenticated socket until it closes.
-    pub async fn serve_socket(&self, socket: WebSocket, who: Principal, spec: RoomSpec, ext: Arc<dyn Extension>) {
+    pub async fn serve_socket(
+        &self,
+        socket: WebSocket,
+        who: Principal,
+        spec: RoomSpec,
+        ext: Arc<dyn Extension>,
+    ) {
         let cfg = &self.inner.config;
         let conn: ConnId = self.next_id();
         let (mut sink, mut stream) = socket.split();
@@ -284,7 +356,8 @@ impl SyncHub {
         let kill = Arc::new(Notify::new());
         let ping_every = cfg.ping_interval;
         let writer = tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
             loop {
                 tokio::select! {
                     m = out_rx.recv() => {
@@ -338,17 +411,26 @@ impl SyncHub {
             match limiter.check(started.elapsed().as_micros() as u64) {
                 Verdict::Allow => {}
                 Verdict::Drop => {
-                    send(OpError::new(codes::RATE_LIMITED, "too many messages; slow down").to_wire(None));
+                    send(
+                        OpError::new(codes::RATE_LIMITED, "too many messages; slow down")
+                            .to_wire(None),
+                    );
                     continue;
                 }
                 Verdict::Flood => {
                     send(OpError::new(codes::FLOOD, "sustained flooding; closing").to_wire(None));
-                    close_frame = Some(CloseFrame { code: 1008, reason: "flood".into() });
+                    close_frame = Some(CloseFrame {
+                        code: 1008,
+                        reason: "flood".into(),
+                    });
                     break LeaveReason::Closed;
                 }
             }
             let Some(frame) = frame else {
-                send(OpError::new(codes::BINARY_NOT_SUPPORTED, "only JSON text frames").to_wire(None));
+                send(
+                    OpError::new(codes::BINARY_NOT_SUPPORTED, "only JSON text frames")
+                        .to_wire(None),
+                );
                 continue;
             };
             if frame.len() > MAX_FRAME_BYTES {
@@ -363,12 +445,25 @@ impl SyncHub {
                 }
             };
             match (decoded, &room) {
-                (ClientMsg::Hello { .. }, Some(_)) => {
-                    send(OpError::new(codes::HELLO_REPEATED, "hello was already received").to_wire(None))
-                }
-                (ClientMsg::Hello { protocol, last_seq, client }, None) => {
+                (ClientMsg::Hello { .. }, Some(_)) => send(
+                    OpError::new(codes::HELLO_REPEATED, "hello was already received").to_wire(None),
+                ),
+                (
+                    ClientMsg::Hello {
+                        protocol,
+                        last_seq,
+                        client,
+                    },
+                    None,
+                ) => {
                     if protocol != crate::proto::PROTOCOL_VERSION {
-                        send(OpError::new(codes::PROTOCOL_UNSUPPORTED, "this server speaks protocol 1").to_wire(None));
+                        send(
+                            OpError::new(
+                                codes::PROTOCOL_UNSUPPORTED,
+                                "this server speaks protocol 1",
+                            )
+                            .to_wire(None),
+                        );
                         continue;
                     }
                     let input = Input::Connect {
@@ -379,11 +474,18 @@ impl SyncHub {
                         rtc: ext.hello(&who),
                         now: now_micros(),
                     };
-                    let out = ConnOut { tx: out_tx.clone(), kill: kill.clone() };
+                    let out = ConnOut {
+                        tx: out_tx.clone(),
+                        kill: kill.clone(),
+                    };
                     room = Some(self.dispatch(&spec, RoomMsg::Connect { out, input }));
                 }
-                (ClientMsg::Ping { t }, _) => send(json!({"type": "pong", "t": t, "server_ts": now_micros()})),
-                (_, None) => send(OpError::new(codes::HELLO_REQUIRED, "send hello first").to_wire(None)),
+                (ClientMsg::Ping { t }, _) => {
+                    send(json!({"type": "pong", "t": t, "server_ts": now_micros()}))
+                }
+                (_, None) => {
+                    send(OpError::new(codes::HELLO_REQUIRED, "send hello first").to_wire(None))
+                }
                 (ClientMsg::Op { op_id, op }, Some(tx)) => {
                     let input = Input::Op {
                         origin: Origin::Conn(conn),
@@ -393,7 +495,13 @@ impl SyncHub {
                         now: now_micros(),
                     };
                     if tx.send(RoomMsg::Input(input)).is_err() {
-                        send(OpError::new(codes::INTERNAL, "the inspection's room failed; reconnect").to_wire(Some(&op_id)));
+                        send(
+                            OpError::new(
+                                codes::INTERNAL,
+                                "the inspection's room failed; reconnect",
+                            )
+                            .to_wire(Some(&op_id)),
+                        );
                     }
                 }
                 (ClientMsg::Rtc(v), Some(_)) => {
@@ -416,14 +524,21 @@ impl SyncHub {
             }
         };
         if let Some(tx) = &room {
-            let _ = tx.send(RoomMsg::Input(Input::Disconnect { conn, reason, now: now_micros() }));
+            let _ = tx.send(RoomMsg::Input(Input::Disconnect {
+                conn,
+                reason,
+                now: now_micros(),
+            }));
         }
         ext.on_close(&who).await;
         drop(ext_out);
         let _ = out_tx.try_send(Message::Close(close_frame));
         drop(out_tx);
         let abort = writer.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(2), writer).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), writer)
+            .await
+            .is_err()
+        {
             abort.abort();
         }
     }
@@ -450,7 +565,9 @@ async fn run_room(
             return;
         }
     };
-    let room_cfg = RoomConfig { replay_window: cfg.replay_window };
+    let room_cfg = RoomConfig {
+        replay_window: cfg.replay_window,
+    };
     let mut shell = Shell {
         hub: hub.clone(),
         room: Room::new(&spec, restored, room_cfg, now_micros()),
@@ -508,7 +625,11 @@ async fn run_room(
             hub.forget(id, generation);
             rx.close();
             for (origin, op_id) in shell.room.abandon() {
-                shell.reject(origin, op_id, OpError::new(codes::INTERNAL, "could not commit; nothing was applied"));
+                shell.reject(
+                    origin,
+                    op_id,
+                    OpError::new(codes::INTERNAL, "could not commit; nothing was applied"),
+                );
             }
             for (_, c) in shell.conns.drain() {
                 c.kill.notify_one();
@@ -580,7 +701,13 @@ impl Shell {
         let mut persist = Vec::new();
         while let Some(o) = self.room.poll_output() {
             match o {
-                Output::Welcome { conn, who, seq, body, rtc } => {
+                Output::Welcome {
+                    conn,
+                    who,
+                    seq,
+                    body,
+                    rtc,
+                } => {
                     let v = welcome_message(
                         self.room.inspection_id(),
                         self.room.items(),
@@ -594,7 +721,11 @@ impl Shell {
                     self.send_to(conn, text(&v));
                 }
                 Output::Persist(e) => persist.push(e),
-                Output::Ack { origin, op_id, event } => match origin {
+                Output::Ack {
+                    origin,
+                    op_id,
+                    event,
+                } => match origin {
                     Origin::Conn(c) => {
                         let v = json!({"type": "ack", "op_id": op_id, "seq": event.seq, "server_ts": event.server_ts_micros});
                         self.send_to(c, text(&v));
@@ -615,20 +746,36 @@ impl Shell {
                         let _ = self.hub.inner.events.send((*e).clone());
                     }
                 }
-                Output::Reject { origin, op_id, error } => self.reject(origin, op_id, error),
-                Output::CallLifecycle { token, transition, who } => {
+                Output::Reject {
+                    origin,
+                    op_id,
+                    error,
+                } => self.reject(origin, op_id, error),
+                Output::CallLifecycle {
+                    token,
+                    transition,
+                    who,
+                } => {
                     let lifecycle = self.hub.inner.lifecycle.clone();
                     let tx = self.tx.clone();
                     let id = self.room.inspection_id();
                     tokio::spawn(async move {
                         let result = lifecycle.transition(id, transition, &who).await;
-                        let _ = tx.send(RoomMsg::Input(Input::LifecycleDone { token, result, now: now_micros() }));
+                        let _ = tx.send(RoomMsg::Input(Input::LifecycleDone {
+                            token,
+                            result,
+                            now: now_micros(),
+                        }));
                     });
                 }
             }
         }
         if !persist.is_empty() {
-            let req = WriteReq { generation: self.generation, events: persist, done: self.tx.clone() };
+            let req = WriteReq {
+                generation: self.generation,
+                events: persist,
+                done: self.tx.clone(),
+            };
             if self.hub.inner.writer.send(req).is_err() {
                 self.failed = true;
             }

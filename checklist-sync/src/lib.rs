@@ -20,9 +20,12 @@ pub mod state;
 mod store;
 
 pub use chain::{CommittedEvent, ItemResultMark};
-pub use domain::{ExtError, ItemResult, ItemSpec, LifecycleError, Principal, Role, RoomSpec, Site, Transition};
+pub use domain::{
+    ExtError, ItemResult, ItemSpec, LifecycleError, Principal, Role, RoomSpec, Site, Transition,
+};
 pub use hub::{
-    configure_upgrade, now_micros, AcceptAllLifecycle, Extension, Lifecycle, NoExtension, SyncConfig, SyncHub,
+    configure_upgrade, now_micros, AcceptAllLifecycle, Extension, Lifecycle, NoExtension,
+    SyncConfig, SyncHub,
 };
 pub use proto::{OpError, Operation};
 pub use room::Snapshot;

@@ -78,12 +78,20 @@ pub struct OpError {
 impl OpError {
     /// An error with a code and message.
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self { code: code.to_string(), message: message.into(), field: None, original: None }
+        Self {
+            code: code.to_string(),
+            message: message.into(),
+            field: None,
+            original: None,
+        }
     }
 
     /// An `invalid_field` error naming the field.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self { field: Some(field.to_string()), ..Self::new(codes::INVALID_FIELD, message) }
+        Self {
+            field: Some(field.to_string()),
+            ..Self::new(codes::INVALID_FIELD, message)
+        }
     }
 
     /// The wire `error` message.
@@ -258,8 +266,15 @@ pub enum Operation {
 }
 
 /// Every known `op.kind`.
-pub const OP_KINDS: &[&str] =
-    &["set_result", "comment", "attach_evidence", "start", "finish", "location", "presence"];
+pub const OP_KINDS: &[&str] = &[
+    "set_result",
+    "comment",
+    "attach_evidence",
+    "start",
+    "finish",
+    "location",
+    "presence",
+];
 
 fn de_millis<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     let v = f64::deserialize(d)?;
@@ -273,7 +288,10 @@ fn de_millis<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
 fn check_len(field: &str, s: &str, min: usize, max: usize) -> Result<(), OpError> {
     let n = s.chars().count();
     if n < min || n > max {
-        return Err(OpError::invalid(field, format!("{field} must be {min}..={max} characters")));
+        return Err(OpError::invalid(
+            field,
+            format!("{field} must be {min}..={max} characters"),
+        ));
     }
     Ok(())
 }
@@ -287,7 +305,10 @@ fn check_opt_len(field: &str, s: &Option<String>, max: usize) -> Result<(), OpEr
 
 fn check_range(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), OpError> {
     if !v.is_finite() || v < lo || v > hi {
-        return Err(OpError::invalid(field, format!("{field} must be a finite number in {lo}..={hi}")));
+        return Err(OpError::invalid(
+            field,
+            format!("{field} must be a finite number in {lo}..={hi}"),
+        ));
     }
     Ok(())
 }
@@ -332,7 +353,10 @@ impl Operation {
             return Err(OpError::new(codes::BAD_MESSAGE, "op.kind must be a string"));
         };
         if !OP_KINDS.contains(&kind) {
-            return Err(OpError::new(codes::UNKNOWN_OP, format!("unknown operation {kind:?}")));
+            return Err(OpError::new(
+                codes::UNKNOWN_OP,
+                format!("unknown operation {kind:?}"),
+            ));
         }
         let op: Operation = serde_json::from_value(v.clone())
             .map_err(|e| OpError::new(codes::BAD_MESSAGE, format!("op {kind}: {e}")))?;
@@ -343,7 +367,12 @@ impl Operation {
     /// Checks ranges and lengths of the fields.
     pub fn validate(&self) -> Result<(), OpError> {
         match self {
-            Self::SetResult { item_id, result, comment, violation } => {
+            Self::SetResult {
+                item_id,
+                result,
+                comment,
+                violation,
+            } => {
                 check_len("item_id", item_id, 1, 128)?;
                 check_opt_len("comment", comment, MAX_TEXT)?;
                 check_opt_len("violation", violation, MAX_TEXT)?;
@@ -364,8 +393,15 @@ impl Operation {
                 check_opt_len("evidence.uri", &evidence.uri, 2048)?;
                 check_opt_len("evidence.caption", &evidence.caption, 1000)?;
                 if let Some(h) = &evidence.sha256 {
-                    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                        return Err(OpError::invalid("evidence.sha256", "must be 64 lowercase hex digits"));
+                    if h.len() != 64
+                        || !h
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                    {
+                        return Err(OpError::invalid(
+                            "evidence.sha256",
+                            "must be 64 lowercase hex digits",
+                        ));
                     }
                 }
             }
@@ -427,38 +463,61 @@ pub struct DecodeError {
 fn valid_op_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_OP_ID
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// Decodes one client text frame. Never panics.
 pub fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
     let fail = |error: OpError, op_id: Option<String>| DecodeError { error, op_id };
     if text.len() > MAX_FRAME_BYTES {
-        return Err(fail(OpError::new(codes::FRAME_TOO_LARGE, "frame over 64 KiB"), None));
+        return Err(fail(
+            OpError::new(codes::FRAME_TOO_LARGE, "frame over 64 KiB"),
+            None,
+        ));
     }
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| fail(OpError::new(codes::BAD_JSON, format!("not JSON: {e}")), None))?;
+    let v: Value = serde_json::from_str(text).map_err(|e| {
+        fail(
+            OpError::new(codes::BAD_JSON, format!("not JSON: {e}")),
+            None,
+        )
+    })?;
     let Some(obj) = v.as_object() else {
-        return Err(fail(OpError::new(codes::BAD_JSON, "not a JSON object"), None));
+        return Err(fail(
+            OpError::new(codes::BAD_JSON, "not a JSON object"),
+            None,
+        ));
     };
     let Some(ty) = obj.get("type").and_then(Value::as_str) else {
-        return Err(fail(OpError::new(codes::BAD_MESSAGE, "type must be a string"), None));
+        return Err(fail(
+            OpError::new(codes::BAD_MESSAGE, "type must be a string"),
+            None,
+        ));
     };
     match ty {
         "hello" => {
             let protocol = obj.get("protocol").and_then(Value::as_i64).ok_or_else(|| {
-                fail(OpError::new(codes::BAD_MESSAGE, "hello.protocol must be an integer"), None)
+                fail(
+                    OpError::new(codes::BAD_MESSAGE, "hello.protocol must be an integer"),
+                    None,
+                )
             })?;
             let last_seq = match obj.get("last_seq") {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(v.as_u64().ok_or_else(|| {
-                    fail(OpError::invalid("last_seq", "last_seq must be an integer >= 0"), None)
+                    fail(
+                        OpError::invalid("last_seq", "last_seq must be an integer >= 0"),
+                        None,
+                    )
                 })?),
             };
             let client = match obj.get("client") {
                 None | Some(Value::Null) => ClientInfo::default(),
                 Some(c) => serde_json::from_value::<ClientInfo>(c.clone()).map_err(|e| {
-                    fail(OpError::new(codes::BAD_MESSAGE, format!("hello.client: {e}")), None)
+                    fail(
+                        OpError::new(codes::BAD_MESSAGE, format!("hello.client: {e}")),
+                        None,
+                    )
                 })?,
             };
             for (f, s) in [
@@ -468,29 +527,49 @@ pub fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
             ] {
                 check_opt_len(f, s, 512).map_err(|e| fail(e, None))?;
             }
-            Ok(ClientMsg::Hello { protocol, last_seq, client })
+            Ok(ClientMsg::Hello {
+                protocol,
+                last_seq,
+                client,
+            })
         }
         "op" => {
             let op_id = match obj.get("op_id") {
                 Some(Value::String(s)) if valid_op_id(s) => s.clone(),
                 Some(Value::String(_)) => {
                     return Err(fail(
-                        OpError::invalid("op_id", "op_id must be 1..=64 characters of [A-Za-z0-9._:-]"),
+                        OpError::invalid(
+                            "op_id",
+                            "op_id must be 1..=64 characters of [A-Za-z0-9._:-]",
+                        ),
                         None,
                     ))
                 }
-                _ => return Err(fail(OpError::new(codes::BAD_MESSAGE, "op_id must be a string"), None)),
+                _ => {
+                    return Err(fail(
+                        OpError::new(codes::BAD_MESSAGE, "op_id must be a string"),
+                        None,
+                    ))
+                }
             };
             let Some(op) = obj.get("op") else {
-                return Err(fail(OpError::new(codes::BAD_MESSAGE, "op missing"), Some(op_id)));
+                return Err(fail(
+                    OpError::new(codes::BAD_MESSAGE, "op missing"),
+                    Some(op_id),
+                ));
             };
             match Operation::decode(op) {
                 Ok(op) => Ok(ClientMsg::Op { op_id, op }),
                 Err(e) => Err(fail(e, Some(op_id))),
             }
         }
-        "ping" => Ok(ClientMsg::Ping { t: obj.get("t").cloned().unwrap_or(Value::Null) }),
+        "ping" => Ok(ClientMsg::Ping {
+            t: obj.get("t").cloned().unwrap_or(Value::Null),
+        }),
         t if t.starts_with("rtc.") => Ok(ClientMsg::Rtc(v)),
-        t => Err(fail(OpError::new(codes::UNKNOWN_TYPE, format!("unknown message type {t:?}")), None)),
+        t => Err(fail(
+            OpError::new(codes::UNKNOWN_TYPE, format!("unknown message type {t:?}")),
+            None,
+        )),
     }
 }

@@ -191,7 +191,9 @@ pub struct RoomConfig {
 
 impl Default for RoomConfig {
     fn default() -> Self {
-        Self { replay_window: 1024 }
+        Self {
+            replay_window: 1024,
+        }
     }
 }
 
@@ -260,10 +262,17 @@ impl Room {
             next_token: 1,
             out: VecDeque::new(),
         };
-        let stale: Vec<Uuid> =
-            room.head.participants.iter().filter(|(_, p)| p.online).map(|(id, _)| *id).collect();
+        let stale: Vec<Uuid> = room
+            .head
+            .participants
+            .iter()
+            .filter(|(_, p)| p.online)
+            .map(|(id, _)| *id)
+            .collect();
         for pid in stale {
-            let body = EventBody::Leave(LeaveInfo { reason: LeaveReason::ServerRestart });
+            let body = EventBody::Leave(LeaveInfo {
+                reason: LeaveReason::ServerRestart,
+            });
             room.append(pid, None, body, None, now);
         }
         room
@@ -286,7 +295,11 @@ impl Room {
 
     /// The durable state.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot { inspection_id: self.id, seq: self.committed_seq, state: self.committed.clone() }
+        Snapshot {
+            inspection_id: self.id,
+            seq: self.committed_seq,
+            state: self.committed.clone(),
+        }
     }
 
     /// True when nothing is connected or in flight: the room may be unloaded.
@@ -312,7 +325,11 @@ impl Room {
             .drain(..)
             .filter_map(|p| p.origin.map(|o| (o, p.event.client_op_id)))
             .collect();
-        v.extend(self.dup_waiters.drain(..).map(|(_, _, o, id)| (o, Some(id))));
+        v.extend(
+            self.dup_waiters
+                .drain(..)
+                .map(|(_, _, o, id)| (o, Some(id))),
+        );
         if let Some(t) = self.transition.take() {
             v.push((t.origin, t.op_id));
         }
@@ -322,11 +339,18 @@ impl Room {
     /// Feeds one input.
     pub fn handle(&mut self, input: Input) {
         match input {
-            Input::Connect { conn, who, last_seq, client, rtc, now } => {
-                self.connect(conn, who, last_seq, client, rtc, now)
-            }
+            Input::Connect {
+                conn,
+                who,
+                last_seq,
+                client,
+                rtc,
+                now,
+            } => self.connect(conn, who, last_seq, client, rtc, now),
             Input::Disconnect { conn, reason, now } => {
-                let Some(pid) = self.conns.remove(&conn) else { return };
+                let Some(pid) = self.conns.remove(&conn) else {
+                    return;
+                };
                 let n = self.online.entry(pid).or_insert(1);
                 *n -= 1;
                 if *n == 0 {
@@ -334,9 +358,17 @@ impl Room {
                     self.append(pid, None, EventBody::Leave(LeaveInfo { reason }), None, now);
                 }
             }
-            Input::Op { origin, who, op_id, op, now } => self.op(origin, who, op_id, op, now),
+            Input::Op {
+                origin,
+                who,
+                op_id,
+                op,
+                now,
+            } => self.op(origin, who, op_id, op, now),
             Input::LifecycleDone { token, result, now } => {
-                let Some(t) = self.transition.take_if(|t| t.token == token) else { return };
+                let Some(t) = self.transition.take_if(|t| t.token == token) else {
+                    return;
+                };
                 match result {
                     Err(e) => self.out.push_back(Output::Reject {
                         origin: t.origin,
@@ -344,9 +376,11 @@ impl Room {
                         error: OpError::new(&e.code, e.message),
                     }),
                     Ok(()) => match self.check_lifecycle(&t.op) {
-                        Err(error) => {
-                            self.out.push_back(Output::Reject { origin: t.origin, op_id: t.op_id, error })
-                        }
+                        Err(error) => self.out.push_back(Output::Reject {
+                            origin: t.origin,
+                            op_id: t.op_id,
+                            error,
+                        }),
                         Ok(()) => self.append(
                             t.who.participant_id,
                             t.op_id,
@@ -370,11 +404,15 @@ impl Room {
         rtc: Option<Value>,
         now: i64,
     ) {
-        let oldest = self.recent.front().map(|e| e.seq).unwrap_or(self.committed_seq + 1);
+        let oldest = self
+            .recent
+            .front()
+            .map(|e| e.seq)
+            .unwrap_or(self.committed_seq + 1);
         let body = match last_seq {
-            Some(ls) if ls <= self.committed_seq && ls + 1 >= oldest => WelcomeBody::Events(
-                self.recent.iter().filter(|e| e.seq > ls).cloned().collect(),
-            ),
+            Some(ls) if ls <= self.committed_seq && ls + 1 >= oldest => {
+                WelcomeBody::Events(self.recent.iter().filter(|e| e.seq > ls).cloned().collect())
+            }
             _ => WelcomeBody::Snapshot(self.committed.clone()),
         };
         self.out.push_back(Output::Welcome {
@@ -402,8 +440,14 @@ impl Room {
         let status = self.head.lifecycle.status;
         let needs_live = |status| match status {
             Status::Live => Ok(()),
-            Status::NotStarted => Err(OpError::new(codes::NOT_LIVE, "the inspection has not started")),
-            Status::Finished => Err(OpError::new(codes::ALREADY_FINISHED, "the inspection is finished")),
+            Status::NotStarted => Err(OpError::new(
+                codes::NOT_LIVE,
+                "the inspection has not started",
+            )),
+            Status::Finished => Err(OpError::new(
+                codes::ALREADY_FINISHED,
+                "the inspection is finished",
+            )),
         };
         match op {
             Operation::SetResult { .. }
@@ -412,18 +456,33 @@ impl Room {
             | Operation::Finish => needs_live(status),
             Operation::Start => match status {
                 Status::NotStarted => Ok(()),
-                _ => Err(OpError::new(codes::ALREADY_STARTED, "the inspection has already started")),
+                _ => Err(OpError::new(
+                    codes::ALREADY_STARTED,
+                    "the inspection has already started",
+                )),
             },
             Operation::Location(_) | Operation::Presence(_) => Ok(()),
         }
     }
 
-    fn op(&mut self, origin: Origin, who: Principal, op_id: Option<String>, op: Operation, now: i64) {
-        let reject = |error: OpError| Output::Reject { origin, op_id: op_id.clone(), error };
+    fn op(
+        &mut self,
+        origin: Origin,
+        who: Principal,
+        op_id: Option<String>,
+        op: Operation,
+        now: i64,
+    ) {
+        let reject = |error: OpError| Output::Reject {
+            origin,
+            op_id: op_id.clone(),
+            error,
+        };
         if let Some(id) = &op_id {
             if let Some(&(seq, ts)) = self.op_ids.get(&(who.participant_id, id.clone())) {
                 if seq <= self.committed_seq {
-                    let mut e = OpError::new(codes::DUPLICATE_OP_ID, "this op_id was already applied");
+                    let mut e =
+                        OpError::new(codes::DUPLICATE_OP_ID, "this op_id was already applied");
                     e.original = Some((seq, ts));
                     self.out.push_back(reject(e));
                 } else {
@@ -433,7 +492,10 @@ impl Room {
             }
             if let Some(t) = &self.transition {
                 if t.who.participant_id == who.participant_id && t.op_id.as_deref() == Some(id) {
-                    let e = OpError::new(codes::TRANSITION_IN_PROGRESS, "this operation is being confirmed");
+                    let e = OpError::new(
+                        codes::TRANSITION_IN_PROGRESS,
+                        "this operation is being confirmed",
+                    );
                     self.out.push_back(reject(e));
                     return;
                 }
@@ -449,7 +511,10 @@ impl Room {
         }
         if let Some(item) = op.item_id() {
             if !self.item_ids.contains(item) {
-                let e = OpError::new(codes::UNKNOWN_ITEM, format!("no item {item:?} in this checklist"));
+                let e = OpError::new(
+                    codes::UNKNOWN_ITEM,
+                    format!("no item {item:?} in this checklist"),
+                );
                 self.out.push_back(reject(e));
                 return;
             }
@@ -465,23 +530,55 @@ impl Room {
         };
         if let Some(transition) = transition {
             if self.transition.is_some() {
-                let e = OpError::new(codes::TRANSITION_IN_PROGRESS, "a start or finish is being confirmed");
+                let e = OpError::new(
+                    codes::TRANSITION_IN_PROGRESS,
+                    "a start or finish is being confirmed",
+                );
                 self.out.push_back(reject(e));
                 return;
             }
             let token = self.next_token;
             self.next_token += 1;
-            self.out.push_back(Output::CallLifecycle { token, transition, who: who.clone() });
-            self.transition = Some(PendingTransition { token, origin, op_id, who, op });
+            self.out.push_back(Output::CallLifecycle {
+                token,
+                transition,
+                who: who.clone(),
+            });
+            self.transition = Some(PendingTransition {
+                token,
+                origin,
+                op_id,
+                who,
+                op,
+            });
             return;
         }
-        self.append(who.participant_id, op_id, EventBody::Op(op), Some(origin), now);
+        self.append(
+            who.participant_id,
+            op_id,
+            EventBody::Op(op),
+            Some(origin),
+            now,
+        );
     }
 
-    fn append(&mut self, pid: Uuid, op_id: Option<String>, body: EventBody, origin: Option<Origin>, now: i64) {
+    fn append(
+        &mut self,
+        pid: Uuid,
+        op_id: Option<String>,
+        body: EventBody,
+        origin: Option<Origin>,
+        now: i64,
+    ) {
         // Strictly increasing timestamps keep recording anchors ordered like the log.
         let ts = now.max(self.head_ts + 1);
-        let event = Event { seq: self.head_seq + 1, server_ts: ts, participant_id: pid, client_op_id: op_id, body };
+        let event = Event {
+            seq: self.head_seq + 1,
+            server_ts: ts,
+            participant_id: pid,
+            client_op_id: op_id,
+            body,
+        };
         let sealed = Arc::new(CommittedEvent::seal(self.id, &event, &self.head_hash));
         self.head.apply(&event);
         self.head_seq = event.seq;
@@ -491,13 +588,19 @@ impl Room {
             self.op_ids.insert((pid, id.clone()), (event.seq, ts));
         }
         self.out.push_back(Output::Persist(sealed.clone()));
-        self.pending.push_back(Pending { origin, event, sealed });
+        self.pending.push_back(Pending {
+            origin,
+            event,
+            sealed,
+        });
     }
 
     fn committed(&mut self, upto: u64) {
         while self.pending.front().is_some_and(|p| p.event.seq <= upto) {
             // The loop condition guarantees an element.
-            let Some(p) = self.pending.pop_front() else { break };
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
             self.committed.apply(&p.event);
             self.committed_seq = p.event.seq;
             self.recent.push_back(p.sealed.clone());
@@ -514,13 +617,19 @@ impl Room {
             self.out.push_back(Output::Broadcast(p.sealed));
         }
         let committed_seq = self.committed_seq;
-        let (ready, waiting): (Vec<_>, Vec<_>) =
-            self.dup_waiters.drain(..).partition(|(seq, ..)| *seq <= committed_seq);
+        let (ready, waiting): (Vec<_>, Vec<_>) = self
+            .dup_waiters
+            .drain(..)
+            .partition(|(seq, ..)| *seq <= committed_seq);
         self.dup_waiters = waiting;
         for (seq, ts, origin, id) in ready {
             let mut e = OpError::new(codes::DUPLICATE_OP_ID, "this op_id was already applied");
             e.original = Some((seq, ts));
-            self.out.push_back(Output::Reject { origin, op_id: Some(id), error: e });
+            self.out.push_back(Output::Reject {
+                origin,
+                op_id: Some(id),
+                error: e,
+            });
         }
     }
 }
@@ -551,10 +660,16 @@ pub fn welcome_message(
     let m = v.as_object_mut().expect("welcome is an object");
     match body {
         WelcomeBody::Events(evs) => {
-            m.insert("events".into(), Value::Array(evs.iter().map(|e| e.to_wire()).collect()));
+            m.insert(
+                "events".into(),
+                Value::Array(evs.iter().map(|e| e.to_wire()).collect()),
+            );
         }
         WelcomeBody::Snapshot(s) => {
-            m.insert("snapshot".into(), serde_json::to_value(s).unwrap_or(Value::Null));
+            m.insert(
+                "snapshot".into(),
+                serde_json::to_value(s).unwrap_or(Value::Null),
+            );
         }
     }
     if let Some(r) = rtc {

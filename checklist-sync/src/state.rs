@@ -84,15 +84,21 @@ impl EventBody {
     /// Rebuilds the body from a stored or received kind and payload.
     pub fn from_parts(kind: &str, payload: &Value) -> Result<Self, String> {
         match kind {
-            "join" => serde_json::from_value(payload.clone()).map(Self::Join).map_err(|e| e.to_string()),
-            "leave" => serde_json::from_value(payload.clone()).map(Self::Leave).map_err(|e| e.to_string()),
+            "join" => serde_json::from_value(payload.clone())
+                .map(Self::Join)
+                .map_err(|e| e.to_string()),
+            "leave" => serde_json::from_value(payload.clone())
+                .map(Self::Leave)
+                .map_err(|e| e.to_string()),
             k => {
                 let mut obj = match payload {
                     Value::Object(m) => m.clone(),
                     _ => return Err("payload is not an object".into()),
                 };
                 obj.insert("kind".into(), Value::String(k.to_string()));
-                serde_json::from_value(Value::Object(obj)).map(Self::Op).map_err(|e| e.to_string())
+                serde_json::from_value(Value::Object(obj))
+                    .map(Self::Op)
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -117,7 +123,10 @@ impl Event {
     /// Parses an event in its wire shape (`event` message or welcome `events` entry).
     pub fn from_wire(v: &Value) -> Result<Self, String> {
         let seq = v.get("seq").and_then(Value::as_u64).ok_or("seq")?;
-        let server_ts = v.get("server_ts").and_then(Value::as_i64).ok_or("server_ts")?;
+        let server_ts = v
+            .get("server_ts")
+            .and_then(Value::as_i64)
+            .ok_or("server_ts")?;
         let participant_id = v
             .get("participant_id")
             .and_then(Value::as_str)
@@ -127,7 +136,13 @@ impl Event {
         let kind = v.get("kind").and_then(Value::as_str).ok_or("kind")?;
         let payload = v.get("payload").ok_or("payload")?;
         let body = EventBody::from_parts(kind, payload)?;
-        Ok(Self { seq, server_ts, participant_id, client_op_id, body })
+        Ok(Self {
+            seq,
+            server_ts,
+            participant_id,
+            client_op_id,
+            body,
+        })
     }
 }
 
@@ -275,7 +290,12 @@ impl State {
                 p.left_at = Some(ts);
             }
             EventBody::Op(op) => match op {
-                Operation::SetResult { item_id, result, comment, violation } => {
+                Operation::SetResult {
+                    item_id,
+                    result,
+                    comment,
+                    violation,
+                } => {
                     let it = self.items.entry(item_id.clone()).or_default();
                     if *result == ItemResult::Clear {
                         it.result = None;
@@ -294,20 +314,28 @@ impl State {
                     }
                 }
                 Operation::Comment { item_id, text } => {
-                    self.items.entry(item_id.clone()).or_default().comments.push(ItemComment {
-                        seq: ev.seq,
-                        ts,
-                        by,
-                        text: text.clone(),
-                    });
+                    self.items
+                        .entry(item_id.clone())
+                        .or_default()
+                        .comments
+                        .push(ItemComment {
+                            seq: ev.seq,
+                            ts,
+                            by,
+                            text: text.clone(),
+                        });
                 }
                 Operation::AttachEvidence { item_id, evidence } => {
-                    self.items.entry(item_id.clone()).or_default().evidence.push(EvidenceEntry {
-                        seq: ev.seq,
-                        ts,
-                        by,
-                        evidence: evidence.clone(),
-                    });
+                    self.items
+                        .entry(item_id.clone())
+                        .or_default()
+                        .evidence
+                        .push(EvidenceEntry {
+                            seq: ev.seq,
+                            ts,
+                            by,
+                            evidence: evidence.clone(),
+                        });
                 }
                 Operation::Start => {
                     self.lifecycle.status = Status::Live;
@@ -320,10 +348,17 @@ impl State {
                     self.lifecycle.finished_by = Some(by);
                 }
                 Operation::Location(l) => {
-                    self.participants.entry(by).or_default().location =
-                        Some(LocationState { sample: l.clone(), server_ts: ts });
+                    self.participants.entry(by).or_default().location = Some(LocationState {
+                        sample: l.clone(),
+                        server_ts: ts,
+                    });
                 }
-                Operation::Presence(Presence { quality, rtt_ms, network, visible }) => {
+                Operation::Presence(Presence {
+                    quality,
+                    rtt_ms,
+                    network,
+                    visible,
+                }) => {
                     let p = self.participants.entry(by).or_default();
                     p.quality = Some(*quality);
                     p.rtt_ms = *rtt_ms;

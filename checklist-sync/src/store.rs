@@ -6,8 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use sqlx::AnyConnection;
 use sqlx::pool::PoolConnection;
+use sqlx::AnyConnection;
 use sqlx::{Any, AnyPool, Row};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -41,7 +41,8 @@ pub enum SyncError {
     Unavailable,
 }
 
-const SELECT_EVENTS: &str = "SELECT seq, server_ts, participant_id, client_op_id, kind, payload, prev_hash, hash \
+const SELECT_EVENTS: &str =
+    "SELECT seq, server_ts, participant_id, client_op_id, kind, payload, prev_hash, hash \
      FROM events WHERE inspection_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
 /// One stored row, as read.
@@ -58,7 +59,12 @@ struct Row_ {
 }
 
 async fn page(pool: &AnyPool, id: Uuid, after: i64, limit: i64) -> Result<Vec<Row_>, sqlx::Error> {
-    let rows = sqlx::query(SELECT_EVENTS).bind(id.to_string()).bind(after).bind(limit).fetch_all(pool).await?;
+    let rows = sqlx::query(SELECT_EVENTS)
+        .bind(id.to_string())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
     rows.iter()
         .map(|r| {
             Ok(Row_ {
@@ -78,7 +84,11 @@ async fn page(pool: &AnyPool, id: Uuid, after: i64, limit: i64) -> Result<Vec<Ro
 const PAGE: i64 = 2000;
 
 fn to_committed(id: Uuid, r: &Row_) -> Result<(Event, CommittedEvent), SyncError> {
-    let corrupt = |reason: String| SyncError::Corrupt { inspection_id: id, seq: r.seq as u64, reason };
+    let corrupt = |reason: String| SyncError::Corrupt {
+        inspection_id: id,
+        seq: r.seq as u64,
+        reason,
+    };
     let payload: Value = serde_json::from_str(&r.payload).map_err(|e| corrupt(e.to_string()))?;
     let participant_id = Uuid::parse_str(&r.participant_id).map_err(|e| corrupt(e.to_string()))?;
     let body = EventBody::from_parts(&r.kind, &payload).map_err(corrupt)?;
@@ -105,7 +115,11 @@ fn to_committed(id: Uuid, r: &Row_) -> Result<(Event, CommittedEvent), SyncError
 }
 
 /// Rebuilds a room's starting point from the stored log.
-pub(crate) async fn load(pool: &AnyPool, id: Uuid, replay_window: usize) -> Result<Restored, SyncError> {
+pub(crate) async fn load(
+    pool: &AnyPool,
+    id: Uuid,
+    replay_window: usize,
+) -> Result<Restored, SyncError> {
     let mut restored = Restored::default();
     let mut recent: VecDeque<Arc<CommittedEvent>> = VecDeque::new();
     let mut after = 0i64;
@@ -116,7 +130,9 @@ pub(crate) async fn load(pool: &AnyPool, id: Uuid, replay_window: usize) -> Resu
             let (ev, ce) = to_committed(id, r)?;
             restored.state.apply(&ev);
             if let Some(op_id) = &ev.client_op_id {
-                restored.op_ids.insert((ev.participant_id, op_id.clone()), (ev.seq, ev.server_ts));
+                restored
+                    .op_ids
+                    .insert((ev.participant_id, op_id.clone()), (ev.seq, ev.server_ts));
             }
             restored.seq = ev.seq;
             restored.ts = ev.server_ts;
@@ -178,12 +194,18 @@ async fn writer_connection(pool: &AnyPool) -> Result<(PoolConnection<Any>, bool)
     let sqlite = c.backend_name().eq_ignore_ascii_case("sqlite");
     if sqlite {
         // WAL lets readers (reconnects, exports) run beside the writer; it persists in the file.
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *c).await?;
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&mut *c)
+            .await?;
         // Durability before acknowledgement: every commit reaches the disk.
-        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *c).await?;
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *c)
+            .await?;
         // Checkpoints run beside the writer (see `checkpointer`), not inside a commit, where
         // they would stall every acknowledgement of the batch.
-        sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut *c).await?;
+        sqlx::query("PRAGMA wal_autocheckpoint = 0")
+            .execute(&mut *c)
+            .await?;
     }
     Ok((c, sqlite))
 }
@@ -195,7 +217,10 @@ async fn checkpointer(pool: AnyPool, alive: std::sync::Weak<()>, every: std::tim
     tick.tick().await;
     while alive.upgrade().is_some() {
         tick.tick().await;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }
@@ -238,7 +263,11 @@ pub(crate) async fn writer(
                     conn = Some(c);
                     if sqlite && !checkpointing {
                         checkpointing = true;
-                        tokio::spawn(checkpointer(pool.clone(), Arc::downgrade(&alive), checkpoint_every));
+                        tokio::spawn(checkpointer(
+                            pool.clone(),
+                            Arc::downgrade(&alive),
+                            checkpoint_every,
+                        ));
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "sync writer cannot reach the database"),
@@ -253,7 +282,11 @@ pub(crate) async fn writer(
         let took = started.elapsed();
         if took > std::time::Duration::from_millis(100) {
             // Every op in the batch waited this long for its ack: worth knowing in production.
-            tracing::warn!(ms = took.as_millis() as u64, events = n, "slow group commit");
+            tracing::warn!(
+                ms = took.as_millis() as u64,
+                events = n,
+                "slow group commit"
+            );
         }
         match first_try {
             Ok(()) => outcome.extend(live.iter().map(|r| (*r, true))),
@@ -354,11 +387,18 @@ impl fmt::Display for VerifyReport {
                 self.head_hash.as_deref().unwrap_or("(empty)")
             ),
             Some(b) => {
-                write!(f, "inspection {}: chain BROKEN at event {}: ", self.inspection_id, b.seq)?;
+                write!(
+                    f,
+                    "inspection {}: chain BROKEN at event {}: ",
+                    self.inspection_id, b.seq
+                )?;
                 match &b.reason {
                     BrokenReason::SeqGap { expected } => write!(f, "expected seq {expected}"),
                     BrokenReason::PrevHashMismatch { expected, found } => {
-                        write!(f, "prev_hash {found} does not match previous event's hash {expected}")
+                        write!(
+                            f,
+                            "prev_hash {found} does not match previous event's hash {expected}"
+                        )
                     }
                     BrokenReason::HashMismatch { computed, stored } => {
                         write!(f, "content hashes to {computed} but stored hash is {stored} (row altered)")
@@ -375,7 +415,12 @@ pub async fn verify(pool: &AnyPool, inspection_id: Uuid) -> Result<VerifyReport,
     let mut expected = 1u64;
     let mut count = 0u64;
     let mut after = 0i64;
-    let mut report = VerifyReport { inspection_id, events: 0, head_hash: None, first_broken: None };
+    let mut report = VerifyReport {
+        inspection_id,
+        events: 0,
+        head_hash: None,
+        first_broken: None,
+    };
     'pages: loop {
         let rows = page(pool, inspection_id, after, PAGE).await?;
         let n = rows.len();
@@ -389,8 +434,10 @@ pub async fn verify(pool: &AnyPool, inspection_id: Uuid) -> Result<VerifyReport,
                 break 'pages;
             }
             if r.prev_hash != prev {
-                report.first_broken =
-                    broken(BrokenReason::PrevHashMismatch { expected: prev.clone(), found: r.prev_hash.clone() });
+                report.first_broken = broken(BrokenReason::PrevHashMismatch {
+                    expected: prev.clone(),
+                    found: r.prev_hash.clone(),
+                });
                 break 'pages;
             }
             let pid = Uuid::parse_str(&r.participant_id).unwrap_or(Uuid::nil());
@@ -406,7 +453,10 @@ pub async fn verify(pool: &AnyPool, inspection_id: Uuid) -> Result<VerifyReport,
                 &r.prev_hash,
             );
             if computed != r.hash || !participant_ok {
-                report.first_broken = broken(BrokenReason::HashMismatch { computed, stored: r.hash.clone() });
+                report.first_broken = broken(BrokenReason::HashMismatch {
+                    computed,
+                    stored: r.hash.clone(),
+                });
                 break 'pages;
             }
             prev = r.hash.clone();
@@ -417,7 +467,11 @@ pub async fn verify(pool: &AnyPool, inspection_id: Uuid) -> Result<VerifyReport,
         }
     }
     report.events = count;
-    report.head_hash = if count > 0 && report.first_broken.is_none() { Some(prev) } else { None };
+    report.head_hash = if count > 0 && report.first_broken.is_none() {
+        Some(prev)
+    } else {
+        None
+    };
     Ok(report)
 }
 
@@ -437,7 +491,8 @@ pub async fn export_jsonl<W: AsyncWrite + Unpin>(
             after = r.seq;
             // The payload is exported as JSON when it parses, else verbatim as a string, so
             // that an altered row still shows what it holds.
-            let payload: Value = serde_json::from_str(&r.payload).unwrap_or_else(|_| json!(r.payload));
+            let payload: Value =
+                serde_json::from_str(&r.payload).unwrap_or_else(|_| json!(r.payload));
             let server_time = chrono::DateTime::from_timestamp_micros(r.server_ts)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
             let line = json!({

@@ -2,7 +2,7 @@
 //! snapshot + replay equivalence (through the JSON wire forms, as clients do it).
 
 use checklist_sync::domain::{ItemSpec, LifecycleError, Principal, Role, RoomSpec};
-use checklist_sync::proto::{decode, ClientMsg, ClientInfo, Operation};
+use checklist_sync::proto::{decode, ClientInfo, ClientMsg, Operation};
 use checklist_sync::room::{Input, Origin, Output, Restored, Room, RoomConfig};
 use checklist_sync::state::{Event, LeaveReason, State};
 use proptest::prelude::*;
@@ -11,9 +11,31 @@ use uuid::Uuid;
 
 fn json_value() -> impl Strategy<Value = Value> {
     let keys = prop::sample::select(vec![
-        "type", "op", "op_id", "kind", "item_id", "result", "comment", "violation", "text", "evidence", "id",
-        "lat", "lon", "accuracy", "altitude", "heading", "speed", "device_ts", "quality", "rtt_ms", "protocol",
-        "last_seq", "client", "t", "x",
+        "type",
+        "op",
+        "op_id",
+        "kind",
+        "item_id",
+        "result",
+        "comment",
+        "violation",
+        "text",
+        "evidence",
+        "id",
+        "lat",
+        "lon",
+        "accuracy",
+        "altitude",
+        "heading",
+        "speed",
+        "device_ts",
+        "quality",
+        "rtt_ms",
+        "protocol",
+        "last_seq",
+        "client",
+        "t",
+        "x",
     ]);
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -21,8 +43,24 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(|n| json!(n)),
         any::<f64>().prop_map(|f| json!(f)),
         prop::sample::select(vec![
-            "op", "hello", "ping", "rtc.offer", "set_result", "comment", "attach_evidence", "start", "finish",
-            "location", "presence", "compliant", "violation", "clear", "q1", "photo", "good", "",
+            "op",
+            "hello",
+            "ping",
+            "rtc.offer",
+            "set_result",
+            "comment",
+            "attach_evidence",
+            "start",
+            "finish",
+            "location",
+            "presence",
+            "compliant",
+            "violation",
+            "clear",
+            "q1",
+            "photo",
+            "good",
+            "",
         ])
         .prop_map(|s| json!(s)),
         ".{0,12}".prop_map(Value::String),
@@ -30,8 +68,9 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 48, 8, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec((keys.clone(), inner), 0..8)
-                .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            prop::collection::vec((keys.clone(), inner), 0..8).prop_map(|kv| Value::Object(
+                kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+            )),
         ]
     })
 }
@@ -84,7 +123,13 @@ fn step() -> impl Strategy<Value = Step> {
 fn spec() -> RoomSpec {
     RoomSpec {
         inspection_id: Uuid::from_u128(7),
-        items: (1..=3).map(|i| ItemSpec { id: format!("q{i}"), number: i.to_string(), question: "?".into() }).collect(),
+        items: (1..=3)
+            .map(|i| ItemSpec {
+                id: format!("q{i}"),
+                number: i.to_string(),
+                question: "?".into(),
+            })
+            .collect(),
         site: None,
     }
 }
@@ -164,7 +209,10 @@ fn decode_reads_a_full_op() {
     let m = decode(r#"{"type":"op","op_id":"a-1","op":{"kind":"location","lat":1.5,"lon":2,"accuracy":3,"altitude":null,"device_ts":1700000000000.7}}"#)
         .expect("valid");
     match m {
-        ClientMsg::Op { op_id, op: Operation::Location(l) } => {
+        ClientMsg::Op {
+            op_id,
+            op: Operation::Location(l),
+        } => {
             assert_eq!(op_id, "a-1");
             assert_eq!(l.device_ts, 1_700_000_000_000);
             assert_eq!(l.altitude, None);

@@ -14,9 +14,18 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 enum Act {
-    Op { inspector: bool, kind: u8, item: u8, result: u8 },
-    Drop { inspector: bool },
-    Reconnect { inspector: bool },
+    Op {
+        inspector: bool,
+        kind: u8,
+        item: u8,
+        result: u8,
+    },
+    Drop {
+        inspector: bool,
+    },
+    Reconnect {
+        inspector: bool,
+    },
 }
 
 fn act() -> impl Strategy<Value = Act> {
@@ -39,12 +48,22 @@ fn make_op(kind: u8, item: u8, result: u8, n: usize) -> Value {
             op
         }
         2 => json!({"kind": "comment", "item_id": item, "text": format!("t{n}")}),
-        3 => json!({"kind": "attach_evidence", "item_id": item, "evidence": {"id": format!("e{n}"), "kind": "photo"}}),
-        4 => json!({"kind": "location", "lat": 55.0 + n as f64 / 1000.0, "lon": 37.5, "accuracy": 10.0, "device_ts": 1_700_000_000_000i64 + n as i64}),
-        5 => json!({"kind": "presence", "quality": (["good", "fair", "poor", "unknown"][result as usize])}),
+        3 => {
+            json!({"kind": "attach_evidence", "item_id": item, "evidence": {"id": format!("e{n}"), "kind": "photo"}})
+        }
+        4 => {
+            json!({"kind": "location", "lat": 55.0 + n as f64 / 1000.0, "lon": 37.5, "accuracy": 10.0, "device_ts": 1_700_000_000_000i64 + n as i64})
+        }
+        5 => {
+            json!({"kind": "presence", "quality": (["good", "fair", "poor", "unknown"][result as usize])})
+        }
         6 => json!({"kind": "start"}),
         _ => {
-            if result == 3 { json!({"kind": "finish"}) } else { json!({"kind": "comment", "item_id": "nope", "text": "x"}) }
+            if result == 3 {
+                json!({"kind": "finish"})
+            } else {
+                json!({"kind": "comment", "item_id": "nope", "text": "x"})
+            }
         }
     }
 }
@@ -62,7 +81,9 @@ struct Side {
 
 impl Side {
     async fn handle(&mut self, v: &Value) {
-        let Some(id) = v["op_id"].as_str() else { return };
+        let Some(id) = v["op_id"].as_str() else {
+            return;
+        };
         if self.outstanding.remove(id).is_some() {
             let applied = v["type"] == "ack" || v["code"] == "duplicate_op_id";
             if applied {
@@ -82,7 +103,10 @@ impl Side {
         if self.client.is_some() {
             return;
         }
-        let (pid, state, seq) = self.saved.take().unwrap_or((self.pid, Default::default(), 0));
+        let (pid, state, seq) = self
+            .saved
+            .take()
+            .unwrap_or((self.pid, Default::default(), 0));
         let last = if seq == 0 { None } else { Some(seq) };
         let mut c = Client::reconnect_with(addr, inspection, pid, self.role, state, last).await;
         // Retry everything unanswered, with the same op ids.
@@ -110,24 +134,56 @@ impl Side {
 
 async fn run(acts: Vec<Act>) {
     let db = TestDb::new().await;
-    let srv = devserver::start(db.pool().await, SyncConfig::default(), None, 4, "127.0.0.1:0").await.expect("server");
+    let srv = devserver::start(
+        db.pool().await,
+        SyncConfig::default(),
+        None,
+        4,
+        "127.0.0.1:0",
+    )
+    .await
+    .expect("server");
     let id = Uuid::new_v4();
     let mut sides = [
-        Side { pid: Uuid::new_v4(), role: "inspector", client: None, saved: None, outstanding: Default::default(), applied: Default::default() },
-        Side { pid: Uuid::new_v4(), role: "business", client: None, saved: None, outstanding: Default::default(), applied: Default::default() },
+        Side {
+            pid: Uuid::new_v4(),
+            role: "inspector",
+            client: None,
+            saved: None,
+            outstanding: Default::default(),
+            applied: Default::default(),
+        },
+        Side {
+            pid: Uuid::new_v4(),
+            role: "business",
+            client: None,
+            saved: None,
+            outstanding: Default::default(),
+            applied: Default::default(),
+        },
     ];
     for s in sides.iter_mut() {
         s.reconnect(srv.addr, id).await;
     }
-    sides[0].send("start-0".into(), json!({"kind": "start"})).await;
+    sides[0]
+        .send("start-0".into(), json!({"kind": "start"}))
+        .await;
     for (n, a) in acts.into_iter().enumerate() {
         match a {
-            Act::Op { inspector, kind, item, result } => {
+            Act::Op {
+                inspector,
+                kind,
+                item,
+                result,
+            } => {
                 let s = &mut sides[usize::from(!inspector)];
-                s.send(format!("op-{n}"), make_op(kind, item, result, n)).await;
+                s.send(format!("op-{n}"), make_op(kind, item, result, n))
+                    .await;
             }
             Act::Drop { inspector } => sides[usize::from(!inspector)].drop_socket(),
-            Act::Reconnect { inspector } => sides[usize::from(!inspector)].reconnect(srv.addr, id).await,
+            Act::Reconnect { inspector } => {
+                sides[usize::from(!inspector)].reconnect(srv.addr, id).await
+            }
         }
     }
     for s in sides.iter_mut() {
@@ -136,7 +192,11 @@ async fn run(acts: Vec<Act>) {
     }
     let snap = srv.hub.snapshot(id).await.expect("snapshot");
     for s in sides.iter_mut() {
-        s.client.as_mut().expect("connected").sync_to(snap.seq).await;
+        s.client
+            .as_mut()
+            .expect("connected")
+            .sync_to(snap.seq)
+            .await;
     }
     let a = &sides[0].client.as_ref().expect("connected").state;
     let b = &sides[1].client.as_ref().expect("connected").state;
@@ -145,21 +205,37 @@ async fn run(acts: Vec<Act>) {
 
     // Every applied op id is in the log exactly once; nothing unapplied is.
     let mut buf = Vec::new();
-    checklist_sync::export_jsonl(&srv.pool, id, &mut buf).await.expect("export");
+    checklist_sync::export_jsonl(&srv.pool, id, &mut buf)
+        .await
+        .expect("export");
     let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
     for line in String::from_utf8(buf).expect("utf8").lines() {
         let v: Value = serde_json::from_str(line).expect("json");
         if let Some(op) = v["client_op_id"].as_str() {
-            *seen.entry((v["participant_id"].as_str().unwrap_or_default().to_string(), op.to_string())).or_default() += 1;
+            *seen
+                .entry((
+                    v["participant_id"].as_str().unwrap_or_default().to_string(),
+                    op.to_string(),
+                ))
+                .or_default() += 1;
         }
     }
-    assert!(seen.values().all(|&n| n == 1), "an op applied twice: {seen:?}");
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "an op applied twice: {seen:?}"
+    );
     for s in &sides {
         for op in &s.applied {
-            assert!(seen.contains_key(&(s.pid.to_string(), op.clone())), "acknowledged {op} missing");
+            assert!(
+                seen.contains_key(&(s.pid.to_string(), op.clone())),
+                "acknowledged {op} missing"
+            );
         }
     }
-    assert!(checklist_sync::verify(&srv.pool, id).await.expect("verify").is_intact());
+    assert!(checklist_sync::verify(&srv.pool, id)
+        .await
+        .expect("verify")
+        .is_intact());
 }
 
 proptest! {

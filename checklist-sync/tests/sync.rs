@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use checklist_sync::{
-    export_jsonl, verify, BrokenReason, ItemResult, Lifecycle, LifecycleError, Operation, Principal, Role,
-    SyncConfig, Transition,
+    export_jsonl, verify, BrokenReason, ItemResult, Lifecycle, LifecycleError, Operation,
+    Principal, Role, SyncConfig, Transition,
 };
 use common::{devserver, item_result, next_json, raw_connect, Client, TestDb};
 use futures_util::SinkExt;
@@ -19,7 +19,9 @@ use uuid::Uuid;
 async fn server(config: SyncConfig) -> (TestDb, devserver::DevServer) {
     let db = TestDb::new().await;
     let pool = db.pool().await;
-    let srv = devserver::start(pool, config, None, 10, "127.0.0.1:0").await.expect("server");
+    let srv = devserver::start(pool, config, None, 10, "127.0.0.1:0")
+        .await
+        .expect("server");
     (db, srv)
 }
 
@@ -40,7 +42,13 @@ async fn results_appear_on_the_other_side_acked_after_commit() {
     let mut marks = srv.hub.events();
     let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
     assert_eq!(insp.welcome["you"]["role"], "inspector");
-    assert_eq!(insp.welcome["checklist"].as_array().expect("checklist").len(), 10);
+    assert_eq!(
+        insp.welcome["checklist"]
+            .as_array()
+            .expect("checklist")
+            .len(),
+        10
+    );
     let mut biz = Client::connect(srv.addr, id, Uuid::new_v4(), "business").await;
 
     let ack = insp.op("s1", json!({"kind": "start"})).await;
@@ -69,14 +77,24 @@ async fn results_appear_on_the_other_side_acked_after_commit() {
     assert!(biz.state.participants.values().all(|p| p.online));
 
     // The business may comment, send its location and presence, but not set results.
-    let a = biz.op("c1", json!({"kind": "comment", "item_id": "q3", "text": "Купим сегодня"})).await;
+    let a = biz
+        .op(
+            "c1",
+            json!({"kind": "comment", "item_id": "q3", "text": "Купим сегодня"}),
+        )
+        .await;
     assert_eq!(a["type"], "ack", "{a}");
     let a = biz
         .op("l1", json!({"kind": "location", "lat": 55.75, "lon": 37.61, "accuracy": 12.5,
                           "altitude": null, "heading": 90.0, "speed": 0.0, "device_ts": 1763924105123u64}))
         .await;
     assert_eq!(a["type"], "ack", "{a}");
-    let a = biz.op("p1", json!({"kind": "presence", "quality": "poor", "rtt_ms": 480, "network": "cellular"})).await;
+    let a = biz
+        .op(
+            "p1",
+            json!({"kind": "presence", "quality": "poor", "rtt_ms": 480, "network": "cellular"}),
+        )
+        .await;
     assert_eq!(a["type"], "ack", "{a}");
     let e = biz.op("r2", item_result("q1", "compliant")).await;
     assert_eq!(e["code"], "forbidden", "{e}");
@@ -123,12 +141,26 @@ async fn bad_input_gets_stable_codes_changes_nothing_and_keeps_the_socket() {
     let id = Uuid::new_v4();
     let mut ws = raw_connect(srv.addr, id, Uuid::new_v4(), "business").await;
     // Before hello.
-    ws.send(Message::Text(json!({"type": "op", "op_id": "x", "op": {"kind": "start"}}).to_string().into()))
-        .await
-        .expect("send");
-    assert_eq!(next_json(&mut ws).await.expect("open")["code"], "hello_required");
-    ws.send(Message::Text(json!({"type": "hello", "protocol": 2}).to_string().into())).await.expect("send");
-    assert_eq!(next_json(&mut ws).await.expect("open")["code"], "protocol_unsupported");
+    ws.send(Message::Text(
+        json!({"type": "op", "op_id": "x", "op": {"kind": "start"}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("send");
+    assert_eq!(
+        next_json(&mut ws).await.expect("open")["code"],
+        "hello_required"
+    );
+    ws.send(Message::Text(
+        json!({"type": "hello", "protocol": 2}).to_string().into(),
+    ))
+    .await
+    .expect("send");
+    assert_eq!(
+        next_json(&mut ws).await.expect("open")["code"],
+        "protocol_unsupported"
+    );
     drop(ws);
 
     let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
@@ -155,18 +187,33 @@ async fn bad_input_gets_stable_codes_changes_nothing_and_keeps_the_socket() {
         (json!({"type": "hello", "protocol": 1}).to_string(), "hello_repeated"),
     ];
     for (frame, code) in &cases {
-        biz.ws.send(Message::Text(frame.clone().into())).await.expect("send");
+        biz.ws
+            .send(Message::Text(frame.clone().into()))
+            .await
+            .expect("send");
         let v = biz.recv_reply().await.expect("socket stays open");
         assert_eq!(v["type"], "error", "{frame}: {v}");
         assert_eq!(v["code"], *code, "{}: {v}", &frame[..frame.len().min(80)]);
     }
-    biz.ws.send(Message::Binary(vec![1u8, 2, 3].into())).await.expect("send");
-    assert_eq!(biz.recv_reply().await.expect("open")["code"], "binary_not_supported");
+    biz.ws
+        .send(Message::Binary(vec![1u8, 2, 3].into()))
+        .await
+        .expect("send");
+    assert_eq!(
+        biz.recv_reply().await.expect("open")["code"],
+        "binary_not_supported"
+    );
     // An inspector's item op with a violation description on a compliant result.
     let e = insp
-        .op("bad-viol", json!({"kind": "set_result", "item_id": "q1", "result": "compliant", "violation": "x"}))
+        .op(
+            "bad-viol",
+            json!({"kind": "set_result", "item_id": "q1", "result": "compliant", "violation": "x"}),
+        )
         .await;
-    assert_eq!((e["code"].as_str(), e["field"].as_str()), (Some("invalid_field"), Some("violation")));
+    assert_eq!(
+        (e["code"].as_str(), e["field"].as_str()),
+        (Some("invalid_field"), Some("violation"))
+    );
 
     // Nothing changed, and the socket still works.
     let after = srv.hub.snapshot(id).await.expect("snapshot");
@@ -174,8 +221,16 @@ async fn bad_input_gets_stable_codes_changes_nothing_and_keeps_the_socket() {
     assert_eq!(rows_before, count_events(&srv.pool, id).await);
     biz.send(json!({"type": "ping", "t": 7})).await;
     let pong = biz.recv_reply().await.expect("open");
-    assert_eq!((pong["type"].as_str(), pong["t"].as_i64()), (Some("pong"), Some(7)));
-    let ok = biz.op("fine", json!({"kind": "comment", "item_id": "q1", "text": "ok"})).await;
+    assert_eq!(
+        (pong["type"].as_str(), pong["t"].as_i64()),
+        (Some("pong"), Some(7))
+    );
+    let ok = biz
+        .op(
+            "fine",
+            json!({"kind": "comment", "item_id": "q1", "text": "ok"}),
+        )
+        .await;
     assert_eq!(ok["type"], "ack", "{ok}");
 }
 
@@ -184,24 +239,50 @@ async fn lifecycle_rules_and_refusals() {
     struct RefuseFinish;
     #[async_trait]
     impl Lifecycle for RefuseFinish {
-        async fn transition(&self, _: Uuid, to: Transition, _: &Principal) -> Result<(), LifecycleError> {
+        async fn transition(
+            &self,
+            _: Uuid,
+            to: Transition,
+            _: &Principal,
+        ) -> Result<(), LifecycleError> {
             match to {
                 Transition::Start => Ok(()),
-                Transition::Finish => Err(LifecycleError { code: "recording_unavailable".into(), message: "no".into() }),
+                Transition::Finish => Err(LifecycleError {
+                    code: "recording_unavailable".into(),
+                    message: "no".into(),
+                }),
             }
         }
     }
     let db = TestDb::new().await;
-    let srv = devserver::start(db.pool().await, SyncConfig::default(), Some(Arc::new(RefuseFinish)), 5, "127.0.0.1:0")
-        .await
-        .expect("server");
+    let srv = devserver::start(
+        db.pool().await,
+        SyncConfig::default(),
+        Some(Arc::new(RefuseFinish)),
+        5,
+        "127.0.0.1:0",
+    )
+    .await
+    .expect("server");
     let id = Uuid::new_v4();
     let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
-    assert_eq!(insp.op("1", item_result("q1", "compliant")).await["code"], "not_live");
-    assert_eq!(insp.op("2", json!({"kind": "finish"})).await["code"], "not_live");
+    assert_eq!(
+        insp.op("1", item_result("q1", "compliant")).await["code"],
+        "not_live"
+    );
+    assert_eq!(
+        insp.op("2", json!({"kind": "finish"})).await["code"],
+        "not_live"
+    );
     assert_eq!(insp.op("3", json!({"kind": "start"})).await["type"], "ack");
-    assert_eq!(insp.op("4", json!({"kind": "start"})).await["code"], "already_started");
-    assert_eq!(insp.op("5", json!({"kind": "finish"})).await["code"], "recording_unavailable");
+    assert_eq!(
+        insp.op("4", json!({"kind": "start"})).await["code"],
+        "already_started"
+    );
+    assert_eq!(
+        insp.op("5", json!({"kind": "finish"})).await["code"],
+        "recording_unavailable"
+    );
     // Server-side submit goes through the same sequencer.
     let who = Principal {
         inspection_id: id,
@@ -213,16 +294,35 @@ async fn lifecycle_rules_and_refusals() {
     let spec = devserver::spec(id, 5);
     let ev = srv
         .hub
-        .submit(&who, &spec, Operation::Comment { item_id: "q2".into(), text: "via REST".into() }, Some("rest-1".into()))
+        .submit(
+            &who,
+            &spec,
+            Operation::Comment {
+                item_id: "q2".into(),
+                text: "via REST".into(),
+            },
+            Some("rest-1".into()),
+        )
         .await
         .expect("submit");
     assert_eq!(ev.kind, "comment");
     let dup = srv
         .hub
-        .submit(&who, &spec, Operation::Comment { item_id: "q2".into(), text: "again".into() }, Some("rest-1".into()))
+        .submit(
+            &who,
+            &spec,
+            Operation::Comment {
+                item_id: "q2".into(),
+                text: "again".into(),
+            },
+            Some("rest-1".into()),
+        )
         .await
         .expect_err("duplicate");
-    assert_eq!((dup.code.as_str(), dup.original.map(|o| o.0)), ("duplicate_op_id", Some(ev.seq)));
+    assert_eq!(
+        (dup.code.as_str(), dup.original.map(|o| o.0)),
+        ("duplicate_op_id", Some(ev.seq))
+    );
     insp.sync_to(ev.seq).await;
     assert_eq!(insp.state.items["q2"].comments.len(), 1);
 }
@@ -232,7 +332,10 @@ async fn duplicate_op_ids_apply_once_even_across_reconnects() {
     let (_db, srv) = server(SyncConfig::default()).await;
     let id = Uuid::new_v4();
     let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
-    assert_eq!(insp.op("start", json!({"kind": "start"})).await["type"], "ack");
+    assert_eq!(
+        insp.op("start", json!({"kind": "start"})).await["type"],
+        "ack"
+    );
     let op = json!({"kind": "comment", "item_id": "q1", "text": "once"});
     let a = insp.op("dup-1", op.clone()).await;
     assert_eq!(a["type"], "ack");
@@ -241,8 +344,10 @@ async fn duplicate_op_ids_apply_once_even_across_reconnects() {
     assert_eq!(d["seq"], a["seq"]);
     assert_eq!(d["server_ts"], a["server_ts"]);
     // Pipelined retries before the first is committed are answered once it is.
-    insp.send(json!({"type": "op", "op_id": "dup-2", "op": op})).await;
-    insp.send(json!({"type": "op", "op_id": "dup-2", "op": op})).await;
+    insp.send(json!({"type": "op", "op_id": "dup-2", "op": op}))
+        .await;
+    insp.send(json!({"type": "op", "op_id": "dup-2", "op": op}))
+        .await;
     let first = insp.recv_reply().await.expect("open");
     let second = insp.recv_reply().await.expect("open");
     assert_eq!(first["type"], "ack", "{first}");
@@ -250,19 +355,34 @@ async fn duplicate_op_ids_apply_once_even_across_reconnects() {
     assert_eq!(second["seq"], first["seq"]);
     // After a reconnect the retry is still recognised.
     let mut insp = insp.reconnect().await;
-    assert_eq!(insp.op("dup-1", op.clone()).await["code"], "duplicate_op_id");
-    let seq = insp.op("ping-op", json!({"kind": "presence", "quality": "good"})).await["seq"].as_u64().expect("seq");
+    assert_eq!(
+        insp.op("dup-1", op.clone()).await["code"],
+        "duplicate_op_id"
+    );
+    let seq = insp
+        .op("ping-op", json!({"kind": "presence", "quality": "good"}))
+        .await["seq"]
+        .as_u64()
+        .expect("seq");
     insp.sync_to(seq).await;
     assert_eq!(insp.state.items["q1"].comments.len(), 2);
     let mut buf = Vec::new();
     export_jsonl(&srv.pool, id, &mut buf).await.expect("export");
     let text = String::from_utf8(buf).expect("utf8");
-    assert_eq!(text.lines().filter(|l| l.contains("\"client_op_id\":\"dup-1\"")).count(), 1);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("\"client_op_id\":\"dup-1\""))
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn reconnect_gets_exactly_what_it_missed_or_a_snapshot() {
-    let config = SyncConfig { replay_window: 16, ..SyncConfig::default() };
+    let config = SyncConfig {
+        replay_window: 16,
+        ..SyncConfig::default()
+    };
     let (_db, srv) = server(config).await;
     let id = Uuid::new_v4();
     let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
@@ -275,13 +395,23 @@ async fn reconnect_gets_exactly_what_it_missed_or_a_snapshot() {
     let (pid, state, seq) = biz.detach();
     let mut last = 0;
     for i in 0..5 {
-        last = insp.op(&format!("r{i}"), item_result(&format!("q{}", i + 1), "compliant")).await["seq"]
+        last = insp
+            .op(
+                &format!("r{i}"),
+                item_result(&format!("q{}", i + 1), "compliant"),
+            )
+            .await["seq"]
             .as_u64()
             .expect("seq");
     }
     let mut biz = Client::reconnect_with(srv.addr, id, pid, "business", state, Some(seq)).await;
-    let events = biz.welcome["events"].as_array().expect("a short gap is replayed as events");
-    assert_eq!(events.first().and_then(|e| e["seq"].as_u64()), Some(seen + 1));
+    let events = biz.welcome["events"]
+        .as_array()
+        .expect("a short gap is replayed as events");
+    assert_eq!(
+        events.first().and_then(|e| e["seq"].as_u64()),
+        Some(seen + 1)
+    );
     biz.sync_to(last).await;
     insp.sync_to(biz.seq).await;
     biz.sync_to(insp.seq).await;
@@ -290,12 +420,20 @@ async fn reconnect_gets_exactly_what_it_missed_or_a_snapshot() {
     // Far behind (more than the replay window): a snapshot.
     let (pid, state, seq) = biz.detach();
     for i in 0..40 {
-        last = insp.op(&format!("c{i}"), json!({"kind": "comment", "item_id": "q2", "text": format!("n{i}")})).await["seq"]
+        last = insp
+            .op(
+                &format!("c{i}"),
+                json!({"kind": "comment", "item_id": "q2", "text": format!("n{i}")}),
+            )
+            .await["seq"]
             .as_u64()
             .expect("seq");
     }
     let mut biz = Client::reconnect_with(srv.addr, id, pid, "business", state, Some(seq)).await;
-    assert!(biz.welcome.get("snapshot").is_some(), "too far behind gets a snapshot");
+    assert!(
+        biz.welcome.get("snapshot").is_some(),
+        "too far behind gets a snapshot"
+    );
     assert!(biz.seq >= last);
     insp.sync_to(biz.seq).await;
     biz.sync_to(insp.seq).await;
@@ -304,18 +442,32 @@ async fn reconnect_gets_exactly_what_it_missed_or_a_snapshot() {
 
 #[tokio::test]
 async fn flooding_is_rate_limited_then_closed() {
-    let config = SyncConfig { rate_per_sec: 5.0, burst: 5.0, flood_drops: 20, ..SyncConfig::default() };
+    let config = SyncConfig {
+        rate_per_sec: 5.0,
+        burst: 5.0,
+        flood_drops: 20,
+        ..SyncConfig::default()
+    };
     let (_db, srv) = server(config).await;
     let id = Uuid::new_v4();
     let mut c = Client::connect(srv.addr, id, Uuid::new_v4(), "business").await;
     for i in 0..40 {
         // The socket may already be closed for the last few.
-        let _ = c.ws.send(Message::Text(json!({"type": "ping", "t": i}).to_string().into())).await;
+        let _ =
+            c.ws.send(Message::Text(
+                json!({"type": "ping", "t": i}).to_string().into(),
+            ))
+            .await;
     }
     let mut codes = Vec::new();
     let mut closed_with = None;
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), futures_util::StreamExt::next(&mut c.ws)).await {
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            futures_util::StreamExt::next(&mut c.ws),
+        )
+        .await
+        {
             Ok(Some(Ok(Message::Text(t)))) => {
                 let v: Value = serde_json::from_str(t.as_str()).expect("json");
                 if v["type"] == "error" {
@@ -342,15 +494,28 @@ async fn audit_verify_names_the_first_altered_row() {
     let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
     assert_eq!(insp.op("s", json!({"kind": "start"})).await["type"], "ack");
     for i in 1..=5 {
-        assert_eq!(insp.op(&format!("r{i}"), item_result(&format!("q{i}"), "violation")).await["type"], "ack");
+        assert_eq!(
+            insp.op(&format!("r{i}"), item_result(&format!("q{i}"), "violation"))
+                .await["type"],
+            "ack"
+        );
     }
     let report = verify(&srv.pool, id).await.expect("verify");
     assert!(report.is_intact(), "{report}");
     assert_eq!(report.events, 7);
     let mut out = Vec::new();
-    assert_eq!(export_jsonl(&srv.pool, id, &mut out).await.expect("export"), 7);
-    let first: Value = serde_json::from_str(String::from_utf8(out).expect("utf8").lines().next().expect("line"))
-        .expect("json line");
+    assert_eq!(
+        export_jsonl(&srv.pool, id, &mut out).await.expect("export"),
+        7
+    );
+    let first: Value = serde_json::from_str(
+        String::from_utf8(out)
+            .expect("utf8")
+            .lines()
+            .next()
+            .expect("line"),
+    )
+    .expect("json line");
     assert_eq!(first["seq"], 1);
     assert_eq!(first["kind"], "join");
 
@@ -374,5 +539,8 @@ async fn audit_verify_names_the_first_altered_row() {
         .await
         .expect("delete");
     let report = verify(&srv.pool, id).await.expect("verify");
-    assert_eq!(report.first_broken.map(|b| (b.seq, b.reason)), Some((3, BrokenReason::SeqGap { expected: 2 })));
+    assert_eq!(
+        report.first_broken.map(|b| (b.seq, b.reason)),
+        Some((3, BrokenReason::SeqGap { expected: 2 }))
+    );
 }

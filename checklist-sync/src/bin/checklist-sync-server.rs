@@ -10,7 +10,9 @@ use std::io::Write;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().ok_or_else(|| anyhow::anyhow!("usage: checklist-sync-server <database-url> [addr] [items]"))?;
+    let url = args.next().ok_or_else(|| {
+        anyhow::anyhow!("usage: checklist-sync-server <database-url> [addr] [items]")
+    })?;
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
     let items: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20);
     let pool = devserver::open_pool(&url).await?;

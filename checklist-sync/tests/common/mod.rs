@@ -31,12 +31,21 @@ pub struct TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some((admin, name)) = self.pg.take() else { return };
+        let Some((admin, name)) = self.pg.take() else {
+            return;
+        };
         // Drop runs inside the test's runtime, so the cleanup gets its own thread and runtime.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async {
-                if let Ok(pool) = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&admin).await {
+                if let Ok(pool) = sqlx::any::AnyPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&admin)
+                    .await
+                {
                     let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
                     let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
                 }
@@ -51,15 +60,30 @@ impl TestDb {
         sqlx::any::install_default_drivers();
         if let Ok(admin) = std::env::var("INSPECTOR_TEST_PG_URL") {
             let name = format!("sync_test_{}", Uuid::new_v4().simple());
-            let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&admin).await.expect("admin pg");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.expect("create db");
+            let pool = sqlx::any::AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&admin)
+                .await
+                .expect("admin pg");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&pool)
+                .await
+                .expect("create db");
             pool.close().await;
             let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-            return TestDb { url: format!("{base}/{name}"), _dir: None, pg: Some((admin.clone(), name)) };
+            return TestDb {
+                url: format!("{base}/{name}"),
+                _dir: None,
+                pg: Some((admin.clone(), name)),
+            };
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("sync.db").display());
-        TestDb { url, _dir: Some(dir), pg: None }
+        TestDb {
+            url,
+            _dir: Some(dir),
+            pg: None,
+        }
     }
 
     pub async fn pool(&self) -> AnyPool {
@@ -85,15 +109,21 @@ pub struct Client {
 
 pub async fn raw_connect(addr: SocketAddr, inspection: Uuid, pid: Uuid, role: &str) -> Ws {
     let url = format!("ws://{addr}/ws/{inspection}?role={role}&pid={pid}");
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
     ws
 }
 
 pub async fn next_json(ws: &mut Ws) -> Option<Value> {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(15), ws.next()).await.expect("timed out waiting for a message")?;
+        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("timed out waiting for a message")?;
         match m {
-            Ok(Message::Text(t)) => return Some(serde_json::from_str(t.as_str()).expect("server sends JSON")),
+            Ok(Message::Text(t)) => {
+                return Some(serde_json::from_str(t.as_str()).expect("server sends JSON"))
+            }
             Ok(Message::Close(_)) | Err(_) => return None,
             Ok(_) => continue,
         }
@@ -117,7 +147,9 @@ impl Client {
         let mut ws = raw_connect(addr, inspection, pid, role).await;
         let hello = json!({"type": "hello", "protocol": 1, "last_seq": last_seq,
                            "client": {"timezone": "Europe/Moscow", "webdriver": false}});
-        ws.send(Message::Text(hello.to_string().into())).await.expect("send hello");
+        ws.send(Message::Text(hello.to_string().into()))
+            .await
+            .expect("send hello");
         let welcome = next_json(&mut ws).await.expect("welcome");
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         let mut c = Client {
@@ -138,7 +170,11 @@ impl Client {
             for e in welcome["events"].as_array().expect("events") {
                 c.apply(e);
             }
-            assert_eq!(c.seq, welcome["seq"].as_u64().expect("seq"), "replay ends at welcome.seq");
+            assert_eq!(
+                c.seq,
+                welcome["seq"].as_u64().expect("seq"),
+                "replay ends at welcome.seq"
+            );
         }
         c
     }
@@ -150,7 +186,16 @@ impl Client {
 
     /// Reconnects with `last_seq`, keeping the mirrored state.
     pub async fn reconnect(self) -> Client {
-        let Client { ws, pid, role, state, seq, addr, inspection, .. } = self;
+        let Client {
+            ws,
+            pid,
+            role,
+            state,
+            seq,
+            addr,
+            inspection,
+            ..
+        } = self;
         drop(ws);
         Self::reconnect_with(addr, inspection, pid, &role, state, Some(seq)).await
     }
@@ -166,7 +211,10 @@ impl Client {
     }
 
     pub async fn send(&mut self, v: Value) {
-        self.ws.send(Message::Text(v.to_string().into())).await.expect("send");
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("send");
     }
 
     /// Next message; events are applied (and returned too).
@@ -193,7 +241,12 @@ impl Client {
 
     /// Reads until this participant's own `join` is applied (so the server state includes it).
     pub async fn await_online(&mut self) {
-        while !self.state.participants.get(&self.pid).is_some_and(|p| p.online) {
+        while !self
+            .state
+            .participants
+            .get(&self.pid)
+            .is_some_and(|p| p.online)
+        {
             let v = next_json(&mut self.ws).await.expect("socket open");
             if v["type"] == "event" {
                 self.apply(&v);
@@ -205,7 +258,8 @@ impl Client {
 
     /// Sends an op and returns its ack or error.
     pub async fn op(&mut self, op_id: &str, op: Value) -> Value {
-        self.send(json!({"type": "op", "op_id": op_id, "op": op})).await;
+        self.send(json!({"type": "op", "op_id": op_id, "op": op}))
+            .await;
         loop {
             let v = self.recv_reply().await.expect("socket open");
             if v["op_id"] == op_id {
@@ -221,7 +275,9 @@ impl Client {
     /// Reads until the mirrored state reaches `seq`.
     pub async fn sync_to(&mut self, seq: u64) {
         while self.seq < seq {
-            let v = next_json(&mut self.ws).await.expect("socket open while syncing");
+            let v = next_json(&mut self.ws)
+                .await
+                .expect("socket open while syncing");
             if v["type"] == "event" {
                 self.apply(&v);
             } else {
