@@ -67,7 +67,10 @@ CREATE TABLE inspections (
     created_at        BIGINT NOT NULL,
     updated_at        BIGINT NOT NULL,
     started_at        BIGINT,
-    finished_at       BIGINT
+    finished_at       BIGINT,
+    -- Lower-cased title, business name and INN: SQLite's LOWER() folds only ASCII, so the
+    -- server folds Cyrillic itself when it writes the row.
+    search_text       TEXT NOT NULL
 );
 CREATE INDEX inspections_inspector ON inspections(inspector_id);
 CREATE INDEX inspections_status ON inspections(status);

@@ -349,6 +349,21 @@ impl SyncHub {
         spec: RoomSpec,
         ext: Arc<dyn Extension>,
     ) {
+        self.serve_socket_until(socket, who, spec, ext, std::future::pending())
+            .await
+    }
+
+    /// Runs one authenticated socket until it closes or `stop` completes (access revoked,
+    /// server shutting down); either way the participant leaves the room cleanly.
+    pub async fn serve_socket_until(
+        &self,
+        socket: WebSocket,
+        who: Principal,
+        spec: RoomSpec,
+        ext: Arc<dyn Extension>,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) {
+        tokio::pin!(stop);
         let cfg = &self.inner.config;
         let conn: ConnId = self.next_id();
         let (mut sink, mut stream) = socket.split();
@@ -393,6 +408,10 @@ impl SyncHub {
             let next = tokio::select! {
                 _ = kill.notified() => {
                     close_frame = Some(CloseFrame { code: 1011, reason: "server error or too slow; reconnect".into() });
+                    break LeaveReason::Closed;
+                }
+                _ = &mut stop => {
+                    close_frame = Some(CloseFrame { code: 4401, reason: "access ended".into() });
                     break LeaveReason::Closed;
                 }
                 r = tokio::time::timeout(cfg.idle_timeout, stream.next()) => r,

@@ -12,12 +12,14 @@
 
 pub mod chain;
 pub mod domain;
+pub mod geo;
 mod hub;
 pub mod proto;
 pub mod ratelimit;
 pub mod room;
 pub mod state;
 mod store;
+pub mod trust;
 
 pub use chain::{CommittedEvent, ItemResultMark};
 pub use domain::{

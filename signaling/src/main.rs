@@ -1,1 +1,251 @@
-fn main() {}
+//! The `inspector` command: serve, migrate, manage users, audit event logs.
+
+use std::io::IsTerminal;
+
+use clap::{Parser, Subcommand};
+use signaling::auth::Role;
+use signaling::config::{Config, ServeArgs};
+use signaling::{db, users, Application};
+
+#[derive(Parser)]
+#[command(
+    name = "inspector",
+    version,
+    about = "Remote inspections over live video"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, env = "INSPECTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(ServeArgs),
+    /// Check or export an inspection's hash-chained event log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+        #[command(flatten)]
+        db: ServeArgs,
+    },
+    /// Manage staff accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[command(flatten)]
+        db: ServeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the chain; exit 0 if intact, 1 naming the first broken link.
+    Verify {
+        /// Inspection id.
+        inspection: uuid::Uuid,
+    },
+    /// Print the event log as JSON Lines.
+    Export {
+        /// Inspection id.
+        inspection: uuid::Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is read from INSPECTOR_PASSWORD or standard input.
+    Add {
+        /// Login name.
+        username: String,
+        /// Role.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Shown name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List accounts.
+    List,
+    /// Disable an account and end its sessions.
+    Disable {
+        /// Login name or id.
+        username: String,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,webrtc=error,rtc=error,sqlx=warn,tower_http=info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(Config::resolve(&args)?).await,
+        Command::Migrate(args) => {
+            let config = Config::resolve(&args)?;
+            std::fs::create_dir_all(&config.data_dir)?;
+            let pool = db::connect(&config.database_url).await?;
+            db::migrate(&pool).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::User { command, db: args } => user(command, Config::resolve(&args)?).await,
+        Command::Audit { command, db: args } => audit(command, Config::resolve(&args)?).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    let state = app.state().clone();
+    if users::count_users(&state.db).await? == 0 {
+        tracing::warn!("no users yet");
+        eprintln!(
+            "\nNo accounts exist yet. Create the first administrator in another terminal:\n  \
+             inspector user add admin --role admin --data-dir {}\n",
+            state.config.data_dir.display()
+        );
+    }
+    eprintln!("Inspector is running. Open {}/", state.config.public_url);
+    tracing::info!(url = %state.config.public_url, "listening");
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested");
+}
+
+async fn user(command: UserCommand, config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let pool = db::connect(&config.database_url).await?;
+    db::migrate(&pool).await?;
+    match command {
+        UserCommand::Add {
+            username,
+            role,
+            name,
+        } => {
+            let password = match std::env::var("INSPECTOR_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    if std::io::stdin().is_terminal() {
+                        eprint!("Password for {username} (at least 10 characters): ");
+                    }
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let user = users::create_user(
+                &pool,
+                users::NewUser {
+                    username,
+                    display_name: name,
+                    role,
+                    password,
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "created {} ({}) with role {}",
+                user.username,
+                user.id,
+                user.role.as_str()
+            );
+        }
+        UserCommand::List => {
+            for u in users::list_users(&pool)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                println!(
+                    "{}\t{}\t{}\t{}{}",
+                    u.id,
+                    u.username,
+                    u.role.as_str(),
+                    u.display_name,
+                    if u.disabled { "\t(disabled)" } else { "" }
+                );
+            }
+        }
+        UserCommand::Disable { username } => {
+            if users::disable_user(&pool, &username)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                println!("disabled {username}");
+            } else {
+                anyhow::bail!("no user {username}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
+    let pool = db::connect(&config.database_url).await?;
+    db::migrate(&pool).await?;
+    match command {
+        AuditCommand::Verify { inspection } => {
+            let report = checklist_sync::verify(&pool, inspection).await?;
+            match &report.first_broken {
+                None => {
+                    println!(
+                        "intact: {} events, head {}",
+                        report.events,
+                        report.head_hash.as_deref().unwrap_or("(empty log)")
+                    );
+                }
+                Some(broken) => {
+                    println!("BROKEN at seq {}: {:?}", broken.seq, broken.reason);
+                    std::process::exit(1);
+                }
+            }
+        }
+        AuditCommand::Export { inspection } => {
+            let mut out = tokio::io::stdout();
+            checklist_sync::export_jsonl(&pool, inspection, &mut out).await?;
+            tokio::io::AsyncWriteExt::flush(&mut out).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,404 @@
-//! Test support: spawn the app, clients.
+//! Test support: `spawn_app()` starts a real server on port 0 with a fresh database (SQLite
+//! in a temporary directory, or a new PostgreSQL database when `INSPECTOR_TEST_PG_URL` is
+//! set), and clients that speak to it like browsers do. Logs only with `TEST_LOG=1`.
+
+use std::sync::Once;
+
+use serde_json::{json, Value};
+use sqlx::AnyPool;
+use tempfile::TempDir;
+
+pub use signaling::auth::Role;
+
+/// A running server and its database.
+pub struct TestApp {
+    /// `http://127.0.0.1:port`.
+    pub address: String,
+    /// The public URL the server uses in links (same as address in tests).
+    pub public_url: String,
+    /// The server's database.
+    pub db: AnyPool,
+    /// The data directory (recordings).
+    pub data_dir: TempDir,
+    /// The database URL.
+    pub database_url: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    std::env::var("RUST_LOG")
+                        .unwrap_or_else(|_| "info,webrtc=error,rtc=error,sqlx=warn".into()),
+                )
+                .with_test_writer()
+                .init();
+        }
+    });
+}
+
+/// A fresh database URL: PostgreSQL when `INSPECTOR_TEST_PG_URL` is set, else SQLite in `dir`.
+pub async fn fresh_database(dir: &std::path::Path) -> String {
+    match std::env::var("INSPECTOR_TEST_PG_URL") {
+        Ok(base) if !base.is_empty() => {
+            sqlx::any::install_default_drivers();
+            let admin = AnyPool::connect(&base)
+                .await
+                .expect("connect to INSPECTOR_TEST_PG_URL");
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&admin)
+                .await
+                .expect("create test database");
+            admin.close().await;
+            let (prefix, _) = base
+                .rsplit_once('/')
+                .expect("INSPECTOR_TEST_PG_URL ends with /<database>");
+            format!("{prefix}/{name}")
+        }
+        _ => signaling::config::sqlite_url(&dir.join("inspector.db")),
+    }
+}
+
+/// Starts the server on 127.0.0.1:0 with a fresh database and data directory.
+pub async fn spawn_app() -> TestApp {
+    init_logs();
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let database_url = fresh_database(data_dir.path()).await;
+    let args = signaling::config::ServeArgs {
+        listen: Some("127.0.0.1:0".parse().expect("literal address")),
+        data_dir: Some(data_dir.path().to_path_buf()),
+        database_url: Some(database_url.clone()),
+        media_udp: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    };
+    let config = signaling::Config::resolve(&args).expect("config");
+    let app = signaling::Application::build(config)
+        .await
+        .expect("build app");
+    let address = format!("http://{}", app.local_addr());
+    let public_url = app.state().config.public_url.clone();
+    let db = app.state().db.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        app.run_until(async move {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    TestApp {
+        address,
+        public_url,
+        db,
+        data_dir,
+        database_url,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Creates an account directly in the database.
+    pub async fn create_user(&self, username: &str, password: &str, role: Role) -> uuid::Uuid {
+        signaling::users::create_user(
+            &self.db,
+            signaling::users::NewUser {
+                username: username.into(),
+                display_name: Some(format!("{username} (test)")),
+                role,
+                password: password.into(),
+            },
+        )
+        .await
+        .expect("create user")
+        .id
+    }
+
+    /// A client with no credentials.
+    pub fn anonymous(&self) -> Client {
+        Client::new(&self.address)
+    }
+
+    /// Creates a user with `role` and logs it in.
+    pub async fn staff(&self, username: &str, role: Role) -> Client {
+        let password = "a long test password";
+        self.create_user(username, password, role).await;
+        let mut c = self.anonymous();
+        let r = c
+            .post_json(
+                "/api/auth/login",
+                &json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "login failed: {}", r.body);
+        c.csrf = r.body["csrf_token"].as_str().map(String::from);
+        c
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+    }
+
+    /// Every row of every foundation table, as text, to prove a rejected request changed
+    /// nothing. Login throttling rows are excluded: recording failures is their purpose.
+    pub async fn dump(&self) -> String {
+        use sqlx::Row;
+        let mut out = String::new();
+        for (table, cols) in [
+            ("users", "id, username, display_name, role, password_hash, disabled, created_at"),
+            ("sessions", "token_hash, user_id, csrf_token, created_at, expires_at"),
+            ("templates", "id, code, version, title, body"),
+            ("template_items", "template_id, item_id, position, number, question"),
+            ("inspections", "id, kind, mode, template_id, title, scheduled_at, inspector_id, business_name, business_inn, business_address, site_lat, site_lon, status, created_at, updated_at, started_at, finished_at"),
+            ("invitations", "id, inspection_id, token_hash, label, created_by, created_at, expires_at, revoked_at"),
+            ("participants", "id, inspection_id, role, user_id, invitation_id, display_name, device, joined_at, last_seen_at"),
+        ] {
+            let sql = format!("SELECT {cols} FROM {table} ORDER BY 1, 2");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.db).await.expect("dump");
+            for r in rows {
+                out.push_str(table);
+                for i in 0..r.len() {
+                    let v: String = r
+                        .try_get::<Option<String>, _>(i)
+                        .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                        .or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v.to_string()).unwrap_or_else(|| "NULL".into())))
+                        .or_else(|_| r.try_get::<Option<f64>, _>(i).map(|v| v.map(|v| v.to_string()).unwrap_or_else(|| "NULL".into())))
+                        .unwrap_or_else(|_| "?".into());
+                    out.push('|');
+                    out.push_str(&v);
+                }
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Parsed JSON body (Null when not JSON).
+    pub body: Value,
+    /// Raw body text.
+    pub text: String,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    /// The error code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// A cookie-keeping client that sends the CSRF header on writes, like the web front end.
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
+    /// CSRF token from login / accept.
+    pub csrf: Option<String>,
+}
+
+impl Client {
+    /// A new client without cookies.
+    pub fn new(base: &str) -> Client {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let http = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .build()
+            .expect("client");
+        Client {
+            base: base.to_string(),
+            http,
+            jar,
+            csrf: None,
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
+        let req = match &self.csrf {
+            Some(t) => req.header("x-csrf-token", t),
+            None => req,
+        };
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            body,
+            text,
+            headers,
+        }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// POST with a JSON body.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Answer {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    /// POST with a raw body and content type.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Answer {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    /// Accepts an invitation token (becomes the business's guest session).
+    pub async fn accept(&mut self, token: &str) -> Answer {
+        let r = self
+            .post_json("/api/invitations/accept", &json!({ "token": token }))
+            .await;
+        if r.status == 200 {
+            self.csrf = r.body["csrf_token"].as_str().map(String::from);
+        }
+        r
+    }
+
+    /// The `Cookie` header this client would send (for WebSocket handshakes).
+    pub fn cookie_header(&self) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let url = self.base.parse().expect("base URL");
+        self.jar
+            .cookies(&url)
+            .and_then(|v| v.to_str().ok().map(String::from))
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+}
+
+/// A valid inspection body; `template_id` may be null.
+pub fn inspection_body(template_id: Option<&str>) -> Value {
+    json!({
+        "kind": "control",
+        "mode": "remote",
+        "title": "Плановая проверка",
+        "template_id": template_id,
+        "scheduled_at": "2026-12-01T09:00:00Z",
+        "business": {"name": "ООО «Ромашка»", "inn": "7707083893", "address": "Москва, ул. Тверская, 1", "lat": 55.7577, "lon": 37.6130}
+    })
+}
+
+/// A WebSocket client of the inspection socket, speaking docs/protocol.md.
+pub struct Ws {
+    stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+/// Opens the inspection socket with the client's cookies (and a same-origin Origin header).
+pub async fn ws_connect(client: &Client, inspection: &str) -> Result<Ws, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "{}/api/inspections/{inspection}/ws",
+        client.base().replacen("http", "ws", 1)
+    );
+    let mut req = url.into_client_request().expect("ws request");
+    if let Some(cookie) = client.cookie_header() {
+        req.headers_mut()
+            .insert("cookie", cookie.parse().expect("cookie header"));
+    }
+    req.headers_mut()
+        .insert("origin", client.base().parse().expect("origin"));
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((stream, _)) => Ok(Ws { stream }),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("ws connect: {e}"),
+    }
+}
+
+impl Ws {
+    /// Sends a JSON message.
+    pub async fn send(&mut self, v: Value) {
+        use futures_util::SinkExt;
+        self.stream
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                v.to_string().into(),
+            ))
+            .await
+            .expect("ws send");
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, s: String) {
+        use futures_util::SinkExt;
+        self.stream
+            .send(tokio_tungstenite::tungstenite::Message::Text(s.into()))
+            .await
+            .expect("ws send");
+    }
+
+    /// The next JSON message (10 s at most); `None` when the socket closed.
+    pub async fn recv(&mut self) -> Option<Value> {
+        use futures_util::StreamExt;
+        loop {
+            let m = tokio::time::timeout(std::time::Duration::from_secs(10), self.stream.next())
+                .await
+                .expect("a message within 10 s");
+            match m {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    return Some(serde_json::from_str(&t).expect("server sends JSON"))
+                }
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
+                | None
+                | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Skips messages until one satisfies `pred`.
+    pub async fn recv_until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let m = self.recv().await.expect("socket open");
+            if pred(&m) {
+                return m;
+            }
+        }
+    }
+
+    /// Says hello and returns the welcome.
+    pub async fn hello(&mut self, last_seq: Option<u64>) -> Value {
+        self.send(json!({"type": "hello", "protocol": 1, "last_seq": last_seq, "client": {"timezone": "Europe/Moscow"}})).await;
+        self.recv_until(|m| m["type"] == "welcome" || m["type"] == "error")
+            .await
+    }
+
+    /// Sends an operation and waits for its ack or error.
+    pub async fn op(&mut self, op_id: &str, op: Value) -> Value {
+        self.send(json!({"type": "op", "op_id": op_id, "op": op}))
+            .await;
+        self.recv_until(|m| (m["type"] == "ack" || m["type"] == "error") && m["op_id"] == op_id)
+            .await
+    }
+}

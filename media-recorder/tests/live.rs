@@ -1,0 +1,505 @@
+//! Live media tests: real webrtc 0.21 clients on 127.0.0.1 against an in-process `MediaHub`.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use media_recorder::journal::{list_journals, JournalReader, Record};
+use media_recorder::rtp::is_keyframe;
+use media_recorder::{IceServer, Mark, MediaConfig, MediaHub, MediaRole};
+use support::{encode_h264, encode_vp8, spawn_publisher, spawn_talker, Client, Offer};
+use uuid::Uuid;
+
+fn init_logs() {
+    // webrtc reports dropped packets only in its log; errors must be visible in test output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("error,media_recorder=info")
+            }),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+async fn hub(dir: &std::path::Path) -> MediaHub {
+    MediaHub::new(MediaConfig {
+        recordings_dir: dir.to_owned(),
+        udp_addrs: vec!["127.0.0.1:0".into()],
+        nat_1to1_ips: vec![],
+        ice_servers: vec![IceServer {
+            urls: vec!["turn:turn.example.org:3478".into()],
+            username: Some("u".into()),
+            credential: Some("p".into()),
+        }],
+    })
+    .await
+    .expect("hub")
+}
+
+fn is_video_key(r: &support::Received) -> bool {
+    r.mime.eq_ignore_ascii_case("video/VP8") && is_keyframe(&r.mime, &r.packet.payload)
+}
+
+fn journal_bytes(dir: &std::path::Path, inspection: Uuid) -> u64 {
+    list_journals(&dir.join(inspection.to_string()))
+        .unwrap_or_default()
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_to_inspector_with_voice_back_and_journals() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(dir.path()).await;
+    assert_eq!(hub.ice_servers()[0].username.as_deref(), Some("u"));
+    let inspection = Uuid::new_v4();
+    let frames = Arc::new(encode_vp8(320, 240, 30, 90, 300_000, 30));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // The inspector is there first; the business joins later (the usual order).
+    let mut inspector = Client::build(inspection, MediaRole::Inspector, Offer::Talk).await;
+    inspector
+        .negotiate(&hub, false)
+        .await
+        .expect("inspector offer");
+    assert!(
+        inspector.wait_connected(Duration::from_secs(5)).await,
+        "inspector connects"
+    );
+    spawn_talker(&inspector, stop.clone());
+
+    let offer_at = Instant::now();
+    let mut business = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+    business
+        .negotiate(&hub, false)
+        .await
+        .expect("publisher offer");
+    spawn_publisher(&business, frames, 30, stop.clone());
+
+    let key = inspector
+        .wait_for(Duration::from_secs(5), is_video_key)
+        .await
+        .expect("inspector gets a keyframe");
+    let join = key.at.duration_since(offer_at);
+    println!("join time (offer to first forwarded keyframe): {join:?}");
+    assert!(join < Duration::from_secs(2), "join took {join:?}");
+    inspector
+        .wait_for(Duration::from_secs(3), |r| {
+            r.mime.eq_ignore_ascii_case("audio/opus")
+        })
+        .await
+        .expect("inspector hears the business");
+    business
+        .wait_for(Duration::from_secs(3), |r| {
+            r.mime.eq_ignore_ascii_case("audio/opus")
+        })
+        .await
+        .expect("business hears the inspector");
+
+    // Journals exist and grow while the session runs.
+    let first = journal_bytes(dir.path(), inspection);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = journal_bytes(dir.path(), inspection);
+    assert!(
+        first > 0 && second > first,
+        "journals grow: {first} -> {second}"
+    );
+    // Keep running long enough for sender reports (sent every second or so).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    hub.mark(
+        inspection,
+        Mark {
+            item_id: "1".into(),
+            title: "Exit".into(),
+            result: "ok".into(),
+            at_micros: chrono::Utc::now().timestamp_micros(),
+        },
+    );
+    let manifest = hub.finish(inspection, vec![]).await.expect("finish");
+    stop.store(true, Ordering::Relaxed);
+    // The finalizer built a file from what this session recorded, with the mark as a chapter.
+    assert_eq!(manifest.chapters.len(), 1);
+    assert!(
+        manifest
+            .tracks
+            .iter()
+            .any(|t| t.codec == "video/VP8" && t.frames > 30),
+        "{:?}",
+        manifest.tracks
+    );
+    assert!(dir
+        .path()
+        .join(inspection.to_string())
+        .join(&manifest.file)
+        .exists());
+    // Business video + audio, inspector audio.
+    let journals = list_journals(&dir.path().join(inspection.to_string())).expect("journals");
+    assert_eq!(journals.len(), 3, "{journals:?}");
+    let mut video_packets = 0;
+    let mut sender_reports = 0;
+    for path in &journals {
+        let mut r = JournalReader::open(path).expect("journal opens");
+        let meta = r.meta().clone();
+        assert!(
+            meta.codec == "video/VP8" || meta.codec == "audio/opus",
+            "{}",
+            meta.codec
+        );
+        while let Some(rec) = r.next_record().expect("record") {
+            match rec {
+                Record::Rtp { .. } if meta.codec == "video/VP8" => video_packets += 1,
+                Record::SenderReport { .. } => sender_reports += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        video_packets > 50,
+        "video packets journaled: {video_packets}"
+    );
+    assert!(sender_reports > 0, "sender reports journaled");
+    hub.leave(inspection, business.peer).await;
+    hub.leave(inspection, inspector.peer).await;
+    assert_eq!(hub.peer_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_viewer_gets_a_keyframe_at_once_and_marks_ask_for_one() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(dir.path()).await;
+    let inspection = Uuid::new_v4();
+    // One keyframe in 20 s: only a relayed PLI can give the late viewer a picture quickly.
+    let frames = Arc::new(encode_vp8(320, 240, 30, 600, 300_000, 600));
+    let stop = Arc::new(AtomicBool::new(false));
+    let business = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+    business
+        .negotiate(&hub, false)
+        .await
+        .expect("publisher offer");
+    let stats = spawn_publisher(&business, frames, 30, stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut viewer = Client::build(inspection, MediaRole::Viewer, Offer::Watch).await;
+    let offer_at = Instant::now();
+    viewer.negotiate(&hub, false).await.expect("viewer offer");
+    let key = viewer
+        .wait_for(Duration::from_secs(3), is_video_key)
+        .await
+        .expect("late viewer gets a keyframe");
+    let waited = key.at.duration_since(offer_at);
+    println!("late viewer keyframe after {waited:?}");
+    assert!(
+        waited < Duration::from_millis(1500),
+        "keyframe took {waited:?}"
+    );
+    assert!(stats.keyframe_requests.load(Ordering::Relaxed) >= 1);
+
+    // A checklist mark asks the publisher for a keyframe too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = stats.keyframe_requests.load(Ordering::Relaxed);
+    hub.mark(
+        inspection,
+        Mark {
+            item_id: "7".into(),
+            title: "Fire exit".into(),
+            result: "violation".into(),
+            at_micros: chrono::Utc::now().timestamp_micros(),
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while stats.keyframe_requests.load(Ordering::Relaxed) == before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        stats.keyframe_requests.load(Ordering::Relaxed) > before,
+        "mark produced a PLI"
+    );
+    viewer
+        .wait_for(Duration::from_secs(2), is_video_key)
+        .await
+        .expect("keyframe after the mark");
+
+    // ICE restart from the viewer (a phone changing network): media keeps flowing.
+    viewer
+        .negotiate(&hub, true)
+        .await
+        .expect("ice restart accepted");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while viewer.received.try_recv().is_ok() {}
+    viewer
+        .wait_for(Duration::from_secs(3), |r| {
+            r.mime.eq_ignore_ascii_case("video/VP8")
+        })
+        .await
+        .expect("video after ICE restart");
+    stop.store(true, Ordering::Relaxed);
+    hub.finish(inspection, vec![]).await.expect("finish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_offers_fail_with_codes_and_other_sessions_keep_working() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(dir.path()).await;
+    let inspection = Uuid::new_v4();
+    let frames = Arc::new(encode_vp8(320, 240, 30, 60, 300_000, 30));
+    let stop = Arc::new(AtomicBool::new(false));
+    let business = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+    business
+        .negotiate(&hub, false)
+        .await
+        .expect("publisher offer");
+    spawn_publisher(&business, frames, 30, stop.clone());
+    let mut viewer = Client::build(inspection, MediaRole::Viewer, Offer::Watch).await;
+    viewer.negotiate(&hub, false).await.expect("viewer offer");
+    viewer
+        .wait_for(Duration::from_secs(5), is_video_key)
+        .await
+        .expect("viewer gets video");
+
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let intruder = Uuid::new_v4();
+    let garbage = [
+        serde_json::json!("not an offer"),
+        serde_json::json!({"type": "offer", "sdp": "v=0\r\nthis is not sdp"}),
+        serde_json::json!({"type": "answer", "sdp": "v=0\r\n"}),
+    ];
+    for g in garbage {
+        let err = hub
+            .offer(inspection, intruder, MediaRole::Publisher, g, tx.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "sdp_invalid", "{err}");
+    }
+    // A real offer whose video is VP9 only.
+    let vp9 = {
+        let c = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+        let mut offer = c.offer_json(false).await;
+        let sdp = offer["sdp"].as_str().expect("sdp").to_string();
+        let filtered: String = sdp
+            .split("\r\n")
+            .filter(|l| !(l.contains("VP8/90000") || l.contains("H264/90000")))
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+        offer["sdp"] =
+            serde_json::Value::String(filtered.trim_end_matches("\r\n").to_string() + "\r\n");
+        offer
+    };
+    let err = hub
+        .offer(inspection, intruder, MediaRole::Publisher, vp9, tx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "no_usable_codec", "{err}");
+    // A viewer that tries to publish.
+    let sneaky = {
+        let c = Client::build(inspection, MediaRole::Viewer, Offer::Publish).await;
+        let mut offer = c.offer_json(false).await;
+        let sdp = offer["sdp"]
+            .as_str()
+            .expect("sdp")
+            .replace("a=sendrecv", "a=sendonly");
+        offer["sdp"] = serde_json::Value::String(sdp);
+        offer
+    };
+    let err = hub
+        .offer(inspection, intruder, MediaRole::Viewer, sneaky, tx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "forbidden", "{err}");
+    let err = hub
+        .candidate(inspection, intruder, serde_json::json!({"candidate": ""}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "unknown_peer");
+    let err = hub
+        .candidate(inspection, viewer.peer, serde_json::json!(42))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "candidate_invalid");
+    hub.candidate(
+        inspection,
+        viewer.peer,
+        serde_json::json!({"candidate": "", "sdpMid": "0"}),
+    )
+    .await
+    .expect("end-of-candidates is accepted");
+
+    // Nothing of that touched the running session.
+    while viewer.received.try_recv().is_ok() {}
+    viewer
+        .wait_for(Duration::from_secs(2), |r| {
+            r.mime.eq_ignore_ascii_case("video/VP8")
+        })
+        .await
+        .expect("viewer still receives video");
+    assert_eq!(hub.peer_count(), 2);
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_reconnect_appends_a_segment_and_the_viewer_stream_continues() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(dir.path()).await;
+    let inspection = Uuid::new_v4();
+    let frames = Arc::new(encode_vp8(320, 240, 30, 60, 300_000, 30));
+    let mut viewer = Client::build(inspection, MediaRole::Viewer, Offer::Watch).await;
+    viewer.negotiate(&hub, false).await.expect("viewer offer");
+    let stop1 = Arc::new(AtomicBool::new(false));
+    let first = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+    first.negotiate(&hub, false).await.expect("publisher offer");
+    spawn_publisher(&first, frames.clone(), 30, stop1.clone());
+    let before = viewer
+        .wait_for(Duration::from_secs(5), is_video_key)
+        .await
+        .expect("video before reconnect");
+
+    // The phone reloads the page: same participant, new browser connection (new DTLS
+    // fingerprint, new SSRCs).
+    stop1.store(true, Ordering::Relaxed);
+    let stop2 = Arc::new(AtomicBool::new(false));
+    let mut second = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+    second.peer = first.peer;
+    second
+        .negotiate(&hub, false)
+        .await
+        .expect("reconnect offer");
+    let _ = first.pc.close().await;
+    spawn_publisher(&second, frames, 30, stop2.clone());
+    while viewer.received.try_recv().is_ok() {}
+    let after = viewer
+        .wait_for(Duration::from_secs(5), is_video_key)
+        .await
+        .expect("video after reconnect");
+    assert_eq!(
+        before.packet.header.ssrc, after.packet.header.ssrc,
+        "the viewer sees one continuous stream"
+    );
+    assert_eq!(hub.peer_count(), 2);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop2.store(true, Ordering::Relaxed);
+    let manifest = hub.finish(inspection, vec![]).await.expect("finish");
+    assert!(
+        manifest
+            .tracks
+            .iter()
+            .any(|t| t.codec == "video/VP8" && t.segments == 2),
+        "{:?}",
+        manifest.tracks
+    );
+    let journals = list_journals(&dir.path().join(inspection.to_string())).expect("journals");
+    let video_segments: std::collections::BTreeSet<String> = journals
+        .iter()
+        .filter(|p| {
+            JournalReader::open(p)
+                .map(|r| r.meta().codec == "video/VP8")
+                .unwrap_or(false)
+        })
+        .filter_map(|p| {
+            p.file_name()?
+                .to_str()?
+                .split('-')
+                .next()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        video_segments.len(),
+        2,
+        "one video journal segment per connection: {journals:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_publisher_is_forwarded_and_recorded_without_transcoding() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(dir.path()).await;
+    let inspection = Uuid::new_v4();
+    let frames = Arc::new(encode_h264(320, 240, 30, 60, 300_000, 30));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut viewer = Client::build(inspection, MediaRole::Viewer, Offer::Watch).await;
+    viewer.negotiate(&hub, false).await.expect("viewer offer");
+    let iphone = Client::build(inspection, MediaRole::Publisher, Offer::PublishH264).await;
+    iphone
+        .negotiate(&hub, false)
+        .await
+        .expect("H.264 publisher offer");
+    spawn_publisher(&iphone, frames, 30, stop.clone());
+    viewer
+        .wait_for(Duration::from_secs(5), |r| {
+            r.mime.eq_ignore_ascii_case("video/H264") && is_keyframe(&r.mime, &r.packet.payload)
+        })
+        .await
+        .expect("viewer gets an H.264 keyframe");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let manifest = hub.finish(inspection, vec![]).await.expect("finish");
+    assert!(
+        manifest
+            .tracks
+            .iter()
+            .any(|t| t.codec == "video/H264" && t.frames > 10),
+        "{:?}",
+        manifest.tracks
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_without_a_video_section_is_asked_to_renegotiate() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(dir.path()).await;
+    let inspection = Uuid::new_v4();
+    let frames = Arc::new(encode_vp8(320, 240, 30, 60, 300_000, 30));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut viewer = Client::build(inspection, MediaRole::Viewer, Offer::Listen).await;
+    viewer
+        .negotiate(&hub, false)
+        .await
+        .expect("audio-only viewer offer");
+    assert!(viewer.wait_connected(Duration::from_secs(5)).await);
+    let business = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+    business
+        .negotiate(&hub, false)
+        .await
+        .expect("publisher offer");
+    spawn_publisher(&business, frames, 30, stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !viewer
+        .events
+        .lock()
+        .expect("events")
+        .contains(&media_recorder::MediaEvent::Renegotiate)
+    {
+        assert!(Instant::now() < deadline, "no renegotiate event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The browser adds a video transceiver and offers again on the same connection.
+    viewer
+        .pc
+        .add_transceiver_from_kind(
+            rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video,
+            Some(rtc::rtp_transceiver::RTCRtpTransceiverInit {
+                direction: rtc::rtp_transceiver::RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("video transceiver");
+    viewer.negotiate(&hub, false).await.expect("renegotiation");
+    viewer
+        .wait_for(Duration::from_secs(5), is_video_key)
+        .await
+        .expect("video after renegotiation");
+    assert_eq!(hub.peer_count(), 2);
+    stop.store(true, Ordering::Relaxed);
+}

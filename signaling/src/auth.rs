@@ -1,0 +1,358 @@
+//! Who is calling: staff sessions, invitation guests, passwords, tokens, CSRF and throttling.
+//!
+//! Staff log in and get an HttpOnly, SameSite=Strict session cookie whose random token is
+//! stored only as a SHA-256 hash. The business never has an account: its invitation token
+//! (256 random bits, stored hashed, expiring, revocable) is exchanged for a guest cookie.
+//! Cookie-authenticated writes also need the `X-CSRF-Token` header.
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::db::now_micros;
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Name of the staff session cookie.
+pub const SESSION_COOKIE: &str = "inspector_session";
+/// Name of the invitation guest cookie.
+pub const GUEST_COOKIE: &str = "inspector_guest";
+/// Header carrying the CSRF token on cookie-authenticated writes.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A staff role.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Runs inspections.
+    Inspector,
+    /// Reads every inspection, recording and log.
+    Reviewer,
+    /// Everything, plus users and templates.
+    Admin,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Inspector => "inspector",
+            Role::Reviewer => "reviewer",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "inspector" => Some(Role::Inspector),
+            "reviewer" => Some(Role::Reviewer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A logged-in staff member.
+#[derive(Debug, Clone)]
+pub struct Staff {
+    /// User id.
+    pub id: Uuid,
+    /// Login name.
+    pub username: String,
+    /// Shown name.
+    pub display_name: String,
+    /// Role.
+    pub role: Role,
+    /// This session's CSRF token.
+    pub csrf: String,
+}
+
+/// An invitee of one inspection (the business).
+#[derive(Debug, Clone)]
+pub struct Guest {
+    /// The invitation.
+    pub invitation_id: Uuid,
+    /// The only inspection this guest may see.
+    pub inspection_id: Uuid,
+    /// The invitation's label (e.g. the business's representative).
+    pub label: String,
+    /// CSRF token derived from the invitation token.
+    pub csrf: String,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Staff with a session.
+    Staff(Staff),
+    /// The business, through an invitation.
+    Guest(Guest),
+}
+
+impl Caller {
+    /// The CSRF token the caller must echo on writes.
+    pub fn csrf(&self) -> &str {
+        match self {
+            Caller::Staff(s) => &s.csrf,
+            Caller::Guest(g) => &g.csrf,
+        }
+    }
+
+    /// The staff member, or 403 for a guest.
+    pub fn staff(&self) -> Result<&Staff, ApiError> {
+        match self {
+            Caller::Staff(s) => Ok(s),
+            Caller::Guest(_) => Err(ApiError::Forbidden),
+        }
+    }
+
+    /// The staff member if it has one of `roles`, else 403.
+    pub fn require(&self, roles: &[Role]) -> Result<&Staff, ApiError> {
+        let s = self.staff()?;
+        if roles.contains(&s.role) {
+            Ok(s)
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(&parts.headers, state)
+            .await?
+            .ok_or(ApiError::Unauthenticated)?;
+        if !is_safe(&parts.method) {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !constant_time_eq(sent.as_bytes(), caller.csrf().as_bytes()) {
+                return Err(ApiError::Csrf);
+            }
+        }
+        Ok(caller)
+    }
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Finds the caller from its cookies, if any.
+pub async fn authenticate(
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<Option<Caller>, ApiError> {
+    if let Some(token) = cookie(headers, SESSION_COOKIE) {
+        if let Some(staff) = staff_by_session(state, &token).await? {
+            return Ok(Some(Caller::Staff(staff)));
+        }
+    }
+    if let Some(token) = cookie(headers, GUEST_COOKIE) {
+        if let Ok(guest) = guest_by_token(state, &token).await {
+            return Ok(Some(Caller::Guest(guest)));
+        }
+    }
+    Ok(None)
+}
+
+/// Reads one cookie's value from the request headers.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// A `Set-Cookie` value for an HttpOnly, SameSite=Strict cookie; `max_age_secs = 0` clears it.
+pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> String {
+    format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+async fn staff_by_session(state: &AppState, token: &str) -> Result<Option<Staff>, ApiError> {
+    let row = sqlx::query(
+        "SELECT u.id, u.username, u.display_name, u.role, s.csrf_token FROM sessions s \
+         JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled = 0",
+    )
+    .bind(hash_token(token))
+    .bind(now_micros())
+    .fetch_optional(&state.db)
+    .await?;
+    Ok(row.map(|r| Staff {
+        id: parse_uuid(r.get::<String, _>(0)),
+        username: r.get(1),
+        display_name: r.get(2),
+        role: Role::parse(&r.get::<String, _>(3)).unwrap_or(Role::Reviewer),
+        csrf: r.get(4),
+    }))
+}
+
+/// Why an invitation token was refused.
+#[derive(Debug)]
+pub enum InvitationRefusal {
+    /// No such token.
+    NotFound,
+    /// Past its expiry.
+    Expired,
+    /// Revoked by the inspector.
+    Revoked,
+    /// The inspection is over or cancelled.
+    Closed,
+}
+
+impl From<InvitationRefusal> for ApiError {
+    fn from(r: InvitationRefusal) -> Self {
+        match r {
+            InvitationRefusal::NotFound => ApiError::NotFound("invitation"),
+            InvitationRefusal::Expired => ApiError::Gone {
+                code: "invitation_expired",
+                message: "the invitation has expired".into(),
+            },
+            InvitationRefusal::Revoked => ApiError::Gone {
+                code: "invitation_revoked",
+                message: "the invitation was revoked".into(),
+            },
+            InvitationRefusal::Closed => ApiError::Gone {
+                code: "inspection_closed",
+                message: "the inspection is no longer open to invitees".into(),
+            },
+        }
+    }
+}
+
+/// Resolves an invitation token to a guest, refusing expired or revoked ones.
+pub async fn guest_by_token(state: &AppState, token: &str) -> Result<Guest, ApiError> {
+    let row = sqlx::query(
+        "SELECT i.id, i.inspection_id, i.label, i.expires_at, i.revoked_at, p.status \
+         FROM invitations i JOIN inspections p ON p.id = i.inspection_id WHERE i.token_hash = $1",
+    )
+    .bind(hash_token(token))
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(InvitationRefusal::NotFound)?;
+    if row.get::<Option<i64>, _>(4).is_some() {
+        return Err(InvitationRefusal::Revoked.into());
+    }
+    if row.get::<i64, _>(3) <= now_micros() {
+        return Err(InvitationRefusal::Expired.into());
+    }
+    if row.get::<String, _>(5) == "cancelled" {
+        return Err(InvitationRefusal::Closed.into());
+    }
+    Ok(Guest {
+        invitation_id: parse_uuid(row.get::<String, _>(0)),
+        inspection_id: parse_uuid(row.get::<String, _>(1)),
+        label: row.get(2),
+        csrf: guest_csrf(token),
+    })
+}
+
+/// The guest's CSRF token: derived from, but not revealing, the invitation token.
+pub fn guest_csrf(token: &str) -> String {
+    hex::encode(Sha256::digest(format!("csrf:{token}").as_bytes()))
+}
+
+/// A fresh unguessable token: 256 random bits, URL-safe base64.
+pub fn new_token() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The stored form of a token: SHA-256, hex. Tokens carry 256 bits of entropy, so a fast
+/// hash is enough; it keeps a database leak from yielding usable tokens.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Hashes a password with argon2id and a random salt.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("password hashing failed: {e}"))
+}
+
+/// Checks a password against a stored argon2 hash.
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Compares secrets without leaking where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Parses a UUID stored by this server (always valid; a corrupt row maps to nil and then
+/// matches nothing).
+pub fn parse_uuid(s: String) -> Uuid {
+    Uuid::parse_str(&s).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_round_trip() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn tokens_are_long_and_distinct() {
+        let a = new_token();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, new_token());
+        assert_eq!(hash_token(&a).len(), 64);
+    }
+
+    #[test]
+    fn cookies_parse() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            "a=1; inspector_session=xyz; b=2".parse().unwrap(),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("xyz"));
+        assert_eq!(cookie(&h, GUEST_COOKIE), None);
+    }
+}

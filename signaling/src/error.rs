@@ -1,0 +1,152 @@
+//! The one error type of the HTTP API.
+//!
+//! Every failure a client can see has a stable snake_case `code` and a human message, in one
+//! shape: `{"error":{"code":"…","message":"…"}}`. Internal causes are logged, never sent.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No valid session or invitation accompanied the request.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// Wrong user name or password.
+    #[error("wrong username or password")]
+    BadCredentials,
+    /// The caller is known but may not do this.
+    #[error("this action is not allowed for your role")]
+    Forbidden,
+    /// A cookie-authenticated write came without the right CSRF token.
+    #[error("missing or invalid CSRF token")]
+    Csrf,
+    /// The thing does not exist, or the caller may not know that it exists.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request was understood but its content is invalid.
+    #[error("{message}")]
+    Invalid {
+        /// Stable code.
+        code: &'static str,
+        /// Human explanation.
+        message: String,
+    },
+    /// The request conflicts with the current state (e.g. an illegal status transition).
+    #[error("{message}")]
+    Conflict {
+        /// Stable code.
+        code: &'static str,
+        /// Human explanation.
+        message: String,
+    },
+    /// The thing existed but no longer may be used (expired or revoked invitation).
+    #[error("{message}")]
+    Gone {
+        /// Stable code.
+        code: &'static str,
+        /// Human explanation.
+        message: String,
+    },
+    /// Too many attempts; retry after the given number of seconds.
+    #[error("too many attempts, retry later")]
+    TooManyAttempts {
+        /// Seconds until the next attempt may succeed.
+        retry_after_secs: u64,
+    },
+    /// The body is larger than the endpoint accepts.
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    /// A database failure; logged, answered as 500 without detail.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Any other internal failure; logged, answered as 500 without detail.
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 400 with the `validation_failed` code.
+    pub fn validation(message: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            code: "validation_failed",
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status and stable code of this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            ApiError::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Csrf => (StatusCode::FORBIDDEN, "csrf_failed"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Invalid { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::Gone { code, .. } => (StatusCode::GONE, code),
+            ApiError::TooManyAttempts { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+            }
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Database(_) | ApiError::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        }
+    }
+}
+
+/// The wire shape of an error.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Code and message of an error.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code, safe to branch on.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// Builds the error response shape; shared with handlers that answer errors outside `ApiError`.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.into(),
+            message: message.into(),
+        },
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            ApiError::Database(e) => {
+                tracing::error!(error = %e, "database error");
+                "internal error".to_string()
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                "internal error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut response = error_response(status, code, &message);
+        if let ApiError::TooManyAttempts { retry_after_secs } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+/// Result alias for handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

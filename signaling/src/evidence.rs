@@ -1,0 +1,173 @@
+//! What reviewers read after (and during) an inspection: the recording with HTTP Range
+//! support, its manifest and WebVTT chapters, the checklist state, and the hash-chained event
+//! log as JSON Lines. Every route checks the caller's access to the inspection first.
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::inspections::{load_for, Access};
+use crate::AppState;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/inspections/{id}/recording", get(recording))
+        .route("/api/inspections/{id}/recording/manifest", get(manifest))
+        .route(
+            "/api/inspections/{id}/recording/chapters.vtt",
+            get(chapters),
+        )
+        .route("/api/inspections/{id}/state", get(state))
+        .route("/api/inspections/{id}/events.jsonl", get(events))
+}
+
+fn not_ready() -> ApiError {
+    ApiError::Conflict {
+        code: "recording_not_ready",
+        message: "the recording is not finalized yet".into(),
+    }
+}
+
+async fn finished_manifest(
+    state: &AppState,
+    id: Uuid,
+) -> ApiResult<(std::path::PathBuf, media_recorder::Manifest)> {
+    let dir = state.config.recordings_dir().join(id.to_string());
+    let d = dir.clone();
+    let manifest = tokio::task::spawn_blocking(move || media_recorder::finalize::read_manifest(&d))
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
+        .map_err(|e| anyhow::anyhow!("manifest: {e}"))?
+        .ok_or_else(not_ready)?;
+    Ok((dir, manifest))
+}
+
+/// The finalized recording; supports Range requests so browsers seek instantly.
+#[utoipa::path(get, path = "/api/inspections/{id}/recording", tag = "recordings", params(("id" = Uuid, Path)),
+    responses((status = 200, description = "video/webm or video/mp4"), (status = 206, description = "a byte range"),
+              (status = 409, body = crate::error::ErrorBody)))]
+pub async fn recording(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    req: Request,
+) -> ApiResult<Response> {
+    load_for(&state.db, &caller, id, Access::Read).await?;
+    let (dir, manifest) = finished_manifest(&state, id).await?;
+    // The manifest names a file inside the inspection's directory; refuse anything else.
+    if manifest.file.contains('/') || manifest.file.contains("..") {
+        return Err(
+            anyhow::anyhow!("manifest names an unexpected file {:?}", manifest.file).into(),
+        );
+    }
+    let mime = manifest
+        .mime
+        .parse()
+        .unwrap_or(mime_guess::mime::APPLICATION_OCTET_STREAM);
+    let served = ServeFile::new_with_mime(dir.join(&manifest.file), &mime)
+        .oneshot(req)
+        .await
+        .map_err(|e| anyhow::anyhow!("serving the recording: {e}"))?;
+    let mut response = served.map(Body::new);
+    let disposition = format!(
+        "inline; filename=\"inspection-{id}.{}\"",
+        manifest.file.rsplit('.').next().unwrap_or("webm")
+    );
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, v);
+    }
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    Ok(response)
+}
+
+/// Tracks, duration, SHA-256 of the file and the chapters.
+#[utoipa::path(get, path = "/api/inspections/{id}/recording/manifest", tag = "recordings", params(("id" = Uuid, Path)),
+    responses((status = 200, description = "the manifest"), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn manifest(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<media_recorder::Manifest>> {
+    load_for(&state.db, &caller, id, Access::Read).await?;
+    Ok(Json(finished_manifest(&state, id).await?.1))
+}
+
+/// WebVTT chapters (one cue per marked checklist item).
+#[utoipa::path(get, path = "/api/inspections/{id}/recording/chapters.vtt", tag = "recordings", params(("id" = Uuid, Path)),
+    responses((status = 200, description = "text/vtt"), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn chapters(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Response> {
+    load_for(&state.db, &caller, id, Access::Read).await?;
+    let (dir, _) = finished_manifest(&state, id).await?;
+    let text = tokio::fs::read(dir.join(media_recorder::finalize::VTT_FILE))
+        .await
+        .map_err(|_| not_ready())?;
+    Ok(([(header::CONTENT_TYPE, "text/vtt; charset=utf-8")], text).into_response())
+}
+
+/// The checklist state (results, comments, presence, locations) at the latest sequence number.
+#[utoipa::path(get, path = "/api/inspections/{id}/state", tag = "recordings", params(("id" = Uuid, Path)),
+    responses((status = 200, description = "snapshot")))]
+pub async fn state(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<serde_json::Value>> {
+    load_for(&state.db, &caller, id, Access::Read).await?;
+    let snap = state
+        .live
+        .sync
+        .snapshot(id)
+        .await
+        .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
+    Ok(Json(
+        serde_json::json!({ "seq": snap.seq, "state": snap.state }),
+    ))
+}
+
+/// The event log, hash-chained, as JSON Lines.
+#[utoipa::path(get, path = "/api/inspections/{id}/events.jsonl", tag = "recordings", params(("id" = Uuid, Path)),
+    responses((status = 200, description = "application/x-ndjson")))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Response> {
+    load_for(&state.db, &caller, id, Access::Read).await?;
+    let mut out = Vec::new();
+    checklist_sync::export_jsonl(&state.db, id, &mut out)
+        .await
+        .map_err(|e| anyhow::anyhow!("export: {e}"))?;
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/x-ndjson; charset=utf-8".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"inspection-{id}-events.jsonl\""),
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}

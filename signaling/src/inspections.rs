@@ -1,0 +1,712 @@
+//! Inspections, their lifecycle, invitations and participants.
+//!
+//! Access rule, checked on every handler through [`load_for`]: admins and reviewers see every
+//! inspection, an inspector sees its own, an invitee sees only the inspection of its
+//! invitation. What a caller may not see answers 404, so ids of other inspections leak nothing.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyPool, Row};
+use uuid::Uuid;
+
+use crate::auth::{self, parse_uuid, Caller, Role, GUEST_COOKIE};
+use crate::db::{from_micros, micros, now_micros};
+use crate::domain::{Coordinates, Inn, Kind, Mode, Status};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::templates::{self, Item};
+use crate::AppState;
+
+/// The inspected business.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Business {
+    /// Name.
+    pub name: String,
+    /// Taxpayer number (ИНН), check digits validated.
+    pub inn: String,
+    /// Address of the site.
+    pub address: String,
+    /// Registered site latitude.
+    pub lat: Option<f64>,
+    /// Registered site longitude.
+    pub lon: Option<f64>,
+}
+
+/// A user shown by reference.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UserRef {
+    /// Id.
+    pub id: Uuid,
+    /// Shown name.
+    pub display_name: String,
+}
+
+/// The template an inspection pinned.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TemplateRef {
+    /// Id.
+    pub id: Uuid,
+    /// Title.
+    pub title: String,
+    /// Version.
+    pub version: i64,
+}
+
+/// An inspection.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Inspection {
+    /// Id.
+    pub id: Uuid,
+    /// Control or preventive.
+    pub kind: Kind,
+    /// Remote or on site.
+    pub mode: Mode,
+    /// Title.
+    pub title: String,
+    /// Lifecycle status.
+    pub status: Status,
+    /// Planned start.
+    pub scheduled_at: chrono::DateTime<chrono::Utc>,
+    /// When it went live.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it finished.
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Responsible inspector.
+    pub inspector: UserRef,
+    /// Pinned checklist template (none for an inspection without a checklist).
+    pub template: Option<TemplateRef>,
+    /// The inspected business.
+    pub business: Business,
+    /// Checklist items (only in single-inspection answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<Item>>,
+}
+
+impl Inspection {
+    /// The registered site, if both coordinates are known.
+    pub fn site(&self) -> Option<Coordinates> {
+        Some(Coordinates {
+            lat: self.business.lat?,
+            lon: self.business.lon?,
+        })
+    }
+}
+
+const SELECT: &str =
+    "SELECT p.id, p.kind, p.mode, p.title, p.status, p.scheduled_at, p.started_at, \
+    p.finished_at, p.inspector_id, u.display_name, p.template_id, t.title, t.version, \
+    p.business_name, p.business_inn, p.business_address, p.site_lat, p.site_lon \
+    FROM inspections p JOIN users u ON u.id = p.inspector_id \
+    LEFT JOIN templates t ON t.id = p.template_id";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Inspection {
+    let template_id: Option<String> = r.get(10);
+    Inspection {
+        id: parse_uuid(r.get(0)),
+        kind: if r.get::<String, _>(1) == "preventive" {
+            Kind::Preventive
+        } else {
+            Kind::Control
+        },
+        mode: if r.get::<String, _>(2) == "on_site" {
+            Mode::OnSite
+        } else {
+            Mode::Remote
+        },
+        title: r.get(3),
+        status: Status::parse(&r.get::<String, _>(4)).unwrap_or(Status::Cancelled),
+        scheduled_at: from_micros(r.get(5)),
+        started_at: r.get::<Option<i64>, _>(6).map(from_micros),
+        finished_at: r.get::<Option<i64>, _>(7).map(from_micros),
+        inspector: UserRef {
+            id: parse_uuid(r.get(8)),
+            display_name: r.get(9),
+        },
+        template: template_id.map(|id| TemplateRef {
+            id: parse_uuid(id),
+            title: r.get::<Option<String>, _>(11).unwrap_or_default(),
+            version: r.get::<Option<i64>, _>(12).unwrap_or_default(),
+        }),
+        business: Business {
+            name: r.get(13),
+            inn: r.get(14),
+            address: r.get(15),
+            lat: r.get(16),
+            lon: r.get(17),
+        },
+        items: None,
+    }
+}
+
+/// Loads an inspection with its items, without access checks (for trusted server code).
+pub async fn load(db: &AnyPool, id: Uuid) -> ApiResult<Option<Inspection>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE p.id = $1")))
+        .bind(id.to_string())
+        .fetch_optional(db)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut insp = from_row(&row);
+    insp.items = Some(match &insp.template {
+        Some(t) => templates::items(db, &t.id.to_string()).await?,
+        None => Vec::new(),
+    });
+    Ok(Some(insp))
+}
+
+/// What a caller may do with an inspection it can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read only (reviewers, other staff of an admin's view, invitees).
+    Read,
+    /// Run it: the responsible inspector or an admin.
+    Manage,
+}
+
+/// The caller's access to an inspection, or `None` when it may not know it exists.
+pub fn access(caller: &Caller, insp: &Inspection) -> Option<Access> {
+    match caller {
+        Caller::Staff(s) => match s.role {
+            Role::Admin => Some(Access::Manage),
+            Role::Reviewer => Some(Access::Read),
+            Role::Inspector if s.id == insp.inspector.id => Some(Access::Manage),
+            Role::Inspector => None,
+        },
+        Caller::Guest(g) if g.inspection_id == insp.id => Some(Access::Read),
+        Caller::Guest(_) => None,
+    }
+}
+
+/// Loads an inspection the caller may see, requiring `need` (404 if unseen, 403 if read-only).
+pub async fn load_for(
+    db: &AnyPool,
+    caller: &Caller,
+    id: Uuid,
+    need: Access,
+) -> ApiResult<(Inspection, Access)> {
+    let insp = load(db, id)
+        .await?
+        .ok_or(ApiError::NotFound("inspection"))?;
+    let have = access(caller, &insp).ok_or(ApiError::NotFound("inspection"))?;
+    if need == Access::Manage && have != Access::Manage {
+        return Err(ApiError::Forbidden);
+    }
+    Ok((insp, have))
+}
+
+/// Moves an inspection along its lifecycle in one statement guarded by the current status, so
+/// two racing transitions cannot both succeed.
+pub async fn transition(db: &AnyPool, id: Uuid, to: Status) -> ApiResult<()> {
+    let row = sqlx::query("SELECT status FROM inspections WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(db)
+        .await?
+        .ok_or(ApiError::NotFound("inspection"))?;
+    let from = Status::parse(&row.get::<String, _>(0)).unwrap_or(Status::Cancelled);
+    if !from.can_become(to) {
+        return Err(ApiError::Conflict {
+            code: "illegal_transition",
+            message: format!(
+                "an inspection cannot go from {} to {}",
+                from.as_str(),
+                to.as_str()
+            ),
+        });
+    }
+    let now = now_micros();
+    let done = sqlx::query(
+        "UPDATE inspections SET status = $1, updated_at = $2, \
+         started_at = CASE WHEN $1 = 'live' THEN $2 ELSE started_at END, \
+         finished_at = CASE WHEN $1 = 'finished' THEN $2 ELSE finished_at END \
+         WHERE id = $3 AND status = $4",
+    )
+    .bind(to.as_str())
+    .bind(now)
+    .bind(id.to_string())
+    .bind(from.as_str())
+    .execute(db)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::Conflict {
+            code: "illegal_transition",
+            message: "the status changed meanwhile".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Create-inspection request.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewInspection {
+    /// Control or preventive.
+    pub kind: Kind,
+    /// Remote or on site.
+    pub mode: Mode,
+    /// Title.
+    pub title: String,
+    /// Template, or null for an inspection without a checklist.
+    pub template_id: Option<Uuid>,
+    /// Planned start (RFC 3339).
+    pub scheduled_at: chrono::DateTime<chrono::Utc>,
+    /// The business.
+    pub business: Business,
+    /// Responsible inspector (admins only; defaults to the caller).
+    pub inspector_id: Option<Uuid>,
+}
+
+/// List filters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Text in the title, business name or INN.
+    pub q: Option<String>,
+}
+
+/// Transition request.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionRequest {
+    /// Target status.
+    pub to: Status,
+}
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/inspections", get(list).post(create))
+        .route("/api/inspections/{id}", get(show))
+        .route("/api/inspections/{id}/transition", post(change_status))
+        .route(
+            "/api/inspections/{id}/invitations",
+            get(list_invitations).post(invite),
+        )
+        .route(
+            "/api/inspections/{id}/invitations/{inv}/revoke",
+            post(revoke),
+        )
+        .route("/api/inspections/{id}/participants", get(participants))
+        .route("/api/invitations/accept", post(accept))
+}
+
+/// Lists the inspections the caller may see.
+#[utoipa::path(get, path = "/api/inspections", tag = "inspections", params(ListQuery),
+    responses((status = 200, body = Vec<Inspection>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let mut sql = format!("{SELECT} WHERE 1 = 1");
+    let mut binds: Vec<String> = Vec::new();
+    match &caller {
+        Caller::Staff(s) if s.role == Role::Inspector => {
+            binds.push(s.id.to_string());
+            sql.push_str(&format!(" AND p.inspector_id = ${}", binds.len()));
+        }
+        Caller::Staff(_) => {}
+        Caller::Guest(g) => {
+            binds.push(g.inspection_id.to_string());
+            sql.push_str(&format!(" AND p.id = ${}", binds.len()));
+        }
+    }
+    if let Some(status) = q.status.as_deref().filter(|s| !s.is_empty()) {
+        let status = Status::parse(status).ok_or_else(|| ApiError::validation("unknown status"))?;
+        binds.push(status.as_str().into());
+        sql.push_str(&format!(" AND p.status = ${}", binds.len()));
+    }
+    if let Some(text) = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let escaped = text
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        binds.push(format!("%{escaped}%"));
+        sql.push_str(&format!(
+            " AND p.search_text LIKE ${} ESCAPE '\\'",
+            binds.len()
+        ));
+    }
+    sql.push_str(" ORDER BY p.scheduled_at DESC LIMIT 500");
+    // Safe: the SQL is built only from constant fragments; every value is a bind parameter.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in &binds {
+        query = query.bind(b);
+    }
+    let rows = query.fetch_all(&state.db).await?;
+    let list: Vec<Inspection> = rows.iter().map(from_row).collect();
+    Ok(Json(serde_json::json!({ "inspections": list })))
+}
+
+/// Creates an inspection (inspectors and admins).
+#[utoipa::path(post, path = "/api/inspections", tag = "inspections", request_body = NewInspection,
+    responses((status = 201, body = Inspection), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(new): ApiJson<NewInspection>,
+) -> ApiResult<(StatusCode, Json<Inspection>)> {
+    let me = caller.require(&[Role::Inspector, Role::Admin])?;
+    let title = new.title.trim();
+    if title.is_empty() || title.chars().count() > 300 {
+        return Err(ApiError::validation("title must have 1–300 characters"));
+    }
+    let b = &new.business;
+    if b.name.trim().is_empty() || b.name.chars().count() > 500 {
+        return Err(ApiError::validation(
+            "business name must have 1–500 characters",
+        ));
+    }
+    if b.address.chars().count() > 1000 {
+        return Err(ApiError::validation("business address is too long"));
+    }
+    let inn = Inn::parse(&b.inn).map_err(ApiError::validation)?;
+    let site = match (b.lat, b.lon) {
+        (Some(lat), Some(lon)) => Some(Coordinates::parse(lat, lon).map_err(ApiError::validation)?),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::validation(
+                "give both site coordinates or neither",
+            ))
+        }
+    };
+    let inspector_id = match new.inspector_id {
+        Some(id) if id != me.id => {
+            if me.role != Role::Admin {
+                return Err(ApiError::Forbidden);
+            }
+            let row = sqlx::query("SELECT role FROM users WHERE id = $1 AND disabled = 0")
+                .bind(id.to_string())
+                .fetch_optional(&state.db)
+                .await?;
+            match row.map(|r| r.get::<String, _>(0)) {
+                Some(role) if role == "inspector" || role == "admin" => id,
+                _ => {
+                    return Err(ApiError::validation(
+                        "inspector_id must name an active inspector",
+                    ))
+                }
+            }
+        }
+        _ => me.id,
+    };
+    if let Some(t) = new.template_id {
+        let exists = sqlx::query("SELECT 1 FROM templates WHERE id = $1")
+            .bind(t.to_string())
+            .fetch_optional(&state.db)
+            .await?;
+        if exists.is_none() {
+            return Err(ApiError::validation("template_id names no template"));
+        }
+    }
+    let id = Uuid::new_v4();
+    let now = now_micros();
+    sqlx::query(
+        "INSERT INTO inspections (id, kind, mode, template_id, title, scheduled_at, inspector_id, \
+         business_name, business_inn, business_address, site_lat, site_lon, status, created_at, updated_at, search_text) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'scheduled', $13, $13, $14)",
+    )
+    .bind(id.to_string())
+    .bind(match new.kind { Kind::Control => "control", Kind::Preventive => "preventive" })
+    .bind(match new.mode { Mode::Remote => "remote", Mode::OnSite => "on_site" })
+    .bind(new.template_id.map(|t| t.to_string()))
+    .bind(title)
+    .bind(micros(new.scheduled_at))
+    .bind(inspector_id.to_string())
+    .bind(b.name.trim())
+    .bind(inn.as_str())
+    .bind(b.address.trim())
+    .bind(site.map(|s| s.lat))
+    .bind(site.map(|s| s.lon))
+    .bind(now)
+    .bind(format!("{} {} {}", title, b.name.trim(), inn.as_str()).to_lowercase())
+    .execute(&state.db)
+    .await?;
+    let insp = load(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("inspection"))?;
+    Ok((StatusCode::CREATED, Json(insp)))
+}
+
+/// One inspection with its checklist items.
+#[utoipa::path(get, path = "/api/inspections/{id}", tag = "inspections", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Inspection), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Inspection>> {
+    Ok(Json(
+        load_for(&state.db, &caller, id, Access::Read).await?.0,
+    ))
+}
+
+/// Changes the lifecycle status (409 `illegal_transition` when the lifecycle forbids it).
+#[utoipa::path(post, path = "/api/inspections/{id}/transition", tag = "inspections", params(("id" = Uuid, Path)),
+    request_body = TransitionRequest,
+    responses((status = 200, body = Inspection), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn change_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    ApiJson(req): ApiJson<TransitionRequest>,
+) -> ApiResult<Json<Inspection>> {
+    let (insp, _) = load_for(&state.db, &caller, id, Access::Manage).await?;
+    state.lifecycle.apply(&insp, req.to, &caller).await?;
+    Ok(Json(
+        load(&state.db, id)
+            .await?
+            .ok_or(ApiError::NotFound("inspection"))?,
+    ))
+}
+
+/// An invitation as listed (never with its token).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Invitation {
+    /// Id.
+    pub id: Uuid,
+    /// Label (who it is for).
+    pub label: String,
+    /// Creation time.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Expiry.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// Revocation time.
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Create-invitation request.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvitation {
+    /// Who it is for.
+    pub label: Option<String>,
+    /// Lifetime in hours (1–720; default from configuration).
+    pub ttl_hours: Option<u32>,
+}
+
+/// A new invitation: the token is shown once, here, and never stored in clear.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedInvitation {
+    /// The invitation.
+    pub invitation: Invitation,
+    /// The secret token.
+    pub token: String,
+    /// The link to send to the business.
+    pub url: String,
+    /// The link as a QR code (SVG).
+    pub qr_svg: String,
+}
+
+/// Invites the business (manager of the inspection).
+#[utoipa::path(post, path = "/api/inspections/{id}/invitations", tag = "invitations", params(("id" = Uuid, Path)),
+    request_body = NewInvitation, responses((status = 201, body = CreatedInvitation)))]
+pub async fn invite(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    ApiJson(req): ApiJson<NewInvitation>,
+) -> ApiResult<(StatusCode, Json<CreatedInvitation>)> {
+    let (insp, _) = load_for(&state.db, &caller, id, Access::Manage).await?;
+    if matches!(
+        insp.status,
+        Status::Finished | Status::Signed | Status::Cancelled
+    ) {
+        return Err(ApiError::Conflict {
+            code: "inspection_closed",
+            message: "the inspection is over".into(),
+        });
+    }
+    let ttl = req.ttl_hours.unwrap_or(state.config.invitation_ttl_hours);
+    if !(1..=720).contains(&ttl) {
+        return Err(ApiError::validation("ttl_hours must be between 1 and 720"));
+    }
+    let label = req
+        .label
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(200)
+        .collect::<String>();
+    let label = if label.is_empty() {
+        insp.business.name.clone()
+    } else {
+        label
+    };
+    let token = auth::new_token();
+    let inv_id = Uuid::new_v4();
+    let now = now_micros();
+    let expires = now + i64::from(ttl) * 3_600_000_000;
+    sqlx::query(
+        "INSERT INTO invitations (id, inspection_id, token_hash, label, created_by, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(inv_id.to_string())
+    .bind(id.to_string())
+    .bind(auth::hash_token(&token))
+    .bind(&label)
+    .bind(caller.staff()?.id.to_string())
+    .bind(now)
+    .bind(expires)
+    .execute(&state.db)
+    .await?;
+    let url = format!("{}/b/#t={token}", state.config.public_url);
+    let qr_svg = qrcode::QrCode::new(url.as_bytes())
+        .map(|code| {
+            code.render::<qrcode::render::svg::Color>()
+                .min_dimensions(200, 200)
+                .build()
+        })
+        .map_err(|e| anyhow::anyhow!("QR code: {e}"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedInvitation {
+            invitation: Invitation {
+                id: inv_id,
+                label,
+                created_at: from_micros(now),
+                expires_at: from_micros(expires),
+                revoked_at: None,
+            },
+            token,
+            url,
+            qr_svg,
+        }),
+    ))
+}
+
+/// Lists invitations of an inspection (manager).
+#[utoipa::path(get, path = "/api/inspections/{id}/invitations", tag = "invitations", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Vec<Invitation>)))]
+pub async fn list_invitations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<serde_json::Value>> {
+    load_for(&state.db, &caller, id, Access::Manage).await?;
+    let rows = sqlx::query(
+        "SELECT id, label, created_at, expires_at, revoked_at FROM invitations WHERE inspection_id = $1 ORDER BY created_at",
+    )
+    .bind(id.to_string())
+    .fetch_all(&state.db)
+    .await?;
+    let list: Vec<Invitation> = rows
+        .into_iter()
+        .map(|r| Invitation {
+            id: parse_uuid(r.get(0)),
+            label: r.get(1),
+            created_at: from_micros(r.get(2)),
+            expires_at: from_micros(r.get(3)),
+            revoked_at: r.get::<Option<i64>, _>(4).map(from_micros),
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "invitations": list })))
+}
+
+/// Revokes an invitation (manager); its guests lose access at once.
+#[utoipa::path(post, path = "/api/inspections/{id}/invitations/{inv}/revoke", tag = "invitations",
+    params(("id" = Uuid, Path), ("inv" = Uuid, Path)), responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, inv)): Path<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    load_for(&state.db, &caller, id, Access::Manage).await?;
+    let done = sqlx::query(
+        "UPDATE invitations SET revoked_at = $1 WHERE id = $2 AND inspection_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now_micros())
+    .bind(inv.to_string())
+    .bind(id.to_string())
+    .execute(&state.db)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::NotFound("invitation"));
+    }
+    state.live.revoke_invitation(id, inv).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A participant of an inspection.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Participant {
+    /// Id.
+    pub id: Uuid,
+    /// inspector, business, reviewer or admin.
+    pub role: String,
+    /// Shown name.
+    pub display_name: String,
+    /// Device description.
+    pub device: String,
+    /// First connection.
+    pub joined_at: chrono::DateTime<chrono::Utc>,
+    /// Last connection.
+    pub last_seen_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Lists participants (anyone who may read the inspection).
+#[utoipa::path(get, path = "/api/inspections/{id}/participants", tag = "inspections", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Vec<Participant>)))]
+pub async fn participants(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<serde_json::Value>> {
+    load_for(&state.db, &caller, id, Access::Read).await?;
+    let rows = sqlx::query(
+        "SELECT id, role, display_name, device, joined_at, last_seen_at FROM participants \
+         WHERE inspection_id = $1 ORDER BY joined_at",
+    )
+    .bind(id.to_string())
+    .fetch_all(&state.db)
+    .await?;
+    let list: Vec<Participant> = rows
+        .into_iter()
+        .map(|r| Participant {
+            id: parse_uuid(r.get(0)),
+            role: r.get(1),
+            display_name: r.get(2),
+            device: r.get(3),
+            joined_at: from_micros(r.get(4)),
+            last_seen_at: from_micros(r.get(5)),
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "participants": list })))
+}
+
+/// Accept-invitation request.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRequest {
+    /// The token from the link.
+    pub token: String,
+}
+
+/// The business opens its link: the token becomes an HttpOnly guest cookie.
+#[utoipa::path(post, path = "/api/invitations/accept", tag = "invitations", request_body = AcceptRequest,
+    responses((status = 200, body = Inspection), (status = 404, body = crate::error::ErrorBody), (status = 410, body = crate::error::ErrorBody)))]
+pub async fn accept(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<AcceptRequest>,
+) -> ApiResult<Response> {
+    if req.token.len() > 128 {
+        return Err(ApiError::NotFound("invitation"));
+    }
+    let guest = auth::guest_by_token(&state, &req.token).await?;
+    let insp = load(&state.db, guest.inspection_id)
+        .await?
+        .ok_or(ApiError::NotFound("inspection"))?;
+    let max_age = 7 * 24 * 3600;
+    let cookie = auth::set_cookie(
+        GUEST_COOKIE,
+        &req.token,
+        max_age,
+        state.config.secure_cookies(),
+    );
+    let body = serde_json::json!({ "inspection": insp, "csrf_token": guest.csrf });
+    Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
+}

@@ -1,0 +1,267 @@
+//! The authorization matrix: every endpoint × every kind of caller → the expected status, no
+//! data of an unseen inspection in any answer, and no stored row changed by a refusal.
+
+use inspector_tests::{inspection_body, spawn_app, Client, Role, TestApp};
+use serde_json::{json, Value};
+
+/// Callers, in the column order of the expectations below.
+const ACTORS: [&str; 7] = [
+    "anonymous",
+    "guest_x",
+    "guest_y",
+    "inspector_a",
+    "inspector_b",
+    "reviewer",
+    "admin",
+];
+
+struct World {
+    app: TestApp,
+    clients: Vec<Client>,
+    x: String,
+    x_name: String,
+    template: String,
+}
+
+async fn world() -> World {
+    let app = spawn_app().await;
+    let inspector_a = app.staff("inspector_a", Role::Inspector).await;
+    let inspector_b = app.staff("inspector_b", Role::Inspector).await;
+    let reviewer = app.staff("reviewer", Role::Reviewer).await;
+    let admin = app.staff("admin", Role::Admin).await;
+    let template = inspector_a.get("/api/templates").await.body["templates"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let x_name = "ООО «Секретная Ромашка»".to_string();
+    let mut body = inspection_body(Some(&template));
+    body["business"]["name"] = json!(x_name);
+    let x = inspector_a.post_json("/api/inspections", &body).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut body = inspection_body(None);
+    body["business"]["name"] = json!("ИП Лютиков");
+    let y = inspector_b.post_json("/api/inspections", &body).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tx = invite_token(&inspector_a, &x).await;
+    let ty = invite_token(&inspector_b, &y).await;
+    let mut guest_x = app.anonymous();
+    assert_eq!(guest_x.accept(&tx).await.status, 200);
+    let mut guest_y = app.anonymous();
+    assert_eq!(guest_y.accept(&ty).await.status, 200);
+    let clients = vec![
+        app.anonymous(),
+        guest_x,
+        guest_y,
+        inspector_a,
+        inspector_b,
+        reviewer,
+        admin,
+    ];
+    World {
+        app,
+        clients,
+        x,
+        x_name,
+        template,
+    }
+}
+
+async fn invite_token(c: &Client, id: &str) -> String {
+    let r = c
+        .post_json(&format!("/api/inspections/{id}/invitations"), &json!({}))
+        .await;
+    r.body["token"]
+        .as_str()
+        .expect("invitation token")
+        .to_string()
+}
+
+/// Which callers may see inspection X at all (others must get nothing of it).
+fn sees_x(actor: &str) -> bool {
+    matches!(actor, "guest_x" | "inspector_a" | "reviewer" | "admin")
+}
+
+#[tokio::test]
+async fn every_endpoint_checks_every_caller() {
+    let w = world().await;
+    let x = &w.x;
+    let t = &w.template;
+    let admin_id = w.clients[6].get("/api/auth/me").await.body["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // (method, path, body, expected status per actor in ACTORS order)
+    let cases: Vec<(&str, String, Value, [u16; 7])> = vec![
+        (
+            "GET",
+            "/api/auth/me".into(),
+            Value::Null,
+            [401, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "GET",
+            "/api/inspections".into(),
+            Value::Null,
+            [401, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}"),
+            Value::Null,
+            [401, 200, 404, 200, 404, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/participants"),
+            Value::Null,
+            [401, 200, 404, 200, 404, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/invitations"),
+            Value::Null,
+            [401, 403, 404, 200, 404, 403, 200],
+        ),
+        // An illegal target: allowed callers reach the lifecycle check (409), nothing changes.
+        (
+            "POST",
+            format!("/api/inspections/{x}/transition"),
+            json!({"to": "signed"}),
+            [401, 403, 404, 409, 404, 403, 409],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/invitations"),
+            json!({}),
+            [401, 403, 404, 201, 404, 403, 201],
+        ),
+        (
+            "POST",
+            format!(
+                "/api/inspections/{x}/invitations/{}/revoke",
+                uuid::Uuid::new_v4()
+            ),
+            json!({}),
+            [401, 403, 404, 404, 404, 403, 404],
+        ),
+        (
+            "POST",
+            "/api/inspections".into(),
+            inspection_body(None),
+            [401, 403, 403, 201, 201, 403, 201],
+        ),
+        (
+            "GET",
+            "/api/templates".into(),
+            Value::Null,
+            [401, 403, 403, 200, 200, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/templates/{t}"),
+            Value::Null,
+            [401, 403, 403, 200, 200, 200, 200],
+        ),
+        (
+            "POST",
+            "/api/templates".into(),
+            json!({"code": "c", "version": 1, "title": "T", "items": [{"id": "i", "number": "1", "question": "Q"}]}),
+            [401, 403, 403, 403, 403, 403, 201],
+        ),
+        (
+            "GET",
+            "/api/users".into(),
+            Value::Null,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "POST",
+            "/api/users".into(),
+            json!({"username": "newbie", "role": "reviewer", "password": "long enough pw"}),
+            [401, 403, 403, 403, 403, 403, 201],
+        ),
+        (
+            "POST",
+            format!("/api/users/{admin_id}/disable"),
+            json!({}),
+            [401, 403, 403, 403, 403, 403, 409],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/ws"),
+            Value::Null,
+            [401, 400, 404, 400, 404, 400, 400],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, body, expected) in &cases {
+        for (i, actor) in ACTORS.iter().enumerate() {
+            let c = &w.clients[i];
+            let before = w.app.dump().await;
+            let r = if *method == "GET" {
+                c.get(path).await
+            } else {
+                c.post_json(path, body).await
+            };
+            if r.status != expected[i] {
+                failures.push(format!(
+                    "{method} {path} as {actor}: expected {}, got {} {}",
+                    expected[i], r.status, r.text
+                ));
+            }
+            if r.status >= 400 {
+                assert!(
+                    r.body["error"]["code"].is_string(),
+                    "{method} {path} as {actor}: error shape: {}",
+                    r.text
+                );
+                if w.app.dump().await != before {
+                    failures.push(format!(
+                        "{method} {path} as {actor}: a refused request changed stored rows"
+                    ));
+                }
+            }
+            if !sees_x(actor) && (r.text.contains(x.as_str()) || r.text.contains(&w.x_name)) {
+                failures.push(format!(
+                    "{method} {path} as {actor}: answer leaks inspection X: {}",
+                    r.text
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "authorization matrix failures:\n{}",
+        failures.join("\n")
+    );
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn lists_contain_only_visible_inspections() {
+    let w = world().await;
+    for (i, actor) in ACTORS.iter().enumerate().skip(1) {
+        let r = w.clients[i].get("/api/inspections").await;
+        let ids: Vec<&str> = r.body["inspections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids.contains(&w.x.as_str()),
+            sees_x(actor),
+            "{actor} list: {ids:?}"
+        );
+        let expected_len = match *actor {
+            "guest_x" | "guest_y" | "inspector_a" | "inspector_b" => 1,
+            _ => 2,
+        };
+        assert_eq!(ids.len(), expected_len, "{actor} list: {ids:?}");
+    }
+    w.app.stop().await;
+}
