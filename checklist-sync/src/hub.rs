@@ -117,6 +117,9 @@ pub struct SyncConfig {
     pub room_unload_after: Duration,
     /// Most events per group commit.
     pub max_batch: usize,
+    /// SQLite only: how often the WAL is checkpointed beside the writer. Short intervals keep
+    /// each checkpoint's flush small, so it does not hold up the commits queued behind it.
+    pub sqlite_checkpoint_every: Duration,
 }
 
 impl Default for SyncConfig {
@@ -132,6 +135,7 @@ impl Default for SyncConfig {
             outbound_queue: 1024,
             room_unload_after: Duration::from_secs(30),
             max_batch: 4096,
+            sqlite_checkpoint_every: Duration::from_millis(100),
         }
     }
 }
@@ -206,7 +210,12 @@ impl SyncHub {
     /// the `events` table (migrations/0002_events.sql).
     pub fn new(pool: AnyPool, config: SyncConfig, lifecycle: Arc<dyn Lifecycle>) -> Self {
         let (writer, rx) = mpsc::unbounded_channel();
-        tokio::spawn(store::writer(pool.clone(), rx, config.max_batch));
+        tokio::spawn(store::writer(
+            pool.clone(),
+            rx,
+            config.max_batch,
+            config.sqlite_checkpoint_every,
+        ));
         let (events, _) = broadcast::channel(16 * 1024);
         Self {
             inner: Arc::new(Inner {
@@ -683,7 +692,7 @@ struct Shell {
 }
 
 impl Shell {
-    fn to_conn(&mut self, conn: ConnId, msg: Message) {
+    fn send_to(&mut self, conn: ConnId, msg: Message) {
         let full = match self.conns.get(&conn) {
             Some(c) => matches!(c.tx.try_send(msg), Err(mpsc::error::TrySendError::Full(_))),
             None => false,
@@ -698,7 +707,7 @@ impl Shell {
 
     fn reject(&mut self, origin: Origin, op_id: Option<String>, error: OpError) {
         match origin {
-            Origin::Conn(c) => self.to_conn(c, text(&error.to_wire(op_id.as_deref()))),
+            Origin::Conn(c) => self.send_to(c, text(&error.to_wire(op_id.as_deref()))),
             Origin::Api(r) => {
                 if let Some(reply) = self.api.remove(&r) {
                     let _ = reply.send(Err(error));
@@ -728,7 +737,7 @@ impl Shell {
                         rtc.as_ref(),
                         self.limits.clone(),
                     );
-                    self.to_conn(conn, text(&v));
+                    self.send_to(conn, text(&v));
                 }
                 Output::Persist(e) => persist.push(e),
                 Output::Ack {
@@ -738,7 +747,7 @@ impl Shell {
                 } => match origin {
                     Origin::Conn(c) => {
                         let v = json!({"type": "ack", "op_id": op_id, "seq": event.seq, "server_ts": event.server_ts_micros});
-                        self.to_conn(c, text(&v));
+                        self.send_to(c, text(&v));
                     }
                     Origin::Api(r) => {
                         if let Some(reply) = self.api.remove(&r) {
@@ -750,7 +759,7 @@ impl Shell {
                     let msg = text(&e.to_wire_message());
                     let ids: Vec<ConnId> = self.conns.keys().copied().collect();
                     for c in ids {
-                        self.to_conn(c, msg.clone());
+                        self.send_to(c, msg.clone());
                     }
                     if self.hub.inner.events.receiver_count() > 0 {
                         let _ = self.hub.inner.events.send((*e).clone());

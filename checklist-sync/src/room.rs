@@ -696,6 +696,7 @@ impl Room {
 }
 
 /// Encodes the welcome message.
+#[allow(clippy::too_many_arguments)]
 pub fn welcome_message(
     inspection_id: Uuid,
     items: &[ItemSpec],

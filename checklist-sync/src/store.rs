@@ -212,8 +212,8 @@ async fn writer_connection(pool: &AnyPool) -> Result<(PoolConnection<Any>, bool)
 
 /// Moves the SQLite WAL into the database file in the background (PASSIVE: never blocks the
 /// writer). Stops when the writer is gone.
-async fn checkpointer(pool: AnyPool, alive: std::sync::Weak<()>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+async fn checkpointer(pool: AnyPool, alive: std::sync::Weak<()>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
     tick.tick().await;
     while alive.upgrade().is_some() {
         tick.tick().await;
@@ -232,6 +232,7 @@ pub(crate) async fn writer(
     pool: AnyPool,
     mut rx: mpsc::UnboundedReceiver<WriteReq>,
     max_batch: usize,
+    checkpoint_every: std::time::Duration,
 ) {
     use crate::hub::RoomMsg;
     let alive = Arc::new(());
@@ -262,17 +263,31 @@ pub(crate) async fn writer(
                     conn = Some(c);
                     if sqlite && !checkpointing {
                         checkpointing = true;
-                        tokio::spawn(checkpointer(pool.clone(), Arc::downgrade(&alive)));
+                        tokio::spawn(checkpointer(
+                            pool.clone(),
+                            Arc::downgrade(&alive),
+                            checkpoint_every,
+                        ));
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "sync writer cannot reach the database"),
             }
         }
         let mut outcome: Vec<(&WriteReq, bool)> = Vec::new();
+        let started = std::time::Instant::now();
         let first_try = match conn.as_mut() {
             Some(c) => write_batch(c, &live).await,
             None => Err(sqlx::Error::PoolClosed),
         };
+        let took = started.elapsed();
+        if took > std::time::Duration::from_millis(100) {
+            // Every op in the batch waited this long for its ack: worth knowing in production.
+            tracing::warn!(
+                ms = took.as_millis() as u64,
+                events = n,
+                "slow group commit"
+            );
+        }
         match first_try {
             Ok(()) => outcome.extend(live.iter().map(|r| (*r, true))),
             Err(e) => {

@@ -22,6 +22,10 @@ async fn main() -> anyhow::Result<()> {
         config.rate_per_sec = rate.parse()?;
         config.burst = config.rate_per_sec;
     }
+    // The benchmark compares checkpoint intervals.
+    if let Ok(ms) = std::env::var("CHECKLIST_SYNC_CHECKPOINT_MS") {
+        config.sqlite_checkpoint_every = std::time::Duration::from_millis(ms.parse()?);
+    }
     let server = devserver::start(pool, config, None, items, &addr).await?;
     println!("LISTENING {}", server.addr);
     std::io::stdout().flush()?;
