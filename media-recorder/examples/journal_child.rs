@@ -58,11 +58,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if wait > 0 {
                 std::thread::sleep(Duration::from_micros(wait as u64));
             }
+            // The mark carries its scheduled time, the clock the frames' barcodes also use:
+            // on a loaded machine the sleep above can overshoot by hundreds of milliseconds,
+            // and stamping `now` would then measure the scheduler, not the recorder.
             let mark = Mark {
                 item_id: format!("item-{}", i + 1),
                 title: format!("{}. Question {}", i + 1, i + 1),
                 result: "compliant".into(),
-                at_micros: now_micros(),
+                at_micros: t,
             };
             marks.append(&mark)?;
             writeln!(stdout, "mark {} {}", mark.item_id, mark.at_micros)?;

@@ -450,15 +450,24 @@ v.addEventListener('seeked', () => log('seeked ' + v.currentTime + ' ' + v.ready
         vtt = VTT_FILE
     );
     std::fs::write(dir.join("play.html"), page).expect("page");
+    let profile = tempfile::tempdir().expect("profile dir");
     let out = Command::new("chromium")
         .args([
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
             "--allow-file-access-from-files",
-            "--virtual-time-budget=5000",
+            // Virtual time runs only while the page is idle; decoding on a loaded machine
+            // needs a generous budget (it costs nothing when the page finishes early).
+            "--virtual-time-budget=30000",
             "--dump-dom",
         ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("file://{}", dir.join("play.html").display()))
         .stderr(Stdio::null())
         .output()
