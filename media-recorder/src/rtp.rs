@@ -45,7 +45,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpTap {
                 let mut message = rtc::interceptor::AttributedPacket::new(Packet::Rtcp(vec![Box::new(bare)]));
                 message.attributes = msg.message.attributes.clone();
                 message.add(Attribute::DeliverToApplication);
-                self.read_queue.push_back(TaggedPacket { now: msg.now, transport: msg.transport.clone(), message });
+                self.read_queue.push_back(TaggedPacket { now: msg.now, transport: msg.transport, message });
             }
         }
         if !requests.is_empty() {
