@@ -560,7 +560,14 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     };
     std::fs::rename(&part_path, &final_path)?;
     let hashed_at = started.elapsed();
-    eprintln!("PROFILE scan {scanned_at:?} mux {muxed_at:?} sync+hash {hashed_at:?}");
+    tracing::info!(
+        dir = %dir.display(),
+        scan_ms = scanned_at.as_millis() as u64,
+        mux_ms = muxed_at.saturating_sub(scanned_at).as_millis() as u64,
+        sync_hash_ms = hashed_at.saturating_sub(muxed_at).as_millis() as u64,
+        bytes = size_bytes,
+        "recording finalized"
+    );
 
     let chapters = clamp_chapters(chapters, duration_ms);
     write_atomic(&dir.join(VTT_FILE), to_webvtt(&chapters).as_bytes())?;

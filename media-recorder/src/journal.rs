@@ -414,7 +414,7 @@ impl JournalReader {
             return Ok(self.torn());
         }
         let end = self.pos + (RECORD_HEAD + payload.len() + 4) as u64;
-        if !self.verified_len.is_some_and(|v| end <= v) {
+        if self.verified_len.is_none_or(|v| end > v) {
             let mut crc = Crc32::new();
             crc.update(&head);
             crc.update(&payload);
@@ -604,7 +604,7 @@ mod tests {
         for cut in 1..last_len {
             std::fs::write(&path, &full[..full.len() - cut]).expect("write");
             let mut r = JournalReader::open(&path).expect("open");
-            let n = r.by_ref().map(|r| r.expect("record")).count();
+            let n = r.by_ref().inspect(|r| assert!(r.is_ok())).count();
             assert_eq!(n, 2, "cut {cut}");
             assert!(r.torn_tail());
         }

@@ -19,7 +19,7 @@ fn mark(i: usize, at_micros: i64) -> Mark {
     Mark {
         item_id: format!("item-{i}"),
         title: format!("{i}. Are the fire exits clear?"),
-        result: if i % 2 == 0 { "violation".into() } else { "compliant".into() },
+        result: if i.is_multiple_of(2) { "violation".into() } else { "compliant".into() },
         at_micros,
     }
 }
