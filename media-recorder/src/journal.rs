@@ -322,7 +322,10 @@ pub struct JournalReader {
     path: PathBuf,
     torn_tail: bool,
     done: bool,
-    buf: Vec<u8>,
+    /// Bytes consumed so far (header and whole records).
+    pos: u64,
+    /// Length up to which a previous reader verified every checksum; not re-checked.
+    verified_len: Option<u64>,
 }
 
 impl JournalReader {
@@ -337,7 +340,29 @@ impl JournalReader {
         }
         let meta: TrackMeta = serde_json::from_slice(&line[..line.len() - 1])
             .map_err(|e| JournalError::BadHeader(e.to_string()))?;
-        Ok(Self { input, meta, path: path.to_owned(), torn_tail: false, done: false, buf: Vec::new() })
+        Ok(Self {
+            input,
+            meta,
+            path: path.to_owned(),
+            torn_tail: false,
+            done: false,
+            pos: line.len() as u64,
+            verified_len: None,
+        })
+    }
+
+    /// Opens a journal for another pass over the first `valid_len` bytes, which an earlier
+    /// reader verified ([`JournalReader::valid_len`]): checksums are not computed again and
+    /// reading stops there.
+    pub fn open_verified(path: &Path, valid_len: u64) -> Result<Self, JournalError> {
+        let mut r = Self::open(path)?;
+        r.verified_len = Some(valid_len);
+        Ok(r)
+    }
+
+    /// Length of the intact part read so far (header and whole, valid records).
+    pub fn valid_len(&self) -> u64 {
+        self.pos
     }
 
     /// Header of the journal.
@@ -360,6 +385,10 @@ impl JournalReader {
         if self.done {
             return Ok(None);
         }
+        if self.verified_len.is_some_and(|v| self.pos >= v) {
+            self.done = true;
+            return Ok(None);
+        }
         let mut head = [0u8; RECORD_HEAD];
         match read_full(&mut self.input, &mut head)? {
             0 => {
@@ -376,20 +405,25 @@ impl JournalReader {
         if len > MAX_RECORD_LEN || !(kind == KIND_RTP || kind == KIND_SENDER_REPORT) {
             return Ok(self.torn());
         }
-        self.buf.resize(len as usize + 4, 0);
-        if read_full(&mut self.input, &mut self.buf)? < self.buf.len() {
+        // The payload is read straight into the buffer the record hands out.
+        let mut payload = vec![0u8; len as usize];
+        let mut crc_bytes = [0u8; 4];
+        if read_full(&mut self.input, &mut payload)? < payload.len()
+            || read_full(&mut self.input, &mut crc_bytes)? < 4
+        {
             return Ok(self.torn());
         }
-        let (payload, crc_bytes) = self.buf.split_at(len as usize);
-        let stored = u32::from_le_bytes(crc_bytes.try_into().expect("4 bytes"));
-        let mut crc = Crc32::new();
-        crc.update(&head);
-        crc.update(payload);
-        if crc.finish() != stored {
-            return Ok(self.torn());
+        let end = self.pos + (RECORD_HEAD + payload.len() + 4) as u64;
+        if self.verified_len.is_none_or(|v| end > v) {
+            let mut crc = Crc32::new();
+            crc.update(&head);
+            crc.update(&payload);
+            if crc.finish() != u32::from_le_bytes(crc_bytes) {
+                return Ok(self.torn());
+            }
         }
         let record = match kind {
-            KIND_RTP => Record::Rtp { arrival_micros, packet: payload.to_vec() },
+            KIND_RTP => Record::Rtp { arrival_micros, packet: payload },
             _ => {
                 if payload.len() != 12 {
                     return Ok(self.torn());
@@ -401,6 +435,7 @@ impl JournalReader {
                 }
             }
         };
+        self.pos = end;
         Ok(Some(record))
     }
 
@@ -569,10 +604,17 @@ mod tests {
         for cut in 1..last_len {
             std::fs::write(&path, &full[..full.len() - cut]).expect("write");
             let mut r = JournalReader::open(&path).expect("open");
-            let n = r.by_ref().map(|r| r.expect("record")).count();
+            let n = r.by_ref().inspect(|r| assert!(r.is_ok())).count();
             assert_eq!(n, 2, "cut {cut}");
             assert!(r.torn_tail());
         }
+
+        // A second pass over the verified part yields the same records without checksums.
+        std::fs::write(&path, &full[..full.len() - 3]).expect("write");
+        let mut first = JournalReader::open(&path).expect("open");
+        assert_eq!(first.by_ref().count(), 2);
+        let second = JournalReader::open_verified(&path, first.valid_len()).expect("open");
+        assert_eq!(second.map(|r| r.expect("record")).collect::<Vec<_>>(), records[..2].to_vec());
 
         // Garbage appended after a clean end is detected, not misread.
         let mut garbage = full.clone();

@@ -19,7 +19,7 @@ fn mark(i: usize, at_micros: i64) -> Mark {
     Mark {
         item_id: format!("item-{i}"),
         title: format!("{i}. Are the fire exits clear?"),
-        result: if i % 2 == 0 { "violation".into() } else { "compliant".into() },
+        result: if i.is_multiple_of(2) { "violation".into() } else { "compliant".into() },
         at_micros,
     }
 }
@@ -254,7 +254,7 @@ fn killed_recorder_is_recovered_at_start() {
     let mut child = Command::new(child_binary())
         .arg(root.path())
         .arg(inspection)
-        .args(["30", "800", "2200", "3400"])
+        .args(["30", "800", "2200", "3000"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn child");
@@ -278,7 +278,9 @@ fn killed_recorder_is_recovered_at_start() {
         }
     }
     assert_eq!(marks_seen, 3);
-    std::thread::sleep(Duration::from_millis(600));
+    // Journals are flushed at least every second: 1.6 s after the last mark its picture is
+    // on disk, so every chapter can be checked against its picture below.
+    std::thread::sleep(Duration::from_millis(1600));
     let killed_at = now_micros();
     child.kill().expect("SIGKILL");
     let status = child.wait().expect("wait");
@@ -389,4 +391,30 @@ v.addEventListener('seeked', () => log('seeked ' + v.currentTime + ' ' + v.ready
     assert!((at - seek_to).abs() < 0.001, "{log:?}");
     // HAVE_CURRENT_DATA (2) or better: the picture at the chapter is decoded.
     assert!(seeked[1].parse::<u32>().expect("ready state") >= 2, "{log:?}");
+}
+
+/// The inspector's voice (another participant, audio only) becomes a second audio stream on
+/// the same timeline; the business's camera and microphone stay first.
+#[test]
+fn inspector_voice_is_a_second_audio_stream() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let inspection = "0191d2c4-0000-7000-8000-000000000007";
+    write_segment(root.path(), inspection, SegmentSpec::new(0, T0, 4_000_000)).expect("business");
+    let mut voice = SegmentSpec::new(1, T0 + 500_000, 3_000_000);
+    voice.participant_id = "inspector".into();
+    write_segment(root.path(), inspection, voice).expect("inspector");
+    let dir = root.path().join(inspection);
+    // The inspector publishes no camera: drop the synthetic video journal of that connection.
+    std::fs::remove_file(dir.join("journal").join("000001-video1.rtpj")).expect("remove");
+
+    let m = finalize_inspection(&dir, &[]).expect("finalize");
+    let kinds: Vec<(&str, &str)> = m.tracks.iter().map(|t| (t.participant_id.as_str(), t.codec.as_str())).collect();
+    assert_eq!(kinds, [("business", "video/VP8"), ("business", "audio/opus"), ("inspector", "audio/opus")]);
+    let p = ffprobe(&dir.join(&m.file));
+    let codecs: Vec<&str> = p["streams"].as_array().expect("streams").iter().map(|s| s["codec_name"].as_str().expect("codec")).collect();
+    assert_eq!(codecs, ["vp8", "opus", "opus"]);
+    assert!((secs(&p["format"]["duration"]) - 4.0).abs() < 0.2);
+    let voice = &m.tracks[2];
+    assert!((voice.start_ms - 500).abs() <= 30 && (voice.end_ms - 3500).abs() <= 30, "{voice:?}");
+    assert!(p["chapters"].as_array().expect("chapters").is_empty());
 }
