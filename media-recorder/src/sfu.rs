@@ -84,6 +84,65 @@ struct Fwd {
 /// A journal shared by a read loop, the flush ticker and `finish`.
 type SharedJournal = Arc<Mutex<Option<JournalWriter>>>;
 
+/// Work for the journal writer thread.
+enum Job {
+    Rtp(SharedJournal, i64, Vec<u8>),
+    SenderReport(SharedJournal, i64, u64, u32),
+    Flush(SharedJournal, i64),
+    Close(SharedJournal),
+    Barrier(std::sync::mpsc::Sender<()>),
+}
+
+/// Sends a job to the journal writer thread. Disk writes never run on the async workers: a
+/// write that the kernel throttles (dirty-page limits) would stall every connection sharing
+/// the worker, and webrtc then drops packets it cannot hand to a track. The queue is
+/// unbounded so a slow disk delays the recording instead of losing it.
+fn journal_job(job: Job) {
+    static TX: std::sync::OnceLock<std::sync::mpsc::Sender<Job>> = std::sync::OnceLock::new();
+    let tx = TX.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        // Named `srv-*` like the server runtime's threads: the benchmark counts them as server.
+        let spawned = std::thread::Builder::new().name("srv-journal".into()).spawn(move || {
+            while let Ok(job) = rx.recv() {
+                run_job(job);
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the journal writer thread: {e}");
+        }
+        tx
+    });
+    if tx.send(job).is_err() {
+        tracing::error!("journal writer thread is gone; record lost");
+    }
+}
+
+fn run_job(job: Job) {
+    let result = match &job {
+        Job::Rtp(j, at, bytes) => lock(j).as_mut().map(|w| w.append_rtp(*at, bytes)),
+        Job::SenderReport(j, at, ntp, rtp) => lock(j).as_mut().map(|w| w.append_sender_report(*at, *ntp, *rtp)),
+        Job::Flush(j, now) => lock(j).as_mut().map(|w| w.maybe_flush(*now)),
+        Job::Close(j) => {
+            let writer = lock(j).take();
+            writer.map(|w| w.close())
+        }
+        Job::Barrier(done) => {
+            let _ = done.send(());
+            None
+        }
+    };
+    if let Some(Err(e)) = result {
+        tracing::error!("journal write failed: {e}");
+    }
+}
+
+/// Waits until every journal job queued so far is done (call from a blocking thread).
+fn journal_barrier() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    journal_job(Job::Barrier(tx));
+    let _ = rx.recv();
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock means a panic elsewhere; the state itself stays consistent.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -475,6 +534,8 @@ impl Hub {
         };
         let dir = self.cfg.recordings_dir.join(inspection.to_string());
         tokio::task::spawn_blocking(move || {
+            // Every record received so far is written before the journals close.
+            journal_barrier();
             for (_, j) in journals {
                 let writer = lock(&j).take();
                 if let Some(w) = writer {
@@ -535,7 +596,7 @@ impl Hub {
             return;
         };
         let mime: Arc<str> = Arc::from(codec.mime_type.as_str());
-        let journal = self.open_journal(&room, peer_id, generation, kind, &codec.mime_type, codec.clock_rate, ssrc);
+        let journal = self.open_journal(&room, peer_id, generation, kind, &codec.mime_type, codec.clock_rate, ssrc).await;
         let source = Arc::new(Source {
             feed,
             generation,
@@ -574,7 +635,7 @@ impl Hub {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn open_journal(
+    async fn open_journal(
         &self,
         room: &Arc<Room>,
         peer_id: Uuid,
@@ -584,11 +645,13 @@ impl Hub {
         clock_rate: u32,
         ssrc: u32,
     ) -> Option<SharedJournal> {
-        let mut st = lock(&room.state);
-        if st.finished {
-            return None;
-        }
-        let segment = st.peers.get(&peer_id).filter(|p| p.generation == generation).map(|p| p.segment)?;
+        let segment = {
+            let st = lock(&room.state);
+            if st.finished {
+                return None;
+            }
+            st.peers.get(&peer_id).filter(|p| p.generation == generation).map(|p| p.segment)?
+        };
         let (tk, k) = match kind {
             RtpCodecKind::Video => (TrackKind::Video, "video"),
             _ => (TrackKind::Audio, "audio"),
@@ -602,16 +665,29 @@ impl Hub {
             ssrc,
             now_micros(),
         );
-        match JournalWriter::create(&self.cfg.recordings_dir, &room.id.to_string(), segment, meta) {
-            Ok(w) => {
+        let (dir, inspection) = (self.cfg.recordings_dir.clone(), room.id.to_string());
+        // Creating fsyncs the header and the directory: not on an async worker.
+        let created = tokio::task::spawn_blocking(move || JournalWriter::create(&dir, &inspection, segment, meta)).await;
+        match created {
+            Ok(Ok(w)) => {
                 let path = w.path().to_owned();
                 let shared = Arc::new(Mutex::new(Some(w)));
+                let mut st = lock(&room.state);
+                if st.finished {
+                    // `finish` ran meanwhile; this track is not part of the recording.
+                    journal_job(Job::Close(shared));
+                    return None;
+                }
                 st.journals.push((path, shared.clone()));
                 Some(shared)
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 // Forwarding goes on; the failure is loud because the recording has a hole.
                 tracing::error!(inspection = %room.id, "cannot create journal: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::error!(inspection = %room.id, "journal creation task failed: {e}");
                 None
             }
         }
@@ -620,20 +696,15 @@ impl Hub {
 
 /// Reads one received track: journal first, then forward.
 async fn read_loop(source: Arc<Source>, journal: Option<SharedJournal>, room: Weak<Room>) {
-    let mut buf = Vec::with_capacity(1500);
     while let Some(ev) = source.track.poll().await {
         match ev {
             TrackRemoteEvent::OnRtpPacket(packet) => {
                 if let Some(j) = &journal {
                     let at = now_micros();
-                    buf.clear();
-                    buf.resize(packet.marshal_size(), 0);
+                    let mut buf = vec![0u8; packet.marshal_size()];
                     if let Ok(n) = packet.marshal_to(&mut buf) {
-                        if let Some(w) = lock(j).as_mut() {
-                            if let Err(e) = w.append_rtp(at, &buf[..n]) {
-                                tracing::error!("journal append failed: {e}");
-                            }
-                        }
+                        buf.truncate(n);
+                        journal_job(Job::Rtp(j.clone(), at, buf));
                     }
                 }
                 source.fan_out(&packet);
@@ -642,11 +713,7 @@ async fn read_loop(source: Arc<Source>, journal: Option<SharedJournal>, room: We
                 let Some(j) = &journal else { continue };
                 for p in &packets {
                     if let Some(sr) = p.as_any().downcast_ref::<SenderReport>() {
-                        if let Some(w) = lock(j).as_mut() {
-                            if let Err(e) = w.append_sender_report(now_micros(), sr.ntp_time, sr.rtp_time) {
-                                tracing::error!("journal append failed: {e}");
-                            }
-                        }
+                        journal_job(Job::SenderReport(j.clone(), now_micros(), sr.ntp_time, sr.rtp_time));
                     }
                 }
             }
@@ -662,13 +729,8 @@ async fn read_loop(source: Arc<Source>, journal: Option<SharedJournal>, room: We
     }
     if let Some(j) = journal {
         // The track is over (participant left or reconnected): make its journal durable now
-        // rather than at `finish`, which then finds it closed.
-        let writer = lock(&j).take();
-        if let Some(w) = writer {
-            if let Err(e) = w.close() {
-                tracing::error!("closing journal failed: {e}");
-            }
-        }
+        // rather than at `finish`, which then finds it closed. Queued after its records.
+        journal_job(Job::Close(j));
     }
 }
 
@@ -682,11 +744,7 @@ fn spawn_flusher(room: Weak<Room>) {
             let journals: Vec<SharedJournal> = lock(&room.state).journals.iter().map(|(_, j)| j.clone()).collect();
             let now = now_micros();
             for j in journals {
-                if let Some(w) = lock(&j).as_mut() {
-                    if let Err(e) = w.maybe_flush(now) {
-                        tracing::error!("journal flush failed: {e}");
-                    }
-                }
+                journal_job(Job::Flush(j, now));
             }
         }
     });
