@@ -57,6 +57,19 @@ fn cpu_seconds(prefix: &str) -> f64 {
     total as f64 / ticks
 }
 
+/// The kernel's count of UDP datagrams dropped because a socket's receive buffer was full.
+fn udp_rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
@@ -211,8 +224,10 @@ fn main() {
     std::thread::sleep(Duration::from_secs(3));
     measuring.store(true, Ordering::Relaxed);
     let (s0, c0, t0) = (cpu_seconds("srv"), cpu_seconds("cli"), Instant::now());
+    let drops0 = udp_rcvbuf_errors();
     std::thread::sleep(Duration::from_secs(seconds));
     let (s1, c1, wall) = (cpu_seconds("srv"), cpu_seconds("cli"), t0.elapsed().as_secs_f64());
+    let kernel_drops = udp_rcvbuf_errors() - drops0;
     measuring.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let (received, lost) = losses.iter().fold((0, 0), |(r, l), x| {
@@ -226,6 +241,7 @@ fn main() {
     println!("client CPU (same machine, not counted): {:.1} % of one core", (c1 - c0) / wall * 100.0);
     println!("video packets received by subscribers: {received}, lost {lost} ({:.3} %)", lost as f64 * 100.0 / (received + lost).max(1) as f64);
     println!("journal bytes written: {journal_bytes}");
+    println!("UDP datagrams the kernel dropped for full socket buffers (whole machine): {kernel_drops}");
     println!(
         "sessions fitting in 70 % of 2 cores at this cost: {:.0} (extrapolated from {sessions})",
         1.4 / per_session
