@@ -127,9 +127,7 @@ pub struct Manifest {
 /// Reads the manifest of a finalized inspection directory, if there is one.
 pub fn read_manifest(inspection_dir: &Path) -> io::Result<Option<Manifest>> {
     match std::fs::read(inspection_dir.join(MANIFEST_FILE)) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(io::Error::other),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io::Error::other),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -148,11 +146,7 @@ pub fn recover_all(recordings_dir: &Path) -> Vec<(PathBuf, Result<Manifest, Fina
             return out;
         }
     };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
     for dir in dirs {
         if dir.join(MANIFEST_FILE).exists() {
@@ -166,13 +160,9 @@ pub fn recover_all(recordings_dir: &Path) -> Vec<(PathBuf, Result<Manifest, Fina
                 continue;
             }
         }
-        let result = read_marks(&dir)
-            .map_err(FinalizeError::from)
-            .and_then(|marks| finalize_inspection(&dir, &marks));
+        let result = read_marks(&dir).map_err(FinalizeError::from).and_then(|marks| finalize_inspection(&dir, &marks));
         match &result {
-            Ok(m) => {
-                tracing::info!(dir = %dir.display(), duration_ms = m.duration_ms, "recovered recording")
-            }
+            Ok(m) => tracing::info!(dir = %dir.display(), duration_ms = m.duration_ms, "recovered recording"),
             Err(e) => tracing::error!(dir = %dir.display(), error = %e, "recovery failed"),
         }
         out.push((dir, result));
@@ -190,27 +180,21 @@ struct Scanned {
     size: Option<(u32, u32)>,
     sps_pps: Vec<Vec<u8>>,
     torn: bool,
+    valid_len: u64,
 }
 
 fn scan(path: &Path) -> Result<Option<Scanned>, FinalizeError> {
     let mut reader = JournalReader::open(path)?;
     let meta = reader.meta().clone();
-    let Some(codec) = Codec::from_mime(&meta.codec) else {
-        return Ok(None);
-    };
+    let Some(codec) = Codec::from_mime(&meta.codec) else { return Ok(None) };
     let mut builder = ClockMapBuilder::new(meta.clock_rate);
     let mut size = None;
     let (mut sps, mut pps) = (None, None);
     let mut max_ts = i64::MIN;
     while let Some(record) = reader.next_record()? {
         match record {
-            Record::Rtp {
-                arrival_micros,
-                packet,
-            } => {
-                let Some(rtp) = parse_rtp(&packet) else {
-                    continue;
-                };
+            Record::Rtp { arrival_micros, packet } => {
+                let Some(rtp) = parse_rtp(&packet) else { continue };
                 if rtp.ssrc != meta.ssrc && meta.ssrc != 0 {
                     continue;
                 }
@@ -243,31 +227,19 @@ fn scan(path: &Path) -> Result<Option<Scanned>, FinalizeError> {
                     _ => {}
                 }
             }
-            Record::SenderReport {
-                ntp_time, rtp_time, ..
-            } => builder.sender_report(ntp_time, rtp_time),
+            Record::SenderReport { ntp_time, rtp_time, .. } => builder.sender_report(ntp_time, rtp_time),
         }
     }
     let torn = reader.torn_tail();
-    let Some(map) = builder.build() else {
-        return Ok(None);
-    };
+    let valid_len = reader.valid_len();
+    let Some(map) = builder.build() else { return Ok(None) };
     // The last frame lasts one nominal frame duration beyond its timestamp.
     let end_wall_micros = map.wall_micros(max_ts) + default_duration(meta.kind);
     let sps_pps = match (sps, pps) {
         (Some(s), Some(p)) => vec![s, p],
         _ => Vec::new(),
     };
-    Ok(Some(Scanned {
-        path: path.to_owned(),
-        meta,
-        codec,
-        map,
-        end_wall_micros,
-        size,
-        sps_pps,
-        torn,
-    }))
+    Ok(Some(Scanned { path: path.to_owned(), meta, codec, map, end_wall_micros, size, sps_pps, torn, valid_len }))
 }
 
 /// Nominal frame duration: 20 ms Opus packets, 30 fps video.
@@ -276,6 +248,35 @@ fn default_duration(kind: TrackKind) -> i64 {
         TrackKind::Audio => 20_000,
         TrackKind::Video => 33_333,
     }
+}
+
+/// Scans journals on as many threads as there are cores; results keep the input order.
+fn scan_all(paths: &[PathBuf]) -> Vec<Result<Option<Scanned>, FinalizeError>> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, paths.len().max(1));
+    let mut results: Vec<Option<Result<Option<Scanned>, FinalizeError>>> = paths.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    paths.iter().enumerate().skip(t).step_by(threads).map(|(i, p)| (i, scan(p))).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(done) => {
+                    for (i, r) in done {
+                        results[i] = Some(r);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(FinalizeError::Mux("scan thread lost a journal".into()))))
+        .collect()
 }
 
 /// A frame placed on the session timeline.
@@ -294,7 +295,7 @@ struct FrameSource {
     epoch: i64,
     seq: Unwrapper,
     ts: Unwrapper,
-    reorder: Reorder<(i64, bool, Vec<u8>)>,
+    reorder: Reorder<(i64, bool, Vec<u8>, std::ops::Range<usize>)>,
     assembler: Assembler,
     default_duration: i64,
     pending: Option<TimedFrame>,
@@ -306,7 +307,7 @@ impl FrameSource {
     fn open(s: &Scanned, epoch: i64) -> Result<Self, FinalizeError> {
         let default_duration = default_duration(s.meta.kind);
         Ok(Self {
-            reader: JournalReader::open(&s.path)?,
+            reader: JournalReader::open_verified(&s.path, s.valid_len)?,
             ssrc: s.meta.ssrc,
             map: s.map.clone(),
             epoch,
@@ -324,15 +325,10 @@ impl FrameSource {
     /// Next assembled frame from the journal, before durations are known.
     fn next_raw(&mut self) -> Result<Option<TimedFrame>, FinalizeError> {
         loop {
-            if let Some((ext_seq, (ext_ts, marker, payload))) = self.reorder.pop(self.eof) {
-                if let Some(frame) = self.assembler.push(ext_seq, ext_ts, marker, &payload) {
+            if let Some((ext_seq, (ext_ts, marker, packet, range))) = self.reorder.pop(self.eof) {
+                if let Some(frame) = self.assembler.push(ext_seq, ext_ts, marker, &packet[range]) {
                     let pts = self.map.wall_micros(frame.ext_ts) - self.epoch;
-                    return Ok(Some(TimedFrame {
-                        pts_micros: pts,
-                        duration_micros: 0,
-                        data: frame.data,
-                        keyframe: frame.keyframe,
-                    }));
+                    return Ok(Some(TimedFrame { pts_micros: pts, duration_micros: 0, data: frame.data, keyframe: frame.keyframe }));
                 }
                 continue;
             }
@@ -342,16 +338,17 @@ impl FrameSource {
             match self.reader.next_record()? {
                 None => self.eof = true,
                 Some(Record::Rtp { packet, .. }) => {
-                    let Some(rtp) = parse_rtp(&packet) else {
-                        continue;
-                    };
+                    let Some(rtp) = parse_rtp(&packet) else { continue };
                     if rtp.ssrc != self.ssrc && self.ssrc != 0 {
                         continue;
                     }
                     let ext_seq = self.seq.unwrap(rtp.sequence_number as u32);
                     let ext_ts = self.ts.unwrap(rtp.timestamp);
-                    self.reorder
-                        .push(ext_seq, (ext_ts, rtp.marker, rtp.payload.to_vec()));
+                    let marker = rtp.marker;
+                    // The payload's place in the packet, so the packet moves instead of a copy.
+                    let start = rtp.payload.as_ptr() as usize - packet.as_ptr() as usize;
+                    let range = start..start + rtp.payload.len();
+                    self.reorder.push(ext_seq, (ext_ts, marker, packet, range));
                 }
                 Some(Record::SenderReport { .. }) => {}
             }
@@ -372,8 +369,7 @@ impl FrameSource {
                         self.pending = Some(p);
                         continue;
                     }
-                    p.duration_micros =
-                        (f.pts_micros - p.pts_micros).min(MAX_FRAME_DURATION_MICROS);
+                    p.duration_micros = (f.pts_micros - p.pts_micros).min(MAX_FRAME_DURATION_MICROS);
                     self.pending = Some(f);
                     return Ok(Some(p));
                 }
@@ -400,22 +396,22 @@ struct Group {
 /// chapter per mark. Synchronous and CPU-bound: run it on a blocking thread.
 pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, FinalizeError> {
     ffmpeg::init().map_err(|e| FinalizeError::Mux(e.to_string()))?;
+    let started = std::time::Instant::now();
     let paths = list_journals(dir)?;
     let mut scanned = Vec::new();
     let mut skipped = Vec::new();
-    for path in &paths {
-        match scan(path)? {
+    for (path, result) in paths.iter().zip(scan_all(&paths)) {
+        match result? {
             Some(s) => scanned.push(s),
             None => skipped.push(file_name(path)),
         }
     }
     let torn_journals = scanned.iter().filter(|s| s.torn).count();
+    let scanned_at = started.elapsed();
 
     // The container follows the video codec: H.264 → MP4, otherwise WebM.
     let mp4 = scanned.iter().any(|s| s.codec == Codec::H264)
-        && !scanned
-            .iter()
-            .any(|s| s.codec == Codec::Vp8 && s.meta.kind == TrackKind::Video);
+        && !scanned.iter().any(|s| s.codec == Codec::Vp8 && s.meta.kind == TrackKind::Video);
     let fits = |c: Codec| match c {
         Codec::Opus => true,
         Codec::Vp8 => !mp4,
@@ -426,22 +422,14 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     // group's first is left out (a container stream has one codec).
     let mut groups: Vec<Group> = Vec::new();
     let mut order: Vec<usize> = (0..scanned.len()).collect();
-    order.sort_by_key(|&i| {
-        (
-            scanned[i].meta.kind != TrackKind::Video,
-            scanned[i].map.start_micros(),
-        )
-    });
+    order.sort_by_key(|&i| (scanned[i].meta.kind != TrackKind::Video, scanned[i].map.start_micros()));
     for i in order {
         let s = &scanned[i];
         if !fits(s.codec) {
             skipped.push(file_name(&s.path));
             continue;
         }
-        match groups
-            .iter_mut()
-            .find(|g| g.participant_id == s.meta.participant_id && g.kind == s.meta.kind)
-        {
+        match groups.iter_mut().find(|g| g.participant_id == s.meta.participant_id && g.kind == s.meta.kind) {
             Some(g) if g.codec == s.codec => {
                 g.journals.push(i);
                 if g.size.is_none() {
@@ -473,21 +461,9 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     if groups.is_empty() {
         return Err(FinalizeError::NoMedia(dir.to_owned()));
     }
-    let used: Vec<usize> = groups
-        .iter()
-        .flat_map(|g| g.journals.iter().copied())
-        .collect();
-    let epoch = used
-        .iter()
-        .map(|&i| scanned[i].map.start_micros())
-        .min()
-        .unwrap_or(0);
-    let planned_end = used
-        .iter()
-        .map(|&i| scanned[i].end_wall_micros)
-        .max()
-        .unwrap_or(epoch)
-        - epoch;
+    let used: Vec<usize> = groups.iter().flat_map(|g| g.journals.iter().copied()).collect();
+    let epoch = used.iter().map(|&i| scanned[i].map.start_micros()).min().unwrap_or(0);
+    let planned_end = used.iter().map(|&i| scanned[i].end_wall_micros).max().unwrap_or(epoch) - epoch;
 
     let (file, format, mime) = if mp4 {
         ("recording.mp4", "mp4", "video/mp4")
@@ -498,7 +474,12 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     let part_path = dir.join(format!("{file}.part"));
     let _ = std::fs::remove_file(&part_path);
 
-    let mut octx = ffmpeg::format::output_as(&part_path, format)?;
+    // MP4's faststart pass re-reads the file by name, so only WebM uses the writer thread.
+    let mut octx = if mp4 {
+        threaded_output::Muxer::plain(ffmpeg::format::output_as(&part_path, format)?, &part_path)
+    } else {
+        threaded_output::open(&part_path, format)?
+    };
     for g in &groups {
         let mut st = octx.add_stream(None::<ffmpeg::Codec>)?;
         st.set_parameters(codec_parameters(g)?);
@@ -513,22 +494,10 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     let planned_end_ms = (planned_end / 1000).max(0);
     let chapters = build_chapters(marks, epoch, planned_end_ms);
     for (i, c) in chapters.iter().enumerate() {
-        octx.add_chapter(
-            i as i64 + 1,
-            ffmpeg::Rational(1, 1000),
-            c.start_ms,
-            c.end_ms,
-            chapter_display_title(c),
-        )?;
+        octx.add_chapter(i as i64 + 1, ffmpeg::Rational(1, 1000), c.start_ms, c.end_ms, chapter_display_title(c))?;
     }
     let mut meta = ffmpeg::Dictionary::new();
-    meta.set(
-        "title",
-        &format!(
-            "Inspection {}",
-            dir.file_name().and_then(|n| n.to_str()).unwrap_or("")
-        ),
-    );
+    meta.set("title", &format!("Inspection {}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("")));
     octx.set_metadata(meta);
 
     let mut opts = ffmpeg::Dictionary::new();
@@ -542,11 +511,7 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     }
     octx.write_header_with(opts)?;
     let time_bases: Vec<ffmpeg::Rational> = (0..groups.len())
-        .map(|i| {
-            octx.stream(i)
-                .map(|s| s.time_base())
-                .unwrap_or(ffmpeg::Rational(1, 1000))
-        })
+        .map(|i| octx.stream(i).map(|s| s.time_base()).unwrap_or(ffmpeg::Rational(1, 1000)))
         .collect();
 
     // Merge all journals by media time.
@@ -567,18 +532,9 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     }
     let mut stats: Vec<StreamStats> = groups.iter().map(|_| StreamStats::default()).collect();
     while let Some(Reverse((_, si))) = heap.pop() {
-        let Some(frame) = heads[si].take() else {
-            continue;
-        };
+        let Some(frame) = heads[si].take() else { continue };
         let gi = sources[si].0;
-        write_frame(
-            &mut octx,
-            gi,
-            time_bases[gi],
-            &mut stats[gi],
-            frame,
-            groups[gi].kind,
-        )?;
+        write_frame(&mut octx, gi, time_bases[gi], &mut stats[gi], frame, groups[gi].kind)?;
         let next = sources[si].1.next()?;
         if let Some(f) = &next {
             heap.push(Reverse((f.pts_micros, si)));
@@ -586,17 +542,32 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
         heads[si] = next;
     }
     octx.write_trailer()?;
-    drop(octx);
+    let written = octx.finish()?;
+    let muxed_at = started.elapsed();
 
-    let duration_ms = stats
-        .iter()
-        .map(|s| s.end_micros)
-        .max()
-        .unwrap_or(0)
-        .div_euclid(1000);
-    File::open(&part_path)?.sync_all()?;
+    let duration_ms = stats.iter().map(|s| s.end_micros).max().unwrap_or(0).div_euclid(1000);
+    // Durable before it is published under its final name; hashing from the page cache
+    // overlaps with the disk writing back.
+    let (synced, hashed) = std::thread::scope(|scope| {
+        let hash = scope.spawn(|| sha256_file(&part_path));
+        let synced = written.sync_all();
+        (synced, hash.join())
+    });
+    synced?;
+    let (sha256, size_bytes) = match hashed {
+        Ok(h) => h?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
     std::fs::rename(&part_path, &final_path)?;
-    let (sha256, size_bytes) = sha256_file(&final_path)?;
+    let hashed_at = started.elapsed();
+    tracing::info!(
+        dir = %dir.display(),
+        scan_ms = scanned_at.as_millis() as u64,
+        mux_ms = muxed_at.saturating_sub(scanned_at).as_millis() as u64,
+        sync_hash_ms = hashed_at.saturating_sub(muxed_at).as_millis() as u64,
+        bytes = size_bytes,
+        "recording finalized"
+    );
 
     let chapters = clamp_chapters(chapters, duration_ms);
     write_atomic(&dir.join(VTT_FILE), to_webvtt(&chapters).as_bytes())?;
@@ -606,11 +577,7 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
         .enumerate()
         .map(|(index, g)| {
             let s = &stats[index];
-            let dropped: u64 = sources
-                .iter()
-                .filter(|(gi, _)| *gi == index)
-                .map(|(_, src)| src.dropped)
-                .sum();
+            let dropped: u64 = sources.iter().filter(|(gi, _)| *gi == index).map(|(_, src)| src.dropped).sum();
             ManifestTrack {
                 index,
                 kind: g.kind,
@@ -792,11 +759,7 @@ pub fn build_chapters(marks: &[Mark], epoch_micros: i64, duration_ms: i64) -> Ve
             title: m.title.clone(),
             result: m.result.clone(),
             start_ms: starts[i],
-            end_ms: starts
-                .get(i + 1)
-                .copied()
-                .unwrap_or(duration_ms)
-                .max(starts[i]),
+            end_ms: starts.get(i + 1).copied().unwrap_or(duration_ms).max(starts[i]),
             mark_at_micros: m.at_micros,
         })
         .collect()
@@ -830,9 +793,7 @@ fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// SHA-256 (hex) and size of a file.
@@ -882,25 +843,10 @@ mod tests {
 
     #[test]
     fn chapters_sorted_clamped_and_chained() {
-        let m = |id: &str, at| Mark {
-            item_id: id.into(),
-            title: id.into(),
-            result: "ok".into(),
-            at_micros: at,
-        };
-        let c = build_chapters(
-            &[m("b", 5_000_000), m("a", 1_000_000), m("early", -3)],
-            1_000_000,
-            10_000,
-        );
-        assert_eq!(
-            c.iter().map(|c| c.item_id.as_str()).collect::<Vec<_>>(),
-            ["early", "a", "b"]
-        );
-        assert_eq!(
-            c.iter().map(|c| (c.start_ms, c.end_ms)).collect::<Vec<_>>(),
-            [(0, 0), (0, 4000), (4000, 10_000)]
-        );
+        let m = |id: &str, at| Mark { item_id: id.into(), title: id.into(), result: "ok".into(), at_micros: at };
+        let c = build_chapters(&[m("b", 5_000_000), m("a", 1_000_000), m("early", -3)], 1_000_000, 10_000);
+        assert_eq!(c.iter().map(|c| c.item_id.as_str()).collect::<Vec<_>>(), ["early", "a", "b"]);
+        assert_eq!(c.iter().map(|c| (c.start_ms, c.end_ms)).collect::<Vec<_>>(), [(0, 0), (0, 4000), (4000, 10_000)]);
     }
 
     #[test]
@@ -908,5 +854,189 @@ mod tests {
         assert_eq!(rescale(1_500, ffmpeg::Rational(1, 1000)), 2);
         assert_eq!(rescale(1_499, ffmpeg::Rational(1, 1000)), 1);
         assert_eq!(rescale(1_000_000, ffmpeg::Rational(1, 90_000)), 90_000);
+    }
+}
+
+/// Muxer output through a writer thread: libavformat's writes are copied into buffers that a
+/// second thread writes at their offsets (pwrite), so muxing (CPU) and writing back to disk
+/// (IO) overlap instead of taking turns.
+mod threaded_output {
+    use std::ffi::{c_int, c_void, CString};
+    use std::fs::File;
+    use std::io;
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+    use std::sync::mpsc::{sync_channel, SyncSender};
+    use std::thread::JoinHandle;
+
+    use ffmpeg_next as ffmpeg;
+    use ffmpeg_next::ffi;
+
+    const BUFFER_SIZE: usize = 1 << 20;
+
+    struct Sink {
+        tx: Option<SyncSender<(u64, Vec<u8>)>>,
+        pos: i64,
+        size: i64,
+    }
+
+    /// The writer side of a muxer output; see [`open`].
+    struct Writer {
+        sink: Box<Sink>,
+        thread: Option<JoinHandle<io::Result<File>>>,
+    }
+
+    /// A muxer whose output goes through a writer thread. Dropping it (error paths) frees
+    /// the custom I/O context before the muxer and the writer, in that order.
+    pub struct Muxer {
+        octx: ffmpeg::format::context::Output,
+        writer: Option<Writer>,
+        path: std::path::PathBuf,
+    }
+
+    impl std::ops::Deref for Muxer {
+        type Target = ffmpeg::format::context::Output;
+        fn deref(&self) -> &Self::Target {
+            &self.octx
+        }
+    }
+
+    impl std::ops::DerefMut for Muxer {
+        fn deref_mut(&mut self) -> &mut Self::Target {
+            &mut self.octx
+        }
+    }
+
+    impl Drop for Muxer {
+        fn drop(&mut self) {
+            // Only the custom I/O context needs detaching; a plain muxer closes its own file.
+            if self.writer.is_some() {
+                detach(&mut self.octx);
+            }
+        }
+    }
+
+    unsafe extern "C" fn write_packet(opaque: *mut c_void, buf: *mut u8, size: c_int) -> c_int {
+        // SAFETY: opaque is the Box<Sink> owned by Writer, which outlives the AVIOContext
+        // (the context is freed in `finish` or `Drop` before the box); libavformat calls this
+        // from the muxing thread only, so the &mut is unique. buf holds `size` bytes.
+        let sink = unsafe { &mut *(opaque as *mut Sink) };
+        let data = unsafe { std::slice::from_raw_parts(buf, size.max(0) as usize) }.to_vec();
+        let Some(tx) = sink.tx.as_ref() else { return ffi::AVERROR(ffi::EIO) };
+        if tx.send((sink.pos as u64, data)).is_err() {
+            return ffi::AVERROR(ffi::EIO);
+        }
+        sink.pos += size as i64;
+        sink.size = sink.size.max(sink.pos);
+        size
+    }
+
+    unsafe extern "C" fn seek(opaque: *mut c_void, offset: i64, whence: c_int) -> i64 {
+        // SAFETY: as in write_packet.
+        let sink = unsafe { &mut *(opaque as *mut Sink) };
+        let whence = whence & !ffi::AVSEEK_FORCE;
+        let target = match whence {
+            ffi::AVSEEK_SIZE => return sink.size,
+            0 => offset,
+            1 => sink.pos + offset,
+            2 => sink.size + offset,
+            _ => return ffi::AVERROR(ffi::EINVAL) as i64,
+        };
+        if target < 0 {
+            return ffi::AVERROR(ffi::EINVAL) as i64;
+        }
+        sink.pos = target;
+        target
+    }
+
+    /// Creates a muxer for `format` writing to `path` through a writer thread.
+    pub fn open(path: &Path, format: &str) -> Result<Muxer, super::FinalizeError> {
+        let file = File::create(path)?;
+        let (tx, rx) = sync_channel::<(u64, Vec<u8>)>(64);
+        let thread = std::thread::spawn(move || -> io::Result<File> {
+            for (at, data) in rx {
+                file.write_all_at(&data, at)?;
+            }
+            Ok(file)
+        });
+        let mut writer = Writer { sink: Box::new(Sink { tx: Some(tx), pos: 0, size: 0 }), thread: Some(thread) };
+        let format = CString::new(format).map_err(|e| super::FinalizeError::Mux(e.to_string()))?;
+        // SAFETY: plain libavformat allocation calls; every pointer is checked before use.
+        // The AVIOContext gets a buffer from av_malloc (libavformat may reallocate it) and the
+        // Sink box as opaque; both are released in `detach` before the Writer is dropped.
+        unsafe {
+            let mut ctx: *mut ffi::AVFormatContext = std::ptr::null_mut();
+            let ret = ffi::avformat_alloc_output_context2(&mut ctx, std::ptr::null(), format.as_ptr(), std::ptr::null());
+            if ret < 0 || ctx.is_null() {
+                return Err(ffmpeg::Error::from(ret).into());
+            }
+            let buffer = ffi::av_malloc(BUFFER_SIZE) as *mut u8;
+            let opaque = &mut *writer.sink as *mut Sink as *mut c_void;
+            let pb = ffi::avio_alloc_context(buffer, BUFFER_SIZE as c_int, 1, opaque, None, Some(write_packet), Some(seek));
+            if buffer.is_null() || pb.is_null() {
+                ffi::avformat_free_context(ctx);
+                return Err(super::FinalizeError::Mux("out of memory".into()));
+            }
+            (*pb).seekable = ffi::AVIO_SEEKABLE_NORMAL as c_int;
+            (*ctx).pb = pb;
+            (*ctx).flags |= ffi::AVFMT_FLAG_CUSTOM_IO;
+            Ok(Muxer { octx: ffmpeg::format::context::Output::wrap(ctx), writer: Some(writer), path: path.to_owned() })
+        }
+    }
+
+    impl Muxer {
+        /// Wraps a muxer that writes its file itself.
+        pub fn plain(octx: ffmpeg::format::context::Output, path: &Path) -> Self {
+            Self { octx, writer: None, path: path.to_owned() }
+        }
+
+        /// Frees the I/O context (after `write_trailer` flushed it), waits for the writer
+        /// thread and returns the written file.
+        pub fn finish(mut self) -> Result<File, super::FinalizeError> {
+            if self.writer.is_none() {
+                // A plain muxer: dropping it closes its file, which is then reopened.
+                let path = self.path.clone();
+                drop(self);
+                return Ok(File::options().read(true).write(true).open(path)?);
+            }
+            detach(&mut self.octx);
+            let Some(mut writer) = self.writer.take() else {
+                return Err(super::FinalizeError::Mux("writer already finished".into()));
+            };
+            writer.sink.tx = None;
+            match writer.thread.take().map(|t| t.join()) {
+                Some(Ok(result)) => Ok(result?),
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                None => Err(super::FinalizeError::Mux("writer already finished".into())),
+            }
+        }
+    }
+
+    /// Flushes and frees the custom I/O context, so dropping `octx` does not close it as a
+    /// file. Must run before the owning [`Writer`] is dropped.
+    fn detach(octx: &mut ffmpeg::format::context::Output) {
+        // SAFETY: pb was created by `open` with avio_alloc_context; it is flushed, its buffer
+        // freed with av_freep and the context with avio_context_free, then the pointer is
+        // cleared so ffmpeg-next's destructor sees no I/O context (avio_close(NULL) is a no-op).
+        unsafe {
+            let ctx = octx.as_mut_ptr();
+            let mut pb = (*ctx).pb;
+            if !pb.is_null() {
+                ffi::avio_flush(pb);
+                ffi::av_freep(&mut (*pb).buffer as *mut *mut u8 as *mut c_void);
+                ffi::avio_context_free(&mut pb);
+                (*ctx).pb = std::ptr::null_mut();
+            }
+        }
+    }
+
+    impl Drop for Writer {
+        fn drop(&mut self) {
+            // Error paths: stop the thread; the partial file is removed by the caller.
+            self.sink.tx = None;
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
     }
 }

@@ -147,8 +147,10 @@ pub fn journal_path(
     segment: u32,
     track_id: &str,
 ) -> PathBuf {
-    journal_dir(&recordings_dir.join(inspection_id))
-        .join(format!("{segment:06}-{}.{JOURNAL_EXT}", sanitize(track_id)))
+    journal_dir(&recordings_dir.join(inspection_id)).join(format!(
+        "{segment:06}-{}.{JOURNAL_EXT}",
+        sanitize(track_id)
+    ))
 }
 
 /// Journal directory inside an inspection's recording directory.
@@ -160,13 +162,7 @@ pub fn journal_dir(inspection_dir: &Path) -> PathBuf {
 fn sanitize(s: &str) -> String {
     let out: String = s
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
         .take(96)
         .collect();
     if out.is_empty() {
@@ -205,8 +201,7 @@ impl JournalWriter {
         }
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
         let mut out = BufWriter::with_capacity(256 * 1024, file);
-        let mut line =
-            serde_json::to_vec(&meta).map_err(|e| JournalError::BadHeader(e.to_string()))?;
+        let mut line = serde_json::to_vec(&meta).map_err(|e| JournalError::BadHeader(e.to_string()))?;
         line.push(b'\n');
         out.write_all(&line)?;
         // The header must be durable before any record refers to it.
@@ -218,13 +213,7 @@ impl JournalWriter {
                 let _ = dir.sync_all();
             }
         }
-        Ok(Self {
-            out: Some(out),
-            path: path.to_owned(),
-            meta,
-            last_flush_micros: None,
-            records: 0,
-        })
+        Ok(Self { out: Some(out), path: path.to_owned(), meta, last_flush_micros: None, records: 0 })
     }
 
     /// Path of the file being written.
@@ -260,12 +249,7 @@ impl JournalWriter {
         self.append(KIND_SENDER_REPORT, arrival_micros, &payload)
     }
 
-    fn append(
-        &mut self,
-        kind: u8,
-        arrival_micros: i64,
-        payload: &[u8],
-    ) -> Result<(), JournalError> {
+    fn append(&mut self, kind: u8, arrival_micros: i64, payload: &[u8]) -> Result<(), JournalError> {
         if payload.len() > MAX_RECORD_LEN as usize {
             return Err(JournalError::RecordTooLarge(payload.len()));
         }
@@ -338,7 +322,10 @@ pub struct JournalReader {
     path: PathBuf,
     torn_tail: bool,
     done: bool,
-    buf: Vec<u8>,
+    /// Bytes consumed so far (header and whole records).
+    pos: u64,
+    /// Length up to which a previous reader verified every checksum; not re-checked.
+    verified_len: Option<u64>,
 }
 
 impl JournalReader {
@@ -359,8 +346,23 @@ impl JournalReader {
             path: path.to_owned(),
             torn_tail: false,
             done: false,
-            buf: Vec::new(),
+            pos: line.len() as u64,
+            verified_len: None,
         })
+    }
+
+    /// Opens a journal for another pass over the first `valid_len` bytes, which an earlier
+    /// reader verified ([`JournalReader::valid_len`]): checksums are not computed again and
+    /// reading stops there.
+    pub fn open_verified(path: &Path, valid_len: u64) -> Result<Self, JournalError> {
+        let mut r = Self::open(path)?;
+        r.verified_len = Some(valid_len);
+        Ok(r)
+    }
+
+    /// Length of the intact part read so far (header and whole, valid records).
+    pub fn valid_len(&self) -> u64 {
+        self.pos
     }
 
     /// Header of the journal.
@@ -383,6 +385,10 @@ impl JournalReader {
         if self.done {
             return Ok(None);
         }
+        if self.verified_len.is_some_and(|v| self.pos >= v) {
+            self.done = true;
+            return Ok(None);
+        }
         let mut head = [0u8; RECORD_HEAD];
         match read_full(&mut self.input, &mut head)? {
             0 => {
@@ -399,23 +405,25 @@ impl JournalReader {
         if len > MAX_RECORD_LEN || !(kind == KIND_RTP || kind == KIND_SENDER_REPORT) {
             return Ok(self.torn());
         }
-        self.buf.resize(len as usize + 4, 0);
-        if read_full(&mut self.input, &mut self.buf)? < self.buf.len() {
+        // The payload is read straight into the buffer the record hands out.
+        let mut payload = vec![0u8; len as usize];
+        let mut crc_bytes = [0u8; 4];
+        if read_full(&mut self.input, &mut payload)? < payload.len()
+            || read_full(&mut self.input, &mut crc_bytes)? < 4
+        {
             return Ok(self.torn());
         }
-        let (payload, crc_bytes) = self.buf.split_at(len as usize);
-        let stored = u32::from_le_bytes(crc_bytes.try_into().expect("4 bytes"));
-        let mut crc = Crc32::new();
-        crc.update(&head);
-        crc.update(payload);
-        if crc.finish() != stored {
-            return Ok(self.torn());
+        let end = self.pos + (RECORD_HEAD + payload.len() + 4) as u64;
+        if self.verified_len.is_none_or(|v| end > v) {
+            let mut crc = Crc32::new();
+            crc.update(&head);
+            crc.update(&payload);
+            if crc.finish() != u32::from_le_bytes(crc_bytes) {
+                return Ok(self.torn());
+            }
         }
         let record = match kind {
-            KIND_RTP => Record::Rtp {
-                arrival_micros,
-                packet: payload.to_vec(),
-            },
+            KIND_RTP => Record::Rtp { arrival_micros, packet: payload },
             _ => {
                 if payload.len() != 12 {
                     return Ok(self.torn());
@@ -427,6 +435,7 @@ impl JournalReader {
                 }
             }
         };
+        self.pos = end;
         Ok(Some(record))
     }
 
@@ -492,11 +501,7 @@ const CRC_TABLES: [[u32; 256]; 8] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
             k += 1;
         }
         tables[0][i] = c;
@@ -552,15 +557,7 @@ mod tests {
     use super::*;
 
     fn meta() -> TrackMeta {
-        TrackMeta::new(
-            "cam",
-            "p1",
-            TrackKind::Video,
-            "video/VP8",
-            90_000,
-            42,
-            1_000,
-        )
+        TrackMeta::new("cam", "p1", TrackKind::Video, "video/VP8", 90_000, 42, 1_000)
     }
 
     #[test]
@@ -587,8 +584,7 @@ mod tests {
         let path = w.path().to_owned();
         assert!(path.ends_with("insp/journal/000000-cam.rtpj"));
         w.append_rtp(10, &[1, 2, 3]).expect("append");
-        w.append_sender_report(20, 0x1122_3344_5566_7788, 99)
-            .expect("append sr");
+        w.append_sender_report(20, 0x1122_3344_5566_7788, 99).expect("append sr");
         w.append_rtp(30, &[4; 100]).expect("append");
         w.close().expect("close");
 
@@ -597,20 +593,10 @@ mod tests {
         assert_eq!(r.meta(), &meta());
         let records: Vec<Record> = r.map(|r| r.expect("record")).collect();
         assert_eq!(records.len(), 3);
-        assert_eq!(
-            records[0],
-            Record::Rtp {
-                arrival_micros: 10,
-                packet: vec![1, 2, 3]
-            }
-        );
+        assert_eq!(records[0], Record::Rtp { arrival_micros: 10, packet: vec![1, 2, 3] });
         assert_eq!(
             records[1],
-            Record::SenderReport {
-                arrival_micros: 20,
-                ntp_time: 0x1122_3344_5566_7788,
-                rtp_time: 99
-            }
+            Record::SenderReport { arrival_micros: 20, ntp_time: 0x1122_3344_5566_7788, rtp_time: 99 }
         );
 
         // Every truncation point inside the last record yields the first two records only.
@@ -618,16 +604,21 @@ mod tests {
         for cut in 1..last_len {
             std::fs::write(&path, &full[..full.len() - cut]).expect("write");
             let mut r = JournalReader::open(&path).expect("open");
-            let n = r.by_ref().map(|r| r.expect("record")).count();
+            let n = r.by_ref().inspect(|r| assert!(r.is_ok())).count();
             assert_eq!(n, 2, "cut {cut}");
             assert!(r.torn_tail());
         }
 
+        // A second pass over the verified part yields the same records without checksums.
+        std::fs::write(&path, &full[..full.len() - 3]).expect("write");
+        let mut first = JournalReader::open(&path).expect("open");
+        assert_eq!(first.by_ref().count(), 2);
+        let second = JournalReader::open_verified(&path, first.valid_len()).expect("open");
+        assert_eq!(second.map(|r| r.expect("record")).collect::<Vec<_>>(), records[..2].to_vec());
+
         // Garbage appended after a clean end is detected, not misread.
         let mut garbage = full.clone();
-        garbage.extend_from_slice(&[
-            1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 9, 9, 9, 9, 9, 0, 0, 0, 0,
-        ]);
+        garbage.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 9, 9, 9, 9, 9, 0, 0, 0, 0]);
         std::fs::write(&path, &garbage).expect("write");
         let mut r = JournalReader::open(&path).expect("open");
         assert_eq!(r.by_ref().count(), 3);
@@ -656,10 +647,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut w = JournalWriter::create(dir.path(), "insp", 0, meta()).expect("create");
         let big = vec![0u8; MAX_RECORD_LEN as usize + 1];
-        assert!(matches!(
-            w.append_rtp(0, &big),
-            Err(JournalError::RecordTooLarge(_))
-        ));
+        assert!(matches!(w.append_rtp(0, &big), Err(JournalError::RecordTooLarge(_))));
         assert!(JournalWriter::create(dir.path(), "insp", 0, meta()).is_err());
         w.close().expect("close");
     }

@@ -211,7 +211,7 @@ impl PeerConnectionEventHandler for PeerHandler {
         };
         // webrtc fills in an empty mid, which Chrome rejects; m-line 0 is right for BUNDLE.
         if let Some(obj) = json.as_object_mut() {
-            obj.retain(|k, v| !(k == "sdpMid" && v.as_str() == Some("")) && !v.is_null());
+            obj.retain(|k, v| (k != "sdpMid" || v.as_str() != Some("")) && !v.is_null());
         }
         let mut st = self.candidates.lock().unwrap_or_else(|e| e.into_inner());
         if st.answered {

@@ -15,9 +15,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use rtc::shared::marshal::{Marshal, MarshalSize};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -86,6 +84,65 @@ struct Fwd {
 /// A journal shared by a read loop, the flush ticker and `finish`.
 type SharedJournal = Arc<Mutex<Option<JournalWriter>>>;
 
+/// Work for the journal writer thread.
+enum Job {
+    Rtp(SharedJournal, i64, Vec<u8>),
+    SenderReport(SharedJournal, i64, u64, u32),
+    Flush(SharedJournal, i64),
+    Close(SharedJournal),
+    Barrier(std::sync::mpsc::Sender<()>),
+}
+
+/// Sends a job to the journal writer thread. Disk writes never run on the async workers: a
+/// write that the kernel throttles (dirty-page limits) would stall every connection sharing
+/// the worker, and webrtc then drops packets it cannot hand to a track. The queue is
+/// unbounded so a slow disk delays the recording instead of losing it.
+fn journal_job(job: Job) {
+    static TX: std::sync::OnceLock<std::sync::mpsc::Sender<Job>> = std::sync::OnceLock::new();
+    let tx = TX.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        // Named `srv-*` like the server runtime's threads: the benchmark counts them as server.
+        let spawned = std::thread::Builder::new().name("srv-journal".into()).spawn(move || {
+            while let Ok(job) = rx.recv() {
+                run_job(job);
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the journal writer thread: {e}");
+        }
+        tx
+    });
+    if tx.send(job).is_err() {
+        tracing::error!("journal writer thread is gone; record lost");
+    }
+}
+
+fn run_job(job: Job) {
+    let result = match &job {
+        Job::Rtp(j, at, bytes) => lock(j).as_mut().map(|w| w.append_rtp(*at, bytes)),
+        Job::SenderReport(j, at, ntp, rtp) => lock(j).as_mut().map(|w| w.append_sender_report(*at, *ntp, *rtp)),
+        Job::Flush(j, now) => lock(j).as_mut().map(|w| w.maybe_flush(*now)),
+        Job::Close(j) => {
+            let writer = lock(j).take();
+            writer.map(|w| w.close())
+        }
+        Job::Barrier(done) => {
+            let _ = done.send(());
+            None
+        }
+    };
+    if let Some(Err(e)) = result {
+        tracing::error!("journal write failed: {e}");
+    }
+}
+
+/// Waits until every journal job queued so far is done (call from a blocking thread).
+fn journal_barrier() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    journal_job(Job::Barrier(tx));
+    let _ = rx.recv();
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock means a panic elsewhere; the state itself stays consistent.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -124,10 +181,7 @@ impl Source {
         }
         let src = self.clone();
         tokio::spawn(async move {
-            let pli = PictureLossIndication {
-                sender_ssrc: 0,
-                media_ssrc: src.ssrc,
-            };
+            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: src.ssrc };
             if let Err(e) = src.track.write_rtcp(vec![Box::new(pli)]).await {
                 debug!("PLI to publisher failed: {e}");
             }
@@ -137,11 +191,7 @@ impl Source {
     fn fan_out(&self, packet: &rtc::rtp::Packet) {
         let mut sinks = lock(&self.sinks);
         sinks.retain(|(_, tx)| {
-            match tx.try_send(Fwd {
-                mime: self.mime.clone(),
-                clock_rate: self.clock_rate,
-                packet: packet.clone(),
-            }) {
+            match tx.try_send(Fwd { mime: self.mime.clone(), clock_rate: self.clock_rate, packet: packet.clone() }) {
                 Ok(()) => true,
                 // A full queue drops this packet only; NACK/PLI from the subscriber repair it.
                 Err(mpsc::error::TrySendError::Full(_)) => true,
@@ -206,12 +256,7 @@ pub(crate) struct Hub {
 
 impl Hub {
     pub(crate) fn new(cfg: MediaConfig) -> Arc<Self> {
-        Arc::new_cyclic(|me| Hub {
-            cfg,
-            rooms: Mutex::new(HashMap::new()),
-            generations: AtomicU64::new(1),
-            me: me.clone(),
-        })
+        Arc::new_cyclic(|me| Hub { cfg, rooms: Mutex::new(HashMap::new()), generations: AtomicU64::new(1), me: me.clone() })
     }
 
     fn room(&self, inspection: Uuid) -> Option<Arc<Room>> {
@@ -224,40 +269,23 @@ impl Hub {
             return r.clone();
         }
         // Segments continue after whatever an earlier server run left on disk.
-        let dir =
-            crate::journal::journal_dir(&self.cfg.recordings_dir.join(inspection.to_string()));
+        let dir = crate::journal::journal_dir(&self.cfg.recordings_dir.join(inspection.to_string()));
         let next_segment = std::fs::read_dir(&dir)
             .map(|it| {
                 it.filter_map(|e| e.ok())
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_str()?
-                            .split('-')
-                            .next()?
-                            .parse::<u32>()
-                            .ok()
-                    })
+                    .filter_map(|e| e.file_name().to_str()?.split('-').next()?.parse::<u32>().ok())
                     .max()
                     .map_or(0, |m| m + 1)
             })
             .unwrap_or(0);
-        let room = Arc::new(Room {
-            id: inspection,
-            state: Mutex::new(RoomState {
-                next_segment,
-                ..Default::default()
-            }),
-        });
+        let room = Arc::new(Room { id: inspection, state: Mutex::new(RoomState { next_segment, ..Default::default() }) });
         rooms.insert(inspection, room.clone());
         spawn_flusher(Arc::downgrade(&room));
         room
     }
 
     pub(crate) fn peer_count(&self) -> usize {
-        lock(&self.rooms)
-            .values()
-            .map(|r| lock(&r.state).peers.len())
-            .sum()
+        lock(&self.rooms).values().map(|r| lock(&r.state).peers.len()).sum()
     }
 
     pub(crate) async fn offer(
@@ -282,9 +310,7 @@ impl Hub {
                     info!(%inspection, peer = %peer_id, "participant reconnected with a new connection");
                     self.remove_peer(&room, &old).await;
                 }
-                let (p, turn) = self
-                    .create_peer(&room, peer_id, role, summary.fingerprint.clone(), events)
-                    .await?;
+                let (p, turn) = self.create_peer(&room, peer_id, role, summary.fingerprint.clone(), events).await?;
                 (p, turn, true)
             }
         };
@@ -305,14 +331,7 @@ impl Hub {
         events: mpsc::UnboundedSender<MediaEvent>,
     ) -> Result<(Arc<Peer>, tokio::sync::OwnedMutexGuard<()>), MediaError> {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        let handler = Arc::new(PeerHandler::new(
-            self.me.clone(),
-            room.id,
-            id,
-            generation,
-            role,
-            events.clone(),
-        ));
+        let handler = Arc::new(PeerHandler::new(self.me.clone(), room.id, id, generation, role, events.clone()));
         let pc = peer::build(&self.cfg, handler.clone()).await?;
         let segment = {
             let mut st = lock(&room.state);
@@ -344,16 +363,9 @@ impl Hub {
         offer: rtc::peer_connection::sdp::RTCSessionDescription,
         summary: &crate::sdp::OfferSummary,
     ) -> Result<serde_json::Value, MediaError> {
-        peer.pc
-            .set_remote_description(offer)
-            .await
-            .map_err(|e| MediaError::SdpInvalid(e.to_string()))?;
+        peer.pc.set_remote_description(offer).await.map_err(|e| MediaError::SdpInvalid(e.to_string()))?;
         self.attach_outputs(room, peer, summary).await?;
-        let answer = peer
-            .pc
-            .create_answer(None)
-            .await
-            .map_err(|e| MediaError::Internal(format!("create answer: {e}")))?;
+        let answer = peer.pc.create_answer(None).await.map_err(|e| MediaError::Internal(format!("create answer: {e}")))?;
         peer.pc
             .set_local_description(answer)
             .await
@@ -394,16 +406,9 @@ impl Hub {
             let mut free = false;
             for t in peer.pc.get_transceivers().await {
                 let Ok(None) = t.sender().await else { continue };
-                let Ok(Some(mid)) = t.mid().await else {
-                    continue;
-                };
-                let section = summary
-                    .sections
-                    .iter()
-                    .find(|s| s.mid.as_deref() == Some(mid.as_str()));
-                if section.is_some_and(|s| {
-                    s.kind == want && !s.rejected && s.direction != crate::sdp::Direction::SendOnly
-                }) {
+                let Ok(Some(mid)) = t.mid().await else { continue };
+                let section = summary.sections.iter().find(|s| s.mid.as_deref() == Some(mid.as_str()));
+                if section.is_some_and(|s| s.kind == want && !s.rejected && s.direction != crate::sdp::Direction::SendOnly) {
                     free = true;
                     break;
                 }
@@ -426,10 +431,7 @@ impl Hub {
                 label.to_string(),
                 feed.kind(),
                 vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
+                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
                     ..Default::default()
                 }],
             )));
@@ -439,23 +441,9 @@ impl Hub {
                 .await
                 .map_err(|e| MediaError::Internal(format!("add track: {e}")))?;
             let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
-            let out = Arc::new(Output {
-                tx: tx.clone(),
-                negotiation: Arc::new(AtomicU64::new(0)),
-            });
-            tokio::spawn(forward(
-                track.clone(),
-                sender,
-                rx,
-                ssrc,
-                out.negotiation.clone(),
-            ));
-            tokio::spawn(relay_feedback(
-                track,
-                Arc::downgrade(room),
-                feed,
-                Arc::downgrade(&out),
-            ));
+            let out = Arc::new(Output { tx: tx.clone(), negotiation: Arc::new(AtomicU64::new(0)) });
+            tokio::spawn(forward(track.clone(), sender, rx, ssrc, out.negotiation.clone()));
+            tokio::spawn(relay_feedback(track, Arc::downgrade(room), feed, Arc::downgrade(&out)));
             lock(&peer.outputs).insert(feed, out);
             if let Some(src) = room.source(feed) {
                 lock(&src.sinks).push((peer.id, tx));
@@ -474,23 +462,18 @@ impl Hub {
             .room(inspection)
             .and_then(|r| lock(&r.state).peers.get(&peer_id).cloned())
             .ok_or(MediaError::UnknownPeer)?;
-        let init: RTCIceCandidateInit = serde_json::from_value(candidate)
-            .map_err(|e| MediaError::CandidateInvalid(e.to_string()))?;
+        let init: RTCIceCandidateInit =
+            serde_json::from_value(candidate).map_err(|e| MediaError::CandidateInvalid(e.to_string()))?;
         if init.candidate.trim().is_empty() {
             // End-of-candidates marker: nothing to add.
             return Ok(());
         }
         let _turn = peer.negotiating.lock().await;
-        peer.pc
-            .add_ice_candidate(init)
-            .await
-            .map_err(|e| MediaError::CandidateInvalid(e.to_string()))
+        peer.pc.add_ice_candidate(init).await.map_err(|e| MediaError::CandidateInvalid(e.to_string()))
     }
 
     pub(crate) async fn leave(&self, inspection: Uuid, peer_id: Uuid) {
-        let Some(room) = self.room(inspection) else {
-            return;
-        };
+        let Some(room) = self.room(inspection) else { return };
         let peer = lock(&room.state).peers.get(&peer_id).cloned();
         if let Some(peer) = peer {
             self.remove_peer(&room, &peer).await;
@@ -539,30 +522,24 @@ impl Hub {
         }
     }
 
-    pub(crate) async fn finish(
-        &self,
-        inspection: Uuid,
-        marks: Vec<Mark>,
-    ) -> Result<Manifest, MediaError> {
+    pub(crate) async fn finish(&self, inspection: Uuid, marks: Vec<Mark>) -> Result<Manifest, MediaError> {
         let room = self.room(inspection);
         let (journals, room_marks) = match &room {
             Some(room) => {
                 let mut st = lock(&room.state);
                 st.finished = true;
-                (
-                    std::mem::take(&mut st.journals),
-                    std::mem::take(&mut st.marks),
-                )
+                (std::mem::take(&mut st.journals), std::mem::take(&mut st.marks))
             }
             None => (Vec::new(), Vec::new()),
         };
         let dir = self.cfg.recordings_dir.join(inspection.to_string());
         tokio::task::spawn_blocking(move || {
+            // Every record received so far is written before the journals close.
+            journal_barrier();
             for (_, j) in journals {
                 let writer = lock(&j).take();
                 if let Some(w) = writer {
-                    w.close()
-                        .map_err(|e| MediaError::Internal(format!("close journal: {e}")))?;
+                    w.close().map_err(|e| MediaError::Internal(format!("close journal: {e}")))?;
                 }
             }
             // The caller's marks, the live ones and the crash-safe log: the same mark may be
@@ -578,20 +555,10 @@ impl Hub {
         .map_err(|e| MediaError::Internal(format!("finalize task: {e}")))?
     }
 
-    pub(crate) async fn on_state(
-        &self,
-        inspection: Uuid,
-        peer_id: Uuid,
-        generation: u64,
-        state: RTCPeerConnectionState,
-    ) {
-        let Some(room) = self.room(inspection) else {
-            return;
-        };
+    pub(crate) async fn on_state(&self, inspection: Uuid, peer_id: Uuid, generation: u64, state: RTCPeerConnectionState) {
+        let Some(room) = self.room(inspection) else { return };
         let peer = lock(&room.state).peers.get(&peer_id).cloned();
-        let Some(peer) = peer.filter(|p| p.generation == generation) else {
-            return;
-        };
+        let Some(peer) = peer.filter(|p| p.generation == generation) else { return };
         match state {
             // Only now can the subscriber decode what arrives; a keyframe asked for earlier
             // would be gone before its SRTP context exists.
@@ -619,15 +586,9 @@ impl Hub {
         track: Arc<dyn TrackRemote>,
     ) {
         let kind = track.kind().await;
-        let Some(ssrc) = track.ssrcs().await.first().copied() else {
-            return;
-        };
-        let Some(codec) = track.codec(ssrc).await else {
-            return;
-        };
-        let Some(room) = self.room(inspection) else {
-            return;
-        };
+        let Some(ssrc) = track.ssrcs().await.first().copied() else { return };
+        let Some(codec) = track.codec(ssrc).await else { return };
+        let Some(room) = self.room(inspection) else { return };
         let Some(feed) = Feed::published_by(role, kind) else {
             // Not this role's to publish (e.g. an inspector's camera): read and discard.
             info!(%inspection, peer = %peer_id, ?role, %kind, "ignoring a track the role may not publish");
@@ -635,15 +596,7 @@ impl Hub {
             return;
         };
         let mime: Arc<str> = Arc::from(codec.mime_type.as_str());
-        let journal = self.open_journal(
-            &room,
-            peer_id,
-            generation,
-            kind,
-            &codec.mime_type,
-            codec.clock_rate,
-            ssrc,
-        );
+        let journal = self.open_journal(&room, peer_id, generation, kind, &codec.mime_type, codec.clock_rate, ssrc).await;
         let source = Arc::new(Source {
             feed,
             generation,
@@ -682,7 +635,7 @@ impl Hub {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn open_journal(
+    async fn open_journal(
         &self,
         room: &Arc<Room>,
         peer_id: Uuid,
@@ -692,15 +645,13 @@ impl Hub {
         clock_rate: u32,
         ssrc: u32,
     ) -> Option<SharedJournal> {
-        let mut st = lock(&room.state);
-        if st.finished {
-            return None;
-        }
-        let segment = st
-            .peers
-            .get(&peer_id)
-            .filter(|p| p.generation == generation)
-            .map(|p| p.segment)?;
+        let segment = {
+            let st = lock(&room.state);
+            if st.finished {
+                return None;
+            }
+            st.peers.get(&peer_id).filter(|p| p.generation == generation).map(|p| p.segment)?
+        };
         let (tk, k) = match kind {
             RtpCodecKind::Video => (TrackKind::Video, "video"),
             _ => (TrackKind::Audio, "audio"),
@@ -714,21 +665,29 @@ impl Hub {
             ssrc,
             now_micros(),
         );
-        match JournalWriter::create(
-            &self.cfg.recordings_dir,
-            &room.id.to_string(),
-            segment,
-            meta,
-        ) {
-            Ok(w) => {
+        let (dir, inspection) = (self.cfg.recordings_dir.clone(), room.id.to_string());
+        // Creating fsyncs the header and the directory: not on an async worker.
+        let created = tokio::task::spawn_blocking(move || JournalWriter::create(&dir, &inspection, segment, meta)).await;
+        match created {
+            Ok(Ok(w)) => {
                 let path = w.path().to_owned();
                 let shared = Arc::new(Mutex::new(Some(w)));
+                let mut st = lock(&room.state);
+                if st.finished {
+                    // `finish` ran meanwhile; this track is not part of the recording.
+                    journal_job(Job::Close(shared));
+                    return None;
+                }
                 st.journals.push((path, shared.clone()));
                 Some(shared)
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 // Forwarding goes on; the failure is loud because the recording has a hole.
                 tracing::error!(inspection = %room.id, "cannot create journal: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::error!(inspection = %room.id, "journal creation task failed: {e}");
                 None
             }
         }
@@ -737,20 +696,15 @@ impl Hub {
 
 /// Reads one received track: journal first, then forward.
 async fn read_loop(source: Arc<Source>, journal: Option<SharedJournal>, room: Weak<Room>) {
-    let mut buf = Vec::with_capacity(1500);
     while let Some(ev) = source.track.poll().await {
         match ev {
             TrackRemoteEvent::OnRtpPacket(packet) => {
                 if let Some(j) = &journal {
                     let at = now_micros();
-                    buf.clear();
-                    buf.resize(packet.marshal_size(), 0);
+                    let mut buf = vec![0u8; packet.marshal_size()];
                     if let Ok(n) = packet.marshal_to(&mut buf) {
-                        if let Some(w) = lock(j).as_mut() {
-                            if let Err(e) = w.append_rtp(at, &buf[..n]) {
-                                tracing::error!("journal append failed: {e}");
-                            }
-                        }
+                        buf.truncate(n);
+                        journal_job(Job::Rtp(j.clone(), at, buf));
                     }
                 }
                 source.fan_out(&packet);
@@ -759,13 +713,7 @@ async fn read_loop(source: Arc<Source>, journal: Option<SharedJournal>, room: We
                 let Some(j) = &journal else { continue };
                 for p in &packets {
                     if let Some(sr) = p.as_any().downcast_ref::<SenderReport>() {
-                        if let Some(w) = lock(j).as_mut() {
-                            if let Err(e) =
-                                w.append_sender_report(now_micros(), sr.ntp_time, sr.rtp_time)
-                            {
-                                tracing::error!("journal append failed: {e}");
-                            }
-                        }
+                        journal_job(Job::SenderReport(j.clone(), now_micros(), sr.ntp_time, sr.rtp_time));
                     }
                 }
             }
@@ -775,23 +723,14 @@ async fn read_loop(source: Arc<Source>, journal: Option<SharedJournal>, room: We
     }
     if let Some(room) = room.upgrade() {
         let mut st = lock(&room.state);
-        if st
-            .sources
-            .get(&source.feed)
-            .is_some_and(|s| Arc::ptr_eq(s, &source))
-        {
+        if st.sources.get(&source.feed).is_some_and(|s| Arc::ptr_eq(s, &source)) {
             st.sources.remove(&source.feed);
         }
     }
     if let Some(j) = journal {
         // The track is over (participant left or reconnected): make its journal durable now
-        // rather than at `finish`, which then finds it closed.
-        let writer = lock(&j).take();
-        if let Some(w) = writer {
-            if let Err(e) = w.close() {
-                tracing::error!("closing journal failed: {e}");
-            }
-        }
+        // rather than at `finish`, which then finds it closed. Queued after its records.
+        journal_job(Job::Close(j));
     }
 }
 
@@ -802,18 +741,10 @@ fn spawn_flusher(room: Weak<Room>) {
         loop {
             tick.tick().await;
             let Some(room) = room.upgrade() else { return };
-            let journals: Vec<SharedJournal> = lock(&room.state)
-                .journals
-                .iter()
-                .map(|(_, j)| j.clone())
-                .collect();
+            let journals: Vec<SharedJournal> = lock(&room.state).journals.iter().map(|(_, j)| j.clone()).collect();
             let now = now_micros();
             for j in journals {
-                if let Some(w) = lock(&j).as_mut() {
-                    if let Err(e) = w.maybe_flush(now) {
-                        tracing::error!("journal flush failed: {e}");
-                    }
-                }
+                journal_job(Job::Flush(j, now));
             }
         }
     });
@@ -824,8 +755,7 @@ async fn payload_types(sender: &Arc<dyn RtpSender>) -> HashMap<String, u8> {
     let mut map = HashMap::new();
     if let Ok(params) = sender.get_parameters().await {
         for c in params.rtp_parameters.codecs {
-            map.entry(c.rtp_codec.mime_type.to_ascii_lowercase())
-                .or_insert(c.payload_type);
+            map.entry(c.rtp_codec.mime_type.to_ascii_lowercase()).or_insert(c.payload_type);
         }
     }
     map
@@ -843,22 +773,14 @@ async fn forward(
     let mut pts: HashMap<String, u8> = HashMap::new();
     let mut seen_negotiation = u64::MAX;
     let mut last_lookup: Option<Instant> = None;
-    while let Some(Fwd {
-        mime,
-        clock_rate,
-        mut packet,
-    }) = rx.recv().await
-    {
+    while let Some(Fwd { mime, clock_rate, mut packet }) = rx.recv().await {
         if packet.payload.is_empty() {
             // Padding-only probes carry nothing a subscriber can use.
             continue;
         }
         let n = negotiation.load(Ordering::Relaxed);
         let key = mime.to_ascii_lowercase();
-        if n != seen_negotiation
-            || (!pts.contains_key(&key)
-                && last_lookup.is_none_or(|t| t.elapsed() > Duration::from_secs(1)))
-        {
+        if n != seen_negotiation || (!pts.contains_key(&key) && last_lookup.is_none_or(|t| t.elapsed() > Duration::from_secs(1))) {
             pts = payload_types(&sender).await;
             seen_negotiation = n;
             last_lookup = Some(Instant::now());
@@ -887,12 +809,7 @@ async fn forward(
 }
 
 /// Relays a subscriber's keyframe requests to the publisher.
-async fn relay_feedback(
-    track: Arc<TrackLocalStaticRTP>,
-    room: Weak<Room>,
-    feed: Feed,
-    out: Weak<Output>,
-) {
+async fn relay_feedback(track: Arc<TrackLocalStaticRTP>, room: Weak<Room>, feed: Feed, out: Weak<Output>) {
     loop {
         match track.poll().await {
             Some(TrackLocalEvent::OnRtcpPacket(packets)) => {
