@@ -40,7 +40,11 @@ fn cpu_seconds(prefix: &str) -> f64 {
     // SAFETY-free libc-less read: clock ticks are 100 Hz on Linux x86_64/aarch64.
     let ticks = 100.0;
     let mut total = 0u64;
-    for entry in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
         if !comm.starts_with(prefix) {
             continue;
@@ -61,7 +65,9 @@ fn cpu_seconds(prefix: &str) -> f64 {
 fn udp_rcvbuf_errors() -> u64 {
     let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
     let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let (Some(names), Some(values)) = (lines.next(), lines.next()) else { return 0 };
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
     names
         .split_whitespace()
         .zip(values.split_whitespace())
@@ -83,11 +89,16 @@ struct Loss {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let joins = args.first().copied().unwrap_or(20);
     let sessions = args.get(1).copied().unwrap_or(10);
     let seconds = args.get(2).copied().unwrap_or(20) as u64;
-    let _ = tracing_subscriber::fmt().with_env_filter("error").try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("error")
+        .try_init();
 
     let srv = runtime("srv", 2);
     let cli = runtime("cli", 2);
@@ -123,15 +134,24 @@ fn main() {
             sub.server_rt = Some(rt.clone());
             sub.negotiate(&hub, false).await.expect("subscriber offer");
             sub.wait_connected(Duration::from_secs(5)).await;
-            let mut publisher = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+            let mut publisher =
+                Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
             publisher.server_rt = Some(rt.clone());
             let t0 = Instant::now();
-            publisher.negotiate(&hub, false).await.expect("publisher offer");
+            publisher
+                .negotiate(&hub, false)
+                .await
+                .expect("publisher offer");
             let answered = t0.elapsed();
-            let connected = publisher.wait_connected(Duration::from_secs(5)).await.then(|| t0.elapsed());
+            let connected = publisher
+                .wait_connected(Duration::from_secs(5))
+                .await
+                .then(|| t0.elapsed());
             spawn_publisher(&publisher, frames, 30, stop.clone());
             let key = sub
-                .wait_for(Duration::from_secs(5), |r| r.mime == "video/VP8" && is_keyframe(&r.mime, &r.packet.payload))
+                .wait_for(Duration::from_secs(5), |r| {
+                    r.mime == "video/VP8" && is_keyframe(&r.mime, &r.packet.payload)
+                })
                 .await;
             stop.store(true, Ordering::Relaxed);
             let (h1, h2) = (hub.clone(), hub.clone());
@@ -175,7 +195,12 @@ fn main() {
 
     // Load: N sessions at once.
     let stop = Arc::new(AtomicBool::new(false));
-    let (hub2, frames2, rt2, stop2) = (hub.clone(), frames.clone(), srv_handle.clone(), stop.clone());
+    let (hub2, frames2, rt2, stop2) = (
+        hub.clone(),
+        frames.clone(),
+        srv_handle.clone(),
+        stop.clone(),
+    );
     let subs: Vec<Client> = cli.block_on(async move {
         let mut subs = Vec::new();
         for _ in 0..sessions {
@@ -183,9 +208,13 @@ fn main() {
             let mut sub = Client::build(inspection, MediaRole::Inspector, Offer::Talk).await;
             sub.server_rt = Some(rt2.clone());
             sub.negotiate(&hub2, false).await.expect("subscriber offer");
-            let mut publisher = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+            let mut publisher =
+                Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
             publisher.server_rt = Some(rt2.clone());
-            publisher.negotiate(&hub2, false).await.expect("publisher offer");
+            publisher
+                .negotiate(&hub2, false)
+                .await
+                .expect("publisher offer");
             spawn_publisher(&publisher, frames2.clone(), 30, stop2.clone());
             spawn_talker(&sub, stop2.clone());
             std::mem::forget(publisher);
@@ -194,7 +223,10 @@ fn main() {
         subs
     });
     println!("{sessions} sessions up; warming up 3 s, measuring {seconds} s ...");
-    let losses: Vec<Arc<std::sync::Mutex<Loss>>> = subs.iter().map(|_| Arc::new(std::sync::Mutex::new(Loss::default()))).collect();
+    let losses: Vec<Arc<std::sync::Mutex<Loss>>> = subs
+        .iter()
+        .map(|_| Arc::new(std::sync::Mutex::new(Loss::default())))
+        .collect();
     let measuring = Arc::new(AtomicBool::new(false));
     for (mut sub, loss) in subs.into_iter().zip(losses.iter().cloned()) {
         let measuring = measuring.clone();
@@ -226,7 +258,11 @@ fn main() {
     let (s0, c0, t0) = (cpu_seconds("srv"), cpu_seconds("cli"), Instant::now());
     let drops0 = udp_rcvbuf_errors();
     std::thread::sleep(Duration::from_secs(seconds));
-    let (s1, c1, wall) = (cpu_seconds("srv"), cpu_seconds("cli"), t0.elapsed().as_secs_f64());
+    let (s1, c1, wall) = (
+        cpu_seconds("srv"),
+        cpu_seconds("cli"),
+        t0.elapsed().as_secs_f64(),
+    );
     let kernel_drops = udp_rcvbuf_errors() - drops0;
     measuring.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
@@ -237,11 +273,23 @@ fn main() {
     let server_cores = (s1 - s0) / wall;
     let per_session = server_cores / sessions as f64;
     let journal_bytes: u64 = walk(dir.path());
-    println!("server CPU: {:.1} % of one core for {sessions} sessions ({:.2} % per session)", server_cores * 100.0, per_session * 100.0);
-    println!("client CPU (same machine, not counted): {:.1} % of one core", (c1 - c0) / wall * 100.0);
-    println!("video packets received by subscribers: {received}, lost {lost} ({:.3} %)", lost as f64 * 100.0 / (received + lost).max(1) as f64);
+    println!(
+        "server CPU: {:.1} % of one core for {sessions} sessions ({:.2} % per session)",
+        server_cores * 100.0,
+        per_session * 100.0
+    );
+    println!(
+        "client CPU (same machine, not counted): {:.1} % of one core",
+        (c1 - c0) / wall * 100.0
+    );
+    println!(
+        "video packets received by subscribers: {received}, lost {lost} ({:.3} %)",
+        lost as f64 * 100.0 / (received + lost).max(1) as f64
+    );
     println!("journal bytes written: {journal_bytes}");
-    println!("UDP datagrams the kernel dropped for full socket buffers (whole machine): {kernel_drops}");
+    println!(
+        "UDP datagrams the kernel dropped for full socket buffers (whole machine): {kernel_drops}"
+    );
     println!(
         "sessions fitting in 70 % of 2 cores at this cost: {:.0} (extrapolated from {sessions})",
         1.4 / per_session

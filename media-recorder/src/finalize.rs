@@ -127,7 +127,9 @@ pub struct Manifest {
 /// Reads the manifest of a finalized inspection directory, if there is one.
 pub fn read_manifest(inspection_dir: &Path) -> io::Result<Option<Manifest>> {
     match std::fs::read(inspection_dir.join(MANIFEST_FILE)) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io::Error::other),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(io::Error::other),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -146,7 +148,11 @@ pub fn recover_all(recordings_dir: &Path) -> Vec<(PathBuf, Result<Manifest, Fina
             return out;
         }
     };
-    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     for dir in dirs {
         if dir.join(MANIFEST_FILE).exists() {
@@ -160,9 +166,13 @@ pub fn recover_all(recordings_dir: &Path) -> Vec<(PathBuf, Result<Manifest, Fina
                 continue;
             }
         }
-        let result = read_marks(&dir).map_err(FinalizeError::from).and_then(|marks| finalize_inspection(&dir, &marks));
+        let result = read_marks(&dir)
+            .map_err(FinalizeError::from)
+            .and_then(|marks| finalize_inspection(&dir, &marks));
         match &result {
-            Ok(m) => tracing::info!(dir = %dir.display(), duration_ms = m.duration_ms, "recovered recording"),
+            Ok(m) => {
+                tracing::info!(dir = %dir.display(), duration_ms = m.duration_ms, "recovered recording")
+            }
             Err(e) => tracing::error!(dir = %dir.display(), error = %e, "recovery failed"),
         }
         out.push((dir, result));
@@ -186,15 +196,22 @@ struct Scanned {
 fn scan(path: &Path) -> Result<Option<Scanned>, FinalizeError> {
     let mut reader = JournalReader::open(path)?;
     let meta = reader.meta().clone();
-    let Some(codec) = Codec::from_mime(&meta.codec) else { return Ok(None) };
+    let Some(codec) = Codec::from_mime(&meta.codec) else {
+        return Ok(None);
+    };
     let mut builder = ClockMapBuilder::new(meta.clock_rate);
     let mut size = None;
     let (mut sps, mut pps) = (None, None);
     let mut max_ts = i64::MIN;
     while let Some(record) = reader.next_record()? {
         match record {
-            Record::Rtp { arrival_micros, packet } => {
-                let Some(rtp) = parse_rtp(&packet) else { continue };
+            Record::Rtp {
+                arrival_micros,
+                packet,
+            } => {
+                let Some(rtp) = parse_rtp(&packet) else {
+                    continue;
+                };
                 if rtp.ssrc != meta.ssrc && meta.ssrc != 0 {
                     continue;
                 }
@@ -227,19 +244,33 @@ fn scan(path: &Path) -> Result<Option<Scanned>, FinalizeError> {
                     _ => {}
                 }
             }
-            Record::SenderReport { ntp_time, rtp_time, .. } => builder.sender_report(ntp_time, rtp_time),
+            Record::SenderReport {
+                ntp_time, rtp_time, ..
+            } => builder.sender_report(ntp_time, rtp_time),
         }
     }
     let torn = reader.torn_tail();
     let valid_len = reader.valid_len();
-    let Some(map) = builder.build() else { return Ok(None) };
+    let Some(map) = builder.build() else {
+        return Ok(None);
+    };
     // The last frame lasts one nominal frame duration beyond its timestamp.
     let end_wall_micros = map.wall_micros(max_ts) + default_duration(meta.kind);
     let sps_pps = match (sps, pps) {
         (Some(s), Some(p)) => vec![s, p],
         _ => Vec::new(),
     };
-    Ok(Some(Scanned { path: path.to_owned(), meta, codec, map, end_wall_micros, size, sps_pps, torn, valid_len }))
+    Ok(Some(Scanned {
+        path: path.to_owned(),
+        meta,
+        codec,
+        map,
+        end_wall_micros,
+        size,
+        sps_pps,
+        torn,
+        valid_len,
+    }))
 }
 
 /// Nominal frame duration: 20 ms Opus packets, 30 fps video.
@@ -252,13 +283,23 @@ fn default_duration(kind: TrackKind) -> i64 {
 
 /// Scans journals on as many threads as there are cores; results keep the input order.
 fn scan_all(paths: &[PathBuf]) -> Vec<Result<Option<Scanned>, FinalizeError>> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, paths.len().max(1));
-    let mut results: Vec<Option<Result<Option<Scanned>, FinalizeError>>> = paths.iter().map(|_| None).collect();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, paths.len().max(1));
+    let mut results: Vec<Option<Result<Option<Scanned>, FinalizeError>>> =
+        paths.iter().map(|_| None).collect();
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || {
-                    paths.iter().enumerate().skip(t).step_by(threads).map(|(i, p)| (i, scan(p))).collect::<Vec<_>>()
+                    paths
+                        .iter()
+                        .enumerate()
+                        .skip(t)
+                        .step_by(threads)
+                        .map(|(i, p)| (i, scan(p)))
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
@@ -328,7 +369,12 @@ impl FrameSource {
             if let Some((ext_seq, (ext_ts, marker, packet, range))) = self.reorder.pop(self.eof) {
                 if let Some(frame) = self.assembler.push(ext_seq, ext_ts, marker, &packet[range]) {
                     let pts = self.map.wall_micros(frame.ext_ts) - self.epoch;
-                    return Ok(Some(TimedFrame { pts_micros: pts, duration_micros: 0, data: frame.data, keyframe: frame.keyframe }));
+                    return Ok(Some(TimedFrame {
+                        pts_micros: pts,
+                        duration_micros: 0,
+                        data: frame.data,
+                        keyframe: frame.keyframe,
+                    }));
                 }
                 continue;
             }
@@ -338,7 +384,9 @@ impl FrameSource {
             match self.reader.next_record()? {
                 None => self.eof = true,
                 Some(Record::Rtp { packet, .. }) => {
-                    let Some(rtp) = parse_rtp(&packet) else { continue };
+                    let Some(rtp) = parse_rtp(&packet) else {
+                        continue;
+                    };
                     if rtp.ssrc != self.ssrc && self.ssrc != 0 {
                         continue;
                     }
@@ -369,7 +417,8 @@ impl FrameSource {
                         self.pending = Some(p);
                         continue;
                     }
-                    p.duration_micros = (f.pts_micros - p.pts_micros).min(MAX_FRAME_DURATION_MICROS);
+                    p.duration_micros =
+                        (f.pts_micros - p.pts_micros).min(MAX_FRAME_DURATION_MICROS);
                     self.pending = Some(f);
                     return Ok(Some(p));
                 }
@@ -411,7 +460,9 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
 
     // The container follows the video codec: H.264 → MP4, otherwise WebM.
     let mp4 = scanned.iter().any(|s| s.codec == Codec::H264)
-        && !scanned.iter().any(|s| s.codec == Codec::Vp8 && s.meta.kind == TrackKind::Video);
+        && !scanned
+            .iter()
+            .any(|s| s.codec == Codec::Vp8 && s.meta.kind == TrackKind::Video);
     let fits = |c: Codec| match c {
         Codec::Opus => true,
         Codec::Vp8 => !mp4,
@@ -422,14 +473,22 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     // group's first is left out (a container stream has one codec).
     let mut groups: Vec<Group> = Vec::new();
     let mut order: Vec<usize> = (0..scanned.len()).collect();
-    order.sort_by_key(|&i| (scanned[i].meta.kind != TrackKind::Video, scanned[i].map.start_micros()));
+    order.sort_by_key(|&i| {
+        (
+            scanned[i].meta.kind != TrackKind::Video,
+            scanned[i].map.start_micros(),
+        )
+    });
     for i in order {
         let s = &scanned[i];
         if !fits(s.codec) {
             skipped.push(file_name(&s.path));
             continue;
         }
-        match groups.iter_mut().find(|g| g.participant_id == s.meta.participant_id && g.kind == s.meta.kind) {
+        match groups
+            .iter_mut()
+            .find(|g| g.participant_id == s.meta.participant_id && g.kind == s.meta.kind)
+        {
             Some(g) if g.codec == s.codec => {
                 g.journals.push(i);
                 if g.size.is_none() {
@@ -461,9 +520,21 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     if groups.is_empty() {
         return Err(FinalizeError::NoMedia(dir.to_owned()));
     }
-    let used: Vec<usize> = groups.iter().flat_map(|g| g.journals.iter().copied()).collect();
-    let epoch = used.iter().map(|&i| scanned[i].map.start_micros()).min().unwrap_or(0);
-    let planned_end = used.iter().map(|&i| scanned[i].end_wall_micros).max().unwrap_or(epoch) - epoch;
+    let used: Vec<usize> = groups
+        .iter()
+        .flat_map(|g| g.journals.iter().copied())
+        .collect();
+    let epoch = used
+        .iter()
+        .map(|&i| scanned[i].map.start_micros())
+        .min()
+        .unwrap_or(0);
+    let planned_end = used
+        .iter()
+        .map(|&i| scanned[i].end_wall_micros)
+        .max()
+        .unwrap_or(epoch)
+        - epoch;
 
     let (file, format, mime) = if mp4 {
         ("recording.mp4", "mp4", "video/mp4")
@@ -494,10 +565,22 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     let planned_end_ms = (planned_end / 1000).max(0);
     let chapters = build_chapters(marks, epoch, planned_end_ms);
     for (i, c) in chapters.iter().enumerate() {
-        octx.add_chapter(i as i64 + 1, ffmpeg::Rational(1, 1000), c.start_ms, c.end_ms, chapter_display_title(c))?;
+        octx.add_chapter(
+            i as i64 + 1,
+            ffmpeg::Rational(1, 1000),
+            c.start_ms,
+            c.end_ms,
+            chapter_display_title(c),
+        )?;
     }
     let mut meta = ffmpeg::Dictionary::new();
-    meta.set("title", &format!("Inspection {}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("")));
+    meta.set(
+        "title",
+        &format!(
+            "Inspection {}",
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("")
+        ),
+    );
     octx.set_metadata(meta);
 
     let mut opts = ffmpeg::Dictionary::new();
@@ -511,7 +594,11 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     }
     octx.write_header_with(opts)?;
     let time_bases: Vec<ffmpeg::Rational> = (0..groups.len())
-        .map(|i| octx.stream(i).map(|s| s.time_base()).unwrap_or(ffmpeg::Rational(1, 1000)))
+        .map(|i| {
+            octx.stream(i)
+                .map(|s| s.time_base())
+                .unwrap_or(ffmpeg::Rational(1, 1000))
+        })
         .collect();
 
     // Merge all journals by media time.
@@ -532,9 +619,18 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     }
     let mut stats: Vec<StreamStats> = groups.iter().map(|_| StreamStats::default()).collect();
     while let Some(Reverse((_, si))) = heap.pop() {
-        let Some(frame) = heads[si].take() else { continue };
+        let Some(frame) = heads[si].take() else {
+            continue;
+        };
         let gi = sources[si].0;
-        write_frame(&mut octx, gi, time_bases[gi], &mut stats[gi], frame, groups[gi].kind)?;
+        write_frame(
+            &mut octx,
+            gi,
+            time_bases[gi],
+            &mut stats[gi],
+            frame,
+            groups[gi].kind,
+        )?;
         let next = sources[si].1.next()?;
         if let Some(f) = &next {
             heap.push(Reverse((f.pts_micros, si)));
@@ -545,7 +641,12 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
     let written = octx.finish()?;
     let muxed_at = started.elapsed();
 
-    let duration_ms = stats.iter().map(|s| s.end_micros).max().unwrap_or(0).div_euclid(1000);
+    let duration_ms = stats
+        .iter()
+        .map(|s| s.end_micros)
+        .max()
+        .unwrap_or(0)
+        .div_euclid(1000);
     // Durable before it is published under its final name; hashing from the page cache
     // overlaps with the disk writing back.
     let (synced, hashed) = std::thread::scope(|scope| {
@@ -577,7 +678,11 @@ pub fn finalize_inspection(dir: &Path, marks: &[Mark]) -> Result<Manifest, Final
         .enumerate()
         .map(|(index, g)| {
             let s = &stats[index];
-            let dropped: u64 = sources.iter().filter(|(gi, _)| *gi == index).map(|(_, src)| src.dropped).sum();
+            let dropped: u64 = sources
+                .iter()
+                .filter(|(gi, _)| *gi == index)
+                .map(|(_, src)| src.dropped)
+                .sum();
             ManifestTrack {
                 index,
                 kind: g.kind,
@@ -759,7 +864,11 @@ pub fn build_chapters(marks: &[Mark], epoch_micros: i64, duration_ms: i64) -> Ve
             title: m.title.clone(),
             result: m.result.clone(),
             start_ms: starts[i],
-            end_ms: starts.get(i + 1).copied().unwrap_or(duration_ms).max(starts[i]),
+            end_ms: starts
+                .get(i + 1)
+                .copied()
+                .unwrap_or(duration_ms)
+                .max(starts[i]),
             mark_at_micros: m.at_micros,
         })
         .collect()
@@ -793,7 +902,9 @@ fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// SHA-256 (hex) and size of a file.
@@ -843,10 +954,25 @@ mod tests {
 
     #[test]
     fn chapters_sorted_clamped_and_chained() {
-        let m = |id: &str, at| Mark { item_id: id.into(), title: id.into(), result: "ok".into(), at_micros: at };
-        let c = build_chapters(&[m("b", 5_000_000), m("a", 1_000_000), m("early", -3)], 1_000_000, 10_000);
-        assert_eq!(c.iter().map(|c| c.item_id.as_str()).collect::<Vec<_>>(), ["early", "a", "b"]);
-        assert_eq!(c.iter().map(|c| (c.start_ms, c.end_ms)).collect::<Vec<_>>(), [(0, 0), (0, 4000), (4000, 10_000)]);
+        let m = |id: &str, at| Mark {
+            item_id: id.into(),
+            title: id.into(),
+            result: "ok".into(),
+            at_micros: at,
+        };
+        let c = build_chapters(
+            &[m("b", 5_000_000), m("a", 1_000_000), m("early", -3)],
+            1_000_000,
+            10_000,
+        );
+        assert_eq!(
+            c.iter().map(|c| c.item_id.as_str()).collect::<Vec<_>>(),
+            ["early", "a", "b"]
+        );
+        assert_eq!(
+            c.iter().map(|c| (c.start_ms, c.end_ms)).collect::<Vec<_>>(),
+            [(0, 0), (0, 4000), (4000, 10_000)]
+        );
     }
 
     #[test]
@@ -922,7 +1048,9 @@ mod threaded_output {
         // from the muxing thread only, so the &mut is unique. buf holds `size` bytes.
         let sink = unsafe { &mut *(opaque as *mut Sink) };
         let data = unsafe { std::slice::from_raw_parts(buf, size.max(0) as usize) }.to_vec();
-        let Some(tx) = sink.tx.as_ref() else { return ffi::AVERROR(ffi::EIO) };
+        let Some(tx) = sink.tx.as_ref() else {
+            return ffi::AVERROR(ffi::EIO);
+        };
         if tx.send((sink.pos as u64, data)).is_err() {
             return ffi::AVERROR(ffi::EIO);
         }
@@ -959,20 +1087,40 @@ mod threaded_output {
             }
             Ok(file)
         });
-        let mut writer = Writer { sink: Box::new(Sink { tx: Some(tx), pos: 0, size: 0 }), thread: Some(thread) };
+        let mut writer = Writer {
+            sink: Box::new(Sink {
+                tx: Some(tx),
+                pos: 0,
+                size: 0,
+            }),
+            thread: Some(thread),
+        };
         let format = CString::new(format).map_err(|e| super::FinalizeError::Mux(e.to_string()))?;
         // SAFETY: plain libavformat allocation calls; every pointer is checked before use.
         // The AVIOContext gets a buffer from av_malloc (libavformat may reallocate it) and the
         // Sink box as opaque; both are released in `detach` before the Writer is dropped.
         unsafe {
             let mut ctx: *mut ffi::AVFormatContext = std::ptr::null_mut();
-            let ret = ffi::avformat_alloc_output_context2(&mut ctx, std::ptr::null(), format.as_ptr(), std::ptr::null());
+            let ret = ffi::avformat_alloc_output_context2(
+                &mut ctx,
+                std::ptr::null(),
+                format.as_ptr(),
+                std::ptr::null(),
+            );
             if ret < 0 || ctx.is_null() {
                 return Err(ffmpeg::Error::from(ret).into());
             }
             let buffer = ffi::av_malloc(BUFFER_SIZE) as *mut u8;
             let opaque = &mut *writer.sink as *mut Sink as *mut c_void;
-            let pb = ffi::avio_alloc_context(buffer, BUFFER_SIZE as c_int, 1, opaque, None, Some(write_packet), Some(seek));
+            let pb = ffi::avio_alloc_context(
+                buffer,
+                BUFFER_SIZE as c_int,
+                1,
+                opaque,
+                None,
+                Some(write_packet),
+                Some(seek),
+            );
             if buffer.is_null() || pb.is_null() {
                 ffi::avformat_free_context(ctx);
                 return Err(super::FinalizeError::Mux("out of memory".into()));
@@ -980,14 +1128,22 @@ mod threaded_output {
             (*pb).seekable = ffi::AVIO_SEEKABLE_NORMAL as c_int;
             (*ctx).pb = pb;
             (*ctx).flags |= ffi::AVFMT_FLAG_CUSTOM_IO;
-            Ok(Muxer { octx: ffmpeg::format::context::Output::wrap(ctx), writer: Some(writer), path: path.to_owned() })
+            Ok(Muxer {
+                octx: ffmpeg::format::context::Output::wrap(ctx),
+                writer: Some(writer),
+                path: path.to_owned(),
+            })
         }
     }
 
     impl Muxer {
         /// Wraps a muxer that writes its file itself.
         pub fn plain(octx: ffmpeg::format::context::Output, path: &Path) -> Self {
-            Self { octx, writer: None, path: path.to_owned() }
+            Self {
+                octx,
+                writer: None,
+                path: path.to_owned(),
+            }
         }
 
         /// Frees the I/O context (after `write_trailer` flushed it), waits for the writer

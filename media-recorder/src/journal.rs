@@ -147,10 +147,8 @@ pub fn journal_path(
     segment: u32,
     track_id: &str,
 ) -> PathBuf {
-    journal_dir(&recordings_dir.join(inspection_id)).join(format!(
-        "{segment:06}-{}.{JOURNAL_EXT}",
-        sanitize(track_id)
-    ))
+    journal_dir(&recordings_dir.join(inspection_id))
+        .join(format!("{segment:06}-{}.{JOURNAL_EXT}", sanitize(track_id)))
 }
 
 /// Journal directory inside an inspection's recording directory.
@@ -162,7 +160,13 @@ pub fn journal_dir(inspection_dir: &Path) -> PathBuf {
 fn sanitize(s: &str) -> String {
     let out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(96)
         .collect();
     if out.is_empty() {
@@ -201,7 +205,8 @@ impl JournalWriter {
         }
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
         let mut out = BufWriter::with_capacity(256 * 1024, file);
-        let mut line = serde_json::to_vec(&meta).map_err(|e| JournalError::BadHeader(e.to_string()))?;
+        let mut line =
+            serde_json::to_vec(&meta).map_err(|e| JournalError::BadHeader(e.to_string()))?;
         line.push(b'\n');
         out.write_all(&line)?;
         // The header must be durable before any record refers to it.
@@ -213,7 +218,13 @@ impl JournalWriter {
                 let _ = dir.sync_all();
             }
         }
-        Ok(Self { out: Some(out), path: path.to_owned(), meta, last_flush_micros: None, records: 0 })
+        Ok(Self {
+            out: Some(out),
+            path: path.to_owned(),
+            meta,
+            last_flush_micros: None,
+            records: 0,
+        })
     }
 
     /// Path of the file being written.
@@ -249,7 +260,12 @@ impl JournalWriter {
         self.append(KIND_SENDER_REPORT, arrival_micros, &payload)
     }
 
-    fn append(&mut self, kind: u8, arrival_micros: i64, payload: &[u8]) -> Result<(), JournalError> {
+    fn append(
+        &mut self,
+        kind: u8,
+        arrival_micros: i64,
+        payload: &[u8],
+    ) -> Result<(), JournalError> {
         if payload.len() > MAX_RECORD_LEN as usize {
             return Err(JournalError::RecordTooLarge(payload.len()));
         }
@@ -423,7 +439,10 @@ impl JournalReader {
             }
         }
         let record = match kind {
-            KIND_RTP => Record::Rtp { arrival_micros, packet: payload },
+            KIND_RTP => Record::Rtp {
+                arrival_micros,
+                packet: payload,
+            },
             _ => {
                 if payload.len() != 12 {
                     return Ok(self.torn());
@@ -501,7 +520,11 @@ const CRC_TABLES: [[u32; 256]; 8] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         tables[0][i] = c;
@@ -557,7 +580,15 @@ mod tests {
     use super::*;
 
     fn meta() -> TrackMeta {
-        TrackMeta::new("cam", "p1", TrackKind::Video, "video/VP8", 90_000, 42, 1_000)
+        TrackMeta::new(
+            "cam",
+            "p1",
+            TrackKind::Video,
+            "video/VP8",
+            90_000,
+            42,
+            1_000,
+        )
     }
 
     #[test]
@@ -584,7 +615,8 @@ mod tests {
         let path = w.path().to_owned();
         assert!(path.ends_with("insp/journal/000000-cam.rtpj"));
         w.append_rtp(10, &[1, 2, 3]).expect("append");
-        w.append_sender_report(20, 0x1122_3344_5566_7788, 99).expect("append sr");
+        w.append_sender_report(20, 0x1122_3344_5566_7788, 99)
+            .expect("append sr");
         w.append_rtp(30, &[4; 100]).expect("append");
         w.close().expect("close");
 
@@ -593,10 +625,20 @@ mod tests {
         assert_eq!(r.meta(), &meta());
         let records: Vec<Record> = r.map(|r| r.expect("record")).collect();
         assert_eq!(records.len(), 3);
-        assert_eq!(records[0], Record::Rtp { arrival_micros: 10, packet: vec![1, 2, 3] });
+        assert_eq!(
+            records[0],
+            Record::Rtp {
+                arrival_micros: 10,
+                packet: vec![1, 2, 3]
+            }
+        );
         assert_eq!(
             records[1],
-            Record::SenderReport { arrival_micros: 20, ntp_time: 0x1122_3344_5566_7788, rtp_time: 99 }
+            Record::SenderReport {
+                arrival_micros: 20,
+                ntp_time: 0x1122_3344_5566_7788,
+                rtp_time: 99
+            }
         );
 
         // Every truncation point inside the last record yields the first two records only.
@@ -614,11 +656,16 @@ mod tests {
         let mut first = JournalReader::open(&path).expect("open");
         assert_eq!(first.by_ref().count(), 2);
         let second = JournalReader::open_verified(&path, first.valid_len()).expect("open");
-        assert_eq!(second.map(|r| r.expect("record")).collect::<Vec<_>>(), records[..2].to_vec());
+        assert_eq!(
+            second.map(|r| r.expect("record")).collect::<Vec<_>>(),
+            records[..2].to_vec()
+        );
 
         // Garbage appended after a clean end is detected, not misread.
         let mut garbage = full.clone();
-        garbage.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 9, 9, 9, 9, 9, 0, 0, 0, 0]);
+        garbage.extend_from_slice(&[
+            1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 9, 9, 9, 9, 9, 0, 0, 0, 0,
+        ]);
         std::fs::write(&path, &garbage).expect("write");
         let mut r = JournalReader::open(&path).expect("open");
         assert_eq!(r.by_ref().count(), 3);
@@ -647,7 +694,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut w = JournalWriter::create(dir.path(), "insp", 0, meta()).expect("create");
         let big = vec![0u8; MAX_RECORD_LEN as usize + 1];
-        assert!(matches!(w.append_rtp(0, &big), Err(JournalError::RecordTooLarge(_))));
+        assert!(matches!(
+            w.append_rtp(0, &big),
+            Err(JournalError::RecordTooLarge(_))
+        ));
         assert!(JournalWriter::create(dir.path(), "insp", 0, meta()).is_err());
         w.close().expect("close");
     }

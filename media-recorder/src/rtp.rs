@@ -41,11 +41,20 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpTap {
             if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
                 requests.push(p.clone());
             } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
-                let bare = SenderReport { reports: vec![], profile_extensions: Default::default(), ..sr.clone() };
-                let mut message = rtc::interceptor::AttributedPacket::new(Packet::Rtcp(vec![Box::new(bare)]));
+                let bare = SenderReport {
+                    reports: vec![],
+                    profile_extensions: Default::default(),
+                    ..sr.clone()
+                };
+                let mut message =
+                    rtc::interceptor::AttributedPacket::new(Packet::Rtcp(vec![Box::new(bare)]));
                 message.attributes = msg.message.attributes.clone();
                 message.add(Attribute::DeliverToApplication);
-                self.read_queue.push_back(TaggedPacket { now: msg.now, transport: msg.transport, message });
+                self.read_queue.push_back(TaggedPacket {
+                    now: msg.now,
+                    transport: msg.transport,
+                    message,
+                });
             }
         }
         if !requests.is_empty() {
@@ -103,12 +112,25 @@ pub struct Rewriter {
 impl Rewriter {
     /// A rewriter writing SSRC `out_ssrc`.
     pub fn new(out_ssrc: u32) -> Self {
-        Self { out_ssrc, source: None, seq_offset: 0, ts_offset: 0, last_seq: 0, last_ts: 0, last_at: None }
+        Self {
+            out_ssrc,
+            source: None,
+            seq_offset: 0,
+            ts_offset: 0,
+            last_seq: 0,
+            last_ts: 0,
+            last_at: None,
+        }
     }
 
     /// Rewrites SSRC, sequence number and timestamp of a packet from source `header.ssrc`
     /// arriving at `now`. Returns true when the source changed with this packet.
-    pub fn rewrite(&mut self, now: Instant, clock_rate: u32, header: &mut rtc::rtp::header::Header) -> bool {
+    pub fn rewrite(
+        &mut self,
+        now: Instant,
+        clock_rate: u32,
+        header: &mut rtc::rtp::header::Header,
+    ) -> bool {
         let switched = self.source != Some(header.ssrc);
         if switched {
             if let Some(last_at) = self.last_at {
@@ -116,8 +138,14 @@ impl Rewriter {
                 // wall-clock gap so playout timing stays right.
                 let gap = now.saturating_duration_since(last_at).as_micros() as u64;
                 let ticks = ((gap * clock_rate as u64) / 1_000_000).max(1) as u32;
-                self.seq_offset = self.last_seq.wrapping_add(1).wrapping_sub(header.sequence_number);
-                self.ts_offset = self.last_ts.wrapping_add(ticks).wrapping_sub(header.timestamp);
+                self.seq_offset = self
+                    .last_seq
+                    .wrapping_add(1)
+                    .wrapping_sub(header.sequence_number);
+                self.ts_offset = self
+                    .last_ts
+                    .wrapping_add(ticks)
+                    .wrapping_sub(header.timestamp);
             }
             self.source = Some(header.ssrc);
         }
@@ -125,7 +153,8 @@ impl Rewriter {
         header.sequence_number = header.sequence_number.wrapping_add(self.seq_offset);
         header.timestamp = header.timestamp.wrapping_add(self.ts_offset);
         // Only move forward: a retransmitted or reordered packet must not pull the base back.
-        if self.last_at.is_none() || (header.sequence_number.wrapping_sub(self.last_seq) as i16) > 0 {
+        if self.last_at.is_none() || (header.sequence_number.wrapping_sub(self.last_seq) as i16) > 0
+        {
             self.last_seq = header.sequence_number;
             self.last_ts = header.timestamp;
         }
@@ -147,7 +176,9 @@ pub fn is_keyframe(mime: &str, payload: &[u8]) -> bool {
 
 /// VP8 (RFC 7741): start of partition 0 with the P bit clear.
 pub fn vp8_keyframe(payload: &[u8]) -> bool {
-    let Some(&b0) = payload.first() else { return false };
+    let Some(&b0) = payload.first() else {
+        return false;
+    };
     let start = b0 & 0x10 != 0;
     let pid = b0 & 0x07;
     if !start || pid != 0 {
@@ -155,11 +186,15 @@ pub fn vp8_keyframe(payload: &[u8]) -> bool {
     }
     let mut i = 1;
     if b0 & 0x80 != 0 {
-        let Some(&x) = payload.get(i) else { return false };
+        let Some(&x) = payload.get(i) else {
+            return false;
+        };
         i += 1;
         if x & 0x80 != 0 {
             // Picture ID: one byte, or two when its M bit is set.
-            let Some(&p) = payload.get(i) else { return false };
+            let Some(&p) = payload.get(i) else {
+                return false;
+            };
             i += if p & 0x80 != 0 { 2 } else { 1 };
         }
         if x & 0x40 != 0 {
@@ -174,7 +209,9 @@ pub fn vp8_keyframe(payload: &[u8]) -> bool {
 
 /// H.264 (RFC 6184): an IDR or SPS NAL unit, alone, in a STAP-A, or starting an FU-A.
 pub fn h264_keyframe(payload: &[u8]) -> bool {
-    let Some(&b0) = payload.first() else { return false };
+    let Some(&b0) = payload.first() else {
+        return false;
+    };
     match b0 & 0x1f {
         5 | 7 => true,
         24 => {
@@ -188,7 +225,9 @@ pub fn h264_keyframe(payload: &[u8]) -> bool {
             }
             false
         }
-        28 => payload.get(1).is_some_and(|h| h & 0x80 != 0 && h & 0x1f == 5),
+        28 => payload
+            .get(1)
+            .is_some_and(|h| h & 0x80 != 0 && h & 0x1f == 5),
         _ => false,
     }
 }
@@ -200,7 +239,12 @@ mod tests {
     use std::time::Duration;
 
     fn hdr(ssrc: u32, seq: u16, ts: u32) -> Header {
-        Header { ssrc, sequence_number: seq, timestamp: ts, ..Default::default() }
+        Header {
+            ssrc,
+            sequence_number: seq,
+            timestamp: ts,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -216,7 +260,10 @@ mod tests {
         // A reconnect: new SSRC, unrelated numbers, 100 ms later.
         let mut h = hdr(2, 60_000, 5);
         assert!(r.rewrite(t0 + Duration::from_millis(133), 90_000, &mut h));
-        assert_eq!((h.ssrc, h.sequence_number, h.timestamp), (7, 102, 4000 + 9000));
+        assert_eq!(
+            (h.ssrc, h.sequence_number, h.timestamp),
+            (7, 102, 4000 + 9000)
+        );
         let mut h = hdr(2, 60_001, 3005);
         r.rewrite(t0 + Duration::from_millis(166), 90_000, &mut h);
         assert_eq!((h.sequence_number, h.timestamp), (103, 4000 + 9000 + 3000));
@@ -243,7 +290,9 @@ mod tests {
         // Not the start of a partition.
         assert!(!vp8_keyframe(&[0x80, 0x80, 0x80, 0x01, 0x10]));
         assert!(h264_keyframe(&[0x65, 0x00]));
-        assert!(h264_keyframe(&[0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x68]));
+        assert!(h264_keyframe(&[
+            0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x68
+        ]));
         assert!(h264_keyframe(&[0x7c, 0x85]));
         assert!(!h264_keyframe(&[0x7c, 0x05]));
         assert!(!h264_keyframe(&[0x41, 0x00]));

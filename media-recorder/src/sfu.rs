@@ -15,7 +15,9 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
 use rtc::shared::marshal::{Marshal, MarshalSize};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -102,11 +104,13 @@ fn journal_job(job: Job) {
     let tx = TX.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         // Named `srv-*` like the server runtime's threads: the benchmark counts them as server.
-        let spawned = std::thread::Builder::new().name("srv-journal".into()).spawn(move || {
-            while let Ok(job) = rx.recv() {
-                run_job(job);
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("srv-journal".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    run_job(job);
+                }
+            });
         if let Err(e) = spawned {
             tracing::error!("cannot start the journal writer thread: {e}");
         }
@@ -120,7 +124,9 @@ fn journal_job(job: Job) {
 fn run_job(job: Job) {
     let result = match &job {
         Job::Rtp(j, at, bytes) => lock(j).as_mut().map(|w| w.append_rtp(*at, bytes)),
-        Job::SenderReport(j, at, ntp, rtp) => lock(j).as_mut().map(|w| w.append_sender_report(*at, *ntp, *rtp)),
+        Job::SenderReport(j, at, ntp, rtp) => lock(j)
+            .as_mut()
+            .map(|w| w.append_sender_report(*at, *ntp, *rtp)),
         Job::Flush(j, now) => lock(j).as_mut().map(|w| w.maybe_flush(*now)),
         Job::Close(j) => {
             let writer = lock(j).take();
@@ -181,7 +187,10 @@ impl Source {
         }
         let src = self.clone();
         tokio::spawn(async move {
-            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: src.ssrc };
+            let pli = PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc: src.ssrc,
+            };
             if let Err(e) = src.track.write_rtcp(vec![Box::new(pli)]).await {
                 debug!("PLI to publisher failed: {e}");
             }
@@ -191,7 +200,11 @@ impl Source {
     fn fan_out(&self, packet: &rtc::rtp::Packet) {
         let mut sinks = lock(&self.sinks);
         sinks.retain(|(_, tx)| {
-            match tx.try_send(Fwd { mime: self.mime.clone(), clock_rate: self.clock_rate, packet: packet.clone() }) {
+            match tx.try_send(Fwd {
+                mime: self.mime.clone(),
+                clock_rate: self.clock_rate,
+                packet: packet.clone(),
+            }) {
                 Ok(()) => true,
                 // A full queue drops this packet only; NACK/PLI from the subscriber repair it.
                 Err(mpsc::error::TrySendError::Full(_)) => true,
@@ -256,7 +269,12 @@ pub(crate) struct Hub {
 
 impl Hub {
     pub(crate) fn new(cfg: MediaConfig) -> Arc<Self> {
-        Arc::new_cyclic(|me| Hub { cfg, rooms: Mutex::new(HashMap::new()), generations: AtomicU64::new(1), me: me.clone() })
+        Arc::new_cyclic(|me| Hub {
+            cfg,
+            rooms: Mutex::new(HashMap::new()),
+            generations: AtomicU64::new(1),
+            me: me.clone(),
+        })
     }
 
     fn room(&self, inspection: Uuid) -> Option<Arc<Room>> {
@@ -269,23 +287,40 @@ impl Hub {
             return r.clone();
         }
         // Segments continue after whatever an earlier server run left on disk.
-        let dir = crate::journal::journal_dir(&self.cfg.recordings_dir.join(inspection.to_string()));
+        let dir =
+            crate::journal::journal_dir(&self.cfg.recordings_dir.join(inspection.to_string()));
         let next_segment = std::fs::read_dir(&dir)
             .map(|it| {
                 it.filter_map(|e| e.ok())
-                    .filter_map(|e| e.file_name().to_str()?.split('-').next()?.parse::<u32>().ok())
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .split('-')
+                            .next()?
+                            .parse::<u32>()
+                            .ok()
+                    })
                     .max()
                     .map_or(0, |m| m + 1)
             })
             .unwrap_or(0);
-        let room = Arc::new(Room { id: inspection, state: Mutex::new(RoomState { next_segment, ..Default::default() }) });
+        let room = Arc::new(Room {
+            id: inspection,
+            state: Mutex::new(RoomState {
+                next_segment,
+                ..Default::default()
+            }),
+        });
         rooms.insert(inspection, room.clone());
         spawn_flusher(Arc::downgrade(&room));
         room
     }
 
     pub(crate) fn peer_count(&self) -> usize {
-        lock(&self.rooms).values().map(|r| lock(&r.state).peers.len()).sum()
+        lock(&self.rooms)
+            .values()
+            .map(|r| lock(&r.state).peers.len())
+            .sum()
     }
 
     pub(crate) async fn offer(
@@ -310,7 +345,9 @@ impl Hub {
                     info!(%inspection, peer = %peer_id, "participant reconnected with a new connection");
                     self.remove_peer(&room, &old).await;
                 }
-                let (p, turn) = self.create_peer(&room, peer_id, role, summary.fingerprint.clone(), events).await?;
+                let (p, turn) = self
+                    .create_peer(&room, peer_id, role, summary.fingerprint.clone(), events)
+                    .await?;
                 (p, turn, true)
             }
         };
@@ -331,7 +368,14 @@ impl Hub {
         events: mpsc::UnboundedSender<MediaEvent>,
     ) -> Result<(Arc<Peer>, tokio::sync::OwnedMutexGuard<()>), MediaError> {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        let handler = Arc::new(PeerHandler::new(self.me.clone(), room.id, id, generation, role, events.clone()));
+        let handler = Arc::new(PeerHandler::new(
+            self.me.clone(),
+            room.id,
+            id,
+            generation,
+            role,
+            events.clone(),
+        ));
         let pc = peer::build(&self.cfg, handler.clone()).await?;
         let segment = {
             let mut st = lock(&room.state);
@@ -363,9 +407,16 @@ impl Hub {
         offer: rtc::peer_connection::sdp::RTCSessionDescription,
         summary: &crate::sdp::OfferSummary,
     ) -> Result<serde_json::Value, MediaError> {
-        peer.pc.set_remote_description(offer).await.map_err(|e| MediaError::SdpInvalid(e.to_string()))?;
+        peer.pc
+            .set_remote_description(offer)
+            .await
+            .map_err(|e| MediaError::SdpInvalid(e.to_string()))?;
         self.attach_outputs(room, peer, summary).await?;
-        let answer = peer.pc.create_answer(None).await.map_err(|e| MediaError::Internal(format!("create answer: {e}")))?;
+        let answer = peer
+            .pc
+            .create_answer(None)
+            .await
+            .map_err(|e| MediaError::Internal(format!("create answer: {e}")))?;
         peer.pc
             .set_local_description(answer)
             .await
@@ -406,9 +457,16 @@ impl Hub {
             let mut free = false;
             for t in peer.pc.get_transceivers().await {
                 let Ok(None) = t.sender().await else { continue };
-                let Ok(Some(mid)) = t.mid().await else { continue };
-                let section = summary.sections.iter().find(|s| s.mid.as_deref() == Some(mid.as_str()));
-                if section.is_some_and(|s| s.kind == want && !s.rejected && s.direction != crate::sdp::Direction::SendOnly) {
+                let Ok(Some(mid)) = t.mid().await else {
+                    continue;
+                };
+                let section = summary
+                    .sections
+                    .iter()
+                    .find(|s| s.mid.as_deref() == Some(mid.as_str()));
+                if section.is_some_and(|s| {
+                    s.kind == want && !s.rejected && s.direction != crate::sdp::Direction::SendOnly
+                }) {
                     free = true;
                     break;
                 }
@@ -431,7 +489,10 @@ impl Hub {
                 label.to_string(),
                 feed.kind(),
                 vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 }],
             )));
@@ -441,9 +502,23 @@ impl Hub {
                 .await
                 .map_err(|e| MediaError::Internal(format!("add track: {e}")))?;
             let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
-            let out = Arc::new(Output { tx: tx.clone(), negotiation: Arc::new(AtomicU64::new(0)) });
-            tokio::spawn(forward(track.clone(), sender, rx, ssrc, out.negotiation.clone()));
-            tokio::spawn(relay_feedback(track, Arc::downgrade(room), feed, Arc::downgrade(&out)));
+            let out = Arc::new(Output {
+                tx: tx.clone(),
+                negotiation: Arc::new(AtomicU64::new(0)),
+            });
+            tokio::spawn(forward(
+                track.clone(),
+                sender,
+                rx,
+                ssrc,
+                out.negotiation.clone(),
+            ));
+            tokio::spawn(relay_feedback(
+                track,
+                Arc::downgrade(room),
+                feed,
+                Arc::downgrade(&out),
+            ));
             lock(&peer.outputs).insert(feed, out);
             if let Some(src) = room.source(feed) {
                 lock(&src.sinks).push((peer.id, tx));
@@ -462,18 +537,23 @@ impl Hub {
             .room(inspection)
             .and_then(|r| lock(&r.state).peers.get(&peer_id).cloned())
             .ok_or(MediaError::UnknownPeer)?;
-        let init: RTCIceCandidateInit =
-            serde_json::from_value(candidate).map_err(|e| MediaError::CandidateInvalid(e.to_string()))?;
+        let init: RTCIceCandidateInit = serde_json::from_value(candidate)
+            .map_err(|e| MediaError::CandidateInvalid(e.to_string()))?;
         if init.candidate.trim().is_empty() {
             // End-of-candidates marker: nothing to add.
             return Ok(());
         }
         let _turn = peer.negotiating.lock().await;
-        peer.pc.add_ice_candidate(init).await.map_err(|e| MediaError::CandidateInvalid(e.to_string()))
+        peer.pc
+            .add_ice_candidate(init)
+            .await
+            .map_err(|e| MediaError::CandidateInvalid(e.to_string()))
     }
 
     pub(crate) async fn leave(&self, inspection: Uuid, peer_id: Uuid) {
-        let Some(room) = self.room(inspection) else { return };
+        let Some(room) = self.room(inspection) else {
+            return;
+        };
         let peer = lock(&room.state).peers.get(&peer_id).cloned();
         if let Some(peer) = peer {
             self.remove_peer(&room, &peer).await;
@@ -522,13 +602,20 @@ impl Hub {
         }
     }
 
-    pub(crate) async fn finish(&self, inspection: Uuid, marks: Vec<Mark>) -> Result<Manifest, MediaError> {
+    pub(crate) async fn finish(
+        &self,
+        inspection: Uuid,
+        marks: Vec<Mark>,
+    ) -> Result<Manifest, MediaError> {
         let room = self.room(inspection);
         let (journals, room_marks) = match &room {
             Some(room) => {
                 let mut st = lock(&room.state);
                 st.finished = true;
-                (std::mem::take(&mut st.journals), std::mem::take(&mut st.marks))
+                (
+                    std::mem::take(&mut st.journals),
+                    std::mem::take(&mut st.marks),
+                )
             }
             None => (Vec::new(), Vec::new()),
         };
@@ -539,7 +626,8 @@ impl Hub {
             for (_, j) in journals {
                 let writer = lock(&j).take();
                 if let Some(w) = writer {
-                    w.close().map_err(|e| MediaError::Internal(format!("close journal: {e}")))?;
+                    w.close()
+                        .map_err(|e| MediaError::Internal(format!("close journal: {e}")))?;
                 }
             }
             // The caller's marks, the live ones and the crash-safe log: the same mark may be
@@ -555,10 +643,20 @@ impl Hub {
         .map_err(|e| MediaError::Internal(format!("finalize task: {e}")))?
     }
 
-    pub(crate) async fn on_state(&self, inspection: Uuid, peer_id: Uuid, generation: u64, state: RTCPeerConnectionState) {
-        let Some(room) = self.room(inspection) else { return };
+    pub(crate) async fn on_state(
+        &self,
+        inspection: Uuid,
+        peer_id: Uuid,
+        generation: u64,
+        state: RTCPeerConnectionState,
+    ) {
+        let Some(room) = self.room(inspection) else {
+            return;
+        };
         let peer = lock(&room.state).peers.get(&peer_id).cloned();
-        let Some(peer) = peer.filter(|p| p.generation == generation) else { return };
+        let Some(peer) = peer.filter(|p| p.generation == generation) else {
+            return;
+        };
         match state {
             // Only now can the subscriber decode what arrives; a keyframe asked for earlier
             // would be gone before its SRTP context exists.
@@ -586,9 +684,15 @@ impl Hub {
         track: Arc<dyn TrackRemote>,
     ) {
         let kind = track.kind().await;
-        let Some(ssrc) = track.ssrcs().await.first().copied() else { return };
-        let Some(codec) = track.codec(ssrc).await else { return };
-        let Some(room) = self.room(inspection) else { return };
+        let Some(ssrc) = track.ssrcs().await.first().copied() else {
+            return;
+        };
+        let Some(codec) = track.codec(ssrc).await else {
+            return;
+        };
+        let Some(room) = self.room(inspection) else {
+            return;
+        };
         let Some(feed) = Feed::published_by(role, kind) else {
             // Not this role's to publish (e.g. an inspector's camera): read and discard.
             info!(%inspection, peer = %peer_id, ?role, %kind, "ignoring a track the role may not publish");
@@ -596,7 +700,17 @@ impl Hub {
             return;
         };
         let mime: Arc<str> = Arc::from(codec.mime_type.as_str());
-        let journal = self.open_journal(&room, peer_id, generation, kind, &codec.mime_type, codec.clock_rate, ssrc).await;
+        let journal = self
+            .open_journal(
+                &room,
+                peer_id,
+                generation,
+                kind,
+                &codec.mime_type,
+                codec.clock_rate,
+                ssrc,
+            )
+            .await;
         let source = Arc::new(Source {
             feed,
             generation,
@@ -650,7 +764,10 @@ impl Hub {
             if st.finished {
                 return None;
             }
-            st.peers.get(&peer_id).filter(|p| p.generation == generation).map(|p| p.segment)?
+            st.peers
+                .get(&peer_id)
+                .filter(|p| p.generation == generation)
+                .map(|p| p.segment)?
         };
         let (tk, k) = match kind {
             RtpCodecKind::Video => (TrackKind::Video, "video"),
@@ -667,7 +784,10 @@ impl Hub {
         );
         let (dir, inspection) = (self.cfg.recordings_dir.clone(), room.id.to_string());
         // Creating fsyncs the header and the directory: not on an async worker.
-        let created = tokio::task::spawn_blocking(move || JournalWriter::create(&dir, &inspection, segment, meta)).await;
+        let created = tokio::task::spawn_blocking(move || {
+            JournalWriter::create(&dir, &inspection, segment, meta)
+        })
+        .await;
         match created {
             Ok(Ok(w)) => {
                 let path = w.path().to_owned();
@@ -713,7 +833,12 @@ async fn read_loop(source: Arc<Source>, journal: Option<SharedJournal>, room: We
                 let Some(j) = &journal else { continue };
                 for p in &packets {
                     if let Some(sr) = p.as_any().downcast_ref::<SenderReport>() {
-                        journal_job(Job::SenderReport(j.clone(), now_micros(), sr.ntp_time, sr.rtp_time));
+                        journal_job(Job::SenderReport(
+                            j.clone(),
+                            now_micros(),
+                            sr.ntp_time,
+                            sr.rtp_time,
+                        ));
                     }
                 }
             }
@@ -723,7 +848,11 @@ async fn read_loop(source: Arc<Source>, journal: Option<SharedJournal>, room: We
     }
     if let Some(room) = room.upgrade() {
         let mut st = lock(&room.state);
-        if st.sources.get(&source.feed).is_some_and(|s| Arc::ptr_eq(s, &source)) {
+        if st
+            .sources
+            .get(&source.feed)
+            .is_some_and(|s| Arc::ptr_eq(s, &source))
+        {
             st.sources.remove(&source.feed);
         }
     }
@@ -741,7 +870,11 @@ fn spawn_flusher(room: Weak<Room>) {
         loop {
             tick.tick().await;
             let Some(room) = room.upgrade() else { return };
-            let journals: Vec<SharedJournal> = lock(&room.state).journals.iter().map(|(_, j)| j.clone()).collect();
+            let journals: Vec<SharedJournal> = lock(&room.state)
+                .journals
+                .iter()
+                .map(|(_, j)| j.clone())
+                .collect();
             let now = now_micros();
             for j in journals {
                 journal_job(Job::Flush(j, now));
@@ -755,7 +888,8 @@ async fn payload_types(sender: &Arc<dyn RtpSender>) -> HashMap<String, u8> {
     let mut map = HashMap::new();
     if let Ok(params) = sender.get_parameters().await {
         for c in params.rtp_parameters.codecs {
-            map.entry(c.rtp_codec.mime_type.to_ascii_lowercase()).or_insert(c.payload_type);
+            map.entry(c.rtp_codec.mime_type.to_ascii_lowercase())
+                .or_insert(c.payload_type);
         }
     }
     map
@@ -773,14 +907,22 @@ async fn forward(
     let mut pts: HashMap<String, u8> = HashMap::new();
     let mut seen_negotiation = u64::MAX;
     let mut last_lookup: Option<Instant> = None;
-    while let Some(Fwd { mime, clock_rate, mut packet }) = rx.recv().await {
+    while let Some(Fwd {
+        mime,
+        clock_rate,
+        mut packet,
+    }) = rx.recv().await
+    {
         if packet.payload.is_empty() {
             // Padding-only probes carry nothing a subscriber can use.
             continue;
         }
         let n = negotiation.load(Ordering::Relaxed);
         let key = mime.to_ascii_lowercase();
-        if n != seen_negotiation || (!pts.contains_key(&key) && last_lookup.is_none_or(|t| t.elapsed() > Duration::from_secs(1))) {
+        if n != seen_negotiation
+            || (!pts.contains_key(&key)
+                && last_lookup.is_none_or(|t| t.elapsed() > Duration::from_secs(1)))
+        {
             pts = payload_types(&sender).await;
             seen_negotiation = n;
             last_lookup = Some(Instant::now());
@@ -809,7 +951,12 @@ async fn forward(
 }
 
 /// Relays a subscriber's keyframe requests to the publisher.
-async fn relay_feedback(track: Arc<TrackLocalStaticRTP>, room: Weak<Room>, feed: Feed, out: Weak<Output>) {
+async fn relay_feedback(
+    track: Arc<TrackLocalStaticRTP>,
+    room: Weak<Room>,
+    feed: Feed,
+    out: Weak<Output>,
+) {
     loop {
         match track.poll().await {
             Some(TrackLocalEvent::OnRtcpPacket(packets)) => {

@@ -117,13 +117,19 @@ impl VideoSource {
     }
 
     /// A VP8 or H.264 (constrained baseline, Annex B, SPS/PPS before every IDR) encoder.
-    pub fn with_codec(video_codec: Codec, width: u32, height: u32, bit_rate: usize) -> Result<Self, TestSrcError> {
+    pub fn with_codec(
+        video_codec: Codec,
+        width: u32,
+        height: u32,
+        bit_rate: usize,
+    ) -> Result<Self, TestSrcError> {
         ffmpeg::init()?;
         let name = match video_codec {
             Codec::H264 => "libx264",
             _ => "libvpx",
         };
-        let found = ffmpeg::encoder::find_by_name(name).ok_or(TestSrcError::EncoderMissing(name))?;
+        let found =
+            ffmpeg::encoder::find_by_name(name).ok_or(TestSrcError::EncoderMissing(name))?;
         let mut ctx = codec::context::Context::new_with_codec(found);
         ctx.set_time_base(Rational(1, 1000));
         let mut enc = ctx.encoder().video()?;
@@ -146,7 +152,11 @@ impl VideoSource {
             opts.set("lag-in-frames", "0");
         }
         let encoder = enc.open_with(opts)?;
-        Ok(Self { encoder, frame: frame::Video::new(Pixel::YUV420P, width, height), noise: None })
+        Ok(Self {
+            encoder,
+            frame: frame::Video::new(Pixel::YUV420P, width, height),
+            noise: None,
+        })
     }
 
     /// Fills the chroma planes with noise so the encoder spends its whole bit rate, like a
@@ -157,19 +167,29 @@ impl VideoSource {
 
     /// Encodes the frame captured at `capture_micros` (drawn into it); returns the encoded
     /// frame (VP8, or an H.264 Annex B access unit) and whether it is a keyframe.
-    pub fn encode(&mut self, capture_micros: i64, keyframe: bool) -> Result<Vec<(Vec<u8>, bool)>, TestSrcError> {
+    pub fn encode(
+        &mut self,
+        capture_micros: i64,
+        keyframe: bool,
+    ) -> Result<Vec<(Vec<u8>, bool)>, TestSrcError> {
         draw_barcode(&mut self.frame, capture_micros.div_euclid(1000));
         if let Some(seed) = self.noise.as_mut() {
             for plane in 1..3 {
                 for b in self.frame.data_mut(plane).iter_mut() {
-                    *seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    *seed = seed
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
                     // Mild noise (±8) keeps the rate controller near its target.
                     *b = 120 + (*seed >> 60) as u8;
                 }
             }
         }
         self.frame.set_pts(Some(capture_micros.div_euclid(1000)));
-        self.frame.set_kind(if keyframe { picture::Type::I } else { picture::Type::None });
+        self.frame.set_kind(if keyframe {
+            picture::Type::I
+        } else {
+            picture::Type::None
+        });
         self.encoder.send_frame(&self.frame)?;
         let mut out = Vec::new();
         let mut packet = ffmpeg::Packet::empty();
@@ -196,7 +216,8 @@ impl OpusSource {
     /// A stereo 48 kHz encoder.
     pub fn new() -> Result<Self, TestSrcError> {
         ffmpeg::init()?;
-        let opus = ffmpeg::encoder::find_by_name("libopus").ok_or(TestSrcError::EncoderMissing("libopus"))?;
+        let opus = ffmpeg::encoder::find_by_name("libopus")
+            .ok_or(TestSrcError::EncoderMissing("libopus"))?;
         let mut ctx = codec::context::Context::new_with_codec(opus);
         ctx.set_time_base(Rational(1, 48_000));
         let mut enc = ctx.encoder().audio()?;
@@ -209,9 +230,17 @@ impl OpusSource {
         opts.set("frame_duration", "20");
         opts.set("application", "voip");
         let encoder = enc.open_with(opts)?;
-        let mut frame = frame::Audio::new(Sample::I16(sample::Type::Packed), Self::FRAME_SAMPLES, ChannelLayout::STEREO);
+        let mut frame = frame::Audio::new(
+            Sample::I16(sample::Type::Packed),
+            Self::FRAME_SAMPLES,
+            ChannelLayout::STEREO,
+        );
         frame.set_rate(48_000);
-        Ok(Self { encoder, frame, sample: 0 })
+        Ok(Self {
+            encoder,
+            frame,
+            sample: 0,
+        })
     }
 
     /// Encodes the next 20 ms; returns the Opus packets produced (the encoder may lag).
@@ -253,17 +282,32 @@ pub struct Packetizer {
 impl Packetizer {
     /// VP8 packetizer.
     pub fn vp8(payload_type: u8, ssrc: u32, first_seq: u16) -> Self {
-        Self { payload_type, ssrc, seq: first_seq, codec: Codec::Vp8 }
+        Self {
+            payload_type,
+            ssrc,
+            seq: first_seq,
+            codec: Codec::Vp8,
+        }
     }
 
     /// H.264 packetizer.
     pub fn h264(payload_type: u8, ssrc: u32, first_seq: u16) -> Self {
-        Self { payload_type, ssrc, seq: first_seq, codec: Codec::H264 }
+        Self {
+            payload_type,
+            ssrc,
+            seq: first_seq,
+            codec: Codec::H264,
+        }
     }
 
     /// Opus packetizer.
     pub fn opus(payload_type: u8, ssrc: u32, first_seq: u16) -> Self {
-        Self { payload_type, ssrc, seq: first_seq, codec: Codec::Opus }
+        Self {
+            payload_type,
+            ssrc,
+            seq: first_seq,
+            codec: Codec::Opus,
+        }
     }
 
     /// Packets of one frame with RTP timestamp `ts`, at most `mtu` payload bytes each.
@@ -271,7 +315,14 @@ impl Packetizer {
         let mut out = Vec::new();
         match self.codec {
             Codec::Opus => {
-                out.push(build_rtp(self.payload_type, true, self.seq, ts, self.ssrc, frame));
+                out.push(build_rtp(
+                    self.payload_type,
+                    true,
+                    self.seq,
+                    ts,
+                    self.ssrc,
+                    frame,
+                ));
                 self.seq = self.seq.wrapping_add(1);
                 return out;
             }
@@ -301,7 +352,14 @@ impl Packetizer {
                 }
                 let n = payloads.len();
                 for (i, p) in payloads.into_iter().enumerate() {
-                    out.push(build_rtp(self.payload_type, i + 1 == n, self.seq, ts, self.ssrc, &p));
+                    out.push(build_rtp(
+                        self.payload_type,
+                        i + 1 == n,
+                        self.seq,
+                        ts,
+                        self.ssrc,
+                        &p,
+                    ));
                     self.seq = self.seq.wrapping_add(1);
                 }
                 return out;
@@ -313,7 +371,14 @@ impl Packetizer {
             let mut payload = Vec::with_capacity(chunk.len() + 1);
             payload.push(if i == 0 { 0x10 } else { 0x00 });
             payload.extend_from_slice(chunk);
-            out.push(build_rtp(self.payload_type, i + 1 == chunks.len(), self.seq, ts, self.ssrc, &payload));
+            out.push(build_rtp(
+                self.payload_type,
+                i + 1 == chunks.len(),
+                self.seq,
+                ts,
+                self.ssrc,
+                &payload,
+            ));
             self.seq = self.seq.wrapping_add(1);
         }
         out
@@ -401,7 +466,9 @@ impl Event {
     /// Arrival time.
     pub fn arrival_micros(&self) -> i64 {
         match self {
-            Event::Rtp { arrival_micros, .. } | Event::SenderReport { arrival_micros, .. } => *arrival_micros,
+            Event::Rtp { arrival_micros, .. } | Event::SenderReport { arrival_micros, .. } => {
+                *arrival_micros
+            }
         }
     }
 }
@@ -436,7 +503,12 @@ impl SegmentGenerator {
     /// Prepares the encoders. RTP timestamps start near the 32-bit wrap so unwrapping is
     /// exercised in every test.
     pub fn new(spec: SegmentSpec) -> Result<Self, TestSrcError> {
-        let mut video = VideoSource::with_codec(spec.video_codec, spec.width, spec.height, spec.video_bit_rate)?;
+        let mut video = VideoSource::with_codec(
+            spec.video_codec,
+            spec.width,
+            spec.height,
+            spec.video_bit_rate,
+        )?;
         video.set_noise(spec.noise);
         let audio = OpusSource::new()?;
         let mut forced = spec.keyframes_at.clone();
@@ -485,7 +557,11 @@ impl SegmentGenerator {
             let tv = self.video_capture(self.next_video);
             let ta = self.audio_capture(self.next_audio);
             let ts = self.next_sr_micros;
-            let t = tv.min(ta).min(if self.spec.sender_reports { ts } else { i64::MAX });
+            let t = tv.min(ta).min(if self.spec.sender_reports {
+                ts
+            } else {
+                i64::MAX
+            });
             if t >= end {
                 return Ok(None);
             }
@@ -496,18 +572,34 @@ impl SegmentGenerator {
                 let vrtp = self.video_ts0.wrapping_add((off * 90 / 1000) as u32);
                 let artp = self.audio_ts0.wrapping_add((off * 48 / 1000) as u32);
                 let ntp = unix_micros_to_ntp(t);
-                self.queue.push_back(Event::SenderReport { video: true, arrival_micros: arrival, ntp, rtp: vrtp });
-                self.queue.push_back(Event::SenderReport { video: false, arrival_micros: arrival, ntp, rtp: artp });
+                self.queue.push_back(Event::SenderReport {
+                    video: true,
+                    arrival_micros: arrival,
+                    ntp,
+                    rtp: vrtp,
+                });
+                self.queue.push_back(Event::SenderReport {
+                    video: false,
+                    arrival_micros: arrival,
+                    ntp,
+                    rtp: artp,
+                });
             } else if t == tv {
                 let mut key = self.next_video == 0;
                 while self.forced.last().is_some_and(|&k| k <= tv) {
                     self.forced.pop();
                     key = true;
                 }
-                let rtp_ts = self.video_ts0.wrapping_add(((tv - self.spec.start_micros) * 90 / 1000) as u32);
+                let rtp_ts = self
+                    .video_ts0
+                    .wrapping_add(((tv - self.spec.start_micros) * 90 / 1000) as u32);
                 for (data, _) in self.video.encode(tv, key)? {
                     for packet in self.vpack.packetize(&data, rtp_ts, 1100) {
-                        self.queue.push_back(Event::Rtp { video: true, arrival_micros: arrival, packet });
+                        self.queue.push_back(Event::Rtp {
+                            video: true,
+                            arrival_micros: arrival,
+                            packet,
+                        });
                     }
                 }
                 self.next_video += 1;
@@ -515,7 +607,11 @@ impl SegmentGenerator {
                 let rtp_ts = self.audio_ts0.wrapping_add(self.next_audio as u32 * 960);
                 for data in self.audio.encode_next()? {
                     for packet in self.apack.packetize(&data, rtp_ts, 1200) {
-                        self.queue.push_back(Event::Rtp { video: false, arrival_micros: arrival, packet });
+                        self.queue.push_back(Event::Rtp {
+                            video: false,
+                            arrival_micros: arrival,
+                            packet,
+                        });
                     }
                 }
                 self.next_audio += 1;
@@ -527,8 +623,28 @@ impl SegmentGenerator {
     pub fn metas(&self) -> (TrackMeta, TrackMeta) {
         let s = &self.spec;
         (
-            TrackMeta::new(format!("video{}", s.segment), &s.participant_id, TrackKind::Video, if s.video_codec == Codec::H264 { "video/H264" } else { "video/VP8" }, 90_000, video_ssrc(s.segment), s.start_micros),
-            TrackMeta::new(format!("audio{}", s.segment), &s.participant_id, TrackKind::Audio, "audio/opus", 48_000, audio_ssrc(s.segment), s.start_micros),
+            TrackMeta::new(
+                format!("video{}", s.segment),
+                &s.participant_id,
+                TrackKind::Video,
+                if s.video_codec == Codec::H264 {
+                    "video/H264"
+                } else {
+                    "video/VP8"
+                },
+                90_000,
+                video_ssrc(s.segment),
+                s.start_micros,
+            ),
+            TrackMeta::new(
+                format!("audio{}", s.segment),
+                &s.participant_id,
+                TrackKind::Audio,
+                "audio/opus",
+                48_000,
+                audio_ssrc(s.segment),
+                s.start_micros,
+            ),
         )
     }
 }
@@ -543,7 +659,11 @@ pub struct SegmentJournals {
 
 impl SegmentJournals {
     /// Creates both journals of the generator's segment under `<recordings_dir>/<inspection>`.
-    pub fn create(recordings_dir: &Path, inspection: &str, g: &SegmentGenerator) -> Result<Self, TestSrcError> {
+    pub fn create(
+        recordings_dir: &Path,
+        inspection: &str,
+        g: &SegmentGenerator,
+    ) -> Result<Self, TestSrcError> {
         let (vm, am) = g.metas();
         let seg = g.spec().segment;
         Ok(Self {
@@ -555,12 +675,29 @@ impl SegmentJournals {
     /// Appends one event to its journal.
     pub fn append(&mut self, e: &Event) -> Result<(), TestSrcError> {
         match e {
-            Event::Rtp { video, arrival_micros, packet } => {
-                let w = if *video { &mut self.video } else { &mut self.audio };
+            Event::Rtp {
+                video,
+                arrival_micros,
+                packet,
+            } => {
+                let w = if *video {
+                    &mut self.video
+                } else {
+                    &mut self.audio
+                };
                 w.append_rtp(*arrival_micros, packet)?;
             }
-            Event::SenderReport { video, arrival_micros, ntp, rtp } => {
-                let w = if *video { &mut self.video } else { &mut self.audio };
+            Event::SenderReport {
+                video,
+                arrival_micros,
+                ntp,
+                rtp,
+            } => {
+                let w = if *video {
+                    &mut self.video
+                } else {
+                    &mut self.audio
+                };
                 w.append_sender_report(*arrival_micros, *ntp, *rtp)?;
             }
         }
@@ -576,7 +713,11 @@ impl SegmentJournals {
 }
 
 /// Records a whole synthetic segment into journals as fast as it can be encoded.
-pub fn write_segment(recordings_dir: &Path, inspection: &str, spec: SegmentSpec) -> Result<(), TestSrcError> {
+pub fn write_segment(
+    recordings_dir: &Path,
+    inspection: &str,
+    spec: SegmentSpec,
+) -> Result<(), TestSrcError> {
     let mut g = SegmentGenerator::new(spec)?;
     let mut j = SegmentJournals::create(recordings_dir, inspection, &g)?;
     while let Some(e) = g.next_event()? {
@@ -590,10 +731,15 @@ pub fn write_segment(recordings_dir: &Path, inspection: &str, spec: SegmentSpec)
 pub fn frame_at(path: &Path, at_ms: i64) -> Result<Option<(i64, frame::Video)>, TestSrcError> {
     ffmpeg::init()?;
     let mut input = ffmpeg::format::input(path)?;
-    let stream = input.streams().best(ffmpeg::media::Type::Video).ok_or(ffmpeg::Error::StreamNotFound)?;
+    let stream = input
+        .streams()
+        .best(ffmpeg::media::Type::Video)
+        .ok_or(ffmpeg::Error::StreamNotFound)?;
     let index = stream.index();
     let tb = stream.time_base();
-    let mut decoder = codec::context::Context::from_parameters(stream.parameters())?.decoder().video()?;
+    let mut decoder = codec::context::Context::from_parameters(stream.parameters())?
+        .decoder()
+        .video()?;
     // Seek (in AV_TIME_BASE µs) to the keyframe at or before the target.
     let target_us = at_ms * 1000;
     input.seek(target_us, ..target_us)?;
@@ -637,10 +783,12 @@ mod tests {
     #[test]
     fn barcode_survives_vp8() {
         let mut src = Vp8Source::new(320, 240, 300_000).expect("encoder");
-        let mut dec = codec::context::Context::new_with_codec(ffmpeg::decoder::find(codec::Id::VP8).expect("vp8 decoder"))
-            .decoder()
-            .video()
-            .expect("decoder");
+        let mut dec = codec::context::Context::new_with_codec(
+            ffmpeg::decoder::find(codec::Id::VP8).expect("vp8 decoder"),
+        )
+        .decoder()
+        .video()
+        .expect("decoder");
         let base = 1_700_000_000_000_000i64;
         for i in 0..10 {
             let t = base + i * 33_333;

@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use media_recorder::chapters::{Mark, MarkLog};
-use media_recorder::finalize::{finalize_inspection, read_manifest, recover_all, sha256_file, Manifest, VTT_FILE};
+use media_recorder::finalize::{
+    finalize_inspection, read_manifest, recover_all, sha256_file, Manifest, VTT_FILE,
+};
 use media_recorder::journal::list_journals;
 use media_recorder::testsrc::{frame_at, read_barcode, write_segment, SegmentSpec};
 use serde_json::Value;
@@ -19,23 +21,41 @@ fn mark(i: usize, at_micros: i64) -> Mark {
     Mark {
         item_id: format!("item-{i}"),
         title: format!("{i}. Are the fire exits clear?"),
-        result: if i.is_multiple_of(2) { "violation".into() } else { "compliant".into() },
+        result: if i.is_multiple_of(2) {
+            "violation".into()
+        } else {
+            "compliant".into()
+        },
         at_micros,
     }
 }
 
 fn ffprobe(path: &Path) -> Value {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_chapters", "-show_streams", "-show_format", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-show_chapters",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe runs");
-    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("ffprobe json")
 }
 
 fn secs(v: &Value) -> f64 {
-    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a number: {v}"))
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
 /// Checks the file with ffprobe and returns (duration s, chapter starts s, chapter titles).
@@ -43,7 +63,12 @@ fn probe_recording(dir: &Path, m: &Manifest) -> (f64, Vec<f64>, Vec<String>) {
     probe_recording_as(dir, m, ["vp8", "opus"], "matroska,webm")
 }
 
-fn probe_recording_as(dir: &Path, m: &Manifest, want_codecs: [&str; 2], format: &str) -> (f64, Vec<f64>, Vec<String>) {
+fn probe_recording_as(
+    dir: &Path,
+    m: &Manifest,
+    want_codecs: [&str; 2],
+    format: &str,
+) -> (f64, Vec<f64>, Vec<String>) {
     let path = dir.join(&m.file);
     let p = ffprobe(&path);
     let streams = p["streams"].as_array().expect("streams");
@@ -58,7 +83,10 @@ fn probe_recording_as(dir: &Path, m: &Manifest, want_codecs: [&str; 2], format: 
     let duration = secs(&p["format"]["duration"]);
     let chapters = p["chapters"].as_array().expect("chapters");
     let starts = chapters.iter().map(|c| secs(&c["start_time"])).collect();
-    let titles = chapters.iter().map(|c| c["tags"]["title"].as_str().expect("title").to_owned()).collect();
+    let titles = chapters
+        .iter()
+        .map(|c| c["tags"]["title"].as_str().expect("title").to_owned())
+        .collect();
     // The manifest's hash is the file's.
     assert_eq!(sha256_file(&path).expect("hash").0, m.sha256);
     (duration, starts, titles)
@@ -68,11 +96,22 @@ fn probe_recording_as(dir: &Path, m: &Manifest, want_codecs: [&str; 2], format: 
 fn assert_chapter_pictures(dir: &Path, m: &Manifest, marks: &[Mark]) {
     let path = dir.join(&m.file);
     for c in &m.chapters {
-        let mark = marks.iter().find(|k| k.item_id == c.item_id).expect("chapter has a mark");
-        let (pts, frame) = frame_at(&path, c.start_ms).expect("decode").expect("a frame at the chapter");
+        let mark = marks
+            .iter()
+            .find(|k| k.item_id == c.item_id)
+            .expect("chapter has a mark");
+        let (pts, frame) = frame_at(&path, c.start_ms)
+            .expect("decode")
+            .expect("a frame at the chapter");
         let captured_ms = read_barcode(&frame, mark.at_micros / 1000).expect("barcode readable");
         let error = captured_ms - mark.at_micros / 1000;
-        assert!(error.abs() <= 100, "chapter {} at {} ms (frame {pts} ms): capture {captured_ms} vs mark {} → {error} ms", c.item_id, c.start_ms, mark.at_micros / 1000);
+        assert!(
+            error.abs() <= 100,
+            "chapter {} at {} ms (frame {pts} ms): capture {captured_ms} vs mark {} → {error} ms",
+            c.item_id,
+            c.start_ms,
+            mark.at_micros / 1000
+        );
     }
 }
 
@@ -89,7 +128,14 @@ fn assert_cues_up_front(path: &Path) {
 /// each start (`starts`, seconds) are within 25 ms of each other in the file.
 fn assert_av_sync(path: &Path, starts: &[f64]) {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "packet=stream_index,pts_time", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,pts_time",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe runs");
@@ -98,7 +144,10 @@ fn assert_av_sync(path: &Path, starts: &[f64]) {
         .lines()
         .filter_map(|l| {
             let mut it = l.split(',');
-            Some((it.next()?.trim().parse().ok()?, it.next()?.trim().parse().ok()?))
+            Some((
+                it.next()?.trim().parse().ok()?,
+                it.next()?.trim().parse().ok()?,
+            ))
         })
         .collect();
     for &start in starts {
@@ -110,7 +159,10 @@ fn assert_av_sync(path: &Path, starts: &[f64]) {
                 .fold(f64::INFINITY, f64::min)
         };
         let (v, a) = (first(0), first(1));
-        assert!((v - a).abs() < 0.025, "segment at {start}s: video starts {v}, audio {a}");
+        assert!(
+            (v - a).abs() < 0.025,
+            "segment at {start}s: video starts {v}, audio {a}"
+        );
     }
 }
 
@@ -145,9 +197,20 @@ fn one_segment_has_chapters_at_the_marked_pictures() {
     // Manifest and WebVTT beside the file.
     assert_eq!(read_manifest(&dir).expect("read").as_ref(), Some(&m));
     assert_eq!(m.tracks.len(), 2);
-    assert_eq!((m.tracks[0].width, m.tracks[0].height), (Some(320), Some(240)));
-    assert!(m.tracks[0].frames >= 355, "video frames {}", m.tracks[0].frames);
-    assert!(m.tracks[1].frames >= 595, "audio frames {}", m.tracks[1].frames);
+    assert_eq!(
+        (m.tracks[0].width, m.tracks[0].height),
+        (Some(320), Some(240))
+    );
+    assert!(
+        m.tracks[0].frames >= 355,
+        "video frames {}",
+        m.tracks[0].frames
+    );
+    assert!(
+        m.tracks[1].frames >= 595,
+        "audio frames {}",
+        m.tracks[1].frames
+    );
     assert_eq!(m.tracks[0].dropped_frames, 0);
     let vtt = std::fs::read_to_string(dir.join(VTT_FILE)).expect("vtt");
     assert!(vtt.starts_with("WEBVTT\n\n1\n00:00:01.99"), "{vtt}");
@@ -160,7 +223,11 @@ fn reconnects_sit_on_one_timeline_with_the_gap() {
     let inspection = "0191d2c4-0000-7000-8000-000000000002";
     // Segment 0: 0–4 s; the phone drops; segment 1: 9–13 s (5 s gap). No sender reports in
     // the second segment, as with a browser that has not sent one yet.
-    let marks = vec![mark(1, T0 + 1_500_000), mark(2, T0 + 10_000_000), mark(3, T0 + 12_500_000)];
+    let marks = vec![
+        mark(1, T0 + 1_500_000),
+        mark(2, T0 + 10_000_000),
+        mark(3, T0 + 12_500_000),
+    ];
     let mut s0 = SegmentSpec::new(0, T0, 4_000_000);
     s0.keyframes_at = vec![marks[0].at_micros];
     let mut s1 = SegmentSpec::new(1, T0 + 9_000_000, 4_000_000);
@@ -174,7 +241,10 @@ fn reconnects_sit_on_one_timeline_with_the_gap() {
 
     let m = finalize_inspection(&dir, &marks).expect("finalize");
     let (duration, starts, _) = probe_recording(&dir, &m);
-    assert!((duration - 13.0).abs() < 0.2, "duration {duration} must include the 5 s gap");
+    assert!(
+        (duration - 13.0).abs() < 0.2,
+        "duration {duration} must include the 5 s gap"
+    );
     assert_eq!(starts.len(), 3);
     assert_eq!(m.tracks[0].segments, 2);
     assert_eq!(m.tracks[1].segments, 2);
@@ -221,15 +291,26 @@ fn h264_goes_to_a_faststart_mp4() {
     let dir = root.path().join(inspection);
     let m = finalize_inspection(&dir, &marks).expect("finalize");
     assert_eq!(m.file, "recording.mp4");
-    let (duration, starts, _) = probe_recording_as(&dir, &m, ["h264", "opus"], "mov,mp4,m4a,3gp,3g2,mj2");
+    let (duration, starts, _) =
+        probe_recording_as(&dir, &m, ["h264", "opus"], "mov,mp4,m4a,3gp,3g2,mj2");
     assert!((duration - 5.0).abs() < 0.2, "duration {duration}");
     // MP4 keeps chapters in a QuickTime chapter track whose first sample FFmpeg reads back at
     // 0; later chapters are exact. The manifest and WebVTT carry the exact first start.
     assert_eq!(starts.len(), 2);
     let want = (marks[1].at_micros - m.epoch_micros) as f64 / 1e6;
-    assert!((starts[1] - want).abs() < 0.002, "chapter at {}, mark at {want}", starts[1]);
-    assert_eq!(m.chapters[0].start_ms, (marks[0].at_micros - m.epoch_micros) / 1000);
-    assert_eq!((m.tracks[0].width, m.tracks[0].height), (Some(640), Some(360)));
+    assert!(
+        (starts[1] - want).abs() < 0.002,
+        "chapter at {}, mark at {want}",
+        starts[1]
+    );
+    assert_eq!(
+        m.chapters[0].start_ms,
+        (marks[0].at_micros - m.epoch_micros) / 1000
+    );
+    assert_eq!(
+        (m.tracks[0].width, m.tracks[0].height),
+        (Some(640), Some(360))
+    );
     assert_chapter_pictures(&dir, &m, &marks);
     // Faststart: the index (moov) precedes the media (mdat).
     let bytes = std::fs::read(dir.join(&m.file)).expect("read");
@@ -243,7 +324,11 @@ fn child_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let path = dir.join("examples").join("journal_child");
-    assert!(path.exists(), "{} missing: cargo test builds examples", path.display());
+    assert!(
+        path.exists(),
+        "{} missing: cargo test builds examples",
+        path.display()
+    );
     path
 }
 
@@ -292,8 +377,16 @@ fn killed_recorder_is_recovered_at_start() {
     let (dir, result) = &results[0];
     let m = result.as_ref().expect("recovered");
     let recorded_ms = (killed_at - started) / 1000;
-    assert!(m.duration_ms >= recorded_ms - 1500, "recovered {} ms of {recorded_ms} ms", m.duration_ms);
-    assert!(m.duration_ms <= recorded_ms + 100, "recovered {} ms of {recorded_ms} ms", m.duration_ms);
+    assert!(
+        m.duration_ms >= recorded_ms - 1500,
+        "recovered {} ms of {recorded_ms} ms",
+        m.duration_ms
+    );
+    assert!(
+        m.duration_ms <= recorded_ms + 100,
+        "recovered {} ms of {recorded_ms} ms",
+        m.duration_ms
+    );
     let marks = media_recorder::chapters::read_marks(dir).expect("marks");
     assert_eq!(marks.len(), 3);
     assert_eq!(m.chapters.len(), 3);
@@ -312,7 +405,10 @@ fn mark_log_is_what_recovery_reads() {
     let mut log = MarkLog::open(&dir).expect("open");
     let m = mark(1, T0);
     log.append(&m).expect("append");
-    assert_eq!(media_recorder::chapters::read_marks(&dir).expect("read"), vec![m]);
+    assert_eq!(
+        media_recorder::chapters::read_marks(&dir).expect("read"),
+        vec![m]
+    );
     // No journals: nothing to recover, nothing reported.
     assert!(recover_all(root.path()).is_empty());
 }
@@ -388,18 +484,27 @@ v.addEventListener('seeked', () => log('seeked ' + v.currentTime + ' ' + v.ready
         .collect();
     assert!(!log.iter().any(|l| l.starts_with("error")), "{log:?}");
     let value = |key: &str| -> Vec<String> {
-        let line = log.iter().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in {log:?}"));
+        let line = log
+            .iter()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in {log:?}"));
         line.split(' ').skip(1).map(str::to_owned).collect()
     };
     let duration: f64 = value("duration")[0].parse().expect("number");
-    assert!((duration - m.duration_ms as f64 / 1000.0).abs() < 0.05, "{log:?}");
+    assert!(
+        (duration - m.duration_ms as f64 / 1000.0).abs() < 0.05,
+        "{log:?}"
+    );
     assert_eq!(value("size")[0], "320x240");
     assert_eq!(value("cues")[0], "2");
     let seeked = value("seeked");
     let at: f64 = seeked[0].parse().expect("number");
     assert!((at - seek_to).abs() < 0.001, "{log:?}");
     // HAVE_CURRENT_DATA (2) or better: the picture at the chapter is decoded.
-    assert!(seeked[1].parse::<u32>().expect("ready state") >= 2, "{log:?}");
+    assert!(
+        seeked[1].parse::<u32>().expect("ready state") >= 2,
+        "{log:?}"
+    );
 }
 
 /// The inspector's voice (another participant, audio only) becomes a second audio stream on
@@ -417,13 +522,32 @@ fn inspector_voice_is_a_second_audio_stream() {
     std::fs::remove_file(dir.join("journal").join("000001-video1.rtpj")).expect("remove");
 
     let m = finalize_inspection(&dir, &[]).expect("finalize");
-    let kinds: Vec<(&str, &str)> = m.tracks.iter().map(|t| (t.participant_id.as_str(), t.codec.as_str())).collect();
-    assert_eq!(kinds, [("business", "video/VP8"), ("business", "audio/opus"), ("inspector", "audio/opus")]);
+    let kinds: Vec<(&str, &str)> = m
+        .tracks
+        .iter()
+        .map(|t| (t.participant_id.as_str(), t.codec.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("business", "video/VP8"),
+            ("business", "audio/opus"),
+            ("inspector", "audio/opus")
+        ]
+    );
     let p = ffprobe(&dir.join(&m.file));
-    let codecs: Vec<&str> = p["streams"].as_array().expect("streams").iter().map(|s| s["codec_name"].as_str().expect("codec")).collect();
+    let codecs: Vec<&str> = p["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| s["codec_name"].as_str().expect("codec"))
+        .collect();
     assert_eq!(codecs, ["vp8", "opus", "opus"]);
     assert!((secs(&p["format"]["duration"]) - 4.0).abs() < 0.2);
     let voice = &m.tracks[2];
-    assert!((voice.start_ms - 500).abs() <= 30 && (voice.end_ms - 3500).abs() <= 30, "{voice:?}");
+    assert!(
+        (voice.start_ms - 500).abs() <= 30 && (voice.end_ms - 3500).abs() <= 30,
+        "{voice:?}"
+    );
     assert!(p["chapters"].as_array().expect("chapters").is_empty());
 }

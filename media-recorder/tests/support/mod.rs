@@ -373,7 +373,8 @@ impl Client {
 
     /// Creates an offer (with candidates) as the browser's JSON.
     pub async fn offer_json(&self, ice_restart: bool) -> serde_json::Value {
-        let opts = ice_restart.then_some(rtc::peer_connection::configuration::RTCOfferOptions { ice_restart: true });
+        let opts = ice_restart
+            .then_some(rtc::peer_connection::configuration::RTCOfferOptions { ice_restart: true });
         let offer = self.pc.create_offer(opts).await.expect("offer");
         self.pc
             .set_local_description(offer)
