@@ -10,22 +10,22 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "INSPECTOR_LISTEN")]
+    #[arg(long, env = "INSPECTOR_LISTEN", global = true)]
     pub listen: Option<SocketAddr>,
     /// Data directory: SQLite database and recordings [default: ./data].
-    #[arg(long, env = "INSPECTOR_DATA_DIR")]
+    #[arg(long, env = "INSPECTOR_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Database URL: sqlite://… or postgres://… [default: SQLite in the data directory].
-    #[arg(long, env = "INSPECTOR_DATABASE_URL")]
+    #[arg(long, env = "INSPECTOR_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
     /// The URL users open, used in invitation links [default: http://<listen>].
-    #[arg(long, env = "INSPECTOR_PUBLIC_URL")]
+    #[arg(long, env = "INSPECTOR_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
     /// UDP address for WebRTC media [default: the listen IP, any port].
-    #[arg(long, env = "INSPECTOR_MEDIA_UDP")]
+    #[arg(long, env = "INSPECTOR_MEDIA_UDP", global = true)]
     pub media_udp: Option<String>,
     /// A TOML configuration file with the same keys (listen, data_dir, …).
-    #[arg(long, env = "INSPECTOR_CONFIG")]
+    #[arg(long, env = "INSPECTOR_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 }
 

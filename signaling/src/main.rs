@@ -121,9 +121,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let state = app.state().clone();
     if users::count_users(&state.db).await? == 0 {
         tracing::warn!("no users yet");
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "inspector".into());
         eprintln!(
             "\nNo accounts exist yet. Create the first administrator in another terminal:\n  \
-             inspector user add admin --role admin --data-dir {}\n",
+             {exe} user add admin --role admin --data-dir {}\n",
             state.config.data_dir.display()
         );
     }
