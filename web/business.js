@@ -202,6 +202,7 @@ $('biz-start').addEventListener('click', async () => {
     $('camera-banner').hidden = false;
   }
   renderMute();
+  renderQuality();
 
   const sync = new SyncClient(page.inspection.id);
   sync.hints = clientHints();

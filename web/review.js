@@ -76,6 +76,7 @@ async function loadManifest(base) {
   view.recStartMs = ch ? Date.parse(ch.mark_at) - ch.start_ms : null;
   renderChapters();
   renderMeta();
+  renderEvents();
 }
 
 async function loadEvents(base) {
@@ -138,12 +139,15 @@ function renderMarkers() {
   const total = durationMs();
   view.chapters.forEach((c, i) => {
     const pct = Math.max(0, Math.min(100, (c.start_ms / total) * 100));
-    tl.append(el('button', {
-      type: 'button', class: `marker result-${c.result}`, style: `left:${pct}%`, tabindex: '-1',
+    const m = el('button', {
+      type: 'button', class: `marker result-${c.result}`, tabindex: '-1',
       'aria-label': `${c.number} ${c.question} — ${t(`result.${c.result}`)} ${formatDuration(c.start_ms)}`,
       title: `${c.number} ${c.question} (${formatDuration(c.start_ms)})`,
       onclick: (ev) => { ev.stopPropagation(); seekTo(i); },
-    }));
+    });
+    // CSSOM, not a style attribute, so a strict Content-Security-Policy allows it.
+    m.style.left = `${pct}%`;
+    tl.append(m);
   });
 }
 

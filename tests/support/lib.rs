@@ -1,1 +1,2 @@
 //! Test support: spawn the app, clients.
+pub mod browser;
