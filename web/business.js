@@ -211,7 +211,7 @@ $('biz-start').addEventListener('click', async () => {
     editable: false,
     onComment: (itemId, text) => sync.op({ kind: 'comment', item_id: itemId, text }),
   });
-  sync.addEventListener('state', (ev) => renderConn(ev.detail));
+  sync.addEventListener('state', (ev) => { renderConn(ev.detail); renderState(); });
   sync.addEventListener('welcome', () => {
     if (!(page.inspection.items || []).length && sync.checklist.length) {
       page.inspection.items = sync.checklist;
@@ -285,6 +285,7 @@ function renderState() {
   $('spoof-banner').dataset.verdict = v.level;
   $('spoof-reasons').replaceChildren(...v.reasons.map((r) => Object.assign(document.createElement('li'), { textContent: r })));
   const finished = sync.data.lifecycle?.status === 'finished';
+  $('waiting-banner').hidden = sync.status !== 'open' || sync.data.lifecycle?.status !== 'not_started';
   $('finished-banner').hidden = !finished;
   if (finished && !page.ended) {
     page.ended = true;

@@ -276,7 +276,7 @@ async function openRoom(id) {
   });
   sync.connect();
 
-  const rtc = new RtcSession(sync, { role: 'viewer', stream: room.mic });
+  const rtc = new RtcSession(sync, { role: 'inspector', stream: room.mic });
   room.rtc = rtc;
   rtc.addEventListener('track', (ev) => {
     const video = $('remote-video');

@@ -156,6 +156,7 @@ const DICT = {
     'biz.spoof': 'Похоже, ваше местоположение подменено. Отключите приложения для подмены геолокации (fake GPS, mock location) и режим разработчика, затем обновите страницу.',
     'biz.finished': 'Проверка завершена. Спасибо! Запись и результаты будут доступны вам позже.',
     'biz.you': 'Вы',
+    'biz.waiting': 'Вы подключены. Инспектор скоро начнёт проверку — держите телефон под рукой.',
     'biz.location': 'Геолокация',
 
     'review.title': 'Запись проверки',
@@ -327,6 +328,7 @@ const DICT = {
     'biz.spoof': 'Your location looks spoofed. Turn off location-spoofing apps (fake GPS, mock location) and developer mode, then reload the page.',
     'biz.finished': 'The inspection is finished. Thank you! The recording and results will be available to you later.',
     'biz.you': 'You',
+    'biz.waiting': 'You are connected. The inspector will start shortly — keep the phone at hand.',
     'biz.location': 'Location',
 
     'review.title': 'Inspection recording',

@@ -4,8 +4,8 @@
 
 /**
  * A media session riding a SyncClient.
- * options.role: 'publisher' (business: sends camera + mic) or 'viewer' (inspector: receives
- * video + audio, sends its own mic).
+ * options.role: 'publisher' (business: sends camera + mic) or 'inspector' (receives video +
+ * audio, sends its own mic), as the media side names them.
  * Events (EventTarget): 'track' {stream, track}, 'state' {state}, 'quality' {quality, stats},
  * 'error' {code, message}.
  */
@@ -94,7 +94,8 @@ export class RtcSession extends EventTarget {
       }
     }
     pc.onicecandidate = (ev) => {
-      this.sync.rtc({ type: 'rtc.candidate', candidate: ev.candidate ? ev.candidate.toJSON() : null });
+      // The end-of-candidates marker is not sent: the server's ICE does not wait for it.
+      if (ev.candidate && ev.candidate.candidate) this.sync.rtc({ type: 'rtc.candidate', candidate: ev.candidate.toJSON() });
     };
     pc.ontrack = (ev) => {
       if (!this.remoteStream.getTracks().includes(ev.track)) {

@@ -37,7 +37,6 @@ export class SyncClient extends EventTarget {
     super();
     this.inspectionId = inspectionId;
     this.url = url || `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/inspections/${inspectionId}/ws`;
-    this.storageKey = `inspector.seq.${inspectionId}`;
     this.deviceId = randomId().slice(0, 12);
     this.counter = 0;
     this.pending = new Map(); // op_id -> message, kept until ack
