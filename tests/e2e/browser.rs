@@ -294,3 +294,37 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
     app.stop().await;
     Ok(())
 }
+
+/// The harness itself: a phone-sized Chromium has a fake camera, touch, and the position set
+/// through the DevTools protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harness_gives_a_phone_with_fake_camera_and_emulated_location() -> Result<()> {
+    let app = spawn_app().await;
+    let phone = Browser::launch("phone", Device::Phone).await?;
+    phone.set_geolocation(&app.address, PHONE.0, PHONE.1, 8.0).await?;
+    phone.goto(&format!("{}/b/", app.address)).await?;
+    let v = phone
+        .js_async(
+            "const done = arguments[arguments.length - 1]; \
+             navigator.geolocation.getCurrentPosition( \
+               p => navigator.mediaDevices.getUserMedia({video: {facingMode: {ideal: 'environment'}}, audio: true}) \
+                 .then(s => { const t = s.getVideoTracks()[0].getSettings(); \
+                   done({lat: p.coords.latitude, lon: p.coords.longitude, acc: p.coords.accuracy, \
+                         w: t.width, audio: s.getAudioTracks().length, vw: window.innerWidth, \
+                         touch: navigator.maxTouchPoints, webdriver: navigator.webdriver}); }) \
+                 .catch(e => done({error: 'media ' + e.name})), \
+               e => done({error: 'geo ' + e.code}), {timeout: 10000});",
+        )
+        .await?;
+    ensure!(v.get("error").is_none(), "browser said {v}");
+    ensure!((v["lat"].as_f64().unwrap_or(0.0) - PHONE.0).abs() < 1e-9, "latitude {v}");
+    ensure!((v["lon"].as_f64().unwrap_or(0.0) - PHONE.1).abs() < 1e-9, "longitude {v}");
+    ensure!(v["acc"].as_f64() == Some(8.0), "accuracy {v}");
+    ensure!(v["w"].as_f64().unwrap_or(0.0) > 0.0, "fake camera frame width {v}");
+    ensure!(v["audio"] == 1, "fake microphone {v}");
+    ensure!(v["vw"] == 360, "phone viewport {v}");
+    ensure!(v["touch"].as_u64().unwrap_or(0) > 0, "touch {v}");
+    phone.close().await?;
+    app.stop().await;
+    Ok(())
+}

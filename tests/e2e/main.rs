@@ -1,1 +1,2 @@
 //! End-to-end tests: one binary, one module per area.
+mod browser;

@@ -5,6 +5,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,9 @@ impl Driver {
         let log_dir = workspace_root().join("artifacts").join("chromedriver");
         std::fs::create_dir_all(&log_dir)?;
         let child = Command::new(chromedriver_path())
+            // Its own process group, so dropping the driver also ends the Chromium it started,
+            // even when a failing test never closed its session.
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log_dir.join(format!("chromedriver-{port}.log")).display()))
             .stdout(Stdio::null())
@@ -83,6 +87,14 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The group id is chromedriver's pid (process_group(0) above); only our processes
+        // are in it.
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{}", self.child.id()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -201,6 +213,15 @@ impl Browser {
             .execute(script, vec![])
             .await
             .with_context(|| format!("{}: script failed: {script}", self.label))
+    }
+
+    /// Run an asynchronous script: it receives a callback as its last argument
+    /// (`const done = arguments[arguments.length - 1]`) and its value is what it passes on.
+    pub async fn js_async(&self, script: &str) -> Result<Value> {
+        self.client
+            .execute_async(script, vec![])
+            .await
+            .with_context(|| format!("{}: async script failed: {script}", self.label))
     }
 
     /// Wait until a script returns `true`, polling every 100 ms.
