@@ -4,6 +4,14 @@
 import { t, getLang, formatTime, formatDistance } from './i18n.js';
 import { el, resultBadge } from './checklist.js';
 
+/** Translate `<prefix>.<value>`, falling back to the raw value for unknown ones. */
+function tr(prefix, value) {
+  if (!value) return '';
+  const key = `${prefix}.${value}`;
+  const s = t(key);
+  return s === key ? value : s;
+}
+
 /** Great-circle distance in metres (haversine). */
 export function distanceM(a, b) {
   if (!a || !b || a.lat == null || b.lat == null) return null;
@@ -67,7 +75,7 @@ export function renderParticipants(ul, state, site) {
     const li = el('li', { class: 'participant', 'data-participant-id': pid, 'data-role': p.role || '' });
     li.append(el('div', {},
       el('span', { class: 'name', text: p.display_name || pid.slice(0, 8) }),
-      ` · ${p.role || ''}${p.device ? ` · ${p.device}` : ''} · `,
+      ` · ${tr('role', p.role)}${p.device ? ` · ${tr('device', p.device)}` : ''} · `,
       el('span', { text: p.online ? `● ${t('room.online')}` : `○ ${t('room.offline')}` }),
       p.quality && p.quality !== 'unknown' ? ` · ${t('quality.label')}: ${t(`quality.${p.quality}`)}` : ''));
     const loc = p.location;
@@ -117,7 +125,7 @@ export function describeEvent(e, state, checklist) {
       parts.push(`${t('quality.label')}: ${t(`quality.${p.quality || 'none'}`)}${p.rtt_ms != null ? `, ${p.rtt_ms} ms` : ''}`);
       break;
     default:
-      parts.push(e.kind, p.role ? ` (${p.role}${p.device ? `, ${p.device}` : ''})` : '', p.reason ? ` (${p.reason})` : '');
+      parts.push(tr('event', e.kind), p.role ? ` (${tr('role', p.role)}${p.device ? `, ${tr('device', p.device)}` : ''})` : '', p.reason ? ` (${p.reason})` : '');
   }
   return parts;
 }
