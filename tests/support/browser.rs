@@ -227,13 +227,12 @@ impl Browser {
     /// Wait until a script returns `true`, polling every 100 ms.
     pub async fn wait_true(&self, what: &str, script: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        let mut last = Value::Null;
         loop {
-            match self.client.execute(script, vec![]).await {
+            let last = match self.client.execute(script, vec![]).await {
                 Ok(Value::Bool(true)) => return Ok(()),
-                Ok(v) => last = v,
-                Err(e) => last = json!(e.to_string()),
-            }
+                Ok(v) => v,
+                Err(e) => json!(e.to_string()),
+            };
             if Instant::now() > deadline {
                 let logs = self.console_logs().await.unwrap_or_default();
                 bail!(
