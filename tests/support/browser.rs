@@ -5,7 +5,6 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -54,9 +53,6 @@ impl Driver {
         let log_dir = workspace_root().join("artifacts").join("chromedriver");
         std::fs::create_dir_all(&log_dir)?;
         let child = Command::new(chromedriver_path())
-            // Its own process group, so dropping the driver also ends the Chromium it started,
-            // even when a failing test never closed its session.
-            .process_group(0)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log_dir.join(format!("chromedriver-{port}.log")).display()))
             .stdout(Stdio::null())
@@ -87,14 +83,26 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // The group id is chromedriver's pid (process_group(0) above); only our processes
-        // are in it.
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.child.id()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // chromedriver's /shutdown quits every session it opened (and so the Chromium behind
+        // it), also when a failing test never closed its session. A blocking request is
+        // fine here: it is loopback and answered at once.
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            use std::io::{Read, Write};
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let req = format!("GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.port);
+            if stream.write_all(req.as_bytes()).is_ok() {
+                let mut sink = Vec::new();
+                let _ = stream.read_to_end(&mut sink);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Only this child, by its own handle.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
