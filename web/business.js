@@ -280,7 +280,10 @@ function renderState() {
   page.checklist.update(sync.data);
   const pid = sync.you?.participant_id;
   const v = pid ? verdictOf(sync.data, pid) : { level: 'unknown', reasons: [] };
-  const spoofed = v.level === 'untrusted' || v.level === 'suspicious';
+  // A missing position is asked for differently (allow location) than a doubtful one.
+  const noFixOnly = v.names?.length > 0 && v.names.every((n) => /no_fix|permission|unavailable|timeout/.test(n));
+  const spoofed = (v.level === 'untrusted' || v.level === 'suspicious') && !noFixOnly;
+  if (noFixOnly && v.level !== 'trusted') $('geo-banner').hidden = false;
   $('spoof-banner').hidden = !spoofed;
   $('spoof-banner').dataset.verdict = v.level;
   $('spoof-reasons').replaceChildren(...v.reasons.map((r) => Object.assign(document.createElement('li'), { textContent: r })));

@@ -36,15 +36,16 @@ export function usToIso(us) {
 export function verdictOf(state, pid) {
   const p = state.participants?.[pid] || {};
   const raw = p.verdict ?? p.location?.verdict ?? p.location_verdict ?? state.verdicts?.[pid] ?? null;
-  if (!raw) return { level: 'unknown', reasons: [] };
-  if (typeof raw === 'string') return { level: normLevel(raw), reasons: [] };
+  if (!raw) return { level: 'unknown', reasons: [], names: [] };
+  if (typeof raw === 'string') return { level: normLevel(raw), reasons: [], names: [] };
   let level = raw.level ?? raw.verdict ?? raw.status;
   if (level === undefined && typeof raw.trusted === 'boolean') level = raw.trusted ? 'trusted' : 'untrusted';
   const lang = getLang();
-  const reasons = (raw.reasons || raw.signals || [])
-    .filter((r) => typeof r === 'string' || r.severity !== 'info')
+  const deciding = (raw.reasons || raw.signals || []).filter((r) => typeof r === 'string' || r.severity !== 'info');
+  const names = deciding.map((r) => (typeof r === 'string' ? r : r.name || r.code || ''));
+  const reasons = deciding
     .map((r) => (typeof r === 'string' ? r : r[`explanation_${lang}`] || r.explanation_en || r.name || r.code || JSON.stringify(r)));
-  return { level: normLevel(level), reasons, distance_m: raw.distance_m ?? raw.distance_to_site_m ?? null };
+  return { level: normLevel(level), reasons, names, distance_m: raw.distance_m ?? raw.distance_to_site_m ?? null };
 }
 
 function normLevel(l) {

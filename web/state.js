@@ -81,6 +81,8 @@ export function applyEvent(state, e) {
     }
     case 'verdict':
     case 'location_verdict':
+    case 'geo_verdict':
+    case 'location_trust':
     case 'trust': {
       // The server's assessment of a participant's location (level + signals).
       const pid = p.participant_id || e.participant_id;
