@@ -35,6 +35,11 @@ async function load() {
       // The token is a secret: keep it out of history, screenshots and shared screens. The
       // guest cookie carries the session from now on.
       history.replaceState(null, '', `${location.pathname}#i=${res.inspection.id}`);
+    } else if (location.hash.match(/[#&]i=([\w-]+)/)) {
+      // A reload after accepting: the guest cookie authorizes, the id names the inspection.
+      const id = location.hash.match(/[#&]i=([\w-]+)/)[1];
+      const me = await api.get('/api/auth/me');
+      page.inspection = await api.get(`/api/inspections/${me.guest?.inspection_id || id}`);
     } else {
       const me = await api.get('/api/auth/me');
       if (!me.guest) throw new api.ApiError(404, 'invitation_not_found', '');
