@@ -3,4 +3,5 @@
 
 mod api;
 mod authz;
+mod browser;
 mod live;

@@ -2,6 +2,8 @@
 //! in a temporary directory, or a new PostgreSQL database when `INSPECTOR_TEST_PG_URL` is
 //! set), and clients that speak to it like browsers do. Logs only with `TEST_LOG=1`.
 
+pub mod browser;
+
 use std::sync::Once;
 
 use serde_json::{json, Value};

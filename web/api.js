@@ -1,0 +1,59 @@
+// REST client: JSON in and out, CSRF header on every write, errors as ApiError with the
+// server's stable code.
+
+let csrfToken = null;
+
+/** An error answer from the server, carrying its HTTP status and snake_case code. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Remember the CSRF token from login, me or accept answers. */
+export function setCsrf(token) {
+  if (token) csrfToken = token;
+}
+
+async function request(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      credentials: 'same-origin',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(0, 'network', e.message);
+  }
+  if (res.status === 204) return null;
+  const text = await res.text();
+  let data = null;
+  if (text) {
+    try { data = JSON.parse(text); } catch (_) { data = text; }
+  }
+  if (!res.ok) {
+    const err = data && data.error ? data.error : {};
+    throw new ApiError(res.status, err.code || `http_${res.status}`, err.message || res.statusText);
+  }
+  if (data && typeof data === 'object' && data.csrf_token) setCsrf(data.csrf_token);
+  return data;
+}
+
+/** GET a JSON resource. */
+export const get = (path) => request('GET', path);
+/** POST a JSON body. */
+export const post = (path, body = {}) => request('POST', path, body);
+
+/** GET a text resource (e.g. the JSON Lines event log). */
+export async function getText(path) {
+  const res = await fetch(path, { credentials: 'same-origin' });
+  if (!res.ok) throw new ApiError(res.status, `http_${res.status}`, res.statusText);
+  return res.text();
+}

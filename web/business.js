@@ -1,0 +1,318 @@
+// Business phone page: accept the invitation, explain what happens before asking for any
+// permission, then publish the rear camera and microphone, send the location continuously,
+// mirror the checklist live and reconnect by itself.
+
+import { t, applyI18n, bindLangSwitch, formatTime } from './i18n.js';
+import * as api from './api.js';
+import { SyncClient } from './ws.js';
+import { RtcSession } from './rtc.js';
+import { renderChecklist } from './checklist.js';
+import { verdictOf } from './present.js';
+import { ICONS } from './icons.js';
+
+const $ = (id) => document.getElementById(id);
+const page = {
+  inspection: null, sync: null, rtc: null, stream: null, facing: 'environment',
+  checklist: null, watchId: null, lastFixAt: 0, quality: 'unknown', geoError: null, torch: false,
+};
+
+function fail(key, detail) {
+  $('biz-error-text').textContent = t(key) + (detail ? ` (${detail})` : '');
+  $('biz-error').hidden = false;
+}
+
+function show(view) {
+  $('view-intro').hidden = view !== 'intro';
+  $('view-live').hidden = view !== 'live';
+}
+
+async function load() {
+  const m = location.hash.match(/[#&]t=([^&]+)/);
+  try {
+    if (m) {
+      const res = await api.post('/api/invitations/accept', { token: decodeURIComponent(m[1]) });
+      page.inspection = res.inspection;
+      // The token is a secret: keep it out of history, screenshots and shared screens. The
+      // guest cookie carries the session from now on.
+      history.replaceState(null, '', `${location.pathname}#i=${res.inspection.id}`);
+    } else if (location.hash.match(/[#&]i=([\w-]+)/)) {
+      // A reload after accepting: the guest cookie authorizes, the id names the inspection.
+      const id = location.hash.match(/[#&]i=([\w-]+)/)[1];
+      const me = await api.get('/api/auth/me');
+      page.inspection = await api.get(`/api/inspections/${me.guest?.inspection_id || id}`);
+    } else {
+      const me = await api.get('/api/auth/me');
+      if (!me.guest) throw new api.ApiError(404, 'invitation_not_found', '');
+      page.inspection = await api.get(`/api/inspections/${me.guest.inspection_id}`);
+    }
+  } catch (e) {
+    if (e.code === 'invitation_expired' || e.code === 'invitation_revoked') fail('biz.expired');
+    else if (e.code === 'network') fail('error.network');
+    else fail('biz.invalid', e.code);
+    return;
+  }
+  renderIntro();
+  show('intro');
+  $('biz-start').focus();
+}
+
+function renderIntro() {
+  const i = page.inspection;
+  $('intro-title').textContent = i.title;
+  $('live-title').textContent = i.title;
+  $('biz-title').textContent = i.business?.name || t('biz.title');
+  $('intro-meta').textContent = [i.business?.name, i.business?.address, formatTime(i.scheduled_at), i.inspector?.display_name]
+    .filter(Boolean).join(' · ');
+}
+
+// ---------- Camera ----------
+
+async function openCamera(facing) {
+  return navigator.mediaDevices.getUserMedia({
+    video: { facingMode: { ideal: facing }, width: { ideal: 1280 }, height: { ideal: 720 } },
+    audio: { echoCancellation: true, noiseSuppression: true },
+  });
+}
+
+function setupCameraControls() {
+  const track = page.stream?.getVideoTracks()[0];
+  const caps = track?.getCapabilities ? track.getCapabilities() : {};
+  $('torch').hidden = !caps.torch;
+  $('torch').setAttribute('aria-pressed', String(page.torch));
+  const zoom = $('zoom');
+  if (caps.zoom && caps.zoom.max > caps.zoom.min) {
+    zoom.min = caps.zoom.min;
+    zoom.max = caps.zoom.max;
+    zoom.step = caps.zoom.step || 0.1;
+    zoom.value = track.getSettings().zoom ?? caps.zoom.min;
+    $('zoom-wrap').hidden = false;
+  } else {
+    $('zoom-wrap').hidden = true;
+  }
+}
+
+$('cam-switch').addEventListener('click', async () => {
+  const next = page.facing === 'environment' ? 'user' : 'environment';
+  const old = page.stream?.getVideoTracks()[0];
+  try {
+    // Some phones cannot open two cameras at once: release the old one first.
+    old?.stop();
+    const s = await navigator.mediaDevices.getUserMedia({ video: { facingMode: { ideal: next }, width: { ideal: 1280 }, height: { ideal: 720 } } });
+    const track = s.getVideoTracks()[0];
+    if (old) page.stream.removeTrack(old);
+    page.stream.addTrack(track);
+    page.facing = next;
+    page.torch = false;
+    await page.rtc?.replaceTrack(track);
+    $('local-video').srcObject = page.stream;
+    setupCameraControls();
+  } catch (e) {
+    fail('biz.camera.denied', e.name);
+  }
+});
+
+$('torch').addEventListener('click', async () => {
+  const track = page.stream?.getVideoTracks()[0];
+  if (!track) return;
+  try {
+    await track.applyConstraints({ advanced: [{ torch: !page.torch }] });
+    page.torch = !page.torch;
+    $('torch').setAttribute('aria-pressed', String(page.torch));
+  } catch (_) { /* The constraint is advisory; the button stays as it was. */ }
+});
+
+$('zoom').addEventListener('input', () => {
+  const track = page.stream?.getVideoTracks()[0];
+  track?.applyConstraints({ advanced: [{ zoom: Number($('zoom').value) }] }).catch(() => {});
+});
+
+function renderMute() {
+  const track = page.stream?.getAudioTracks()[0];
+  const muted = !track || !track.enabled;
+  $('mute').disabled = !track;
+  $('mute').setAttribute('aria-pressed', String(muted));
+  $('mute-icon').innerHTML = muted ? ICONS.micOff : ICONS.mic;
+  $('mute-label').dataset.i18n = muted ? 'biz.unmute' : 'biz.mute';
+  $('mute-label').textContent = t(muted ? 'biz.unmute' : 'biz.mute');
+}
+$('mute').addEventListener('click', () => {
+  const track = page.stream?.getAudioTracks()[0];
+  if (track) track.enabled = !track.enabled;
+  renderMute();
+});
+
+// ---------- Location ----------
+
+function num(v) {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+function startLocation() {
+  if (!('geolocation' in navigator)) {
+    sendNoFix('unavailable');
+    return;
+  }
+  page.watchId = navigator.geolocation.watchPosition((pos) => {
+    page.geoError = null;
+    $('geo-banner').hidden = true;
+    const c = pos.coords;
+    const now = Date.now();
+    // A fix every few seconds is plenty for the verdict and stays well under the rate limit.
+    if (now - page.lastFixAt < 3000) return;
+    page.lastFixAt = now;
+    page.sync?.op({
+      kind: 'location', lat: c.latitude, lon: c.longitude, accuracy: num(c.accuracy) ?? 0,
+      altitude: num(c.altitude), altitude_accuracy: num(c.altitudeAccuracy), heading: num(c.heading),
+      speed: num(c.speed), device_ts: Math.round(pos.timestamp),
+    });
+    $('geo-line').textContent = `${c.latitude.toFixed(5)}, ${c.longitude.toFixed(5)} · ${t('geo.accuracy', { m: Math.round(c.accuracy) })}`;
+  }, (err) => {
+    const code = err.code === 1 ? 'permission_denied' : err.code === 3 ? 'timeout' : 'unavailable';
+    if (page.geoError !== code) sendNoFix(code);
+    page.geoError = code;
+    $('geo-banner').hidden = code !== 'permission_denied';
+    $('geo-line').textContent = t(code === 'permission_denied' ? 'geo.denied' : 'geo.no_fix');
+  }, { enableHighAccuracy: true, maximumAge: 0, timeout: 30000 });
+}
+
+function sendNoFix(code) {
+  // The server counts a missing position as evidence too, so the reason is reported.
+  page.sync?.op({ kind: 'location', no_fix: code, device_ts: Date.now() });
+}
+
+// ---------- Session ----------
+
+function clientHints() {
+  const hints = [];
+  if (/HeadlessChrome/.test(navigator.userAgent)) hints.push('headless');
+  try {
+    const gl = document.createElement('canvas').getContext('webgl');
+    const ext = gl?.getExtension('WEBGL_debug_renderer_info');
+    const renderer = ext ? gl.getParameter(ext.UNMASKED_RENDERER_WEBGL) : '';
+    if (/SwiftShader|llvmpipe|softpipe/i.test(renderer)) hints.push('software_renderer');
+  } catch (_) { /* No WebGL: nothing to report. */ }
+  if (/Android|iPhone|iPad/.test(navigator.userAgent) && navigator.maxTouchPoints === 0) hints.push('no_touch');
+  return hints;
+}
+
+$('biz-start').addEventListener('click', async () => {
+  $('biz-start').disabled = true;
+  show('live');
+  try {
+    page.stream = await openCamera(page.facing);
+    $('local-video').srcObject = page.stream;
+    setupCameraControls();
+  } catch (e) {
+    page.stream = null;
+    $('camera-banner').hidden = false;
+  }
+  renderMute();
+  renderQuality();
+
+  const sync = new SyncClient(page.inspection.id);
+  sync.hints = clientHints();
+  page.sync = sync;
+  page.checklist = renderChecklist($('checklist'), page.inspection.items || [], {
+    editable: false,
+    onComment: (itemId, text) => sync.op({ kind: 'comment', item_id: itemId, text }),
+  });
+  sync.addEventListener('state', (ev) => { renderConn(ev.detail); renderState(); });
+  sync.addEventListener('welcome', () => {
+    if (!(page.inspection.items || []).length && sync.checklist.length) {
+      page.inspection.items = sync.checklist;
+      rebuildChecklist();
+    }
+  });
+  sync.addEventListener('change', () => renderState());
+  sync.connect();
+  startLocation();
+
+  if (page.stream) {
+    const rtc = new RtcSession(sync, { role: 'publisher', stream: page.stream });
+    page.rtc = rtc;
+    rtc.addEventListener('quality', (ev) => { page.quality = ev.detail.quality; renderQuality(); });
+    rtc.addEventListener('track', (ev) => {
+      // The inspector's voice: play it through a hidden audio element.
+      if (ev.detail.track.kind !== 'audio') return;
+      let audio = document.getElementById('remote-audio');
+      if (!audio) {
+        audio = Object.assign(document.createElement('audio'), { id: 'remote-audio', autoplay: true });
+        document.body.append(audio);
+      }
+      audio.srcObject = ev.detail.stream;
+      audio.play().catch(() => {});
+    });
+    rtc.start();
+  }
+  setInterval(sendPresence, 20000);
+  document.addEventListener('visibilitychange', sendPresence);
+  window.addEventListener('online', () => sync.reconnectNow());
+});
+
+function sendPresence() {
+  if (page.sync?.status !== 'open') return;
+  const op = { kind: 'presence', quality: page.quality || 'unknown', visible: document.visibilityState === 'visible' };
+  const net = navigator.connection?.effectiveType || navigator.connection?.type;
+  if (net) op.network = String(net).slice(0, 32);
+  if (page.sync.rttMs != null) op.rtt_ms = page.sync.rttMs;
+  page.sync.op(op);
+}
+
+function rebuildChecklist() {
+  page.checklist = renderChecklist($('checklist'), page.inspection.items || [], {
+    editable: false,
+    onComment: (itemId, text) => page.sync.op({ kind: 'comment', item_id: itemId, text }),
+  });
+  renderState();
+}
+
+function renderConn(detail) {
+  const c = $('conn');
+  c.dataset.state = detail.state;
+  c.textContent = detail.state === 'reconnecting' && detail.delay
+    ? t('conn.reconnecting', { s: Math.ceil(detail.delay / 1000) })
+    : t(`conn.${detail.state === 'idle' ? 'connecting' : detail.state}`);
+}
+
+function renderQuality() {
+  $('quality').dataset.quality = page.quality;
+  $('quality-text').textContent = `${t('quality.label')}: ${page.quality === 'unknown' ? t('quality.none') : t(`quality.${page.quality}`)}`;
+}
+
+function renderState() {
+  const sync = page.sync;
+  if (!sync) return;
+  page.checklist.update(sync.data);
+  const pid = sync.you?.participant_id;
+  const v = pid ? verdictOf(sync.data, pid) : { level: 'unknown', reasons: [] };
+  // A missing position is asked for differently (allow location) than a doubtful one.
+  const noFixOnly = v.names?.length > 0 && v.names.every((n) => /no_fix|permission|unavailable|timeout/.test(n));
+  const spoofed = (v.level === 'untrusted' || v.level === 'suspicious') && !noFixOnly;
+  if (noFixOnly && v.level !== 'trusted') $('geo-banner').hidden = false;
+  $('spoof-banner').hidden = !spoofed;
+  $('spoof-banner').dataset.verdict = v.level;
+  $('spoof-reasons').replaceChildren(...v.reasons.map((r) => Object.assign(document.createElement('li'), { textContent: r })));
+  const finished = sync.data.lifecycle?.status === 'finished';
+  $('waiting-banner').hidden = sync.status !== 'open' || sync.data.lifecycle?.status !== 'not_started';
+  $('finished-banner').hidden = !finished;
+  if (finished && !page.ended) {
+    page.ended = true;
+    // Nothing more is recorded after the end: release the camera and the location.
+    page.rtc?.stop();
+    page.stream?.getTracks().forEach((tr) => tr.stop());
+    if (page.watchId !== null) navigator.geolocation.clearWatch(page.watchId);
+  }
+  renderQuality();
+}
+
+window.addEventListener('langchange', () => {
+  if (page.inspection) renderIntro();
+  if (page.sync) {
+    rebuildChecklist();
+    renderConn({ state: page.sync.status });
+  }
+  renderMute();
+});
+bindLangSwitch($('lang'));
+applyI18n();
+load();

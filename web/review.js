@@ -1,0 +1,242 @@
+// Reviewer player: the recording with the checklist as chapters (click or N/P to jump), a
+// timeline with coloured markers, the event log, and downloads.
+
+import { t, applyI18n, bindLangSwitch, formatTime, formatDuration } from './i18n.js';
+import * as api from './api.js';
+import { el, resultBadge } from './checklist.js';
+import { appendEventLine } from './present.js';
+import { applyEvent, emptyState } from './state.js';
+
+const $ = (id) => document.getElementById(id);
+const view = { id: null, inspection: null, manifest: null, chapters: [], events: [], state: emptyState(), current: -1 };
+
+function inspectionId() {
+  const q = new URLSearchParams(location.search).get('id');
+  if (q) return q;
+  const h = location.hash.replace(/^#/, '');
+  return h || null;
+}
+
+function fail(text) {
+  $('review-error').textContent = text;
+  $('review-error').hidden = false;
+}
+
+async function load() {
+  view.id = inspectionId();
+  if (!view.id) { fail(t('review.no_id')); return; }
+  const base = `/api/inspections/${view.id}`;
+  try {
+    view.inspection = await api.get(base);
+  } catch (e) {
+    if (e.status === 401) {
+      fail(t('error.unauthenticated'));
+      $('review-error').append(' ', el('a', { href: '/#/login', text: t('login.submit') }));
+    } else fail(`${t('common.error')}: ${e.code}`);
+    return;
+  }
+  renderHeader();
+  $('dl-video').href = `${base}/recording`;
+  $('dl-log').href = `${base}/events.jsonl`;
+  $('dl-vtt').href = `${base}/recording/chapters.vtt`;
+  loadEvents(base);
+  await loadManifest(base);
+}
+
+async function loadManifest(base) {
+  try {
+    view.manifest = await api.get(`${base}/recording/manifest`);
+  } catch (e) {
+    if (e.code === 'recording_not_ready' || e.status === 404) {
+      // Finalization runs after the finish; ask again shortly.
+      $('not-ready').hidden = false;
+      setTimeout(() => loadManifest(base), 2000);
+      return;
+    }
+    fail(`${t('common.error')}: ${e.code}`);
+    return;
+  }
+  $('not-ready').hidden = true;
+  const video = $('video');
+  video.src = `${base}/recording`;
+  const track = el('track', { kind: 'chapters', src: `${base}/recording/chapters.vtt`, srclang: 'ru', default: true });
+  video.append(track);
+  const items = view.inspection.items || [];
+  view.chapters = (view.manifest.chapters || []).map((c, i) => {
+    const item = items.find((it) => it.id === c.item_id);
+    return {
+      ...c,
+      number: item?.number ?? String(i + 1),
+      question: item?.question ?? c.title ?? c.item_id,
+      result: ['compliant', 'violation', 'not_applicable'].includes(c.result) ? c.result : 'unanswered',
+    };
+  });
+  const ch = view.chapters.find((c) => c.mark_at);
+  // The recording's wall-clock start lets event-log lines seek too.
+  view.recStartMs = ch ? Date.parse(ch.mark_at) - ch.start_ms : null;
+  renderChapters();
+  renderMeta();
+  renderEvents();
+}
+
+async function loadEvents(base) {
+  try {
+    const text = await api.getText(`${base}/events.jsonl`);
+    view.events = text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    view.state = emptyState();
+    for (const e of view.events) applyEvent(view.state, e);
+  } catch (_) {
+    view.events = [];
+  }
+  renderEvents();
+}
+
+function renderHeader() {
+  const i = view.inspection;
+  $('review-title').textContent = `${t('review.title')}: ${i.title}`;
+  $('review-status').replaceChildren(el('span', { class: `status status-${i.status}`, text: t(`status.${i.status}`) }));
+  $('review-meta').textContent = [i.business?.name, i.business?.inn ? `ИНН ${i.business.inn}` : '', i.inspector?.display_name,
+    formatTime(i.started_at), formatTime(i.finished_at)].filter((x) => x && x !== '—').join(' · ');
+}
+
+function renderMeta() {
+  const m = view.manifest;
+  if (!m) return;
+  $('duration').textContent = t('review.duration', { t: formatDuration(m.duration_ms) });
+  $('sha').textContent = m.sha256 ? `${t('review.sha256')}: ${m.sha256}` : '';
+}
+
+function durationMs() {
+  const v = $('video');
+  if (Number.isFinite(v.duration) && v.duration > 0) return v.duration * 1000;
+  return view.manifest?.duration_ms || 1;
+}
+
+function renderChapters() {
+  const list = $('chapters');
+  list.replaceChildren(...view.chapters.map((c, i) => {
+    const b = el('button', {
+      type: 'button', class: `chapter result-${c.result}`, 'data-index': i, 'data-item-id': c.item_id,
+      'data-start-ms': c.start_ms, 'aria-current': 'false',
+      onclick: () => seekTo(i),
+      onkeydown: (ev) => {
+        if (ev.key === 'ArrowDown') { ev.preventDefault(); seekTo(Math.min(i + 1, view.chapters.length - 1), true); }
+        if (ev.key === 'ArrowUp') { ev.preventDefault(); seekTo(Math.max(i - 1, 0), true); }
+      },
+    },
+    el('span', { class: 'num', text: c.number }),
+    el('span', { class: 'q', text: c.question }),
+    el('span', { class: 'tc', text: formatDuration(c.start_ms) }),
+    resultBadge(c.result));
+    return el('li', {}, b);
+  }));
+  renderMarkers();
+}
+
+function renderMarkers() {
+  const tl = $('timeline');
+  for (const m of tl.querySelectorAll('.marker')) m.remove();
+  const total = durationMs();
+  view.chapters.forEach((c, i) => {
+    const pct = Math.max(0, Math.min(100, (c.start_ms / total) * 100));
+    const m = el('button', {
+      type: 'button', class: `marker result-${c.result}`, tabindex: '-1',
+      'aria-label': `${c.number} ${c.question} — ${t(`result.${c.result}`)} ${formatDuration(c.start_ms)}`,
+      title: `${c.number} ${c.question} (${formatDuration(c.start_ms)})`,
+      onclick: (ev) => { ev.stopPropagation(); seekTo(i); },
+    });
+    // CSSOM, not a style attribute, so a strict Content-Security-Policy allows it.
+    m.style.left = `${pct}%`;
+    tl.append(m);
+  });
+}
+
+function seekTo(i, focus = false) {
+  const c = view.chapters[i];
+  if (!c) return;
+  const video = $('video');
+  video.currentTime = c.start_ms / 1000;
+  setCurrent(i);
+  if (focus) $('chapters').querySelector(`[data-index="${i}"]`)?.focus();
+}
+
+function setCurrent(i) {
+  if (view.current === i) return;
+  view.current = i;
+  for (const b of $('chapters').querySelectorAll('.chapter')) b.setAttribute('aria-current', String(Number(b.dataset.index) === i));
+}
+
+function currentIndexAt(ms) {
+  let idx = -1;
+  view.chapters.forEach((c, i) => { if (c.start_ms <= ms + 50) idx = i; });
+  return idx;
+}
+
+function renderEvents() {
+  const ol = $('eventlog');
+  ol.replaceChildren();
+  const items = view.inspection?.items || [];
+  for (const e of view.events) {
+    appendEventLine(ol, e, view.state, items);
+    const li = ol.lastElementChild;
+    const ts = e.server_ts ? e.server_ts / 1000 : Date.parse(e.server_time);
+    if (view.recStartMs !== null && view.recStartMs !== undefined && Number.isFinite(ts)) {
+      const at = ts - view.recStartMs;
+      if (at >= 0) {
+        li.append(el('button', {
+          type: 'button', class: 'btn btn-small', text: formatDuration(at),
+          onclick: () => { $('video').currentTime = at / 1000; },
+        }));
+      }
+    }
+  }
+  ol.scrollTop = 0;
+}
+
+// ---------- Player wiring ----------
+
+const video = $('video');
+video.addEventListener('timeupdate', () => {
+  const ms = video.currentTime * 1000;
+  $('played').style.width = `${Math.min(100, (ms / durationMs()) * 100)}%`;
+  const idx = currentIndexAt(ms);
+  if (idx >= 0) setCurrent(idx);
+});
+video.addEventListener('loadedmetadata', renderMarkers);
+$('timeline').addEventListener('click', (ev) => {
+  const r = $('timeline').getBoundingClientRect();
+  video.currentTime = ((ev.clientX - r.left) / r.width) * (durationMs() / 1000);
+});
+$('next').addEventListener('click', () => seekTo(Math.min(view.current + 1, view.chapters.length - 1)));
+$('prev').addEventListener('click', () => seekTo(Math.max(view.current - 1, 0)));
+
+document.addEventListener('keydown', (ev) => {
+  const tag = ev.target.tagName;
+  if (tag === 'INPUT' || tag === 'TEXTAREA' || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const k = ev.key.toLowerCase();
+  if (k === 'n' || k === 'j' || k === 'т' || k === 'о') {
+    ev.preventDefault();
+    seekTo(Math.min(view.current + 1, view.chapters.length - 1), true);
+  } else if (k === 'p' || k === 'k' || k === 'з' || k === 'л') {
+    ev.preventDefault();
+    seekTo(Math.max(view.current - 1, 0), true);
+  } else if (k === ' ' && tag !== 'BUTTON' && tag !== 'VIDEO' && tag !== 'A') {
+    ev.preventDefault();
+    if (video.paused) video.play().catch(() => {}); else video.pause();
+  }
+});
+
+window.addEventListener('langchange', () => {
+  if (!view.inspection) return;
+  renderHeader();
+  renderChapters();
+  renderMeta();
+  renderEvents();
+  const cur = view.current;
+  view.current = -1;
+  setCurrent(cur);
+});
+window.addEventListener('hashchange', () => location.reload());
+bindLangSwitch($('lang'));
+applyI18n();
+load();

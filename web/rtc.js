@@ -1,0 +1,228 @@
+// WebRTC with the server's media peer over the inspection socket: the browser always offers
+// (rtc.offer), the server answers (rtc.answer); candidates trickle both ways; rtc.renegotiate
+// asks for a new offer; a failed connection or a network change triggers an ICE restart.
+
+/**
+ * A media session riding a SyncClient.
+ * options.role: 'publisher' (business: sends camera + mic) or 'inspector' (receives video +
+ * audio, sends its own mic), as the media side names them.
+ * Events (EventTarget): 'track' {stream, track}, 'state' {state}, 'quality' {quality, stats},
+ * 'error' {code, message}.
+ */
+export class RtcSession extends EventTarget {
+  constructor(sync, { role, stream = null } = {}) {
+    super();
+    this.sync = sync;
+    this.role = role;
+    this.stream = stream;
+    this.pc = null;
+    this.remoteStream = new MediaStream();
+    this.makingOffer = false;
+    this.needOffer = false;
+    this.pendingCandidates = [];
+    this.qualityTimer = null;
+    this.lastInbound = null;
+    this.restartTimer = null;
+    this._onRtc = (ev) => this._handle(ev.detail.message);
+    this._onWelcome = () => this._afterWelcome();
+    this._onNetwork = () => this.restartIce();
+  }
+
+  /** Start once the socket is welcomed; it re-offers after every reconnect. */
+  start() {
+    this.sync.addEventListener('rtc', this._onRtc);
+    this.sync.addEventListener('welcome', this._onWelcome);
+    window.addEventListener('online', this._onNetwork);
+    navigator.connection?.addEventListener?.('change', this._onNetwork);
+    if (this.sync.status === 'open') this._afterWelcome();
+    this.qualityTimer = setInterval(() => this._measure(), 2000);
+  }
+
+  /** Close the peer connection and stop listening. */
+  stop() {
+    this.sync.removeEventListener('rtc', this._onRtc);
+    this.sync.removeEventListener('welcome', this._onWelcome);
+    window.removeEventListener('online', this._onNetwork);
+    navigator.connection?.removeEventListener?.('change', this._onNetwork);
+    clearInterval(this.qualityTimer);
+    clearTimeout(this.restartTimer);
+    if (this.pc) this.pc.close();
+    this.pc = null;
+  }
+
+  /** Replace the outgoing track of the same kind (camera switch) without renegotiating. */
+  async replaceTrack(track) {
+    if (!this.pc) return;
+    const sender = this.pc.getSenders().find((s) => s.track?.kind === track.kind
+      || (!s.track && this._senderKinds.get(s) === track.kind));
+    if (sender) await sender.replaceTrack(track);
+  }
+
+  _iceServers() {
+    const servers = this.sync.rtcConfig?.ice_servers;
+    return Array.isArray(servers) ? servers : [];
+  }
+
+  _afterWelcome() {
+    if (!this.pc || this.pc.connectionState === 'failed' || this.pc.connectionState === 'closed') {
+      this._createPc();
+    }
+    // After a socket reconnect the server may have lost the peer; a new offer (with ICE
+    // restart if already connected once) brings it back on the same timeline.
+    this._offer(this.pc.remoteDescription !== null);
+  }
+
+  _createPc() {
+    if (this.pc) this.pc.close();
+    const pc = new RTCPeerConnection({ iceServers: this._iceServers() });
+    this.pc = pc;
+    this._senderKinds = new Map();
+    this.pendingCandidates = [];
+    if (this.role === 'publisher') {
+      for (const track of this.stream ? this.stream.getTracks() : []) {
+        const sender = pc.addTrack(track, this.stream);
+        this._senderKinds.set(sender, track.kind);
+      }
+    } else {
+      pc.addTransceiver('video', { direction: 'recvonly' });
+      const micTrack = this.stream?.getAudioTracks()[0];
+      if (micTrack) {
+        const t = pc.addTransceiver(micTrack, { direction: 'sendrecv', streams: [this.stream] });
+        this._senderKinds.set(t.sender, 'audio');
+      } else {
+        pc.addTransceiver('audio', { direction: 'recvonly' });
+      }
+    }
+    pc.onicecandidate = (ev) => {
+      // The end-of-candidates marker is not sent: the server's ICE does not wait for it.
+      if (ev.candidate && ev.candidate.candidate) this.sync.rtc({ type: 'rtc.candidate', candidate: ev.candidate.toJSON() });
+    };
+    pc.ontrack = (ev) => {
+      if (!this.remoteStream.getTracks().includes(ev.track)) {
+        for (const old of this.remoteStream.getTracks().filter((t) => t.kind === ev.track.kind)) {
+          this.remoteStream.removeTrack(old);
+        }
+        this.remoteStream.addTrack(ev.track);
+      }
+      this.dispatchEvent(new CustomEvent('track', { detail: { stream: this.remoteStream, track: ev.track } }));
+    };
+    pc.onconnectionstatechange = () => {
+      const s = pc.connectionState;
+      this.dispatchEvent(new CustomEvent('state', { detail: { state: s } }));
+      if (s === 'failed') this.restartIce();
+      if (s === 'disconnected') {
+        // Give ICE a few seconds to recover by itself before restarting it.
+        clearTimeout(this.restartTimer);
+        this.restartTimer = setTimeout(() => {
+          if (pc.connectionState === 'disconnected') this.restartIce();
+        }, 4000);
+      }
+    };
+  }
+
+  /** Restart ICE with a new offer (network change, failed connection). */
+  restartIce() {
+    if (!this.pc || this.sync.status !== 'open') return;
+    this._offer(true);
+  }
+
+  async _offer(iceRestart) {
+    if (!this.pc) return;
+    if (this.makingOffer) {
+      this.needOffer = true;
+      return;
+    }
+    this.makingOffer = true;
+    try {
+      const offer = await this.pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
+      await this.pc.setLocalDescription(offer);
+      const d = this.pc.localDescription;
+      this.sync.rtc({ type: 'rtc.offer', sdp: { type: d.type, sdp: d.sdp }, role: this.role });
+    } catch (e) {
+      this.dispatchEvent(new CustomEvent('error', { detail: { code: 'offer_failed', message: e.message } }));
+    } finally {
+      this.makingOffer = false;
+    }
+  }
+
+  async _handle(msg) {
+    const pc = this.pc;
+    if (!pc) return;
+    try {
+      switch (msg.type) {
+        case 'rtc.answer': {
+          const desc = typeof msg.sdp === 'string' ? { type: 'answer', sdp: msg.sdp } : msg.sdp;
+          if (pc.signalingState !== 'have-local-offer') return;
+          await pc.setRemoteDescription(desc);
+          for (const c of this.pendingCandidates.splice(0)) await pc.addIceCandidate(c);
+          if (this.needOffer) {
+            this.needOffer = false;
+            this._offer(false);
+          }
+          break;
+        }
+        case 'rtc.candidate': {
+          const c = msg.candidate;
+          if (!pc.remoteDescription) {
+            this.pendingCandidates.push(c === null ? undefined : c);
+          } else {
+            await pc.addIceCandidate(c === null ? undefined : c);
+          }
+          break;
+        }
+        case 'rtc.renegotiate':
+          if (pc.signalingState === 'stable') this._offer(false);
+          else this.needOffer = true;
+          break;
+        case 'rtc.error':
+          this.dispatchEvent(new CustomEvent('error', { detail: { code: msg.code, message: msg.message } }));
+          break;
+        default:
+      }
+    } catch (e) {
+      this.dispatchEvent(new CustomEvent('error', { detail: { code: 'rtc_failed', message: e.message } }));
+    }
+  }
+
+  async _measure() {
+    const pc = this.pc;
+    if (!pc) return;
+    let stats;
+    try { stats = await pc.getStats(); } catch (_) { return; }
+    let rtt = null;
+    let lost = 0;
+    let received = 0;
+    let fps = null;
+    let framesDecoded = null;
+    let sentFps = null;
+    stats.forEach((r) => {
+      if (r.type === 'candidate-pair' && r.state === 'succeeded' && r.nominated && typeof r.currentRoundTripTime === 'number') {
+        rtt = r.currentRoundTripTime * 1000;
+      }
+      if (r.type === 'inbound-rtp' && r.kind === 'video') {
+        lost += r.packetsLost || 0;
+        received += r.packetsReceived || 0;
+        fps = r.framesPerSecond ?? fps;
+        framesDecoded = r.framesDecoded ?? framesDecoded;
+      }
+      if (r.type === 'outbound-rtp' && r.kind === 'video') sentFps = r.framesPerSecond ?? sentFps;
+      if (r.type === 'remote-inbound-rtp' && typeof r.roundTripTime === 'number') rtt = rtt ?? r.roundTripTime * 1000;
+    });
+    const prev = this.lastInbound;
+    this.lastInbound = { lost, received };
+    let lossRate = 0;
+    if (prev && received > prev.received) {
+      lossRate = (lost - prev.lost) / (received - prev.received + lost - prev.lost);
+    }
+    let quality = 'unknown';
+    if (pc.connectionState === 'connected') {
+      const media = this.role === 'publisher' ? sentFps : fps;
+      if ((rtt !== null && rtt > 600) || lossRate > 0.08 || (media !== null && media < 5)) quality = 'poor';
+      else if ((rtt !== null && rtt > 250) || lossRate > 0.02 || (media !== null && media < 15)) quality = 'fair';
+      else quality = 'good';
+    }
+    this.dispatchEvent(new CustomEvent('quality', {
+      detail: { quality, stats: { rtt_ms: rtt === null ? null : Math.round(rtt), loss: lossRate, fps, frames_decoded: framesDecoded } },
+    }));
+  }
+}
