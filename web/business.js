@@ -177,7 +177,7 @@ function startLocation() {
 
 function sendNoFix(code) {
   // The server counts a missing position as evidence too, so the reason is reported.
-  page.sync?.op({ kind: 'location', no_fix: code, device_ts: Date.now() });
+  page.sync?.op({ kind: 'location_unavailable', reason: code });
 }
 
 // ---------- Session ----------

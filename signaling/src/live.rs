@@ -174,6 +174,9 @@ impl Live {
 async fn forward_marks(db: AnyPool, sync: SyncHub, media: MediaHub) {
     let mut events = sync.events();
     let mut titles: HashMap<Uuid, HashMap<String, String>> = HashMap::new();
+    // The last result marked per item: re-saving the same result (e.g. to add the violation's
+    // text) is not a new finding and gets no new chapter; a changed result does.
+    let mut marked: HashMap<(Uuid, String), String> = HashMap::new();
     loop {
         let ev = match events.recv().await {
             Ok(ev) => ev,
@@ -188,9 +191,15 @@ async fn forward_marks(db: AnyPool, sync: SyncHub, media: MediaHub) {
         let Some(mark) = ev.item_result() else {
             continue;
         };
+        let key = (ev.inspection_id, mark.item_id.clone());
         if mark.result.as_str() == "clear" {
+            marked.remove(&key);
             continue;
         }
+        if marked.get(&key).is_some_and(|r| r == mark.result.as_str()) {
+            continue;
+        }
+        marked.insert(key, mark.result.as_str().to_string());
         if !titles.contains_key(&ev.inspection_id) {
             if let Ok(Some(insp)) = inspections::load(&db, ev.inspection_id).await {
                 let map = insp
