@@ -188,6 +188,12 @@ async fn forward_marks(db: AnyPool, sync: SyncHub, media: MediaHub) {
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
+        if ev.kind == "finish" {
+            // Nothing of a finished inspection is needed any more.
+            titles.remove(&ev.inspection_id);
+            marked.retain(|(i, _), _| *i != ev.inspection_id);
+            continue;
+        }
         let Some(mark) = ev.item_result() else {
             continue;
         };
