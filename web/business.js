@@ -155,17 +155,18 @@ function startLocation() {
   page.watchId = navigator.geolocation.watchPosition((pos) => {
     page.geoError = null;
     $('geo-banner').hidden = true;
-    const c = pos.coords;
-    const now = Date.now();
-    // A fix every few seconds is plenty for the verdict and stays well under the rate limit.
-    if (now - page.lastFixAt < 3000) return;
-    page.lastFixAt = now;
-    page.sync?.op({
-      kind: 'location', lat: c.latitude, lon: c.longitude, accuracy: num(c.accuracy) ?? 0,
-      altitude: num(c.altitude), altitude_accuracy: num(c.altitudeAccuracy), heading: num(c.heading),
-      speed: num(c.speed), device_ts: Math.round(pos.timestamp),
-    });
-    $('geo-line').textContent = `${c.latitude.toFixed(5)}, ${c.longitude.toFixed(5)} · ${t('geo.accuracy', { m: Math.round(c.accuracy) })}`;
+    // A fix every few seconds is plenty for the verdict and stays well under the rate limit;
+    // a fix that comes sooner waits for its turn rather than being lost (a phone that stops
+    // moving reports nothing new, so the last position must still reach the server).
+    page.pendingFix = pos;
+    const wait = 3000 - (Date.now() - page.lastFixAt);
+    if (wait > 0) {
+      if (!page.fixTimer) {
+        page.fixTimer = setTimeout(() => { page.fixTimer = null; sendFix(page.pendingFix); }, wait);
+      }
+      return;
+    }
+    sendFix(pos);
   }, (err) => {
     const code = err.code === 1 ? 'permission_denied' : err.code === 3 ? 'timeout' : 'unavailable';
     if (page.geoError !== code) sendNoFix(code);
@@ -173,6 +174,17 @@ function startLocation() {
     $('geo-banner').hidden = code !== 'permission_denied';
     $('geo-line').textContent = t(code === 'permission_denied' ? 'geo.denied' : 'geo.no_fix');
   }, { enableHighAccuracy: true, maximumAge: 0, timeout: 30000 });
+}
+
+function sendFix(pos) {
+  const c = pos.coords;
+  page.lastFixAt = Date.now();
+  page.sync?.op({
+    kind: 'location', lat: c.latitude, lon: c.longitude, accuracy: num(c.accuracy) ?? 0,
+    altitude: num(c.altitude), altitude_accuracy: num(c.altitudeAccuracy), heading: num(c.heading),
+    speed: num(c.speed), device_ts: Math.round(pos.timestamp),
+  });
+  $('geo-line').textContent = `${c.latitude.toFixed(5)}, ${c.longitude.toFixed(5)} · ${t('geo.accuracy', { m: Math.round(c.accuracy) })}`;
 }
 
 function sendNoFix(code) {

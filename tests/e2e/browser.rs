@@ -20,12 +20,22 @@ const PHONE: (f64, f64) = (55.757_050, 37.615_080);
 async fn shoot_both(b: &Browser, name: &str) -> Result<()> {
     b.screenshot(&format!("{name}.ru")).await?;
     b.click("#lang").await?;
-    b.wait_true("English", "return document.documentElement.lang === 'en'", Duration::from_secs(5)).await?;
+    b.wait_true(
+        "English",
+        "return document.documentElement.lang === 'en'",
+        Duration::from_secs(5),
+    )
+    .await?;
     // Let dynamic parts re-render in the new language before the picture.
     tokio::time::sleep(Duration::from_millis(300)).await;
     b.screenshot(&format!("{name}.en")).await?;
     b.click("#lang").await?;
-    b.wait_true("Russian", "return document.documentElement.lang === 'ru'", Duration::from_secs(5)).await?;
+    b.wait_true(
+        "Russian",
+        "return document.documentElement.lang === 'ru'",
+        Duration::from_secs(5),
+    )
+    .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
 }
@@ -40,14 +50,21 @@ async fn login(b: &Browser, username: &str) -> Result<()> {
     b.fill("#login-username", username).await?;
     b.fill("#login-password", PASSWORD).await?;
     b.click("#login-submit").await?;
-    b.wait_true("signed in", "return !document.getElementById('logout').hidden", Duration::from_secs(20)).await
+    b.wait_true(
+        "signed in",
+        "return !document.getElementById('logout').hidden",
+        Duration::from_secs(20),
+    )
+    .await
 }
 
 /// The result shown for each checklist item of a page, in order.
 async fn results(b: &Browser) -> Result<Vec<(String, String, String)>> {
     let v = b
-        .js("return [...document.querySelectorAll('#checklist .item')].map(li => \
-             [li.dataset.itemId, li.dataset.result, getComputedStyle(li).backgroundColor])")
+        .js(
+            "return [...document.querySelectorAll('#checklist .item')].map(li => \
+             [li.dataset.itemId, li.dataset.result, getComputedStyle(li).backgroundColor])",
+        )
         .await?;
     let rows = v.as_array().context("results is an array")?;
     Ok(rows
@@ -62,7 +79,8 @@ async fn results(b: &Browser) -> Result<Vec<(String, String, String)>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
     let app = spawn_app().await;
-    app.create_user("inspector1", PASSWORD, Role::Inspector).await;
+    app.create_user("inspector1", PASSWORD, Role::Inspector)
+        .await;
     app.create_user("reviewer1", PASSWORD, Role::Reviewer).await;
     let base = app.address.clone();
 
@@ -70,7 +88,11 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
     let inspector = Browser::launch("inspector", Device::Desktop).await?;
     inspector.goto(&format!("{base}/")).await?;
     inspector
-        .wait_true("the login form", "return !document.getElementById('view-login').hidden", Duration::from_secs(20))
+        .wait_true(
+            "the login form",
+            "return !document.getElementById('view-login').hidden",
+            Duration::from_secs(20),
+        )
         .await?;
     shoot_both(&inspector, "console-login").await?;
     login(&inspector, "inspector1").await?;
@@ -83,10 +105,14 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
             Duration::from_secs(20),
         )
         .await?;
-    inspector.fill("#c-title", "Плановая проверка пожарной безопасности").await?;
+    inspector
+        .fill("#c-title", "Плановая проверка пожарной безопасности")
+        .await?;
     inspector.fill("#c-bname", "ООО «Ромашка»").await?;
     inspector.fill("#c-inn", "7707083893").await?;
-    inspector.fill("#c-address", "Москва, ул. Тверская, 1").await?;
+    inspector
+        .fill("#c-address", "Москва, ул. Тверская, 1")
+        .await?;
     inspector.fill("#c-lat", &SITE.0.to_string()).await?;
     inspector.fill("#c-lon", &SITE.1.to_string()).await?;
     inspector.click("#create-submit").await?;
@@ -100,9 +126,16 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
         )
         .await?;
     shoot_both(&inspector, "console-create-invite").await?;
-    let invite_url = inspector.js("return document.getElementById('invite-url').value").await?;
-    let invite_url = invite_url.as_str().context("invite url is a string")?.to_owned();
-    let room_href = inspector.js("return document.getElementById('invite-room').getAttribute('href')").await?;
+    let invite_url = inspector
+        .js("return document.getElementById('invite-url').value")
+        .await?;
+    let invite_url = invite_url
+        .as_str()
+        .context("invite url is a string")?
+        .to_owned();
+    let room_href = inspector
+        .js("return document.getElementById('invite-room').getAttribute('href')")
+        .await?;
     let inspection_id = room_href
         .as_str()
         .and_then(|h| h.strip_prefix("#/room/"))
@@ -113,14 +146,18 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
     inspector
         .wait_true(
             "the new inspection in the list",
-            &format!("return !!document.querySelector('tr[data-inspection-id=\"{inspection_id}\"]')"),
+            &format!(
+                "return !!document.querySelector('tr[data-inspection-id=\"{inspection_id}\"]')"
+            ),
             Duration::from_secs(20),
         )
         .await?;
     shoot_both(&inspector, "console-list").await?;
 
     // --- Inspector: open the room and start. ---
-    inspector.goto(&format!("{base}/#/room/{inspection_id}")).await?;
+    inspector
+        .goto(&format!("{base}/#/room/{inspection_id}"))
+        .await?;
     inspector
         .wait_true(
             "the room connected",
@@ -131,15 +168,25 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
         .await?;
     inspector.click("#room-start").await?;
     inspector
-        .wait_true("the inspection live", "return !document.getElementById('room-finish').hidden", Duration::from_secs(20))
+        .wait_true(
+            "the inspection live",
+            "return !document.getElementById('room-finish').hidden",
+            Duration::from_secs(20),
+        )
         .await?;
 
     // --- Business: a phone joins by the link. ---
     let business = Browser::launch("business", Device::Phone).await?;
-    business.set_geolocation(&base, PHONE.0, PHONE.1, 12.0).await?;
+    business
+        .set_geolocation(&base, PHONE.0, PHONE.1, 12.0)
+        .await?;
     business.goto(&invite_url).await?;
     business
-        .wait_true("the intro", "return !document.getElementById('view-intro').hidden", Duration::from_secs(20))
+        .wait_true(
+            "the intro",
+            "return !document.getElementById('view-intro').hidden",
+            Duration::from_secs(20),
+        )
         .await?;
     shoot_both(&business, "business-intro").await?;
     business.click("#biz-start").await?;
@@ -173,20 +220,40 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
         .await?;
 
     // --- Inspector marks items; a pause between marks separates their chapters. ---
-    let marks = [(1usize, "compliant"), (2, "violation"), (3, "not_applicable"), (4, "compliant")];
+    let marks = [
+        (1usize, "compliant"),
+        (2, "violation"),
+        (3, "not_applicable"),
+        (4, "compliant"),
+    ];
     for (n, result) in marks {
         let item = format!("#checklist .item:nth-child({n})");
-        inspector.click(&format!("{item} .result-btn[data-result=\"{result}\"]")).await?;
+        inspector
+            .click(&format!("{item} .result-btn[data-result=\"{result}\"]"))
+            .await?;
         let marked = format!(
             "const li = document.querySelector('{item}'); \
              return li.dataset.result === '{result}' && !li.classList.contains('pending')"
         );
-        inspector.wait_true(&format!("item {n} marked {result}"), &marked, Duration::from_secs(20)).await?;
+        inspector
+            .wait_true(
+                &format!("item {n} marked {result}"),
+                &marked,
+                Duration::from_secs(20),
+            )
+            .await?;
         if result == "violation" {
             // A violation opens its notes; the description is saved with the same result.
-            inspector.fill(&format!("{item} .item-violation"), "Огнетушитель с истёкшим сроком поверки").await?;
+            inspector
+                .fill(
+                    &format!("{item} .item-violation"),
+                    "Огнетушитель с истёкшим сроком поверки",
+                )
+                .await?;
             inspector.click(&format!("{item} .item-notes .btn")).await?;
-            inspector.wait_true("the violation text saved", &marked, Duration::from_secs(20)).await?;
+            inspector
+                .wait_true("the violation text saved", &marked, Duration::from_secs(20))
+                .await?;
         }
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
@@ -202,18 +269,31 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
         .await?;
     let on_inspector = results(&inspector).await?;
     let on_business = results(&business).await?;
-    ensure!(!on_inspector.is_empty(), "the inspector's checklist is empty");
+    ensure!(
+        !on_inspector.is_empty(),
+        "the inspector's checklist is empty"
+    );
     ensure!(
         on_inspector == on_business,
         "the pages disagree:\ninspector {on_inspector:?}\nbusiness  {on_business:?}"
     );
-    let distinct: std::collections::HashSet<&str> = on_inspector[..4].iter().map(|r| r.2.as_str()).collect();
-    ensure!(distinct.len() == 3, "compliant, violation and n/a must have three colours: {on_inspector:?}");
+    let distinct: std::collections::HashSet<&str> =
+        on_inspector[..4].iter().map(|r| r.2.as_str()).collect();
+    ensure!(
+        distinct.len() == 3,
+        "compliant, violation and n/a must have three colours: {on_inspector:?}"
+    );
     // Colour is never the only signal: every result badge carries its word.
     let badge_text = business
         .js("return document.querySelector('#checklist .item:nth-child(2) .badge').textContent")
         .await?;
-    ensure!(badge_text.as_str().unwrap_or_default().contains("Нарушение"), "badge text: {badge_text}");
+    ensure!(
+        badge_text
+            .as_str()
+            .unwrap_or_default()
+            .contains("Нарушение"),
+        "badge text: {badge_text}"
+    );
     business
         .wait_true(
             "the violation text on the phone",
@@ -230,7 +310,11 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
     inspector.click("#room-finish").await?;
     inspector.click("#finish-confirm").await?;
     inspector
-        .wait_true("finished", "return !document.getElementById('room-review').hidden", Duration::from_secs(30))
+        .wait_true(
+            "finished",
+            "return !document.getElementById('room-review').hidden",
+            Duration::from_secs(30),
+        )
         .await?;
     business
         .wait_true(
@@ -244,7 +328,9 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
     // --- Reviewer: chapters, click the third, the video seeks to its timecode. ---
     inspector.click("#logout").await?;
     login(&inspector, "reviewer1").await?;
-    inspector.goto(&format!("{base}/review/#{inspection_id}")).await?;
+    inspector
+        .goto(&format!("{base}/review/#{inspection_id}"))
+        .await?;
     inspector
         .wait_true(
             "the chapters",
@@ -259,7 +345,9 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
             Duration::from_secs(30),
         )
         .await?;
-    inspector.click("#chapters li:nth-child(3) .chapter").await?;
+    inspector
+        .click("#chapters li:nth-child(3) .chapter")
+        .await?;
     inspector
         .wait_true(
             "the seek to finish",
@@ -275,10 +363,18 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
         .await?;
     let t = seek["t"].as_f64().context("currentTime")?;
     let start = seek["start"].as_f64().context("start_ms")? / 1000.0;
-    ensure!((t - start).abs() <= 0.1, "currentTime {t} s, chapter starts at {start} s: {seek}");
-    ensure!(seek["current"] == "true", "the third chapter is marked current: {seek}");
+    ensure!(
+        (t - start).abs() <= 0.1,
+        "currentTime {t} s, chapter starts at {start} s: {seek}"
+    );
+    ensure!(
+        seek["current"] == "true",
+        "the third chapter is marked current: {seek}"
+    );
     // Keyboard: N moves to the fourth chapter.
-    inspector.js("document.activeElement.blur(); return true").await?;
+    inspector
+        .js("document.activeElement.blur(); return true")
+        .await?;
     inspector
         .js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'n', bubbles: true})); return true")
         .await?;
@@ -301,7 +397,9 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
 async fn harness_gives_a_phone_with_fake_camera_and_emulated_location() -> Result<()> {
     let app = spawn_app().await;
     let phone = Browser::launch("phone", Device::Phone).await?;
-    phone.set_geolocation(&app.address, PHONE.0, PHONE.1, 8.0).await?;
+    phone
+        .set_geolocation(&app.address, PHONE.0, PHONE.1, 8.0)
+        .await?;
     phone.goto(&format!("{}/b/", app.address)).await?;
     let v = phone
         .js_async(
@@ -317,10 +415,19 @@ async fn harness_gives_a_phone_with_fake_camera_and_emulated_location() -> Resul
         )
         .await?;
     ensure!(v.get("error").is_none(), "browser said {v}");
-    ensure!((v["lat"].as_f64().unwrap_or(0.0) - PHONE.0).abs() < 1e-9, "latitude {v}");
-    ensure!((v["lon"].as_f64().unwrap_or(0.0) - PHONE.1).abs() < 1e-9, "longitude {v}");
+    ensure!(
+        (v["lat"].as_f64().unwrap_or(0.0) - PHONE.0).abs() < 1e-9,
+        "latitude {v}"
+    );
+    ensure!(
+        (v["lon"].as_f64().unwrap_or(0.0) - PHONE.1).abs() < 1e-9,
+        "longitude {v}"
+    );
     ensure!(v["acc"].as_f64() == Some(8.0), "accuracy {v}");
-    ensure!(v["w"].as_f64().unwrap_or(0.0) > 0.0, "fake camera frame width {v}");
+    ensure!(
+        v["w"].as_f64().unwrap_or(0.0) > 0.0,
+        "fake camera frame width {v}"
+    );
     ensure!(v["audio"] == 1, "fake microphone {v}");
     ensure!(v["vw"] == 360, "phone viewport {v}");
     ensure!(v["touch"].as_u64().unwrap_or(0) > 0, "touch {v}");

@@ -4,4 +4,5 @@
 mod api;
 mod authz;
 mod browser;
+mod geo_banner;
 mod live;

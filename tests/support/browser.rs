@@ -54,7 +54,10 @@ impl Driver {
         std::fs::create_dir_all(&log_dir)?;
         let child = Command::new(chromedriver_path())
             .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log_dir.join(format!("chromedriver-{port}.log")).display()))
+            .arg(format!(
+                "--log-path={}",
+                log_dir.join(format!("chromedriver-{port}.log")).display()
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -89,7 +92,10 @@ impl Drop for Driver {
         if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
             use std::io::{Read, Write};
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let req = format!("GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.port);
+            let req = format!(
+                "GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+                self.port
+            );
             if stream.write_all(req.as_bytes()).is_ok() {
                 let mut sink = Vec::new();
                 let _ = stream.read_to_end(&mut sink);
@@ -159,11 +165,18 @@ pub fn chromium_args(profile: &std::path::Path, device: Device) -> Vec<String> {
 impl Browser {
     /// Start chromedriver and a fresh Chromium session. `label` prefixes log messages.
     pub async fn launch(label: &str, device: Device) -> Result<Browser> {
+        Self::launch_with(label, device, &[]).await
+    }
+
+    /// Like [`Browser::launch`], with extra Chromium flags after the mandatory ones.
+    pub async fn launch_with(label: &str, device: Device, extra: &[&str]) -> Result<Browser> {
         let driver = Driver::start().await?;
         let profile = tempfile::tempdir().context("creating a Chromium profile directory")?;
+        let mut args = chromium_args(profile.path(), device);
+        args.extend(extra.iter().map(|s| s.to_string()));
         let mut chrome = json!({
             "binary": chromium_path(),
-            "args": chromium_args(profile.path(), device),
+            "args": args,
         });
         if device == Device::Phone {
             chrome["mobileEmulation"] = json!({
@@ -184,13 +197,29 @@ impl Browser {
             .session_id()
             .await?
             .ok_or_else(|| anyhow!("{label}: chromedriver returned no session id"))?;
-        Ok(Browser { client, session_id, http: reqwest::Client::new(), label: label.to_owned(), driver, _profile: profile })
+        Ok(Browser {
+            client,
+            session_id,
+            http: reqwest::Client::new(),
+            label: label.to_owned(),
+            driver,
+            _profile: profile,
+        })
     }
 
     /// Run a DevTools protocol command through chromedriver's `goog/cdp/execute`.
     pub async fn cdp(&self, cmd: &str, params: Value) -> Result<Value> {
-        let url = format!("{}/session/{}/goog/cdp/execute", self.driver.url(), self.session_id);
-        let res = self.http.post(url).json(&json!({"cmd": cmd, "params": params})).send().await?;
+        let url = format!(
+            "{}/session/{}/goog/cdp/execute",
+            self.driver.url(),
+            self.session_id
+        );
+        let res = self
+            .http
+            .post(url)
+            .json(&json!({"cmd": cmd, "params": params}))
+            .send()
+            .await?;
         let status = res.status();
         let body: Value = res.json().await?;
         if !status.is_success() {
@@ -200,8 +229,18 @@ impl Browser {
     }
 
     /// Grant geolocation to `origin` and pin the position (what a phone's GPS would report).
-    pub async fn set_geolocation(&self, origin: &str, lat: f64, lon: f64, accuracy_m: f64) -> Result<()> {
-        self.cdp("Browser.grantPermissions", json!({"origin": origin, "permissions": ["geolocation"]})).await?;
+    pub async fn set_geolocation(
+        &self,
+        origin: &str,
+        lat: f64,
+        lon: f64,
+        accuracy_m: f64,
+    ) -> Result<()> {
+        self.cdp(
+            "Browser.grantPermissions",
+            json!({"origin": origin, "permissions": ["geolocation"]}),
+        )
+        .await?;
         self.cdp(
             "Emulation.setGeolocationOverride",
             json!({"latitude": lat, "longitude": lon, "accuracy": accuracy_m}),
@@ -212,7 +251,10 @@ impl Browser {
 
     /// Navigate.
     pub async fn goto(&self, url: &str) -> Result<()> {
-        self.client.goto(url).await.with_context(|| format!("{}: goto {url}", self.label))
+        self.client
+            .goto(url)
+            .await
+            .with_context(|| format!("{}: goto {url}", self.label))
     }
 
     /// Run a script (`return ...;`) and give back its value.
@@ -257,7 +299,9 @@ impl Browser {
     /// Click the element matching a CSS selector (waiting for it to exist).
     pub async fn click(&self, css: &str) -> Result<()> {
         let el = self.wait_for(css).await?;
-        el.click().await.with_context(|| format!("{}: click {css}", self.label))
+        el.click()
+            .await
+            .with_context(|| format!("{}: click {css}", self.label))
     }
 
     /// Wait up to 20 s for an element matching a CSS selector.
@@ -274,7 +318,9 @@ impl Browser {
     pub async fn fill(&self, css: &str, text: &str) -> Result<()> {
         let el = self.wait_for(css).await?;
         el.clear().await?;
-        el.send_keys(text).await.with_context(|| format!("{}: typing into {css}", self.label))
+        el.send_keys(text)
+            .await
+            .with_context(|| format!("{}: typing into {css}", self.label))
     }
 
     /// Save a PNG of the viewport as `artifacts/screenshots/<name>.png`.
@@ -290,11 +336,26 @@ impl Browser {
     /// The browser console since the last call (chromedriver's log endpoint).
     pub async fn console_logs(&self) -> Result<Vec<String>> {
         let url = format!("{}/session/{}/se/log", self.driver.url(), self.session_id);
-        let res = self.http.post(url).json(&json!({"type": "browser"})).send().await?;
+        let res = self
+            .http
+            .post(url)
+            .json(&json!({"type": "browser"}))
+            .send()
+            .await?;
         let body: Value = res.json().await?;
         Ok(body["value"]
             .as_array()
-            .map(|a| a.iter().map(|l| format!("{} {}", l["level"].as_str().unwrap_or(""), l["message"].as_str().unwrap_or(""))).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|l| {
+                        format!(
+                            "{} {}",
+                            l["level"].as_str().unwrap_or(""),
+                            l["message"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
