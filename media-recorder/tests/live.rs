@@ -503,3 +503,69 @@ async fn a_subscriber_without_a_video_section_is_asked_to_renegotiate() {
     assert_eq!(hub.peer_count(), 2);
     stop.store(true, Ordering::Relaxed);
 }
+
+/// Through the whole WebRTC path: a camera publishes frames carrying their capture time, an
+/// inspector watches, three checklist marks are made while it runs; after `finish` the frame
+/// shown at each chapter start of the file was captured within 100 ms of its mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chapters_show_the_picture_of_their_mark() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(dir.path()).await;
+    let inspection = Uuid::new_v4();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut inspector = Client::build(inspection, MediaRole::Inspector, Offer::Talk).await;
+    inspector
+        .negotiate(&hub, false)
+        .await
+        .expect("inspector offer");
+    assert!(inspector.wait_connected(Duration::from_secs(5)).await);
+    spawn_talker(&inspector, stop.clone());
+    let business = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+    business
+        .negotiate(&hub, false)
+        .await
+        .expect("publisher offer");
+    support::spawn_camera(&business, 25, stop.clone());
+    inspector
+        .wait_for(Duration::from_secs(5), is_video_key)
+        .await
+        .expect("inspector gets the camera");
+
+    let mut marks = Vec::new();
+    for i in 1..=3 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let mark = Mark {
+            item_id: format!("item-{i}"),
+            title: format!("{i}. Question"),
+            result: "violation".into(),
+            at_micros: chrono::Utc::now().timestamp_micros(),
+        };
+        hub.mark(inspection, mark.clone());
+        marks.push(mark);
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let manifest = hub.finish(inspection, vec![]).await.expect("finish");
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(manifest.chapters.len(), 3, "{:?}", manifest.chapters);
+    let file = dir.path().join(inspection.to_string()).join(&manifest.file);
+    for c in &manifest.chapters {
+        let mark = marks
+            .iter()
+            .find(|m| m.item_id == c.item_id)
+            .expect("chapter of a mark");
+        let (pts, frame) = media_recorder::testsrc::frame_at(&file, c.start_ms)
+            .expect("decode")
+            .expect("a frame at the chapter start");
+        let captured =
+            media_recorder::testsrc::read_barcode(&frame, mark.at_micros / 1000).expect("barcode");
+        let error = captured - mark.at_micros / 1000;
+        assert!(
+            error.abs() <= 100,
+            "chapter {} at {} ms (frame {pts} ms) shows capture {captured}, mark {} → {error} ms",
+            c.item_id,
+            c.start_ms,
+            mark.at_micros / 1000
+        );
+    }
+}

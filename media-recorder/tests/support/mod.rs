@@ -570,3 +570,89 @@ pub fn spawn_talker(client: &Client, stop: Arc<std::sync::atomic::AtomicBool>) {
         }
     });
 }
+
+/// Like [`spawn_publisher`], but every frame is encoded when it is captured, with its capture
+/// time (server clock, µs) drawn into the picture as a barcode — a camera, not a loop — so a
+/// test can check which moment a chapter of the recording shows. Encoding runs on its own
+/// thread (libvpx contexts stay on one thread); a keyframe request makes the next frame a key.
+pub fn spawn_camera(client: &Client, fps: u32, stop: Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    let (vtrack, vsender) = client.video.clone().expect("publisher has video");
+    let (atrack, asender) = client.audio.clone().expect("publisher has audio");
+    let want_key = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    {
+        let (vtrack, want_key, stop) = (vtrack.clone(), want_key.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match vtrack.poll().await {
+                    Some(TrackLocalEvent::OnRtcpPacket(_)) => {
+                        want_key.store(true, Ordering::Relaxed)
+                    }
+                    Some(_) => {}
+                    None => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Vec<u8>, Duration)>();
+    {
+        let (stop, want_key) = (stop.clone(), want_key.clone());
+        std::thread::spawn(move || {
+            let mut src = media_recorder::testsrc::VideoSource::new(320, 240, 400_000)
+                .expect("libvpx source");
+            let period = Duration::from_micros(1_000_000 / fps as u64);
+            let mut next = Instant::now();
+            let mut last_capture: Option<i64> = None;
+            while !stop.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                if next > now {
+                    std::thread::sleep(next - now);
+                }
+                next += period;
+                let capture = chrono::Utc::now().timestamp_micros();
+                let key = want_key.swap(false, Ordering::Relaxed);
+                // The sample's duration is the real time since the previous capture, so RTP
+                // timestamps follow the capture clock even when the thread is late.
+                let since = last_capture
+                    .map(|l| Duration::from_micros((capture - l).max(1) as u64))
+                    .unwrap_or(period);
+                last_capture = Some(capture);
+                for (data, _) in src.encode(capture, key).expect("encode") {
+                    if tx.send((data, since)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    {
+        let mut connected = client.connected.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), connected.wait_for(|c| *c)).await;
+            let pt = payload_type(&vsender).await;
+            let ssrc = vtrack.ssrcs().await[0];
+            while let Some((data, duration)) = rx.recv().await {
+                let sample = Sample {
+                    data: bytes::Bytes::from(data),
+                    duration,
+                    ..Sample::new(Instant::now())
+                };
+                let _ = vtrack.write_sample(ssrc, pt, &sample, &[]).await;
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let pt = payload_type(&asender).await;
+        let ssrc = atrack.ssrcs().await[0];
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let sample = Sample {
+                data: bytes::Bytes::from_static(&OPUS_SILENCE),
+                duration: Duration::from_millis(20),
+                ..Sample::new(Instant::now())
+            };
+            let _ = atrack.write_sample(ssrc, pt, &sample, &[]).await;
+        }
+    });
+}
