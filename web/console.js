@@ -285,6 +285,8 @@ async function openRoom(id) {
   });
   rtc.addEventListener('quality', (ev) => {
     room.quality = ev.detail.quality;
+    // getStats' decoded frame count, kept on the indicator for diagnostics (and tests).
+    room.framesDecoded = ev.detail.stats?.frames_decoded ?? null;
     renderQuality();
   });
   rtc.addEventListener('error', (ev) => toast(`${t('common.error')}: ${ev.detail.code}`));
@@ -336,6 +338,7 @@ function renderQuality() {
   const q = $('quality');
   const v = room?.quality || 'unknown';
   q.dataset.quality = v;
+  q.dataset.framesDecoded = room?.framesDecoded ?? '';
   $('quality-text').textContent = v === 'unknown' ? t('quality.none') : t(`quality.${v}`);
 }
 

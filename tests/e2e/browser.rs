@@ -209,6 +209,14 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
             Duration::from_secs(60),
         )
         .await?;
+    // The same, as WebRTC's own statistics report it (inbound-rtp framesDecoded).
+    inspector
+        .wait_true(
+            "framesDecoded > 0 from getStats",
+            "return Number(document.getElementById('quality').dataset.framesDecoded || 0) > 0",
+            Duration::from_secs(30),
+        )
+        .await?;
     // The business's location reaches the inspector's participant list.
     inspector
         .wait_true(
