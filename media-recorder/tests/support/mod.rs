@@ -482,7 +482,7 @@ pub fn spawn_publisher(
     use std::sync::atomic::Ordering;
     let stats = Arc::new(PublisherStats::default());
     let (vtrack, vsender) = client.video.clone().expect("publisher has video");
-    let (atrack, asender) = client.audio.clone().expect("publisher has audio");
+    assert!(client.audio.is_some(), "publisher has audio");
     let want_key = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let connected = client.connected.clone();
     {
@@ -535,20 +535,8 @@ pub fn spawn_publisher(
             }
         });
     }
-    tokio::spawn(async move {
-        let pt = payload_type(&asender).await;
-        let ssrc = atrack.ssrcs().await[0];
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        while !stop.load(Ordering::Relaxed) {
-            tick.tick().await;
-            let sample = Sample {
-                data: bytes::Bytes::from_static(&OPUS_SILENCE),
-                duration: Duration::from_millis(20),
-                ..Sample::new(Instant::now())
-            };
-            let _ = atrack.write_sample(ssrc, pt, &sample, &[]).await;
-        }
-    });
+    // The microphone: Opus silence, as an inspector sends it.
+    spawn_talker(client, stop);
     stats
 }
 
@@ -578,7 +566,7 @@ pub fn spawn_talker(client: &Client, stop: Arc<std::sync::atomic::AtomicBool>) {
 pub fn spawn_camera(client: &Client, fps: u32, stop: Arc<std::sync::atomic::AtomicBool>) {
     use std::sync::atomic::Ordering;
     let (vtrack, vsender) = client.video.clone().expect("publisher has video");
-    let (atrack, asender) = client.audio.clone().expect("publisher has audio");
+    assert!(client.audio.is_some(), "publisher has audio");
     let want_key = Arc::new(std::sync::atomic::AtomicBool::new(true));
     {
         let (vtrack, want_key, stop) = (vtrack.clone(), want_key.clone(), stop.clone());
@@ -641,18 +629,5 @@ pub fn spawn_camera(client: &Client, fps: u32, stop: Arc<std::sync::atomic::Atom
             }
         });
     }
-    tokio::spawn(async move {
-        let pt = payload_type(&asender).await;
-        let ssrc = atrack.ssrcs().await[0];
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        while !stop.load(Ordering::Relaxed) {
-            tick.tick().await;
-            let sample = Sample {
-                data: bytes::Bytes::from_static(&OPUS_SILENCE),
-                duration: Duration::from_millis(20),
-                ..Sample::new(Instant::now())
-            };
-            let _ = atrack.write_sample(ssrc, pt, &sample, &[]).await;
-        }
-    });
+    spawn_talker(client, stop);
 }
