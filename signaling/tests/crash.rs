@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use inspector_tests::{inspection_body, ws_connect, Client};
+use inspector_tests::{ws_connect, Client};
 use serde_json::json;
 
 const EXE: &str = env!("CARGO_BIN_EXE_inspector");
@@ -89,17 +89,7 @@ async fn acknowledged_operations_survive_kill_9() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     insp.csrf = r.body["csrf_token"].as_str().map(String::from);
-    let t = insp.get("/api/templates").await.body["templates"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let id = insp
-        .post_json("/api/inspections", &inspection_body(Some(&t)))
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = insp.create_inspection().await;
     let mut ws = ws_connect(&insp, &id).await.expect("socket");
     let welcome = ws.hello(None).await;
     let items: Vec<String> = welcome["checklist"]

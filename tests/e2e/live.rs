@@ -1,22 +1,12 @@
 //! The inspection socket through the real server: authorization before the upgrade, roles,
 //! sequencing, REST lifecycle through the sync room, revocation, the event log and audit.
 
-use inspector_tests::{inspection_body, spawn_app, ws_connect, Client, Role};
+use inspector_tests::{spawn_app, ws_connect, Client, Role};
 use serde_json::json;
 
 async fn setup(app: &inspector_tests::TestApp) -> (Client, Client, String, String) {
     let insp = app.staff("inspector1", Role::Inspector).await;
-    let t = insp.get("/api/templates").await.body["templates"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let id = insp
-        .post_json("/api/inspections", &inspection_body(Some(&t)))
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = insp.create_inspection().await;
     let r = insp
         .post_json(&format!("/api/inspections/{id}/invitations"), &json!({}))
         .await;

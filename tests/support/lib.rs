@@ -273,6 +273,20 @@ impl Client {
         .await
     }
 
+    /// Creates an inspection (`inspection_body`) with the first bundled checklist template
+    /// and returns its id.
+    pub async fn create_inspection(&self) -> String {
+        let t = self.get("/api/templates").await.body["templates"][0]["id"]
+            .as_str()
+            .expect("a bundled template")
+            .to_string();
+        let r = self
+            .post_json("/api/inspections", &inspection_body(Some(&t)))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body["id"].as_str().expect("inspection id").to_string()
+    }
+
     /// Accepts an invitation token (becomes the business's guest session).
     pub async fn accept(&mut self, token: &str) -> Answer {
         let r = self
