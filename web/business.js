@@ -9,6 +9,7 @@ import { RtcSession } from './rtc.js';
 import { renderChecklist } from './checklist.js';
 import { verdictOf } from './present.js';
 import { ICONS } from './icons.js';
+import { renderActPanel } from './act.js';
 
 const $ = (id) => document.getElementById(id);
 const page = {
@@ -32,8 +33,15 @@ async function load() {
     if (m) {
       const res = await api.post('/api/invitations/accept', { token: decodeURIComponent(m[1]) });
       page.inspection = res.inspection;
+      page.resultsUrl = res.results_url;
       // The token is a secret: keep it out of history, screenshots and shared screens. The
       // guest cookie carries the session from now on.
+      history.replaceState(null, '', `${location.pathname}#i=${res.inspection.id}`);
+    } else if (location.hash.match(/[#&]r=([^&]+)/)) {
+      // The durable results link: the business comes back after the inspection.
+      const r = location.hash.match(/[#&]r=([^&]+)/)[1];
+      const res = await api.post('/api/results/accept', { token: decodeURIComponent(r) });
+      page.inspection = res.inspection;
       history.replaceState(null, '', `${location.pathname}#i=${res.inspection.id}`);
     } else if (location.hash.match(/[#&]i=([\w-]+)/)) {
       // A reload after accepting: the guest cookie authorizes, the id names the inspection.
@@ -49,6 +57,16 @@ async function load() {
     if (e.code === 'invitation_expired' || e.code === 'invitation_revoked') fail('biz.expired');
     else if (e.code === 'network') fail('error.network');
     else fail('biz.invalid', e.code);
+    return;
+  }
+  if (['finished', 'signed'].includes(page.inspection.status)) {
+    // After the inspection: no camera, no location; the results and the act.
+    show('live');
+    $('live-title').textContent = page.inspection.title;
+    $('finished-banner').hidden = false;
+    document.querySelector('.biz-video').hidden = true;
+    document.querySelector('.biz-controls').hidden = true;
+    renderActPanel($('act-panel'), page.inspection.id, { slot: `business:${page.inspection.id}`, keyInspection: page.inspection.id });
     return;
   }
   renderIntro();
@@ -305,6 +323,18 @@ function renderState() {
   $('spoof-banner').dataset.verdict = v.level;
   $('spoof-reasons').replaceChildren(...v.reasons.map((r) => Object.assign(document.createElement('li'), { textContent: r })));
   const finished = sync.data.lifecycle?.status === 'finished';
+  const actKey = finished ? JSON.stringify(sync.data.act ?? null) : null;
+  if (actKey !== page.actKey) {
+    page.actKey = actKey;
+    if (actKey !== null) {
+      renderActPanel($('act-panel'), page.inspection.id, { slot: `business:${page.inspection.id}`, keyInspection: page.inspection.id });
+      if (page.resultsUrl) {
+        $('results-link').textContent = page.resultsUrl;
+        $('results-link').href = page.resultsUrl;
+        $('results-link-line').hidden = false;
+      }
+    }
+  }
   $('waiting-banner').hidden = sync.status !== 'open' || sync.data.lifecycle?.status !== 'not_started';
   $('finished-banner').hidden = !finished;
   if (finished && !page.ended) {

@@ -8,6 +8,7 @@ import { RtcSession } from './rtc.js';
 import { renderChecklist, el } from './checklist.js';
 import { renderParticipants, appendEventLine } from './present.js';
 import { ICONS } from './icons.js';
+import { renderActPanel } from './act.js';
 
 const $ = (id) => document.getElementById(id);
 let me = null;
@@ -370,6 +371,13 @@ function renderRoomState() {
   $('room-start').hidden = st !== 'not_started' || !['scheduled', 'live'].includes(insp.status) || sync?.status !== 'open';
   $('room-finish').hidden = st !== 'live';
   $('room-review').hidden = st !== 'finished';
+  // The act panel follows the log: re-rendered when the act's events change.
+  const actKey = st === 'finished' ? JSON.stringify(sync?.data?.act ?? null) : null;
+  if (actKey !== room.actKey) {
+    room.actKey = actKey;
+    if (actKey === null) $('act-panel').hidden = true;
+    else renderActPanel($('act-panel'), insp.id, { slot: 'staff' });
+  }
   if (sync) {
     room.checklist.update(sync.data);
     renderParticipants($('participants'), sync.data, sync.site || (insp.business?.lat != null ? { lat: insp.business.lat, lon: insp.business.lon } : null));

@@ -89,6 +89,24 @@ export function applyEvent(state, e) {
       participant(state, pid).verdict = p.verdict || p;
       break;
     }
+    // The act's events (the server submits them): the same fold as checklist-sync's State.
+    case 'act_formed': {
+      const p = e.payload || {};
+      state.act = { seq: e.seq, ts: e.server_ts, sha256: p.sha256, size: p.size, head_seq: p.head_seq,
+        head_hash: p.head_hash, language: p.language, signatures: [], refusals: [] };
+      break;
+    }
+    case 'act_signed': {
+      const p = e.payload || {};
+      state.act?.signatures.push({ seq: e.seq, ts: e.server_ts, role: p.role, signer: p.signer,
+        certificate_sha256: p.certificate_sha256, signature_sha256: p.signature_sha256, scheme: p.scheme });
+      break;
+    }
+    case 'act_refused': {
+      const p = e.payload || {};
+      state.act?.refusals.push({ seq: e.seq, ts: e.server_ts, role: p.role, signer: p.signer, reason: p.reason });
+      break;
+    }
     default: {
       // Events this client does not model yet (e.g. a location verdict) are kept verbatim
       // on the participant when they name one, so the UI can still show them.

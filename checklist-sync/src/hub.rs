@@ -322,6 +322,32 @@ impl SyncHub {
         })
     }
 
+    /// An act event from the embedding server, sequenced and committed like an operation;
+    /// refused with a stable code when the act's rules forbid it (see `Room`).
+    pub async fn submit_act(
+        &self,
+        who: &Principal,
+        spec: &RoomSpec,
+        event: crate::act::ActEvent,
+    ) -> Result<CommittedEvent, OpError> {
+        event.validate()?;
+        let req = self.next_id();
+        let (reply, rx) = oneshot::channel();
+        let input = Input::Act {
+            origin: Origin::Api(req),
+            who: who.clone(),
+            event,
+            now: now_micros(),
+        };
+        self.dispatch(spec, RoomMsg::Submit { req, input, reply });
+        rx.await.unwrap_or_else(|_| {
+            Err(OpError::new(
+                codes::INTERNAL,
+                "the inspection's room failed",
+            ))
+        })
+    }
+
     /// The durable state of an inspection.
     pub async fn snapshot(&self, inspection_id: Uuid) -> Result<Snapshot, SyncError> {
         let tx = self.rooms().get(&inspection_id).map(|h| h.tx.clone());

@@ -10,6 +10,7 @@
 //! [`SyncHub`] is the thin IO shell (room tasks, group-commit writer, socket loops).
 #![deny(missing_docs)]
 
+pub mod act;
 pub mod chain;
 pub mod domain;
 pub mod geo;
@@ -21,6 +22,7 @@ pub mod state;
 mod store;
 pub mod trust;
 
+pub use act::{ActEvent, ActState, SignerRole};
 pub use chain::{CommittedEvent, ItemResultMark};
 pub use domain::{
     ExtError, ItemResult, ItemSpec, LifecycleError, Principal, Role, RoomSpec, Site, Transition,

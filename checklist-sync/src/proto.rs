@@ -59,6 +59,20 @@ pub mod codes {
     pub const OVERLOADED: &str = "overloaded";
     /// The server could not commit; nothing was applied.
     pub const INTERNAL: &str = "internal";
+    /// An act event before the inspection finished.
+    pub const NOT_FINISHED: &str = "not_finished";
+    /// `act_formed` when an act exists.
+    pub const ACT_ALREADY_FORMED: &str = "act_already_formed";
+    /// `act_formed` from a head that is no longer the log's head.
+    pub const ACT_STALE: &str = "act_stale";
+    /// A signature or refusal before the act was formed.
+    pub const ACT_NOT_FORMED: &str = "act_not_formed";
+    /// A signature or refusal of a different act than the one formed.
+    pub const ACT_MISMATCH: &str = "act_mismatch";
+    /// The role has signed already.
+    pub const ALREADY_SIGNED: &str = "already_signed";
+    /// The role has refused already.
+    pub const ALREADY_REFUSED: &str = "already_refused";
 }
 
 /// A refused operation or message: stable code, explanation, and optional details.

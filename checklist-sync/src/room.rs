@@ -94,6 +94,17 @@ pub enum Input {
         /// Now.
         now: i64,
     },
+    /// An act event submitted by the embedding server.
+    Act {
+        /// Where to answer.
+        origin: Origin,
+        /// Who (the inspector for the official, the business for the business).
+        who: Principal,
+        /// The event.
+        event: crate::act::ActEvent,
+        /// Now.
+        now: i64,
+    },
     /// The lifecycle answered a [`Output::CallLifecycle`].
     LifecycleDone {
         /// The call's token.
@@ -402,7 +413,91 @@ impl Room {
                 }
             }
             Input::Committed { upto } => self.committed(upto),
+            Input::Act {
+                origin,
+                who,
+                event,
+                now,
+            } => match self.check_act(&who, &event) {
+                Err(error) => self.out.push_back(Output::Reject {
+                    origin,
+                    op_id: None,
+                    error,
+                }),
+                Ok(()) => self.append(
+                    who.participant_id,
+                    None,
+                    EventBody::Act(event),
+                    Some(origin),
+                    now,
+                ),
+            },
         }
+    }
+
+    /// The act's rules, checked against the head (so two racing signatures cannot both pass):
+    /// an act only after finish, formed once from the current head; each party signs or
+    /// refuses once, that very act.
+    fn check_act(&self, who: &Principal, event: &crate::act::ActEvent) -> Result<(), OpError> {
+        use crate::act::ActEvent;
+        event.validate()?;
+        if self.head.lifecycle.status != Status::Finished {
+            return Err(OpError::new(
+                codes::NOT_FINISHED,
+                "the act is formed only after the inspection is finished",
+            ));
+        }
+        let (act_sha256, role) = match event {
+            ActEvent::ActFormed {
+                head_seq,
+                head_hash,
+                ..
+            } => {
+                if who.role != Role::Inspector {
+                    return Err(OpError::new(codes::FORBIDDEN, "only the inspector forms the act"));
+                }
+                if self.head.act.is_some() {
+                    return Err(OpError::new(codes::ACT_ALREADY_FORMED, "the act is already formed"));
+                }
+                if *head_seq != self.head_seq || *head_hash != self.head_hash {
+                    return Err(OpError::new(
+                        codes::ACT_STALE,
+                        "the event log moved on while the act was rendered",
+                    ));
+                }
+                return Ok(());
+            }
+            ActEvent::ActSigned {
+                act_sha256, role, ..
+            }
+            | ActEvent::ActRefused {
+                act_sha256, role, ..
+            } => (act_sha256, *role),
+        };
+        if who.role != role.room_role() {
+            return Err(OpError::new(
+                codes::FORBIDDEN,
+                format!("{} may not answer as {}", who.role.as_str(), role.as_str()),
+            ));
+        }
+        let Some(act) = &self.head.act else {
+            return Err(OpError::new(codes::ACT_NOT_FORMED, "no act has been formed"));
+        };
+        if act.sha256 != *act_sha256 {
+            return Err(OpError::new(codes::ACT_MISMATCH, "this is not the act that was formed"));
+        }
+        if act.signature(role).is_some() {
+            return Err(OpError::new(codes::ALREADY_SIGNED, "this party has already signed"));
+        }
+        if act.refusals.iter().any(|r| r.role == role) {
+            return Err(OpError::new(codes::ALREADY_REFUSED, "this party has already refused"));
+        }
+        Ok(())
+    }
+
+    /// The head the next event chains onto: its seq and hash.
+    pub fn head(&self) -> (u64, &str) {
+        (self.head_seq, &self.head_hash)
     }
 
     fn connect(

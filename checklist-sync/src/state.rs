@@ -53,6 +53,8 @@ pub enum EventBody {
     Leave(LeaveInfo),
     /// The server's location-trust verdict on a participant changed.
     Verdict(crate::trust::Verdict),
+    /// The act was formed, signed or refused (submitted by the server only).
+    Act(crate::act::ActEvent),
 }
 
 impl EventBody {
@@ -63,6 +65,7 @@ impl EventBody {
             Self::Join(_) => "join",
             Self::Leave(_) => "leave",
             Self::Verdict(_) => "verdict",
+            Self::Act(a) => a.kind(),
         }
     }
 
@@ -73,6 +76,7 @@ impl EventBody {
             Self::Join(j) => serde_json::to_value(j),
             Self::Leave(l) => serde_json::to_value(l),
             Self::Verdict(v) => serde_json::to_value(v),
+            Self::Act(a) => serde_json::to_value(a),
         };
         // Serializing these plain data types into a Value cannot fail (no maps with non-string keys).
         let mut v = v.unwrap_or(Value::Null);
@@ -97,6 +101,16 @@ impl EventBody {
             "verdict" => serde_json::from_value(payload.clone())
                 .map(Self::Verdict)
                 .map_err(|e| e.to_string()),
+            k if crate::act::ACT_KINDS.contains(&k) => {
+                let mut obj = match payload {
+                    Value::Object(m) => m.clone(),
+                    _ => return Err("payload is not an object".into()),
+                };
+                obj.insert("kind".into(), Value::String(k.to_string()));
+                serde_json::from_value(Value::Object(obj))
+                    .map(Self::Act)
+                    .map_err(|e| e.to_string())
+            }
             k => {
                 let mut obj = match payload {
                     Value::Object(m) => m.clone(),
@@ -281,9 +295,73 @@ pub struct State {
     pub items: BTreeMap<String, ItemState>,
     /// Everybody who ever joined.
     pub participants: BTreeMap<Uuid, ParticipantState>,
+    /// The act, once formed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<crate::act::ActState>,
 }
 
 impl State {
+    fn apply_act(&mut self, seq: u64, ts: i64, a: &crate::act::ActEvent) {
+        use crate::act::{ActEvent, ActRefusal, ActSignature, ActState};
+        match a {
+            ActEvent::ActFormed {
+                sha256,
+                size,
+                head_seq,
+                head_hash,
+                language,
+            } => {
+                self.act = Some(ActState {
+                    seq,
+                    ts,
+                    sha256: sha256.clone(),
+                    size: *size,
+                    head_seq: *head_seq,
+                    head_hash: head_hash.clone(),
+                    language: language.clone(),
+                    signatures: Vec::new(),
+                    refusals: Vec::new(),
+                });
+            }
+            ActEvent::ActSigned {
+                role,
+                signer,
+                certificate_sha256,
+                signature_sha256,
+                scheme,
+                ..
+            } => {
+                if let Some(act) = &mut self.act {
+                    act.signatures.push(ActSignature {
+                        seq,
+                        ts,
+                        role: *role,
+                        signer: signer.clone(),
+                        certificate_sha256: certificate_sha256.clone(),
+                        signature_sha256: signature_sha256.clone(),
+                        scheme: scheme.clone(),
+                    });
+                }
+            }
+            ActEvent::ActRefused {
+                role,
+                signer,
+                reason,
+                ..
+            } => {
+                if let Some(act) = &mut self.act {
+                    act.refusals.push(ActRefusal {
+                        seq,
+                        ts,
+                        role: *role,
+                        signer: signer.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+    }
+
     /// Applies one event. Validation happened before sequencing, so this never refuses.
     pub fn apply(&mut self, ev: &Event) {
         let ts = ev.server_ts;
@@ -305,6 +383,7 @@ impl State {
             EventBody::Verdict(v) => {
                 self.participants.entry(by).or_default().verdict = Some(v.clone());
             }
+            EventBody::Act(a) => self.apply_act(ev.seq, ts, a),
             EventBody::Op(op) => match op {
                 Operation::SetResult {
                     item_id,

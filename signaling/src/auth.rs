@@ -26,6 +26,8 @@ use crate::AppState;
 pub const SESSION_COOKIE: &str = "inspector_session";
 /// Name of the invitation guest cookie.
 pub const GUEST_COOKIE: &str = "inspector_guest";
+/// Name of the business's durable results-access cookie (outlives the invitation).
+pub const RESULTS_COOKIE: &str = "inspector_results";
 /// Header carrying the CSRF token on cookie-authenticated writes.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -88,8 +90,19 @@ pub struct Guest {
     pub inspection_id: Uuid,
     /// The invitation's label (e.g. the business's representative).
     pub label: String,
-    /// CSRF token derived from the invitation token.
+    /// CSRF token derived from the invitation or results token.
     pub csrf: String,
+    /// Through what the guest came in.
+    pub via: GuestVia,
+}
+
+/// How a guest is authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestVia {
+    /// The live invitation (expiring).
+    Invitation,
+    /// The durable results access given at sign-in (revocable, not expiring).
+    Results,
 }
 
 /// The authenticated caller of a request.
@@ -169,6 +182,11 @@ pub async fn authenticate(
     }
     if let Some(token) = cookie(headers, GUEST_COOKIE) {
         if let Ok(guest) = guest_by_token(state, &token).await {
+            return Ok(Some(Caller::Guest(guest)));
+        }
+    }
+    if let Some(token) = cookie(headers, RESULTS_COOKIE) {
+        if let Some(guest) = guest_by_results_token(state, &token).await? {
             return Ok(Some(Caller::Guest(guest)));
         }
     }
@@ -271,7 +289,34 @@ pub async fn guest_by_token(state: &AppState, token: &str) -> Result<Guest, ApiE
         inspection_id: parse_uuid(row.get::<String, _>(1)),
         label: row.get(2),
         csrf: guest_csrf(token),
+        via: GuestVia::Invitation,
     })
+}
+
+/// Resolves a durable results-access token to a guest of its inspection (`None` when unknown
+/// or revoked). It does not expire with the invitation, so the business can come back.
+pub async fn guest_by_results_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<Guest>, ApiError> {
+    if token.len() > 128 {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT i.id, r.inspection_id, i.label FROM results_access r \
+         JOIN invitations i ON i.id = r.invitation_id \
+         WHERE r.token_hash = $1 AND r.revoked_at IS NULL AND i.revoked_at IS NULL",
+    )
+    .bind(hash_token(token))
+    .fetch_optional(&state.db)
+    .await?;
+    Ok(row.map(|row| Guest {
+        invitation_id: parse_uuid(row.get::<String, _>(0)),
+        inspection_id: parse_uuid(row.get::<String, _>(1)),
+        label: row.get(2),
+        csrf: guest_csrf(token),
+        via: GuestVia::Results,
+    }))
 }
 
 /// The guest's CSRF token: derived from, but not revealing, the invitation token.

@@ -53,6 +53,7 @@ struct FileConfig {
     ice_servers: Vec<IceServerConfig>,
     invitation_ttl_hours: Option<u32>,
     session_ttl_hours: Option<u32>,
+    control_body: Option<String>,
 }
 
 /// The resolved configuration the server runs with.
@@ -74,6 +75,8 @@ pub struct Config {
     pub invitation_ttl_hours: u32,
     /// Staff session lifetime.
     pub session_ttl_hours: u32,
+    /// The control (supervisory) body's name: printed in acts, named in certificates.
+    pub control_body: String,
 }
 
 impl Config {
@@ -118,6 +121,9 @@ impl Config {
             ice_servers: file.ice_servers,
             invitation_ttl_hours: file.invitation_ttl_hours.unwrap_or(72),
             session_ttl_hours: file.session_ttl_hours.unwrap_or(12),
+            control_body: file
+                .control_body
+                .unwrap_or_else(|| "Контрольный (надзорный) орган".into()),
         })
     }
 

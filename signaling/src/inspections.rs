@@ -54,6 +54,8 @@ pub struct TemplateRef {
     pub title: String,
     /// Version.
     pub version: i64,
+    /// The normative acts it checks.
+    pub legal_basis: String,
 }
 
 /// An inspection.
@@ -81,6 +83,8 @@ pub struct Inspection {
     pub template: Option<TemplateRef>,
     /// The inspected business.
     pub business: Business,
+    /// Language of the act: `ru` (default) or `en`.
+    pub language: String,
     /// Checklist items (only in single-inspection answers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<Item>>,
@@ -99,7 +103,8 @@ impl Inspection {
 const SELECT: &str =
     "SELECT p.id, p.kind, p.mode, p.title, p.status, p.scheduled_at, p.started_at, \
     p.finished_at, p.inspector_id, u.display_name, p.template_id, t.title, t.version, \
-    p.business_name, p.business_inn, p.business_address, p.site_lat, p.site_lon \
+    p.business_name, p.business_inn, p.business_address, p.site_lat, p.site_lon, \
+    t.legal_basis, p.language \
     FROM inspections p JOIN users u ON u.id = p.inspector_id \
     LEFT JOIN templates t ON t.id = p.template_id";
 
@@ -130,6 +135,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Inspection {
             id: parse_uuid(id),
             title: r.get::<Option<String>, _>(11).unwrap_or_default(),
             version: r.get::<Option<i64>, _>(12).unwrap_or_default(),
+            legal_basis: r.get::<Option<String>, _>(18).unwrap_or_default(),
         }),
         business: Business {
             name: r.get(13),
@@ -138,6 +144,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Inspection {
             lat: r.get(16),
             lon: r.get(17),
         },
+        language: r.get(19),
         items: None,
     }
 }
@@ -256,6 +263,8 @@ pub struct NewInspection {
     pub business: Business,
     /// Responsible inspector (admins only; defaults to the caller).
     pub inspector_id: Option<Uuid>,
+    /// Language of the act: `ru` (default) or `en`.
+    pub language: Option<String>,
 }
 
 /// List filters.
@@ -365,6 +374,11 @@ pub async fn create(
         return Err(ApiError::validation("business address is too long"));
     }
     let inn = Inn::parse(&b.inn).map_err(ApiError::validation)?;
+    let language = match new.language.as_deref() {
+        None | Some("ru") => "ru",
+        Some("en") => "en",
+        Some(_) => return Err(ApiError::validation("language must be ru or en")),
+    };
     let site = match (b.lat, b.lon) {
         (Some(lat), Some(lon)) => Some(Coordinates::parse(lat, lon).map_err(ApiError::validation)?),
         (None, None) => None,
@@ -407,8 +421,8 @@ pub async fn create(
     let now = now_micros();
     sqlx::query(
         "INSERT INTO inspections (id, kind, mode, template_id, title, scheduled_at, inspector_id, \
-         business_name, business_inn, business_address, site_lat, site_lon, status, created_at, updated_at, search_text) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'scheduled', $13, $13, $14)",
+         business_name, business_inn, business_address, site_lat, site_lon, status, created_at, updated_at, search_text, language) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'scheduled', $13, $13, $14, $15)",
     )
     .bind(id.to_string())
     .bind(match new.kind { Kind::Control => "control", Kind::Preventive => "preventive" })
@@ -424,6 +438,7 @@ pub async fn create(
     .bind(site.map(|s| s.lon))
     .bind(now)
     .bind(format!("{} {} {}", title, b.name.trim(), inn.as_str()).to_lowercase())
+    .bind(language)
     .execute(&state.db)
     .await?;
     let insp = load(&state.db, id)
@@ -707,6 +722,18 @@ pub async fn accept(
         max_age,
         state.config.secure_cookies(),
     );
-    let body = serde_json::json!({ "inspection": insp, "csrf_token": guest.csrf });
-    Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
+    // The durable results access: the business keeps it after the invitation expires.
+    let results = crate::results::issue(&state, &guest).await?;
+    let body = serde_json::json!({
+        "inspection": insp,
+        "csrf_token": guest.csrf,
+        "results_url": results.url,
+    });
+    let mut headers = axum::http::HeaderMap::new();
+    for c in [cookie, crate::results::cookie(&state, &results.token)] {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&c) {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+    Ok((headers, Json(body)).into_response())
 }

@@ -6,6 +6,7 @@
 //! error type ([`error::ApiError`]) answers every failure in one shape.
 #![deny(missing_docs)]
 
+pub mod act;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -17,6 +18,8 @@ pub mod inspections;
 pub mod live;
 pub mod openapi;
 pub mod ops;
+pub mod results;
+pub mod signing;
 pub mod templates;
 pub mod users;
 pub mod web;
@@ -51,6 +54,10 @@ pub struct AppState {
     pub lifecycle: Arc<live::LifecycleService>,
     /// The live rooms: sockets, media, revocation.
     pub live: Arc<live::Live>,
+    /// The certificate authority and the signature scheme of acts.
+    pub signing: Arc<signing::Signing>,
+    /// Acts: storage and rendering.
+    pub acts: Arc<act::Acts>,
 }
 
 /// A built server, bound to its port, ready to serve.
@@ -80,12 +87,23 @@ impl Application {
         let live = Arc::new(live::Live::new(db.clone(), config.clone()).await?);
         let lifecycle = Arc::new(live::LifecycleService::new(db.clone(), live.clone()));
         let dummy_hash = Arc::new(auth::hash_password("dummy password for timing")?);
+        let ca = signing::ca::Ca::load_or_create(
+            &signing::ca::ca_dir(&config.data_dir),
+            &config.control_body,
+        )?;
+        let signing = Arc::new(signing::Signing {
+            ca,
+            signer: Box::new(signing::WebCryptoP256),
+        });
+        let acts = Arc::new(act::Acts::new(&config.data_dir));
         let state = AppState {
             db,
             config,
             dummy_hash,
             lifecycle,
             live,
+            signing,
+            acts,
         };
         let router = router(state.clone());
         Ok(Application {
@@ -133,6 +151,9 @@ pub fn router(state: AppState) -> Router {
         .merge(inspections::router())
         .merge(live::router())
         .merge(evidence::router())
+        .merge(act::http::router())
+        .merge(signing::http::router())
+        .merge(results::router())
         .merge(openapi::router())
         .merge(ops::router())
         .merge(web::router())

@@ -319,6 +319,14 @@ impl LifecycleService {
         let op = match to {
             Status::Live => Operation::Start,
             Status::Finished => Operation::Finish,
+            Status::Signed => {
+                // `signed` follows from the official's signature event (crate::act), never
+                // from a bare request.
+                return Err(ApiError::Conflict {
+                    code: "illegal_transition",
+                    message: "an inspection becomes signed when the official signs its act".into(),
+                });
+            }
             _ => {
                 inspections::transition(&self.db, insp.id, to).await?;
                 if to == Status::Cancelled && insp.status == Status::Live {
@@ -350,7 +358,7 @@ impl LifecycleService {
 }
 
 /// The sync principal of a caller on an inspection.
-fn principal(
+pub(crate) fn principal(
     caller: &Caller,
     insp: &Inspection,
     access: Access,
@@ -513,7 +521,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap, id: Uuid) -> ApiResult
 }
 
 /// Finds or creates the participant row of this caller in this inspection.
-async fn register_participant(
+pub(crate) async fn register_participant(
     db: &AnyPool,
     caller: &Caller,
     insp: &Inspection,

@@ -40,6 +40,11 @@ enum Command {
         #[command(flatten)]
         db: ServeArgs,
     },
+    /// Check an evidence bundle offline (no server, no database).
+    Bundle {
+        #[command(subcommand)]
+        command: BundleCommand,
+    },
     /// Manage staff accounts.
     User {
         #[command(subcommand)]
@@ -60,6 +65,16 @@ enum AuditCommand {
     Export {
         /// Inspection id.
         inspection: uuid::Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum BundleCommand {
+    /// Check every hash, the hash chain against the head printed in the act, and every
+    /// signature; exit 0 if all match, 1 naming the first thing that does not.
+    Verify {
+        /// The bundle (ZIP) downloaded from the server.
+        file: std::path::PathBuf,
     },
 }
 
@@ -113,6 +128,29 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::User { command, db: args } => user(command, Config::resolve(&args)?).await,
         Command::Audit { command, db: args } => audit(command, Config::resolve(&args)?).await,
+        Command::Bundle {
+            command: BundleCommand::Verify { file },
+        } => match signaling::act::bundle::verify(&file) {
+            Ok(v) => {
+                println!(
+                    "bundle of inspection {} verified: {} files, {} events, head {}",
+                    v.inspection_id, v.files, v.events, v.head_hash
+                );
+                println!(
+                    "signed by: {}",
+                    if v.signed_by.is_empty() { "nobody".to_string() } else { v.signed_by.join(", ") }
+                );
+                for r in &v.refused_by {
+                    println!("refused: {r}");
+                }
+                println!("CA certificate SHA-256: {}", v.ca_fingerprint);
+                Ok(())
+            }
+            Err(m) => {
+                println!("MISMATCH: {m}");
+                std::process::exit(1);
+            }
+        },
     }
 }
 
@@ -237,6 +275,19 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
                         report.events,
                         report.head_hash.as_deref().unwrap_or("(empty log)")
                     );
+                    // Tail truncation: the act prints the head it was formed from.
+                    match signaling::act::audit::check_against_acts(&pool, &config, inspection).await? {
+                        signaling::act::audit::ActCheck::NoAct => {
+                            println!("no act: a truncated tail would not be detected")
+                        }
+                        signaling::act::audit::ActCheck::Matches { seq } => {
+                            println!("the act's head (event {seq}) is in the log")
+                        }
+                        signaling::act::audit::ActCheck::Mismatch(why) => {
+                            println!("BROKEN against the act: {why}");
+                            std::process::exit(1);
+                        }
+                    }
                 }
                 Some(broken) => {
                     println!("BROKEN at seq {}: {:?}", broken.seq, broken.reason);

@@ -396,6 +396,11 @@ async fn operations_endpoints_answer() {
         "/api/inspections/{id}/transition",
         "/api/invitations/accept",
         "/api/inspections/{id}/ws",
+        "/api/inspections/{id}/act",
+        "/api/inspections/{id}/act/signature",
+        "/api/inspections/{id}/bundle.zip",
+        "/api/signing/certificates",
+        "/api/results/accept",
     ] {
         assert!(r.body["paths"][path].is_object(), "OpenAPI lacks {path}");
     }

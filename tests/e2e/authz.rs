@@ -196,6 +196,102 @@ async fn every_endpoint_checks_every_caller() {
             Value::Null,
             [401, 400, 404, 400, 404, 400, 400],
         ),
+        // The act (X is not finished: reads answer, writes reach the lifecycle check).
+        (
+            "GET",
+            format!("/api/inspections/{x}/act"),
+            Value::Null,
+            [401, 200, 404, 200, 404, 200, 200],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/act"),
+            json!({}),
+            [401, 403, 404, 409, 404, 403, 409],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/act.pdf"),
+            Value::Null,
+            [401, 409, 404, 409, 404, 409, 409],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/act/signatures/official.p7s"),
+            Value::Null,
+            [401, 409, 404, 409, 404, 409, 409],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/act/signature/begin"),
+            json!({"certificate_id": uuid::Uuid::new_v4()}),
+            [401, 409, 404, 409, 404, 403, 409],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/act/signature"),
+            json!({"certificate_id": uuid::Uuid::new_v4(), "to_be_signed": "", "signature": ""}),
+            [401, 409, 404, 409, 404, 403, 409],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/act/refusal"),
+            json!({"reason": "нет"}),
+            [401, 409, 404, 409, 404, 403, 409],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/bundle.zip"),
+            Value::Null,
+            [401, 409, 404, 409, 404, 409, 409],
+        ),
+        // Signing keys: the CA certificate is public; keys belong to the caller.
+        (
+            "GET",
+            "/api/signing/ca.pem".into(),
+            Value::Null,
+            [200, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "GET",
+            "/api/signing/certificates".into(),
+            Value::Null,
+            [401, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "POST",
+            "/api/signing/certificates".into(),
+            json!({"public_key": "MAMCAQE=", "challenge": "c", "proof": "AA==", "inspection_id": x}),
+            [401, 400, 404, 400, 404, 403, 400],
+        ),
+        (
+            "POST",
+            "/api/signing/challenge".into(),
+            json!({}),
+            [401, 201, 201, 201, 201, 201, 201],
+        ),
+        // Durable results access.
+        (
+            "GET",
+            format!("/api/inspections/{x}/results-access"),
+            Value::Null,
+            [401, 403, 404, 200, 404, 403, 200],
+        ),
+        (
+            "POST",
+            format!(
+                "/api/inspections/{x}/results-access/{}/revoke",
+                uuid::Uuid::new_v4()
+            ),
+            json!({}),
+            [401, 403, 404, 404, 404, 403, 404],
+        ),
+        (
+            "POST",
+            "/api/results/accept".into(),
+            json!({"token": "not a token"}),
+            [404, 404, 404, 404, 404, 404, 404],
+        ),
     ];
     let mut failures = Vec::new();
     for (method, path, body, expected) in &cases {

@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, one module per area. Every test starts its own server on
 //! port 0 with a fresh database (SQLite, or PostgreSQL when `INSPECTOR_TEST_PG_URL` is set).
 
+mod act;
 mod api;
 mod authz;
 mod browser;

@@ -2,6 +2,7 @@
 //! in a temporary directory, or a new PostgreSQL database when `INSPECTOR_TEST_PG_URL` is
 //! set), and clients that speak to it like browsers do. Logs only with `TEST_LOG=1`.
 
+pub mod act;
 pub mod browser;
 
 use std::sync::Once;
@@ -260,6 +261,18 @@ impl Client {
     pub async fn post_json(&self, path: &str, body: &Value) -> Answer {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))
             .await
+    }
+
+    /// GET raw bytes (asserting 200).
+    pub async fn get_bytes(&self, path: &str) -> Vec<u8> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), 200, "GET {path}");
+        r.bytes().await.expect("body").to_vec()
     }
 
     /// POST with a raw body and content type.

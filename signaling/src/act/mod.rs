@@ -1,0 +1,270 @@
+//! The act (акт) of an inspection: a plain data model ([`model::Act`]) built from the finished
+//! inspection and its event log, rendered to PDF/A-2b ([`render`]), signed by the official and
+//! the business (detached CMS, [`crate::signing`]), and bundled with every piece of evidence
+//! into one ZIP that can be checked offline ([`bundle`]).
+//!
+//! The PDF and the signatures are files named by their SHA-256 under `<data>/acts/<id>/`; the
+//! log holds `act_formed`, `act_signed`, `act_refused` with those hashes, so the log says which
+//! files count and a stray file (a crash between writing and committing) means nothing.
+
+pub mod audit;
+pub mod bundle;
+pub mod http;
+pub mod model;
+pub mod render;
+pub mod status;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+
+/// Where acts live and how they are rendered.
+pub struct Acts {
+    dir: PathBuf,
+    /// The PDF renderer (bounded concurrency, off the async workers).
+    pub renderer: render::Renderer,
+}
+
+impl Acts {
+    /// Acts under `<data_dir>/acts`.
+    pub fn new(data_dir: &Path) -> Acts {
+        Acts {
+            dir: data_dir.join("acts"),
+            renderer: render::Renderer::new(1),
+        }
+    }
+
+    /// The directory of one inspection's acts.
+    pub fn dir_of(&self, inspection: Uuid) -> PathBuf {
+        self.dir.join(inspection.to_string())
+    }
+
+    /// The act PDF with this SHA-256.
+    pub fn pdf_path(&self, inspection: Uuid, sha256: &str) -> PathBuf {
+        self.dir_of(inspection).join(format!("{sha256}.pdf"))
+    }
+
+    /// The CMS signature with this SHA-256.
+    pub fn signature_path(&self, inspection: Uuid, sha256: &str) -> PathBuf {
+        self.dir_of(inspection).join(format!("{sha256}.p7s"))
+    }
+
+    /// Writes a file durably (temporary file, fsync, rename, fsync of the directory) before
+    /// the event naming it is committed.
+    pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = path.with_extension(format!("tmp-{}", Uuid::new_v4().simple()));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+/// SHA-256, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model::{Act, ActInputs};
+    use super::render::render_pdf;
+    use crate::domain::{Kind, Mode, Status};
+    use crate::inspections::{Business, Inspection, TemplateRef, UserRef};
+    use crate::templates::Item;
+    use checklist_sync::state::{ItemState, ParticipantState};
+    use checklist_sync::{ItemResult, Role, State};
+
+    fn item(id: &str, n: &str, q: &str, r: &str) -> Item {
+        Item {
+            id: id.into(),
+            number: n.into(),
+            question: q.into(),
+            requirement: r.into(),
+            answer_kind: "compliance".into(),
+        }
+    }
+
+    pub(crate) fn sample(language: &str) -> (Inspection, State) {
+        let id = uuid::Uuid::parse_str("0190f4d2-0000-7000-8000-000000000001").unwrap();
+        let insp = Inspection {
+            id,
+            kind: Kind::Control,
+            mode: Mode::Remote,
+            title: "Плановая проверка пожарной безопасности".into(),
+            status: Status::Finished,
+            scheduled_at: chrono::DateTime::from_timestamp(1_796_000_000, 0).unwrap(),
+            started_at: None,
+            finished_at: None,
+            inspector: UserRef {
+                id: uuid::Uuid::nil(),
+                display_name: "Петров Пётр Петрович".into(),
+            },
+            template: Some(TemplateRef {
+                id: uuid::Uuid::nil(),
+                title: "Пожарная безопасность".into(),
+                version: 1,
+                legal_basis: "ППР № 1479".into(),
+            }),
+            business: Business {
+                name: "ООО «Ромашка»".into(),
+                inn: "7707083893".into(),
+                address: "Москва, ул. Тверская, 1".into(),
+                lat: Some(55.757),
+                lon: Some(37.615),
+            },
+            language: language.into(),
+            items: Some(vec![
+                item("a", "1", "Назначено ли ответственное лицо?", "ППР, п. 4"),
+                item("b", "2", "Свободны ли эвакуационные выходы?", "ППР, п. 27"),
+                item("c", "3", "Есть ли огнетушители?", "ППР, п. 60"),
+                item("d", "4", "Исправна ли сигнализация?", "ППР, п. 54"),
+            ]),
+        };
+        let mut state = State::default();
+        state.lifecycle.status = checklist_sync::state::Status::Finished;
+        state.lifecycle.started_at = Some(1_796_000_000_000_000);
+        state.lifecycle.finished_at = Some(1_796_001_800_000_000);
+        let set = |r: ItemResult, v: Option<&str>| ItemState {
+            result: Some(r),
+            violation: v.map(str::to_string),
+            result_ts: Some(1_796_000_600_000_000),
+            ..Default::default()
+        };
+        state.items.insert("a".into(), set(ItemResult::Compliant, None));
+        state.items.insert(
+            "b".into(),
+            set(ItemResult::Violation, Some("Эвакуационный выход загромождён коробками")),
+        );
+        state.items.insert("c".into(), set(ItemResult::NotApplicable, None));
+        state.participants.insert(
+            uuid::Uuid::from_u128(1),
+            ParticipantState {
+                role: Some(Role::Inspector),
+                display_name: "Петров Пётр Петрович".into(),
+                joined_at: Some(1_796_000_000_000_000),
+                ..Default::default()
+            },
+        );
+        state.participants.insert(
+            uuid::Uuid::from_u128(2),
+            ParticipantState {
+                role: Some(Role::Business),
+                display_name: "Сидорова Анна (ООО «Ромашка»)".into(),
+                joined_at: Some(1_796_000_010_000_000),
+                left_at: Some(1_796_001_790_000_000),
+                ..Default::default()
+            },
+        );
+        (insp, state)
+    }
+
+    pub(crate) fn sample_act(language: &str) -> Act {
+        let (insp, state) = sample(language);
+        Act::build(&ActInputs {
+            inspection: &insp,
+            state: &state,
+            head_seq: 42,
+            head_hash: &"ab".repeat(32),
+            recording: None,
+            control_body: "Главное управление МЧС России по г. Москве",
+            verify_url: format!("http://127.0.0.1:8080/review/#{}", insp.id),
+            language,
+        })
+    }
+
+    fn pdftotext(pdf: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("act.pdf");
+        std::fs::write(&p, pdf).unwrap();
+        let out = std::process::Command::new("pdftotext")
+            .args(["-layout", p.to_str().unwrap(), "-"])
+            .output()
+            .expect("pdftotext (poppler-utils) is installed");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn tool(name: &str, args: &[&str], pdf: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("act.pdf");
+        std::fs::write(&p, pdf).unwrap();
+        let out = std::process::Command::new(name)
+            .args(args)
+            .arg(&p)
+            .output()
+            .expect("poppler-utils is installed");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn act_renders_to_pdfa_with_every_item_in_russian() {
+        let act = sample_act("ru");
+        let pdf = render_pdf(&act, &[]).unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
+        // Deterministic: the same act gives the same bytes.
+        assert_eq!(render_pdf(&act, &[]).unwrap(), pdf);
+        let text = pdftotext(&pdf);
+        // pdftotext -layout may break long cells; compare without line breaks and runs of spaces.
+        let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for needle in [
+            "АКТ",
+            "контрольного (надзорного) мероприятия",
+            "Главное управление МЧС России по г. Москве",
+            "ООО «Ромашка»",
+            "7707083893",
+            "Назначено ли ответственное лицо?",
+            "Свободны ли эвакуационные выходы?",
+            "Есть ли огнетушители?",
+            "Исправна ли сигнализация?",
+            "Соответствует",
+            "Нарушение",
+            "Неприменимо",
+            "Не заполнено",
+            "Эвакуационный выход загромождён коробками",
+            "Петров Пётр Петрович",
+            "Сидорова Анна",
+            "Видеозапись не велась",
+        ] {
+            assert!(flat.contains(needle), "{needle:?} not in the act:\n{text}");
+        }
+        assert!(text.contains(&"ab".repeat(32)), "the head hash is printed");
+        // Embedded fonts, PDF/A identification and output intent.
+        let fonts = tool("pdffonts", &[], &pdf);
+        assert!(fonts.contains("PTSans"), "{fonts}");
+        for line in fonts.lines().skip(2) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // name type encoding emb sub uni object ID: "emb" is the third from the end but two.
+            assert!(cols.iter().rev().nth(4) == Some(&"yes"), "font not embedded: {line}");
+        }
+        let meta = tool("pdfinfo", &["-meta"], &pdf);
+        assert!(meta.contains("pdfaid:part") && meta.contains('2'), "{meta}");
+        assert!(meta.contains("pdfaid:conformance") && meta.contains('B'), "{meta}");
+        let raw = String::from_utf8_lossy(&pdf);
+        assert!(raw.contains("/OutputIntents"), "an output intent is present");
+        assert!(raw.contains("GTS_PDFA1"), "a PDF/A output intent");
+        // The machine-readable head for `bundle verify` and `audit verify`.
+        assert_eq!(
+            super::bundle::pdf_keyword(&pdf, "head-hash").as_deref(),
+            Some("ab".repeat(32).as_str())
+        );
+        assert_eq!(super::bundle::pdf_keyword(&pdf, "head-seq").as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn act_in_english() {
+        let pdf = render_pdf(&sample_act("en"), &[]).unwrap();
+        let text = pdftotext(&pdf);
+        let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for needle in ["ACT", "of a control (supervisory) event", "Compliant", "Violation", "Not applicable", "Not answered"] {
+            assert!(flat.contains(needle), "{needle:?} not in:\n{text}");
+        }
+    }
+}

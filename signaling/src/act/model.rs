@@ -1,0 +1,458 @@
+//! The act as plain data: built by a pure function from what the server knows about a
+//! finished inspection (its row, checklist, the folded event log up to a head, the recording
+//! manifest). The renderer lays it out; nothing here is markup.
+
+use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
+use checklist_sync::state::{EvidenceEntry, ParticipantState};
+use checklist_sync::{ItemResult, Role, State};
+use serde::Serialize;
+
+use crate::domain::{Kind, Mode};
+use crate::inspections::Inspection;
+
+/// What the act is built from.
+pub struct ActInputs<'a> {
+    /// The inspection with its checklist items.
+    pub inspection: &'a Inspection,
+    /// The state folded from the log up to `head_seq`.
+    pub state: &'a State,
+    /// Last event included.
+    pub head_seq: u64,
+    /// Its hash.
+    pub head_hash: &'a str,
+    /// The finalized recording, when there is one.
+    pub recording: Option<&'a media_recorder::Manifest>,
+    /// The control body's name (configuration).
+    pub control_body: &'a str,
+    /// The inspection's verification page (QR code).
+    pub verify_url: String,
+    /// `ru` or `en`.
+    pub language: &'a str,
+}
+
+/// The act's data, as the template reads it (`act.json`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Act {
+    /// `ru` or `en`.
+    pub lang: String,
+    /// Inspection id.
+    pub inspection_id: String,
+    /// Title of the event.
+    pub title: String,
+    /// `control` or `preventive`.
+    pub kind: &'static str,
+    /// `remote` or `on_site`.
+    pub mode: &'static str,
+    /// The control body.
+    pub control_body: String,
+    /// The checklist template.
+    pub template: Option<ActTemplate>,
+    /// When the act was drawn up (the end of the event), formatted.
+    pub drawn_up_at: String,
+    /// The same moment as numbers, for the PDF's metadata.
+    pub date: ActDate,
+    /// Time zone the times are given in.
+    pub timezone: String,
+    /// Start, formatted.
+    pub started_at: String,
+    /// End, formatted.
+    pub finished_at: String,
+    /// Duration `H:MM:SS`.
+    pub duration: String,
+    /// The official.
+    pub inspector: String,
+    /// The controlled person.
+    pub business: ActBusiness,
+    /// Its representative (the business participant's name), if one joined.
+    pub representative: Option<String>,
+    /// Everybody who joined.
+    pub participants: Vec<ActParticipant>,
+    /// Every checklist item, in order.
+    pub items: Vec<ActItem>,
+    /// Counts per result.
+    pub counts: ActCounts,
+    /// The violations found.
+    pub violations: Vec<ActViolation>,
+    /// Evidence references.
+    pub evidence: Vec<ActEvidence>,
+    /// The recording.
+    pub recording: Option<ActRecording>,
+    /// The log the act was formed from.
+    pub log: ActLog,
+    /// The verification page.
+    pub verify_url: String,
+}
+
+/// Template reference.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActTemplate {
+    /// Title.
+    pub title: String,
+    /// Version.
+    pub version: i64,
+    /// Normative acts.
+    pub legal_basis: String,
+}
+
+/// A moment as numbers.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct ActDate {
+    /// Year.
+    pub year: i32,
+    /// Month.
+    pub month: u32,
+    /// Day.
+    pub day: u32,
+    /// Hour.
+    pub hour: u32,
+    /// Minute.
+    pub minute: u32,
+    /// Second.
+    pub second: u32,
+}
+
+/// The controlled person.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActBusiness {
+    /// Name.
+    pub name: String,
+    /// INN.
+    pub inn: String,
+    /// Address.
+    pub address: String,
+    /// `lat, lon`, when registered.
+    pub coords: Option<String>,
+}
+
+/// A participant.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActParticipant {
+    /// `inspector`, `business`, `observer`.
+    pub role: &'static str,
+    /// Name.
+    pub name: String,
+    /// First join, formatted.
+    pub joined: String,
+    /// Last leave, formatted (`—` when none).
+    pub left: String,
+    /// Last position `lat, lon ±acc m`.
+    pub location: Option<String>,
+    /// `trusted`, `suspicious`, `spoofed`.
+    pub verdict: Option<String>,
+    /// Deciding signals, explained in the act's language.
+    pub signals: Vec<String>,
+}
+
+/// One checklist item.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActItem {
+    /// Shown number.
+    pub number: String,
+    /// The question.
+    pub question: String,
+    /// The legal reference.
+    pub requirement: String,
+    /// `compliant`, `violation`, `not_applicable`, `unanswered`.
+    pub result: &'static str,
+    /// Inspector's comment.
+    pub comment: Option<String>,
+    /// Violation description.
+    pub violation: Option<String>,
+    /// Time of the result in the recording `H:MM:SS`.
+    pub timecode: Option<String>,
+}
+
+/// Counts per result.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct ActCounts {
+    /// Compliant.
+    pub compliant: usize,
+    /// Violations.
+    pub violation: usize,
+    /// Not applicable.
+    pub not_applicable: usize,
+    /// Unanswered.
+    pub unanswered: usize,
+}
+
+/// A violation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActViolation {
+    /// Item number.
+    pub number: String,
+    /// The question.
+    pub question: String,
+    /// The legal reference.
+    pub requirement: String,
+    /// What was found.
+    pub text: String,
+}
+
+/// An evidence reference.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActEvidence {
+    /// Item number.
+    pub item: String,
+    /// `photo`, `video`, …
+    pub kind: String,
+    /// Caption.
+    pub caption: Option<String>,
+    /// Moment shown (timecode in the recording, or the time).
+    pub time: String,
+    /// SHA-256 of the content (`—` when unknown).
+    pub sha256: String,
+    /// Path of a thumbnail inside the render world (`img/N`), when one is available.
+    pub image: Option<String>,
+}
+
+/// The recording.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActRecording {
+    /// File name.
+    pub file: String,
+    /// MIME type.
+    pub mime: String,
+    /// `H:MM:SS`.
+    pub duration: String,
+    /// SHA-256.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// The log the act was formed from.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActLog {
+    /// Number of events (= the head's seq).
+    pub events: u64,
+    /// Hash of the head.
+    pub head_hash: String,
+}
+
+/// Times in the act are given in Moscow time, the control bodies' reference zone.
+const ZONE: chrono_tz::Tz = chrono_tz::Europe::Moscow;
+
+fn at(micros: i64) -> DateTime<chrono_tz::Tz> {
+    ZONE.from_utc_datetime(
+        &DateTime::<Utc>::from_timestamp_micros(micros)
+            .unwrap_or_default()
+            .naive_utc(),
+    )
+}
+
+fn format_time(micros: Option<i64>) -> String {
+    match micros {
+        Some(m) => at(m).format("%d.%m.%Y %H:%M:%S").to_string(),
+        None => "—".into(),
+    }
+}
+
+fn hms(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn result_code(r: Option<ItemResult>) -> &'static str {
+    match r {
+        Some(ItemResult::Compliant) => "compliant",
+        Some(ItemResult::Violation) => "violation",
+        Some(ItemResult::NotApplicable) => "not_applicable",
+        Some(ItemResult::Clear) | None => "unanswered",
+    }
+}
+
+fn role_code(r: Option<Role>) -> &'static str {
+    match r {
+        Some(Role::Inspector) => "inspector",
+        Some(Role::Business) => "business",
+        Some(Role::Observer) | None => "observer",
+    }
+}
+
+fn participant(p: &ParticipantState, lang: &str) -> ActParticipant {
+    let location = p.location.as_ref().map(|l| {
+        format!(
+            "{:.6}, {:.6} ±{:.0} m",
+            l.sample.lat, l.sample.lon, l.sample.accuracy
+        )
+    });
+    let (verdict, signals) = match &p.verdict {
+        Some(v) => (
+            serde_json::to_value(v.level)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string)),
+            v.deciding()
+                .map(|s| {
+                    if lang == "en" {
+                        s.explanation_en.clone()
+                    } else {
+                        s.explanation_ru.clone()
+                    }
+                })
+                .collect(),
+        ),
+        None => (None, Vec::new()),
+    };
+    ActParticipant {
+        role: role_code(p.role),
+        name: p.display_name.clone(),
+        joined: format_time(p.joined_at),
+        left: format_time(p.left_at),
+        location,
+        verdict,
+        signals,
+    }
+}
+
+impl Act {
+    /// Builds the act. Pure: the same inputs give the same act (and so the same PDF).
+    pub fn build(i: &ActInputs<'_>) -> Act {
+        let insp = i.inspection;
+        let state = i.state;
+        let lc = &state.lifecycle;
+        let epoch = i.recording.map(|r| r.epoch_micros);
+        let timecode = |ts: i64| epoch.map(|e| hms((ts - e) / 1000));
+        let mut counts = ActCounts::default();
+        let mut items = Vec::new();
+        let mut violations = Vec::new();
+        let mut evidence = Vec::new();
+        for it in insp.items.iter().flatten() {
+            let st = state.items.get(&it.id);
+            let result = result_code(st.and_then(|s| s.result));
+            match result {
+                "compliant" => counts.compliant += 1,
+                "violation" => counts.violation += 1,
+                "not_applicable" => counts.not_applicable += 1,
+                _ => counts.unanswered += 1,
+            }
+            let violation = st.and_then(|s| s.violation.clone());
+            if result == "violation" {
+                violations.push(ActViolation {
+                    number: it.number.clone(),
+                    question: it.question.clone(),
+                    requirement: it.requirement.clone(),
+                    text: violation
+                        .clone()
+                        .or_else(|| st.and_then(|s| s.comment.clone()))
+                        .unwrap_or_else(|| "—".into()),
+                });
+            }
+            for e in st.map(|s| s.evidence.as_slice()).unwrap_or_default() {
+                evidence.push(evidence_row(&it.number, e, &timecode));
+            }
+            items.push(ActItem {
+                number: it.number.clone(),
+                question: it.question.clone(),
+                requirement: it.requirement.clone(),
+                result,
+                comment: st.and_then(|s| s.comment.clone()),
+                violation,
+                timecode: st.and_then(|s| s.result_ts).and_then(timecode),
+            });
+        }
+        let mut participants: Vec<&ParticipantState> = state.participants.values().collect();
+        // Officials first, then the business, then observers; within a role by first join.
+        participants.sort_by_key(|p| (role_rank(p.role), p.joined_at, p.display_name.clone()));
+        let representative = participants
+            .iter()
+            .find(|p| p.role == Some(Role::Business))
+            .map(|p| p.display_name.clone());
+        let finished = lc.finished_at.unwrap_or_default();
+        let d = at(finished);
+        let duration = match (lc.started_at, lc.finished_at) {
+            (Some(s), Some(f)) => hms((f - s) / 1000),
+            _ => "—".into(),
+        };
+        Act {
+            lang: i.language.to_string(),
+            inspection_id: insp.id.to_string(),
+            title: insp.title.clone(),
+            kind: match insp.kind {
+                Kind::Control => "control",
+                Kind::Preventive => "preventive",
+            },
+            mode: match insp.mode {
+                Mode::Remote => "remote",
+                Mode::OnSite => "on_site",
+            },
+            control_body: i.control_body.to_string(),
+            template: insp.template.as_ref().map(|t| ActTemplate {
+                title: t.title.clone(),
+                version: t.version,
+                legal_basis: t.legal_basis.clone(),
+            }),
+            drawn_up_at: format_time(lc.finished_at),
+            date: ActDate {
+                year: d.year(),
+                month: d.month(),
+                day: d.day(),
+                hour: d.hour(),
+                minute: d.minute(),
+                second: d.second(),
+            },
+            timezone: if i.language == "en" {
+                "Moscow time, UTC+03:00".into()
+            } else {
+                "московское время, UTC+03:00".into()
+            },
+            started_at: format_time(lc.started_at),
+            finished_at: format_time(lc.finished_at),
+            duration,
+            inspector: insp.inspector.display_name.clone(),
+            business: ActBusiness {
+                name: insp.business.name.clone(),
+                inn: insp.business.inn.clone(),
+                address: insp.business.address.clone(),
+                coords: insp.site().map(|c| format!("{:.6}, {:.6}", c.lat, c.lon)),
+            },
+            representative,
+            participants: participants
+                .into_iter()
+                .map(|p| participant(p, i.language))
+                .collect(),
+            items,
+            counts,
+            violations,
+            evidence,
+            recording: i.recording.map(|r| ActRecording {
+                file: r.file.clone(),
+                mime: r.mime.clone(),
+                duration: hms(r.duration_ms),
+                sha256: r.sha256.clone(),
+                size: r.size_bytes,
+            }),
+            log: ActLog {
+                events: i.head_seq,
+                head_hash: i.head_hash.to_string(),
+            },
+            verify_url: i.verify_url.clone(),
+        }
+    }
+}
+
+fn role_rank(r: Option<Role>) -> u8 {
+    match r {
+        Some(Role::Inspector) => 0,
+        Some(Role::Business) => 1,
+        _ => 2,
+    }
+}
+
+fn evidence_row(
+    number: &str,
+    e: &EvidenceEntry,
+    timecode: &dyn Fn(i64) -> Option<String>,
+) -> ActEvidence {
+    let moment = e.evidence.media_ts.unwrap_or(e.ts);
+    ActEvidence {
+        item: number.to_string(),
+        kind: serde_json::to_value(e.evidence.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        caption: e.evidence.caption.clone(),
+        time: timecode(moment).unwrap_or_else(|| format_time(Some(moment))),
+        sha256: e.evidence.sha256.clone().unwrap_or_else(|| "—".into()),
+        image: None,
+    }
+}
