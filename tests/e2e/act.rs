@@ -231,7 +231,7 @@ async fn business_keeps_access_through_its_durable_link() {
     app.stop().await;
 }
 
-fn unzip(bytes: &[u8], dir: &Path) {
+pub fn unzip(bytes: &[u8], dir: &Path) {
     let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     for i in 0..z.len() {
         let mut e = z.by_index(i).unwrap();

@@ -2,6 +2,7 @@
 //! port 0 with a fresh database (SQLite, or PostgreSQL when `INSPECTOR_TEST_PG_URL` is set).
 
 mod act;
+mod act_browser;
 mod api;
 mod authz;
 mod browser;

@@ -557,9 +557,9 @@ pub async fn bundle(
 ) -> ApiResult<Response> {
     let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
     let file = super::bundle::build(&state, &insp).await?;
-    let len = file.as_file().metadata().map(|m| m.len()).ok();
+    let len = file.metadata().map(|m| m.len()).ok();
     // The temporary file is already unlinked; the open handle streams it.
-    let f = tokio::fs::File::from_std(file.into_file());
+    let f = tokio::fs::File::from_std(file);
     let stream = tokio_util_stream(f);
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();

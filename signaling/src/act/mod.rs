@@ -71,10 +71,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-#[cfg(test)]
-mod tests {
+
+/// A sample finished inspection, for tests and the memory measurement example.
+#[doc(hidden)]
+pub mod sample {
     use super::model::{Act, ActInputs};
-    use super::render::render_pdf;
     use crate::domain::{Kind, Mode, Status};
     use crate::inspections::{Business, Inspection, TemplateRef, UserRef};
     use crate::templates::Item;
@@ -91,7 +92,7 @@ mod tests {
         }
     }
 
-    pub(crate) fn sample(language: &str) -> (Inspection, State) {
+    pub fn sample(language: &str) -> (Inspection, State) {
         let id = uuid::Uuid::parse_str("0190f4d2-0000-7000-8000-000000000001").unwrap();
         let insp = Inspection {
             id,
@@ -165,7 +166,7 @@ mod tests {
         (insp, state)
     }
 
-    pub(crate) fn sample_act(language: &str) -> Act {
+    pub fn sample_act(language: &str) -> Act {
         let (insp, state) = sample(language);
         Act::build(&ActInputs {
             inspection: &insp,
@@ -178,6 +179,13 @@ mod tests {
             language,
         })
     }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render::render_pdf;
+    use super::sample::sample_act;
 
     fn pdftotext(pdf: &[u8]) -> String {
         let dir = tempfile::tempdir().unwrap();
@@ -236,6 +244,16 @@ mod tests {
             assert!(flat.contains(needle), "{needle:?} not in the act:\n{text}");
         }
         assert!(text.contains(&"ab".repeat(32)), "the head hash is printed");
+        // No installable PDF/A validator exists here (veraPDF is Java, not packaged); qpdf
+        // checks the structure, poppler the fonts and metadata.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.pdf"), &pdf).unwrap();
+        let q = std::process::Command::new("qpdf")
+            .arg("--check")
+            .arg(dir.path().join("a.pdf"))
+            .output()
+            .expect("qpdf is installed");
+        assert!(q.status.success(), "qpdf --check: {}", String::from_utf8_lossy(&q.stdout));
         // Embedded fonts, PDF/A identification and output intent.
         let fonts = tool("pdffonts", &[], &pdf);
         assert!(fonts.contains("PTSans"), "{fonts}");

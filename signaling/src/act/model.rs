@@ -446,7 +446,7 @@ fn evidence_row(
     let moment = e.evidence.media_ts.unwrap_or(e.ts);
     ActEvidence {
         item: number.to_string(),
-        kind: serde_json::to_value(e.evidence.kind)
+        kind: serde_json::to_value(&e.evidence.kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),

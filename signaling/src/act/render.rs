@@ -83,7 +83,7 @@ impl World for ActWorld {
         self.files
             .get(&id)
             .cloned()
-            .ok_or_else(|| FileError::NotFound(id.vpath().as_rooted_path().into()))
+            .ok_or_else(|| FileError::NotFound(id.vpath().get_with_slash().into()))
     }
 
     fn font(&self, index: usize) -> Option<Font> {

@@ -60,6 +60,11 @@ pub enum CmsError {
     DigestMismatch,
 }
 
+/// Decodes what an `ANY` holds (re-encoded, so CHOICE types decode too).
+fn decode_any<T: for<'a> Decode<'a>>(any: &Any) -> der::Result<T> {
+    T::from_der(&any.to_der()?)
+}
+
 /// The uncompressed P-256 point of a SubjectPublicKeyInfo (DER), or `NotP256`.
 pub fn p256_point(spki_der: &[u8]) -> Result<Vec<u8>, CmsError> {
     let spki = SubjectPublicKeyInfoOwned::from_der(spki_der)
@@ -72,7 +77,7 @@ fn p256_point_of(spki: &SubjectPublicKeyInfoOwned) -> Result<Vec<u8>, CmsError> 
         .algorithm
         .parameters
         .as_ref()
-        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+        .and_then(|p| decode_any::<ObjectIdentifier>(p).ok());
     if spki.algorithm.oid != ID_EC_PUBLIC_KEY || curve != Some(ID_P256) {
         return Err(CmsError::NotP256);
     }
@@ -173,19 +178,16 @@ fn read_attrs(attrs: &SignedAttributes, exact: bool) -> Result<AttributesSeen, C
     if exact && attrs.len() != 3 {
         return Err(CmsError::Attributes("unexpected attributes"));
     }
-    let ct = one(ID_CONTENT_TYPE)?
-        .decode_as::<ObjectIdentifier>()
+    let ct = decode_any::<ObjectIdentifier>(one(ID_CONTENT_TYPE)?)
         .map_err(|_| CmsError::Attributes("content type"))?;
     if ct != ID_DATA {
         return Err(CmsError::Attributes("content type is not data"));
     }
-    let digest = one(ID_MESSAGE_DIGEST)?
-        .decode_as::<OctetString>()
+    let digest = decode_any::<OctetString>(one(ID_MESSAGE_DIGEST)?)
         .map_err(|_| CmsError::Attributes("message digest"))?
         .as_bytes()
         .to_vec();
-    let time = one(ID_SIGNING_TIME)?
-        .decode_as::<x509_cert::time::Time>()
+    let time = decode_any::<x509_cert::time::Time>(one(ID_SIGNING_TIME)?)
         .map_err(|_| CmsError::Attributes("signing time"))?;
     Ok(AttributesSeen {
         digest,
@@ -267,10 +269,8 @@ pub fn verify_detached(p7s: &[u8], content: &[u8], ca_der: &[u8]) -> Result<Veri
     if ci.content_type != ID_SIGNED_DATA {
         return Err(CmsError::Malformed("CMS (not SignedData)"));
     }
-    let sd: SignedData = ci
-        .content
-        .decode_as()
-        .map_err(|_| CmsError::Malformed("SignedData"))?;
+    let sd: SignedData =
+        decode_any(&ci.content).map_err(|_| CmsError::Malformed("SignedData"))?;
     let si = sd
         .signer_infos
         .0
