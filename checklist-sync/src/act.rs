@@ -160,7 +160,8 @@ pub struct ActRefusal {
 impl ActState {
     /// Whether `role` has signed or refused already.
     pub fn has_answered(&self, role: SignerRole) -> bool {
-        self.signatures.iter().any(|s| s.role == role) || self.refusals.iter().any(|r| r.role == role)
+        self.signatures.iter().any(|s| s.role == role)
+            || self.refusals.iter().any(|r| r.role == role)
     }
 
     /// The signature of `role`, if any.
@@ -170,7 +171,9 @@ impl ActState {
 }
 
 fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl ActEvent {
@@ -189,7 +192,10 @@ impl ActEvent {
             if (1..=500).contains(&n) {
                 Ok(())
             } else {
-                Err(OpError::invalid("signer", "signer must have 1..=500 characters"))
+                Err(OpError::invalid(
+                    "signer",
+                    "signer must have 1..=500 characters",
+                ))
             }
         };
         match self {
@@ -218,7 +224,10 @@ impl ActEvent {
                 hex("signature_sha256", signature_sha256)?;
                 name(signer)?;
                 if scheme.is_empty() || scheme.len() > 64 {
-                    return Err(OpError::invalid("scheme", "scheme must have 1..=64 characters"));
+                    return Err(OpError::invalid(
+                        "scheme",
+                        "scheme must have 1..=64 characters",
+                    ));
                 }
             }
             Self::ActRefused {
@@ -231,7 +240,10 @@ impl ActEvent {
                 name(signer)?;
                 let n = reason.trim().chars().count();
                 if !(1..=4000).contains(&n) {
-                    return Err(OpError::invalid("reason", "reason must have 1..=4000 characters"));
+                    return Err(OpError::invalid(
+                        "reason",
+                        "reason must have 1..=4000 characters",
+                    ));
                 }
             }
         }

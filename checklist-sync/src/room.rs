@@ -454,10 +454,16 @@ impl Room {
                 ..
             } => {
                 if who.role != Role::Inspector {
-                    return Err(OpError::new(codes::FORBIDDEN, "only the inspector forms the act"));
+                    return Err(OpError::new(
+                        codes::FORBIDDEN,
+                        "only the inspector forms the act",
+                    ));
                 }
                 if self.head.act.is_some() {
-                    return Err(OpError::new(codes::ACT_ALREADY_FORMED, "the act is already formed"));
+                    return Err(OpError::new(
+                        codes::ACT_ALREADY_FORMED,
+                        "the act is already formed",
+                    ));
                 }
                 if *head_seq != self.head_seq || *head_hash != self.head_hash {
                     return Err(OpError::new(
@@ -481,16 +487,28 @@ impl Room {
             ));
         }
         let Some(act) = &self.head.act else {
-            return Err(OpError::new(codes::ACT_NOT_FORMED, "no act has been formed"));
+            return Err(OpError::new(
+                codes::ACT_NOT_FORMED,
+                "no act has been formed",
+            ));
         };
         if act.sha256 != *act_sha256 {
-            return Err(OpError::new(codes::ACT_MISMATCH, "this is not the act that was formed"));
+            return Err(OpError::new(
+                codes::ACT_MISMATCH,
+                "this is not the act that was formed",
+            ));
         }
         if act.signature(role).is_some() {
-            return Err(OpError::new(codes::ALREADY_SIGNED, "this party has already signed"));
+            return Err(OpError::new(
+                codes::ALREADY_SIGNED,
+                "this party has already signed",
+            ));
         }
         if act.refusals.iter().any(|r| r.role == role) {
-            return Err(OpError::new(codes::ALREADY_REFUSED, "this party has already refused"));
+            return Err(OpError::new(
+                codes::ALREADY_REFUSED,
+                "this party has already refused",
+            ));
         }
         Ok(())
     }

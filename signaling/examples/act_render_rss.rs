@@ -19,7 +19,10 @@ fn rss_kib() -> u64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200);
     let (insp, state) = signaling::act::sample::sample("ru");
     let renderer = Renderer::new(1);
     let started = std::time::Instant::now();

@@ -138,7 +138,11 @@ async fn main() -> anyhow::Result<()> {
                 );
                 println!(
                     "signed by: {}",
-                    if v.signed_by.is_empty() { "nobody".to_string() } else { v.signed_by.join(", ") }
+                    if v.signed_by.is_empty() {
+                        "nobody".to_string()
+                    } else {
+                        v.signed_by.join(", ")
+                    }
                 );
                 for r in &v.refused_by {
                     println!("refused: {r}");
@@ -276,7 +280,9 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
                         report.head_hash.as_deref().unwrap_or("(empty log)")
                     );
                     // Tail truncation: the act prints the head it was formed from.
-                    match signaling::act::audit::check_against_acts(&pool, &config, inspection).await? {
+                    match signaling::act::audit::check_against_acts(&pool, &config, inspection)
+                        .await?
+                    {
                         signaling::act::audit::ActCheck::NoAct => {
                             println!("no act: a truncated tail would not be detected")
                         }

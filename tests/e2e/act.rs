@@ -7,7 +7,9 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use inspector_tests::act::{finished_inspection, form_act, register, sign, signed_bundle, BrowserKey};
+use inspector_tests::act::{
+    finished_inspection, form_act, register, sign, signed_bundle, BrowserKey,
+};
 use inspector_tests::{spawn_app, ws_connect, Role, TestApp};
 use serde_json::json;
 use signaling::act::bundle;
@@ -34,7 +36,9 @@ async fn act_lifecycle_signatures_and_bad_input() {
     // An unfinished inspection: no act.
     let early = inspector.create_inspection().await;
     let before = stored(&app).await;
-    let r = inspector.post_json(&format!("/api/inspections/{early}/act"), &json!({})).await;
+    let r = inspector
+        .post_json(&format!("/api/inspections/{early}/act"), &json!({}))
+        .await;
     assert_eq!((r.status, r.code()), (409, "not_finished"), "{}", r.text);
     let r = inspector
         .post_json(
@@ -45,7 +49,10 @@ async fn act_lifecycle_signatures_and_bad_input() {
     assert_eq!((r.status, r.code()), (409, "act_not_formed"), "{}", r.text);
     // A bare request cannot make an inspection signed.
     let r = inspector
-        .post_json(&format!("/api/inspections/{early}/transition"), &json!({"to": "signed"}))
+        .post_json(
+            &format!("/api/inspections/{early}/transition"),
+            &json!({"to": "signed"}),
+        )
         .await;
     assert_eq!((r.status, r.code()), (409, "illegal_transition"));
     assert_eq!(stored(&app).await, before, "refusals stored nothing");
@@ -56,32 +63,55 @@ async fn act_lifecycle_signatures_and_bad_input() {
     assert_eq!(r.status, 201, "{}", r.text);
     let act = r.body["act"].clone();
     assert_eq!(act["sha256"].as_str().unwrap().len(), 64);
-    let pdf = f.inspector.get_bytes(&format!("/api/inspections/{id}/act.pdf")).await;
+    let pdf = f
+        .inspector
+        .get_bytes(&format!("/api/inspections/{id}/act.pdf"))
+        .await;
     assert!(pdf.starts_with(b"%PDF-"));
-    assert_eq!(signaling::act::sha256_hex(&pdf), act["sha256"].as_str().unwrap());
+    assert_eq!(
+        signaling::act::sha256_hex(&pdf),
+        act["sha256"].as_str().unwrap()
+    );
     // The log's head hash is printed in the act.
     assert_eq!(
         bundle::pdf_keyword(&pdf, "head-hash").as_deref(),
         act["head_hash"].as_str()
     );
     let before = stored(&app).await;
-    let r = f.inspector.post_json(&format!("/api/inspections/{id}/act"), &json!({})).await;
+    let r = f
+        .inspector
+        .post_json(&format!("/api/inspections/{id}/act"), &json!({}))
+        .await;
     assert_eq!((r.status, r.code()), (409, "act_already_formed"));
     // The business cannot form it; a stranger cannot see it.
-    let r = f.business.post_json(&format!("/api/inspections/{id}/act"), &json!({})).await;
+    let r = f
+        .business
+        .post_json(&format!("/api/inspections/{id}/act"), &json!({}))
+        .await;
     assert_eq!(r.status, 403);
     let stranger = app.staff("inspector2", Role::Inspector).await;
-    assert_eq!(stranger.get(&format!("/api/inspections/{id}/act")).await.status, 404);
+    assert_eq!(
+        stranger
+            .get(&format!("/api/inspections/{id}/act"))
+            .await
+            .status,
+        404
+    );
 
     // Certificates: for another account, for another inspection, a bad proof, a key that is
     // not P-256, a replayed challenge.
     let key = BrowserKey::new();
-    let other_user = app.create_user("someone", "a long test password", Role::Inspector).await;
+    let other_user = app
+        .create_user("someone", "a long test password", Role::Inspector)
+        .await;
     let r = register(&f.inspector, &key, json!({"user_id": other_user})).await;
     assert_eq!((r.status, r.code()), (403, "forbidden"), "{}", r.text);
     let r = register(&f.business, &key, json!({"inspection_id": early})).await;
     assert_eq!((r.status, r.code()), (404, "not_found"), "{}", r.text);
-    let ch = f.inspector.post_json("/api/signing/challenge", &json!({})).await;
+    let ch = f
+        .inspector
+        .post_json("/api/signing/challenge", &json!({}))
+        .await;
     let challenge = ch.body["challenge"].as_str().unwrap().to_string();
     let r = f
         .inspector
@@ -99,7 +129,12 @@ async fn act_lifecycle_signatures_and_bad_input() {
             &json!({"public_key": "MAMCAQE=", "challenge": challenge, "proof": key.sign_b64(challenge.as_bytes())}),
         )
         .await;
-    assert_eq!((r.status, r.code()), (400, "public_key_invalid"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "public_key_invalid"),
+        "{}",
+        r.text
+    );
     // Challenges are per subject: the business cannot answer the inspector's.
     let r = f
         .business
@@ -109,7 +144,12 @@ async fn act_lifecycle_signatures_and_bad_input() {
                     "proof": key.sign_b64(challenge.as_bytes()), "inspection_id": id}),
         )
         .await;
-    assert_eq!((r.status, r.code()), (400, "challenge_invalid"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "challenge_invalid"),
+        "{}",
+        r.text
+    );
     assert_eq!(stored(&app).await, before, "refusals stored nothing");
 
     let cert = register(&f.inspector, &key, json!({})).await;
@@ -123,14 +163,22 @@ async fn act_lifecycle_signatures_and_bad_input() {
     // A signature that does not verify: signed with another key. Nothing stored.
     let before = stored(&app).await;
     let r = sign(&f.inspector, id, &cert_id, &BrowserKey::new()).await;
-    assert_eq!((r.status, r.code()), (400, "signature_invalid"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "signature_invalid"),
+        "{}",
+        r.text
+    );
     // Somebody else's certificate.
     let r = sign(&f.business, id, &cert_id, &key).await;
     assert_eq!((r.status, r.code()), (404, "not_found"), "{}", r.text);
     // A reviewer signs nothing; a forged refusal by a reviewer or over the socket fails.
     let reviewer = app.staff("reviewer1", Role::Reviewer).await;
     let r = reviewer
-        .post_json(&format!("/api/inspections/{id}/act/refusal"), &json!({"reason": "x"}))
+        .post_json(
+            &format!("/api/inspections/{id}/act/refusal"),
+            &json!({"reason": "x"}),
+        )
         .await;
     assert_eq!(r.status, 403);
     let mut ws = ws_connect(&f.business, id).await.unwrap();
@@ -153,13 +201,19 @@ async fn act_lifecycle_signatures_and_bad_input() {
     assert_eq!(r.status, 201, "{}", r.text);
     assert_ne!(stored(&app).await, before, "the signature is recorded");
     let insp = f.inspector.get(&format!("/api/inspections/{id}")).await;
-    assert_eq!(insp.body["status"], "signed", "signed follows from the official's signature");
+    assert_eq!(
+        insp.body["status"], "signed",
+        "signed follows from the official's signature"
+    );
     let before = stored(&app).await;
     let r = sign(&f.inspector, id, &cert_id, &key).await;
     assert_eq!((r.status, r.code()), (409, "already_signed"), "{}", r.text);
     let r = f
         .inspector
-        .post_json(&format!("/api/inspections/{id}/act/refusal"), &json!({"reason": "передумал"}))
+        .post_json(
+            &format!("/api/inspections/{id}/act/refusal"),
+            &json!({"reason": "передумал"}),
+        )
         .await;
     assert_eq!((r.status, r.code()), (409, "already_signed"));
     assert_eq!(stored(&app).await, before);
@@ -167,7 +221,10 @@ async fn act_lifecycle_signatures_and_bad_input() {
     // The business refuses, with a reason; the refusal is in the log and the act view.
     let r = f
         .business
-        .post_json(&format!("/api/inspections/{id}/act/refusal"), &json!({"reason": "   "}))
+        .post_json(
+            &format!("/api/inspections/{id}/act/refusal"),
+            &json!({"reason": "   "}),
+        )
         .await;
     assert_eq!((r.status, r.code()), (400, "validation_failed"));
     let r = f
@@ -179,11 +236,20 @@ async fn act_lifecycle_signatures_and_bad_input() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let view = f.business.get(&format!("/api/inspections/{id}/act")).await;
-    assert_eq!(view.body["act"]["refusals"][0]["reason"], "Не согласны с пунктом 5");
+    assert_eq!(
+        view.body["act"]["refusals"][0]["reason"],
+        "Не согласны с пунктом 5"
+    );
     assert_eq!(view.body["can_sign"], false);
-    let log = f.inspector.get(&format!("/api/inspections/{id}/events.jsonl")).await;
+    let log = f
+        .inspector
+        .get(&format!("/api/inspections/{id}/events.jsonl"))
+        .await;
     for kind in ["act_formed", "act_signed", "act_refused"] {
-        assert!(log.text.contains(&format!("\"kind\":\"{kind}\"")), "{kind} in the log");
+        assert!(
+            log.text.contains(&format!("\"kind\":\"{kind}\"")),
+            "{kind} in the log"
+        );
     }
     app.stop().await;
 }
@@ -195,7 +261,9 @@ async fn business_keeps_access_through_its_durable_link() {
     let token = f.results_url.split("#r=").nth(1).unwrap().to_string();
     // Expire and revoke nothing yet: a fresh browser with only the durable link gets in.
     let mut later = app.anonymous();
-    let r = later.post_json("/api/results/accept", &json!({"token": token})).await;
+    let r = later
+        .post_json("/api/results/accept", &json!({"token": token}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     later.csrf = r.body["csrf_token"].as_str().map(String::from);
     // The invitation expires: the live link is dead, the durable one still works.
@@ -203,11 +271,26 @@ async fn business_keeps_access_through_its_durable_link() {
         .execute(&app.db)
         .await
         .unwrap();
-    assert_eq!(later.get(&format!("/api/inspections/{}", f.id)).await.status, 200);
-    assert_eq!(later.get(&format!("/api/inspections/{}/act", f.id)).await.status, 200);
+    assert_eq!(
+        later
+            .get(&format!("/api/inspections/{}", f.id))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        later
+            .get(&format!("/api/inspections/{}/act", f.id))
+            .await
+            .status,
+        200
+    );
     // It sees only its own inspection.
     let other = f.inspector.create_inspection().await;
-    assert_eq!(later.get(&format!("/api/inspections/{other}")).await.status, 404);
+    assert_eq!(
+        later.get(&format!("/api/inspections/{other}")).await.status,
+        404
+    );
     // It can sign the act later.
     assert_eq!(form_act(&f.inspector, &f.id).await.status, 201);
     let key = BrowserKey::new();
@@ -216,17 +299,32 @@ async fn business_keeps_access_through_its_durable_link() {
     let r = sign(&later, &f.id, cert.body["id"].as_str().unwrap(), &key).await;
     assert_eq!(r.status, 201, "{}", r.text);
     // The inspector revokes it: access ends.
-    let list = f.inspector.get(&format!("/api/inspections/{}/results-access", f.id)).await;
+    let list = f
+        .inspector
+        .get(&format!("/api/inspections/{}/results-access", f.id))
+        .await;
     for a in list.body["results_access"].as_array().unwrap() {
         let rid = a["id"].as_str().unwrap();
         let r = f
             .inspector
-            .post_json(&format!("/api/inspections/{}/results-access/{rid}/revoke", f.id), &json!({}))
+            .post_json(
+                &format!("/api/inspections/{}/results-access/{rid}/revoke", f.id),
+                &json!({}),
+            )
             .await;
         assert_eq!(r.status, 204);
     }
-    assert_eq!(later.get(&format!("/api/inspections/{}", f.id)).await.status, 401);
-    let r = app.anonymous().post_json("/api/results/accept", &json!({"token": token})).await;
+    assert_eq!(
+        later
+            .get(&format!("/api/inspections/{}", f.id))
+            .await
+            .status,
+        401
+    );
+    let r = app
+        .anonymous()
+        .post_json("/api/results/accept", &json!({"token": token}))
+        .await;
     assert_eq!(r.status, 404);
     app.stop().await;
 }
@@ -261,9 +359,14 @@ pub fn rewrite(bytes: &[u8], name: &str, f: impl Fn(&mut Vec<u8>), fix_hashes: b
     }
     if fix_hashes {
         let sha = |v: &[u8]| signaling::act::sha256_hex(v);
-        let changed = files.iter().find(|(n, _)| n == name).map(|(_, v)| (sha(v), v.len())).unwrap();
+        let changed = files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| (sha(v), v.len()))
+            .unwrap();
         let mut manifest: serde_json::Value =
-            serde_json::from_slice(&files.iter().find(|(n, _)| n == "manifest.json").unwrap().1).unwrap();
+            serde_json::from_slice(&files.iter().find(|(n, _)| n == "manifest.json").unwrap().1)
+                .unwrap();
         for e in manifest["files"].as_array_mut().unwrap() {
             if e["path"] == name {
                 e["sha256"] = json!(changed.0);
@@ -271,8 +374,10 @@ pub fn rewrite(bytes: &[u8], name: &str, f: impl Fn(&mut Vec<u8>), fix_hashes: b
             }
         }
         if name == "events.jsonl" {
-            let text = String::from_utf8(files.iter().find(|(n, _)| n == name).unwrap().1.clone()).unwrap();
-            let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+            let text = String::from_utf8(files.iter().find(|(n, _)| n == name).unwrap().1.clone())
+                .unwrap();
+            let last: serde_json::Value =
+                serde_json::from_str(text.lines().last().unwrap()).unwrap();
             manifest["events"] = json!(text.lines().count());
             manifest["log_head_hash"] = last["hash"].clone();
         }
@@ -280,7 +385,13 @@ pub fn rewrite(bytes: &[u8], name: &str, f: impl Fn(&mut Vec<u8>), fix_hashes: b
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| format!("{}  {}\n", e["sha256"].as_str().unwrap(), e["path"].as_str().unwrap()))
+            .map(|e| {
+                format!(
+                    "{}  {}\n",
+                    e["sha256"].as_str().unwrap(),
+                    e["path"].as_str().unwrap()
+                )
+            })
             .collect();
         for (n, v) in files.iter_mut() {
             if n == "manifest.json" {
@@ -293,7 +404,8 @@ pub fn rewrite(bytes: &[u8], name: &str, f: impl Fn(&mut Vec<u8>), fix_hashes: b
     }
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (n, v) in files {
-        out.start_file(n, zip::write::SimpleFileOptions::default()).unwrap();
+        out.start_file(n, zip::write::SimpleFileOptions::default())
+            .unwrap();
         out.write_all(&v).unwrap();
     }
     out.finish().unwrap().into_inner()
@@ -346,7 +458,10 @@ async fn bundle_verifies_offline_and_names_what_was_tampered() {
     let app = spawn_app().await;
     let (f, zip) = signed_bundle(&app).await;
     let v = verify_bytes(&zip).expect("the bundle verifies");
-    assert_eq!(v.signed_by, vec!["official".to_string(), "business".to_string()]);
+    assert_eq!(
+        v.signed_by,
+        vec!["official".to_string(), "business".to_string()]
+    );
     let dir = tempfile::tempdir().unwrap();
     unzip(&zip, dir.path());
     run_verify_md(dir.path());
@@ -357,20 +472,38 @@ async fn bundle_verifies_offline_and_names_what_was_tampered() {
         z.file_names().map(str::to_string).collect()
     };
     for name in &names {
-        let bad = rewrite(&zip, name, |v| { let i = v.len() / 2; v[i] ^= 0x01; }, false);
+        let bad = rewrite(
+            &zip,
+            name,
+            |v| {
+                let i = v.len() / 2;
+                v[i] ^= 0x01;
+            },
+            false,
+        );
         let err = verify_bytes(&bad).expect_err(name);
-        assert!(err.what.contains(name.as_str()) || (name == "SHA256SUMS" && err.what == "SHA256SUMS"),
-            "{name} changed, but the mismatch names {err}");
+        assert!(
+            err.what.contains(name.as_str()) || (name == "SHA256SUMS" && err.what == "SHA256SUMS"),
+            "{name} changed, but the mismatch names {err}"
+        );
     }
     // The last event removed, hashes fixed up as a forger would: still caught.
-    let cut = rewrite(&zip, "events.jsonl", |v| {
-        let text = String::from_utf8(v.clone()).unwrap();
-        let mut lines: Vec<&str> = text.lines().collect();
-        lines.pop();
-        *v = (lines.join("\n") + "\n").into_bytes();
-    }, true);
+    let cut = rewrite(
+        &zip,
+        "events.jsonl",
+        |v| {
+            let text = String::from_utf8(v.clone()).unwrap();
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.pop();
+            *v = (lines.join("\n") + "\n").into_bytes();
+        },
+        true,
+    );
     let err = verify_bytes(&cut).expect_err("truncated log");
-    assert!(err.what.contains("business.p7s") || err.what.contains("events.jsonl"), "{err}");
+    assert!(
+        err.what.contains("business.p7s") || err.what.contains("events.jsonl"),
+        "{err}"
+    );
     // Signed with another key under the same CA: a different, valid-looking signature.
     let imposter = BrowserKey::new();
     let cert = register(&f.inspector, &imposter, json!({})).await;
@@ -392,14 +525,22 @@ async fn bundle_verifies_offline_and_names_what_was_tampered() {
     let cert_der = signaling::signing::ca::pem_to_der(cert.body["pem"].as_str().unwrap()).unwrap();
     let forged = signer.finish(&cert_der, &digest, &tbs, &sig, now).unwrap();
     std::fs::write(sig_dir.path().join("forged.p7s"), &forged).unwrap();
-    let bad = rewrite(&zip, "signatures/official.p7s", |v| *v = forged.clone(), true);
+    let bad = rewrite(
+        &zip,
+        "signatures/official.p7s",
+        |v| *v = forged.clone(),
+        true,
+    );
     let err = verify_bytes(&bad).expect_err("another key");
     assert!(err.what.contains("signatures/official.p7s"), "{err}");
     app.stop().await;
 }
 
 fn hex_to_32(h: &str) -> [u8; 32] {
-    let v: Vec<u8> = (0..64).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect();
+    let v: Vec<u8> = (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+        .collect();
     v.try_into().unwrap()
 }
 

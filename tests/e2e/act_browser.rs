@@ -19,28 +19,45 @@ const PHONE: (f64, f64) = (55.757_050, 37.615_080);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
     let app = spawn_app().await;
-    app.create_user("inspector1", PASSWORD, Role::Inspector).await;
+    app.create_user("inspector1", PASSWORD, Role::Inspector)
+        .await;
     let base = app.address.clone();
 
     let inspector = Browser::launch("act-inspector", Device::Desktop).await?;
     inspector.goto(&format!("{base}/")).await?;
     inspector
-        .wait_true("the login form", "return !document.getElementById('view-login').hidden", Duration::from_secs(20))
+        .wait_true(
+            "the login form",
+            "return !document.getElementById('view-login').hidden",
+            Duration::from_secs(20),
+        )
         .await?;
     inspector.fill("#login-username", "inspector1").await?;
     inspector.fill("#login-password", PASSWORD).await?;
     inspector.click("#login-submit").await?;
     inspector
-        .wait_true("signed in", "return !document.getElementById('logout').hidden", Duration::from_secs(20))
+        .wait_true(
+            "signed in",
+            "return !document.getElementById('logout').hidden",
+            Duration::from_secs(20),
+        )
         .await?;
     inspector.goto(&format!("{base}/#/new")).await?;
     inspector
-        .wait_true("templates", "return document.querySelectorAll('#c-template option').length > 1", Duration::from_secs(20))
+        .wait_true(
+            "templates",
+            "return document.querySelectorAll('#c-template option').length > 1",
+            Duration::from_secs(20),
+        )
         .await?;
-    inspector.fill("#c-title", "Проверка пожарной безопасности").await?;
+    inspector
+        .fill("#c-title", "Проверка пожарной безопасности")
+        .await?;
     inspector.fill("#c-bname", "ООО «Ромашка»").await?;
     inspector.fill("#c-inn", "7707083893").await?;
-    inspector.fill("#c-address", "Москва, ул. Тверская, 1").await?;
+    inspector
+        .fill("#c-address", "Москва, ул. Тверская, 1")
+        .await?;
     inspector.fill("#c-lat", &SITE.0.to_string()).await?;
     inspector.fill("#c-lon", &SITE.1.to_string()).await?;
     inspector.click("#create-submit").await?;
@@ -51,7 +68,9 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
             Duration::from_secs(20),
         )
         .await?;
-    let invite_url = inspector.js("return document.getElementById('invite-url').value").await?;
+    let invite_url = inspector
+        .js("return document.getElementById('invite-url').value")
+        .await?;
     let invite_url = invite_url.as_str().context("invite url")?.to_owned();
     let id = inspector
         .js("return document.getElementById('invite-room').getAttribute('href')")
@@ -70,14 +89,24 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
         .await?;
     inspector.click("#room-start").await?;
     inspector
-        .wait_true("live", "return !document.getElementById('room-finish').hidden", Duration::from_secs(20))
+        .wait_true(
+            "live",
+            "return !document.getElementById('room-finish').hidden",
+            Duration::from_secs(20),
+        )
         .await?;
 
     let business = Browser::launch("act-business", Device::Phone).await?;
-    business.set_geolocation(&base, PHONE.0, PHONE.1, 12.0).await?;
+    business
+        .set_geolocation(&base, PHONE.0, PHONE.1, 12.0)
+        .await?;
     business.goto(&invite_url).await?;
     business
-        .wait_true("the intro", "return !document.getElementById('view-intro').hidden", Duration::from_secs(20))
+        .wait_true(
+            "the intro",
+            "return !document.getElementById('view-intro').hidden",
+            Duration::from_secs(20),
+        )
         .await?;
     business.click("#biz-start").await?;
     business
@@ -98,15 +127,26 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
     // Results: one compliant, one violation with its description.
     for (n, result) in [(1usize, "compliant"), (2, "violation")] {
         let item = format!("#checklist .item:nth-child({n})");
-        inspector.click(&format!("{item} .result-btn[data-result=\"{result}\"]")).await?;
+        inspector
+            .click(&format!("{item} .result-btn[data-result=\"{result}\"]"))
+            .await?;
         let marked = format!(
             "const li = document.querySelector('{item}'); return li.dataset.result === '{result}' && !li.classList.contains('pending')"
         );
-        inspector.wait_true(&format!("item {n}"), &marked, Duration::from_secs(20)).await?;
+        inspector
+            .wait_true(&format!("item {n}"), &marked, Duration::from_secs(20))
+            .await?;
         if result == "violation" {
-            inspector.fill(&format!("{item} .item-violation"), "Огнетушитель с истёкшим сроком поверки").await?;
+            inspector
+                .fill(
+                    &format!("{item} .item-violation"),
+                    "Огнетушитель с истёкшим сроком поверки",
+                )
+                .await?;
             inspector.click(&format!("{item} .item-notes .btn")).await?;
-            inspector.wait_true("violation saved", &marked, Duration::from_secs(20)).await?;
+            inspector
+                .wait_true("violation saved", &marked, Duration::from_secs(20))
+                .await?;
         }
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
@@ -115,14 +155,22 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
     let staff = {
         let mut c = app.anonymous();
         let r = c
-            .post_json("/api/auth/login", &json!({"username": "inspector1", "password": PASSWORD}))
+            .post_json(
+                "/api/auth/login",
+                &json!({"username": "inspector1", "password": PASSWORD}),
+            )
             .await;
         c.csrf = r.body["csrf_token"].as_str().map(String::from);
         c
     };
-    let mut ws = ws_connect(&staff, &id).await.map_err(|s| anyhow::anyhow!("ws {s}"))?;
+    let mut ws = ws_connect(&staff, &id)
+        .await
+        .map_err(|s| anyhow::anyhow!("ws {s}"))?;
     let welcome = ws.hello(None).await;
-    let item2 = welcome["checklist"][1]["id"].as_str().context("item 2")?.to_owned();
+    let item2 = welcome["checklist"][1]["id"]
+        .as_str()
+        .context("item 2")?
+        .to_owned();
     let photo_sha = "5f".repeat(32);
     let r = ws
         .op(
@@ -137,10 +185,18 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
     inspector.click("#room-finish").await?;
     inspector.click("#finish-confirm").await?;
     inspector
-        .wait_true("the act panel", "return !!document.getElementById('act-form')", Duration::from_secs(20))
+        .wait_true(
+            "the act panel",
+            "return !!document.getElementById('act-form')",
+            Duration::from_secs(20),
+        )
         .await?;
     business
-        .wait_true("the phone's act panel", "return !document.getElementById('act-panel').hidden", Duration::from_secs(20))
+        .wait_true(
+            "the phone's act panel",
+            "return !document.getElementById('act-panel').hidden",
+            Duration::from_secs(20),
+        )
         .await?;
 
     // Form the act (the recording may still be finalizing: the panel says so; try again).
@@ -154,11 +210,20 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
                 Duration::from_secs(60),
             )
             .await?;
-        if inspector.js("return !!document.getElementById('act-pdf')").await? == json!(true) {
+        if inspector
+            .js("return !!document.getElementById('act-pdf')")
+            .await?
+            == json!(true)
+        {
             break;
         }
-        let msg = inspector.js("return document.getElementById('act-error').textContent").await?;
-        ensure!(std::time::Instant::now() < deadline, "the act was not formed: {msg}");
+        let msg = inspector
+            .js("return document.getElementById('act-error').textContent")
+            .await?;
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the act was not formed: {msg}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     inspector.screenshot("act-formed.ru").await?;
@@ -172,7 +237,9 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
             Duration::from_secs(30),
         )
         .await?;
-    let err = inspector.js("const e = document.getElementById('act-error'); return e.hidden ? '' : e.textContent").await?;
+    let err = inspector
+        .js("const e = document.getElementById('act-error'); return e.hidden ? '' : e.textContent")
+        .await?;
     ensure!(err == json!(""), "official signing failed: {err}");
     let extractable = inspector
         .js_async(
@@ -182,11 +249,18 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
                q.onsuccess = () => done([q.result.privateKey.extractable, q.result.privateKey.algorithm.namedCurve]); };",
         )
         .await?;
-    ensure!(extractable == json!([false, "P-256"]), "the browser key: {extractable}");
+    ensure!(
+        extractable == json!([false, "P-256"]),
+        "the browser key: {extractable}"
+    );
 
     // The business signs on the phone page.
     business
-        .wait_true("the phone's sign button", "return !!document.getElementById('act-sign')", Duration::from_secs(30))
+        .wait_true(
+            "the phone's sign button",
+            "return !!document.getElementById('act-sign')",
+            Duration::from_secs(30),
+        )
         .await?;
     business.screenshot("act-business.ru").await?;
     business.click("#act-sign").await?;
@@ -197,7 +271,9 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
             Duration::from_secs(30),
         )
         .await?;
-    let err = business.js("const e = document.getElementById('act-error'); return e.hidden ? '' : e.textContent").await?;
+    let err = business
+        .js("const e = document.getElementById('act-error'); return e.hidden ? '' : e.textContent")
+        .await?;
     ensure!(err == json!(""), "business signing failed: {err}");
     business.screenshot("act-business-signed.ru").await?;
     let status = staff.get(&format!("/api/inspections/{id}")).await;
@@ -205,7 +281,11 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
 
     // Download the bundle through the browser's session.
     inspector
-        .wait_true("the bundle link", "return !!document.getElementById('act-bundle')", Duration::from_secs(20))
+        .wait_true(
+            "the bundle link",
+            "return !!document.getElementById('act-bundle')",
+            Duration::from_secs(20),
+        )
         .await?;
     let b64 = inspector
         .js_async(&format!(
@@ -221,8 +301,12 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("bundle.zip");
     std::fs::write(&path, &zip)?;
-    let v = signaling::act::bundle::verify(&path).map_err(|m| anyhow::anyhow!("bundle verify: {m}"))?;
-    ensure!(v.signed_by == vec!["official".to_string(), "business".to_string()], "{v:?}");
+    let v =
+        signaling::act::bundle::verify(&path).map_err(|m| anyhow::anyhow!("bundle verify: {m}"))?;
+    ensure!(
+        v.signed_by == vec!["official".to_string(), "business".to_string()],
+        "{v:?}"
+    );
     let out = dir.path().join("out");
     crate::act::unzip(&zip, &out);
     ensure!(
@@ -232,14 +316,27 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
     crate::act::run_verify_md(&out);
     // The act itself, as text.
     let text = std::process::Command::new("pdftotext")
-        .args(["-layout", out.join("act.pdf").to_str().context("path")?, "-"])
+        .args([
+            "-layout",
+            out.join("act.pdf").to_str().context("path")?,
+            "-",
+        ])
         .output()?;
     let text = String::from_utf8(text.stdout)?;
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    for needle in ["АКТ", "ООО «Ромашка»", "Соответствует", "Нарушение", "Не заполнено", "Огнетушитель с истёкшим сроком поверки", &photo_sha] {
+    for needle in [
+        "АКТ",
+        "ООО «Ромашка»",
+        "Соответствует",
+        "Нарушение",
+        "Не заполнено",
+        "Огнетушитель с истёкшим сроком поверки",
+        &photo_sha,
+    ] {
         ensure!(flat.contains(needle), "{needle:?} not in the act:\n{text}");
     }
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("recording/manifest.json"))?)?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("recording/manifest.json"))?)?;
     let rec_sha = manifest["sha256"].as_str().context("recording sha")?;
     ensure!(text.contains(rec_sha), "the recording's SHA-256 is printed");
 

@@ -59,7 +59,10 @@ fn hex_decode(s: &str) -> Vec<u8> {
 pub async fn register(c: &Client, key: &BrowserKey, extra: Value) -> crate::Answer {
     let ch = c.post_json("/api/signing/challenge", &json!({})).await;
     assert_eq!(ch.status, 201, "{}", ch.text);
-    let challenge = ch.body["challenge"].as_str().expect("challenge").to_string();
+    let challenge = ch.body["challenge"]
+        .as_str()
+        .expect("challenge")
+        .to_string();
     let mut body = json!({
         "public_key": key.spki_b64(),
         "challenge": challenge,
@@ -84,7 +87,10 @@ pub async fn sign(c: &Client, id: &str, cert: &str, key: &BrowserKey) -> crate::
     if begin.status != 200 {
         return begin;
     }
-    let tbs = begin.body["to_be_signed"].as_str().expect("to_be_signed").to_string();
+    let tbs = begin.body["to_be_signed"]
+        .as_str()
+        .expect("to_be_signed")
+        .to_string();
     let raw = B64.decode(&tbs).expect("base64");
     c.post_json(
         &format!("/api/inspections/{id}/act/signature"),
@@ -113,9 +119,14 @@ pub async fn finished_inspection(app: &TestApp) -> Finished {
         .post_json(&format!("/api/inspections/{id}/invitations"), &json!({}))
         .await;
     let mut business = app.anonymous();
-    let acc = business.accept(r.body["token"].as_str().expect("token")).await;
+    let acc = business
+        .accept(r.body["token"].as_str().expect("token"))
+        .await;
     assert_eq!(acc.status, 200, "{}", acc.text);
-    let results_url = acc.body["results_url"].as_str().expect("results_url").to_string();
+    let results_url = acc.body["results_url"]
+        .as_str()
+        .expect("results_url")
+        .to_string();
     let mut ws = ws_connect(&inspector, &id).await.expect("socket");
     let welcome = ws.hello(None).await;
     let items: Vec<String> = welcome["checklist"]
@@ -126,7 +137,10 @@ pub async fn finished_inspection(app: &TestApp) -> Finished {
         .collect();
     assert_eq!(ws.op("s", json!({"kind": "start"})).await["type"], "ack");
     let r = ws
-        .op("r1", json!({"kind": "set_result", "item_id": items[0], "result": "compliant"}))
+        .op(
+            "r1",
+            json!({"kind": "set_result", "item_id": items[0], "result": "compliant"}),
+        )
         .await;
     assert_eq!(r["type"], "ack", "{r}");
     let r = ws
@@ -151,7 +165,9 @@ pub async fn finished_inspection(app: &TestApp) -> Finished {
 /// `leave` is committed), so that the act is formed from a quiet log.
 pub async fn form_act(c: &Client, id: &str) -> crate::Answer {
     for _ in 0..50 {
-        let r = c.post_json(&format!("/api/inspections/{id}/act"), &json!({})).await;
+        let r = c
+            .post_json(&format!("/api/inspections/{id}/act"), &json!({}))
+            .await;
         if r.status == 409 && (r.code() == "act_stale" || r.code() == "recording_not_ready") {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
@@ -170,13 +186,28 @@ pub async fn signed_bundle(app: &TestApp) -> (Finished, Vec<u8>) {
     let official = BrowserKey::new();
     let cert = register(&f.inspector, &official, json!({})).await;
     assert_eq!(cert.status, 201, "{}", cert.text);
-    let r = sign(&f.inspector, &f.id, cert.body["id"].as_str().unwrap_or_default(), &official).await;
+    let r = sign(
+        &f.inspector,
+        &f.id,
+        cert.body["id"].as_str().unwrap_or_default(),
+        &official,
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let biz = BrowserKey::new();
     let cert = register(&f.business, &biz, json!({"inspection_id": f.id})).await;
     assert_eq!(cert.status, 201, "{}", cert.text);
-    let r = sign(&f.business, &f.id, cert.body["id"].as_str().unwrap_or_default(), &biz).await;
+    let r = sign(
+        &f.business,
+        &f.id,
+        cert.body["id"].as_str().unwrap_or_default(),
+        &biz,
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let zip = f.inspector.get_bytes(&format!("/api/inspections/{}/bundle.zip", f.id)).await;
+    let zip = f
+        .inspector
+        .get_bytes(&format!("/api/inspections/{}/bundle.zip", f.id))
+        .await;
     (f, zip)
 }

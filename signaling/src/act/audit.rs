@@ -43,8 +43,14 @@ pub async fn check_against_acts(
     let mut latest = 0;
     for path in pdfs {
         let pdf = std::fs::read(&path)?;
-        let (Some(seq), Some(hash)) = (pdf_keyword(&pdf, "head-seq"), pdf_keyword(&pdf, "head-hash")) else {
-            return Ok(ActCheck::Mismatch(format!("{} carries no head", path.display())));
+        let (Some(seq), Some(hash)) = (
+            pdf_keyword(&pdf, "head-seq"),
+            pdf_keyword(&pdf, "head-hash"),
+        ) else {
+            return Ok(ActCheck::Mismatch(format!(
+                "{} carries no head",
+                path.display()
+            )));
         };
         let seq: u64 = seq.parse().unwrap_or_default();
         let row = sqlx::query("SELECT hash FROM events WHERE inspection_id = $1 AND seq = $2")

@@ -82,7 +82,9 @@ impl<W: Write + Seek> Writer<W> {
             // Fixed times keep the archive's bytes a function of its content.
             .last_modified_time(zip::DateTime::default())
             .large_file(true);
-        self.zip.start_file(path, opts).map_err(std::io::Error::other)?;
+        self.zip
+            .start_file(path, opts)
+            .map_err(std::io::Error::other)?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut buf = vec![0u8; 64 * 1024];
@@ -117,7 +119,9 @@ fn verify_md(m: &BundleManifest) -> String {
          Все команды ниже требуют только `sha256sum` и `openssl`; выполните их в каталоге, куда \
          распакован архив. Каждая должна завершиться успешно.\n\n",
     );
-    s.push_str("## 1. Files are intact / Файлы не изменены\n\n```sh\nsha256sum -c SHA256SUMS\n```\n\n");
+    s.push_str(
+        "## 1. Files are intact / Файлы не изменены\n\n```sh\nsha256sum -c SHA256SUMS\n```\n\n",
+    );
     s.push_str("## 2. The act is the one the log recorded / Акт — тот, что записан в журнал\n\n");
     s.push_str(&format!(
         "```sh\necho \"{}  act.pdf\" | sha256sum -c -\ngrep -F '\"kind\":\"act_formed\"' events.jsonl | grep -F '{}'\n```\n\n",
@@ -322,56 +326,86 @@ pub fn pdf_keyword(pdf: &[u8], key: &str) -> Option<String> {
 /// Checks a bundle offline: every file's hash, the hash chain, the act against the log and
 /// the head it prints, every signature against `ca.pem`. Returns the first mismatch.
 pub fn verify(path: &Path) -> Result<Verified, Mismatch> {
-    let f = std::fs::File::open(path).map_err(|e| mismatch(path.display().to_string(), e.to_string()))?;
+    let f = std::fs::File::open(path)
+        .map_err(|e| mismatch(path.display().to_string(), e.to_string()))?;
     let mut zip = zip::ZipArchive::new(f).map_err(|e| mismatch("the ZIP", e.to_string()))?;
     let mut read = |name: &str| -> Result<Vec<u8>, Mismatch> {
         let mut e = zip
             .by_name(name)
             .map_err(|_| mismatch(name, "missing from the bundle"))?;
         let mut v = Vec::new();
-        e.read_to_end(&mut v).map_err(|e| mismatch(name, e.to_string()))?;
+        e.read_to_end(&mut v)
+            .map_err(|e| mismatch(name, e.to_string()))?;
         Ok(v)
     };
     let manifest: BundleManifest = serde_json::from_slice(&read("manifest.json")?)
         .map_err(|e| mismatch("manifest.json", format!("unreadable: {e}")))?;
     if manifest.format != FORMAT {
-        return Err(mismatch("manifest.json", format!("unknown format {}", manifest.format)));
+        return Err(mismatch(
+            "manifest.json",
+            format!("unknown format {}", manifest.format),
+        ));
     }
     // 1. Every file against the manifest and SHA256SUMS.
-    let sums = String::from_utf8(read("SHA256SUMS")?).map_err(|_| mismatch("SHA256SUMS", "not text"))?;
+    let sums =
+        String::from_utf8(read("SHA256SUMS")?).map_err(|_| mismatch("SHA256SUMS", "not text"))?;
     let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for entry in &manifest.files {
         let bytes = read(&entry.path)?;
         let sha = sha256_hex(&bytes);
         if sha != entry.sha256 || bytes.len() as u64 != entry.size {
-            return Err(mismatch(&entry.path, format!("SHA-256 is {sha}, the manifest says {}", entry.sha256)));
+            return Err(mismatch(
+                &entry.path,
+                format!("SHA-256 is {sha}, the manifest says {}", entry.sha256),
+            ));
         }
-        if !sums.lines().any(|l| l == format!("{}  {}", entry.sha256, entry.path)) {
-            return Err(mismatch("SHA256SUMS", format!("does not list {} with its hash", entry.path)));
+        if !sums
+            .lines()
+            .any(|l| l == format!("{}  {}", entry.sha256, entry.path))
+        {
+            return Err(mismatch(
+                "SHA256SUMS",
+                format!("does not list {} with its hash", entry.path),
+            ));
         }
         contents.insert(entry.path.clone(), bytes);
     }
     if sums.lines().filter(|l| !l.is_empty()).count() != manifest.files.len() {
         return Err(mismatch("SHA256SUMS", "lists files the manifest does not"));
     }
-    let get = |name: &str| contents.get(name).ok_or_else(|| mismatch(name, "not listed in manifest.json"));
+    let get = |name: &str| {
+        contents
+            .get(name)
+            .ok_or_else(|| mismatch(name, "not listed in manifest.json"))
+    };
     // 2. The hash chain of events.jsonl.
     let events_text = get("events.jsonl")?;
     let mut events: Vec<Value> = Vec::new();
     let mut prev = checklist_sync::chain::GENESIS_HASH.to_string();
-    for (i, line) in events_text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+    for (i, line) in events_text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
         let seq = i as u64 + 1;
         let what = format!("events.jsonl event {seq}");
-        let v: Value = serde_json::from_slice(line).map_err(|e| mismatch(&what, format!("not JSON: {e}")))?;
+        let v: Value =
+            serde_json::from_slice(line).map_err(|e| mismatch(&what, format!("not JSON: {e}")))?;
         let s = |k: &str| v[k].as_str().map(str::to_string);
         if v["seq"].as_u64() != Some(seq) {
-            return Err(mismatch(&what, format!("seq is {}, expected {seq} (an event is missing)", v["seq"])));
+            return Err(mismatch(
+                &what,
+                format!("seq is {}, expected {seq} (an event is missing)", v["seq"]),
+            ));
         }
         if s("inspection_id").as_deref() != Some(manifest.inspection_id.as_str()) {
             return Err(mismatch(&what, "belongs to another inspection"));
         }
         if s("prev_hash").as_deref() != Some(prev.as_str()) {
-            return Err(mismatch(&what, "prev_hash is not the previous event's hash"));
+            return Err(mismatch(
+                &what,
+                "prev_hash is not the previous event's hash",
+            ));
         }
         let pid = s("participant_id")
             .and_then(|p| uuid::Uuid::parse_str(&p).ok())
@@ -389,7 +423,13 @@ pub fn verify(path: &Path) -> Result<Verified, Mismatch> {
             &prev,
         );
         if Some(computed.as_str()) != v["hash"].as_str() {
-            return Err(mismatch(&what, format!("content hashes to {computed}, the log says {} (altered)", v["hash"])));
+            return Err(mismatch(
+                &what,
+                format!(
+                    "content hashes to {computed}, the log says {} (altered)",
+                    v["hash"]
+                ),
+            ));
         }
         prev = computed;
         events.push(v);
@@ -409,22 +449,41 @@ pub fn verify(path: &Path) -> Result<Verified, Mismatch> {
     let pdf = get("act.pdf")?;
     let pdf_sha = sha256_hex(pdf);
     let payload = |v: &Value| -> Value {
-        v["payload_text"].as_str().and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null)
+        v["payload_text"]
+            .as_str()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or(Value::Null)
     };
     let formed = events
         .iter()
         .find(|e| e["kind"] == "act_formed")
         .map(payload)
-        .ok_or_else(|| mismatch("events.jsonl", "no act_formed event (the act is not in the log)"))?;
+        .ok_or_else(|| {
+            mismatch(
+                "events.jsonl",
+                "no act_formed event (the act is not in the log)",
+            )
+        })?;
     if formed["sha256"].as_str() != Some(pdf_sha.as_str()) {
-        return Err(mismatch("act.pdf", format!("SHA-256 {pdf_sha} is not the act_formed event's {}", formed["sha256"])));
+        return Err(mismatch(
+            "act.pdf",
+            format!(
+                "SHA-256 {pdf_sha} is not the act_formed event's {}",
+                formed["sha256"]
+            ),
+        ));
     }
     let head_seq = formed["head_seq"].as_u64().unwrap_or_default();
     let head_hash = formed["head_hash"].as_str().unwrap_or_default().to_string();
     let printed_hash = pdf_keyword(pdf, "head-hash");
     let printed_seq = pdf_keyword(pdf, "head-seq");
-    if printed_hash.as_deref() != Some(head_hash.as_str()) || printed_seq != Some(head_seq.to_string()) {
-        return Err(mismatch("act.pdf", "the head it prints is not the act_formed event's head"));
+    if printed_hash.as_deref() != Some(head_hash.as_str())
+        || printed_seq != Some(head_seq.to_string())
+    {
+        return Err(mismatch(
+            "act.pdf",
+            "the head it prints is not the act_formed event's head",
+        ));
     }
     let at_head = events
         .get((head_seq as usize).wrapping_sub(1))
@@ -440,7 +499,10 @@ pub fn verify(path: &Path) -> Result<Verified, Mismatch> {
         let printed = pdf_keyword(pdf, "recording-sha256");
         let sha = sha256_hex(get(rec)?);
         if printed.as_deref() != Some(sha.as_str()) {
-            return Err(mismatch(rec, format!("SHA-256 {sha} is not the one printed in the act")));
+            return Err(mismatch(
+                rec,
+                format!("SHA-256 {sha} is not the one printed in the act"),
+            ));
         }
     }
     // 4. Signatures: every act_signed event has its file, every file its event, and each
@@ -449,26 +511,45 @@ pub fn verify(path: &Path) -> Result<Verified, Mismatch> {
         std::str::from_utf8(get("ca.pem")?).map_err(|_| mismatch("ca.pem", "not text"))?,
     )
     .map_err(|e| mismatch("ca.pem", e.to_string()))?;
-    let signed: Vec<Value> = events.iter().filter(|e| e["kind"] == "act_signed").map(payload).collect();
+    let signed: Vec<Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "act_signed")
+        .map(payload)
+        .collect();
     for (role, file) in &manifest.signatures {
         if !signed.iter().any(|p| p["role"] == role.as_str()) {
-            return Err(mismatch(file, format!("no act_signed event of the {role} in events.jsonl (events removed?)")));
+            return Err(mismatch(
+                file,
+                format!("no act_signed event of the {role} in events.jsonl (events removed?)"),
+            ));
         }
     }
     let mut signed_by = Vec::new();
     for p in &signed {
         let role = p["role"].as_str().unwrap_or_default();
         let file = format!("signatures/{role}.p7s");
-        let p7s = get(&file).map_err(|_| mismatch(&file, "the log records this signature but the bundle lacks it"))?;
+        let p7s = get(&file).map_err(|_| {
+            mismatch(
+                &file,
+                "the log records this signature but the bundle lacks it",
+            )
+        })?;
         if p["act_sha256"].as_str() != Some(pdf_sha.as_str()) {
             return Err(mismatch(&file, "the log says it signs another act"));
         }
         if p["signature_sha256"].as_str() != Some(sha256_hex(p7s).as_str()) {
-            return Err(mismatch(&file, "is not the signature the log recorded (SHA-256 differs)"));
+            return Err(mismatch(
+                &file,
+                "is not the signature the log recorded (SHA-256 differs)",
+            ));
         }
-        let v = cms::verify_detached(p7s, pdf, &ca_der).map_err(|e| mismatch(&file, e.to_string()))?;
+        let v =
+            cms::verify_detached(p7s, pdf, &ca_der).map_err(|e| mismatch(&file, e.to_string()))?;
         if p["certificate_sha256"].as_str() != Some(sha256_hex(&v.certificate_der).as_str()) {
-            return Err(mismatch(&file, "signed with a certificate other than the one the log recorded"));
+            return Err(mismatch(
+                &file,
+                "signed with a certificate other than the one the log recorded",
+            ));
         }
         signed_by.push(role.to_string());
     }
@@ -476,7 +557,13 @@ pub fn verify(path: &Path) -> Result<Verified, Mismatch> {
         .iter()
         .filter(|e| e["kind"] == "act_refused")
         .map(payload)
-        .map(|p| format!("{}: {}", p["role"].as_str().unwrap_or_default(), p["reason"].as_str().unwrap_or_default()))
+        .map(|p| {
+            format!(
+                "{}: {}",
+                p["role"].as_str().unwrap_or_default(),
+                p["reason"].as_str().unwrap_or_default()
+            )
+        })
         .collect();
     Ok(Verified {
         inspection_id: manifest.inspection_id.clone(),

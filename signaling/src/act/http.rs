@@ -30,7 +30,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/inspections/{id}/act", get(show).post(form))
         .route("/api/inspections/{id}/act.pdf", get(pdf))
-        .route("/api/inspections/{id}/act/signatures/{file}", get(signature_file))
+        .route(
+            "/api/inspections/{id}/act/signatures/{file}",
+            get(signature_file),
+        )
         .route("/api/inspections/{id}/act/signature/begin", post(begin))
         .route("/api/inspections/{id}/act/signature", post(sign))
         .route("/api/inspections/{id}/act/refusal", post(refuse))
@@ -134,10 +137,7 @@ async fn head_hash(state: &AppState, id: Uuid, seq: u64) -> ApiResult<String> {
 }
 
 /// The finalized recording, `None` when nothing was recorded, 409 while it is finalizing.
-pub async fn recording(
-    state: &AppState,
-    id: Uuid,
-) -> ApiResult<Option<media_recorder::Manifest>> {
+pub async fn recording(state: &AppState, id: Uuid) -> ApiResult<Option<media_recorder::Manifest>> {
     let dir = state.config.recordings_dir().join(id.to_string());
     let d = dir.clone();
     let manifest = tokio::task::spawn_blocking(move || media_recorder::finalize::read_manifest(&d))
@@ -313,7 +313,10 @@ pub async fn signature_file(
         .map_err(|e| anyhow::anyhow!("signature file: {e}"))?;
     Ok((
         [
-            (header::CONTENT_TYPE, "application/pkcs7-signature".to_string()),
+            (
+                header::CONTENT_TYPE,
+                "application/pkcs7-signature".to_string(),
+            ),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"act-{id}.{}.p7s\"", role.as_str()),
@@ -363,7 +366,10 @@ async fn signing_context(state: &AppState, caller: &Caller, id: Uuid) -> ApiResu
         return Err(conflict("already_signed", "this party has already signed"));
     }
     if act.refusals.iter().any(|r| r.role == role) {
-        return Err(conflict("already_refused", "this party has already refused"));
+        return Err(conflict(
+            "already_refused",
+            "this party has already refused",
+        ));
     }
     let digest: [u8; 32] = hex::decode(&act.sha256)
         .ok()
@@ -563,7 +569,10 @@ pub async fn bundle(
     let stream = tokio_util_stream(f);
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/zip"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/zip"),
+    );
     if let Ok(v) =
         header::HeaderValue::from_str(&format!("attachment; filename=\"inspection-{id}.zip\""))
     {

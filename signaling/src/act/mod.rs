@@ -71,7 +71,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-
 /// A sample finished inspection, for tests and the memory measurement example.
 #[doc(hidden)]
 pub mod sample {
@@ -138,12 +137,19 @@ pub mod sample {
             result_ts: Some(1_796_000_600_000_000),
             ..Default::default()
         };
-        state.items.insert("a".into(), set(ItemResult::Compliant, None));
+        state
+            .items
+            .insert("a".into(), set(ItemResult::Compliant, None));
         state.items.insert(
             "b".into(),
-            set(ItemResult::Violation, Some("Эвакуационный выход загромождён коробками")),
+            set(
+                ItemResult::Violation,
+                Some("Эвакуационный выход загромождён коробками"),
+            ),
         );
-        state.items.insert("c".into(), set(ItemResult::NotApplicable, None));
+        state
+            .items
+            .insert("c".into(), set(ItemResult::NotApplicable, None));
         state.participants.insert(
             uuid::Uuid::from_u128(1),
             ParticipantState {
@@ -179,7 +185,6 @@ pub mod sample {
             language,
         })
     }
-
 }
 
 #[cfg(test)]
@@ -208,7 +213,11 @@ mod tests {
             .arg(&p)
             .output()
             .expect("poppler-utils is installed");
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -253,27 +262,43 @@ mod tests {
             .arg(dir.path().join("a.pdf"))
             .output()
             .expect("qpdf is installed");
-        assert!(q.status.success(), "qpdf --check: {}", String::from_utf8_lossy(&q.stdout));
+        assert!(
+            q.status.success(),
+            "qpdf --check: {}",
+            String::from_utf8_lossy(&q.stdout)
+        );
         // Embedded fonts, PDF/A identification and output intent.
         let fonts = tool("pdffonts", &[], &pdf);
         assert!(fonts.contains("PTSans"), "{fonts}");
         for line in fonts.lines().skip(2) {
             let cols: Vec<&str> = line.split_whitespace().collect();
             // name type encoding emb sub uni object ID: "emb" is the third from the end but two.
-            assert!(cols.iter().rev().nth(4) == Some(&"yes"), "font not embedded: {line}");
+            assert!(
+                cols.iter().rev().nth(4) == Some(&"yes"),
+                "font not embedded: {line}"
+            );
         }
         let meta = tool("pdfinfo", &["-meta"], &pdf);
         assert!(meta.contains("pdfaid:part") && meta.contains('2'), "{meta}");
-        assert!(meta.contains("pdfaid:conformance") && meta.contains('B'), "{meta}");
+        assert!(
+            meta.contains("pdfaid:conformance") && meta.contains('B'),
+            "{meta}"
+        );
         let raw = String::from_utf8_lossy(&pdf);
-        assert!(raw.contains("/OutputIntents"), "an output intent is present");
+        assert!(
+            raw.contains("/OutputIntents"),
+            "an output intent is present"
+        );
         assert!(raw.contains("GTS_PDFA1"), "a PDF/A output intent");
         // The machine-readable head for `bundle verify` and `audit verify`.
         assert_eq!(
             super::bundle::pdf_keyword(&pdf, "head-hash").as_deref(),
             Some("ab".repeat(32).as_str())
         );
-        assert_eq!(super::bundle::pdf_keyword(&pdf, "head-seq").as_deref(), Some("42"));
+        assert_eq!(
+            super::bundle::pdf_keyword(&pdf, "head-seq").as_deref(),
+            Some("42")
+        );
     }
 
     #[test]
@@ -281,7 +306,14 @@ mod tests {
         let pdf = render_pdf(&sample_act("en"), &[]).unwrap();
         let text = pdftotext(&pdf);
         let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        for needle in ["ACT", "of a control (supervisory) event", "Compliant", "Violation", "Not applicable", "Not answered"] {
+        for needle in [
+            "ACT",
+            "of a control (supervisory) event",
+            "Compliant",
+            "Violation",
+            "Not applicable",
+            "Not answered",
+        ] {
             assert!(flat.contains(needle), "{needle:?} not in:\n{text}");
         }
     }

@@ -2,9 +2,9 @@
 //! finished inspection (its row, checklist, the folded event log up to a head, the recording
 //! manifest). The renderer lays it out; nothing here is markup.
 
-use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use checklist_sync::state::{EvidenceEntry, ParticipantState};
 use checklist_sync::{ItemResult, Role, State};
+use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use serde::Serialize;
 
 use crate::domain::{Kind, Mode};

@@ -118,7 +118,10 @@ pub fn render_pdf(act: &Act, images: &[ActImage]) -> Result<Vec<u8>, RenderError
     let data = serde_json::to_vec(act).map_err(|e| RenderError(e.to_string()))?;
     let mut files = HashMap::new();
     files.insert(file_id("/act.json"), Bytes::new(data));
-    files.insert(file_id("/qr.svg"), Bytes::new(qr_svg(&act.verify_url)?.into_bytes()));
+    files.insert(
+        file_id("/qr.svg"),
+        Bytes::new(qr_svg(&act.verify_url)?.into_bytes()),
+    );
     for img in images {
         let path = format!("/{}", img.path.trim_start_matches('/'));
         let id = RootedPath::new(

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, SanType, SerialNumber, SubjectPublicKeyInfo,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber, SubjectPublicKeyInfo,
 };
 use sha2::{Digest, Sha256};
 
@@ -113,8 +113,14 @@ impl Ca {
             .map_err(|e| anyhow::anyhow!("CA key: {e}"))?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, DnValue::Utf8String(format!("{name} — Inspector CA")));
-        dn.push(DnType::OrganizationName, DnValue::Utf8String(name.to_string()));
+        dn.push(
+            DnType::CommonName,
+            DnValue::Utf8String(format!("{name} — Inspector CA")),
+        );
+        dn.push(
+            DnType::OrganizationName,
+            DnValue::Utf8String(name.to_string()),
+        );
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
@@ -157,13 +163,19 @@ impl Ca {
             .map_err(|e| anyhow::anyhow!("public key: {e}"))?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, DnValue::Utf8String(subject.common_name.clone()));
+        dn.push(
+            DnType::CommonName,
+            DnValue::Utf8String(subject.common_name.clone()),
+        );
         if let Some(o) = &subject.organization {
             dn.push(DnType::OrganizationName, DnValue::Utf8String(o.clone()));
         }
         if let Some(t) = &subject.title {
             // X.520 title (2.5.4.12).
-            dn.push(DnType::CustomDnType(vec![2, 5, 4, 12]), DnValue::Utf8String(t.clone()));
+            dn.push(
+                DnType::CustomDnType(vec![2, 5, 4, 12]),
+                DnValue::Utf8String(t.clone()),
+            );
         }
         if let Some(inn) = &subject.inn {
             dn.push(

@@ -20,14 +20,12 @@ pub const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.8
 /// id-data.
 pub const ID_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
 /// id-contentType.
-pub const ID_CONTENT_TYPE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
+pub const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
 /// id-messageDigest.
 pub const ID_MESSAGE_DIGEST: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
 /// id-signingTime.
-pub const ID_SIGNING_TIME: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
+pub const ID_SIGNING_TIME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
 /// id-sha256.
 pub const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 /// ecdsa-with-SHA256.
@@ -134,8 +132,8 @@ fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute, CmsError> {
 /// (a SET), which is exactly what the device signs.
 pub fn signed_attributes(act_sha256: &[u8; 32], signing_time: u64) -> Result<Vec<u8>, CmsError> {
     let bad = |_| CmsError::Malformed("signed attributes");
-    let time = UtcTime::from_unix_duration(std::time::Duration::from_secs(signing_time))
-        .map_err(bad)?;
+    let time =
+        UtcTime::from_unix_duration(std::time::Duration::from_secs(signing_time)).map_err(bad)?;
     let attrs: SignedAttributes = SetOfVec::try_from(vec![
         attribute(ID_CONTENT_TYPE, Any::encode_from(&ID_DATA).map_err(bad)?)?,
         attribute(
@@ -173,7 +171,10 @@ fn read_attrs(attrs: &SignedAttributes, exact: bool) -> Result<AttributesSeen, C
         if a.values.len() != 1 {
             return Err(CmsError::Attributes("an attribute has several values"));
         }
-        a.values.iter().next().ok_or(CmsError::Attributes("empty attribute"))
+        a.values
+            .iter()
+            .next()
+            .ok_or(CmsError::Attributes("empty attribute"))
     };
     if exact && attrs.len() != 3 {
         return Err(CmsError::Attributes("unexpected attributes"));
@@ -269,8 +270,7 @@ pub fn verify_detached(p7s: &[u8], content: &[u8], ca_der: &[u8]) -> Result<Veri
     if ci.content_type != ID_SIGNED_DATA {
         return Err(CmsError::Malformed("CMS (not SignedData)"));
     }
-    let sd: SignedData =
-        decode_any(&ci.content).map_err(|_| CmsError::Malformed("SignedData"))?;
+    let sd: SignedData = decode_any(&ci.content).map_err(|_| CmsError::Malformed("SignedData"))?;
     let si = sd
         .signer_infos
         .0
@@ -305,7 +305,9 @@ pub fn verify_detached(p7s: &[u8], content: &[u8], ca_der: &[u8]) -> Result<Veri
         return Err(CmsError::DigestMismatch);
     }
     let point = p256_point_of(&cert.tbs_certificate.subject_public_key_info)?;
-    let attrs_der = attrs.to_der().map_err(|_| CmsError::Malformed("signed attributes"))?;
+    let attrs_der = attrs
+        .to_der()
+        .map_err(|_| CmsError::Malformed("signed attributes"))?;
     verify_der(&point, &attrs_der, si.signature.as_bytes())?;
     // The certificate must be the CA's.
     let ca = Certificate::from_der(ca_der).map_err(|_| CmsError::Malformed("CA certificate"))?;
@@ -324,7 +326,9 @@ pub fn verify_detached(p7s: &[u8], content: &[u8], ca_der: &[u8]) -> Result<Veri
         return Err(CmsError::UntrustedCertificate);
     }
     Ok(Verified {
-        certificate_der: cert.to_der().map_err(|_| CmsError::Malformed("certificate"))?,
+        certificate_der: cert
+            .to_der()
+            .map_err(|_| CmsError::Malformed("certificate"))?,
         signing_time: seen.signing_time,
     })
 }

@@ -306,9 +306,7 @@ fn cert_from_row(r: &sqlx::any::AnyRow) -> IssuedCertificate {
         fingerprint: r.get(1),
         common_name: r.get(2),
         pem: r.get(3),
-        inspection_id: r
-            .get::<Option<String>, _>(4)
-            .map(auth::parse_uuid),
+        inspection_id: r.get::<Option<String>, _>(4).map(auth::parse_uuid),
         created_at: from_micros(r.get(5)),
         not_after: from_micros(r.get(6)),
     }

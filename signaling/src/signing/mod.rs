@@ -70,7 +70,9 @@ impl Signer for WebCryptoP256 {
         }
         // Only the exact encoding the server makes is accepted.
         if cms::signed_attributes(act_sha256, seen.signing_time)? != to_be_signed {
-            return Err(CmsError::Attributes("not the attributes the server prepared"));
+            return Err(CmsError::Attributes(
+                "not the attributes the server prepared",
+            ));
         }
         cms::assemble(certificate_der, to_be_signed, signature)
     }
@@ -94,9 +96,8 @@ mod tests {
     pub(crate) fn browser_key() -> (EcdsaKeyPair, Vec<u8>) {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let key =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-                .unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         let spki = spki_of(key.public_key().as_ref());
         (key, spki)
     }
@@ -129,7 +130,9 @@ mod tests {
     fn openssl_verify(dir: &std::path::Path, p7s: &str, content: &str) -> std::process::Output {
         std::process::Command::new("openssl")
             .current_dir(dir)
-            .args(["cms", "-verify", "-binary", "-inform", "DER", "-in", p7s, "-content", content])
+            .args([
+                "cms", "-verify", "-binary", "-inform", "DER", "-in", p7s, "-content", content,
+            ])
             .args(["-CAfile", "ca.pem", "-out", "/dev/null"])
             .output()
             .expect("openssl runs")
@@ -142,7 +145,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("ca-key.pem")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("ca-key.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "the CA key is private");
         }
         // Loading again gives the same CA.
@@ -162,7 +168,9 @@ mod tests {
         let rng = SystemRandom::new();
         let sig = key.sign(&rng, &tbs).unwrap();
         assert_eq!(sig.as_ref().len(), 64, "P1363");
-        let p7s = signer.finish(&cert.der, &digest, &tbs, sig.as_ref(), now).unwrap();
+        let p7s = signer
+            .finish(&cert.der, &digest, &tbs, sig.as_ref(), now)
+            .unwrap();
 
         std::fs::write(dir.path().join("act.pdf"), &pdf).unwrap();
         std::fs::write(dir.path().join("act.p7s"), &p7s).unwrap();
@@ -179,7 +187,9 @@ mod tests {
         let mut bad = pdf.clone();
         bad[10] ^= 1;
         std::fs::write(dir.path().join("bad.pdf"), &bad).unwrap();
-        assert!(!openssl_verify(dir.path(), "act.p7s", "bad.pdf").status.success());
+        assert!(!openssl_verify(dir.path(), "act.p7s", "bad.pdf")
+            .status
+            .success());
         assert_eq!(
             cms::verify_detached(&p7s, &bad, ca.cert_der()),
             Err(CmsError::DigestMismatch)
@@ -228,8 +238,13 @@ mod tests {
             .finish(&cert.der, &digest, &tbs, &sig.as_ref()[..63], now)
             .is_err());
         // And the right one passes.
-        assert!(signer.finish(&cert.der, &digest, &tbs, sig.as_ref(), now).is_ok());
+        assert!(signer
+            .finish(&cert.der, &digest, &tbs, sig.as_ref(), now)
+            .is_ok());
         // A non-P-256 key is refused at registration.
-        assert_eq!(cms::p256_point(b"\x30\x03\x02\x01\x01"), Err(CmsError::Malformed("public key")));
+        assert_eq!(
+            cms::p256_point(b"\x30\x03\x02\x01\x01"),
+            Err(CmsError::Malformed("public key"))
+        );
     }
 }
