@@ -152,7 +152,7 @@ fn verify_md(m: &BundleManifest) -> String {
          ```sh\njq -rc '[.inspection_id,.seq,.server_ts,.participant_id,.client_op_id,.kind,.payload_text,.prev_hash]' events.jsonl \
          | while IFS= read -r line; do printf '%s' \"$line\" | sha256sum | cut -c1-64; done > computed-hashes.txt\n\
          jq -r .hash events.jsonl | cmp - computed-hashes.txt\n\
-         jq -s -e 'all(range(1; length) as $i | .[$i].prev_hash == .[$i-1].hash)' events.jsonl\n```\n\n",
+         jq -s -e '. as $e | all(range(1; $e | length); $e[.].prev_hash == $e[. - 1].hash)' events.jsonl\n```\n\n",
     );
     s.push_str(
         "## What this proves / Что это доказывает\n\n\
