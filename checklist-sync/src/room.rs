@@ -472,9 +472,17 @@ impl Room {
             )),
         };
         match op {
+            // Clips and stills are cut from the finished recording, so they come after the end
+            // (only the server attaches evidence: clients upload, see proto::decode).
+            Operation::AttachEvidence { evidence, .. }
+                if evidence.kind.is_derived() && status != Status::NotStarted =>
+            {
+                Ok(())
+            }
             Operation::SetResult { .. }
             | Operation::Comment { .. }
             | Operation::AttachEvidence { .. }
+            | Operation::RequestPhoto { .. }
             | Operation::Finish => needs_live(status),
             Operation::Start => match status {
                 Status::NotStarted => Ok(()),

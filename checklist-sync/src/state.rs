@@ -7,7 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::{ItemResult, Role};
-use crate::proto::{ClientInfo, Evidence, Location, Operation, Presence, Quality};
+use crate::proto::{ClientInfo, Evidence, EvidenceKind, Location, Operation, Presence, Quality};
 
 /// Why a participant's last socket went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,7 +195,7 @@ pub struct ItemComment {
 }
 
 /// An evidence reference attached to an item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceEntry {
     /// Event seq.
     pub seq: u64,
@@ -208,8 +208,19 @@ pub struct EvidenceEntry {
     pub evidence: Evidence,
 }
 
+/// The inspector's pending request for a photo of an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoRequest {
+    /// Seq of the `request_photo` event.
+    pub seq: u64,
+    /// Its server time, µs.
+    pub ts: i64,
+    /// Who asked.
+    pub by: Uuid,
+}
+
 /// One item's state; an item without `result` is unanswered.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ItemState {
     /// Current result (never `clear`).
     pub result: Option<ItemResult>,
@@ -227,6 +238,9 @@ pub struct ItemState {
     pub comments: Vec<ItemComment>,
     /// Evidence.
     pub evidence: Vec<EvidenceEntry>,
+    /// A photo the inspector asked for and no photo of the item has answered yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo_request: Option<PhotoRequest>,
 }
 
 /// Last location of a participant.
@@ -342,15 +356,24 @@ impl State {
                         });
                 }
                 Operation::AttachEvidence { item_id, evidence } => {
-                    self.items
-                        .entry(item_id.clone())
-                        .or_default()
-                        .evidence
-                        .push(EvidenceEntry {
+                    let it = self.items.entry(item_id.clone()).or_default();
+                    // A photo of the item answers the inspector's request for one.
+                    if evidence.kind == EvidenceKind::Photo {
+                        it.photo_request = None;
+                    }
+                    it.evidence.push(EvidenceEntry {
+                        seq: ev.seq,
+                        ts,
+                        by,
+                        evidence: evidence.clone(),
+                    });
+                }
+                Operation::RequestPhoto { item_id } => {
+                    self.items.entry(item_id.clone()).or_default().photo_request =
+                        Some(PhotoRequest {
                             seq: ev.seq,
                             ts,
                             by,
-                            evidence: evidence.clone(),
                         });
                 }
                 Operation::Start => {

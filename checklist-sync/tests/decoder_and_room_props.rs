@@ -103,11 +103,16 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     let op = prop_oneof![
         json_value(),
-        (0u8..4, 1u8..4, 0u8..4).prop_map(|(k, i, r)| match k {
+        (0u8..6, 1u8..4, 0u8..4).prop_map(|(k, i, r)| match k {
             0 => json!({"kind": "set_result", "item_id": format!("q{i}"),
                         "result": (["compliant", "violation", "not_applicable", "clear"][r as usize])}),
             1 => json!({"kind": "comment", "item_id": format!("q{i}"), "text": "t"}),
             2 => json!({"kind": (["start", "finish", "start", "start"][r as usize])}),
+            3 => json!({"kind": "request_photo", "item_id": format!("q{i}")}),
+            // What the server submits for a stored photo or a derived clip.
+            4 => json!({"kind": "attach_evidence", "item_id": format!("q{i}"),
+                        "evidence": {"id": format!("e{r}"), "kind": (["photo", "clip", "still", "photo"][r as usize]),
+                                     "sha256": "ab".repeat(32), "size": 10}}),
             _ => json!({"kind": "location", "lat": 1.0, "lon": 2.0, "accuracy": 3.0, "device_ts": 4}),
         }),
     ];
