@@ -32,4 +32,6 @@ pub use hub::{
 pub use proto::{OpError, Operation};
 pub use room::Snapshot;
 pub use state::State;
-pub use store::{export_jsonl, verify, BrokenLink, BrokenReason, SyncError, VerifyReport};
+pub use store::{
+    export_jsonl, load_snapshot, verify, BrokenLink, BrokenReason, SyncError, VerifyReport,
+};

@@ -41,12 +41,18 @@ pub struct Live {
     /// One switch per invitation with open sockets; revoking flips it to close them.
     revocations: Mutex<HashMap<Uuid, watch::Sender<bool>>>,
     shutdown: watch::Sender<bool>,
+    /// Inspections whose recording was just finalized (evidence is derived from it).
+    finalized: mpsc::UnboundedSender<Uuid>,
 }
 
 impl Live {
     /// Creates both hubs, starts turning checklist events into recording marks, and finalizes
     /// in the background the recordings a crash left unfinished.
-    pub async fn new(db: AnyPool, config: Arc<Config>) -> anyhow::Result<Live> {
+    pub async fn new(
+        db: AnyPool,
+        config: Arc<Config>,
+        blobs: crate::blobs::BlobStore,
+    ) -> anyhow::Result<Live> {
         let recordings_dir = config.recordings_dir();
         let media = MediaHub::new(MediaConfig {
             recordings_dir: recordings_dir.clone(),
@@ -64,12 +70,24 @@ impl Live {
         })
         .await
         .map_err(|e| anyhow::anyhow!("media: {e}"))?;
+        let (finalized, finalized_rx) = mpsc::unbounded_channel();
         let lifecycle = Arc::new(SyncLifecycle {
             db: db.clone(),
             media: media.clone(),
+            finalized: finalized.clone(),
         });
         let sync = SyncHub::new(db.clone(), SyncConfig::default(), lifecycle);
         tokio::spawn(forward_marks(db.clone(), sync.clone(), media.clone()));
+        crate::derived::spawn(
+            crate::derived::Deriver {
+                db: db.clone(),
+                sync: sync.clone(),
+                blobs,
+                config: config.clone(),
+            },
+            finalized_rx,
+        );
+        let recovered = finalized.clone();
         tokio::spawn(async move {
             let done = tokio::task::spawn_blocking(move || {
                 media_recorder::finalize::recover_all(&recordings_dir)
@@ -80,7 +98,14 @@ impl Live {
                     for (dir, r) in results {
                         match r {
                             Ok(m) => {
-                                tracing::info!(dir = %dir.display(), duration_ms = m.duration_ms, "recovered an unfinished recording")
+                                tracing::info!(dir = %dir.display(), duration_ms = m.duration_ms, "recovered an unfinished recording");
+                                if let Some(id) = dir
+                                    .file_name()
+                                    .and_then(|n| n.to_str())
+                                    .and_then(|n| Uuid::parse_str(n).ok())
+                                {
+                                    let _ = recovered.send(id);
+                                }
                             }
                             Err(e) => {
                                 tracing::warn!(dir = %dir.display(), error = %e, "could not recover a recording")
@@ -99,6 +124,7 @@ impl Live {
             media,
             revocations: Mutex::new(HashMap::new()),
             shutdown,
+            finalized,
         })
     }
 
@@ -239,6 +265,7 @@ async fn forward_marks(db: AnyPool, sync: SyncHub, media: MediaHub) {
 struct SyncLifecycle {
     db: AnyPool,
     media: MediaHub,
+    finalized: mpsc::UnboundedSender<Uuid>,
 }
 
 #[async_trait]
@@ -269,18 +296,23 @@ impl Lifecycle for SyncLifecycle {
                 }
             })?;
         if to == Transition::Finish {
-            finalize_in_background(self.media.clone(), inspection_id);
+            finalize_in_background(self.media.clone(), inspection_id, self.finalized.clone());
         }
         Ok(())
     }
 }
 
 /// Builds the recording without blocking the caller; the manifest appears when it is done.
-fn finalize_in_background(media: MediaHub, inspection_id: Uuid) {
+fn finalize_in_background(
+    media: MediaHub,
+    inspection_id: Uuid,
+    finalized: mpsc::UnboundedSender<Uuid>,
+) {
     tokio::spawn(async move {
         match media.finish(inspection_id, Vec::new()).await {
             Ok(m) => {
-                tracing::info!(%inspection_id, duration_ms = m.duration_ms, "recording finalized")
+                tracing::info!(%inspection_id, duration_ms = m.duration_ms, "recording finalized");
+                let _ = finalized.send(inspection_id);
             }
             Err(e) if e.code() == "no_media" => {
                 tracing::info!(%inspection_id, "inspection had no media to record")
@@ -323,7 +355,11 @@ impl LifecycleService {
                 inspections::transition(&self.db, insp.id, to).await?;
                 if to == Status::Cancelled && insp.status == Status::Live {
                     // A cancelled inspection's recording is still evidence.
-                    finalize_in_background(self.live.media.clone(), insp.id);
+                    finalize_in_background(
+                        self.live.media.clone(),
+                        insp.id,
+                        self.live.finalized.clone(),
+                    );
                 }
                 return Ok(());
             }
@@ -350,7 +386,7 @@ impl LifecycleService {
 }
 
 /// The sync principal of a caller on an inspection.
-fn principal(
+pub(crate) fn principal(
     caller: &Caller,
     insp: &Inspection,
     access: Access,
@@ -513,7 +549,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap, id: Uuid) -> ApiResult
 }
 
 /// Finds or creates the participant row of this caller in this inspection.
-async fn register_participant(
+pub(crate) async fn register_participant(
     db: &AnyPool,
     caller: &Caller,
     insp: &Inspection,
@@ -575,7 +611,7 @@ async fn register_participant(
 }
 
 /// A coarse device description from the User-Agent.
-fn device_kind(headers: &HeaderMap) -> &'static str {
+pub(crate) fn device_kind(headers: &HeaderMap) -> &'static str {
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
