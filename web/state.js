@@ -1,6 +1,7 @@
 // The client's copy of the inspection state, updated by the same rules the server applies
 // (docs/protocol.md, "State"): set_result replaces, clear removes, comment and evidence
-// append, join/leave toggle online, start/finish set the lifecycle status.
+// append, request_photo sets a pending request that the item's next photo clears, join/leave
+// toggle online, start/finish set the lifecycle status.
 
 /** A state before any snapshot arrives. */
 export function emptyState() {
@@ -46,8 +47,15 @@ export function applyEvent(state, e) {
     case 'comment':
       item(state, p.item_id).comments.push({ seq: e.seq, ts: e.server_ts, by: e.participant_id, text: p.text });
       break;
-    case 'attach_evidence':
-      item(state, p.item_id).evidence.push({ seq: e.seq, ts: e.server_ts, by: e.participant_id, ...(p.evidence || {}) });
+    case 'attach_evidence': {
+      const it = item(state, p.item_id);
+      // A photo of the item answers the inspector's request for one.
+      if (p.evidence?.kind === 'photo') delete it.photo_request;
+      it.evidence.push({ seq: e.seq, ts: e.server_ts, by: e.participant_id, ...(p.evidence || {}) });
+      break;
+    }
+    case 'request_photo':
+      item(state, p.item_id).photo_request = { seq: e.seq, ts: e.server_ts, by: e.participant_id };
       break;
     case 'start':
       state.lifecycle = { ...state.lifecycle, status: 'live', started_at: e.server_ts, started_by: e.participant_id };

@@ -67,11 +67,12 @@ fn ts_ms(ts: i64, tb: Rational) -> i64 {
 fn seek_before(input: &mut ffmpeg::format::context::Input, at_ms: i64) -> Result<(), ExtractError> {
     // AV_TIME_BASE (µs), backwards to the keyframe at or before the target.
     let us = at_ms.max(0) * 1000;
-    match input.seek(us, ..us) {
-        Ok(()) => Ok(()),
-        // Before the first index entry: start from the beginning.
-        Err(_) => Ok(input.seek(0, ..0)?),
+    if input.seek(us, ..us).is_err() {
+        // Before the first index entry, or a single picture that cannot seek: read from the
+        // start (an input that cannot seek at all is still at its start).
+        let _ = input.seek(0, ..0);
     }
+    Ok(())
 }
 
 /// Cuts `[from_ms, to_ms)` of the recording at `recording` into `out` (same container),

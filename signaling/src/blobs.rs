@@ -306,6 +306,16 @@ impl BlobStore {
         Ok(out)
     }
 
+    /// Number of temporary objects (writes in progress, or left by a crash).
+    pub async fn temporaries(&self) -> Result<usize, BlobError> {
+        let n = self
+            .store
+            .list(Some(&self.tmp_dir()))
+            .try_fold(0usize, |n, _| std::future::ready(Ok(n + 1)))
+            .await?;
+        Ok(n)
+    }
+
     /// Removes temporary objects older than `age` (left by a crash in the middle of a write).
     pub async fn sweep_temporaries(&self, age: std::time::Duration) -> Result<usize, BlobError> {
         let cutoff = chrono::Utc::now()

@@ -6,6 +6,7 @@
 //! error type ([`error::ApiError`]) answers every failure in one shape.
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod config;

@@ -4,5 +4,7 @@
 mod api;
 mod authz;
 mod browser;
+mod evidence;
 mod geo_banner;
 mod live;
+mod photo_browser;

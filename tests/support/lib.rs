@@ -3,6 +3,8 @@
 //! set), and clients that speak to it like browsers do. Logs only with `TEST_LOG=1`.
 
 pub mod browser;
+pub mod images;
+pub mod seaweed;
 
 use std::sync::Once;
 
@@ -24,6 +26,8 @@ pub struct TestApp {
     pub data_dir: TempDir,
     /// The database URL.
     pub database_url: String,
+    /// The server's blob store.
+    pub blobs: signaling::blobs::BlobStore,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -68,6 +72,12 @@ pub async fn fresh_database(dir: &std::path::Path) -> String {
 
 /// Starts the server on 127.0.0.1:0 with a fresh database and data directory.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with the resolved configuration changed by `adjust` first (blob
+/// store, upload limit, clip lengths).
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut signaling::Config)) -> TestApp {
     init_logs();
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(data_dir.path()).await;
@@ -78,13 +88,15 @@ pub async fn spawn_app() -> TestApp {
         media_udp: Some("127.0.0.1:0".into()),
         ..Default::default()
     };
-    let config = signaling::Config::resolve(&args).expect("config");
+    let mut config = signaling::Config::resolve(&args).expect("config");
+    adjust(&mut config);
     let app = signaling::Application::build(config)
         .await
         .expect("build app");
     let address = format!("http://{}", app.local_addr());
     let public_url = app.state().config.public_url.clone();
     let db = app.state().db.clone();
+    let blobs = app.state().blobs.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run_until(async move {
@@ -99,6 +111,7 @@ pub async fn spawn_app() -> TestApp {
         db,
         data_dir,
         database_url,
+        blobs,
         shutdown: Some(tx),
         server: Some(server),
     }
@@ -150,6 +163,27 @@ impl TestApp {
         if let Some(h) = self.server.take() {
             let _ = h.await;
         }
+    }
+
+    /// Everything a refused upload must leave untouched: every table (with the event log)
+    /// and the blob store's content keys.
+    pub async fn dump_all(&self) -> String {
+        use sqlx::Row;
+        let mut out = self.dump().await;
+        let rows = sqlx::query("SELECT inspection_id, seq, hash FROM events ORDER BY 1, 2")
+            .fetch_all(&self.db)
+            .await
+            .expect("events");
+        for r in rows {
+            let (i, seq, h): (String, i64, String) = (r.get(0), r.get(1), r.get(2));
+            out.push_str(&format!("events|{i}|{seq}|{h}\n"));
+        }
+        let tmp = self.blobs.temporaries().await.expect("blob temporaries");
+        out.push_str(&format!("blob temporaries|{tmp}\n"));
+        for b in self.blobs.list().await.expect("blob list") {
+            out.push_str(&format!("blob|{b}\n"));
+        }
+        out
     }
 
     /// Every row of every foundation table, as text, to prove a rejected request changed
@@ -271,6 +305,42 @@ impl Client {
                 .body(body),
         )
         .await
+    }
+
+    /// POST with a raw body and extra headers.
+    pub async fn post_raw_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut req = self.http.post(format!("{}{path}", self.base)).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req).await
+    }
+
+    /// GET with extra headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req).await
+    }
+
+    /// GET the raw bytes of an answer, with its status and headers.
+    pub async fn get_bytes(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, headers, r.bytes().await.unwrap_or_default().to_vec())
     }
 
     /// Creates an inspection (`inspection_body`) with the first bundled checklist template
