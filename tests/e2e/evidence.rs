@@ -174,6 +174,7 @@ async fn photo_upload_on_local_disk() {
 #[tokio::test]
 async fn photo_upload_on_seaweedfs() {
     let s3 = SeaweedFs::start().await.expect("SeaweedFS");
+    s3.create_bucket("inspector").await.expect("bucket");
     let cfg = s3.blob_config("inspector", &format!("run-{}", uuid::Uuid::new_v4()));
     let app = spawn_app_with(|c| c.blob = cfg).await;
     assert!(
@@ -191,7 +192,7 @@ async fn interrupted_upload(app: &TestApp, c: &Client, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(&host).await.expect("connect");
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {}\r\nX-CSRF-Token: {}\r\n\
-         Content-Type: image/jpeg\r\nContent-Length: 200000\r\n\r\n",
+         Content-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n",
         c.cookie_header().unwrap_or_default(),
         c.csrf.clone().unwrap_or_default()
     );

