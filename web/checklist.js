@@ -4,6 +4,7 @@
 
 import { t } from './i18n.js';
 import { resultOf } from './state.js';
+import { ICONS } from './icons.js';
 
 /** Result codes in display order, with their icon. */
 export const RESULTS = [
@@ -74,7 +75,11 @@ export function renderChecklist(container, items, options = {}) {
         type: 'button', class: 'btn btn-small photo-btn', 'data-item-id': item.id,
         'aria-label': t(pb.label, { n: item.number ?? '' }),
         onclick: () => pb.onClick(item.id),
-      }, el('span', { class: 'icon', 'aria-hidden': 'true', text: '📷' }), el('span', { class: 'label', text: t(pb.text) }));
+      }, el('span', { class: 'label', text: t(pb.text) }));
+      const icon = el('span', { class: 'icon', 'aria-hidden': 'true' });
+      // A fixed SVG from icons.js, never user data.
+      icon.innerHTML = ICONS.camera;
+      row.photoBtn.prepend(icon);
       head.append(row.photoBtn);
     }
     li.append(row.evidence);

@@ -51,7 +51,7 @@ export function renderEvidence(box, entries, { inspectionId, localUrls, requeste
     if (e.kind === 'clip') {
       tile.append(el('span', { class: 'thumb-play', 'aria-hidden': 'true', text: '▶' }), el('span', { class: 'thumb-label', text: kindLabel }));
     } else {
-      tile.append(el('img', { class: 'thumb-img', src: localUrls?.get(e.id) || url, alt: kindLabel, loading: 'lazy', decoding: 'async' }));
+      tile.append(el('img', { class: 'thumb-img', src: localUrls?.get(e.id) || url, alt: kindLabel, decoding: 'async' }));
     }
     return tile;
   });

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod images;
+pub mod photo;
 pub mod seaweed;
 
 use std::sync::Once;

@@ -128,7 +128,6 @@ impl SeaweedFs {
             &self.blob_config("ready", "probe"),
             std::path::Path::new("/nonexistent"),
         )?;
-        let mut last;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
@@ -136,18 +135,16 @@ impl SeaweedFs {
                     self.log_tail()
                 );
             }
-            if let Err(e) = self.create_bucket("ready").await {
-                last = e.to_string();
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                continue;
-            }
             // A real signed write and read: the volume server must be registered, not just
             // the gateway listening.
-            match store.put_bytes(bytes::Bytes::from_static(b"ready")).await {
-                Ok(b) if store.exists(&b.sha256).await.unwrap_or(false) => return Ok(()),
-                Ok(_) => last = "written blob not visible".into(),
-                Err(e) => last = e.to_string(),
-            }
+            let last = match self.create_bucket("ready").await {
+                Err(e) => e.to_string(),
+                Ok(()) => match store.put_bytes(bytes::Bytes::from_static(b"ready")).await {
+                    Ok(b) if store.exists(&b.sha256).await.unwrap_or(false) => return Ok(()),
+                    Ok(_) => "written blob not visible".into(),
+                    Err(e) => e.to_string(),
+                },
+            };
             if Instant::now() > deadline {
                 bail!(
                     "SeaweedFS did not accept a write within 90 s (last: {last}): {}",
