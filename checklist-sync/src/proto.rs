@@ -373,8 +373,7 @@ fn de_millis<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
 /// Whether `h` is a SHA-256 in the log's spelling: 64 lowercase hex digits.
 pub fn is_sha256_hex(h: &str) -> bool {
     h.len() == 64
-        && h
-            .bytes()
+        && h.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 

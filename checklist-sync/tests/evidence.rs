@@ -124,7 +124,9 @@ fn photo_requests_are_folded_and_answered_by_a_photo() {
         Some(codes::UNKNOWN_ITEM)
     );
     assert_eq!(rejected(&run(&mut room, &inspector, req, 40)), None);
-    let pending = room.snapshot().state.items["q1"].photo_request.expect("pending");
+    let pending = room.snapshot().state.items["q1"]
+        .photo_request
+        .expect("pending");
     assert_eq!(pending.by, inspector.participant_id);
     // A still of another item does not answer it; a photo of the item does.
     let attach = |item: &str, kind| Operation::AttachEvidence {
@@ -191,8 +193,5 @@ fn first_revision_events_stay_readable() {
     assert_eq!(e.uri.as_deref(), Some("/uploads/1.jpg"));
     assert_eq!(e.size, None);
     // Re-encoding keeps exactly the old fields (the stored text is what is hashed anyway).
-    assert_eq!(
-        serde_json::to_value(e).expect("json"),
-        payload["evidence"]
-    );
+    assert_eq!(serde_json::to_value(e).expect("json"), payload["evidence"]);
 }

@@ -146,10 +146,10 @@ pub fn cut_clip(
     let mut end_ms = i64::MIN;
     let mut done = vec![false; in_tbs.len()];
     let write = |octx: &mut ffmpeg::format::context::Output,
-                     si: usize,
-                     mut p: ffmpeg::Packet,
-                     start: i64,
-                     end_ms: &mut i64|
+                 si: usize,
+                 mut p: ffmpeg::Packet,
+                 start: i64,
+                 end_ms: &mut i64|
      -> Result<(), ExtractError> {
         let Some(oi) = map[si] else { return Ok(()) };
         let tb = in_tbs[si];

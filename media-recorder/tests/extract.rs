@@ -42,7 +42,10 @@ fn jpeg_barcode(bytes: &[u8], reference_ms: i64, dir: &Path) -> Option<i64> {
     let path = dir.join("still.jpg");
     std::fs::write(&path, bytes).expect("write jpeg");
     let mut input = ffmpeg::format::input(&path).expect("open jpeg");
-    let stream = input.streams().best(ffmpeg::media::Type::Video).expect("picture");
+    let stream = input
+        .streams()
+        .best(ffmpeg::media::Type::Video)
+        .expect("picture");
     let index = stream.index();
     let mut dec = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
         .expect("params")

@@ -41,7 +41,12 @@ pub struct ServeArgs {
     #[arg(long, env = "INSPECTOR_BLOB_ACCESS_KEY_ID", global = true)]
     pub blob_access_key_id: Option<String>,
     /// S3 secret access key (prefer the environment variable: flags show in `ps`).
-    #[arg(long, env = "INSPECTOR_BLOB_SECRET_ACCESS_KEY", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "INSPECTOR_BLOB_SECRET_ACCESS_KEY",
+        global = true,
+        hide_env_values = true
+    )]
     pub blob_secret_access_key: Option<String>,
     /// Virtual-hosted-style S3 addressing (bucket.host) instead of path-style (host/bucket).
     #[arg(long, env = "INSPECTOR_BLOB_VIRTUAL_HOSTED", global = true)]

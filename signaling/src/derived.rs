@@ -75,7 +75,8 @@ async fn pending(dir: &Path) -> Vec<Uuid> {
             .filter_map(|e| e.ok())
             .filter(|e| {
                 let p = e.path();
-                p.join(media_recorder::finalize::MANIFEST_FILE).exists() && !p.join(DONE_FILE).exists()
+                p.join(media_recorder::finalize::MANIFEST_FILE).exists()
+                    && !p.join(DONE_FILE).exists()
             })
             .filter_map(|e| e.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()))
             .collect();

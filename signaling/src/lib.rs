@@ -87,7 +87,10 @@ impl Application {
             // Temporaries an interrupted write left behind (none in normal operation).
             let blobs = blobs.clone();
             tokio::spawn(async move {
-                if let Err(e) = blobs.sweep_temporaries(std::time::Duration::from_secs(3600)).await {
+                if let Err(e) = blobs
+                    .sweep_temporaries(std::time::Duration::from_secs(3600))
+                    .await
+                {
                     tracing::warn!(error = %e, "blob store: sweeping temporaries failed");
                 }
             });

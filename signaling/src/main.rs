@@ -251,7 +251,10 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
                 );
             }
             if report.evidence_problems.is_empty() {
-                println!("evidence: {} blobs match their hashes", report.evidence_checked);
+                println!(
+                    "evidence: {} blobs match their hashes",
+                    report.evidence_checked
+                );
             }
             if !report.is_clean() {
                 std::process::exit(1);

@@ -147,10 +147,12 @@ pub fn sniff_image(head: &[u8], tail: &[u8], size: u64) -> ApiResult<ImageInfo> 
             .windows(8)
             .any(|w| w == [b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]),
         // RIFF header: the size of everything after the first 8 bytes.
-        _ => head.len() >= 8 && {
-            let riff = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as u64;
-            riff + 8 <= size
-        },
+        _ => {
+            head.len() >= 8 && {
+                let riff = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as u64;
+                riff + 8 <= size
+            }
+        }
     };
     if !whole {
         return Err(invalid(
@@ -315,18 +317,14 @@ pub async fn upload(
             BlobError::Interrupted(m) => invalid("upload_interrupted", m),
             other => ApiError::Internal(other.into()),
         })?;
-    let checked = sniff_image(&staged.head, &staged.tail, staged.size).and_then(|info| {
-        match &expected {
+    let checked =
+        sniff_image(&staged.head, &staged.tail, staged.size).and_then(|info| match &expected {
             Some(h) if *h != staged.sha256 => Err(invalid(
                 "hash_mismatch",
-                format!(
-                    "the received bytes hash to {}, not {h}",
-                    staged.sha256
-                ),
+                format!("the received bytes hash to {}, not {h}", staged.sha256),
             )),
             _ => Ok(info),
-        }
-    });
+        });
     let info = match checked {
         Ok(info) => info,
         Err(e) => {
@@ -342,7 +340,13 @@ pub async fn upload(
     // Only now, with the blob durable, does the caller become a participant of record.
     let participant_id =
         live::register_participant(&state.db, &caller, &insp, live::device_kind(&headers)).await?;
-    let who = live::principal(&caller, &insp, access, participant_id, live::device_kind(&headers));
+    let who = live::principal(
+        &caller,
+        &insp,
+        access,
+        participant_id,
+        live::device_kind(&headers),
+    );
     let verdict = state
         .live
         .sync
@@ -370,7 +374,15 @@ pub async fn upload(
         verdict,
         ..empty_evidence()
     };
-    let event = submit(&state, &who, &insp, &q.item_id, evidence.clone(), evidence_id).await?;
+    let event = submit(
+        &state,
+        &who,
+        &insp,
+        &q.item_id,
+        evidence.clone(),
+        evidence_id,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(Uploaded {
@@ -428,7 +440,12 @@ pub async fn submit(
     state
         .live
         .sync
-        .submit(who, &Live::room_spec(insp), op, Some(format!("evidence-{evidence_id}")))
+        .submit(
+            who,
+            &Live::room_spec(insp),
+            op,
+            Some(format!("evidence-{evidence_id}")),
+        )
         .await
         .map_err(|e| match e.code.as_str() {
             "not_live" => ApiError::Conflict {
@@ -636,7 +653,10 @@ mod tests {
         );
         let cut = &p[..p.len() - 12];
         let code = |r: ApiResult<ImageInfo>| r.unwrap_err().status_and_code().1;
-        assert_eq!(code(sniff_image(cut, cut, cut.len() as u64)), "image_truncated");
+        assert_eq!(
+            code(sniff_image(cut, cut, cut.len() as u64)),
+            "image_truncated"
+        );
         let gif = b"GIF89a\x01\0\x01\0\0\0\0;";
         assert_eq!(code(sniff_image(gif, gif, 14)), "unsupported_image_type");
         let text = b"<svg xmlns='http://www.w3.org/2000/svg'/>";

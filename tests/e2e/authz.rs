@@ -94,7 +94,10 @@ async fn every_endpoint_checks_every_caller() {
         .as_str()
         .unwrap()
         .to_string();
-    let item = w.clients[3].get(&format!("/api/inspections/{x}")).await.body["items"][0]["id"]
+    let item = w.clients[3]
+        .get(&format!("/api/inspections/{x}"))
+        .await
+        .body["items"][0]["id"]
         .as_str()
         .unwrap()
         .to_string();

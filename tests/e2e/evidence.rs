@@ -97,7 +97,10 @@ async fn photo_is_logged_stored_and_served(app: TestApp) {
     assert_eq!(ev["sha256"], sha.as_str());
     assert_eq!(ev["size"], jpeg.len());
     assert_eq!(ev["media_type"], "image/jpeg");
-    assert_eq!((ev["width"].as_u64(), ev["height"].as_u64()), (Some(640), Some(480)));
+    assert_eq!(
+        (ev["width"].as_u64(), ev["height"].as_u64()),
+        (Some(640), Some(480))
+    );
     assert_eq!(ev["location"]["lat"], 55.7577);
     assert!(ev["received_at"].as_i64().unwrap_or(0) > 0, "{ev}");
     let url = r.body["url"].as_str().expect("url").to_string();
@@ -137,7 +140,10 @@ async fn photo_is_logged_stored_and_served(app: TestApp) {
         .starts_with("inline; filename=\"evidence-"));
     let r = l.inspector.get_with(&url, &[("range", "bytes=2-5")]).await;
     assert_eq!(r.status, 206);
-    assert_eq!(r.headers["content-range"], format!("bytes 2-5/{}", jpeg.len()).as_str());
+    assert_eq!(
+        r.headers["content-range"],
+        format!("bytes 2-5/{}", jpeg.len()).as_str()
+    );
     let r = l.inspector.get(&format!("{url}?download=1")).await;
     assert!(r.headers["content-disposition"]
         .to_str()
@@ -150,7 +156,11 @@ async fn photo_is_logged_stored_and_served(app: TestApp) {
     assert_eq!(other.get(&url).await.status, 404);
     assert_eq!(app.anonymous().get(&url).await.status, 401);
     // An id the log does not name is not served, even for a stored hash.
-    let bogus = format!("/api/inspections/{}/evidence/{}", l.id, uuid::Uuid::new_v4());
+    let bogus = format!(
+        "/api/inspections/{}/evidence/{}",
+        l.id,
+        uuid::Uuid::new_v4()
+    );
     assert_eq!(l.inspector.get(&bogus).await.status, 404);
 
     // The type is the content's, whatever the request claims.
@@ -189,7 +199,9 @@ async fn photo_upload_on_seaweedfs() {
 async fn interrupted_upload(app: &TestApp, c: &Client, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = app.address.trim_start_matches("http://").to_string();
-    let mut s = tokio::net::TcpStream::connect(&host).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connect");
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {}\r\nX-CSRF-Token: {}\r\n\
          Content-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n",
@@ -198,7 +210,9 @@ async fn interrupted_upload(app: &TestApp, c: &Client, path: &str) -> String {
     );
     s.write_all(head.as_bytes()).await.expect("head");
     let jpeg = picture("jpg", 320, 240, 0);
-    s.write_all(&jpeg[..jpeg.len().min(5000)]).await.expect("part");
+    s.write_all(&jpeg[..jpeg.len().min(5000)])
+        .await
+        .expect("part");
     s.shutdown().await.expect("half close");
     let mut answer = String::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut answer)).await;
@@ -263,7 +277,9 @@ async fn bad_uploads_are_refused_and_store_nothing() {
         .post(format!("{}{ok}", app.address))
         .header("cookie", l.business.cookie_header().unwrap_or_default())
         .header("x-csrf-token", l.business.csrf.clone().unwrap_or_default())
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .expect("streamed upload");
@@ -285,11 +301,7 @@ async fn bad_uploads_are_refused_and_store_nothing() {
         &mut failures,
         "hash mismatch",
         l.business
-            .post_raw_with(
-                &ok,
-                &[("x-content-sha256", &"0".repeat(64))],
-                jpeg.clone(),
-            )
+            .post_raw_with(&ok, &[("x-content-sha256", &"0".repeat(64))], jpeg.clone())
             .await,
         400,
         "hash_mismatch",
@@ -455,17 +467,27 @@ async fn the_inspector_requests_a_photo_and_the_phone_answers_it() {
     let mut wb = ws_connect(&l.business, &l.id).await.expect("socket");
     let welcome = wb.hello(None).await;
     assert_eq!(
-        welcome["snapshot"]["items"][item]["photo_request"]["seq"],
-        ev["seq"],
+        welcome["snapshot"]["items"][item]["photo_request"]["seq"], ev["seq"],
         "{welcome}"
     );
-    let r = upload(&l.business, &upload_path(&l.id, item, ""), picture("jpg", 320, 240, 0)).await;
+    let r = upload(
+        &l.business,
+        &upload_path(&l.id, item, ""),
+        picture("jpg", 320, 240, 0),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let ev = wi
         .recv_until(|m| m["type"] == "event" && m["kind"] == "attach_evidence")
         .await;
-    assert_eq!(ev["payload"]["evidence"]["sha256"], r.body["evidence"]["sha256"]);
-    let state = l.inspector.get(&format!("/api/inspections/{}/state", l.id)).await;
+    assert_eq!(
+        ev["payload"]["evidence"]["sha256"],
+        r.body["evidence"]["sha256"]
+    );
+    let state = l
+        .inspector
+        .get(&format!("/api/inspections/{}/state", l.id))
+        .await;
     let it = &state.body["state"]["items"][item];
     assert!(it["photo_request"].is_null(), "answered: {it}");
     assert_eq!(it["evidence"].as_array().map(Vec::len), Some(1));
@@ -560,34 +582,77 @@ async fn every_violation_gets_a_clip_and_a_still_from_the_recording() {
         let still = ev.iter().find(|e| e["kind"] == "still").expect("a still");
         for e in [clip, still] {
             assert_eq!(e["recording_sha256"], rec_sha, "{e}");
-            assert_eq!(e["by"], uuid::Uuid::nil().to_string(), "made by the server: {e}");
+            assert_eq!(
+                e["by"],
+                uuid::Uuid::nil().to_string(),
+                "made by the server: {e}"
+            );
             assert_eq!(e["at_micros"], *at);
             let sha = e["sha256"].as_str().expect("sha");
             assert_eq!(
-                app.blobs.rehash(sha).await.expect("rehash").map(|h| h.0).as_deref(),
+                app.blobs
+                    .rehash(sha)
+                    .await
+                    .expect("rehash")
+                    .map(|h| h.0)
+                    .as_deref(),
                 Some(sha)
             );
         }
         assert_eq!(clip["media_type"], "video/webm");
-        let url = format!("/api/inspections/{}/evidence/{}", l.id, clip["id"].as_str().expect("id"));
+        let url = format!(
+            "/api/inspections/{}/evidence/{}",
+            l.id,
+            clip["id"].as_str().expect("id")
+        );
         let (status, headers, bytes) = l.inspector.get_bytes(&url).await;
         assert_eq!(status, 200);
         assert_eq!(headers["content-type"], "video/webm");
         let path = dir.path().join(format!("clip{n}.webm"));
         std::fs::write(&path, &bytes).expect("write clip");
         let probe = std::process::Command::new("ffprobe")
-            .args(["-v", "error", "-of", "json", "-show_format", "-select_streams", "v", "-show_frames", "-read_intervals", "%+#1"])
+            .args([
+                "-v",
+                "error",
+                "-of",
+                "json",
+                "-show_format",
+                "-select_streams",
+                "v",
+                "-show_frames",
+                "-read_intervals",
+                "%+#1",
+            ])
             .arg(&path)
             .output()
             .expect("ffprobe");
         let p: Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
-        let duration: f64 = p["format"]["duration"].as_str().expect("duration").parse().expect("number");
-        let want = (clip["clip_end_ms"].as_i64().expect("end") - clip["clip_start_ms"].as_i64().expect("start")) as f64 / 1000.0;
-        assert!((duration - want).abs() < 0.15, "clip {n}: {duration} s vs {want} s");
-        assert!(want >= 3.9, "about 2 s before and 2 s after the mark: {want}");
-        assert_eq!(p["frames"][0]["key_frame"], 1, "starts with a keyframe: {p}");
+        let duration: f64 = p["format"]["duration"]
+            .as_str()
+            .expect("duration")
+            .parse()
+            .expect("number");
+        let want = (clip["clip_end_ms"].as_i64().expect("end")
+            - clip["clip_start_ms"].as_i64().expect("start")) as f64
+            / 1000.0;
+        assert!(
+            (duration - want).abs() < 0.15,
+            "clip {n}: {duration} s vs {want} s"
+        );
+        assert!(
+            want >= 3.9,
+            "about 2 s before and 2 s after the mark: {want}"
+        );
+        assert_eq!(
+            p["frames"][0]["key_frame"], 1,
+            "starts with a keyframe: {p}"
+        );
         // The still shows the mark's moment.
-        let url = format!("/api/inspections/{}/evidence/{}", l.id, still["id"].as_str().expect("id"));
+        let url = format!(
+            "/api/inspections/{}/evidence/{}",
+            l.id,
+            still["id"].as_str().expect("id")
+        );
         let (status, headers, jpeg) = l.inspector.get_bytes(&url).await;
         assert_eq!(status, 200);
         assert_eq!(headers["content-type"], "image/jpeg");
@@ -595,7 +660,11 @@ async fn every_violation_gets_a_clip_and_a_still_from_the_recording() {
         std::fs::write(&jpg, &jpeg).expect("write still");
         let (_, frame) = media_recorder::extract::decode_at(&jpg, 0).expect("decode still");
         let shown = read_barcode(&frame, at / 1000).expect("barcode");
-        assert!((shown - at / 1000).abs() <= 100, "still {n}: shows {shown}, mark {}", at / 1000);
+        assert!(
+            (shown - at / 1000).abs() <= 100,
+            "still {n}: shows {shown}, mark {}",
+            at / 1000
+        );
     }
     let report = signaling::audit::verify(&app.db, &app.blobs, l.id.parse().expect("uuid"))
         .await

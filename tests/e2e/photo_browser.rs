@@ -39,10 +39,16 @@ async fn photo_on_request(app: TestApp) -> Result<()> {
                      requested: document.querySelector('#checklist .item[data-item-id=\"{item}\"]').classList.contains('photo-requested')}}"
         ))
         .await?;
-    ensure!(shown["requested"] == false, "the request is answered: {shown}");
+    ensure!(
+        shown["requested"] == false,
+        "the request is answered: {shown}"
+    );
     let evidence_id = shown["id"].as_str().context("evidence id")?.to_string();
     ensure!(
-        shown["src"].as_str().unwrap_or_default().ends_with(&evidence_id),
+        shown["src"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(&evidence_id),
         "the inspector loads it from the server: {shown}"
     );
     let phone_src = p
@@ -66,7 +72,10 @@ async fn photo_on_request(app: TestApp) -> Result<()> {
         ))
         .await?;
     let ev = state["state"]["items"][&item]["evidence"][0].clone();
-    ensure!(ev["kind"] == "photo" && ev["id"] == evidence_id.as_str(), "{ev}");
+    ensure!(
+        ev["kind"] == "photo" && ev["id"] == evidence_id.as_str(),
+        "{ev}"
+    );
     let sha = ev["sha256"].as_str().context("sha256")?.to_string();
     let stored = app.blobs.rehash(&sha).await?;
     ensure!(
@@ -99,7 +108,9 @@ async fn photo_on_request(app: TestApp) -> Result<()> {
         )
         .await?;
     p.inspector.screenshot("evidence-lightbox.ru").await?;
-    p.inspector.js("document.getElementById('lightbox').close(); return true").await?;
+    p.inspector
+        .js("document.getElementById('lightbox').close(); return true")
+        .await?;
 
     // The business takes one on its own initiative.
     let own = p.items[3].clone();

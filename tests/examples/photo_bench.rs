@@ -76,7 +76,9 @@ async fn main() -> Result<()> {
         }
         let ms = v["ms"].as_f64().context("ms")?;
         let id = v["id"].as_str().context("evidence id")?.to_string();
-        let snap = checklist_sync::load_snapshot(&app.db, p.id.parse()?).await?.1;
+        let snap = checklist_sync::load_snapshot(&app.db, p.id.parse()?)
+            .await?
+            .1;
         let size = snap.items[item]
             .evidence
             .iter()

@@ -341,7 +341,11 @@ impl Client {
             .expect("request");
         let status = r.status().as_u16();
         let headers = r.headers().clone();
-        (status, headers, r.bytes().await.unwrap_or_default().to_vec())
+        (
+            status,
+            headers,
+            r.bytes().await.unwrap_or_default().to_vec(),
+        )
     }
 
     /// Creates an inspection (`inspection_body`) with the first bundled checklist template

@@ -123,4 +123,3 @@ pub fn thumb_loaded(item: &str) -> String {
          return !!img && img.complete && img.naturalWidth > 0"
     )
 }
-
