@@ -325,8 +325,8 @@ pub enum Operation {
     AttachEvidence {
         /// The item.
         item_id: String,
-        /// The reference.
-        evidence: Evidence,
+        /// The evidence (boxed: it is much larger than the other operations).
+        evidence: Box<Evidence>,
     },
     /// The inspector asks the business's phone for a photo of an item.
     RequestPhoto {

@@ -365,7 +365,7 @@ impl State {
                         seq: ev.seq,
                         ts,
                         by,
-                        evidence: evidence.clone(),
+                        evidence: (**evidence).clone(),
                     });
                 }
                 Operation::RequestPhoto { item_id } => {

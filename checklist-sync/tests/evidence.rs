@@ -131,7 +131,7 @@ fn photo_requests_are_folded_and_answered_by_a_photo() {
     // A still of another item does not answer it; a photo of the item does.
     let attach = |item: &str, kind| Operation::AttachEvidence {
         item_id: item.into(),
-        evidence: evidence(kind),
+        evidence: Box::new(evidence(kind)),
     };
     run(&mut room, &business, attach("q2", EvidenceKind::Photo), 50);
     assert!(room.snapshot().state.items["q1"].photo_request.is_some());
@@ -148,7 +148,7 @@ fn derived_evidence_is_accepted_after_the_finish_and_photos_are_not() {
     let inspector = who(Role::Inspector, 1);
     let attach = |kind| Operation::AttachEvidence {
         item_id: "q1".into(),
-        evidence: evidence(kind),
+        evidence: Box::new(evidence(kind)),
     };
     assert_eq!(
         rejected(&run(&mut room, &inspector, attach(EvidenceKind::Clip), 5)).as_deref(),

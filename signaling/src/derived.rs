@@ -242,7 +242,7 @@ impl Deriver {
     ) -> anyhow::Result<()> {
         let op = checklist_sync::Operation::AttachEvidence {
             item_id: item_id.to_string(),
-            evidence,
+            evidence: Box::new(evidence),
         };
         self.sync
             .submit(who, spec, op, Some(format!("derived-{evidence_id}")))

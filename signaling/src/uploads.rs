@@ -435,7 +435,7 @@ pub async fn submit(
 ) -> ApiResult<checklist_sync::CommittedEvent> {
     let op = Operation::AttachEvidence {
         item_id: item_id.to_string(),
-        evidence,
+        evidence: Box::new(evidence),
     };
     state
         .live
