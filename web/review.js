@@ -79,6 +79,21 @@ async function loadManifest(base) {
   renderMeta();
   renderEvents();
   renderEvidenceList();
+  // Clips and stills of the violations are cut right after finalization: reload the log
+  // until every violation chapter has its derived evidence (or give up after a minute).
+  refreshDerived(base, 30);
+}
+
+function derivedMissing() {
+  return view.chapters.some((c) => c.result === 'violation'
+    && !(view.state.items?.[c.item_id]?.evidence || []).some((e) => e.kind === 'clip'));
+}
+
+async function refreshDerived(base, left) {
+  if (!derivedMissing() || left <= 0) return;
+  await new Promise((resolve) => { setTimeout(resolve, 2000); });
+  await loadEvents(base);
+  refreshDerived(base, left - 1);
 }
 
 async function loadEvents(base) {

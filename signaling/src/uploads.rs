@@ -275,7 +275,7 @@ pub async fn upload(
             })
         }
     }
-    let location = parse_location(&q, received_at / 1000 * 1000)?;
+    let location = parse_location(&q, received_at)?;
     let captured_at = match q.captured_at {
         None => None,
         Some(t) if t.is_finite() && (0.0..=1e15).contains(&t) => Some(t.floor() as i64),
