@@ -7,7 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::{ItemResult, Role};
-use crate::proto::{ClientInfo, Evidence, Location, Operation, Presence, Quality};
+use crate::proto::{CancelReason, ClientInfo, Evidence, Location, Operation, Presence, Quality};
 
 /// Why a participant's last socket went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,17 +153,20 @@ impl Event {
     }
 }
 
-/// Inspection lifecycle status.
+/// Inspection lifecycle phase, as the log says: `not_started` (scheduled) → `live` →
+/// `finished`, and `cancelled` from `not_started` or `live`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Not started yet.
+    /// Scheduled, not started yet.
     #[default]
     NotStarted,
     /// Running.
     Live,
     /// Finished.
     Finished,
+    /// Called off.
+    Cancelled,
 }
 
 /// The lifecycle part of the state.
@@ -179,6 +182,18 @@ pub struct LifecycleState {
     pub finished_at: Option<i64>,
     /// Who finished it.
     pub finished_by: Option<Uuid>,
+    /// When it was cancelled, µs.
+    #[serde(default)]
+    pub cancelled_at: Option<i64>,
+    /// Who cancelled it.
+    #[serde(default)]
+    pub cancelled_by: Option<Uuid>,
+    /// Why it was cancelled (a code).
+    #[serde(default)]
+    pub cancel_reason: Option<CancelReason>,
+    /// The inspector's note on the cancellation.
+    #[serde(default)]
+    pub cancel_note: Option<String>,
 }
 
 /// A comment on an item.
@@ -362,6 +377,13 @@ impl State {
                     self.lifecycle.status = Status::Finished;
                     self.lifecycle.finished_at = Some(ts);
                     self.lifecycle.finished_by = Some(by);
+                }
+                Operation::Cancel { reason, note } => {
+                    self.lifecycle.status = Status::Cancelled;
+                    self.lifecycle.cancelled_at = Some(ts);
+                    self.lifecycle.cancelled_by = Some(by);
+                    self.lifecycle.cancel_reason = *reason;
+                    self.lifecycle.cancel_note = note.clone();
                 }
                 Operation::Location(l) => {
                     let p = self.participants.entry(by).or_default();
