@@ -11,7 +11,7 @@ use crate::chain::{CommittedEvent, GENESIS_HASH};
 use crate::domain::{ItemSpec, Principal, Role, RoomSpec, Site};
 use crate::geo::{GeoError, Geolocation, RawGeolocation};
 use crate::proto::{codes, ClientInfo, OpError, Operation};
-use crate::state::{Event, EventBody, JoinInfo, LeaveInfo, LeaveReason, State, Status};
+use crate::state::{Event, EventBody, JoinInfo, LeaveInfo, LeaveReason, State};
 use crate::trust::{Assessor, ClientContext, TrustConfig};
 
 /// Identifies one socket within the process.
@@ -401,31 +401,7 @@ impl Room {
     /// Whether the lifecycle, as the sequenced log stands (`head`, committed or not: the
     /// order is decided here), allows the operation.
     fn check_lifecycle(&self, op: &Operation) -> Result<(), OpError> {
-        let status = self.head.lifecycle.status;
-        let not_live = || OpError::new(codes::NOT_LIVE, "the inspection has not started");
-        let finished = || OpError::new(codes::ALREADY_FINISHED, "the inspection is finished");
-        let cancelled = || OpError::new(codes::CANCELLED, "the inspection was cancelled");
-        let started = || OpError::new(codes::ALREADY_STARTED, "the inspection has already started");
-        match (op, status) {
-            (Operation::Location(_) | Operation::LocationUnavailable { .. }, _)
-            | (Operation::Presence(_), _) => Ok(()),
-            (_, Status::Cancelled) => Err(cancelled()),
-            (Operation::Start, Status::NotStarted) => Ok(()),
-            (Operation::Start, _) => Err(started()),
-            (Operation::Cancel { .. }, Status::NotStarted | Status::Live) => Ok(()),
-            (Operation::Cancel { .. }, Status::Finished) => Err(finished()),
-            (
-                Operation::SetResult { .. }
-                | Operation::Comment { .. }
-                | Operation::AttachEvidence { .. }
-                | Operation::Finish,
-                status,
-            ) => match status {
-                Status::Live => Ok(()),
-                Status::NotStarted => Err(not_live()),
-                Status::Finished | Status::Cancelled => Err(finished()),
-            },
-        }
+        self.head.lifecycle.status.allows(op)
     }
 
     fn op(

@@ -7,7 +7,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::{ItemResult, Role};
-use crate::proto::{CancelReason, ClientInfo, Evidence, Location, Operation, Presence, Quality};
+use crate::proto::{
+    codes, CancelReason, ClientInfo, Evidence, Location, OpError, Operation, Presence, Quality,
+};
 
 /// Why a participant's last socket went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +169,49 @@ pub enum Status {
     Finished,
     /// Called off.
     Cancelled,
+}
+
+impl Status {
+    /// Whether an operation may be applied in this phase: the one lifecycle rule, used by the
+    /// room on the sequenced log (and by callers that want to refuse early). Location and
+    /// presence are accepted in every phase; `cancel` from scheduled or live; item operations
+    /// and `finish` only while live.
+    pub fn allows(self, op: &Operation) -> Result<(), OpError> {
+        let not_live = || OpError::new(codes::NOT_LIVE, "the inspection has not started");
+        let finished = || OpError::new(codes::ALREADY_FINISHED, "the inspection is finished");
+        let cancelled = || OpError::new(codes::CANCELLED, "the inspection was cancelled");
+        let started = || OpError::new(codes::ALREADY_STARTED, "the inspection has already started");
+        match (op, self) {
+            (Operation::Location(_) | Operation::LocationUnavailable { .. }, _)
+            | (Operation::Presence(_), _) => Ok(()),
+            (_, Status::Cancelled) => Err(cancelled()),
+            (Operation::Start, Status::NotStarted) => Ok(()),
+            (Operation::Start, _) => Err(started()),
+            (Operation::Cancel { .. }, Status::NotStarted | Status::Live) => Ok(()),
+            (Operation::Cancel { .. }, Status::Finished) => Err(finished()),
+            (
+                Operation::SetResult { .. }
+                | Operation::Comment { .. }
+                | Operation::AttachEvidence { .. }
+                | Operation::Finish,
+                status,
+            ) => match status {
+                Status::Live => Ok(()),
+                Status::NotStarted => Err(not_live()),
+                Status::Finished | Status::Cancelled => Err(finished()),
+            },
+        }
+    }
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::NotStarted => "not_started",
+            Status::Live => "live",
+            Status::Finished => "finished",
+            Status::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// The lifecycle part of the state.

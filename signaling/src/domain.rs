@@ -101,6 +101,12 @@ impl Status {
         })
     }
 
+    /// Whether the inspection is over (nothing more is recorded): finished, signed or
+    /// cancelled.
+    pub fn is_over(self) -> bool {
+        matches!(self, Status::Finished | Status::Signed | Status::Cancelled)
+    }
+
     /// Whether the lifecycle allows going from `self` to `to`:
     /// scheduled → live → finished → signed, and scheduled or live → cancelled.
     pub fn can_become(self, to: Status) -> bool {
@@ -112,6 +118,36 @@ impl Status {
                 | (Status::Scheduled, Status::Cancelled)
                 | (Status::Live, Status::Cancelled)
         )
+    }
+}
+
+/// Why an inspection was cancelled (stored as a code; the pages say it in words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The business did not join or could not take part.
+    BusinessAbsent,
+    /// The call could not be held (network, equipment).
+    TechnicalFailure,
+    /// Moved to another date.
+    Rescheduled,
+    /// The control body called the inspection off.
+    Withdrawn,
+    /// Anything else (the note says what).
+    Other,
+}
+
+impl CancelReason {
+    /// The same code in the event log's vocabulary.
+    pub fn to_sync(self) -> checklist_sync::CancelReason {
+        use checklist_sync::CancelReason as C;
+        match self {
+            CancelReason::BusinessAbsent => C::BusinessAbsent,
+            CancelReason::TechnicalFailure => C::TechnicalFailure,
+            CancelReason::Rescheduled => C::Rescheduled,
+            CancelReason::Withdrawn => C::Withdrawn,
+            CancelReason::Other => C::Other,
+        }
     }
 }
 

@@ -198,7 +198,9 @@ pub async fn load_for(
 }
 
 /// Moves an inspection along its lifecycle in one statement guarded by the current status, so
-/// two racing transitions cannot both succeed.
+/// two racing transitions cannot both succeed. Only for a status the event log does not carry
+/// yet (`signed`); start, finish and cancel are events, and the status follows them
+/// (`live::projection`).
 pub async fn transition(db: &AnyPool, id: Uuid, to: Status) -> ApiResult<()> {
     let row = sqlx::query("SELECT status FROM inspections WHERE id = $1")
         .bind(id.to_string())
@@ -273,6 +275,13 @@ pub struct ListQuery {
 pub struct TransitionRequest {
     /// Target status.
     pub to: Status,
+    /// Why the inspection is cancelled (only with `cancelled`).
+    #[serde(default)]
+    pub reason: Option<crate::domain::CancelReason>,
+    /// The inspector's note on the cancellation, at most 1000 characters (only with
+    /// `cancelled`).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// Routes of this module.
@@ -456,7 +465,12 @@ pub async fn change_status(
     ApiJson(req): ApiJson<TransitionRequest>,
 ) -> ApiResult<Json<Inspection>> {
     let (insp, _) = load_for(&state.db, &caller, id, Access::Manage).await?;
-    state.lifecycle.apply(&insp, req.to, &caller).await?;
+    let to = crate::live::lifecycle::TransitionTo {
+        to: req.to,
+        reason: req.reason,
+        note: req.note,
+    };
+    state.lifecycle.apply(&insp, &to, &caller).await?;
     Ok(Json(
         load(&state.db, id)
             .await?
