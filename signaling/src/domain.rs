@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 /// A Russian taxpayer number (ИНН): 10 digits for organisations, 12 for individuals, with
 /// check digits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "7707083893")]
 pub struct Inn(String);
 
 impl Inn {
@@ -51,6 +52,25 @@ pub enum Kind {
     Preventive,
 }
 
+impl Kind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Control => "control",
+            Kind::Preventive => "preventive",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "control" => Some(Kind::Control),
+            "preventive" => Some(Kind::Preventive),
+            _ => None,
+        }
+    }
+}
+
 /// Remote (over video) or on site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -59,6 +79,25 @@ pub enum Mode {
     Remote,
     /// The inspector is on the premises.
     OnSite,
+}
+
+impl Mode {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Remote => "remote",
+            Mode::OnSite => "on_site",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "remote" => Some(Mode::Remote),
+            "on_site" => Some(Mode::OnSite),
+            _ => None,
+        }
+    }
 }
 
 /// Lifecycle status of an inspection.

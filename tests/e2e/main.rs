@@ -5,4 +5,6 @@ mod api;
 mod authz;
 mod browser;
 mod geo_banner;
+mod lifecycle;
 mod live;
+mod openapi;

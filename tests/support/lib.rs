@@ -24,6 +24,8 @@ pub struct TestApp {
     pub data_dir: TempDir,
     /// The database URL.
     pub database_url: String,
+    /// The server's live rooms (its sync and media hubs), for tests that look inside.
+    pub live: std::sync::Arc<signaling::live::Live>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -85,6 +87,7 @@ pub async fn spawn_app() -> TestApp {
     let address = format!("http://{}", app.local_addr());
     let public_url = app.state().config.public_url.clone();
     let db = app.state().db.clone();
+    let live = app.state().live.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run_until(async move {
@@ -99,6 +102,7 @@ pub async fn spawn_app() -> TestApp {
         db,
         data_dir,
         database_url,
+        live,
         shutdown: Some(tx),
         server: Some(server),
     }
