@@ -431,3 +431,133 @@ async fn chapters_come_from_the_log_even_when_the_broadcast_is_behind() {
     );
     app.stop().await;
 }
+
+/// Inspector socket, started inspection; returns the socket, the checklist and the start time.
+async fn live_inspection(
+    insp: &Client,
+) -> (String, inspector_tests::Ws, Vec<(String, String)>, i64) {
+    let id = insp.create_inspection().await;
+    let mut wi = ws_connect(insp, &id).await.expect("socket");
+    let welcome = wi.hello(None).await;
+    let items = welcome["checklist"]
+        .as_array()
+        .expect("checklist")
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().expect("id").to_string(),
+                format!(
+                    "{}. {}",
+                    i["number"].as_str().expect("number"),
+                    i["question"].as_str().expect("question")
+                ),
+            )
+        })
+        .collect();
+    let start = wi.op("s", json!({"kind": "start"})).await;
+    let t0 = start["server_ts"].as_i64().expect("start ts");
+    (id, wi, items, t0)
+}
+
+/// Journals a synthetic camera segment for an inspection, covering 12 s from `from`.
+async fn record(app: &TestApp, id: &str, from: i64) {
+    let dir = app.data_dir.path().join("recordings");
+    let spec = media_recorder::testsrc::SegmentSpec::new(0, from, 12_000_000);
+    let inspection = id.to_string();
+    tokio::task::spawn_blocking(move || {
+        media_recorder::testsrc::write_segment(&dir, &inspection, spec)
+    })
+    .await
+    .expect("join")
+    .expect("journals");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_start_an_ended_inspection_gets_its_recording_and_a_live_one_does_not() {
+    let app = spawn_app().await;
+    let insp = app.staff("inspector1", Role::Inspector).await;
+
+    // A finishes while its recording cannot be built yet (its journals reach the disk only
+    // later, as when the server stops between the commit and the manifest).
+    let (a, mut wa, items, t0) = live_inspection(&insp).await;
+    let mut ts = Vec::new();
+    for (n, result) in ["violation", "compliant"].into_iter().enumerate() {
+        let ack = wa
+            .op(
+                &format!("a{n}"),
+                json!({"kind": "set_result", "item_id": items[n].0, "result": result}),
+            )
+            .await;
+        ts.push(ack["server_ts"].as_i64().expect("ts"));
+    }
+    let r = insp
+        .post_json(
+            &format!("/api/inspections/{a}/transition"),
+            &json!({"to": "finished"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The finalization that followed the commit found nothing to build.
+    app.live.recordings.settled().await;
+    assert_eq!(
+        insp.get(&format!("/api/inspections/{a}/recording/manifest"))
+            .await
+            .code(),
+        "recording_not_ready"
+    );
+    // B is live when the server stops.
+    let (b, _wb, _, tb) = live_inspection(&insp).await;
+    drop(wa);
+    record(&app, &a, t0 - 1_000_000).await;
+    record(&app, &b, tb - 1_000_000).await;
+
+    let app = app.restart().await;
+    let insp = {
+        let c = app.anonymous();
+        let r = c
+            .post_json(
+                "/api/auth/login",
+                &json!({"username": "inspector1", "password": "a long test password"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let mut c = c;
+        c.csrf = r.body["csrf_token"].as_str().map(String::from);
+        c
+    };
+    let m = manifest(&insp, &a).await;
+    let chapters: Vec<(String, String, i64)> = m["chapters"]
+        .as_array()
+        .expect("chapters")
+        .iter()
+        .map(|c| {
+            (
+                c["item_id"].as_str().expect("item").to_string(),
+                c["result"].as_str().expect("result").to_string(),
+                c["mark_at_micros"].as_i64().expect("at"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        chapters,
+        vec![
+            (items[0].0.clone(), "violation".to_string(), ts[0]),
+            (items[1].0.clone(), "compliant".to_string(), ts[1]),
+        ],
+        "the chapters come from A's log"
+    );
+    assert_eq!(m["chapters"][0]["title"], items[0].1.as_str());
+    // Recovery is over, and the live inspection was left alone: no manifest, still live.
+    app.live.recordings.settled().await;
+    assert_eq!(
+        insp.get(&format!("/api/inspections/{b}/recording/manifest"))
+            .await
+            .code(),
+        "recording_not_ready"
+    );
+    assert_eq!(
+        insp.get(&format!("/api/inspections/{b}")).await.body["status"],
+        "live"
+    );
+    app.stop().await;
+}

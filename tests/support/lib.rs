@@ -73,6 +73,11 @@ pub async fn spawn_app() -> TestApp {
     init_logs();
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(data_dir.path()).await;
+    start_on(data_dir, database_url).await
+}
+
+/// Starts the server on 127.0.0.1:0 with this data directory and database.
+async fn start_on(data_dir: TempDir, database_url: String) -> TestApp {
     let args = signaling::config::ServeArgs {
         listen: Some("127.0.0.1:0".parse().expect("literal address")),
         data_dir: Some(data_dir.path().to_path_buf()),
@@ -109,6 +114,18 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    /// Stops the server and starts a new one on the same database and data directory, as a
+    /// restart of the process would (what was not committed or written is gone).
+    pub async fn restart(mut self) -> TestApp {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+        start_on(self.data_dir, self.database_url).await
+    }
+
     /// Creates an account directly in the database.
     pub async fn create_user(&self, username: &str, password: &str, role: Role) -> uuid::Uuid {
         signaling::users::create_user(

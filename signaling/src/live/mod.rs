@@ -8,8 +8,8 @@
 //! recordings (after a committed finish or cancel, and at start for what a crash left);
 //! [`projection`] keeps `inspections.status` in step with the log; [`marks`] turns the log
 //! into chapters; [`lifecycle`] is the REST lifecycle; [`rtc`] the typed `rtc.*` bridge;
-//! [`stop`] the signals that close sockets; [`origin`], [`participants`] and [`device`] are
-//! the socket's checks and bookkeeping.
+//! `stop` the signals that close sockets; `origin`, `participants` and `device` are the
+//! socket's checks and bookkeeping.
 
 mod device;
 pub mod lifecycle;

@@ -5,9 +5,11 @@
 //! recording is never finalized at start: it goes on when the participants come back.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use media_recorder::{Manifest, MediaHub};
 use sqlx::AnyPool;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::db::RowExt;
@@ -20,20 +22,35 @@ pub struct Recordings {
     db: AnyPool,
     media: MediaHub,
     dir: PathBuf,
+    /// How many finalizations run in the background.
+    running: Arc<watch::Sender<usize>>,
 }
 
 impl Recordings {
     /// The recordings under `dir` (one directory per inspection).
     pub fn new(db: AnyPool, media: MediaHub, dir: PathBuf) -> Recordings {
-        Recordings { db, media, dir }
+        Recordings {
+            db,
+            media,
+            dir,
+            running: Arc::new(watch::channel(0).0),
+        }
     }
 
     /// Starts finalizing an inspection's recording without waiting for it.
     pub fn finalize_in_background(&self, inspection_id: Uuid) {
         let this = self.clone();
+        let running = Running::start(&self.running);
         tokio::spawn(async move {
             this.finalize(inspection_id).await;
+            drop(running);
         });
+    }
+
+    /// Waits until no finalization runs in the background (recovery at start included).
+    pub async fn settled(&self) {
+        let mut rx = self.running.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// Builds the inspection's recording with one chapter per finding of its committed log;
@@ -135,5 +152,25 @@ impl Recordings {
 
 /// Runs [`Recordings::recover`] without holding up the start.
 pub fn recover_in_background(recordings: Recordings) {
-    tokio::spawn(async move { recordings.recover().await });
+    let running = Running::start(&recordings.running);
+    tokio::spawn(async move {
+        recordings.recover().await;
+        drop(running);
+    });
+}
+
+/// Counts one background finalization while it lives (even if its task ends abnormally).
+struct Running(Arc<watch::Sender<usize>>);
+
+impl Running {
+    fn start(count: &Arc<watch::Sender<usize>>) -> Running {
+        count.send_modify(|n| *n += 1);
+        Running(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
