@@ -457,3 +457,96 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Presence;
+
+    #[test]
+    fn the_lifecycle_rule() {
+        let set = Operation::SetResult {
+            item_id: "q1".into(),
+            result: ItemResult::Compliant,
+            comment: None,
+            violation: None,
+        };
+        let cancel = Operation::Cancel {
+            reason: None,
+            note: None,
+        };
+        let presence = Operation::Presence(Presence {
+            quality: Quality::Good,
+            rtt_ms: None,
+            network: None,
+            visible: None,
+        });
+        let code = |s: Status, op: &Operation| s.allows(op).err().map(|e| e.code);
+        use Status::*;
+        let table: [(Status, [Option<&str>; 5]); 4] = [
+            // start, finish, cancel, set_result, presence
+            (
+                NotStarted,
+                [None, Some("not_live"), None, Some("not_live"), None],
+            ),
+            (Live, [Some("already_started"), None, None, None, None]),
+            (
+                Finished,
+                [
+                    Some("already_started"),
+                    Some("already_finished"),
+                    Some("already_finished"),
+                    Some("already_finished"),
+                    None,
+                ],
+            ),
+            (
+                Cancelled,
+                [
+                    Some("cancelled"),
+                    Some("cancelled"),
+                    Some("cancelled"),
+                    Some("cancelled"),
+                    None,
+                ],
+            ),
+        ];
+        for (status, want) in table {
+            let got: Vec<Option<String>> = [
+                &Operation::Start,
+                &Operation::Finish,
+                &cancel,
+                &set,
+                &presence,
+            ]
+            .into_iter()
+            .map(|op| code(status, op))
+            .collect();
+            let want: Vec<Option<String>> = want.iter().map(|w| w.map(String::from)).collect();
+            assert_eq!(got, want, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn cancel_is_folded_with_its_reason() {
+        let mut s = State::default();
+        let by = Uuid::from_u128(9);
+        s.apply(&Event {
+            seq: 1,
+            server_ts: 10,
+            participant_id: by,
+            client_op_id: None,
+            body: EventBody::Op(Operation::Cancel {
+                reason: Some(CancelReason::Withdrawn),
+                note: Some("приказ отменён".into()),
+            }),
+        });
+        assert_eq!(s.lifecycle.status, Status::Cancelled);
+        assert_eq!(
+            (s.lifecycle.cancelled_at, s.lifecycle.cancelled_by),
+            (Some(10), Some(by))
+        );
+        assert_eq!(s.lifecycle.cancel_reason, Some(CancelReason::Withdrawn));
+        assert_eq!(s.lifecycle.cancel_note.as_deref(), Some("приказ отменён"));
+    }
+}
