@@ -5,7 +5,7 @@
 use checklist_sync::proto::{codes, decode, Evidence, EvidenceKind, Operation};
 use checklist_sync::room::{Input, Origin, Output, Restored, Room, RoomConfig};
 use checklist_sync::state::{Event, EventBody, State};
-use checklist_sync::{ItemSpec, LifecycleError, Principal, Role, RoomSpec};
+use checklist_sync::{ItemSpec, Principal, Role, RoomSpec};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -39,10 +39,20 @@ fn evidence(kind: EvidenceKind) -> Evidence {
         .expect("evidence")
 }
 
-/// Feeds an op, commits everything, answers lifecycle calls with `ok`, returns the outputs.
+/// Feeds an op as the server submits it, commits everything, returns the outputs.
 fn run(room: &mut Room, who: &Principal, op: Operation, now: i64) -> Vec<Output> {
+    run_from(room, Origin::Api(now as u64), who, op, now)
+}
+
+fn run_from(
+    room: &mut Room,
+    origin: Origin,
+    who: &Principal,
+    op: Operation,
+    now: i64,
+) -> Vec<Output> {
     room.handle(Input::Op {
-        origin: Origin::Api(now as u64),
+        origin,
         who: who.clone(),
         op_id: Some(format!("op{now}")),
         op,
@@ -50,31 +60,15 @@ fn run(room: &mut Room, who: &Principal, op: Operation, now: i64) -> Vec<Output>
     });
     let mut out = Vec::new();
     let mut head = 0;
-    loop {
-        let mut progressed = false;
-        while let Some(o) = room.poll_output() {
-            progressed = true;
-            match &o {
-                Output::Persist(e) => head = e.seq,
-                Output::CallLifecycle { token, .. } => {
-                    let token = *token;
-                    out.push(o);
-                    room.handle(Input::LifecycleDone {
-                        token,
-                        result: Ok::<(), LifecycleError>(()),
-                        now,
-                    });
-                    continue;
-                }
-                _ => {}
-            }
-            out.push(o);
+    while let Some(o) = room.poll_output() {
+        if let Output::Persist(e) = &o {
+            head = e.seq;
         }
-        room.handle(Input::Committed { upto: head });
-        if !progressed {
-            return out;
-        }
+        out.push(o);
     }
+    room.handle(Input::Committed { upto: head });
+    out.extend(std::iter::from_fn(|| room.poll_output()));
+    out
 }
 
 fn rejected(out: &[Output]) -> Option<String> {
@@ -174,6 +168,56 @@ fn derived_evidence_is_accepted_after_the_finish_and_photos_are_not() {
         .map(|e| e.evidence.kind)
         .collect();
     assert_eq!(kinds, [EvidenceKind::Clip, EvidenceKind::Still]);
+}
+
+#[test]
+fn a_socket_cannot_attach_evidence_in_any_phase_and_a_cancel_ends_derivation() {
+    let mut room = Room::new(&spec(), Restored::default(), RoomConfig::default(), 1);
+    let inspector = who(Role::Inspector, 1);
+    let attach = |kind| Operation::AttachEvidence {
+        item_id: "q1".into(),
+        evidence: Box::new(evidence(kind)),
+    };
+    run(&mut room, &inspector, Operation::Start, 10);
+    let socket = Origin::Conn(1);
+    assert_eq!(
+        rejected(&run_from(
+            &mut room,
+            socket,
+            &inspector,
+            attach(EvidenceKind::Photo),
+            20
+        ))
+        .as_deref(),
+        Some(codes::UPLOAD_REQUIRED)
+    );
+    run(&mut room, &inspector, Operation::Finish, 30);
+    assert_eq!(
+        rejected(&run_from(
+            &mut room,
+            socket,
+            &inspector,
+            attach(EvidenceKind::Clip),
+            40
+        ))
+        .as_deref(),
+        Some(codes::UPLOAD_REQUIRED)
+    );
+    let state = room.snapshot().state;
+    assert!(state.items.get("q1").is_none_or(|i| i.evidence.is_empty()));
+
+    // A cancelled inspection takes nothing more, not even a cut of its recording.
+    let mut room = Room::new(&spec(), Restored::default(), RoomConfig::default(), 1);
+    run(&mut room, &inspector, Operation::Start, 10);
+    let cancel = Operation::Cancel {
+        reason: None,
+        note: None,
+    };
+    assert_eq!(rejected(&run(&mut room, &inspector, cancel, 20)), None);
+    assert_eq!(
+        rejected(&run(&mut room, &inspector, attach(EvidenceKind::Still), 30)).as_deref(),
+        Some(codes::CANCELLED)
+    );
 }
 
 #[test]

@@ -4,8 +4,10 @@
 //! blocking thread, stored in the blob store and logged as server-made `attach_evidence`
 //! events that name the recording's SHA-256.
 //!
-//! One task does this for one inspection at a time, whenever a recording is finalized (also
-//! after a crash recovery) and, at start, for every finalized recording not marked done. It is
+//! One task does this for one inspection at a time, whenever a recording is finalized
+//! (`live::recording` announces each one, after a committed finish and at the start-up
+//! recovery) and, at start, for every finalized recording not marked done. A cancelled
+//! inspection gets none: its log takes no event after the cancel. It is
 //! idempotent: what the log already holds for this recording's hash is not made again, and
 //! `derived.done` (holding the recording's hash) only saves the look at the log next time.
 
@@ -128,6 +130,13 @@ impl Deriver {
             .ok_or_else(|| anyhow::anyhow!("no inspection {id}"))?;
         let spec = Live::room_spec(&insp);
         let snap = self.sync.snapshot(id).await?;
+        if snap.state.lifecycle.status == checklist_sync::state::Status::Cancelled {
+            // The log takes nothing after a cancel (Status::allows): the recording stays
+            // evidence as it is, with nothing cut from it.
+            tracing::info!(inspection = %id, "cancelled: no clips or stills are derived");
+            write_done(&done, &manifest.sha256).await?;
+            return Ok(Derived::default());
+        }
         let who = Principal {
             inspection_id: id,
             participant_id: SERVER_PARTICIPANT,

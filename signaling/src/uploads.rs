@@ -28,14 +28,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use checklist_sync::geo::{Geolocation, RawGeolocation};
 use checklist_sync::proto::{is_sha256_hex, Evidence, EvidenceKind, EvidenceVerdict, Location};
-use checklist_sync::{Operation, Principal, Role};
+use checklist_sync::state::Source;
+use checklist_sync::{OpError, Operation, Principal, Role};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::blobs::BlobError;
 use crate::db::now_micros;
-use crate::domain::Status;
 use crate::error::{ApiError, ApiResult};
 use crate::inspections::{load_for, Access};
 use crate::live::{self, Live};
@@ -228,7 +228,7 @@ fn parse_location(q: &UploadQuery, now: i64) -> ApiResult<Option<Location>> {
               (status = 400, description = "unknown_item, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, upload_interrupted, invalid_location, geo_*", body = crate::error::ErrorBody),
               (status = 403, description = "forbidden: an observer", body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody),
-              (status = 409, description = "not_live, already_finished", body = crate::error::ErrorBody),
+              (status = 409, description = "not_live, already_finished, cancelled", body = crate::error::ErrorBody),
               (status = 413, description = "payload_too_large", body = crate::error::ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -251,7 +251,13 @@ pub async fn upload(
             format!("no item {:?} in this checklist", q.item_id),
         ));
     }
-    let lifecycle = state
+    // Refuse early, from the log, so that a refused upload stores nothing; the room checks
+    // again when it sequences the event.
+    let provisional = Operation::AttachEvidence {
+        item_id: q.item_id.clone(),
+        evidence: Box::new(empty_evidence()),
+    };
+    state
         .live
         .sync
         .snapshot(id)
@@ -259,22 +265,9 @@ pub async fn upload(
         .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?
         .state
         .lifecycle
-        .status;
-    match (insp.status, lifecycle) {
-        (Status::Live, checklist_sync::state::Status::Live) => {}
-        (Status::Scheduled, _) | (_, checklist_sync::state::Status::NotStarted) => {
-            return Err(ApiError::Conflict {
-                code: "not_live",
-                message: "the inspection has not started".into(),
-            })
-        }
-        _ => {
-            return Err(ApiError::Conflict {
-                code: "already_finished",
-                message: "the inspection is over".into(),
-            })
-        }
-    }
+        .status
+        .allows(&provisional, Source::Server)
+        .map_err(refused)?;
     let location = parse_location(&q, received_at)?;
     let captured_at = match q.captured_at {
         None => None,
@@ -338,15 +331,9 @@ pub async fn upload(
         .map_err(|e| ApiError::Internal(e.into()))?;
 
     // Only now, with the blob durable, does the caller become a participant of record.
-    let participant_id =
-        live::register_participant(&state.db, &caller, &insp, live::device_kind(&headers)).await?;
-    let who = live::principal(
-        &caller,
-        &insp,
-        access,
-        participant_id,
-        live::device_kind(&headers),
-    );
+    let device = live::device::device_kind(&headers);
+    let participant_id = live::participants::register(&state.db, &caller, &insp, device).await?;
+    let who = live::principal(&caller, &insp, access, participant_id, device);
     let verdict = state
         .live
         .sync
@@ -447,17 +434,29 @@ pub async fn submit(
             Some(format!("evidence-{evidence_id}")),
         )
         .await
-        .map_err(|e| match e.code.as_str() {
-            "not_live" => ApiError::Conflict {
-                code: "not_live",
-                message: e.message,
-            },
-            "already_finished" => ApiError::Conflict {
-                code: "already_finished",
-                message: e.message,
-            },
-            _ => ApiError::Internal(anyhow::anyhow!("attach_evidence refused: {e}")),
-        })
+        .map_err(refused)
+}
+
+/// A refusal of the room as an HTTP error: the lifecycle's codes are 409 (`not_live`,
+/// `already_finished`, `cancelled`), anything else is the server's fault (the server made
+/// the event).
+fn refused(e: OpError) -> ApiError {
+    use checklist_sync::proto::codes;
+    match e.code.as_str() {
+        codes::NOT_LIVE => ApiError::Conflict {
+            code: "not_live",
+            message: e.message,
+        },
+        codes::ALREADY_FINISHED => ApiError::Conflict {
+            code: "already_finished",
+            message: e.message,
+        },
+        codes::CANCELLED => ApiError::Conflict {
+            code: "cancelled",
+            message: e.message,
+        },
+        _ => ApiError::Internal(anyhow::anyhow!("attach_evidence refused: {e}")),
+    }
 }
 
 /// Parses a single `bytes=` range against a size; `Err(())` when unsatisfiable.

@@ -6,5 +6,7 @@ mod authz;
 mod browser;
 mod evidence;
 mod geo_banner;
+mod lifecycle;
 mod live;
 mod photo_browser;
+mod openapi;

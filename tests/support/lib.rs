@@ -27,8 +27,13 @@ pub struct TestApp {
     pub data_dir: TempDir,
     /// The database URL.
     pub database_url: String,
+    /// The configuration the server was built with (before it bound its port), kept for
+    /// [`TestApp::restart`].
+    config: signaling::Config,
     /// The server's blob store.
     pub blobs: signaling::blobs::BlobStore,
+    /// The server's live rooms (its sync and media hubs), for tests that look inside.
+    pub live: std::sync::Arc<signaling::live::Live>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -77,7 +82,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// Like [`spawn_app`], with the resolved configuration changed by `adjust` first (blob
-/// store, upload limit, clip lengths).
+/// store, upload limit, clip lengths); a [`TestApp::restart`] keeps the change.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut signaling::Config)) -> TestApp {
     init_logs();
     let data_dir = tempfile::tempdir().expect("temp dir");
@@ -91,13 +96,20 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut signaling::Config)) -> Test
     };
     let mut config = signaling::Config::resolve(&args).expect("config");
     adjust(&mut config);
-    let app = signaling::Application::build(config)
+    start_on(data_dir, database_url, config).await
+}
+
+/// Starts the server with this configuration (on port 0) over this data directory and
+/// database.
+async fn start_on(data_dir: TempDir, database_url: String, config: signaling::Config) -> TestApp {
+    let app = signaling::Application::build(config.clone())
         .await
         .expect("build app");
     let address = format!("http://{}", app.local_addr());
     let public_url = app.state().config.public_url.clone();
     let db = app.state().db.clone();
     let blobs = app.state().blobs.clone();
+    let live = app.state().live.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run_until(async move {
@@ -112,13 +124,27 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut signaling::Config)) -> Test
         db,
         data_dir,
         database_url,
+        config,
         blobs,
+        live,
         shutdown: Some(tx),
         server: Some(server),
     }
 }
 
 impl TestApp {
+    /// Stops the server and starts a new one on the same database and data directory, as a
+    /// restart of the process would (what was not committed or written is gone).
+    pub async fn restart(mut self) -> TestApp {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+        start_on(self.data_dir, self.database_url, self.config).await
+    }
+
     /// Creates an account directly in the database.
     pub async fn create_user(&self, username: &str, password: &str, role: Role) -> uuid::Uuid {
         signaling::users::create_user(
