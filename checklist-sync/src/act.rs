@@ -1,6 +1,9 @@
-//! The act's events: formed, signed, refused. They are sequenced and hash-chained like every
-//! other event, but only the embedding server submits them ([`crate::SyncHub::submit_act`]):
-//! no client frame decodes to one, so a client cannot forge a signature or a refusal.
+//! The act's events: formed, signed, refused ([`crate::Operation::ActFormed`],
+//! [`crate::Operation::ActSigned`], [`crate::Operation::ActRefused`]). They are sequenced and
+//! hash-chained like every other operation, but only the embedding server submits them
+//! ([`crate::SyncHub::submit`]): a client frame naming one is refused by the decoder and by
+//! the lifecycle rule ([`crate::state::Status::allows`]), so a client cannot forge a signature
+//! or a refusal. Their payloads carry hashes; the PDF and signatures are blobs of the server.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,64 +44,8 @@ impl SignerRole {
     }
 }
 
-/// An act event, as submitted by the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ActEvent {
-    /// The act was formed from the log up to `head_seq`.
-    ActFormed {
-        /// SHA-256 of the PDF, lowercase hex.
-        sha256: String,
-        /// Size of the PDF in bytes.
-        size: u64,
-        /// The last event the act was formed from (the act prints it).
-        head_seq: u64,
-        /// That event's hash.
-        head_hash: String,
-        /// Language of the act (`ru`, `en`).
-        language: String,
-    },
-    /// A party signed the act.
-    ActSigned {
-        /// The act signed (SHA-256 of the PDF).
-        act_sha256: String,
-        /// Who.
-        role: SignerRole,
-        /// The signer's name as the certificate gives it.
-        signer: String,
-        /// SHA-256 of the signer's certificate (DER).
-        certificate_sha256: String,
-        /// SHA-256 of the detached CMS signature (DER).
-        signature_sha256: String,
-        /// The signature scheme, e.g. `p256-webcrypto-cms`.
-        scheme: String,
-    },
-    /// A party refused to sign ("от подписи отказался").
-    ActRefused {
-        /// The act refused.
-        act_sha256: String,
-        /// Who.
-        role: SignerRole,
-        /// The refusing party's name.
-        signer: String,
-        /// Why, in the party's words.
-        reason: String,
-    },
-}
-
-/// Every act event kind.
+/// Every act operation kind: made by the server only (see the module documentation).
 pub const ACT_KINDS: &[&str] = &["act_formed", "act_signed", "act_refused"];
-
-impl ActEvent {
-    /// The `kind` of the event.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::ActFormed { .. } => "act_formed",
-            Self::ActSigned { .. } => "act_signed",
-            Self::ActRefused { .. } => "act_refused",
-        }
-    }
-}
 
 /// The act as the log shows it: folded from the act events.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -170,83 +117,81 @@ impl ActState {
     }
 }
 
-fn is_hex64(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-impl ActEvent {
-    /// Checks the fields (the server builds these, but the log must never hold nonsense).
-    pub fn validate(&self) -> Result<(), crate::OpError> {
-        use crate::OpError;
-        let hex = |field: &str, v: &str| {
-            if is_hex64(v) {
-                Ok(())
-            } else {
-                Err(OpError::invalid(field, "must be 64 lowercase hex digits"))
+/// The act's own rules, checked by the room against the sequenced head after the lifecycle
+/// rule (so two racing signatures cannot both pass): the act is formed once, by the
+/// inspector, from the log's current head; each party signs or refuses once, in its own
+/// role, that very act. `head` is the seq and hash the new event would chain onto.
+pub fn check(
+    act: Option<&ActState>,
+    who: crate::Role,
+    op: &crate::Operation,
+    head: (u64, &str),
+) -> Result<(), crate::OpError> {
+    use crate::proto::codes;
+    use crate::{OpError, Operation, Role};
+    let (act_sha256, role) = match op {
+        Operation::ActFormed {
+            head_seq,
+            head_hash,
+            ..
+        } => {
+            if who != Role::Inspector {
+                return Err(OpError::new(
+                    codes::FORBIDDEN,
+                    "only the inspector forms the act",
+                ));
             }
-        };
-        let name = |v: &str| {
-            let n = v.chars().count();
-            if (1..=500).contains(&n) {
-                Ok(())
-            } else {
-                Err(OpError::invalid(
-                    "signer",
-                    "signer must have 1..=500 characters",
-                ))
+            if act.is_some() {
+                return Err(OpError::new(
+                    codes::ACT_ALREADY_FORMED,
+                    "the act is already formed",
+                ));
             }
-        };
-        match self {
-            Self::ActFormed {
-                sha256,
-                head_hash,
-                language,
-                ..
-            } => {
-                hex("sha256", sha256)?;
-                hex("head_hash", head_hash)?;
-                if !matches!(language.as_str(), "ru" | "en") {
-                    return Err(OpError::invalid("language", "language must be ru or en"));
-                }
+            if (*head_seq, head_hash.as_str()) != head {
+                return Err(OpError::new(
+                    codes::ACT_STALE,
+                    "the event log moved on while the act was rendered",
+                ));
             }
-            Self::ActSigned {
-                act_sha256,
-                signer,
-                certificate_sha256,
-                signature_sha256,
-                scheme,
-                ..
-            } => {
-                hex("act_sha256", act_sha256)?;
-                hex("certificate_sha256", certificate_sha256)?;
-                hex("signature_sha256", signature_sha256)?;
-                name(signer)?;
-                if scheme.is_empty() || scheme.len() > 64 {
-                    return Err(OpError::invalid(
-                        "scheme",
-                        "scheme must have 1..=64 characters",
-                    ));
-                }
-            }
-            Self::ActRefused {
-                act_sha256,
-                signer,
-                reason,
-                ..
-            } => {
-                hex("act_sha256", act_sha256)?;
-                name(signer)?;
-                let n = reason.trim().chars().count();
-                if !(1..=4000).contains(&n) {
-                    return Err(OpError::invalid(
-                        "reason",
-                        "reason must have 1..=4000 characters",
-                    ));
-                }
-            }
+            return Ok(());
         }
-        Ok(())
+        Operation::ActSigned {
+            act_sha256, role, ..
+        }
+        | Operation::ActRefused {
+            act_sha256, role, ..
+        } => (act_sha256, *role),
+        _ => return Ok(()),
+    };
+    if who != role.room_role() {
+        return Err(OpError::new(
+            codes::FORBIDDEN,
+            format!("{} may not answer as {}", who.as_str(), role.as_str()),
+        ));
     }
+    let Some(act) = act else {
+        return Err(OpError::new(
+            codes::ACT_NOT_FORMED,
+            "no act has been formed",
+        ));
+    };
+    if act.sha256 != *act_sha256 {
+        return Err(OpError::new(
+            codes::ACT_MISMATCH,
+            "this is not the act that was formed",
+        ));
+    }
+    if act.signature(role).is_some() {
+        return Err(OpError::new(
+            codes::ALREADY_SIGNED,
+            "this party has already signed",
+        ));
+    }
+    if act.refusals.iter().any(|r| r.role == role) {
+        return Err(OpError::new(
+            codes::ALREADY_REFUSED,
+            "this party has already refused",
+        ));
+    }
+    Ok(())
 }

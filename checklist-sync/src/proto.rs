@@ -39,8 +39,9 @@ pub mod codes {
     pub const ALREADY_STARTED: &str = "already_started";
     /// Needs a live inspection, but it is finished.
     pub const ALREADY_FINISHED: &str = "already_finished";
-    /// A start or finish is already being confirmed.
-    pub const TRANSITION_IN_PROGRESS: &str = "transition_in_progress";
+    /// The inspection was cancelled: nothing that needs a scheduled or live inspection is
+    /// accepted any more.
+    pub const CANCELLED: &str = "cancelled";
     /// Frame over 64 KiB.
     pub const FRAME_TOO_LARGE: &str = "frame_too_large";
     /// Binary frame.
@@ -73,7 +74,42 @@ pub mod codes {
     pub const ALREADY_SIGNED: &str = "already_signed";
     /// The role has refused already.
     pub const ALREADY_REFUSED: &str = "already_refused";
+    /// `attach_evidence` from a client: evidence is attached by uploading it, the server
+    /// makes the event.
+    pub const UPLOAD_REQUIRED: &str = "upload_required";
 }
+
+/// Why an inspection was cancelled: a code, rendered in words by the pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The business did not join or could not take part.
+    BusinessAbsent,
+    /// The call could not be held (network, equipment).
+    TechnicalFailure,
+    /// Moved to another date.
+    Rescheduled,
+    /// The control body called the inspection off.
+    Withdrawn,
+    /// Anything else (the note says what).
+    Other,
+}
+
+impl CancelReason {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BusinessAbsent => "business_absent",
+            Self::TechnicalFailure => "technical_failure",
+            Self::Rescheduled => "rescheduled",
+            Self::Withdrawn => "withdrawn",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Longest free-text note of a cancellation, in characters.
+pub const MAX_CANCEL_NOTE: usize = 1000;
 
 /// A refused operation or message: stable code, explanation, and optional details.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -162,10 +198,36 @@ pub enum EvidenceKind {
     File,
     /// A moment of the inspection's recording.
     Recording,
+    /// A video clip cut (remuxed) from the finished recording around a violation's mark.
+    Clip,
+    /// A picture decoded from the finished recording at a violation's mark.
+    Still,
 }
 
-/// A reference to a piece of evidence stored elsewhere.
+impl EvidenceKind {
+    /// Derived from the finished recording by the server (clip, still): such evidence may be
+    /// attached after the inspection is finished.
+    pub fn is_derived(self) -> bool {
+        matches!(self, Self::Clip | Self::Still)
+    }
+}
+
+/// The participant's location-trust verdict when a piece of evidence was received: the level
+/// and the names of the deciding signals (codes, not prose).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceVerdict {
+    /// `trusted`, `suspicious` or `spoofed`.
+    pub level: crate::trust::TrustLevel,
+    /// Names of the signals that decided the level.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<String>,
+}
+
+/// A piece of evidence. Since protocol revision 2 of this op only the server makes it, after
+/// the bytes are stored in the blob store: `sha256`, `size`, `media_type` and the rest are the
+/// server's own findings; `captured_at` and `location` are what the device claimed. Events of
+/// the first revision (a client-claimed `uri` and `sha256`) stay readable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     /// The evidence's id, e.g. an upload id.
     pub id: String,
@@ -180,9 +242,50 @@ pub struct Evidence {
     /// Caption.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caption: Option<String>,
-    /// The moment shown, µs since the epoch.
+    /// The moment shown, µs since the epoch (first revision, client-claimed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_ts: Option<i64>,
+    /// Size in bytes, counted by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// MIME type detected by the server from the content (`image/jpeg`, `video/webm`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// Pixel width, decoded by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Pixel height, decoded by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Server time the upload started arriving, µs since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<i64>,
+    /// Capture time the device claims, ms since the epoch (a claim, not a finding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured_at: Option<i64>,
+    /// Server time of the moment shown, µs since the epoch: the upload's receipt for a photo,
+    /// the mark for a clip or still. Its place in the recording is this minus the manifest's
+    /// `epoch_micros`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_micros: Option<i64>,
+    /// Media time in the recording of the moment shown, ms (clip, still).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_ms: Option<i64>,
+    /// First media time of the recording the clip covers, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_start_ms: Option<i64>,
+    /// Media time where the clip ends in the recording, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_end_ms: Option<i64>,
+    /// SHA-256 of the recording a clip or still was derived from (the manifest's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_sha256: Option<String>,
+    /// The device's geolocation sample sent with the upload, parsed strictly by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// The uploader's location-trust verdict when the upload arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<EvidenceVerdict>,
 }
 
 /// A geolocation sample as the browser reports it.
@@ -269,13 +372,28 @@ pub enum Operation {
     AttachEvidence {
         /// The item.
         item_id: String,
-        /// The reference.
-        evidence: Evidence,
+        /// The evidence (boxed: it is much larger than the other operations).
+        evidence: Box<Evidence>,
+    },
+    /// The inspector asks the business's phone for a photo of an item.
+    RequestPhoto {
+        /// The item.
+        item_id: String,
     },
     /// The inspection goes live.
     Start,
     /// The inspection is finished.
     Finish,
+    /// The inspection is called off (from scheduled or live); nothing needing a live
+    /// inspection is accepted afterwards.
+    Cancel {
+        /// Why, as a code.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<CancelReason>,
+        /// Free text from the inspector.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// A geolocation sample.
     Location(Location),
     /// The device could not give a position (permission denied, no fix, timeout).
@@ -285,6 +403,45 @@ pub enum Operation {
     },
     /// Presence / connection quality.
     Presence(Presence),
+    /// The act was formed from the log up to `head_seq` (server only, after the finish).
+    ActFormed {
+        /// SHA-256 of the PDF, lowercase hex.
+        sha256: String,
+        /// Size of the PDF in bytes.
+        size: u64,
+        /// The last event the act was formed from (the act prints it).
+        head_seq: u64,
+        /// That event's hash.
+        head_hash: String,
+        /// Language of the act (`ru`, `en`).
+        language: String,
+    },
+    /// A party signed the act (server only, after it verified the signature).
+    ActSigned {
+        /// The act signed (SHA-256 of the PDF).
+        act_sha256: String,
+        /// Who.
+        role: crate::act::SignerRole,
+        /// The signer's name as the certificate gives it.
+        signer: String,
+        /// SHA-256 of the signer's certificate (DER).
+        certificate_sha256: String,
+        /// SHA-256 of the detached CMS signature (DER).
+        signature_sha256: String,
+        /// The signature scheme, e.g. `p256-webcrypto-cms`.
+        scheme: String,
+    },
+    /// A party refused to sign ("от подписи отказался"; server only).
+    ActRefused {
+        /// The act refused.
+        act_sha256: String,
+        /// Who.
+        role: crate::act::SignerRole,
+        /// The refusing party's name.
+        signer: String,
+        /// Why, in the party's words.
+        reason: String,
+    },
 }
 
 /// Every known `op.kind`.
@@ -292,11 +449,16 @@ pub const OP_KINDS: &[&str] = &[
     "set_result",
     "comment",
     "attach_evidence",
+    "request_photo",
     "start",
     "finish",
+    "cancel",
     "location",
     "location_unavailable",
     "presence",
+    "act_formed",
+    "act_signed",
+    "act_refused",
 ];
 
 fn de_millis<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
@@ -306,6 +468,21 @@ fn de_millis<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         return Err(serde::de::Error::custom("device_ts out of range"));
     }
     Ok(v.floor() as i64)
+}
+
+/// Whether `h` is a SHA-256 in the log's spelling: 64 lowercase hex digits.
+pub fn is_sha256_hex(h: &str) -> bool {
+    h.len() == 64
+        && h.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn check_sha256(field: &str, h: &str) -> Result<(), OpError> {
+    if is_sha256_hex(h) {
+        Ok(())
+    } else {
+        Err(OpError::invalid(field, "must be 64 lowercase hex digits"))
+    }
 }
 
 fn check_len(field: &str, s: &str, min: usize, max: usize) -> Result<(), OpError> {
@@ -350,12 +527,25 @@ impl Operation {
             Self::SetResult { .. } => "set_result",
             Self::Comment { .. } => "comment",
             Self::AttachEvidence { .. } => "attach_evidence",
+            Self::RequestPhoto { .. } => "request_photo",
             Self::Start => "start",
             Self::Finish => "finish",
+            Self::Cancel { .. } => "cancel",
             Self::Location(_) => "location",
             Self::LocationUnavailable { .. } => "location_unavailable",
             Self::Presence(_) => "presence",
+            Self::ActFormed { .. } => "act_formed",
+            Self::ActSigned { .. } => "act_signed",
+            Self::ActRefused { .. } => "act_refused",
         }
+    }
+
+    /// One of the act's events (made by the server only).
+    pub fn is_act(&self) -> bool {
+        matches!(
+            self,
+            Self::ActFormed { .. } | Self::ActSigned { .. } | Self::ActRefused { .. }
+        )
     }
 
     /// The item the operation is about, if any.
@@ -363,7 +553,8 @@ impl Operation {
         match self {
             Self::SetResult { item_id, .. }
             | Self::Comment { item_id, .. }
-            | Self::AttachEvidence { item_id, .. } => Some(item_id),
+            | Self::AttachEvidence { item_id, .. }
+            | Self::RequestPhoto { item_id } => Some(item_id),
             _ => None,
         }
     }
@@ -416,20 +607,19 @@ impl Operation {
                 check_len("evidence.id", &evidence.id, 1, 128)?;
                 check_opt_len("evidence.uri", &evidence.uri, 2048)?;
                 check_opt_len("evidence.caption", &evidence.caption, 1000)?;
-                if let Some(h) = &evidence.sha256 {
-                    if h.len() != 64
-                        || !h
-                            .bytes()
-                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                    {
-                        return Err(OpError::invalid(
-                            "evidence.sha256",
-                            "must be 64 lowercase hex digits",
-                        ));
+                check_opt_len("evidence.media_type", &evidence.media_type, 128)?;
+                for (field, h) in [
+                    ("evidence.sha256", &evidence.sha256),
+                    ("evidence.recording_sha256", &evidence.recording_sha256),
+                ] {
+                    if h.as_deref().is_some_and(|h| !is_sha256_hex(h)) {
+                        return Err(OpError::invalid(field, "must be 64 lowercase hex digits"));
                     }
                 }
             }
+            Self::RequestPhoto { item_id } => check_len("item_id", item_id, 1, 128)?,
             Self::Start | Self::Finish => {}
+            Self::Cancel { note, .. } => check_opt_len("note", note, MAX_CANCEL_NOTE)?,
             Self::Location(l) => {
                 check_range("lat", l.lat, -90.0, 90.0)?;
                 check_range("lon", l.lon, -180.0, 180.0)?;
@@ -443,6 +633,42 @@ impl Operation {
                 check_opt_len("network", &p.network, 32)?;
             }
             Self::LocationUnavailable { .. } => {}
+            Self::ActFormed {
+                sha256,
+                head_hash,
+                language,
+                ..
+            } => {
+                check_sha256("sha256", sha256)?;
+                check_sha256("head_hash", head_hash)?;
+                if !matches!(language.as_str(), "ru" | "en") {
+                    return Err(OpError::invalid("language", "language must be ru or en"));
+                }
+            }
+            Self::ActSigned {
+                act_sha256,
+                signer,
+                certificate_sha256,
+                signature_sha256,
+                scheme,
+                ..
+            } => {
+                check_sha256("act_sha256", act_sha256)?;
+                check_sha256("certificate_sha256", certificate_sha256)?;
+                check_sha256("signature_sha256", signature_sha256)?;
+                check_len("signer", signer, 1, 500)?;
+                check_len("scheme", scheme, 1, 64)?;
+            }
+            Self::ActRefused {
+                act_sha256,
+                signer,
+                reason,
+                ..
+            } => {
+                check_sha256("act_sha256", act_sha256)?;
+                check_len("signer", signer, 1, 500)?;
+                check_len("reason", reason.trim(), 1, MAX_TEXT)?;
+            }
         }
         Ok(())
     }
@@ -583,6 +809,32 @@ pub fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
                     Some(op_id),
                 ));
             };
+            // Evidence is what the server stored and hashed itself; a client's claim of a uri
+            // and a hash is not evidence, whatever its fields.
+            if op.get("kind").and_then(Value::as_str) == Some("attach_evidence") {
+                return Err(fail(
+                    OpError::new(
+                        codes::UPLOAD_REQUIRED,
+                        "evidence is attached by uploading it (POST /api/inspections/{id}/evidence)",
+                    ),
+                    Some(op_id),
+                ));
+            }
+            // The act's events name files only the server stored and signatures only it
+            // verified; a client's claim of one is refused whatever its fields.
+            if op
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| crate::act::ACT_KINDS.contains(&k))
+            {
+                return Err(fail(
+                    OpError::new(
+                        codes::FORBIDDEN,
+                        "the act's events are recorded by the server (POST /api/inspections/{id}/act…)",
+                    ),
+                    Some(op_id),
+                ));
+            }
             match Operation::decode(op) {
                 Ok(op) => Ok(ClientMsg::Op { op_id, op }),
                 Err(e) => Err(fail(e, Some(op_id))),

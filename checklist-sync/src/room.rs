@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::chain::{CommittedEvent, GENESIS_HASH};
-use crate::domain::{ItemSpec, LifecycleError, Principal, Role, RoomSpec, Site, Transition};
+use crate::domain::{ItemSpec, Principal, Role, RoomSpec, Site};
 use crate::geo::{GeoError, Geolocation, RawGeolocation};
 use crate::proto::{codes, ClientInfo, OpError, Operation};
-use crate::state::{Event, EventBody, JoinInfo, LeaveInfo, LeaveReason, State, Status};
+use crate::state::{Event, EventBody, JoinInfo, LeaveInfo, LeaveReason, Source, State};
 use crate::trust::{Assessor, ClientContext, TrustConfig};
 
 /// Identifies one socket within the process.
@@ -94,26 +94,6 @@ pub enum Input {
         /// Now.
         now: i64,
     },
-    /// An act event submitted by the embedding server.
-    Act {
-        /// Where to answer.
-        origin: Origin,
-        /// Who (the inspector for the official, the business for the business).
-        who: Principal,
-        /// The event.
-        event: crate::act::ActEvent,
-        /// Now.
-        now: i64,
-    },
-    /// The lifecycle answered a [`Output::CallLifecycle`].
-    LifecycleDone {
-        /// The call's token.
-        token: u64,
-        /// Its answer.
-        result: Result<(), LifecycleError>,
-        /// Now.
-        now: i64,
-    },
     /// Every event up to this seq is durable.
     Committed {
         /// Highest durable seq.
@@ -168,15 +148,6 @@ pub enum Output {
         /// Why.
         error: OpError,
     },
-    /// Ask the lifecycle to confirm a transition; answer with [`Input::LifecycleDone`].
-    CallLifecycle {
-        /// Token to echo.
-        token: u64,
-        /// Which transition.
-        transition: Transition,
-        /// Who asked.
-        who: Principal,
-    },
 }
 
 #[derive(Debug)]
@@ -184,15 +155,6 @@ struct Pending {
     origin: Option<Origin>,
     event: Event,
     sealed: Arc<CommittedEvent>,
-}
-
-#[derive(Debug)]
-struct PendingTransition {
-    token: u64,
-    origin: Origin,
-    op_id: Option<String>,
-    who: Principal,
-    op: Operation,
 }
 
 /// Room tuning.
@@ -230,8 +192,6 @@ pub struct Room {
     recent: VecDeque<Arc<CommittedEvent>>,
     conns: HashMap<ConnId, Uuid>,
     online: HashMap<Uuid, usize>,
-    transition: Option<PendingTransition>,
-    next_token: u64,
     out: VecDeque<Output>,
     /// Location-trust assessors per participant, fed every accepted sample. Rebuilt from new
     /// samples after a room reload (the verdicts themselves are in the log).
@@ -250,6 +210,8 @@ fn may(role: Role, op: &Operation) -> bool {
                 | Operation::Location(_)
                 | Operation::LocationUnavailable { .. }
                 | Operation::Presence(_)
+                | Operation::ActSigned { .. }
+                | Operation::ActRefused { .. }
         ),
         Role::Observer => matches!(op, Operation::Presence(_)),
     }
@@ -277,8 +239,6 @@ impl Room {
             recent: restored.recent,
             conns: HashMap::new(),
             online: HashMap::new(),
-            transition: None,
-            next_token: 1,
             out: VecDeque::new(),
             assessors: HashMap::new(),
             clients: HashMap::new(),
@@ -325,7 +285,7 @@ impl Room {
 
     /// True when nothing is connected or in flight: the room may be unloaded.
     pub fn is_idle(&self) -> bool {
-        self.conns.is_empty() && self.pending.is_empty() && self.transition.is_none()
+        self.conns.is_empty() && self.pending.is_empty()
     }
 
     /// Number of sockets.
@@ -338,8 +298,8 @@ impl Room {
         self.out.pop_front()
     }
 
-    /// The origins of everything still waiting (for a commit or the lifecycle): used when
-    /// the room has to be abandoned after a storage failure.
+    /// The origins of everything still waiting for a commit: used when the room has to be
+    /// abandoned after a storage failure.
     pub fn abandon(&mut self) -> Vec<(Origin, Option<String>)> {
         let mut v: Vec<_> = self
             .pending
@@ -351,9 +311,6 @@ impl Room {
                 .drain(..)
                 .map(|(_, _, o, id)| (o, Some(id))),
         );
-        if let Some(t) = self.transition.take() {
-            v.push((t.origin, t.op_id));
-        }
         v
     }
 
@@ -386,136 +343,8 @@ impl Room {
                 op,
                 now,
             } => self.op(origin, who, op_id, op, now),
-            Input::LifecycleDone { token, result, now } => {
-                let Some(t) = self.transition.take_if(|t| t.token == token) else {
-                    return;
-                };
-                match result {
-                    Err(e) => self.out.push_back(Output::Reject {
-                        origin: t.origin,
-                        op_id: t.op_id,
-                        error: OpError::new(&e.code, e.message),
-                    }),
-                    Ok(()) => match self.check_lifecycle(&t.op) {
-                        Err(error) => self.out.push_back(Output::Reject {
-                            origin: t.origin,
-                            op_id: t.op_id,
-                            error,
-                        }),
-                        Ok(()) => self.append(
-                            t.who.participant_id,
-                            t.op_id,
-                            EventBody::Op(t.op),
-                            Some(t.origin),
-                            now,
-                        ),
-                    },
-                }
-            }
             Input::Committed { upto } => self.committed(upto),
-            Input::Act {
-                origin,
-                who,
-                event,
-                now,
-            } => match self.check_act(&who, &event) {
-                Err(error) => self.out.push_back(Output::Reject {
-                    origin,
-                    op_id: None,
-                    error,
-                }),
-                Ok(()) => self.append(
-                    who.participant_id,
-                    None,
-                    EventBody::Act(event),
-                    Some(origin),
-                    now,
-                ),
-            },
         }
-    }
-
-    /// The act's rules, checked against the head (so two racing signatures cannot both pass):
-    /// an act only after finish, formed once from the current head; each party signs or
-    /// refuses once, that very act.
-    fn check_act(&self, who: &Principal, event: &crate::act::ActEvent) -> Result<(), OpError> {
-        use crate::act::ActEvent;
-        event.validate()?;
-        if self.head.lifecycle.status != Status::Finished {
-            return Err(OpError::new(
-                codes::NOT_FINISHED,
-                "the act is formed only after the inspection is finished",
-            ));
-        }
-        let (act_sha256, role) = match event {
-            ActEvent::ActFormed {
-                head_seq,
-                head_hash,
-                ..
-            } => {
-                if who.role != Role::Inspector {
-                    return Err(OpError::new(
-                        codes::FORBIDDEN,
-                        "only the inspector forms the act",
-                    ));
-                }
-                if self.head.act.is_some() {
-                    return Err(OpError::new(
-                        codes::ACT_ALREADY_FORMED,
-                        "the act is already formed",
-                    ));
-                }
-                if *head_seq != self.head_seq || *head_hash != self.head_hash {
-                    return Err(OpError::new(
-                        codes::ACT_STALE,
-                        "the event log moved on while the act was rendered",
-                    ));
-                }
-                return Ok(());
-            }
-            ActEvent::ActSigned {
-                act_sha256, role, ..
-            }
-            | ActEvent::ActRefused {
-                act_sha256, role, ..
-            } => (act_sha256, *role),
-        };
-        if who.role != role.room_role() {
-            return Err(OpError::new(
-                codes::FORBIDDEN,
-                format!("{} may not answer as {}", who.role.as_str(), role.as_str()),
-            ));
-        }
-        let Some(act) = &self.head.act else {
-            return Err(OpError::new(
-                codes::ACT_NOT_FORMED,
-                "no act has been formed",
-            ));
-        };
-        if act.sha256 != *act_sha256 {
-            return Err(OpError::new(
-                codes::ACT_MISMATCH,
-                "this is not the act that was formed",
-            ));
-        }
-        if act.signature(role).is_some() {
-            return Err(OpError::new(
-                codes::ALREADY_SIGNED,
-                "this party has already signed",
-            ));
-        }
-        if act.refusals.iter().any(|r| r.role == role) {
-            return Err(OpError::new(
-                codes::ALREADY_REFUSED,
-                "this party has already refused",
-            ));
-        }
-        Ok(())
-    }
-
-    /// The head the next event chains onto: its seq and hash.
-    pub fn head(&self) -> (u64, &str) {
-        (self.head_seq, &self.head_hash)
     }
 
     fn connect(
@@ -571,35 +400,14 @@ impl Room {
         }
     }
 
-    fn check_lifecycle(&self, op: &Operation) -> Result<(), OpError> {
-        let status = self.head.lifecycle.status;
-        let needs_live = |status| match status {
-            Status::Live => Ok(()),
-            Status::NotStarted => Err(OpError::new(
-                codes::NOT_LIVE,
-                "the inspection has not started",
-            )),
-            Status::Finished => Err(OpError::new(
-                codes::ALREADY_FINISHED,
-                "the inspection is finished",
-            )),
+    /// Whether the lifecycle, as the sequenced log stands (`head`, committed or not: the
+    /// order is decided here), allows the operation.
+    fn check_lifecycle(&self, op: &Operation, origin: Origin) -> Result<(), OpError> {
+        let source = match origin {
+            Origin::Conn(_) => Source::Client,
+            Origin::Api(_) => Source::Server,
         };
-        match op {
-            Operation::SetResult { .. }
-            | Operation::Comment { .. }
-            | Operation::AttachEvidence { .. }
-            | Operation::Finish => needs_live(status),
-            Operation::Start => match status {
-                Status::NotStarted => Ok(()),
-                _ => Err(OpError::new(
-                    codes::ALREADY_STARTED,
-                    "the inspection has already started",
-                )),
-            },
-            Operation::Location(_)
-            | Operation::LocationUnavailable { .. }
-            | Operation::Presence(_) => Ok(()),
-        }
+        self.head.lifecycle.status.allows(op, source)
     }
 
     fn op(
@@ -627,16 +435,6 @@ impl Room {
                 }
                 return;
             }
-            if let Some(t) = &self.transition {
-                if t.who.participant_id == who.participant_id && t.op_id.as_deref() == Some(id) {
-                    let e = OpError::new(
-                        codes::TRANSITION_IN_PROGRESS,
-                        "this operation is being confirmed",
-                    );
-                    self.out.push_back(reject(e));
-                    return;
-                }
-            }
         }
         if !may(who.role, &op) {
             let e = OpError::new(
@@ -656,38 +454,30 @@ impl Room {
                 return;
             }
         }
-        if let Err(e) = self.check_lifecycle(&op) {
+        // Evidence is what the server stored and hashed itself (an upload, a cut of the
+        // recording); a socket cannot claim it (proto::decode refuses it first).
+        if matches!(
+            (origin, &op),
+            (Origin::Conn(_), Operation::AttachEvidence { .. })
+        ) {
+            let e = OpError::new(
+                codes::UPLOAD_REQUIRED,
+                "evidence is attached by uploading it (POST /api/inspections/{id}/evidence)",
+            );
             self.out.push_back(reject(e));
             return;
         }
-        let transition = match op {
-            Operation::Start => Some(Transition::Start),
-            Operation::Finish => Some(Transition::Finish),
-            _ => None,
-        };
-        if let Some(transition) = transition {
-            if self.transition.is_some() {
-                let e = OpError::new(
-                    codes::TRANSITION_IN_PROGRESS,
-                    "a start or finish is being confirmed",
-                );
-                self.out.push_back(reject(e));
-                return;
-            }
-            let token = self.next_token;
-            self.next_token += 1;
-            self.out.push_back(Output::CallLifecycle {
-                token,
-                transition,
-                who: who.clone(),
-            });
-            self.transition = Some(PendingTransition {
-                token,
-                origin,
-                op_id,
-                who,
-                op,
-            });
+        if let Err(e) = self.check_lifecycle(&op, origin) {
+            self.out.push_back(reject(e));
+            return;
+        }
+        if let Err(e) = crate::act::check(
+            self.head.act.as_ref(),
+            who.role,
+            &op,
+            (self.head_seq, &self.head_hash),
+        ) {
+            self.out.push_back(reject(e));
             return;
         }
         // Location samples are parsed strictly before they count: a rejected sample changes

@@ -7,7 +7,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::{ItemResult, Role};
-use crate::proto::{ClientInfo, Evidence, Location, Operation, Presence, Quality};
+use crate::proto::{
+    codes, CancelReason, ClientInfo, Evidence, EvidenceKind, Location, OpError, Operation,
+    Presence, Quality,
+};
 
 /// Why a participant's last socket went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,8 +56,6 @@ pub enum EventBody {
     Leave(LeaveInfo),
     /// The server's location-trust verdict on a participant changed.
     Verdict(crate::trust::Verdict),
-    /// The act was formed, signed or refused (submitted by the server only).
-    Act(crate::act::ActEvent),
 }
 
 impl EventBody {
@@ -65,7 +66,6 @@ impl EventBody {
             Self::Join(_) => "join",
             Self::Leave(_) => "leave",
             Self::Verdict(_) => "verdict",
-            Self::Act(a) => a.kind(),
         }
     }
 
@@ -76,7 +76,6 @@ impl EventBody {
             Self::Join(j) => serde_json::to_value(j),
             Self::Leave(l) => serde_json::to_value(l),
             Self::Verdict(v) => serde_json::to_value(v),
-            Self::Act(a) => serde_json::to_value(a),
         };
         // Serializing these plain data types into a Value cannot fail (no maps with non-string keys).
         let mut v = v.unwrap_or(Value::Null);
@@ -101,16 +100,6 @@ impl EventBody {
             "verdict" => serde_json::from_value(payload.clone())
                 .map(Self::Verdict)
                 .map_err(|e| e.to_string()),
-            k if crate::act::ACT_KINDS.contains(&k) => {
-                let mut obj = match payload {
-                    Value::Object(m) => m.clone(),
-                    _ => return Err("payload is not an object".into()),
-                };
-                obj.insert("kind".into(), Value::String(k.to_string()));
-                serde_json::from_value(Value::Object(obj))
-                    .map(Self::Act)
-                    .map_err(|e| e.to_string())
-            }
             k => {
                 let mut obj = match payload {
                     Value::Object(m) => m.clone(),
@@ -167,17 +156,100 @@ impl Event {
     }
 }
 
-/// Inspection lifecycle status.
+/// Inspection lifecycle phase, as the log says: `not_started` (scheduled) → `live` →
+/// `finished`, and `cancelled` from `not_started` or `live`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Not started yet.
+    /// Scheduled, not started yet.
     #[default]
     NotStarted,
     /// Running.
     Live,
     /// Finished.
     Finished,
+    /// Called off.
+    Cancelled,
+}
+
+/// Who puts an operation to the room, as far as the lifecycle rule cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A participant's socket.
+    Client,
+    /// The server itself ([`crate::SyncHub::submit`]): REST transitions, stored uploads,
+    /// evidence derived from the recording.
+    Server,
+}
+
+impl Status {
+    /// Whether an operation may be applied in this phase: the one lifecycle rule, used by the
+    /// room on the sequenced log (and by callers that want to refuse early). Location and
+    /// presence are accepted in every phase; `cancel` from scheduled or live; item operations
+    /// and `finish` only while live, except the evidence the server derives from the finished
+    /// recording (clips, stills), which the server alone attaches after the finish; the act's
+    /// events only after the finish and only from the server.
+    pub fn allows(self, op: &Operation, source: Source) -> Result<(), OpError> {
+        let not_live = || OpError::new(codes::NOT_LIVE, "the inspection has not started");
+        let finished = || OpError::new(codes::ALREADY_FINISHED, "the inspection is finished");
+        let cancelled = || OpError::new(codes::CANCELLED, "the inspection was cancelled");
+        let started = || OpError::new(codes::ALREADY_STARTED, "the inspection has already started");
+        match (op, self) {
+            (Operation::Location(_) | Operation::LocationUnavailable { .. }, _)
+            | (Operation::Presence(_), _) => Ok(()),
+            // The act names files the server stored and signatures it verified.
+            (op, _) if op.is_act() && source == Source::Client => Err(OpError::new(
+                codes::FORBIDDEN,
+                "the act's events are recorded by the server",
+            )),
+            (_, Status::Cancelled) => Err(cancelled()),
+            (Operation::Start, Status::NotStarted) => Ok(()),
+            (Operation::Start, _) => Err(started()),
+            (Operation::Cancel { .. }, Status::NotStarted | Status::Live) => Ok(()),
+            (Operation::Cancel { .. }, Status::Finished) => Err(finished()),
+            // The recording is cut after it is finalized, which is after the finish.
+            (Operation::AttachEvidence { evidence, .. }, Status::Finished)
+                if source == Source::Server && evidence.kind.is_derived() =>
+            {
+                Ok(())
+            }
+            // The act is formed from the finished log, and signed or refused after that.
+            (
+                Operation::ActFormed { .. }
+                | Operation::ActSigned { .. }
+                | Operation::ActRefused { .. },
+                status,
+            ) => match status {
+                Status::Finished => Ok(()),
+                _ => Err(OpError::new(
+                    codes::NOT_FINISHED,
+                    "the act is formed only after the inspection is finished",
+                )),
+            },
+            (
+                Operation::SetResult { .. }
+                | Operation::Comment { .. }
+                | Operation::AttachEvidence { .. }
+                | Operation::RequestPhoto { .. }
+                | Operation::Finish,
+                status,
+            ) => match status {
+                Status::Live => Ok(()),
+                Status::NotStarted => Err(not_live()),
+                Status::Finished | Status::Cancelled => Err(finished()),
+            },
+        }
+    }
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::NotStarted => "not_started",
+            Status::Live => "live",
+            Status::Finished => "finished",
+            Status::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// The lifecycle part of the state.
@@ -193,6 +265,18 @@ pub struct LifecycleState {
     pub finished_at: Option<i64>,
     /// Who finished it.
     pub finished_by: Option<Uuid>,
+    /// When it was cancelled, µs.
+    #[serde(default)]
+    pub cancelled_at: Option<i64>,
+    /// Who cancelled it.
+    #[serde(default)]
+    pub cancelled_by: Option<Uuid>,
+    /// Why it was cancelled (a code).
+    #[serde(default)]
+    pub cancel_reason: Option<CancelReason>,
+    /// The inspector's note on the cancellation.
+    #[serde(default)]
+    pub cancel_note: Option<String>,
 }
 
 /// A comment on an item.
@@ -209,7 +293,7 @@ pub struct ItemComment {
 }
 
 /// An evidence reference attached to an item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceEntry {
     /// Event seq.
     pub seq: u64,
@@ -222,8 +306,19 @@ pub struct EvidenceEntry {
     pub evidence: Evidence,
 }
 
+/// The inspector's pending request for a photo of an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoRequest {
+    /// Seq of the `request_photo` event.
+    pub seq: u64,
+    /// Its server time, µs.
+    pub ts: i64,
+    /// Who asked.
+    pub by: Uuid,
+}
+
 /// One item's state; an item without `result` is unanswered.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ItemState {
     /// Current result (never `clear`).
     pub result: Option<ItemResult>,
@@ -241,6 +336,9 @@ pub struct ItemState {
     pub comments: Vec<ItemComment>,
     /// Evidence.
     pub evidence: Vec<EvidenceEntry>,
+    /// A photo the inspector asked for and no photo of the item has answered yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo_request: Option<PhotoRequest>,
 }
 
 /// Last location of a participant.
@@ -301,10 +399,10 @@ pub struct State {
 }
 
 impl State {
-    fn apply_act(&mut self, seq: u64, ts: i64, a: &crate::act::ActEvent) {
-        use crate::act::{ActEvent, ActRefusal, ActSignature, ActState};
+    fn apply_act(&mut self, seq: u64, ts: i64, a: &Operation) {
+        use crate::act::{ActRefusal, ActSignature, ActState};
         match a {
-            ActEvent::ActFormed {
+            Operation::ActFormed {
                 sha256,
                 size,
                 head_seq,
@@ -323,7 +421,7 @@ impl State {
                     refusals: Vec::new(),
                 });
             }
-            ActEvent::ActSigned {
+            Operation::ActSigned {
                 role,
                 signer,
                 certificate_sha256,
@@ -343,7 +441,7 @@ impl State {
                     });
                 }
             }
-            ActEvent::ActRefused {
+            Operation::ActRefused {
                 role,
                 signer,
                 reason,
@@ -359,6 +457,7 @@ impl State {
                     });
                 }
             }
+            _ => {}
         }
     }
 
@@ -383,7 +482,6 @@ impl State {
             EventBody::Verdict(v) => {
                 self.participants.entry(by).or_default().verdict = Some(v.clone());
             }
-            EventBody::Act(a) => self.apply_act(ev.seq, ts, a),
             EventBody::Op(op) => match op {
                 Operation::SetResult {
                     item_id,
@@ -421,15 +519,24 @@ impl State {
                         });
                 }
                 Operation::AttachEvidence { item_id, evidence } => {
-                    self.items
-                        .entry(item_id.clone())
-                        .or_default()
-                        .evidence
-                        .push(EvidenceEntry {
+                    let it = self.items.entry(item_id.clone()).or_default();
+                    // A photo of the item answers the inspector's request for one.
+                    if evidence.kind == EvidenceKind::Photo {
+                        it.photo_request = None;
+                    }
+                    it.evidence.push(EvidenceEntry {
+                        seq: ev.seq,
+                        ts,
+                        by,
+                        evidence: (**evidence).clone(),
+                    });
+                }
+                Operation::RequestPhoto { item_id } => {
+                    self.items.entry(item_id.clone()).or_default().photo_request =
+                        Some(PhotoRequest {
                             seq: ev.seq,
                             ts,
                             by,
-                            evidence: evidence.clone(),
                         });
                 }
                 Operation::Start => {
@@ -442,6 +549,13 @@ impl State {
                     self.lifecycle.finished_at = Some(ts);
                     self.lifecycle.finished_by = Some(by);
                 }
+                Operation::Cancel { reason, note } => {
+                    self.lifecycle.status = Status::Cancelled;
+                    self.lifecycle.cancelled_at = Some(ts);
+                    self.lifecycle.cancelled_by = Some(by);
+                    self.lifecycle.cancel_reason = *reason;
+                    self.lifecycle.cancel_note = note.clone();
+                }
                 Operation::Location(l) => {
                     let p = self.participants.entry(by).or_default();
                     p.location = Some(LocationState {
@@ -453,6 +567,9 @@ impl State {
                 Operation::LocationUnavailable { reason } => {
                     self.participants.entry(by).or_default().no_fix = Some(*reason);
                 }
+                Operation::ActFormed { .. }
+                | Operation::ActSigned { .. }
+                | Operation::ActRefused { .. } => self.apply_act(ev.seq, ts, op),
                 Operation::Presence(Presence {
                     quality,
                     rtt_ms,
@@ -467,5 +584,118 @@ impl State {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Presence;
+
+    #[test]
+    fn the_lifecycle_rule() {
+        let set = Operation::SetResult {
+            item_id: "q1".into(),
+            result: ItemResult::Compliant,
+            comment: None,
+            violation: None,
+        };
+        let cancel = Operation::Cancel {
+            reason: None,
+            note: None,
+        };
+        let presence = Operation::Presence(Presence {
+            quality: Quality::Good,
+            rtt_ms: None,
+            network: None,
+            visible: None,
+        });
+        let request = Operation::RequestPhoto {
+            item_id: "q1".into(),
+        };
+        let attach = |kind: &str| Operation::AttachEvidence {
+            item_id: "q1".into(),
+            evidence: Box::new(
+                serde_json::from_value(serde_json::json!({"id": "e1", "kind": kind}))
+                    .expect("evidence"),
+            ),
+        };
+        let (photo, clip) = (attach("photo"), attach("clip"));
+        let signed = Operation::ActSigned {
+            act_sha256: "a".repeat(64),
+            role: crate::act::SignerRole::Official,
+            signer: "Петров".into(),
+            certificate_sha256: "b".repeat(64),
+            signature_sha256: "c".repeat(64),
+            scheme: "p256-webcrypto-cms".into(),
+        };
+        use Source::{Client, Server};
+        let ops: [(&Operation, Source); 11] = [
+            (&Operation::Start, Client),
+            (&Operation::Finish, Client),
+            (&cancel, Server),
+            (&set, Client),
+            (&presence, Client),
+            (&request, Client),
+            (&photo, Server),
+            (&clip, Server),
+            (&clip, Client),
+            (&signed, Server),
+            (&signed, Client),
+        ];
+        use Status::*;
+        let (nl, af, c, nf, fb) = (
+            Some("not_live"),
+            Some("already_finished"),
+            Some("cancelled"),
+            Some("not_finished"),
+            Some("forbidden"),
+        );
+        let st = Some("already_started");
+        let table: [(Status, [Option<&str>; 11]); 4] = [
+            // start, finish, cancel, set_result, presence, request_photo, photo (server),
+            // clip (server), clip (client), act_signed (server), act_signed (client)
+            (
+                NotStarted,
+                [None, nl, None, nl, None, nl, nl, nl, nl, nf, fb],
+            ),
+            (
+                Live,
+                [st, None, None, None, None, None, None, None, None, nf, fb],
+            ),
+            (Finished, [st, af, af, af, None, af, af, None, af, None, fb]),
+            (Cancelled, [c, c, c, c, None, c, c, c, c, c, fb]),
+        ];
+        for (status, want) in table {
+            let got: Vec<Option<String>> = ops
+                .iter()
+                .map(|(op, source)| status.allows(op, *source).err().map(|e| e.code))
+                .collect();
+            let want: Vec<Option<String>> = want.iter().map(|w| w.map(String::from)).collect();
+            assert_eq!(got, want, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn cancel_is_folded_with_its_reason() {
+        let mut s = State::default();
+        let by = Uuid::from_u128(9);
+        s.apply(&Event {
+            seq: 1,
+            server_ts: 10,
+            participant_id: by,
+            client_op_id: None,
+            body: EventBody::Op(Operation::Cancel {
+                reason: Some(CancelReason::Withdrawn),
+                note: Some("приказ отменён".into()),
+            }),
+        });
+        assert_eq!(s.lifecycle.status, Status::Cancelled);
+        assert_eq!(
+            (s.lifecycle.cancelled_at, s.lifecycle.cancelled_by),
+            (Some(10), Some(by))
+        );
+        assert_eq!(s.lifecycle.cancel_reason, Some(CancelReason::Withdrawn));
+        assert_eq!(s.lifecycle.cancel_note.as_deref(), Some("приказ отменён"));
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod chapters;
 pub mod depacketize;
+pub mod extract;
 pub mod finalize;
 pub mod journal;
 mod peer;
@@ -189,6 +190,13 @@ impl MediaHub {
     /// A checklist mark: ask the publisher for a keyframe now and remember the mark.
     pub fn mark(&self, inspection: Uuid, mark: Mark) {
         self.inner.mark(inspection, mark)
+    }
+
+    /// Asks the publisher for a keyframe now (a checklist item was just recorded, so the
+    /// chapter that starts here begins with a clean picture). Never blocks; does nothing when
+    /// the inspection has no live video.
+    pub fn request_keyframe(&self, inspection: Uuid) {
+        self.inner.request_keyframe(inspection)
     }
 
     /// Stops recording the inspection: closes (fsyncs) its journals, then builds the recording

@@ -7,9 +7,12 @@
 #![deny(missing_docs)]
 
 pub mod act;
+pub mod audit;
 pub mod auth;
+pub mod blobs;
 pub mod config;
 pub mod db;
+pub mod derived;
 pub mod domain;
 pub mod error;
 pub mod evidence;
@@ -21,6 +24,7 @@ pub mod ops;
 pub mod results;
 pub mod signing;
 pub mod templates;
+pub mod uploads;
 pub mod users;
 pub mod web;
 
@@ -58,6 +62,8 @@ pub struct AppState {
     pub signing: Arc<signing::Signing>,
     /// Acts: storage and rendering.
     pub acts: Arc<act::Acts>,
+    /// Evidence files (photos, clips, stills).
+    pub blobs: blobs::BlobStore,
 }
 
 /// A built server, bound to its port, ready to serve.
@@ -83,8 +89,21 @@ impl Application {
             config.public_url = format!("http://{addr}");
         }
         config.listen = addr;
+        let blobs = blobs::BlobStore::open(&config.blob, &config.blobs_dir())?;
+        {
+            // Temporaries an interrupted write left behind (none in normal operation).
+            let blobs = blobs.clone();
+            tokio::spawn(async move {
+                if let Err(e) = blobs
+                    .sweep_temporaries(std::time::Duration::from_secs(3600))
+                    .await
+                {
+                    tracing::warn!(error = %e, "blob store: sweeping temporaries failed");
+                }
+            });
+        }
         let config = Arc::new(config);
-        let live = Arc::new(live::Live::new(db.clone(), config.clone()).await?);
+        let live = Arc::new(live::Live::new(db.clone(), config.clone(), blobs.clone()).await?);
         let lifecycle = Arc::new(live::LifecycleService::new(db.clone(), live.clone()));
         let dummy_hash = Arc::new(auth::hash_password("dummy password for timing")?);
         let ca = signing::ca::Ca::load_or_create(
@@ -104,6 +123,7 @@ impl Application {
             live,
             signing,
             acts,
+            blobs,
         };
         let router = router(state.clone());
         Ok(Application {
@@ -154,6 +174,7 @@ pub fn router(state: AppState) -> Router {
         .merge(act::http::router())
         .merge(signing::http::router())
         .merge(results::router())
+        .merge(uploads::router())
         .merge(openapi::router())
         .merge(ops::router())
         .merge(web::router())

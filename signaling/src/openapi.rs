@@ -21,6 +21,7 @@ use crate::AppState;
         crate::live::socket,
         crate::evidence::recording, crate::evidence::manifest, crate::evidence::chapters,
         crate::evidence::state, crate::evidence::events,
+        crate::uploads::upload, crate::uploads::serve,
         crate::act::http::show, crate::act::http::form, crate::act::http::pdf,
         crate::act::http::signature_file, crate::act::http::begin, crate::act::http::sign,
         crate::act::http::refuse, crate::act::http::bundle,
@@ -28,8 +29,8 @@ use crate::AppState;
         crate::signing::http::register, crate::signing::http::list_certificates,
         crate::results::accept, crate::results::list, crate::results::revoke,
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
-    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "act"), (name = "signing"), (name = "results"))
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::uploads::Uploaded)),
+    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"))
 )]
 pub struct ApiDoc;
 

@@ -11,11 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use uuid::Uuid;
 
-use crate::auth::{self, parse_uuid, Caller, Guest, RESULTS_COOKIE};
-use crate::db::{from_micros, now_micros};
+use crate::auth::{self, Caller, Guest, RESULTS_COOKIE};
+use crate::db::{now_micros, RowExt};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::inspections::{self, load_for, Access};
@@ -73,7 +72,7 @@ pub async fn issue(state: &AppState, guest: &Guest) -> ApiResult<Issued> {
     for r in rows.iter().skip(MAX_PER_INVITATION as usize) {
         sqlx::query("UPDATE results_access SET revoked_at = $1 WHERE id = $2")
             .bind(now)
-            .bind(r.get::<String, _>(0))
+            .bind(r.col::<String>(0)?)
             .execute(&mut *tx)
             .await?;
     }
@@ -152,15 +151,17 @@ pub async fn list(
     .bind(id.to_string())
     .fetch_all(&state.db)
     .await?;
-    let list: Vec<ResultsAccess> = rows
-        .into_iter()
-        .map(|r| ResultsAccess {
-            id: parse_uuid(r.get(0)),
-            invitation_id: parse_uuid(r.get(1)),
-            created_at: from_micros(r.get(2)),
-            revoked_at: r.get::<Option<i64>, _>(3).map(from_micros),
+    let list = rows
+        .iter()
+        .map(|r| {
+            Ok(ResultsAccess {
+                id: r.uuid(0)?,
+                invitation_id: r.uuid(1)?,
+                created_at: r.time(2)?,
+                revoked_at: r.opt_time(3)?,
+            })
         })
-        .collect();
+        .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(serde_json::json!({ "results_access": list })))
 }
 

@@ -65,7 +65,7 @@ async fn act_lifecycle_signatures_and_bad_input() {
     assert_eq!(act["sha256"].as_str().unwrap().len(), 64);
     let pdf = f
         .inspector
-        .get_bytes(&format!("/api/inspections/{id}/act.pdf"))
+        .download(&format!("/api/inspections/{id}/act.pdf"))
         .await;
     assert!(pdf.starts_with(b"%PDF-"));
     assert_eq!(
@@ -333,7 +333,7 @@ pub fn unzip(bytes: &[u8], dir: &Path) {
     let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     for i in 0..z.len() {
         let mut e = z.by_index(i).unwrap();
-        let path = dir.join(e.name());
+        let path = dir.join(e.name().expect("a UTF-8 name").to_string());
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let mut v = Vec::new();
         e.read_to_end(&mut v).unwrap();
@@ -350,7 +350,7 @@ pub fn rewrite(bytes: &[u8], name: &str, f: impl Fn(&mut Vec<u8>), fix_hashes: b
         let mut e = z.by_index(i).unwrap();
         let mut v = Vec::new();
         e.read_to_end(&mut v).unwrap();
-        files.push((e.name().to_string(), v));
+        files.push((e.name().expect("a UTF-8 name").to_string(), v));
     }
     for (n, v) in files.iter_mut() {
         if n == name {
@@ -469,7 +469,9 @@ async fn bundle_verifies_offline_and_names_what_was_tampered() {
     // One byte of any file changed: named.
     let names: Vec<String> = {
         let z = zip::ZipArchive::new(std::io::Cursor::new(&zip[..])).unwrap();
-        z.file_names().map(str::to_string).collect()
+        z.file_names()
+            .map(|n| n.expect("a UTF-8 name").to_string())
+            .collect()
     };
     for name in &names {
         let bad = rewrite(
@@ -487,7 +489,7 @@ async fn bundle_verifies_offline_and_names_what_was_tampered() {
             continue;
         }
         assert!(
-            err.what.contains(name.as_str()) || (name == "SHA256SUMS" && err.what == "SHA256SUMS"),
+            err.what.contains(&**name) || (name == "SHA256SUMS" && err.what == "SHA256SUMS"),
             "{name} changed, but the mismatch names {err}"
         );
     }

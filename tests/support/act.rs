@@ -207,7 +207,7 @@ pub async fn signed_bundle(app: &TestApp) -> (Finished, Vec<u8>) {
     assert_eq!(r.status, 201, "{}", r.text);
     let zip = f
         .inspector
-        .get_bytes(&format!("/api/inspections/{}/bundle.zip", f.id))
+        .download(&format!("/api/inspections/{}/bundle.zip", f.id))
         .await;
     (f, zip)
 }

@@ -2,11 +2,12 @@
 //! formed from, so removing events from the tail (up to and including `act_formed` itself)
 //! is detected by comparing the stored acts' printed heads with the log.
 
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use uuid::Uuid;
 
 use super::bundle::pdf_keyword;
 use crate::config::Config;
+use crate::db::RowExt;
 
 /// The outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +59,8 @@ pub async fn check_against_acts(
             .bind(seq as i64)
             .fetch_optional(pool)
             .await?;
-        match row.map(|r| r.get::<String, _>(0)) {
+        let logged: Option<String> = row.map(|r| r.col(0)).transpose()?;
+        match logged {
             Some(h) if h == hash => latest = latest.max(seq),
             Some(h) => {
                 return Ok(ActCheck::Mismatch(format!(
@@ -80,7 +82,7 @@ pub async fn check_against_acts(
         .bind(format!("%{sha}%"))
         .fetch_one(pool)
         .await?
-        .get::<i64, _>(0);
+        .col::<i64>(0)?;
         if named == 0 {
             // A stray file from a render whose event never committed is harmless only if
             // no later act was formed; report it rather than guess.

@@ -9,18 +9,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use checklist_sync::{ActEvent, ActState, OpError, SignerRole};
+use checklist_sync::{ActState, OpError, Operation, SignerRole};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::model::{Act, ActInputs};
-use super::{sha256_hex, status, Acts};
+use super::{sha256_hex, Acts};
 use crate::auth::Caller;
+use crate::db::RowExt;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::inspections::{load_for, Access, Inspection};
-use crate::live::{principal, register_participant, Live};
+use crate::live::{participants, principal, Live};
 use crate::signing::http::{decode_b64, own_certificate};
 use crate::signing::{ca, CmsError};
 use crate::AppState;
@@ -57,6 +57,7 @@ pub struct ActView {
 fn sync_error(e: OpError) -> ApiError {
     let code: &'static str = match e.code.as_str() {
         "not_finished" => "not_finished",
+        "cancelled" => "cancelled",
         "act_already_formed" => "act_already_formed",
         "act_stale" => "act_stale",
         "act_not_formed" => "act_not_formed",
@@ -112,7 +113,6 @@ pub async fn show(
 ) -> ApiResult<Json<ActView>> {
     let (_, access) = load_for(&state.db, &caller, id, Access::Read).await?;
     let (_, st) = current_act(&state, id).await?;
-    status::reconcile(&state.db, id, st.act.as_ref()).await?;
     let role = signer_role(&caller, access);
     let finished = st.lifecycle.status == checklist_sync::state::Status::Finished;
     Ok(Json(ActView {
@@ -133,7 +133,7 @@ async fn head_hash(state: &AppState, id: Uuid, seq: u64) -> ApiResult<String> {
         .fetch_optional(&state.db)
         .await?
         .ok_or_else(|| anyhow::anyhow!("event {seq} of {id} is missing"))?;
-    Ok(row.get(0))
+    row.col(0)
 }
 
 /// The finalized recording, `None` when nothing was recorded, 409 while it is finalizing.
@@ -206,7 +206,7 @@ pub async fn form(
         }
         let (pdf, head) = render_at(&state, &insp, seq, &st).await?;
         // Registered only now, so that a refused request stores nothing.
-        let participant = register_participant(&state.db, &caller, &insp, "api").await?;
+        let participant = participants::register(&state.db, &caller, &insp, "api").await?;
         let who = principal(&caller, &insp, access, participant, "api");
         let sha = sha256_hex(&pdf);
         let path = state.acts.pdf_path(id, &sha);
@@ -216,7 +216,7 @@ pub async fn form(
             .await
             .map_err(|e| anyhow::anyhow!(e))?
             .map_err(|e| anyhow::anyhow!("writing the act: {e}"))?;
-        let event = ActEvent::ActFormed {
+        let event = Operation::ActFormed {
             sha256: sha,
             size: pdf.len() as u64,
             head_seq: seq,
@@ -226,7 +226,7 @@ pub async fn form(
         match state
             .live
             .sync
-            .submit_act(&who, &Live::room_spec(&insp), event)
+            .submit(&who, &Live::room_spec(&insp), event, None)
             .await
         {
             Ok(_) => {
@@ -473,9 +473,9 @@ pub async fn sign(
         .await
         .map_err(|e| anyhow::anyhow!(e))?
         .map_err(|e| anyhow::anyhow!("writing the signature: {e}"))?;
-    let participant = register_participant(&state.db, &caller, &ctx.insp, "api").await?;
+    let participant = participants::register(&state.db, &caller, &ctx.insp, "api").await?;
     let who = principal(&caller, &ctx.insp, ctx.access, participant, "api");
-    let event = ActEvent::ActSigned {
+    let event = Operation::ActSigned {
         act_sha256: ctx.act.sha256.clone(),
         role: ctx.role,
         signer: cert.common_name.clone(),
@@ -486,11 +486,9 @@ pub async fn sign(
     let committed = state
         .live
         .sync
-        .submit_act(&who, &Live::room_spec(&ctx.insp), event)
+        .submit(&who, &Live::room_spec(&ctx.insp), event, None)
         .await
         .map_err(sync_error)?;
-    let (_, st) = current_act(&state, id).await?;
-    status::reconcile(&state.db, id, st.act.as_ref()).await?;
     Ok((
         StatusCode::CREATED,
         Json(Signed {
@@ -529,20 +527,21 @@ pub async fn refuse(
         Caller::Staff(s) => s.display_name.clone(),
         Caller::Guest(g) => g.label.clone(),
     };
-    let participant = register_participant(&state.db, &caller, &ctx.insp, "api").await?;
+    let participant = participants::register(&state.db, &caller, &ctx.insp, "api").await?;
     let who = principal(&caller, &ctx.insp, ctx.access, participant, "api");
     let committed = state
         .live
         .sync
-        .submit_act(
+        .submit(
             &who,
             &Live::room_spec(&ctx.insp),
-            ActEvent::ActRefused {
+            Operation::ActRefused {
                 act_sha256: ctx.act.sha256.clone(),
                 role: ctx.role,
                 signer,
                 reason,
             },
+            None,
         )
         .await
         .map_err(sync_error)?;

@@ -12,7 +12,6 @@ pub mod bundle;
 pub mod http;
 pub mod model;
 pub mod render;
-pub mod status;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -114,7 +113,7 @@ pub mod sample {
             }),
             business: Business {
                 name: "ООО «Ромашка»".into(),
-                inn: "7707083893".into(),
+                inn: crate::domain::Inn::parse("7707083893").expect("a valid INN"),
                 address: "Москва, ул. Тверская, 1".into(),
                 lat: Some(55.757),
                 lon: Some(37.615),

@@ -3,6 +3,7 @@
 //! manifest). The renderer lays it out; nothing here is markup.
 
 use checklist_sync::state::{EvidenceEntry, ParticipantState};
+use checklist_sync::trust::Signal;
 use checklist_sync::{ItemResult, Role, State};
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use serde::Serialize;
@@ -269,6 +270,113 @@ fn role_code(r: Option<Role>) -> &'static str {
     }
 }
 
+/// A location-trust signal in words: the log stores codes with parameters
+/// (docs/geolocation.md); the act names each deciding one with its main figure. Events from
+/// before signals became codes keep their stored sentence.
+fn signal_words(s: &Signal, lang: &str) -> String {
+    let en = lang == "en";
+    let legacy = if en {
+        &s.explanation_en
+    } else {
+        &s.explanation_ru
+    };
+    if let Some(text) = legacy {
+        return text.clone();
+    }
+    let num = |k: &str| s.value.get(k).and_then(serde_json::Value::as_f64);
+    let m = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "?".into());
+    let (ru, en_words) = match s.name.as_str() {
+        "no_fix" => (
+            "местоположение не получено".to_string(),
+            "no position".to_string(),
+        ),
+        "impossible_speed" => (
+            format!(
+                "невозможная скорость перемещения: {} м за {} с",
+                m(num("distance_m")),
+                m(num("seconds"))
+            ),
+            format!(
+                "impossible speed: {} m in {} s",
+                m(num("distance_m")),
+                m(num("seconds"))
+            ),
+        ),
+        "frozen_position" => (
+            format!("координаты застыли: {} замеров подряд", m(num("count"))),
+            format!("frozen position: {} identical fixes", m(num("count"))),
+        ),
+        "accuracy_too_good" => (
+            format!("неправдоподобная точность {} м", m(s.value.as_f64())),
+            format!("implausible accuracy {} m", m(s.value.as_f64())),
+        ),
+        "accuracy_constant" => (
+            format!("постоянная точность {} м", m(num("accuracy_m"))),
+            format!("constant accuracy {} m", m(num("accuracy_m"))),
+        ),
+        "coarse_fix" => (
+            format!("грубое определение, точность {} м", m(s.value.as_f64())),
+            format!("coarse fix, accuracy {} m", m(s.value.as_f64())),
+        ),
+        "clock_skew" => (
+            format!(
+                "часы устройства расходятся на {} с",
+                m(num("median_skew_s"))
+            ),
+            format!("device clock off by {} s", m(num("median_skew_s"))),
+        ),
+        "timezone_unknown" => (
+            "часовой пояс браузера неизвестен".into(),
+            "unknown browser time zone".into(),
+        ),
+        "timezone_mismatch" => (
+            "часовой пояс браузера не совпадает с поясом координат".into(),
+            "browser time zone differs from the position's".into(),
+        ),
+        "far_from_site" => (
+            format!("в {} м от объекта", m(num("distance_m"))),
+            format!("{} m from the site", m(num("distance_m"))),
+        ),
+        "site_unconfirmed" => (
+            format!(
+                "нахождение на объекте не подтверждено (точность {} м)",
+                m(num("accuracy_m"))
+            ),
+            format!(
+                "presence on site unconfirmed (accuracy {} m)",
+                m(num("accuracy_m"))
+            ),
+        ),
+        "on_site" => (
+            format!("на объекте ({} м)", m(num("distance_m"))),
+            format!("on site ({} m)", m(num("distance_m"))),
+        ),
+        "automation" => (
+            "браузером управляет программа автоматизации".into(),
+            "the browser is driven by automation".into(),
+        ),
+        "emulator" => (
+            "признаки эмулятора телефона".into(),
+            "signs of a phone emulator".into(),
+        ),
+        "platform_mismatch" => (
+            "платформа не совпадает с заявленным устройством".into(),
+            "platform does not match the claimed device".into(),
+        ),
+        "desktop_browser" => ("настольный браузер".into(), "desktop browser".into()),
+        "client_hint" => (
+            "дополнительные признаки браузера".into(),
+            "extra browser hints".into(),
+        ),
+        other => (other.to_string(), other.to_string()),
+    };
+    if en {
+        en_words
+    } else {
+        ru
+    }
+}
+
 fn participant(p: &ParticipantState, lang: &str) -> ActParticipant {
     let location = p.location.as_ref().map(|l| {
         format!(
@@ -281,15 +389,7 @@ fn participant(p: &ParticipantState, lang: &str) -> ActParticipant {
             serde_json::to_value(v.level)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string)),
-            v.deciding()
-                .map(|s| {
-                    if lang == "en" {
-                        s.explanation_en.clone()
-                    } else {
-                        s.explanation_ru.clone()
-                    }
-                })
-                .collect(),
+            v.deciding().map(|s| signal_words(s, lang)).collect(),
         ),
         None => (None, Vec::new()),
     };
@@ -401,7 +501,7 @@ impl Act {
             inspector: insp.inspector.display_name.clone(),
             business: ActBusiness {
                 name: insp.business.name.clone(),
-                inn: insp.business.inn.clone(),
+                inn: insp.business.inn.as_str().to_string(),
                 address: insp.business.address.clone(),
                 coords: insp.site().map(|c| format!("{:.6}, {:.6}", c.lat, c.lon)),
             },

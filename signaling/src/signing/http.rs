@@ -10,13 +10,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::ca::Subject;
 use super::cms;
 use crate::auth::{self, Caller};
-use crate::db::{from_micros, now_micros};
+use crate::db::{from_micros, now_micros, RowExt};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::inspections::{load_for, Access};
@@ -203,7 +202,7 @@ pub async fn register(
                     common_name: g.label.clone(),
                     organization: Some(insp.business.name.clone()),
                     title: None,
-                    inn: Some(insp.business.inn.clone()),
+                    inn: Some(insp.business.inn.as_str().to_string()),
                     uris: vec![
                         format!("urn:inspector:invitation:{}", g.invitation_id),
                         format!("urn:inspector:inspection:{}", insp.id),
@@ -236,7 +235,7 @@ pub async fn register(
         .bind(&subject_key)
         .fetch_one(&state.db)
         .await?
-        .get(0);
+        .col(0)?;
     if count >= MAX_CERTIFICATES {
         return Err(ApiError::Conflict {
             code: "too_many_certificates",
@@ -300,16 +299,20 @@ pub async fn register(
     ))
 }
 
-fn cert_from_row(r: &sqlx::any::AnyRow) -> IssuedCertificate {
-    IssuedCertificate {
-        id: auth::parse_uuid(r.get(0)),
-        fingerprint: r.get(1),
-        common_name: r.get(2),
-        pem: r.get(3),
-        inspection_id: r.get::<Option<String>, _>(4).map(auth::parse_uuid),
-        created_at: from_micros(r.get(5)),
-        not_after: from_micros(r.get(6)),
-    }
+fn cert_from_row(r: &sqlx::any::AnyRow) -> ApiResult<IssuedCertificate> {
+    let inspection_id = match r.col::<Option<String>>(4)? {
+        Some(s) => Some(Uuid::parse_str(&s).map_err(|_| crate::db::corrupt("inspection id", s))?),
+        None => None,
+    };
+    Ok(IssuedCertificate {
+        id: r.uuid(0)?,
+        fingerprint: r.col(1)?,
+        common_name: r.col(2)?,
+        pem: r.col(3)?,
+        inspection_id,
+        created_at: r.time(5)?,
+        not_after: r.time(6)?,
+    })
 }
 
 const CERT_COLUMNS: &str =
@@ -328,7 +331,10 @@ pub async fn list_certificates(
     .bind(subject_of(&caller))
     .fetch_all(&state.db)
     .await?;
-    let list: Vec<IssuedCertificate> = rows.iter().map(cert_from_row).collect();
+    let list = rows
+        .iter()
+        .map(cert_from_row)
+        .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(serde_json::json!({ "certificates": list })))
 }
 
@@ -347,5 +353,5 @@ pub async fn own_certificate(
     .fetch_optional(&state.db)
     .await?
     .ok_or(ApiError::NotFound("certificate"))?;
-    Ok(cert_from_row(&row))
+    cert_from_row(&row)
 }
