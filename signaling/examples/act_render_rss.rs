@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
             control_body: "Главное управление МЧС России по г. Москве",
             verify_url: format!("http://127.0.0.1:8080/review/#{}", insp.id),
             language: "ru",
+            images: &std::collections::BTreeSet::new(),
         });
         let pdf = renderer.render(act, Vec::new()).await?;
         assert!(pdf.starts_with(b"%PDF-"));

@@ -101,9 +101,19 @@ pub struct AcceptResults {
     pub token: String,
 }
 
+/// An accepted results link: the inspection, and the CSRF token of the guest's writes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResultsAccepted {
+    /// The inspection, with its checklist.
+    pub inspection: inspections::Inspection,
+    /// Echo in `X-CSRF-Token` on writes.
+    pub csrf_token: String,
+}
+
 /// The business opens its durable link: the token becomes the results cookie.
 #[utoipa::path(post, path = "/api/results/accept", tag = "results", request_body = AcceptResults,
-    responses((status = 200, description = "inspection and csrf_token"), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = ResultsAccepted), (status = 400, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
 pub async fn accept(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<AcceptResults>,
@@ -118,7 +128,10 @@ pub async fn accept(
     if let Ok(v) = HeaderValue::from_str(&cookie(&state, &req.token)) {
         headers.insert(header::SET_COOKIE, v);
     }
-    let body = serde_json::json!({ "inspection": insp, "csrf_token": guest.csrf });
+    let body = ResultsAccepted {
+        inspection: insp,
+        csrf_token: guest.csrf,
+    };
     Ok((headers, Json(body)).into_response())
 }
 
@@ -135,14 +148,21 @@ pub struct ResultsAccess {
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// An inspection's results accesses.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResultsAccessList {
+    /// Oldest first.
+    pub results_access: Vec<ResultsAccess>,
+}
+
 /// Lists the results accesses of an inspection (manager).
 #[utoipa::path(get, path = "/api/inspections/{id}/results-access", tag = "results", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Vec<ResultsAccess>)))]
+    responses((status = 200, body = ResultsAccessList), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ResultsAccessList>> {
     load_for(&state.db, &caller, id, Access::Manage).await?;
     let rows = sqlx::query(
         "SELECT id, invitation_id, created_at, revoked_at FROM results_access \
@@ -151,7 +171,7 @@ pub async fn list(
     .bind(id.to_string())
     .fetch_all(&state.db)
     .await?;
-    let list = rows
+    let results_access = rows
         .iter()
         .map(|r| {
             Ok(ResultsAccess {
@@ -162,7 +182,7 @@ pub async fn list(
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    Ok(Json(serde_json::json!({ "results_access": list })))
+    Ok(Json(ResultsAccessList { results_access }))
 }
 
 /// Revokes one results access (manager).

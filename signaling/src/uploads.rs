@@ -496,7 +496,8 @@ pub struct ServeQuery {
     pub download: Option<String>,
 }
 
-fn extension(media_type: &str) -> &'static str {
+/// The file extension of an evidence media type (`bin` for anything else).
+pub fn extension(media_type: &str) -> &'static str {
     match media_type {
         "image/jpeg" => "jpg",
         "image/png" => "png",

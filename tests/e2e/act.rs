@@ -13,6 +13,7 @@ use inspector_tests::act::{
 use inspector_tests::{spawn_app, ws_connect, Role, TestApp};
 use serde_json::json;
 use signaling::act::bundle;
+use sqlx::Row;
 
 /// What a refusal must not change: the act's tables and the event log.
 async fn stored(app: &TestApp) -> String {
@@ -77,6 +78,27 @@ async fn act_lifecycle_signatures_and_bad_input() {
         bundle::pdf_keyword(&pdf, "head-hash").as_deref(),
         act["head_hash"].as_str()
     );
+    // The business's photo of the violation is a picture in the act.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("act.pdf"), &pdf).unwrap();
+    let list = std::process::Command::new("pdfimages")
+        .arg("-list")
+        .arg(dir.path().join("act.pdf"))
+        .output()
+        .expect("pdfimages (poppler-utils) runs");
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(
+        list.lines().skip(2).any(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            c.get(3) == Some(&"320") && c.get(4) == Some(&"240")
+        }),
+        "the photo is in the act: {list}"
+    );
+    // Accounts the refusals below need, made before the stored state is taken.
+    let stranger = app.staff("inspector2", Role::Inspector).await;
+    let other_user = app
+        .create_user("someone", "a long test password", Role::Inspector)
+        .await;
     let before = stored(&app).await;
     let r = f
         .inspector
@@ -89,7 +111,6 @@ async fn act_lifecycle_signatures_and_bad_input() {
         .post_json(&format!("/api/inspections/{id}/act"), &json!({}))
         .await;
     assert_eq!(r.status, 403);
-    let stranger = app.staff("inspector2", Role::Inspector).await;
     assert_eq!(
         stranger
             .get(&format!("/api/inspections/{id}/act"))
@@ -101,9 +122,6 @@ async fn act_lifecycle_signatures_and_bad_input() {
     // Certificates: for another account, for another inspection, a bad proof, a key that is
     // not P-256, a replayed challenge.
     let key = BrowserKey::new();
-    let other_user = app
-        .create_user("someone", "a long test password", Role::Inspector)
-        .await;
     let r = register(&f.inspector, &key, json!({"user_id": other_user})).await;
     assert_eq!((r.status, r.code()), (403, "forbidden"), "{}", r.text);
     let r = register(&f.business, &key, json!({"inspection_id": early})).await;
@@ -181,15 +199,43 @@ async fn act_lifecycle_signatures_and_bad_input() {
         )
         .await;
     assert_eq!(r.status, 403);
+    let events = || async {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM events WHERE inspection_id = $1")
+            .bind(id.as_str())
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+    let n0 = events().await;
     let mut ws = ws_connect(&f.business, id).await.unwrap();
     ws.hello(None).await;
     let r = ws
-        .op("forged", json!({"kind": "act_refused", "role": "official", "act_sha256": act["sha256"], "signer": "x", "reason": "x"}))
+        .op("forged", json!({"kind": "act_refused", "role": "business", "act_sha256": act["sha256"], "signer": "x", "reason": "x"}))
         .await;
-    assert_eq!(r["code"], "unknown_op", "{r}");
+    assert_eq!(r["code"], "forbidden", "{r}");
     drop(ws);
-    // Let the business's join/leave commit before comparing.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The socket's join and leave are the only events it made (the forgery is not logged).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while events().await != n0 + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "join and leave commit"
+        );
+        tokio::task::yield_now().await;
+    }
+    let logged: Vec<String> =
+        sqlx::query("SELECT kind FROM events WHERE inspection_id = $1 AND seq > $2 ORDER BY seq")
+            .bind(id.as_str())
+            .bind(n0)
+            .fetch_all(&app.db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    assert_eq!(logged, ["join", "leave"]);
     let before = {
         let mut b = before;
         b.truncate(0);
@@ -458,6 +504,14 @@ async fn bundle_verifies_offline_and_names_what_was_tampered() {
     let app = spawn_app().await;
     let (f, zip) = signed_bundle(&app).await;
     let v = verify_bytes(&zip).expect("the bundle verifies");
+    {
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(&zip[..])).unwrap();
+        assert!(
+            z.by_name(&format!("evidence/{}.jpg", f.photo_sha256))
+                .is_ok(),
+            "the photo is in the bundle"
+        );
+    }
     assert_eq!(
         v.signed_by,
         vec!["official".to_string(), "business".to_string()]

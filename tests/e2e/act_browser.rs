@@ -1,5 +1,5 @@
 //! The act in real Chromium: an inspection with a phone publishing its camera, results with a
-//! violation and an evidence reference, finished; the inspector forms the act, signs it with a
+//! violation and a photo of it, finished (the server cuts a clip and a still); the inspector forms the act, signs it with a
 //! WebCrypto key created in the browser; the business signs on the phone page; the bundle is
 //! downloaded through the browser and every VERIFY.md command passes with the real openssl
 //! and sha256sum; `bundle verify` accepts it; pdftotext shows the act.
@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use base64::Engine;
 use inspector_tests::browser::{Browser, Device};
-use inspector_tests::{spawn_app, ws_connect, Role};
+use inspector_tests::{spawn_app, Role};
 use serde_json::json;
 
 const PASSWORD: &str = "a long test password";
@@ -150,8 +150,8 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
-    // An evidence reference on the violation (the photo store is another module; the act
-    // lists the reference with its hash and time).
+    // A photo of the violation, uploaded like the phone's camera button does (the still and
+    // the clip are cut from the recording by the server after the finish).
     let staff = {
         let mut c = app.anonymous();
         let r = c
@@ -163,24 +163,21 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
         c.csrf = r.body["csrf_token"].as_str().map(String::from);
         c
     };
-    let mut ws = ws_connect(&staff, &id)
-        .await
-        .map_err(|s| anyhow::anyhow!("ws {s}"))?;
-    let welcome = ws.hello(None).await;
-    let item2 = welcome["checklist"][1]["id"]
+    let insp = staff.get(&format!("/api/inspections/{id}")).await;
+    let item2 = insp.body["items"][1]["id"]
         .as_str()
         .context("item 2")?
         .to_owned();
-    let photo_sha = "5f".repeat(32);
-    let r = ws
-        .op(
-            "ev1",
-            json!({"kind": "attach_evidence", "item_id": item2,
-                   "evidence": {"id": "photo-1", "kind": "photo", "sha256": photo_sha, "caption": "Огнетушитель"}}),
+    let photo = inspector_tests::images::picture("jpg", 640, 480, 0);
+    let photo_sha = inspector_tests::images::sha256_hex(&photo);
+    let r = staff
+        .post_raw(
+            &format!("/api/inspections/{id}/evidence?item_id={item2}"),
+            "image/jpeg",
+            photo,
         )
         .await;
-    ensure!(r["type"] == "ack", "evidence: {r}");
-    drop(ws);
+    ensure!(r.status == 201, "photo upload: {}", r.text);
 
     inspector.click("#room-finish").await?;
     inspector.click("#finish-confirm").await?;
@@ -314,6 +311,42 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
         "the recording is in the bundle"
     );
     crate::act::run_verify_md(&out);
+    // The photo, and the clip and still cut from the recording at the violation, are in the
+    // bundle; the photo and the still are pictures in the act.
+    let bm: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json"))?)?;
+    let kinds: Vec<&str> = bm["evidence"]
+        .as_array()
+        .context("evidence in the manifest")?
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    for k in ["photo", "clip", "still"] {
+        ensure!(kinds.contains(&k), "no {k} in the bundle: {kinds:?}");
+    }
+    ensure!(
+        out.join(format!("evidence/{photo_sha}.jpg")).exists(),
+        "the photo is in the bundle"
+    );
+    let images = std::process::Command::new("pdfimages")
+        .args(["-list", out.join("act.pdf").to_str().context("path")?])
+        .output()?;
+    let images = String::from_utf8(images.stdout)?;
+    let sizes: Vec<(String, String)> = images
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            Some((c.get(3)?.to_string(), c.get(4)?.to_string()))
+        })
+        .collect();
+    ensure!(
+        sizes.contains(&("640".into(), "480".into())),
+        "the photo is a picture in the act: {images}"
+    );
+    ensure!(
+        sizes.len() >= 2,
+        "the still is a picture in the act too: {images}"
+    );
     // The act itself, as text.
     let text = std::process::Command::new("pdftotext")
         .args([
@@ -331,7 +364,8 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
         "Нарушение",
         "Не заполнено",
         "Огнетушитель с истёкшим сроком поверки",
-        &photo_sha,
+        "кадр видеозаписи",
+        "фрагмент видеозаписи",
     ] {
         ensure!(flat.contains(needle), "{needle:?} not in the act:\n{text}");
     }

@@ -246,3 +246,142 @@ async fn real_answers_match_the_generated_document() {
     );
     app.stop().await;
 }
+
+/// The act's, signing's and results' endpoints answer what the document says, in success and
+/// refusal: a finished inspection's act read, formed, begun, signed, refused, and the
+/// business's durable link listed and opened.
+#[tokio::test]
+async fn act_answers_match_the_generated_document() {
+    use inspector_tests::act::{finished_inspection, form_act, register, sign, BrowserKey};
+    let app = spawn_app().await;
+    let spec = Spec {
+        doc: app.anonymous().get("/api/openapi.json").await.body,
+    };
+    let f = finished_inspection(&app).await;
+    let id = f.id.clone();
+    let act = format!("/api/inspections/{id}/act");
+
+    spec.check(
+        "get",
+        "/api/inspections/{id}/act",
+        &f.inspector.get(&act).await,
+    );
+    let stranger = app.anonymous().get(&act).await;
+    spec.check("get", "/api/inspections/{id}/act", &stranger);
+    let challenge = f
+        .inspector
+        .post_json("/api/signing/challenge", &json!({}))
+        .await;
+    spec.check("post", "/api/signing/challenge", &challenge);
+    let key = BrowserKey::new();
+    let cert = register(&f.inspector, &key, json!({})).await;
+    spec.check("post", "/api/signing/certificates", &cert);
+    let cert_id = cert.body["id"]
+        .as_str()
+        .expect("certificate id")
+        .to_string();
+    let bad_key = f
+        .inspector
+        .post_json(
+            "/api/signing/certificates",
+            &json!({"public_key": "AAAA", "challenge": "x", "proof": "AAAA"}),
+        )
+        .await;
+    spec.check("post", "/api/signing/certificates", &bad_key);
+    spec.check(
+        "get",
+        "/api/signing/certificates",
+        &f.inspector.get("/api/signing/certificates").await,
+    );
+
+    let begin_path = format!("{act}/signature/begin");
+    let early = f
+        .inspector
+        .post_json(&begin_path, &json!({"certificate_id": cert_id}))
+        .await;
+    assert_eq!(early.status, 409, "{}", early.text);
+    spec.check("post", "/api/inspections/{id}/act/signature/begin", &early);
+    spec.check(
+        "get",
+        "/api/inspections/{id}/act.pdf",
+        &f.inspector.get(&format!("{act}.pdf")).await,
+    );
+
+    let formed = form_act(&f.inspector, &id).await;
+    assert_eq!(formed.status, 201, "{}", formed.text);
+    spec.check("post", "/api/inspections/{id}/act", &formed);
+    let twice = f.inspector.post_json(&act, &json!({})).await;
+    assert_eq!(twice.status, 409, "{}", twice.text);
+    spec.check("post", "/api/inspections/{id}/act", &twice);
+
+    let begin = f
+        .inspector
+        .post_json(&begin_path, &json!({"certificate_id": cert_id}))
+        .await;
+    assert_eq!(begin.status, 200, "{}", begin.text);
+    spec.check("post", "/api/inspections/{id}/act/signature/begin", &begin);
+    let forged = f
+        .inspector
+        .post_json(
+            &format!("{act}/signature"),
+            &json!({"certificate_id": cert_id, "to_be_signed": begin.body["to_be_signed"],
+                    "signature": key.sign_b64(b"something else")}),
+        )
+        .await;
+    assert_eq!(forged.status, 400, "{}", forged.text);
+    spec.check("post", "/api/inspections/{id}/act/signature", &forged);
+    let signed = sign(&f.inspector, &id, &cert_id, &key).await;
+    assert_eq!(signed.status, 201, "{}", signed.text);
+    spec.check("post", "/api/inspections/{id}/act/signature", &signed);
+
+    let refusal = format!("{act}/refusal");
+    let empty = f
+        .business
+        .post_json(&refusal, &json!({"reason": "  "}))
+        .await;
+    assert_eq!(empty.status, 400, "{}", empty.text);
+    spec.check("post", "/api/inspections/{id}/act/refusal", &empty);
+    let refused = f
+        .business
+        .post_json(&refusal, &json!({"reason": "Не согласны с пунктом 5"}))
+        .await;
+    assert_eq!(refused.status, 201, "{}", refused.text);
+    spec.check("post", "/api/inspections/{id}/act/refusal", &refused);
+    let again = f
+        .business
+        .post_json(&refusal, &json!({"reason": "Ещё раз"}))
+        .await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    spec.check("post", "/api/inspections/{id}/act/refusal", &again);
+    spec.check(
+        "get",
+        "/api/inspections/{id}/act",
+        &f.business.get(&act).await,
+    );
+
+    spec.check(
+        "get",
+        "/api/inspections/{id}/results-access",
+        &f.inspector
+            .get(&format!("/api/inspections/{id}/results-access"))
+            .await,
+    );
+    let token = f
+        .results_url
+        .split("#r=")
+        .nth(1)
+        .expect("a results token")
+        .to_string();
+    let opened = app
+        .anonymous()
+        .post_json("/api/results/accept", &json!({"token": token}))
+        .await;
+    assert_eq!(opened.status, 200, "{}", opened.text);
+    spec.check("post", "/api/results/accept", &opened);
+    let unknown = app
+        .anonymous()
+        .post_json("/api/results/accept", &json!({"token": "nope"}))
+        .await;
+    spec.check("post", "/api/results/accept", &unknown);
+    app.stop().await;
+}

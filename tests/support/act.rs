@@ -99,7 +99,8 @@ pub async fn sign(c: &Client, id: &str, cert: &str, key: &BrowserKey) -> crate::
     .await
 }
 
-/// A finished inspection with one violation and one compliant item, not yet with an act.
+/// A finished inspection with one violation (photographed by the business) and one
+/// compliant item, not yet with an act.
 pub struct Finished {
     /// The inspector.
     pub inspector: Client,
@@ -109,6 +110,8 @@ pub struct Finished {
     pub id: String,
     /// The durable results link from the business's sign-in.
     pub results_url: String,
+    /// SHA-256 of the business's photo.
+    pub photo_sha256: String,
 }
 
 /// Creates, runs (over the socket) and finishes an inspection.
@@ -151,6 +154,16 @@ pub async fn finished_inspection(app: &TestApp) -> Finished {
         )
         .await;
     assert_eq!(r["type"], "ack", "{r}");
+    // The business photographs the violation (a real JPEG through the upload endpoint).
+    let photo = crate::images::picture("jpg", 320, 240, 0);
+    let up = business
+        .post_raw(
+            &format!("/api/inspections/{id}/evidence?item_id={}", items[4]),
+            "image/jpeg",
+            photo.clone(),
+        )
+        .await;
+    assert_eq!(up.status, 201, "{}", up.text);
     assert_eq!(ws.op("f", json!({"kind": "finish"})).await["type"], "ack");
     drop(ws);
     Finished {
@@ -158,6 +171,7 @@ pub async fn finished_inspection(app: &TestApp) -> Finished {
         business,
         id,
         results_url,
+        photo_sha256: crate::images::sha256_hex(&photo),
     }
 }
 

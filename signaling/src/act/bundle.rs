@@ -4,7 +4,8 @@
 //! that does not match.
 //!
 //! Layout: `act.pdf`, `signatures/<role>.p7s`, `certificates/<role>.pem`, `ca.pem`,
-//! `recording/<file>`, `recording/recording.vtt`, `recording/manifest.json`, `events.jsonl`,
+//! `recording/<file>`, `recording/recording.vtt`, `recording/manifest.json`,
+//! `evidence/<sha256>.<ext>` (every photo, clip and still the log names), `events.jsonl`,
 //! `manifest.json` (every file with its SHA-256 and size), `SHA256SUMS`, `VERIFY.md`.
 
 use std::collections::BTreeMap;
@@ -58,8 +59,54 @@ pub struct BundleManifest {
     pub signatures: BTreeMap<String, String>,
     /// The recording file, if any.
     pub recording: Option<String>,
+    /// The evidence files, one per blob the log names (photos, clips, stills).
+    #[serde(default)]
+    pub evidence: Vec<BundleEvidence>,
     /// Every other file with its hash.
     pub files: Vec<FileEntry>,
+}
+
+/// A piece of evidence in the bundle.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BundleEvidence {
+    /// Path inside the ZIP.
+    pub path: String,
+    /// `photo`, `clip`, `still`, …
+    pub kind: String,
+    /// The checklist item.
+    pub item_id: String,
+    /// The `attach_evidence` event that names it.
+    pub seq: u64,
+}
+
+/// Where a blob the log names goes in the bundle.
+pub fn evidence_path(sha256: &str, media_type: Option<&str>) -> String {
+    format!(
+        "evidence/{sha256}.{}",
+        crate::uploads::extension(media_type.unwrap_or_default())
+    )
+}
+
+/// Reads a blob's byte stream from a blocking thread (the ZIP writer is synchronous).
+struct BlockingStream {
+    rt: tokio::runtime::Handle,
+    stream: futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl Read for BlockingStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use futures_util::StreamExt;
+        while self.chunk.is_empty() {
+            match self.rt.block_on(self.stream.next()) {
+                Some(c) => self.chunk = c?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
 }
 
 struct Writer<W: Write + Seek> {
@@ -127,6 +174,16 @@ fn verify_md(m: &BundleManifest) -> String {
         "```sh\necho \"{}  act.pdf\" | sha256sum -c -\ngrep -F '\"kind\":\"act_formed\"' events.jsonl | grep -F '{}'\n```\n\n",
         m.act_sha256, m.act_sha256
     ));
+    if !m.evidence.is_empty() {
+        s.push_str(
+            "## 2a. Evidence files are the ones the log names / Фото, фрагменты и кадры — те, что \
+             названы в журнале\n\n\
+             Each file in `evidence/` is named by its SHA-256, and the `attach_evidence` event \
+             naming that hash is in `events.jsonl`:\n\n\
+             ```sh\nfor f in evidence/*; do n=$(basename \"$f\"); h=${n%.*}; \
+             echo \"$h  $f\" | sha256sum -c - && grep -qF \"\\\"sha256\\\":\\\"$h\\\"\" events.jsonl || exit 1; done\n```\n\n",
+        );
+    }
     s.push_str("## 3. Signatures / Подписи\n\n");
     if m.signatures.is_empty() {
         s.push_str("The act has not been signed.\n\n");
@@ -196,6 +253,41 @@ pub async fn build(state: &AppState, insp: &Inspection) -> ApiResult<std::fs::Fi
         .iter()
         .map(|s| (s.role, state.acts.signature_path(id, &s.signature_sha256)))
         .collect();
+    // Every blob the log names, once, in log order (the state groups it by item).
+    let mut named: Vec<(u64, String, checklist_sync::proto::Evidence)> = snap
+        .state
+        .items
+        .iter()
+        .flat_map(|(item, s)| {
+            s.evidence
+                .iter()
+                .map(move |e| (e.seq, item.clone(), e.evidence.clone()))
+        })
+        .filter(|(_, _, e)| e.sha256.is_some() && e.size.is_some())
+        .collect();
+    named.sort_by_key(|(seq, ..)| *seq);
+    let mut blobs = Vec::new();
+    let mut evidence = Vec::new();
+    for (seq, item_id, e) in named {
+        let Some(sha) = e.sha256.clone() else {
+            continue;
+        };
+        let path = evidence_path(&sha, e.media_type.as_deref());
+        if !blobs.iter().any(|(p, _)| *p == path) {
+            blobs.push((path.clone(), sha));
+        }
+        evidence.push(BundleEvidence {
+            path,
+            kind: serde_json::to_value(e.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            item_id,
+            seq,
+        });
+    }
+    let rt = tokio::runtime::Handle::current();
+    let store = state.blobs.clone();
     let ca_pem = state.signing.ca.cert_pem().to_string();
     let ca_der = state.signing.ca.cert_der().to_vec();
     let tmp_dir = state.config.data_dir.join("tmp");
@@ -239,6 +331,19 @@ pub async fn build(state: &AppState, insp: &Inspection) -> ApiResult<std::fs::Fi
                 true,
             )?;
         }
+        for (path, sha) in blobs {
+            // Opened one at a time, when its turn comes (an S3 read is a request).
+            let stream = rt
+                .block_on(store.get(&sha, None))?
+                .ok_or_else(|| anyhow::anyhow!("evidence {sha} named by the log is not stored"))?
+                .stream;
+            let mut r = BlockingStream {
+                rt: rt.clone(),
+                stream,
+                chunk: bytes::Bytes::new(),
+            };
+            w.add_reader(&path, &mut r, false)?;
+        }
         w.add("events.jsonl", &events, true)?;
         let bm = BundleManifest {
             format: FORMAT.into(),
@@ -250,6 +355,7 @@ pub async fn build(state: &AppState, insp: &Inspection) -> ApiResult<std::fs::Fi
             log_head_hash: log_head,
             signatures,
             recording,
+            evidence,
             files: w.files.clone(),
         };
         let verify = verify_md(&bm);
@@ -505,7 +611,34 @@ pub fn verify(path: &Path) -> Result<Verified, Mismatch> {
             ));
         }
     }
-    // 4. Signatures: every act_signed event has its file, every file its event, and each
+    // 4. Every blob the log names is in the bundle, with the logged hash.
+    for e in events.iter().filter(|e| e["kind"] == "attach_evidence") {
+        let p = payload(e);
+        let ev = &p["evidence"];
+        let (Some(sha), Some(_)) = (ev["sha256"].as_str(), ev["size"].as_u64()) else {
+            continue;
+        };
+        let path = evidence_path(sha, ev["media_type"].as_str());
+        let bytes = get(&path).map_err(|_| {
+            mismatch(
+                &path,
+                format!(
+                    "event {} names this evidence but the bundle lacks it",
+                    e["seq"]
+                ),
+            )
+        })?;
+        if sha256_hex(bytes) != sha {
+            return Err(mismatch(
+                &path,
+                format!(
+                    "is not the evidence event {} logged (SHA-256 differs)",
+                    e["seq"]
+                ),
+            ));
+        }
+    }
+    // 5. Signatures: every act_signed event has its file, every file its event, and each
     // verifies over act.pdf under ca.pem.
     let ca_der = ca::pem_to_der(
         std::str::from_utf8(get("ca.pem")?).map_err(|_| mismatch("ca.pem", "not text"))?,

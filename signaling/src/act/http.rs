@@ -13,7 +13,8 @@ use checklist_sync::{ActState, OpError, Operation, SignerRole};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::model::{Act, ActInputs};
+use super::model::{image_path, is_picture, Act, ActInputs};
+use super::render::ActImage;
 use super::{sha256_hex, Acts};
 use crate::auth::Caller;
 use crate::db::RowExt;
@@ -40,12 +41,107 @@ pub fn router() -> Router<AppState> {
         .route("/api/inspections/{id}/bundle.zip", get(bundle))
 }
 
+/// The act as the log shows it (the fold's `act`, checklist_sync::ActState, in its wire
+/// shape): what was formed and who answered.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActDoc {
+    /// Seq of `act_formed`.
+    pub seq: u64,
+    /// Its server time, µs since the epoch.
+    pub ts: i64,
+    /// SHA-256 of the PDF.
+    pub sha256: String,
+    /// Size of the PDF, bytes.
+    pub size: u64,
+    /// The last event the act was formed from (printed in it).
+    pub head_seq: u64,
+    /// That event's hash.
+    pub head_hash: String,
+    /// `ru` or `en`.
+    pub language: String,
+    /// The signatures, in log order.
+    pub signatures: Vec<SignatureDoc>,
+    /// The refusals, in log order.
+    pub refusals: Vec<RefusalDoc>,
+}
+
+/// One recorded signature.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignatureDoc {
+    /// Seq of `act_signed`.
+    pub seq: u64,
+    /// Its server time, µs.
+    pub ts: i64,
+    /// `official` or `business`.
+    pub role: String,
+    /// The name in the certificate.
+    pub signer: String,
+    /// SHA-256 of the certificate (DER).
+    pub certificate_sha256: String,
+    /// SHA-256 of the detached CMS signature (DER).
+    pub signature_sha256: String,
+    /// Signature scheme.
+    pub scheme: String,
+}
+
+/// One recorded refusal ("от подписи отказался").
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RefusalDoc {
+    /// Seq of `act_refused`.
+    pub seq: u64,
+    /// Its server time, µs.
+    pub ts: i64,
+    /// `official` or `business`.
+    pub role: String,
+    /// Who refused.
+    pub signer: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl From<&ActState> for ActDoc {
+    fn from(a: &ActState) -> ActDoc {
+        ActDoc {
+            seq: a.seq,
+            ts: a.ts,
+            sha256: a.sha256.clone(),
+            size: a.size,
+            head_seq: a.head_seq,
+            head_hash: a.head_hash.clone(),
+            language: a.language.clone(),
+            signatures: a
+                .signatures
+                .iter()
+                .map(|s| SignatureDoc {
+                    seq: s.seq,
+                    ts: s.ts,
+                    role: s.role.as_str().into(),
+                    signer: s.signer.clone(),
+                    certificate_sha256: s.certificate_sha256.clone(),
+                    signature_sha256: s.signature_sha256.clone(),
+                    scheme: s.scheme.clone(),
+                })
+                .collect(),
+            refusals: a
+                .refusals
+                .iter()
+                .map(|r| RefusalDoc {
+                    seq: r.seq,
+                    ts: r.ts,
+                    role: r.role.as_str().into(),
+                    signer: r.signer.clone(),
+                    reason: r.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The act's state as the log shows it, plus what the caller may do.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActView {
     /// The act (null until formed): hashes, head, signatures, refusals.
-    #[schema(value_type = Object)]
-    pub act: Option<ActState>,
+    pub act: Option<ActDoc>,
     /// The role the caller would sign in (`official`, `business`), if any.
     pub you: Option<String>,
     /// Whether the caller may sign or refuse now.
@@ -105,7 +201,7 @@ async fn current_act(state: &AppState, id: Uuid) -> ApiResult<(u64, checklist_sy
 
 /// Reads the act's state (anyone who may see the inspection).
 #[utoipa::path(get, path = "/api/inspections/{id}/act", tag = "act", params(("id" = Uuid, Path)),
-    responses((status = 200, body = ActView), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = ActView), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -122,7 +218,7 @@ pub async fn show(
         },
         can_form: access == Access::Manage && finished && st.act.is_none(),
         you: role.map(|r| r.as_str().to_string()),
-        act: st.act,
+        act: st.act.as_ref().map(ActDoc::from),
     }))
 }
 
@@ -154,6 +250,69 @@ pub async fn recording(state: &AppState, id: Uuid) -> ApiResult<Option<media_rec
     }
 }
 
+/// The clips and stills of a finalized recording are derived after it (crate::derived); an
+/// act formed before that would lack them. 409 `recording_not_ready` until the deriver has
+/// marked this recording done.
+async fn derived_ready(state: &AppState, id: Uuid, m: &media_recorder::Manifest) -> ApiResult<()> {
+    let done = state
+        .config
+        .recordings_dir()
+        .join(id.to_string())
+        .join(crate::derived::DONE_FILE);
+    match tokio::fs::read_to_string(&done).await {
+        Ok(s) if s == m.sha256 => Ok(()),
+        _ => Err(conflict(
+            "recording_not_ready",
+            "clips and stills are being cut from the recording; form the act in a moment",
+        )),
+    }
+}
+
+/// Most bytes of pictures one act embeds; evidence past it is listed with its hash only.
+pub const MAX_PICTURE_BYTES: u64 = 48 * 1024 * 1024;
+
+/// The pictures the act shows (photos and stills of the log, in item order), read from the
+/// blob store and checked against their logged hashes.
+async fn pictures(
+    state: &AppState,
+    st: &checklist_sync::State,
+) -> ApiResult<(std::collections::BTreeSet<String>, Vec<ActImage>)> {
+    use futures_util::StreamExt;
+    let mut shas = std::collections::BTreeSet::new();
+    let mut images = Vec::new();
+    let mut total = 0u64;
+    for e in st.items.values().flat_map(|i| i.evidence.iter()) {
+        let ev = &e.evidence;
+        let (true, Some(sha), Some(size)) = (is_picture(ev), &ev.sha256, ev.size) else {
+            continue;
+        };
+        // The limit depends only on the log, so the same log still gives the same act.
+        if shas.contains(sha) || total + size > MAX_PICTURE_BYTES {
+            continue;
+        }
+        let mut read = state
+            .blobs
+            .get(sha, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("evidence {sha}: {e}"))?
+            .ok_or_else(|| anyhow::anyhow!("evidence {sha} named by the log is not stored"))?;
+        let mut bytes = Vec::with_capacity(size as usize);
+        while let Some(chunk) = read.stream.next().await {
+            bytes.extend_from_slice(&chunk.map_err(|e| anyhow::anyhow!("evidence {sha}: {e}"))?);
+        }
+        if sha256_hex(&bytes) != *sha {
+            return Err(anyhow::anyhow!("stored evidence {sha} does not hash to its name").into());
+        }
+        total += size;
+        shas.insert(sha.clone());
+        images.push(ActImage {
+            path: image_path(sha, ev.media_type.as_deref()),
+            bytes,
+        });
+    }
+    Ok((shas, images))
+}
+
 /// Builds and renders the act of `insp` from the log up to `seq`.
 pub async fn render_at(
     state: &AppState,
@@ -163,6 +322,10 @@ pub async fn render_at(
 ) -> ApiResult<(Vec<u8>, String)> {
     let head = head_hash(state, insp.id, seq).await?;
     let manifest = recording(state, insp.id).await?;
+    if let Some(m) = &manifest {
+        derived_ready(state, insp.id, m).await?;
+    }
+    let (shas, images) = pictures(state, st).await?;
     let act = Act::build(&ActInputs {
         inspection: insp,
         state: st,
@@ -172,11 +335,12 @@ pub async fn render_at(
         control_body: &state.config.control_body,
         verify_url: format!("{}/review/#{}", state.config.public_url, insp.id),
         language: &insp.language,
+        images: &shas,
     });
     let pdf = state
         .acts
         .renderer
-        .render(act, Vec::new())
+        .render(act, images)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok((pdf, head))
@@ -185,7 +349,7 @@ pub async fn render_at(
 /// Forms the act of a finished inspection (its inspector or an admin): renders the PDF from
 /// the log's current head, stores it, and records `act_formed` in the log.
 #[utoipa::path(post, path = "/api/inspections/{id}/act", tag = "act", params(("id" = Uuid, Path)),
-    responses((status = 201, body = ActView), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = ActView), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn form(
     State(state): State<AppState>,
     caller: Caller,
@@ -237,7 +401,7 @@ pub async fn form(
                         can_sign: true,
                         can_form: false,
                         you: Some(SignerRole::Official.as_str().into()),
-                        act: st.act,
+                        act: st.act.as_ref().map(ActDoc::from),
                     }),
                 ));
             }
@@ -265,7 +429,7 @@ fn formed(st: &checklist_sync::State) -> ApiResult<&ActState> {
 
 /// The act's PDF.
 #[utoipa::path(get, path = "/api/inspections/{id}/act.pdf", tag = "act", params(("id" = Uuid, Path)),
-    responses((status = 200, description = "application/pdf"), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "application/pdf"), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn pdf(
     State(state): State<AppState>,
     caller: Caller,
@@ -293,7 +457,7 @@ pub async fn pdf(
 /// A signature as a file: `official.p7s` or `business.p7s`.
 #[utoipa::path(get, path = "/api/inspections/{id}/act/signatures/{file}", tag = "act",
     params(("id" = Uuid, Path), ("file" = String, Path)),
-    responses((status = 200, description = "application/pkcs7-signature"), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "application/pkcs7-signature"), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn signature_file(
     State(state): State<AppState>,
     caller: Caller,
@@ -391,7 +555,7 @@ fn now_secs() -> u64 {
 /// Starts a signature: the server prepares what the browser's key must sign.
 #[utoipa::path(post, path = "/api/inspections/{id}/act/signature/begin", tag = "act", params(("id" = Uuid, Path)),
     request_body = BeginSigning,
-    responses((status = 200, body = ToBeSigned), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = ToBeSigned), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn begin(
     State(state): State<AppState>,
     caller: Caller,
@@ -439,7 +603,7 @@ pub struct Signed {
 /// Completes a signature: verifies it, stores the detached CMS, records `act_signed`.
 #[utoipa::path(post, path = "/api/inspections/{id}/act/signature", tag = "act", params(("id" = Uuid, Path)),
     request_body = SignRequest,
-    responses((status = 201, body = Signed), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = Signed), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn sign(
     State(state): State<AppState>,
     caller: Caller,
@@ -507,16 +671,27 @@ pub struct RefuseRequest {
     pub reason: String,
 }
 
+/// A recorded refusal.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Refused {
+    /// `official` or `business`.
+    pub role: String,
+    /// The log's seq of `act_refused`.
+    pub seq: u64,
+}
+
 /// Refuses to sign ("от подписи отказался"), with a reason; recorded as `act_refused`.
 #[utoipa::path(post, path = "/api/inspections/{id}/act/refusal", tag = "act", params(("id" = Uuid, Path)),
     request_body = RefuseRequest,
-    responses((status = 201, description = "recorded"), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = Refused), (status = 400, body = crate::error::ErrorBody),
+              (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody)))]
 pub async fn refuse(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     ApiJson(req): ApiJson<RefuseRequest>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<Refused>)> {
     let reason = req.reason.trim().to_string();
     let n = reason.chars().count();
     if !(1..=4000).contains(&n) {
@@ -547,14 +722,17 @@ pub async fn refuse(
         .map_err(sync_error)?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({"role": ctx.role.as_str(), "seq": committed.seq})),
+        Json(Refused {
+            role: ctx.role.as_str().into(),
+            seq: committed.seq,
+        }),
     ))
 }
 
 /// The evidence bundle: one ZIP with the act, its signatures and certificates, the CA
 /// certificate, the recording and chapters, the event log, a manifest and VERIFY.md.
 #[utoipa::path(get, path = "/api/inspections/{id}/bundle.zip", tag = "act", params(("id" = Uuid, Path)),
-    responses((status = 200, description = "application/zip"), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "application/zip"), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn bundle(
     State(state): State<AppState>,
     caller: Caller,

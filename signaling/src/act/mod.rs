@@ -182,6 +182,7 @@ pub mod sample {
             control_body: "Главное управление МЧС России по г. Москве",
             verify_url: format!("http://127.0.0.1:8080/review/#{}", insp.id),
             language,
+            images: &std::collections::BTreeSet::new(),
         })
     }
 }
@@ -298,6 +299,91 @@ mod tests {
             super::bundle::pdf_keyword(&pdf, "head-seq").as_deref(),
             Some("42")
         );
+    }
+
+    #[test]
+    fn act_shows_stills_and_photos_as_pictures() {
+        use super::model::{image_path, Act, ActInputs};
+        use super::render::ActImage;
+        use checklist_sync::proto::EvidenceKind;
+        use checklist_sync::state::EvidenceEntry;
+        // A real JPEG, as the deriver's still or a phone's photo would be.
+        let dir = tempfile::tempdir().unwrap();
+        let jpg = dir.path().join("still.jpg");
+        let out = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=160x120",
+                "-frames:v",
+                "1",
+            ])
+            .arg(&jpg)
+            .output()
+            .expect("ffmpeg is installed");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let jpeg = std::fs::read(&jpg).unwrap();
+        let sha = super::sha256_hex(&jpeg);
+        let (insp, mut state) = super::sample::sample("ru");
+        let entry = |kind, id: &str| EvidenceEntry {
+            seq: 30,
+            ts: 1_796_000_700_000_000,
+            by: uuid::Uuid::nil(),
+            evidence: checklist_sync::proto::Evidence {
+                id: id.into(),
+                kind,
+                sha256: Some(sha.clone()),
+                size: Some(jpeg.len() as u64),
+                media_type: Some("image/jpeg".into()),
+                media_ms: (kind == EvidenceKind::Still).then_some(605_000),
+                at_micros: Some(1_796_000_605_000_000),
+                ..crate::uploads::empty_evidence()
+            },
+        };
+        let b = state.items.get_mut("b").unwrap();
+        b.evidence.push(entry(EvidenceKind::Still, "s1"));
+        b.evidence.push(entry(EvidenceKind::Photo, "p1"));
+        let images = std::collections::BTreeSet::from([sha.clone()]);
+        let act = Act::build(&ActInputs {
+            inspection: &insp,
+            state: &state,
+            head_seq: 42,
+            head_hash: &"ab".repeat(32),
+            recording: None,
+            control_body: "Главное управление МЧС России по г. Москве",
+            verify_url: "http://127.0.0.1/review/".into(),
+            language: "ru",
+            images: &images,
+        });
+        let pics = [ActImage {
+            path: image_path(&sha, Some("image/jpeg")),
+            bytes: jpeg.clone(),
+        }];
+        let pdf = render_pdf(&act, &pics).unwrap();
+        assert_eq!(render_pdf(&act, &pics).unwrap(), pdf, "deterministic");
+        let list = tool("pdfimages", &["-list"], &pdf);
+        // Header lines, then one line per image placed: the still and the photo (the same
+        // bytes here), each 160×120.
+        let placed: Vec<&str> = list
+            .lines()
+            .skip(2)
+            .filter(|l| l.split_whitespace().nth(3) == Some("160"))
+            .collect();
+        assert_eq!(placed.len(), 2, "{list}");
+        let flat: String = pdftotext(&pdf)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for needle in ["кадр видеозаписи", "фото", "0:10:05", &sha[..16]] {
+            assert!(flat.contains(needle), "{needle:?} not in the act:\n{flat}");
+        }
     }
 
     #[test]

@@ -29,6 +29,30 @@ pub struct ActInputs<'a> {
     pub verify_url: String,
     /// `ru` or `en`.
     pub language: &'a str,
+    /// SHA-256s of the photos and stills whose bytes go into the act as pictures (the
+    /// renderer gets them as [`image_path`]s).
+    pub images: &'a std::collections::BTreeSet<String>,
+}
+
+/// Where the picture of the evidence with this SHA-256 and type lives inside the render
+/// world.
+pub fn image_path(sha256: &str, media_type: Option<&str>) -> String {
+    let ext = if media_type == Some("image/png") {
+        "png"
+    } else {
+        "jpg"
+    };
+    format!("img/{sha256}.{ext}")
+}
+
+/// Whether a piece of evidence is shown as a picture in the act: a photo or a still, stored
+/// by the server (hash and size known) as JPEG or PNG.
+pub fn is_picture(e: &checklist_sync::proto::Evidence) -> bool {
+    use checklist_sync::proto::EvidenceKind;
+    matches!(e.kind, EvidenceKind::Photo | EvidenceKind::Still)
+        && e.sha256.is_some()
+        && e.size.is_some()
+        && matches!(e.media_type.as_deref(), Some("image/jpeg" | "image/png"))
 }
 
 /// The act's data, as the template reads it (`act.json`).
@@ -438,7 +462,7 @@ impl Act {
                 });
             }
             for e in st.map(|s| s.evidence.as_slice()).unwrap_or_default() {
-                evidence.push(evidence_row(&it.number, e, &timecode));
+                evidence.push(evidence_row(&it.number, e, &timecode, i.images));
             }
             items.push(ActItem {
                 number: it.number.clone(),
@@ -542,8 +566,21 @@ fn evidence_row(
     number: &str,
     e: &EvidenceEntry,
     timecode: &dyn Fn(i64) -> Option<String>,
+    images: &std::collections::BTreeSet<String>,
 ) -> ActEvidence {
-    let moment = e.evidence.media_ts.unwrap_or(e.ts);
+    let ev = &e.evidence;
+    // The moment shown: a clip's or still's place in the recording as the server cut it, a
+    // photo's receipt, or what a first-revision reference claimed.
+    let moment = ev.at_micros.or(ev.media_ts).unwrap_or(e.ts);
+    let time = match ev.media_ms {
+        Some(ms) => hms(ms),
+        None => timecode(moment).unwrap_or_else(|| format_time(Some(moment))),
+    };
+    let image = ev
+        .sha256
+        .as_ref()
+        .filter(|sha| is_picture(ev) && images.contains(*sha))
+        .map(|sha| image_path(sha, ev.media_type.as_deref()));
     ActEvidence {
         item: number.to_string(),
         kind: serde_json::to_value(&e.evidence.kind)
@@ -551,8 +588,8 @@ fn evidence_row(
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),
         caption: e.evidence.caption.clone(),
-        time: timecode(moment).unwrap_or_else(|| format_time(Some(moment))),
+        time,
         sha256: e.evidence.sha256.clone().unwrap_or_else(|| "—".into()),
-        image: None,
+        image,
     }
 }

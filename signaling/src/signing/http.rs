@@ -159,7 +159,8 @@ pub struct IssuedCertificate {
 /// Registers a browser key and issues its certificate.
 #[utoipa::path(post, path = "/api/signing/certificates", tag = "signing", request_body = RegisterKey,
     responses((status = 201, body = IssuedCertificate), (status = 400, body = crate::error::ErrorBody),
-              (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+              (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
@@ -318,24 +319,31 @@ fn cert_from_row(r: &sqlx::any::AnyRow) -> ApiResult<IssuedCertificate> {
 const CERT_COLUMNS: &str =
     "id, fingerprint, common_name, cert_pem, inspection_id, created_at, not_after";
 
+/// The caller's certificates.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CertificateList {
+    /// Oldest first.
+    pub certificates: Vec<IssuedCertificate>,
+}
+
 /// The caller's own certificates.
 #[utoipa::path(get, path = "/api/signing/certificates", tag = "signing",
-    responses((status = 200, body = Vec<IssuedCertificate>)))]
+    responses((status = 200, body = CertificateList), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn list_certificates(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<CertificateList>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {CERT_COLUMNS} FROM signing_certificates WHERE subject = $1 ORDER BY created_at, id"
     )))
     .bind(subject_of(&caller))
     .fetch_all(&state.db)
     .await?;
-    let list = rows
+    let certificates = rows
         .iter()
         .map(cert_from_row)
         .collect::<ApiResult<Vec<_>>>()?;
-    Ok(Json(serde_json::json!({ "certificates": list })))
+    Ok(Json(CertificateList { certificates }))
 }
 
 /// One of the caller's certificates, valid now, by id (404 when it is somebody else's).
