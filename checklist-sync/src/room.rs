@@ -472,7 +472,7 @@ impl Room {
             return;
         }
         if let Err(e) = crate::act::check(
-            self.head.act.as_ref(),
+            self.head.act.as_deref(),
             who.role,
             &op,
             (self.head_seq, &self.head_hash),

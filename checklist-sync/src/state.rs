@@ -393,9 +393,9 @@ pub struct State {
     pub items: BTreeMap<String, ItemState>,
     /// Everybody who ever joined.
     pub participants: BTreeMap<Uuid, ParticipantState>,
-    /// The act, once formed.
+    /// The act, once formed (boxed: most states have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub act: Option<crate::act::ActState>,
+    pub act: Option<Box<crate::act::ActState>>,
 }
 
 impl State {
@@ -409,7 +409,7 @@ impl State {
                 head_hash,
                 language,
             } => {
-                self.act = Some(ActState {
+                self.act = Some(Box::new(ActState {
                     seq,
                     ts,
                     sha256: sha256.clone(),
@@ -419,7 +419,7 @@ impl State {
                     language: language.clone(),
                     signatures: Vec::new(),
                     refusals: Vec::new(),
-                });
+                }));
             }
             Operation::ActSigned {
                 role,

@@ -218,7 +218,7 @@ pub async fn show(
         },
         can_form: access == Access::Manage && finished && st.act.is_none(),
         you: role.map(|r| r.as_str().to_string()),
-        act: st.act.as_ref().map(ActDoc::from),
+        act: st.act.as_deref().map(ActDoc::from),
     }))
 }
 
@@ -401,7 +401,7 @@ pub async fn form(
                         can_sign: true,
                         can_form: false,
                         you: Some(SignerRole::Official.as_str().into()),
-                        act: st.act.as_ref().map(ActDoc::from),
+                        act: st.act.as_deref().map(ActDoc::from),
                     }),
                 ));
             }
@@ -423,7 +423,7 @@ pub async fn form(
 
 fn formed(st: &checklist_sync::State) -> ApiResult<&ActState> {
     st.act
-        .as_ref()
+        .as_deref()
         .ok_or_else(|| conflict("act_not_formed", "no act has been formed"))
 }
 

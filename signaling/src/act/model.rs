@@ -583,7 +583,7 @@ fn evidence_row(
         .map(|sha| image_path(sha, ev.media_type.as_deref()));
     ActEvidence {
         item: number.to_string(),
-        kind: serde_json::to_value(&e.evidence.kind)
+        kind: serde_json::to_value(e.evidence.kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),
