@@ -207,6 +207,14 @@ pub fn access(caller: &Caller, insp: &Inspection) -> Option<Access> {
     }
 }
 
+/// Whether a caller who may see an inspection may also take part in it live (its socket,
+/// evidence uploads): staff always (their role decides what they may do there), the business
+/// only through its live invitation. The durable results access
+/// ([`crate::auth::GuestVia::Results`]) reads, signs and refuses the act, nothing more.
+pub fn takes_part(caller: &Caller) -> bool {
+    !matches!(caller, Caller::Guest(g) if g.via == crate::auth::GuestVia::Results)
+}
+
 /// Loads an inspection the caller may see, requiring `need` (404 if unseen, 403 if read-only).
 pub async fn load_for(
     db: &AnyPool,
@@ -222,49 +230,6 @@ pub async fn load_for(
         return Err(ApiError::Forbidden);
     }
     Ok((insp, have))
-}
-
-/// Moves an inspection along its lifecycle in one statement guarded by the current status, so
-/// two racing transitions cannot both succeed. Only for a status the event log does not carry
-/// yet (`signed`); start, finish and cancel are events, and the status follows them
-/// (`live::projection`).
-pub async fn transition(db: &AnyPool, id: Uuid, to: Status) -> ApiResult<()> {
-    let row = sqlx::query("SELECT status FROM inspections WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(db)
-        .await?
-        .ok_or(ApiError::NotFound("inspection"))?;
-    let from = row.parsed(0, "inspection status", Status::parse)?;
-    if !from.can_become(to) {
-        return Err(ApiError::Conflict {
-            code: "illegal_transition",
-            message: format!(
-                "an inspection cannot go from {} to {}",
-                from.as_str(),
-                to.as_str()
-            ),
-        });
-    }
-    let now = now_micros();
-    let done = sqlx::query(
-        "UPDATE inspections SET status = $1, updated_at = $2, \
-         started_at = CASE WHEN $1 = 'live' THEN $2 ELSE started_at END, \
-         finished_at = CASE WHEN $1 = 'finished' THEN $2 ELSE finished_at END \
-         WHERE id = $3 AND status = $4",
-    )
-    .bind(to.as_str())
-    .bind(now)
-    .bind(id.to_string())
-    .bind(from.as_str())
-    .execute(db)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Err(ApiError::Conflict {
-            code: "illegal_transition",
-            message: "the status changed meanwhile".into(),
-        });
-    }
-    Ok(())
 }
 
 /// Create-inspection request.

@@ -2,8 +2,9 @@
 //! business signs in by it, it also gets a long-lived, revocable results token (a second
 //! HttpOnly cookie and a link to keep), so it can come back for the act, the recording and
 //! signing after the inspection. The token is stored hashed; it reaches only the inspection of
-//! its invitation, read-only, through the same access rule (`inspections::access`) as any
-//! guest. Revoking the invitation revokes it too.
+//! its invitation, through the same access rule (`inspections::access`) as any guest, to read
+//! it and to sign or refuse the act — not to take part live (`inspections::takes_part`: no
+//! socket, no uploads). Revoking the invitation revokes it too.
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

@@ -226,7 +226,7 @@ fn parse_location(q: &UploadQuery, now: i64) -> ApiResult<Option<Location>> {
     request_body(content = Vec<u8>, content_type = "image/jpeg", description = "the image bytes (type detected from the content)"),
     responses((status = 201, body = Uploaded),
               (status = 400, description = "unknown_item, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, upload_interrupted, invalid_location, geo_*", body = crate::error::ErrorBody),
-              (status = 403, description = "forbidden: an observer", body = crate::error::ErrorBody),
+              (status = 403, description = "forbidden: an observer, or the business through its results link only", body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody),
               (status = 409, description = "not_live, already_finished, cancelled", body = crate::error::ErrorBody),
               (status = 413, description = "payload_too_large", body = crate::error::ErrorBody)))]
@@ -241,7 +241,7 @@ pub async fn upload(
     let received_at = now_micros();
     let (insp, access) = load_for(&state.db, &caller, id, Access::Read).await?;
     let role = role_of(&caller, access);
-    if role == Role::Observer {
+    if role == Role::Observer || !crate::inspections::takes_part(&caller) {
         return Err(ApiError::Forbidden);
     }
     let spec = Live::room_spec(&insp);

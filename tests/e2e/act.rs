@@ -331,6 +331,21 @@ async fn business_keeps_access_through_its_durable_link() {
             .status,
         200
     );
+    // It reads; it does not take part live: no socket, no uploads.
+    assert_eq!(
+        ws_connect(&later, &f.id).await.err(),
+        Some(403),
+        "the live socket needs the live invitation"
+    );
+    let photo = inspector_tests::images::picture("jpg", 64, 48, 0);
+    let r = later
+        .post_raw(
+            &format!("/api/inspections/{}/evidence?item_id=x", f.id),
+            "image/jpeg",
+            photo,
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (403, "forbidden"), "{}", r.text);
     // It sees only its own inspection.
     let other = f.inspector.create_inspection().await;
     assert_eq!(

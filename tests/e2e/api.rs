@@ -34,7 +34,8 @@ async fn lifecycle_refuses_illegal_transitions() {
         ("scheduled", 409, "illegal_transition"),
         ("finished", 200, ""),
         ("cancelled", 409, "illegal_transition"),
-        ("signed", 200, ""),
+        // `signed` follows from the official's signature of the act, never from a request.
+        ("signed", 409, "illegal_transition"),
         ("live", 409, "illegal_transition"),
     ] {
         let before = app.dump().await;
@@ -128,7 +129,10 @@ async fn invitations_expire_and_can_be_revoked() {
     let token2 = r.body["token"].as_str().unwrap().to_string();
     let inv2 = r.body["invitation"]["id"].as_str().unwrap().to_string();
     let mut guest2 = app.anonymous();
+    // A browser that kept only the live invitation's cookie (the durable results access it also
+    // got is tested in e2e/act.rs).
     assert_eq!(guest2.accept(&token2).await.status, 200);
+    guest2.forget_cookie("inspector_results");
     sqlx::query("UPDATE invitations SET expires_at = $1 WHERE id = $2")
         .bind(chrono::Utc::now().timestamp_micros() - 1)
         .bind(&inv2)

@@ -412,6 +412,13 @@ impl Client {
         r
     }
 
+    /// Drops one cookie, as a browser whose user cleared it would.
+    pub fn forget_cookie(&self, name: &str) {
+        let url = self.base.parse().expect("base URL");
+        self.jar
+            .add_cookie_str(&format!("{name}=; Max-Age=0; Path=/"), &url);
+    }
+
     /// The `Cookie` header this client would send (for WebSocket handshakes).
     pub fn cookie_header(&self) -> Option<String> {
         use reqwest::cookie::CookieStore;

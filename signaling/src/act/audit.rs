@@ -1,6 +1,7 @@
 //! `inspector audit verify` against the act: the act prints the head of the log it was
 //! formed from, so removing events from the tail (up to and including `act_formed` itself)
-//! is detected by comparing the stored acts' printed heads with the log.
+//! is detected by comparing the stored acts' printed heads with the log; removing the
+//! signature events after it, by the stored signatures no event names any more.
 
 use sqlx::AnyPool;
 use uuid::Uuid;
@@ -31,13 +32,18 @@ pub async fn check_against_acts(
 ) -> anyhow::Result<ActCheck> {
     let dir = config.data_dir.join("acts").join(inspection.to_string());
     let mut pdfs = Vec::new();
+    let mut signatures = Vec::new();
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for e in entries.flatten() {
-            if e.path().extension().is_some_and(|x| x == "pdf") {
-                pdfs.push(e.path());
+            match e.path().extension().and_then(|x| x.to_str()) {
+                Some("pdf") => pdfs.push(e.path()),
+                Some("p7s") => signatures.push(e.path()),
+                _ => {}
             }
         }
     }
+    pdfs.sort();
+    signatures.sort();
     if pdfs.is_empty() {
         return Ok(ActCheck::NoAct);
     }
@@ -88,6 +94,27 @@ pub async fn check_against_acts(
             // no later act was formed; report it rather than guess.
             return Ok(ActCheck::Mismatch(format!(
                 "no act_formed event names {} (its event was removed, or it never committed)",
+                path.display()
+            )));
+        }
+    }
+    // Every stored signature is named by an act_signed event: removing the signature events
+    // from the tail (they come after the head the act prints) is detected too.
+    for path in signatures {
+        let Some(sha) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let named = sqlx::query(
+            "SELECT COUNT(*) FROM events WHERE inspection_id = $1 AND kind = 'act_signed' AND payload LIKE $2",
+        )
+        .bind(inspection.to_string())
+        .bind(format!("%{sha}%"))
+        .fetch_one(pool)
+        .await?
+        .col::<i64>(0)?;
+        if named == 0 {
+            return Ok(ActCheck::Mismatch(format!(
+                "no act_signed event names the signature {} (its event was removed, or it never committed)",
                 path.display()
             )));
         }

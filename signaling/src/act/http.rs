@@ -633,6 +633,7 @@ pub async fn sign(
         })?;
     let sig_sha = sha256_hex(&p7s);
     let path = state.acts.signature_path(id, &sig_sha);
+    let written = path.clone();
     tokio::task::spawn_blocking(move || Acts::write_durably(&path, &p7s))
         .await
         .map_err(|e| anyhow::anyhow!(e))?
@@ -647,12 +648,19 @@ pub async fn sign(
         signature_sha256: sig_sha.clone(),
         scheme: state.signing.signer.scheme().into(),
     };
-    let committed = state
+    let committed = match state
         .live
         .sync
         .submit(&who, &Live::room_spec(&ctx.insp), event, None)
         .await
-        .map_err(sync_error)?;
+    {
+        Ok(c) => c,
+        Err(e) => {
+            // A signature the log does not name must not stay beside the real ones.
+            let _ = tokio::fs::remove_file(&written).await;
+            return Err(sync_error(e));
+        }
+    };
     Ok((
         StatusCode::CREATED,
         Json(Signed {

@@ -190,6 +190,9 @@ async fn authorize(state: &AppState, headers: &HeaderMap, id: Uuid) -> ApiResult
         .await?
         .ok_or(ApiError::Unauthenticated)?;
     let (inspection, access) = inspections::load_for(&state.db, &caller, id, Access::Read).await?;
+    if !inspections::takes_part(&caller) {
+        return Err(ApiError::Forbidden);
+    }
     Ok(SocketPeer {
         caller,
         inspection,
