@@ -1,10 +1,11 @@
 // Reviewer player: the recording with the checklist as chapters (click or N/P to jump), a
 // timeline with coloured markers, the event log, and downloads.
 
-import { t, applyI18n, bindLangSwitch, formatTime, formatDuration } from './i18n.js';
+import { t, applyI18n, bindLangSwitch, formatTime, formatDuration, setTimeZone, zoneLabel, getLang } from './i18n.js';
 import * as api from './api.js';
 import { el, resultBadge } from './checklist.js';
-import { appendEventLine } from './present.js';
+import { appendEventLine, isLogged } from './present.js';
+import { errorText } from './errors.js';
 import { applyEvent, emptyState } from './state.js';
 import { renderEvidence } from './evidence.js';
 
@@ -33,15 +34,23 @@ async function load() {
     if (e.status === 401) {
       fail(t('error.unauthenticated'));
       $('review-error').append(' ', el('a', { href: '/#/login', text: t('login.submit') }));
-    } else fail(`${t('common.error')}: ${e.code}`);
+    } else fail(`${t('common.error')}: ${errorText(e)}`);
     return;
   }
+  setTimeZone(view.inspection.time_zone);
   renderHeader();
-  $('dl-video').href = `${base}/recording`;
-  $('dl-log').href = `${base}/events.jsonl`;
-  $('dl-vtt').href = `${base}/recording/chapters.vtt`;
+  renderDownloads();
   loadEvents(base);
   await loadManifest(base);
+}
+
+/** Downloads carry human names (date, business, kind) in the page's language. */
+function renderDownloads() {
+  const base = `/api/inspections/${view.id}`;
+  const q = `download=1&lang=${getLang()}`;
+  $('dl-video').href = `${base}/recording?${q}`;
+  $('dl-log').href = `${base}/events.jsonl?${q}`;
+  $('dl-vtt').href = `${base}/recording/chapters.vtt?${q}`;
 }
 
 async function loadManifest(base) {
@@ -54,7 +63,7 @@ async function loadManifest(base) {
       setTimeout(() => loadManifest(base), 2000);
       return;
     }
-    fail(`${t('common.error')}: ${e.code}`);
+    fail(`${t('common.error')}: ${errorText(e)}`);
     return;
   }
   $('not-ready').hidden = true;
@@ -141,8 +150,8 @@ function renderHeader() {
   const i = view.inspection;
   $('review-title').textContent = `${t('review.title')}: ${i.title}`;
   $('review-status').replaceChildren(el('span', { class: `status status-${i.status}`, text: t(`status.${i.status}`) }));
-  $('review-meta').textContent = [i.business?.name, i.business?.inn ? `ИНН ${i.business.inn}` : '', i.inspector?.display_name,
-    formatTime(i.started_at), formatTime(i.finished_at)].filter((x) => x && x !== '—').join(' · ');
+  $('review-meta').textContent = [i.business?.name, i.business?.inn ? t('business.inn', { inn: i.business.inn }) : '', i.inspector?.display_name,
+    formatTime(i.started_at), formatTime(i.finished_at), t('time.zone', { z: zoneLabel() })].filter((x) => x && x !== '—').join(' · ');
 }
 
 function renderMeta() {
@@ -223,6 +232,7 @@ function renderEvents() {
   ol.replaceChildren();
   const items = view.inspection?.items || [];
   for (const e of view.events) {
+    if (!isLogged(e)) continue;
     appendEventLine(ol, e, view.state, items);
     const li = ol.lastElementChild;
     const ts = e.server_ts ? e.server_ts / 1000 : Date.parse(e.server_time);
@@ -275,6 +285,7 @@ document.addEventListener('keydown', (ev) => {
 window.addEventListener('langchange', () => {
   if (!view.inspection) return;
   renderHeader();
+  renderDownloads();
   renderChapters();
   renderMeta();
   renderEvents();

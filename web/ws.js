@@ -30,7 +30,8 @@ export function clientInfo() {
 /**
  * One participant's socket for one inspection.
  * Events (EventTarget): 'state' {state, delay}, 'welcome' {welcome}, 'change' {state, event?},
- * 'event' {event}, 'ack' {op_id, seq}, 'error' {error}, 'rtc' {message}, 'rtt' {ms}.
+ * 'event' {event}, 'ack' {op_id, seq}, 'error' {error, op} (op: the refused operation, if
+ * it was ours), 'rtc' {message}, 'rtt' {ms}.
  */
 export class SyncClient extends EventTarget {
   constructor(inspectionId, { url } = {}) {
@@ -145,11 +146,12 @@ export class SyncClient extends EventTarget {
           this._onAck(msg.op_id, msg.seq);
           break;
         }
+        const original = msg.op_id ? this.pending.get(msg.op_id) : undefined;
         if (msg.op_id && !['overloaded', 'internal', 'rate_limited'].includes(msg.code)) {
           // A refused op changes nothing and would be refused again: stop resending it.
           this.pending.delete(msg.op_id);
         }
-        this.dispatchEvent(new CustomEvent('error', { detail: { error: msg } }));
+        this.dispatchEvent(new CustomEvent('error', { detail: { error: msg, op: original?.op ?? null } }));
         break;
       default:
         if (typeof msg.type === 'string' && msg.type.startsWith('rtc.')) {

@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod extract;
 pub mod inspections;
 pub mod live;
+pub mod names;
 pub mod openapi;
 pub mod ops;
 pub mod templates;
