@@ -315,7 +315,6 @@ window.addEventListener('beforeunload', (ev) => {
 
 function leaveRoom() {
   if (!room) return;
-  clearInterval(room.clockTimer);
   room.rtc?.stop();
   room.sync?.close();
   room.mic?.getTracks().forEach((tr) => tr.stop());
@@ -391,7 +390,7 @@ async function openRoom(id) {
   sync.addEventListener('ack', (ev) => {
     const itemId = room?.pendingItems?.get(ev.detail.op_id);
     if (itemId) { room.pendingItems.delete(ev.detail.op_id); room.checklist.pending(itemId, false); }
-    if (room?.lifecycleOp === ev.detail.op_id) room.lifecycleOp = null;
+    if (room?.lifecycleOp === ev.detail.op_id) { room.lifecycleOp = null; renderRoomState(); }
   });
   sync.addEventListener('error', (ev) => {
     const err = ev.detail.error;
@@ -497,9 +496,11 @@ function showOverlay(state, text) {
   o.hidden = state === 'live';
 }
 
-/** The business participant (the phone), if it ever joined. */
+/** The business participant (the phone), if it ever joined: an online one first, else the
+ * one that left last. */
 function businessOf(data) {
-  return Object.entries(data?.participants || {}).find(([, p]) => p.role === 'business');
+  const all = Object.entries(data?.participants || {}).filter(([, p]) => p.role === 'business');
+  return all.find(([, p]) => p.online) || all.sort((a, b) => (b[1].left_at || 0) - (a[1].left_at || 0))[0];
 }
 
 /** What the video element shows, said on the video itself: waiting, live, frozen or gone. */

@@ -251,16 +251,19 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
             )
             .await?;
         if result == "violation" {
-            // A violation opens its notes; the description is saved with the same result.
+            // A violation opens its notes; the description is saved as it is typed.
             inspector
                 .fill(
                     &format!("{item} .item-violation"),
                     "Огнетушитель с истёкшим сроком поверки",
                 )
                 .await?;
-            inspector.click(&format!("{item} .item-notes .btn")).await?;
             inspector
-                .wait_true("the violation text saved", &marked, Duration::from_secs(20))
+                .wait_true(
+                    "the violation text saved",
+                    &format!("return document.querySelector('{item}').dataset.save === 'saved'"),
+                    Duration::from_secs(20),
+                )
                 .await?;
         }
         tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -9,4 +9,5 @@ mod geo_banner;
 mod lifecycle;
 mod live;
 mod photo_browser;
+mod ux;
 mod openapi;
