@@ -73,7 +73,7 @@ function commentList(state, data, selfId) {
   const list = data.comments || [];
   if (!list.length) return null;
   return el('ul', { class: 'item-comments', 'aria-label': t('checklist.comments') },
-    ...list.map((c) => el('li', { class: 'item-comment', 'data-seq': c.seq, 'data-by': c.by || '' },
+    ...list.map((c) => el('li', { class: 'comment-entry', 'data-seq': c.seq, 'data-by': c.by || '' },
       el('span', { class: 'author', text: authorName(state, c.by, selfId) }),
       el('span', { class: 'ts', text: ` · ${formatTime(c.ts ? new Date(c.ts / 1000).toISOString() : null, { timeStyle: 'short' })}` }),
       el('span', { class: 'text', text: c.text }))));

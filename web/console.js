@@ -423,7 +423,11 @@ async function openRoom(id) {
     renderQuality();
     renderVideoState();
   });
-  rtc.addEventListener('error', (ev) => toast(`${t('common.error')}: ${errorText(ev.detail)}`));
+  rtc.addEventListener('error', (ev) => {
+    // After the end the server refuses media on purpose; that is not news.
+    if (ev.detail.code === 'recording_finished') return;
+    toast(`${t('common.error')}: ${errorText(ev.detail)}`);
+  });
   rtc.start();
   room.presenceTimer = setInterval(() => {
     if (sync.status === 'open') {
@@ -528,7 +532,10 @@ function renderVideoState() {
 
 function renderQuality() {
   const q = $('quality');
-  const v = room?.video === 'live' || room?.video === 'frozen' ? (room?.quality || 'unknown') : 'unknown';
+  // Judged from media that arrives, and only while the phone is there at all.
+  const biz = businessOf(room?.sync?.data);
+  const present = !!biz && biz[1].online;
+  const v = present && (room?.video === 'live' || room?.video === 'frozen') ? (room?.quality || 'unknown') : 'unknown';
   q.dataset.quality = v;
   q.dataset.framesDecoded = room?.framesDecoded ?? '';
   $('quality-text').textContent = v === 'unknown' ? t('quality.none') : t(`quality.${v}`);
@@ -571,6 +578,12 @@ function renderRoomState() {
   if (over) $('room-invite-panel').hidden = true;
   $('room-review').hidden = st !== 'finished';
   $('room-ended').hidden = !over;
+  if (over && room.rtc) {
+    // Nothing more is forwarded or recorded after the end: close the media.
+    room.rtc.stop();
+    room.rtc = null;
+    room.video = 'none';
+  }
   if (over) {
     const at = st === 'finished' ? sync.data.lifecycle.finished_at : sync.data.lifecycle.cancelled_at;
     $('room-ended').textContent = t(st === 'finished' ? 'room.ended.finished' : 'room.ended.cancelled', { t: formatTimeZoned(usToIso(at)) });

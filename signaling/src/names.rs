@@ -130,6 +130,52 @@ mod tests {
         assert!(disposition(false, "a\"b").starts_with("inline; filename=\"a_b\""));
     }
 
+    fn inspection(zone: &str, at: &str) -> Inspection {
+        use crate::domain::{Inn, Kind, Mode, Status};
+        use crate::inspections::{Business, UserRef};
+        let at: chrono::DateTime<chrono::Utc> = at.parse().expect("time");
+        Inspection {
+            id: uuid::Uuid::nil(),
+            kind: Kind::Control,
+            mode: Mode::Remote,
+            title: "t".into(),
+            status: Status::Finished,
+            scheduled_at: at,
+            started_at: Some(at),
+            finished_at: None,
+            inspector: UserRef {
+                id: uuid::Uuid::nil(),
+                display_name: "i".into(),
+            },
+            template: None,
+            business: Business {
+                name: " ООО «Ромашка/Лютик» ".into(),
+                inn: Inn::parse("7707083893").expect("inn"),
+                address: String::new(),
+                lat: None,
+                lon: None,
+            },
+            time_zone: zone.into(),
+            items: None,
+        }
+    }
+
+    #[test]
+    fn names_carry_the_local_date_business_and_kind() {
+        // 22:30 UTC is already the next day in Moscow.
+        let i = inspection("Europe/Moscow", "2026-11-30T22:30:00Z");
+        assert_eq!(
+            file_name(&i, FileKind::Recording, "webm", "ru"),
+            "2026-12-01 ООО «Ромашка_Лютик» ИНН 7707083893 — запись.webm"
+        );
+        assert_eq!(
+            file_name(&i, FileKind::EventLog, "jsonl", "en"),
+            "2026-12-01 ООО «Ромашка_Лютик» INN 7707083893 — event log.jsonl"
+        );
+        let utc = inspection("UTC", "2026-11-30T22:30:00Z");
+        assert!(file_name(&utc, FileKind::Chapters, "vtt", "ru").starts_with("2026-11-30 "));
+    }
+
     #[test]
     fn query_flags() {
         assert_eq!(lang_of(Some("download=1&lang=en")), "en");

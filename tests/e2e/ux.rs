@@ -396,7 +396,7 @@ async fn an_inspection_as_users_meet_it() -> Result<()> {
     phone
         .wait_true(
             "the comment on the phone's item, by 'you'",
-            "const c = document.querySelector('#checklist .item:nth-child(2) .item-comment'); \
+            "const c = document.querySelector('#checklist .item:nth-child(2) .comment-entry'); \
              return !!c && c.textContent.includes('Пломбу') && c.querySelector('.author').textContent === 'вы' && \
              document.querySelector('#checklist .item:nth-child(2) .biz-comment').value === ''",
             Duration::from_secs(20),
@@ -405,7 +405,7 @@ async fn an_inspection_as_users_meet_it() -> Result<()> {
     inspector
         .wait_true(
             "the comment on the console's item, by the business",
-            "const c = document.querySelector('#checklist .item:nth-child(2) .item-comment'); \
+            "const c = document.querySelector('#checklist .item:nth-child(2) .comment-entry'); \
              return !!c && c.textContent.includes('Пломбу') && c.querySelector('.author').textContent.includes('Ромашка')",
             Duration::from_secs(20),
         )
@@ -456,9 +456,7 @@ async fn an_inspection_as_users_meet_it() -> Result<()> {
         overlay[0].as_str().is_some_and(|t| t.contains("Ромашка")) && overlay[1] != "good",
         "the overlay names the phone and the quality is not good: {overlay}"
     );
-    inspector
-        .screenshot("console-phone-lost.ru")
-        .await?;
+    shoot_both(&inspector, "console-phone-lost").await?;
     phone.close().await?;
 
     // --- Item 5: the finish dialog counts the unanswered items; then nothing is clickable. ---
