@@ -264,9 +264,15 @@ mod tests {
         assert!(Inn::parse("12345").is_err());
         assert!(Inn::parse("77070838a3").is_err());
         assert_eq!(Inn::parse(""), Err(InnError::Empty));
-        assert_eq!(Inn::parse("7707083894").unwrap_err().code(), "inn_check_digits");
+        assert_eq!(
+            Inn::parse("7707083894").unwrap_err().code(),
+            "inn_check_digits"
+        );
         assert_eq!(Inn::parse("12345").unwrap_err().code(), "inn_length");
-        assert_eq!(Inn::parse("77070838a3").unwrap_err().code(), "inn_digits_only");
+        assert_eq!(
+            Inn::parse("77070838a3").unwrap_err().code(),
+            "inn_digits_only"
+        );
     }
 
     #[test]

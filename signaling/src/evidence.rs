@@ -125,7 +125,12 @@ pub async fn chapters(
     let text = tokio::fs::read(dir.join(media_recorder::finalize::VTT_FILE))
         .await
         .map_err(|_| not_ready())?;
-    let name = names::file_name(&insp, FileKind::Chapters, "vtt", names::lang_of(uri.query()));
+    let name = names::file_name(
+        &insp,
+        FileKind::Chapters,
+        "vtt",
+        names::lang_of(uri.query()),
+    );
     Ok((
         [
             (header::CONTENT_TYPE, "text/vtt; charset=utf-8".to_string()),
@@ -180,7 +185,12 @@ pub async fn events(
     uri: axum::http::Uri,
 ) -> ApiResult<Response> {
     let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
-    let name = names::file_name(&insp, FileKind::EventLog, "jsonl", names::lang_of(uri.query()));
+    let name = names::file_name(
+        &insp,
+        FileKind::EventLog,
+        "jsonl",
+        names::lang_of(uri.query()),
+    );
     let mut out = Vec::new();
     checklist_sync::export_jsonl(&state.db, id, &mut out)
         .await
@@ -192,10 +202,7 @@ pub async fn events(
                 header::CONTENT_TYPE,
                 "application/x-ndjson; charset=utf-8".to_string(),
             ),
-            (
-                header::CONTENT_DISPOSITION,
-                names::disposition(true, &name),
-            ),
+            (header::CONTENT_DISPOSITION, names::disposition(true, &name)),
         ],
         out,
     )

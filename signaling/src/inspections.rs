@@ -395,8 +395,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     if !ok {
         return Err(ApiError::Invalid {
             code: "idempotency_key_invalid",
-            message: "Idempotency-Key must have 1–100 characters of A–Z, a–z, 0–9, . _ : -"
-                .into(),
+            message: "Idempotency-Key must have 1–100 characters of A–Z, a–z, 0–9, . _ : -".into(),
         });
     }
     Ok(Some(key.to_string()))

@@ -52,11 +52,9 @@ pub fn wants_attachment(query: Option<&str>) -> bool {
 /// The file name: date, business, INN, kind, extension; no character a file system refuses.
 pub fn file_name(insp: &Inspection, kind: FileKind, ext: &str, lang: &str) -> String {
     let at = insp.started_at.unwrap_or(insp.scheduled_at);
-    let offset_min = checklist_sync::trust::tz::utc_offset_minutes(
-        &insp.time_zone,
-        at.timestamp_micros(),
-    )
-    .unwrap_or(0);
+    let offset_min =
+        checklist_sync::trust::tz::utc_offset_minutes(&insp.time_zone, at.timestamp_micros())
+            .unwrap_or(0);
     let local = chrono::FixedOffset::east_opt(offset_min * 60)
         .map(|o| at.with_timezone(&o).format("%Y-%m-%d").to_string())
         .unwrap_or_else(|| at.format("%Y-%m-%d").to_string());

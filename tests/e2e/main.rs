@@ -8,6 +8,6 @@ mod evidence;
 mod geo_banner;
 mod lifecycle;
 mod live;
+mod openapi;
 mod photo_browser;
 mod ux;
-mod openapi;

@@ -230,7 +230,9 @@ async fn an_inspection_as_users_meet_it() -> Result<()> {
         .js("return document.getElementById('room-meta').textContent")
         .await?;
     ensure!(
-        time_zone.as_str().is_some_and(|t| t.contains("Europe/Moscow")),
+        time_zone
+            .as_str()
+            .is_some_and(|t| t.contains("Europe/Moscow")),
         "the room says which clock its times are on: {time_zone}"
     );
 
@@ -346,9 +348,7 @@ async fn an_inspection_as_users_meet_it() -> Result<()> {
         ))
         .await?;
     ensure!(word == "сохранено", "the save state in words: {word}");
-    inspector
-        .js("location.reload(); return true")
-        .await?;
+    inspector.js("location.reload(); return true").await?;
     wait_room(&inspector).await?;
     inspector
         .wait_true(
@@ -547,7 +547,10 @@ async fn create_is_idempotent_and_names_every_invalid_field() {
     async fn post(c: &inspector_tests::Client, key: &str, body: &[u8]) -> inspector_tests::Answer {
         c.post_raw_with(
             "/api/inspections",
-            &[("content-type", "application/json"), ("idempotency-key", key)],
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", key),
+            ],
             body.to_vec(),
         )
         .await
@@ -593,7 +596,9 @@ async fn create_is_idempotent_and_names_every_invalid_field() {
         ]
     );
     // The list's search covers the address.
-    let found = insp.get("/api/inspections?q=%D1%82%D0%B2%D0%B5%D1%80%D1%81%D0%BA%D0%B0%D1%8F").await;
+    let found = insp
+        .get("/api/inspections?q=%D1%82%D0%B2%D0%B5%D1%80%D1%81%D0%BA%D0%B0%D1%8F")
+        .await;
     assert_eq!(found.body["inspections"].as_array().unwrap().len(), 1);
     app.stop().await;
 }
