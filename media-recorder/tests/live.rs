@@ -570,9 +570,10 @@ async fn chapters_show_the_picture_of_their_mark() {
     }
 }
 
-/// `kill -9` of a process that is recording a live WebRTC session: recovery at the next start
-/// finalizes the journals into a file that misses at most 1.5 s at the end, with every chapter,
-/// each showing its mark's moment.
+/// `kill -9` of a process that is recording a live WebRTC session: at the next start, recovery
+/// only seals the journals and publishes nothing; `finish` (without a live room, from the
+/// journals on disk) then builds a file that misses at most 1.5 s at the end, with every
+/// chapter, each showing its mark's moment, and a second `finish` returns the same manifest.
 #[test]
 fn killed_live_session_is_recovered() {
     use std::io::{BufRead, BufReader};
@@ -618,9 +619,25 @@ fn killed_live_session_is_recovered() {
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
 
-    let results = media_recorder::finalize::recover_all(root.path());
-    assert_eq!(results.len(), 1);
-    let m = results[0].1.as_ref().expect("recovered");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (unfinished, m, again) = rt.block_on(async {
+        let hub = hub(root.path()).await;
+        let unfinished = hub.recover().await.expect("recover");
+        let dir = root.path().join(inspection.to_string());
+        assert!(
+            media_recorder::finalize::read_manifest(&dir)
+                .expect("read")
+                .is_none(),
+            "recovery finishes nothing"
+        );
+        let m = hub.finish(inspection, vec![]).await.expect("finish");
+        let again = hub.finish(inspection, vec![]).await.expect("finish again");
+        (unfinished, m, again)
+    });
+    assert_eq!(unfinished.len(), 1);
+    assert_eq!(unfinished[0].inspection, Some(inspection));
+    assert_eq!(again, m, "finish is idempotent");
+    let m = &m;
     let media_end = m.epoch_micros + m.duration_ms * 1000;
     assert!(
         killed_at - media_end <= 1_500_000,
