@@ -44,12 +44,13 @@ pub struct Live {
 }
 
 impl Live {
-    /// Creates both hubs, starts turning checklist events into recording marks, and finalizes
-    /// in the background the recordings a crash left unfinished.
+    /// Creates both hubs, starts turning checklist events into recording marks, and in the
+    /// background repairs the recordings a crash left unfinished, finishing those whose
+    /// inspection is over (a live one goes on recording when its participants come back).
     pub async fn new(db: AnyPool, config: Arc<Config>) -> anyhow::Result<Live> {
         let recordings_dir = config.recordings_dir();
         let media = MediaHub::new(MediaConfig {
-            recordings_dir: recordings_dir.clone(),
+            recordings_dir,
             udp_addrs: vec![config.media_udp.clone()],
             nat_1to1_ips: Vec::new(),
             ice_servers: config
@@ -70,27 +71,7 @@ impl Live {
         });
         let sync = SyncHub::new(db.clone(), SyncConfig::default(), lifecycle);
         tokio::spawn(forward_marks(db.clone(), sync.clone(), media.clone()));
-        tokio::spawn(async move {
-            let done = tokio::task::spawn_blocking(move || {
-                media_recorder::finalize::recover_all(&recordings_dir)
-            })
-            .await;
-            match done {
-                Ok(results) => {
-                    for (dir, r) in results {
-                        match r {
-                            Ok(m) => {
-                                tracing::info!(dir = %dir.display(), duration_ms = m.duration_ms, "recovered an unfinished recording")
-                            }
-                            Err(e) => {
-                                tracing::warn!(dir = %dir.display(), error = %e, "could not recover a recording")
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "recording recovery panicked"),
-            }
-        });
+        tokio::spawn(recover_recordings(db.clone(), media.clone()));
         // Load the embedded time-zone map now rather than on the first location sample.
         tokio::task::spawn_blocking(checklist_sync::trust::tz::warm_up);
         let (shutdown, _) = watch::channel(false);
@@ -166,6 +147,41 @@ impl Live {
                 lat: c.lat,
                 lon: c.lon,
             }),
+        }
+    }
+}
+
+/// At start: seals what a crash left behind, then finishes the recordings of inspections that
+/// are over (finished, signed or cancelled) and have no manifest yet. A live inspection's
+/// recording is left open: it continues as a new segment when its participants come back.
+async fn recover_recordings(db: AnyPool, media: MediaHub) {
+    let unfinished = match media.recover().await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot repair the recordings directory");
+            return;
+        }
+    };
+    for u in unfinished {
+        let Some(id) = u.inspection else { continue };
+        match inspections::load(&db, id).await {
+            Ok(Some(insp))
+                if matches!(
+                    insp.status,
+                    Status::Finished | Status::Signed | Status::Cancelled
+                ) =>
+            {
+                finalize_in_background(media.clone(), id)
+            }
+            Ok(Some(_)) => {
+                tracing::info!(inspection = %id, "recording of a live inspection continues")
+            }
+            Ok(None) => {
+                tracing::warn!(dir = %u.dir.display(), "recording of an unknown inspection")
+            }
+            Err(e) => {
+                tracing::error!(inspection = %id, error = %e, "cannot read an inspection's status")
+            }
         }
     }
 }

@@ -427,6 +427,22 @@ impl Client {
         Ok(())
     }
 
+    /// Applies an answer that came another way (the server's socket: `rtc.answer`).
+    pub async fn apply_answer(&self, answer: serde_json::Value) {
+        let answer: RTCSessionDescription = serde_json::from_value(answer).expect("answer json");
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .expect("set remote answer");
+    }
+
+    /// Applies a server candidate that came another way (`rtc.candidate`).
+    pub async fn add_remote_candidate(&self, candidate: serde_json::Value) {
+        if let Ok(init) = serde_json::from_value::<RTCIceCandidateInit>(candidate) {
+            let _ = self.pc.add_ice_candidate(init).await;
+        }
+    }
+
     pub async fn wait_connected(&self, limit: Duration) -> bool {
         let mut c = self.connected.clone();
         let ok = tokio::time::timeout(limit, c.wait_for(|v| *v))
