@@ -295,10 +295,17 @@ impl Client {
             connected: ctx,
             received: rtx,
         });
+        // The server answers with plain host candidates, so the client needs no mDNS either;
+        // without it the client also works where multicast cannot be joined (the netns test).
+        let settings =
+            rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
+                .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+                .build();
         let pc: Arc<dyn PeerConnection> = Arc::new(
             PeerConnectionBuilder::new()
                 .with_configuration(RTCConfigurationBuilder::new().build())
                 .with_media_engine(me)
+                .with_setting_engine(settings)
                 .with_interceptor_registry(registry)
                 .with_handler(handler)
                 .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
