@@ -5,7 +5,7 @@ use super::plan::default_duration;
 use super::scan::Scanned;
 use super::FinalizeError;
 use crate::depacketize::{parse_rtp, Assembler, Reorder};
-use crate::journal::{JournalReader, Record};
+use crate::journal::{JournalReader, Record, TrackKind};
 use crate::timecode::{ClockMap, Unwrapper};
 
 /// Packets held back to restore sequence order (about a second of video).
@@ -34,6 +34,10 @@ pub(super) struct FrameSource {
     default_duration: i64,
     pending: Option<TimedFrame>,
     eof: bool,
+    /// Video: nothing is shown before the journal's first keyframe. A segment starts a new
+    /// encoder (another connection or device); its delta frames before that keyframe would
+    /// be decoded against the previous segment's pictures.
+    wait_for_key: bool,
     pub dropped: u64,
 }
 
@@ -52,6 +56,7 @@ impl FrameSource {
             default_duration,
             pending: None,
             eof: false,
+            wait_for_key: s.meta.kind == TrackKind::Video,
             dropped: 0,
         })
     }
@@ -100,6 +105,13 @@ impl FrameSource {
     pub fn next(&mut self) -> Result<Option<TimedFrame>, FinalizeError> {
         loop {
             let next = self.next_raw()?;
+            if self.wait_for_key && next.as_ref().is_some_and(|f| !f.keyframe) {
+                self.dropped += 1;
+                continue;
+            }
+            if next.is_some() {
+                self.wait_for_key = false;
+            }
             match (self.pending.take(), next) {
                 (None, None) => return Ok(None),
                 (None, Some(f)) => self.pending = Some(f),

@@ -76,8 +76,16 @@ pub struct ManifestTrack {
     pub kind: TrackKind,
     /// Codec MIME type.
     pub codec: String,
-    /// Participant who published it.
+    /// Participant who published it first.
     pub participant_id: String,
+    /// Everybody who published into it, in order (a rejoin from another device or invitation
+    /// continues the same stream).
+    #[serde(default)]
+    pub participant_ids: Vec<String>,
+    /// What it is (`business_camera`, `business_microphone`, `inspector_voice`); absent in
+    /// recordings of journals that did not name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed: Option<String>,
     /// Track ids that were merged into this stream (one per connection segment or more).
     pub track_ids: Vec<String>,
     /// Number of journals (connection segments) merged.

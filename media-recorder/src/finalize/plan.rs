@@ -85,6 +85,37 @@ impl Container {
     }
 }
 
+/// A journal starting this much before a stream's end still continues it (the old
+/// connection's last packets and the new one's first may cross when a phone reconnects).
+pub const OVERLAP_TOLERANCE_MICROS: i64 = 500_000;
+
+/// What makes journals one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamKey {
+    /// The feed named in the journal headers (`business_camera`, ...).
+    Feed(String),
+    /// Journals without a feed: one stream per publisher and kind.
+    Participant(String, TrackKind),
+}
+
+impl StreamKey {
+    /// The key of a journal.
+    pub fn of(meta: &TrackMeta) -> Self {
+        match &meta.feed {
+            Some(feed) => StreamKey::Feed(feed.clone()),
+            None => StreamKey::Participant(meta.participant_id.clone(), meta.kind),
+        }
+    }
+
+    /// The feed, if the journals named one.
+    pub fn feed(&self) -> Option<&str> {
+        match self {
+            StreamKey::Feed(f) => Some(f),
+            StreamKey::Participant(..) => None,
+        }
+    }
+}
+
 /// One output stream and the journals feeding it, in time order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamPlan {
@@ -92,8 +123,10 @@ pub struct StreamPlan {
     pub kind: TrackKind,
     /// Its codec.
     pub codec: Codec,
-    /// Who published it (of its first journal).
-    pub participant_id: String,
+    /// What it is.
+    pub key: StreamKey,
+    /// Who published it, in order of their first journal.
+    pub participant_ids: Vec<String>,
     /// Indices into the planned journals.
     pub journals: Vec<usize>,
     /// Picture size (video).
@@ -143,10 +176,16 @@ pub fn plan(journals: &[JournalFacts], marks: &[Mark]) -> Option<Plan> {
         Container::Webm
     };
 
-    // One output stream per (participant, kind); a journal whose codec differs from the
-    // group's first is left out (a container stream has one codec).
+    // One output stream per feed (the business's camera, its microphone, the inspector's
+    // voice) whoever published it: a rejoin from another device or invitation continues the
+    // same stream, so a browser plays the whole inspection. Journals written before headers
+    // named their feed are grouped by participant and kind. A journal that overlaps a stream
+    // in time (two phones at once) starts another stream of its feed: both are evidence, and
+    // frames of two sources cannot share one. A journal whose codec differs from its stream's
+    // is left out (a container stream has one codec).
     let mut skipped = Vec::new();
     let mut streams: Vec<StreamPlan> = Vec::new();
+    let mut ends: Vec<i64> = Vec::new();
     let mut order: Vec<usize> = (0..journals.len()).collect();
     order.sort_by_key(|&i| {
         (
@@ -160,28 +199,38 @@ pub fn plan(journals: &[JournalFacts], marks: &[Mark]) -> Option<Plan> {
             skipped.push(j.name.clone());
             continue;
         }
-        match streams
-            .iter_mut()
-            .find(|g| g.participant_id == j.meta.participant_id && g.kind == j.meta.kind)
-        {
-            Some(g) if g.codec == j.codec => {
+        let key = StreamKey::of(&j.meta);
+        let free = (0..streams.len()).find(|&s| {
+            streams[s].key == key && j.start_micros >= ends[s] - OVERLAP_TOLERANCE_MICROS
+        });
+        match free {
+            Some(s) if streams[s].codec == j.codec => {
+                let g = &mut streams[s];
                 g.journals.push(i);
+                if !g.participant_ids.contains(&j.meta.participant_id) {
+                    g.participant_ids.push(j.meta.participant_id.clone());
+                }
                 if g.size.is_none() {
                     g.size = j.size;
                 }
                 if g.extradata.is_empty() {
                     g.extradata = j.extradata.clone();
                 }
+                ends[s] = ends[s].max(j.end_micros);
             }
             Some(_) => skipped.push(j.name.clone()),
-            None => streams.push(StreamPlan {
-                kind: j.meta.kind,
-                codec: j.codec,
-                participant_id: j.meta.participant_id.clone(),
-                journals: vec![i],
-                size: j.size,
-                extradata: j.extradata.clone(),
-            }),
+            None => {
+                streams.push(StreamPlan {
+                    kind: j.meta.kind,
+                    codec: j.codec,
+                    key,
+                    participant_ids: vec![j.meta.participant_id.clone()],
+                    journals: vec![i],
+                    size: j.size,
+                    extradata: j.extradata.clone(),
+                });
+                ends.push(j.end_micros);
+            }
         }
     }
     // Video that never showed a keyframe cannot be decoded, nor muxed with dimensions.
@@ -357,7 +406,7 @@ mod tests {
         let streams: Vec<(&str, TrackKind, Vec<usize>)> = p
             .streams
             .iter()
-            .map(|g| (g.participant_id.as_str(), g.kind, g.journals.clone()))
+            .map(|g| (g.participant_ids[0].as_str(), g.kind, g.journals.clone()))
             .collect();
         assert_eq!(
             streams,
@@ -381,6 +430,77 @@ mod tests {
             [("m0", 2000, 45_000), ("m1", 45_000, 70_000)]
         );
         assert!(p.skipped.is_empty());
+    }
+
+    fn fed(mut j: JournalFacts, feed: &str) -> JournalFacts {
+        j.meta.feed = Some(feed.into());
+        j
+    }
+
+    #[test]
+    fn one_stream_per_feed_whoever_publishes_and_overlaps_apart() {
+        use Codec::*;
+        use TrackKind::*;
+        let s = 1_000_000;
+        let cam = |name, who, start, end| {
+            fed(
+                journal(name, who, Video, Vp8, start, end),
+                "business_camera",
+            )
+        };
+        let mic = |name, who, start, end| {
+            fed(
+                journal(name, who, Audio, Opus, start, end),
+                "business_microphone",
+            )
+        };
+        let journals = [
+            // The first phone 0–20 s; the business rejoins from another invitation 30–50 s
+            // (another participant); the old connection's last packet crosses the new one's
+            // first by 200 ms at a reconnect of the second phone at 50 s.
+            cam("0-v", "phone-1", T0, T0 + 20 * s),
+            mic("0-a", "phone-1", T0, T0 + 20 * s),
+            cam("1-v", "phone-2", T0 + 30 * s, T0 + 50 * s),
+            mic("1-a", "phone-2", T0 + 30 * s, T0 + 50 * s),
+            cam("2-v", "phone-2", T0 + 50 * s - 200_000, T0 + 60 * s),
+            // A third device publishes at the same time as the second, 35–40 s.
+            cam("3-v", "phone-3", T0 + 35 * s, T0 + 40 * s),
+        ];
+        let p = plan(&journals, &[]).expect("media");
+        let streams: Vec<(Option<&str>, Vec<usize>, Vec<&str>)> = p
+            .streams
+            .iter()
+            .map(|g| {
+                (
+                    g.key.feed(),
+                    g.journals.clone(),
+                    g.participant_ids.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            streams,
+            [
+                (
+                    Some("business_camera"),
+                    vec![0, 2, 4],
+                    vec!["phone-1", "phone-2"]
+                ),
+                (Some("business_camera"), vec![5], vec!["phone-3"]),
+                (
+                    Some("business_microphone"),
+                    vec![1, 3],
+                    vec!["phone-1", "phone-2"]
+                ),
+            ]
+        );
+        assert_eq!(p.planned_end_ms, 60_000);
+        // Journals that name no feed stay one stream per participant.
+        let old = [
+            journal("0-v", "phone-1", Video, Vp8, T0, T0 + 20 * s),
+            journal("1-v", "phone-2", Video, Vp8, T0 + 30 * s, T0 + 50 * s),
+        ];
+        assert_eq!(plan(&old, &[]).expect("media").streams.len(), 2);
     }
 
     #[test]

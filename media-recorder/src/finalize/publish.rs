@@ -61,7 +61,9 @@ pub(super) fn publish(
                 index,
                 kind: g.kind,
                 codec: facts[g.journals[0]].meta.codec.clone(),
-                participant_id: g.participant_id.clone(),
+                participant_id: g.participant_ids[0].clone(),
+                participant_ids: g.participant_ids.clone(),
+                feed: g.key.feed().map(String::from),
                 track_ids: g
                     .journals
                     .iter()

@@ -587,6 +587,16 @@ pub fn spawn_talker(client: &Client, stop: Arc<std::sync::atomic::AtomicBool>) {
 /// test can check which moment a chapter of the recording shows. Encoding runs on its own
 /// thread (libvpx contexts stay on one thread); a keyframe request makes the next frame a key.
 pub fn spawn_camera(client: &Client, fps: u32, stop: Arc<std::sync::atomic::AtomicBool>) {
+    spawn_camera_sized(client, fps, (320, 240), stop)
+}
+
+/// [`spawn_camera`] with a picture size of its own (another phone's camera).
+pub fn spawn_camera_sized(
+    client: &Client,
+    fps: u32,
+    (width, height): (u32, u32),
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
     use std::sync::atomic::Ordering;
     let (vtrack, vsender) = client.video.clone().expect("publisher has video");
     assert!(client.audio.is_some(), "publisher has audio");
@@ -609,7 +619,7 @@ pub fn spawn_camera(client: &Client, fps: u32, stop: Arc<std::sync::atomic::Atom
     {
         let (stop, want_key) = (stop.clone(), want_key.clone());
         std::thread::spawn(move || {
-            let mut src = media_recorder::testsrc::VideoSource::new(320, 240, 400_000)
+            let mut src = media_recorder::testsrc::VideoSource::new(width, height, 400_000)
                 .expect("libvpx source");
             let period = Duration::from_micros(1_000_000 / fps as u64);
             let mut next = Instant::now();
