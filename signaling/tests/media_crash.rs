@@ -1,8 +1,11 @@
-//! `kill -9` of the real `inspector` process during a live inspection with media: after the
-//! restart the inspection is still live and nothing is published; the business reconnects
-//! (a new WebRTC connection over a new socket), the inspector marks one more item and
-//! finishes: one manifest, one video stream on one timeline (the outage kept as a gap), every
-//! chapter showing its mark's picture (the camera draws its capture time into each frame).
+//! The recording through the real `inspector` process, the way it lives and ends:
+//! * `kill -9` during a live inspection with media: after the restart the inspection is still
+//!   live and nothing is published; the business reconnects (a new WebRTC connection over a
+//!   new socket), the inspector marks one more item and finishes: one manifest, one video
+//!   stream on one timeline (the outage kept as a gap), every chapter showing its mark's
+//!   picture (the camera draws its capture time into each frame).
+//! * A rejoin from a new invitation (another participant, another camera resolution)
+//!   continues the same video stream.
 //!
 //! The business's phone is a Rust WebRTC client (media-recorder's test support) signalled
 //! through the server's socket exactly as the browser is (`rtc.offer` → `rtc.answer`).
@@ -11,7 +14,7 @@
 mod media;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,24 +41,32 @@ fn data_args(dir: &std::path::Path) -> Vec<String> {
 
 /// The server process; killed (SIGKILL) and reaped when dropped, so a failing test leaves
 /// nothing running.
-struct Server(Child);
+struct Server(Option<Child>);
 
 impl Server {
+    /// A placeholder while the server is down.
+    fn none() -> Server {
+        Server(None)
+    }
+
     fn kill_9(mut self) {
-        self.0.kill().expect("SIGKILL");
-        self.0.wait().expect("reap");
+        let mut child = self.0.take().expect("a running server");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 async fn start(dir: &std::path::Path, port: u16) -> Server {
-    let server = Server(
+    let server = Server(Some(
         Command::new(EXE)
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -69,7 +80,7 @@ async fn start(dir: &std::path::Path, port: u16) -> Server {
             })
             .spawn()
             .expect("spawn inspector"),
-    );
+    ));
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -92,7 +103,7 @@ struct Phone {
     stop: Arc<AtomicBool>,
 }
 
-async fn publish(business: &Client, id: &str) -> Phone {
+async fn publish(business: &Client, id: &str, size: (u32, u32)) -> Phone {
     let mut ws = ws_connect(business, id).await.expect("business socket");
     assert_eq!(ws.hello(None).await["type"], "welcome");
     let inspection: uuid::Uuid = id.parse().expect("uuid");
@@ -110,7 +121,7 @@ async fn publish(business: &Client, id: &str) -> Phone {
         "the phone's connection is up"
     );
     let stop = Arc::new(AtomicBool::new(false));
-    media::spawn_camera(&client, 25, stop.clone());
+    media::spawn_camera_sized(&client, 25, size, stop.clone());
     Phone {
         _ws: ws,
         client,
@@ -143,121 +154,203 @@ fn set_result(item: &str) -> Value {
     json!({"kind": "set_result", "item_id": item, "result": "violation"})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_inspection_survives_kill_9_and_finishes_on_one_timeline() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    if std::env::var("INSPECTOR_TEST_PG_URL").is_ok_and(|u| !u.is_empty()) {
-        let url = inspector_tests::fresh_database(dir.path()).await;
-        std::fs::write(dir.path().join("pg_url"), url).expect("write");
+/// A running server with an inspector (logged in, socket open, inspection started) and an
+/// invitation accepted by the business.
+struct Live {
+    dir: tempfile::TempDir,
+    port: u16,
+    server: Server,
+    insp: Client,
+    business: Client,
+    id: String,
+    items: Vec<String>,
+    wi: Ws,
+}
+
+impl Live {
+    async fn start() -> Live {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if std::env::var("INSPECTOR_TEST_PG_URL").is_ok_and(|u| !u.is_empty()) {
+            let url = inspector_tests::fresh_database(dir.path()).await;
+            std::fs::write(dir.path().join("pg_url"), url).expect("write");
+        }
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let server = start(dir.path(), port).await;
+        let add = Command::new(EXE)
+            .args(["user", "add", "inspector1", "--role", "inspector"])
+            .args(data_args(dir.path()))
+            .env("INSPECTOR_PASSWORD", "a long test password")
+            .stdout(Stdio::null())
+            .status()
+            .expect("user add");
+        assert!(add.success());
+        let mut insp = Client::new(&base);
+        let r = insp
+            .post_json(
+                "/api/auth/login",
+                &json!({"username": "inspector1", "password": "a long test password"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        insp.csrf = r.body["csrf_token"].as_str().map(String::from);
+        let id = insp.create_inspection().await;
+        let business = invite(&insp, &id).await;
+        let mut wi = ws_connect(&insp, &id).await.expect("inspector socket");
+        let welcome = wi.hello(None).await;
+        let items: Vec<String> = welcome["checklist"]
+            .as_array()
+            .expect("checklist")
+            .iter()
+            .map(|i| i["id"].as_str().expect("item id").to_string())
+            .collect();
+        assert_eq!(
+            wi.op("start", json!({"kind": "start"})).await["type"],
+            "ack"
+        );
+        Live {
+            dir,
+            port,
+            server,
+            insp,
+            business,
+            id,
+            items,
+            wi,
+        }
     }
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let server = start(dir.path(), port).await;
-    let add = Command::new(EXE)
-        .args(["user", "add", "inspector1", "--role", "inspector"])
-        .args(data_args(dir.path()))
-        .env("INSPECTOR_PASSWORD", "a long test password")
-        .stdout(Stdio::null())
-        .status()
-        .expect("user add");
-    assert!(add.success());
-    let mut insp = Client::new(&base);
-    let r = insp
-        .post_json(
-            "/api/auth/login",
-            &json!({"username": "inspector1", "password": "a long test password"}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    insp.csrf = r.body["csrf_token"].as_str().map(String::from);
-    let id = insp.create_inspection().await;
+
+    fn recording(&self) -> std::path::PathBuf {
+        self.dir.path().join("recordings").join(&self.id)
+    }
+
+    fn manifest_url(&self) -> String {
+        format!("/api/inspections/{}/recording/manifest", self.id)
+    }
+
+    /// Finishes the inspection and waits for its manifest.
+    async fn finish(&mut self) -> Value {
+        let ack = self.wi.op("finish", json!({"kind": "finish"})).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.insp.get(&self.manifest_url()).await;
+            if r.status == 200 {
+                return r.body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no manifest: {} {}",
+                r.status,
+                r.text
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// A new invitation, accepted by a new guest (another phone).
+async fn invite(insp: &Client, id: &str) -> Client {
     let r = insp
         .post_json(&format!("/api/inspections/{id}/invitations"), &json!({}))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let mut business = Client::new(&base);
-    let token = r.body["token"].as_str().expect("token").to_string();
-    assert_eq!(business.accept(&token).await.status, 200);
+    let mut business = Client::new(insp.base());
+    let token = r.body["token"].as_str().expect("token");
+    assert_eq!(business.accept(token).await.status, 200);
+    business
+}
 
-    let mut wi = ws_connect(&insp, &id).await.expect("inspector socket");
-    let welcome = wi.hello(None).await;
-    let items: Vec<String> = welcome["checklist"]
+/// The recording's streams of a kind, by ffprobe.
+fn streams_of<'a>(probe: &'a Value, kind: &str) -> Vec<&'a Value> {
+    probe["streams"]
         .as_array()
-        .expect("checklist")
+        .expect("streams")
         .iter()
-        .map(|i| i["id"].as_str().expect("item id").to_string())
-        .collect();
-    assert_eq!(
-        wi.op("start", json!({"kind": "start"})).await["type"],
-        "ack"
-    );
+        .filter(|s| s["codec_type"] == kind)
+        .collect()
+}
 
+/// Each chapter of the file shows the picture captured at its mark (within 100 ms); returns
+/// the pictures' widths.
+fn assert_chapter_pictures(file: &std::path::Path, manifest: &Value) -> Vec<u32> {
+    let mut widths = Vec::new();
+    for c in manifest["chapters"].as_array().expect("chapters") {
+        let at_ms = c["mark_at_micros"].as_i64().expect("mark") / 1000;
+        let start = c["start_ms"].as_i64().expect("start");
+        let (_, frame) = media_recorder::testsrc::frame_at(file, start)
+            .expect("decode")
+            .expect("a picture at the chapter");
+        let captured = media_recorder::testsrc::read_barcode(&frame, at_ms).expect("barcode");
+        println!(
+            "chapter {} at {start} ms: capture {captured}, mark {at_ms}",
+            c["item_id"]
+        );
+        assert!(
+            (captured - at_ms).abs() <= 100,
+            "chapter {} at {start} ms shows capture {captured}, mark {at_ms}",
+            c["item_id"]
+        );
+        widths.push(frame.width());
+    }
+    widths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_inspection_survives_kill_9_and_finishes_on_one_timeline() {
+    let mut live = Live::start().await;
     // First half: the phone publishes, two items are marked a second or so apart.
-    let phone = publish(&business, &id).await;
+    let phone = publish(&live.business, &live.id, (320, 240)).await;
     let first_publish = chrono::Utc::now().timestamp_micros();
-    for (n, item) in items.iter().take(2).enumerate() {
+    for n in 0..2 {
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        let ack = wi.op(&format!("m{n}"), set_result(item)).await;
+        let ack = live
+            .wi
+            .op(&format!("m{n}"), set_result(&live.items[n]))
+            .await;
         assert_eq!(ack["type"], "ack", "{ack}");
     }
     // Journals reach the OS at least every second: the second mark's picture is on disk.
     tokio::time::sleep(Duration::from_millis(1600)).await;
+    let server = std::mem::replace(&mut live.server, Server::none());
     server.kill_9();
-    phone.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    phone.stop.store(true, Ordering::Relaxed);
     let _ = phone.client.pc.close().await;
     drop(phone);
-    drop(wi);
 
     // Restart: the inspection is still live, and its recording is not published.
-    let server = start(dir.path(), port).await;
-    let recording = dir.path().join("recordings").join(&id);
-    let status = insp.get(&format!("/api/inspections/{id}")).await;
+    live.server = start(live.dir.path(), live.port).await;
+    let status = live
+        .insp
+        .get(&format!("/api/inspections/{}", live.id))
+        .await;
     assert_eq!(status.body["status"], "live", "{}", status.text);
-    let manifest_url = format!("/api/inspections/{id}/recording/manifest");
 
     // Second half: the phone comes back (a new socket and a new connection, same
     // invitation), one more mark, then the inspector finishes.
-    let phone = publish(&business, &id).await;
+    let phone = publish(&live.business, &live.id, (320, 240)).await;
     assert!(
-        !recording.join("manifest.json").exists(),
+        !live.recording().join("manifest.json").exists(),
         "no manifest for a live inspection after recovery"
     );
-    assert_ne!(insp.get(&manifest_url).await.status, 200);
-    let mut wi = ws_connect(&insp, &id).await.expect("inspector socket");
-    wi.hello(None).await;
+    assert_ne!(live.insp.get(&live.manifest_url()).await.status, 200);
+    live.wi = ws_connect(&live.insp, &live.id)
+        .await
+        .expect("inspector socket");
+    live.wi.hello(None).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let ack = wi.op("m2", set_result(&items[2])).await;
+    let ack = live.wi.op("m2", set_result(&live.items[2])).await;
     assert_eq!(ack["type"], "ack", "{ack}");
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(
-        wi.op("finish", json!({"kind": "finish"})).await["type"],
-        "ack"
-    );
     let finished_at = chrono::Utc::now().timestamp_micros();
-    phone.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let manifest = live.finish().await;
+    phone.stop.store(true, Ordering::Relaxed);
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let manifest = loop {
-        let r = insp.get(&manifest_url).await;
-        if r.status == 200 {
-            break r.body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no manifest: {} {}",
-            r.status,
-            r.text
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let file = recording.join(manifest["file"].as_str().expect("file"));
+    let file = live
+        .recording()
+        .join(manifest["file"].as_str().expect("file"));
     let probe = ffprobe(&file);
-    let streams = probe["streams"].as_array().expect("streams");
-    let videos: Vec<&Value> = streams
-        .iter()
-        .filter(|s| s["codec_type"] == "video")
-        .collect();
-    assert_eq!(videos.len(), 1, "one video stream: {streams:?}");
+    assert_eq!(streams_of(&probe, "video").len(), 1, "one video stream");
     let video = manifest["tracks"]
         .as_array()
         .expect("tracks")
@@ -280,33 +373,77 @@ async fn a_live_inspection_survives_kill_9_and_finishes_on_one_timeline() {
         "the recording runs to the end: ends {} ms before finish",
         (finished_at - epoch - duration) / 1000
     );
-    let chapters = manifest["chapters"].as_array().expect("chapters");
-    assert_eq!(chapters.len(), 3, "{chapters:?}");
+    assert_eq!(manifest["chapters"].as_array().expect("chapters").len(), 3);
     assert_eq!(
         probe["chapters"].as_array().expect("chapters").len(),
         3,
         "the file has every chapter"
     );
-    for c in chapters {
-        let at_ms = c["mark_at_micros"].as_i64().expect("mark") / 1000;
-        let start = c["start_ms"].as_i64().expect("start");
-        let (_, frame) = media_recorder::testsrc::frame_at(&file, start)
-            .expect("decode")
-            .expect("a picture at the chapter");
-        let captured = media_recorder::testsrc::read_barcode(&frame, at_ms).expect("barcode");
-        println!(
-            "chapter {} at {start} ms: capture {captured}, mark {at_ms}",
-            c["item_id"]
-        );
-        assert!(
-            (captured - at_ms).abs() <= 100,
-            "chapter {} at {start} ms shows capture {captured}, mark {at_ms}",
-            c["item_id"]
-        );
-    }
+    assert_chapter_pictures(&file, &manifest);
     // Finished once: a restart now publishes nothing new and keeps the manifest.
+    let server = std::mem::replace(&mut live.server, Server::none());
     server.kill_9();
-    let _server = start(dir.path(), port).await;
+    live.server = start(live.dir.path(), live.port).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(insp.get(&manifest_url).await.body, manifest);
+    assert_eq!(live.insp.get(&live.manifest_url()).await.body, manifest);
+}
+
+/// Issue 18: the business leaves and rejoins through a new invitation (another participant,
+/// another phone with another camera resolution). The finished file has one video stream
+/// covering both halves with the time between them kept, and the chapters of both halves show
+/// their marks' pictures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejoin_from_a_new_invitation_continues_one_video_stream() {
+    let mut live = Live::start().await;
+    let phone = publish(&live.business, &live.id, (320, 240)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let ack = live.wi.op("m0", set_result(&live.items[0])).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The phone leaves: its socket closes, and with it its media.
+    phone.stop.store(true, Ordering::Relaxed);
+    let _ = phone.client.pc.close().await;
+    drop(phone);
+    let left_at = chrono::Utc::now().timestamp_micros();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let other = invite(&live.insp, &live.id).await;
+    let phone = publish(&other, &live.id, (480, 360)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let ack = live.wi.op("m1", set_result(&live.items[1])).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let manifest = live.finish().await;
+    phone.stop.store(true, Ordering::Relaxed);
+
+    let file = live
+        .recording()
+        .join(manifest["file"].as_str().expect("file"));
+    let probe = ffprobe(&file);
+    assert_eq!(
+        streams_of(&probe, "video").len(),
+        1,
+        "one video stream: {probe}"
+    );
+    let video = manifest["tracks"]
+        .as_array()
+        .expect("tracks")
+        .iter()
+        .find(|t| t["kind"] == "video")
+        .expect("video track");
+    assert_eq!(video["segments"], 2, "{video}");
+    assert_eq!(
+        video["participant_ids"].as_array().map(Vec::len),
+        Some(2),
+        "two participants on one stream: {video}"
+    );
+    assert_eq!(assert_chapter_pictures(&file, &manifest), [320, 480]);
+    // The gap is kept: half a second after the first phone left, no new picture yet.
+    let epoch = manifest["epoch_micros"].as_i64().expect("epoch");
+    let gap_ms = (left_at - epoch) / 1000 + 500;
+    let (pts, frame) = media_recorder::testsrc::frame_at(&file, gap_ms)
+        .expect("decode")
+        .expect("a frame");
+    assert!(pts < gap_ms - 400, "a frame inside the gap at {pts} ms");
+    assert_eq!(frame.width(), 320);
 }
