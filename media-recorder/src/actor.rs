@@ -369,8 +369,11 @@ impl Shell {
                     return;
                 };
                 let Some(codec) = Codec::from_mime(&t.info.mime) else {
-                    // Offers are checked for usable codecs; anything else is not forwarded.
+                    // The media engine negotiates only codecs the recorder knows; should anything
+                    // else arrive, it is read and dropped, and the room forgets the source.
                     tracing::warn!(%inspection, mime = %t.info.mime, "track in an unknown codec");
+                    tokio::spawn(forward::discard(t.remote.clone()));
+                    crate::inbox::notify(&self.inbox, PeerEvent::TrackEnded { track });
                     return;
                 };
                 let (ctl, rx) = mpsc::unbounded_channel();
