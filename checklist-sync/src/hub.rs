@@ -16,43 +16,15 @@ use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use uuid::Uuid;
 
 use crate::chain::CommittedEvent;
-use crate::domain::{ExtError, LifecycleError, Principal, RoomSpec, Transition};
+use crate::domain::{ExtError, Principal, RoomSpec};
+use crate::projection::Projection;
 use crate::proto::{
     codes, decode, ClientMsg, OpError, Operation, HARD_FRAME_LIMIT, MAX_FRAME_BYTES,
 };
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::room::{welcome_message, ConnId, Input, Origin, Output, Room, RoomConfig, Snapshot};
 use crate::state::LeaveReason;
-use crate::store::{self, SyncError, WriteReq};
-
-/// Confirms start and finish with the embedding server (inspection status, recording).
-#[async_trait]
-pub trait Lifecycle: Send + Sync {
-    /// Called before a start/finish is committed; a refusal is passed to the client. Must not
-    /// call back into the hub for the same inspection and wait for it.
-    async fn transition(
-        &self,
-        inspection_id: Uuid,
-        to: Transition,
-        by: &Principal,
-    ) -> Result<(), LifecycleError>;
-}
-
-/// A lifecycle that accepts every transition (tests, stand-alone use).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct AcceptAllLifecycle;
-
-#[async_trait]
-impl Lifecycle for AcceptAllLifecycle {
-    async fn transition(
-        &self,
-        _: Uuid,
-        _: Transition,
-        _: &Principal,
-    ) -> Result<(), LifecycleError> {
-        Ok(())
-    }
-}
+use crate::store::{self, SyncError, WriteReq, Written};
 
 /// Receives every client message whose `type` starts with `rtc.` (WebRTC signaling rides the
 /// same authenticated socket without this crate knowing about media).
@@ -157,12 +129,12 @@ pub fn now_micros() -> i64 {
 }
 
 #[derive(Clone)]
-pub(crate) struct ConnOut {
+struct ConnOut {
     tx: mpsc::Sender<Message>,
     kill: Arc<Notify>,
 }
 
-pub(crate) enum RoomMsg {
+enum RoomMsg {
     Connect {
         out: ConnOut,
         input: Input,
@@ -188,7 +160,6 @@ struct RoomHandle {
 struct Inner {
     pool: AnyPool,
     config: SyncConfig,
-    lifecycle: Arc<dyn Lifecycle>,
     rooms: Mutex<HashMap<Uuid, RoomHandle>>,
     writer: mpsc::UnboundedSender<WriteReq>,
     events: broadcast::Sender<CommittedEvent>,
@@ -207,12 +178,14 @@ fn text(v: &Value) -> Message {
 
 impl SyncHub {
     /// Starts the hub (and its writer task) on the current tokio runtime. The pool must have
-    /// the `events` table (migrations/0002_events.sql).
-    pub fn new(pool: AnyPool, config: SyncConfig, lifecycle: Arc<dyn Lifecycle>) -> Self {
+    /// the `events` table (migrations/0002_events.sql); `projection` is updated in the same
+    /// transaction as every appended event.
+    pub fn new(pool: AnyPool, config: SyncConfig, projection: Arc<dyn Projection>) -> Self {
         let (writer, rx) = mpsc::unbounded_channel();
         tokio::spawn(store::writer(
             pool.clone(),
             rx,
+            projection,
             config.max_batch,
             config.sqlite_checkpoint_every,
         ));
@@ -221,7 +194,6 @@ impl SyncHub {
             inner: Arc::new(Inner {
                 pool,
                 config,
-                lifecycle,
                 rooms: Mutex::new(HashMap::new()),
                 writer,
                 events,
@@ -295,7 +267,8 @@ impl SyncHub {
         }
     }
 
-    /// A server-side operation (REST finish etc.), sequenced and committed like a socket's.
+    /// A server-side operation (REST start, finish, cancel …), sequenced, checked and
+    /// committed like a socket's; the answer comes after the commit.
     pub async fn submit(
         &self,
         who: &Principal,
@@ -320,6 +293,14 @@ impl SyncHub {
                 "the inspection's room failed",
             ))
         })
+    }
+
+    /// Every committed event of an inspection, oldest first, from the database.
+    pub async fn read_events(
+        &self,
+        inspection_id: Uuid,
+    ) -> Result<Vec<crate::state::Event>, SyncError> {
+        store::read_events(&self.inner.pool, inspection_id).await
     }
 
     /// The durable state of an inspection.
@@ -770,30 +751,19 @@ impl Shell {
                     op_id,
                     error,
                 } => self.reject(origin, op_id, error),
-                Output::CallLifecycle {
-                    token,
-                    transition,
-                    who,
-                } => {
-                    let lifecycle = self.hub.inner.lifecycle.clone();
-                    let tx = self.tx.clone();
-                    let id = self.room.inspection_id();
-                    tokio::spawn(async move {
-                        let result = lifecycle.transition(id, transition, &who).await;
-                        let _ = tx.send(RoomMsg::Input(Input::LifecycleDone {
-                            token,
-                            result,
-                            now: now_micros(),
-                        }));
-                    });
-                }
             }
         }
         if !persist.is_empty() {
+            let tx = self.tx.clone();
             let req = WriteReq {
                 generation: self.generation,
                 events: persist,
-                done: self.tx.clone(),
+                done: Box::new(move |w| {
+                    let _ = tx.send(match w {
+                        Written::Upto(upto) => RoomMsg::Committed { upto },
+                        Written::Failed => RoomMsg::CommitFailed,
+                    });
+                }),
             };
             if self.hub.inner.writer.send(req).is_err() {
                 self.failed = true;

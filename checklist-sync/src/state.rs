@@ -7,7 +7,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::{ItemResult, Role};
-use crate::proto::{ClientInfo, Evidence, Location, Operation, Presence, Quality};
+use crate::proto::{
+    codes, CancelReason, ClientInfo, Evidence, EvidenceKind, Location, OpError, Operation,
+    Presence, Quality,
+};
 
 /// Why a participant's last socket went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,17 +156,81 @@ impl Event {
     }
 }
 
-/// Inspection lifecycle status.
+/// Inspection lifecycle phase, as the log says: `not_started` (scheduled) → `live` →
+/// `finished`, and `cancelled` from `not_started` or `live`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Not started yet.
+    /// Scheduled, not started yet.
     #[default]
     NotStarted,
     /// Running.
     Live,
     /// Finished.
     Finished,
+    /// Called off.
+    Cancelled,
+}
+
+/// Who puts an operation to the room, as far as the lifecycle rule cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A participant's socket.
+    Client,
+    /// The server itself ([`crate::SyncHub::submit`]): REST transitions, stored uploads,
+    /// evidence derived from the recording.
+    Server,
+}
+
+impl Status {
+    /// Whether an operation may be applied in this phase: the one lifecycle rule, used by the
+    /// room on the sequenced log (and by callers that want to refuse early). Location and
+    /// presence are accepted in every phase; `cancel` from scheduled or live; item operations
+    /// and `finish` only while live, except the evidence the server derives from the finished
+    /// recording (clips, stills), which the server alone attaches after the finish.
+    pub fn allows(self, op: &Operation, source: Source) -> Result<(), OpError> {
+        let not_live = || OpError::new(codes::NOT_LIVE, "the inspection has not started");
+        let finished = || OpError::new(codes::ALREADY_FINISHED, "the inspection is finished");
+        let cancelled = || OpError::new(codes::CANCELLED, "the inspection was cancelled");
+        let started = || OpError::new(codes::ALREADY_STARTED, "the inspection has already started");
+        match (op, self) {
+            (Operation::Location(_) | Operation::LocationUnavailable { .. }, _)
+            | (Operation::Presence(_), _) => Ok(()),
+            (_, Status::Cancelled) => Err(cancelled()),
+            (Operation::Start, Status::NotStarted) => Ok(()),
+            (Operation::Start, _) => Err(started()),
+            (Operation::Cancel { .. }, Status::NotStarted | Status::Live) => Ok(()),
+            (Operation::Cancel { .. }, Status::Finished) => Err(finished()),
+            // The recording is cut after it is finalized, which is after the finish.
+            (Operation::AttachEvidence { evidence, .. }, Status::Finished)
+                if source == Source::Server && evidence.kind.is_derived() =>
+            {
+                Ok(())
+            }
+            (
+                Operation::SetResult { .. }
+                | Operation::Comment { .. }
+                | Operation::AttachEvidence { .. }
+                | Operation::RequestPhoto { .. }
+                | Operation::Finish,
+                status,
+            ) => match status {
+                Status::Live => Ok(()),
+                Status::NotStarted => Err(not_live()),
+                Status::Finished | Status::Cancelled => Err(finished()),
+            },
+        }
+    }
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::NotStarted => "not_started",
+            Status::Live => "live",
+            Status::Finished => "finished",
+            Status::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// The lifecycle part of the state.
@@ -179,6 +246,18 @@ pub struct LifecycleState {
     pub finished_at: Option<i64>,
     /// Who finished it.
     pub finished_by: Option<Uuid>,
+    /// When it was cancelled, µs.
+    #[serde(default)]
+    pub cancelled_at: Option<i64>,
+    /// Who cancelled it.
+    #[serde(default)]
+    pub cancelled_by: Option<Uuid>,
+    /// Why it was cancelled (a code).
+    #[serde(default)]
+    pub cancel_reason: Option<CancelReason>,
+    /// The inspector's note on the cancellation.
+    #[serde(default)]
+    pub cancel_note: Option<String>,
 }
 
 /// A comment on an item.
@@ -195,7 +274,7 @@ pub struct ItemComment {
 }
 
 /// An evidence reference attached to an item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceEntry {
     /// Event seq.
     pub seq: u64,
@@ -208,8 +287,19 @@ pub struct EvidenceEntry {
     pub evidence: Evidence,
 }
 
+/// The inspector's pending request for a photo of an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoRequest {
+    /// Seq of the `request_photo` event.
+    pub seq: u64,
+    /// Its server time, µs.
+    pub ts: i64,
+    /// Who asked.
+    pub by: Uuid,
+}
+
 /// One item's state; an item without `result` is unanswered.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ItemState {
     /// Current result (never `clear`).
     pub result: Option<ItemResult>,
@@ -227,6 +317,9 @@ pub struct ItemState {
     pub comments: Vec<ItemComment>,
     /// Evidence.
     pub evidence: Vec<EvidenceEntry>,
+    /// A photo the inspector asked for and no photo of the item has answered yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo_request: Option<PhotoRequest>,
 }
 
 /// Last location of a participant.
@@ -342,15 +435,24 @@ impl State {
                         });
                 }
                 Operation::AttachEvidence { item_id, evidence } => {
-                    self.items
-                        .entry(item_id.clone())
-                        .or_default()
-                        .evidence
-                        .push(EvidenceEntry {
+                    let it = self.items.entry(item_id.clone()).or_default();
+                    // A photo of the item answers the inspector's request for one.
+                    if evidence.kind == EvidenceKind::Photo {
+                        it.photo_request = None;
+                    }
+                    it.evidence.push(EvidenceEntry {
+                        seq: ev.seq,
+                        ts,
+                        by,
+                        evidence: (**evidence).clone(),
+                    });
+                }
+                Operation::RequestPhoto { item_id } => {
+                    self.items.entry(item_id.clone()).or_default().photo_request =
+                        Some(PhotoRequest {
                             seq: ev.seq,
                             ts,
                             by,
-                            evidence: evidence.clone(),
                         });
                 }
                 Operation::Start => {
@@ -362,6 +464,13 @@ impl State {
                     self.lifecycle.status = Status::Finished;
                     self.lifecycle.finished_at = Some(ts);
                     self.lifecycle.finished_by = Some(by);
+                }
+                Operation::Cancel { reason, note } => {
+                    self.lifecycle.status = Status::Cancelled;
+                    self.lifecycle.cancelled_at = Some(ts);
+                    self.lifecycle.cancelled_by = Some(by);
+                    self.lifecycle.cancel_reason = *reason;
+                    self.lifecycle.cancel_note = note.clone();
                 }
                 Operation::Location(l) => {
                     let p = self.participants.entry(by).or_default();
@@ -388,5 +497,115 @@ impl State {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Presence;
+
+    #[test]
+    fn the_lifecycle_rule() {
+        let set = Operation::SetResult {
+            item_id: "q1".into(),
+            result: ItemResult::Compliant,
+            comment: None,
+            violation: None,
+        };
+        let cancel = Operation::Cancel {
+            reason: None,
+            note: None,
+        };
+        let presence = Operation::Presence(Presence {
+            quality: Quality::Good,
+            rtt_ms: None,
+            network: None,
+            visible: None,
+        });
+        let request = Operation::RequestPhoto {
+            item_id: "q1".into(),
+        };
+        let attach = |kind: &str| Operation::AttachEvidence {
+            item_id: "q1".into(),
+            evidence: Box::new(
+                serde_json::from_value(serde_json::json!({"id": "e1", "kind": kind}))
+                    .expect("evidence"),
+            ),
+        };
+        let (photo, clip) = (attach("photo"), attach("clip"));
+        use Source::{Client, Server};
+        let ops: [(&Operation, Source); 9] = [
+            (&Operation::Start, Client),
+            (&Operation::Finish, Client),
+            (&cancel, Server),
+            (&set, Client),
+            (&presence, Client),
+            (&request, Client),
+            (&photo, Server),
+            (&clip, Server),
+            (&clip, Client),
+        ];
+        use Status::*;
+        let (nl, af, c) = (
+            Some("not_live"),
+            Some("already_finished"),
+            Some("cancelled"),
+        );
+        let table: [(Status, [Option<&str>; 9]); 4] = [
+            // start, finish, cancel, set_result, presence, request_photo, photo (server),
+            // clip (server), clip (client)
+            (NotStarted, [None, nl, None, nl, None, nl, nl, nl, nl]),
+            (
+                Live,
+                [
+                    Some("already_started"),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                ],
+            ),
+            (
+                Finished,
+                [Some("already_started"), af, af, af, None, af, af, None, af],
+            ),
+            (Cancelled, [c, c, c, c, None, c, c, c, c]),
+        ];
+        for (status, want) in table {
+            let got: Vec<Option<String>> = ops
+                .iter()
+                .map(|(op, source)| status.allows(op, *source).err().map(|e| e.code))
+                .collect();
+            let want: Vec<Option<String>> = want.iter().map(|w| w.map(String::from)).collect();
+            assert_eq!(got, want, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn cancel_is_folded_with_its_reason() {
+        let mut s = State::default();
+        let by = Uuid::from_u128(9);
+        s.apply(&Event {
+            seq: 1,
+            server_ts: 10,
+            participant_id: by,
+            client_op_id: None,
+            body: EventBody::Op(Operation::Cancel {
+                reason: Some(CancelReason::Withdrawn),
+                note: Some("приказ отменён".into()),
+            }),
+        });
+        assert_eq!(s.lifecycle.status, Status::Cancelled);
+        assert_eq!(
+            (s.lifecycle.cancelled_at, s.lifecycle.cancelled_by),
+            (Some(10), Some(by))
+        );
+        assert_eq!(s.lifecycle.cancel_reason, Some(CancelReason::Withdrawn));
+        assert_eq!(s.lifecycle.cancel_note.as_deref(), Some("приказ отменён"));
     }
 }

@@ -187,6 +187,7 @@ impl Shell {
                 left = Some(reply);
             }
             RoomMsg::Mark { mark } => self.room.handle(Input::Mark { mark, now }),
+            RoomMsg::Keyframe => self.room.handle(Input::Keyframe { now }),
             RoomMsg::Finish { reply } => {
                 self.finishing.push(reply);
                 self.room.handle(Input::Finish);

@@ -193,6 +193,12 @@ pub(crate) enum Input {
         /// Now.
         now: i64,
     },
+    /// A checklist item was recorded (the mark itself comes from the log at finish): the
+    /// publisher's next picture should be a keyframe, so the chapter starts at one.
+    Keyframe {
+        /// Now.
+        now: i64,
+    },
     /// The participant left.
     Leave {
         /// Who.
@@ -446,6 +452,7 @@ impl Room {
                 // The mark's chapter starts here: make it a seek point with a picture.
                 self.request_keyframe(Feed::PubVideo, now, true);
             }
+            Input::Keyframe { now } => self.request_keyframe(Feed::PubVideo, now, true),
             Input::Leave { participant, now } => {
                 if let Some(&conn) = self.by_participant.get(&participant) {
                     self.remove_conn(conn, now);
@@ -966,6 +973,12 @@ mod tests {
                 at_micros: T + 2 * SEC + 350_000,
             },
             now: T + 2 * SEC + 350_000,
+        });
+        assert_eq!(keyframes(&drain(&mut room)), vec![1]);
+        // So does a recorded item announced without a mark (signaling derives marks from
+        // the log at finish and asks only for the picture).
+        room.handle(Input::Keyframe {
+            now: T + 2 * SEC + 400_000,
         });
         assert_eq!(keyframes(&drain(&mut room)), vec![1]);
 

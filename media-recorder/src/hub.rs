@@ -199,6 +199,11 @@ impl Hub {
         }
     }
 
+    pub(crate) fn request_keyframe(&self, inspection: Uuid) {
+        // No room: no live video to ask.
+        let _ = self.send_existing(inspection, RoomMsg::Keyframe);
+    }
+
     pub(crate) async fn finish(
         &self,
         inspection: Uuid,

@@ -45,6 +45,8 @@ pub(crate) enum RoomMsg {
     },
     /// A checklist mark (already handed to the writer to be persisted).
     Mark { mark: Mark },
+    /// A checklist item was recorded: a seek point with a picture now.
+    Keyframe,
     /// Stop recording.
     Finish { reply: oneshot::Sender<FinishReady> },
     /// An event of the room's IO.

@@ -14,6 +14,7 @@ mod api;
 pub mod chapters;
 mod core;
 pub mod depacketize;
+pub mod extract;
 pub mod finalize;
 mod forward;
 mod hub;
@@ -102,6 +103,13 @@ impl MediaHub {
     /// for a keyframe now so the mark's chapter starts at a picture.
     pub fn mark(&self, inspection: Uuid, mark: Mark) {
         self.inner.mark(inspection, mark)
+    }
+
+    /// Asks the publisher for a keyframe now (a checklist item was just recorded, so the
+    /// chapter that starts here begins with a clean picture). Never blocks; does nothing when
+    /// the inspection has no live video.
+    pub fn request_keyframe(&self, inspection: Uuid) {
+        self.inner.request_keyframe(inspection)
     }
 
     /// The inspection ended: stops recording it (journals closed and fsynced), then builds the

@@ -15,10 +15,10 @@ use axum::http::{header, HeaderMap, Method};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use uuid::Uuid;
 
-use crate::db::now_micros;
+use crate::db::{now_micros, RowExt};
+use crate::domain::Status;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -205,13 +205,16 @@ async fn staff_by_session(state: &AppState, token: &str) -> Result<Option<Staff>
     .bind(now_micros())
     .fetch_optional(&state.db)
     .await?;
-    Ok(row.map(|r| Staff {
-        id: parse_uuid(r.get::<String, _>(0)),
-        username: r.get(1),
-        display_name: r.get(2),
-        role: Role::parse(&r.get::<String, _>(3)).unwrap_or(Role::Reviewer),
-        csrf: r.get(4),
-    }))
+    row.map(|r| {
+        Ok(Staff {
+            id: r.uuid(0)?,
+            username: r.col(1)?,
+            display_name: r.col(2)?,
+            role: r.parsed(3, "user role", Role::parse)?,
+            csrf: r.col(4)?,
+        })
+    })
+    .transpose()
 }
 
 /// Why an invitation token was refused.
@@ -257,19 +260,19 @@ pub async fn guest_by_token(state: &AppState, token: &str) -> Result<Guest, ApiE
     .fetch_optional(&state.db)
     .await?
     .ok_or(InvitationRefusal::NotFound)?;
-    if row.get::<Option<i64>, _>(4).is_some() {
+    if row.col::<Option<i64>>(4)?.is_some() {
         return Err(InvitationRefusal::Revoked.into());
     }
-    if row.get::<i64, _>(3) <= now_micros() {
+    if row.col::<i64>(3)? <= now_micros() {
         return Err(InvitationRefusal::Expired.into());
     }
-    if row.get::<String, _>(5) == "cancelled" {
+    if row.parsed(5, "inspection status", Status::parse)? == Status::Cancelled {
         return Err(InvitationRefusal::Closed.into());
     }
     Ok(Guest {
-        invitation_id: parse_uuid(row.get::<String, _>(0)),
-        inspection_id: parse_uuid(row.get::<String, _>(1)),
-        label: row.get(2),
+        invitation_id: row.uuid(0)?,
+        inspection_id: row.uuid(1)?,
+        label: row.col(2)?,
         csrf: guest_csrf(token),
     })
 }
@@ -316,12 +319,6 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
 /// Compares secrets without leaking where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Parses a UUID stored by this server (always valid; a corrupt row maps to nil and then
-/// matches nothing).
-pub fn parse_uuid(s: String) -> Uuid {
-    Uuid::parse_str(&s).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -27,6 +27,33 @@ pub struct ServeArgs {
     /// A TOML configuration file with the same keys (listen, data_dir, …).
     #[arg(long, env = "INSPECTOR_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// Where evidence blobs go: s3://bucket/prefix (any S3-compatible service) or
+    /// file:///dir [default: <data dir>/blobs].
+    #[arg(long, env = "INSPECTOR_BLOB_URL", global = true)]
+    pub blob_url: Option<String>,
+    /// S3 endpoint, e.g. https://storage.example or http://127.0.0.1:8333 [default: AWS].
+    #[arg(long, env = "INSPECTOR_BLOB_ENDPOINT", global = true)]
+    pub blob_endpoint: Option<String>,
+    /// S3 region [default: us-east-1].
+    #[arg(long, env = "INSPECTOR_BLOB_REGION", global = true)]
+    pub blob_region: Option<String>,
+    /// S3 access key id.
+    #[arg(long, env = "INSPECTOR_BLOB_ACCESS_KEY_ID", global = true)]
+    pub blob_access_key_id: Option<String>,
+    /// S3 secret access key (prefer the environment variable: flags show in `ps`).
+    #[arg(
+        long,
+        env = "INSPECTOR_BLOB_SECRET_ACCESS_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub blob_secret_access_key: Option<String>,
+    /// Virtual-hosted-style S3 addressing (bucket.host) instead of path-style (host/bucket).
+    #[arg(long, env = "INSPECTOR_BLOB_VIRTUAL_HOSTED", global = true)]
+    pub blob_virtual_hosted: Option<bool>,
+    /// Largest evidence upload in bytes [default: 20 MiB].
+    #[arg(long, env = "INSPECTOR_MAX_UPLOAD_BYTES", global = true)]
+    pub max_upload_bytes: Option<u64>,
 }
 
 /// One ICE server offered to browsers.
@@ -53,6 +80,15 @@ struct FileConfig {
     ice_servers: Vec<IceServerConfig>,
     invitation_ttl_hours: Option<u32>,
     session_ttl_hours: Option<u32>,
+    blob_url: Option<String>,
+    blob_endpoint: Option<String>,
+    blob_region: Option<String>,
+    blob_access_key_id: Option<String>,
+    blob_secret_access_key: Option<String>,
+    blob_virtual_hosted: Option<bool>,
+    max_upload_bytes: Option<u64>,
+    clip_before_secs: Option<f64>,
+    clip_after_secs: Option<f64>,
 }
 
 /// The resolved configuration the server runs with.
@@ -74,7 +110,18 @@ pub struct Config {
     pub invitation_ttl_hours: u32,
     /// Staff session lifetime.
     pub session_ttl_hours: u32,
+    /// The evidence blob store.
+    pub blob: crate::blobs::BlobConfig,
+    /// Largest evidence upload, bytes.
+    pub max_upload_bytes: u64,
+    /// How much of the recording before a violation's mark its clip shows, ms.
+    pub clip_before_ms: i64,
+    /// How much after the mark, ms.
+    pub clip_after_ms: i64,
 }
+
+/// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 20 * 1024 * 1024;
 
 impl Config {
     /// Resolves flags/environment over the optional file over defaults.
@@ -109,6 +156,34 @@ impl Config {
             .clone()
             .or(file.media_udp)
             .unwrap_or_else(|| format!("{}:0", listen.ip()));
+        let blob = crate::blobs::BlobConfig {
+            url: args.blob_url.clone().or(file.blob_url),
+            endpoint: args.blob_endpoint.clone().or(file.blob_endpoint),
+            region: args.blob_region.clone().or(file.blob_region),
+            access_key_id: args.blob_access_key_id.clone().or(file.blob_access_key_id),
+            secret_access_key: args
+                .blob_secret_access_key
+                .clone()
+                .or(file.blob_secret_access_key),
+            virtual_hosted: args
+                .blob_virtual_hosted
+                .or(file.blob_virtual_hosted)
+                .unwrap_or(false),
+        };
+        let secs = |v: Option<f64>, default: f64, name: &str| -> anyhow::Result<i64> {
+            let v = v.unwrap_or(default);
+            if !(0.0..=600.0).contains(&v) {
+                anyhow::bail!("{name} must be between 0 and 600 seconds");
+            }
+            Ok((v * 1000.0).round() as i64)
+        };
+        let max_upload_bytes = args
+            .max_upload_bytes
+            .or(file.max_upload_bytes)
+            .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES);
+        if max_upload_bytes == 0 {
+            anyhow::bail!("max_upload_bytes must be positive");
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -118,12 +193,21 @@ impl Config {
             ice_servers: file.ice_servers,
             invitation_ttl_hours: file.invitation_ttl_hours.unwrap_or(72),
             session_ttl_hours: file.session_ttl_hours.unwrap_or(12),
+            blob,
+            max_upload_bytes,
+            clip_before_ms: secs(file.clip_before_secs, 5.0, "clip_before_secs")?,
+            clip_after_ms: secs(file.clip_after_secs, 5.0, "clip_after_secs")?,
         })
     }
 
     /// Where finalized recordings and journals live.
     pub fn recordings_dir(&self) -> PathBuf {
         self.data_dir.join("recordings")
+    }
+
+    /// Where local evidence blobs live (when no blob URL is configured).
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
     }
 
     /// Whether cookies must carry `Secure` (the public URL is HTTPS).
@@ -156,6 +240,33 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://data/inspector.db?mode=rwc");
         assert_eq!(c.recordings_dir(), PathBuf::from("data/recordings"));
         assert!(!c.secure_cookies());
+        assert_eq!(c.blob.url, None);
+        assert_eq!(c.blobs_dir(), PathBuf::from("data/blobs"));
+        assert_eq!(c.max_upload_bytes, 20 * 1024 * 1024);
+        assert_eq!((c.clip_before_ms, c.clip_after_ms), (5000, 5000));
+    }
+
+    #[test]
+    fn blob_store_and_clip_lengths_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "blob_url = \"s3://evidence/node1\"\nblob_endpoint = \"http://127.0.0.1:8333\"\n\
+             clip_before_secs = 3\nclip_after_secs = 7.5\nmax_upload_bytes = 1000\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            blob_region: Some("ru-central1".into()),
+            max_upload_bytes: Some(2000),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.blob.url.as_deref(), Some("s3://evidence/node1"));
+        assert_eq!(c.blob.region.as_deref(), Some("ru-central1"));
+        assert_eq!((c.clip_before_ms, c.clip_after_ms), (3000, 7500));
+        assert_eq!(c.max_upload_bytes, 2000);
     }
 
     #[test]

@@ -4,5 +4,9 @@
 mod api;
 mod authz;
 mod browser;
+mod evidence;
 mod geo_banner;
+mod lifecycle;
 mod live;
+mod photo_browser;
+mod openapi;

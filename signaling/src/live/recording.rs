@@ -1,0 +1,171 @@
+//! Finalizing recordings, a side effect of committed events: it starts after a `finish` or
+//! `cancel` is committed (never before), with the chapters derived from the committed log,
+//! and at server start for every inspection that is over but whose recording has no manifest
+//! yet (the server stopped between the commit and the manifest). A live inspection's
+//! recording is never finalized at start: it goes on when the participants come back.
+//! Every recording finalized here is announced on a channel: evidence (clips, stills) is
+//! derived from it (crate::derived).
+
+use std::sync::Arc;
+
+use media_recorder::{Manifest, MediaHub};
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::db::RowExt;
+use crate::domain::Status;
+use crate::inspections;
+
+/// Builds recordings from their journals and the committed log.
+#[derive(Clone)]
+pub struct Recordings {
+    db: AnyPool,
+    media: MediaHub,
+    /// How many finalizations run in the background.
+    running: Arc<watch::Sender<usize>>,
+    /// Told the inspection of every recording finalized.
+    finalized: mpsc::UnboundedSender<Uuid>,
+}
+
+impl Recordings {
+    /// The recordings `media` keeps (one directory per inspection); each one finalized is
+    /// sent to `finalized`.
+    pub fn new(db: AnyPool, media: MediaHub, finalized: mpsc::UnboundedSender<Uuid>) -> Recordings {
+        Recordings {
+            db,
+            media,
+            running: Arc::new(watch::channel(0).0),
+            finalized,
+        }
+    }
+
+    /// Starts finalizing an inspection's recording without waiting for it.
+    pub fn finalize_in_background(&self, inspection_id: Uuid) {
+        let this = self.clone();
+        let running = Running::start(&self.running);
+        tokio::spawn(async move {
+            this.finalize(inspection_id).await;
+            drop(running);
+        });
+    }
+
+    /// Waits until no finalization runs in the background (recovery at start included).
+    pub async fn settled(&self) {
+        let mut rx = self.running.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Builds the inspection's recording with one chapter per finding of its committed log;
+    /// the manifest appears when it is done. Failures are logged: the next start retries
+    /// (the manifest is still missing).
+    pub async fn finalize(&self, inspection_id: Uuid) -> Option<Manifest> {
+        let marks = match self.marks(inspection_id).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(%inspection_id, error = %e, "cannot read the log for the recording's chapters");
+                return None;
+            }
+        };
+        match self.media.finish(inspection_id, marks).await {
+            Ok(m) => {
+                tracing::info!(%inspection_id, duration_ms = m.duration_ms, chapters = m.chapters.len(), "recording finalized");
+                // The receiver lives as long as the server; at shutdown nothing is lost, the
+                // deriver looks at every manifest without its done marker at start.
+                let _ = self.finalized.send(inspection_id);
+                Some(m)
+            }
+            Err(e) if e.code() == "no_media" => {
+                tracing::info!(%inspection_id, "inspection had no media to record");
+                None
+            }
+            Err(e) => {
+                tracing::error!(%inspection_id, error = %e, "recording finalization failed");
+                None
+            }
+        }
+    }
+
+    async fn marks(&self, inspection_id: Uuid) -> anyhow::Result<Vec<media_recorder::Mark>> {
+        let events = checklist_sync::read_events(&self.db, inspection_id).await?;
+        let titles = match inspections::load(&self.db, inspection_id).await? {
+            Some(insp) => super::marks::titles(&insp),
+            None => Default::default(),
+        };
+        Ok(super::marks::marks_from_log(&events, &titles))
+    }
+
+    /// Seals what a crash left behind (torn journal tails cut, see `media_recorder::recover`)
+    /// and lists the inspections whose recording has no manifest and whose status is over.
+    async fn unfinished_and_over(&self) -> anyhow::Result<Vec<Uuid>> {
+        let mut candidates: Vec<Uuid> = Vec::new();
+        for u in self.media.recover().await? {
+            if !u.cut.is_empty() || !u.corrupt.is_empty() {
+                tracing::warn!(dir = %u.dir.display(), cut = ?u.cut, corrupt = ?u.corrupt, "repaired a recording the last run left torn");
+            }
+            match u.inspection {
+                Some(id) if u.journals > 0 => candidates.push(id),
+                _ => {}
+            }
+        }
+        candidates.sort();
+        let mut over = Vec::new();
+        for id in candidates {
+            let row = sqlx::query("SELECT status FROM inspections WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.db)
+                .await?;
+            let Some(row) = row else {
+                tracing::warn!(inspection_id = %id, "recording of an unknown inspection");
+                continue;
+            };
+            let status = row.parsed(0, "inspection status", Status::parse)?;
+            if status.is_over() {
+                over.push(id);
+            } else {
+                tracing::info!(inspection_id = %id, "recording of a live inspection continues");
+            }
+        }
+        Ok(over)
+    }
+
+    /// Finalizes, one after the other, the recordings of inspections that ended without one.
+    pub async fn recover(&self) {
+        let ids = match self.unfinished_and_over().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list unfinished recordings");
+                return;
+            }
+        };
+        for id in ids {
+            tracing::info!(inspection_id = %id, "finalizing a recording the last run left unfinished");
+            self.finalize(id).await;
+        }
+    }
+}
+
+/// Runs [`Recordings::recover`] without holding up the start.
+pub fn recover_in_background(recordings: Recordings) {
+    let running = Running::start(&recordings.running);
+    tokio::spawn(async move {
+        recordings.recover().await;
+        drop(running);
+    });
+}
+
+/// Counts one background finalization while it lives (even if its task ends abnormally).
+struct Running(Arc<watch::Sender<usize>>);
+
+impl Running {
+    fn start(count: &Arc<watch::Sender<usize>>) -> Running {
+        count.send_modify(|n| *n += 1);
+        Running(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
