@@ -336,6 +336,7 @@ const DICT = {
     'hint.other': 'другой признак',
     'review.back': '← К списку проверок',
     'review.intro': 'Вступление',
+    'review.mark_at': 'отметка {t}',
     'unit.ms': 'мс',
 
     // Server error codes (web/errors.js; tests/web/error_codes.test.mjs holds them to the server).
@@ -757,6 +758,7 @@ const DICT = {
     'hint.other': 'another trace',
     'review.back': '← Back to the list',
     'review.intro': 'Introduction',
+    'review.mark_at': 'marked at {t}',
     'unit.ms': 'ms',
 
     // Server error codes (web/errors.js; tests/web/error_codes.test.mjs holds them to the server).

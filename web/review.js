@@ -72,18 +72,23 @@ async function loadManifest(base) {
   const track = el('track', { kind: 'chapters', src: `${base}/recording/chapters.vtt`, srclang: 'ru', default: true });
   video.append(track);
   const items = view.inspection.items || [];
-  view.chapters = (view.manifest.chapters || []).map((c, i) => {
-    const item = items.find((it) => it.id === c.item_id);
-    return {
-      ...c,
-      number: item?.number ?? String(i + 1),
-      question: item?.question ?? c.title ?? c.item_id,
-      result: ['compliant', 'violation', 'not_applicable'].includes(c.result) ? c.result : 'unanswered',
-    };
-  });
-  const ch = view.chapters.find((c) => c.mark_at);
-  // The recording's wall-clock start lets event-log lines seek too.
-  view.recStartMs = ch ? Date.parse(ch.mark_at) - ch.start_ms : null;
+  // The recording's wall-clock start (media time 0) lets marks and event-log lines seek too.
+  view.recStartMs = Number.isFinite(view.manifest.epoch_micros) ? view.manifest.epoch_micros / 1000 : null;
+  view.chapters = (view.manifest.chapters || [])
+    // An introduction with nothing before the first item is no chapter to jump to.
+    .filter((c) => c.item_id !== '' || c.end_ms > c.start_ms)
+    .map((c, i) => {
+      const intro = c.item_id === '';
+      const item = items.find((it) => it.id === c.item_id);
+      return {
+        ...c,
+        intro,
+        number: intro ? '' : (item?.number ?? String(i + 1)),
+        question: intro ? t('review.intro') : (item?.question ?? c.title ?? c.item_id),
+        result: ['compliant', 'violation', 'not_applicable'].includes(c.result) ? c.result : 'unanswered',
+      };
+    });
+  attachMarks();
   renderChapters();
   renderMeta();
   renderEvents();
@@ -91,6 +96,21 @@ async function loadManifest(base) {
   // Clips and stills of the violations are cut right after finalization: reload the log
   // until every violation chapter has its derived evidence (or give up after a minute).
   refreshDerived(base, 30);
+}
+
+/**
+ * The exact moment of each chapter's mark (its chapter begins earlier, where the item began
+ * being looked at): the first result event of the item with the chapter's result at or after
+ * the chapter's start, in media time.
+ */
+function attachMarks() {
+  for (const c of view.chapters) {
+    c.mark_ms = null;
+    if (c.intro || view.recStartMs == null) continue;
+    const e = view.events.find((ev) => ev.kind === 'set_result' && ev.payload?.item_id === c.item_id
+      && ev.payload?.result === c.result && ev.server_ts >= c.mark_at_micros);
+    if (e) c.mark_ms = Math.max(0, Math.round(e.server_ts / 1000 - view.recStartMs));
+  }
 }
 
 function derivedMissing() {
@@ -114,6 +134,7 @@ async function loadEvents(base) {
   } catch (_) {
     view.events = [];
   }
+  if (view.manifest) { attachMarks(); renderChapters(); }
   renderEvents();
   renderEvidenceList();
 }
@@ -182,7 +203,8 @@ function renderChapters() {
     el('span', { class: 'num', text: c.number }),
     el('span', { class: 'q', text: c.question }),
     el('span', { class: 'tc', text: formatDuration(c.start_ms) }),
-    resultBadge(c.result));
+    c.intro ? null : resultBadge(c.result),
+    c.mark_ms != null ? el('span', { class: 'mark-at muted', 'data-mark-ms': c.mark_ms, text: t('review.mark_at', { t: formatDuration(c.mark_ms) }) }) : null);
     return el('li', {}, b);
   }));
   renderMarkers();

@@ -89,6 +89,7 @@ struct FileConfig {
     max_upload_bytes: Option<u64>,
     clip_before_secs: Option<f64>,
     clip_after_secs: Option<f64>,
+    chapter_lead_in_secs: Option<f64>,
 }
 
 /// The resolved configuration the server runs with.
@@ -118,6 +119,9 @@ pub struct Config {
     pub clip_before_ms: i64,
     /// How much after the mark, ms.
     pub clip_after_ms: i64,
+    /// How far before its mark an item's chapter may begin (when the previous mark is
+    /// further back), ms: the footage that justified the result is in its chapter.
+    pub chapter_lead_in_ms: i64,
 }
 
 /// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
@@ -197,6 +201,7 @@ impl Config {
             max_upload_bytes,
             clip_before_ms: secs(file.clip_before_secs, 5.0, "clip_before_secs")?,
             clip_after_ms: secs(file.clip_after_secs, 5.0, "clip_after_secs")?,
+            chapter_lead_in_ms: secs(file.chapter_lead_in_secs, 30.0, "chapter_lead_in_secs")?,
         })
     }
 

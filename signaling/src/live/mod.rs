@@ -82,7 +82,12 @@ impl Live {
         .await
         .map_err(|e| anyhow::anyhow!("media: {e}"))?;
         let (finalized, finalized_rx) = mpsc::unbounded_channel();
-        let recordings = recording::Recordings::new(db.clone(), media.clone(), finalized);
+        let recordings = recording::Recordings::new(
+            db.clone(),
+            media.clone(),
+            finalized,
+            config.chapter_lead_in_ms,
+        );
         let projection = Arc::new(projection::StatusProjection::new(
             media.clone(),
             recordings.clone(),

@@ -26,17 +26,25 @@ pub struct Recordings {
     running: Arc<watch::Sender<usize>>,
     /// Told the inspection of every recording finalized.
     finalized: mpsc::UnboundedSender<Uuid>,
+    /// How far before its mark an item's chapter may begin, ms.
+    chapter_lead_in_ms: i64,
 }
 
 impl Recordings {
     /// The recordings `media` keeps (one directory per inspection); each one finalized is
     /// sent to `finalized`.
-    pub fn new(db: AnyPool, media: MediaHub, finalized: mpsc::UnboundedSender<Uuid>) -> Recordings {
+    pub fn new(
+        db: AnyPool,
+        media: MediaHub,
+        finalized: mpsc::UnboundedSender<Uuid>,
+        chapter_lead_in_ms: i64,
+    ) -> Recordings {
         Recordings {
             db,
             media,
             running: Arc::new(watch::channel(0).0),
             finalized,
+            chapter_lead_in_ms,
         }
     }
 
@@ -92,7 +100,11 @@ impl Recordings {
             Some(insp) => super::marks::titles(&insp),
             None => Default::default(),
         };
-        Ok(super::marks::marks_from_log(&events, &titles))
+        Ok(super::marks::marks_from_log(
+            &events,
+            &titles,
+            self.chapter_lead_in_ms * 1000,
+        ))
     }
 
     /// Seals what a crash left behind (torn journal tails cut, see `media_recorder::recover`)
