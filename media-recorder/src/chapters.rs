@@ -115,13 +115,10 @@ pub struct Chapter {
     pub mark_at_micros: i64,
 }
 
-/// Title shown in the player: `<title> — <result>`.
+/// Title shown in the player: the mark's title as the embedding server wrote it (it says the
+/// result in the reader's words; the result code is for machines and never shown).
 pub fn chapter_display_title(c: &Chapter) -> String {
-    if c.result.is_empty() {
-        c.title.clone()
-    } else {
-        format!("{} — {}", c.title, c.result)
-    }
+    c.title.clone()
 }
 
 /// Renders chapters as a WebVTT chapters file.
@@ -214,7 +211,7 @@ mod tests {
         };
         assert_eq!(
             to_webvtt(&[c]),
-            "WEBVTT\n\n1\n01:02:03.004 --> 01:02:04.000\n1. Q — ok\n\n"
+            "WEBVTT\n\n1\n01:02:03.004 --> 01:02:04.000\n1. Q\n\n"
         );
     }
 }
