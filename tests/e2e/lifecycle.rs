@@ -400,7 +400,11 @@ async fn chapters_come_from_the_log_even_when_the_broadcast_is_behind() {
     for (g, w) in got.iter().zip(&want) {
         assert_eq!((&g.0, g.2), (&w.0, w.2));
         assert!(g.1.starts_with(&format!("{} — ", w.1)), "title {}", g.1);
-        assert!(g.1.contains("(отметка "), "the mark's time in the title: {}", g.1);
+        assert!(
+            g.1.contains("(отметка "),
+            "the mark's time in the title: {}",
+            g.1
+        );
         // A chapter begins where its item began being looked at: at the previous mark
         // (these came 15 ms apart, well within the lead-in), never after its own mark.
         assert!(g.3 <= w.3, "chapter {g:?} begins after its mark {}", w.3);

@@ -147,7 +147,10 @@ pub fn marks_from_log(events: &[Event], titles: &Titles, lead_in_micros: i64) ->
             .get(f.item_id)
             .cloned()
             .unwrap_or_else(|| f.item_id.to_string());
-        let what = match (f.result, f.violation.map(str::trim).filter(|v| !v.is_empty())) {
+        let what = match (
+            f.result,
+            f.violation.map(str::trim).filter(|v| !v.is_empty()),
+        ) {
             (ItemResult::Violation, Some(v)) => format!("{}: {v}", result_word(f.result)),
             (r, _) => result_word(r).to_string(),
         };
@@ -246,9 +249,24 @@ mod tests {
                     "violation",
                     500_000
                 ),
-                ("q2", "q2 — Соответствует (отметка 03:00:04)", "compliant", 2_500_000),
-                ("q1", "1. Огнетушители? — Соответствует (отметка 03:00:05)", "compliant", 4_000_000),
-                ("q2", "q2 — Соответствует (отметка 03:00:07)", "compliant", 5_500_000),
+                (
+                    "q2",
+                    "q2 — Соответствует (отметка 03:00:04)",
+                    "compliant",
+                    2_500_000
+                ),
+                (
+                    "q1",
+                    "1. Огнетушители? — Соответствует (отметка 03:00:05)",
+                    "compliant",
+                    4_000_000
+                ),
+                (
+                    "q2",
+                    "q2 — Соответствует (отметка 03:00:07)",
+                    "compliant",
+                    5_500_000
+                ),
             ]
         );
         // Without a lead-in each chapter begins at its mark.
