@@ -583,6 +583,9 @@ function renderRoomState() {
     room.rtc.stop();
     room.rtc = null;
     room.video = 'none';
+    room.mic?.getTracks().forEach((tr) => tr.stop());
+    room.mic = null;
+    updateMic();
   }
   if (over) {
     const at = st === 'finished' ? sync.data.lifecycle.finished_at : sync.data.lifecycle.cancelled_at;
