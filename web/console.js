@@ -527,7 +527,7 @@ function renderVideoState() {
     showOverlay('none', biz?.[1]?.online ? t('room.video.none', { name }) : t('room.waiting'));
   }
   // The server records whatever the phone sends while the inspection is not over.
-  $('room-rec').hidden = !(room.video === 'live' && status !== 'finished' && status !== 'cancelled');
+  $('room-rec').hidden = !(room.video === 'live' && !!biz?.[1]?.online && status !== 'finished' && status !== 'cancelled');
 }
 
 function renderQuality() {

@@ -456,6 +456,13 @@ async fn an_inspection_as_users_meet_it() -> Result<()> {
         overlay[0].as_str().is_some_and(|t| t.contains("Ромашка")) && overlay[1] != "good",
         "the overlay names the phone and the quality is not good: {overlay}"
     );
+    ensure!(
+        inspector
+            .js("return document.getElementById('room-rec').hidden")
+            .await?
+            == json!(true),
+        "no recording indicator while nothing arrives"
+    );
     shoot_both(&inspector, "console-phone-lost").await?;
     phone.close().await?;
 
