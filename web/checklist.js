@@ -131,6 +131,15 @@ export function renderChecklist(container, items, options = {}) {
       row.photoBtn.prepend(icon);
       head.append(row.photoBtn);
     }
+    if (options.focusButton) {
+      // "Now looking at this item": the item's chapter of the recording begins here.
+      row.focusBtn = el('button', {
+        type: 'button', class: 'btn btn-small focus-btn', 'data-item-id': item.id, 'aria-pressed': 'false',
+        'aria-label': t('focus.label', { n: item.number ?? '' }),
+        onclick: () => options.focusButton.onClick(item.id),
+      }, el('span', { class: 'icon', 'aria-hidden': 'true', text: '👁' }), el('span', { class: 'label', text: t('focus.button') }));
+      head.append(row.focusBtn);
+    }
     li.append(row.evidence);
     row.comments = el('div', { class: 'item-comments-box' });
 
@@ -353,6 +362,12 @@ export function renderChecklist(container, items, options = {}) {
       row.li.classList.toggle('photo-requested', !!data.photo_request);
       options.renderEvidence?.(row.evidence, data.evidence || [], row.item, data);
       if (row.photoBtn) row.photoBtn.disabled = !!options.photoButton.disabled?.(state, data);
+      if (row.focusBtn) {
+        const focused = options.focusButton.current?.() === row.item.id;
+        row.focusBtn.disabled = status !== 'live';
+        row.focusBtn.setAttribute('aria-pressed', String(focused));
+        row.li.classList.toggle('focused', focused && status === 'live');
+      }
       row.current = result;
       row.seq = data.result_seq;
     }

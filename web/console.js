@@ -384,6 +384,9 @@ async function openRoom(id) {
   sync.addEventListener('event', (ev) => {
     const e = ev.detail.event;
     room.events.push(e);
+    if (e.kind === 'focus') room.focusItem = e.payload?.item_id ?? null;
+    // Once an item has its result, the look at it is over.
+    if (e.kind === 'set_result' && e.payload?.item_id === room.focusItem) room.focusItem = null;
     appendEventLine($('eventlog'), e, sync.data, inspection.items);
     if (e.kind === 'leave' && sync.data.participants?.[e.participant_id]?.role === 'business') renderVideoState();
   });
@@ -452,6 +455,15 @@ function buildChecklist() {
       room.pendingItems.set(opId, itemId);
       room.checklist?.pending(itemId, true);
       return opId;
+    },
+    // "Now looking at this item": logged, so the item's chapter begins here.
+    focusButton: {
+      onClick: (itemId) => {
+        room.focusItem = itemId;
+        room.sync.op({ kind: 'focus', item_id: itemId });
+        renderRoomState();
+      },
+      current: () => room?.focusItem ?? null,
     },
     // "Photo": the business's phone takes a full-resolution still of what it shows now.
     photoButton: {

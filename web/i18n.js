@@ -336,6 +336,9 @@ const DICT = {
     'hint.other': 'другой признак',
     'review.back': '← К списку проверок',
     'review.intro': 'Вступление',
+    'focus.button': 'Смотрим',
+    'focus.label': 'Сейчас осматривается пункт {n}: его глава записи начнётся отсюда',
+    'event.focus': 'перешёл к пункту',
     'review.mark_at': 'отметка {t}',
     'unit.ms': 'мс',
 
@@ -758,6 +761,9 @@ const DICT = {
     'hint.other': 'another trace',
     'review.back': '← Back to the list',
     'review.intro': 'Introduction',
+    'focus.button': 'Looking',
+    'focus.label': 'Now looking at item {n}: its chapter of the recording begins here',
+    'event.focus': 'turned to item',
     'review.mark_at': 'marked at {t}',
     'unit.ms': 'ms',
 

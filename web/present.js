@@ -187,6 +187,7 @@ export function describeEvent(e, state, checklist) {
       parts.push(`${t('event.location_unavailable')} (${tr('nofix', p.reason)})`);
       break;
     case 'request_photo':
+    case 'focus':
       parts.push(`${tr('event', e.kind)} → ${itemLabel(p.item_id)}`);
       break;
     case 'attach_evidence':

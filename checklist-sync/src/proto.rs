@@ -366,6 +366,12 @@ pub enum Operation {
         /// The item.
         item_id: String,
     },
+    /// The inspector turns to an item ("now looking at item N"): the item's chapter of the
+    /// recording begins here. Changes no state; the log keeps the moment.
+    Focus {
+        /// The item.
+        item_id: String,
+    },
     /// The inspection goes live.
     Start,
     /// The inspection is finished.
@@ -397,6 +403,7 @@ pub const OP_KINDS: &[&str] = &[
     "comment",
     "attach_evidence",
     "request_photo",
+    "focus",
     "start",
     "finish",
     "cancel",
@@ -464,6 +471,7 @@ impl Operation {
             Self::Comment { .. } => "comment",
             Self::AttachEvidence { .. } => "attach_evidence",
             Self::RequestPhoto { .. } => "request_photo",
+            Self::Focus { .. } => "focus",
             Self::Start => "start",
             Self::Finish => "finish",
             Self::Cancel { .. } => "cancel",
@@ -479,7 +487,8 @@ impl Operation {
             Self::SetResult { item_id, .. }
             | Self::Comment { item_id, .. }
             | Self::AttachEvidence { item_id, .. }
-            | Self::RequestPhoto { item_id } => Some(item_id),
+            | Self::RequestPhoto { item_id }
+            | Self::Focus { item_id } => Some(item_id),
             _ => None,
         }
     }
@@ -542,7 +551,9 @@ impl Operation {
                     }
                 }
             }
-            Self::RequestPhoto { item_id } => check_len("item_id", item_id, 1, 128)?,
+            Self::RequestPhoto { item_id } | Self::Focus { item_id } => {
+                check_len("item_id", item_id, 1, 128)?
+            }
             Self::Start | Self::Finish => {}
             Self::Cancel { note, .. } => check_opt_len("note", note, MAX_CANCEL_NOTE)?,
             Self::Location(l) => {

@@ -212,6 +212,7 @@ impl Status {
                 | Operation::Comment { .. }
                 | Operation::AttachEvidence { .. }
                 | Operation::RequestPhoto { .. }
+                | Operation::Focus { .. }
                 | Operation::Finish,
                 status,
             ) => match status {
@@ -483,6 +484,9 @@ impl State {
                 Operation::LocationUnavailable { reason } => {
                     self.participants.entry(by).or_default().no_fix = Some(*reason);
                 }
+                // Where a chapter begins is the recording's business (signaling reads the
+                // log); the state has nothing to keep.
+                Operation::Focus { .. } => {}
                 Operation::Presence(Presence {
                     quality,
                     rtt_ms,

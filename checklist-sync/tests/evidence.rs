@@ -1,6 +1,7 @@
 //! Evidence in the room: clients cannot claim evidence, the inspector's photo requests are
 //! folded state, server-made evidence events are accepted (derived ones after the finish) and
-//! events of the first, client-claimed shape stay readable.
+//! events of the first, client-claimed shape stay readable; the inspector's `focus` (where an
+//! item's chapter begins) is an item op that changes no state.
 
 use checklist_sync::proto::{codes, decode, Evidence, EvidenceKind, Operation};
 use checklist_sync::room::{Input, Origin, Output, Restored, Room, RoomConfig};
@@ -238,4 +239,42 @@ fn first_revision_events_stay_readable() {
     assert_eq!(e.size, None);
     // Re-encoding keeps exactly the old fields (the stored text is what is hashed anyway).
     assert_eq!(serde_json::to_value(e).expect("json"), payload["evidence"]);
+}
+
+/// "Now looking at item N" (`focus`, where the item's chapter begins) is the inspector's, on
+/// a live inspection's known item, and changes no state: the log keeps the moment.
+#[test]
+fn focus_is_an_inspectors_live_item_op_that_changes_no_state() {
+    let mut room = Room::new(&spec(), Restored::default(), RoomConfig::default(), 1);
+    let inspector = who(Role::Inspector, 1);
+    let business = who(Role::Business, 2);
+    let focus = |item: &str| Operation::Focus {
+        item_id: item.into(),
+    };
+    assert_eq!(
+        rejected(&run(&mut room, &inspector, focus("q1"), 10)).as_deref(),
+        Some(codes::NOT_LIVE)
+    );
+    run(&mut room, &inspector, Operation::Start, 20);
+    assert_eq!(
+        rejected(&run(&mut room, &business, focus("q1"), 30)).as_deref(),
+        Some(codes::FORBIDDEN)
+    );
+    assert_eq!(
+        rejected(&run(&mut room, &inspector, focus("nope"), 35)).as_deref(),
+        Some(codes::UNKNOWN_ITEM)
+    );
+    let before = serde_json::to_value(room.snapshot().state).expect("state");
+    assert_eq!(rejected(&run(&mut room, &inspector, focus("q1"), 40)), None);
+    assert_eq!(
+        serde_json::to_value(room.snapshot().state).expect("state"),
+        before
+    );
+    let frame = json!({"type": "op", "op_id": "f1", "op": {"kind": "focus", "item_id": "q2"}});
+    assert!(decode(&frame.to_string()).is_ok());
+    let frame = json!({"type": "op", "op_id": "f2", "op": {"kind": "focus"}});
+    assert_eq!(
+        decode(&frame.to_string()).expect_err("refused").error.code,
+        codes::BAD_MESSAGE
+    );
 }

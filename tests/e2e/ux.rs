@@ -322,6 +322,15 @@ async fn an_inspection_as_users_meet_it() -> Result<()> {
 
     // --- Item 1: a typed description is saved by itself and survives a reload. ---
     let item2 = "#checklist .item:nth-child(2)";
+    // Item 8's explicit "now looking at item 2": its chapter will begin here.
+    inspector.click(&format!("{item2} .focus-btn")).await?;
+    inspector
+        .wait_true(
+            "item 2 looked at",
+            &format!("return document.querySelector('{item2}').classList.contains('focused')"),
+            Duration::from_secs(10),
+        )
+        .await?;
     inspector
         .click(&format!("{item2} .result-btn[data-result=\"violation\"]"))
         .await?;
@@ -500,6 +509,10 @@ async fn an_inspection_as_users_meet_it() -> Result<()> {
     ensure!(
         kinds.iter().filter(|k| *k == "start").count() == 1,
         "one start event for a double click: {kinds:?}"
+    );
+    ensure!(
+        kinds.iter().any(|k| k == "focus"),
+        "the look at item 2 is in the log: {kinds:?}"
     );
 
     // --- Item 6: the link after the end shows what happened, not the camera. ---

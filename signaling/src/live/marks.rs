@@ -4,9 +4,10 @@
 //!
 //! The chapter model is the reviewer's: a chapter is the stretch of the recording in which an
 //! item was being looked at, so the footage that justified a result is inside its chapter.
-//! An item's chapter begins at the previous mark (the inspector turned to this item after
-//! finishing the last one), but at most `lead_in` before its own mark, and runs to the next
-//! chapter; the recording before the first chapter is the "introduction". The chapter's
+//! An item's chapter begins where the inspector said "now looking at this item" (a `focus`
+//! event after the previous mark), else at the previous mark (the inspector turned to this
+//! item after finishing the last one), but at most `lead_in` before its own mark; it runs to
+//! the next chapter; the recording before the first chapter is the "introduction". The chapter's
 //! title carries the result and the violation's text, and the mark's exact time (on the
 //! inspection's clock), which is also in the log for the reviewer's list.
 //!
@@ -78,13 +79,20 @@ pub struct Finding<'a> {
     pub violation: Option<&'a str>,
     /// The mark: when the result was set.
     pub at_micros: i64,
+    /// When the inspector turned to the item (its last `focus` since the previous finding).
+    pub focused_at: Option<i64>,
 }
 
 /// The findings of a log, in order (see [`marks_from_log`] for what counts as one).
 pub fn findings(events: &[Event]) -> Vec<Finding<'_>> {
     let mut last: HashMap<&str, (ItemResult, usize)> = HashMap::new();
     let mut findings: Vec<Finding> = Vec::new();
+    let mut focus: HashMap<&str, i64> = HashMap::new();
     for e in events {
+        if let EventBody::Op(Operation::Focus { item_id }) = &e.body {
+            focus.insert(item_id.as_str(), e.server_ts);
+            continue;
+        }
         let EventBody::Op(Operation::SetResult {
             item_id,
             result,
@@ -106,11 +114,15 @@ pub fn findings(events: &[Event]) -> Vec<Finding<'_>> {
             }
         }
         last.insert(item_id.as_str(), (*result, findings.len()));
+        // A focus counts only since the previous finding: an older one was for another look.
+        let since = findings.last().map_or(i64::MIN, |f| f.at_micros);
+        let focused_at = focus.remove(item_id.as_str()).filter(|t| *t >= since);
         findings.push(Finding {
             item_id,
             result: *result,
             violation: violation.as_deref(),
             at_micros: e.server_ts,
+            focused_at,
         });
     }
     findings
@@ -124,23 +136,20 @@ pub fn findings(events: &[Event]) -> Vec<Finding<'_>> {
 /// An item without a title is titled by its id.
 pub fn marks_from_log(events: &[Event], titles: &Titles, lead_in_micros: i64) -> Vec<Mark> {
     let findings = findings(events);
-    let Some(first) = findings.first() else {
+    if findings.is_empty() {
         return Vec::new();
-    };
-    // The recording's start is the media side's business: a chapter placed before it begins
-    // at 0, so the introduction is placed before everything (at the Unix epoch, or just
-    // before the first chapter if that is earlier).
-    let mut marks = vec![Mark {
-        item_id: INTRO.to_string(),
-        title: "Вступление".to_string(),
-        result: String::new(),
-        at_micros: (first.at_micros - lead_in_micros.max(0) - 1).min(0),
-    }];
+    }
+    let mut marks: Vec<Mark> = Vec::with_capacity(findings.len() + 1);
     let mut previous: Option<i64> = None;
     for f in &findings {
         let earliest = f.at_micros - lead_in_micros.max(0);
-        // Strictly after the previous chapter's start (server times strictly increase).
-        let begins = previous.map_or(earliest, |p| earliest.max(p));
+        // An explicit "now looking at this item" wins; else the previous mark, within the
+        // lead-in. Never before the previous mark: chapters follow each other.
+        let begins = match (f.focused_at, previous) {
+            (Some(t), _) => t,
+            (None, Some(p)) => earliest.max(p),
+            (None, None) => earliest,
+        };
         previous = Some(f.at_micros);
         let item = titles
             .items
@@ -164,6 +173,19 @@ pub fn marks_from_log(events: &[Event], titles: &Titles, lead_in_micros: i64) ->
             at_micros: begins,
         });
     }
+    // The recording's start is the media side's business: a chapter placed before it begins
+    // at 0, so the introduction is placed before everything (at the Unix epoch, or just
+    // before the first chapter if that is earlier).
+    let intro_at = marks.first().map_or(0, |m| (m.at_micros - 1).min(0));
+    marks.insert(
+        0,
+        Mark {
+            item_id: INTRO.to_string(),
+            title: "Вступление".to_string(),
+            result: String::new(),
+            at_micros: intro_at,
+        },
+    );
     marks
 }
 
@@ -290,6 +312,48 @@ mod tests {
             .collect();
         // b was looked at from a's mark on; c from 20 s before its own (after b's mark).
         assert_eq!(at, vec![-10_000_001, -10_000_000, 10_000_000, 20_000_000]);
+    }
+
+    #[test]
+    fn an_explicit_focus_begins_the_chapter() {
+        let focus = |seq: u64, item: &str| {
+            other(
+                seq,
+                EventBody::Op(Operation::Focus {
+                    item_id: item.into(),
+                }),
+            )
+        };
+        let log = vec![
+            set(10, "a", "compliant", None),
+            // Turned to b at 12 s, marked at 50 s: b's chapter is 12–50 s, past the lead-in.
+            focus(12, "b"),
+            set(50, "b", "compliant", None),
+            // A focus on c before b's mark is stale: c's chapter begins at b's mark.
+            focus(20, "c"),
+            set(55, "c", "violation", None),
+            // A focus on the item whose finding follows, with another item's mark between.
+            focus(60, "d"),
+            set(61, "e", "compliant", None),
+            set(70, "d", "compliant", None),
+        ];
+        let at: Vec<(String, i64)> = marks_from_log(&log, &Titles::default(), 20_000_000)
+            .iter()
+            .map(|m| (m.item_id.clone(), m.at_micros))
+            .collect();
+        let s = |i: &str, t: i64| (i.to_string(), t * 1_000_000);
+        assert_eq!(
+            at,
+            vec![
+                (String::new(), -10_000_001),
+                s("a", -10),
+                s("b", 12),
+                s("c", 50),
+                s("e", 55),
+                // d's focus at 60 s came before e's mark at 61 s: stale, so after e's mark.
+                s("d", 61),
+            ]
+        );
     }
 
     #[test]
