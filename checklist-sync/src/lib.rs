@@ -10,11 +10,13 @@
 //! [`SyncHub`] is the thin IO shell (room tasks, group-commit writer, socket loops).
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod chain;
 pub mod domain;
 pub mod geo;
 mod hub;
 pub mod proto;
+pub mod quota;
 pub mod ratelimit;
 pub mod room;
 pub mod state;
@@ -30,6 +32,7 @@ pub use hub::{
     SyncConfig, SyncHub,
 };
 pub use proto::{OpError, Operation};
+pub use quota::Quotas;
 pub use room::Snapshot;
 pub use state::State;
 pub use store::{export_jsonl, verify, BrokenLink, BrokenReason, SyncError, VerifyReport};

@@ -11,6 +11,7 @@ use crate::chain::{CommittedEvent, GENESIS_HASH};
 use crate::domain::{ItemSpec, LifecycleError, Principal, Role, RoomSpec, Site, Transition};
 use crate::geo::{GeoError, Geolocation, RawGeolocation};
 use crate::proto::{codes, ClientInfo, OpError, Operation};
+use crate::quota::{Quotas, Usage};
 use crate::state::{Event, EventBody, JoinInfo, LeaveInfo, LeaveReason, State, Status};
 use crate::trust::{Assessor, ClientContext, TrustConfig};
 
@@ -189,12 +190,15 @@ struct PendingTransition {
 pub struct RoomConfig {
     /// How many recent events are kept for replay to reconnecting clients.
     pub replay_window: usize,
+    /// What one participant may add (comments, evidence, bytes).
+    pub quotas: Quotas,
 }
 
 impl Default for RoomConfig {
     fn default() -> Self {
         Self {
             replay_window: 1024,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -227,6 +231,8 @@ pub struct Room {
     assessors: HashMap<Uuid, Assessor>,
     /// What each participant's browser said about itself in `hello`.
     clients: HashMap<Uuid, ClientContext>,
+    /// What each participant added, against `config.quotas` (a projection of `head`).
+    usage: Usage,
 }
 
 fn may(role: Role, op: &Operation) -> bool {
@@ -271,7 +277,9 @@ impl Room {
             out: VecDeque::new(),
             assessors: HashMap::new(),
             clients: HashMap::new(),
+            usage: Usage::default(),
         };
+        room.usage = Usage::from_state(&room.head);
         let stale: Vec<Uuid> = room
             .head
             .participants
@@ -547,6 +555,13 @@ impl Room {
             self.out.push_back(reject(e));
             return;
         }
+        if let Err(e) = self
+            .usage
+            .admit(&self.config.quotas, who.participant_id, &op, now)
+        {
+            self.out.push_back(reject(e));
+            return;
+        }
         let transition = match op {
             Operation::Start => Some(Transition::Start),
             Operation::Finish => Some(Transition::Finish),
@@ -642,6 +657,9 @@ impl Room {
         };
         let sealed = Arc::new(CommittedEvent::seal(self.id, &event, &self.head_hash));
         self.head.apply(&event);
+        if let EventBody::Op(op) = &event.body {
+            self.usage.record(pid, op, ts);
+        }
         self.head_seq = event.seq;
         self.head_ts = ts;
         self.head_hash = sealed.hash.clone();
