@@ -16,12 +16,12 @@ use axum::routing::get;
 use axum::Router;
 use checklist_sync::{
     ExtError, Extension, ItemSpec, Lifecycle, LifecycleError, Operation, Principal, RoomSpec, Site,
-    SyncConfig, SyncHub, Transition,
+    SyncHub, Transition,
 };
 use media_recorder::{IceServer, Mark, MediaConfig, MediaEvent, MediaHub, MediaRole};
 use serde_json::{json, Value};
 use sqlx::AnyPool;
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::auth::{self, Caller};
@@ -32,15 +32,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::inspections::{self, Access, Inspection};
 use crate::AppState;
 
-/// Live rooms: the sync hub, the media hub, and what can close a socket.
+/// Live rooms: the sync hub and the media hub. (What closes a socket when its access ends is
+/// `access_watch`.)
 pub struct Live {
     /// Checklist sync (inspection state, event log).
     pub sync: SyncHub,
     /// WebRTC forwarding and recording.
     pub media: MediaHub,
-    /// One switch per invitation with open sockets; revoking flips it to close them.
-    revocations: Mutex<HashMap<Uuid, watch::Sender<bool>>>,
-    shutdown: watch::Sender<bool>,
 }
 
 impl Live {
@@ -68,7 +66,7 @@ impl Live {
             db: db.clone(),
             media: media.clone(),
         });
-        let sync = SyncHub::new(db.clone(), SyncConfig::default(), lifecycle);
+        let sync = SyncHub::new(db.clone(), config.live.sync_config(), lifecycle);
         tokio::spawn(forward_marks(db.clone(), sync.clone(), media.clone()));
         tokio::spawn(async move {
             let done = tokio::task::spawn_blocking(move || {
@@ -93,59 +91,7 @@ impl Live {
         });
         // Load the embedded time-zone map now rather than on the first location sample.
         tokio::task::spawn_blocking(checklist_sync::trust::tz::warm_up);
-        let (shutdown, _) = watch::channel(false);
-        Ok(Live {
-            sync,
-            media,
-            revocations: Mutex::new(HashMap::new()),
-            shutdown,
-        })
-    }
-
-    /// Closes every socket opened through a revoked invitation.
-    pub async fn revoke_invitation(&self, _inspection: Uuid, invitation: Uuid) {
-        if let Some(tx) = self.revocations.lock().await.remove(&invitation) {
-            let _ = tx.send(true);
-        }
-    }
-
-    /// Closes every socket (graceful shutdown).
-    pub async fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
-    }
-
-    /// A future that completes when this socket must close: its invitation is revoked or the
-    /// server shuts down.
-    async fn stop_signal(
-        &self,
-        invitation: Option<Uuid>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut down = self.shutdown.subscribe();
-        let mut revoked = match invitation {
-            Some(inv) => {
-                let mut map = self.revocations.lock().await;
-                Some(
-                    map.entry(inv)
-                        .or_insert_with(|| watch::channel(false).0)
-                        .subscribe(),
-                )
-            }
-            None => None,
-        };
-        async move {
-            let revoked = async {
-                match revoked.as_mut() {
-                    Some(rx) => {
-                        let _ = rx.wait_for(|v| *v).await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = down.wait_for(|v| *v) => {}
-                _ = revoked => {}
-            }
-        }
+        Ok(Live { sync, media })
     }
 
     /// The room description of an inspection (checklist, site).
@@ -619,12 +565,9 @@ pub async fn socket(
         device,
     );
     let spec = Live::room_spec(&peer.inspection);
-    let invitation = match &peer.caller {
-        Caller::Guest(g) => Some(g.invitation_id),
-        Caller::Staff(_) => None,
-    };
     let live = state.live.clone();
-    let stop = live.stop_signal(invitation).await;
+    // Closes the socket (4401) when its session or invitation ends.
+    let stop = state.access.watch(peer.caller.credential()).wait();
     let bridge: Arc<dyn Extension> = Arc::new(RtcBridge {
         media: live.media.clone(),
     });

@@ -68,6 +68,12 @@ pub async fn fresh_database(dir: &std::path::Path) -> String {
 
 /// Starts the server on 127.0.0.1:0 with a fresh database and data directory.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with the resolved configuration adjusted by `tune` first (limits,
+/// trusted proxies, the metrics token…).
+pub async fn spawn_app_with(tune: impl FnOnce(&mut signaling::Config)) -> TestApp {
     init_logs();
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(data_dir.path()).await;
@@ -78,7 +84,8 @@ pub async fn spawn_app() -> TestApp {
         media_udp: Some("127.0.0.1:0".into()),
         ..Default::default()
     };
-    let config = signaling::Config::resolve(&args).expect("config");
+    let mut config = signaling::Config::resolve(&args).expect("config");
+    tune(&mut config);
     let app = signaling::Application::build(config)
         .await
         .expect("build app");
@@ -164,6 +171,7 @@ impl TestApp {
             ("template_items", "template_id, item_id, position, number, question"),
             ("inspections", "id, kind, mode, template_id, title, scheduled_at, inspector_id, business_name, business_inn, business_address, site_lat, site_lon, status, created_at, updated_at, started_at, finished_at"),
             ("invitations", "id, inspection_id, token_hash, label, created_by, created_at, expires_at, revoked_at"),
+            ("guest_sessions", "token_hash, invitation_id, csrf_token, created_at, expires_at"),
             ("participants", "id, inspection_id, role, user_id, invitation_id, display_name, device, joined_at, last_seen_at"),
         ] {
             let sql = format!("SELECT {cols} FROM {table} ORDER BY 1, 2");
@@ -260,6 +268,29 @@ impl Client {
     pub async fn post_json(&self, path: &str, body: &Value) -> Answer {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))
             .await
+    }
+
+    /// GET with extra request headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req).await
+    }
+
+    /// POST a JSON body with extra request headers.
+    pub async fn post_json_with(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req).await
     }
 
     /// POST with a raw body and content type.
@@ -374,6 +405,25 @@ impl Ws {
             .expect("ws send");
     }
 
+    /// Reads until the socket closes and returns the close code (`None`: closed without a
+    /// close frame). Waits at most `within`.
+    pub async fn close_code(&mut self, within: std::time::Duration) -> Option<u16> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let m = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("the socket closes in time");
+            match m {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f))) => {
+                    return f.map(|f| u16::from(f.code))
+                }
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
     /// The next JSON message (10 s at most); `None` when the socket closed.
     pub async fn recv(&mut self) -> Option<Value> {
         use futures_util::StreamExt;
@@ -403,11 +453,30 @@ impl Ws {
         }
     }
 
-    /// Says hello and returns the welcome.
+    /// Says hello and returns the welcome (reassembled from `welcome_part`s when the server
+    /// split it), or the error that came instead.
     pub async fn hello(&mut self, last_seq: Option<u64>) -> Value {
         self.send(json!({"type": "hello", "protocol": 1, "last_seq": last_seq, "client": {"timezone": "Europe/Moscow"}})).await;
-        self.recv_until(|m| m["type"] == "welcome" || m["type"] == "error")
-            .await
+        let first = self
+            .recv_until(|m| {
+                m["type"] == "welcome" || m["type"] == "welcome_part" || m["type"] == "error"
+            })
+            .await;
+        if first["type"] != "welcome_part" {
+            return first;
+        }
+        let count = first["count"].as_u64().expect("welcome_part.count");
+        let mut text = String::new();
+        let mut part = first;
+        for i in 0..count {
+            assert_eq!(part["type"], "welcome_part", "parts come back to back");
+            assert_eq!(part["index"].as_u64(), Some(i));
+            text.push_str(part["data"].as_str().expect("welcome_part.data"));
+            if i + 1 < count {
+                part = self.recv().await.expect("socket open");
+            }
+        }
+        serde_json::from_str(&text).expect("the parts make a welcome")
     }
 
     /// Sends an operation and waits for its ack or error.
