@@ -4,5 +4,9 @@
 mod api;
 mod authz;
 mod browser;
+mod connections;
 mod geo_banner;
 mod live;
+mod login;
+mod room_flood;
+mod socket_lifetime;
