@@ -6,6 +6,7 @@ mod authz;
 mod browser;
 mod connections;
 mod geo_banner;
+mod headers;
 mod live;
 mod login;
 mod room_flood;
