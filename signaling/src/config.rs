@@ -111,6 +111,11 @@ pub struct LiveLimits {
     pub rate_per_sec: f64,
     /// Burst of messages.
     pub burst: f64,
+    /// Messages dropped for the rate within `flood_window_secs` after which the socket is
+    /// closed (1008).
+    pub flood_drops: u32,
+    /// The flood window, seconds.
+    pub flood_window_secs: u64,
     /// Sockets at once.
     pub max_sockets_per_participant: usize,
     /// Comments per item.
@@ -129,6 +134,8 @@ impl Default for LiveLimits {
         Self {
             rate_per_sec: sync.rate_per_sec,
             burst: sync.burst,
+            flood_drops: sync.flood_drops,
+            flood_window_secs: sync.flood_window.as_secs(),
             max_sockets_per_participant: sync.max_sockets_per_participant,
             comments_per_item: sync.quotas.comments_per_item,
             evidence_per_item: sync.quotas.evidence_per_item,
@@ -144,6 +151,8 @@ impl LiveLimits {
         checklist_sync::SyncConfig {
             rate_per_sec: self.rate_per_sec,
             burst: self.burst,
+            flood_drops: self.flood_drops,
+            flood_window: Duration::from_secs(self.flood_window_secs.max(1)),
             max_sockets_per_participant: self.max_sockets_per_participant,
             quotas: checklist_sync::Quotas {
                 comments_per_item: self.comments_per_item,
