@@ -222,6 +222,8 @@ struct Inner {
     admission: Mutex<Admission>,
     /// The time base of `admission`.
     epoch: tokio::time::Instant,
+    /// Set when the server shuts down: every socket closes with 1001.
+    down: tokio::sync::watch::Sender<bool>,
 }
 
 /// The checklist sync service: owns the rooms of all live inspections and the event writer.
@@ -257,6 +259,7 @@ impl SyncHub {
             inner: Arc::new(Inner {
                 admission: Mutex::new(admission),
                 epoch: tokio::time::Instant::now(),
+                down: tokio::sync::watch::channel(false).0,
                 pool,
                 config,
                 lifecycle,
@@ -266,6 +269,12 @@ impl SyncHub {
                 next_id: AtomicU64::new(1),
             }),
         }
+    }
+
+    /// Closes every socket with 1001 ("going away": reconnect later, unlike 4401) and its
+    /// participant's `leave` says `server_restart`. For the server's graceful shutdown.
+    pub fn shutdown(&self) {
+        let _ = self.inner.down.send(true);
     }
 
     /// Every committed event of every inspection, in commit order per inspection.
@@ -415,6 +424,7 @@ impl SyncHub {
         stop: impl std::future::Future<Output = ()> + Send,
     ) {
         tokio::pin!(stop);
+        let mut down = self.inner.down.subscribe();
         let cfg = &self.inner.config;
         let conn: ConnId = self.next_id();
         let (mut sink, mut stream) = socket.split();
@@ -495,6 +505,10 @@ impl SyncHub {
                 _ = &mut stop => {
                     close_frame = Some(CloseFrame { code: 4401, reason: "access ended".into() });
                     break LeaveReason::Closed;
+                }
+                _ = down.wait_for(|v| *v) => {
+                    close_frame = Some(CloseFrame { code: 1001, reason: "server restarting; reconnect".into() });
+                    break LeaveReason::ServerRestart;
                 }
                 r = tokio::time::timeout(cfg.idle_timeout, stream.next()) => r,
             };

@@ -10,7 +10,8 @@
 //!   catches session and invitation expiry and changes made by another process, such as
 //!   `inspector user disable` from the command line, within one period.
 //!
-//! Server shutdown completes every `Stop` too ([`AccessWatch::shutdown`]).
+//! (Server shutdown is not an end of access: the sync hub closes sockets with 1001 then, so
+//! clients reconnect.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -64,7 +65,6 @@ struct Registry {
 
 struct Inner {
     registry: Mutex<Registry>,
-    shutdown: watch::Sender<bool>,
 }
 
 /// The registry of open sockets' credentials (see the module documentation).
@@ -73,22 +73,17 @@ pub struct AccessWatch {
     inner: Arc<Inner>,
 }
 
-/// Completes when the socket's access ends or the server shuts down; dropping it unregisters
-/// the socket.
+/// Completes when the socket's access ends; dropping it unregisters the socket.
 pub struct Stop {
     watch: AccessWatch,
     id: u64,
     end: watch::Receiver<bool>,
-    down: watch::Receiver<bool>,
 }
 
 impl Stop {
     /// Waits until the socket must close.
     pub async fn wait(mut self) {
-        tokio::select! {
-            _ = self.end.wait_for(|v| *v) => {}
-            _ = self.down.wait_for(|v| *v) => {}
-        }
+        let _ = self.end.wait_for(|v| *v).await;
     }
 }
 
@@ -101,11 +96,9 @@ impl Drop for Stop {
 impl AccessWatch {
     /// Starts the registry and its re-check task (which ends when the registry is dropped).
     pub fn new(db: AnyPool, recheck_every: Duration) -> AccessWatch {
-        let (shutdown, _) = watch::channel(false);
         let watch = AccessWatch {
             inner: Arc::new(Inner {
                 registry: Mutex::new(Registry::default()),
-                shutdown,
             }),
         };
         tokio::spawn(recheck(Arc::downgrade(&watch.inner), db, recheck_every));
@@ -132,7 +125,6 @@ impl AccessWatch {
             watch: self.clone(),
             id,
             end: rx,
-            down: self.inner.shutdown.subscribe(),
         }
     }
 
@@ -161,11 +153,6 @@ impl AccessWatch {
         self.end_where(
             |c| matches!(c, Credential::Guest { invitation_id, .. } if *invitation_id == invitation),
         )
-    }
-
-    /// Closes every socket (graceful shutdown).
-    pub fn shutdown(&self) {
-        let _ = self.inner.shutdown.send(true);
     }
 
     /// Number of registered sockets.

@@ -122,7 +122,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let access = self.state.access.clone();
+        let live = self.state.live.clone();
         let http = &self.state.config.http;
         let limits = server::Limits {
             max_connections: http.max_connections,
@@ -131,8 +131,8 @@ impl Application {
         };
         server::serve(self.listener, self.router, limits, async move {
             shutdown.await;
-            // Live sockets close too (code 4401 is not used for this: 1000/1001 from the hub).
-            access.shutdown();
+            // Live sockets close with 1001, so their clients reconnect to the next server.
+            live.sync.shutdown();
         })
         .await?;
         Ok(())

@@ -189,3 +189,16 @@ async fn revoking_an_invitation_closes_its_sockets_with_4401() {
     assert_eq!(wb2.close_code(AT_ONCE).await, Some(4401));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_server_shutdown_is_not_an_end_of_access() {
+    // Clients give up on 4401; on a restart they must reconnect, so the close code is 1001.
+    let app = app().await;
+    let s = setup(&app).await;
+    let mut wi = working_socket(&s.insp, &s.id).await;
+    let mut wb = working_socket(&s.business, &s.id).await;
+    let stopping = tokio::spawn(app.stop());
+    assert_eq!(wi.close_code(Duration::from_secs(5)).await, Some(1001));
+    assert_eq!(wb.close_code(Duration::from_secs(5)).await, Some(1001));
+    stopping.await.unwrap();
+}
