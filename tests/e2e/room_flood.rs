@@ -200,3 +200,48 @@ async fn a_state_of_megabytes_still_welcomes_a_fresh_join_within_a_second() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_client_reassembles_a_welcome_sent_in_parts() -> anyhow::Result<()> {
+    use inspector_tests::browser::{Browser, Device};
+    let app = spawn_app_with(|c| {
+        c.live.rate_per_sec = 10_000.0;
+        c.live.burst = 10_000.0;
+        c.live.bytes_per_participant = u64::MAX;
+        c.live.bytes_per_minute = u64::MAX;
+    })
+    .await;
+    let room = live_room(&app).await;
+    let mut wb = ws_connect(&room.business, &room.id).await.unwrap();
+    assert_eq!(wb.hello(None).await["type"], "welcome");
+    // 100 comments of 8000 bytes: a welcome of about 0.8 MB, 25 parts.
+    let text = "Ж".repeat(4000);
+    for i in 0..100 {
+        wb.send(comment(&format!("f{i}"), &room.item, &text)).await;
+    }
+    assert!(answers(&mut wb, 100).await.iter().all(|c| c == "ack"));
+    let b = Browser::launch("parts", Device::Desktop).await?;
+    b.goto(&format!("{}/", app.address)).await?;
+    // The page's own modules, under the server's CSP: log in, then one SyncClient.
+    let v = b
+        .js_async(&format!(
+            "const done = arguments[arguments.length - 1]; \
+             fetch('/api/auth/login', {{method: 'POST', headers: {{'content-type': 'application/json'}}, \
+               body: JSON.stringify({{username: 'inspector1', password: 'a long test password'}})}}) \
+             .then(() => import('/assets/ws.js')).then(({{SyncClient}}) => {{ \
+               const c = new SyncClient('{id}'); const t0 = performance.now(); \
+               c.addEventListener('welcome', () => done({{ms: performance.now() - t0, \
+                 comments: c.data.items['{item}'].comments.length, \
+                 last: c.data.items['{item}'].comments[99].text.length, seq: c.lastSeq}})); \
+               c.connect(); }}).catch(e => done({{error: String(e)}}));",
+            id = room.id,
+            item = room.item
+        ))
+        .await?;
+    anyhow::ensure!(v.get("error").is_none(), "{v}");
+    anyhow::ensure!(v["comments"] == 100 && v["last"] == 4000, "{v}");
+    anyhow::ensure!(v["ms"].as_f64().unwrap_or(f64::MAX) < 1000.0, "{v}");
+    b.close().await?;
+    app.stop().await;
+    Ok(())
+}
