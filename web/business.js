@@ -296,18 +296,21 @@ function renderState() {
   if (!sync) return;
   page.checklist.update(sync.data);
   const pid = sync.you?.participant_id;
-  const v = pid ? verdictOf(sync.data, pid) : { level: 'unknown', reasons: [] };
+  const v = pid ? verdictOf(sync.data, pid) : { level: 'unknown', reasons: [], names: [] };
   // A missing position is asked for differently (allow location) than a doubtful one.
-  const noFixOnly = v.names?.length > 0 && v.names.every((n) => /no_fix|permission|unavailable|timeout/.test(n));
+  const noFixOnly = v.names.length > 0 && v.names.every((n) => n === 'no_fix');
   const spoofed = (v.level === 'untrusted' || v.level === 'suspicious') && !noFixOnly;
   if (noFixOnly && v.level !== 'trusted') $('geo-banner').hidden = false;
   $('spoof-banner').hidden = !spoofed;
   $('spoof-banner').dataset.verdict = v.level;
   $('spoof-reasons').replaceChildren(...v.reasons.map((r) => Object.assign(document.createElement('li'), { textContent: r })));
-  const finished = sync.data.lifecycle?.status === 'finished';
-  $('waiting-banner').hidden = sync.status !== 'open' || sync.data.lifecycle?.status !== 'not_started';
+  const phase = sync.data.lifecycle.status;
+  const finished = phase === 'finished';
+  const cancelled = phase === 'cancelled';
+  $('waiting-banner').hidden = sync.status !== 'open' || phase !== 'not_started';
   $('finished-banner').hidden = !finished;
-  if (finished && !page.ended) {
+  $('cancelled-banner').hidden = !cancelled;
+  if ((finished || cancelled) && !page.ended) {
     page.ended = true;
     // Nothing more is recorded after the end: release the camera and the location.
     page.rtc?.stop();

@@ -366,6 +366,7 @@ function renderRoomState() {
   let status = insp.status;
   if (st === 'live') status = 'live';
   if (st === 'finished' && !['signed', 'cancelled'].includes(status)) status = 'finished';
+  if (st === 'cancelled') status = 'cancelled';
   $('room-status').replaceWith(Object.assign(statusPill(status), { id: 'room-status' }));
   $('room-start').hidden = st !== 'not_started' || !['scheduled', 'live'].includes(insp.status) || sync?.status !== 'open';
   $('room-finish').hidden = st !== 'live';

@@ -187,6 +187,61 @@ const DICT = {
     'device.tablet': 'планшет',
     'error.network': 'Нет связи с сервером',
     'error.unauthenticated': 'Требуется вход',
+
+    'event.cancel': 'отменил проверку',
+    'event.location_unavailable': 'нет координат',
+    'event.verdict': 'оценка местоположения',
+    'cancel.business_absent': 'контролируемое лицо не вышло на связь',
+    'cancel.technical_failure': 'технический сбой',
+    'cancel.rescheduled': 'перенесена',
+    'cancel.withdrawn': 'отменена контрольным органом',
+    'cancel.other': 'другая причина',
+    'leave.closed': 'соединение закрыто',
+    'leave.timeout': 'нет связи',
+    'leave.server_restart': 'перезапуск сервера',
+    'room.cancelled': 'Проверка отменена',
+    'biz.cancelled': 'Проверка отменена. Инспектор свяжется с вами.',
+    'nofix.permission_denied': 'доступ запрещён',
+    'nofix.unavailable': 'местоположение недоступно',
+    'nofix.timeout': 'время ожидания истекло',
+    'nofix.awaiting_fix': 'ожидание первых координат',
+    'nofix.none': 'причина не указана',
+
+    'signal.no_fix.denied': 'Доступ к геолокации запрещён, поэтому местоположение не подтверждено. Разрешите сайту доступ к местоположению.',
+    'signal.no_fix.lost': 'Устройство не может определить местоположение ({reason}); последние координаты получены {s} с назад.',
+    'signal.no_fix.none_yet': 'Местоположение ещё не получено ({reason}).',
+    'signal.impossible_speed': 'Перемещение на {km} км за {s} с ({kmh} км/ч с учётом заявленной точности) — {why}.',
+    'signal.impossible_speed.spoofed': 'быстрее любого транспорта, включая самолёт; координаты, вероятно, подменены',
+    'signal.impossible_speed.suspicious': 'быстрее автомобиля или поезда; это сбой GPS или подмена координат',
+    'signal.frozen_position': 'Одни и те же координаты и точность ({acc} м) пришли {n} раз подряд за {s} с.',
+    'signal.frozen_position.info': 'Такая точность означает определение по Wi-Fi или сотовой сети, где повторы нормальны; не учитывается.',
+    'signal.frozen_position.mock': 'Настоящие спутниковые координаты «гуляют» на несколько метров, даже когда телефон лежит неподвижно; застывшая точка характерна для программ подмены местоположения.',
+    'signal.accuracy_too_good': 'Заявленная точность {acc} м; телефоны не определяют положение точнее ~1 м, а в помещении — тем более. Программы подмены часто сообщают 0 или 1 м.',
+    'signal.accuracy_constant': 'Точность была ровно {acc} м во всех {n} замерах за {s} с.',
+    'signal.accuracy_constant.network': 'Такая точность означает определение по Wi-Fi или сотовой сети, где круглые значения обычны; не учитывается.',
+    'signal.accuracy_constant.ios': 'iOS округляет точность до фиксированных значений, поэтому это лишь отмечено.',
+    'signal.accuracy_constant.mock': 'Настоящий приёмник сообщает меняющуюся дробную точность; постоянное круглое значение характерно для программ подмены.',
+    'signal.coarse_fix': 'Точность {acc} м: положение определено по сотовой сети или IP-адресу, а не по спутникам.',
+    'signal.clock_skew': 'Часы устройства {dir} на {s} с (медиана по {n} замерам). Телефоны берут время из сети; большое расхождение говорит о вручную выставленных часах или о воспроизведении записанных координат.',
+    'signal.clock_skew.behind': 'отстают от сервера',
+    'signal.clock_skew.ahead': 'спешат относительно сервера',
+    'signal.clock_skew.hours': 'Расхождение близко к целому числу часов ({h}) — так бывает, когда часовой пояс и время выставлены вручную.',
+    'signal.timezone_unknown.missing': 'Браузер не сообщил часовой пояс; проверка пояса пропущена.',
+    'signal.timezone_unknown.unknown': 'Неизвестный часовой пояс браузера «{tz}»; проверка пояса пропущена.',
+    'signal.timezone_mismatch': 'Часовой пояс браузера — {browser} (UTC{bo}), а переданные координаты находятся в поясе {zone} (UTC{zo}). Телефон обычно берёт пояс из сотовой сети там, где находится на самом деле; координаты в другом поясе указывают на подмену.',
+    'signal.far_from_site': 'Местоположение в {d} от объекта проверки (точность {acc} м, допустимый радиус {r} м).',
+    'signal.site_unconfirmed': 'Точность {acc} м слишком низкая, чтобы подтвердить нахождение в радиусе {r} м от объекта (до объекта {d}).',
+    'signal.on_site': 'В {d} от объекта проверки (точность {acc} м).',
+    'signal.automation': 'Браузером управляет программа автоматизации ({list}); такому браузеру можно задать любые координаты.',
+    'signal.emulator': 'Признаки эмулятора телефона ({list}); в эмуляторе местоположение задаётся вручную.',
+    'signal.emulator.user_agent': 'строка браузера: {v}',
+    'signal.emulator.hint': 'признак страницы: {v}',
+    'signal.emulator.platform': 'платформа: {v}',
+    'signal.platform_mismatch': 'Браузер представляется телефоном {os}, но работает на платформе {platform}; так выглядит эмуляция устройства в настольном браузере.',
+    'signal.desktop_browser': 'Настольный браузер: его местоположение определяется по Wi-Fi или IP-адресу, а не по спутникам.',
+    'signal.client_hint': 'Браузер сообщил дополнительные признаки: {list}.',
+    'unit.m': 'м',
+    'unit.km': 'км',
   },
   en: {
     'app.name': 'Inspector',
@@ -370,6 +425,61 @@ const DICT = {
     'device.tablet': 'tablet',
     'error.network': 'Cannot reach the server',
     'error.unauthenticated': 'Sign-in required',
+
+    'event.cancel': 'cancelled the inspection',
+    'event.location_unavailable': 'no position',
+    'event.verdict': 'location assessment',
+    'cancel.business_absent': 'the business did not join',
+    'cancel.technical_failure': 'technical failure',
+    'cancel.rescheduled': 'rescheduled',
+    'cancel.withdrawn': 'called off by the control body',
+    'cancel.other': 'other reason',
+    'leave.closed': 'connection closed',
+    'leave.timeout': 'connection lost',
+    'leave.server_restart': 'server restart',
+    'room.cancelled': 'Inspection cancelled',
+    'biz.cancelled': 'The inspection was cancelled. The inspector will contact you.',
+    'nofix.permission_denied': 'access denied',
+    'nofix.unavailable': 'position unavailable',
+    'nofix.timeout': 'timed out',
+    'nofix.awaiting_fix': 'waiting for the first fix',
+    'nofix.none': 'no reason given',
+
+    'signal.no_fix.denied': 'Access to geolocation was denied, so the position is not confirmed. Allow this site to use your location.',
+    'signal.no_fix.lost': 'The device cannot determine its position ({reason}); the last fix arrived {s} s ago.',
+    'signal.no_fix.none_yet': 'No position has been received yet ({reason}).',
+    'signal.impossible_speed': 'Moved {km} km in {s} s ({kmh} km/h after allowing for the reported accuracy) — {why}.',
+    'signal.impossible_speed.spoofed': 'faster than any vehicle, aircraft included; the position was most likely injected',
+    'signal.impossible_speed.suspicious': 'faster than any car or train; a GPS glitch or a spoofed position',
+    'signal.frozen_position': 'The same coordinates and accuracy ({acc} m) arrived {n} times in a row over {s} s.',
+    'signal.frozen_position.info': 'Such accuracy means Wi-Fi or cell positioning, which legitimately repeats; not counted.',
+    'signal.frozen_position.mock': 'Real satellite fixes wander by a few metres even when the phone lies still; a frozen position is typical of a mock-location app.',
+    'signal.accuracy_too_good': 'Reported accuracy {acc} m; phones do not locate themselves better than about 1 m, indoors never. Mock-location apps often report 0 or 1 m.',
+    'signal.accuracy_constant': 'Accuracy was exactly {acc} m in all {n} fixes over {s} s.',
+    'signal.accuracy_constant.network': 'Such accuracy means Wi-Fi or cell positioning, where round values are common; not counted.',
+    'signal.accuracy_constant.ios': 'iOS rounds accuracy to fixed steps, so this is only noted.',
+    'signal.accuracy_constant.mock': 'A real receiver reports a varying fractional accuracy; a fixed round value is typical of mock-location apps.',
+    'signal.coarse_fix': 'Accuracy {acc} m: the position comes from the cell network or the IP address, not from satellites.',
+    'signal.clock_skew': 'The device clock is {s} s {dir} the server (median of {n} fixes). Phones take their time from the network; a large difference suggests a hand-set clock or replayed positions.',
+    'signal.clock_skew.behind': 'behind',
+    'signal.clock_skew.ahead': 'ahead of',
+    'signal.clock_skew.hours': 'The difference is close to a whole number of hours ({h}), which is what a hand-set time zone and clock produce.',
+    'signal.timezone_unknown.missing': 'The browser did not report its time zone; the time-zone check was skipped.',
+    'signal.timezone_unknown.unknown': 'Unknown browser time zone "{tz}"; the time-zone check was skipped.',
+    'signal.timezone_mismatch': "The browser's time zone is {browser} (UTC{bo}), but the reported position lies in {zone} (UTC{zo}). A phone normally takes its zone from the mobile network where it really is; a position in another zone points to spoofing.",
+    'signal.far_from_site': 'The position is {d} from the inspection site (accuracy {acc} m, allowed radius {r} m).',
+    'signal.site_unconfirmed': 'Accuracy {acc} m is too coarse to confirm presence within {r} m of the site (the fix is {d} away).',
+    'signal.on_site': 'Within {d} of the inspection site (accuracy {acc} m).',
+    'signal.automation': 'The browser is driven by automation software ({list}); such a browser can be given any position at will.',
+    'signal.emulator': "Signs of a phone emulator ({list}); an emulator's location is set by hand.",
+    'signal.emulator.user_agent': 'user agent: {v}',
+    'signal.emulator.hint': 'page hint: {v}',
+    'signal.emulator.platform': 'platform: {v}',
+    'signal.platform_mismatch': 'The browser claims to be an {os} phone but runs on platform {platform}; this is what device emulation in a desktop browser looks like.',
+    'signal.desktop_browser': 'A desktop browser: its position comes from Wi-Fi or the IP address, not from satellites.',
+    'signal.client_hint': 'The browser reported additional hints: {list}.',
+    'unit.m': 'm',
+    'unit.km': 'km',
   },
 };
 
@@ -382,14 +492,23 @@ export function getLang() {
   return 'ru';
 }
 
-/** Translate a key, substituting {name} placeholders from vars. */
+/** Translate a key in the current language, substituting {name} placeholders from vars. */
 export function t(key, vars) {
-  const lang = getLang();
-  let s = DICT[lang][key] ?? DICT.ru[key] ?? key;
+  return translate(getLang(), key, vars);
+}
+
+/** Translate a key in the given language ('ru' or 'en'). */
+export function translate(lang, key, vars) {
+  let s = DICT[lang]?.[key] ?? DICT.ru[key] ?? key;
   if (vars) {
     s = s.replace(/\{(\w+)\}/g, (m, k) => (vars[k] !== undefined ? String(vars[k]) : m));
   }
   return s;
+}
+
+/** Whether a key has a text in the given language. */
+export function hasText(lang, key) {
+  return DICT[lang]?.[key] !== undefined;
 }
 
 /** Fill every data-i18n* attribute under root with the current language's text. */

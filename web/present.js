@@ -1,8 +1,9 @@
 // Presentation helpers shared by the faces: event log lines, participants with their
 // geolocation and trust verdict, distances.
 
-import { t, getLang, formatTime, formatDistance } from './i18n.js';
+import { t, formatTime, formatDistance } from './i18n.js';
 import { el, resultBadge } from './checklist.js';
+import { signalText } from './signals.js';
 
 /** Translate `<prefix>.<value>`, falling back to the raw value for unknown ones. */
 function tr(prefix, value) {
@@ -28,32 +29,27 @@ export function usToIso(us) {
   return us ? new Date(Math.floor(us / 1000)).toISOString() : null;
 }
 
+/** The page's name for the server's trust levels (the chip's colour and words). */
+const LEVEL = { trusted: 'trusted', suspicious: 'suspicious', spoofed: 'untrusted' };
+
 /**
- * The trust verdict of a participant's location, normalized to
- * {level: trusted|suspicious|untrusted|unknown, reasons: [string], distance_m?}.
- * The server may attach it to the participant, to its location or keep a verdict map.
+ * The server's trust verdict on a participant's location (the last `verdict` event, folded
+ * into the participant): {level: trusted|suspicious|untrusted|unknown, names, reasons,
+ * distance_m}. `reasons` are the deciding signals in words; `distance_m` is the server's
+ * distance to the site when it measured one.
  */
 export function verdictOf(state, pid) {
-  const p = state.participants?.[pid] || {};
-  const raw = p.verdict ?? p.location?.verdict ?? p.location_verdict ?? state.verdicts?.[pid] ?? null;
-  if (!raw) return { level: 'unknown', reasons: [], names: [] };
-  if (typeof raw === 'string') return { level: normLevel(raw), reasons: [], names: [] };
-  let level = raw.level ?? raw.verdict ?? raw.status;
-  if (level === undefined && typeof raw.trusted === 'boolean') level = raw.trusted ? 'trusted' : 'untrusted';
-  const lang = getLang();
-  const deciding = (raw.reasons || raw.signals || []).filter((r) => typeof r === 'string' || r.severity !== 'info');
-  const names = deciding.map((r) => (typeof r === 'string' ? r : r.name || r.code || ''));
-  const reasons = deciding
-    .map((r) => (typeof r === 'string' ? r : r[`explanation_${lang}`] || r.explanation_en || r.name || r.code || JSON.stringify(r)));
-  return { level: normLevel(level), reasons, names, distance_m: raw.distance_m ?? raw.distance_to_site_m ?? null };
-}
-
-function normLevel(l) {
-  const s = String(l || '').toLowerCase();
-  if (['trusted', 'ok', 'plausible', 'genuine', 'true'].includes(s)) return 'trusted';
-  if (['untrusted', 'spoofed', 'spoof', 'spoofing', 'rejected', 'false', 'fake'].includes(s)) return 'untrusted';
-  if (['suspicious', 'doubtful', 'questionable', 'warning', 'suspect'].includes(s)) return 'suspicious';
-  return 'unknown';
+  const v = state.participants?.[pid]?.verdict;
+  if (!v) return { level: 'unknown', reasons: [], names: [], distance_m: null };
+  const signals = v.signals || [];
+  const deciding = signals.filter((s) => s.severity !== 'info');
+  const site = signals.find((s) => ['on_site', 'site_unconfirmed', 'far_from_site'].includes(s.name));
+  return {
+    level: LEVEL[v.level] ?? 'unknown',
+    names: deciding.map((s) => s.name),
+    reasons: deciding.map((s) => signalText(s)),
+    distance_m: site?.value?.distance_m ?? null,
+  };
 }
 
 const VERDICT_ICON = { trusted: '✓', suspicious: '!', untrusted: '✕', unknown: '?' };
@@ -87,8 +83,9 @@ export function renderParticipants(ul, state, site) {
         el('div', {}, `${t('geo.coords')}: ${Number(loc.lat).toFixed(5)}, ${Number(loc.lon).toFixed(5)}`),
         el('div', {}, t('geo.accuracy', { m: Math.round(loc.accuracy ?? 0) }),
           d != null ? ` · ${t('geo.distance', { d: formatDistance(d) })}` : ''));
-    } else if (loc && (loc.no_fix || loc.error)) {
-      geo.append(el('div', { text: t((loc.no_fix || loc.error) === 'permission_denied' ? 'geo.denied' : 'geo.no_fix') }));
+    }
+    if (p.no_fix) {
+      geo.append(el('div', { text: t(p.no_fix === 'permission_denied' ? 'geo.denied' : 'geo.no_fix') }));
     }
     if (p.role === 'business' || loc) {
       const v = verdictOf(state, pid);
@@ -120,13 +117,28 @@ export function describeEvent(e, state, checklist) {
       parts.push(`«${p.text}» → ${itemLabel(p.item_id)}`);
       break;
     case 'location':
-      parts.push(`${t('geo.coords')}: ${p.lat != null ? `${Number(p.lat).toFixed(5)}, ${Number(p.lon).toFixed(5)} ±${Math.round(p.accuracy ?? 0)}` : (p.no_fix || p.error || '')}`);
+      parts.push(`${t('geo.coords')}: ${Number(p.lat).toFixed(5)}, ${Number(p.lon).toFixed(5)} ±${Math.round(p.accuracy)}`);
+      break;
+    case 'location_unavailable':
+      parts.push(`${t('event.location_unavailable')} (${tr('nofix', p.reason)})`);
       break;
     case 'presence':
-      parts.push(`${t('quality.label')}: ${t(`quality.${p.quality || 'none'}`)}${p.rtt_ms != null ? `, ${p.rtt_ms} ms` : ''}`);
+      parts.push(`${t('quality.label')}: ${t(`quality.${p.quality === 'unknown' ? 'none' : p.quality}`)}${p.rtt_ms != null ? `, ${p.rtt_ms} ms` : ''}`);
+      break;
+    case 'verdict':
+      parts.push(`${t('event.verdict')}: `, verdictChip({ level: LEVEL[p.level] ?? 'unknown' }));
+      break;
+    case 'join':
+      parts.push(tr('event', e.kind), ` (${tr('role', p.role)}${p.device ? `, ${tr('device', p.device)}` : ''})`);
+      break;
+    case 'leave':
+      parts.push(tr('event', e.kind), ` (${tr('leave', p.reason)})`);
+      break;
+    case 'cancel':
+      parts.push(tr('event', e.kind), p.reason ? ` (${tr('cancel', p.reason)})` : '', p.note ? ` «${p.note}»` : '');
       break;
     default:
-      parts.push(tr('event', e.kind), p.role ? ` (${tr('role', p.role)}${p.device ? `, ${tr('device', p.device)}` : ''})` : '', p.reason ? ` (${p.reason})` : '');
+      parts.push(tr('event', e.kind));
   }
   return parts;
 }

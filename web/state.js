@@ -1,101 +1,148 @@
-// The client's copy of the inspection state, updated by the same rules the server applies
-// (docs/protocol.md, "State"): set_result replaces, clear removes, comment and evidence
-// append, join/leave toggle online, start/finish set the lifecycle status.
+// The client's copy of the inspection state: the same fold as checklist-sync's `State`
+// (docs/protocol.md, "State"), producing the same JSON the server's snapshot has, field for
+// field. tests/web/fold.test.mjs runs the recorded logs of tests/data/folds through this fold
+// and the Rust test runs them through the server's; both must give the stored states.
 
-/** A state before any snapshot arrives. */
+function lifecycle() {
+  return {
+    status: 'not_started',
+    started_at: null,
+    started_by: null,
+    finished_at: null,
+    finished_by: null,
+    cancelled_at: null,
+    cancelled_by: null,
+    cancel_reason: null,
+    cancel_note: null,
+  };
+}
+
+/** A state before any event: what the server's `State::default()` serializes to. */
 export function emptyState() {
-  return { lifecycle: { status: 'not_started' }, items: {}, participants: {} };
+  return { lifecycle: lifecycle(), items: {}, participants: {} };
 }
 
 function item(state, id) {
-  if (!state.items[id]) state.items[id] = { comments: [], evidence: [] };
-  const it = state.items[id];
-  if (!it.comments) it.comments = [];
-  if (!it.evidence) it.evidence = [];
-  return it;
+  if (!state.items[id]) {
+    state.items[id] = {
+      result: null,
+      comment: null,
+      violation: null,
+      result_ts: null,
+      result_seq: null,
+      result_by: null,
+      comments: [],
+      evidence: [],
+    };
+  }
+  return state.items[id];
 }
 
 function participant(state, id) {
-  if (!state.participants[id]) state.participants[id] = {};
+  if (!state.participants[id]) {
+    state.participants[id] = {
+      role: null,
+      display_name: '',
+      device: '',
+      online: false,
+      joined_at: null,
+      left_at: null,
+      quality: null,
+      rtt_ms: null,
+      network: null,
+      visible: null,
+      location: null,
+    };
+  }
   return state.participants[id];
 }
 
-/** Apply one event (the `event` message or an element of welcome.events) in place. */
+/** Apply one event (the `event` message, an element of welcome.events, or a line of the
+ * exported log) in place. Kinds this client does not know change nothing. */
 export function applyEvent(state, e) {
   const p = e.payload || {};
+  const ts = e.server_ts;
+  const by = e.participant_id;
   switch (e.kind) {
+    case 'join': {
+      const pp = participant(state, by);
+      pp.role = p.role;
+      pp.display_name = p.display_name;
+      pp.device = p.device;
+      pp.online = true;
+      // The last join, as on the server.
+      pp.joined_at = ts;
+      break;
+    }
+    case 'leave': {
+      const pp = participant(state, by);
+      pp.online = false;
+      pp.left_at = ts;
+      break;
+    }
+    case 'verdict':
+      participant(state, by).verdict = p;
+      break;
     case 'set_result': {
       const it = item(state, p.item_id);
       if (p.result === 'clear') {
-        delete it.result;
-        delete it.comment;
-        delete it.violation;
-        delete it.result_ts;
-        delete it.result_seq;
-        delete it.result_by;
+        it.result = null;
+        it.comment = null;
+        it.violation = null;
+        it.result_ts = null;
+        it.result_seq = null;
+        it.result_by = null;
       } else {
         it.result = p.result;
         it.comment = p.comment ?? null;
         it.violation = p.violation ?? null;
-        it.result_ts = e.server_ts;
+        it.result_ts = ts;
         it.result_seq = e.seq;
-        it.result_by = e.participant_id;
+        it.result_by = by;
       }
       break;
     }
     case 'comment':
-      item(state, p.item_id).comments.push({ seq: e.seq, ts: e.server_ts, by: e.participant_id, text: p.text });
+      item(state, p.item_id).comments.push({ seq: e.seq, ts, by, text: p.text });
       break;
     case 'attach_evidence':
-      item(state, p.item_id).evidence.push({ seq: e.seq, ts: e.server_ts, by: e.participant_id, ...(p.evidence || {}) });
+      item(state, p.item_id).evidence.push({ seq: e.seq, ts, by, ...p.evidence });
       break;
     case 'start':
-      state.lifecycle = { ...state.lifecycle, status: 'live', started_at: e.server_ts, started_by: e.participant_id };
+      Object.assign(state.lifecycle, { status: 'live', started_at: ts, started_by: by });
       break;
     case 'finish':
-      state.lifecycle = { ...state.lifecycle, status: 'finished', finished_at: e.server_ts, finished_by: e.participant_id };
+      Object.assign(state.lifecycle, { status: 'finished', finished_at: ts, finished_by: by });
       break;
-    case 'join': {
-      const pp = participant(state, e.participant_id);
-      Object.assign(pp, {
-        role: p.role, display_name: p.display_name, device: p.device, online: true,
-        joined_at: pp.joined_at ?? e.server_ts, left_at: null,
+    case 'cancel':
+      Object.assign(state.lifecycle, {
+        status: 'cancelled',
+        cancelled_at: ts,
+        cancelled_by: by,
+        cancel_reason: p.reason ?? null,
+        cancel_note: p.note ?? null,
       });
       break;
-    }
-    case 'leave': {
-      const pp = participant(state, e.participant_id);
-      pp.online = false;
-      pp.left_at = e.server_ts;
-      break;
-    }
     case 'location': {
-      const pp = participant(state, e.participant_id);
-      pp.location = { ...p, server_ts: e.server_ts };
+      const pp = participant(state, by);
+      pp.location = { ...p, server_ts: ts };
+      delete pp.no_fix;
       break;
     }
+    case 'location_unavailable':
+      participant(state, by).no_fix = p.reason;
+      break;
     case 'presence': {
-      const pp = participant(state, e.participant_id);
-      for (const k of ['quality', 'rtt_ms', 'network', 'visible']) if (k in p) pp[k] = p[k];
+      const pp = participant(state, by);
+      // Every presence replaces the previous one whole: an absent field is unknown now.
+      pp.quality = p.quality;
+      pp.rtt_ms = p.rtt_ms ?? null;
+      pp.network = p.network ?? null;
+      pp.visible = p.visible ?? null;
       break;
     }
-    case 'verdict':
-    case 'location_verdict':
-    case 'geo_verdict':
-    case 'location_trust':
-    case 'trust': {
-      // The server's assessment of a participant's location (level + signals).
-      const pid = p.participant_id || e.participant_id;
-      participant(state, pid).verdict = p.verdict || p;
+    default:
       break;
-    }
-    default: {
-      // Events this client does not model yet (e.g. a location verdict) are kept verbatim
-      // on the participant when they name one, so the UI can still show them.
-      if (p && p.participant_id && state.participants[p.participant_id]) {
-        state.participants[p.participant_id][e.kind] = p;
-      }
-    }
   }
   return state;
 }

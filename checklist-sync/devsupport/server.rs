@@ -13,8 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use checklist_sync::{
-    configure_upgrade, AcceptAllLifecycle, ItemSpec, Lifecycle, NoExtension, Principal, Role,
-    RoomSpec, SyncConfig, SyncHub,
+    configure_upgrade, ItemSpec, NoExtension, NoProjection, Principal, Projection, Role, RoomSpec,
+    SyncConfig, SyncHub,
 };
 use serde::Deserialize;
 use sqlx::AnyPool;
@@ -108,12 +108,12 @@ pub struct DevServer {
 pub async fn start(
     pool: AnyPool,
     config: SyncConfig,
-    lifecycle: Option<Arc<dyn Lifecycle>>,
+    projection: Option<Arc<dyn Projection>>,
     items: usize,
     addr: &str,
 ) -> anyhow::Result<DevServer> {
-    let lifecycle = lifecycle.unwrap_or_else(|| Arc::new(AcceptAllLifecycle));
-    let hub = SyncHub::new(pool.clone(), config, lifecycle);
+    let projection = projection.unwrap_or_else(|| Arc::new(NoProjection));
+    let hub = SyncHub::new(pool.clone(), config, projection);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let app = router(hub.clone(), items);

@@ -109,25 +109,6 @@ pub struct RoomSpec {
     pub site: Option<Site>,
 }
 
-/// A lifecycle transition that the embedding server must confirm before it is committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    /// The inspection goes live.
-    Start,
-    /// The inspection is finished.
-    Finish,
-}
-
-/// A refusal of a lifecycle transition, passed to the client as an error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct LifecycleError {
-    /// Stable snake_case code.
-    pub code: String,
-    /// Human-readable explanation.
-    pub message: String,
-}
-
 /// An error of an [`crate::Extension`], passed to the client as an error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]

@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use crate::admission::{Admission, AdmissionConfig};
 use crate::chain::CommittedEvent;
-use crate::domain::{ExtError, LifecycleError, Principal, RoomSpec, Transition};
+use crate::domain::{ExtError, Principal, RoomSpec};
+use crate::projection::Projection;
 use crate::proto::{
     codes, decode, welcome_frames, ClientMsg, OpError, Operation, HARD_FRAME_LIMIT, MAX_FRAME_BYTES,
 };
@@ -25,36 +26,7 @@ use crate::quota::Quotas;
 use crate::ratelimit::Verdict;
 use crate::room::{welcome_message, ConnId, Input, Origin, Output, Room, RoomConfig, Snapshot};
 use crate::state::LeaveReason;
-use crate::store::{self, SyncError, WriteReq};
-
-/// Confirms start and finish with the embedding server (inspection status, recording).
-#[async_trait]
-pub trait Lifecycle: Send + Sync {
-    /// Called before a start/finish is committed; a refusal is passed to the client. Must not
-    /// call back into the hub for the same inspection and wait for it.
-    async fn transition(
-        &self,
-        inspection_id: Uuid,
-        to: Transition,
-        by: &Principal,
-    ) -> Result<(), LifecycleError>;
-}
-
-/// A lifecycle that accepts every transition (tests, stand-alone use).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct AcceptAllLifecycle;
-
-#[async_trait]
-impl Lifecycle for AcceptAllLifecycle {
-    async fn transition(
-        &self,
-        _: Uuid,
-        _: Transition,
-        _: &Principal,
-    ) -> Result<(), LifecycleError> {
-        Ok(())
-    }
-}
+use crate::store::{self, SyncError, WriteReq, Written};
 
 /// Receives every client message whose `type` starts with `rtc.` (WebRTC signaling rides the
 /// same authenticated socket without this crate knowing about media).
@@ -170,7 +142,7 @@ pub fn now_micros() -> i64 {
 
 /// What a socket's writer task sends: one frame, or several that must go out back to back
 /// (a welcome in parts) and count as one entry of the bounded outbound queue.
-pub(crate) enum Outbound {
+enum Outbound {
     Frame(Message),
     Frames(Vec<Message>),
 }
@@ -182,12 +154,12 @@ impl From<Message> for Outbound {
 }
 
 #[derive(Clone)]
-pub(crate) struct ConnOut {
+struct ConnOut {
     tx: mpsc::Sender<Outbound>,
     kill: Arc<Notify>,
 }
 
-pub(crate) enum RoomMsg {
+enum RoomMsg {
     Connect {
         out: ConnOut,
         input: Input,
@@ -213,7 +185,6 @@ struct RoomHandle {
 struct Inner {
     pool: AnyPool,
     config: SyncConfig,
-    lifecycle: Arc<dyn Lifecycle>,
     rooms: Mutex<HashMap<Uuid, RoomHandle>>,
     writer: mpsc::UnboundedSender<WriteReq>,
     events: broadcast::Sender<CommittedEvent>,
@@ -238,12 +209,14 @@ fn text(v: &Value) -> Message {
 
 impl SyncHub {
     /// Starts the hub (and its writer task) on the current tokio runtime. The pool must have
-    /// the `events` table (migrations/0002_events.sql).
-    pub fn new(pool: AnyPool, config: SyncConfig, lifecycle: Arc<dyn Lifecycle>) -> Self {
+    /// the `events` table (migrations/0002_events.sql); `projection` is updated in the same
+    /// transaction as every appended event.
+    pub fn new(pool: AnyPool, config: SyncConfig, projection: Arc<dyn Projection>) -> Self {
         let (writer, rx) = mpsc::unbounded_channel();
         tokio::spawn(store::writer(
             pool.clone(),
             rx,
+            projection,
             config.max_batch,
             config.sqlite_checkpoint_every,
         ));
@@ -262,7 +235,6 @@ impl SyncHub {
                 down: tokio::sync::watch::channel(false).0,
                 pool,
                 config,
-                lifecycle,
                 rooms: Mutex::new(HashMap::new()),
                 writer,
                 events,
@@ -355,7 +327,8 @@ impl SyncHub {
         }
     }
 
-    /// A server-side operation (REST finish etc.), sequenced and committed like a socket's.
+    /// A server-side operation (REST start, finish, cancel …), sequenced, checked and
+    /// committed like a socket's; the answer comes after the commit.
     pub async fn submit(
         &self,
         who: &Principal,
@@ -380,6 +353,14 @@ impl SyncHub {
                 "the inspection's room failed",
             ))
         })
+    }
+
+    /// Every committed event of an inspection, oldest first, from the database.
+    pub async fn read_events(
+        &self,
+        inspection_id: Uuid,
+    ) -> Result<Vec<crate::state::Event>, SyncError> {
+        store::read_events(&self.inner.pool, inspection_id).await
     }
 
     /// The durable state of an inspection.
@@ -894,30 +875,19 @@ impl Shell {
                     op_id,
                     error,
                 } => self.reject(origin, op_id, error),
-                Output::CallLifecycle {
-                    token,
-                    transition,
-                    who,
-                } => {
-                    let lifecycle = self.hub.inner.lifecycle.clone();
-                    let tx = self.tx.clone();
-                    let id = self.room.inspection_id();
-                    tokio::spawn(async move {
-                        let result = lifecycle.transition(id, transition, &who).await;
-                        let _ = tx.send(RoomMsg::Input(Input::LifecycleDone {
-                            token,
-                            result,
-                            now: now_micros(),
-                        }));
-                    });
-                }
             }
         }
         if !persist.is_empty() {
+            let tx = self.tx.clone();
             let req = WriteReq {
                 generation: self.generation,
                 events: persist,
-                done: self.tx.clone(),
+                done: Box::new(move |w| {
+                    let _ = tx.send(match w {
+                        Written::Upto(upto) => RoomMsg::Committed { upto },
+                        Written::Failed => RoomMsg::CommitFailed,
+                    });
+                }),
             };
             if self.hub.inner.writer.send(req).is_err() {
                 self.failed = true;

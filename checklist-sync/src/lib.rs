@@ -15,6 +15,7 @@ pub mod chain;
 pub mod domain;
 pub mod geo;
 mod hub;
+pub mod projection;
 pub mod proto;
 pub mod quota;
 pub mod ratelimit;
@@ -24,15 +25,13 @@ mod store;
 pub mod trust;
 
 pub use chain::{CommittedEvent, ItemResultMark};
-pub use domain::{
-    ExtError, ItemResult, ItemSpec, LifecycleError, Principal, Role, RoomSpec, Site, Transition,
-};
-pub use hub::{
-    configure_upgrade, now_micros, AcceptAllLifecycle, Extension, Lifecycle, NoExtension,
-    SyncConfig, SyncHub,
-};
-pub use proto::{OpError, Operation};
+pub use domain::{ExtError, ItemResult, ItemSpec, Principal, Role, RoomSpec, Site};
+pub use hub::{configure_upgrade, now_micros, Extension, NoExtension, SyncConfig, SyncHub};
+pub use projection::{NoProjection, Projection};
+pub use proto::{CancelReason, OpError, Operation};
 pub use quota::Quotas;
 pub use room::Snapshot;
 pub use state::State;
-pub use store::{export_jsonl, verify, BrokenLink, BrokenReason, SyncError, VerifyReport};
+pub use store::{
+    export_jsonl, read_events, verify, BrokenLink, BrokenReason, SyncError, VerifyReport,
+};

@@ -39,8 +39,9 @@ pub mod codes {
     pub const ALREADY_STARTED: &str = "already_started";
     /// Needs a live inspection, but it is finished.
     pub const ALREADY_FINISHED: &str = "already_finished";
-    /// A start or finish is already being confirmed.
-    pub const TRANSITION_IN_PROGRESS: &str = "transition_in_progress";
+    /// The inspection was cancelled: nothing that needs a scheduled or live inspection is
+    /// accepted any more.
+    pub const CANCELLED: &str = "cancelled";
     /// Frame over 64 KiB.
     pub const FRAME_TOO_LARGE: &str = "frame_too_large";
     /// Binary frame.
@@ -64,6 +65,38 @@ pub mod codes {
     /// The participant already has the most sockets allowed; this one is closed.
     pub const TOO_MANY_SOCKETS: &str = "too_many_sockets";
 }
+
+/// Why an inspection was cancelled: a code, rendered in words by the pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The business did not join or could not take part.
+    BusinessAbsent,
+    /// The call could not be held (network, equipment).
+    TechnicalFailure,
+    /// Moved to another date.
+    Rescheduled,
+    /// The control body called the inspection off.
+    Withdrawn,
+    /// Anything else (the note says what).
+    Other,
+}
+
+impl CancelReason {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BusinessAbsent => "business_absent",
+            Self::TechnicalFailure => "technical_failure",
+            Self::Rescheduled => "rescheduled",
+            Self::Withdrawn => "withdrawn",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Longest free-text note of a cancellation, in characters.
+pub const MAX_CANCEL_NOTE: usize = 1000;
 
 /// A refused operation or message: stable code, explanation, and optional details.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -305,6 +338,16 @@ pub enum Operation {
     Start,
     /// The inspection is finished.
     Finish,
+    /// The inspection is called off (from scheduled or live); nothing needing a live
+    /// inspection is accepted afterwards.
+    Cancel {
+        /// Why, as a code.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<CancelReason>,
+        /// Free text from the inspector.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// A geolocation sample.
     Location(Location),
     /// The device could not give a position (permission denied, no fix, timeout).
@@ -323,6 +366,7 @@ pub const OP_KINDS: &[&str] = &[
     "attach_evidence",
     "start",
     "finish",
+    "cancel",
     "location",
     "location_unavailable",
     "presence",
@@ -381,6 +425,7 @@ impl Operation {
             Self::AttachEvidence { .. } => "attach_evidence",
             Self::Start => "start",
             Self::Finish => "finish",
+            Self::Cancel { .. } => "cancel",
             Self::Location(_) => "location",
             Self::LocationUnavailable { .. } => "location_unavailable",
             Self::Presence(_) => "presence",
@@ -459,6 +504,7 @@ impl Operation {
                 }
             }
             Self::Start | Self::Finish => {}
+            Self::Cancel { note, .. } => check_opt_len("note", note, MAX_CANCEL_NOTE)?,
             Self::Location(l) => {
                 check_range("lat", l.lat, -90.0, 90.0)?;
                 check_range("lon", l.lon, -180.0, 180.0)?;

@@ -8,11 +8,11 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::chain::{CommittedEvent, GENESIS_HASH};
-use crate::domain::{ItemSpec, LifecycleError, Principal, Role, RoomSpec, Site, Transition};
+use crate::domain::{ItemSpec, Principal, Role, RoomSpec, Site};
 use crate::geo::{GeoError, Geolocation, RawGeolocation};
 use crate::proto::{codes, ClientInfo, OpError, Operation};
 use crate::quota::{Quotas, Usage};
-use crate::state::{Event, EventBody, JoinInfo, LeaveInfo, LeaveReason, State, Status};
+use crate::state::{Event, EventBody, JoinInfo, LeaveInfo, LeaveReason, State};
 use crate::trust::{Assessor, ClientContext, TrustConfig};
 
 /// Identifies one socket within the process.
@@ -95,15 +95,6 @@ pub enum Input {
         /// Now.
         now: i64,
     },
-    /// The lifecycle answered a [`Output::CallLifecycle`].
-    LifecycleDone {
-        /// The call's token.
-        token: u64,
-        /// Its answer.
-        result: Result<(), LifecycleError>,
-        /// Now.
-        now: i64,
-    },
     /// Every event up to this seq is durable.
     Committed {
         /// Highest durable seq.
@@ -158,15 +149,6 @@ pub enum Output {
         /// Why.
         error: OpError,
     },
-    /// Ask the lifecycle to confirm a transition; answer with [`Input::LifecycleDone`].
-    CallLifecycle {
-        /// Token to echo.
-        token: u64,
-        /// Which transition.
-        transition: Transition,
-        /// Who asked.
-        who: Principal,
-    },
 }
 
 #[derive(Debug)]
@@ -174,15 +156,6 @@ struct Pending {
     origin: Option<Origin>,
     event: Event,
     sealed: Arc<CommittedEvent>,
-}
-
-#[derive(Debug)]
-struct PendingTransition {
-    token: u64,
-    origin: Origin,
-    op_id: Option<String>,
-    who: Principal,
-    op: Operation,
 }
 
 /// Room tuning.
@@ -223,8 +196,6 @@ pub struct Room {
     recent: VecDeque<Arc<CommittedEvent>>,
     conns: HashMap<ConnId, Uuid>,
     online: HashMap<Uuid, usize>,
-    transition: Option<PendingTransition>,
-    next_token: u64,
     out: VecDeque<Output>,
     /// Location-trust assessors per participant, fed every accepted sample. Rebuilt from new
     /// samples after a room reload (the verdicts themselves are in the log).
@@ -272,8 +243,6 @@ impl Room {
             recent: restored.recent,
             conns: HashMap::new(),
             online: HashMap::new(),
-            transition: None,
-            next_token: 1,
             out: VecDeque::new(),
             assessors: HashMap::new(),
             clients: HashMap::new(),
@@ -322,7 +291,7 @@ impl Room {
 
     /// True when nothing is connected or in flight: the room may be unloaded.
     pub fn is_idle(&self) -> bool {
-        self.conns.is_empty() && self.pending.is_empty() && self.transition.is_none()
+        self.conns.is_empty() && self.pending.is_empty()
     }
 
     /// Number of sockets.
@@ -335,8 +304,8 @@ impl Room {
         self.out.pop_front()
     }
 
-    /// The origins of everything still waiting (for a commit or the lifecycle): used when
-    /// the room has to be abandoned after a storage failure.
+    /// The origins of everything still waiting for a commit: used when the room has to be
+    /// abandoned after a storage failure.
     pub fn abandon(&mut self) -> Vec<(Origin, Option<String>)> {
         let mut v: Vec<_> = self
             .pending
@@ -348,9 +317,6 @@ impl Room {
                 .drain(..)
                 .map(|(_, _, o, id)| (o, Some(id))),
         );
-        if let Some(t) = self.transition.take() {
-            v.push((t.origin, t.op_id));
-        }
         v
     }
 
@@ -383,32 +349,6 @@ impl Room {
                 op,
                 now,
             } => self.op(origin, who, op_id, op, now),
-            Input::LifecycleDone { token, result, now } => {
-                let Some(t) = self.transition.take_if(|t| t.token == token) else {
-                    return;
-                };
-                match result {
-                    Err(e) => self.out.push_back(Output::Reject {
-                        origin: t.origin,
-                        op_id: t.op_id,
-                        error: OpError::new(&e.code, e.message),
-                    }),
-                    Ok(()) => match self.check_lifecycle(&t.op) {
-                        Err(error) => self.out.push_back(Output::Reject {
-                            origin: t.origin,
-                            op_id: t.op_id,
-                            error,
-                        }),
-                        Ok(()) => self.append(
-                            t.who.participant_id,
-                            t.op_id,
-                            EventBody::Op(t.op),
-                            Some(t.origin),
-                            now,
-                        ),
-                    },
-                }
-            }
             Input::Committed { upto } => self.committed(upto),
         }
     }
@@ -466,35 +406,10 @@ impl Room {
         }
     }
 
+    /// Whether the lifecycle, as the sequenced log stands (`head`, committed or not: the
+    /// order is decided here), allows the operation.
     fn check_lifecycle(&self, op: &Operation) -> Result<(), OpError> {
-        let status = self.head.lifecycle.status;
-        let needs_live = |status| match status {
-            Status::Live => Ok(()),
-            Status::NotStarted => Err(OpError::new(
-                codes::NOT_LIVE,
-                "the inspection has not started",
-            )),
-            Status::Finished => Err(OpError::new(
-                codes::ALREADY_FINISHED,
-                "the inspection is finished",
-            )),
-        };
-        match op {
-            Operation::SetResult { .. }
-            | Operation::Comment { .. }
-            | Operation::AttachEvidence { .. }
-            | Operation::Finish => needs_live(status),
-            Operation::Start => match status {
-                Status::NotStarted => Ok(()),
-                _ => Err(OpError::new(
-                    codes::ALREADY_STARTED,
-                    "the inspection has already started",
-                )),
-            },
-            Operation::Location(_)
-            | Operation::LocationUnavailable { .. }
-            | Operation::Presence(_) => Ok(()),
-        }
+        self.head.lifecycle.status.allows(op)
     }
 
     fn op(
@@ -521,16 +436,6 @@ impl Room {
                     self.dup_waiters.push((seq, ts, origin, id.clone()));
                 }
                 return;
-            }
-            if let Some(t) = &self.transition {
-                if t.who.participant_id == who.participant_id && t.op_id.as_deref() == Some(id) {
-                    let e = OpError::new(
-                        codes::TRANSITION_IN_PROGRESS,
-                        "this operation is being confirmed",
-                    );
-                    self.out.push_back(reject(e));
-                    return;
-                }
             }
         }
         if !may(who.role, &op) {
@@ -560,36 +465,6 @@ impl Room {
             .admit(&self.config.quotas, who.participant_id, &op, now)
         {
             self.out.push_back(reject(e));
-            return;
-        }
-        let transition = match op {
-            Operation::Start => Some(Transition::Start),
-            Operation::Finish => Some(Transition::Finish),
-            _ => None,
-        };
-        if let Some(transition) = transition {
-            if self.transition.is_some() {
-                let e = OpError::new(
-                    codes::TRANSITION_IN_PROGRESS,
-                    "a start or finish is being confirmed",
-                );
-                self.out.push_back(reject(e));
-                return;
-            }
-            let token = self.next_token;
-            self.next_token += 1;
-            self.out.push_back(Output::CallLifecycle {
-                token,
-                transition,
-                who: who.clone(),
-            });
-            self.transition = Some(PendingTransition {
-                token,
-                origin,
-                op_id,
-                who,
-                op,
-            });
             return;
         }
         // Location samples are parsed strictly before they count: a rejected sample changes

@@ -7,7 +7,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::{ItemResult, Role};
-use crate::proto::{ClientInfo, Evidence, Location, Operation, Presence, Quality};
+use crate::proto::{
+    codes, CancelReason, ClientInfo, Evidence, Location, OpError, Operation, Presence, Quality,
+};
 
 /// Why a participant's last socket went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,17 +155,63 @@ impl Event {
     }
 }
 
-/// Inspection lifecycle status.
+/// Inspection lifecycle phase, as the log says: `not_started` (scheduled) → `live` →
+/// `finished`, and `cancelled` from `not_started` or `live`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Not started yet.
+    /// Scheduled, not started yet.
     #[default]
     NotStarted,
     /// Running.
     Live,
     /// Finished.
     Finished,
+    /// Called off.
+    Cancelled,
+}
+
+impl Status {
+    /// Whether an operation may be applied in this phase: the one lifecycle rule, used by the
+    /// room on the sequenced log (and by callers that want to refuse early). Location and
+    /// presence are accepted in every phase; `cancel` from scheduled or live; item operations
+    /// and `finish` only while live.
+    pub fn allows(self, op: &Operation) -> Result<(), OpError> {
+        let not_live = || OpError::new(codes::NOT_LIVE, "the inspection has not started");
+        let finished = || OpError::new(codes::ALREADY_FINISHED, "the inspection is finished");
+        let cancelled = || OpError::new(codes::CANCELLED, "the inspection was cancelled");
+        let started = || OpError::new(codes::ALREADY_STARTED, "the inspection has already started");
+        match (op, self) {
+            (Operation::Location(_) | Operation::LocationUnavailable { .. }, _)
+            | (Operation::Presence(_), _) => Ok(()),
+            (_, Status::Cancelled) => Err(cancelled()),
+            (Operation::Start, Status::NotStarted) => Ok(()),
+            (Operation::Start, _) => Err(started()),
+            (Operation::Cancel { .. }, Status::NotStarted | Status::Live) => Ok(()),
+            (Operation::Cancel { .. }, Status::Finished) => Err(finished()),
+            (
+                Operation::SetResult { .. }
+                | Operation::Comment { .. }
+                | Operation::AttachEvidence { .. }
+                | Operation::Finish,
+                status,
+            ) => match status {
+                Status::Live => Ok(()),
+                Status::NotStarted => Err(not_live()),
+                Status::Finished | Status::Cancelled => Err(finished()),
+            },
+        }
+    }
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::NotStarted => "not_started",
+            Status::Live => "live",
+            Status::Finished => "finished",
+            Status::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// The lifecycle part of the state.
@@ -179,6 +227,18 @@ pub struct LifecycleState {
     pub finished_at: Option<i64>,
     /// Who finished it.
     pub finished_by: Option<Uuid>,
+    /// When it was cancelled, µs.
+    #[serde(default)]
+    pub cancelled_at: Option<i64>,
+    /// Who cancelled it.
+    #[serde(default)]
+    pub cancelled_by: Option<Uuid>,
+    /// Why it was cancelled (a code).
+    #[serde(default)]
+    pub cancel_reason: Option<CancelReason>,
+    /// The inspector's note on the cancellation.
+    #[serde(default)]
+    pub cancel_note: Option<String>,
 }
 
 /// A comment on an item.
@@ -363,6 +423,13 @@ impl State {
                     self.lifecycle.finished_at = Some(ts);
                     self.lifecycle.finished_by = Some(by);
                 }
+                Operation::Cancel { reason, note } => {
+                    self.lifecycle.status = Status::Cancelled;
+                    self.lifecycle.cancelled_at = Some(ts);
+                    self.lifecycle.cancelled_by = Some(by);
+                    self.lifecycle.cancel_reason = *reason;
+                    self.lifecycle.cancel_note = note.clone();
+                }
                 Operation::Location(l) => {
                     let p = self.participants.entry(by).or_default();
                     p.location = Some(LocationState {
@@ -388,5 +455,98 @@ impl State {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Presence;
+
+    #[test]
+    fn the_lifecycle_rule() {
+        let set = Operation::SetResult {
+            item_id: "q1".into(),
+            result: ItemResult::Compliant,
+            comment: None,
+            violation: None,
+        };
+        let cancel = Operation::Cancel {
+            reason: None,
+            note: None,
+        };
+        let presence = Operation::Presence(Presence {
+            quality: Quality::Good,
+            rtt_ms: None,
+            network: None,
+            visible: None,
+        });
+        let code = |s: Status, op: &Operation| s.allows(op).err().map(|e| e.code);
+        use Status::*;
+        let table: [(Status, [Option<&str>; 5]); 4] = [
+            // start, finish, cancel, set_result, presence
+            (
+                NotStarted,
+                [None, Some("not_live"), None, Some("not_live"), None],
+            ),
+            (Live, [Some("already_started"), None, None, None, None]),
+            (
+                Finished,
+                [
+                    Some("already_started"),
+                    Some("already_finished"),
+                    Some("already_finished"),
+                    Some("already_finished"),
+                    None,
+                ],
+            ),
+            (
+                Cancelled,
+                [
+                    Some("cancelled"),
+                    Some("cancelled"),
+                    Some("cancelled"),
+                    Some("cancelled"),
+                    None,
+                ],
+            ),
+        ];
+        for (status, want) in table {
+            let got: Vec<Option<String>> = [
+                &Operation::Start,
+                &Operation::Finish,
+                &cancel,
+                &set,
+                &presence,
+            ]
+            .into_iter()
+            .map(|op| code(status, op))
+            .collect();
+            let want: Vec<Option<String>> = want.iter().map(|w| w.map(String::from)).collect();
+            assert_eq!(got, want, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn cancel_is_folded_with_its_reason() {
+        let mut s = State::default();
+        let by = Uuid::from_u128(9);
+        s.apply(&Event {
+            seq: 1,
+            server_ts: 10,
+            participant_id: by,
+            client_op_id: None,
+            body: EventBody::Op(Operation::Cancel {
+                reason: Some(CancelReason::Withdrawn),
+                note: Some("приказ отменён".into()),
+            }),
+        });
+        assert_eq!(s.lifecycle.status, Status::Cancelled);
+        assert_eq!(
+            (s.lifecycle.cancelled_at, s.lifecycle.cancelled_by),
+            (Some(10), Some(by))
+        );
+        assert_eq!(s.lifecycle.cancel_reason, Some(CancelReason::Withdrawn));
+        assert_eq!(s.lifecycle.cancel_note.as_deref(), Some("приказ отменён"));
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::chain::{event_hash, CommittedEvent, GENESIS_HASH};
+use crate::projection::Projection;
 use crate::room::Restored;
 use crate::state::{Event, EventBody, State};
 
@@ -157,17 +158,52 @@ pub(crate) async fn load_snapshot(pool: &AnyPool, id: Uuid) -> Result<(u64, Stat
     Ok((r.seq, r.state))
 }
 
+/// Every committed event of an inspection, oldest first, typed: what projections and side
+/// effects derive their data from (recording chapters, for example).
+pub async fn read_events(pool: &AnyPool, inspection_id: Uuid) -> Result<Vec<Event>, SyncError> {
+    let mut out = Vec::new();
+    let mut after = 0i64;
+    loop {
+        let rows = page(pool, inspection_id, after, PAGE).await?;
+        let n = rows.len();
+        for r in &rows {
+            out.push(to_committed(inspection_id, r)?.0);
+            after = r.seq;
+        }
+        if (n as i64) < PAGE {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// How a write request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Durable up to this seq.
+    Upto(u64),
+    /// Not written; nothing of it is in the database.
+    Failed,
+}
+
 /// A room's request to the writer.
 pub(crate) struct WriteReq {
     pub generation: u64,
     pub events: Vec<Arc<CommittedEvent>>,
-    pub done: mpsc::UnboundedSender<crate::hub::RoomMsg>,
+    /// Told how the write ended (once, unless the request was empty).
+    pub done: Box<dyn Fn(Written) + Send + Sync>,
 }
 
 const INSERT: &str = "INSERT INTO events (inspection_id, seq, server_ts, participant_id, client_op_id, kind, payload, prev_hash, hash) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-async fn write_batch(conn: &mut AnyConnection, reqs: &[&WriteReq]) -> Result<(), sqlx::Error> {
+async fn write_batch(
+    conn: &mut AnyConnection,
+    reqs: &[&WriteReq],
+    projection: &dyn Projection,
+) -> Result<Vec<Arc<CommittedEvent>>, sqlx::Error> {
+    let events: Vec<Arc<CommittedEvent>> =
+        reqs.iter().flat_map(|r| r.events.iter().cloned()).collect();
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     for req in reqs {
         for e in &req.events {
@@ -185,7 +221,10 @@ async fn write_batch(conn: &mut AnyConnection, reqs: &[&WriteReq]) -> Result<(),
                 .await?;
         }
     }
-    tx.commit().await
+    // The read models change in the same transaction as the log, or not at all.
+    projection.apply(&mut tx, &events).await?;
+    tx.commit().await?;
+    Ok(events)
 }
 
 /// The writer's own connection, prepared for durable appends.
@@ -226,15 +265,16 @@ async fn checkpointer(pool: AnyPool, alive: std::sync::Weak<()>, every: std::tim
     }
 }
 
-/// The group-commit writer: batches every room's pending appends into one transaction,
-/// commits, then tells each room how far it is durable.
+/// The group-commit writer: batches every room's pending appends into one transaction
+/// (with the projection's updates), commits, runs the projection's after-commit step, then
+/// tells each room how far it is durable.
 pub(crate) async fn writer(
     pool: AnyPool,
     mut rx: mpsc::UnboundedReceiver<WriteReq>,
+    projection: Arc<dyn Projection>,
     max_batch: usize,
     checkpoint_every: std::time::Duration,
 ) {
-    use crate::hub::RoomMsg;
     let alive = Arc::new(());
     let mut conn: Option<PoolConnection<Any>> = None;
     let mut checkpointing = false;
@@ -255,7 +295,7 @@ pub(crate) async fn writer(
         let (live, dead): (Vec<&WriteReq>, Vec<&WriteReq>) =
             batch.iter().partition(|r| !failed.contains(&r.generation));
         for r in dead {
-            let _ = r.done.send(RoomMsg::CommitFailed);
+            (r.done)(Written::Failed);
         }
         if conn.is_none() {
             match writer_connection(&pool).await {
@@ -276,7 +316,7 @@ pub(crate) async fn writer(
         let mut outcome: Vec<(&WriteReq, bool)> = Vec::new();
         let started = std::time::Instant::now();
         let first_try = match conn.as_mut() {
-            Some(c) => write_batch(c, &live).await,
+            Some(c) => write_batch(c, &live, projection.as_ref()).await,
             None => Err(sqlx::Error::PoolClosed),
         };
         let took = started.elapsed();
@@ -289,15 +329,21 @@ pub(crate) async fn writer(
             );
         }
         match first_try {
-            Ok(()) => outcome.extend(live.iter().map(|r| (*r, true))),
+            Ok(events) => {
+                projection.committed(&events);
+                outcome.extend(live.iter().map(|r| (*r, true)));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, requests = live.len(), "group commit failed; retrying one by one");
                 // The connection may be broken; take a fresh one for the retries.
                 conn = writer_connection(&pool).await.ok().map(|(c, _)| c);
                 for r in live {
                     let ok = match conn.as_mut() {
-                        Some(c) => match write_batch(c, &[r]).await {
-                            Ok(()) => true,
+                        Some(c) => match write_batch(c, &[r], projection.as_ref()).await {
+                            Ok(events) => {
+                                projection.committed(&events);
+                                true
+                            }
                             Err(e) => {
                                 tracing::error!(error = %e, inspection = ?r.events.first().map(|e| e.inspection_id), "event append failed");
                                 false
@@ -313,12 +359,11 @@ pub(crate) async fn writer(
             }
         }
         for (r, ok) in outcome {
-            let msg = match (ok, r.events.last()) {
-                (true, Some(last)) => RoomMsg::Committed { upto: last.seq },
-                (true, None) => continue,
-                (false, _) => RoomMsg::CommitFailed,
-            };
-            let _ = r.done.send(msg);
+            match (ok, r.events.last()) {
+                (true, Some(last)) => (r.done)(Written::Upto(last.seq)),
+                (true, None) => {}
+                (false, _) => (r.done)(Written::Failed),
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! No-panic properties of the message decoder and the room state machine, and the
 //! snapshot + replay equivalence (through the JSON wire forms, as clients do it).
 
-use checklist_sync::domain::{ItemSpec, LifecycleError, Principal, Role, RoomSpec};
+use checklist_sync::domain::{ItemSpec, Principal, Role, RoomSpec};
 use checklist_sync::proto::{decode, ClientInfo, ClientMsg, Operation};
 use checklist_sync::room::{Input, Origin, Output, Restored, Room, RoomConfig};
 use checklist_sync::state::{Event, LeaveReason, State};
@@ -97,7 +97,6 @@ enum Step {
     Disconnect(u8),
     Op(u8, Value),
     Commit,
-    Lifecycle(bool),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -107,7 +106,7 @@ fn step() -> impl Strategy<Value = Step> {
             0 => json!({"kind": "set_result", "item_id": format!("q{i}"),
                         "result": (["compliant", "violation", "not_applicable", "clear"][r as usize])}),
             1 => json!({"kind": "comment", "item_id": format!("q{i}"), "text": "t"}),
-            2 => json!({"kind": (["start", "finish", "start", "start"][r as usize])}),
+            2 => json!({"kind": (["start", "finish", "start", "cancel"][r as usize])}),
             _ => json!({"kind": "location", "lat": 1.0, "lon": 2.0, "accuracy": 3.0, "device_ts": 4}),
         }),
     ];
@@ -116,7 +115,6 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u8..6).prop_map(Step::Disconnect),
         5 => ((0u8..3), op).prop_map(|(w, v)| Step::Op(w, v)),
         2 => Just(Step::Commit),
-        1 => any::<bool>().prop_map(Step::Lifecycle),
     ]
 }
 
@@ -153,14 +151,12 @@ proptest! {
         let mut now = 1_000i64;
         let mut persisted: Vec<Value> = Vec::new();
         let mut head = 0u64;
-        let mut token = None;
         let mut n = 0u32;
-        let drain = |room: &mut Room, persisted: &mut Vec<Value>, head: &mut u64, token: &mut Option<u64>| {
+        let drain = |room: &mut Room, persisted: &mut Vec<Value>, head: &mut u64| {
             while let Some(o) = room.poll_output() {
-                match o {
-                    Output::Persist(e) => { *head = e.seq; persisted.push(e.to_wire()); }
-                    Output::CallLifecycle { token: t, .. } => *token = Some(t),
-                    _ => {}
+                if let Output::Persist(e) = o {
+                    *head = e.seq;
+                    persisted.push(e.to_wire());
                 }
             }
         };
@@ -175,16 +171,12 @@ proptest! {
                     Err(_) => continue,
                 },
                 Step::Commit => Input::Committed { upto: head },
-                Step::Lifecycle(ok) => match token.take() {
-                    Some(t) => Input::LifecycleDone { token: t, result: if ok { Ok(()) } else { Err(LifecycleError { code: "no".into(), message: "no".into() }) }, now },
-                    None => continue,
-                },
             };
             room.handle(input);
-            drain(&mut room, &mut persisted, &mut head, &mut token);
+            drain(&mut room, &mut persisted, &mut head);
         }
         room.handle(Input::Committed { upto: head });
-        drain(&mut room, &mut persisted, &mut head, &mut token);
+        drain(&mut room, &mut persisted, &mut head);
         let server = room.snapshot();
         prop_assert_eq!(server.seq, persisted.len() as u64);
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use checklist_sync::{
-    export_jsonl, verify, BrokenReason, ItemResult, Lifecycle, LifecycleError, Operation,
-    Principal, Role, SyncConfig, Transition,
+    export_jsonl, verify, BrokenReason, CommittedEvent, ItemResult, Operation, Principal,
+    Projection, Role, SyncConfig,
 };
 use common::{devserver, item_result, next_json, raw_connect, Client, TestDb};
 use futures_util::SinkExt;
@@ -237,31 +237,101 @@ async fn bad_input_gets_stable_codes_changes_nothing_and_keeps_the_socket() {
     assert_eq!(ok["type"], "ack", "{ok}");
 }
 
+/// A read model for the tests: the lifecycle phase per inspection in its own table, written
+/// in the writer's transaction, with a switch that makes it fail on `finish`.
+struct StatusTable {
+    fail_finish: std::sync::atomic::AtomicBool,
+    after_commit: std::sync::Mutex<Vec<(Uuid, u64, String)>>,
+}
+
+impl StatusTable {
+    async fn create(pool: &sqlx::AnyPool) -> Arc<StatusTable> {
+        sqlx::query(
+            "CREATE TABLE test_status (inspection_id TEXT PRIMARY KEY, status TEXT NOT NULL)",
+        )
+        .execute(pool)
+        .await
+        .expect("create test_status");
+        Arc::new(StatusTable {
+            fail_finish: false.into(),
+            after_commit: Default::default(),
+        })
+    }
+
+    fn failing(&self, on: bool) {
+        self.fail_finish
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Projection for StatusTable {
+    async fn apply(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        events: &[Arc<CommittedEvent>],
+    ) -> Result<(), sqlx::Error> {
+        for e in events {
+            let status = match e.kind.as_str() {
+                "start" => "live",
+                "finish" => "finished",
+                "cancel" => "cancelled",
+                _ => continue,
+            };
+            if status == "finished" && self.fail_finish.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(sqlx::Error::Protocol("injected projection failure".into()));
+            }
+            sqlx::query("DELETE FROM test_status WHERE inspection_id = $1")
+                .bind(e.inspection_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO test_status (inspection_id, status) VALUES ($1, $2)")
+                .bind(e.inspection_id.to_string())
+                .bind(status)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn committed(&self, events: &[Arc<CommittedEvent>]) {
+        let mut seen = self.after_commit.lock().expect("lock");
+        seen.extend(
+            events
+                .iter()
+                .map(|e| (e.inspection_id, e.seq, e.kind.clone())),
+        );
+    }
+}
+
+async fn projected(pool: &sqlx::AnyPool, id: Uuid) -> Option<String> {
+    use sqlx::Row;
+    sqlx::query("SELECT status FROM test_status WHERE inspection_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await
+        .expect("read test_status")
+        .map(|r| r.try_get(0).expect("status column"))
+}
+
+async fn kinds(pool: &sqlx::AnyPool, id: Uuid) -> Vec<String> {
+    checklist_sync::read_events(pool, id)
+        .await
+        .expect("read events")
+        .iter()
+        .map(|e| e.body.kind().to_string())
+        .collect()
+}
+
 #[tokio::test]
 async fn lifecycle_rules_and_refusals() {
-    struct RefuseFinish;
-    #[async_trait]
-    impl Lifecycle for RefuseFinish {
-        async fn transition(
-            &self,
-            _: Uuid,
-            to: Transition,
-            _: &Principal,
-        ) -> Result<(), LifecycleError> {
-            match to {
-                Transition::Start => Ok(()),
-                Transition::Finish => Err(LifecycleError {
-                    code: "recording_unavailable".into(),
-                    message: "no".into(),
-                }),
-            }
-        }
-    }
     let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let table = StatusTable::create(&pool).await;
     let srv = devserver::start(
-        db.pool().await,
+        pool,
         SyncConfig::default(),
-        Some(Arc::new(RefuseFinish)),
+        Some(table.clone()),
         5,
         "127.0.0.1:0",
     )
@@ -269,6 +339,7 @@ async fn lifecycle_rules_and_refusals() {
     .expect("server");
     let id = Uuid::new_v4();
     let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
+    let mut biz = Client::connect(srv.addr, id, Uuid::new_v4(), "business").await;
     assert_eq!(
         insp.op("1", item_result("q1", "compliant")).await["code"],
         "not_live"
@@ -277,16 +348,66 @@ async fn lifecycle_rules_and_refusals() {
         insp.op("2", json!({"kind": "finish"})).await["code"],
         "not_live"
     );
+    assert_eq!(
+        biz.op("b1", json!({"kind": "cancel"})).await["code"],
+        "forbidden"
+    );
+    assert_eq!(projected(&srv.pool, id).await, None);
     assert_eq!(insp.op("3", json!({"kind": "start"})).await["type"], "ack");
+    // Acknowledged means the read model is committed too.
+    assert_eq!(projected(&srv.pool, id).await.as_deref(), Some("live"));
     assert_eq!(
         insp.op("4", json!({"kind": "start"})).await["code"],
         "already_started"
     );
-    assert_eq!(
-        insp.op("5", json!({"kind": "finish"})).await["code"],
-        "recording_unavailable"
+
+    // The commit of `finish` fails: nothing of it is anywhere, and the read model still
+    // agrees with the log.
+    table.failing(true);
+    let e = insp.op("5", json!({"kind": "finish"})).await;
+    assert_eq!(e["code"], "internal", "{e}");
+    assert_eq!(projected(&srv.pool, id).await.as_deref(), Some("live"));
+    assert!(!kinds(&srv.pool, id).await.contains(&"finish".to_string()));
+    assert!(
+        !table
+            .after_commit
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|(_, _, k)| k == "finish"),
+        "no after-commit step for what was not committed"
     );
-    // Server-side submit goes through the same sequencer.
+    // The room reloaded from the database: the inspection is live, and the retry (same op id,
+    // as a client resends it) is applied once the fault is gone.
+    table.failing(false);
+    let mut insp = insp.reconnect().await;
+    assert_eq!(
+        insp.state.lifecycle.status,
+        checklist_sync::state::Status::Live
+    );
+    let ack = insp.op("5", json!({"kind": "finish"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(projected(&srv.pool, id).await.as_deref(), Some("finished"));
+    let finish_seq = ack["seq"].as_u64().expect("seq");
+    assert!(table.after_commit.lock().expect("lock").contains(&(
+        id,
+        finish_seq,
+        "finish".to_string()
+    )));
+    assert_eq!(
+        insp.op("6", json!({"kind": "cancel"})).await["code"],
+        "already_finished"
+    );
+    assert_eq!(
+        insp.op("7", item_result("q1", "compliant")).await["code"],
+        "already_finished"
+    );
+    drop(biz);
+
+    // Server-side submit goes through the same sequencer and the same rules.
+    let id = Uuid::new_v4();
+    let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
+    assert_eq!(insp.op("s", json!({"kind": "start"})).await["type"], "ack");
     let who = Principal {
         inspection_id: id,
         participant_id: insp.pid,
@@ -328,6 +449,119 @@ async fn lifecycle_rules_and_refusals() {
     );
     insp.sync_to(ev.seq).await;
     assert_eq!(insp.state.items["q2"].comments.len(), 1);
+}
+
+#[tokio::test]
+async fn a_cancelled_inspection_refuses_every_checklist_operation() {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let table = StatusTable::create(&pool).await;
+    let srv = devserver::start(pool, SyncConfig::default(), Some(table), 5, "127.0.0.1:0")
+        .await
+        .expect("server");
+    let id = Uuid::new_v4();
+    let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
+    let mut biz = Client::connect(srv.addr, id, Uuid::new_v4(), "business").await;
+    assert_eq!(insp.op("s", json!({"kind": "start"})).await["type"], "ack");
+    assert_eq!(
+        insp.op("r1", item_result("q1", "violation")).await["type"],
+        "ack"
+    );
+    // Cancelled while live, by a server-side call (the REST path), with a reason code.
+    let who = Principal {
+        inspection_id: id,
+        participant_id: Uuid::new_v4(),
+        role: Role::Inspector,
+        display_name: "admin".into(),
+        device: "api".into(),
+    };
+    let ev = srv
+        .hub
+        .submit(
+            &who,
+            &devserver::spec(id, 5),
+            Operation::Cancel {
+                reason: Some(checklist_sync::CancelReason::TechnicalFailure),
+                note: Some("связь не установилась".into()),
+            },
+            None,
+        )
+        .await
+        .expect("cancel");
+    assert_eq!(
+        (ev.kind.as_str(), &ev.payload),
+        (
+            "cancel",
+            &json!({"reason": "technical_failure", "note": "связь не установилась"})
+        )
+    );
+    assert_eq!(projected(&srv.pool, id).await.as_deref(), Some("cancelled"));
+    let rows = count_events(&srv.pool, id).await;
+    for (n, op) in [
+        item_result("q2", "compliant"),
+        item_result("q1", "clear"),
+        json!({"kind": "comment", "item_id": "q1", "text": "ещё"}),
+        json!({"kind": "attach_evidence", "item_id": "q1", "evidence": {"id": "e1", "kind": "photo"}}),
+        json!({"kind": "start"}),
+        json!({"kind": "finish"}),
+        json!({"kind": "cancel"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let e = insp.op(&format!("after-{n}"), op.clone()).await;
+        assert_eq!(e["code"], "cancelled", "{op}: {e}");
+    }
+    let e = biz
+        .op(
+            "b",
+            json!({"kind": "comment", "item_id": "q1", "text": "?"}),
+        )
+        .await;
+    assert_eq!(e["code"], "cancelled", "{e}");
+    assert_eq!(
+        count_events(&srv.pool, id).await,
+        rows,
+        "refusals store nothing"
+    );
+    // Presence and location are still recorded: the call may go on while people leave.
+    assert_eq!(
+        biz.op("p", json!({"kind": "presence", "quality": "good"}))
+            .await["type"],
+        "ack"
+    );
+    let snap = srv.hub.snapshot(id).await.expect("snapshot");
+    let lc = &snap.state.lifecycle;
+    assert_eq!(lc.status, checklist_sync::state::Status::Cancelled);
+    assert_eq!(
+        (lc.cancelled_by, lc.cancel_reason, lc.cancel_note.as_deref()),
+        (
+            Some(who.participant_id),
+            Some(checklist_sync::CancelReason::TechnicalFailure),
+            Some("связь не установилась")
+        )
+    );
+    // The result set before the cancellation stays in the state: it is evidence.
+    assert_eq!(snap.state.items["q1"].result, Some(ItemResult::Violation));
+    // Cancelling from scheduled works too.
+    let id2 = Uuid::new_v4();
+    let mut other = Client::connect(srv.addr, id2, Uuid::new_v4(), "inspector").await;
+    assert_eq!(
+        other
+            .op("c", json!({"kind": "cancel", "reason": "rescheduled"}))
+            .await["type"],
+        "ack"
+    );
+    assert_eq!(
+        other.op("s", json!({"kind": "start"})).await["code"],
+        "cancelled"
+    );
+    assert_eq!(
+        other
+            .op("c2", json!({"kind": "cancel", "reason": "nonsense"}))
+            .await["code"],
+        "bad_message"
+    );
 }
 
 #[tokio::test]

@@ -191,6 +191,13 @@ impl MediaHub {
         self.inner.mark(inspection, mark)
     }
 
+    /// Asks the publisher for a keyframe now (a checklist item was just recorded, so the
+    /// chapter that starts here begins with a clean picture). Never blocks; does nothing when
+    /// the inspection has no live video.
+    pub fn request_keyframe(&self, inspection: Uuid) {
+        self.inner.request_keyframe(inspection)
+    }
+
     /// Stops recording the inspection: closes (fsyncs) its journals, then builds the recording
     /// (WebM/MP4 with a chapter per mark, no transcoding) on a blocking thread. `marks` are
     /// merged with the marks given to [`MediaHub::mark`] and those in the on-disk mark log.

@@ -602,6 +602,15 @@ impl Hub {
         }
     }
 
+    pub(crate) fn request_keyframe(&self, inspection: Uuid) {
+        if let Some(v) = self
+            .room(inspection)
+            .and_then(|room| room.source(Feed::PubVideo))
+        {
+            v.request_keyframe(true);
+        }
+    }
+
     pub(crate) async fn finish(
         &self,
         inspection: Uuid,

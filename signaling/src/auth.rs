@@ -16,12 +16,13 @@ use axum::http::{header, HeaderMap, Method};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use uuid::Uuid;
 
-use crate::access_watch::Credential;
-use crate::db::now_micros;
+use crate::db::{now_micros, RowExt};
+use crate::domain::Status;
 use crate::error::ApiError;
+use crate::live::Credential;
 use crate::AppState;
 
 /// Name of the staff session cookie.
@@ -245,14 +246,17 @@ pub async fn staff_by_session_hash(db: &AnyPool, hash: &str) -> Result<Option<St
     .bind(now_micros())
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|r| Staff {
-        id: parse_uuid(r.get::<String, _>(0)),
-        username: r.get(1),
-        display_name: r.get(2),
-        role: Role::parse(&r.get::<String, _>(3)).unwrap_or(Role::Reviewer),
-        csrf: r.get(4),
-        session_hash: hash.to_string(),
-    }))
+    row.map(|r| {
+        Ok(Staff {
+            id: r.uuid(0)?,
+            username: r.col(1)?,
+            display_name: r.col(2)?,
+            role: r.parsed(3, "user role", Role::parse)?,
+            csrf: r.col(4)?,
+            session_hash: hash.to_string(),
+        })
+    })
+    .transpose()
 }
 
 /// Why an invitation token was refused.
@@ -303,7 +307,7 @@ pub struct OpenInvitation {
 fn check_invitation(
     revoked_at: Option<i64>,
     expires_at: i64,
-    status: &str,
+    status: Status,
 ) -> Result<(), ApiError> {
     if revoked_at.is_some() {
         return Err(InvitationRefusal::Revoked.into());
@@ -311,7 +315,7 @@ fn check_invitation(
     if expires_at <= now_micros() {
         return Err(InvitationRefusal::Expired.into());
     }
-    if status == "cancelled" {
+    if status == Status::Cancelled {
         return Err(InvitationRefusal::Closed.into());
     }
     Ok(())
@@ -327,11 +331,15 @@ pub async fn invitation_by_token(db: &AnyPool, token: &str) -> Result<OpenInvita
     .fetch_optional(db)
     .await?
     .ok_or(InvitationRefusal::NotFound)?;
-    check_invitation(row.get(3), row.get(2), &row.get::<String, _>(4))?;
+    check_invitation(
+        row.col(3)?,
+        row.col(2)?,
+        row.parsed(4, "inspection status", Status::parse)?,
+    )?;
     Ok(OpenInvitation {
-        id: parse_uuid(row.get::<String, _>(0)),
-        inspection_id: parse_uuid(row.get::<String, _>(1)),
-        expires_at: row.get(2),
+        id: row.uuid(0)?,
+        inspection_id: row.uuid(1)?,
+        expires_at: row.col(2)?,
     })
 }
 
@@ -376,13 +384,17 @@ pub async fn guest_by_session_hash(db: &AnyPool, hash: &str) -> Result<Guest, Ap
     .fetch_optional(db)
     .await?
     .ok_or(InvitationRefusal::NotFound)?;
-    let expires = row.get::<i64, _>(3).min(row.get::<i64, _>(7));
-    check_invitation(row.get(4), expires, &row.get::<String, _>(5))?;
+    let expires = row.col::<i64>(3)?.min(row.col::<i64>(7)?);
+    check_invitation(
+        row.col(4)?,
+        expires,
+        row.parsed(5, "inspection status", Status::parse)?,
+    )?;
     Ok(Guest {
-        invitation_id: parse_uuid(row.get::<String, _>(0)),
-        inspection_id: parse_uuid(row.get::<String, _>(1)),
-        label: row.get(2),
-        csrf: row.get(6),
+        invitation_id: row.uuid(0)?,
+        inspection_id: row.uuid(1)?,
+        label: row.col(2)?,
+        csrf: row.col(6)?,
         session_hash: hash.to_string(),
     })
 }
@@ -424,12 +436,6 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
 /// Compares secrets without leaking where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Parses a UUID stored by this server (always valid; a corrupt row maps to nil and then
-/// matches nothing).
-pub fn parse_uuid(s: String) -> Uuid {
-    Uuid::parse_str(&s).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 /// A Russian taxpayer number (ИНН): 10 digits for organisations, 12 for individuals, with
 /// check digits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "7707083893")]
 pub struct Inn(String);
 
 impl Inn {
@@ -51,6 +52,25 @@ pub enum Kind {
     Preventive,
 }
 
+impl Kind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Control => "control",
+            Kind::Preventive => "preventive",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "control" => Some(Kind::Control),
+            "preventive" => Some(Kind::Preventive),
+            _ => None,
+        }
+    }
+}
+
 /// Remote (over video) or on site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -59,6 +79,25 @@ pub enum Mode {
     Remote,
     /// The inspector is on the premises.
     OnSite,
+}
+
+impl Mode {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Remote => "remote",
+            Mode::OnSite => "on_site",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "remote" => Some(Mode::Remote),
+            "on_site" => Some(Mode::OnSite),
+            _ => None,
+        }
+    }
 }
 
 /// Lifecycle status of an inspection.
@@ -101,6 +140,12 @@ impl Status {
         })
     }
 
+    /// Whether the inspection is over (nothing more is recorded): finished, signed or
+    /// cancelled.
+    pub fn is_over(self) -> bool {
+        matches!(self, Status::Finished | Status::Signed | Status::Cancelled)
+    }
+
     /// Whether the lifecycle allows going from `self` to `to`:
     /// scheduled → live → finished → signed, and scheduled or live → cancelled.
     pub fn can_become(self, to: Status) -> bool {
@@ -112,6 +157,36 @@ impl Status {
                 | (Status::Scheduled, Status::Cancelled)
                 | (Status::Live, Status::Cancelled)
         )
+    }
+}
+
+/// Why an inspection was cancelled (stored as a code; the pages say it in words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The business did not join or could not take part.
+    BusinessAbsent,
+    /// The call could not be held (network, equipment).
+    TechnicalFailure,
+    /// Moved to another date.
+    Rescheduled,
+    /// The control body called the inspection off.
+    Withdrawn,
+    /// Anything else (the note says what).
+    Other,
+}
+
+impl CancelReason {
+    /// The same code in the event log's vocabulary.
+    pub fn to_sync(self) -> checklist_sync::CancelReason {
+        use checklist_sync::CancelReason as C;
+        match self {
+            CancelReason::BusinessAbsent => C::BusinessAbsent,
+            CancelReason::TechnicalFailure => C::TechnicalFailure,
+            CancelReason::Rescheduled => C::Rescheduled,
+            CancelReason::Withdrawn => C::Withdrawn,
+            CancelReason::Other => C::Other,
+        }
     }
 }
 

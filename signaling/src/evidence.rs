@@ -122,14 +122,24 @@ pub async fn chapters(
     Ok(([(header::CONTENT_TYPE, "text/vtt; charset=utf-8")], text).into_response())
 }
 
+/// The folded state of an inspection's committed log.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StateResponse {
+    /// The last event included.
+    pub seq: u64,
+    /// Lifecycle, items, participants (docs/protocol.md, "State").
+    #[schema(value_type = Object)]
+    pub state: checklist_sync::State,
+}
+
 /// The checklist state (results, comments, presence, locations) at the latest sequence number.
 #[utoipa::path(get, path = "/api/inspections/{id}/state", tag = "recordings", params(("id" = Uuid, Path)),
-    responses((status = 200, description = "snapshot")))]
+    responses((status = 200, body = StateResponse), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn state(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<StateResponse>> {
     load_for(&state.db, &caller, id, Access::Read).await?;
     let snap = state
         .live
@@ -137,9 +147,10 @@ pub async fn state(
         .snapshot(id)
         .await
         .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
-    Ok(Json(
-        serde_json::json!({ "seq": snap.seq, "state": snap.state }),
-    ))
+    Ok(Json(StateResponse {
+        seq: snap.seq,
+        state: snap.state,
+    }))
 }
 
 /// The event log, hash-chained, as JSON Lines.

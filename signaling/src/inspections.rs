@@ -10,23 +10,39 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use uuid::Uuid;
 
-use crate::auth::{self, parse_uuid, Caller, Role, GUEST_COOKIE};
-use crate::db::{from_micros, micros, now_micros};
+use crate::auth::{self, Caller, Role, GUEST_COOKIE};
+use crate::db::{corrupt, from_micros, micros, now_micros, RowExt};
 use crate::domain::{Coordinates, Inn, Kind, Mode, Status};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::templates::{self, Item};
 use crate::AppState;
 
-/// The inspected business.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+/// The inspected business, as stored (its INN was checked when it was stored, and is checked
+/// again when read back).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Business {
     /// Name.
     pub name: String,
     /// Taxpayer number (ИНН), check digits validated.
+    pub inn: Inn,
+    /// Address of the site.
+    pub address: String,
+    /// Registered site latitude.
+    pub lat: Option<f64>,
+    /// Registered site longitude.
+    pub lon: Option<f64>,
+}
+
+/// The inspected business as a create request gives it (parsed into [`Business`]).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct NewBusiness {
+    /// Name, 1–500 characters.
+    pub name: String,
+    /// Taxpayer number (ИНН): 10 or 12 digits with valid check digits.
     pub inn: String,
     /// Address of the site.
     pub address: String,
@@ -103,43 +119,43 @@ const SELECT: &str =
     FROM inspections p JOIN users u ON u.id = p.inspector_id \
     LEFT JOIN templates t ON t.id = p.template_id";
 
-fn from_row(r: &sqlx::any::AnyRow) -> Inspection {
-    let template_id: Option<String> = r.get(10);
-    Inspection {
-        id: parse_uuid(r.get(0)),
-        kind: if r.get::<String, _>(1) == "preventive" {
-            Kind::Preventive
-        } else {
-            Kind::Control
-        },
-        mode: if r.get::<String, _>(2) == "on_site" {
-            Mode::OnSite
-        } else {
-            Mode::Remote
-        },
-        title: r.get(3),
-        status: Status::parse(&r.get::<String, _>(4)).unwrap_or(Status::Cancelled),
-        scheduled_at: from_micros(r.get(5)),
-        started_at: r.get::<Option<i64>, _>(6).map(from_micros),
-        finished_at: r.get::<Option<i64>, _>(7).map(from_micros),
-        inspector: UserRef {
-            id: parse_uuid(r.get(8)),
-            display_name: r.get(9),
-        },
-        template: template_id.map(|id| TemplateRef {
-            id: parse_uuid(id),
-            title: r.get::<Option<String>, _>(11).unwrap_or_default(),
-            version: r.get::<Option<i64>, _>(12).unwrap_or_default(),
+fn from_row(r: &sqlx::any::AnyRow) -> ApiResult<Inspection> {
+    let template = match r.col::<Option<String>>(10)? {
+        None => None,
+        Some(id) => Some(TemplateRef {
+            id: Uuid::parse_str(&id).map_err(|_| corrupt("template id", id))?,
+            // The join finds the template the foreign key guarantees.
+            title: r
+                .col::<Option<String>>(11)?
+                .ok_or_else(|| corrupt("template", "missing title"))?,
+            version: r
+                .col::<Option<i64>>(12)?
+                .ok_or_else(|| corrupt("template", "missing version"))?,
         }),
+    };
+    Ok(Inspection {
+        id: r.uuid(0)?,
+        kind: r.parsed(1, "inspection kind", Kind::parse)?,
+        mode: r.parsed(2, "inspection mode", Mode::parse)?,
+        title: r.col(3)?,
+        status: r.parsed(4, "inspection status", Status::parse)?,
+        scheduled_at: r.time(5)?,
+        started_at: r.opt_time(6)?,
+        finished_at: r.opt_time(7)?,
+        inspector: UserRef {
+            id: r.uuid(8)?,
+            display_name: r.col(9)?,
+        },
+        template,
         business: Business {
-            name: r.get(13),
-            inn: r.get(14),
-            address: r.get(15),
-            lat: r.get(16),
-            lon: r.get(17),
+            name: r.col(13)?,
+            inn: r.parsed(14, "INN", |s| Inn::parse(s).ok())?,
+            address: r.col(15)?,
+            lat: r.col(16)?,
+            lon: r.col(17)?,
         },
         items: None,
-    }
+    })
 }
 
 /// Loads an inspection with its items, without access checks (for trusted server code).
@@ -149,7 +165,7 @@ pub async fn load(db: &AnyPool, id: Uuid) -> ApiResult<Option<Inspection>> {
         .fetch_optional(db)
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let mut insp = from_row(&row);
+    let mut insp = from_row(&row)?;
     insp.items = Some(match &insp.template {
         Some(t) => templates::items(db, &t.id.to_string()).await?,
         None => Vec::new(),
@@ -198,14 +214,16 @@ pub async fn load_for(
 }
 
 /// Moves an inspection along its lifecycle in one statement guarded by the current status, so
-/// two racing transitions cannot both succeed.
+/// two racing transitions cannot both succeed. Only for a status the event log does not carry
+/// yet (`signed`); start, finish and cancel are events, and the status follows them
+/// (`live::projection`).
 pub async fn transition(db: &AnyPool, id: Uuid, to: Status) -> ApiResult<()> {
     let row = sqlx::query("SELECT status FROM inspections WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(db)
         .await?
         .ok_or(ApiError::NotFound("inspection"))?;
-    let from = Status::parse(&row.get::<String, _>(0)).unwrap_or(Status::Cancelled);
+    let from = row.parsed(0, "inspection status", Status::parse)?;
     if !from.can_become(to) {
         return Err(ApiError::Conflict {
             code: "illegal_transition",
@@ -253,7 +271,7 @@ pub struct NewInspection {
     /// Planned start (RFC 3339).
     pub scheduled_at: chrono::DateTime<chrono::Utc>,
     /// The business.
-    pub business: Business,
+    pub business: NewBusiness,
     /// Responsible inspector (admins only; defaults to the caller).
     pub inspector_id: Option<Uuid>,
 }
@@ -273,6 +291,13 @@ pub struct ListQuery {
 pub struct TransitionRequest {
     /// Target status.
     pub to: Status,
+    /// Why the inspection is cancelled (only with `cancelled`).
+    #[serde(default)]
+    pub reason: Option<crate::domain::CancelReason>,
+    /// The inspector's note on the cancellation, at most 1000 characters (only with
+    /// `cancelled`).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// Routes of this module.
@@ -293,14 +318,21 @@ pub fn router() -> Router<AppState> {
         .route("/api/invitations/accept", post(accept))
 }
 
+/// The inspections a caller may see.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InspectionList {
+    /// Newest scheduled first, at most 500, without checklist items.
+    pub inspections: Vec<Inspection>,
+}
+
 /// Lists the inspections the caller may see.
 #[utoipa::path(get, path = "/api/inspections", tag = "inspections", params(ListQuery),
-    responses((status = 200, body = Vec<Inspection>)))]
+    responses((status = 200, body = InspectionList), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<InspectionList>> {
     let mut sql = format!("{SELECT} WHERE 1 = 1");
     let mut binds: Vec<String> = Vec::new();
     match &caller {
@@ -338,8 +370,8 @@ pub async fn list(
         query = query.bind(b);
     }
     let rows = query.fetch_all(&state.db).await?;
-    let list: Vec<Inspection> = rows.iter().map(from_row).collect();
-    Ok(Json(serde_json::json!({ "inspections": list })))
+    let inspections = rows.iter().map(from_row).collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(InspectionList { inspections }))
 }
 
 /// Creates an inspection (inspectors and admins).
@@ -383,7 +415,7 @@ pub async fn create(
                 .bind(id.to_string())
                 .fetch_optional(&state.db)
                 .await?;
-            match row.map(|r| r.get::<String, _>(0)) {
+            match row.map(|r| r.col::<String>(0)).transpose()? {
                 Some(role) if role == "inspector" || role == "admin" => id,
                 _ => {
                     return Err(ApiError::validation(
@@ -411,8 +443,8 @@ pub async fn create(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'scheduled', $13, $13, $14)",
     )
     .bind(id.to_string())
-    .bind(match new.kind { Kind::Control => "control", Kind::Preventive => "preventive" })
-    .bind(match new.mode { Mode::Remote => "remote", Mode::OnSite => "on_site" })
+    .bind(new.kind.as_str())
+    .bind(new.mode.as_str())
     .bind(new.template_id.map(|t| t.to_string()))
     .bind(title)
     .bind(micros(new.scheduled_at))
@@ -456,7 +488,12 @@ pub async fn change_status(
     ApiJson(req): ApiJson<TransitionRequest>,
 ) -> ApiResult<Json<Inspection>> {
     let (insp, _) = load_for(&state.db, &caller, id, Access::Manage).await?;
-    state.lifecycle.apply(&insp, req.to, &caller).await?;
+    let to = crate::live::lifecycle::TransitionTo {
+        to: req.to,
+        reason: req.reason,
+        note: req.note,
+    };
+    state.lifecycle.apply(&insp, &to, &caller).await?;
     Ok(Json(
         load(&state.db, id)
             .await?
@@ -581,12 +618,12 @@ pub async fn invite(
 
 /// Lists invitations of an inspection (manager).
 #[utoipa::path(get, path = "/api/inspections/{id}/invitations", tag = "invitations", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Vec<Invitation>)))]
+    responses((status = 200, body = InvitationList)))]
 pub async fn list_invitations(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<InvitationList>> {
     load_for(&state.db, &caller, id, Access::Manage).await?;
     let rows = sqlx::query(
         "SELECT id, label, created_at, expires_at, revoked_at FROM invitations WHERE inspection_id = $1 ORDER BY created_at",
@@ -594,17 +631,26 @@ pub async fn list_invitations(
     .bind(id.to_string())
     .fetch_all(&state.db)
     .await?;
-    let list: Vec<Invitation> = rows
+    let invitations = rows
         .into_iter()
-        .map(|r| Invitation {
-            id: parse_uuid(r.get(0)),
-            label: r.get(1),
-            created_at: from_micros(r.get(2)),
-            expires_at: from_micros(r.get(3)),
-            revoked_at: r.get::<Option<i64>, _>(4).map(from_micros),
+        .map(|r| {
+            Ok(Invitation {
+                id: r.uuid(0)?,
+                label: r.col(1)?,
+                created_at: r.time(2)?,
+                expires_at: r.time(3)?,
+                revoked_at: r.opt_time(4)?,
+            })
         })
-        .collect();
-    Ok(Json(serde_json::json!({ "invitations": list })))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(InvitationList { invitations }))
+}
+
+/// The invitations of an inspection.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InvitationList {
+    /// Oldest first, revoked ones included.
+    pub invitations: Vec<Invitation>,
 }
 
 /// Revokes an invitation (manager); its guests lose access at once.
@@ -650,12 +696,12 @@ pub struct Participant {
 
 /// Lists participants (anyone who may read the inspection).
 #[utoipa::path(get, path = "/api/inspections/{id}/participants", tag = "inspections", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Vec<Participant>)))]
+    responses((status = 200, body = ParticipantList)))]
 pub async fn participants(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ParticipantList>> {
     load_for(&state.db, &caller, id, Access::Read).await?;
     let rows = sqlx::query(
         "SELECT id, role, display_name, device, joined_at, last_seen_at FROM participants \
@@ -664,18 +710,27 @@ pub async fn participants(
     .bind(id.to_string())
     .fetch_all(&state.db)
     .await?;
-    let list: Vec<Participant> = rows
+    let participants = rows
         .into_iter()
-        .map(|r| Participant {
-            id: parse_uuid(r.get(0)),
-            role: r.get(1),
-            display_name: r.get(2),
-            device: r.get(3),
-            joined_at: from_micros(r.get(4)),
-            last_seen_at: from_micros(r.get(5)),
+        .map(|r| {
+            Ok(Participant {
+                id: r.uuid(0)?,
+                role: r.col(1)?,
+                display_name: r.col(2)?,
+                device: r.col(3)?,
+                joined_at: r.time(4)?,
+                last_seen_at: r.time(5)?,
+            })
         })
-        .collect();
-    Ok(Json(serde_json::json!({ "participants": list })))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(ParticipantList { participants }))
+}
+
+/// The participants of an inspection.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ParticipantList {
+    /// By first connection.
+    pub participants: Vec<Participant>,
 }
 
 /// Accept-invitation request.
@@ -686,10 +741,19 @@ pub struct AcceptRequest {
     pub token: String,
 }
 
+/// An accepted invitation: the inspection, and the CSRF token of the guest's writes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// The inspection the invitation is for, with its checklist.
+    pub inspection: Inspection,
+    /// Echo in `X-CSRF-Token` on writes.
+    pub csrf_token: String,
+}
+
 /// The business opens its link: the invitation token opens a guest session, whose own token
 /// becomes an HttpOnly guest cookie that expires with the invitation.
 #[utoipa::path(post, path = "/api/invitations/accept", tag = "invitations", request_body = AcceptRequest,
-    responses((status = 200, body = Inspection), (status = 404, body = crate::error::ErrorBody), (status = 410, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Accepted), (status = 404, body = crate::error::ErrorBody), (status = 410, body = crate::error::ErrorBody)))]
 pub async fn accept(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<AcceptRequest>,
@@ -705,6 +769,9 @@ pub async fn accept(
     // The cookie ends no later than the invitation (whole seconds, rounded down).
     let max_age = ((invitation.expires_at - now_micros()) / 1_000_000).max(1);
     let cookie = auth::set_cookie(GUEST_COOKIE, &token, max_age, state.config.secure_cookies());
-    let body = serde_json::json!({ "inspection": insp, "csrf_token": csrf });
+    let body = Accepted {
+        inspection: insp,
+        csrf_token: csrf,
+    };
     Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
 }

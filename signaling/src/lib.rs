@@ -6,7 +6,6 @@
 //! error type ([`error::ApiError`]) answers every failure in one shape.
 #![deny(missing_docs)]
 
-pub mod access_watch;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -59,7 +58,7 @@ pub struct AppState {
     /// The live rooms: sockets and media.
     pub live: Arc<live::Live>,
     /// Every live socket's credential; ends sockets whose access ends.
-    pub access: access_watch::AccessWatch,
+    pub access: live::AccessWatch,
 }
 
 /// A built server, bound to its port, ready to serve.
@@ -90,7 +89,7 @@ impl Application {
         let live = Arc::new(live::Live::new(db.clone(), config.clone()).await?);
         let lifecycle = Arc::new(live::LifecycleService::new(db.clone(), live.clone()));
         let dummy_hash = Arc::new(auth::hash_password("dummy password for timing")?);
-        let access = access_watch::AccessWatch::new(db.clone(), config.access_recheck);
+        let access = live::AccessWatch::new(db.clone(), config.access_recheck);
         let state = AppState {
             db,
             config,

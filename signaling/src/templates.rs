@@ -10,11 +10,11 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use uuid::Uuid;
 
-use crate::auth::{parse_uuid, Caller, Role};
-use crate::db::now_micros;
+use crate::auth::{Caller, Role};
+use crate::db::{now_micros, RowExt};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::AppState;
@@ -224,32 +224,33 @@ pub async fn items(db: &AnyPool, template_id: &str) -> ApiResult<Vec<Item>> {
     .bind(template_id)
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Item {
-            id: r.get(0),
-            number: r.get(1),
-            question: r.get(2),
-            requirement: r.get(3),
-            answer_kind: r.get(4),
+    rows.into_iter()
+        .map(|r| {
+            Ok(Item {
+                id: r.col(0)?,
+                number: r.col(1)?,
+                question: r.col(2)?,
+                requirement: r.col(3)?,
+                answer_kind: r.col(4)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 const SUMMARY_SELECT: &str =
     "SELECT t.id, t.code, t.version, t.title, t.description, t.legal_basis, \
      (SELECT COUNT(*) FROM template_items i WHERE i.template_id = t.id) FROM templates t";
 
-fn summary_from_row(r: sqlx::any::AnyRow) -> TemplateSummary {
-    TemplateSummary {
-        id: parse_uuid(r.get(0)),
-        code: r.get(1),
-        version: r.get(2),
-        title: r.get(3),
-        description: r.get(4),
-        legal_basis: r.get(5),
-        item_count: r.get(6),
-    }
+fn summary_from_row(r: sqlx::any::AnyRow) -> ApiResult<TemplateSummary> {
+    Ok(TemplateSummary {
+        id: r.uuid(0)?,
+        code: r.col(1)?,
+        version: r.col(2)?,
+        title: r.col(3)?,
+        description: r.col(4)?,
+        legal_basis: r.col(5)?,
+        item_count: r.col(6)?,
+    })
 }
 
 /// Routes of this module.
@@ -263,19 +264,26 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Lists templates (staff).
-#[utoipa::path(get, path = "/api/templates", tag = "templates", responses((status = 200, body = Vec<TemplateSummary>)))]
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<serde_json::Value>> {
+#[utoipa::path(get, path = "/api/templates", tag = "templates", responses((status = 200, body = TemplateList)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<TemplateList>> {
     caller.staff()?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{SUMMARY_SELECT} ORDER BY t.code, t.version DESC"
     )))
     .fetch_all(&state.db)
     .await?;
-    let list: Vec<_> = rows.into_iter().map(summary_from_row).collect();
-    Ok(Json(serde_json::json!({ "templates": list })))
+    let templates = rows
+        .into_iter()
+        .map(summary_from_row)
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(TemplateList { templates }))
+}
+
+/// The list of templates.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TemplateList {
+    /// Every version of every template, newest version first per code.
+    pub templates: Vec<TemplateSummary>,
 }
 
 /// One template with items (staff).
@@ -296,7 +304,7 @@ pub async fn show(
     .ok_or(ApiError::NotFound("template"))?;
     let items = items(&state.db, &id.to_string()).await?;
     Ok(Json(Template {
-        summary: summary_from_row(row),
+        summary: summary_from_row(row)?,
         items,
     }))
 }

@@ -8,7 +8,10 @@
 //! refusals do not count; a reservation whose password was right is released too (or the key
 //! cleared), and one whose password was wrong stays: it is the failure record.
 
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
+
+use crate::db::RowExt;
+use crate::error::ApiError;
 
 /// A reserved attempt on one key.
 #[derive(Debug, Clone)]
@@ -28,7 +31,7 @@ pub async fn reserve(
     limit: u32,
     window_us: i64,
     now: i64,
-) -> Result<Result<Reservation, RetryAfter>, sqlx::Error> {
+) -> Result<Result<Reservation, RetryAfter>, ApiError> {
     let row = sqlx::query(
         "INSERT INTO login_throttle (key, window_start, failures) VALUES ($1, $2, 1) \
          ON CONFLICT (key) DO UPDATE SET \
@@ -43,10 +46,10 @@ pub async fn reserve(
     .bind(now - window_us)
     .fetch_one(db)
     .await?;
-    let count: i64 = row.get(0);
+    let count: i64 = row.col(0)?;
     let reservation = Reservation {
         key: key.to_string(),
-        window_start: row.get(1),
+        window_start: row.col(1)?,
     };
     if count > i64::from(limit) {
         release(db, &reservation).await?;
@@ -57,7 +60,7 @@ pub async fn reserve(
 }
 
 /// Gives a reservation back (the attempt was refused, or was not a failure).
-pub async fn release(db: &AnyPool, r: &Reservation) -> Result<(), sqlx::Error> {
+pub async fn release(db: &AnyPool, r: &Reservation) -> Result<(), ApiError> {
     sqlx::query(
         "UPDATE login_throttle SET failures = failures - 1 \
          WHERE key = $1 AND window_start = $2 AND failures > 0",
@@ -70,7 +73,7 @@ pub async fn release(db: &AnyPool, r: &Reservation) -> Result<(), sqlx::Error> {
 }
 
 /// Forgets a key's failures (a successful login for that user from that address).
-pub async fn clear(db: &AnyPool, r: &Reservation) -> Result<(), sqlx::Error> {
+pub async fn clear(db: &AnyPool, r: &Reservation) -> Result<(), ApiError> {
     sqlx::query("DELETE FROM login_throttle WHERE key = $1")
         .bind(&r.key)
         .execute(db)
@@ -79,7 +82,7 @@ pub async fn clear(db: &AnyPool, r: &Reservation) -> Result<(), sqlx::Error> {
 }
 
 /// Deletes counters whose window ended (they limit nothing any more).
-pub async fn sweep(db: &AnyPool, window_us: i64, now: i64) -> Result<(), sqlx::Error> {
+pub async fn sweep(db: &AnyPool, window_us: i64, now: i64) -> Result<(), ApiError> {
     sqlx::query("DELETE FROM login_throttle WHERE window_start <= $1")
         .bind(now - window_us)
         .execute(db)

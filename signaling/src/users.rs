@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use uuid::Uuid;
 
 use crate::auth::{self, Caller, Role, GUEST_COOKIE, SESSION_COOKIE};
-use crate::db::{from_micros, now_micros};
+use crate::db::{from_micros, now_micros, RowExt};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ClientIp};
 use crate::throttle;
@@ -115,7 +115,7 @@ pub async fn list_users(db: &AnyPool) -> ApiResult<Vec<User>> {
     )
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().map(user_from_row).collect())
+    rows.into_iter().map(user_from_row).collect()
 }
 
 /// Disables an account and ends its sessions. Returns false when no such user. Its open
@@ -127,7 +127,7 @@ pub async fn disable_user(db: &AnyPool, username_or_id: &str) -> ApiResult<bool>
         .fetch_optional(&mut *tx)
         .await?;
     let Some(row) = row else { return Ok(false) };
-    let id: String = row.get(0);
+    let id: String = row.col(0)?;
     sqlx::query("UPDATE users SET disabled = 1 WHERE id = $1")
         .bind(&id)
         .execute(&mut *tx)
@@ -142,21 +142,21 @@ pub async fn disable_user(db: &AnyPool, username_or_id: &str) -> ApiResult<bool>
 
 /// Number of accounts (the first start with none explains how to create an admin).
 pub async fn count_users(db: &AnyPool) -> ApiResult<i64> {
-    Ok(sqlx::query("SELECT COUNT(*) FROM users")
+    sqlx::query("SELECT COUNT(*) FROM users")
         .fetch_one(db)
         .await?
-        .get(0))
+        .col(0)
 }
 
-fn user_from_row(r: sqlx::any::AnyRow) -> User {
-    User {
-        id: auth::parse_uuid(r.get(0)),
-        username: r.get(1),
-        display_name: r.get(2),
-        role: Role::parse(&r.get::<String, _>(3)).unwrap_or(Role::Reviewer),
-        disabled: r.get::<i64, _>(4) != 0,
-        created_at: from_micros(r.get(5)),
-    }
+fn user_from_row(r: sqlx::any::AnyRow) -> ApiResult<User> {
+    Ok(User {
+        id: r.uuid(0)?,
+        username: r.col(1)?,
+        display_name: r.col(2)?,
+        role: r.parsed(3, "user role", Role::parse)?,
+        disabled: r.col::<i64>(4)? != 0,
+        created_at: r.time(5)?,
+    })
 }
 
 /// Login request.
@@ -277,7 +277,7 @@ pub async fn login(
     .fetch_optional(&state.db)
     .await?;
     let known = match &row {
-        Some(r) => known_device(&state.db, &headers, &r.get::<String, _>(0)).await?,
+        Some(r) => known_device(&state.db, &headers, &r.col::<String>(0)?).await?,
         None => false,
     };
     let mut keys = vec![
@@ -305,7 +305,8 @@ pub async fn login(
     // Hash something even for unknown users so timing does not reveal which names exist.
     let stored = row
         .as_ref()
-        .map(|r| r.get::<String, _>(4))
+        .map(|r| r.col::<String>(4))
+        .transpose()?
         .unwrap_or_else(|| state.dummy_hash.to_string());
     let password = req.password.clone();
     let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &stored))
@@ -328,7 +329,13 @@ pub async fn login(
     let token = auth::new_token();
     let csrf = auth::new_token();
     let ttl = i64::from(state.config.session_ttl_hours) * 3600;
-    let user_id: String = row.get(0);
+    let user_id: String = row.col(0)?;
+    let user = SessionUser {
+        id: row.uuid(0)?,
+        username: row.col(1)?,
+        display_name: row.col(2)?,
+        role: row.parsed(3, "user role", Role::parse)?,
+    };
     let mut tx = state.db.begin().await?;
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
@@ -371,12 +378,7 @@ pub async fn login(
     };
     tx.commit().await?;
     let body = MeResponse {
-        user: Some(SessionUser {
-            id: auth::parse_uuid(user_id),
-            username: row.get(1),
-            display_name: row.get(2),
-            role: Role::parse(&row.get::<String, _>(3)).unwrap_or(Role::Reviewer),
-        }),
+        user: Some(user),
         guest: None,
         csrf_token: csrf,
     };
@@ -463,16 +465,20 @@ pub fn me_of(caller: &Caller) -> MeResponse {
     }
 }
 
+/// The list of accounts.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserList {
+    /// Accounts, by name.
+    pub users: Vec<User>,
+}
+
 /// Lists accounts (admin).
-#[utoipa::path(get, path = "/api/users", tag = "users", responses((status = 200, body = Vec<User>)))]
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<serde_json::Value>> {
+#[utoipa::path(get, path = "/api/users", tag = "users", responses((status = 200, body = UserList)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<UserList>> {
     caller.require(&[Role::Admin])?;
-    Ok(Json(
-        serde_json::json!({ "users": list_users(&state.db).await? }),
-    ))
+    Ok(Json(UserList {
+        users: list_users(&state.db).await?,
+    }))
 }
 
 /// Creates an account (admin).

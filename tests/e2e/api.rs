@@ -426,3 +426,47 @@ async fn admin_imports_templates() {
     assert_eq!(app.dump().await, before);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn corrupt_rows_are_errors_not_defaults_or_panics() {
+    let app = spawn_app().await;
+    let insp = app.staff("inspector1", Role::Inspector).await;
+    let id = insp.create_inspection().await;
+    let path = format!("/api/inspections/{id}");
+    assert_eq!(insp.get(&path).await.status, 200);
+    // Someone with the database writes what the schema cannot stop: an INN with wrong check
+    // digits, then a participant id that is no UUID.
+    sqlx::query("UPDATE inspections SET business_inn = '7707083894' WHERE id = $1")
+        .bind(&id)
+        .execute(&app.db)
+        .await
+        .expect("corrupt the INN");
+    for p in [path.as_str(), "/api/inspections"] {
+        let r = insp.get(p).await;
+        assert_eq!((r.status, r.code()), (500, "internal"), "{p}: {}", r.text);
+        assert!(
+            !r.text.contains("7707083894"),
+            "the bad value is not served"
+        );
+    }
+    sqlx::query("UPDATE inspections SET business_inn = '7707083893' WHERE id = $1")
+        .bind(&id)
+        .execute(&app.db)
+        .await
+        .expect("repair the INN");
+    let started = insp
+        .post_json(&format!("{path}/transition"), &json!({"to": "live"}))
+        .await;
+    assert_eq!(started.status, 200, "{}", started.text);
+    sqlx::query("UPDATE participants SET id = 'not-a-uuid' WHERE inspection_id = $1")
+        .bind(&id)
+        .execute(&app.db)
+        .await
+        .expect("corrupt a participant");
+    let r = insp.get(&format!("{path}/participants")).await;
+    assert_eq!((r.status, r.code()), (500, "internal"), "{}", r.text);
+    // The server is still serving.
+    assert_eq!(app.anonymous().get("/healthz").await.status, 200);
+    assert_eq!(insp.get(&path).await.status, 200);
+    app.stop().await;
+}

@@ -24,6 +24,8 @@ pub struct TestApp {
     pub data_dir: TempDir,
     /// The database URL.
     pub database_url: String,
+    /// The server's live rooms (its sync and media hubs), for tests that look inside.
+    pub live: std::sync::Arc<signaling::live::Live>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -77,6 +79,16 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut signaling::Config)) -> TestAp
     init_logs();
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(data_dir.path()).await;
+    start_on(data_dir, database_url, tune).await
+}
+
+/// Starts the server on 127.0.0.1:0 with this data directory and database, the configuration
+/// adjusted by `tune`.
+async fn start_on(
+    data_dir: TempDir,
+    database_url: String,
+    tune: impl FnOnce(&mut signaling::Config),
+) -> TestApp {
     let args = signaling::config::ServeArgs {
         listen: Some("127.0.0.1:0".parse().expect("literal address")),
         data_dir: Some(data_dir.path().to_path_buf()),
@@ -92,6 +104,7 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut signaling::Config)) -> TestAp
     let address = format!("http://{}", app.local_addr());
     let public_url = app.state().config.public_url.clone();
     let db = app.state().db.clone();
+    let live = app.state().live.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run_until(async move {
@@ -106,12 +119,26 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut signaling::Config)) -> TestAp
         db,
         data_dir,
         database_url,
+        live,
         shutdown: Some(tx),
         server: Some(server),
     }
 }
 
 impl TestApp {
+    /// Stops the server and starts a new one on the same database and data directory, as a
+    /// restart of the process would (what was not committed or written is gone). The new
+    /// server has the default configuration.
+    pub async fn restart(mut self) -> TestApp {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+        start_on(self.data_dir, self.database_url, |_| {}).await
+    }
+
     /// Creates an account directly in the database.
     pub async fn create_user(&self, username: &str, password: &str, role: Role) -> uuid::Uuid {
         signaling::users::create_user(

@@ -61,48 +61,34 @@ pub(crate) fn client_signals(client: &ClientContext) -> Vec<Signal> {
         automation.push((*h).to_owned());
     }
     if !automation.is_empty() {
-        let list = automation.join(", ");
         out.push(Signal::new(
             "automation",
             json!(automation),
             Severity::Spoofed,
-            format!(
-                "Браузером управляет программа автоматизации ({list}); такому браузеру можно \
-                 задать любые координаты."
-            ),
-            format!(
-                "The browser is driven by automation software ({list}); such a browser can be \
-                 given any position at will."
-            ),
         ));
     }
 
     let os = mobile_os(ua);
-    let mut emulator: Vec<String> = Vec::new();
+    // Each trace as {source, value}: where it was seen (user_agent, hint, platform) and what.
+    let mut emulator: Vec<serde_json::Value> = Vec::new();
     if let Some(u) = ua {
         for needle in EMULATOR_UA.iter().filter(|n| u.contains(**n)) {
-            emulator.push(format!("user agent: {needle}"));
+            emulator.push(json!({ "source": "user_agent", "value": needle }));
         }
     }
     for h in hints.iter().filter(|h| EMULATOR_HINTS.contains(*h)) {
-        emulator.push(format!("hint: {h}"));
+        emulator.push(json!({ "source": "hint", "value": h }));
     }
     // Practically every Android phone sold in years is ARM; an x86 Android is an emulator.
     let x86 = platform.contains("x86") || platform.contains("i686");
     if os == Some(MobileOs::Android) && x86 {
-        emulator.push(format!("platform: {platform}"));
+        emulator.push(json!({ "source": "platform", "value": platform }));
     }
     if !emulator.is_empty() {
-        let list = emulator.join("; ");
         out.push(Signal::new(
             "emulator",
             json!(emulator),
             Severity::Suspicious,
-            format!(
-                "Признаки эмулятора телефона ({list}); в эмуляторе местоположение задаётся \
-                 вручную."
-            ),
-            format!("Signs of a phone emulator ({list}); an emulator's location is set by hand."),
         ));
     }
 
@@ -128,28 +114,15 @@ pub(crate) fn client_signals(client: &ClientContext) -> Vec<Signal> {
             "platform_mismatch",
             json!({ "user_agent_os": ua_os, "platform": platform }),
             Severity::Suspicious,
-            format!(
-                "Браузер представляется телефоном {ua_os}, но работает на платформе {platform}; \
-                 так выглядит эмуляция устройства в настольном браузере."
-            ),
-            format!(
-                "The browser claims to be an {ua_os} phone but runs on platform {platform}; this \
-                 is what device emulation in a desktop browser looks like."
-            ),
         ));
     }
 
     if ua.is_some() && os.is_none() {
+        // A desktop browser's position comes from Wi-Fi or the IP address.
         out.push(Signal::new(
             "desktop_browser",
             json!(platform),
             Severity::Info,
-            "Настольный браузер: его местоположение определяется по Wi-Fi или IP-адресу, а не \
-             по спутникам."
-                .to_owned(),
-            "A desktop browser: its position comes from Wi-Fi or the IP address, not from \
-             satellites."
-                .to_owned(),
         ));
     }
 
@@ -159,14 +132,7 @@ pub(crate) fn client_signals(client: &ClientContext) -> Vec<Signal> {
         .filter(|h| !h.is_empty() && !EMULATOR_HINTS.contains(h) && !AUTOMATION_HINTS.contains(h))
         .collect();
     if !unknown.is_empty() {
-        let list = unknown.join(", ");
-        out.push(Signal::new(
-            "client_hint",
-            json!(unknown),
-            Severity::Info,
-            format!("Браузер сообщил дополнительные признаки: {list}."),
-            format!("The browser reported additional hints: {list}."),
-        ));
+        out.push(Signal::new("client_hint", json!(unknown), Severity::Info));
     }
     out
 }

@@ -3,9 +3,9 @@
 //! A browser cannot see a mock-location app, so the server weighs evidence instead: each
 //! accepted [`Geolocation`] sample goes into the participant's [`Assessor`], which recomputes
 //! a [`Verdict`] (trusted / suspicious / spoofed) together with the [`Signal`]s that led to it,
-//! each explained in Russian and English. The assessor is a pure state machine: time is an
-//! input (`server_now_micros`), it never reads a clock and never does IO, and its memory per
-//! participant is bounded (a ring of recent samples plus a few counters).
+//! each a code with parameters (the pages put it into words). The assessor is a pure state
+//! machine: time is an input (`server_now_micros`), it never reads a clock and never does IO,
+//! and its memory per participant is bounded (a ring of recent samples plus a few counters).
 //!
 //! Scoring: a signal of severity `suspicious` weighs 1 point, `spoofed` weighs 3, `info` 0.
 //! Three points make the verdict `spoofed`, one point `suspicious`, none `trusted`. So a single
@@ -59,35 +59,57 @@ impl Severity {
     }
 }
 
-/// One piece of evidence with its explanation.
+/// Every signal code the assessor produces (docs/geolocation.md describes each one and its
+/// parameters; web/i18n.js has its words).
+pub const SIGNAL_NAMES: &[&str] = &[
+    "no_fix",
+    "impossible_speed",
+    "frozen_position",
+    "accuracy_too_good",
+    "accuracy_constant",
+    "coarse_fix",
+    "clock_skew",
+    "timezone_unknown",
+    "timezone_mismatch",
+    "far_from_site",
+    "site_unconfirmed",
+    "on_site",
+    "automation",
+    "emulator",
+    "platform_mismatch",
+    "desktop_browser",
+    "client_hint",
+];
+
+/// One piece of evidence: a code with its parameters. Words are not stored: the pages (and
+/// documents) render them from `name` and `value` in the reader's language
+/// (docs/geolocation.md lists every code and its parameters).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signal {
-    /// Stable snake_case identifier, e.g. `impossible_speed` (see `docs/geolocation.md`).
+    /// Stable snake_case code, e.g. `impossible_speed` (see `docs/geolocation.md`).
     pub name: String,
-    /// The measured value (a number, or an object when one number does not say it).
+    /// The parameters: a number, or an object when one number does not say it.
     pub value: serde_json::Value,
     /// How strongly it counts.
     pub severity: Severity,
-    /// Explanation for people, in Russian.
-    pub explanation_ru: String,
-    /// Explanation for people, in English.
-    pub explanation_en: String,
+    /// Only in events recorded before signals became codes (they carried sentences in
+    /// Russian): read back and kept as stored, never written any more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation_ru: Option<String>,
+    /// Like `explanation_ru`, in English.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation_en: Option<String>,
 }
 
 impl Signal {
-    fn new(
-        name: &str,
-        value: serde_json::Value,
-        severity: Severity,
-        explanation_ru: String,
-        explanation_en: String,
-    ) -> Signal {
+    /// A signal with its code, parameters and severity.
+    pub fn new(name: &str, value: serde_json::Value, severity: Severity) -> Signal {
         Signal {
             name: name.to_owned(),
             value,
             severity,
-            explanation_ru,
-            explanation_en,
+            explanation_ru: None,
+            explanation_en: None,
         }
     }
 }
@@ -477,12 +499,6 @@ impl Assessor {
                 "no_fix",
                 json!({ "reason": "permission_denied" }),
                 Severity::Suspicious,
-                "Доступ к геолокации запрещён, поэтому местоположение не подтверждено. Разрешите \
-                 сайту доступ к местоположению."
-                    .to_owned(),
-                "Access to geolocation was denied, so the position is not confirmed. Allow this \
-                 site to use your location."
-                    .to_owned(),
             ),
             (reason, Some(since)) => {
                 let code = reason.map_or("none", NoFix::code);
@@ -495,25 +511,11 @@ impl Assessor {
                     "no_fix",
                     json!({ "reason": code, "seconds_since_fix": since.round() }),
                     severity,
-                    format!(
-                        "Устройство не может определить местоположение ({code}); последние \
-                         координаты получены {since:.0} с назад."
-                    ),
-                    format!(
-                        "The device cannot determine its position ({code}); the last fix \
-                         arrived {since:.0} s ago."
-                    ),
                 )
             }
             (reason, None) => {
                 let code = reason.map_or("awaiting_fix", NoFix::code);
-                Signal::new(
-                    "no_fix",
-                    json!({ "reason": code }),
-                    Severity::Suspicious,
-                    format!("Местоположение ещё не получено ({code})."),
-                    format!("No position has been received yet ({code})."),
-                )
+                Signal::new("no_fix", json!({ "reason": code }), Severity::Suspicious)
             }
         }
     }
@@ -523,19 +525,6 @@ impl Assessor {
         if self.jump_is_live() {
             // Checked just above.
             if let Some(j) = &self.jump {
-                let km = j.distance_m / 1000.0;
-                let kmh = j.speed_mps * 3.6;
-                let (why_ru, why_en) = if j.severity == Severity::Spoofed {
-                    (
-                        "быстрее любого транспорта, включая самолёт; координаты, вероятно, подменены",
-                        "faster than any vehicle, aircraft included; the position was most likely injected",
-                    )
-                } else {
-                    (
-                        "быстрее автомобиля или поезда; это сбой GPS или подмена координат",
-                        "faster than any car or train; a GPS glitch or a spoofed position",
-                    )
-                };
                 out.push(Signal::new(
                     "impossible_speed",
                     json!({
@@ -545,16 +534,6 @@ impl Assessor {
                         "seconds": round1(j.dt_s),
                     }),
                     j.severity,
-                    format!(
-                        "Перемещение на {km:.1} км за {:.0} с ({kmh:.0} км/ч с учётом заявленной \
-                         точности) — {why_ru}.",
-                        j.dt_s
-                    ),
-                    format!(
-                        "Moved {km:.1} km in {:.0} s ({kmh:.0} km/h after allowing for the \
-                         reported accuracy) — {why_en}.",
-                        j.dt_s
-                    ),
                 ));
             }
         }
@@ -562,6 +541,7 @@ impl Assessor {
         if let Some(run) = &self.frozen {
             let long_enough = |s: f64, n: u32| run.span_s() >= s && run.count >= n;
             let gps_grade = run.accuracy <= c.frozen_gps_accuracy_m;
+            // Info means Wi-Fi or cell positioning, which legitimately repeats.
             let severity = if run.accuracy > c.frozen_network_accuracy_m {
                 long_enough(c.frozen_suspicious_s, c.frozen_suspicious_count)
                     .then_some(Severity::Info)
@@ -573,35 +553,10 @@ impl Assessor {
                 None
             };
             if let Some(severity) = severity {
-                let (n, span, acc) = (run.count, run.span_s(), run.accuracy);
-                let (tail_ru, tail_en) = if severity == Severity::Info {
-                    (
-                        "Такая точность означает определение по Wi-Fi или сотовой сети, где \
-                         повторы нормальны; не учитывается.",
-                        "Such accuracy means Wi-Fi or cell positioning, which legitimately \
-                         repeats; not counted.",
-                    )
-                } else {
-                    (
-                        "Настоящие спутниковые координаты «гуляют» на несколько метров, даже \
-                         когда телефон лежит неподвижно; застывшая точка характерна для \
-                         программ подмены местоположения.",
-                        "Real satellite fixes wander by a few metres even when the phone lies \
-                         still; a frozen position is typical of a mock-location app.",
-                    )
-                };
                 out.push(Signal::new(
                     "frozen_position",
-                    json!({ "count": n, "seconds": span.round(), "accuracy_m": acc }),
+                    json!({ "count": run.count, "seconds": run.span_s().round(), "accuracy_m": run.accuracy }),
                     severity,
-                    format!(
-                        "Одни и те же координаты и точность ({acc} м) пришли {n} раз подряд за \
-                         {span:.0} с. {tail_ru}"
-                    ),
-                    format!(
-                        "The same coordinates and accuracy ({acc} m) arrived {n} times in a row \
-                         over {span:.0} s. {tail_en}"
-                    ),
                 ));
             }
         }
@@ -616,14 +571,6 @@ impl Assessor {
                 "accuracy_too_good",
                 json!(best),
                 Severity::Suspicious,
-                format!(
-                    "Заявленная точность {best} м; телефоны не определяют положение точнее \
-                     ~1 м, а в помещении — тем более. Программы подмены часто сообщают 0 или 1 м."
-                ),
-                format!(
-                    "Reported accuracy {best} m; phones do not locate themselves better than \
-                     about 1 m, indoors never. Mock-location apps often report 0 or 1 m."
-                ),
             ));
         }
 
@@ -633,61 +580,29 @@ impl Assessor {
                 && run.count >= c.constant_accuracy_count
                 && run.span_s() >= c.constant_accuracy_s
             {
-                let (n, span) = (run.count, run.span_s());
-                // iOS reports accuracy in fixed steps (5, 10, 65 m ...), so there a constant
-                // round value is normal.
-                let (severity, tail_ru, tail_en) = if acc > c.frozen_network_accuracy_m {
-                    (
-                        Severity::Info,
-                        "Такая точность означает определение по Wi-Fi или сотовой сети, где \
-                         круглые значения обычны; не учитывается.",
-                        "Such accuracy means Wi-Fi or cell positioning, where round values are \
-                         common; not counted.",
-                    )
+                // Round values are normal for Wi-Fi or cell positioning, and iOS reports
+                // accuracy in fixed steps (5, 10, 65 m ...): there it is only noted, with the
+                // cause, so the pages can say why.
+                let (severity, cause) = if acc > c.frozen_network_accuracy_m {
+                    (Severity::Info, Some("network"))
                 } else if self.ios {
-                    (
-                        Severity::Info,
-                        "iOS округляет точность до фиксированных значений, поэтому это лишь \
-                         отмечено.",
-                        "iOS rounds accuracy to fixed steps, so this is only noted.",
-                    )
+                    (Severity::Info, Some("ios"))
                 } else {
-                    (
-                        Severity::Suspicious,
-                        "Настоящий приёмник сообщает меняющуюся дробную точность; постоянное \
-                         круглое значение характерно для программ подмены.",
-                        "A real receiver reports a varying fractional accuracy; a fixed round \
-                         value is typical of mock-location apps.",
-                    )
+                    (Severity::Suspicious, None)
                 };
-                out.push(Signal::new(
-                    "accuracy_constant",
-                    json!({ "accuracy_m": acc, "count": n, "seconds": span.round() }),
-                    severity,
-                    format!(
-                        "Точность была ровно {acc} м во всех {n} замерах за {span:.0} с. {tail_ru}"
-                    ),
-                    format!(
-                        "Accuracy was exactly {acc} m in all {n} fixes over {span:.0} s. {tail_en}"
-                    ),
-                ));
+                let mut value = json!({ "accuracy_m": acc, "count": run.count, "seconds": run.span_s().round() });
+                if let (Some(cause), Some(m)) = (cause, value.as_object_mut()) {
+                    m.insert("cause".into(), json!(cause));
+                }
+                out.push(Signal::new("accuracy_constant", value, severity));
             }
         }
 
         if latest.accuracy() > c.coarse_accuracy_m {
-            let acc = latest.accuracy().round();
             out.push(Signal::new(
                 "coarse_fix",
-                json!(acc),
+                json!(latest.accuracy().round()),
                 Severity::Info,
-                format!(
-                    "Точность {acc} м: положение определено по сотовой сети или IP-адресу, а не \
-                     по спутникам."
-                ),
-                format!(
-                    "Accuracy {acc} m: the position comes from the cell network or the IP \
-                     address, not from satellites."
-                ),
             ));
         }
 
@@ -708,45 +623,14 @@ impl Assessor {
             return;
         }
         let n = skews.len();
-        let secs = median_s.abs().round();
         let hours = median_s.abs() / 3600.0;
+        // A difference close to whole hours is what a hand-set time zone and clock produce.
         let whole_hours = hours >= 0.9 && (hours - hours.round()).abs() * 3600.0 < 120.0;
-        let (dir_ru, dir_en) = if median_s > 0.0 {
-            ("отстают от сервера", "behind")
-        } else {
-            ("спешат относительно сервера", "ahead of")
-        };
-        let (note_ru, note_en) = if whole_hours {
-            (
-                format!(
-                    " Расхождение близко к целому числу часов ({:.0}) — так бывает, когда \
-                     часовой пояс и время выставлены вручную.",
-                    hours.round()
-                ),
-                format!(
-                    " The difference is close to a whole number of hours ({:.0}), which is what \
-                     a hand-set time zone and clock produce.",
-                    hours.round()
-                ),
-            )
-        } else {
-            (String::new(), String::new())
-        };
-        out.push(Signal::new(
-            "clock_skew",
-            json!({ "median_skew_s": round1(median_s), "samples": n }),
-            Severity::Suspicious,
-            format!(
-                "Часы устройства {dir_ru} на {secs:.0} с (медиана по {n} замерам). Телефоны берут \
-                 время из сети; большое расхождение говорит о вручную выставленных часах или о \
-                 воспроизведении записанных координат.{note_ru}"
-            ),
-            format!(
-                "The device clock is {secs:.0} s {dir_en} the server (median of {n} fixes). Phones \
-                 take their time from the network; a large difference suggests a hand-set clock \
-                 or replayed positions.{note_en}"
-            ),
-        ));
+        let mut value = json!({ "median_skew_s": round1(median_s), "samples": n });
+        if let (true, Some(m)) = (whole_hours, value.as_object_mut()) {
+            m.insert("whole_hours".into(), json!(hours.round()));
+        }
+        out.push(Signal::new("clock_skew", value, Severity::Suspicious));
     }
 
     fn timezone_signal(&self, latest: &Geolocation, out: &mut Vec<Signal>) {
@@ -762,9 +646,6 @@ impl Assessor {
                 "timezone_unknown",
                 serde_json::Value::Null,
                 Severity::Info,
-                "Браузер не сообщил часовой пояс; проверка пояса пропущена.".to_owned(),
-                "The browser did not report its time zone; the time-zone check was skipped."
-                    .to_owned(),
             ));
             return;
         };
@@ -773,10 +654,6 @@ impl Assessor {
                 "timezone_unknown",
                 json!(browser),
                 Severity::Info,
-                format!("Неизвестный часовой пояс браузера «{browser}»; проверка пояса пропущена."),
-                format!(
-                    "Unknown browser time zone \"{browser}\"; the time-zone check was skipped."
-                ),
             ));
             return;
         };
@@ -789,7 +666,6 @@ impl Assessor {
         if zone_off == browser_off {
             return;
         }
-        let (bo, zo) = (tz::format_offset(browser_off), tz::format_offset(zone_off));
         out.push(Signal::new(
             "timezone_mismatch",
             json!({
@@ -799,16 +675,6 @@ impl Assessor {
                 "position_offset_min": zone_off,
             }),
             Severity::Suspicious,
-            format!(
-                "Часовой пояс браузера — {browser} (UTC{bo}), а переданные координаты находятся \
-                 в поясе {zone} (UTC{zo}). Телефон обычно берёт пояс из сотовой сети там, где \
-                 находится на самом деле; координаты в другом поясе указывают на подмену."
-            ),
-            format!(
-                "The browser's time zone is {browser} (UTC{bo}), but the reported position lies \
-                 in {zone} (UTC{zo}). A phone normally takes its zone from the mobile network \
-                 where it really is; a position in another zone points to spoofing."
-            ),
         ));
     }
 
@@ -828,53 +694,16 @@ impl Assessor {
             })
             .min_by(|a, b| a.0.total_cmp(&b.0));
         let Some((margin, d, acc)) = best else { return };
-        let (dr, ar) = (d.round(), acc.round());
-        let value = json!({ "distance_m": dr, "accuracy_m": ar, "radius_m": r });
-        if margin > r {
-            let (dist_ru, dist_en) = if d >= 10_000.0 {
-                (
-                    format!("{:.0} км", d / 1000.0),
-                    format!("{:.0} km", d / 1000.0),
-                )
-            } else {
-                (format!("{dr} м"), format!("{dr} m"))
-            };
-            out.push(Signal::new(
-                "far_from_site",
-                value,
-                Severity::Suspicious,
-                format!(
-                    "Местоположение в {dist_ru} от объекта проверки (точность {ar} м, допустимый \
-                     радиус {r} м)."
-                ),
-                format!(
-                    "The position is {dist_en} from the inspection site (accuracy {ar} m, allowed \
-                     radius {r} m)."
-                ),
-            ));
+        let value = json!({ "distance_m": d.round(), "accuracy_m": acc.round(), "radius_m": r });
+        let (name, severity) = if margin > r {
+            ("far_from_site", Severity::Suspicious)
         } else if d > r {
-            out.push(Signal::new(
-                "site_unconfirmed",
-                value,
-                Severity::Info,
-                format!(
-                    "Точность {ar} м слишком низкая, чтобы подтвердить нахождение в радиусе {r} м \
-                     от объекта (до объекта {dr} м)."
-                ),
-                format!(
-                    "Accuracy {ar} m is too coarse to confirm presence within {r} m of the site \
-                     (the fix is {dr} m away)."
-                ),
-            ));
+            // The fix is too coarse to confirm presence within the radius.
+            ("site_unconfirmed", Severity::Info)
         } else {
-            out.push(Signal::new(
-                "on_site",
-                value,
-                Severity::Info,
-                format!("В {dr} м от объекта проверки (точность {ar} м)."),
-                format!("Within {dr} m of the inspection site (accuracy {ar} m)."),
-            ));
-        }
+            ("on_site", Severity::Info)
+        };
+        out.push(Signal::new(name, value, severity));
     }
 }
 
@@ -1148,6 +977,69 @@ mod tests {
         assert!(v1.same_outcome(&v2));
         let (g, now) = fix(90_000.0, 7.1, 4.0);
         assert!(!v2.same_outcome(&a.on_sample(&g, now)));
+    }
+
+    #[test]
+    fn verdicts_recorded_with_sentences_still_read_back_as_stored() {
+        // A verdict payload as the log held it before signals became codes.
+        let old = r#"{"level":"suspicious","signals":[{"name":"far_from_site","value":{"distance_m":5000.0,"accuracy_m":1.0,"radius_m":300.0},"severity":"suspicious","explanation_ru":"Местоположение в 5000 м от объекта проверки.","explanation_en":"The position is 5000 m from the inspection site."}]}"#;
+        let v: Verdict = serde_json::from_str(old).expect("the old shape decodes");
+        assert_eq!(v.level, TrustLevel::Suspicious);
+        assert_eq!(v.signals[0].name, "far_from_site");
+        assert_eq!(
+            v.signals[0].explanation_en.as_deref(),
+            Some("The position is 5000 m from the inspection site.")
+        );
+        // Re-serialized (a snapshot) it keeps what it said; nothing is lost or invented.
+        let again: serde_json::Value = serde_json::to_value(&v).expect("serialize");
+        let original: serde_json::Value = serde_json::from_str(old).expect("json");
+        assert_eq!(again, original);
+        // A new signal carries no words at all.
+        let new = Signal::new("on_site", json!({"distance_m": 3.0}), Severity::Info);
+        assert_eq!(
+            serde_json::to_value(&new).expect("serialize"),
+            json!({"name": "on_site", "value": {"distance_m": 3.0}, "severity": "info"})
+        );
+    }
+
+    #[test]
+    fn every_signal_is_a_documented_code_without_words() {
+        let mut seen = std::collections::BTreeSet::new();
+        let clients = [
+            android(),
+            ClientContext {
+                user_agent: Some("Mozilla/5.0 HeadlessChrome/142".into()),
+                platform: Some("Win32".into()),
+                hints: vec!["emulator_gpu".into(), "webgl_ok".into()],
+                timezone: Some("Asia/Vladivostok".into()),
+                ..android()
+            },
+            ClientContext {
+                timezone: None,
+                user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
+                ..android()
+            },
+        ];
+        for client in clients {
+            let mut a = Assessor::new(TrustConfig::default(), Some(SITE), client);
+            let mut verdicts = vec![a.verdict()];
+            for i in 0..40 {
+                let (g, now) = fix(f64::from(i % 2) * 90_000.0, 10.0, f64::from(i) * 5.0);
+                verdicts.push(a.on_sample(&g, now));
+            }
+            verdicts.push(a.on_no_fix(NoFix::Timeout, T0 + 900_000_000));
+            for v in verdicts {
+                for s in v.signals {
+                    assert!(SIGNAL_NAMES.contains(&s.name.as_str()), "{s:?}");
+                    assert!(s.explanation_ru.is_none() && s.explanation_en.is_none());
+                    seen.insert(s.name);
+                }
+            }
+        }
+        assert!(
+            seen.len() >= 10,
+            "the cases above reach most codes: {seen:?}"
+        );
     }
 
     #[test]

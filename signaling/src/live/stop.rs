@@ -1,6 +1,7 @@
-//! Live sockets end with the access they were opened with. Every socket registers the
-//! credential it was authorized by (a staff session, or a guest session of an invitation) and
-//! gets a [`Stop`] future; the socket closes with code 4401 when it completes.
+//! What closes a live socket from the server's side: the end of the access it was opened
+//! with. Every socket registers the credential it was authorized by (a staff session, or a
+//! guest session of an invitation) and gets a [`Stop`] future; the socket closes with code 4401
+//! when it completes.
 //!
 //! Two ways end a credential:
 //! - at once, from this process: logout ([`AccessWatch::end_session`]), disabling an account
@@ -10,8 +11,8 @@
 //!   catches session and invitation expiry and changes made by another process, such as
 //!   `inspector user disable` from the command line, within one period.
 //!
-//! (Server shutdown is not an end of access: the sync hub closes sockets with 1001 then, so
-//! clients reconnect.)
+//! Server shutdown is not an end of access and is not signalled here: the sync hub closes
+//! every socket with 1001 then ([`checklist_sync::SyncHub::shutdown`]), so clients reconnect.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

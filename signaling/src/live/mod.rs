@@ -1,0 +1,209 @@
+//! The live room: the inspection's WebSocket (checklist sync + WebRTC signaling) and what
+//! follows from its committed events. This is where the crates are composed: committed
+//! checklist events become the inspection's status (a read model in the same transaction) and
+//! the recording's chapters (derived from the log at finalization), `rtc.*` messages reach the
+//! media hub, and neither crate knows about the other.
+//!
+//! One file per job: this one wires the hubs and serves the socket; [`recording`] finalizes
+//! recordings (after a committed finish or cancel, and at start for what a crash left);
+//! [`projection`] keeps `inspections.status` in step with the log; [`marks`] turns the log
+//! into chapters; [`lifecycle`] is the REST lifecycle; [`rtc`] the typed `rtc.*` bridge;
+//! [`stop`] closes sockets whose access ends (4401); `origin`, `participants` and `device` are
+//! the socket's checks and bookkeeping.
+
+mod device;
+pub mod lifecycle;
+pub mod marks;
+mod origin;
+mod participants;
+pub mod projection;
+pub mod recording;
+pub mod rtc;
+pub mod stop;
+
+use std::sync::Arc;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use checklist_sync::{Extension, ItemSpec, Principal, RoomSpec, Site, SyncHub};
+use media_recorder::{IceServer, MediaConfig, MediaHub};
+use sqlx::AnyPool;
+use uuid::Uuid;
+
+use crate::auth::{self, Caller};
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+use crate::inspections::{self, Access, Inspection};
+use crate::AppState;
+
+pub use lifecycle::LifecycleService;
+pub use stop::{AccessWatch, Credential};
+
+/// Live rooms: the sync hub and the media hub. (What closes a socket when its access ends is
+/// [`AccessWatch`], in `AppState`; server shutdown is [`SyncHub::shutdown`].)
+pub struct Live {
+    /// Checklist sync (inspection state, event log).
+    pub sync: SyncHub,
+    /// WebRTC forwarding and recording.
+    pub media: MediaHub,
+    /// Finalization of recordings from the committed log.
+    pub recordings: recording::Recordings,
+}
+
+impl Live {
+    /// Creates both hubs, with the status projection and the after-commit side effects in the
+    /// sync writer, and finalizes in the background the recordings of inspections that ended
+    /// while the server was down.
+    pub async fn new(db: AnyPool, config: Arc<Config>) -> anyhow::Result<Live> {
+        let media = MediaHub::new(MediaConfig {
+            recordings_dir: config.recordings_dir(),
+            udp_addrs: vec![config.media_udp.clone()],
+            nat_1to1_ips: Vec::new(),
+            ice_servers: config
+                .ice_servers
+                .iter()
+                .map(|s| IceServer {
+                    urls: s.urls.clone(),
+                    username: s.username.clone(),
+                    credential: s.credential.clone(),
+                })
+                .collect(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("media: {e}"))?;
+        let recordings =
+            recording::Recordings::new(db.clone(), media.clone(), config.recordings_dir());
+        let projection = Arc::new(projection::StatusProjection::new(
+            media.clone(),
+            recordings.clone(),
+        ));
+        let sync = SyncHub::new(db.clone(), config.live.sync_config(), projection);
+        recording::recover_in_background(recordings.clone());
+        // Load the embedded time-zone map now rather than on the first location sample.
+        tokio::task::spawn_blocking(checklist_sync::trust::tz::warm_up);
+        Ok(Live {
+            sync,
+            media,
+            recordings,
+        })
+    }
+
+    /// The room description of an inspection (checklist, site).
+    pub fn room_spec(insp: &Inspection) -> RoomSpec {
+        RoomSpec {
+            inspection_id: insp.id,
+            items: insp
+                .items
+                .iter()
+                .flatten()
+                .map(|i| ItemSpec {
+                    id: i.id.clone(),
+                    number: i.number.clone(),
+                    question: i.question.clone(),
+                })
+                .collect(),
+            site: insp.site().map(|c| Site {
+                lat: c.lat,
+                lon: c.lon,
+            }),
+        }
+    }
+}
+
+/// The sync principal of a caller on an inspection: whoever may manage it acts as the
+/// inspector, other staff observe, the invitation's guest is the business.
+fn principal(
+    caller: &Caller,
+    insp: &Inspection,
+    access: Access,
+    participant_id: Uuid,
+    device: &str,
+) -> Principal {
+    let (role, display_name) = match caller {
+        Caller::Staff(s) if access == Access::Manage => {
+            (checklist_sync::Role::Inspector, s.display_name.clone())
+        }
+        Caller::Staff(s) => (checklist_sync::Role::Observer, s.display_name.clone()),
+        Caller::Guest(g) => (checklist_sync::Role::Business, g.label.clone()),
+    };
+    Principal {
+        inspection_id: insp.id,
+        participant_id,
+        role,
+        display_name,
+        device: device.to_string(),
+    }
+}
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/inspections/{id}/ws", get(socket))
+}
+
+/// Who is on the socket, resolved before the upgrade.
+struct SocketPeer {
+    caller: Caller,
+    inspection: Inspection,
+    access: Access,
+}
+
+async fn authorize(state: &AppState, headers: &HeaderMap, id: Uuid) -> ApiResult<SocketPeer> {
+    if !origin::same_origin(headers, &state.config) {
+        return Err(ApiError::Forbidden);
+    }
+    let caller = auth::authenticate(headers, state)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    let (inspection, access) = inspections::load_for(&state.db, &caller, id, Access::Read).await?;
+    Ok(SocketPeer {
+        caller,
+        inspection,
+        access,
+    })
+}
+
+/// The inspection's live socket. Authenticated by staff session or invitation cookie, before
+/// the upgrade; the protocol is in docs/protocol.md.
+#[utoipa::path(get, path = "/api/inspections/{id}/ws", tag = "live", params(("id" = Uuid, Path)),
+    responses((status = 101, description = "WebSocket upgrade"), (status = 401, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
+pub async fn socket(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    // Authorize first, so that a stranger learns nothing, not even that a socket lives here.
+    let peer = authorize(&state, &headers, id).await?;
+    let ws = ws.map_err(|_| ApiError::Invalid {
+        code: "websocket_required",
+        message: "this endpoint needs a WebSocket upgrade".into(),
+    })?;
+    let device = device::device_kind(&headers);
+    let participant_id =
+        participants::register(&state.db, &peer.caller, &peer.inspection, device).await?;
+    let who = principal(
+        &peer.caller,
+        &peer.inspection,
+        peer.access,
+        participant_id,
+        device,
+    );
+    let spec = Live::room_spec(&peer.inspection);
+    let live = state.live.clone();
+    // Closes the socket (4401) when its session or invitation ends.
+    let stop = state.access.watch(peer.caller.credential()).wait();
+    let bridge: Arc<dyn Extension> = Arc::new(rtc::RtcBridge::new(live.media.clone()));
+    Ok(
+        checklist_sync::configure_upgrade(ws).on_upgrade(move |socket| async move {
+            live.sync
+                .serve_socket_until(socket, who, spec, bridge, stop)
+                .await;
+        }),
+    )
+}

@@ -1,0 +1,176 @@
+//! Finalizing recordings, a side effect of committed events: it starts after a `finish` or
+//! `cancel` is committed (never before), with the chapters derived from the committed log,
+//! and at server start for every inspection that is over but whose recording has no manifest
+//! yet (the server stopped between the commit and the manifest). A live inspection's
+//! recording is never finalized at start: it goes on when the participants come back.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use media_recorder::{Manifest, MediaHub};
+use sqlx::AnyPool;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::db::RowExt;
+use crate::domain::Status;
+use crate::inspections;
+
+/// Builds recordings from their journals and the committed log.
+#[derive(Clone)]
+pub struct Recordings {
+    db: AnyPool,
+    media: MediaHub,
+    dir: PathBuf,
+    /// How many finalizations run in the background.
+    running: Arc<watch::Sender<usize>>,
+}
+
+impl Recordings {
+    /// The recordings under `dir` (one directory per inspection).
+    pub fn new(db: AnyPool, media: MediaHub, dir: PathBuf) -> Recordings {
+        Recordings {
+            db,
+            media,
+            dir,
+            running: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// Starts finalizing an inspection's recording without waiting for it.
+    pub fn finalize_in_background(&self, inspection_id: Uuid) {
+        let this = self.clone();
+        let running = Running::start(&self.running);
+        tokio::spawn(async move {
+            this.finalize(inspection_id).await;
+            drop(running);
+        });
+    }
+
+    /// Waits until no finalization runs in the background (recovery at start included).
+    pub async fn settled(&self) {
+        let mut rx = self.running.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Builds the inspection's recording with one chapter per finding of its committed log;
+    /// the manifest appears when it is done. Failures are logged: the next start retries
+    /// (the manifest is still missing).
+    pub async fn finalize(&self, inspection_id: Uuid) -> Option<Manifest> {
+        let marks = match self.marks(inspection_id).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(%inspection_id, error = %e, "cannot read the log for the recording's chapters");
+                return None;
+            }
+        };
+        match self.media.finish(inspection_id, marks).await {
+            Ok(m) => {
+                tracing::info!(%inspection_id, duration_ms = m.duration_ms, chapters = m.chapters.len(), "recording finalized");
+                Some(m)
+            }
+            Err(e) if e.code() == "no_media" => {
+                tracing::info!(%inspection_id, "inspection had no media to record");
+                None
+            }
+            Err(e) => {
+                tracing::error!(%inspection_id, error = %e, "recording finalization failed");
+                None
+            }
+        }
+    }
+
+    async fn marks(&self, inspection_id: Uuid) -> anyhow::Result<Vec<media_recorder::Mark>> {
+        let events = checklist_sync::read_events(&self.db, inspection_id).await?;
+        let titles = match inspections::load(&self.db, inspection_id).await? {
+            Some(insp) => super::marks::titles(&insp),
+            None => Default::default(),
+        };
+        Ok(super::marks::marks_from_log(&events, &titles))
+    }
+
+    /// Inspections with journals on disk but no manifest whose status is over.
+    async fn unfinished_and_over(&self) -> anyhow::Result<Vec<Uuid>> {
+        let dir = self.dir.clone();
+        let candidates = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Uuid>> {
+            let mut out = Vec::new();
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let path = entry?.path();
+                let Some(id) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| Uuid::parse_str(n).ok())
+                else {
+                    continue;
+                };
+                let has_journals = media_recorder::journal::list_journals(&path)
+                    .map(|j| !j.is_empty())
+                    .unwrap_or(false);
+                if has_journals && media_recorder::finalize::read_manifest(&path)?.is_none() {
+                    out.push(id);
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await??;
+        let mut over = Vec::new();
+        for id in candidates {
+            let row = sqlx::query("SELECT status FROM inspections WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.db)
+                .await?;
+            let Some(row) = row else { continue };
+            let status = row.parsed(0, "inspection status", Status::parse)?;
+            if status.is_over() {
+                over.push(id);
+            }
+        }
+        Ok(over)
+    }
+
+    /// Finalizes, one after the other, the recordings of inspections that ended without one.
+    pub async fn recover(&self) {
+        let ids = match self.unfinished_and_over().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list unfinished recordings");
+                return;
+            }
+        };
+        for id in ids {
+            tracing::info!(inspection_id = %id, "finalizing a recording the last run left unfinished");
+            self.finalize(id).await;
+        }
+    }
+}
+
+/// Runs [`Recordings::recover`] without holding up the start.
+pub fn recover_in_background(recordings: Recordings) {
+    let running = Running::start(&recordings.running);
+    tokio::spawn(async move {
+        recordings.recover().await;
+        drop(running);
+    });
+}
+
+/// Counts one background finalization while it lives (even if its task ends abnormally).
+struct Running(Arc<watch::Sender<usize>>);
+
+impl Running {
+    fn start(count: &Arc<watch::Sender<usize>>) -> Running {
+        count.send_modify(|n| *n += 1);
+        Running(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
