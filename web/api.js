@@ -57,3 +57,23 @@ export async function getText(path) {
   if (!res.ok) throw new ApiError(res.status, `http_${res.status}`, res.statusText);
   return res.text();
 }
+
+/** POST raw bytes (an upload) with extra headers; answers and errors like post(). */
+export async function postBytes(path, body, headers = {}) {
+  const h = { Accept: 'application/json', ...headers };
+  if (csrfToken) h['X-CSRF-Token'] = csrfToken;
+  let res;
+  try {
+    res = await fetch(path, { method: 'POST', headers: h, credentials: 'same-origin', body });
+  } catch (e) {
+    throw new ApiError(0, 'network', e.message);
+  }
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = text; }
+  if (!res.ok) {
+    const err = data && data.error ? data.error : {};
+    throw new ApiError(res.status, err.code || `http_${res.status}`, err.message || res.statusText);
+  }
+  return data;
+}

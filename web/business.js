@@ -9,11 +9,15 @@ import { RtcSession } from './rtc.js';
 import { renderChecklist } from './checklist.js';
 import { verdictOf } from './present.js';
 import { ICONS } from './icons.js';
+import { renderEvidence, capturePhoto, uploadPhoto } from './evidence.js';
 
 const $ = (id) => document.getElementById(id);
 const page = {
   inspection: null, sync: null, rtc: null, stream: null, facing: 'environment',
   checklist: null, watchId: null, lastFixAt: 0, quality: 'unknown', geoError: null, torch: false,
+  // Photos: the last position fix (sent with each photo), the inspector's requests already
+  // being answered (by request seq), this phone's own copies of what it uploaded.
+  lastPos: null, photoHandled: new Set(), localUrls: new Map(), shooting: 0,
 };
 
 function fail(key, detail) {
@@ -153,6 +157,7 @@ function startLocation() {
     return;
   }
   page.watchId = navigator.geolocation.watchPosition((pos) => {
+    page.lastPos = pos;
     page.geoError = null;
     $('geo-banner').hidden = true;
     // A fix every few seconds is plenty for the verdict and stays well under the rate limit;
@@ -224,10 +229,7 @@ $('biz-start').addEventListener('click', async () => {
   const sync = new SyncClient(page.inspection.id);
   sync.hints = clientHints();
   page.sync = sync;
-  page.checklist = renderChecklist($('checklist'), page.inspection.items || [], {
-    editable: false,
-    onComment: (itemId, text) => sync.op({ kind: 'comment', item_id: itemId, text }),
-  });
+  page.checklist = renderChecklist($('checklist'), page.inspection.items || [], checklistOptions());
   sync.addEventListener('state', (ev) => { renderConn(ev.detail); renderState(); });
   sync.addEventListener('welcome', () => {
     if (!(page.inspection.items || []).length && sync.checklist.length) {
@@ -270,12 +272,75 @@ function sendPresence() {
   page.sync.op(op);
 }
 
-function rebuildChecklist() {
-  page.checklist = renderChecklist($('checklist'), page.inspection.items || [], {
+function checklistOptions() {
+  return {
     editable: false,
     onComment: (itemId, text) => page.sync.op({ kind: 'comment', item_id: itemId, text }),
-  });
+    photoButton: {
+      text: 'evidence.take',
+      label: 'evidence.take.label',
+      onClick: (itemId) => takeAndSend(itemId),
+      disabled: (state) => state.lifecycle?.status !== 'live' || !page.stream,
+    },
+    renderEvidence: (box, entries, item, data) => renderEvidence(box, entries, {
+      inspectionId: page.inspection.id, localUrls: page.localUrls, requested: !!data.photo_request,
+    }),
+  };
+}
+
+function rebuildChecklist() {
+  page.checklist = renderChecklist($('checklist'), page.inspection.items || [], checklistOptions());
   renderState();
+}
+
+// ---------- Photos ----------
+
+function photoToast(text, kind = 'ok') {
+  const b = $('photo-banner');
+  b.textContent = text;
+  b.dataset.kind = kind;
+  b.hidden = false;
+  clearTimeout(photoToast.timer);
+  photoToast.timer = setTimeout(() => { b.hidden = true; }, 5000);
+}
+
+/** Take a full-resolution photo now (the call goes on) and upload it for the item. */
+async function takeAndSend(itemId, attempt = 1) {
+  const track = page.stream?.getVideoTracks()[0];
+  if (!track || track.readyState !== 'live') return false;
+  page.shooting += 1;
+  try {
+    const capturedAt = Date.now();
+    const { blob } = await capturePhoto(track, $('local-video'));
+    const res = await uploadPhoto(page.inspection.id, itemId, blob, { position: page.lastPos, capturedAt });
+    page.localUrls.set(res.evidence.id, URL.createObjectURL(blob));
+    photoToast(t('evidence.sent'));
+    renderState();
+    return true;
+  } catch (e) {
+    const code = e.code || e.message || 'error';
+    photoToast(t('evidence.failed', { code }), 'error');
+    // A network failure is retried; a refusal by the server is final.
+    if ((code === 'network' || e.status >= 500) && attempt < 3) {
+      setTimeout(() => takeAndSend(itemId, attempt + 1), 3000 * attempt);
+    }
+    return false;
+  } finally {
+    page.shooting -= 1;
+  }
+}
+
+/** The inspector's pending photo requests (folded state): answer each one once. */
+function answerPhotoRequests(state) {
+  if (state.lifecycle?.status !== 'live' || !page.stream) return;
+  for (const item of page.inspection.items || []) {
+    const req = state.items?.[item.id]?.photo_request;
+    if (!req || page.photoHandled.has(req.seq)) continue;
+    page.photoHandled.add(req.seq);
+    photoToast(t('evidence.requested.biz', { n: item.number ?? '' }), 'request');
+    // Failures are retried inside; the inspector can also ask again (a new request).
+    takeAndSend(item.id);
+  }
 }
 
 function renderConn(detail) {
@@ -295,6 +360,7 @@ function renderState() {
   const sync = page.sync;
   if (!sync) return;
   page.checklist.update(sync.data);
+  answerPhotoRequests(sync.data);
   const pid = sync.you?.participant_id;
   const v = pid ? verdictOf(sync.data, pid) : { level: 'unknown', reasons: [], names: [] };
   // A missing position is asked for differently (allow location) than a doubtful one.

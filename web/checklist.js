@@ -4,6 +4,7 @@
 
 import { t } from './i18n.js';
 import { resultOf } from './state.js';
+import { ICONS } from './icons.js';
 
 /** Result codes in display order, with their icon. */
 export const RESULTS = [
@@ -41,6 +42,8 @@ export function resultBadge(result) {
  * options.editable: show result buttons and the comment/violation boxes.
  * options.onSetResult(itemId, result, {comment, violation}): called on a click or save.
  * options.onComment(itemId, text): when given, a comment box for non-editors.
+ * options.photoButton {text, label, onClick(itemId), disabled(state, itemData)}: a photo button.
+ * options.renderEvidence(box, entries, item, itemData): fills the item's evidence box.
  */
 export function renderChecklist(container, items, options = {}) {
   const { editable = false, onSetResult, onComment } = options;
@@ -64,6 +67,22 @@ export function renderChecklist(container, items, options = {}) {
     const li = el('li', { class: 'item', 'data-item-id': item.id, 'data-result': 'unanswered', 'aria-labelledby': `q-${item.id}` }, head);
     if (item.requirement) li.append(el('p', { class: 'item-req', text: item.requirement }));
     const row = { li, badge, item, buttons: new Map(), current: null };
+    // Photos, clips and stills of the item (filled by options.renderEvidence).
+    row.evidence = el('div', { class: 'item-evidence', hidden: true });
+    if (options.photoButton) {
+      const pb = options.photoButton;
+      row.photoBtn = el('button', {
+        type: 'button', class: 'btn btn-small photo-btn', 'data-item-id': item.id,
+        'aria-label': t(pb.label, { n: item.number ?? '' }),
+        onclick: () => pb.onClick(item.id),
+      }, el('span', { class: 'label', text: t(pb.text) }));
+      const icon = el('span', { class: 'icon', 'aria-hidden': 'true' });
+      // A fixed SVG from icons.js, never user data.
+      icon.innerHTML = ICONS.camera;
+      row.photoBtn.prepend(icon);
+      head.append(row.photoBtn);
+    }
+    li.append(row.evidence);
 
     if (editable) {
       const group = el('div', { class: 'result-buttons', role: 'group', 'aria-label': t('result.group', { n: item.number ?? '' }) });
@@ -155,6 +174,9 @@ export function renderChecklist(container, items, options = {}) {
         for (const c of data.comments || []) parts.push(el('p', { class: 'note' }, el('strong', { text: `${t('checklist.comment')}: ` }), c.text));
         row.notes.replaceChildren(...parts);
       }
+      row.li.classList.toggle('photo-requested', !!data.photo_request);
+      options.renderEvidence?.(row.evidence, data.evidence || [], row.item, data);
+      if (row.photoBtn) row.photoBtn.disabled = !!options.photoButton.disabled?.(state, data);
       row.current = result;
       row.seq = data.result_seq;
     }

@@ -8,6 +8,7 @@ import { RtcSession } from './rtc.js';
 import { renderChecklist, el } from './checklist.js';
 import { renderParticipants, appendEventLine } from './present.js';
 import { ICONS } from './icons.js';
+import { renderEvidence } from './evidence.js';
 
 const $ = (id) => document.getElementById(id);
 let me = null;
@@ -311,6 +312,14 @@ function buildChecklist() {
       room.pendingItems.set(opId, itemId);
       room.checklist.pending(itemId, true);
     },
+    // "Photo": the business's phone takes a full-resolution still of what it shows now.
+    photoButton: {
+      text: 'evidence.request',
+      label: 'evidence.request.label',
+      onClick: (itemId) => room.sync.op({ kind: 'request_photo', item_id: itemId }),
+      disabled: (state, data) => state.lifecycle?.status !== 'live' || !!data.photo_request,
+    },
+    renderEvidence: (box, entries, item, data) => renderEvidence(box, entries, { inspectionId: room.id, requested: !!data.photo_request }),
   });
 }
 

@@ -101,7 +101,8 @@ export function renderParticipants(ul, state, site) {
 /** One human line for an event of the log. */
 export function describeEvent(e, state, checklist) {
   const p = e.payload || {};
-  const who = state.participants?.[e.participant_id]?.display_name || p.display_name || (e.participant_id || '').slice(0, 8);
+  const server = e.participant_id === '00000000-0000-0000-0000-000000000000';
+  const who = server ? t('evidence.by.server') : state.participants?.[e.participant_id]?.display_name || p.display_name || (e.participant_id || '').slice(0, 8);
   const itemLabel = (id) => {
     const it = (checklist || []).find((i) => i.id === id);
     return it ? `${it.number ?? ''} ${it.question ?? ''}`.trim() : id;
@@ -121,6 +122,13 @@ export function describeEvent(e, state, checklist) {
       break;
     case 'location_unavailable':
       parts.push(`${t('event.location_unavailable')} (${tr('nofix', p.reason)})`);
+      break;
+    case 'request_photo':
+      parts.push(`${tr('event', e.kind)} → ${itemLabel(p.item_id)}`);
+      break;
+    case 'attach_evidence':
+      parts.push(`${tr('event', e.kind)}: ${tr('evidence.kind', p.evidence?.kind)} → ${itemLabel(p.item_id)}`);
+      if (p.evidence?.sha256) parts.push(` (SHA-256 ${p.evidence.sha256.slice(0, 12)}…)`);
       break;
     case 'presence':
       parts.push(`${t('quality.label')}: ${t(`quality.${p.quality === 'unknown' ? 'none' : p.quality}`)}${p.rtt_ms != null ? `, ${p.rtt_ms} ms` : ''}`);

@@ -6,6 +6,7 @@ import * as api from './api.js';
 import { el, resultBadge } from './checklist.js';
 import { appendEventLine } from './present.js';
 import { applyEvent, emptyState } from './state.js';
+import { renderEvidence } from './evidence.js';
 
 const $ = (id) => document.getElementById(id);
 const view = { id: null, inspection: null, manifest: null, chapters: [], events: [], state: emptyState(), current: -1 };
@@ -77,6 +78,22 @@ async function loadManifest(base) {
   renderChapters();
   renderMeta();
   renderEvents();
+  renderEvidenceList();
+  // Clips and stills of the violations are cut right after finalization: reload the log
+  // until every violation chapter has its derived evidence (or give up after a minute).
+  refreshDerived(base, 30);
+}
+
+function derivedMissing() {
+  return view.chapters.some((c) => c.result === 'violation'
+    && !(view.state.items?.[c.item_id]?.evidence || []).some((e) => e.kind === 'clip'));
+}
+
+async function refreshDerived(base, left) {
+  if (!derivedMissing() || left <= 0) return;
+  await new Promise((resolve) => { setTimeout(resolve, 2000); });
+  await loadEvents(base);
+  refreshDerived(base, left - 1);
 }
 
 async function loadEvents(base) {
@@ -89,6 +106,35 @@ async function loadEvents(base) {
     view.events = [];
   }
   renderEvents();
+  renderEvidenceList();
+}
+
+/** Photos, clips and stills of every item, in checklist order. */
+function renderEvidenceList() {
+  const items = view.inspection?.items || [];
+  const rows = [];
+  for (const it of items) {
+    const entries = (view.state.items?.[it.id]?.evidence || []).filter((e) => e.size != null);
+    if (!entries.length) continue;
+    const box = el('div', { class: 'item-evidence' });
+    renderEvidence(box, entries, { inspectionId: view.id });
+    const li = el('li', { class: 'evidence-item', 'data-item-id': it.id },
+      el('div', { class: 'evidence-head' }, el('span', { class: 'num', text: it.number ?? '' }), ' ', el('span', { text: it.question ?? '' })),
+      box);
+    // A photo or still seeks the recording to its moment.
+    for (const e of entries) {
+      const at = e.media_ms ?? (e.at_micros && view.recStartMs != null ? e.at_micros / 1000 - view.recStartMs : null);
+      if (at == null || at < 0) continue;
+      li.append(el('button', {
+        type: 'button', class: 'btn btn-small', 'data-evidence-id': e.id,
+        text: `${t(`evidence.kind.${e.kind}`)} ${formatDuration(at)}`,
+        onclick: () => { $('video').currentTime = at / 1000; },
+      }));
+    }
+    rows.push(li);
+  }
+  $('evidence').replaceChildren(...rows);
+  $('evidence-none').hidden = rows.length > 0;
 }
 
 function renderHeader() {
@@ -232,6 +278,7 @@ window.addEventListener('langchange', () => {
   renderChapters();
   renderMeta();
   renderEvents();
+  renderEvidenceList();
   const cur = view.current;
   view.current = -1;
   setCurrent(cur);

@@ -1,7 +1,8 @@
 // The client's copy of the inspection state: the same fold as checklist-sync's `State`
 // (docs/protocol.md, "State"), producing the same JSON the server's snapshot has, field for
 // field. tests/web/fold.test.mjs runs the recorded logs of tests/data/folds through this fold
-// and the Rust test runs them through the server's; both must give the stored states.
+// and the Rust test runs them through the server's; both must give the stored states. A photo
+// request is absent, not null, once answered, as the server skips it.
 
 function lifecycle() {
   return {
@@ -105,8 +106,15 @@ export function applyEvent(state, e) {
     case 'comment':
       item(state, p.item_id).comments.push({ seq: e.seq, ts, by, text: p.text });
       break;
-    case 'attach_evidence':
-      item(state, p.item_id).evidence.push({ seq: e.seq, ts, by, ...p.evidence });
+    case 'attach_evidence': {
+      const it = item(state, p.item_id);
+      // A photo of the item answers the inspector's request for one.
+      if (p.evidence?.kind === 'photo') delete it.photo_request;
+      it.evidence.push({ seq: e.seq, ts, by, ...p.evidence });
+      break;
+    }
+    case 'request_photo':
+      item(state, p.item_id).photo_request = { seq: e.seq, ts, by };
       break;
     case 'start':
       Object.assign(state.lifecycle, { status: 'live', started_at: ts, started_by: by });

@@ -33,5 +33,6 @@ pub use quota::Quotas;
 pub use room::Snapshot;
 pub use state::State;
 pub use store::{
-    export_jsonl, read_events, verify, BrokenLink, BrokenReason, SyncError, VerifyReport,
+    export_jsonl, load_snapshot, read_events, verify, BrokenLink, BrokenReason, SyncError,
+    VerifyReport,
 };

@@ -64,6 +64,9 @@ pub mod codes {
     pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
     /// The participant already has the most sockets allowed; this one is closed.
     pub const TOO_MANY_SOCKETS: &str = "too_many_sockets";
+    /// `attach_evidence` from a client: evidence is attached by uploading it, the server
+    /// makes the event.
+    pub const UPLOAD_REQUIRED: &str = "upload_required";
 }
 
 /// Why an inspection was cancelled: a code, rendered in words by the pages.
@@ -224,10 +227,36 @@ pub enum EvidenceKind {
     File,
     /// A moment of the inspection's recording.
     Recording,
+    /// A video clip cut (remuxed) from the finished recording around a violation's mark.
+    Clip,
+    /// A picture decoded from the finished recording at a violation's mark.
+    Still,
 }
 
-/// A reference to a piece of evidence stored elsewhere.
+impl EvidenceKind {
+    /// Derived from the finished recording by the server (clip, still): such evidence may be
+    /// attached after the inspection is finished.
+    pub fn is_derived(self) -> bool {
+        matches!(self, Self::Clip | Self::Still)
+    }
+}
+
+/// The participant's location-trust verdict when a piece of evidence was received: the level
+/// and the names of the deciding signals (codes, not prose).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceVerdict {
+    /// `trusted`, `suspicious` or `spoofed`.
+    pub level: crate::trust::TrustLevel,
+    /// Names of the signals that decided the level.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<String>,
+}
+
+/// A piece of evidence. Since protocol revision 2 of this op only the server makes it, after
+/// the bytes are stored in the blob store: `sha256`, `size`, `media_type` and the rest are the
+/// server's own findings; `captured_at` and `location` are what the device claimed. Events of
+/// the first revision (a client-claimed `uri` and `sha256`) stay readable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     /// The evidence's id, e.g. an upload id.
     pub id: String,
@@ -242,9 +271,50 @@ pub struct Evidence {
     /// Caption.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caption: Option<String>,
-    /// The moment shown, µs since the epoch.
+    /// The moment shown, µs since the epoch (first revision, client-claimed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_ts: Option<i64>,
+    /// Size in bytes, counted by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// MIME type detected by the server from the content (`image/jpeg`, `video/webm`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// Pixel width, decoded by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Pixel height, decoded by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Server time the upload started arriving, µs since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<i64>,
+    /// Capture time the device claims, ms since the epoch (a claim, not a finding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured_at: Option<i64>,
+    /// Server time of the moment shown, µs since the epoch: the upload's receipt for a photo,
+    /// the mark for a clip or still. Its place in the recording is this minus the manifest's
+    /// `epoch_micros`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_micros: Option<i64>,
+    /// Media time in the recording of the moment shown, ms (clip, still).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_ms: Option<i64>,
+    /// First media time of the recording the clip covers, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_start_ms: Option<i64>,
+    /// Media time where the clip ends in the recording, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_end_ms: Option<i64>,
+    /// SHA-256 of the recording a clip or still was derived from (the manifest's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_sha256: Option<String>,
+    /// The device's geolocation sample sent with the upload, parsed strictly by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// The uploader's location-trust verdict when the upload arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<EvidenceVerdict>,
 }
 
 /// A geolocation sample as the browser reports it.
@@ -331,8 +401,13 @@ pub enum Operation {
     AttachEvidence {
         /// The item.
         item_id: String,
-        /// The reference.
-        evidence: Evidence,
+        /// The evidence (boxed: it is much larger than the other operations).
+        evidence: Box<Evidence>,
+    },
+    /// The inspector asks the business's phone for a photo of an item.
+    RequestPhoto {
+        /// The item.
+        item_id: String,
     },
     /// The inspection goes live.
     Start,
@@ -364,6 +439,7 @@ pub const OP_KINDS: &[&str] = &[
     "set_result",
     "comment",
     "attach_evidence",
+    "request_photo",
     "start",
     "finish",
     "cancel",
@@ -379,6 +455,13 @@ fn de_millis<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         return Err(serde::de::Error::custom("device_ts out of range"));
     }
     Ok(v.floor() as i64)
+}
+
+/// Whether `h` is a SHA-256 in the log's spelling: 64 lowercase hex digits.
+pub fn is_sha256_hex(h: &str) -> bool {
+    h.len() == 64
+        && h.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn check_len(field: &str, s: &str, min: usize, max: usize) -> Result<(), OpError> {
@@ -423,6 +506,7 @@ impl Operation {
             Self::SetResult { .. } => "set_result",
             Self::Comment { .. } => "comment",
             Self::AttachEvidence { .. } => "attach_evidence",
+            Self::RequestPhoto { .. } => "request_photo",
             Self::Start => "start",
             Self::Finish => "finish",
             Self::Cancel { .. } => "cancel",
@@ -437,7 +521,8 @@ impl Operation {
         match self {
             Self::SetResult { item_id, .. }
             | Self::Comment { item_id, .. }
-            | Self::AttachEvidence { item_id, .. } => Some(item_id),
+            | Self::AttachEvidence { item_id, .. }
+            | Self::RequestPhoto { item_id } => Some(item_id),
             _ => None,
         }
     }
@@ -490,19 +575,17 @@ impl Operation {
                 check_len("evidence.id", &evidence.id, 1, 128)?;
                 check_opt_len("evidence.uri", &evidence.uri, 2048)?;
                 check_opt_len("evidence.caption", &evidence.caption, 1000)?;
-                if let Some(h) = &evidence.sha256 {
-                    if h.len() != 64
-                        || !h
-                            .bytes()
-                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                    {
-                        return Err(OpError::invalid(
-                            "evidence.sha256",
-                            "must be 64 lowercase hex digits",
-                        ));
+                check_opt_len("evidence.media_type", &evidence.media_type, 128)?;
+                for (field, h) in [
+                    ("evidence.sha256", &evidence.sha256),
+                    ("evidence.recording_sha256", &evidence.recording_sha256),
+                ] {
+                    if h.as_deref().is_some_and(|h| !is_sha256_hex(h)) {
+                        return Err(OpError::invalid(field, "must be 64 lowercase hex digits"));
                     }
                 }
             }
+            Self::RequestPhoto { item_id } => check_len("item_id", item_id, 1, 128)?,
             Self::Start | Self::Finish => {}
             Self::Cancel { note, .. } => check_opt_len("note", note, MAX_CANCEL_NOTE)?,
             Self::Location(l) => {
@@ -659,6 +742,17 @@ pub fn decode(text: &str) -> Result<ClientMsg, Box<DecodeError>> {
                     Some(op_id),
                 ));
             };
+            // Evidence is what the server stored and hashed itself; a client's claim of a uri
+            // and a hash is not evidence, whatever its fields.
+            if op.get("kind").and_then(Value::as_str) == Some("attach_evidence") {
+                return Err(fail(
+                    OpError::new(
+                        codes::UPLOAD_REQUIRED,
+                        "evidence is attached by uploading it (POST /api/inspections/{id}/evidence)",
+                    ),
+                    Some(op_id),
+                ));
+            }
             match Operation::decode(op) {
                 Ok(op) => Ok(ClientMsg::Op { op_id, op }),
                 Err(e) => Err(fail(e, Some(op_id))),

@@ -211,7 +211,6 @@ impl Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::EvidenceKind;
 
     fn comment(item: &str, n: usize) -> Operation {
         Operation::Comment {
@@ -288,14 +287,10 @@ mod tests {
         );
         let ev = Operation::AttachEvidence {
             item_id: "q9".into(),
-            evidence: Evidence {
-                id: "e".into(),
-                kind: EvidenceKind::Photo,
-                uri: None,
-                sha256: None,
-                caption: None,
-                media_ts: None,
-            },
+            evidence: Box::new(
+                serde_json::from_value::<Evidence>(serde_json::json!({"id": "e", "kind": "photo"}))
+                    .expect("evidence"),
+            ),
         };
         let q = Quotas {
             bytes_per_participant: 1000,

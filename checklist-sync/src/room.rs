@@ -12,7 +12,7 @@ use crate::domain::{ItemSpec, Principal, Role, RoomSpec, Site};
 use crate::geo::{GeoError, Geolocation, RawGeolocation};
 use crate::proto::{codes, ClientInfo, OpError, Operation};
 use crate::quota::{Quotas, Usage};
-use crate::state::{Event, EventBody, JoinInfo, LeaveInfo, LeaveReason, State};
+use crate::state::{Event, EventBody, JoinInfo, LeaveInfo, LeaveReason, Source, State};
 use crate::trust::{Assessor, ClientContext, TrustConfig};
 
 /// Identifies one socket within the process.
@@ -408,8 +408,12 @@ impl Room {
 
     /// Whether the lifecycle, as the sequenced log stands (`head`, committed or not: the
     /// order is decided here), allows the operation.
-    fn check_lifecycle(&self, op: &Operation) -> Result<(), OpError> {
-        self.head.lifecycle.status.allows(op)
+    fn check_lifecycle(&self, op: &Operation, origin: Origin) -> Result<(), OpError> {
+        let source = match origin {
+            Origin::Conn(_) => Source::Client,
+            Origin::Api(_) => Source::Server,
+        };
+        self.head.lifecycle.status.allows(op, source)
     }
 
     fn op(
@@ -456,16 +460,37 @@ impl Room {
                 return;
             }
         }
-        if let Err(e) = self.check_lifecycle(&op) {
+        // Evidence is what the server stored and hashed itself (an upload, a cut of the
+        // recording); a socket cannot claim it (proto::decode refuses it first).
+        if matches!(
+            (origin, &op),
+            (Origin::Conn(_), Operation::AttachEvidence { .. })
+        ) {
+            let e = OpError::new(
+                codes::UPLOAD_REQUIRED,
+                "evidence is attached by uploading it (POST /api/inspections/{id}/evidence)",
+            );
             self.out.push_back(reject(e));
             return;
         }
-        if let Err(e) = self
-            .usage
-            .admit(&self.config.quotas, who.participant_id, &op, now)
-        {
+        if let Err(e) = self.check_lifecycle(&op, origin) {
             self.out.push_back(reject(e));
             return;
+        }
+        // The quotas bound what a participant adds. What the server derives from the finished
+        // recording (a clip and a still per violation) is bounded by the checklist instead.
+        let derived = matches!(
+            (origin, &op),
+            (Origin::Api(_), Operation::AttachEvidence { evidence, .. }) if evidence.kind.is_derived()
+        );
+        if !derived {
+            if let Err(e) = self
+                .usage
+                .admit(&self.config.quotas, who.participant_id, &op, now)
+            {
+                self.out.push_back(reject(e));
+                return;
+            }
         }
         // Location samples are parsed strictly before they count: a rejected sample changes
         // neither the log nor the participant's trust score.

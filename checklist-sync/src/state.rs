@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use crate::domain::{ItemResult, Role};
 use crate::proto::{
-    codes, CancelReason, ClientInfo, Evidence, Location, OpError, Operation, Presence, Quality,
+    codes, CancelReason, ClientInfo, Evidence, EvidenceKind, Location, OpError, Operation,
+    Presence, Quality,
 };
 
 /// Why a participant's last socket went away.
@@ -171,12 +172,23 @@ pub enum Status {
     Cancelled,
 }
 
+/// Who puts an operation to the room, as far as the lifecycle rule cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A participant's socket.
+    Client,
+    /// The server itself ([`crate::SyncHub::submit`]): REST transitions, stored uploads,
+    /// evidence derived from the recording.
+    Server,
+}
+
 impl Status {
     /// Whether an operation may be applied in this phase: the one lifecycle rule, used by the
     /// room on the sequenced log (and by callers that want to refuse early). Location and
     /// presence are accepted in every phase; `cancel` from scheduled or live; item operations
-    /// and `finish` only while live.
-    pub fn allows(self, op: &Operation) -> Result<(), OpError> {
+    /// and `finish` only while live, except the evidence the server derives from the finished
+    /// recording (clips, stills), which the server alone attaches after the finish.
+    pub fn allows(self, op: &Operation, source: Source) -> Result<(), OpError> {
         let not_live = || OpError::new(codes::NOT_LIVE, "the inspection has not started");
         let finished = || OpError::new(codes::ALREADY_FINISHED, "the inspection is finished");
         let cancelled = || OpError::new(codes::CANCELLED, "the inspection was cancelled");
@@ -189,10 +201,17 @@ impl Status {
             (Operation::Start, _) => Err(started()),
             (Operation::Cancel { .. }, Status::NotStarted | Status::Live) => Ok(()),
             (Operation::Cancel { .. }, Status::Finished) => Err(finished()),
+            // The recording is cut after it is finalized, which is after the finish.
+            (Operation::AttachEvidence { evidence, .. }, Status::Finished)
+                if source == Source::Server && evidence.kind.is_derived() =>
+            {
+                Ok(())
+            }
             (
                 Operation::SetResult { .. }
                 | Operation::Comment { .. }
                 | Operation::AttachEvidence { .. }
+                | Operation::RequestPhoto { .. }
                 | Operation::Finish,
                 status,
             ) => match status {
@@ -255,7 +274,7 @@ pub struct ItemComment {
 }
 
 /// An evidence reference attached to an item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceEntry {
     /// Event seq.
     pub seq: u64,
@@ -268,8 +287,19 @@ pub struct EvidenceEntry {
     pub evidence: Evidence,
 }
 
+/// The inspector's pending request for a photo of an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoRequest {
+    /// Seq of the `request_photo` event.
+    pub seq: u64,
+    /// Its server time, µs.
+    pub ts: i64,
+    /// Who asked.
+    pub by: Uuid,
+}
+
 /// One item's state; an item without `result` is unanswered.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ItemState {
     /// Current result (never `clear`).
     pub result: Option<ItemResult>,
@@ -287,6 +317,9 @@ pub struct ItemState {
     pub comments: Vec<ItemComment>,
     /// Evidence.
     pub evidence: Vec<EvidenceEntry>,
+    /// A photo the inspector asked for and no photo of the item has answered yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo_request: Option<PhotoRequest>,
 }
 
 /// Last location of a participant.
@@ -402,15 +435,24 @@ impl State {
                         });
                 }
                 Operation::AttachEvidence { item_id, evidence } => {
-                    self.items
-                        .entry(item_id.clone())
-                        .or_default()
-                        .evidence
-                        .push(EvidenceEntry {
+                    let it = self.items.entry(item_id.clone()).or_default();
+                    // A photo of the item answers the inspector's request for one.
+                    if evidence.kind == EvidenceKind::Photo {
+                        it.photo_request = None;
+                    }
+                    it.evidence.push(EvidenceEntry {
+                        seq: ev.seq,
+                        ts,
+                        by,
+                        evidence: (**evidence).clone(),
+                    });
+                }
+                Operation::RequestPhoto { item_id } => {
+                    self.items.entry(item_id.clone()).or_default().photo_request =
+                        Some(PhotoRequest {
                             seq: ev.seq,
                             ts,
                             by,
-                            evidence: evidence.clone(),
                         });
                 }
                 Operation::Start => {
@@ -481,47 +523,64 @@ mod tests {
             network: None,
             visible: None,
         });
-        let code = |s: Status, op: &Operation| s.allows(op).err().map(|e| e.code);
-        use Status::*;
-        let table: [(Status, [Option<&str>; 5]); 4] = [
-            // start, finish, cancel, set_result, presence
-            (
-                NotStarted,
-                [None, Some("not_live"), None, Some("not_live"), None],
+        let request = Operation::RequestPhoto {
+            item_id: "q1".into(),
+        };
+        let attach = |kind: &str| Operation::AttachEvidence {
+            item_id: "q1".into(),
+            evidence: Box::new(
+                serde_json::from_value(serde_json::json!({"id": "e1", "kind": kind}))
+                    .expect("evidence"),
             ),
-            (Live, [Some("already_started"), None, None, None, None]),
+        };
+        let (photo, clip) = (attach("photo"), attach("clip"));
+        use Source::{Client, Server};
+        let ops: [(&Operation, Source); 9] = [
+            (&Operation::Start, Client),
+            (&Operation::Finish, Client),
+            (&cancel, Server),
+            (&set, Client),
+            (&presence, Client),
+            (&request, Client),
+            (&photo, Server),
+            (&clip, Server),
+            (&clip, Client),
+        ];
+        use Status::*;
+        let (nl, af, c) = (
+            Some("not_live"),
+            Some("already_finished"),
+            Some("cancelled"),
+        );
+        let table: [(Status, [Option<&str>; 9]); 4] = [
+            // start, finish, cancel, set_result, presence, request_photo, photo (server),
+            // clip (server), clip (client)
+            (NotStarted, [None, nl, None, nl, None, nl, nl, nl, nl]),
             (
-                Finished,
+                Live,
                 [
                     Some("already_started"),
-                    Some("already_finished"),
-                    Some("already_finished"),
-                    Some("already_finished"),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
                     None,
                 ],
             ),
             (
-                Cancelled,
-                [
-                    Some("cancelled"),
-                    Some("cancelled"),
-                    Some("cancelled"),
-                    Some("cancelled"),
-                    None,
-                ],
+                Finished,
+                [Some("already_started"), af, af, af, None, af, af, None, af],
             ),
+            (Cancelled, [c, c, c, c, None, c, c, c, c]),
         ];
         for (status, want) in table {
-            let got: Vec<Option<String>> = [
-                &Operation::Start,
-                &Operation::Finish,
-                &cancel,
-                &set,
-                &presence,
-            ]
-            .into_iter()
-            .map(|op| code(status, op))
-            .collect();
+            let got: Vec<Option<String>> = ops
+                .iter()
+                .map(|(op, source)| status.allows(op, *source).err().map(|e| e.code))
+                .collect();
             let want: Vec<Option<String>> = want.iter().map(|w| w.map(String::from)).collect();
             assert_eq!(got, want, "{status:?}");
         }

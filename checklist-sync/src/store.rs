@@ -152,8 +152,9 @@ pub(crate) async fn load(
     Ok(restored)
 }
 
-/// The state of an inspection straight from the database (for inspections no room holds).
-pub(crate) async fn load_snapshot(pool: &AnyPool, id: Uuid) -> Result<(u64, State), SyncError> {
+/// The state after the last stored event and its seq, folded from the log straight from the
+/// database (for inspections no room holds; audit tools need no hub).
+pub async fn load_snapshot(pool: &AnyPool, id: Uuid) -> Result<(u64, State), SyncError> {
     let r = load(pool, id, 0).await?;
     Ok((r.seq, r.state))
 }

@@ -102,11 +102,16 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     let op = prop_oneof![
         json_value(),
-        (0u8..4, 1u8..4, 0u8..4).prop_map(|(k, i, r)| match k {
+        (0u8..6, 1u8..4, 0u8..4).prop_map(|(k, i, r)| match k {
             0 => json!({"kind": "set_result", "item_id": format!("q{i}"),
                         "result": (["compliant", "violation", "not_applicable", "clear"][r as usize])}),
             1 => json!({"kind": "comment", "item_id": format!("q{i}"), "text": "t"}),
             2 => json!({"kind": (["start", "finish", "start", "cancel"][r as usize])}),
+            3 => json!({"kind": "request_photo", "item_id": format!("q{i}")}),
+            // What the server submits for a stored photo or a derived clip.
+            4 => json!({"kind": "attach_evidence", "item_id": format!("q{i}"),
+                        "evidence": {"id": format!("e{r}"), "kind": (["photo", "clip", "still", "photo"][r as usize]),
+                                     "sha256": "ab".repeat(32), "size": 10}}),
             _ => json!({"kind": "location", "lat": 1.0, "lon": 2.0, "accuracy": 3.0, "device_ts": 4}),
         }),
     ];
@@ -167,7 +172,14 @@ proptest! {
                 Step::Connect(c) => Input::Connect { conn: u64::from(c), who: principal(c % 3), last_seq: Some(u64::from(c)), client: ClientInfo::default(), rtc: None, now },
                 Step::Disconnect(c) => Input::Disconnect { conn: u64::from(c), reason: LeaveReason::Closed, now },
                 Step::Op(w, v) => match Operation::decode(&v) {
-                    Ok(op) => Input::Op { origin: Origin::Conn(u64::from(w)), who: principal(w), op_id: Some(format!("o{}", n % 17)), op, now },
+                    Ok(op) => {
+                        // Evidence comes from the server (uploads, derived cuts), the rest from sockets.
+                        let origin = match op {
+                            Operation::AttachEvidence { .. } => Origin::Api(u64::from(n)),
+                            _ => Origin::Conn(u64::from(w)),
+                        };
+                        Input::Op { origin, who: principal(w), op_id: Some(format!("o{}", n % 17)), op, now }
+                    }
                     Err(_) => continue,
                 },
                 Step::Commit => Input::Committed { upto: head },

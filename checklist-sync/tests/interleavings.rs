@@ -48,9 +48,7 @@ fn make_op(kind: u8, item: u8, result: u8, n: usize) -> Value {
             op
         }
         2 => json!({"kind": "comment", "item_id": item, "text": format!("t{n}")}),
-        3 => {
-            json!({"kind": "attach_evidence", "item_id": item, "evidence": {"id": format!("e{n}"), "kind": "photo"}})
-        }
+        3 => json!({"kind": "request_photo", "item_id": item}),
         4 => {
             json!({"kind": "location", "lat": 55.0 + n as f64 / 1000.0, "lon": 37.5, "accuracy": 10.0, "device_ts": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0) + n as i64})
         }

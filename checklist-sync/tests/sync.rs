@@ -501,7 +501,7 @@ async fn a_cancelled_inspection_refuses_every_checklist_operation() {
         item_result("q2", "compliant"),
         item_result("q1", "clear"),
         json!({"kind": "comment", "item_id": "q1", "text": "ещё"}),
-        json!({"kind": "attach_evidence", "item_id": "q1", "evidence": {"id": "e1", "kind": "photo"}}),
+        json!({"kind": "request_photo", "item_id": "q1"}),
         json!({"kind": "start"}),
         json!({"kind": "finish"}),
         json!({"kind": "cancel"}),
@@ -519,6 +519,24 @@ async fn a_cancelled_inspection_refuses_every_checklist_operation() {
         )
         .await;
     assert_eq!(e["code"], "cancelled", "{e}");
+    // Nor does the server attach evidence (an upload, a cut of the recording) any more.
+    for kind in ["photo", "clip"] {
+        let evidence = serde_json::from_value(json!({"id": kind, "kind": kind})).expect("evidence");
+        let e = srv
+            .hub
+            .submit(
+                &who,
+                &devserver::spec(id, 5),
+                Operation::AttachEvidence {
+                    item_id: "q1".into(),
+                    evidence: Box::new(evidence),
+                },
+                None,
+            )
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code, "cancelled", "{kind}");
+    }
     assert_eq!(
         count_events(&srv.pool, id).await,
         rows,

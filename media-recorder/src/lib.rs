@@ -9,6 +9,7 @@
 
 pub mod chapters;
 pub mod depacketize;
+pub mod extract;
 pub mod finalize;
 pub mod journal;
 mod peer;

@@ -46,6 +46,33 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub metrics_token: Option<String>,
+    /// Where evidence blobs go: s3://bucket/prefix (any S3-compatible service) or
+    /// file:///dir [default: <data dir>/blobs].
+    #[arg(long, env = "INSPECTOR_BLOB_URL", global = true)]
+    pub blob_url: Option<String>,
+    /// S3 endpoint, e.g. https://storage.example or http://127.0.0.1:8333 [default: AWS].
+    #[arg(long, env = "INSPECTOR_BLOB_ENDPOINT", global = true)]
+    pub blob_endpoint: Option<String>,
+    /// S3 region [default: us-east-1].
+    #[arg(long, env = "INSPECTOR_BLOB_REGION", global = true)]
+    pub blob_region: Option<String>,
+    /// S3 access key id.
+    #[arg(long, env = "INSPECTOR_BLOB_ACCESS_KEY_ID", global = true)]
+    pub blob_access_key_id: Option<String>,
+    /// S3 secret access key (prefer the environment variable: flags show in `ps`).
+    #[arg(
+        long,
+        env = "INSPECTOR_BLOB_SECRET_ACCESS_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub blob_secret_access_key: Option<String>,
+    /// Virtual-hosted-style S3 addressing (bucket.host) instead of path-style (host/bucket).
+    #[arg(long, env = "INSPECTOR_BLOB_VIRTUAL_HOSTED", global = true)]
+    pub blob_virtual_hosted: Option<bool>,
+    /// Largest evidence upload in bytes [default: 20 MiB].
+    #[arg(long, env = "INSPECTOR_MAX_UPLOAD_BYTES", global = true)]
+    pub max_upload_bytes: Option<u64>,
 }
 
 /// Connection limits of the HTTP listener (`[http]` in the file).
@@ -62,7 +89,8 @@ pub struct HttpLimits {
     /// A connection that has not sent a complete request head within this many seconds (the
     /// first request or the next one on a kept-alive connection) is closed.
     pub header_timeout_secs: u64,
-    /// A request body that has not arrived within this many seconds fails.
+    /// A request body that stalls this many seconds fails (the timer restarts with every
+    /// chunk, so slow uploads are not cut off).
     pub body_timeout_secs: u64,
 }
 
@@ -154,13 +182,18 @@ impl LiveLimits {
             flood_drops: self.flood_drops,
             flood_window: Duration::from_secs(self.flood_window_secs.max(1)),
             max_sockets_per_participant: self.max_sockets_per_participant,
-            quotas: checklist_sync::Quotas {
-                comments_per_item: self.comments_per_item,
-                evidence_per_item: self.evidence_per_item,
-                bytes_per_participant: self.bytes_per_participant,
-                bytes_per_minute: self.bytes_per_minute,
-            },
+            quotas: self.quotas(),
             ..checklist_sync::SyncConfig::default()
+        }
+    }
+
+    /// What one participant may add (also checked by uploads before they store anything).
+    pub fn quotas(&self) -> checklist_sync::Quotas {
+        checklist_sync::Quotas {
+            comments_per_item: self.comments_per_item,
+            evidence_per_item: self.evidence_per_item,
+            bytes_per_participant: self.bytes_per_participant,
+            bytes_per_minute: self.bytes_per_minute,
         }
     }
 }
@@ -199,6 +232,15 @@ struct FileConfig {
     login: LoginLimits,
     #[serde(default)]
     live: LiveLimits,
+    blob_url: Option<String>,
+    blob_endpoint: Option<String>,
+    blob_region: Option<String>,
+    blob_access_key_id: Option<String>,
+    blob_secret_access_key: Option<String>,
+    blob_virtual_hosted: Option<bool>,
+    max_upload_bytes: Option<u64>,
+    clip_before_secs: Option<f64>,
+    clip_after_secs: Option<f64>,
 }
 
 /// The resolved configuration the server runs with.
@@ -233,7 +275,18 @@ pub struct Config {
     pub login: LoginLimits,
     /// Live socket limits.
     pub live: LiveLimits,
+    /// The evidence blob store.
+    pub blob: crate::blobs::BlobConfig,
+    /// Largest evidence upload, bytes.
+    pub max_upload_bytes: u64,
+    /// How much of the recording before a violation's mark its clip shows, ms.
+    pub clip_before_ms: i64,
+    /// How much after the mark, ms.
+    pub clip_after_ms: i64,
 }
+
+/// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 20 * 1024 * 1024;
 
 impl Config {
     /// Resolves flags/environment over the optional file over defaults.
@@ -288,6 +341,34 @@ impl Config {
         if file.http.max_websockets >= file.http.max_connections {
             anyhow::bail!("http.max_websockets must be below http.max_connections");
         }
+        let blob = crate::blobs::BlobConfig {
+            url: args.blob_url.clone().or(file.blob_url),
+            endpoint: args.blob_endpoint.clone().or(file.blob_endpoint),
+            region: args.blob_region.clone().or(file.blob_region),
+            access_key_id: args.blob_access_key_id.clone().or(file.blob_access_key_id),
+            secret_access_key: args
+                .blob_secret_access_key
+                .clone()
+                .or(file.blob_secret_access_key),
+            virtual_hosted: args
+                .blob_virtual_hosted
+                .or(file.blob_virtual_hosted)
+                .unwrap_or(false),
+        };
+        let secs = |v: Option<f64>, default: f64, name: &str| -> anyhow::Result<i64> {
+            let v = v.unwrap_or(default);
+            if !(0.0..=600.0).contains(&v) {
+                anyhow::bail!("{name} must be between 0 and 600 seconds");
+            }
+            Ok((v * 1000.0).round() as i64)
+        };
+        let max_upload_bytes = args
+            .max_upload_bytes
+            .or(file.max_upload_bytes)
+            .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES);
+        if max_upload_bytes == 0 {
+            anyhow::bail!("max_upload_bytes must be positive");
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -303,12 +384,21 @@ impl Config {
             http: file.http,
             login: file.login,
             live: file.live,
+            blob,
+            max_upload_bytes,
+            clip_before_ms: secs(file.clip_before_secs, 5.0, "clip_before_secs")?,
+            clip_after_ms: secs(file.clip_after_secs, 5.0, "clip_after_secs")?,
         })
     }
 
     /// Where finalized recordings and journals live.
     pub fn recordings_dir(&self) -> PathBuf {
         self.data_dir.join("recordings")
+    }
+
+    /// Where local evidence blobs live (when no blob URL is configured).
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
     }
 
     /// Whether cookies must carry `Secure` (the public URL is HTTPS).
@@ -354,6 +444,10 @@ mod tests {
         assert_eq!(c.http, HttpLimits::default());
         assert_eq!(c.login.per_user_and_address, 5);
         assert_eq!(c.live.max_sockets_per_participant, 8);
+        assert_eq!(c.blob.url, None);
+        assert_eq!(c.blobs_dir(), PathBuf::from("data/blobs"));
+        assert_eq!(c.max_upload_bytes, 20 * 1024 * 1024);
+        assert_eq!((c.clip_before_ms, c.clip_after_ms), (5000, 5000));
     }
 
     #[test]
@@ -386,6 +480,29 @@ mod tests {
         assert_eq!(c.trusted_proxies.len(), 2);
         args.trusted_proxies = vec!["nonsense".into()];
         assert!(Config::resolve(&args).is_err());
+    }
+
+    #[test]
+    fn blob_store_and_clip_lengths_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "blob_url = \"s3://evidence/node1\"\nblob_endpoint = \"http://127.0.0.1:8333\"\n\
+             clip_before_secs = 3\nclip_after_secs = 7.5\nmax_upload_bytes = 1000\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            blob_region: Some("ru-central1".into()),
+            max_upload_bytes: Some(2000),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.blob.url.as_deref(), Some("s3://evidence/node1"));
+        assert_eq!(c.blob.region.as_deref(), Some("ru-central1"));
+        assert_eq!((c.clip_before_ms, c.clip_after_ms), (3000, 7500));
+        assert_eq!(c.max_upload_bytes, 2000);
     }
 
     #[test]

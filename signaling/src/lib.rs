@@ -6,9 +6,12 @@
 //! error type ([`error::ApiError`]) answers every failure in one shape.
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod auth;
+pub mod blobs;
 pub mod config;
 pub mod db;
+pub mod derived;
 pub mod domain;
 pub mod error;
 pub mod evidence;
@@ -20,6 +23,7 @@ pub mod ops;
 pub mod server;
 pub mod templates;
 pub mod throttle;
+pub mod uploads;
 pub mod users;
 pub mod web;
 
@@ -59,6 +63,8 @@ pub struct AppState {
     pub live: Arc<live::Live>,
     /// Every live socket's credential; ends sockets whose access ends.
     pub access: live::AccessWatch,
+    /// Evidence files (photos, clips, stills).
+    pub blobs: blobs::BlobStore,
 }
 
 /// A built server, bound to its port, ready to serve.
@@ -85,8 +91,21 @@ impl Application {
             config.public_url = format!("http://{addr}");
         }
         config.listen = addr;
+        let blobs = blobs::BlobStore::open(&config.blob, &config.blobs_dir())?;
+        {
+            // Temporaries an interrupted write left behind (none in normal operation).
+            let blobs = blobs.clone();
+            tokio::spawn(async move {
+                if let Err(e) = blobs
+                    .sweep_temporaries(std::time::Duration::from_secs(3600))
+                    .await
+                {
+                    tracing::warn!(error = %e, "blob store: sweeping temporaries failed");
+                }
+            });
+        }
         let config = Arc::new(config);
-        let live = Arc::new(live::Live::new(db.clone(), config.clone()).await?);
+        let live = Arc::new(live::Live::new(db.clone(), config.clone(), blobs.clone()).await?);
         let lifecycle = Arc::new(live::LifecycleService::new(db.clone(), live.clone()));
         let dummy_hash = Arc::new(auth::hash_password("dummy password for timing")?);
         let access = live::AccessWatch::new(db.clone(), config.access_recheck);
@@ -97,6 +116,7 @@ impl Application {
             lifecycle,
             live,
             access,
+            blobs,
         };
         let router = router(state.clone());
         Ok(Application {
@@ -202,6 +222,7 @@ pub fn router(state: AppState) -> Router {
         .merge(inspections::router())
         .merge(live::router())
         .merge(evidence::router())
+        .merge(uploads::router())
         .merge(openapi::router())
         .merge(ops::router())
         .merge(web::router())

@@ -51,7 +51,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute the chain; exit 0 if intact, 1 naming the first broken link.
+    /// Recompute the chain and re-hash every evidence blob; exit 0 if all is intact, 1
+    /// naming the first broken link or each missing or altered blob.
     Verify {
         /// Inspection id.
         inspection: uuid::Uuid,
@@ -229,19 +230,34 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
     db::migrate(&pool).await?;
     match command {
         AuditCommand::Verify { inspection } => {
-            let report = checklist_sync::verify(&pool, inspection).await?;
-            match &report.first_broken {
+            let blobs = signaling::blobs::BlobStore::open(&config.blob, &config.blobs_dir())?;
+            let report = signaling::audit::verify(&pool, &blobs, inspection).await?;
+            match &report.chain.first_broken {
                 None => {
                     println!(
                         "intact: {} events, head {}",
-                        report.events,
-                        report.head_hash.as_deref().unwrap_or("(empty log)")
+                        report.chain.events,
+                        report.chain.head_hash.as_deref().unwrap_or("(empty log)")
                     );
                 }
                 Some(broken) => {
                     println!("BROKEN at seq {}: {:?}", broken.seq, broken.reason);
-                    std::process::exit(1);
                 }
+            }
+            for f in &report.evidence_problems {
+                println!(
+                    "EVIDENCE {:?} at seq {} (evidence {}, sha256 {})",
+                    f.problem, f.seq, f.evidence_id, f.sha256
+                );
+            }
+            if report.evidence_problems.is_empty() {
+                println!(
+                    "evidence: {} blobs match their hashes",
+                    report.evidence_checked
+                );
+            }
+            if !report.is_clean() {
+                std::process::exit(1);
             }
         }
         AuditCommand::Export { inspection } => {

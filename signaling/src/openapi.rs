@@ -21,9 +21,10 @@ use crate::AppState;
         crate::live::socket,
         crate::evidence::recording, crate::evidence::manifest, crate::evidence::chapters,
         crate::evidence::state, crate::evidence::events,
+        crate::uploads::upload, crate::uploads::serve,
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
-    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"))
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::uploads::Uploaded)),
+    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"))
 )]
 pub struct ApiDoc;
 

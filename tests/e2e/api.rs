@@ -396,6 +396,8 @@ async fn operations_endpoints_answer() {
         "/api/inspections/{id}/transition",
         "/api/invitations/accept",
         "/api/inspections/{id}/ws",
+        "/api/inspections/{id}/evidence",
+        "/api/inspections/{id}/evidence/{evidence_id}",
     ] {
         assert!(r.body["paths"][path].is_object(), "OpenAPI lacks {path}");
     }

@@ -94,6 +94,13 @@ async fn every_endpoint_checks_every_caller() {
         .as_str()
         .unwrap()
         .to_string();
+    let item = w.clients[3]
+        .get(&format!("/api/inspections/{x}"))
+        .await
+        .body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // (method, path, body, expected status per actor in ACTORS order)
     let cases: Vec<(&str, String, Value, [u16; 7])> = vec![
         (
@@ -189,6 +196,19 @@ async fn every_endpoint_checks_every_caller() {
             format!("/api/users/{admin_id}/disable"),
             json!({}),
             [401, 403, 403, 403, 403, 403, 409],
+        ),
+        // X is not live: who may upload reaches the lifecycle check (409), nothing is stored.
+        (
+            "POST",
+            format!("/api/inspections/{x}/evidence?item_id={item}"),
+            json!({}),
+            [401, 409, 404, 409, 404, 403, 409],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/evidence/{}", uuid::Uuid::new_v4()),
+            Value::Null,
+            [401, 404, 404, 404, 404, 404, 404],
         ),
         (
             "GET",

@@ -410,6 +410,15 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
             Duration::from_secs(5),
         )
         .await?;
+    // The violation's clip and still, cut from the recording by the server, are listed on
+    // its item (item 2, the only violation).
+    inspector
+        .wait_true(
+            "the violation's clip and still in the player",
+            "const e = document.querySelector('#evidence .evidence-item');              const img = e && e.querySelector('.thumb-still img');              return !!e && !!e.querySelector('.thumb-clip') && !!img && img.complete && img.naturalWidth > 0",
+            Duration::from_secs(90),
+        )
+        .await?;
     shoot_both(&inspector, "review").await?;
     no_csp_violations(&inspector, "console and reviewer").await?;
     inspector.close().await?;

@@ -3,6 +3,9 @@
 //! set), and clients that speak to it like browsers do. Logs only with `TEST_LOG=1`.
 
 pub mod browser;
+pub mod images;
+pub mod photo;
+pub mod seaweed;
 
 use std::sync::Once;
 
@@ -24,6 +27,11 @@ pub struct TestApp {
     pub data_dir: TempDir,
     /// The database URL.
     pub database_url: String,
+    /// The configuration the server was built with (before it bound its port), kept for
+    /// [`TestApp::restart`].
+    config: signaling::Config,
+    /// The server's blob store.
+    pub blobs: signaling::blobs::BlobStore,
     /// The server's live rooms (its sync and media hubs), for tests that look inside.
     pub live: std::sync::Arc<signaling::live::Live>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -73,22 +81,12 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Like [`spawn_app`], with the resolved configuration adjusted by `tune` first (limits,
-/// trusted proxies, the metrics token…).
-pub async fn spawn_app_with(tune: impl FnOnce(&mut signaling::Config)) -> TestApp {
+/// Like [`spawn_app`], with the resolved configuration changed by `adjust` first (blob
+/// store, upload limit, clip lengths); a [`TestApp::restart`] keeps the change.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut signaling::Config)) -> TestApp {
     init_logs();
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(data_dir.path()).await;
-    start_on(data_dir, database_url, tune).await
-}
-
-/// Starts the server on 127.0.0.1:0 with this data directory and database, the configuration
-/// adjusted by `tune`.
-async fn start_on(
-    data_dir: TempDir,
-    database_url: String,
-    tune: impl FnOnce(&mut signaling::Config),
-) -> TestApp {
     let args = signaling::config::ServeArgs {
         listen: Some("127.0.0.1:0".parse().expect("literal address")),
         data_dir: Some(data_dir.path().to_path_buf()),
@@ -97,13 +95,20 @@ async fn start_on(
         ..Default::default()
     };
     let mut config = signaling::Config::resolve(&args).expect("config");
-    tune(&mut config);
-    let app = signaling::Application::build(config)
+    adjust(&mut config);
+    start_on(data_dir, database_url, config).await
+}
+
+/// Starts the server with this configuration (on port 0) over this data directory and
+/// database.
+async fn start_on(data_dir: TempDir, database_url: String, config: signaling::Config) -> TestApp {
+    let app = signaling::Application::build(config.clone())
         .await
         .expect("build app");
     let address = format!("http://{}", app.local_addr());
     let public_url = app.state().config.public_url.clone();
     let db = app.state().db.clone();
+    let blobs = app.state().blobs.clone();
     let live = app.state().live.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -119,6 +124,8 @@ async fn start_on(
         db,
         data_dir,
         database_url,
+        config,
+        blobs,
         live,
         shutdown: Some(tx),
         server: Some(server),
@@ -136,7 +143,7 @@ impl TestApp {
         if let Some(h) = self.server.take() {
             let _ = h.await;
         }
-        start_on(self.data_dir, self.database_url, |_| {}).await
+        start_on(self.data_dir, self.database_url, self.config).await
     }
 
     /// Creates an account directly in the database.
@@ -184,6 +191,27 @@ impl TestApp {
         if let Some(h) = self.server.take() {
             let _ = h.await;
         }
+    }
+
+    /// Everything a refused upload must leave untouched: every table (with the event log)
+    /// and the blob store's content keys.
+    pub async fn dump_all(&self) -> String {
+        use sqlx::Row;
+        let mut out = self.dump().await;
+        let rows = sqlx::query("SELECT inspection_id, seq, hash FROM events ORDER BY 1, 2")
+            .fetch_all(&self.db)
+            .await
+            .expect("events");
+        for r in rows {
+            let (i, seq, h): (String, i64, String) = (r.get(0), r.get(1), r.get(2));
+            out.push_str(&format!("events|{i}|{seq}|{h}\n"));
+        }
+        let tmp = self.blobs.temporaries().await.expect("blob temporaries");
+        out.push_str(&format!("blob temporaries|{tmp}\n"));
+        for b in self.blobs.list().await.expect("blob list") {
+            out.push_str(&format!("blob|{b}\n"));
+        }
+        out
     }
 
     /// Every row of every foundation table, as text, to prove a rejected request changed
@@ -329,6 +357,37 @@ impl Client {
                 .body(body),
         )
         .await
+    }
+
+    /// POST with a raw body and extra headers.
+    pub async fn post_raw_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut req = self.http.post(format!("{}{path}", self.base)).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req).await
+    }
+
+    /// GET the raw bytes of an answer, with its status and headers.
+    pub async fn get_bytes(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (
+            status,
+            headers,
+            r.bytes().await.unwrap_or_default().to_vec(),
+        )
     }
 
     /// Creates an inspection (`inspection_body`) with the first bundled checklist template

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use checklist_sync::state::Source;
 use checklist_sync::{OpError, Operation};
 use sqlx::AnyPool;
 
@@ -106,7 +107,7 @@ impl LifecycleService {
             .state
             .lifecycle
             .status
-            .allows(&op)
+            .allows(&op, Source::Server)
             .map_err(refused)?;
         let participant_id = participants::register(&self.db, caller, insp, "api").await?;
         let who = principal(caller, insp, Access::Manage, participant_id, "api");

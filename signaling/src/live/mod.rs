@@ -9,13 +9,13 @@
 //! [`projection`] keeps `inspections.status` in step with the log; [`marks`] turns the log
 //! into chapters; [`lifecycle`] is the REST lifecycle; [`rtc`] the typed `rtc.*` bridge;
 //! [`stop`] closes sockets whose access ends (4401); `origin`, `participants` and `device` are
-//! the socket's checks and bookkeeping.
+//! the socket's checks and bookkeeping (the last two shared with evidence uploads).
 
-mod device;
+pub(crate) mod device;
 pub mod lifecycle;
 pub mod marks;
 mod origin;
-mod participants;
+pub(crate) mod participants;
 pub mod projection;
 pub mod recording;
 pub mod rtc;
@@ -33,6 +33,7 @@ use axum::Router;
 use checklist_sync::{Extension, ItemSpec, Principal, RoomSpec, Site, SyncHub};
 use media_recorder::{IceServer, MediaConfig, MediaHub};
 use sqlx::AnyPool;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::auth::{self, Caller};
@@ -57,9 +58,14 @@ pub struct Live {
 
 impl Live {
     /// Creates both hubs, with the status projection and the after-commit side effects in the
-    /// sync writer, and finalizes in the background the recordings of inspections that ended
-    /// while the server was down.
-    pub async fn new(db: AnyPool, config: Arc<Config>) -> anyhow::Result<Live> {
+    /// sync writer, finalizes in the background the recordings of inspections that ended
+    /// while the server was down, and derives evidence (clips, stills, into `blobs`) from
+    /// every finalized recording.
+    pub async fn new(
+        db: AnyPool,
+        config: Arc<Config>,
+        blobs: crate::blobs::BlobStore,
+    ) -> anyhow::Result<Live> {
         let media = MediaHub::new(MediaConfig {
             recordings_dir: config.recordings_dir(),
             udp_addrs: vec![config.media_udp.clone()],
@@ -76,13 +82,27 @@ impl Live {
         })
         .await
         .map_err(|e| anyhow::anyhow!("media: {e}"))?;
-        let recordings =
-            recording::Recordings::new(db.clone(), media.clone(), config.recordings_dir());
+        let (finalized, finalized_rx) = mpsc::unbounded_channel();
+        let recordings = recording::Recordings::new(
+            db.clone(),
+            media.clone(),
+            config.recordings_dir(),
+            finalized,
+        );
         let projection = Arc::new(projection::StatusProjection::new(
             media.clone(),
             recordings.clone(),
         ));
         let sync = SyncHub::new(db.clone(), config.live.sync_config(), projection);
+        crate::derived::spawn(
+            crate::derived::Deriver {
+                db: db.clone(),
+                sync: sync.clone(),
+                blobs,
+                config: config.clone(),
+            },
+            finalized_rx,
+        );
         recording::recover_in_background(recordings.clone());
         // Load the embedded time-zone map now rather than on the first location sample.
         tokio::task::spawn_blocking(checklist_sync::trust::tz::warm_up);
@@ -117,7 +137,7 @@ impl Live {
 
 /// The sync principal of a caller on an inspection: whoever may manage it acts as the
 /// inspector, other staff observe, the invitation's guest is the business.
-fn principal(
+pub(crate) fn principal(
     caller: &Caller,
     insp: &Inspection,
     access: Access,

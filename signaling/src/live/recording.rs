@@ -3,13 +3,15 @@
 //! and at server start for every inspection that is over but whose recording has no manifest
 //! yet (the server stopped between the commit and the manifest). A live inspection's
 //! recording is never finalized at start: it goes on when the participants come back.
+//! Every recording finalized here is announced on a channel: evidence (clips, stills) is
+//! derived from it (crate::derived).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use media_recorder::{Manifest, MediaHub};
 use sqlx::AnyPool;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::db::RowExt;
@@ -24,16 +26,25 @@ pub struct Recordings {
     dir: PathBuf,
     /// How many finalizations run in the background.
     running: Arc<watch::Sender<usize>>,
+    /// Told the inspection of every recording finalized.
+    finalized: mpsc::UnboundedSender<Uuid>,
 }
 
 impl Recordings {
-    /// The recordings under `dir` (one directory per inspection).
-    pub fn new(db: AnyPool, media: MediaHub, dir: PathBuf) -> Recordings {
+    /// The recordings under `dir` (one directory per inspection); each one finalized is
+    /// sent to `finalized`.
+    pub fn new(
+        db: AnyPool,
+        media: MediaHub,
+        dir: PathBuf,
+        finalized: mpsc::UnboundedSender<Uuid>,
+    ) -> Recordings {
         Recordings {
             db,
             media,
             dir,
             running: Arc::new(watch::channel(0).0),
+            finalized,
         }
     }
 
@@ -67,6 +78,9 @@ impl Recordings {
         match self.media.finish(inspection_id, marks).await {
             Ok(m) => {
                 tracing::info!(%inspection_id, duration_ms = m.duration_ms, chapters = m.chapters.len(), "recording finalized");
+                // The receiver lives as long as the server; at shutdown nothing is lost, the
+                // deriver looks at every manifest without its done marker at start.
+                let _ = self.finalized.send(inspection_id);
                 Some(m)
             }
             Err(e) if e.code() == "no_media" => {

@@ -1,0 +1,688 @@
+//! Evidence from the participants: photo uploads and serving any stored evidence.
+//!
+//! `POST /api/inspections/{id}/evidence?item_id=…` takes the raw image as the body. Every rule
+//! is checked before anything is kept: the caller must see the inspection (404 otherwise), be
+//! its inspector or business (observers 403), the inspection must be live, the uploader within
+//! its quotas (`[live]`, 409 `quota_exceeded`), the item in its checklist, the geolocation
+//! sample valid; the body is streamed into the blob store's temporary area while the server
+//! hashes and counts it (over the limit → 413, cut short → `upload_interrupted`); the content
+//! must be a whole JPEG, PNG or WebP by its magic bytes and decoded header (the claimed
+//! Content-Type is ignored); an `X-Content-SHA256` header must match. Only then the blob moves
+//! to its content key and the server submits the `attach_evidence` event with its own
+//! findings. A refusal stores no blob, event or row.
+//!
+//! `GET /api/inspections/{id}/evidence/{evidence_id}` serves what the inspection's event log
+//! says is its evidence, through the access rule, with the detected type, `nosniff`,
+//! `Content-Disposition` and byte ranges. The log is the only index: a blob that no event of
+//! this inspection references is never served under it.
+//!
+//! Thumbnails are the originals scaled by CSS: the server never decodes untrusted pixels
+//! (only headers), the original is the evidence, and the phone shows its own local copy.
+
+use std::ops::Range;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use checklist_sync::geo::{Geolocation, RawGeolocation};
+use checklist_sync::proto::{is_sha256_hex, Evidence, EvidenceKind, EvidenceVerdict, Location};
+use checklist_sync::quota::Usage;
+use checklist_sync::state::Source;
+use checklist_sync::{OpError, Operation, Principal, Role};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::blobs::BlobError;
+use crate::db::now_micros;
+use crate::error::{ApiError, ApiResult};
+use crate::inspections::{load_for, Access};
+use crate::live::{self, Live};
+use crate::AppState;
+
+/// The header carrying the SHA-256 the client computed (optional).
+pub const SHA256_HEADER: &str = "x-content-sha256";
+/// Bytes kept from the start of an upload to read its type and pixel size.
+const HEAD_BYTES: usize = 512 * 1024;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/inspections/{id}/evidence", post(upload))
+        .route("/api/inspections/{id}/evidence/{evidence_id}", get(serve))
+}
+
+/// Query of an upload: the item and what the device says about the moment.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct UploadQuery {
+    /// The checklist item the photo is of.
+    pub item_id: String,
+    /// Capture time the device claims, ms since the epoch.
+    pub captured_at: Option<f64>,
+    /// The device's latitude when it took the photo.
+    pub lat: Option<f64>,
+    /// Longitude.
+    pub lon: Option<f64>,
+    /// Horizontal accuracy, metres.
+    pub accuracy: Option<f64>,
+    /// Altitude, metres.
+    pub altitude: Option<f64>,
+    /// Altitude accuracy, metres.
+    pub altitude_accuracy: Option<f64>,
+    /// Heading, degrees.
+    pub heading: Option<f64>,
+    /// Speed, m/s.
+    pub speed: Option<f64>,
+    /// Device time of the fix, ms since the epoch.
+    pub device_ts: Option<f64>,
+}
+
+/// What an accepted upload answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Uploaded {
+    /// Sequence number of the `attach_evidence` event.
+    pub seq: u64,
+    /// The item.
+    pub item_id: String,
+    /// The evidence as logged.
+    #[schema(value_type = Object)]
+    pub evidence: Evidence,
+    /// Where to fetch it.
+    pub url: String,
+}
+
+/// What the content of an upload was found to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// `image/jpeg`, `image/png` or `image/webp`.
+    pub media_type: &'static str,
+    /// Pixel width.
+    pub width: u32,
+    /// Pixel height.
+    pub height: u32,
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::Invalid {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Identifies a photo by its content: JPEG, PNG or WebP magic bytes, pixel size from the
+/// header, and the format's end marker in the tail (a cut-off file is refused).
+pub fn sniff_image(head: &[u8], tail: &[u8], size: u64) -> ApiResult<ImageInfo> {
+    use imagesize::ImageType;
+    let kind = imagesize::image_type(head).map_err(|_| {
+        invalid(
+            "unsupported_image_type",
+            "only JPEG, PNG and WebP photos are accepted",
+        )
+    })?;
+    let media_type = match kind {
+        ImageType::Jpeg => "image/jpeg",
+        ImageType::Png => "image/png",
+        ImageType::Webp => "image/webp",
+        _ => {
+            return Err(invalid(
+                "unsupported_image_type",
+                "only JPEG, PNG and WebP photos are accepted",
+            ))
+        }
+    };
+    let dims = imagesize::blob_size(head)
+        .map_err(|_| invalid("image_unreadable", "the image header cannot be read"))?;
+    if dims.width == 0 || dims.height == 0 || dims.width > 100_000 || dims.height > 100_000 {
+        return Err(invalid(
+            "image_unreadable",
+            "the image has no plausible pixel size",
+        ));
+    }
+    let whole = match kind {
+        // End of image; phones may append data (e.g. motion photos) after it.
+        ImageType::Jpeg => tail.windows(2).any(|w| w == [0xFF, 0xD9]),
+        // The IEND chunk with its fixed CRC closes every PNG.
+        ImageType::Png => tail
+            .windows(8)
+            .any(|w| w == [b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]),
+        // RIFF header: the size of everything after the first 8 bytes.
+        _ => {
+            head.len() >= 8 && {
+                let riff = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as u64;
+                riff + 8 <= size
+            }
+        }
+    };
+    if !whole {
+        return Err(invalid(
+            "image_truncated",
+            "the image is cut off (no end marker)",
+        ));
+    }
+    Ok(ImageInfo {
+        media_type,
+        width: dims.width as u32,
+        height: dims.height as u32,
+    })
+}
+
+/// The sync role a caller has in an inspection it can see.
+fn role_of(caller: &Caller, access: Access) -> Role {
+    match caller {
+        Caller::Staff(_) if access == Access::Manage => Role::Inspector,
+        Caller::Staff(_) => Role::Observer,
+        Caller::Guest(_) => Role::Business,
+    }
+}
+
+fn parse_location(q: &UploadQuery, now: i64) -> ApiResult<Option<Location>> {
+    let (Some(lat), Some(lon)) = (q.lat, q.lon) else {
+        if q.lat.is_some() || q.lon.is_some() {
+            return Err(invalid(
+                "invalid_location",
+                "give both lat and lon, or neither",
+            ));
+        }
+        return Ok(None);
+    };
+    let device_ts = q
+        .device_ts
+        .filter(|t| t.is_finite() && (0.0..=1e15).contains(t))
+        .ok_or_else(|| invalid("invalid_location", "device_ts is required with a location"))?
+        .floor() as i64;
+    let raw = RawGeolocation {
+        lat,
+        lon,
+        accuracy: q.accuracy.unwrap_or(f64::NAN),
+        altitude: q.altitude,
+        altitude_accuracy: q.altitude_accuracy,
+        heading: q.heading,
+        speed: q.speed,
+        device_ts,
+    };
+    // The same strict parse as a location op: the sample recorded is one the server accepts.
+    Geolocation::parse(&raw, now).map_err(|e| ApiError::Invalid {
+        code: e.code(),
+        message: e.to_string(),
+    })?;
+    Ok(Some(Location {
+        lat,
+        lon,
+        accuracy: raw.accuracy,
+        altitude: q.altitude,
+        altitude_accuracy: q.altitude_accuracy,
+        heading: q.heading,
+        speed: q.speed,
+        device_ts,
+    }))
+}
+
+/// Uploads a photo of a checklist item (raw JPEG, PNG or WebP body; inspector or business of
+/// a live inspection). The server hashes, checks and stores it, then logs `attach_evidence`.
+#[utoipa::path(post, path = "/api/inspections/{id}/evidence", tag = "evidence",
+    params(("id" = Uuid, Path), UploadQuery,
+           ("x-content-sha256" = Option<String>, Header, description = "SHA-256 the client computed; a mismatch is refused")),
+    request_body(content = Vec<u8>, content_type = "image/jpeg", description = "the image bytes (type detected from the content)"),
+    responses((status = 201, body = Uploaded),
+              (status = 400, description = "unknown_item, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, upload_interrupted, invalid_location, geo_*", body = crate::error::ErrorBody),
+              (status = 403, description = "forbidden: an observer", body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody),
+              (status = 409, description = "not_live, already_finished, cancelled, quota_exceeded (the uploader's evidence quotas)", body = crate::error::ErrorBody),
+              (status = 413, description = "payload_too_large", body = crate::error::ErrorBody)))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Uploaded>)> {
+    let received_at = now_micros();
+    let (insp, access) = load_for(&state.db, &caller, id, Access::Read).await?;
+    let role = role_of(&caller, access);
+    if role == Role::Observer {
+        return Err(ApiError::Forbidden);
+    }
+    let spec = Live::room_spec(&insp);
+    if !spec.items.iter().any(|i| i.id == q.item_id) {
+        return Err(invalid(
+            "unknown_item",
+            format!("no item {:?} in this checklist", q.item_id),
+        ));
+    }
+    // Refuse early, from the log, so that a refused upload stores nothing; the room checks
+    // again when it sequences the event.
+    let provisional = Operation::AttachEvidence {
+        item_id: q.item_id.clone(),
+        evidence: Box::new(empty_evidence()),
+    };
+    let snap = state
+        .live
+        .sync
+        .snapshot(id)
+        .await
+        .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
+    snap.state
+        .lifecycle
+        .status
+        .allows(&provisional, Source::Server)
+        .map_err(refused)?;
+    // The uploader's quotas too (evidence per item, bytes): a participant past them would
+    // otherwise leave a stored blob behind every refused upload.
+    if let Some(pid) = live::participants::find(&state.db, &caller, &insp).await? {
+        Usage::from_state(&snap.state)
+            .admit(&state.config.live.quotas(), pid, &provisional, received_at)
+            .map_err(refused)?;
+    }
+    let location = parse_location(&q, received_at)?;
+    let captured_at = match q.captured_at {
+        None => None,
+        Some(t) if t.is_finite() && (0.0..=1e15).contains(&t) => Some(t.floor() as i64),
+        Some(_) => {
+            return Err(invalid(
+                "invalid_captured_at",
+                "captured_at must be ms since the epoch",
+            ))
+        }
+    };
+    let expected = match headers.get(SHA256_HEADER) {
+        None => None,
+        Some(v) => {
+            let h = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
+            if !is_sha256_hex(&h) {
+                return Err(invalid(
+                    "invalid_sha256",
+                    "X-Content-SHA256 must be 64 hex digits",
+                ));
+            }
+            Some(h)
+        }
+    };
+    let limit = state.config.max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+
+    let staged = state
+        .blobs
+        .stage(body.into_data_stream(), limit, HEAD_BYTES)
+        .await
+        .map_err(|e| match e {
+            BlobError::TooLarge { .. } => ApiError::PayloadTooLarge,
+            BlobError::Interrupted(m) => invalid("upload_interrupted", m),
+            other => ApiError::Internal(other.into()),
+        })?;
+    let checked =
+        sniff_image(&staged.head, &staged.tail, staged.size).and_then(|info| match &expected {
+            Some(h) if *h != staged.sha256 => Err(invalid(
+                "hash_mismatch",
+                format!("the received bytes hash to {}, not {h}", staged.sha256),
+            )),
+            _ => Ok(info),
+        });
+    let info = match checked {
+        Ok(info) => info,
+        Err(e) => {
+            staged.discard(&state.blobs).await;
+            return Err(e);
+        }
+    };
+    let blob = staged
+        .commit(&state.blobs)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+
+    // Only now, with the blob durable, does the caller become a participant of record.
+    let device = live::device::device_kind(&headers);
+    let participant_id = live::participants::register(&state.db, &caller, &insp, device).await?;
+    let who = live::principal(&caller, &insp, access, participant_id, device);
+    let verdict = state
+        .live
+        .sync
+        .snapshot(id)
+        .await
+        .ok()
+        .and_then(|s| s.state.participants.get(&participant_id)?.verdict.clone())
+        .map(|v| EvidenceVerdict {
+            level: v.level,
+            signals: v.deciding().map(|s| s.name.clone()).collect(),
+        });
+    let evidence_id = Uuid::now_v7();
+    let evidence = Evidence {
+        id: evidence_id.to_string(),
+        kind: EvidenceKind::Photo,
+        sha256: Some(blob.sha256.clone()),
+        size: Some(blob.size),
+        media_type: Some(info.media_type.to_string()),
+        width: Some(info.width),
+        height: Some(info.height),
+        received_at: Some(received_at),
+        captured_at,
+        at_micros: Some(received_at),
+        location,
+        verdict,
+        ..empty_evidence()
+    };
+    let event = submit(
+        &state,
+        &who,
+        &insp,
+        &q.item_id,
+        evidence.clone(),
+        evidence_id,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Uploaded {
+            seq: event.seq,
+            item_id: q.item_id,
+            url: evidence_url(id, evidence_id),
+            evidence,
+        }),
+    ))
+}
+
+/// Evidence with only its id and kind set (the rest filled with struct update syntax).
+pub fn empty_evidence() -> Evidence {
+    Evidence {
+        id: String::new(),
+        kind: EvidenceKind::Photo,
+        uri: None,
+        sha256: None,
+        caption: None,
+        media_ts: None,
+        size: None,
+        media_type: None,
+        width: None,
+        height: None,
+        received_at: None,
+        captured_at: None,
+        at_micros: None,
+        media_ms: None,
+        clip_start_ms: None,
+        clip_end_ms: None,
+        recording_sha256: None,
+        location: None,
+        verdict: None,
+    }
+}
+
+/// Where a piece of evidence is served.
+pub fn evidence_url(inspection: Uuid, evidence: Uuid) -> String {
+    format!("/api/inspections/{inspection}/evidence/{evidence}")
+}
+
+/// Submits the server's `attach_evidence` event; the lifecycle codes of a refusal map to 409.
+pub async fn submit(
+    state: &AppState,
+    who: &Principal,
+    insp: &crate::inspections::Inspection,
+    item_id: &str,
+    evidence: Evidence,
+    evidence_id: Uuid,
+) -> ApiResult<checklist_sync::CommittedEvent> {
+    let op = Operation::AttachEvidence {
+        item_id: item_id.to_string(),
+        evidence: Box::new(evidence),
+    };
+    state
+        .live
+        .sync
+        .submit(
+            who,
+            &Live::room_spec(insp),
+            op,
+            Some(format!("evidence-{evidence_id}")),
+        )
+        .await
+        .map_err(refused)
+}
+
+/// A refusal of the room as an HTTP error: the lifecycle's codes and the uploader's quotas
+/// are 409 (`not_live`, `already_finished`, `cancelled`, `quota_exceeded`), anything else is
+/// the server's fault (the server made the event).
+fn refused(e: OpError) -> ApiError {
+    use checklist_sync::proto::codes;
+    match e.code.as_str() {
+        codes::NOT_LIVE => ApiError::Conflict {
+            code: "not_live",
+            message: e.message,
+        },
+        codes::ALREADY_FINISHED => ApiError::Conflict {
+            code: "already_finished",
+            message: e.message,
+        },
+        codes::CANCELLED => ApiError::Conflict {
+            code: "cancelled",
+            message: e.message,
+        },
+        codes::QUOTA_EXCEEDED => ApiError::Conflict {
+            code: "quota_exceeded",
+            message: e.message,
+        },
+        _ => ApiError::Internal(anyhow::anyhow!("attach_evidence refused: {e}")),
+    }
+}
+
+/// Parses a single `bytes=` range against a size; `Err(())` when unsatisfiable.
+fn parse_range(h: &str, size: u64) -> Option<Result<Range<u64>, ()>> {
+    let spec = h.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        // Several ranges: answer the whole body instead.
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 {
+            return Some(Err(()));
+        }
+        size.saturating_sub(n)..size
+    } else {
+        let start: u64 = a.parse().ok()?;
+        let end = if b.is_empty() {
+            size
+        } else {
+            b.parse::<u64>().ok()?.saturating_add(1).min(size)
+        };
+        start..end
+    };
+    if range.start >= size || range.start >= range.end {
+        return Some(Err(()));
+    }
+    Some(Ok(range))
+}
+
+/// Serve-query: `download=1` asks for an attachment instead of inline display.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ServeQuery {
+    /// Any value: answer with `Content-Disposition: attachment`.
+    pub download: Option<String>,
+}
+
+fn extension(media_type: &str) -> &'static str {
+    match media_type {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/webp" => "webp",
+        "video/webm" => "webm",
+        "video/mp4" => "mp4",
+        _ => "bin",
+    }
+}
+
+/// A piece of evidence of the inspection (photo, clip, still), as its event log names it;
+/// supports byte ranges.
+#[utoipa::path(get, path = "/api/inspections/{id}/evidence/{evidence_id}", tag = "evidence",
+    params(("id" = Uuid, Path), ("evidence_id" = Uuid, Path), ServeQuery),
+    responses((status = 200, description = "the bytes, with the detected Content-Type"), (status = 206, description = "a byte range"),
+              (status = 404, body = crate::error::ErrorBody), (status = 416, description = "range not satisfiable")))]
+pub async fn serve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, evidence_id)): Path<(Uuid, Uuid)>,
+    Query(q): Query<ServeQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    load_for(&state.db, &caller, id, Access::Read).await?;
+    let snap = state
+        .live
+        .sync
+        .snapshot(id)
+        .await
+        .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
+    let wanted = evidence_id.to_string();
+    let entry = snap
+        .state
+        .items
+        .values()
+        .flat_map(|i| i.evidence.iter())
+        .find(|e| e.evidence.id == wanted && e.evidence.size.is_some())
+        .ok_or(ApiError::NotFound("evidence"))?;
+    let sha = entry
+        .evidence
+        .sha256
+        .clone()
+        .ok_or(ApiError::NotFound("evidence"))?;
+    let media_type = entry
+        .evidence
+        .media_type
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let size = entry.evidence.size.unwrap_or(0);
+    let range = match headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| parse_range(h, size))
+    {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(())) => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+            )
+                .into_response())
+        }
+    };
+    let read = state
+        .blobs
+        .get(&sha, range.clone())
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .ok_or_else(|| {
+            // The log names it but the store lost it: that is an audit finding, not a 404.
+            ApiError::Internal(anyhow::anyhow!("evidence blob {sha} is missing"))
+        })?;
+    let status = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let disposition = format!(
+        "{}; filename=\"evidence-{evidence_id}.{}\"",
+        if q.download.is_some() {
+            "attachment"
+        } else {
+            "inline"
+        },
+        extension(&media_type)
+    );
+    let mut response = Response::new(Body::from_stream(read.stream));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    let set = |h: &mut HeaderMap, k: header::HeaderName, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    set(h, header::CONTENT_TYPE, media_type);
+    set(h, header::CONTENT_DISPOSITION, disposition);
+    set(
+        h,
+        header::CONTENT_LENGTH,
+        (read.range.end - read.range.start).to_string(),
+    );
+    set(h, header::ETAG, format!("\"{sha}\""));
+    if range.is_some() {
+        set(
+            h,
+            header::CONTENT_RANGE,
+            format!(
+                "bytes {}-{}/{}",
+                read.range.start,
+                read.range.end.saturating_sub(1),
+                read.total
+            ),
+        );
+    }
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // Content-addressed: the bytes behind this id never change.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let mut v = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+        v.extend_from_slice(&w.to_be_bytes());
+        v.extend_from_slice(&h.to_be_bytes());
+        v.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+        v.extend_from_slice(b"\0\0\0\0IEND\xAE\x42\x60\x82");
+        v
+    }
+
+    #[test]
+    fn sniffs_by_content_and_refuses_cut_files() {
+        let p = png(640, 480);
+        let info = sniff_image(&p, &p, p.len() as u64).expect("png");
+        assert_eq!(
+            (info.media_type, info.width, info.height),
+            ("image/png", 640, 480)
+        );
+        let cut = &p[..p.len() - 12];
+        let code = |r: ApiResult<ImageInfo>| r.unwrap_err().status_and_code().1;
+        assert_eq!(
+            code(sniff_image(cut, cut, cut.len() as u64)),
+            "image_truncated"
+        );
+        let gif = b"GIF89a\x01\0\x01\0\0\0\0;";
+        assert_eq!(code(sniff_image(gif, gif, 14)), "unsupported_image_type");
+        let text = b"<svg xmlns='http://www.w3.org/2000/svg'/>";
+        assert_eq!(code(sniff_image(text, text, 40)), "unsupported_image_type");
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some(Ok(0..10)));
+        assert_eq!(parse_range("bytes=90-", 100), Some(Ok(90..100)));
+        assert_eq!(parse_range("bytes=-10", 100), Some(Ok(90..100)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some(Ok(50..100)));
+        assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}
