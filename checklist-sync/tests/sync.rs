@@ -967,9 +967,37 @@ async fn one_participant_cannot_grow_the_state_past_its_quotas() {
             "quota_exceeded"
         ]
     );
+    // Evidence comes from uploads, which the server submits on the uploader's behalf: it
+    // counts against the uploader's quotas like anything the socket sends.
+    let uploader = Principal {
+        inspection_id: id,
+        participant_id: biz.pid,
+        role: Role::Business,
+        display_name: "b".into(),
+        device: "phone".into(),
+    };
     for i in 0..3 {
-        let r = biz.op(&format!("e{i}"), json!({"kind": "attach_evidence", "item_id": "q2", "evidence": {"id": format!("p{i}"), "kind": "photo"}})).await;
-        assert_eq!(r["type"] == "ack", i < 2, "{r}");
+        let evidence = serde_json::from_value(json!({"id": format!("p{i}"), "kind": "photo"}))
+            .expect("evidence");
+        let r = srv
+            .hub
+            .submit(
+                &uploader,
+                &devserver::spec(id, 10),
+                Operation::AttachEvidence {
+                    item_id: "q2".into(),
+                    evidence: Box::new(evidence),
+                },
+                Some(format!("e{i}")),
+            )
+            .await;
+        match r {
+            Ok(_) => assert!(i < 2, "upload {i} passed the quota"),
+            Err(e) => {
+                assert_eq!((i, e.code.as_str()), (2, "quota_exceeded"), "{e:?}");
+                assert_eq!(e.limit.as_deref(), Some("evidence_per_item"));
+            }
+        }
     }
     // 4000 Cyrillic characters are 8000 bytes: five fit in 40 000 bytes a minute, the sixth
     // does not.
