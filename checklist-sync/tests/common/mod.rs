@@ -35,7 +35,8 @@ impl Drop for TestDb {
             return;
         };
         // Drop runs inside the test's runtime, so the cleanup gets its own thread and runtime.
-        let _ = std::thread::spawn(move || {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -49,9 +50,15 @@ impl Drop for TestDb {
                     let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
                     let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
                 }
-            })
-        })
-        .join();
+            });
+            let _ = done.send(());
+        });
+        // The wait is bounded: a connection the server's pool was still opening when the test
+        // ended is stuck in PostgreSQL's authentication, waiting for this (blocked) runtime,
+        // and the DROP waits for that backend until `authentication_timeout` (60 s). Once the
+        // test's runtime is gone its sockets close, that backend exits and the DROP finishes
+        // on the server without us.
+        let _ = finished.recv_timeout(std::time::Duration::from_secs(2));
     }
 }
 
