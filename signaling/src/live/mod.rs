@@ -83,12 +83,7 @@ impl Live {
         .await
         .map_err(|e| anyhow::anyhow!("media: {e}"))?;
         let (finalized, finalized_rx) = mpsc::unbounded_channel();
-        let recordings = recording::Recordings::new(
-            db.clone(),
-            media.clone(),
-            config.recordings_dir(),
-            finalized,
-        );
+        let recordings = recording::Recordings::new(db.clone(), media.clone(), finalized);
         let projection = Arc::new(projection::StatusProjection::new(
             media.clone(),
             recordings.clone(),
