@@ -1,6 +1,7 @@
 // The inspection WebSocket client (docs/protocol.md, version 1): hello with last_seq and
-// client info, welcome with events or snapshot, ops with ids kept until acknowledged and
-// resent after a reconnect, exponential reconnect with a visible state, rtc.* pass-through.
+// client info, welcome with events or snapshot (reassembled when a large one comes as
+// welcome_part messages), ops with ids kept until acknowledged and resent after a reconnect,
+// exponential reconnect with a visible state, rtc.* pass-through.
 
 import { applyEvent, emptyState } from './state.js';
 
@@ -89,6 +90,7 @@ export class SyncClient extends EventTarget {
     const ws = new WebSocket(this.url);
     this.ws = ws;
     this.welcomed = false;
+    this.welcomeParts = [];
     ws.onopen = () => {
       const client = clientInfo();
       if (this.hints && this.hints.length) client.hints = this.hints;
@@ -128,6 +130,9 @@ export class SyncClient extends EventTarget {
       case 'welcome':
         this._onWelcome(msg);
         break;
+      case 'welcome_part':
+        this._onWelcomePart(msg);
+        break;
       case 'event':
         this._onEvent(msg);
         break;
@@ -158,6 +163,22 @@ export class SyncClient extends EventTarget {
           this.dispatchEvent(new CustomEvent('rtc', { detail: { message: msg } }));
         }
     }
+  }
+
+  _onWelcomePart(part) {
+    // Parts arrive back to back, in order; their data strings joined are the welcome's JSON.
+    if (part.index !== this.welcomeParts.length) {
+      this.welcomeParts = [];
+      this.reconnectNow();
+      return;
+    }
+    this.welcomeParts.push(part.data);
+    if (this.welcomeParts.length < part.count) return;
+    let msg;
+    try { msg = JSON.parse(this.welcomeParts.join('')); } catch (_) { msg = null; }
+    this.welcomeParts = [];
+    if (msg && msg.type === 'welcome') this._onWelcome(msg);
+    else this.reconnectNow();
   }
 
   _onWelcome(msg) {

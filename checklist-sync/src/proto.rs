@@ -60,6 +60,10 @@ pub mod codes {
     pub const OVERLOADED: &str = "overloaded";
     /// The server could not commit; nothing was applied.
     pub const INTERNAL: &str = "internal";
+    /// The participant reached one of its quotas (`limit` names which).
+    pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
+    /// The participant already has the most sockets allowed; this one is closed.
+    pub const TOO_MANY_SOCKETS: &str = "too_many_sockets";
     /// `attach_evidence` from a client: evidence is attached by uploading it, the server
     /// makes the event.
     pub const UPLOAD_REQUIRED: &str = "upload_required";
@@ -109,6 +113,8 @@ pub struct OpError {
     pub field: Option<String>,
     /// For `duplicate_op_id`: the original event's seq and server timestamp.
     pub original: Option<(u64, i64)>,
+    /// For `quota_exceeded`: which quota.
+    pub limit: Option<String>,
 }
 
 impl OpError {
@@ -119,6 +125,7 @@ impl OpError {
             message: message.into(),
             field: None,
             original: None,
+            limit: None,
         }
     }
 
@@ -146,8 +153,44 @@ impl OpError {
             m.insert("seq".into(), json!(seq));
             m.insert("server_ts".into(), json!(ts));
         }
+        if let Some(l) = &self.limit {
+            m.insert("limit".into(), json!(l));
+        }
         Value::Object(m)
     }
+}
+
+/// Splits an encoded `welcome` longer than `max_part_bytes` into `welcome_part` messages whose
+/// `data` strings, concatenated in order, are the welcome's JSON text. A welcome that fits is
+/// returned as it is. Parts bound every frame whatever the size of the state, so no single
+/// write exceeds the socket's write buffer.
+pub fn welcome_frames(welcome: &Value, max_part_bytes: usize) -> Vec<String> {
+    let text = welcome.to_string();
+    if text.len() <= max_part_bytes {
+        return vec![text];
+    }
+    let max = max_part_bytes.max(4);
+    let mut pieces = Vec::new();
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let mut end = rest.len().min(max);
+        // A UTF-8 character has at most 4 bytes, so a boundary is at most 3 bytes back.
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        pieces.push(piece);
+        rest = tail;
+    }
+    let count = pieces.len();
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(index, data)| {
+            json!({"type": "welcome_part", "index": index, "count": count, "data": data})
+                .to_string()
+        })
+        .collect()
 }
 
 /// What the browser says about itself in `hello.client`; recorded in the `join` event.
@@ -618,9 +661,10 @@ fn valid_op_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// Decodes one client text frame. Never panics.
-pub fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
-    let fail = |error: OpError, op_id: Option<String>| DecodeError { error, op_id };
+/// Decodes one client text frame. Never panics. (The error is boxed: refusals are the rare
+/// path and keep the common result small.)
+pub fn decode(text: &str) -> Result<ClientMsg, Box<DecodeError>> {
+    let fail = |error: OpError, op_id: Option<String>| Box::new(DecodeError { error, op_id });
     if text.len() > MAX_FRAME_BYTES {
         return Err(fail(
             OpError::new(codes::FRAME_TOO_LARGE, "frame over 64 KiB"),
@@ -733,5 +777,37 @@ pub fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
             OpError::new(codes::UNKNOWN_TYPE, format!("unknown message type {t:?}")),
             None,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_welcome_is_one_frame() {
+        let w = json!({"type": "welcome", "seq": 1});
+        assert_eq!(welcome_frames(&w, 1024), vec![w.to_string()]);
+    }
+
+    #[test]
+    fn welcome_parts_reassemble_at_character_boundaries() {
+        // Two- and four-byte characters, quotes and backslashes, which are escaped again
+        // inside `data`.
+        let text = "Огнетушитель \"в подсобке\" \\ 🧯 ".repeat(500);
+        let w = json!({"type": "welcome", "snapshot": {"items": {"q1": {"comment": text}}}});
+        let frames = welcome_frames(&w, 1000);
+        assert!(frames.len() > 10);
+        let mut joined = String::new();
+        for (i, f) in frames.iter().enumerate() {
+            // Escaping at most doubles a part, plus the envelope.
+            assert!(f.len() <= 2 * 1000 + 100, "part {i} has {} bytes", f.len());
+            let v: Value = serde_json::from_str(f).unwrap();
+            assert_eq!(v["type"], "welcome_part");
+            assert_eq!(v["index"], i);
+            assert_eq!(v["count"], frames.len());
+            joined.push_str(v["data"].as_str().unwrap());
+        }
+        assert_eq!(serde_json::from_str::<Value>(&joined).unwrap(), w);
     }
 }

@@ -785,7 +785,7 @@ pub async fn revoke(
     if done.rows_affected() == 0 {
         return Err(ApiError::NotFound("invitation"));
     }
-    state.live.revoke_invitation(id, inv).await;
+    state.access.end_invitation(inv);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -862,7 +862,8 @@ pub struct Accepted {
     pub csrf_token: String,
 }
 
-/// The business opens its link: the token becomes an HttpOnly guest cookie.
+/// The business opens its link: the invitation token opens a guest session, whose own token
+/// becomes an HttpOnly guest cookie that expires with the invitation.
 #[utoipa::path(post, path = "/api/invitations/accept", tag = "invitations", request_body = AcceptRequest,
     responses((status = 200, body = Accepted), (status = 404, body = crate::error::ErrorBody), (status = 410, body = crate::error::ErrorBody)))]
 pub async fn accept(
@@ -872,20 +873,17 @@ pub async fn accept(
     if req.token.len() > 128 {
         return Err(ApiError::NotFound("invitation"));
     }
-    let guest = auth::guest_by_token(&state, &req.token).await?;
-    let insp = load(&state.db, guest.inspection_id)
+    let invitation = auth::invitation_by_token(&state.db, &req.token).await?;
+    let insp = load(&state.db, invitation.inspection_id)
         .await?
         .ok_or(ApiError::NotFound("inspection"))?;
-    let max_age = 7 * 24 * 3600;
-    let cookie = auth::set_cookie(
-        GUEST_COOKIE,
-        &req.token,
-        max_age,
-        state.config.secure_cookies(),
-    );
+    let (token, csrf) = auth::start_guest_session(&state.db, &invitation).await?;
+    // The cookie ends no later than the invitation (whole seconds, rounded down).
+    let max_age = ((invitation.expires_at - now_micros()) / 1_000_000).max(1);
+    let cookie = auth::set_cookie(GUEST_COOKIE, &token, max_age, state.config.secure_cookies());
     let body = Accepted {
         inspection: insp,
-        csrf_token: guest.csrf,
+        csrf_token: csrf,
     };
     Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
 }

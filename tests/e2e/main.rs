@@ -4,10 +4,15 @@
 mod api;
 mod authz;
 mod browser;
+mod connections;
 mod evidence;
 mod geo_banner;
+mod headers;
 mod lifecycle;
 mod live;
+mod login;
 mod openapi;
 mod photo_browser;
+mod room_flood;
+mod socket_lifetime;
 mod ux;
