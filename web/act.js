@@ -4,6 +4,7 @@
 
 import { t, formatTime } from './i18n.js';
 import * as api from './api.js';
+import { errorText } from './errors.js';
 
 const DB = 'inspector-signing';
 const STORE = 'keys';
@@ -82,11 +83,9 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
-/** The message for an error answer (stable code → words). */
+/** The message for an error answer: the one table of error words (web/errors.js). */
 export function actError(err) {
-  const key = `act.error.${err.code}`;
-  const text = t(key);
-  return text === key ? `${t('act.error.other')} (${err.code})` : text;
+  return errorText(err);
 }
 
 /**
@@ -124,7 +123,7 @@ export async function renderActPanel(box, inspectionId, { slot, keyInspection } 
   } else {
     parts.push(el('p', {},
       el('a', { class: 'btn', id: 'act-pdf', href: `${base}/act.pdf`, target: '_blank', rel: 'noopener', text: t('act.open') }), ' ',
-      el('a', { class: 'btn', id: 'act-bundle', href: `${base}/bundle.zip`, download: `inspection-${inspectionId}.zip`, text: t('act.bundle') })));
+      el('a', { class: 'btn', id: 'act-bundle', href: `${base}/bundle.zip`, download: true, text: t('act.bundle') })));
     parts.push(el('p', { class: 'muted mono', text: `SHA-256: ${act.sha256}` }));
     const lines = el('ul', { class: 'act-signatures', id: 'act-signatures' });
     for (const s of act.signatures) {

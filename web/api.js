@@ -5,10 +5,12 @@ let csrfToken = null;
 
 /** An error answer from the server, carrying its HTTP status and snake_case code. */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, fields) {
     super(message || code);
     this.status = status;
     this.code = code;
+    // With validation_failed: [{field, code}] — every invalid field of the request.
+    this.fields = Array.isArray(fields) ? fields : [];
   }
 }
 
@@ -17,8 +19,8 @@ export function setCsrf(token) {
   if (token) csrfToken = token;
 }
 
-async function request(method, path, body) {
-  const headers = { Accept: 'application/json' };
+async function request(method, path, body, extraHeaders = {}) {
+  const headers = { Accept: 'application/json', ...extraHeaders };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
   let res;
@@ -40,7 +42,7 @@ async function request(method, path, body) {
   }
   if (!res.ok) {
     const err = data && data.error ? data.error : {};
-    throw new ApiError(res.status, err.code || `http_${res.status}`, err.message || res.statusText);
+    throw new ApiError(res.status, err.code || `http_${res.status}`, err.message || res.statusText, err.fields);
   }
   if (data && typeof data === 'object' && data.csrf_token) setCsrf(data.csrf_token);
   return data;
@@ -48,8 +50,8 @@ async function request(method, path, body) {
 
 /** GET a JSON resource. */
 export const get = (path) => request('GET', path);
-/** POST a JSON body. */
-export const post = (path, body = {}) => request('POST', path, body);
+/** POST a JSON body (with extra headers, e.g. Idempotency-Key). */
+export const post = (path, body = {}, headers = {}) => request('POST', path, body, headers);
 
 /** GET a text resource (e.g. the JSON Lines event log). */
 export async function getText(path) {

@@ -2,12 +2,14 @@
 // permission, then publish the rear camera and microphone, send the location continuously,
 // mirror the checklist live and reconnect by itself.
 
-import { t, applyI18n, bindLangSwitch, formatTime } from './i18n.js';
+import { t, applyI18n, bindLangSwitch, formatTime, formatTimeZoned, setTimeZone, zoneLabel } from './i18n.js';
 import * as api from './api.js';
 import { SyncClient } from './ws.js';
 import { RtcSession } from './rtc.js';
-import { renderChecklist } from './checklist.js';
-import { verdictOf } from './present.js';
+import { renderChecklist, draftStore } from './checklist.js';
+import { verdictOf, locationVerdict, appendEventLine, usToIso } from './present.js';
+import { applyEvent, emptyState, resultOf } from './state.js';
+import { errorText } from './errors.js';
 import { ICONS } from './icons.js';
 import { renderActPanel } from './act.js';
 import { renderEvidence, capturePhoto, uploadPhoto } from './evidence.js';
@@ -19,6 +21,8 @@ const page = {
   // Photos: the last position fix (sent with each photo), the inspector's requests already
   // being answered (by request seq), this phone's own copies of what it uploaded.
   lastPos: null, photoHandled: new Set(), localUrls: new Map(), shooting: 0,
+  // Comments on their way (op ids), and each op's kind (to say which refusals matter).
+  commentOps: new Set(), video: 'none', knownStatus: null,
 };
 
 function fail(key, detail) {
@@ -29,7 +33,10 @@ function fail(key, detail) {
 function show(view) {
   $('view-intro').hidden = view !== 'intro';
   $('view-live').hidden = view !== 'live';
+  $('view-results').hidden = view !== 'results';
 }
+
+const OVER = ['finished', 'signed', 'cancelled'];
 
 async function load() {
   const m = location.hash.match(/[#&]t=([^&]+)/);
@@ -59,23 +66,72 @@ async function load() {
     }
   } catch (e) {
     if (e.code === 'invitation_expired' || e.code === 'invitation_revoked') fail('biz.expired');
+    else if (e.code === 'inspection_closed') fail('biz.closed');
     else if (e.code === 'network') fail('error.network');
-    else fail('biz.invalid', e.code);
+    else if (e.code === 'not_found' || e.code === 'unauthenticated') fail('biz.invalid');
+    else { $('biz-error-text').textContent = errorText(e); $('biz-error').hidden = false; }
     return;
   }
-  if (['finished', 'signed'].includes(page.inspection.status)) {
-    // After the inspection: no camera, no location; the results and the act.
-    show('live');
-    $('live-title').textContent = page.inspection.title;
-    $('finished-banner').hidden = false;
-    document.querySelector('.biz-video').hidden = true;
-    document.querySelector('.biz-controls').hidden = true;
-    renderActPanel($('act-panel'), page.inspection.id, { slot: `business:${page.inspection.id}`, keyInspection: page.inspection.id });
-    return;
-  }
+  setTimeZone(page.inspection.time_zone);
   renderIntro();
+  if (OVER.includes(page.inspection.status)) {
+    // The link after the end: what happened, no camera asked for.
+    await showResults();
+    return;
+  }
   show('intro');
   $('biz-start').focus();
+}
+
+// ---------- After the end ----------
+
+async function showResults() {
+  show('results');
+  const i = page.inspection;
+  const base = `/api/inspections/${i.id}`;
+  let seq = 0;
+  let state = emptyState();
+  let events = [];
+  try {
+    const text = await api.getText(`${base}/events.jsonl`);
+    events = text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    for (const e of events) applyEvent(state, e);
+    seq = events.length;
+  } catch (e) {
+    try { state = (await api.get(`${base}/state`)).state; } catch (_) { /* Shown as far as known. */ }
+  }
+  page.resultsState = state;
+  page.resultsEvents = events;
+  renderResults(seq);
+}
+
+function renderResults() {
+  const i = page.inspection;
+  const state = page.resultsState || emptyState();
+  const lc = state.lifecycle || {};
+  const status = lc.status === 'cancelled' ? 'cancelled' : (i.status === 'signed' ? 'signed' : lc.status || i.status);
+  const when = status === 'cancelled' ? lc.cancelled_at : lc.finished_at;
+  $('results-meta').textContent = [i.title, i.business?.name, i.business?.address, i.inspector?.display_name]
+    .filter(Boolean).join(' · ');
+  $('results-status').dataset.status = status;
+  $('results-status').textContent = t(`biz.results.${status === 'cancelled' ? 'cancelled' : 'finished'}`, {
+    t: when ? formatTimeZoned(usToIso(when)) : '—',
+    reason: lc.cancel_reason ? t(`cancel.${lc.cancel_reason}`) : '',
+  });
+  const counts = { compliant: 0, violation: 0, not_applicable: 0, unanswered: 0 };
+  for (const it of i.items || []) counts[resultOf(state, it.id)] += 1;
+  $('results-summary').textContent = (i.items || []).length
+    ? t('biz.results.summary', { c: counts.compliant, v: counts.violation, na: counts.not_applicable, u: counts.unanswered })
+    : '';
+  const cl = renderChecklist($('results-checklist'), i.items || [], { editable: false });
+  cl.update(state);
+  const ol = $('results-eventlog');
+  ol.replaceChildren();
+  for (const e of page.resultsEvents || []) appendEventLine(ol, e, state, i.items);
+  // The act of a finished inspection: read, sign or refuse it here, on the phone.
+  if (status === 'finished' || status === 'signed') {
+    renderActPanel($('results-act-panel'), i.id, { slot: `business:${i.id}`, keyInspection: i.id });
+  }
 }
 
 function renderIntro() {
@@ -177,7 +233,6 @@ function startLocation() {
   page.watchId = navigator.geolocation.watchPosition((pos) => {
     page.lastPos = pos;
     page.geoError = null;
-    $('geo-banner').hidden = true;
     // A fix every few seconds is plenty for the verdict and stays well under the rate limit;
     // a fix that comes sooner waits for its turn rather than being lost (a phone that stops
     // moving reports nothing new, so the last position must still reach the server).
@@ -194,7 +249,7 @@ function startLocation() {
     const code = err.code === 1 ? 'permission_denied' : err.code === 3 ? 'timeout' : 'unavailable';
     if (page.geoError !== code) sendNoFix(code);
     page.geoError = code;
-    $('geo-banner').hidden = code !== 'permission_denied';
+    renderLocation();
     $('geo-line').textContent = t(code === 'permission_denied' ? 'geo.denied' : 'geo.no_fix');
   }, { enableHighAccuracy: true, maximumAge: 0, timeout: 30000 });
 }
@@ -248,12 +303,49 @@ $('biz-start').addEventListener('click', async () => {
   sync.hints = clientHints();
   page.sync = sync;
   page.checklist = renderChecklist($('checklist'), page.inspection.items || [], checklistOptions());
+  page.events = [];
   sync.addEventListener('state', (ev) => { renderConn(ev.detail); renderState(); });
-  sync.addEventListener('welcome', () => {
+  sync.addEventListener('welcome', (ev) => {
     if (!(page.inspection.items || []).length && sync.checklist.length) {
       page.inspection.items = sync.checklist;
       rebuildChecklist();
     }
+    const w = ev.detail.welcome;
+    page.knownStatus = page.knownStatus || sync.data.lifecycle.status;
+    if (w.snapshot) {
+      // The log so far, for the phone's own event log.
+      page.events = [];
+      api.getText(`/api/inspections/${page.inspection.id}/events.jsonl`).then((text) => {
+        const past = text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.seq <= w.seq);
+        const known = new Set(page.events.map((e) => e.seq));
+        page.events = [...past.filter((e) => !known.has(e.seq)), ...page.events].sort((a, b) => a.seq - b.seq);
+        renderLog();
+      }).catch(() => { /* The live stream still fills the log. */ });
+    }
+    for (const e of w.events || []) page.events.push(e);
+    renderLog();
+  });
+  sync.addEventListener('event', (ev) => {
+    page.events.push(ev.detail.event);
+    appendEventLine($('eventlog'), ev.detail.event, sync.data, page.inspection.items);
+  });
+  sync.addEventListener('ack', (ev) => {
+    if (!page.commentOps.delete(ev.detail.op_id)) return;
+    page.checklist.commentDone(ev.detail.op_id, null);
+  });
+  sync.addEventListener('error', (ev) => {
+    const err = ev.detail.error;
+    if (page.commentOps.has(err.op_id)) {
+      page.commentOps.delete(err.op_id);
+      page.checklist.commentDone(err.op_id, err);
+      return;
+    }
+    // Location and presence refusals are the server's business; anything else is said.
+    if (['location', 'location_unavailable', 'presence'].includes(ev.detail.op?.kind)) return;
+    $('op-error').textContent = errorText(err);
+    $('op-error').hidden = false;
+    clearTimeout(page.opErrorTimer);
+    page.opErrorTimer = setTimeout(() => { $('op-error').hidden = true; }, 8000);
   });
   sync.addEventListener('change', () => renderState());
   sync.connect();
@@ -262,7 +354,12 @@ $('biz-start').addEventListener('click', async () => {
   if (page.stream) {
     const rtc = new RtcSession(sync, { role: 'publisher', stream: page.stream });
     page.rtc = rtc;
-    rtc.addEventListener('quality', (ev) => { page.quality = ev.detail.quality; renderQuality(); });
+    rtc.addEventListener('quality', (ev) => {
+      page.quality = ev.detail.quality;
+      page.video = ev.detail.video;
+      renderQuality();
+      renderRec();
+    });
     rtc.addEventListener('track', (ev) => {
       // The inspector's voice: play it through a hidden audio element.
       if (ev.detail.track.kind !== 'audio') return;
@@ -290,10 +387,29 @@ function sendPresence() {
   page.sync.op(op);
 }
 
+function renderLog() {
+  const ol = $('eventlog');
+  ol.replaceChildren();
+  for (const e of page.events || []) appendEventLine(ol, e, page.sync.data, page.inspection.items);
+  $('biz-log-zone').textContent = zoneLabel();
+}
+
+/** "The server records": while the phone's video reaches it and the inspection is not over. */
+function renderRec() {
+  const st = page.sync?.data?.lifecycle?.status;
+  $('biz-rec').hidden = !(page.video === 'live' && !OVER.includes(st));
+}
+
 function checklistOptions() {
   return {
     editable: false,
-    onComment: (itemId, text) => page.sync.op({ kind: 'comment', item_id: itemId, text }),
+    drafts: draftStore(page.inspection.id, 'comment'),
+    selfId: () => page.sync?.you?.participant_id,
+    onComment: (itemId, text) => {
+      const opId = page.sync.op({ kind: 'comment', item_id: itemId, text });
+      page.commentOps.add(opId);
+      return opId;
+    },
     photoButton: {
       text: 'evidence.take',
       label: 'evidence.take.label',
@@ -379,16 +495,17 @@ function renderState() {
   if (!sync) return;
   page.checklist.update(sync.data);
   answerPhotoRequests(sync.data);
-  const pid = sync.you?.participant_id;
-  const v = pid ? verdictOf(sync.data, pid) : { level: 'unknown', reasons: [], names: [] };
-  // A missing position is asked for differently (allow location) than a doubtful one.
-  const noFixOnly = v.names.length > 0 && v.names.every((n) => n === 'no_fix');
-  const spoofed = (v.level === 'untrusted' || v.level === 'suspicious') && !noFixOnly;
-  if (noFixOnly && v.level !== 'trusted') $('geo-banner').hidden = false;
-  $('spoof-banner').hidden = !spoofed;
-  $('spoof-banner').dataset.verdict = v.level;
-  $('spoof-reasons').replaceChildren(...v.reasons.map((r) => Object.assign(document.createElement('li'), { textContent: r })));
+  renderLocation();
   const phase = sync.data.lifecycle.status;
+  // "The inspection has started": said once when it happens while the phone is connected.
+  if (page.knownStatus === 'not_started' && phase === 'live') {
+    $('started-banner').hidden = false;
+    navigator.vibrate?.(200);
+    clearTimeout(page.startedTimer);
+    page.startedTimer = setTimeout(() => { $('started-banner').hidden = true; }, 10000);
+  }
+  if (sync.welcomed) page.knownStatus = phase;
+  renderRec();
   const finished = phase === 'finished';
   const cancelled = phase === 'cancelled';
   const actKey = finished ? JSON.stringify(sync.data.act ?? null) : null;
@@ -406,14 +523,44 @@ function renderState() {
   $('waiting-banner').hidden = sync.status !== 'open' || phase !== 'not_started';
   $('finished-banner').hidden = !finished;
   $('cancelled-banner').hidden = !cancelled;
+  if (finished || cancelled) $('started-banner').hidden = true;
   if ((finished || cancelled) && !page.ended) {
     page.ended = true;
     // Nothing more is recorded after the end: release the camera and the location.
     page.rtc?.stop();
     page.stream?.getTracks().forEach((tr) => tr.stop());
     if (page.watchId !== null) navigator.geolocation.clearWatch(page.watchId);
+    page.video = 'none';
+    $('cam-switch').disabled = true;
+    $('mute').disabled = true;
+    $('loc-banner').hidden = true;
+    page.inspection.status = phase;
   }
   renderQuality();
+}
+
+/** One location banner: the deciding reason, in plain words, and what to do about it. */
+function renderLocation() {
+  const sync = page.sync;
+  const pid = sync?.you?.participant_id;
+  const b = $('loc-banner');
+  if (!pid || page.ended) { b.hidden = true; return; }
+  const data = { participants: { ...sync.data.participants } };
+  // The page's own refusal counts at once, before the server's verdict comes back.
+  if (page.geoError && data.participants[pid] && !data.participants[pid].no_fix) {
+    data.participants[pid] = { ...data.participants[pid], no_fix: page.geoError };
+  } else if (page.geoError && !data.participants[pid]) {
+    data.participants[pid] = { no_fix: page.geoError };
+  }
+  const lv = locationVerdict(data, pid);
+  b.dataset.reason = lv.reason;
+  b.dataset.verdict = verdictOf(sync.data, pid).level;
+  b.hidden = ['ok', 'none'].includes(lv.reason);
+  b.classList.toggle('banner-danger', lv.reason === 'spoofed');
+  $('loc-title').textContent = lv.title;
+  $('loc-do').textContent = lv.advice;
+  $('loc-reasons').replaceChildren(...lv.details.map((r) => Object.assign(document.createElement('li'), { textContent: r })));
+  $('loc-details').hidden = lv.details.length === 0;
 }
 
 window.addEventListener('langchange', () => {
@@ -421,7 +568,9 @@ window.addEventListener('langchange', () => {
   if (page.sync) {
     rebuildChecklist();
     renderConn({ state: page.sync.status });
+    renderLog();
   }
+  if (!$('view-results').hidden) renderResults();
   renderMute();
 });
 bindLangSwitch($('lang'));

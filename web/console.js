@@ -1,12 +1,13 @@
 // Inspector console: sign-in, the list of inspections, creating one with an invitation, and
 // the live room (business video, own microphone, checklist, participants, event log).
 
-import { t, applyI18n, bindLangSwitch, formatTime } from './i18n.js';
+import { t, applyI18n, bindLangSwitch, formatTime, formatTimeZoned, setTimeZone, zoneLabel } from './i18n.js';
 import * as api from './api.js';
 import { SyncClient } from './ws.js';
 import { RtcSession } from './rtc.js';
-import { renderChecklist, el } from './checklist.js';
-import { renderParticipants, appendEventLine } from './present.js';
+import { renderChecklist, el, draftStore } from './checklist.js';
+import { renderParticipants, appendEventLine, usToIso } from './present.js';
+import { errorText, showFieldErrors, clearFieldErrors } from './errors.js';
 import { ICONS } from './icons.js';
 import { renderActPanel } from './act.js';
 import { renderEvidence } from './evidence.js';
@@ -24,19 +25,30 @@ function toast(text) {
 }
 
 function showError(box, err) {
-  const key = `login.${err.code}`;
-  const translated = t(key);
-  box.textContent = translated !== key ? translated : (err.code === 'network' ? t('error.network') : `${err.message || err.code}`);
+  // The server's code in the reader's words; its English message is never shown.
+  box.textContent = errorText(err);
   box.hidden = false;
+}
+
+function randomKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 function statusPill(status) {
   return el('span', { class: `status status-${status}`, 'data-status': status, text: t(`status.${status}`) });
 }
 
+/** Whether the signed-in user may create inspections (reviewers only read). */
+function canCreate() {
+  return !!me && ['inspector', 'admin'].includes(me.role);
+}
+
 function showView(name) {
   for (const v of document.querySelectorAll('.view')) v.hidden = v.id !== `view-${name}`;
   $('nav').hidden = !me;
+  $('nav-new').hidden = !canCreate();
+  for (const b of document.querySelectorAll('.new-btn')) b.hidden = !canCreate();
   $('logout').hidden = !me;
   $('nav-list').toggleAttribute('aria-current', name === 'list');
   if (name === 'list') $('nav-list').setAttribute('aria-current', 'page');
@@ -52,8 +64,17 @@ function svgImage(svg, alt) {
 
 // ---------- Routing ----------
 
+let lastHash = location.hash;
 async function route() {
-  if (room && !location.hash.startsWith(`#/room/${room.id}`)) leaveRoom();
+  if (room && !location.hash.startsWith(`#/room/${room.id}`)) {
+    // Leaving the room with typed text not yet saved: ask first, stay if told to.
+    if (unsavedItems().length && !window.confirm(t('save.leave', { list: unsavedItems().join(', ') }))) {
+      history.replaceState(null, '', lastHash);
+      return;
+    }
+    leaveRoom();
+  }
+  lastHash = location.hash;
   if (!me) {
     showView('login');
     $('login-username').focus();
@@ -62,7 +83,7 @@ async function route() {
   const h = location.hash || '#/list';
   const m = h.match(/^#\/room\/([\w-]+)/);
   if (m) return openRoom(m[1]);
-  if (h.startsWith('#/new')) return openCreate();
+  if (h.startsWith('#/new') && canCreate()) return openCreate();
   return openList();
 }
 
@@ -111,9 +132,10 @@ async function openList() {
   }
   const rows = (data.inspections || []).map((i) => el('tr', { 'data-inspection-id': i.id },
     el('td', {}, el('a', { href: `#/room/${i.id}`, text: i.title || i.id })),
-    el('td', {}, i.business?.name || '', el('div', { class: 'muted', text: i.business?.inn ? `ИНН ${i.business.inn}` : '' })),
-    el('td', { text: formatTime(i.scheduled_at) }),
-    el('td', {}, statusPill(i.status)),
+    el('td', { class: 'wrap' }, i.business?.name || '', el('div', { class: 'muted', text: i.business?.inn ? t('business.inn', { inn: i.business.inn }) : '' }),
+      el('div', { class: 'muted', text: i.business?.address || '' })),
+    el('td', { text: formatTimeZoned(i.scheduled_at, undefined, i.time_zone) }),
+    el('td', {}, statusPill(i.status), isOverdue(i) ? el('span', { class: 'status status-overdue', 'data-overdue': 'true', text: t('list.overdue') }) : ''),
     el('td', {},
       el('a', { class: 'btn btn-small', href: `#/room/${i.id}`, text: t('list.open') }), ' ',
       ['finished', 'signed'].includes(i.status) ? el('a', { class: 'btn btn-small', href: `/review/#${i.id}`, text: t('list.review') }) : '')));
@@ -124,7 +146,27 @@ $('filter-status').addEventListener('change', () => openList());
 $('filter-q').addEventListener('input', () => { clearTimeout(listTimer); listTimer = setTimeout(openList, 300); });
 $('filters').addEventListener('submit', (e) => { e.preventDefault(); openList(); });
 
+/** A scheduled inspection whose start time has passed without a start. */
+function isOverdue(i) {
+  return i.status === 'scheduled' && Date.parse(i.scheduled_at) < Date.now();
+}
+
 // ---------- Create ----------
+
+// One key per filled-in form: a double click or a retry of the same form makes one
+// inspection (the server honours Idempotency-Key); a new form gets a new key.
+let createKey = randomKey();
+const CREATE_FIELDS = {
+  title: 'c-title', template_id: 'c-template', scheduled_at: 'c-scheduled', time_zone: 'c-scheduled',
+  'business.name': 'c-bname', 'business.inn': 'c-inn', 'business.address': 'c-address',
+  'business.lat': 'c-lat', 'business.lon': 'c-lon',
+};
+
+function checkScheduled() {
+  const v = $('c-scheduled').value;
+  $('c-scheduled-note').hidden = !v || new Date(v).getTime() >= Date.now() - 60000;
+}
+$('c-scheduled').addEventListener('input', checkScheduled);
 
 function localNowPlus(minutes) {
   const d = new Date(Date.now() + minutes * 60000);
@@ -136,7 +178,9 @@ function localNowPlus(minutes) {
 async function openCreate() {
   showView('new');
   $('invite-panel').hidden = true;
+  $('create-done').hidden = true;
   if (!$('c-scheduled').value) $('c-scheduled').value = localNowPlus(10);
+  checkScheduled();
   const sel = $('c-template');
   const keep = sel.value;
   sel.replaceChildren(el('option', { value: '', text: t('create.template.none') }));
@@ -155,12 +199,20 @@ async function openCreate() {
 
 $('create-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
+  if ($('create-submit').disabled) return;
+  const form = $('create-form');
   const errBox = $('create-error');
   errBox.hidden = true;
+  $('create-done').hidden = true;
+  clearFieldErrors(form);
   const lat = $('c-lat').value;
   const lon = $('c-lon').value;
   const business = { name: $('c-bname').value.trim(), inn: $('c-inn').value.trim(), address: $('c-address').value.trim() };
-  if (lat !== '' && lon !== '') { business.lat = Number(lat); business.lon = Number(lon); }
+  // Each coordinate goes as typed: the server names the missing one of a pair.
+  if (lat !== '') business.lat = Number(lat);
+  if (lon !== '') business.lon = Number(lon);
+  let zone = null;
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || null; } catch (_) { /* The server falls back to UTC. */ }
   const body = {
     kind: $('c-kind').value,
     mode: $('c-remote').checked ? 'remote' : 'on_site',
@@ -168,17 +220,27 @@ $('create-form').addEventListener('submit', async (ev) => {
     template_id: $('c-template').value || null,
     scheduled_at: new Date($('c-scheduled').value || Date.now()).toISOString(),
     business,
+    time_zone: zone,
   };
   $('create-submit').disabled = true;
   try {
-    const insp = await api.post('/api/inspections', body);
+    const insp = await api.post('/api/inspections', body, { 'Idempotency-Key': createKey });
     const inv = await api.post(`/api/inspections/${insp.id}/invitations`, { label: business.name });
     showInvite(inv, 'invite');
     $('invite-room').href = `#/room/${insp.id}`;
     $('invite-panel').hidden = false;
+    // The form is done: empty it for the next inspection, with a new key.
+    form.reset();
+    $('c-remote').checked = true;
+    $('c-scheduled').value = localNowPlus(10);
+    checkScheduled();
+    createKey = randomKey();
+    $('create-done').textContent = t('create.done', { title: insp.title });
+    $('create-done').hidden = false;
     $('invite-url').focus();
   } catch (e) {
-    showError(errBox, e);
+    const first = showFieldErrors(form, CREATE_FIELDS, e, errBox);
+    first?.focus();
   } finally {
     $('create-submit').disabled = false;
   }
@@ -187,7 +249,46 @@ $('create-form').addEventListener('submit', async (ev) => {
 function showInvite(inv, prefix) {
   $(`${prefix}-url`).value = inv.url;
   $(`${prefix}-qr`).replaceChildren(inv.qr_svg ? svgImage(inv.qr_svg, t('invite.qr')) : '');
-  $(`${prefix}-expires`).textContent = inv.invitation?.expires_at ? t('invite.expires', { t: formatTime(inv.invitation.expires_at) }) : '';
+  $(`${prefix}-expires`).textContent = inv.invitation?.expires_at ? t('invite.expires', { t: formatTimeZoned(inv.invitation.expires_at) }) : '';
+}
+
+/** Every invitation of the room's inspection, with a revoke button for the valid ones. */
+async function renderInvitations() {
+  if (!room) return;
+  const ul = $('room-invitations');
+  let data;
+  try {
+    data = await api.get(`/api/inspections/${room.id}/invitations`);
+  } catch (e) {
+    ul.replaceChildren(el('li', { class: 'form-error', text: errorText(e) }));
+    return;
+  }
+  const now = Date.now();
+  ul.replaceChildren(...(data.invitations || []).slice().reverse().map((inv) => {
+    const revoked = !!inv.revoked_at;
+    const expired = !revoked && Date.parse(inv.expires_at) <= now;
+    const state = revoked ? t('invite.revoked', { t: formatTime(inv.revoked_at) })
+      : expired ? t('invite.expired', { t: formatTime(inv.expires_at) })
+        : t('invite.expires', { t: formatTime(inv.expires_at) });
+    const li = el('li', { class: 'invitation', 'data-invitation-id': inv.id, 'data-state': revoked ? 'revoked' : expired ? 'expired' : 'valid' },
+      el('span', { class: 'wrap', text: `${inv.label} · ${t('invite.created', { t: formatTime(inv.created_at) })} · ${state}` }));
+    if (!revoked && !expired) {
+      li.append(' ', el('button', {
+        type: 'button', class: 'btn btn-small btn-danger invite-revoke', text: t('invite.revoke'),
+        onclick: async (ev) => {
+          ev.currentTarget.disabled = true;
+          try {
+            await api.post(`/api/inspections/${room.id}/invitations/${inv.id}/revoke`);
+            toast(t('invite.revoked.done'));
+          } catch (e) {
+            toast(errorText(e));
+          }
+          renderInvitations();
+        },
+      }));
+    }
+    return li;
+  }));
 }
 
 for (const prefix of ['invite', 'room-invite']) {
@@ -199,6 +300,19 @@ for (const prefix of ['invite', 'room-invite']) {
 }
 
 // ---------- Live room ----------
+
+/** Items of the open room whose typed text is not saved yet. */
+function unsavedItems() {
+  return room?.checklist?.unsaved?.() || [];
+}
+
+window.addEventListener('beforeunload', (ev) => {
+  if (!unsavedItems().length) return;
+  room?.checklist?.flushAll();
+  // The browser shows its own words; setting returnValue asks it to.
+  ev.preventDefault();
+  ev.returnValue = '';
+});
 
 function leaveRoom() {
   if (!room) return;
@@ -215,9 +329,12 @@ async function openRoom(id) {
   showView('room');
   $('room-error').hidden = true;
   $('room-invite-panel').hidden = true;
+  $('room-invite-url').value = '';
   $('eventlog').replaceChildren();
   $('participants').replaceChildren();
-  $('video-overlay').hidden = false;
+  $('room-ended').hidden = true;
+  $('room-rec').hidden = true;
+  showOverlay('none', t('room.waiting'));
   let inspection;
   try {
     inspection = await api.get(`/api/inspections/${id}`);
@@ -225,9 +342,12 @@ async function openRoom(id) {
     showError($('room-error'), e);
     return;
   }
-  room = { id, inspection, quality: 'unknown', pendingItems: new Map(), events: [] };
+  room = { id, inspection, quality: 'unknown', video: 'none', pendingItems: new Map(), events: [], drafts: draftStore(id, 'notes') };
+  // Every time on this page is on the inspection's clock (its site's zone), labelled.
+  setTimeZone(inspection.time_zone);
   $('room-title').textContent = inspection.title;
   $('room-review').href = `/review/#${id}`;
+  renderRoomMeta();
 
   // Own microphone: optional; without it the inspector still sees and hears the business.
   try {
@@ -263,18 +383,30 @@ async function openRoom(id) {
   });
   sync.addEventListener('change', () => renderRoomState());
   sync.addEventListener('event', (ev) => {
-    room.events.push(ev.detail.event);
-    appendEventLine($('eventlog'), ev.detail.event, sync.data, inspection.items);
+    const e = ev.detail.event;
+    room.events.push(e);
+    if (e.kind === 'focus') room.focusItem = e.payload?.item_id ?? null;
+    // Once an item has its result, the look at it is over.
+    if (e.kind === 'set_result' && e.payload?.item_id === room.focusItem) room.focusItem = null;
+    appendEventLine($('eventlog'), e, sync.data, inspection.items);
+    if (e.kind === 'leave' && sync.data.participants?.[e.participant_id]?.role === 'business') renderVideoState();
   });
   sync.addEventListener('ack', (ev) => {
     const itemId = room?.pendingItems?.get(ev.detail.op_id);
     if (itemId) { room.pendingItems.delete(ev.detail.op_id); room.checklist.pending(itemId, false); }
+    if (room?.lifecycleOp === ev.detail.op_id) { room.lifecycleOp = null; renderRoomState(); }
   });
   sync.addEventListener('error', (ev) => {
     const err = ev.detail.error;
     const itemId = room?.pendingItems?.get(err.op_id);
     if (itemId) { room.pendingItems.delete(err.op_id); room.checklist.pending(itemId, false); }
-    toast(`${t('common.error')}: ${err.code}${err.message ? ` — ${err.message}` : ''}`);
+    if (room?.lifecycleOp === err.op_id) {
+      room.lifecycleOp = null;
+      // A second start or finish (a double click, another tab) already happened: not an error.
+      if (['already_started', 'already_finished'].includes(err.code)) { renderRoomState(); return; }
+    }
+    toast(`${t('common.error')}: ${errorText(err)}`);
+    renderRoomState();
   });
   sync.connect();
 
@@ -286,14 +418,21 @@ async function openRoom(id) {
     video.play().catch(() => { /* Autoplay may wait for a gesture; the stream stays attached. */ });
   });
   rtc.addEventListener('quality', (ev) => {
+    if (!room) return;
     room.quality = ev.detail.quality;
+    room.video = ev.detail.video;
+    room.videoSince = ev.detail.since;
     // getStats' decoded frame count, kept on the indicator for diagnostics (and tests).
     room.framesDecoded = ev.detail.stats?.frames_decoded ?? null;
     renderQuality();
+    renderVideoState();
   });
-  rtc.addEventListener('error', (ev) => toast(`${t('common.error')}: ${ev.detail.code}`));
+  rtc.addEventListener('error', (ev) => {
+    // After the end the server refuses media on purpose; that is not news.
+    if (ev.detail.code === 'recording_finished') return;
+    toast(`${t('common.error')}: ${errorText(ev.detail)}`);
+  });
   rtc.start();
-  $('remote-video').onplaying = () => { $('video-overlay').hidden = true; };
   room.presenceTimer = setInterval(() => {
     if (sync.status === 'open') {
       sync.op({ kind: 'presence', quality: room.quality || 'unknown', visible: document.visibilityState === 'visible', ...(sync.rttMs != null ? { rtt_ms: sync.rttMs } : {}) });
@@ -305,13 +444,27 @@ async function openRoom(id) {
 function buildChecklist() {
   room.checklist = renderChecklist($('checklist'), room.inspection.items || [], {
     editable: true,
+    drafts: room.drafts,
+    selfId: () => room?.sync?.you?.participant_id,
+    connected: () => room?.sync?.status === 'open',
     onSetResult: (itemId, result, notes) => {
       const op = { kind: 'set_result', item_id: itemId, result };
       if (result !== 'clear' && notes.comment) op.comment = notes.comment;
       if (result === 'violation' && notes.violation) op.violation = notes.violation;
+      // Sent through the socket's op-id retry: kept and resent until acknowledged.
       const opId = room.sync.op(op);
       room.pendingItems.set(opId, itemId);
-      room.checklist.pending(itemId, true);
+      room.checklist?.pending(itemId, true);
+      return opId;
+    },
+    // "Now looking at this item": logged, so the item's chapter begins here.
+    focusButton: {
+      onClick: (itemId) => {
+        room.focusItem = itemId;
+        room.sync.op({ kind: 'focus', item_id: itemId });
+        renderRoomState();
+      },
+      current: () => room?.focusItem ?? null,
     },
     // "Photo": the business's phone takes a full-resolution still of what it shows now.
     photoButton: {
@@ -342,11 +495,60 @@ function renderConn(detail) {
   c.textContent = detail.state === 'reconnecting' && detail.delay
     ? t('conn.reconnecting', { s: Math.ceil(detail.delay / 1000) })
     : t(`conn.${detail.state === 'idle' ? 'connecting' : detail.state}`);
+  room?.checklist?.rerenderSaveStates?.();
+}
+
+function renderRoomMeta() {
+  if (!room) return;
+  const i = room.inspection;
+  $('room-meta').textContent = [i.business?.name, i.business?.inn ? t('business.inn', { inn: i.business.inn }) : '',
+    i.business?.address, t('room.scheduled', { t: formatTime(i.scheduled_at) }), t('time.zone', { z: zoneLabel() })]
+    .filter(Boolean).join(' · ');
+}
+
+function showOverlay(state, text) {
+  const o = $('video-overlay');
+  o.dataset.state = state;
+  o.textContent = text;
+  o.hidden = state === 'live';
+}
+
+/** The business participant (the phone), if it ever joined: an online one first, else the
+ * one that left last. */
+function businessOf(data) {
+  const all = Object.entries(data?.participants || {}).filter(([, p]) => p.role === 'business');
+  return all.find(([, p]) => p.online) || all.sort((a, b) => (b[1].left_at || 0) - (a[1].left_at || 0))[0];
+}
+
+/** What the video element shows, said on the video itself: waiting, live, frozen or gone. */
+function renderVideoState() {
+  if (!room) return;
+  const status = room.sync?.data?.lifecycle?.status;
+  const biz = businessOf(room.sync?.data);
+  const name = biz?.[1]?.display_name || t('role.business');
+  const at = (ms) => formatTime(new Date(ms).toISOString(), { timeStyle: 'medium' });
+  if (status === 'finished' || status === 'cancelled') {
+    showOverlay('ended', t(status === 'finished' ? 'room.finished' : 'room.cancelled'));
+  } else if (biz && !biz[1].online && (room.video !== 'none' || biz[1].left_at)) {
+    // The phone's socket is gone: its tab closed or its network dropped.
+    showOverlay('left', t('room.video.left', { name, t: formatTime(usToIso(biz[1].left_at), { timeStyle: 'medium' }) }));
+  } else if (room.video === 'frozen') {
+    showOverlay('frozen', t('room.video.frozen', { name, t: room.videoSince ? at(room.videoSince) : '—' }));
+  } else if (room.video === 'live') {
+    showOverlay('live', '');
+  } else {
+    showOverlay('none', biz?.[1]?.online ? t('room.video.none', { name }) : t('room.waiting'));
+  }
+  // The server records whatever the phone sends while the inspection is not over.
+  $('room-rec').hidden = !(room.video === 'live' && !!biz?.[1]?.online && status !== 'finished' && status !== 'cancelled');
 }
 
 function renderQuality() {
   const q = $('quality');
-  const v = room?.quality || 'unknown';
+  // Judged from media that arrives, and only while the phone is there at all.
+  const biz = businessOf(room?.sync?.data);
+  const present = !!biz && biz[1].online;
+  const v = present && (room?.video === 'live' || room?.video === 'frozen') ? (room?.quality || 'unknown') : 'unknown';
   q.dataset.quality = v;
   q.dataset.framesDecoded = room?.framesDecoded ?? '';
   $('quality-text').textContent = v === 'unknown' ? t('quality.none') : t(`quality.${v}`);
@@ -378,8 +580,15 @@ function renderRoomState() {
   if (st === 'finished' && !['signed', 'cancelled'].includes(status)) status = 'finished';
   if (st === 'cancelled') status = 'cancelled';
   $('room-status').replaceWith(Object.assign(statusPill(status), { id: 'room-status' }));
+  const over = st === 'finished' || st === 'cancelled';
   $('room-start').hidden = st !== 'not_started' || !['scheduled', 'live'].includes(insp.status) || sync?.status !== 'open';
+  // A start or finish on its way: the button waits for the answer (a double click is one op).
+  $('room-start').disabled = !!room.lifecycleOp;
   $('room-finish').hidden = st !== 'live';
+  $('room-finish').disabled = !!room.lifecycleOp;
+  $('room-cancel').hidden = over || sync?.status !== 'open';
+  $('room-invite').hidden = over;
+  if (over) $('room-invite-panel').hidden = true;
   $('room-review').hidden = st !== 'finished';
   // The act panel follows the log: re-rendered when the act's events change.
   const actKey = st === 'finished' ? JSON.stringify(sync?.data?.act ?? null) : null;
@@ -388,40 +597,112 @@ function renderRoomState() {
     if (actKey === null) $('act-panel').hidden = true;
     else renderActPanel($('act-panel'), insp.id, { slot: 'staff' });
   }
+  $('room-ended').hidden = !over;
+  if (over && room.rtc) {
+    // Nothing more is forwarded or recorded after the end: close the media.
+    room.rtc.stop();
+    room.rtc = null;
+    room.video = 'none';
+    room.mic?.getTracks().forEach((tr) => tr.stop());
+    room.mic = null;
+    updateMic();
+  }
+  if (over) {
+    const at = st === 'finished' ? sync.data.lifecycle.finished_at : sync.data.lifecycle.cancelled_at;
+    $('room-ended').textContent = t(st === 'finished' ? 'room.ended.finished' : 'room.ended.cancelled', { t: formatTimeZoned(usToIso(at)) });
+  }
   if (sync) {
     room.checklist.update(sync.data);
     renderParticipants($('participants'), sync.data, sync.site || (insp.business?.lat != null ? { lat: insp.business.lat, lon: insp.business.lon } : null));
   }
   renderQuality();
+  renderVideoState();
 }
 
-$('room-start').addEventListener('click', () => room?.sync.op({ kind: 'start' }));
+/** Send a lifecycle op once: further clicks wait until it is answered. */
+function lifecycleOp(op) {
+  if (!room || room.lifecycleOp) return;
+  room.lifecycleOp = room.sync.op(op);
+  renderRoomState();
+}
+
+$('room-start').addEventListener('click', () => lifecycleOp({ kind: 'start' }));
 
 const finishDialog = el('dialog', { id: 'finish-dialog', 'aria-labelledby': 'finish-dialog-text' },
   el('p', { id: 'finish-dialog-text', 'data-i18n': 'room.finish.confirm', text: t('room.finish.confirm') }),
+  el('p', { id: 'finish-unanswered', class: 'warn-text', hidden: true }),
+  el('p', { id: 'finish-unsaved', class: 'warn-text', hidden: true }),
   el('div', { class: 'row' },
     el('button', { type: 'button', class: 'btn', id: 'finish-cancel', 'data-i18n': 'common.back', text: t('common.back') }),
     el('button', { type: 'button', class: 'btn btn-danger', id: 'finish-confirm', 'data-i18n': 'room.finish', text: t('room.finish') })));
 document.body.append(finishDialog);
-$('room-finish').addEventListener('click', () => finishDialog.showModal());
+
+function renderFinishWarnings() {
+  const total = (room?.inspection?.items || []).length;
+  const n = room?.checklist?.unanswered?.() ?? 0;
+  const unsaved = unsavedItems();
+  $('finish-unanswered').hidden = n === 0;
+  $('finish-unanswered').dataset.count = String(n);
+  $('finish-unanswered').textContent = t('room.finish.unanswered', { n, total });
+  $('finish-unsaved').hidden = unsaved.length === 0;
+  $('finish-unsaved').textContent = t('room.finish.unsaved', { list: unsaved.join(', ') });
+}
+
+$('room-finish').addEventListener('click', () => {
+  // Typed text goes first; the dialog says what is still unanswered or unsaved.
+  room?.checklist?.flushAll();
+  renderFinishWarnings();
+  finishDialog.showModal();
+});
 $('finish-cancel').addEventListener('click', () => finishDialog.close());
 $('finish-confirm').addEventListener('click', () => {
   finishDialog.close();
-  room?.sync.op({ kind: 'finish' });
+  lifecycleOp({ kind: 'finish' });
+});
+
+const CANCEL_REASONS = ['business_absent', 'technical_failure', 'rescheduled', 'withdrawn', 'other'];
+const cancelDialog = el('dialog', { id: 'cancel-dialog', 'aria-labelledby': 'cancel-dialog-text' },
+  el('p', { id: 'cancel-dialog-text', 'data-i18n': 'room.cancel.confirm', text: t('room.cancel.confirm') }),
+  el('div', { class: 'field' },
+    el('label', { for: 'cancel-reason', 'data-i18n': 'room.cancel.reason', text: t('room.cancel.reason') }),
+    el('select', { id: 'cancel-reason' }, ...CANCEL_REASONS.map((r) => el('option', { value: r, 'data-i18n': `cancel.${r}`, text: t(`cancel.${r}`) })))),
+  el('div', { class: 'field' },
+    el('label', { for: 'cancel-note', 'data-i18n': 'room.cancel.note', text: t('room.cancel.note') }),
+    el('textarea', { id: 'cancel-note', rows: '2', maxlength: '1000' })),
+  el('div', { class: 'row' },
+    el('button', { type: 'button', class: 'btn', id: 'cancel-back', 'data-i18n': 'common.back', text: t('common.back') }),
+    el('button', { type: 'button', class: 'btn btn-danger', id: 'cancel-confirm', 'data-i18n': 'room.cancel', text: t('room.cancel') })));
+document.body.append(cancelDialog);
+$('room-cancel').addEventListener('click', () => cancelDialog.showModal());
+$('cancel-back').addEventListener('click', () => cancelDialog.close());
+$('cancel-confirm').addEventListener('click', () => {
+  cancelDialog.close();
+  const op = { kind: 'cancel', reason: $('cancel-reason').value };
+  const note = $('cancel-note').value.trim();
+  if (note) op.note = note;
+  lifecycleOp(op);
 });
 
 $('room-invite').addEventListener('click', async () => {
   if (!room) return;
   const panel = $('room-invite-panel');
   if (!panel.hidden) { panel.hidden = true; return; }
+  panel.hidden = false;
+  // The links made so far are listed first; a new one is made only on request.
+  await renderInvitations();
+  if (!$('room-invite-url').value) await newInvitation();
+});
+
+async function newInvitation() {
   try {
     const inv = await api.post(`/api/inspections/${room.id}/invitations`, { label: room.inspection.business?.name });
     showInvite(inv, 'room-invite');
-    panel.hidden = false;
+    renderInvitations();
   } catch (e) {
     showError($('room-error'), e);
   }
-});
+}
+$('room-invite-new').addEventListener('click', () => newInvitation());
 
 // ---------- Start ----------
 
@@ -433,6 +714,7 @@ window.addEventListener('langchange', () => {
   if (room) {
     rerenderChecklist();
     renderEventLog();
+    renderRoomMeta();
     renderConn({ state: room.sync.status });
   }
 });

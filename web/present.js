@@ -52,6 +52,52 @@ export function verdictOf(state, pid) {
   };
 }
 
+// Which location problem a signal is evidence of; the most pressing one decides the banner.
+const SPOOF = ['impossible_speed', 'frozen_position', 'accuracy_too_good', 'accuracy_constant', 'timezone_mismatch', 'clock_skew'];
+const DEVICE = ['automation', 'emulator', 'platform_mismatch', 'client_hint', 'desktop_browser'];
+
+/**
+ * The one thing to say about a participant's location, decided from the server's verdict and
+ * the last `location_unavailable`: {reason, title, advice, details, level}. `reason` is one
+ * of `denied` (location access refused), `unavailable` (no fix), `spoofed` (the positions
+ * look injected), `far` (far from the site), `device` (an emulator or a driven browser),
+ * `unconfirmed` (too coarse to confirm the site), `ok`, `none` (nothing known yet).
+ * A refused permission is never called spoofing: it is asked for differently.
+ */
+export function locationVerdict(state, pid) {
+  const p = state.participants?.[pid] || {};
+  const v = verdictOf(state, pid);
+  const signals = (p.verdict?.signals || []).filter((x) => x.severity !== 'info');
+  const has = (names, severity) => signals.some((x) => names.includes(x.name) && (!severity || x.severity === severity));
+  const noFix = signals.find((x) => x.name === 'no_fix');
+  const noFixReason = p.no_fix || noFix?.value?.reason;
+  let reason;
+  if (noFixReason === 'permission_denied') reason = 'denied';
+  else if (p.no_fix || (noFix && !p.location)) reason = 'unavailable';
+  else if (has(SPOOF, 'spoofed')) reason = 'spoofed';
+  else if (has(['far_from_site'])) reason = 'far';
+  else if (has(SPOOF)) reason = 'spoofed';
+  else if (has(DEVICE)) reason = 'device';
+  else if (has(['site_unconfirmed', 'coarse_fix'])) reason = 'unconfirmed';
+  else if (v.level === 'trusted') reason = 'ok';
+  else reason = v.level === 'unknown' ? 'none' : 'ok';
+  const acc = p.location?.accuracy;
+  const vars = { d: formatDistance(v.distance_m), acc: acc != null ? Math.round(acc) : '?' };
+  const decidingNames = {
+    denied: ['no_fix'], unavailable: ['no_fix'], spoofed: SPOOF, far: ['far_from_site'], device: DEVICE,
+    unconfirmed: ['site_unconfirmed', 'coarse_fix'],
+  }[reason] || [];
+  return {
+    reason,
+    level: v.level,
+    title: t(`loc.${reason}.title`, vars),
+    advice: t(`loc.${reason}.do`, vars),
+    // The deciding signals first, the rest after: the inspector sees every reason.
+    details: [...signals.filter((x) => decidingNames.includes(x.name)), ...signals.filter((x) => !decidingNames.includes(x.name))]
+      .map((x) => signalText(x)),
+  };
+}
+
 const VERDICT_ICON = { trusted: '✓', suspicious: '!', untrusted: '✕', unknown: '?' };
 const VERDICT_KEY = { trusted: 'geo.trusted', suspicious: 'geo.suspicious', untrusted: 'geo.untrusted', unknown: 'geo.unknown' };
 
@@ -73,8 +119,12 @@ export function renderParticipants(ul, state, site) {
     li.append(el('div', {},
       el('span', { class: 'name', text: p.display_name || pid.slice(0, 8) }),
       ` · ${tr('role', p.role)}${p.device ? ` · ${tr('device', p.device)}` : ''} · `,
-      el('span', { text: p.online ? `● ${t('room.online')}` : `○ ${t('room.offline')}` }),
-      p.quality && p.quality !== 'unknown' ? ` · ${t('quality.label')}: ${t(`quality.${p.quality}`)}` : ''));
+      el('span', { class: 'presence', 'data-online': String(!!p.online), text: p.online
+        ? `● ${t('room.online')}`
+        : `○ ${p.left_at ? t('room.offline.since', { t: formatTime(usToIso(p.left_at), { timeStyle: 'medium' }) }) : t('room.offline')}` }),
+      // Presence reports are folded in here, not listed in the event log.
+      p.online && p.quality && p.quality !== 'unknown' ? ` · ${t('quality.label')}: ${t(`quality.${p.quality}`)}${p.rtt_ms != null ? ` (${p.rtt_ms} ${t('unit.ms')})` : ''}` : '',
+      p.online && p.visible === false ? ` · ${t('room.hidden')}` : ''));
     const loc = p.location;
     const geo = el('div', { class: 'geo' });
     if (loc && loc.lat != null) {
@@ -89,13 +139,26 @@ export function renderParticipants(ul, state, site) {
     }
     if (p.role === 'business' || loc) {
       const v = verdictOf(state, pid);
-      const vd = el('div', { class: 'verdict-line' }, verdictChip(v));
-      if (v.reasons.length) vd.append(el('ul', { class: 'reasons' }, ...v.reasons.map((r) => el('li', { text: r }))));
+      const lv = locationVerdict(state, pid);
+      const vd = el('div', { class: 'verdict-line', 'data-reason': lv.reason }, verdictChip(v));
+      // The same deciding reason the business is shown, in the same words.
+      if (!['ok', 'none'].includes(lv.reason)) vd.append(el('strong', { class: 'verdict-title', text: ` ${lv.title}` }));
+      if (lv.details.length) vd.append(el('ul', { class: 'reasons' }, ...lv.details.map((r) => el('li', { text: r }))));
       geo.append(vd);
     }
     li.append(geo);
     return li;
   }));
+}
+
+/** Kinds that are measurements, not actions: folded into the participant's line (quality,
+ * visibility, position) rather than listed, so the log stays readable (and quiet for
+ * screen readers). Verdict changes and lost fixes are listed. */
+const NOT_LOGGED = new Set(['presence', 'location']);
+
+/** Whether an event belongs in the readable action log. */
+export function isLogged(e) {
+  return !NOT_LOGGED.has(e.kind);
 }
 
 /** One human line for an event of the log. */
@@ -124,6 +187,7 @@ export function describeEvent(e, state, checklist) {
       parts.push(`${t('event.location_unavailable')} (${tr('nofix', p.reason)})`);
       break;
     case 'request_photo':
+    case 'focus':
       parts.push(`${tr('event', e.kind)} → ${itemLabel(p.item_id)}`);
       break;
     case 'attach_evidence':
@@ -133,9 +197,12 @@ export function describeEvent(e, state, checklist) {
     case 'presence':
       parts.push(`${t('quality.label')}: ${t(`quality.${p.quality === 'unknown' ? 'none' : p.quality}`)}${p.rtt_ms != null ? `, ${p.rtt_ms} ms` : ''}`);
       break;
-    case 'verdict':
+    case 'verdict': {
       parts.push(`${t('event.verdict')}: `, verdictChip({ level: LEVEL[p.level] ?? 'unknown' }));
+      const lv = locationVerdict({ participants: { x: { verdict: p } } }, 'x');
+      if (!['ok', 'none'].includes(lv.reason)) parts.push(` ${lv.title}`);
       break;
+    }
     case 'join':
       parts.push(tr('event', e.kind), ` (${tr('role', p.role)}${p.device ? `, ${tr('device', p.device)}` : ''})`);
       break;
@@ -151,8 +218,10 @@ export function describeEvent(e, state, checklist) {
   return parts;
 }
 
-/** Append an event to a log list element (keeps the newest at the bottom, scrolled). */
+/** Append an event to a log list element (keeps the newest at the bottom, scrolled);
+ * measurements (`isLogged` false) are skipped. */
 export function appendEventLine(ol, e, state, checklist) {
+  if (!isLogged(e)) return;
   const li = el('li', { 'data-seq': e.seq, 'data-kind': e.kind },
     el('span', { class: 'seq', text: `#${e.seq}` }),
     el('span', { class: 'ts', text: formatTime(e.server_time || usToIso(e.server_ts), { timeStyle: 'medium' }) }),

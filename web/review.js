@@ -1,10 +1,11 @@
 // Reviewer player: the recording with the checklist as chapters (click or N/P to jump), a
 // timeline with coloured markers, the event log, and downloads.
 
-import { t, applyI18n, bindLangSwitch, formatTime, formatDuration } from './i18n.js';
+import { t, applyI18n, bindLangSwitch, formatTime, formatDuration, setTimeZone, zoneLabel, getLang } from './i18n.js';
 import * as api from './api.js';
 import { el, resultBadge } from './checklist.js';
-import { appendEventLine } from './present.js';
+import { appendEventLine, isLogged } from './present.js';
+import { errorText } from './errors.js';
 import { applyEvent, emptyState } from './state.js';
 import { renderEvidence } from './evidence.js';
 
@@ -33,15 +34,23 @@ async function load() {
     if (e.status === 401) {
       fail(t('error.unauthenticated'));
       $('review-error').append(' ', el('a', { href: '/#/login', text: t('login.submit') }));
-    } else fail(`${t('common.error')}: ${e.code}`);
+    } else fail(`${t('common.error')}: ${errorText(e)}`);
     return;
   }
+  setTimeZone(view.inspection.time_zone);
   renderHeader();
-  $('dl-video').href = `${base}/recording`;
-  $('dl-log').href = `${base}/events.jsonl`;
-  $('dl-vtt').href = `${base}/recording/chapters.vtt`;
+  renderDownloads();
   loadEvents(base);
   await loadManifest(base);
+}
+
+/** Downloads carry human names (date, business, kind) in the page's language. */
+function renderDownloads() {
+  const base = `/api/inspections/${view.id}`;
+  const q = `download=1&lang=${getLang()}`;
+  $('dl-video').href = `${base}/recording?${q}`;
+  $('dl-log').href = `${base}/events.jsonl?${q}`;
+  $('dl-vtt').href = `${base}/recording/chapters.vtt?${q}`;
 }
 
 async function loadManifest(base) {
@@ -54,7 +63,7 @@ async function loadManifest(base) {
       setTimeout(() => loadManifest(base), 2000);
       return;
     }
-    fail(`${t('common.error')}: ${e.code}`);
+    fail(`${t('common.error')}: ${errorText(e)}`);
     return;
   }
   $('not-ready').hidden = true;
@@ -63,18 +72,23 @@ async function loadManifest(base) {
   const track = el('track', { kind: 'chapters', src: `${base}/recording/chapters.vtt`, srclang: 'ru', default: true });
   video.append(track);
   const items = view.inspection.items || [];
-  view.chapters = (view.manifest.chapters || []).map((c, i) => {
-    const item = items.find((it) => it.id === c.item_id);
-    return {
-      ...c,
-      number: item?.number ?? String(i + 1),
-      question: item?.question ?? c.title ?? c.item_id,
-      result: ['compliant', 'violation', 'not_applicable'].includes(c.result) ? c.result : 'unanswered',
-    };
-  });
-  const ch = view.chapters.find((c) => c.mark_at);
-  // The recording's wall-clock start lets event-log lines seek too.
-  view.recStartMs = ch ? Date.parse(ch.mark_at) - ch.start_ms : null;
+  // The recording's wall-clock start (media time 0) lets marks and event-log lines seek too.
+  view.recStartMs = Number.isFinite(view.manifest.epoch_micros) ? view.manifest.epoch_micros / 1000 : null;
+  view.chapters = (view.manifest.chapters || [])
+    // An introduction with nothing before the first item is no chapter to jump to.
+    .filter((c) => c.item_id !== '' || c.end_ms > c.start_ms)
+    .map((c, i) => {
+      const intro = c.item_id === '';
+      const item = items.find((it) => it.id === c.item_id);
+      return {
+        ...c,
+        intro,
+        number: intro ? '' : (item?.number ?? String(i + 1)),
+        question: intro ? t('review.intro') : (item?.question ?? c.title ?? c.item_id),
+        result: ['compliant', 'violation', 'not_applicable'].includes(c.result) ? c.result : 'unanswered',
+      };
+    });
+  attachMarks();
   renderChapters();
   renderMeta();
   renderEvents();
@@ -82,6 +96,21 @@ async function loadManifest(base) {
   // Clips and stills of the violations are cut right after finalization: reload the log
   // until every violation chapter has its derived evidence (or give up after a minute).
   refreshDerived(base, 30);
+}
+
+/**
+ * The exact moment of each chapter's mark (its chapter begins earlier, where the item began
+ * being looked at): the first result event of the item with the chapter's result at or after
+ * the chapter's start, in media time.
+ */
+function attachMarks() {
+  for (const c of view.chapters) {
+    c.mark_ms = null;
+    if (c.intro || view.recStartMs == null) continue;
+    const e = view.events.find((ev) => ev.kind === 'set_result' && ev.payload?.item_id === c.item_id
+      && ev.payload?.result === c.result && ev.server_ts >= c.mark_at_micros);
+    if (e) c.mark_ms = Math.max(0, Math.round(e.server_ts / 1000 - view.recStartMs));
+  }
 }
 
 function derivedMissing() {
@@ -105,6 +134,7 @@ async function loadEvents(base) {
   } catch (_) {
     view.events = [];
   }
+  if (view.manifest) { attachMarks(); renderChapters(); }
   renderEvents();
   renderEvidenceList();
 }
@@ -141,8 +171,8 @@ function renderHeader() {
   const i = view.inspection;
   $('review-title').textContent = `${t('review.title')}: ${i.title}`;
   $('review-status').replaceChildren(el('span', { class: `status status-${i.status}`, text: t(`status.${i.status}`) }));
-  $('review-meta').textContent = [i.business?.name, i.business?.inn ? `ИНН ${i.business.inn}` : '', i.inspector?.display_name,
-    formatTime(i.started_at), formatTime(i.finished_at)].filter((x) => x && x !== '—').join(' · ');
+  $('review-meta').textContent = [i.business?.name, i.business?.inn ? t('business.inn', { inn: i.business.inn }) : '', i.inspector?.display_name,
+    formatTime(i.started_at), formatTime(i.finished_at), t('time.zone', { z: zoneLabel() })].filter((x) => x && x !== '—').join(' · ');
 }
 
 function renderMeta() {
@@ -173,7 +203,8 @@ function renderChapters() {
     el('span', { class: 'num', text: c.number }),
     el('span', { class: 'q', text: c.question }),
     el('span', { class: 'tc', text: formatDuration(c.start_ms) }),
-    resultBadge(c.result));
+    c.intro ? null : resultBadge(c.result),
+    c.mark_ms != null ? el('span', { class: 'mark-at muted', 'data-mark-ms': c.mark_ms, text: t('review.mark_at', { t: formatDuration(c.mark_ms) }) }) : null);
     return el('li', {}, b);
   }));
   renderMarkers();
@@ -223,6 +254,7 @@ function renderEvents() {
   ol.replaceChildren();
   const items = view.inspection?.items || [];
   for (const e of view.events) {
+    if (!isLogged(e)) continue;
     appendEventLine(ol, e, view.state, items);
     const li = ol.lastElementChild;
     const ts = e.server_ts ? e.server_ts / 1000 : Date.parse(e.server_time);
@@ -275,6 +307,7 @@ document.addEventListener('keydown', (ev) => {
 window.addEventListener('langchange', () => {
   if (!view.inspection) return;
   renderHeader();
+  renderDownloads();
   renderChapters();
   renderMeta();
   renderEvents();

@@ -2,11 +2,59 @@
 // (rtc.offer), the server answers (rtc.answer); candidates trickle both ways; rtc.renegotiate
 // asks for a new offer; a failed connection or a network change triggers an ICE restart.
 
+const MEASURE_EVERY_MS = 1000;
+/** No new frame for this long (with frames before) means the video froze or stopped. */
+export const FROZEN_AFTER_MS = 1500;
+
+/**
+ * What the media statistics say, as a pure function (tests/web/rtc_quality.test.mjs):
+ * `prev` is the last call's memory ({frames, lastFrameAt, lost, received}), `now` the time in
+ * ms; `sample` what getStats gave ({frames, lost, received, fps, rtt_ms, connected}).
+ * Returns {video: 'none'|'live'|'frozen', since, quality: 'unknown'|'good'|'fair'|'poor',
+ * loss, memo}. Quality is judged only while video arrives: never "good" before any frame,
+ * never "good" over a frozen picture.
+ */
+export function judgeMedia(prev, sample, now) {
+  const frames = sample.frames ?? 0;
+  const memo = {
+    frames,
+    lastFrameAt: prev?.lastFrameAt ?? null,
+    firstFrameAt: prev?.firstFrameAt ?? null,
+    lost: sample.lost ?? 0,
+    received: sample.received ?? 0,
+  };
+  // A new peer connection (ICE restart, reconnect) starts its counters again from zero.
+  const before = prev?.frames ?? 0;
+  if (frames > before || (frames > 0 && frames < before)) {
+    memo.lastFrameAt = now;
+    if (memo.firstFrameAt === null) memo.firstFrameAt = now;
+  }
+  let video = 'none';
+  if (memo.lastFrameAt !== null) video = now - memo.lastFrameAt >= FROZEN_AFTER_MS || !sample.connected ? 'frozen' : 'live';
+  let loss = 0;
+  if (prev && memo.received > prev.received) {
+    const lost = Math.max(0, memo.lost - prev.lost);
+    loss = lost / (memo.received - prev.received + lost);
+  }
+  let quality = 'unknown';
+  if (video === 'live') {
+    const rtt = sample.rtt_ms;
+    const fps = sample.fps;
+    if ((rtt != null && rtt > 600) || loss > 0.08 || (fps != null && fps < 5)) quality = 'poor';
+    else if ((rtt != null && rtt > 250) || loss > 0.02 || (fps != null && fps < 15)) quality = 'fair';
+    else quality = 'good';
+  } else if (video === 'frozen') {
+    quality = 'poor';
+  }
+  return { video, since: video === 'frozen' ? memo.lastFrameAt : memo.firstFrameAt, quality, loss, memo };
+}
+
 /**
  * A media session riding a SyncClient.
  * options.role: 'publisher' (business: sends camera + mic) or 'inspector' (receives video +
  * audio, sends its own mic), as the media side names them.
- * Events (EventTarget): 'track' {stream, track}, 'state' {state}, 'quality' {quality, stats},
+ * Events (EventTarget): 'track' {stream, track}, 'state' {state},
+ * 'quality' {quality, video, since, stats} (once a second, see judgeMedia),
  * 'error' {code, message}.
  */
 export class RtcSession extends EventTarget {
@@ -35,7 +83,8 @@ export class RtcSession extends EventTarget {
     window.addEventListener('online', this._onNetwork);
     navigator.connection?.addEventListener?.('change', this._onNetwork);
     if (this.sync.status === 'open') this._afterWelcome();
-    this.qualityTimer = setInterval(() => this._measure(), 2000);
+    // Once a second: a lost phone must show on the console within seconds (issue 13).
+    this.qualityTimer = setInterval(() => this._measure(), MEASURE_EVERY_MS);
   }
 
   /** Close the peer connection and stop listening. */
@@ -195,6 +244,7 @@ export class RtcSession extends EventTarget {
     let fps = null;
     let framesDecoded = null;
     let sentFps = null;
+    let framesSent = null;
     stats.forEach((r) => {
       if (r.type === 'candidate-pair' && r.state === 'succeeded' && r.nominated && typeof r.currentRoundTripTime === 'number') {
         rtt = r.currentRoundTripTime * 1000;
@@ -205,24 +255,31 @@ export class RtcSession extends EventTarget {
         fps = r.framesPerSecond ?? fps;
         framesDecoded = r.framesDecoded ?? framesDecoded;
       }
-      if (r.type === 'outbound-rtp' && r.kind === 'video') sentFps = r.framesPerSecond ?? sentFps;
+      if (r.type === 'outbound-rtp' && r.kind === 'video') {
+        sentFps = r.framesPerSecond ?? sentFps;
+        framesSent = (framesSent ?? 0) + (r.framesSent || 0);
+      }
       if (r.type === 'remote-inbound-rtp' && typeof r.roundTripTime === 'number') rtt = rtt ?? r.roundTripTime * 1000;
     });
-    const prev = this.lastInbound;
-    this.lastInbound = { lost, received };
-    let lossRate = 0;
-    if (prev && received > prev.received) {
-      lossRate = (lost - prev.lost) / (received - prev.received + lost - prev.lost);
-    }
-    let quality = 'unknown';
-    if (pc.connectionState === 'connected') {
-      const media = this.role === 'publisher' ? sentFps : fps;
-      if ((rtt !== null && rtt > 600) || lossRate > 0.08 || (media !== null && media < 5)) quality = 'poor';
-      else if ((rtt !== null && rtt > 250) || lossRate > 0.02 || (media !== null && media < 15)) quality = 'fair';
-      else quality = 'good';
-    }
+    const publisher = this.role === 'publisher';
+    const judged = judgeMedia(this.lastInbound, {
+      frames: publisher ? framesSent : framesDecoded,
+      lost: publisher ? 0 : lost,
+      received: publisher ? 0 : received,
+      fps: publisher ? sentFps : fps,
+      rtt_ms: rtt,
+      connected: pc.connectionState === 'connected',
+    }, Date.now());
+    this.lastInbound = judged.memo;
+    const quality = judged.quality;
+    const lossRate = judged.loss;
     this.dispatchEvent(new CustomEvent('quality', {
-      detail: { quality, stats: { rtt_ms: rtt === null ? null : Math.round(rtt), loss: lossRate, fps, frames_decoded: framesDecoded } },
+      detail: {
+        quality,
+        video: judged.video,
+        since: judged.since,
+        stats: { rtt_ms: rtt === null ? null : Math.round(rtt), loss: lossRate, fps, frames_decoded: framesDecoded, frames_sent: framesSent },
+      },
     }));
   }
 }

@@ -19,8 +19,16 @@ function distance(lang, m) {
   return m >= 10000 ? `${num(m / 1000)} ${translate(lang, 'unit.km')}` : `${num(m)} ${translate(lang, 'unit.m')}`;
 }
 
-function list(v) {
-  return Array.isArray(v) ? v.map(String).join(', ') : String(v ?? '');
+/** A page or browser trace (`software_renderer`, `navigator.webdriver`, …) in words; a
+ * trace this page does not know is named generically, never by its internal name. */
+function hintText(lang, h) {
+  const key = `hint.${h}`;
+  const s = translate(lang, key);
+  return s === key ? translate(lang, 'hint.other') : s;
+}
+
+function hints(lang, v) {
+  return (Array.isArray(v) ? v : [v]).map((h) => hintText(lang, String(h ?? ''))).join(', ');
 }
 
 /** The sentence for one signal `{name, value, severity}` in `lang` (default: the page's). */
@@ -73,12 +81,12 @@ export function signalText(signal, lang = getLang()) {
     case 'on_site':
       return tr(`signal.${signal.name}`, { d: distance(lang, o.distance_m), acc: num(o.accuracy_m), r: num(o.radius_m) });
     case 'automation':
-      return tr('signal.automation', { list: list(v) });
+      return tr('signal.automation', { list: hints(lang, v) });
     case 'emulator': {
       // Today each trace is {source, value}; logs from before codes hold sentences like
       // "hint: emulator_gpu", shown as they are.
       const traces = (Array.isArray(v) ? v : []).map((x) => (x && typeof x === 'object'
-        ? tr(`signal.emulator.${x.source}`, { v: x.value })
+        ? tr(`signal.emulator.${x.source}`, { v: x.source === 'hint' ? hintText(lang, x.value) : x.value })
         : String(x)));
       return tr('signal.emulator', { list: traces.join('; ') });
     }
@@ -87,7 +95,7 @@ export function signalText(signal, lang = getLang()) {
     case 'desktop_browser':
       return tr('signal.desktop_browser');
     case 'client_hint':
-      return tr('signal.client_hint', { list: list(v) });
+      return tr('signal.client_hint', { list: hints(lang, v) });
     default:
       // A code this page does not know yet: an old event's own sentence, else the code.
       return signal[`explanation_${lang}`] || signal.explanation_en || signal.name;

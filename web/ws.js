@@ -1,6 +1,7 @@
 // The inspection WebSocket client (docs/protocol.md, version 1): hello with last_seq and
-// client info, welcome with events or snapshot, ops with ids kept until acknowledged and
-// resent after a reconnect, exponential reconnect with a visible state, rtc.* pass-through.
+// client info, welcome with events or snapshot (reassembled when a large one comes as
+// welcome_part messages), ops with ids kept until acknowledged and resent after a reconnect,
+// exponential reconnect with a visible state, rtc.* pass-through.
 
 import { applyEvent, emptyState } from './state.js';
 
@@ -30,7 +31,8 @@ export function clientInfo() {
 /**
  * One participant's socket for one inspection.
  * Events (EventTarget): 'state' {state, delay}, 'welcome' {welcome}, 'change' {state, event?},
- * 'event' {event}, 'ack' {op_id, seq}, 'error' {error}, 'rtc' {message}, 'rtt' {ms}.
+ * 'event' {event}, 'ack' {op_id, seq}, 'error' {error, op} (op: the refused operation, if
+ * it was ours), 'rtc' {message}, 'rtt' {ms}.
  */
 export class SyncClient extends EventTarget {
   constructor(inspectionId, { url } = {}) {
@@ -88,6 +90,7 @@ export class SyncClient extends EventTarget {
     const ws = new WebSocket(this.url);
     this.ws = ws;
     this.welcomed = false;
+    this.welcomeParts = [];
     ws.onopen = () => {
       const client = clientInfo();
       if (this.hints && this.hints.length) client.hints = this.hints;
@@ -127,6 +130,9 @@ export class SyncClient extends EventTarget {
       case 'welcome':
         this._onWelcome(msg);
         break;
+      case 'welcome_part':
+        this._onWelcomePart(msg);
+        break;
       case 'event':
         this._onEvent(msg);
         break;
@@ -145,17 +151,34 @@ export class SyncClient extends EventTarget {
           this._onAck(msg.op_id, msg.seq);
           break;
         }
+        const original = msg.op_id ? this.pending.get(msg.op_id) : undefined;
         if (msg.op_id && !['overloaded', 'internal', 'rate_limited'].includes(msg.code)) {
           // A refused op changes nothing and would be refused again: stop resending it.
           this.pending.delete(msg.op_id);
         }
-        this.dispatchEvent(new CustomEvent('error', { detail: { error: msg } }));
+        this.dispatchEvent(new CustomEvent('error', { detail: { error: msg, op: original?.op ?? null } }));
         break;
       default:
         if (typeof msg.type === 'string' && msg.type.startsWith('rtc.')) {
           this.dispatchEvent(new CustomEvent('rtc', { detail: { message: msg } }));
         }
     }
+  }
+
+  _onWelcomePart(part) {
+    // Parts arrive back to back, in order; their data strings joined are the welcome's JSON.
+    if (part.index !== this.welcomeParts.length) {
+      this.welcomeParts = [];
+      this.reconnectNow();
+      return;
+    }
+    this.welcomeParts.push(part.data);
+    if (this.welcomeParts.length < part.count) return;
+    let msg;
+    try { msg = JSON.parse(this.welcomeParts.join('')); } catch (_) { msg = null; }
+    this.welcomeParts = [];
+    if (msg && msg.type === 'welcome') this._onWelcome(msg);
+    else this.reconnectNow();
   }
 
   _onWelcome(msg) {

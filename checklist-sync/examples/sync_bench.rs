@@ -53,7 +53,10 @@ async fn connect(addr: &str, inspection: Uuid, role: &str) -> Ws {
     loop {
         if let Some(Ok(Message::Text(t))) = ws.next().await {
             let v: Value = serde_json::from_str(t.as_str()).expect("json");
-            if v["type"] == "welcome" {
+            // A large welcome arrives in parts; the last part completes it.
+            let last_part = v["type"] == "welcome_part"
+                && v["index"].as_u64().map(|i| i + 1) == v["count"].as_u64();
+            if v["type"] == "welcome" || last_part {
                 return ws;
             }
         }

@@ -15,13 +15,15 @@ use sqlx::AnyPool;
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use uuid::Uuid;
 
+use crate::admission::{Admission, AdmissionConfig};
 use crate::chain::CommittedEvent;
 use crate::domain::{ExtError, Principal, RoomSpec};
 use crate::projection::Projection;
 use crate::proto::{
-    codes, decode, ClientMsg, OpError, Operation, HARD_FRAME_LIMIT, MAX_FRAME_BYTES,
+    codes, decode, welcome_frames, ClientMsg, OpError, Operation, HARD_FRAME_LIMIT, MAX_FRAME_BYTES,
 };
-use crate::ratelimit::{RateLimiter, Verdict};
+use crate::quota::Quotas;
+use crate::ratelimit::Verdict;
 use crate::room::{welcome_message, ConnId, Input, Origin, Output, Room, RoomConfig, Snapshot};
 use crate::state::LeaveReason;
 use crate::store::{self, SyncError, WriteReq, Written};
@@ -71,10 +73,17 @@ impl Extension for NoExtension {
 pub struct SyncConfig {
     /// Recent events kept per room for reconnecting clients; further behind gets a snapshot.
     pub replay_window: usize,
-    /// Messages per second per connection.
+    /// Messages per second per participant (shared by all its sockets).
     pub rate_per_sec: f64,
-    /// Burst per connection.
+    /// Burst per participant.
     pub burst: f64,
+    /// Sockets one participant may have open at once; more are refused (`too_many_sockets`).
+    pub max_sockets_per_participant: usize,
+    /// What one participant may add to an inspection (comments, evidence, bytes).
+    pub quotas: Quotas,
+    /// A welcome longer than this is sent as `welcome_part` messages of at most this many
+    /// bytes of its text each.
+    pub welcome_part_bytes: usize,
     /// Dropped messages within `flood_window` after which the socket is closed.
     pub flood_drops: u32,
     /// Window of flood detection.
@@ -100,6 +109,9 @@ impl Default for SyncConfig {
             replay_window: 1024,
             rate_per_sec: 20.0,
             burst: 60.0,
+            max_sockets_per_participant: 8,
+            quotas: Quotas::default(),
+            welcome_part_bytes: 32 * 1024,
             flood_drops: 200,
             flood_window: Duration::from_secs(10),
             ping_interval: Duration::from_secs(20),
@@ -128,9 +140,22 @@ pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// What a socket's writer task sends: one frame, or several that must go out back to back
+/// (a welcome in parts) and count as one entry of the bounded outbound queue.
+enum Outbound {
+    Frame(Message),
+    Frames(Vec<Message>),
+}
+
+impl From<Message> for Outbound {
+    fn from(m: Message) -> Self {
+        Outbound::Frame(m)
+    }
+}
+
 #[derive(Clone)]
 struct ConnOut {
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Outbound>,
     kill: Arc<Notify>,
 }
 
@@ -164,6 +189,12 @@ struct Inner {
     writer: mpsc::UnboundedSender<WriteReq>,
     events: broadcast::Sender<CommittedEvent>,
     next_id: AtomicU64,
+    /// Sockets and rate buckets per participant.
+    admission: Mutex<Admission>,
+    /// The time base of `admission`.
+    epoch: tokio::time::Instant,
+    /// Set when the server shuts down: every socket closes with 1001.
+    down: tokio::sync::watch::Sender<bool>,
 }
 
 /// The checklist sync service: owns the rooms of all live inspections and the event writer.
@@ -190,8 +221,18 @@ impl SyncHub {
             config.sqlite_checkpoint_every,
         ));
         let (events, _) = broadcast::channel(16 * 1024);
+        let admission = Admission::new(AdmissionConfig {
+            rate_per_sec: config.rate_per_sec,
+            burst: config.burst,
+            flood_drops: config.flood_drops,
+            flood_window_us: config.flood_window.as_micros() as u64,
+            max_sockets: config.max_sockets_per_participant,
+        });
         Self {
             inner: Arc::new(Inner {
+                admission: Mutex::new(admission),
+                epoch: tokio::time::Instant::now(),
+                down: tokio::sync::watch::channel(false).0,
                 pool,
                 config,
                 rooms: Mutex::new(HashMap::new()),
@@ -200,6 +241,12 @@ impl SyncHub {
                 next_id: AtomicU64::new(1),
             }),
         }
+    }
+
+    /// Closes every socket with 1001 ("going away": reconnect later, unlike 4401) and its
+    /// participant's `leave` says `server_restart`. For the server's graceful shutdown.
+    pub fn shutdown(&self) {
+        let _ = self.inner.down.send(true);
     }
 
     /// Every committed event of every inspection, in commit order per inspection.
@@ -219,6 +266,19 @@ impl SyncHub {
 
     fn next_id(&self) -> u64 {
         self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn admission(&self) -> std::sync::MutexGuard<'_, Admission> {
+        // The admission table is plain data; a panic elsewhere leaves it usable.
+        self.inner
+            .admission
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Monotonic µs of the admission table.
+    fn mono_us(&self) -> u64 {
+        self.inner.epoch.elapsed().as_micros() as u64
     }
 
     /// Delivers a message to the inspection's room, starting the room if needed.
@@ -345,10 +405,11 @@ impl SyncHub {
         stop: impl std::future::Future<Output = ()> + Send,
     ) {
         tokio::pin!(stop);
+        let mut down = self.inner.down.subscribe();
         let cfg = &self.inner.config;
         let conn: ConnId = self.next_id();
         let (mut sink, mut stream) = socket.split();
-        let (out_tx, mut out_rx) = mpsc::channel::<Message>(cfg.outbound_queue);
+        let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(cfg.outbound_queue);
         let kill = Arc::new(Notify::new());
         let ping_every = cfg.ping_interval;
         let writer = tokio::spawn(async move {
@@ -357,9 +418,20 @@ impl SyncHub {
             loop {
                 tokio::select! {
                     m = out_rx.recv() => {
-                        let Some(m) = m else { break };
-                        let close = matches!(m, Message::Close(_));
-                        if sink.feed(m).await.is_err() { break; }
+                        let frames = match m {
+                            None => break,
+                            Some(Outbound::Frame(m)) => vec![m],
+                            Some(Outbound::Frames(v)) => v,
+                        };
+                        let mut close = false;
+                        let mut failed = false;
+                        for m in frames {
+                            close |= matches!(m, Message::Close(_));
+                            // `feed` waits while the write buffer is full, so a long series
+                            // of parts never holds more than one part's bytes in it.
+                            if sink.feed(m).await.is_err() { failed = true; break; }
+                        }
+                        if failed { break; }
                         // Flush once the queue is drained, so bursts go out in few writes.
                         if (close || out_rx.is_empty()) && sink.flush().await.is_err() { break; }
                         if close { break; }
@@ -372,16 +444,36 @@ impl SyncHub {
             let _ = sink.close().await;
         });
         let send = |v: Value| {
-            let _ = out_tx.try_send(text(&v));
+            let _ = out_tx.try_send(text(&v).into());
         };
-        let started = tokio::time::Instant::now();
-        let mut limiter = RateLimiter::new(
-            cfg.rate_per_sec,
-            cfg.burst,
-            cfg.flood_drops,
-            cfg.flood_window.as_micros() as u64,
-            0,
-        );
+        let key = (who.inspection_id, who.participant_id);
+        if !self.admission().enter(key, self.mono_us()) {
+            send(
+                OpError::new(
+                    codes::TOO_MANY_SOCKETS,
+                    format!(
+                        "at most {} sockets per participant",
+                        cfg.max_sockets_per_participant
+                    ),
+                )
+                .to_wire(None),
+            );
+            let close = CloseFrame {
+                code: 1008,
+                reason: "too many sockets".into(),
+            };
+            let _ = out_tx.try_send(Message::Close(Some(close)).into());
+            drop(out_tx);
+            let abort = writer.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), writer)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+            return;
+        }
+        let mut first_frame = true;
         let mut room: Option<mpsc::UnboundedSender<RoomMsg>> = None;
         let mut ext_out: Option<mpsc::Sender<Value>> = None;
         let mut close_frame: Option<CloseFrame> = None;
@@ -394,6 +486,10 @@ impl SyncHub {
                 _ = &mut stop => {
                     close_frame = Some(CloseFrame { code: 4401, reason: "access ended".into() });
                     break LeaveReason::Closed;
+                }
+                _ = down.wait_for(|v| *v) => {
+                    close_frame = Some(CloseFrame { code: 1001, reason: "server restarting; reconnect".into() });
+                    break LeaveReason::ServerRestart;
                 }
                 r = tokio::time::timeout(cfg.idle_timeout, stream.next()) => r,
             };
@@ -408,7 +504,15 @@ impl SyncHub {
                 Message::Ping(_) | Message::Pong(_) => continue,
                 Message::Close(_) => break LeaveReason::Closed,
             };
-            match limiter.check(started.elapsed().as_micros() as u64) {
+            // A socket's first frame (its hello) is free: a participant that used up its
+            // bucket can still open a socket, and sockets are capped.
+            let verdict = if first_frame {
+                Verdict::Allow
+            } else {
+                self.admission().check(key, self.mono_us())
+            };
+            first_frame = false;
+            match verdict {
                 Verdict::Allow => {}
                 Verdict::Drop => {
                     send(
@@ -510,7 +614,7 @@ impl SyncHub {
                         let out = out_tx.clone();
                         tokio::spawn(async move {
                             while let Some(v) = rx.recv().await {
-                                if out.send(text(&v)).await.is_err() {
+                                if out.send(text(&v).into()).await.is_err() {
                                     break;
                                 }
                             }
@@ -530,9 +634,10 @@ impl SyncHub {
                 now: now_micros(),
             }));
         }
+        self.admission().leave(key, self.mono_us());
         ext.on_close(&who).await;
         drop(ext_out);
-        let _ = out_tx.try_send(Message::Close(close_frame));
+        let _ = out_tx.try_send(Message::Close(close_frame).into());
         drop(out_tx);
         let abort = writer.abort_handle();
         if tokio::time::timeout(Duration::from_secs(2), writer)
@@ -567,6 +672,7 @@ async fn run_room(
     };
     let room_cfg = RoomConfig {
         replay_window: cfg.replay_window,
+        quotas: cfg.quotas.clone(),
     };
     let mut shell = Shell {
         hub: hub.clone(),
@@ -575,7 +681,17 @@ async fn run_room(
         tx,
         conns: HashMap::new(),
         api: HashMap::new(),
-        limits: json!({"max_frame_bytes": MAX_FRAME_BYTES, "rate_per_sec": cfg.rate_per_sec, "burst": cfg.burst}),
+        limits: json!({
+            "max_frame_bytes": MAX_FRAME_BYTES,
+            "rate_per_sec": cfg.rate_per_sec,
+            "burst": cfg.burst,
+            "max_sockets": cfg.max_sockets_per_participant,
+            "comments_per_item": cfg.quotas.comments_per_item,
+            "evidence_per_item": cfg.quotas.evidence_per_item,
+            "bytes_per_participant": cfg.quotas.bytes_per_participant,
+            "bytes_per_minute": cfg.quotas.bytes_per_minute,
+        }),
+        welcome_part_bytes: cfg.welcome_part_bytes,
         failed: false,
     };
     shell.drive();
@@ -651,7 +767,7 @@ fn refuse(msg: RoomMsg) {
     let e = OpError::new(codes::INTERNAL, "the inspection cannot be loaded");
     match msg {
         RoomMsg::Connect { out, .. } => {
-            let _ = out.tx.try_send(text(&e.to_wire(None)));
+            let _ = out.tx.try_send(text(&e.to_wire(None)).into());
             out.kill.notify_one();
         }
         RoomMsg::Submit { reply, .. } => {
@@ -669,13 +785,17 @@ struct Shell {
     conns: HashMap<ConnId, ConnOut>,
     api: HashMap<u64, oneshot::Sender<Result<CommittedEvent, OpError>>>,
     limits: Value,
+    welcome_part_bytes: usize,
     failed: bool,
 }
 
 impl Shell {
-    fn send_to(&mut self, conn: ConnId, msg: Message) {
+    fn send_to(&mut self, conn: ConnId, msg: impl Into<Outbound>) {
         let full = match self.conns.get(&conn) {
-            Some(c) => matches!(c.tx.try_send(msg), Err(mpsc::error::TrySendError::Full(_))),
+            Some(c) => matches!(
+                c.tx.try_send(msg.into()),
+                Err(mpsc::error::TrySendError::Full(_))
+            ),
             None => false,
         };
         if full {
@@ -718,7 +838,11 @@ impl Shell {
                         rtc.as_ref(),
                         self.limits.clone(),
                     );
-                    self.send_to(conn, text(&v));
+                    let frames: Vec<Message> = welcome_frames(&v, self.welcome_part_bytes)
+                        .into_iter()
+                        .map(|t| Message::Text(t.into()))
+                        .collect();
+                    self.send_to(conn, Outbound::Frames(frames));
                 }
                 Output::Persist(e) => persist.push(e),
                 Output::Ack {

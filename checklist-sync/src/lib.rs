@@ -11,12 +11,14 @@
 #![deny(missing_docs)]
 
 pub mod act;
+pub mod admission;
 pub mod chain;
 pub mod domain;
 pub mod geo;
 mod hub;
 pub mod projection;
 pub mod proto;
+pub mod quota;
 pub mod ratelimit;
 pub mod room;
 pub mod state;
@@ -29,6 +31,7 @@ pub use domain::{ExtError, ItemResult, ItemSpec, Principal, Role, RoomSpec, Site
 pub use hub::{configure_upgrade, now_micros, Extension, NoExtension, SyncConfig, SyncHub};
 pub use projection::{NoProjection, Projection};
 pub use proto::{CancelReason, OpError, Operation};
+pub use quota::Quotas;
 pub use room::Snapshot;
 pub use state::State;
 pub use store::{

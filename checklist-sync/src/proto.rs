@@ -74,6 +74,10 @@ pub mod codes {
     pub const ALREADY_SIGNED: &str = "already_signed";
     /// The role has refused already.
     pub const ALREADY_REFUSED: &str = "already_refused";
+    /// The participant reached one of its quotas (`limit` names which).
+    pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
+    /// The participant already has the most sockets allowed; this one is closed.
+    pub const TOO_MANY_SOCKETS: &str = "too_many_sockets";
     /// `attach_evidence` from a client: evidence is attached by uploading it, the server
     /// makes the event.
     pub const UPLOAD_REQUIRED: &str = "upload_required";
@@ -123,6 +127,8 @@ pub struct OpError {
     pub field: Option<String>,
     /// For `duplicate_op_id`: the original event's seq and server timestamp.
     pub original: Option<(u64, i64)>,
+    /// For `quota_exceeded`: which quota.
+    pub limit: Option<String>,
 }
 
 impl OpError {
@@ -133,6 +139,7 @@ impl OpError {
             message: message.into(),
             field: None,
             original: None,
+            limit: None,
         }
     }
 
@@ -160,8 +167,44 @@ impl OpError {
             m.insert("seq".into(), json!(seq));
             m.insert("server_ts".into(), json!(ts));
         }
+        if let Some(l) = &self.limit {
+            m.insert("limit".into(), json!(l));
+        }
         Value::Object(m)
     }
+}
+
+/// Splits an encoded `welcome` longer than `max_part_bytes` into `welcome_part` messages whose
+/// `data` strings, concatenated in order, are the welcome's JSON text. A welcome that fits is
+/// returned as it is. Parts bound every frame whatever the size of the state, so no single
+/// write exceeds the socket's write buffer.
+pub fn welcome_frames(welcome: &Value, max_part_bytes: usize) -> Vec<String> {
+    let text = welcome.to_string();
+    if text.len() <= max_part_bytes {
+        return vec![text];
+    }
+    let max = max_part_bytes.max(4);
+    let mut pieces = Vec::new();
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let mut end = rest.len().min(max);
+        // A UTF-8 character has at most 4 bytes, so a boundary is at most 3 bytes back.
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        pieces.push(piece);
+        rest = tail;
+    }
+    let count = pieces.len();
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(index, data)| {
+            json!({"type": "welcome_part", "index": index, "count": count, "data": data})
+                .to_string()
+        })
+        .collect()
 }
 
 /// What the browser says about itself in `hello.client`; recorded in the `join` event.
@@ -380,6 +423,12 @@ pub enum Operation {
         /// The item.
         item_id: String,
     },
+    /// The inspector turns to an item ("now looking at item N"): the item's chapter of the
+    /// recording begins here. Changes no state; the log keeps the moment.
+    Focus {
+        /// The item.
+        item_id: String,
+    },
     /// The inspection goes live.
     Start,
     /// The inspection is finished.
@@ -450,6 +499,7 @@ pub const OP_KINDS: &[&str] = &[
     "comment",
     "attach_evidence",
     "request_photo",
+    "focus",
     "start",
     "finish",
     "cancel",
@@ -528,6 +578,7 @@ impl Operation {
             Self::Comment { .. } => "comment",
             Self::AttachEvidence { .. } => "attach_evidence",
             Self::RequestPhoto { .. } => "request_photo",
+            Self::Focus { .. } => "focus",
             Self::Start => "start",
             Self::Finish => "finish",
             Self::Cancel { .. } => "cancel",
@@ -554,7 +605,8 @@ impl Operation {
             Self::SetResult { item_id, .. }
             | Self::Comment { item_id, .. }
             | Self::AttachEvidence { item_id, .. }
-            | Self::RequestPhoto { item_id } => Some(item_id),
+            | Self::RequestPhoto { item_id }
+            | Self::Focus { item_id } => Some(item_id),
             _ => None,
         }
     }
@@ -617,7 +669,9 @@ impl Operation {
                     }
                 }
             }
-            Self::RequestPhoto { item_id } => check_len("item_id", item_id, 1, 128)?,
+            Self::RequestPhoto { item_id } | Self::Focus { item_id } => {
+                check_len("item_id", item_id, 1, 128)?
+            }
             Self::Start | Self::Finish => {}
             Self::Cancel { note, .. } => check_opt_len("note", note, MAX_CANCEL_NOTE)?,
             Self::Location(l) => {
@@ -718,9 +772,10 @@ fn valid_op_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// Decodes one client text frame. Never panics.
-pub fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
-    let fail = |error: OpError, op_id: Option<String>| DecodeError { error, op_id };
+/// Decodes one client text frame. Never panics. (The error is boxed: refusals are the rare
+/// path and keep the common result small.)
+pub fn decode(text: &str) -> Result<ClientMsg, Box<DecodeError>> {
+    let fail = |error: OpError, op_id: Option<String>| Box::new(DecodeError { error, op_id });
     if text.len() > MAX_FRAME_BYTES {
         return Err(fail(
             OpError::new(codes::FRAME_TOO_LARGE, "frame over 64 KiB"),
@@ -848,5 +903,37 @@ pub fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
             OpError::new(codes::UNKNOWN_TYPE, format!("unknown message type {t:?}")),
             None,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_welcome_is_one_frame() {
+        let w = json!({"type": "welcome", "seq": 1});
+        assert_eq!(welcome_frames(&w, 1024), vec![w.to_string()]);
+    }
+
+    #[test]
+    fn welcome_parts_reassemble_at_character_boundaries() {
+        // Two- and four-byte characters, quotes and backslashes, which are escaped again
+        // inside `data`.
+        let text = "Огнетушитель \"в подсобке\" \\ 🧯 ".repeat(500);
+        let w = json!({"type": "welcome", "snapshot": {"items": {"q1": {"comment": text}}}});
+        let frames = welcome_frames(&w, 1000);
+        assert!(frames.len() > 10);
+        let mut joined = String::new();
+        for (i, f) in frames.iter().enumerate() {
+            // Escaping at most doubles a part, plus the envelope.
+            assert!(f.len() <= 2 * 1000 + 100, "part {i} has {} bytes", f.len());
+            let v: Value = serde_json::from_str(f).unwrap();
+            assert_eq!(v["type"], "welcome_part");
+            assert_eq!(v["index"], i);
+            assert_eq!(v["count"], frames.len());
+            joined.push_str(v["data"].as_str().unwrap());
+        }
+        assert_eq!(serde_json::from_str::<Value>(&joined).unwrap(), w);
     }
 }

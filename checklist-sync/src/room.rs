@@ -11,6 +11,7 @@ use crate::chain::{CommittedEvent, GENESIS_HASH};
 use crate::domain::{ItemSpec, Principal, Role, RoomSpec, Site};
 use crate::geo::{GeoError, Geolocation, RawGeolocation};
 use crate::proto::{codes, ClientInfo, OpError, Operation};
+use crate::quota::{Quotas, Usage};
 use crate::state::{Event, EventBody, JoinInfo, LeaveInfo, LeaveReason, Source, State};
 use crate::trust::{Assessor, ClientContext, TrustConfig};
 
@@ -162,12 +163,15 @@ struct Pending {
 pub struct RoomConfig {
     /// How many recent events are kept for replay to reconnecting clients.
     pub replay_window: usize,
+    /// What one participant may add (comments, evidence, bytes).
+    pub quotas: Quotas,
 }
 
 impl Default for RoomConfig {
     fn default() -> Self {
         Self {
             replay_window: 1024,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -198,6 +202,8 @@ pub struct Room {
     assessors: HashMap<Uuid, Assessor>,
     /// What each participant's browser said about itself in `hello`.
     clients: HashMap<Uuid, ClientContext>,
+    /// What each participant added, against `config.quotas` (a projection of `head`).
+    usage: Usage,
 }
 
 fn may(role: Role, op: &Operation) -> bool {
@@ -242,7 +248,9 @@ impl Room {
             out: VecDeque::new(),
             assessors: HashMap::new(),
             clients: HashMap::new(),
+            usage: Usage::default(),
         };
+        room.usage = Usage::from_state(&room.head);
         let stale: Vec<Uuid> = room
             .head
             .participants
@@ -480,6 +488,22 @@ impl Room {
             self.out.push_back(reject(e));
             return;
         }
+        // The quotas bound what a participant adds. What the server derives from the finished
+        // recording (a clip and a still per violation) is bounded by the checklist instead,
+        // the act's events by the act's rules (one act, one answer per party).
+        let derived = matches!(
+            (origin, &op),
+            (Origin::Api(_), Operation::AttachEvidence { evidence, .. }) if evidence.kind.is_derived()
+        );
+        if !derived && !op.is_act() {
+            if let Err(e) = self
+                .usage
+                .admit(&self.config.quotas, who.participant_id, &op, now)
+            {
+                self.out.push_back(reject(e));
+                return;
+            }
+        }
         // Location samples are parsed strictly before they count: a rejected sample changes
         // neither the log nor the participant's trust score.
         let sample = match &op {
@@ -545,6 +569,9 @@ impl Room {
         };
         let sealed = Arc::new(CommittedEvent::seal(self.id, &event, &self.head_hash));
         self.head.apply(&event);
+        if let EventBody::Op(op) = &event.body {
+            self.usage.record(pid, op, ts);
+        }
         self.head_seq = event.seq;
         self.head_ts = ts;
         self.head_hash = sealed.hash.clone();

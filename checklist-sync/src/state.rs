@@ -231,6 +231,7 @@ impl Status {
                 | Operation::Comment { .. }
                 | Operation::AttachEvidence { .. }
                 | Operation::RequestPhoto { .. }
+                | Operation::Focus { .. }
                 | Operation::Finish,
                 status,
             ) => match status {
@@ -567,6 +568,9 @@ impl State {
                 Operation::LocationUnavailable { reason } => {
                     self.participants.entry(by).or_default().no_fix = Some(*reason);
                 }
+                // Where a chapter begins is the recording's business (signaling reads the
+                // log); the state has nothing to keep.
+                Operation::Focus { .. } => {}
                 Operation::ActFormed { .. }
                 | Operation::ActSigned { .. }
                 | Operation::ActRefused { .. } => self.apply_act(ev.seq, ts, op),

@@ -152,7 +152,7 @@ proptest! {
 
     #[test]
     fn room_never_panics_and_snapshot_plus_replay_is_the_state(steps in prop::collection::vec(step(), 0..60), cut in 0usize..100) {
-        let mut room = Room::new(&spec(), Restored::default(), RoomConfig { replay_window: 8 }, 1_000);
+        let mut room = Room::new(&spec(), Restored::default(), RoomConfig { replay_window: 8, ..RoomConfig::default() }, 1_000);
         let mut now = 1_000i64;
         let mut persisted: Vec<Value> = Vec::new();
         let mut head = 0u64;

@@ -1,11 +1,13 @@
 //! Evidence in the room: clients cannot claim evidence, the inspector's photo requests are
-//! folded state, server-made evidence events are accepted (derived ones after the finish) and
-//! events of the first, client-claimed shape stay readable.
+//! folded state, server-made evidence events are accepted (derived ones after the finish), the
+//! participant's quotas bound uploaded evidence but not what the server derives, events of
+//! the first, client-claimed shape stay readable, and the inspector's `focus` (where an item's
+//! chapter begins) is an item op that changes no state.
 
 use checklist_sync::proto::{codes, decode, Evidence, EvidenceKind, Operation};
 use checklist_sync::room::{Input, Origin, Output, Restored, Room, RoomConfig};
 use checklist_sync::state::{Event, EventBody, State};
-use checklist_sync::{ItemSpec, Principal, Role, RoomSpec};
+use checklist_sync::{ItemSpec, Principal, Quotas, Role, RoomSpec};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -171,6 +173,43 @@ fn derived_evidence_is_accepted_after_the_finish_and_photos_are_not() {
 }
 
 #[test]
+fn quotas_bound_uploaded_evidence_not_the_derived() {
+    let config = RoomConfig {
+        quotas: Quotas {
+            evidence_per_item: 1,
+            ..Quotas::default()
+        },
+        ..RoomConfig::default()
+    };
+    let mut room = Room::new(&spec(), Restored::default(), config, 1);
+    let inspector = who(Role::Inspector, 1);
+    let business = who(Role::Business, 2);
+    let attach = |kind| Operation::AttachEvidence {
+        item_id: "q1".into(),
+        evidence: Box::new(evidence(kind)),
+    };
+    run(&mut room, &inspector, Operation::Start, 10);
+    assert_eq!(
+        rejected(&run(&mut room, &business, attach(EvidenceKind::Photo), 20)),
+        None
+    );
+    let out = run(&mut room, &business, attach(EvidenceKind::Photo), 30);
+    assert_eq!(rejected(&out).as_deref(), Some(codes::QUOTA_EXCEEDED));
+    let limit = out.iter().find_map(|o| match o {
+        Output::Reject { error, .. } => error.limit.clone(),
+        _ => None,
+    });
+    assert_eq!(limit.as_deref(), Some("evidence_per_item"));
+    // The server's clip and still of the violation, twice the per-item quota, both land.
+    run(&mut room, &inspector, Operation::Finish, 40);
+    let server = who(Role::Inspector, 99);
+    for (kind, now) in [(EvidenceKind::Clip, 50), (EvidenceKind::Still, 60)] {
+        assert_eq!(rejected(&run(&mut room, &server, attach(kind), now)), None);
+    }
+    assert_eq!(room.snapshot().state.items["q1"].evidence.len(), 3);
+}
+
+#[test]
 fn a_socket_cannot_attach_evidence_in_any_phase_and_a_cancel_ends_derivation() {
     let mut room = Room::new(&spec(), Restored::default(), RoomConfig::default(), 1);
     let inspector = who(Role::Inspector, 1);
@@ -238,4 +277,42 @@ fn first_revision_events_stay_readable() {
     assert_eq!(e.size, None);
     // Re-encoding keeps exactly the old fields (the stored text is what is hashed anyway).
     assert_eq!(serde_json::to_value(e).expect("json"), payload["evidence"]);
+}
+
+/// "Now looking at item N" (`focus`, where the item's chapter begins) is the inspector's, on
+/// a live inspection's known item, and changes no state: the log keeps the moment.
+#[test]
+fn focus_is_an_inspectors_live_item_op_that_changes_no_state() {
+    let mut room = Room::new(&spec(), Restored::default(), RoomConfig::default(), 1);
+    let inspector = who(Role::Inspector, 1);
+    let business = who(Role::Business, 2);
+    let focus = |item: &str| Operation::Focus {
+        item_id: item.into(),
+    };
+    assert_eq!(
+        rejected(&run(&mut room, &inspector, focus("q1"), 10)).as_deref(),
+        Some(codes::NOT_LIVE)
+    );
+    run(&mut room, &inspector, Operation::Start, 20);
+    assert_eq!(
+        rejected(&run(&mut room, &business, focus("q1"), 30)).as_deref(),
+        Some(codes::FORBIDDEN)
+    );
+    assert_eq!(
+        rejected(&run(&mut room, &inspector, focus("nope"), 35)).as_deref(),
+        Some(codes::UNKNOWN_ITEM)
+    );
+    let before = serde_json::to_value(room.snapshot().state).expect("state");
+    assert_eq!(rejected(&run(&mut room, &inspector, focus("q1"), 40)), None);
+    assert_eq!(
+        serde_json::to_value(room.snapshot().state).expect("state"),
+        before
+    );
+    let frame = json!({"type": "op", "op_id": "f1", "op": {"kind": "focus", "item_id": "q2"}});
+    assert!(decode(&frame.to_string()).is_ok());
+    let frame = json!({"type": "op", "op_id": "f2", "op": {"kind": "focus"}});
+    assert_eq!(
+        decode(&frame.to_string()).expect_err("refused").error.code,
+        codes::BAD_MESSAGE
+    );
 }

@@ -807,3 +807,234 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[tokio::test]
+async fn a_state_larger_than_the_write_buffer_still_welcomes_a_fresh_join() {
+    // Quotas and rate opened wide, so one participant can build a 2.4 MB state quickly: the
+    // welcome must arrive in parts no bigger than the socket's write buffer allows.
+    let config = SyncConfig {
+        rate_per_sec: 10_000.0,
+        burst: 10_000.0,
+        quotas: checklist_sync::Quotas {
+            comments_per_item: 1000,
+            evidence_per_item: 1000,
+            bytes_per_participant: u64::MAX,
+            bytes_per_minute: u64::MAX,
+        },
+        ..SyncConfig::default()
+    };
+    let (_db, srv) = server(config).await;
+    let id = Uuid::new_v4();
+    let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
+    assert_eq!(insp.op("s", json!({"kind": "start"})).await["type"], "ack");
+    let mut biz = Client::connect(srv.addr, id, Uuid::new_v4(), "business").await;
+    let text = "Ж".repeat(4000);
+    let n = 300;
+    for i in 0..n {
+        biz.send(json!({"type": "op", "op_id": format!("c{i}"),
+                        "op": {"kind": "comment", "item_id": "q1", "text": text}}))
+            .await;
+    }
+    let mut acked = 0;
+    while acked < n {
+        let v = biz.recv_reply().await.expect("socket open");
+        assert_eq!(v["type"], "ack", "{v}");
+        acked += 1;
+    }
+    let started = std::time::Instant::now();
+    let fresh = Client::connect(srv.addr, id, Uuid::new_v4(), "observer").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "welcome took {took:?}");
+    let comments = &fresh.state.items["q1"].comments;
+    assert_eq!(comments.len(), n);
+    assert!(comments.iter().all(|c| c.text == text));
+    // The inspector's own mirror agrees with what the fresh client got.
+    insp.sync_to(fresh.seq).await;
+    assert_eq!(insp.state.items["q1"], fresh.state.items["q1"]);
+}
+
+#[tokio::test]
+async fn sockets_of_one_participant_share_the_rate_and_are_capped() {
+    let config = SyncConfig {
+        rate_per_sec: 1.0,
+        burst: 10.0,
+        max_sockets_per_participant: 3,
+        ..SyncConfig::default()
+    };
+    let (_db, srv) = server(config).await;
+    let id = Uuid::new_v4();
+    let pid = Uuid::new_v4();
+    let mut socks = Vec::new();
+    for _ in 0..3 {
+        socks.push(Client::connect(srv.addr, id, pid, "business").await);
+    }
+    // A fourth socket of the same participant is refused before hello, and closed.
+    let mut extra = raw_connect(srv.addr, id, pid, "business").await;
+    let v = next_json(&mut extra).await.expect("an error before close");
+    assert_eq!(v["code"], "too_many_sockets", "{v}");
+    let close = loop {
+        match futures_util::StreamExt::next(&mut extra).await {
+            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            _ => break None,
+        }
+    };
+    assert_eq!(close, Some(1008));
+    // Another participant still connects.
+    let _other = Client::connect(srv.addr, id, Uuid::new_v4(), "business").await;
+    // The three sockets draw from one bucket of 10 (a socket's hello is free): 30 pings get
+    // 10 pongs, plus at most one from the refill of 1/s while the test runs.
+    for s in socks.iter_mut() {
+        for i in 0..10 {
+            s.send(json!({"type": "ping", "t": i})).await;
+        }
+    }
+    let mut pongs = 0;
+    for s in socks.iter_mut() {
+        for _ in 0..10 {
+            let v = s.recv_reply().await.expect("open");
+            if v["type"] == "pong" {
+                pongs += 1;
+            } else {
+                assert_eq!(v["code"], "rate_limited", "{v}");
+            }
+        }
+    }
+    assert!((10..=11).contains(&pongs), "{pongs} pongs");
+    // Closing a socket frees its place.
+    drop(socks.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut ws = raw_connect(srv.addr, id, pid, "business").await;
+        ws.send(Message::Text(
+            json!({"type": "hello", "protocol": 1}).to_string().into(),
+        ))
+        .await
+        .expect("hello");
+        let v = common::read_welcome(&mut ws).await.expect("a reply");
+        if v["type"] == "welcome" {
+            break;
+        }
+        assert_eq!(v["code"], "too_many_sockets");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_participant_cannot_grow_the_state_past_its_quotas() {
+    let config = SyncConfig {
+        rate_per_sec: 1000.0,
+        burst: 1000.0,
+        quotas: checklist_sync::Quotas {
+            comments_per_item: 5,
+            evidence_per_item: 2,
+            bytes_per_participant: 100_000,
+            bytes_per_minute: 40_000,
+        },
+        ..SyncConfig::default()
+    };
+    let (_db, srv) = server(config).await;
+    let id = Uuid::new_v4();
+    let mut insp = Client::connect(srv.addr, id, Uuid::new_v4(), "inspector").await;
+    assert_eq!(insp.op("s", json!({"kind": "start"})).await["type"], "ack");
+    let mut biz = Client::connect(srv.addr, id, Uuid::new_v4(), "business").await;
+    let mut codes = Vec::new();
+    for i in 0..7 {
+        let r = biz
+            .op(
+                &format!("c{i}"),
+                json!({"kind": "comment", "item_id": "q1", "text": "short"}),
+            )
+            .await;
+        codes.push(r["code"].as_str().unwrap_or("ack").to_string());
+        if i >= 5 {
+            assert_eq!(r["limit"], "comments_per_item", "{r}");
+        }
+    }
+    assert_eq!(
+        codes,
+        [
+            "ack",
+            "ack",
+            "ack",
+            "ack",
+            "ack",
+            "quota_exceeded",
+            "quota_exceeded"
+        ]
+    );
+    // Evidence comes from uploads, which the server submits on the uploader's behalf: it
+    // counts against the uploader's quotas like anything the socket sends.
+    let uploader = Principal {
+        inspection_id: id,
+        participant_id: biz.pid,
+        role: Role::Business,
+        display_name: "b".into(),
+        device: "phone".into(),
+    };
+    for i in 0..3 {
+        let evidence = serde_json::from_value(json!({"id": format!("p{i}"), "kind": "photo"}))
+            .expect("evidence");
+        let r = srv
+            .hub
+            .submit(
+                &uploader,
+                &devserver::spec(id, 10),
+                Operation::AttachEvidence {
+                    item_id: "q2".into(),
+                    evidence: Box::new(evidence),
+                },
+                Some(format!("e{i}")),
+            )
+            .await;
+        match r {
+            Ok(_) => assert!(i < 2, "upload {i} passed the quota"),
+            Err(e) => {
+                assert_eq!((i, e.code.as_str()), (2, "quota_exceeded"), "{e:?}");
+                assert_eq!(e.limit.as_deref(), Some("evidence_per_item"));
+            }
+        }
+    }
+    // 4000 Cyrillic characters are 8000 bytes: five fit in 40 000 bytes a minute, the sixth
+    // does not.
+    let long = "Ж".repeat(4000);
+    let mut refused = None;
+    for i in 0..8 {
+        let r = biz
+            .op(
+                &format!("l{i}"),
+                json!({"kind": "comment", "item_id": format!("q{}", 3 + i % 5), "text": long}),
+            )
+            .await;
+        if r["type"] == "error" {
+            assert_eq!(
+                (r["code"].as_str(), r["limit"].as_str()),
+                (Some("quota_exceeded"), Some("bytes_per_minute")),
+                "{r}"
+            );
+            refused.get_or_insert(i);
+        }
+    }
+    assert_eq!(
+        refused,
+        Some(4),
+        "the fifth long comment passes 40 000 bytes"
+    );
+    // Refusals changed nothing: the log holds the start, joins and the accepted ops only.
+    insp.sync_to(biz.seq).await;
+    let q1 = &insp.state.items["q1"];
+    assert_eq!(q1.comments.len(), 5);
+    // Another participant has its own quotas.
+    let mut biz2 = Client::connect(srv.addr, id, Uuid::new_v4(), "business").await;
+    let r = biz2
+        .op(
+            "x",
+            json!({"kind": "comment", "item_id": "q1", "text": "mine"}),
+        )
+        .await;
+    assert_eq!(r["type"], "ack", "{r}");
+}

@@ -78,6 +78,26 @@ pub fn read_marks(inspection_dir: &Path) -> io::Result<Vec<Mark>> {
     Ok(marks)
 }
 
+/// Cuts a torn last line (a crash during a write) off the inspection's mark log, so that the
+/// next mark appended starts a line of its own instead of being glued to the fragment and lost.
+/// Returns the number of bytes cut. Call it only while nothing appends to the log.
+pub fn repair_marks(inspection_dir: &Path) -> io::Result<u64> {
+    let path = inspection_dir.join(MARKS_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if keep == bytes.len() {
+        return Ok(0);
+    }
+    let file = OpenOptions::new().write(true).open(&path)?;
+    file.set_len(keep as u64)?;
+    file.sync_all()?;
+    Ok((bytes.len() - keep) as u64)
+}
+
 /// A chapter of the finalized recording.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chapter {
@@ -95,13 +115,10 @@ pub struct Chapter {
     pub mark_at_micros: i64,
 }
 
-/// Title shown in the player: `<title> — <result>`.
+/// Title shown in the player: the mark's title as the embedding server wrote it (it says the
+/// result in the reader's words; the result code is for machines and never shown).
 pub fn chapter_display_title(c: &Chapter) -> String {
-    if c.result.is_empty() {
-        c.title.clone()
-    } else {
-        format!("{} — {}", c.title, c.result)
-    }
+    c.title.clone()
 }
 
 /// Renders chapters as a WebVTT chapters file.
@@ -157,6 +174,32 @@ mod tests {
     }
 
     #[test]
+    fn repaired_log_keeps_the_next_mark() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let m = |id: &str| Mark {
+            item_id: id.into(),
+            title: id.into(),
+            result: "ok".into(),
+            at_micros: 1,
+        };
+        MarkLog::open(dir.path())
+            .expect("open")
+            .append(&m("a"))
+            .expect("append");
+        assert_eq!(repair_marks(dir.path()).expect("repair"), 0);
+        let path = dir.path().join(MARKS_FILE);
+        let mut f = OpenOptions::new().append(true).open(&path).expect("open");
+        f.write_all(b"{\"item_id\":\"torn").expect("write");
+        assert_eq!(repair_marks(dir.path()).expect("repair"), 16);
+        MarkLog::open(dir.path())
+            .expect("open")
+            .append(&m("b"))
+            .expect("append");
+        assert_eq!(read_marks(dir.path()).expect("read"), vec![m("a"), m("b")]);
+        assert_eq!(repair_marks(&dir.path().join("none")).expect("repair"), 0);
+    }
+
+    #[test]
     fn webvtt_format() {
         let c = Chapter {
             item_id: "a".into(),
@@ -168,7 +211,7 @@ mod tests {
         };
         assert_eq!(
             to_webvtt(&[c]),
-            "WEBVTT\n\n1\n01:02:03.004 --> 01:02:04.000\n1. Q — ok\n\n"
+            "WEBVTT\n\n1\n01:02:03.004 --> 01:02:04.000\n1. Q\n\n"
         );
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 /// Codecs the recorder can mux without transcoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {
     /// VP8 video (RFC 7741 payload).
     Vp8,

@@ -61,6 +61,10 @@ pub struct TrackMeta {
     pub ssrc: u32,
     /// When the journal was created, microseconds since the Unix epoch UTC.
     pub created_at_micros: i64,
+    /// What the track is in the inspection, whoever published it (`business_camera`,
+    /// `business_microphone`, `inspector_voice`); absent in journals of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed: Option<String>,
 }
 
 fn default_format() -> String {
@@ -87,6 +91,7 @@ impl TrackMeta {
             clock_rate,
             ssrc,
             created_at_micros,
+            feed: None,
         }
     }
 }
@@ -507,6 +512,111 @@ pub fn list_journals(inspection_dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The segment number after every one the inspection directory's journal files use (0 if
+/// there are none), so a new server run never reuses a file name.
+pub fn next_segment(inspection_dir: &Path) -> io::Result<u32> {
+    let entries = match std::fs::read_dir(journal_dir(inspection_dir)) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut next = 0;
+    for entry in entries {
+        let name = entry?.file_name();
+        let segment = name
+            .to_str()
+            .and_then(|n| n.split('-').next())
+            .and_then(|s| s.parse::<u32>().ok());
+        if let Some(s) = segment {
+            next = next.max(s.saturating_add(1));
+        }
+    }
+    Ok(next)
+}
+
+/// What [`seal`] did to one journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sealed {
+    /// Nothing to do: it ends with a whole record.
+    Intact,
+    /// A torn tail of this many bytes was cut off at the last intact record.
+    Cut(u64),
+    /// The header is unreadable (a crash while it was created): the file was renamed to
+    /// `<name>.corrupt`, kept but out of the recording.
+    Corrupt(PathBuf),
+}
+
+/// Makes a journal that a crash left behind end at its last intact record, so that it reads
+/// cleanly from now on. Nothing else is changed; call it only while no writer has it open.
+pub fn seal(path: &Path) -> Result<Sealed, JournalError> {
+    let mut reader = match JournalReader::open(path) {
+        Ok(r) => r,
+        Err(JournalError::BadHeader(_)) => {
+            let mut corrupt = path.as_os_str().to_owned();
+            corrupt.push(".corrupt");
+            let corrupt = PathBuf::from(corrupt);
+            std::fs::rename(path, &corrupt)?;
+            return Ok(Sealed::Corrupt(corrupt));
+        }
+        Err(e) => return Err(e),
+    };
+    while reader.next_record()?.is_some() {}
+    if !reader.torn_tail() {
+        return Ok(Sealed::Intact);
+    }
+    let valid = reader.valid_len();
+    let file = OpenOptions::new().write(true).open(path)?;
+    let len = file.metadata()?.len();
+    file.set_len(valid)?;
+    file.sync_all()?;
+    Ok(Sealed::Cut(len.saturating_sub(valid)))
+}
+
+/// File (in the journal directory) that lists the journals whose torn tail [`seal`] cut, so
+/// that the manifest can still say which were torn.
+pub const REPAIRS_FILE: &str = "repairs.jsonl";
+
+/// One line of [`REPAIRS_FILE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repair {
+    /// File name of the journal.
+    pub journal: String,
+    /// Bytes cut off its end.
+    pub cut_bytes: u64,
+    /// When, µs since the Unix epoch.
+    pub at_micros: i64,
+}
+
+/// Appends a repair to the inspection's repairs log (fsynced).
+pub fn record_repair(inspection_dir: &Path, repair: &Repair) -> io::Result<()> {
+    let dir = journal_dir(inspection_dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(REPAIRS_FILE))?;
+    let mut line = serde_json::to_vec(repair).map_err(io::Error::other)?;
+    line.push(b'\n');
+    f.write_all(&line)?;
+    f.sync_data()
+}
+
+/// The repairs recorded for an inspection (a torn last line is skipped).
+pub fn read_repairs(inspection_dir: &Path) -> io::Result<Vec<Repair>> {
+    let file = match File::open(journal_dir(inspection_dir).join(REPAIRS_FILE)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for line in BufReader::new(file).lines() {
+        if let Ok(r) = serde_json::from_str::<Repair>(&line?) {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
 /// CRC-32 (IEEE 802.3, reflected), slice-by-8 table driven: fast enough (GB/s) that
 /// checking every record costs little next to the IO, and small enough not to need a crate.
 struct Crc32 {
@@ -670,6 +780,38 @@ mod tests {
         let mut r = JournalReader::open(&path).expect("open");
         assert_eq!(r.by_ref().count(), 3);
         assert!(r.torn_tail());
+    }
+
+    #[test]
+    fn seal_cuts_a_torn_tail_once_and_sets_a_broken_header_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = JournalWriter::create(dir.path(), "insp", 3, meta()).expect("create");
+        let path = w.path().to_owned();
+        w.append_rtp(10, &[1, 2, 3]).expect("append");
+        w.append_rtp(20, &[4; 50]).expect("append");
+        w.close().expect("close");
+        let full = std::fs::read(&path).expect("read");
+        assert_eq!(seal(&path).expect("seal"), Sealed::Intact);
+        std::fs::write(&path, &full[..full.len() - 7]).expect("write");
+        let cut = RECORD_HEAD as u64 + 50 + 4 - 7;
+        assert_eq!(seal(&path).expect("seal"), Sealed::Cut(cut));
+        let mut r = JournalReader::open(&path).expect("open");
+        assert_eq!(r.by_ref().count(), 1);
+        assert!(!r.torn_tail(), "sealed journals read cleanly");
+        assert_eq!(seal(&path).expect("seal"), Sealed::Intact);
+
+        let inspection = dir.path().join("insp");
+        assert_eq!(next_segment(&inspection).expect("next"), 4);
+        let broken = journal_dir(&inspection).join("000009-cam.rtpj");
+        std::fs::write(&broken, b"{\"format\":\"rtpj/1\",\"tra").expect("write");
+        let Sealed::Corrupt(kept) = seal(&broken).expect("seal") else {
+            panic!("a torn header is corrupt");
+        };
+        assert!(kept.exists() && !broken.exists());
+        assert_eq!(list_journals(&inspection).expect("list"), vec![path]);
+        // Its segment number is still taken.
+        assert_eq!(next_segment(&inspection).expect("next"), 10);
+        assert_eq!(next_segment(&dir.path().join("none")).expect("next"), 0);
     }
 
     #[test]

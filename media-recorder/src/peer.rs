@@ -1,27 +1,31 @@
-//! Building the server's peer connections and turning their callbacks into hub calls.
+//! Building the server's peer connections, and their callbacks turned into events for the
+//! inspection's actor. This module knows nothing of rooms: a connection reports to an inbox.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
 };
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::setting_engine::{SettingEngine, SettingEngineBuilder};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::transport::RTCIceCandidateType;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
 use tokio::sync::mpsc::UnboundedSender;
-use uuid::Uuid;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
     RTCPeerConnectionIceEvent, RTCPeerConnectionState,
 };
 
-use crate::{MediaConfig, MediaError, MediaEvent, MediaRole};
+use crate::api::{MediaConfig, MediaError, MediaEvent};
+use crate::core::{Conn, ConnState, TrackInfo};
+use crate::inbox::{notify, Inbox, PeerEvent};
+use crate::journal::TrackKind;
 
 /// Slot of [`crate::rtp::RtcpTap`]: last, so every interceptor has seen the RTCP first.
 const RTCP_TAP_SLOT: usize = 14_000;
@@ -98,6 +102,23 @@ fn media_engine() -> Result<MediaEngine, MediaError> {
     Ok(me)
 }
 
+/// The ICE settings of every server connection.
+pub(crate) fn setting_engine(cfg: &MediaConfig) -> SettingEngine {
+    // Checks every 50 ms instead of 200 ms (Chrome paces at about that rate): connecting is
+    // most of a participant's join time. 28 attempts keep the 1.4 s per-pair budget.
+    let mut settings = SettingEngineBuilder::new()
+        .with_ice_connection_attempts(Some(std::time::Duration::from_millis(50)), Some(28))
+        // The server answers with host (or 1:1 NAT) candidates and learns the browser's
+        // address from its checks, so it needs no mDNS: without this, webrtc joins the mDNS
+        // multicast group for every connection, and on a host or in a container without a
+        // multicast route that fails with "No such device (os error 19)" and no media flows.
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled);
+    if !cfg.nat_1to1_ips.is_empty() {
+        settings = settings.with_nat_1to1_ips(cfg.nat_1to1_ips.clone(), RTCIceCandidateType::Host);
+    }
+    settings.build()
+}
+
 /// Builds one server peer connection for a participant.
 pub(crate) async fn build(
     cfg: &MediaConfig,
@@ -110,17 +131,10 @@ pub(crate) async fn build(
             rtc::interceptor::Slot::from(RTCP_TAP_SLOT),
             crate::rtp::RtcpTap::default(),
         );
-    // Checks every 50 ms instead of 200 ms (Chrome paces at about that rate): connecting is
-    // most of a participant's join time. 28 attempts keep the 1.4 s per-pair budget.
-    let mut settings = SettingEngineBuilder::new()
-        .with_ice_connection_attempts(Some(std::time::Duration::from_millis(50)), Some(28));
-    if !cfg.nat_1to1_ips.is_empty() {
-        settings = settings.with_nat_1to1_ips(cfg.nat_1to1_ips.clone(), RTCIceCandidateType::Host);
-    }
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(me)
-        .with_setting_engine(settings.build())
+        .with_setting_engine(setting_engine(cfg))
         .with_interceptor_registry(registry)
         .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
         .with_udp_addrs(cfg.udp_addrs.clone())
@@ -137,33 +151,21 @@ struct CandidateState {
     pending: Vec<serde_json::Value>,
 }
 
-/// Callbacks of one server peer connection.
+/// Callbacks of one server peer connection: the browser hears about candidates and states,
+/// the actor about states and tracks.
 pub(crate) struct PeerHandler {
-    pub(crate) hub: Weak<crate::sfu::Hub>,
-    pub(crate) inspection: Uuid,
-    pub(crate) peer: Uuid,
-    pub(crate) generation: u64,
-    pub(crate) role: MediaRole,
-    pub(crate) events: UnboundedSender<MediaEvent>,
+    conn: Conn,
+    inbox: Inbox,
+    events: UnboundedSender<MediaEvent>,
     gathered: tokio::sync::watch::Sender<bool>,
     candidates: Mutex<CandidateState>,
 }
 
 impl PeerHandler {
-    pub(crate) fn new(
-        hub: Weak<crate::sfu::Hub>,
-        inspection: Uuid,
-        peer: Uuid,
-        generation: u64,
-        role: MediaRole,
-        events: UnboundedSender<MediaEvent>,
-    ) -> Self {
+    pub(crate) fn new(conn: Conn, inbox: Inbox, events: UnboundedSender<MediaEvent>) -> Self {
         Self {
-            hub,
-            inspection,
-            peer,
-            generation,
-            role,
+            conn,
+            inbox,
             events,
             gathered: tokio::sync::watch::channel(false).0,
             candidates: Mutex::new(CandidateState::default()),
@@ -227,22 +229,43 @@ impl PeerConnectionEventHandler for PeerHandler {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         let _ = self.events.send(MediaEvent::State(state.to_string()));
-        if let Some(hub) = self.hub.upgrade() {
-            hub.on_state(self.inspection, self.peer, self.generation, state)
-                .await;
-        }
+        let state = match state {
+            RTCPeerConnectionState::Connected => ConnState::Connected,
+            RTCPeerConnectionState::Closed => ConnState::Closed,
+            _ => ConnState::Other,
+        };
+        notify(
+            &self.inbox,
+            PeerEvent::State {
+                conn: self.conn,
+                state,
+            },
+        );
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        if let Some(hub) = self.hub.upgrade() {
-            hub.on_track(
-                self.inspection,
-                self.peer,
-                self.generation,
-                self.role,
-                track,
-            )
-            .await;
-        }
+        let kind = match track.kind().await {
+            RtpCodecKind::Video => TrackKind::Video,
+            _ => TrackKind::Audio,
+        };
+        let Some(ssrc) = track.ssrcs().await.first().copied() else {
+            return;
+        };
+        let Some(codec) = track.codec(ssrc).await else {
+            return;
+        };
+        notify(
+            &self.inbox,
+            PeerEvent::Track {
+                conn: self.conn,
+                remote: track,
+                info: TrackInfo {
+                    kind,
+                    mime: codec.mime_type,
+                    clock_rate: codec.clock_rate,
+                    ssrc,
+                },
+            },
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! RTP/RTCP helpers of the forwarder: the interceptor that hands keyframe requests and sender
-//! reports to the application, the per-subscriber sequence/timestamp rewriter, and keyframe
-//! detection (public: tests and the benchmark use it to see the first decodable frame).
+//! reports to the application, the forwarded packet, the per-subscriber sequence/timestamp
+//! rewriter (a pure state machine: time is an argument), and keyframe detection (public: tests
+//! and the benchmark use it to see the first decodable frame).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -85,6 +86,26 @@ impl Interceptor for RtcpTap {
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// One packet on its way from a source's read loop to a subscriber's forwarder.
+pub(crate) struct Fwd {
+    /// The source's codec: the forwarder maps it to the payload type the subscriber
+    /// negotiated.
+    pub codec: crate::depacketize::Codec,
+    /// The source's RTP clock rate.
+    pub clock_rate: u32,
+    /// The packet, header extensions already removed (the subscriber's leg negotiated its own
+    /// ids; unknown ones make webrtc drop the packet silently, and no receiver needs them).
+    pub packet: rtc::rtp::Packet,
+}
+
+/// Removes the header extensions of a packet about to be forwarded (see [`Fwd::packet`]).
+pub(crate) fn strip_extensions(header: &mut rtc::rtp::header::Header) {
+    header.extension = false;
+    header.extension_profile = 0;
+    header.extensions.clear();
+    header.extensions_padding = 0;
 }
 
 /// True if the RTCP batch asks for a keyframe.

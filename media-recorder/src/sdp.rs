@@ -1,7 +1,7 @@
 //! Checks a browser's offer before it touches a peer connection: is it an offer, does every
 //! media section carry a codec the recorder can mux, and does the role allow what it sends.
 
-use crate::{MediaError, MediaRole};
+use crate::api::{MediaError, MediaRole};
 
 /// Media kind of an SDP section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use media_recorder::chapters::{Mark, MarkLog};
 use media_recorder::finalize::{
-    finalize_inspection, read_manifest, recover_all, sha256_file, Manifest, VTT_FILE,
+    finalize_inspection, read_manifest, sha256_file, Manifest, VTT_FILE,
 };
-use media_recorder::journal::list_journals;
+use media_recorder::journal::{list_journals, JournalReader};
+use media_recorder::recover::seal_all;
 use media_recorder::testsrc::{frame_at, read_barcode, write_segment, SegmentSpec};
 use serde_json::Value;
 
@@ -188,8 +189,9 @@ fn one_segment_has_chapters_at_the_marked_pictures() {
         let want = (mk.at_micros - m.epoch_micros) as f64 / 1e6;
         assert!((s - want).abs() < 0.002, "chapter at {s}, mark at {want}");
     }
-    assert_eq!(titles[0], "1. Are the fire exits clear? — compliant");
-    assert_eq!(titles[1], "2. Are the fire exits clear? — violation");
+    // The title as given: the result code is not appended (the server's titles say it).
+    assert_eq!(titles[0], "1. Are the fire exits clear?");
+    assert_eq!(titles[1], "2. Are the fire exits clear?");
     assert_chapter_pictures(&dir, &m, &marks);
     assert_cues_up_front(&dir.join(&m.file));
     assert_av_sync(&dir.join(&m.file), &[0.0]);
@@ -371,11 +373,33 @@ fn killed_recorder_is_recovered_at_start() {
     let status = child.wait().expect("wait");
     assert!(!status.success());
 
-    // "Server start": recover every unfinished inspection.
-    let results = recover_all(root.path());
-    assert_eq!(results.len(), 1);
-    let (dir, result) = &results[0];
-    let m = result.as_ref().expect("recovered");
+    // Server start: the unfinished recording is sealed (a torn tail cut) and nothing is
+    // published; the inspection may still be live.
+    let unfinished = seal_all(root.path()).expect("seal");
+    assert_eq!(unfinished.len(), 1);
+    let dir = &unfinished[0].dir;
+    assert_eq!(unfinished[0].journals, 2);
+    assert!(
+        read_manifest(dir).expect("read").is_none(),
+        "sealing finishes nothing"
+    );
+    for path in list_journals(dir).expect("list") {
+        let mut r = JournalReader::open(&path).expect("open");
+        while r.next_record().expect("record").is_some() {}
+        assert!(
+            !r.torn_tail(),
+            "{} reads cleanly after sealing",
+            path.display()
+        );
+    }
+    // The inspection ended: it is finished from the journals on disk and the mark log.
+    let marks = media_recorder::chapters::read_marks(dir).expect("marks");
+    let m = &finalize_inspection(dir, &marks).expect("finalized");
+    assert_eq!(
+        m.torn_journals,
+        unfinished[0].cut.len(),
+        "the journals cut at sealing count as torn"
+    );
     let recorded_ms = (killed_at - started) / 1000;
     assert!(
         m.duration_ms >= recorded_ms - 1500,
@@ -394,8 +418,8 @@ fn killed_recorder_is_recovered_at_start() {
     assert_eq!(starts.len(), 3);
     assert!((duration * 1000.0 - m.duration_ms as f64).abs() < 100.0);
     assert_chapter_pictures(dir, m, &marks);
-    // Finished inspections are not finalized again.
-    assert!(recover_all(root.path()).is_empty());
+    // Finished inspections are not sealed or listed again.
+    assert!(seal_all(root.path()).expect("seal").is_empty());
 }
 
 #[test]
@@ -409,8 +433,8 @@ fn mark_log_is_what_recovery_reads() {
         media_recorder::chapters::read_marks(&dir).expect("read"),
         vec![m]
     );
-    // No journals: nothing to recover, nothing reported.
-    assert!(recover_all(root.path()).is_empty());
+    // No journals: nothing to seal, nothing reported.
+    assert!(seal_all(root.path()).expect("seal").is_empty());
 }
 
 fn now_micros() -> i64 {

@@ -570,9 +570,10 @@ async fn chapters_show_the_picture_of_their_mark() {
     }
 }
 
-/// `kill -9` of a process that is recording a live WebRTC session: recovery at the next start
-/// finalizes the journals into a file that misses at most 1.5 s at the end, with every chapter,
-/// each showing its mark's moment.
+/// `kill -9` of a process that is recording a live WebRTC session: at the next start, recovery
+/// only seals the journals and publishes nothing; `finish` (without a live room, from the
+/// journals on disk) then builds a file that misses at most 1.5 s at the end, with every
+/// chapter, each showing its mark's moment, and a second `finish` returns the same manifest.
 #[test]
 fn killed_live_session_is_recovered() {
     use std::io::{BufRead, BufReader};
@@ -618,9 +619,25 @@ fn killed_live_session_is_recovered() {
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
 
-    let results = media_recorder::finalize::recover_all(root.path());
-    assert_eq!(results.len(), 1);
-    let m = results[0].1.as_ref().expect("recovered");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (unfinished, m, again) = rt.block_on(async {
+        let hub = hub(root.path()).await;
+        let unfinished = hub.recover().await.expect("recover");
+        let dir = root.path().join(inspection.to_string());
+        assert!(
+            media_recorder::finalize::read_manifest(&dir)
+                .expect("read")
+                .is_none(),
+            "recovery finishes nothing"
+        );
+        let m = hub.finish(inspection, vec![]).await.expect("finish");
+        let again = hub.finish(inspection, vec![]).await.expect("finish again");
+        (unfinished, m, again)
+    });
+    assert_eq!(unfinished.len(), 1);
+    assert_eq!(unfinished[0].inspection, Some(inspection));
+    assert_eq!(again, m, "finish is idempotent");
+    let m = &m;
     let media_end = m.epoch_micros + m.duration_ms * 1000;
     assert!(
         killed_at - media_end <= 1_500_000,
@@ -646,4 +663,136 @@ fn killed_live_session_is_recovered() {
             at / 1000
         );
     }
+}
+
+fn ffprobe_streams(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    v["streams"].as_array().expect("streams").clone()
+}
+
+/// Issue 18: the business leaves and rejoins as another participant (a new invitation on
+/// another phone, with another camera resolution). The finished file has one video stream
+/// and one business audio stream covering both halves, the time between them kept as a gap,
+/// and the chapters of both halves show their marks' pictures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejoin_as_another_participant_continues_one_video_stream() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(dir.path()).await;
+    let inspection = Uuid::new_v4();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut inspector = Client::build(inspection, MediaRole::Inspector, Offer::Talk).await;
+    inspector
+        .negotiate(&hub, false)
+        .await
+        .expect("inspector offer");
+    assert!(inspector.wait_connected(Duration::from_secs(5)).await);
+    spawn_talker(&inspector, stop.clone());
+
+    let mut marks = Vec::new();
+    let mut mark = |i: usize| {
+        let m = Mark {
+            item_id: format!("item-{i}"),
+            title: format!("{i}. Question"),
+            result: "violation".into(),
+            at_micros: chrono::Utc::now().timestamp_micros(),
+        };
+        hub.mark(inspection, m.clone());
+        marks.push(m);
+    };
+    let mut phones = Vec::new();
+    let mut left_at = 0;
+    for (half, size) in [(320, 240), (480, 360)].into_iter().enumerate() {
+        let phone_stop = Arc::new(AtomicBool::new(false));
+        let phone = Client::build(inspection, MediaRole::Publisher, Offer::Publish).await;
+        phone.negotiate(&hub, false).await.expect("publisher offer");
+        support::spawn_camera_sized(&phone, 25, size, phone_stop.clone());
+        while inspector.received.try_recv().is_ok() {}
+        inspector
+            .wait_for(Duration::from_secs(5), is_video_key)
+            .await
+            .expect("the inspector sees the phone");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        mark(half);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // The phone goes away; a second passes before the other one joins.
+        phone_stop.store(true, Ordering::Relaxed);
+        hub.leave(inspection, phone.peer).await;
+        left_at = chrono::Utc::now().timestamp_micros();
+        phones.push(phone.peer);
+        if half == 0 {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+        }
+    }
+    assert_ne!(phones[0], phones[1], "two participants");
+    let manifest = hub.finish(inspection, vec![]).await.expect("finish");
+    stop.store(true, Ordering::Relaxed);
+
+    let file = dir.path().join(inspection.to_string()).join(&manifest.file);
+    let streams = ffprobe_streams(&file);
+    let video: Vec<_> = streams
+        .iter()
+        .filter(|s| s["codec_type"] == "video")
+        .collect();
+    assert_eq!(video.len(), 1, "one video stream: {streams:?}");
+    let business: Vec<_> = manifest
+        .tracks
+        .iter()
+        .filter(|t| {
+            t.feed
+                .as_deref()
+                .is_some_and(|f| f.starts_with("business_"))
+        })
+        .collect();
+    assert_eq!(business.len(), 2, "{:?}", manifest.tracks);
+    let expected: Vec<String> = phones.iter().map(Uuid::to_string).collect();
+    for t in &business {
+        assert_eq!(t.segments, 2, "{t:?}");
+        assert_eq!(t.participant_ids, expected, "{t:?}");
+    }
+    // The whole inspection is on the timeline, the second phone's picture included.
+    let span = (left_at - manifest.epoch_micros) / 1000;
+    assert!(
+        manifest.duration_ms >= span - 500,
+        "{} ms of {span} ms",
+        manifest.duration_ms
+    );
+    assert_eq!(manifest.chapters.len(), 2);
+    let mut widths = Vec::new();
+    for (c, m) in manifest.chapters.iter().zip(&marks) {
+        let (_, frame) = media_recorder::testsrc::frame_at(&file, c.start_ms)
+            .expect("decode")
+            .expect("a frame at the chapter start");
+        let captured =
+            media_recorder::testsrc::read_barcode(&frame, m.at_micros / 1000).expect("barcode");
+        assert!(
+            (captured - m.at_micros / 1000).abs() <= 100,
+            "chapter {} shows capture {captured}, mark {}",
+            c.item_id,
+            m.at_micros / 1000
+        );
+        widths.push(frame.width());
+    }
+    assert_eq!(widths, [320, 480], "each half in its own resolution");
+    // The gap is kept: in the middle of it the picture is still the first phone's last one.
+    let first_end = manifest.chapters[0].mark_at_micros / 1000 + 800;
+    let gap_ms = (first_end - manifest.epoch_micros / 1000) + 500;
+    let (pts, frame) = media_recorder::testsrc::frame_at(&file, gap_ms)
+        .expect("decode")
+        .expect("a frame");
+    assert!(
+        pts < gap_ms - 300,
+        "no frame inside the gap (frame at {pts} ms)"
+    );
+    assert_eq!(frame.width(), 320);
 }

@@ -2,8 +2,9 @@
 //!
 //! Staff log in and get an HttpOnly, SameSite=Strict session cookie whose random token is
 //! stored only as a SHA-256 hash. The business never has an account: its invitation token
-//! (256 random bits, stored hashed, expiring, revocable) is exchanged for a guest cookie.
-//! Cookie-authenticated writes also need the `X-CSRF-Token` header.
+//! (256 random bits, stored hashed, expiring, revocable) is exchanged for a guest session,
+//! whose own random token (also stored only hashed) is the guest cookie; the guest session
+//! ends with its invitation. Cookie-authenticated writes also need the `X-CSRF-Token` header.
 
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
@@ -15,11 +16,13 @@ use axum::http::{header, HeaderMap, Method};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sqlx::AnyPool;
 use uuid::Uuid;
 
 use crate::db::{now_micros, RowExt};
 use crate::domain::Status;
 use crate::error::ApiError;
+use crate::live::Credential;
 use crate::AppState;
 
 /// Name of the staff session cookie.
@@ -79,6 +82,8 @@ pub struct Staff {
     pub role: Role,
     /// This session's CSRF token.
     pub csrf: String,
+    /// The session token's hash (what live sockets of this session are registered by).
+    pub session_hash: String,
 }
 
 /// An invitee of one inspection (the business).
@@ -90,8 +95,10 @@ pub struct Guest {
     pub inspection_id: Uuid,
     /// The invitation's label (e.g. the business's representative).
     pub label: String,
-    /// CSRF token derived from the invitation or results token.
+    /// This guest session's CSRF token.
     pub csrf: String,
+    /// The guest session token's hash.
+    pub session_hash: String,
     /// Through what the guest came in.
     pub via: GuestVia,
 }
@@ -99,7 +106,7 @@ pub struct Guest {
 /// How a guest is authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestVia {
-    /// The live invitation (expiring).
+    /// A guest session of the live invitation (ending with it).
     Invitation,
     /// The durable results access given at sign-in (revocable, not expiring).
     Results,
@@ -128,6 +135,20 @@ impl Caller {
         match self {
             Caller::Staff(s) => Ok(s),
             Caller::Guest(_) => Err(ApiError::Forbidden),
+        }
+    }
+
+    /// What a live socket of this caller is registered by.
+    pub fn credential(&self) -> Credential {
+        match self {
+            Caller::Staff(s) => Credential::Staff {
+                session_hash: s.session_hash.clone(),
+                user_id: s.id,
+            },
+            Caller::Guest(g) => Credential::Guest {
+                session_hash: g.session_hash.clone(),
+                invitation_id: g.invitation_id,
+            },
         }
     }
 
@@ -176,13 +197,15 @@ pub async fn authenticate(
     state: &AppState,
 ) -> Result<Option<Caller>, ApiError> {
     if let Some(token) = cookie(headers, SESSION_COOKIE) {
-        if let Some(staff) = staff_by_session(state, &token).await? {
+        if let Some(staff) = staff_by_session_hash(&state.db, &hash_token(&token)).await? {
             return Ok(Some(Caller::Staff(staff)));
         }
     }
     if let Some(token) = cookie(headers, GUEST_COOKIE) {
-        if let Ok(guest) = guest_by_token(state, &token).await {
-            return Ok(Some(Caller::Guest(guest)));
+        match guest_by_session_hash(&state.db, &hash_token(&token)).await {
+            Ok(guest) => return Ok(Some(Caller::Guest(guest))),
+            Err(ApiError::Database(e)) => return Err(ApiError::Database(e)),
+            Err(_) => {}
         }
     }
     if let Some(token) = cookie(headers, RESULTS_COOKIE) {
@@ -191,6 +214,23 @@ pub async fn authenticate(
         }
     }
     Ok(None)
+}
+
+/// Whether a live socket's credential still authorizes it (the same rule as [`authenticate`]).
+pub async fn credential_valid(db: &AnyPool, c: &Credential) -> Result<bool, sqlx::Error> {
+    let r = match c {
+        Credential::Staff { session_hash, .. } => staff_by_session_hash(db, session_hash)
+            .await
+            .map(|s| s.is_some()),
+        Credential::Guest { session_hash, .. } => {
+            guest_by_session_hash(db, session_hash).await.map(|_| true)
+        }
+    };
+    match r {
+        Ok(v) => Ok(v),
+        Err(ApiError::Database(e)) => Err(e),
+        Err(_) => Ok(false),
+    }
 }
 
 /// Reads one cookie's value from the request headers.
@@ -213,15 +253,16 @@ pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> S
     )
 }
 
-async fn staff_by_session(state: &AppState, token: &str) -> Result<Option<Staff>, ApiError> {
+/// The staff member of a live session (not expired, account enabled), by token hash.
+pub async fn staff_by_session_hash(db: &AnyPool, hash: &str) -> Result<Option<Staff>, ApiError> {
     let row = sqlx::query(
         "SELECT u.id, u.username, u.display_name, u.role, s.csrf_token FROM sessions s \
          JOIN users u ON u.id = s.user_id \
          WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled = 0",
     )
-    .bind(hash_token(token))
+    .bind(hash)
     .bind(now_micros())
-    .fetch_optional(&state.db)
+    .fetch_optional(db)
     .await?;
     row.map(|r| {
         Ok(Staff {
@@ -230,6 +271,7 @@ async fn staff_by_session(state: &AppState, token: &str) -> Result<Option<Staff>
             display_name: r.col(2)?,
             role: r.parsed(3, "user role", Role::parse)?,
             csrf: r.col(4)?,
+            session_hash: hash.to_string(),
         })
     })
     .transpose()
@@ -268,30 +310,110 @@ impl From<InvitationRefusal> for ApiError {
     }
 }
 
-/// Resolves an invitation token to a guest, refusing expired or revoked ones.
-pub async fn guest_by_token(state: &AppState, token: &str) -> Result<Guest, ApiError> {
+/// An invitation usable right now, as found by its token.
+#[derive(Debug, Clone)]
+pub struct OpenInvitation {
+    /// The invitation.
+    pub id: Uuid,
+    /// Its inspection.
+    pub inspection_id: Uuid,
+    /// Its expiry, µs.
+    pub expires_at: i64,
+}
+
+/// Checks an invitation row's columns `(revoked_at, expires_at, inspection status)`.
+fn check_invitation(
+    revoked_at: Option<i64>,
+    expires_at: i64,
+    status: Status,
+) -> Result<(), ApiError> {
+    if revoked_at.is_some() {
+        return Err(InvitationRefusal::Revoked.into());
+    }
+    if expires_at <= now_micros() {
+        return Err(InvitationRefusal::Expired.into());
+    }
+    if status == Status::Cancelled {
+        return Err(InvitationRefusal::Closed.into());
+    }
+    Ok(())
+}
+
+/// Resolves an invitation token, refusing expired or revoked ones.
+pub async fn invitation_by_token(db: &AnyPool, token: &str) -> Result<OpenInvitation, ApiError> {
     let row = sqlx::query(
-        "SELECT i.id, i.inspection_id, i.label, i.expires_at, i.revoked_at, p.status \
+        "SELECT i.id, i.inspection_id, i.expires_at, i.revoked_at, p.status \
          FROM invitations i JOIN inspections p ON p.id = i.inspection_id WHERE i.token_hash = $1",
     )
     .bind(hash_token(token))
-    .fetch_optional(&state.db)
+    .fetch_optional(db)
     .await?
     .ok_or(InvitationRefusal::NotFound)?;
-    if row.col::<Option<i64>>(4)?.is_some() {
-        return Err(InvitationRefusal::Revoked.into());
-    }
-    if row.col::<i64>(3)? <= now_micros() {
-        return Err(InvitationRefusal::Expired.into());
-    }
-    if row.parsed(5, "inspection status", Status::parse)? == Status::Cancelled {
-        return Err(InvitationRefusal::Closed.into());
-    }
+    check_invitation(
+        row.col(3)?,
+        row.col(2)?,
+        row.parsed(4, "inspection status", Status::parse)?,
+    )?;
+    Ok(OpenInvitation {
+        id: row.uuid(0)?,
+        inspection_id: row.uuid(1)?,
+        expires_at: row.col(2)?,
+    })
+}
+
+/// A new guest session of an open invitation, ending when the invitation expires. Returns the
+/// session token (for the cookie, never stored) and its CSRF token.
+pub async fn start_guest_session(
+    db: &AnyPool,
+    invitation: &OpenInvitation,
+) -> Result<(String, String), ApiError> {
+    let token = new_token();
+    let csrf = new_token();
+    let now = now_micros();
+    sqlx::query(
+        "INSERT INTO guest_sessions (token_hash, invitation_id, csrf_token, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(hash_token(&token))
+    .bind(invitation.id.to_string())
+    .bind(&csrf)
+    .bind(now)
+    .bind(invitation.expires_at)
+    .execute(db)
+    .await?;
+    // Forget guest sessions that have ended; they authorize nothing.
+    sqlx::query("DELETE FROM guest_sessions WHERE expires_at < $1")
+        .bind(now)
+        .execute(db)
+        .await?;
+    Ok((token, csrf))
+}
+
+/// The guest of a guest session (by token hash), refusing it when the session or its
+/// invitation has expired, the invitation was revoked or the inspection cancelled.
+pub async fn guest_by_session_hash(db: &AnyPool, hash: &str) -> Result<Guest, ApiError> {
+    let row = sqlx::query(
+        "SELECT i.id, i.inspection_id, i.label, i.expires_at, i.revoked_at, p.status, \
+         g.csrf_token, g.expires_at FROM guest_sessions g \
+         JOIN invitations i ON i.id = g.invitation_id \
+         JOIN inspections p ON p.id = i.inspection_id WHERE g.token_hash = $1",
+    )
+    .bind(hash)
+    .fetch_optional(db)
+    .await?
+    .ok_or(InvitationRefusal::NotFound)?;
+    let expires = row.col::<i64>(3)?.min(row.col::<i64>(7)?);
+    check_invitation(
+        row.col(4)?,
+        expires,
+        row.parsed(5, "inspection status", Status::parse)?,
+    )?;
     Ok(Guest {
         invitation_id: row.uuid(0)?,
         inspection_id: row.uuid(1)?,
         label: row.col(2)?,
-        csrf: guest_csrf(token),
+        csrf: row.col(6)?,
+        session_hash: hash.to_string(),
         via: GuestVia::Invitation,
     })
 }
@@ -321,11 +443,14 @@ pub async fn guest_by_results_token(
         inspection_id: row.uuid(1)?,
         label: row.col(2)?,
         csrf: guest_csrf(token),
+        // What the caller is known by (`Caller::credential`); no socket is ever opened with
+        // it (`inspections::takes_part`).
+        session_hash: hash_token(token),
         via: GuestVia::Results,
     }))
 }
 
-/// The guest's CSRF token: derived from, but not revealing, the invitation token.
+/// The results guest's CSRF token: derived from, but not revealing, the results token.
 pub fn guest_csrf(token: &str) -> String {
     hex::encode(Sha256::digest(format!("csrf:{token}").as_bytes()))
 }

@@ -3,7 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 /// Flags of `inspector serve` (each also readable from the environment).
@@ -27,6 +29,23 @@ pub struct ServeArgs {
     /// A TOML configuration file with the same keys (listen, data_dir, …).
     #[arg(long, env = "INSPECTOR_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// A reverse proxy whose X-Forwarded-For is believed (CIDR, repeatable or comma-separated)
+    /// [default: none; the socket's peer address is the client].
+    #[arg(
+        long = "trusted-proxy",
+        env = "INSPECTOR_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<String>,
+    /// Bearer token that opens `/metrics` [default: none; /metrics answers 404].
+    #[arg(
+        long,
+        env = "INSPECTOR_METRICS_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
     /// Where evidence blobs go: s3://bucket/prefix (any S3-compatible service) or
     /// file:///dir [default: <data dir>/blobs].
     #[arg(long, env = "INSPECTOR_BLOB_URL", global = true)]
@@ -56,6 +75,129 @@ pub struct ServeArgs {
     pub max_upload_bytes: Option<u64>,
 }
 
+/// Connection limits of the HTTP listener (`[http]` in the file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpLimits {
+    /// Open TCP connections at most (WebSockets included). Over the cap, the oldest idle
+    /// connection is closed to admit a new one; with none idle, the new one is refused. Lowered
+    /// at start to fit the process's open-file limit.
+    pub max_connections: usize,
+    /// WebSockets at most, so that `max_connections - max_websockets` connections stay for
+    /// the API (a further upgrade answers 503 `too_many_connections`).
+    pub max_websockets: usize,
+    /// A connection that has not sent a complete request head within this many seconds (the
+    /// first request or the next one on a kept-alive connection) is closed.
+    pub header_timeout_secs: u64,
+    /// A request body that stalls this many seconds fails (the timer restarts with every
+    /// chunk, so slow uploads are not cut off).
+    pub body_timeout_secs: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_websockets: 3072,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+        }
+    }
+}
+
+/// Login throttling (`[login]` in the file): failed attempts allowed within `window_secs`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginLimits {
+    /// Per user name and client address.
+    pub per_user_and_address: u32,
+    /// Per client address, over all user names.
+    pub per_address: u32,
+    /// Per user name over all addresses, for browsers that never logged in as this user
+    /// (a browser with this user's device cookie is not counted here).
+    pub per_user_new_devices: u32,
+    /// The window, seconds.
+    pub window_secs: u64,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        Self {
+            per_user_and_address: 5,
+            per_address: 30,
+            per_user_new_devices: 20,
+            window_secs: 15 * 60,
+        }
+    }
+}
+
+/// Limits of the live socket per participant (`[live]` in the file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveLimits {
+    /// Messages per second, shared by all sockets of a participant.
+    pub rate_per_sec: f64,
+    /// Burst of messages.
+    pub burst: f64,
+    /// Messages dropped for the rate within `flood_window_secs` after which the socket is
+    /// closed (1008).
+    pub flood_drops: u32,
+    /// The flood window, seconds.
+    pub flood_window_secs: u64,
+    /// Sockets at once.
+    pub max_sockets_per_participant: usize,
+    /// Comments per item.
+    pub comments_per_item: usize,
+    /// Evidence references per item.
+    pub evidence_per_item: usize,
+    /// Bytes of comments and evidence per inspection.
+    pub bytes_per_participant: u64,
+    /// Bytes of comments and evidence per minute.
+    pub bytes_per_minute: u64,
+}
+
+impl Default for LiveLimits {
+    fn default() -> Self {
+        let sync = checklist_sync::SyncConfig::default();
+        Self {
+            rate_per_sec: sync.rate_per_sec,
+            burst: sync.burst,
+            flood_drops: sync.flood_drops,
+            flood_window_secs: sync.flood_window.as_secs(),
+            max_sockets_per_participant: sync.max_sockets_per_participant,
+            comments_per_item: sync.quotas.comments_per_item,
+            evidence_per_item: sync.quotas.evidence_per_item,
+            bytes_per_participant: sync.quotas.bytes_per_participant,
+            bytes_per_minute: sync.quotas.bytes_per_minute,
+        }
+    }
+}
+
+impl LiveLimits {
+    /// The sync hub's configuration with these limits.
+    pub fn sync_config(&self) -> checklist_sync::SyncConfig {
+        checklist_sync::SyncConfig {
+            rate_per_sec: self.rate_per_sec,
+            burst: self.burst,
+            flood_drops: self.flood_drops,
+            flood_window: Duration::from_secs(self.flood_window_secs.max(1)),
+            max_sockets_per_participant: self.max_sockets_per_participant,
+            quotas: self.quotas(),
+            ..checklist_sync::SyncConfig::default()
+        }
+    }
+
+    /// What one participant may add (also checked by uploads before they store anything).
+    pub fn quotas(&self) -> checklist_sync::Quotas {
+        checklist_sync::Quotas {
+            comments_per_item: self.comments_per_item,
+            evidence_per_item: self.evidence_per_item,
+            bytes_per_participant: self.bytes_per_participant,
+            bytes_per_minute: self.bytes_per_minute,
+        }
+    }
+}
+
 /// One ICE server offered to browsers.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct IceServerConfig {
@@ -81,6 +223,16 @@ struct FileConfig {
     invitation_ttl_hours: Option<u32>,
     session_ttl_hours: Option<u32>,
     control_body: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    metrics_token: Option<String>,
+    access_recheck_secs: Option<u64>,
+    #[serde(default)]
+    http: HttpLimits,
+    #[serde(default)]
+    login: LoginLimits,
+    #[serde(default)]
+    live: LiveLimits,
     blob_url: Option<String>,
     blob_endpoint: Option<String>,
     blob_region: Option<String>,
@@ -90,6 +242,7 @@ struct FileConfig {
     max_upload_bytes: Option<u64>,
     clip_before_secs: Option<f64>,
     clip_after_secs: Option<f64>,
+    chapter_lead_in_secs: Option<f64>,
 }
 
 /// The resolved configuration the server runs with.
@@ -113,6 +266,19 @@ pub struct Config {
     pub session_ttl_hours: u32,
     /// The control (supervisory) body's name: printed in acts, named in certificates.
     pub control_body: String,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (empty: none is believed).
+    pub trusted_proxies: Vec<IpNet>,
+    /// The bearer token of `/metrics`; without one `/metrics` is off (404).
+    pub metrics_token: Option<String>,
+    /// How often every open socket's session or invitation is checked again in the database
+    /// (catches expiry, and changes made by another process such as `inspector user disable`).
+    pub access_recheck: Duration,
+    /// Connection limits.
+    pub http: HttpLimits,
+    /// Login throttling.
+    pub login: LoginLimits,
+    /// Live socket limits.
+    pub live: LiveLimits,
     /// The evidence blob store.
     pub blob: crate::blobs::BlobConfig,
     /// Largest evidence upload, bytes.
@@ -121,6 +287,9 @@ pub struct Config {
     pub clip_before_ms: i64,
     /// How much after the mark, ms.
     pub clip_after_ms: i64,
+    /// How far before its mark an item's chapter may begin (when the previous mark is
+    /// further back), ms: the footage that justified the result is in its chapter.
+    pub chapter_lead_in_ms: i64,
 }
 
 /// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
@@ -159,6 +328,26 @@ impl Config {
             .clone()
             .or(file.media_udp)
             .unwrap_or_else(|| format!("{}:0", listen.ip()));
+        let proxies = if args.trusted_proxies.is_empty() {
+            &file.trusted_proxies
+        } else {
+            &args.trusted_proxies
+        };
+        let trusted_proxies = proxies
+            .iter()
+            .map(|s| parse_cidr(s))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let metrics_token = args
+            .metrics_token
+            .clone()
+            .or(file.metrics_token)
+            .filter(|t| !t.is_empty());
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            anyhow::bail!("metrics_token must have at least 16 characters");
+        }
+        if file.http.max_websockets >= file.http.max_connections {
+            anyhow::bail!("http.max_websockets must be below http.max_connections");
+        }
         let blob = crate::blobs::BlobConfig {
             url: args.blob_url.clone().or(file.blob_url),
             endpoint: args.blob_endpoint.clone().or(file.blob_endpoint),
@@ -199,10 +388,17 @@ impl Config {
             control_body: file
                 .control_body
                 .unwrap_or_else(|| "Контрольный (надзорный) орган".into()),
+            trusted_proxies,
+            metrics_token,
+            access_recheck: Duration::from_secs(file.access_recheck_secs.unwrap_or(5).max(1)),
+            http: file.http,
+            login: file.login,
+            live: file.live,
             blob,
             max_upload_bytes,
             clip_before_ms: secs(file.clip_before_secs, 5.0, "clip_before_secs")?,
             clip_after_ms: secs(file.clip_after_secs, 5.0, "clip_after_secs")?,
+            chapter_lead_in_ms: secs(file.chapter_lead_in_secs, 30.0, "chapter_lead_in_secs")?,
         })
     }
 
@@ -220,6 +416,14 @@ impl Config {
     pub fn secure_cookies(&self) -> bool {
         self.public_url.starts_with("https://")
     }
+}
+
+/// Parses `10.0.0.0/8`, `::1/128` or a bare address (a single host).
+fn parse_cidr(s: &str) -> anyhow::Result<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| anyhow::anyhow!("trusted proxy {s:?} is not an address or CIDR block"))
 }
 
 /// A `sqlite://` URL that creates the file when missing.
@@ -246,10 +450,47 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://data/inspector.db?mode=rwc");
         assert_eq!(c.recordings_dir(), PathBuf::from("data/recordings"));
         assert!(!c.secure_cookies());
+        assert!(c.trusted_proxies.is_empty());
+        assert_eq!(c.metrics_token, None);
+        assert_eq!(c.http, HttpLimits::default());
+        assert_eq!(c.login.per_user_and_address, 5);
+        assert_eq!(c.live.max_sockets_per_participant, 8);
         assert_eq!(c.blob.url, None);
         assert_eq!(c.blobs_dir(), PathBuf::from("data/blobs"));
         assert_eq!(c.max_upload_bytes, 20 * 1024 * 1024);
         assert_eq!((c.clip_before_ms, c.clip_after_ms), (5000, 5000));
+    }
+
+    #[test]
+    fn limits_and_proxies_come_from_the_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "trusted_proxies = [\"10.0.0.0/8\"]\nmetrics_token = \"0123456789abcdef\"\n\
+             [http]\nmax_connections = 100\nmax_websockets = 50\n\
+             [login]\nper_address = 7\n[live]\nbytes_per_minute = 1000\n",
+        )
+        .unwrap();
+        let mut args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(
+            c.trusted_proxies,
+            vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(c.metrics_token.as_deref(), Some("0123456789abcdef"));
+        assert_eq!((c.http.max_connections, c.http.max_websockets), (100, 50));
+        assert_eq!(c.http.header_timeout_secs, 10);
+        assert_eq!(c.login.per_address, 7);
+        assert_eq!(c.live.sync_config().quotas.bytes_per_minute, 1000);
+        args.trusted_proxies = vec!["127.0.0.1".into(), "::1/128".into()];
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        args.trusted_proxies = vec!["nonsense".into()];
+        assert!(Config::resolve(&args).is_err());
     }
 
     #[test]

@@ -149,21 +149,23 @@ impl Deriver {
         let work = dir.join("derived");
         tokio::fs::create_dir_all(&work).await?;
         let mut made = Derived::default();
+        let events = checklist_sync::read_events(&self.db, id).await?;
+        let findings = crate::live::marks::findings(&events);
         for (item_id, item) in &snap.state.items {
             if item.result != Some(ItemResult::Violation) {
                 continue;
             }
-            // The violation's moment: its latest chapter (a mark), else its result's time.
-            let chapter = manifest
-                .chapters
+            // The violation's moment: the mark of its finding in the log (a chapter begins
+            // before its mark, see live::marks), else its result's time.
+            let mark = findings
                 .iter()
-                .filter(|c| c.item_id == *item_id && c.result == "violation")
-                .max_by_key(|c| c.mark_at_micros);
-            let (at_micros, media_ms) = match (chapter, item.result_ts) {
-                (Some(c), _) => (c.mark_at_micros, c.start_ms),
-                (None, Some(ts)) => (ts, (ts - manifest.epoch_micros).div_euclid(1000)),
-                (None, None) => continue,
+                .rev()
+                .find(|f| f.item_id == item_id.as_str() && f.result == ItemResult::Violation)
+                .map(|f| f.at_micros);
+            let Some(at_micros) = mark.or(item.result_ts) else {
+                continue;
             };
+            let media_ms = (at_micros - manifest.epoch_micros).div_euclid(1000);
             if media_ms < 0 || media_ms > manifest.duration_ms {
                 tracing::warn!(inspection = %id, item = %item_id, media_ms, "violation outside the recording");
                 continue;

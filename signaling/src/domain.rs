@@ -9,15 +9,54 @@ use serde::{Deserialize, Serialize};
 #[schema(value_type = String, example = "7707083893")]
 pub struct Inn(String);
 
+/// Why a string is not an INN (a stable code each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InnError {
+    /// Nothing given.
+    Empty,
+    /// Something other than digits.
+    NotDigits,
+    /// Neither 10 nor 12 digits.
+    Length,
+    /// The check digits do not match.
+    CheckDigits,
+}
+
+impl InnError {
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            InnError::Empty => "inn_required",
+            InnError::NotDigits => "inn_digits_only",
+            InnError::Length => "inn_length",
+            InnError::CheckDigits => "inn_check_digits",
+        }
+    }
+}
+
+impl std::fmt::Display for InnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InnError::Empty => "INN is required",
+            InnError::NotDigits => "INN must contain digits only",
+            InnError::Length => "INN must have 10 (organisation) or 12 (individual) digits",
+            InnError::CheckDigits => "INN check digits do not match",
+        })
+    }
+}
+
 impl Inn {
     /// Parses an INN, checking length and check digits.
-    pub fn parse(s: &str) -> Result<Inn, String> {
+    pub fn parse(s: &str) -> Result<Inn, InnError> {
         let s = s.trim();
+        if s.is_empty() {
+            return Err(InnError::Empty);
+        }
         let digits: Vec<u32> = s
             .chars()
             .map(|c| c.to_digit(10))
             .collect::<Option<_>>()
-            .ok_or_else(|| "INN must contain digits only".to_string())?;
+            .ok_or(InnError::NotDigits)?;
         let check = |coeffs: &[u32]| -> u32 {
             coeffs.iter().zip(&digits).map(|(c, d)| c * d).sum::<u32>() % 11 % 10
         };
@@ -27,12 +66,12 @@ impl Inn {
                 check(&[7, 2, 4, 10, 3, 5, 9, 4, 6, 8]) == digits[10]
                     && check(&[3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8]) == digits[11]
             }
-            _ => return Err("INN must have 10 (organisation) or 12 (individual) digits".into()),
+            _ => return Err(InnError::Length),
         };
         if ok {
             Ok(Inn(s.to_string()))
         } else {
-            Err("INN check digits do not match".into())
+            Err(InnError::CheckDigits)
         }
     }
 
@@ -224,7 +263,16 @@ mod tests {
         assert!(Inn::parse("500100732258").is_err());
         assert!(Inn::parse("12345").is_err());
         assert!(Inn::parse("77070838a3").is_err());
-        assert!(Inn::parse("").is_err());
+        assert_eq!(Inn::parse(""), Err(InnError::Empty));
+        assert_eq!(
+            Inn::parse("7707083894").unwrap_err().code(),
+            "inn_check_digits"
+        );
+        assert_eq!(Inn::parse("12345").unwrap_err().code(), "inn_length");
+        assert_eq!(
+            Inn::parse("77070838a3").unwrap_err().code(),
+            "inn_digits_only"
+        );
     }
 
     #[test]

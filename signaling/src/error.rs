@@ -33,6 +33,10 @@ pub enum ApiError {
         /// Human explanation.
         message: String,
     },
+    /// Fields of the request are invalid: every one of them, with a code each, so a form can
+    /// mark them all at once (400 `validation_failed`).
+    #[error("invalid fields: {}", .0.iter().map(|f| format!("{} ({})", f.field, f.code)).collect::<Vec<_>>().join(", "))]
+    Fields(Vec<FieldError>),
     /// The request conflicts with the current state (e.g. an illegal status transition).
     #[error("{message}")]
     Conflict {
@@ -84,6 +88,7 @@ impl ApiError {
             ApiError::Csrf => (StatusCode::FORBIDDEN, "csrf_failed"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Invalid { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::Fields(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::Gone { code, .. } => (StatusCode::GONE, code),
             ApiError::TooManyAttempts { .. } => {
@@ -93,6 +98,26 @@ impl ApiError {
             ApiError::Database(_) | ApiError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
+        }
+    }
+}
+
+/// One invalid field: where (a dotted path into the request body, e.g. `business.inn`) and
+/// what (a stable code; the pages say it in words).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// Dotted path of the field in the request body.
+    pub field: String,
+    /// Stable snake_case code of what is wrong with it.
+    pub code: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: &str, code: &'static str) -> FieldError {
+        FieldError {
+            field: field.into(),
+            code: code.into(),
         }
     }
 }
@@ -111,14 +136,27 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
+    /// With `validation_failed`: every invalid field (absent when none is named).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
 }
 
 /// Builds the error response shape; shared with handlers that answer errors outside `ApiError`.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    error_response_with(status, code, message, Vec::new())
+}
+
+fn error_response_with(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    fields: Vec<FieldError>,
+) -> Response {
     let body = ErrorBody {
         error: ErrorDetail {
             code: code.into(),
             message: message.into(),
+            fields,
         },
     };
     (status, axum::Json(body)).into_response()
@@ -138,7 +176,11 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = error_response(status, code, &message);
+        let fields = match &self {
+            ApiError::Fields(f) => f.clone(),
+            _ => Vec::new(),
+        };
+        let mut response = error_response_with(status, code, &message, fields);
         if let ApiError::TooManyAttempts { retry_after_secs } = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);

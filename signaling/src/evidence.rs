@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::inspections::{load_for, Access};
+use crate::names::{self, FileKind};
 use crate::AppState;
 
 /// Routes of this module.
@@ -61,7 +62,8 @@ pub async fn recording(
     Path(id): Path<Uuid>,
     req: Request,
 ) -> ApiResult<Response> {
-    load_for(&state.db, &caller, id, Access::Read).await?;
+    let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
+    let query = req.uri().query().map(str::to_string);
     let (dir, manifest) = finished_manifest(&state, id).await?;
     // The manifest names a file inside the inspection's directory; refuse anything else.
     if manifest.file.contains('/') || manifest.file.contains("..") {
@@ -78,10 +80,13 @@ pub async fn recording(
         .await
         .map_err(|e| anyhow::anyhow!("serving the recording: {e}"))?;
     let mut response = served.map(Body::new);
-    let disposition = format!(
-        "inline; filename=\"inspection-{id}.{}\"",
-        manifest.file.rsplit('.').next().unwrap_or("webm")
+    let name = names::file_name(
+        &insp,
+        FileKind::Recording,
+        manifest.file.rsplit('.').next().unwrap_or("webm"),
+        names::lang_of(query.as_deref()),
     );
+    let disposition = names::disposition(names::wants_attachment(query.as_deref()), &name);
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         response
             .headers_mut()
@@ -113,13 +118,30 @@ pub async fn chapters(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
+    uri: axum::http::Uri,
 ) -> ApiResult<Response> {
-    load_for(&state.db, &caller, id, Access::Read).await?;
+    let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
     let (dir, _) = finished_manifest(&state, id).await?;
     let text = tokio::fs::read(dir.join(media_recorder::finalize::VTT_FILE))
         .await
         .map_err(|_| not_ready())?;
-    Ok(([(header::CONTENT_TYPE, "text/vtt; charset=utf-8")], text).into_response())
+    let name = names::file_name(
+        &insp,
+        FileKind::Chapters,
+        "vtt",
+        names::lang_of(uri.query()),
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/vtt; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                names::disposition(names::wants_attachment(uri.query()), &name),
+            ),
+        ],
+        text,
+    )
+        .into_response())
 }
 
 /// The folded state of an inspection's committed log.
@@ -160,8 +182,15 @@ pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
+    uri: axum::http::Uri,
 ) -> ApiResult<Response> {
-    load_for(&state.db, &caller, id, Access::Read).await?;
+    let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
+    let name = names::file_name(
+        &insp,
+        FileKind::EventLog,
+        "jsonl",
+        names::lang_of(uri.query()),
+    );
     let mut out = Vec::new();
     checklist_sync::export_jsonl(&state.db, id, &mut out)
         .await
@@ -173,10 +202,7 @@ pub async fn events(
                 header::CONTENT_TYPE,
                 "application/x-ndjson; charset=utf-8".to_string(),
             ),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"inspection-{id}-events.jsonl\""),
-            ),
+            (header::CONTENT_DISPOSITION, names::disposition(true, &name)),
         ],
         out,
     )

@@ -5,7 +5,7 @@
 //! invitation. What a caller may not see answers 404, so ids of other inspections leak nothing.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::auth::{self, Caller, Role, GUEST_COOKIE};
 use crate::db::{corrupt, from_micros, micros, now_micros, RowExt};
 use crate::domain::{Coordinates, Inn, Kind, Mode, Status};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::ApiJson;
 use crate::templates::{self, Item};
 use crate::AppState;
@@ -99,6 +99,9 @@ pub struct Inspection {
     pub template: Option<TemplateRef>,
     /// The inspected business.
     pub business: Business,
+    /// The IANA time zone the inspection's times are shown in: the site's zone when the site
+    /// has coordinates, else the zone of the browser that created it, else `UTC`.
+    pub time_zone: String,
     /// Language of the act: `ru` (default) or `en`.
     pub language: String,
     /// Checklist items (only in single-inspection answers).
@@ -119,7 +122,7 @@ impl Inspection {
 const SELECT: &str =
     "SELECT p.id, p.kind, p.mode, p.title, p.status, p.scheduled_at, p.started_at, \
     p.finished_at, p.inspector_id, u.display_name, p.template_id, t.title, t.version, \
-    p.business_name, p.business_inn, p.business_address, p.site_lat, p.site_lon, \
+    p.business_name, p.business_inn, p.business_address, p.site_lat, p.site_lon, p.time_zone, \
     t.legal_basis, p.language \
     FROM inspections p JOIN users u ON u.id = p.inspector_id \
     LEFT JOIN templates t ON t.id = p.template_id";
@@ -137,7 +140,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> ApiResult<Inspection> {
                 .col::<Option<i64>>(12)?
                 .ok_or_else(|| corrupt("template", "missing version"))?,
             legal_basis: r
-                .col::<Option<String>>(18)?
+                .col::<Option<String>>(19)?
                 .ok_or_else(|| corrupt("template", "missing legal basis"))?,
         }),
     };
@@ -162,7 +165,8 @@ fn from_row(r: &sqlx::any::AnyRow) -> ApiResult<Inspection> {
             lat: r.col(16)?,
             lon: r.col(17)?,
         },
-        language: r.parsed(19, "act language", |s| {
+        time_zone: r.col::<Option<String>>(18)?.unwrap_or_else(|| "UTC".into()),
+        language: r.parsed(20, "act language", |s| {
             matches!(s, "ru" | "en").then(|| s.to_string())
         })?,
         items: None,
@@ -250,6 +254,10 @@ pub struct NewInspection {
     pub business: NewBusiness,
     /// Responsible inspector (admins only; defaults to the caller).
     pub inspector_id: Option<Uuid>,
+    /// The creating browser's IANA time zone, used when the site has no coordinates (the
+    /// site's own zone wins otherwise).
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// Language of the act: `ru` (default) or `en`.
     pub language: Option<String>,
 }
@@ -259,7 +267,7 @@ pub struct NewInspection {
 pub struct ListQuery {
     /// Only this status.
     pub status: Option<String>,
-    /// Text in the title, business name or INN.
+    /// Text in the title, business name, INN or address.
     pub q: Option<String>,
 }
 
@@ -352,43 +360,112 @@ pub async fn list(
     Ok(Json(InspectionList { inspections }))
 }
 
-/// Creates an inspection (inspectors and admins).
+/// The `Idempotency-Key` of a create request: 1–100 characters of `[A-Za-z0-9._:-]`.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v.to_str().unwrap_or_default();
+    let ok = (1..=100).contains(&key.len())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
+    if !ok {
+        return Err(ApiError::Invalid {
+            code: "idempotency_key_invalid",
+            message: "Idempotency-Key must have 1–100 characters of A–Z, a–z, 0–9, . _ : -".into(),
+        });
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// Every invalid field of a create request, all at once, and the parsed INN and site.
+fn check_new(new: &NewInspection) -> Result<(Inn, Option<Coordinates>), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let title = new.title.trim();
+    if title.is_empty() {
+        errors.push(FieldError::new("title", "title_required"));
+    } else if title.chars().count() > 300 {
+        errors.push(FieldError::new("title", "title_too_long"));
+    }
+    let b = &new.business;
+    if b.name.trim().is_empty() {
+        errors.push(FieldError::new("business.name", "business_name_required"));
+    } else if b.name.chars().count() > 500 {
+        errors.push(FieldError::new("business.name", "business_name_too_long"));
+    }
+    if b.address.chars().count() > 1000 {
+        errors.push(FieldError::new("business.address", "address_too_long"));
+    }
+    let inn = Inn::parse(&b.inn)
+        .map_err(|e| errors.push(FieldError::new("business.inn", e.code())))
+        .ok();
+    let in_range = |v: f64, max: f64| v.is_finite() && (-max..=max).contains(&v);
+    let mut site = None;
+    match (b.lat, b.lon) {
+        (Some(lat), Some(lon)) => {
+            if !in_range(lat, 90.0) {
+                errors.push(FieldError::new("business.lat", "lat_out_of_range"));
+            }
+            if !in_range(lon, 180.0) {
+                errors.push(FieldError::new("business.lon", "lon_out_of_range"));
+            }
+            site = Coordinates::parse(lat, lon).ok();
+        }
+        (Some(_), None) => errors.push(FieldError::new("business.lon", "coordinate_missing")),
+        (None, Some(_)) => errors.push(FieldError::new("business.lat", "coordinate_missing")),
+        (None, None) => {}
+    }
+    if let Some(zone) = &new.time_zone {
+        if checklist_sync::trust::tz::utc_offset_minutes(zone, now_micros()).is_none() {
+            errors.push(FieldError::new("time_zone", "time_zone_unknown"));
+        }
+    }
+    if !matches!(new.language.as_deref(), None | Some("ru" | "en")) {
+        errors.push(FieldError::new("language", "language_unknown"));
+    }
+    match inn {
+        Some(inn) if errors.is_empty() => Ok((inn, site)),
+        _ => Err(errors),
+    }
+}
+
+/// The inspection a create request with this idempotency key made before, if any.
+async fn created_before(db: &AnyPool, create_key: &str) -> ApiResult<Option<Inspection>> {
+    let row = sqlx::query("SELECT id FROM inspections WHERE create_key = $1")
+        .bind(create_key)
+        .fetch_optional(db)
+        .await?;
+    match row {
+        Some(r) => load(db, r.uuid(0)?).await,
+        None => Ok(None),
+    }
+}
+
+/// Creates an inspection (inspectors and admins). With an `Idempotency-Key` header, a repeat
+/// of the same caller's request (a double click, a retry after a lost answer) answers 200
+/// with the inspection the first one made instead of making another.
 #[utoipa::path(post, path = "/api/inspections", tag = "inspections", request_body = NewInspection,
-    responses((status = 201, body = Inspection), (status = 400, body = crate::error::ErrorBody)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–100 characters of [A-Za-z0-9._:-]; a repeat answers the first inspection")),
+    responses((status = 201, body = Inspection), (status = 200, body = Inspection, description = "a repeat of an earlier request with the same Idempotency-Key"),
+              (status = 400, body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     ApiJson(new): ApiJson<NewInspection>,
 ) -> ApiResult<(StatusCode, Json<Inspection>)> {
     let me = caller.require(&[Role::Inspector, Role::Admin])?;
-    let title = new.title.trim();
-    if title.is_empty() || title.chars().count() > 300 {
-        return Err(ApiError::validation("title must have 1–300 characters"));
-    }
-    let b = &new.business;
-    if b.name.trim().is_empty() || b.name.chars().count() > 500 {
-        return Err(ApiError::validation(
-            "business name must have 1–500 characters",
-        ));
-    }
-    if b.address.chars().count() > 1000 {
-        return Err(ApiError::validation("business address is too long"));
-    }
-    let inn = Inn::parse(&b.inn).map_err(ApiError::validation)?;
-    let language = match new.language.as_deref() {
-        None | Some("ru") => "ru",
-        Some("en") => "en",
-        Some(_) => return Err(ApiError::validation("language must be ru or en")),
-    };
-    let site = match (b.lat, b.lon) {
-        (Some(lat), Some(lon)) => Some(Coordinates::parse(lat, lon).map_err(ApiError::validation)?),
-        (None, None) => None,
-        _ => {
-            return Err(ApiError::validation(
-                "give both site coordinates or neither",
-            ))
+    // Keys are the caller's own: another user's key names nothing here.
+    let create_key = idempotency_key(&headers)?.map(|k| format!("{}:{k}", me.id));
+    if let Some(key) = &create_key {
+        if let Some(insp) = created_before(&state.db, key).await? {
+            return Ok((StatusCode::OK, Json(insp)));
         }
-    };
+    }
+    let (inn, site) = check_new(&new).map_err(ApiError::Fields)?;
+    let title = new.title.trim();
+    let b = &new.business;
     let inspector_id = match new.inspector_id {
         Some(id) if id != me.id => {
             if me.role != Role::Admin {
@@ -401,9 +478,10 @@ pub async fn create(
             match row.map(|r| r.col::<String>(0)).transpose()? {
                 Some(role) if role == "inspector" || role == "admin" => id,
                 _ => {
-                    return Err(ApiError::validation(
-                        "inspector_id must name an active inspector",
-                    ))
+                    return Err(ApiError::Fields(vec![FieldError::new(
+                        "inspector_id",
+                        "inspector_not_found",
+                    )]))
                 }
             }
         }
@@ -415,15 +493,24 @@ pub async fn create(
             .fetch_optional(&state.db)
             .await?;
         if exists.is_none() {
-            return Err(ApiError::validation("template_id names no template"));
+            return Err(ApiError::Fields(vec![FieldError::new(
+                "template_id",
+                "template_not_found",
+            )]));
         }
     }
+    let time_zone = site
+        .and_then(|s| checklist_sync::trust::tz::zone_at(s.lat, s.lon))
+        .map(str::to_string)
+        .or_else(|| new.time_zone.clone())
+        .unwrap_or_else(|| "UTC".into());
     let id = Uuid::new_v4();
     let now = now_micros();
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO inspections (id, kind, mode, template_id, title, scheduled_at, inspector_id, \
-         business_name, business_inn, business_address, site_lat, site_lon, status, created_at, updated_at, search_text, language) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'scheduled', $13, $13, $14, $15)",
+         business_name, business_inn, business_address, site_lat, site_lon, status, created_at, updated_at, search_text, \
+         time_zone, create_key, language) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'scheduled', $13, $13, $14, $15, $16, $17)",
     )
     .bind(id.to_string())
     .bind(new.kind.as_str())
@@ -438,10 +525,33 @@ pub async fn create(
     .bind(site.map(|s| s.lat))
     .bind(site.map(|s| s.lon))
     .bind(now)
-    .bind(format!("{} {} {}", title, b.name.trim(), inn.as_str()).to_lowercase())
-    .bind(language)
+    .bind(
+        format!(
+            "{} {} {} {}",
+            title,
+            b.name.trim(),
+            inn.as_str(),
+            b.address.trim()
+        )
+        .to_lowercase(),
+    )
+    .bind(&time_zone)
+    .bind(&create_key)
+    .bind(new.language.as_deref().unwrap_or("ru"))
     .execute(&state.db)
-    .await?;
+    .await;
+    if let Err(e) = inserted {
+        // Two requests with one key raced: the other one's row stands.
+        let unique = e
+            .as_database_error()
+            .is_some_and(|d| d.is_unique_violation());
+        if let (true, Some(key)) = (unique, &create_key) {
+            if let Some(insp) = created_before(&state.db, key).await? {
+                return Ok((StatusCode::OK, Json(insp)));
+            }
+        }
+        return Err(e.into());
+    }
     let insp = load(&state.db, id)
         .await?
         .ok_or(ApiError::NotFound("inspection"))?;
@@ -657,7 +767,7 @@ pub async fn revoke(
     if done.rows_affected() == 0 {
         return Err(ApiError::NotFound("invitation"));
     }
-    state.live.revoke_invitation(id, inv).await;
+    state.access.end_invitation(inv);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -737,7 +847,8 @@ pub struct Accepted {
     pub results_url: String,
 }
 
-/// The business opens its link: the token becomes an HttpOnly guest cookie.
+/// The business opens its link: the invitation token opens a guest session, whose own token
+/// becomes an HttpOnly guest cookie that expires with the invitation.
 #[utoipa::path(post, path = "/api/invitations/accept", tag = "invitations", request_body = AcceptRequest,
     responses((status = 200, body = Accepted), (status = 404, body = crate::error::ErrorBody), (status = 410, body = crate::error::ErrorBody)))]
 pub async fn accept(
@@ -747,22 +858,19 @@ pub async fn accept(
     if req.token.len() > 128 {
         return Err(ApiError::NotFound("invitation"));
     }
-    let guest = auth::guest_by_token(&state, &req.token).await?;
-    let insp = load(&state.db, guest.inspection_id)
+    let invitation = auth::invitation_by_token(&state.db, &req.token).await?;
+    let insp = load(&state.db, invitation.inspection_id)
         .await?
         .ok_or(ApiError::NotFound("inspection"))?;
-    let max_age = 7 * 24 * 3600;
-    let cookie = auth::set_cookie(
-        GUEST_COOKIE,
-        &req.token,
-        max_age,
-        state.config.secure_cookies(),
-    );
+    let (token, csrf) = auth::start_guest_session(&state.db, &invitation).await?;
     // The durable results access: the business keeps it after the invitation expires.
-    let results = crate::results::issue(&state, &guest).await?;
+    let results = crate::results::issue(&state, invitation.inspection_id, invitation.id).await?;
+    // The cookie ends no later than the invitation (whole seconds, rounded down).
+    let max_age = ((invitation.expires_at - now_micros()) / 1_000_000).max(1);
+    let cookie = auth::set_cookie(GUEST_COOKIE, &token, max_age, state.config.secure_cookies());
     let body = Accepted {
         inspection: insp,
-        csrf_token: guest.csrf,
+        csrf_token: csrf,
         results_url: results.url,
     };
     let mut headers = axum::http::HeaderMap::new();

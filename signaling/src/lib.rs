@@ -19,11 +19,14 @@ pub mod evidence;
 pub mod extract;
 pub mod inspections;
 pub mod live;
+pub mod names;
 pub mod openapi;
 pub mod ops;
 pub mod results;
+pub mod server;
 pub mod signing;
 pub mod templates;
+pub mod throttle;
 pub mod uploads;
 pub mod users;
 pub mod web;
@@ -31,12 +34,16 @@ pub mod web;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::Router;
 use sqlx::AnyPool;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use config::Config;
@@ -56,12 +63,14 @@ pub struct AppState {
     pub dummy_hash: Arc<String>,
     /// Lifecycle transitions and their side effects.
     pub lifecycle: Arc<live::LifecycleService>,
-    /// The live rooms: sockets, media, revocation.
+    /// The live rooms: sockets and media.
     pub live: Arc<live::Live>,
     /// The certificate authority and the signature scheme of acts.
     pub signing: Arc<signing::Signing>,
     /// Acts: storage and rendering.
     pub acts: Arc<act::Acts>,
+    /// Every live socket's credential; ends sockets whose access ends.
+    pub access: live::AccessWatch,
     /// Evidence files (photos, clips, stills).
     pub blobs: blobs::BlobStore,
 }
@@ -83,6 +92,7 @@ impl Application {
         let db = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
         templates::import_bundled(&db).await?;
+        clamp_to_open_files(&mut config.http, server::open_file_limit());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         if config.listen.port() == 0 && config.public_url == format!("http://{}", config.listen) {
@@ -115,6 +125,7 @@ impl Application {
             signer: Box::new(signing::WebCryptoP256),
         });
         let acts = Arc::new(act::Acts::new(&config.data_dir));
+        let access = live::AccessWatch::new(db.clone(), config.access_recheck);
         let state = AppState {
             db,
             config,
@@ -123,6 +134,7 @@ impl Application {
             live,
             signing,
             acts,
+            access,
             blobs,
         };
         let router = router(state.clone());
@@ -149,22 +161,80 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let live = self.state.live.clone();
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let http = &self.state.config.http;
+        let limits = server::Limits {
+            max_connections: http.max_connections,
+            max_websockets: http.max_websockets,
+            header_timeout: Duration::from_secs(http.header_timeout_secs.max(1)),
+        };
+        server::serve(self.listener, self.router, limits, async move {
             shutdown.await;
-            live.shutdown().await;
+            // Live sockets close with 1001, so their clients reconnect to the next server.
+            live.sync.shutdown();
         })
         .await?;
         Ok(())
     }
 }
 
+/// Keeps the connection cap below the open-file limit (database, recordings and media
+/// sockets need descriptors too), lowering the WebSocket share in proportion.
+fn clamp_to_open_files(http: &mut config::HttpLimits, open_files: Option<u64>) {
+    const RESERVED: u64 = 512;
+    let Some(limit) = open_files else { return };
+    let fits = usize::try_from(limit.saturating_sub(RESERVED).max(64)).unwrap_or(usize::MAX);
+    if http.max_connections > fits {
+        tracing::warn!(
+            configured = http.max_connections,
+            open_file_limit = limit,
+            used = fits,
+            "max_connections lowered to fit the open-file limit"
+        );
+        http.max_websockets = http.max_websockets * fits / http.max_connections;
+        http.max_connections = fits;
+    }
+}
+
+/// The Content-Security-Policy: everything from this origin only; sockets only to this
+/// server's own host (ws/wss as the public URL's scheme); no inline scripts or styles.
+pub fn content_security_policy(public_url: &str) -> String {
+    let (ws, host) = match public_url.split_once("://") {
+        Some(("https", rest)) => ("wss", rest),
+        Some((_, rest)) => ("ws", rest),
+        None => ("ws", public_url),
+    };
+    let host = host.split('/').next().unwrap_or(host);
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         media-src 'self' blob:; connect-src 'self' {ws}://{host}; object-src 'none'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// Private API answers (session state, CSRF tokens, event logs, recordings) must not be kept
+/// by browsers or shared caches.
+async fn no_store_for_api(req: Request, next: Next) -> Response {
+    let private = req.uri().path().starts_with("/api/");
+    let mut response = next.run(req).await;
+    if private {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
+    let csp = HeaderValue::from_str(&content_security_policy(&state.config.public_url))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
+    let hsts = state.config.secure_cookies().then(|| {
+        SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        )
+    });
+    let body_timeout = Duration::from_secs(state.config.http.body_timeout_secs.max(1));
     Router::new()
         .merge(users::router())
         .merge(templates::router())
@@ -178,21 +248,37 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .merge(ops::router())
         .merge(web::router())
-        .fallback(|| async { error::error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async {
+            error::error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
         .method_not_allowed_fallback(|| async {
-            error::error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+            error::error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(axum::middleware::from_fn(ops::track))
+        .layer(axum::middleware::from_fn(no_store_for_api))
         .layer(TraceLayer::new_for_http())
-        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; \
-                 connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-            ),
+            csp,
         ))
+        .layer(tower::util::option_layer(hsts))
         .with_state(state)
 }

@@ -1,10 +1,14 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics, request metrics.
+//!
+//! `/metrics` is off unless a `metrics_token` is configured (it then needs
+//! `Authorization: Bearer <token>`): route names, counts and timings help an attacker map the
+//! server and its load.
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -44,7 +48,31 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics_text() -> Response {
+async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(token) = state.config.metrics_token.as_deref() else {
+        return crate::error::error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint",
+        );
+    };
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !crate::auth::constant_time_eq(sent.as_bytes(), token.as_bytes()) {
+        let mut r = crate::error::error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "metrics need the configured bearer token",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::{self, Caller, Guest, RESULTS_COOKIE};
+use crate::auth::{self, Caller, RESULTS_COOKIE};
 use crate::db::{now_micros, RowExt};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
@@ -47,7 +47,11 @@ pub struct Issued {
 }
 
 /// Issues a results token for a guest that just signed in by its invitation.
-pub async fn issue(state: &AppState, guest: &Guest) -> ApiResult<Issued> {
+pub async fn issue(
+    state: &AppState,
+    inspection_id: Uuid,
+    invitation_id: Uuid,
+) -> ApiResult<Issued> {
     let token = auth::new_token();
     let now = now_micros();
     let mut tx = state.db.begin().await?;
@@ -56,8 +60,8 @@ pub async fn issue(state: &AppState, guest: &Guest) -> ApiResult<Issued> {
          VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(Uuid::new_v4().to_string())
-    .bind(guest.inspection_id.to_string())
-    .bind(guest.invitation_id.to_string())
+    .bind(inspection_id.to_string())
+    .bind(invitation_id.to_string())
     .bind(auth::hash_token(&token))
     .bind(now)
     .execute(&mut *tx)
@@ -67,7 +71,7 @@ pub async fn issue(state: &AppState, guest: &Guest) -> ApiResult<Issued> {
         "SELECT id FROM results_access WHERE invitation_id = $1 AND revoked_at IS NULL \
          ORDER BY created_at DESC, id",
     )
-    .bind(guest.invitation_id.to_string())
+    .bind(invitation_id.to_string())
     .fetch_all(&mut *tx)
     .await?;
     for r in rows.iter().skip(MAX_PER_INVITATION as usize) {

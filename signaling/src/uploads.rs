@@ -2,13 +2,14 @@
 //!
 //! `POST /api/inspections/{id}/evidence?item_id=…` takes the raw image as the body. Every rule
 //! is checked before anything is kept: the caller must see the inspection (404 otherwise), be
-//! its inspector or business (observers 403), the inspection must be live, the item in its
-//! checklist, the geolocation sample valid; the body is streamed into the blob store's
-//! temporary area while the server hashes and counts it (over the limit → 413, cut short →
-//! `upload_interrupted`); the content must be a whole JPEG, PNG or WebP by its magic bytes and
-//! decoded header (the claimed Content-Type is ignored); an `X-Content-SHA256` header must
-//! match. Only then the blob moves to its content key and the server submits the
-//! `attach_evidence` event with its own findings. A refusal stores no blob, event or row.
+//! its inspector or business (observers 403), the inspection must be live, the uploader within
+//! its quotas (`[live]`, 409 `quota_exceeded`), the item in its checklist, the geolocation
+//! sample valid; the body is streamed into the blob store's temporary area while the server
+//! hashes and counts it (over the limit → 413, cut short → `upload_interrupted`); the content
+//! must be a whole JPEG, PNG or WebP by its magic bytes and decoded header (the claimed
+//! Content-Type is ignored); an `X-Content-SHA256` header must match. Only then the blob moves
+//! to its content key and the server submits the `attach_evidence` event with its own
+//! findings. A refusal stores no blob, event or row.
 //!
 //! `GET /api/inspections/{id}/evidence/{evidence_id}` serves what the inspection's event log
 //! says is its evidence, through the access rule, with the detected type, `nosniff`,
@@ -28,6 +29,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use checklist_sync::geo::{Geolocation, RawGeolocation};
 use checklist_sync::proto::{is_sha256_hex, Evidence, EvidenceKind, EvidenceVerdict, Location};
+use checklist_sync::quota::Usage;
 use checklist_sync::state::Source;
 use checklist_sync::{OpError, Operation, Principal, Role};
 use serde::{Deserialize, Serialize};
@@ -228,7 +230,7 @@ fn parse_location(q: &UploadQuery, now: i64) -> ApiResult<Option<Location>> {
               (status = 400, description = "unknown_item, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, upload_interrupted, invalid_location, geo_*", body = crate::error::ErrorBody),
               (status = 403, description = "forbidden: an observer, or the business through its results link only", body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody),
-              (status = 409, description = "not_live, already_finished, cancelled", body = crate::error::ErrorBody),
+              (status = 409, description = "not_live, already_finished, cancelled, quota_exceeded (the uploader's evidence quotas)", body = crate::error::ErrorBody),
               (status = 413, description = "payload_too_large", body = crate::error::ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -257,17 +259,24 @@ pub async fn upload(
         item_id: q.item_id.clone(),
         evidence: Box::new(empty_evidence()),
     };
-    state
+    let snap = state
         .live
         .sync
         .snapshot(id)
         .await
-        .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?
-        .state
+        .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
+    snap.state
         .lifecycle
         .status
         .allows(&provisional, Source::Server)
         .map_err(refused)?;
+    // The uploader's quotas too (evidence per item, bytes): a participant past them would
+    // otherwise leave a stored blob behind every refused upload.
+    if let Some(pid) = live::participants::find(&state.db, &caller, &insp).await? {
+        Usage::from_state(&snap.state)
+            .admit(&state.config.live.quotas(), pid, &provisional, received_at)
+            .map_err(refused)?;
+    }
     let location = parse_location(&q, received_at)?;
     let captured_at = match q.captured_at {
         None => None,
@@ -437,9 +446,9 @@ pub async fn submit(
         .map_err(refused)
 }
 
-/// A refusal of the room as an HTTP error: the lifecycle's codes are 409 (`not_live`,
-/// `already_finished`, `cancelled`), anything else is the server's fault (the server made
-/// the event).
+/// A refusal of the room as an HTTP error: the lifecycle's codes and the uploader's quotas
+/// are 409 (`not_live`, `already_finished`, `cancelled`, `quota_exceeded`), anything else is
+/// the server's fault (the server made the event).
 fn refused(e: OpError) -> ApiError {
     use checklist_sync::proto::codes;
     match e.code.as_str() {
@@ -453,6 +462,10 @@ fn refused(e: OpError) -> ApiError {
         },
         codes::CANCELLED => ApiError::Conflict {
             code: "cancelled",
+            message: e.message,
+        },
+        codes::QUOTA_EXCEEDED => ApiError::Conflict {
+            code: "quota_exceeded",
             message: e.message,
         },
         _ => ApiError::Internal(anyhow::anyhow!("attach_evidence refused: {e}")),

@@ -1,27 +1,27 @@
 //! Accounts and the login endpoints.
 
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, StatusCode};
+use std::net::IpAddr;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
-use std::net::SocketAddr;
 use uuid::Uuid;
 
 use crate::auth::{self, Caller, Role, GUEST_COOKIE, SESSION_COOKIE};
 use crate::db::{from_micros, now_micros, RowExt};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ClientIp};
+use crate::throttle;
 use crate::AppState;
 
-/// Failed logins allowed per user name within the window.
-const MAX_FAILURES_PER_USER: i64 = 5;
-/// Failed logins allowed per client address within the window.
-const MAX_FAILURES_PER_IP: i64 = 30;
-/// The throttling window.
-const THROTTLE_WINDOW_SECS: i64 = 15 * 60;
+/// The cookie that marks a browser which logged in successfully before (see `login`).
+pub const DEVICE_COOKIE: &str = "inspector_device";
+/// How long a device cookie is kept.
+const DEVICE_TTL_SECS: i64 = 365 * 24 * 3600;
 
 /// A staff account as shown by the API (never with its hash).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -118,7 +118,8 @@ pub async fn list_users(db: &AnyPool) -> ApiResult<Vec<User>> {
     rows.into_iter().map(user_from_row).collect()
 }
 
-/// Disables an account and ends its sessions. Returns false when no such user.
+/// Disables an account and ends its sessions. Returns false when no such user. Its open
+/// sockets close on the next access re-check (or at once through `AccessWatch::end_user`).
 pub async fn disable_user(db: &AnyPool, username_or_id: &str) -> ApiResult<bool> {
     let mut tx = db.begin().await?;
     let row = sqlx::query("SELECT id FROM users WHERE username = $1 OR id = $1")
@@ -213,38 +214,61 @@ pub fn router() -> Router<AppState> {
         .route("/api/users/{id}/disable", post(disable))
 }
 
-/// Logs in; sets the session cookie.
+/// The throttling key of a client address: IPv6 clients are grouped by /64, the block one
+/// subscriber usually holds, so rotating addresses within it gains nothing.
+fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// Whether the request carries a device cookie issued to `user_id` by an earlier login.
+async fn known_device(db: &AnyPool, headers: &HeaderMap, user_id: &str) -> ApiResult<bool> {
+    let Some(token) = auth::cookie(headers, DEVICE_COOKIE) else {
+        return Ok(false);
+    };
+    Ok(
+        sqlx::query("SELECT 1 FROM login_devices WHERE token_hash = $1 AND user_id = $2")
+            .bind(auth::hash_token(&token))
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?
+            .is_some(),
+    )
+}
+
+/// Logs in; sets the session cookie (and a device cookie on a browser's first success).
+///
+/// Throttling (limits in `[login]`, one window): failures per user name and client address,
+/// per client address, and per user name from browsers that never logged in as that user.
+/// A browser holding this user's device cookie is not counted against the last limit, so an
+/// attacker hammering a known user name from many addresses cannot lock its owner out of
+/// the browsers the owner already uses; from a given address the attacker only locks itself.
+/// Each attempt is reserved atomically before the password is hashed (`throttle`).
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = MeResponse), (status = 401, body = crate::error::ErrorBody),
               (status = 429, body = crate::error::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let now = now_micros();
-    let since = now - THROTTLE_WINDOW_SECS * 1_000_000;
-    let user_key = format!("user:{}", req.username.to_lowercase());
-    let ip_key = format!("ip:{}", peer.ip());
-    for (key, max) in [
-        (&user_key, MAX_FAILURES_PER_USER),
-        (&ip_key, MAX_FAILURES_PER_IP),
-    ] {
-        let row =
-            sqlx::query("SELECT COUNT(*), MIN(at) FROM login_attempts WHERE key = $1 AND at > $2")
-                .bind(key)
-                .bind(since)
-                .fetch_one(&state.db)
-                .await?;
-        let failures: i64 = row.col(0)?;
-        if failures >= max {
-            let oldest: i64 = row.col::<Option<i64>>(1)?.unwrap_or(now);
-            let retry = (oldest + THROTTLE_WINDOW_SECS * 1_000_000 - now) / 1_000_000 + 1;
-            return Err(ApiError::TooManyAttempts {
-                retry_after_secs: retry.max(1) as u64,
-            });
-        }
-    }
+    let limits = &state.config.login;
+    let window = i64::try_from(limits.window_secs)
+        .unwrap_or(i64::MAX / 2_000_000)
+        .saturating_mul(1_000_000);
+    // User names are at most 64 characters; longer ones exist nowhere and share a key.
+    let name: String = req.username.to_lowercase().chars().take(128).collect();
+    let addr = address_key(ip);
     let row = sqlx::query(
         "SELECT id, username, display_name, role, password_hash FROM users \
          WHERE username = $1 AND disabled = 0",
@@ -252,6 +276,32 @@ pub async fn login(
     .bind(&req.username)
     .fetch_optional(&state.db)
     .await?;
+    let known = match &row {
+        Some(r) => known_device(&state.db, &headers, &r.col::<String>(0)?).await?,
+        None => false,
+    };
+    let mut keys = vec![
+        (format!("pair:{addr}|{name}"), limits.per_user_and_address),
+        (format!("addr:{addr}"), limits.per_address),
+    ];
+    if !known {
+        keys.push((format!("user:{name}"), limits.per_user_new_devices));
+    }
+    let mut held = Vec::with_capacity(keys.len());
+    for (key, limit) in &keys {
+        match throttle::reserve(&state.db, key, *limit, window, now).await? {
+            Ok(r) => held.push(r),
+            Err(throttle::RetryAfter(secs)) => {
+                for r in &held {
+                    throttle::release(&state.db, r).await?;
+                }
+                metrics::counter!("inspector_login_throttled_total").increment(1);
+                return Err(ApiError::TooManyAttempts {
+                    retry_after_secs: secs,
+                });
+            }
+        }
+    }
     // Hash something even for unknown users so timing does not reveal which names exist.
     let stored = row
         .as_ref()
@@ -263,22 +313,19 @@ pub async fn login(
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     let Some(row) = row.filter(|_| ok) else {
-        let mut tx = state.db.begin().await?;
-        for key in [&user_key, &ip_key] {
-            sqlx::query("INSERT INTO login_attempts (key, at) VALUES ($1, $2)")
-                .bind(key)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("DELETE FROM login_attempts WHERE at < $1")
-            .bind(since)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        // The reservations stay: they are this failure's record.
+        throttle::sweep(&state.db, window, now).await?;
         metrics::counter!("inspector_login_failures_total").increment(1);
         return Err(ApiError::BadCredentials);
     };
+    // A success is no failure: the pair's count starts over, the others get their place back.
+    for (i, r) in held.iter().enumerate() {
+        if i == 0 {
+            throttle::clear(&state.db, r).await?;
+        } else {
+            throttle::release(&state.db, r).await?;
+        }
+    }
     let token = auth::new_token();
     let csrf = auth::new_token();
     let ttl = i64::from(state.config.session_ttl_hours) * 3600;
@@ -300,36 +347,75 @@ pub async fn login(
     .bind(now + ttl * 1_000_000)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM login_attempts WHERE key = $1")
-        .bind(&user_key)
-        .execute(&mut *tx)
-        .await?;
     sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
         .bind(now)
         .execute(&mut *tx)
         .await?;
+    let device_cookie = if known {
+        sqlx::query("UPDATE login_devices SET last_used_at = $1 WHERE token_hash = $2")
+            .bind(now)
+            .bind(auth::hash_token(
+                &auth::cookie(&headers, DEVICE_COOKIE).unwrap_or_default(),
+            ))
+            .execute(&mut *tx)
+            .await?;
+        None
+    } else {
+        let device = auth::new_token();
+        sqlx::query(
+            "INSERT INTO login_devices (token_hash, user_id, created_at, last_used_at) VALUES ($1, $2, $3, $3)",
+        )
+        .bind(auth::hash_token(&device))
+        .bind(&user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM login_devices WHERE last_used_at < $1")
+            .bind(now - DEVICE_TTL_SECS * 1_000_000)
+            .execute(&mut *tx)
+            .await?;
+        Some(device)
+    };
     tx.commit().await?;
     let body = MeResponse {
         user: Some(user),
         guest: None,
         csrf_token: csrf,
     };
-    let cookie = auth::set_cookie(SESSION_COOKIE, &token, ttl, state.config.secure_cookies());
-    Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
+    let secure = state.config.secure_cookies();
+    let cookie = auth::set_cookie(SESSION_COOKIE, &token, ttl, secure);
+    let mut response = ([(header::SET_COOKIE, cookie)], Json(body)).into_response();
+    if let Some(device) = device_cookie {
+        // Only the login endpoint needs it.
+        let v = format!(
+            "{DEVICE_COOKIE}={device}; Path=/api/auth/login; HttpOnly; SameSite=Strict; Max-Age={DEVICE_TTL_SECS}{}",
+            if secure { "; Secure" } else { "" }
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&v) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(response)
 }
 
-/// Ends the session (and forgets a guest cookie).
+/// Ends the session (staff or guest) and closes its live sockets.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", responses((status = 204)))]
-pub async fn logout(
-    State(state): State<AppState>,
-    caller: Caller,
-    headers: axum::http::HeaderMap,
-) -> ApiResult<Response> {
-    if let (Caller::Staff(_), Some(token)) = (&caller, auth::cookie(&headers, SESSION_COOKIE)) {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(auth::hash_token(&token))
-            .execute(&state.db)
-            .await?;
+pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    match &caller {
+        Caller::Staff(s) => {
+            sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                .bind(&s.session_hash)
+                .execute(&state.db)
+                .await?;
+            state.access.end_session(&s.session_hash);
+        }
+        Caller::Guest(g) => {
+            sqlx::query("DELETE FROM guest_sessions WHERE token_hash = $1")
+                .bind(&g.session_hash)
+                .execute(&state.db)
+                .await?;
+            state.access.end_session(&g.session_hash);
+        }
     }
     let secure = state.config.secure_cookies();
     Ok((
@@ -342,6 +428,11 @@ pub async fn logout(
             (
                 header::SET_COOKIE,
                 auth::set_cookie(GUEST_COOKIE, "", 0, secure),
+            ),
+            // The durable results link still works: only this browser forgets it.
+            (
+                header::SET_COOKIE,
+                auth::set_cookie(auth::RESULTS_COOKIE, "", 0, secure),
             ),
         ],
     )
@@ -426,6 +517,7 @@ pub async fn disable(
         });
     }
     if disable_user(&state.db, &id.to_string()).await? {
+        state.access.end_user(id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("user"))

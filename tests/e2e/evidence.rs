@@ -442,6 +442,32 @@ async fn bad_uploads_are_refused_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn uploads_past_the_participants_quota_are_refused_and_store_nothing() {
+    let app = spawn_app_with(|c| c.live.evidence_per_item = 2).await;
+    let l = live_inspection(&app, "inspector1").await;
+    let path = upload_path(&l.id, &l.items[0], "");
+    for seed in 0..2 {
+        let r = upload(&l.business, &path, picture("jpg", 320, 240, seed)).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let before = app.dump_all().await;
+    let r = upload(&l.business, &path, picture("jpg", 320, 240, 7)).await;
+    assert_eq!((r.status, r.code()), (409, "quota_exceeded"), "{}", r.text);
+    assert_eq!(
+        app.dump_all().await,
+        before,
+        "the refused upload stored something"
+    );
+    // The quota is the participant's, per item: another item and the inspector still may.
+    let other = upload_path(&l.id, &l.items[1], "");
+    let r = upload(&l.business, &other, picture("jpg", 320, 240, 8)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = upload(&l.inspector, &path, picture("jpg", 320, 240, 9)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_inspector_requests_a_photo_and_the_phone_answers_it() {
     let app = spawn_app().await;
     let l = live_inspection(&app, "inspector1").await;

@@ -1,6 +1,6 @@
 //! Location integrity on the real business page in Chromium: a natural position near the site
-//! shows no banner; a position that teleports across the country shows the "turn off location
-//! spoofing" banner with the server's reasons.
+//! shows no banner; a position that teleports across the country shows the one location
+//! banner saying "spoofed" ("turn off location spoofing") with the server's reasons.
 //!
 //! Headless Chromium on an x86 server honestly looks like an emulator driven by a program
 //! (navigator.webdriver, x86 platform, software WebGL, UTC time zone), and the server says so.
@@ -97,14 +97,14 @@ async fn banner_shows_for_a_spoofed_trace_and_not_for_a_natural_one() -> Result<
     honest
         .wait_true(
             "a trusted verdict",
-            "return document.getElementById('spoof-banner').dataset.verdict === 'trusted'",
+            "return document.getElementById('loc-banner').dataset.verdict === 'trusted'",
             Duration::from_secs(30),
         )
         .await?;
     // Let more fixes arrive; the verdict must stay and the banner stay hidden.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let v = honest
-        .js("const b = document.getElementById('spoof-banner'); return [b.hidden, b.dataset.verdict]")
+        .js("const b = document.getElementById('loc-banner'); return [b.hidden, b.dataset.verdict]")
         .await?;
     ensure!(
         v == json!([true, "trusted"]),
@@ -117,7 +117,7 @@ async fn banner_shows_for_a_spoofed_trace_and_not_for_a_natural_one() -> Result<
     spoofer
         .wait_true(
             "a first verdict",
-            "return document.getElementById('spoof-banner').dataset.verdict === 'trusted'",
+            "return document.getElementById('loc-banner').dataset.verdict === 'trusted'",
             Duration::from_secs(30),
         )
         .await?;
@@ -127,12 +127,12 @@ async fn banner_shows_for_a_spoofed_trace_and_not_for_a_natural_one() -> Result<
     spoofer
         .wait_true(
             "the spoofing banner",
-            "return !document.getElementById('spoof-banner').hidden",
+            "const b = document.getElementById('loc-banner'); return !b.hidden && b.dataset.reason === 'spoofed'",
             Duration::from_secs(30),
         )
         .await?;
     let reasons = spoofer
-        .js("return document.getElementById('spoof-reasons').textContent")
+        .js("return document.getElementById('loc-reasons').textContent")
         .await?;
     // In words of the page's language, rendered from the signal codes (no code shows).
     ensure!(

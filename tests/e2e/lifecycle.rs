@@ -381,9 +381,10 @@ async fn chapters_come_from_the_log_even_when_the_broadcast_is_behind() {
         (q1.clone(), title(q1), "compliant", ts[4]),
         (q2.clone(), title(q2), "compliant", ts[6]),
     ];
-    let got: Vec<(String, String, &str, i64)> = m["chapters"]
-        .as_array()
-        .expect("chapters")
+    let chapters = m["chapters"].as_array().expect("chapters");
+    // The introduction comes first; then one chapter per finding, titled with its result.
+    assert_eq!(chapters[0]["item_id"], "", "{chapters:?}");
+    let got: Vec<(String, String, &str, i64)> = chapters[1..]
         .iter()
         .map(|c| {
             (
@@ -394,7 +395,24 @@ async fn chapters_come_from_the_log_even_when_the_broadcast_is_behind() {
             )
         })
         .collect();
-    assert_eq!(got, want);
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    let mut previous_mark: Option<i64> = None;
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((&g.0, g.2), (&w.0, w.2));
+        assert!(g.1.starts_with(&format!("{} — ", w.1)), "title {}", g.1);
+        assert!(
+            g.1.contains("(отметка "),
+            "the mark's time in the title: {}",
+            g.1
+        );
+        // A chapter begins where its item began being looked at: at the previous mark
+        // (these came 15 ms apart, well within the lead-in), never after its own mark.
+        assert!(g.3 <= w.3, "chapter {g:?} begins after its mark {}", w.3);
+        if let Some(p) = previous_mark {
+            assert_eq!(g.3, p, "chapter {g:?} begins at the previous mark");
+        }
+        previous_mark = Some(w.3);
+    }
     // The file itself has them, at the marks' media times.
     let file = recordings.join(&id).join(m["file"].as_str().expect("file"));
     let probe = std::process::Command::new("ffprobe")
@@ -416,12 +434,13 @@ async fn chapters_come_from_the_log_even_when_the_broadcast_is_behind() {
         })
         .collect();
     let epoch = m["epoch_micros"].as_i64().expect("epoch");
-    assert_eq!(starts.len(), want.len(), "{probe}");
-    for (s, (.., at)) in starts.iter().zip(&want) {
-        let expected = (at - epoch) as f64 / 1e6;
+    assert_eq!(starts.len(), chapters.len(), "{probe}");
+    for (s, c) in starts.iter().zip(chapters) {
+        let begins = c["mark_at_micros"].as_i64().expect("at");
+        let expected = ((begins - epoch) as f64 / 1e6).max(0.0);
         assert!(
             (s - expected).abs() < 0.01,
-            "chapter at {s} s, mark at {expected} s"
+            "chapter at {s} s, planned at {expected} s"
         );
     }
     // The subscriber has still read nothing: it was behind the whole time.
@@ -526,6 +545,8 @@ async fn at_start_an_ended_inspection_gets_its_recording_and_a_live_one_does_not
         c
     };
     let m = manifest(&insp, &a).await;
+    // The introduction, then A's findings; each chapter begins at most the lead-in before its
+    // mark and not after it (the second at the first's mark).
     let chapters: Vec<(String, String, i64)> = m["chapters"]
         .as_array()
         .expect("chapters")
@@ -538,15 +559,25 @@ async fn at_start_an_ended_inspection_gets_its_recording_and_a_live_one_does_not
             )
         })
         .collect();
+    assert_eq!(chapters.len(), 3, "{chapters:?}");
+    assert_eq!(chapters[0].0, "", "the introduction first: {chapters:?}");
     assert_eq!(
-        chapters,
+        chapters[1..]
+            .iter()
+            .map(|c| (c.0.clone(), c.1.clone()))
+            .collect::<Vec<_>>(),
         vec![
-            (items[0].0.clone(), "violation".to_string(), ts[0]),
-            (items[1].0.clone(), "compliant".to_string(), ts[1]),
+            (items[0].0.clone(), "violation".to_string()),
+            (items[1].0.clone(), "compliant".to_string()),
         ],
         "the chapters come from A's log"
     );
-    assert_eq!(m["chapters"][0]["title"], items[0].1.as_str());
+    assert!(chapters[1].2 <= ts[0] && chapters[1].2 >= ts[0] - 30_000_000);
+    assert_eq!(chapters[2].2, ts[0]);
+    assert!(m["chapters"][1]["title"]
+        .as_str()
+        .expect("title")
+        .starts_with(&format!("{} — Нарушение", items[0].1)));
     // Recovery is over, and the live inspection was left alone: no manifest, still live.
     app.live.recordings.settled().await;
     assert_eq!(

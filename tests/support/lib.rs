@@ -135,7 +135,8 @@ async fn start_on(data_dir: TempDir, database_url: String, config: signaling::Co
 
 impl TestApp {
     /// Stops the server and starts a new one on the same database and data directory, as a
-    /// restart of the process would (what was not committed or written is gone).
+    /// restart of the process would (what was not committed or written is gone). The new
+    /// server has the default configuration.
     pub async fn restart(mut self) -> TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -226,6 +227,7 @@ impl TestApp {
             ("template_items", "template_id, item_id, position, number, question"),
             ("inspections", "id, kind, mode, template_id, title, scheduled_at, inspector_id, business_name, business_inn, business_address, site_lat, site_lon, status, created_at, updated_at, started_at, finished_at"),
             ("invitations", "id, inspection_id, token_hash, label, created_by, created_at, expires_at, revoked_at"),
+            ("guest_sessions", "token_hash, invitation_id, csrf_token, created_at, expires_at"),
             ("participants", "id, inspection_id, role, user_id, invitation_id, display_name, device, joined_at, last_seen_at"),
         ] {
             let sql = format!("SELECT {cols} FROM {table} ORDER BY 1, 2");
@@ -336,6 +338,29 @@ impl Client {
         r.bytes().await.expect("body").to_vec()
     }
 
+    /// GET with extra request headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req).await
+    }
+
+    /// POST a JSON body with extra request headers.
+    pub async fn post_json_with(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req).await
+    }
+
     /// POST with a raw body and content type.
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Answer {
         self.send(
@@ -355,15 +380,6 @@ impl Client {
         body: Vec<u8>,
     ) -> Answer {
         let mut req = self.http.post(format!("{}{path}", self.base)).body(body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        self.send(req).await
-    }
-
-    /// GET with extra headers.
-    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut req = self.http.get(format!("{}{path}", self.base));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -495,6 +511,25 @@ impl Ws {
             .expect("ws send");
     }
 
+    /// Reads until the socket closes and returns the close code (`None`: closed without a
+    /// close frame). Waits at most `within`.
+    pub async fn close_code(&mut self, within: std::time::Duration) -> Option<u16> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let m = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("the socket closes in time");
+            match m {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f))) => {
+                    return f.map(|f| u16::from(f.code))
+                }
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
     /// The next JSON message (10 s at most); `None` when the socket closed.
     pub async fn recv(&mut self) -> Option<Value> {
         use futures_util::StreamExt;
@@ -524,11 +559,30 @@ impl Ws {
         }
     }
 
-    /// Says hello and returns the welcome.
+    /// Says hello and returns the welcome (reassembled from `welcome_part`s when the server
+    /// split it), or the error that came instead.
     pub async fn hello(&mut self, last_seq: Option<u64>) -> Value {
         self.send(json!({"type": "hello", "protocol": 1, "last_seq": last_seq, "client": {"timezone": "Europe/Moscow"}})).await;
-        self.recv_until(|m| m["type"] == "welcome" || m["type"] == "error")
-            .await
+        let first = self
+            .recv_until(|m| {
+                m["type"] == "welcome" || m["type"] == "welcome_part" || m["type"] == "error"
+            })
+            .await;
+        if first["type"] != "welcome_part" {
+            return first;
+        }
+        let count = first["count"].as_u64().expect("welcome_part.count");
+        let mut text = String::new();
+        let mut part = first;
+        for i in 0..count {
+            assert_eq!(part["type"], "welcome_part", "parts come back to back");
+            assert_eq!(part["index"].as_u64(), Some(i));
+            text.push_str(part["data"].as_str().expect("welcome_part.data"));
+            if i + 1 < count {
+                part = self.recv().await.expect("socket open");
+            }
+        }
+        serde_json::from_str(&text).expect("the parts make a welcome")
     }
 
     /// Sends an operation and waits for its ack or error.

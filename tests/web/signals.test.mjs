@@ -52,8 +52,9 @@ const cases = [
     'Часовой пояс браузера — Europe/Moscow (UTC+03:00), а переданные координаты находятся в поясе Asia/Novosibirsk (UTC+07:00). Телефон обычно берёт пояс из сотовой сети там, где находится на самом деле; координаты в другом поясе указывают на подмену.',
     "The browser's time zone is Europe/Moscow (UTC+03:00), but the reported position lies in Asia/Novosibirsk (UTC+07:00). A phone normally takes its zone from the mobile network where it really is; a position in another zone points to spoofing."],
   [{ name: 'emulator', severity: 'suspicious', value: [{ source: 'hint', value: 'emulator_gpu' }, { source: 'platform', value: 'Linux x86_64' }] },
-    'Признаки эмулятора телефона (признак страницы: emulator_gpu; платформа: Linux x86_64); в эмуляторе местоположение задаётся вручную.',
-    "Signs of a phone emulator (page hint: emulator_gpu; platform: Linux x86_64); an emulator's location is set by hand."],
+    // The page's hint in words: internal names (emulator_gpu) never reach a reader.
+    'Признаки эмулятора телефона (признак страницы: видеочип эмулятора; платформа: Linux x86_64); в эмуляторе местоположение задаётся вручную.',
+    "Signs of a phone emulator (page hint: an emulator's graphics chip; platform: Linux x86_64); an emulator's location is set by hand."],
   [{ name: 'emulator', severity: 'suspicious', value: ['hint: emulator_gpu'], explanation_ru: 'старая фраза', explanation_en: 'old sentence' },
     'Признаки эмулятора телефона (hint: emulator_gpu); в эмуляторе местоположение задаётся вручную.',
     "Signs of a phone emulator (hint: emulator_gpu); an emulator's location is set by hand."],

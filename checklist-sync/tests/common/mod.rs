@@ -35,7 +35,8 @@ impl Drop for TestDb {
             return;
         };
         // Drop runs inside the test's runtime, so the cleanup gets its own thread and runtime.
-        let _ = std::thread::spawn(move || {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -49,9 +50,15 @@ impl Drop for TestDb {
                     let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
                     let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
                 }
-            })
-        })
-        .join();
+            });
+            let _ = done.send(());
+        });
+        // The wait is bounded: a connection the server's pool was still opening when the test
+        // ended is stuck in PostgreSQL's authentication, waiting for this (blocked) runtime,
+        // and the DROP waits for that backend until `authentication_timeout` (60 s). Once the
+        // test's runtime is gone its sockets close, that backend exits and the DROP finishes
+        // on the server without us.
+        let _ = finished.recv_timeout(std::time::Duration::from_secs(2));
     }
 }
 
@@ -115,6 +122,26 @@ pub async fn raw_connect(addr: SocketAddr, inspection: Uuid, pid: Uuid, role: &s
     ws
 }
 
+/// Reads the welcome, reassembling it when the server sent it as `welcome_part`s.
+pub async fn read_welcome(ws: &mut Ws) -> Option<Value> {
+    let first = next_json(ws).await?;
+    if first["type"] != "welcome_part" {
+        return Some(first);
+    }
+    let count = first["count"].as_u64().expect("count") as usize;
+    let mut text = String::new();
+    let mut part = first;
+    for i in 0..count {
+        assert_eq!(part["type"], "welcome_part", "parts come back to back");
+        assert_eq!(part["index"].as_u64(), Some(i as u64));
+        text.push_str(part["data"].as_str().expect("data"));
+        if i + 1 < count {
+            part = next_json(ws).await?;
+        }
+    }
+    Some(serde_json::from_str(&text).expect("the parts make a welcome"))
+}
+
 pub async fn next_json(ws: &mut Ws) -> Option<Value> {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
@@ -150,7 +177,7 @@ impl Client {
         ws.send(Message::Text(hello.to_string().into()))
             .await
             .expect("send hello");
-        let welcome = next_json(&mut ws).await.expect("welcome");
+        let welcome = read_welcome(&mut ws).await.expect("welcome");
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         let mut c = Client {
             ws,

@@ -295,10 +295,17 @@ impl Client {
             connected: ctx,
             received: rtx,
         });
+        // The server answers with plain host candidates, so the client needs no mDNS either;
+        // without it the client also works where multicast cannot be joined (the netns test).
+        let settings =
+            rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
+                .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+                .build();
         let pc: Arc<dyn PeerConnection> = Arc::new(
             PeerConnectionBuilder::new()
                 .with_configuration(RTCConfigurationBuilder::new().build())
                 .with_media_engine(me)
+                .with_setting_engine(settings)
                 .with_interceptor_registry(registry)
                 .with_handler(handler)
                 .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
@@ -425,6 +432,22 @@ impl Client {
             }
         });
         Ok(())
+    }
+
+    /// Applies an answer that came another way (the server's socket: `rtc.answer`).
+    pub async fn apply_answer(&self, answer: serde_json::Value) {
+        let answer: RTCSessionDescription = serde_json::from_value(answer).expect("answer json");
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .expect("set remote answer");
+    }
+
+    /// Applies a server candidate that came another way (`rtc.candidate`).
+    pub async fn add_remote_candidate(&self, candidate: serde_json::Value) {
+        if let Ok(init) = serde_json::from_value::<RTCIceCandidateInit>(candidate) {
+            let _ = self.pc.add_ice_candidate(init).await;
+        }
     }
 
     pub async fn wait_connected(&self, limit: Duration) -> bool {
@@ -564,6 +587,16 @@ pub fn spawn_talker(client: &Client, stop: Arc<std::sync::atomic::AtomicBool>) {
 /// test can check which moment a chapter of the recording shows. Encoding runs on its own
 /// thread (libvpx contexts stay on one thread); a keyframe request makes the next frame a key.
 pub fn spawn_camera(client: &Client, fps: u32, stop: Arc<std::sync::atomic::AtomicBool>) {
+    spawn_camera_sized(client, fps, (320, 240), stop)
+}
+
+/// [`spawn_camera`] with a picture size of its own (another phone's camera).
+pub fn spawn_camera_sized(
+    client: &Client,
+    fps: u32,
+    (width, height): (u32, u32),
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
     use std::sync::atomic::Ordering;
     let (vtrack, vsender) = client.video.clone().expect("publisher has video");
     assert!(client.audio.is_some(), "publisher has audio");
@@ -586,7 +619,7 @@ pub fn spawn_camera(client: &Client, fps: u32, stop: Arc<std::sync::atomic::Atom
     {
         let (stop, want_key) = (stop.clone(), want_key.clone());
         std::thread::spawn(move || {
-            let mut src = media_recorder::testsrc::VideoSource::new(320, 240, 400_000)
+            let mut src = media_recorder::testsrc::VideoSource::new(width, height, 400_000)
                 .expect("libvpx source");
             let period = Duration::from_micros(1_000_000 / fps as u64);
             let mut next = Instant::now();

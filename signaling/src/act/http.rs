@@ -22,6 +22,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::inspections::{load_for, Access, Inspection};
 use crate::live::{participants, principal, Live};
+use crate::names::{self, FileKind};
 use crate::signing::http::{decode_b64, own_certificate};
 use crate::signing::{ca, CmsError};
 use crate::AppState;
@@ -435,18 +436,20 @@ pub async fn pdf(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
-    load_for(&state.db, &caller, id, Access::Read).await?;
+    let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
     let (_, st) = current_act(&state, id).await?;
     let act = formed(&st)?;
     let bytes = tokio::fs::read(state.acts.pdf_path(id, &act.sha256))
         .await
         .map_err(|e| anyhow::anyhow!("act file: {e}"))?;
+    // Named in the act's own language.
+    let name = names::file_name(&insp, FileKind::Act, "pdf", &insp.language);
     Ok((
         [
             (header::CONTENT_TYPE, "application/pdf".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("inline; filename=\"act-{id}.pdf\""),
+                names::disposition(false, &name),
             ),
         ],
         bytes,
@@ -463,7 +466,7 @@ pub async fn signature_file(
     caller: Caller,
     Path((id, file)): Path<(Uuid, String)>,
 ) -> ApiResult<Response> {
-    load_for(&state.db, &caller, id, Access::Read).await?;
+    let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
     let role = file
         .strip_suffix(".p7s")
         .and_then(SignerRole::parse)
@@ -483,7 +486,18 @@ pub async fn signature_file(
             ),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"act-{id}.{}.p7s\"", role.as_str()),
+                names::disposition(
+                    true,
+                    &names::file_name(
+                        &insp,
+                        match role {
+                            SignerRole::Official => FileKind::OfficialSignature,
+                            SignerRole::Business => FileKind::BusinessSignature,
+                        },
+                        "p7s",
+                        &insp.language,
+                    ),
+                ),
             ),
         ],
         bytes,
@@ -758,9 +772,8 @@ pub async fn bundle(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/zip"),
     );
-    if let Ok(v) =
-        header::HeaderValue::from_str(&format!("attachment; filename=\"inspection-{id}.zip\""))
-    {
+    let name = names::file_name(&insp, FileKind::Bundle, "zip", &insp.language);
+    if let Ok(v) = header::HeaderValue::from_str(&names::disposition(true, &name)) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     if let Some(len) = len {

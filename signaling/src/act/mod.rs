@@ -119,6 +119,7 @@ pub mod sample {
                 lon: Some(37.615),
             },
             language: language.into(),
+            time_zone: "Europe/Moscow".into(),
             items: Some(vec![
                 item("a", "1", "Назначено ли ответственное лицо?", "ППР, п. 4"),
                 item("b", "2", "Свободны ли эвакуационные выходы?", "ППР, п. 27"),

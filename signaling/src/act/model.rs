@@ -5,7 +5,7 @@
 use checklist_sync::state::{EvidenceEntry, ParticipantState};
 use checklist_sync::trust::Signal;
 use checklist_sync::{ItemResult, Role, State};
-use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Offset, TimeZone, Timelike, Utc};
 use serde::Serialize;
 
 use crate::domain::{Kind, Mode};
@@ -134,6 +134,8 @@ pub struct ActDate {
     pub minute: u32,
     /// Second.
     pub second: u32,
+    /// The zone's offset from UTC at that moment, minutes.
+    pub offset_minutes: i32,
 }
 
 /// The controlled person.
@@ -254,20 +256,23 @@ pub struct ActLog {
     pub head_hash: String,
 }
 
-/// Times in the act are given in Moscow time, the control bodies' reference zone.
-const ZONE: chrono_tz::Tz = chrono_tz::Europe::Moscow;
+/// Times in the act are given in the inspection's own time zone (the site's, see
+/// `inspections::Inspection::time_zone`), named with its UTC offset.
+fn zone_of(insp: &Inspection) -> chrono_tz::Tz {
+    insp.time_zone.parse().unwrap_or(chrono_tz::UTC)
+}
 
-fn at(micros: i64) -> DateTime<chrono_tz::Tz> {
-    ZONE.from_utc_datetime(
+fn at(zone: chrono_tz::Tz, micros: i64) -> DateTime<chrono_tz::Tz> {
+    zone.from_utc_datetime(
         &DateTime::<Utc>::from_timestamp_micros(micros)
             .unwrap_or_default()
             .naive_utc(),
     )
 }
 
-fn format_time(micros: Option<i64>) -> String {
+fn format_time(zone: chrono_tz::Tz, micros: Option<i64>) -> String {
     match micros {
-        Some(m) => at(m).format("%d.%m.%Y %H:%M:%S").to_string(),
+        Some(m) => at(zone, m).format("%d.%m.%Y %H:%M:%S").to_string(),
         None => "—".into(),
     }
 }
@@ -401,7 +406,7 @@ fn signal_words(s: &Signal, lang: &str) -> String {
     }
 }
 
-fn participant(p: &ParticipantState, lang: &str) -> ActParticipant {
+fn participant(p: &ParticipantState, lang: &str, zone: chrono_tz::Tz) -> ActParticipant {
     let location = p.location.as_ref().map(|l| {
         format!(
             "{:.6}, {:.6} ±{:.0} m",
@@ -420,8 +425,8 @@ fn participant(p: &ParticipantState, lang: &str) -> ActParticipant {
     ActParticipant {
         role: role_code(p.role),
         name: p.display_name.clone(),
-        joined: format_time(p.joined_at),
-        left: format_time(p.left_at),
+        joined: format_time(zone, p.joined_at),
+        left: format_time(zone, p.left_at),
         location,
         verdict,
         signals,
@@ -432,6 +437,7 @@ impl Act {
     /// Builds the act. Pure: the same inputs give the same act (and so the same PDF).
     pub fn build(i: &ActInputs<'_>) -> Act {
         let insp = i.inspection;
+        let zone = zone_of(insp);
         let state = i.state;
         let lc = &state.lifecycle;
         let epoch = i.recording.map(|r| r.epoch_micros);
@@ -462,7 +468,7 @@ impl Act {
                 });
             }
             for e in st.map(|s| s.evidence.as_slice()).unwrap_or_default() {
-                evidence.push(evidence_row(&it.number, e, &timecode, i.images));
+                evidence.push(evidence_row(&it.number, e, &timecode, i.images, zone));
             }
             items.push(ActItem {
                 number: it.number.clone(),
@@ -482,7 +488,14 @@ impl Act {
             .find(|p| p.role == Some(Role::Business))
             .map(|p| p.display_name.clone());
         let finished = lc.finished_at.unwrap_or_default();
-        let d = at(finished);
+        let d = at(zone, finished);
+        let offset = d.offset().fix().local_minus_utc() / 60;
+        let utc = format!(
+            "UTC{}{:02}:{:02}",
+            if offset < 0 { '−' } else { '+' },
+            offset.abs() / 60,
+            offset.abs() % 60
+        );
         let duration = match (lc.started_at, lc.finished_at) {
             (Some(s), Some(f)) => hms((f - s) / 1000),
             _ => "—".into(),
@@ -505,7 +518,7 @@ impl Act {
                 version: t.version,
                 legal_basis: t.legal_basis.clone(),
             }),
-            drawn_up_at: format_time(lc.finished_at),
+            drawn_up_at: format_time(zone, lc.finished_at),
             date: ActDate {
                 year: d.year(),
                 month: d.month(),
@@ -513,14 +526,11 @@ impl Act {
                 hour: d.hour(),
                 minute: d.minute(),
                 second: d.second(),
+                offset_minutes: offset,
             },
-            timezone: if i.language == "en" {
-                "Moscow time, UTC+03:00".into()
-            } else {
-                "московское время, UTC+03:00".into()
-            },
-            started_at: format_time(lc.started_at),
-            finished_at: format_time(lc.finished_at),
+            timezone: format!("{}, {utc}", insp.time_zone),
+            started_at: format_time(zone, lc.started_at),
+            finished_at: format_time(zone, lc.finished_at),
             duration,
             inspector: insp.inspector.display_name.clone(),
             business: ActBusiness {
@@ -532,7 +542,7 @@ impl Act {
             representative,
             participants: participants
                 .into_iter()
-                .map(|p| participant(p, i.language))
+                .map(|p| participant(p, i.language, zone))
                 .collect(),
             items,
             counts,
@@ -567,6 +577,7 @@ fn evidence_row(
     e: &EvidenceEntry,
     timecode: &dyn Fn(i64) -> Option<String>,
     images: &std::collections::BTreeSet<String>,
+    zone: chrono_tz::Tz,
 ) -> ActEvidence {
     let ev = &e.evidence;
     // The moment shown: a clip's or still's place in the recording as the server cut it, a
@@ -574,7 +585,7 @@ fn evidence_row(
     let moment = ev.at_micros.or(ev.media_ts).unwrap_or(e.ts);
     let time = match ev.media_ms {
         Some(ms) => hms(ms),
-        None => timecode(moment).unwrap_or_else(|| format_time(Some(moment))),
+        None => timecode(moment).unwrap_or_else(|| format_time(zone, Some(moment))),
     };
     let image = ev
         .sha256

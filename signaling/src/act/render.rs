@@ -155,7 +155,7 @@ pub fn render_pdf(act: &Act, images: &[ActImage]) -> Result<Vec<u8>, RenderError
         d.minute as u8,
         d.second as u8,
     )
-    .and_then(|dt| typst_pdf::Timestamp::new_local(dt, 3 * 60));
+    .and_then(|dt| typst_pdf::Timestamp::new_local(dt, d.offset_minutes));
     let options = typst_pdf::PdfOptions {
         // A stable document id from the inspection and the head the act was formed from.
         ident: Smart::Custom(format!("{}:{}", act.inspection_id, act.log.head_hash)),

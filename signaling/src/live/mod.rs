@@ -8,8 +8,8 @@
 //! recordings (after a committed finish or cancel, and at start for what a crash left);
 //! [`projection`] keeps `inspections.status` in step with the log; [`marks`] turns the log
 //! into chapters; [`lifecycle`] is the REST lifecycle; [`rtc`] the typed `rtc.*` bridge;
-//! `stop` the signals that close sockets; `origin`, `participants` and `device` are the
-//! socket's checks and bookkeeping (the last two shared with evidence uploads).
+//! [`stop`] closes sockets whose access ends (4401); `origin`, `participants` and `device` are
+//! the socket's checks and bookkeeping (the last two shared with evidence uploads).
 
 pub(crate) mod device;
 pub mod lifecycle;
@@ -19,7 +19,7 @@ pub(crate) mod participants;
 pub mod projection;
 pub mod recording;
 pub mod rtc;
-mod stop;
+pub mod stop;
 
 use std::sync::Arc;
 
@@ -30,7 +30,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use checklist_sync::{Extension, ItemSpec, Principal, RoomSpec, Site, SyncConfig, SyncHub};
+use checklist_sync::{Extension, ItemSpec, Principal, RoomSpec, Site, SyncHub};
 use media_recorder::{IceServer, MediaConfig, MediaHub};
 use sqlx::AnyPool;
 use tokio::sync::mpsc;
@@ -43,8 +43,10 @@ use crate::inspections::{self, Access, Inspection};
 use crate::AppState;
 
 pub use lifecycle::LifecycleService;
+pub use stop::{AccessWatch, Credential};
 
-/// Live rooms: the sync hub, the media hub, and what can close a socket.
+/// Live rooms: the sync hub and the media hub. (What closes a socket when its access ends is
+/// [`AccessWatch`], in `AppState`; server shutdown is [`SyncHub::shutdown`].)
 pub struct Live {
     /// Checklist sync (inspection state, event log).
     pub sync: SyncHub,
@@ -52,7 +54,6 @@ pub struct Live {
     pub media: MediaHub,
     /// Finalization of recordings from the committed log.
     pub recordings: recording::Recordings,
-    stops: stop::StopSignals,
 }
 
 impl Live {
@@ -85,14 +86,14 @@ impl Live {
         let recordings = recording::Recordings::new(
             db.clone(),
             media.clone(),
-            config.recordings_dir(),
             finalized,
+            config.chapter_lead_in_ms,
         );
         let projection = Arc::new(projection::StatusProjection::new(
             media.clone(),
             recordings.clone(),
         ));
-        let sync = SyncHub::new(db.clone(), SyncConfig::default(), projection);
+        let sync = SyncHub::new(db.clone(), config.live.sync_config(), projection);
         crate::derived::spawn(
             crate::derived::Deriver {
                 db: db.clone(),
@@ -109,18 +110,7 @@ impl Live {
             sync,
             media,
             recordings,
-            stops: stop::StopSignals::new(),
         })
-    }
-
-    /// Closes every socket opened through a revoked invitation.
-    pub async fn revoke_invitation(&self, _inspection: Uuid, invitation: Uuid) {
-        self.stops.revoke(invitation).await;
-    }
-
-    /// Closes every socket (graceful shutdown).
-    pub async fn shutdown(&self) {
-        self.stops.shutdown();
     }
 
     /// The room description of an inspection (checklist, site).
@@ -228,12 +218,9 @@ pub async fn socket(
         device,
     );
     let spec = Live::room_spec(&peer.inspection);
-    let invitation = match &peer.caller {
-        Caller::Guest(g) => Some(g.invitation_id),
-        Caller::Staff(_) => None,
-    };
     let live = state.live.clone();
-    let stop = live.stops.signal(invitation).await;
+    // Closes the socket (4401) when its session or invitation ends.
+    let stop = state.access.watch(peer.caller.credential()).wait();
     let bridge: Arc<dyn Extension> = Arc::new(rtc::RtcBridge::new(live.media.clone()));
     Ok(
         checklist_sync::configure_upgrade(ws).on_upgrade(move |socket| async move {

@@ -9,15 +9,12 @@ use crate::db::{now_micros, RowExt};
 use crate::error::ApiResult;
 use crate::inspections::Inspection;
 
-/// Finds or creates the participant row of this caller in this inspection, noting the device
-/// and the time it was last seen.
-pub(crate) async fn register(
-    db: &AnyPool,
+/// The participant row's key and columns of a caller: role, user id, invitation id, name.
+fn identity(
     caller: &Caller,
     insp: &Inspection,
-    device: &str,
-) -> ApiResult<Uuid> {
-    let (role, user_id, invitation_id, name) = match caller {
+) -> (&'static str, Option<String>, Option<String>, String) {
+    match caller {
         Caller::Staff(s) => {
             let role = if s.id == insp.inspector.id {
                 "inspector"
@@ -32,9 +29,17 @@ pub(crate) async fn register(
             Some(g.invitation_id.to_string()),
             g.label.clone(),
         ),
-    };
-    let now = now_micros();
-    let existing = sqlx::query(
+    }
+}
+
+/// The id of this caller's participant row in this inspection, if it has one.
+async fn lookup(
+    db: &AnyPool,
+    insp: &Inspection,
+    user_id: &Option<String>,
+    invitation_id: &Option<String>,
+) -> ApiResult<Option<Uuid>> {
+    sqlx::query(
         "SELECT id FROM participants WHERE inspection_id = $1 AND \
          ((user_id IS NOT NULL AND user_id = $2) OR (invitation_id IS NOT NULL AND invitation_id = $3))",
     )
@@ -42,9 +47,32 @@ pub(crate) async fn register(
     .bind(user_id.clone())
     .bind(invitation_id.clone())
     .fetch_optional(db)
-    .await?;
-    if let Some(row) = existing {
-        let id = row.uuid(0)?;
+    .await?
+    .map(|row| row.uuid(0))
+    .transpose()
+}
+
+/// The participant id of this caller in this inspection, without creating one.
+pub(crate) async fn find(
+    db: &AnyPool,
+    caller: &Caller,
+    insp: &Inspection,
+) -> ApiResult<Option<Uuid>> {
+    let (_, user_id, invitation_id, _) = identity(caller, insp);
+    lookup(db, insp, &user_id, &invitation_id).await
+}
+
+/// Finds or creates the participant row of this caller in this inspection, noting the device
+/// and the time it was last seen.
+pub(crate) async fn register(
+    db: &AnyPool,
+    caller: &Caller,
+    insp: &Inspection,
+    device: &str,
+) -> ApiResult<Uuid> {
+    let (role, user_id, invitation_id, name) = identity(caller, insp);
+    let now = now_micros();
+    if let Some(id) = lookup(db, insp, &user_id, &invitation_id).await? {
         sqlx::query("UPDATE participants SET last_seen_at = $1, device = $2 WHERE id = $3")
             .bind(now)
             .bind(device)

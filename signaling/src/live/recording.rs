@@ -6,7 +6,6 @@
 //! Every recording finalized here is announced on a channel: evidence (clips, stills) is
 //! derived from it (crate::derived).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use media_recorder::{Manifest, MediaHub};
@@ -23,28 +22,29 @@ use crate::inspections;
 pub struct Recordings {
     db: AnyPool,
     media: MediaHub,
-    dir: PathBuf,
     /// How many finalizations run in the background.
     running: Arc<watch::Sender<usize>>,
     /// Told the inspection of every recording finalized.
     finalized: mpsc::UnboundedSender<Uuid>,
+    /// How far before its mark an item's chapter may begin, ms.
+    chapter_lead_in_ms: i64,
 }
 
 impl Recordings {
-    /// The recordings under `dir` (one directory per inspection); each one finalized is
+    /// The recordings `media` keeps (one directory per inspection); each one finalized is
     /// sent to `finalized`.
     pub fn new(
         db: AnyPool,
         media: MediaHub,
-        dir: PathBuf,
         finalized: mpsc::UnboundedSender<Uuid>,
+        chapter_lead_in_ms: i64,
     ) -> Recordings {
         Recordings {
             db,
             media,
-            dir,
             running: Arc::new(watch::channel(0).0),
             finalized,
+            chapter_lead_in_ms,
         }
     }
 
@@ -100,49 +100,42 @@ impl Recordings {
             Some(insp) => super::marks::titles(&insp),
             None => Default::default(),
         };
-        Ok(super::marks::marks_from_log(&events, &titles))
+        Ok(super::marks::marks_from_log(
+            &events,
+            &titles,
+            self.chapter_lead_in_ms * 1000,
+        ))
     }
 
-    /// Inspections with journals on disk but no manifest whose status is over.
+    /// Seals what a crash left behind (torn journal tails cut, see `media_recorder::recover`)
+    /// and lists the inspections whose recording has no manifest and whose status is over.
     async fn unfinished_and_over(&self) -> anyhow::Result<Vec<Uuid>> {
-        let dir = self.dir.clone();
-        let candidates = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Uuid>> {
-            let mut out = Vec::new();
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-                Err(e) => return Err(e),
-            };
-            for entry in entries {
-                let path = entry?.path();
-                let Some(id) = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| Uuid::parse_str(n).ok())
-                else {
-                    continue;
-                };
-                let has_journals = media_recorder::journal::list_journals(&path)
-                    .map(|j| !j.is_empty())
-                    .unwrap_or(false);
-                if has_journals && media_recorder::finalize::read_manifest(&path)?.is_none() {
-                    out.push(id);
-                }
+        let mut candidates: Vec<Uuid> = Vec::new();
+        for u in self.media.recover().await? {
+            if !u.cut.is_empty() || !u.corrupt.is_empty() {
+                tracing::warn!(dir = %u.dir.display(), cut = ?u.cut, corrupt = ?u.corrupt, "repaired a recording the last run left torn");
             }
-            out.sort();
-            Ok(out)
-        })
-        .await??;
+            match u.inspection {
+                Some(id) if u.journals > 0 => candidates.push(id),
+                _ => {}
+            }
+        }
+        candidates.sort();
         let mut over = Vec::new();
         for id in candidates {
             let row = sqlx::query("SELECT status FROM inspections WHERE id = $1")
                 .bind(id.to_string())
                 .fetch_optional(&self.db)
                 .await?;
-            let Some(row) = row else { continue };
+            let Some(row) = row else {
+                tracing::warn!(inspection_id = %id, "recording of an unknown inspection");
+                continue;
+            };
             let status = row.parsed(0, "inspection status", Status::parse)?;
             if status.is_over() {
                 over.push(id);
+            } else {
+                tracing::info!(inspection_id = %id, "recording of a live inspection continues");
             }
         }
         Ok(over)

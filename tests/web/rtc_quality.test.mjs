@@ -1,0 +1,57 @@
+// The console's video state and connection quality come from media that actually arrives
+// (web/rtc.js judgeMedia): no "good" before the first frame, a frozen picture within
+// FROZEN_AFTER_MS, quality from fps, loss and RTT while frames flow.
+// Run: node --test tests/web
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { judgeMedia, FROZEN_AFTER_MS } from '../../web/rtc.js';
+
+const ok = { connected: true, fps: 30, rtt_ms: 40, lost: 0, received: 0 };
+
+test('connected without any frame is no video, quality unknown', () => {
+  const j = judgeMedia(null, { ...ok, frames: 0, fps: null }, 1000);
+  assert.equal(j.video, 'none');
+  assert.equal(j.quality, 'unknown');
+});
+
+test('frames flowing at 30 fps with low RTT and no loss are good', () => {
+  let j = judgeMedia(null, { ...ok, frames: 10, received: 100 }, 1000);
+  j = judgeMedia(j.memo, { ...ok, frames: 40, received: 200 }, 2000);
+  assert.equal(j.video, 'live');
+  assert.equal(j.quality, 'good');
+  assert.equal(j.since, 1000);
+});
+
+test('frames that stop are frozen after the threshold, since the last frame', () => {
+  let j = judgeMedia(null, { ...ok, frames: 10 }, 1000);
+  j = judgeMedia(j.memo, { ...ok, frames: 40 }, 2000);
+  j = judgeMedia(j.memo, { ...ok, frames: 40 }, 2000 + FROZEN_AFTER_MS - 1);
+  assert.equal(j.video, 'live');
+  j = judgeMedia(j.memo, { ...ok, frames: 40 }, 2000 + FROZEN_AFTER_MS);
+  assert.equal(j.video, 'frozen');
+  assert.equal(j.since, 2000);
+  assert.equal(j.quality, 'poor');
+});
+
+test('a lost connection freezes at once', () => {
+  let j = judgeMedia(null, { ...ok, frames: 10 }, 1000);
+  j = judgeMedia(j.memo, { ...ok, frames: 10, connected: false }, 1100);
+  assert.equal(j.video, 'frozen');
+});
+
+test('loss, RTT and fps lower the quality', () => {
+  let j = judgeMedia(null, { ...ok, frames: 10, received: 1000, lost: 0 }, 1000);
+  const lossy = judgeMedia(j.memo, { ...ok, frames: 40, received: 1900, lost: 100 }, 2000);
+  assert.equal(lossy.quality, 'poor');
+  j = judgeMedia(null, { ...ok, frames: 10 }, 1000);
+  assert.equal(judgeMedia(j.memo, { ...ok, frames: 20, rtt_ms: 300 }, 2000).quality, 'fair');
+  assert.equal(judgeMedia(j.memo, { ...ok, frames: 20, fps: 3 }, 2000).quality, 'poor');
+});
+
+test('a new peer connection restarting its counters still counts as frames', () => {
+  let j = judgeMedia(null, { ...ok, frames: 500 }, 1000);
+  j = judgeMedia(j.memo, { ...ok, frames: 12 }, 2000);
+  assert.equal(j.video, 'live');
+});
