@@ -145,3 +145,85 @@ impl CommittedEvent {
         v
     }
 }
+
+/// Checks a chain link by link, oldest first: the same rules as [`crate::verify`] (sequence
+/// without gaps from 1, each `prev_hash` the previous hash, each row hashing to its `hash`),
+/// for other logs sealed with [`event_hash`] (the server's prescriptions).
+#[derive(Debug, Clone)]
+pub struct ChainCheck {
+    log_id: Uuid,
+    prev: String,
+    expected: u64,
+}
+
+impl ChainCheck {
+    /// A check of the chain of log `log_id`, from its genesis.
+    pub fn new(log_id: Uuid) -> ChainCheck {
+        ChainCheck {
+            log_id,
+            prev: GENESIS_HASH.to_string(),
+            expected: 1,
+        }
+    }
+
+    /// Checks the next stored row; the first broken link is an error (stop there).
+    #[allow(clippy::too_many_arguments)]
+    pub fn next(
+        &mut self,
+        seq: u64,
+        server_ts: i64,
+        participant_id: &str,
+        client_op_id: Option<&str>,
+        kind: &str,
+        payload_text: &str,
+        prev_hash: &str,
+        hash: &str,
+    ) -> Result<(), crate::BrokenLink> {
+        use crate::{BrokenLink, BrokenReason};
+        if seq != self.expected {
+            return Err(BrokenLink {
+                seq,
+                reason: BrokenReason::SeqGap {
+                    expected: self.expected,
+                },
+            });
+        }
+        if prev_hash != self.prev {
+            return Err(BrokenLink {
+                seq,
+                reason: BrokenReason::PrevHashMismatch {
+                    expected: self.prev.clone(),
+                    found: prev_hash.to_string(),
+                },
+            });
+        }
+        let pid = Uuid::parse_str(participant_id).unwrap_or(Uuid::nil());
+        let computed = event_hash(
+            self.log_id,
+            seq,
+            server_ts,
+            pid,
+            client_op_id,
+            kind,
+            payload_text,
+            prev_hash,
+        );
+        if computed != hash || pid.to_string() != participant_id {
+            return Err(BrokenLink {
+                seq,
+                reason: BrokenReason::HashMismatch {
+                    computed,
+                    stored: hash.to_string(),
+                },
+            });
+        }
+        self.prev = hash.to_string();
+        self.expected += 1;
+        Ok(())
+    }
+
+    /// The hash of the last checked event (`None` before the first).
+    pub fn head(&self) -> Option<&str> {
+        (self.expected > 1).then_some(self.prev.as_str())
+    }
+}

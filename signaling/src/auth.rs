@@ -31,6 +31,8 @@ pub const SESSION_COOKIE: &str = "inspector_session";
 pub const GUEST_COOKIE: &str = "inspector_guest";
 /// Name of the business's durable results-access cookie (outlives the invitation).
 pub const RESULTS_COOKIE: &str = "inspector_results";
+/// Name of a business representative's session cookie (organisation access, `orgs.rs`).
+pub const BUSINESS_COOKIE: &str = "inspector_business";
 /// Header carrying the CSRF token on cookie-authenticated writes.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -112,6 +114,26 @@ pub enum GuestVia {
     Results,
 }
 
+/// A business's representative, signed in by a one-time link or code (`orgs.rs`): sees every
+/// inspection and prescription of its organisation (by INN), and nothing else.
+#[derive(Debug, Clone)]
+pub struct BusinessRep {
+    /// The organisation.
+    pub organisation_id: Uuid,
+    /// Its INN (what its inspections carry).
+    pub inn: String,
+    /// Its name.
+    pub name: String,
+    /// The link that opened the session (revoking it ends the session).
+    pub link_id: Uuid,
+    /// The representative's label on that link.
+    pub label: String,
+    /// This session's CSRF token.
+    pub csrf: String,
+    /// The session token's hash.
+    pub session_hash: String,
+}
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub enum Caller {
@@ -119,6 +141,8 @@ pub enum Caller {
     Staff(Staff),
     /// The business, through an invitation.
     Guest(Guest),
+    /// A business representative with an organisation session.
+    Business(BusinessRep),
 }
 
 impl Caller {
@@ -127,6 +151,7 @@ impl Caller {
         match self {
             Caller::Staff(s) => &s.csrf,
             Caller::Guest(g) => &g.csrf,
+            Caller::Business(b) => &b.csrf,
         }
     }
 
@@ -134,7 +159,7 @@ impl Caller {
     pub fn staff(&self) -> Result<&Staff, ApiError> {
         match self {
             Caller::Staff(s) => Ok(s),
-            Caller::Guest(_) => Err(ApiError::Forbidden),
+            Caller::Guest(_) | Caller::Business(_) => Err(ApiError::Forbidden),
         }
     }
 
@@ -148,6 +173,12 @@ impl Caller {
             Caller::Guest(g) => Credential::Guest {
                 session_hash: g.session_hash.clone(),
                 invitation_id: g.invitation_id,
+            },
+            // A representative never opens a live socket (`inspections::takes_part`); were
+            // one registered, its re-check would find no guest session and end it.
+            Caller::Business(b) => Credential::Guest {
+                session_hash: b.session_hash.clone(),
+                invitation_id: Uuid::nil(),
             },
         }
     }
@@ -199,6 +230,11 @@ pub async fn authenticate(
     if let Some(token) = cookie(headers, SESSION_COOKIE) {
         if let Some(staff) = staff_by_session_hash(&state.db, &hash_token(&token)).await? {
             return Ok(Some(Caller::Staff(staff)));
+        }
+    }
+    if let Some(token) = cookie(headers, BUSINESS_COOKIE) {
+        if let Some(rep) = crate::orgs::rep_by_session_hash(&state.db, &hash_token(&token)).await? {
+            return Ok(Some(Caller::Business(rep)));
         }
     }
     if let Some(token) = cookie(headers, GUEST_COOKIE) {

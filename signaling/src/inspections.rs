@@ -208,6 +208,9 @@ pub fn access(caller: &Caller, insp: &Inspection) -> Option<Access> {
         },
         Caller::Guest(g) if g.inspection_id == insp.id => Some(Access::Read),
         Caller::Guest(_) => None,
+        // A representative sees its own organisation's inspections, by INN.
+        Caller::Business(b) if b.inn == insp.business.inn.as_str() => Some(Access::Read),
+        Caller::Business(_) => None,
     }
 }
 
@@ -216,7 +219,12 @@ pub fn access(caller: &Caller, insp: &Inspection) -> Option<Access> {
 /// only through its live invitation. The durable results access
 /// ([`crate::auth::GuestVia::Results`]) reads, signs and refuses the act, nothing more.
 pub fn takes_part(caller: &Caller) -> bool {
-    !matches!(caller, Caller::Guest(g) if g.via == crate::auth::GuestVia::Results)
+    match caller {
+        Caller::Staff(_) => true,
+        Caller::Guest(g) => g.via == crate::auth::GuestVia::Invitation,
+        // The organisation's session reads results and answers prescriptions, not live.
+        Caller::Business(_) => false,
+    }
 }
 
 /// Loads an inspection the caller may see, requiring `need` (404 if unseen, 403 if read-only).
@@ -330,6 +338,10 @@ pub async fn list(
         Caller::Guest(g) => {
             binds.push(g.inspection_id.to_string());
             sql.push_str(&format!(" AND p.id = ${}", binds.len()));
+        }
+        Caller::Business(b) => {
+            binds.push(b.inn.clone());
+            sql.push_str(&format!(" AND p.business_inn = ${}", binds.len()));
         }
     }
     if let Some(status) = q.status.as_deref().filter(|s| !s.is_empty()) {

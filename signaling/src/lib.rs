@@ -22,6 +22,8 @@ pub mod live;
 pub mod names;
 pub mod openapi;
 pub mod ops;
+pub mod orgs;
+pub mod prescriptions;
 pub mod results;
 pub mod server;
 pub mod signing;
@@ -244,6 +246,8 @@ pub fn router(state: AppState) -> Router {
         .merge(act::http::router())
         .merge(signing::http::router())
         .merge(results::router())
+        .merge(orgs::router())
+        .merge(prescriptions::router())
         .merge(uploads::router())
         .merge(openapi::router())
         .merge(ops::router())

@@ -313,7 +313,34 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
                     report.evidence_checked
                 );
             }
-            if !report.is_clean() {
+            // The prescriptions that follow the inspection up: their chains and proofs.
+            let mut prescriptions_clean = true;
+            for pid in signaling::prescriptions::log::of_inspection(&pool, inspection)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                let p = signaling::prescriptions::log::verify(&pool, &blobs, pid).await?;
+                match &p.chain.first_broken {
+                    None => println!(
+                        "prescription {pid}: intact, {} events, head {}; {} proofs match their hashes",
+                        p.chain.events,
+                        p.chain.head_hash.as_deref().unwrap_or("(empty log)"),
+                        p.proofs_checked - p.proof_problems.len()
+                    ),
+                    Some(b) => println!(
+                        "prescription {pid}: BROKEN at seq {}: {:?}",
+                        b.seq, b.reason
+                    ),
+                }
+                for f in &p.proof_problems {
+                    println!(
+                        "PROOF {:?} at seq {} (proof {}, sha256 {})",
+                        f.problem, f.seq, f.evidence_id, f.sha256
+                    );
+                }
+                prescriptions_clean &= p.is_clean();
+            }
+            if !report.is_clean() || !prescriptions_clean {
                 std::process::exit(1);
             }
         }

@@ -28,9 +28,16 @@ use crate::AppState;
         crate::signing::http::ca_pem, crate::signing::http::challenge,
         crate::signing::http::register, crate::signing::http::list_certificates,
         crate::results::accept, crate::results::list, crate::results::revoke,
+        crate::orgs::list_control_bodies, crate::orgs::create_control_body,
+        crate::orgs::assign_control_body, crate::orgs::create_link, crate::orgs::revoke_link,
+        crate::orgs::sign_in,
+        crate::prescriptions::http::issue, crate::prescriptions::http::list,
+        crate::prescriptions::http::show, crate::prescriptions::http::add_proof,
+        crate::prescriptions::http::decide, crate::prescriptions::http::serve_proof,
+        crate::prescriptions::http::export, crate::prescriptions::document::pdf,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::uploads::Uploaded)),
-    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"))
+    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"))
 )]
 pub struct ApiDoc;
 

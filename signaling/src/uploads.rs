@@ -175,6 +175,8 @@ fn role_of(caller: &Caller, access: Access) -> Role {
         Caller::Staff(_) if access == Access::Manage => Role::Inspector,
         Caller::Staff(_) => Role::Observer,
         Caller::Guest(_) => Role::Business,
+        // Refused before anything is stored: it does not take part live.
+        Caller::Business(_) => Role::Observer,
     }
 }
 

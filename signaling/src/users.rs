@@ -200,6 +200,9 @@ pub struct MeResponse {
     /// Set for an invitee.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guest: Option<SessionGuest>,
+    /// Set for a business representative (organisation session).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub business: Option<crate::orgs::SessionBusiness>,
     /// Echo in `X-CSRF-Token` on writes.
     pub csrf_token: String,
 }
@@ -380,6 +383,7 @@ pub async fn login(
     let body = MeResponse {
         user: Some(user),
         guest: None,
+        business: None,
         csrf_token: csrf,
     };
     let secure = state.config.secure_cookies();
@@ -416,6 +420,12 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<
                 .await?;
             state.access.end_session(&g.session_hash);
         }
+        Caller::Business(b) => {
+            sqlx::query("DELETE FROM business_sessions WHERE token_hash = $1")
+                .bind(&b.session_hash)
+                .execute(&state.db)
+                .await?;
+        }
     }
     let secure = state.config.secure_cookies();
     Ok((
@@ -428,6 +438,10 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<
             (
                 header::SET_COOKIE,
                 auth::set_cookie(GUEST_COOKIE, "", 0, secure),
+            ),
+            (
+                header::SET_COOKIE,
+                auth::set_cookie(auth::BUSINESS_COOKIE, "", 0, secure),
             ),
             // The durable results link still works: only this browser forgets it.
             (
@@ -457,6 +471,7 @@ pub fn me_of(caller: &Caller) -> MeResponse {
                 role: s.role,
             }),
             guest: None,
+            business: None,
             csrf_token: s.csrf.clone(),
         },
         Caller::Guest(g) => MeResponse {
@@ -465,7 +480,19 @@ pub fn me_of(caller: &Caller) -> MeResponse {
                 inspection_id: g.inspection_id,
                 label: g.label.clone(),
             }),
+            business: None,
             csrf_token: g.csrf.clone(),
+        },
+        Caller::Business(b) => MeResponse {
+            user: None,
+            guest: None,
+            business: Some(crate::orgs::SessionBusiness {
+                organisation_id: b.organisation_id,
+                inn: b.inn.clone(),
+                name: b.name.clone(),
+                label: b.label.clone(),
+            }),
+            csrf_token: b.csrf.clone(),
         },
     }
 }

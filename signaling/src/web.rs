@@ -18,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(|| async { page("index.html") }))
         .route("/b/", get(|| async { page("business.html") }))
         .route("/review/", get(|| async { page("review.html") }))
+        .route("/my/", get(|| async { page("my.html") }))
         .route(
             "/assets/{*path}",
             get(|Path(path): Path<String>| async move { asset(&path) }),

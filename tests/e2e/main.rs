@@ -15,6 +15,7 @@ mod live;
 mod login;
 mod openapi;
 mod photo_browser;
+mod prescriptions;
 mod room_flood;
 mod socket_lifetime;
 mod ux;

@@ -6,6 +6,7 @@ pub mod act;
 pub mod browser;
 pub mod images;
 pub mod photo;
+pub mod presc;
 pub mod seaweed;
 
 use std::sync::Once;
@@ -229,6 +230,13 @@ impl TestApp {
             ("invitations", "id, inspection_id, token_hash, label, created_by, created_at, expires_at, revoked_at"),
             ("guest_sessions", "token_hash, invitation_id, csrf_token, created_at, expires_at"),
             ("participants", "id, inspection_id, role, user_id, invitation_id, display_name, device, joined_at, last_seen_at"),
+            ("users", "id, control_body_id"),
+            ("control_bodies", "id, name, region, control_kind, created_at"),
+            ("organisations", "id, inn, name, created_at"),
+            ("business_links", "id, organisation_id, inspection_id, token_hash, code_hash, label, created_by, created_at, expires_at, used_at, revoked_at"),
+            ("business_sessions", "token_hash, organisation_id, link_id, csrf_token, created_at, expires_at"),
+            ("prescriptions", "id, inspection_id, business_inn, issued_by, created_at"),
+            ("prescription_events", "prescription_id, seq, server_ts, actor_id, kind, payload, prev_hash, hash"),
         ] {
             let sql = format!("SELECT {cols} FROM {table} ORDER BY 1, 2");
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.db).await.expect("dump");

@@ -187,6 +187,8 @@ fn signer_role(caller: &Caller, access: Access) -> Option<SignerRole> {
         Caller::Staff(_) if access == Access::Manage => Some(SignerRole::Official),
         Caller::Staff(_) => None,
         Caller::Guest(_) => Some(SignerRole::Business),
+        // The act is signed through the inspection's own business access (results link).
+        Caller::Business(_) => None,
     }
 }
 
@@ -723,6 +725,7 @@ pub async fn refuse(
     let signer = match &caller {
         Caller::Staff(s) => s.display_name.clone(),
         Caller::Guest(g) => g.label.clone(),
+        Caller::Business(b) => b.label.clone(),
     };
     let participant = participants::register(&state.db, &caller, &ctx.insp, "api").await?;
     let who = principal(&caller, &ctx.insp, ctx.access, participant, "api");

@@ -177,6 +177,59 @@ pub fn render_pdf(act: &Act, images: &[ActImage]) -> Result<Vec<u8>, RenderError
     pdf
 }
 
+/// Compiles any typst `template` over embedded `files` (data as JSON, pictures) to PDF/A-2b:
+/// the act's renderer for other documents of the same kind (the prescription).
+pub fn render_document(
+    template: &str,
+    files: Vec<(String, Vec<u8>)>,
+    ident: String,
+    timestamp: Option<typst_pdf::Timestamp>,
+) -> Result<Vec<u8>, RenderError> {
+    let mut map = HashMap::new();
+    for (path, bytes) in files {
+        let path = format!("/{}", path.trim_start_matches('/'));
+        let id = RootedPath::new(
+            VirtualRoot::Project,
+            VirtualPath::new(&path).map_err(|e| RenderError(format!("{path}: {e:?}")))?,
+        )
+        .intern();
+        map.insert(id, Bytes::new(bytes));
+    }
+    let world = ActWorld {
+        main: Source::new(file_id("/main.typ"), template.to_string()),
+        files: map,
+    };
+    let doc = typst::compile::<typst_layout::PagedDocument>(&world)
+        .output
+        .map_err(|diags| {
+            RenderError(
+                diags
+                    .iter()
+                    .filter(|d| d.severity == Severity::Error)
+                    .map(|d| d.message.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+    let options = typst_pdf::PdfOptions {
+        ident: Smart::Custom(ident),
+        creator: Smart::Custom(Some("Inspector".into())),
+        timestamp,
+        standards: typst_pdf::PdfStandards::new(&[typst_pdf::PdfStandard::A_2b])
+            .map_err(|e| RenderError(format!("{e:?}")))?,
+        ..Default::default()
+    };
+    typst_pdf::pdf(&doc, &options).map_err(|diags| {
+        RenderError(
+            diags
+                .iter()
+                .map(|d| d.message.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
+}
+
 /// Renders acts off the async workers, a bounded number at a time, evicting typst's caches
 /// after each so that memory does not grow with the number of acts rendered.
 #[derive(Clone)]
@@ -191,6 +244,25 @@ impl Renderer {
         Renderer {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
         }
+    }
+
+    /// Runs one render job (any document) under the same bounds as acts.
+    pub async fn run<F>(&self, job: F) -> Result<Vec<u8>, RenderError>
+    where
+        F: FnOnce() -> Result<Vec<u8>, RenderError> + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| RenderError("renderer closed".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let out = job();
+            typst::comemo::evict(0);
+            out
+        })
+        .await
+        .map_err(|e| RenderError(format!("render task: {e}")))?
     }
 
     /// Renders one act.

@@ -150,6 +150,7 @@ pub(crate) fn principal(
         }
         Caller::Staff(s) => (checklist_sync::Role::Observer, s.display_name.clone()),
         Caller::Guest(g) => (checklist_sync::Role::Business, g.label.clone()),
+        Caller::Business(b) => (checklist_sync::Role::Business, b.label.clone()),
     };
     Principal {
         inspection_id: insp.id,

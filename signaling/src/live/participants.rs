@@ -29,6 +29,8 @@ fn identity(
             Some(g.invitation_id.to_string()),
             g.label.clone(),
         ),
+        // Never reached: a representative takes no part live (`inspections::takes_part`).
+        Caller::Business(b) => ("business", None, None, b.label.clone()),
     }
 }
 

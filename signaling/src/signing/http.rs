@@ -42,6 +42,7 @@ pub fn subject_of(caller: &Caller) -> String {
     match caller {
         Caller::Staff(s) => format!("user:{}", s.id),
         Caller::Guest(g) => format!("invitation:{}", g.invitation_id),
+        Caller::Business(b) => format!("organisation:{}", b.organisation_id),
     }
 }
 
@@ -190,6 +191,8 @@ pub async fn register(
                 3 * 365,
             )
         }
+        // A representative signs nothing here (acts are signed through the results link).
+        Caller::Business(_) => return Err(ApiError::Forbidden),
         Caller::Guest(g) => {
             if req.user_id.is_some() {
                 return Err(ApiError::Forbidden);
