@@ -11,6 +11,7 @@ import { errorText, showFieldErrors, clearFieldErrors } from './errors.js';
 import { ICONS } from './icons.js';
 import { renderActPanel } from './act.js';
 import { renderEvidence } from './evidence.js';
+import { openPrescriptions, openPrescription, renderIssuePanel } from './prescriptions.js';
 
 const $ = (id) => document.getElementById(id);
 let me = null;
@@ -54,6 +55,8 @@ function showView(name) {
   if (name === 'list') $('nav-list').setAttribute('aria-current', 'page');
   $('nav-new').toggleAttribute('aria-current', name === 'new');
   if (name === 'new') $('nav-new').setAttribute('aria-current', 'page');
+  $('nav-presc').toggleAttribute('aria-current', name.startsWith('prescription'));
+  if (name.startsWith('prescription')) $('nav-presc').setAttribute('aria-current', 'page');
 }
 
 function svgImage(svg, alt) {
@@ -84,6 +87,10 @@ async function route() {
   const m = h.match(/^#\/room\/([\w-]+)/);
   if (m) return openRoom(m[1]);
   if (h.startsWith('#/new') && canCreate()) return openCreate();
+  const pl = h.match(/^#\/prescriptions(?:\/(\w+))?/);
+  if (pl) { showView('prescriptions'); return openPrescriptions(pl[1] && pl[1] !== 'all' ? pl[1] : ''); }
+  const pv = h.match(/^#\/prescription\/([\w-]+)/);
+  if (pv) { showView('prescription'); return openPrescription(pv[1]); }
   return openList();
 }
 
@@ -596,6 +603,13 @@ function renderRoomState() {
     room.actKey = actKey;
     if (actKey === null) $('act-panel').hidden = true;
     else renderActPanel($('act-panel'), insp.id, { slot: 'staff' });
+  }
+  // The prescription follows a finished inspection's violations.
+  const prescKey = st === 'finished' ? insp.id : null;
+  if (prescKey !== room.prescKey) {
+    room.prescKey = prescKey;
+    if (prescKey === null) $('presc-panel').hidden = true;
+    else renderIssuePanel($('presc-panel'), insp, sync?.data, me && (me.role === 'admin' || me.id === insp.inspector?.id));
   }
   $('room-ended').hidden = !over;
   if (over && room.rtc) {

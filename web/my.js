@@ -3,7 +3,7 @@
 // camera (a photo from the video, or a 5-second clip) while the position is sampled. The
 // server hashes the proof, judges the trace and marks far or spoofed proofs for the inspector.
 
-import { t, applyI18n, bindLangSwitch, setTimeZone } from './i18n.js';
+import { t, applyI18n, bindLangSwitch } from './i18n.js';
 import * as api from './api.js';
 import { el } from './checklist.js';
 import { errorText } from './errors.js';
@@ -68,7 +68,6 @@ async function openDetail(id) {
   show('detail');
   let p;
   try { p = await api.get(`/api/prescriptions/${id}`); } catch (e) { fail(e); return; }
-  setTimeZone(undefined);
   $('detail-title').textContent = p.inspection_title;
   $('detail-meta').replaceChildren(prescPill('status', p.status), ' ', summaryLine(p));
   outcome($('detail-outcome'), p);

@@ -381,3 +381,126 @@ async fn lists_contain_only_visible_inspections() {
     }
     w.app.stop().await;
 }
+
+/// Callers of the organisation and prescription endpoints, in the column order below.
+const ORG_ACTORS: [&str; 7] = [
+    "anonymous",
+    "business_x",
+    "business_y",
+    "inspector_a",
+    "inspector_b",
+    "reviewer",
+    "admin",
+];
+
+#[tokio::test]
+async fn prescription_endpoints_check_every_caller() {
+    use inspector_tests::presc::{
+        finished_with_two_violations, issue, representative, run_with_two_violations, send_proof,
+        template, trace, SITE,
+    };
+    let app = spawn_app().await;
+    // X: inspector_a's finished inspection of one organisation, with its prescription and a
+    // proof; Y: inspector_b's, of another organisation (another INN).
+    let x = finished_with_two_violations(&app, "inspector_a").await;
+    let inspector_b = app.staff("inspector_b", Role::Inspector).await;
+    let t = template(&inspector_b).await;
+    let mut body = inspection_body(Some(&t));
+    body["business"]["inn"] = json!("7736207543");
+    body["business"]["name"] = json!("ИП Лютиков");
+    let y = run_with_two_violations(inspector_b, &body).await;
+    let p = issue(&x).await["id"].as_str().unwrap().to_string();
+    let business_x = representative(&app, &x.inspector, &x.id).await;
+    let business_y = representative(&app, &y.inspector, &y.id).await;
+    let proof = send_proof(
+        &business_x,
+        &p,
+        "1",
+        Some(&trace(&[(SITE.0, SITE.1, 0)])),
+        inspector_tests::images::picture("jpg", 320, 240, 0),
+    )
+    .await;
+    assert_eq!(proof.status, 201, "{}", proof.text);
+    let proof_id = proof.body["proof"]["id"].as_str().unwrap().to_string();
+    let reviewer = app.staff("reviewer", Role::Reviewer).await;
+    let admin = app.staff("admin", Role::Admin).await;
+    let clients = [
+        app.anonymous(),
+        business_x,
+        business_y,
+        x.inspector,
+        y.inspector,
+        reviewer,
+        admin,
+    ];
+    let xid = &x.id;
+    let random = uuid::Uuid::new_v4();
+    let cases: Vec<(&str, String, Value, [u16; 7])> = vec![
+        ("GET", "/api/auth/me".into(), Value::Null, [401, 200, 200, 200, 200, 200, 200]),
+        // The one access rule, extended: a business sees its own organisation's inspections.
+        ("GET", "/api/inspections".into(), Value::Null, [401, 200, 200, 200, 200, 200, 200]),
+        ("GET", format!("/api/inspections/{xid}"), Value::Null, [401, 200, 404, 200, 404, 200, 200]),
+        ("GET", format!("/api/inspections/{xid}/act"), Value::Null, [401, 200, 404, 200, 404, 200, 200]),
+        // A representative reads; it does not take part live.
+        ("POST", format!("/api/inspections/{xid}/evidence?item_id=x"), json!({}), [401, 403, 404, 400, 404, 403, 400]),
+        ("GET", format!("/api/inspections/{xid}/ws"), Value::Null, [401, 403, 404, 400, 404, 400, 400]),
+        // Prescriptions.
+        ("GET", "/api/prescriptions".into(), Value::Null, [401, 200, 200, 200, 200, 200, 200]),
+        ("GET", "/api/prescriptions?filter=bogus".into(), Value::Null, [401, 400, 400, 400, 400, 400, 400]),
+        ("GET", format!("/api/prescriptions/{p}"), Value::Null, [401, 200, 404, 200, 404, 200, 200]),
+        ("GET", format!("/api/prescriptions/{random}"), Value::Null, [401, 404, 404, 404, 404, 404, 404]),
+        ("GET", format!("/api/prescriptions/{p}/log.jsonl"), Value::Null, [401, 200, 404, 200, 404, 200, 200]),
+        ("GET", format!("/api/prescriptions/{p}/document.pdf"), Value::Null, [401, 200, 404, 200, 404, 200, 200]),
+        ("GET", format!("/api/prescriptions/{p}/proofs/{proof_id}"), Value::Null, [401, 200, 404, 200, 404, 200, 200]),
+        ("GET", format!("/api/prescriptions/{p}/proofs/{random}"), Value::Null, [401, 404, 404, 404, 404, 404, 404]),
+        // Allowed callers reach the rules: a JSON body is not a photo; item 2 has no proof.
+        ("POST", format!("/api/prescriptions/{p}/items/1/proofs"), json!({}), [401, 400, 404, 403, 404, 403, 403]),
+        ("POST", format!("/api/prescriptions/{p}/items/2/decision"), json!({"decision": "accept"}), [401, 403, 404, 409, 404, 403, 409]),
+        ("POST", format!("/api/inspections/{xid}/prescription"), json!({"items": []}), [401, 403, 404, 400, 404, 403, 400]),
+        // Organisations.
+        ("POST", format!("/api/inspections/{xid}/business-links"), json!({}), [401, 403, 404, 201, 404, 403, 201]),
+        ("POST", format!("/api/business-links/{random}/revoke"), json!({}), [401, 403, 403, 404, 404, 404, 404]),
+        ("POST", "/api/business/sign-in".into(), json!({"token": "not a token"}), [404, 404, 404, 404, 404, 404, 404]),
+        ("GET", "/api/control-bodies".into(), Value::Null, [401, 403, 403, 200, 200, 200, 200]),
+        ("POST", "/api/control-bodies".into(), json!({"name": "Роспотребнадзор", "region": "77", "control_kind": "санитарный"}), [401, 403, 403, 403, 403, 403, 201]),
+        ("POST", format!("/api/users/{random}/control-body"), json!({"control_body_id": null}), [401, 403, 403, 403, 403, 403, 404]),
+    ];
+    let sees_x = |actor: &str| matches!(actor, "business_x" | "inspector_a" | "reviewer" | "admin");
+    let mut failures = Vec::new();
+    for (method, path, body, expected) in &cases {
+        for (i, actor) in ORG_ACTORS.iter().enumerate() {
+            let c = &clients[i];
+            let before = app.dump_all().await;
+            let r = if *method == "GET" {
+                c.get(path).await
+            } else {
+                c.post_json(path, body).await
+            };
+            if r.status != expected[i] {
+                failures.push(format!(
+                    "{method} {path} as {actor}: expected {}, got {} {}",
+                    expected[i], r.status, r.text
+                ));
+            }
+            if r.status >= 400 {
+                if !r.body["error"]["code"].is_string() {
+                    failures.push(format!("{method} {path} as {actor}: error shape: {}", r.text));
+                }
+                if app.dump_all().await != before {
+                    failures.push(format!(
+                        "{method} {path} as {actor}: a refused request changed stored rows"
+                    ));
+                }
+            }
+            if !sees_x(actor) && (r.text.contains(p.as_str()) || r.text.contains(xid.as_str())) {
+                failures.push(format!("{method} {path} as {actor}: answer leaks X: {}", r.text));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "authorization matrix failures:\n{}",
+        failures.join("\n")
+    );
+    app.stop().await;
+}

@@ -16,6 +16,7 @@ mod login;
 mod openapi;
 mod photo_browser;
 mod prescriptions;
+mod prescriptions_browser;
 mod room_flood;
 mod socket_lifetime;
 mod ux;

@@ -258,7 +258,7 @@ pub async fn issue(
                 .filter_map(|e| {
                     Some(EvidenceRef {
                         id: e.evidence.id.clone(),
-                        kind: serde_json::to_value(e.evidence.kind)
+                        kind: serde_json::to_value(&e.evidence.kind)
                             .ok()?
                             .as_str()?
                             .to_string(),

@@ -2,8 +2,6 @@
 //! state. Nothing here reads a clock or the database; the time a state is judged at (what is
 //! overdue) is an input.
 
-use std::collections::BTreeMap;
-
 use checklist_sync::trust::{Signal, TrustLevel};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -565,9 +563,6 @@ pub fn check(st: &PrescriptionState, event: &Event) -> Result<(), Refusal> {
     }
     Ok(())
 }
-
-/// The states of many prescriptions by id (lists).
-pub type States = BTreeMap<Uuid, PrescriptionState>;
 
 #[cfg(test)]
 mod tests {
