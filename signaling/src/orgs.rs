@@ -443,11 +443,12 @@ pub async fn revoke_link(
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     let staff = caller.staff()?;
-    let row = sqlx::query("SELECT created_by FROM business_links WHERE id = $1 AND revoked_at IS NULL")
-        .bind(id.to_string())
-        .fetch_optional(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound("business link"))?;
+    let row =
+        sqlx::query("SELECT created_by FROM business_links WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id.to_string())
+            .fetch_optional(&state.db)
+            .await?
+            .ok_or(ApiError::NotFound("business link"))?;
     if staff.role != Role::Admin && row.uuid(0)? != staff.id {
         return Err(ApiError::NotFound("business link"));
     }

@@ -436,34 +436,149 @@ async fn prescription_endpoints_check_every_caller() {
     let xid = &x.id;
     let random = uuid::Uuid::new_v4();
     let cases: Vec<(&str, String, Value, [u16; 7])> = vec![
-        ("GET", "/api/auth/me".into(), Value::Null, [401, 200, 200, 200, 200, 200, 200]),
+        (
+            "GET",
+            "/api/auth/me".into(),
+            Value::Null,
+            [401, 200, 200, 200, 200, 200, 200],
+        ),
         // The one access rule, extended: a business sees its own organisation's inspections.
-        ("GET", "/api/inspections".into(), Value::Null, [401, 200, 200, 200, 200, 200, 200]),
-        ("GET", format!("/api/inspections/{xid}"), Value::Null, [401, 200, 404, 200, 404, 200, 200]),
-        ("GET", format!("/api/inspections/{xid}/act"), Value::Null, [401, 200, 404, 200, 404, 200, 200]),
+        (
+            "GET",
+            "/api/inspections".into(),
+            Value::Null,
+            [401, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{xid}"),
+            Value::Null,
+            [401, 200, 404, 200, 404, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{xid}/act"),
+            Value::Null,
+            [401, 200, 404, 200, 404, 200, 200],
+        ),
         // A representative reads; it does not take part live.
-        ("POST", format!("/api/inspections/{xid}/evidence?item_id=x"), json!({}), [401, 403, 404, 400, 404, 403, 400]),
-        ("GET", format!("/api/inspections/{xid}/ws"), Value::Null, [401, 403, 404, 400, 404, 400, 400]),
+        (
+            "POST",
+            format!("/api/inspections/{xid}/evidence?item_id=x"),
+            json!({}),
+            [401, 403, 404, 400, 404, 403, 400],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{xid}/ws"),
+            Value::Null,
+            [401, 403, 404, 400, 404, 400, 400],
+        ),
         // Prescriptions.
-        ("GET", "/api/prescriptions".into(), Value::Null, [401, 200, 200, 200, 200, 200, 200]),
-        ("GET", "/api/prescriptions?filter=bogus".into(), Value::Null, [401, 400, 400, 400, 400, 400, 400]),
-        ("GET", format!("/api/prescriptions/{p}"), Value::Null, [401, 200, 404, 200, 404, 200, 200]),
-        ("GET", format!("/api/prescriptions/{random}"), Value::Null, [401, 404, 404, 404, 404, 404, 404]),
-        ("GET", format!("/api/prescriptions/{p}/log.jsonl"), Value::Null, [401, 200, 404, 200, 404, 200, 200]),
-        ("GET", format!("/api/prescriptions/{p}/document.pdf"), Value::Null, [401, 200, 404, 200, 404, 200, 200]),
-        ("GET", format!("/api/prescriptions/{p}/proofs/{proof_id}"), Value::Null, [401, 200, 404, 200, 404, 200, 200]),
-        ("GET", format!("/api/prescriptions/{p}/proofs/{random}"), Value::Null, [401, 404, 404, 404, 404, 404, 404]),
+        (
+            "GET",
+            "/api/prescriptions".into(),
+            Value::Null,
+            [401, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "GET",
+            "/api/prescriptions?filter=bogus".into(),
+            Value::Null,
+            [401, 400, 400, 400, 400, 400, 400],
+        ),
+        (
+            "GET",
+            format!("/api/prescriptions/{p}"),
+            Value::Null,
+            [401, 200, 404, 200, 404, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/prescriptions/{random}"),
+            Value::Null,
+            [401, 404, 404, 404, 404, 404, 404],
+        ),
+        (
+            "GET",
+            format!("/api/prescriptions/{p}/log.jsonl"),
+            Value::Null,
+            [401, 200, 404, 200, 404, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/prescriptions/{p}/document.pdf"),
+            Value::Null,
+            [401, 200, 404, 200, 404, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/prescriptions/{p}/proofs/{proof_id}"),
+            Value::Null,
+            [401, 200, 404, 200, 404, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/prescriptions/{p}/proofs/{random}"),
+            Value::Null,
+            [401, 404, 404, 404, 404, 404, 404],
+        ),
         // Allowed callers reach the rules: a JSON body is not a photo; item 2 has no proof.
-        ("POST", format!("/api/prescriptions/{p}/items/1/proofs"), json!({}), [401, 400, 404, 403, 404, 403, 403]),
-        ("POST", format!("/api/prescriptions/{p}/items/2/decision"), json!({"decision": "accept"}), [401, 403, 404, 409, 404, 403, 409]),
-        ("POST", format!("/api/inspections/{xid}/prescription"), json!({"items": []}), [401, 403, 404, 400, 404, 403, 400]),
+        (
+            "POST",
+            format!("/api/prescriptions/{p}/items/1/proofs"),
+            json!({}),
+            [401, 400, 404, 403, 404, 403, 403],
+        ),
+        (
+            "POST",
+            format!("/api/prescriptions/{p}/items/2/decision"),
+            json!({"decision": "accept"}),
+            [401, 403, 404, 409, 404, 403, 409],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{xid}/prescription"),
+            json!({"items": []}),
+            [401, 403, 404, 400, 404, 403, 400],
+        ),
         // Organisations.
-        ("POST", format!("/api/inspections/{xid}/business-links"), json!({}), [401, 403, 404, 201, 404, 403, 201]),
-        ("POST", format!("/api/business-links/{random}/revoke"), json!({}), [401, 403, 403, 404, 404, 404, 404]),
-        ("POST", "/api/business/sign-in".into(), json!({"token": "not a token"}), [404, 404, 404, 404, 404, 404, 404]),
-        ("GET", "/api/control-bodies".into(), Value::Null, [401, 403, 403, 200, 200, 200, 200]),
-        ("POST", "/api/control-bodies".into(), json!({"name": "Роспотребнадзор", "region": "77", "control_kind": "санитарный"}), [401, 403, 403, 403, 403, 403, 201]),
-        ("POST", format!("/api/users/{random}/control-body"), json!({"control_body_id": null}), [401, 403, 403, 403, 403, 403, 404]),
+        (
+            "POST",
+            format!("/api/inspections/{xid}/business-links"),
+            json!({}),
+            [401, 403, 404, 201, 404, 403, 201],
+        ),
+        (
+            "POST",
+            format!("/api/business-links/{random}/revoke"),
+            json!({}),
+            [401, 403, 403, 404, 404, 404, 404],
+        ),
+        (
+            "POST",
+            "/api/business/sign-in".into(),
+            json!({"token": "not a token"}),
+            [404, 404, 404, 404, 404, 404, 404],
+        ),
+        (
+            "GET",
+            "/api/control-bodies".into(),
+            Value::Null,
+            [401, 403, 403, 200, 200, 200, 200],
+        ),
+        (
+            "POST",
+            "/api/control-bodies".into(),
+            json!({"name": "Роспотребнадзор", "region": "77", "control_kind": "санитарный"}),
+            [401, 403, 403, 403, 403, 403, 201],
+        ),
+        (
+            "POST",
+            format!("/api/users/{random}/control-body"),
+            json!({"control_body_id": null}),
+            [401, 403, 403, 403, 403, 403, 404],
+        ),
     ];
     let sees_x = |actor: &str| matches!(actor, "business_x" | "inspector_a" | "reviewer" | "admin");
     let mut failures = Vec::new();
@@ -484,7 +599,10 @@ async fn prescription_endpoints_check_every_caller() {
             }
             if r.status >= 400 {
                 if !r.body["error"]["code"].is_string() {
-                    failures.push(format!("{method} {path} as {actor}: error shape: {}", r.text));
+                    failures.push(format!(
+                        "{method} {path} as {actor}: error shape: {}",
+                        r.text
+                    ));
                 }
                 if app.dump_all().await != before {
                     failures.push(format!(
@@ -493,7 +611,10 @@ async fn prescription_endpoints_check_every_caller() {
                 }
             }
             if !sees_x(actor) && (r.text.contains(p.as_str()) || r.text.contains(xid.as_str())) {
-                failures.push(format!("{method} {path} as {actor}: answer leaks X: {}", r.text));
+                failures.push(format!(
+                    "{method} {path} as {actor}: answer leaks X: {}",
+                    r.text
+                ));
             }
         }
     }

@@ -385,3 +385,126 @@ async fn act_answers_match_the_generated_document() {
     spec.check("post", "/api/results/accept", &unknown);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn prescription_answers_match_the_generated_document() {
+    use inspector_tests::presc::{
+        finished_with_two_violations, in_days, link, representative, send_proof, trace, SITE,
+    };
+    let app = spawn_app().await;
+    let spec = Spec {
+        doc: app.anonymous().get("/api/openapi.json").await.body,
+    };
+    let f = finished_with_two_violations(&app, "inspector1").await;
+    let issue_path = "/api/inspections/{id}/prescription";
+    let bad = f
+        .inspector
+        .post_json(
+            &format!("/api/inspections/{}/prescription", f.id),
+            &json!({"items": [{"item_id": f.violated[0], "due_at": in_days(-1)}]}),
+        )
+        .await;
+    spec.check("post", issue_path, &bad);
+    let issued = f
+        .inspector
+        .post_json(
+            &format!("/api/inspections/{}/prescription", f.id),
+            &json!({"items": [{"item_id": f.violated[0], "due_at": in_days(9)}, {"item_id": f.violated[1], "due_at": in_days(9)}]}),
+        )
+        .await;
+    assert_eq!(issued.status, 201, "{}", issued.text);
+    spec.check("post", issue_path, &issued);
+    let pid = issued.body["id"].as_str().unwrap().to_string();
+    let created = f
+        .inspector
+        .post_json(
+            &format!("/api/inspections/{}/business-links", f.id),
+            &json!({}),
+        )
+        .await;
+    spec.check("post", "/api/inspections/{id}/business-links", &created);
+    let (_, _, token) = link(&f.inspector, &f.id).await;
+    let signed = app
+        .anonymous()
+        .post_json("/api/business/sign-in", &json!({ "token": token }))
+        .await;
+    spec.check("post", "/api/business/sign-in", &signed);
+    let used = app
+        .anonymous()
+        .post_json("/api/business/sign-in", &json!({ "token": token }))
+        .await;
+    spec.check("post", "/api/business/sign-in", &used);
+    let rep = representative(&app, &f.inspector, &f.id).await;
+    spec.check("get", "/api/auth/me", &rep.get("/api/auth/me").await);
+    let proof = send_proof(
+        &rep,
+        &pid,
+        "1",
+        Some(&trace(&[(SITE.0, SITE.1, 3), (SITE.0 + 0.3, SITE.1, 0)])),
+        inspector_tests::images::picture("jpg", 320, 240, 0),
+    )
+    .await;
+    assert_eq!(proof.status, 201, "{}", proof.text);
+    spec.check(
+        "post",
+        "/api/prescriptions/{id}/items/{item}/proofs",
+        &proof,
+    );
+    let not_image = rep
+        .post_raw(
+            &format!("/api/prescriptions/{pid}/items/1/proofs"),
+            "image/jpeg",
+            b"plain text".to_vec(),
+        )
+        .await;
+    spec.check(
+        "post",
+        "/api/prescriptions/{id}/items/{item}/proofs",
+        &not_image,
+    );
+    let returned = f
+        .inspector
+        .post_json(
+            &format!("/api/prescriptions/{pid}/items/1/decision"),
+            &json!({"decision": "return", "comment": "нечётко", "due_at": in_days(12)}),
+        )
+        .await;
+    spec.check(
+        "post",
+        "/api/prescriptions/{id}/items/{item}/decision",
+        &returned,
+    );
+    let no_proof = f
+        .inspector
+        .post_json(
+            &format!("/api/prescriptions/{pid}/items/2/decision"),
+            &json!({"decision": "accept"}),
+        )
+        .await;
+    spec.check(
+        "post",
+        "/api/prescriptions/{id}/items/{item}/decision",
+        &no_proof,
+    );
+    spec.check(
+        "get",
+        "/api/prescriptions/{id}",
+        &rep.get(&format!("/api/prescriptions/{pid}")).await,
+    );
+    spec.check(
+        "get",
+        "/api/prescriptions",
+        &f.inspector.get("/api/prescriptions?filter=returned").await,
+    );
+    spec.check(
+        "get",
+        "/api/prescriptions",
+        &f.inspector.get("/api/prescriptions?filter=nope").await,
+    );
+    spec.check(
+        "get",
+        "/api/control-bodies",
+        &f.inspector.get("/api/control-bodies").await,
+    );
+    app.stop().await;
+}

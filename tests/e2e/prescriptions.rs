@@ -13,13 +13,20 @@ use serde_json::{json, Value};
 
 fn near() -> String {
     // Two samples a few metres from the site, ten seconds apart.
-    trace(&[(SITE.0 + 0.0001, SITE.1, 10), (SITE.0 + 0.0001, SITE.1 + 0.0001, 0)])
+    trace(&[
+        (SITE.0 + 0.0001, SITE.1, 10),
+        (SITE.0 + 0.0001, SITE.1 + 0.0001, 0),
+    ])
 }
 
 fn flags(proof: &Value) -> Vec<String> {
     proof["flags"]
         .as_array()
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -100,7 +107,11 @@ async fn issue_prove_return_accept_fulfil() {
     assert_eq!(r1.body["proof"]["sha256"], sha256_hex(&photo1).as_str());
     assert_eq!(r1.body["proof"]["within_radius"], true, "{}", r1.text);
     assert!(flags(&r1.body["proof"]).is_empty(), "{}", r1.text);
-    assert_eq!(r1.body["proof"]["verdict"]["level"], "trusted", "{}", r1.text);
+    assert_eq!(
+        r1.body["proof"]["verdict"]["level"], "trusted",
+        "{}",
+        r1.text
+    );
     let r2 = send_proof(&rep, &pid, "2", Some(&near()), photo2).await;
     assert_eq!(r2.status, 201, "{}", r2.text);
     let served = f
@@ -178,11 +189,24 @@ async fn issue_prove_return_accept_fulfil() {
     let kinds: Vec<String> = String::from_utf8(jsonl)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(
         kinds,
-        ["issued", "proof_added", "proof_added", "returned", "accepted", "proof_added", "accepted"]
+        [
+            "issued",
+            "proof_added",
+            "proof_added",
+            "returned",
+            "accepted",
+            "proof_added",
+            "accepted"
+        ]
     );
 
     // The document: a PDF/A with the items, the decisions and the outcome.
@@ -226,7 +250,10 @@ async fn issue_prove_return_accept_fulfil() {
     assert_eq!(audit.chain.first_broken.map(|b| b.seq), Some(4));
 
     // Logging out ends the representative's session.
-    assert_eq!(rep.post_json("/api/auth/logout", &json!({})).await.status, 204);
+    assert_eq!(
+        rep.post_json("/api/auth/logout", &json!({})).await.status,
+        204
+    );
     assert_eq!(rep.get("/api/prescriptions").await.status, 401);
     app.stop().await;
 }
@@ -239,9 +266,16 @@ async fn far_and_teleporting_proofs_are_flagged_with_reasons() {
     let rep = representative(&app, &f.inspector, &f.id).await;
 
     // 10 km north of the site.
-    let far = trace(&[(SITE.0 + 0.09, SITE.1, 5), (SITE.0 + 0.09, SITE.1 + 0.0001, 0)]);
+    let far = trace(&[
+        (SITE.0 + 0.09, SITE.1, 5),
+        (SITE.0 + 0.09, SITE.1 + 0.0001, 0),
+    ]);
     let r = send_proof(&rep, &pid, "1", Some(&far), picture("jpg", 320, 240, 0)).await;
-    assert_eq!(r.status, 201, "a far proof is kept, not refused: {}", r.text);
+    assert_eq!(
+        r.status, 201,
+        "a far proof is kept, not refused: {}",
+        r.text
+    );
     let p = &r.body["proof"];
     assert_eq!(p["within_radius"], false, "{p}");
     assert!(p["distance_m"].as_f64().unwrap() > 9000.0, "{p}");
@@ -302,7 +336,12 @@ async fn bad_input_is_refused_with_stable_codes_and_changes_nothing() {
             .inspector
             .post_json(&format!("/api/inspections/{}/prescription", f.id), &body)
             .await;
-        assert_eq!((r.status, r.code()), (400, "validation_failed"), "{}", r.text);
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "validation_failed"),
+            "{}",
+            r.text
+        );
         assert!(
             r.body["error"]["fields"]
                 .as_array()
@@ -405,8 +444,14 @@ async fn bad_input_is_refused_with_stable_codes_and_changes_nothing() {
         "payload_too_large",
     );
     expect(
-        send_proof(&rep, &pid, "1", None, b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec())
-            .await,
+        send_proof(
+            &rep,
+            &pid,
+            "1",
+            None,
+            b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec(),
+        )
+        .await,
         400,
         "unsupported_proof_type",
     );
@@ -467,6 +512,10 @@ async fn bad_input_is_refused_with_stable_codes_and_changes_nothing() {
         404,
         "not_found",
     );
-    assert_eq!(app.dump_all().await, before, "a refusal changed stored rows or blobs");
+    assert_eq!(
+        app.dump_all().await,
+        before,
+        "a refusal changed stored rows or blobs"
+    );
     app.stop().await;
 }

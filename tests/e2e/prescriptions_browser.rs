@@ -52,7 +52,8 @@ async fn reload(b: &Browser, ready: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn prescription_from_issue_to_fulfilled_in_chromium() -> Result<()> {
     let app = spawn_app().await;
-    app.create_user("inspector1", PASSWORD, Role::Inspector).await;
+    app.create_user("inspector1", PASSWORD, Role::Inspector)
+        .await;
     let mut api = app.anonymous();
     let r = api
         .post_json(
@@ -168,7 +169,10 @@ async fn prescription_from_issue_to_fulfilled_in_chromium() -> Result<()> {
     let flagged = inspector
         .js("return document.querySelectorAll('#presc-view-items .proof-flagged').length")
         .await?;
-    ensure!(flagged == 0, "proofs near the site carry no marks: {flagged}");
+    ensure!(
+        flagged == 0,
+        "proofs near the site carry no marks: {flagged}"
+    );
     inspector.screenshot("prescription-check.ru").await?;
     inspector
         .click(".presc-item[data-item=\"1\"] .return-btn")
@@ -207,7 +211,10 @@ async fn prescription_from_issue_to_fulfilled_in_chromium() -> Result<()> {
         .js("return document.querySelector('.presc-item[data-item=\"1\"] .returned-comment').textContent")
         .await?;
     ensure!(
-        comment.as_str().unwrap_or_default().contains("бирки поверки"),
+        comment
+            .as_str()
+            .unwrap_or_default()
+            .contains("бирки поверки"),
         "the return's comment on the phone: {comment}"
     );
     prove(&phone, "1").await?;
@@ -256,7 +263,10 @@ async fn prescription_from_issue_to_fulfilled_in_chromium() -> Result<()> {
     ensure!(filtered == 1, "fulfilled filter: {filtered}");
     let audit = signaling::prescriptions::log::verify(&app.db, &app.blobs, pid.parse()?).await?;
     ensure!(audit.is_clean(), "audit: {audit:?}");
-    ensure!(audit.proofs_checked == 3 && audit.chain.events == 7, "{audit:?}");
+    ensure!(
+        audit.proofs_checked == 3 && audit.chain.events == 7,
+        "{audit:?}"
+    );
     phone.close().await?;
     inspector.close().await?;
     app.stop().await;

@@ -102,8 +102,16 @@ pub async fn link(inspector: &Client, inspection: &str) -> (String, String, Stri
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let url = r.body["url"].as_str().expect("url").to_string();
-    let token = url.rsplit_once("#s=").expect("token in the url").1.to_string();
-    (url, r.body["code"].as_str().expect("code").to_string(), token)
+    let token = url
+        .rsplit_once("#s=")
+        .expect("token in the url")
+        .1
+        .to_string();
+    (
+        url,
+        r.body["code"].as_str().expect("code").to_string(),
+        token,
+    )
 }
 
 /// The business's representative, signed in by a fresh link of `inspection`.

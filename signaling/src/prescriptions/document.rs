@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::http::{load_for, Loaded};
-use super::model::{ItemStatus, Status};
+use super::model::{ItemStatus, PrescriptionStatus as Status};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::inspections::Access;
@@ -127,7 +127,11 @@ async fn build(state: &AppState, l: &Loaded) -> ApiResult<(Doc, Vec<(String, Vec
             let image = if picture {
                 let bytes = read_checked(state, &pr.sha256, pr.size).await?;
                 total += pr.size;
-                let path = format!("img/{}.{}", pr.sha256, crate::uploads::extension(&pr.media_type));
+                let path = format!(
+                    "img/{}.{}",
+                    pr.sha256,
+                    crate::uploads::extension(&pr.media_type)
+                );
                 files.push((path.clone(), bytes));
                 Some(path)
             } else {
@@ -140,7 +144,7 @@ async fn build(state: &AppState, l: &Loaded) -> ApiResult<(Doc, Vec<(String, Vec
                 geo: pr
                     .location
                     .as_ref()
-                    .map(|g| format!("{:.6}, {:.6} ±{:.0} м", g.lat, g.lon, g.accuracy)),
+                    .map(|g| format!("{:.6}, {:.6} ±{:.0}", g.lat, g.lon, g.accuracy)),
                 distance: pr.distance_m,
                 flags: pr.flags.clone(),
                 signals: pr

@@ -16,9 +16,9 @@ use uuid::Uuid;
 
 use super::log;
 use super::model::{
-    self, Accepted, BusinessAtIssue, EvidenceRef, Event, InspectionHead, Issued, IssuedItem,
-    IssuingBody, PrescriptionState, Proof, ProofAdded, ProofLocation, ProofVerdict, Refusal,
-    Returned, Status,
+    self, Accepted, BusinessAtIssue, Event, EvidenceRef, InspectionHead, Issued, IssuedItem,
+    IssuingBody, PrescriptionState, PrescriptionStatus as Status, Proof, ProofAdded, ProofLocation,
+    ProofVerdict, Refusal, Returned,
 };
 use crate::auth::{Caller, Role};
 use crate::blobs::BlobError;
@@ -230,9 +230,11 @@ pub async fn issue(
     let mut seen = std::collections::BTreeSet::new();
     for (n, it) in req.items.iter().enumerate() {
         let field = format!("items.{n}.item_id");
-        let found = snap.state.items.get(&it.item_id).filter(|s| {
-            s.result == Some(ItemResult::Violation)
-        });
+        let found = snap
+            .state
+            .items
+            .get(&it.item_id)
+            .filter(|s| s.result == Some(ItemResult::Violation));
         let spec = checklist.iter().find(|c| c.id == it.item_id);
         let (Some(found), Some(spec)) = (found, spec) else {
             errors.push(FieldError::new(&field, "not_a_violation"));
@@ -639,7 +641,10 @@ pub async fn add_proof(
         Some(v) => {
             let bytes = v.as_bytes();
             if bytes.len() > MAX_LOCATION_HEADER {
-                return Err(invalid("invalid_location", "the location trace is too long"));
+                return Err(invalid(
+                    "invalid_location",
+                    "the location trace is too long",
+                ));
             }
             Some(
                 serde_json::from_slice::<LocationTrace>(bytes)
@@ -858,7 +863,9 @@ pub async fn serve_proof(
         .get(&p.proof.sha256, None)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("proof blob {} is missing", p.proof.sha256)))?;
+        .ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("proof blob {} is missing", p.proof.sha256))
+        })?;
     let mut response = Response::new(Body::from_stream(read.stream));
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&p.proof.media_type) {

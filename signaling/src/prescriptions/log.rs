@@ -181,7 +181,11 @@ impl PrescriptionAudit {
 }
 
 /// Checks the chain and re-hashes every proof the log names.
-pub async fn verify(db: &AnyPool, blobs: &BlobStore, id: Uuid) -> anyhow::Result<PrescriptionAudit> {
+pub async fn verify(
+    db: &AnyPool,
+    blobs: &BlobStore,
+    id: Uuid,
+) -> anyhow::Result<PrescriptionAudit> {
     let rows = rows(db, id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut check = ChainCheck::new(id);
     let mut first_broken = None;

@@ -267,7 +267,7 @@ pub enum ItemStatus {
 /// Where a whole prescription stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub enum PrescriptionStatus {
     /// Items are open (none overdue or returned).
     Open,
     /// Some item was sent back and waits for a new proof.
@@ -349,7 +349,7 @@ pub struct PrescriptionState {
     /// Items in order.
     pub items: Vec<ItemState>,
     /// Where it stands.
-    pub status: Status,
+    pub status: PrescriptionStatus,
     /// Every item closed by its due date: no repeat visit.
     pub no_repeat_visit: bool,
     /// The earliest due date of an item not closed, µs.
@@ -391,7 +391,7 @@ impl PrescriptionState {
                     decisions: Vec::new(),
                 })
                 .collect(),
-            status: Status::Open,
+            status: PrescriptionStatus::Open,
             no_repeat_visit: false,
             next_due_at: None,
             awaiting_check: 0,
@@ -470,17 +470,17 @@ impl PrescriptionState {
             .iter()
             .all(|i| i.closed_at.is_some_and(|c| c <= i.current_due_at));
         self.status = if all_closed && in_time {
-            Status::Fulfilled
+            PrescriptionStatus::Fulfilled
         } else if all_closed {
-            Status::Closed
+            PrescriptionStatus::Closed
         } else if self.items.iter().any(|i| i.overdue) {
-            Status::Overdue
+            PrescriptionStatus::Overdue
         } else if self.items.iter().any(|i| i.status == ItemStatus::Returned) {
-            Status::Returned
+            PrescriptionStatus::Returned
         } else {
-            Status::Open
+            PrescriptionStatus::Open
         };
-        self.no_repeat_visit = self.status == Status::Fulfilled;
+        self.no_repeat_visit = self.status == PrescriptionStatus::Fulfilled;
         self.next_due_at = self
             .items
             .iter()
@@ -663,7 +663,7 @@ mod tests {
             ],
         );
         let st = PrescriptionState::fold(&log, 3 * DAY).unwrap();
-        assert_eq!(st.status, Status::Returned);
+        assert_eq!(st.status, PrescriptionStatus::Returned);
         assert_eq!(st.items[0].current_due_at, 12 * DAY);
         assert_eq!(check(&st, &proof("2")), Err(Refusal::ItemClosed));
         assert_eq!(
@@ -684,7 +684,7 @@ mod tests {
             event: Event::Accepted(Accepted { item: "1".into() }),
         });
         let st = PrescriptionState::fold(&log, 20 * DAY).unwrap();
-        assert_eq!(st.status, Status::Fulfilled);
+        assert_eq!(st.status, PrescriptionStatus::Fulfilled);
         assert!(st.no_repeat_visit);
         assert_eq!(st.flagged_proofs, 3);
     }
@@ -694,11 +694,11 @@ mod tests {
         let log = log_of(&[DAY], vec![]);
         assert_eq!(
             PrescriptionState::fold(&log, 0).unwrap().status,
-            Status::Open
+            PrescriptionStatus::Open
         );
         assert!(PrescriptionState::fold(&log, 0).unwrap().due_soon(0));
         let st = PrescriptionState::fold(&log, 2 * DAY).unwrap();
-        assert_eq!(st.status, Status::Overdue);
+        assert_eq!(st.status, PrescriptionStatus::Overdue);
         assert!(st.items[0].overdue);
         let log = log_of(
             &[DAY],
@@ -708,7 +708,7 @@ mod tests {
             ],
         );
         let st = PrescriptionState::fold(&log, 4 * DAY).unwrap();
-        assert_eq!(st.status, Status::Closed);
+        assert_eq!(st.status, PrescriptionStatus::Closed);
         assert!(!st.no_repeat_visit);
         assert_eq!(
             check(&st, &proof("9")),
