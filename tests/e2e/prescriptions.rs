@@ -519,3 +519,43 @@ async fn bad_input_is_refused_with_stable_codes_and_changes_nothing() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_short_video_is_a_proof_too() {
+    let app = spawn_app().await;
+    let f = finished_with_two_violations(&app, "inspector1").await;
+    let pid = issue(&f).await["id"].as_str().unwrap().to_string();
+    let rep = representative(&app, &f.inspector, &f.id).await;
+    // What MediaRecorder gives a browser: a WebM clip (VP8), made here by the real ffmpeg.
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=10",
+        ])
+        .args(["-t", "1", "-c:v", "libvpx", "-f", "webm", "pipe:1"])
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success() && !out.stdout.is_empty());
+    let r = rep
+        .post_raw_with(
+            &format!("/api/prescriptions/{pid}/items/1/proofs"),
+            &[
+                ("content-type", "video/webm"),
+                ("x-proof-location", &near()),
+            ],
+            out.stdout.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["proof"]["kind"], "video");
+    assert_eq!(r.body["proof"]["media_type"], "video/webm");
+    assert_eq!(r.body["proof"]["sha256"], sha256_hex(&out.stdout).as_str());
+    let (status, headers, bytes) = f.inspector.get_bytes(r.body["url"].as_str().unwrap()).await;
+    assert_eq!((status, bytes.len()), (200, out.stdout.len()));
+    assert_eq!(headers["content-type"], "video/webm");
+    app.stop().await;
+}
