@@ -30,7 +30,7 @@ async fn prove(phone: &Browser, item: &str) -> Result<()> {
         )
         .await?;
     phone.click("#camera-shoot").await?;
-    phone
+    let shown = phone
         .wait_true(
             "the proof shown on the item",
             &format!(
@@ -40,7 +40,14 @@ async fn prove(phone: &Browser, item: &str) -> Result<()> {
             ),
             T,
         )
-        .await?;
+        .await;
+    if let Err(e) = shown {
+        let why = phone
+            .js("return [document.getElementById('my-error-text').textContent, \
+                 document.getElementById('camera-status').textContent, location.hash]")
+            .await?;
+        anyhow::bail!("{e}: the phone shows {why}");
+    }
     Ok(())
 }
 
