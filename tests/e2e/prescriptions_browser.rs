@@ -43,8 +43,10 @@ async fn prove(phone: &Browser, item: &str) -> Result<()> {
         .await;
     if let Err(e) = shown {
         let why = phone
-            .js("return [document.getElementById('my-error-text').textContent, \
-                 document.getElementById('camera-status').textContent, location.hash]")
+            .js(
+                "return [document.getElementById('my-error-text').textContent, \
+                 document.getElementById('camera-status').textContent, location.hash]",
+            )
             .await?;
         anyhow::bail!("{e}: the phone shows {why}");
     }

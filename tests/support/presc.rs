@@ -49,6 +49,19 @@ pub async fn run_with_two_violations(inspector: Client, body: &Value) -> TwoViol
     }
     assert_eq!(ws.op("f", json!({"kind": "finish"})).await["type"], "ack");
     drop(ws);
+    // The socket's `leave` is committed after it closes: wait for it, so that tests comparing
+    // stored rows around a refusal start from a quiet log.
+    for _ in 0..100 {
+        let st = inspector.get(&format!("/api/inspections/{id}/state")).await;
+        let online = st.body["state"]["participants"]
+            .as_object()
+            .map(|m| m.values().any(|p| p["online"] == true))
+            .unwrap_or(true);
+        if !online {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     TwoViolations {
         inspector,
         id,
