@@ -202,6 +202,19 @@ impl Status {
                 codes::FORBIDDEN,
                 "the act's events are recorded by the server",
             )),
+            // The recording is finalized after the end, a cancelled inspection's too: its hash
+            // is the one event a cancelled log still takes.
+            (Operation::RecordingFinalized { .. }, status) => match (source, status) {
+                (Source::Client, _) => Err(OpError::new(
+                    codes::FORBIDDEN,
+                    "the recording's event is recorded by the server",
+                )),
+                (Source::Server, Status::Finished | Status::Cancelled) => Ok(()),
+                (Source::Server, _) => Err(OpError::new(
+                    codes::NOT_FINISHED,
+                    "the recording is finalized only after the end",
+                )),
+            },
             (_, Status::Cancelled) => Err(cancelled()),
             (Operation::Start, Status::NotStarted) => Ok(()),
             (Operation::Start, _) => Err(started()),
@@ -385,6 +398,21 @@ pub struct ParticipantState {
     pub verdict: Option<crate::trust::Verdict>,
 }
 
+/// The finalized recording as the log names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingState {
+    /// Seq of the `recording_finalized` event.
+    pub seq: u64,
+    /// The file's name in the recording directory.
+    pub file: String,
+    /// SHA-256, lowercase hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Duration, ms.
+    pub duration_ms: i64,
+}
+
 /// The whole inspection state: a pure fold of the event log.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct State {
@@ -394,6 +422,9 @@ pub struct State {
     pub items: BTreeMap<String, ItemState>,
     /// Everybody who ever joined.
     pub participants: BTreeMap<Uuid, ParticipantState>,
+    /// The finalized recording as logged (`recording_finalized`; the latest one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingState>,
     /// The act, once formed (boxed: most states have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Box<crate::act::ActState>>,
@@ -571,6 +602,20 @@ impl State {
                 // Where a chapter begins is the recording's business (signaling reads the
                 // log); the state has nothing to keep.
                 Operation::Focus { .. } => {}
+                Operation::RecordingFinalized {
+                    file,
+                    sha256,
+                    size,
+                    duration_ms,
+                } => {
+                    self.recording = Some(RecordingState {
+                        seq: ev.seq,
+                        file: file.clone(),
+                        sha256: sha256.clone(),
+                        size: *size,
+                        duration_ms: *duration_ms,
+                    });
+                }
                 Operation::ActFormed { .. }
                 | Operation::ActSigned { .. }
                 | Operation::ActRefused { .. } => self.apply_act(ev.seq, ts, op),
