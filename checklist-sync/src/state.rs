@@ -726,6 +726,69 @@ mod tests {
     }
 
     #[test]
+    fn the_recordings_event_is_the_servers_after_the_end_only() {
+        let rec = Operation::RecordingFinalized {
+            file: "recording.webm".into(),
+            sha256: "b".repeat(64),
+            size: 10,
+            duration_ms: 1000,
+        };
+        assert!(rec.validate().is_ok());
+        let code = |s: Status, src| s.allows(&rec, src).err().map(|e| e.code);
+        for s in [
+            Status::NotStarted,
+            Status::Live,
+            Status::Finished,
+            Status::Cancelled,
+        ] {
+            assert_eq!(
+                code(s, Source::Client).as_deref(),
+                Some(codes::FORBIDDEN),
+                "{s:?}"
+            );
+        }
+        assert_eq!(
+            code(Status::Live, Source::Server).as_deref(),
+            Some(codes::NOT_FINISHED)
+        );
+        assert_eq!(code(Status::Finished, Source::Server), None);
+        assert_eq!(
+            code(Status::Cancelled, Source::Server),
+            None,
+            "a cancelled log takes it"
+        );
+        // A client frame naming it is refused before anything else.
+        let frame = serde_json::json!({"type": "op", "op_id": "x", "op": {
+            "kind": "recording_finalized", "file": "recording.webm", "sha256": "b".repeat(64),
+            "size": 10, "duration_ms": 1000}});
+        let err = crate::proto::decode(&frame.to_string())
+            .err()
+            .expect("refused");
+        assert_eq!(err.error.code, codes::FORBIDDEN);
+        for bad in ["../x", "a/b", ".hidden", ""] {
+            let op = Operation::RecordingFinalized {
+                file: bad.into(),
+                sha256: "b".repeat(64),
+                size: 1,
+                duration_ms: 0,
+            };
+            assert!(op.validate().is_err(), "{bad:?}");
+        }
+        let mut st = State::default();
+        st.apply(&Event {
+            seq: 7,
+            server_ts: 1,
+            participant_id: Uuid::nil(),
+            client_op_id: None,
+            body: EventBody::Op(rec),
+        });
+        assert_eq!(
+            st.recording.as_ref().map(|r| (r.seq, r.size)),
+            Some((7, 10))
+        );
+    }
+
+    #[test]
     fn cancel_is_folded_with_its_reason() {
         let mut s = State::default();
         let by = Uuid::from_u128(9);

@@ -282,6 +282,10 @@ impl Checkpointer {
         ) {
             return Ok(None);
         }
+        // The previous checkpoint's row, if a stop between its two writes lost it.
+        if let (Some(prev), Some(r)) = (&last, &last_record) {
+            self.insert_row(inspection, r, prev).await?;
+        }
         let record = Record {
             v: 1,
             inspection_id: inspection,
@@ -310,19 +314,29 @@ impl Checkpointer {
         tokio::task::spawn_blocking(move || append_line(&p, &line))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))??;
+        self.insert_row(inspection, &record, &signed).await?;
+        Ok(Some(record))
+    }
+
+    async fn insert_row(
+        &self,
+        inspection: Uuid,
+        record: &Record,
+        signed: &Signed,
+    ) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO checkpoints (inspection_id, seq, head_hash, created_at, record, signature) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (inspection_id, seq) DO NOTHING",
         )
-        .bind(&id)
-        .bind(seq)
+        .bind(inspection.to_string())
+        .bind(record.seq as i64)
         .bind(&record.head_hash)
-        .bind(now)
+        .bind(record.at)
         .bind(&signed.record)
         .bind(&signed.signature)
         .execute(&self.db)
         .await?;
-        Ok(Some(record))
+        Ok(())
     }
 
     /// Inspections whose head moved past their last checkpoint (live ones, events after the
