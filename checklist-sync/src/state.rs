@@ -422,9 +422,10 @@ pub struct State {
     pub items: BTreeMap<String, ItemState>,
     /// Everybody who ever joined.
     pub participants: BTreeMap<Uuid, ParticipantState>,
-    /// The finalized recording as logged (`recording_finalized`; the latest one).
+    /// The finalized recording as logged (`recording_finalized`; the latest one; boxed: the
+    /// room's messages carry states, and most have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recording: Option<RecordingState>,
+    pub recording: Option<Box<RecordingState>>,
     /// The act, once formed (boxed: most states have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Box<crate::act::ActState>>,
@@ -608,13 +609,13 @@ impl State {
                     size,
                     duration_ms,
                 } => {
-                    self.recording = Some(RecordingState {
+                    self.recording = Some(Box::new(RecordingState {
                         seq: ev.seq,
                         file: file.clone(),
                         sha256: sha256.clone(),
                         size: *size,
                         duration_ms: *duration_ms,
-                    });
+                    }));
                 }
                 Operation::ActFormed { .. }
                 | Operation::ActSigned { .. }
@@ -761,9 +762,7 @@ mod tests {
         let frame = serde_json::json!({"type": "op", "op_id": "x", "op": {
             "kind": "recording_finalized", "file": "recording.webm", "sha256": "b".repeat(64),
             "size": 10, "duration_ms": 1000}});
-        let err = crate::proto::decode(&frame.to_string())
-            .err()
-            .expect("refused");
+        let err = crate::proto::decode(&frame.to_string()).expect_err("refused");
         assert_eq!(err.error.code, codes::FORBIDDEN);
         for bad in ["../x", "a/b", ".hidden", ""] {
             let op = Operation::RecordingFinalized {

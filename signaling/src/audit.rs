@@ -117,7 +117,7 @@ pub struct FullReport {
     /// Events after the latest checkpoint (not anchored yet).
     pub unanchored_events: u64,
     /// The recording as logged and checked, if any.
-    pub recording: Option<checklist_sync::state::RecordingState>,
+    pub recording: Option<Box<checklist_sync::state::RecordingState>>,
     /// The act check.
     pub act: crate::act::audit::ActCheck,
     /// What is broken, the first one first.
