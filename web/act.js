@@ -99,7 +99,15 @@ export async function renderActPanel(box, inspectionId, { slot, keyInspection } 
   try {
     view = await api.get(`${base}/act`);
   } catch (e) {
-    box.replaceChildren(el('p', { class: 'banner banner-danger', role: 'alert', text: actError(e) }));
+    // A failed read must not leave a dead panel: say why, offer a retry, and retry by itself
+    // a few seconds later while the panel is still on the page.
+    const again = () => renderActPanel(box, inspectionId, { slot, keyInspection });
+    const retry = el('button', { type: 'button', class: 'btn', id: 'act-retry', text: t('common.retry') });
+    retry.addEventListener('click', again);
+    box.replaceChildren(el('p', { class: 'banner banner-danger', id: 'act-load-error', role: 'alert', text: actError(e) }), retry);
+    box.hidden = false;
+    const timer = setTimeout(() => { if (box.isConnected && box.contains(retry)) again(); }, 3000);
+    retry.addEventListener('click', () => clearTimeout(timer));
     return;
   }
   const rerender = () => renderActPanel(box, inspectionId, { slot, keyInspection });
