@@ -123,6 +123,7 @@ export async function renderActPanel(box, inspectionId, { slot, keyInspection } 
       const form = el('button', { type: 'button', class: 'btn btn-primary', id: 'act-form', text: t('act.form') });
       form.addEventListener('click', async () => {
         busy(form, true);
+        error.hidden = true;
         status.textContent = t('act.forming');
         try { await api.post(`${base}/act`, {}); await rerender(); } catch (e) { busy(form, false); status.textContent = ''; fail(e); }
       });
@@ -145,6 +146,7 @@ export async function renderActPanel(box, inspectionId, { slot, keyInspection } 
       const sign = el('button', { type: 'button', class: 'btn btn-primary', id: 'act-sign', text: t('act.sign') });
       sign.addEventListener('click', async () => {
         busy(sign, true);
+        error.hidden = true;
         status.textContent = t('act.signing');
         try { await signAct(inspectionId, slot, keyInspection); await rerender(); } catch (e) { busy(sign, false); status.textContent = ''; fail(e); }
       });
@@ -154,6 +156,7 @@ export async function renderActPanel(box, inspectionId, { slot, keyInspection } 
       refuse.addEventListener('click', async () => {
         if (!reason.value.trim()) { reason.focus(); fail({ code: 'reason_required' }); return; }
         busy(refuse, true);
+        error.hidden = true;
         try { await api.post(`${base}/act/refusal`, { reason: reason.value }); await rerender(); } catch (e) { busy(refuse, false); fail(e); }
       });
       parts.push(el('div', { class: 'act-actions' }, sign), el('details', {}, el('summary', { text: t('act.refuse.open') }), reason, refuse));

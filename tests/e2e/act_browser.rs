@@ -212,7 +212,9 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
         inspector
             .wait_true(
                 "the act or an error",
-                "return !!document.getElementById('act-pdf') || !document.getElementById('act-error').hidden",
+                // The panel hides an earlier error when a new attempt starts; the button is busy
+            // until this attempt's answer.
+            "return !!document.getElementById('act-pdf') || (!document.getElementById('act-error').hidden && !document.getElementById('act-form').disabled)",
                 Duration::from_secs(60),
             )
             .await?;
