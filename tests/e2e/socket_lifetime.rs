@@ -60,10 +60,7 @@ async fn working_socket(c: &Client, id: &str) -> Ws {
 /// The socket is closed with 4401 within `within`, and a new one is refused.
 async fn closed_for_good(ws: &mut Ws, c: &Client, id: &str, within: Duration) {
     assert_eq!(ws.close_code(within).await, Some(4401));
-    // 401 without any credential left; 403 when the business's durable results access
-    // remains (it reads results, it never opens the live room).
-    let refused = ws_connect(c, id).await.err();
-    assert!(matches!(refused, Some(401 | 403)), "{refused:?}");
+    assert_eq!(ws_connect(c, id).await.err(), Some(401));
 }
 
 /// At once: within this (the action fires the socket's stop signal in-process).
