@@ -99,7 +99,15 @@ export async function renderActPanel(box, inspectionId, { slot, keyInspection } 
   try {
     view = await api.get(`${base}/act`);
   } catch (e) {
-    box.replaceChildren(el('p', { class: 'banner banner-danger', role: 'alert', text: actError(e) }));
+    // A failed read must not leave a dead panel: say why, offer a retry, and retry by itself
+    // a few seconds later while the panel is still on the page.
+    const again = () => renderActPanel(box, inspectionId, { slot, keyInspection });
+    const retry = el('button', { type: 'button', class: 'btn', id: 'act-retry', text: t('common.retry') });
+    retry.addEventListener('click', again);
+    box.replaceChildren(el('p', { class: 'banner banner-danger', id: 'act-load-error', role: 'alert', text: actError(e) }), retry);
+    box.hidden = false;
+    const timer = setTimeout(() => { if (box.isConnected && box.contains(retry)) again(); }, 3000);
+    retry.addEventListener('click', () => clearTimeout(timer));
     return;
   }
   const rerender = () => renderActPanel(box, inspectionId, { slot, keyInspection });
@@ -115,6 +123,7 @@ export async function renderActPanel(box, inspectionId, { slot, keyInspection } 
       const form = el('button', { type: 'button', class: 'btn btn-primary', id: 'act-form', text: t('act.form') });
       form.addEventListener('click', async () => {
         busy(form, true);
+        error.hidden = true;
         status.textContent = t('act.forming');
         try { await api.post(`${base}/act`, {}); await rerender(); } catch (e) { busy(form, false); status.textContent = ''; fail(e); }
       });
@@ -137,6 +146,7 @@ export async function renderActPanel(box, inspectionId, { slot, keyInspection } 
       const sign = el('button', { type: 'button', class: 'btn btn-primary', id: 'act-sign', text: t('act.sign') });
       sign.addEventListener('click', async () => {
         busy(sign, true);
+        error.hidden = true;
         status.textContent = t('act.signing');
         try { await signAct(inspectionId, slot, keyInspection); await rerender(); } catch (e) { busy(sign, false); status.textContent = ''; fail(e); }
       });
@@ -146,6 +156,7 @@ export async function renderActPanel(box, inspectionId, { slot, keyInspection } 
       refuse.addEventListener('click', async () => {
         if (!reason.value.trim()) { reason.focus(); fail({ code: 'reason_required' }); return; }
         busy(refuse, true);
+        error.hidden = true;
         try { await api.post(`${base}/act/refusal`, { reason: reason.value }); await rerender(); } catch (e) { busy(refuse, false); fail(e); }
       });
       parts.push(el('div', { class: 'act-actions' }, sign), el('details', {}, el('summary', { text: t('act.refuse.open') }), reason, refuse));

@@ -149,6 +149,10 @@ export function applyEvent(state, e) {
       pp.visible = p.visible ?? null;
       break;
     }
+    // The finalized recording's hash (only the server makes it), as checklist-sync folds it.
+    case 'recording_finalized':
+      state.recording = { seq: e.seq, file: p.file, sha256: p.sha256, size: p.size, duration_ms: p.duration_ms };
+      break;
     // The act's events (only the server makes them): the same fold as checklist-sync's State.
     case 'act_formed':
       state.act = {

@@ -452,6 +452,19 @@ pub enum Operation {
     },
     /// Presence / connection quality.
     Presence(Presence),
+    /// The recording was finalized (server only, after the finish or the cancel): its file,
+    /// SHA-256, size and duration enter the chain, so `audit verify` checks the file against
+    /// the log, not against the unsigned manifest beside it.
+    RecordingFinalized {
+        /// The file's name in the inspection's recording directory.
+        file: String,
+        /// SHA-256 of the file, lowercase hex.
+        sha256: String,
+        /// Size in bytes.
+        size: u64,
+        /// Duration, ms.
+        duration_ms: i64,
+    },
     /// The act was formed from the log up to `head_seq` (server only, after the finish).
     ActFormed {
         /// SHA-256 of the PDF, lowercase hex.
@@ -506,6 +519,7 @@ pub const OP_KINDS: &[&str] = &[
     "location",
     "location_unavailable",
     "presence",
+    "recording_finalized",
     "act_formed",
     "act_signed",
     "act_refused",
@@ -585,6 +599,7 @@ impl Operation {
             Self::Location(_) => "location",
             Self::LocationUnavailable { .. } => "location_unavailable",
             Self::Presence(_) => "presence",
+            Self::RecordingFinalized { .. } => "recording_finalized",
             Self::ActFormed { .. } => "act_formed",
             Self::ActSigned { .. } => "act_signed",
             Self::ActRefused { .. } => "act_refused",
@@ -687,6 +702,24 @@ impl Operation {
                 check_opt_len("network", &p.network, 32)?;
             }
             Self::LocationUnavailable { .. } => {}
+            Self::RecordingFinalized {
+                file,
+                sha256,
+                duration_ms,
+                ..
+            } => {
+                check_len("file", file, 1, 255)?;
+                if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+                    return Err(OpError::invalid(
+                        "file",
+                        "file must be a plain name inside the recording directory",
+                    ));
+                }
+                check_sha256("sha256", sha256)?;
+                if *duration_ms < 0 {
+                    return Err(OpError::invalid("duration_ms", "duration_ms must be >= 0"));
+                }
+            }
             Self::ActFormed {
                 sha256,
                 head_hash,
@@ -876,11 +909,12 @@ pub fn decode(text: &str) -> Result<ClientMsg, Box<DecodeError>> {
                 ));
             }
             // The act's events name files only the server stored and signatures only it
-            // verified; a client's claim of one is refused whatever its fields.
+            // verified, the recording's event a file only it finalized; a client's claim of
+            // one is refused whatever its fields.
             if op
                 .get("kind")
                 .and_then(Value::as_str)
-                .is_some_and(|k| crate::act::ACT_KINDS.contains(&k))
+                .is_some_and(|k| crate::act::ACT_KINDS.contains(&k) || k == "recording_finalized")
             {
                 return Err(fail(
                     OpError::new(

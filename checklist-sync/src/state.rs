@@ -202,6 +202,19 @@ impl Status {
                 codes::FORBIDDEN,
                 "the act's events are recorded by the server",
             )),
+            // The recording is finalized after the end, a cancelled inspection's too: its hash
+            // is the one event a cancelled log still takes.
+            (Operation::RecordingFinalized { .. }, status) => match (source, status) {
+                (Source::Client, _) => Err(OpError::new(
+                    codes::FORBIDDEN,
+                    "the recording's event is recorded by the server",
+                )),
+                (Source::Server, Status::Finished | Status::Cancelled) => Ok(()),
+                (Source::Server, _) => Err(OpError::new(
+                    codes::NOT_FINISHED,
+                    "the recording is finalized only after the end",
+                )),
+            },
             (_, Status::Cancelled) => Err(cancelled()),
             (Operation::Start, Status::NotStarted) => Ok(()),
             (Operation::Start, _) => Err(started()),
@@ -385,6 +398,21 @@ pub struct ParticipantState {
     pub verdict: Option<crate::trust::Verdict>,
 }
 
+/// The finalized recording as the log names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingState {
+    /// Seq of the `recording_finalized` event.
+    pub seq: u64,
+    /// The file's name in the recording directory.
+    pub file: String,
+    /// SHA-256, lowercase hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Duration, ms.
+    pub duration_ms: i64,
+}
+
 /// The whole inspection state: a pure fold of the event log.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct State {
@@ -394,6 +422,10 @@ pub struct State {
     pub items: BTreeMap<String, ItemState>,
     /// Everybody who ever joined.
     pub participants: BTreeMap<Uuid, ParticipantState>,
+    /// The finalized recording as logged (`recording_finalized`; the latest one; boxed: the
+    /// room's messages carry states, and most have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<Box<RecordingState>>,
     /// The act, once formed (boxed: most states have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Box<crate::act::ActState>>,
@@ -571,6 +603,20 @@ impl State {
                 // Where a chapter begins is the recording's business (signaling reads the
                 // log); the state has nothing to keep.
                 Operation::Focus { .. } => {}
+                Operation::RecordingFinalized {
+                    file,
+                    sha256,
+                    size,
+                    duration_ms,
+                } => {
+                    self.recording = Some(Box::new(RecordingState {
+                        seq: ev.seq,
+                        file: file.clone(),
+                        sha256: sha256.clone(),
+                        size: *size,
+                        duration_ms: *duration_ms,
+                    }));
+                }
                 Operation::ActFormed { .. }
                 | Operation::ActSigned { .. }
                 | Operation::ActRefused { .. } => self.apply_act(ev.seq, ts, op),
@@ -678,6 +724,67 @@ mod tests {
             let want: Vec<Option<String>> = want.iter().map(|w| w.map(String::from)).collect();
             assert_eq!(got, want, "{status:?}");
         }
+    }
+
+    #[test]
+    fn the_recordings_event_is_the_servers_after_the_end_only() {
+        let rec = Operation::RecordingFinalized {
+            file: "recording.webm".into(),
+            sha256: "b".repeat(64),
+            size: 10,
+            duration_ms: 1000,
+        };
+        assert!(rec.validate().is_ok());
+        let code = |s: Status, src| s.allows(&rec, src).err().map(|e| e.code);
+        for s in [
+            Status::NotStarted,
+            Status::Live,
+            Status::Finished,
+            Status::Cancelled,
+        ] {
+            assert_eq!(
+                code(s, Source::Client).as_deref(),
+                Some(codes::FORBIDDEN),
+                "{s:?}"
+            );
+        }
+        assert_eq!(
+            code(Status::Live, Source::Server).as_deref(),
+            Some(codes::NOT_FINISHED)
+        );
+        assert_eq!(code(Status::Finished, Source::Server), None);
+        assert_eq!(
+            code(Status::Cancelled, Source::Server),
+            None,
+            "a cancelled log takes it"
+        );
+        // A client frame naming it is refused before anything else.
+        let frame = serde_json::json!({"type": "op", "op_id": "x", "op": {
+            "kind": "recording_finalized", "file": "recording.webm", "sha256": "b".repeat(64),
+            "size": 10, "duration_ms": 1000}});
+        let err = crate::proto::decode(&frame.to_string()).expect_err("refused");
+        assert_eq!(err.error.code, codes::FORBIDDEN);
+        for bad in ["../x", "a/b", ".hidden", ""] {
+            let op = Operation::RecordingFinalized {
+                file: bad.into(),
+                sha256: "b".repeat(64),
+                size: 1,
+                duration_ms: 0,
+            };
+            assert!(op.validate().is_err(), "{bad:?}");
+        }
+        let mut st = State::default();
+        st.apply(&Event {
+            seq: 7,
+            server_ts: 1,
+            participant_id: Uuid::nil(),
+            client_op_id: None,
+            body: EventBody::Op(rec),
+        });
+        assert_eq!(
+            st.recording.as_ref().map(|r| (r.seq, r.size)),
+            Some((7, 10))
+        );
     }
 
     #[test]

@@ -258,8 +258,17 @@ pub async fn credential_valid(db: &AnyPool, c: &Credential) -> Result<bool, sqlx
         Credential::Staff { session_hash, .. } => staff_by_session_hash(db, session_hash)
             .await
             .map(|s| s.is_some()),
+        // A socket opened while live stays open at the finish (the phone sees the act formed
+        // and the results), though no new one opens (`inspections::takes_part`) and the room
+        // takes no item operation after the end; a cancel closes it.
         Credential::Guest { session_hash, .. } => {
-            guest_by_session_hash(db, session_hash).await.map(|_| true)
+            match guest_by_session_hash(db, session_hash).await {
+                Err(ApiError::Gone {
+                    code: "inspection_over",
+                    ..
+                }) => Ok(true),
+                r => r.map(|_| true),
+            }
         }
     };
     match r {
@@ -322,8 +331,11 @@ pub enum InvitationRefusal {
     Expired,
     /// Revoked by the inspector.
     Revoked,
-    /// The inspection is over or cancelled.
+    /// The inspection was cancelled.
     Closed,
+    /// The inspection is over (finished or signed): the invitation is no longer a key to the
+    /// live room; its business reads its results through the durable results access.
+    Over,
 }
 
 impl From<InvitationRefusal> for ApiError {
@@ -341,6 +353,10 @@ impl From<InvitationRefusal> for ApiError {
             InvitationRefusal::Closed => ApiError::Gone {
                 code: "inspection_closed",
                 message: "the inspection is no longer open to invitees".into(),
+            },
+            InvitationRefusal::Over => ApiError::Gone {
+                code: "inspection_over",
+                message: "the inspection is over; its results are at the results link".into(),
             },
         }
     }
@@ -372,11 +388,43 @@ fn check_invitation(
     if status == Status::Cancelled {
         return Err(InvitationRefusal::Closed.into());
     }
+    if status.is_over() {
+        return Err(InvitationRefusal::Over.into());
+    }
     Ok(())
 }
 
-/// Resolves an invitation token, refusing expired or revoked ones.
+/// Resolves an invitation token, refusing expired or revoked ones, and those of a cancelled
+/// inspection; a finished one is `inspection_over` (see [`InvitationRefusal::Over`]).
 pub async fn invitation_by_token(db: &AnyPool, token: &str) -> Result<OpenInvitation, ApiError> {
+    let (inv, status) = invitation_row(db, token).await?;
+    check_invitation(inv.revoked_at, inv.open.expires_at, status)?;
+    Ok(inv.open)
+}
+
+/// Resolves the invitation token of an inspection that is over (finished or signed), refusing
+/// expired or revoked ones: it leads its business to the results, nowhere else.
+pub async fn over_invitation_by_token(
+    db: &AnyPool,
+    token: &str,
+) -> Result<OpenInvitation, ApiError> {
+    let (inv, status) = invitation_row(db, token).await?;
+    match check_invitation(inv.revoked_at, inv.open.expires_at, status) {
+        Err(ApiError::Gone {
+            code: "inspection_over",
+            ..
+        }) => Ok(inv.open),
+        Err(e) => Err(e),
+        Ok(()) => Err(InvitationRefusal::NotFound.into()),
+    }
+}
+
+struct InvitationRow {
+    open: OpenInvitation,
+    revoked_at: Option<i64>,
+}
+
+async fn invitation_row(db: &AnyPool, token: &str) -> Result<(InvitationRow, Status), ApiError> {
     let row = sqlx::query(
         "SELECT i.id, i.inspection_id, i.expires_at, i.revoked_at, p.status \
          FROM invitations i JOIN inspections p ON p.id = i.inspection_id WHERE i.token_hash = $1",
@@ -385,26 +433,29 @@ pub async fn invitation_by_token(db: &AnyPool, token: &str) -> Result<OpenInvita
     .fetch_optional(db)
     .await?
     .ok_or(InvitationRefusal::NotFound)?;
-    check_invitation(
-        row.col(3)?,
-        row.col(2)?,
+    Ok((
+        InvitationRow {
+            open: OpenInvitation {
+                id: row.uuid(0)?,
+                inspection_id: row.uuid(1)?,
+                expires_at: row.col(2)?,
+            },
+            revoked_at: row.col(3)?,
+        },
         row.parsed(4, "inspection status", Status::parse)?,
-    )?;
-    Ok(OpenInvitation {
-        id: row.uuid(0)?,
-        inspection_id: row.uuid(1)?,
-        expires_at: row.col(2)?,
-    })
+    ))
 }
 
-/// A new guest session of an open invitation, ending when the invitation expires. Returns the
-/// session token (for the cookie, never stored) and its CSRF token.
+/// A new guest session of an open invitation, ending when the invitation expires, with the
+/// CSRF token `csrf` (the results access issued with it has the same one, so the page's writes
+/// keep working when the session ends with the inspection). Returns the session token (for
+/// the cookie, never stored).
 pub async fn start_guest_session(
     db: &AnyPool,
     invitation: &OpenInvitation,
-) -> Result<(String, String), ApiError> {
+    csrf: &str,
+) -> Result<String, ApiError> {
     let token = new_token();
-    let csrf = new_token();
     let now = now_micros();
     sqlx::query(
         "INSERT INTO guest_sessions (token_hash, invitation_id, csrf_token, created_at, expires_at) \
@@ -412,7 +463,7 @@ pub async fn start_guest_session(
     )
     .bind(hash_token(&token))
     .bind(invitation.id.to_string())
-    .bind(&csrf)
+    .bind(csrf)
     .bind(now)
     .bind(invitation.expires_at)
     .execute(db)
@@ -422,11 +473,12 @@ pub async fn start_guest_session(
         .bind(now)
         .execute(db)
         .await?;
-    Ok((token, csrf))
+    Ok(token)
 }
 
 /// The guest of a guest session (by token hash), refusing it when the session or its
-/// invitation has expired, the invitation was revoked or the inspection cancelled.
+/// invitation has expired, the invitation was revoked, or the inspection is over or cancelled:
+/// a guest session is a key to the live room only.
 pub async fn guest_by_session_hash(db: &AnyPool, hash: &str) -> Result<Guest, ApiError> {
     let row = sqlx::query(
         "SELECT i.id, i.inspection_id, i.label, i.expires_at, i.revoked_at, p.status, \

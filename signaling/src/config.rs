@@ -243,6 +243,26 @@ struct FileConfig {
     clip_before_secs: Option<f64>,
     clip_after_secs: Option<f64>,
     chapter_lead_in_secs: Option<f64>,
+    business_raw_access: Option<bool>,
+    #[serde(default)]
+    anchor: AnchorFile,
+}
+
+/// `[anchor]`: signed checkpoints of the event log's head (crate::anchor).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnchorFile {
+    checkpoint_interval_secs: Option<u64>,
+    checkpoint_key_file: Option<PathBuf>,
+}
+
+/// Where and how often the log's head is checkpointed.
+#[derive(Debug, Clone)]
+pub struct AnchorConfig {
+    /// How often a live inspection's moved head is checkpointed.
+    pub interval: Duration,
+    /// The checkpoint signing key (PKCS#8 Ed25519), created at first start with mode 0600.
+    pub key_file: PathBuf,
 }
 
 /// The resolved configuration the server runs with.
@@ -290,6 +310,11 @@ pub struct Config {
     /// How far before its mark an item's chapter may begin (when the previous mark is
     /// further back), ms: the footage that justified the result is in its chapter.
     pub chapter_lead_in_ms: i64,
+    /// Whether the business's durable results access may read the raw evidence (the whole
+    /// recording, its chapters, the event log, the bundle) after the end; off by default.
+    pub business_raw_access: bool,
+    /// Signed checkpoints of the log's head.
+    pub anchor: AnchorConfig,
 }
 
 /// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
@@ -376,6 +401,10 @@ impl Config {
         if max_upload_bytes == 0 {
             anyhow::bail!("max_upload_bytes must be positive");
         }
+        let key_file = file
+            .anchor
+            .checkpoint_key_file
+            .unwrap_or_else(|| data_dir.join("anchor").join("checkpoint.key"));
         Ok(Config {
             listen,
             data_dir,
@@ -399,6 +428,16 @@ impl Config {
             clip_before_ms: secs(file.clip_before_secs, 5.0, "clip_before_secs")?,
             clip_after_ms: secs(file.clip_after_secs, 5.0, "clip_after_secs")?,
             chapter_lead_in_ms: secs(file.chapter_lead_in_secs, 30.0, "chapter_lead_in_secs")?,
+            business_raw_access: file.business_raw_access.unwrap_or(false),
+            anchor: AnchorConfig {
+                interval: Duration::from_secs(
+                    file.anchor
+                        .checkpoint_interval_secs
+                        .unwrap_or(60)
+                        .clamp(1, 86_400),
+                ),
+                key_file,
+            },
         })
     }
 

@@ -1,4 +1,5 @@
-//! Evidence derived from the finished recording: for every violation of a finished
+//! The finalized recording's hash as an event of the chain (`recording_finalized`), and
+//! evidence derived from the finished recording: for every violation of a finished
 //! inspection, a clip (from `clip_before` before to `clip_after` after the violation's mark,
 //! remuxed) and a still (the picture at the mark, JPEG), cut by `media_recorder::extract` on a
 //! blocking thread, stored in the blob store and logged as server-made `attach_evidence`
@@ -129,14 +130,6 @@ impl Deriver {
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .ok_or_else(|| anyhow::anyhow!("no inspection {id}"))?;
         let spec = Live::room_spec(&insp);
-        let snap = self.sync.snapshot(id).await?;
-        if snap.state.lifecycle.status == checklist_sync::state::Status::Cancelled {
-            // The log takes nothing after a cancel (Status::allows): the recording stays
-            // evidence as it is, with nothing cut from it.
-            tracing::info!(inspection = %id, "cancelled: no clips or stills are derived");
-            write_done(&done, &manifest.sha256).await?;
-            return Ok(Derived::default());
-        }
         let who = Principal {
             inspection_id: id,
             participant_id: SERVER_PARTICIPANT,
@@ -145,6 +138,34 @@ impl Deriver {
             display_name: "server".into(),
             device: "server".into(),
         };
+        // The recording's hash enters the chain first (a cancelled inspection's too), so the
+        // file is checked against the log, not only against its unsigned manifest.
+        let logged = self.sync.snapshot(id).await?.state.recording;
+        if logged.as_ref().map(|r| r.sha256.as_str()) != Some(manifest.sha256.as_str()) {
+            let op = checklist_sync::Operation::RecordingFinalized {
+                file: manifest.file.clone(),
+                sha256: manifest.sha256.clone(),
+                size: manifest.size_bytes,
+                duration_ms: manifest.duration_ms,
+            };
+            self.sync
+                .submit(
+                    &who,
+                    &spec,
+                    op,
+                    Some(format!("recording-{}", manifest.sha256)),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("recording_finalized refused: {e}"))?;
+        }
+        let snap = self.sync.snapshot(id).await?;
+        if snap.state.lifecycle.status == checklist_sync::state::Status::Cancelled {
+            // The log takes nothing after a cancel (Status::allows): the recording stays
+            // evidence as it is, with nothing cut from it.
+            tracing::info!(inspection = %id, "cancelled: no clips or stills are derived");
+            write_done(&done, &manifest.sha256).await?;
+            return Ok(Derived::default());
+        }
         let recording = dir.join(&manifest.file);
         let work = dir.join("derived");
         tokio::fs::create_dir_all(&work).await?;

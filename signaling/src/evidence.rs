@@ -63,6 +63,10 @@ pub async fn recording(
     req: Request,
 ) -> ApiResult<Response> {
     let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
+    // The raw evidence is the business's only as configured (docs/security.md).
+    if !crate::inspections::may_read_raw(&state.config, &caller) {
+        return Err(ApiError::Forbidden);
+    }
     let query = req.uri().query().map(str::to_string);
     let (dir, manifest) = finished_manifest(&state, id).await?;
     // The manifest names a file inside the inspection's directory; refuse anything else.
@@ -121,6 +125,10 @@ pub async fn chapters(
     uri: axum::http::Uri,
 ) -> ApiResult<Response> {
     let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
+    // The raw evidence is the business's only as configured (docs/security.md).
+    if !crate::inspections::may_read_raw(&state.config, &caller) {
+        return Err(ApiError::Forbidden);
+    }
     let (dir, _) = finished_manifest(&state, id).await?;
     let text = tokio::fs::read(dir.join(media_recorder::finalize::VTT_FILE))
         .await
@@ -185,6 +193,10 @@ pub async fn events(
     uri: axum::http::Uri,
 ) -> ApiResult<Response> {
     let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
+    // The raw evidence is the business's only as configured (docs/security.md).
+    if !crate::inspections::may_read_raw(&state.config, &caller) {
+        return Err(ApiError::Forbidden);
+    }
     let name = names::file_name(
         &insp,
         FileKind::EventLog,

@@ -218,12 +218,27 @@ pub fn access(caller: &Caller, insp: &Inspection) -> Option<Access> {
 /// evidence uploads): staff always (their role decides what they may do there), the business
 /// only through its live invitation. The durable results access
 /// ([`crate::auth::GuestVia::Results`]) reads, signs and refuses the act, nothing more.
-pub fn takes_part(caller: &Caller) -> bool {
+pub fn takes_part(caller: &Caller, insp: &Inspection) -> bool {
     match caller {
         Caller::Staff(_) => true,
-        Caller::Guest(g) => g.via == crate::auth::GuestVia::Invitation,
+        // An invitation is a key to the live room only until the end (docs/security.md).
+        Caller::Guest(g) => g.via == crate::auth::GuestVia::Invitation && !insp.status.is_over(),
         // The organisation's session reads results and answers prescriptions, not live.
         Caller::Business(_) => false,
+    }
+}
+
+/// Whether the caller may read the raw evidence (the whole recording, its chapters, the event
+/// log, the bundle): staff and the live guest always, the business's results access and its
+/// organisation's session only when `business_raw_access` is set (docs/security.md says why
+/// it is off by default).
+pub fn may_read_raw(config: &crate::Config, caller: &Caller) -> bool {
+    match caller {
+        Caller::Staff(_) => true,
+        Caller::Guest(g) => {
+            g.via == crate::auth::GuestVia::Invitation || config.business_raw_access
+        }
+        Caller::Business(_) => config.business_raw_access,
     }
 }
 
@@ -857,10 +872,14 @@ pub struct Accepted {
     /// The business's durable link to its results (act, recording, signing), which outlives
     /// the invitation: `<public_url>/b/#r=<token>`.
     pub results_url: String,
+    /// Whether the invitation opened the live room (a guest session). `false` after the end:
+    /// only the results access was given.
+    pub live: bool,
 }
 
 /// The business opens its link: the invitation token opens a guest session, whose own token
-/// becomes an HttpOnly guest cookie that expires with the invitation.
+/// becomes an HttpOnly guest cookie that expires with the invitation, and a durable results
+/// access. After the inspection's end only the results access is given (`live: false`).
 #[utoipa::path(post, path = "/api/invitations/accept", tag = "invitations", request_body = AcceptRequest,
     responses((status = 200, body = Accepted), (status = 404, body = crate::error::ErrorBody), (status = 410, body = crate::error::ErrorBody)))]
 pub async fn accept(
@@ -870,23 +889,44 @@ pub async fn accept(
     if req.token.len() > 128 {
         return Err(ApiError::NotFound("invitation"));
     }
-    let invitation = auth::invitation_by_token(&state.db, &req.token).await?;
+    let (invitation, live) = match auth::invitation_by_token(&state.db, &req.token).await {
+        Ok(inv) => (inv, true),
+        // After the end the link leads to the results: no guest session, no live room.
+        Err(ApiError::Gone {
+            code: "inspection_over",
+            ..
+        }) => (
+            auth::over_invitation_by_token(&state.db, &req.token).await?,
+            false,
+        ),
+        Err(e) => return Err(e),
+    };
     let insp = load(&state.db, invitation.inspection_id)
         .await?
         .ok_or(ApiError::NotFound("inspection"))?;
-    let (token, csrf) = auth::start_guest_session(&state.db, &invitation).await?;
     // The durable results access: the business keeps it after the invitation expires.
     let results = crate::results::issue(&state, invitation.inspection_id, invitation.id).await?;
-    // The cookie ends no later than the invitation (whole seconds, rounded down).
-    let max_age = ((invitation.expires_at - now_micros()) / 1_000_000).max(1);
-    let cookie = auth::set_cookie(GUEST_COOKIE, &token, max_age, state.config.secure_cookies());
+    let csrf = auth::guest_csrf(&results.token);
+    let mut cookies = vec![crate::results::cookie(&state, &results.token)];
+    if live {
+        let token = auth::start_guest_session(&state.db, &invitation, &csrf).await?;
+        // The cookie ends no later than the invitation (whole seconds, rounded down).
+        let max_age = ((invitation.expires_at - now_micros()) / 1_000_000).max(1);
+        cookies.push(auth::set_cookie(
+            GUEST_COOKIE,
+            &token,
+            max_age,
+            state.config.secure_cookies(),
+        ));
+    }
     let body = Accepted {
         inspection: insp,
         csrf_token: csrf,
         results_url: results.url,
+        live,
     };
     let mut headers = axum::http::HeaderMap::new();
-    for c in [cookie, crate::results::cookie(&state, &results.token)] {
+    for c in cookies {
         if let Ok(v) = axum::http::HeaderValue::from_str(&c) {
             headers.append(header::SET_COOKIE, v);
         }

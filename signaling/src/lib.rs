@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod act;
+pub mod anchor;
 pub mod audit;
 pub mod auth;
 pub mod blobs;

@@ -273,44 +273,48 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify { inspection } => {
             let blobs = signaling::blobs::BlobStore::open(&config.blob, &config.blobs_dir())?;
-            let report = signaling::audit::verify(&pool, &blobs, inspection).await?;
-            match &report.chain.first_broken {
-                None => {
-                    println!(
-                        "intact: {} events, head {}",
-                        report.chain.events,
-                        report.chain.head_hash.as_deref().unwrap_or("(empty log)")
-                    );
-                    // Tail truncation: the act prints the head it was formed from.
-                    match signaling::act::audit::check_against_acts(&pool, &config, inspection)
-                        .await?
-                    {
-                        signaling::act::audit::ActCheck::NoAct => {
-                            println!("no act: a truncated tail would not be detected")
-                        }
-                        signaling::act::audit::ActCheck::Matches { seq } => {
-                            println!("the act's head (event {seq}) is in the log")
-                        }
-                        signaling::act::audit::ActCheck::Mismatch(why) => {
-                            println!("BROKEN against the act: {why}");
-                            std::process::exit(1);
-                        }
-                    }
+            let report = signaling::audit::verify_all(&pool, &blobs, &config, inspection).await?;
+            let chain = &report.base.chain;
+            if chain.first_broken.is_none() {
+                println!(
+                    "intact: {} events, head {}",
+                    chain.events,
+                    chain.head_hash.as_deref().unwrap_or("(empty log)")
+                );
+            }
+            match &report.last_checkpoint {
+                Some((seq, hash)) => println!(
+                    "checkpoints: {} checked, the latest signs event {seq} (hash {hash}); {} events after it",
+                    report.checkpoints_checked, report.unanchored_events
+                ),
+                None => println!("checkpoints: none"),
+            }
+            match &report.recording {
+                Some(r) => println!(
+                    "recording: {} logged at event {} (sha256 {}, {} bytes, {} ms)",
+                    r.file, r.seq, r.sha256, r.size, r.duration_ms
+                ),
+                None => println!("recording: none logged"),
+            }
+            match &report.act {
+                signaling::act::audit::ActCheck::NoAct => println!("no act"),
+                signaling::act::audit::ActCheck::Matches { seq } => {
+                    println!("the act's head (event {seq}) is in the log")
                 }
-                Some(broken) => {
-                    println!("BROKEN at seq {}: {:?}", broken.seq, broken.reason);
+                signaling::act::audit::ActCheck::Mismatch(why) => {
+                    println!("BROKEN against the act: {why}")
                 }
             }
-            for f in &report.evidence_problems {
+            for f in &report.base.evidence_problems {
                 println!(
                     "EVIDENCE {:?} at seq {} (evidence {}, sha256 {})",
                     f.problem, f.seq, f.evidence_id, f.sha256
                 );
             }
-            if report.evidence_problems.is_empty() {
+            if report.base.evidence_problems.is_empty() {
                 println!(
                     "evidence: {} blobs match their hashes",
-                    report.evidence_checked
+                    report.base.evidence_checked
                 );
             }
             // The prescriptions that follow the inspection up: their chains and proofs.
@@ -340,8 +344,19 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
                 }
                 prescriptions_clean &= p.is_clean();
             }
-            if !report.is_clean() || !prescriptions_clean {
-                std::process::exit(1);
+            for f in &report.findings {
+                println!("BROKEN {}: {}", f.code, f.message);
+            }
+            match report.findings.first() {
+                Some(f) => {
+                    println!("FIRST BROKEN: {}", f.code);
+                    std::process::exit(1);
+                }
+                None if !prescriptions_clean => {
+                    println!("FIRST BROKEN: prescription_broken");
+                    std::process::exit(1);
+                }
+                None => println!("OK"),
             }
         }
         AuditCommand::Export { inspection } => {

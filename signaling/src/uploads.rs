@@ -245,7 +245,7 @@ pub async fn upload(
     let received_at = now_micros();
     let (insp, access) = load_for(&state.db, &caller, id, Access::Read).await?;
     let role = role_of(&caller, access);
-    if role == Role::Observer || !crate::inspections::takes_part(&caller) {
+    if role == Role::Observer || !crate::inspections::takes_part(&caller, &insp) {
         return Err(ApiError::Forbidden);
     }
     let spec = Live::room_spec(&insp);

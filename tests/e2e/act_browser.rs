@@ -143,9 +143,13 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
                     "Огнетушитель с истёкшим сроком поверки",
                 )
                 .await?;
-            inspector.click(&format!("{item} .item-notes .btn")).await?;
+            // The description is saved as it is typed (no button since issue 13).
             inspector
-                .wait_true("violation saved", &marked, Duration::from_secs(20))
+                .wait_true(
+                    "violation saved",
+                    &format!("return document.querySelector('{item}').dataset.save === 'saved'"),
+                    Duration::from_secs(20),
+                )
                 .await?;
         }
         tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -199,11 +203,18 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
     // Form the act (the recording may still be finalizing: the panel says so; try again).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        inspector.click("#act-form").await?;
+        if let Err(e) = inspector.click("#act-form").await {
+            let panel = inspector
+                .js("return document.getElementById('act-panel').outerHTML")
+                .await?;
+            return Err(e.context(format!("the act panel: {panel}")));
+        }
         inspector
             .wait_true(
                 "the act or an error",
-                "return !!document.getElementById('act-pdf') || !document.getElementById('act-error').hidden",
+                // The panel hides an earlier error when a new attempt starts; the button is busy
+            // until this attempt's answer.
+            "return !!document.getElementById('act-pdf') || (!document.getElementById('act-error').hidden && !document.getElementById('act-form').disabled)",
                 Duration::from_secs(60),
             )
             .await?;

@@ -10,13 +10,18 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// `/healthz` and a login, each on a new connection, answer within a second.
+/// Starved means waiting for a connection slot: before the fix that was a time-out (tens of
+/// seconds, or never). A login's argon2 alone takes about a second on a loaded 2-core machine,
+/// so the bound sits well above that and well below starvation; speed is the benchmarks' job.
+const STARVED: Duration = Duration::from_secs(8);
+
+/// `/healthz` and a login, each on a new connection, answer without waiting for a slot.
 async fn api_answers(base: &str) {
     let started = Instant::now();
     let r = inspector_tests::Client::new(base).get("/healthz").await;
     assert_eq!(r.status, 200);
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(1), "/healthz took {took:?}");
+    assert!(took < STARVED, "/healthz took {took:?}");
     let started = Instant::now();
     let r = inspector_tests::Client::new(base)
         .post_json(
@@ -26,7 +31,7 @@ async fn api_answers(base: &str) {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(1), "login took {took:?}");
+    assert!(took < STARVED, "login took {took:?}");
 }
 
 /// Whether the server closed this connection (reads end of stream or an error) within `t`.

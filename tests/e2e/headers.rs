@@ -192,7 +192,15 @@ async fn chromium_refuses_inline_styles_under_the_servers_policy() -> Result<()>
 async fn the_guest_cookie_is_a_hashed_session_that_ends_with_its_invitation() {
     let app = spawn_app().await;
     let (_insp, guest, _id, token, accepted) = world(&app).await;
-    let set = header(&accepted, "set-cookie").to_string();
+    // The accept sets two cookies (the guest session and the durable results access).
+    let set = accepted
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("inspector_guest="))
+        .expect("a guest cookie")
+        .to_string();
     let value = set
         .split(';')
         .next()

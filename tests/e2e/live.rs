@@ -138,7 +138,12 @@ async fn checklist_mirrors_between_inspector_and_business() {
 
     let state = business.get(&format!("/api/inspections/{id}/state")).await;
     assert_eq!(state.status, 200);
-    let log = business
+    // After the end the raw log is the business's only as configured (off by default).
+    let refused = business
+        .get(&format!("/api/inspections/{id}/events.jsonl"))
+        .await;
+    assert_eq!(refused.status, 403);
+    let log = insp
         .get(&format!("/api/inspections/{id}/events.jsonl"))
         .await;
     assert_eq!(log.status, 200);

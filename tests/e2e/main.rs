@@ -3,6 +3,7 @@
 
 mod act;
 mod act_browser;
+mod after_end;
 mod api;
 mod authz;
 mod browser;

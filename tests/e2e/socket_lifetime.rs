@@ -160,7 +160,12 @@ async fn an_expired_invitation_closes_its_sockets() {
         .execute(&app.db)
         .await
         .unwrap();
-    closed_for_good(&mut wb, &s.business, &s.id, BY_RECHECK).await;
+    assert_eq!(wb.close_code(BY_RECHECK).await, Some(4401));
+    // The durable results access outlives the invitation: the browser is still known, and
+    // may read its results, but it takes no part live any more (docs/security.md).
+    assert_eq!(ws_connect(&s.business, &s.id).await.err(), Some(403));
+    s.business.forget_cookie("inspector_results");
+    assert_eq!(ws_connect(&s.business, &s.id).await.err(), Some(401));
     let r = wi
         .op("p1", json!({"kind": "presence", "quality": "fair"}))
         .await;

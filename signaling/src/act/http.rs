@@ -764,6 +764,10 @@ pub async fn bundle(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
     let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
+    // The raw evidence is the business's only as configured (docs/security.md).
+    if !crate::inspections::may_read_raw(&state.config, &caller) {
+        return Err(ApiError::Forbidden);
+    }
     let file = super::bundle::build(&state, &insp).await?;
     let len = file.metadata().map(|m| m.len()).ok();
     // The temporary file is already unlinked; the open handle streams it.

@@ -89,9 +89,21 @@ impl Live {
             finalized,
             config.chapter_lead_in_ms,
         );
+        let (checkpoints, checkpoints_rx) = mpsc::unbounded_channel();
+        let key = crate::anchor::CheckpointKey::load_or_create(&config.anchor.key_file)?;
+        crate::anchor::spawn(
+            crate::anchor::Checkpointer::new(
+                db.clone(),
+                config.data_dir.clone(),
+                key,
+                config.anchor.interval,
+            ),
+            checkpoints_rx,
+        );
         let projection = Arc::new(projection::StatusProjection::new(
             media.clone(),
             recordings.clone(),
+            checkpoints,
         ));
         let sync = SyncHub::new(db.clone(), config.live.sync_config(), projection);
         crate::derived::spawn(
@@ -181,7 +193,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap, id: Uuid) -> ApiResult
         .await?
         .ok_or(ApiError::Unauthenticated)?;
     let (inspection, access) = inspections::load_for(&state.db, &caller, id, Access::Read).await?;
-    if !inspections::takes_part(&caller) {
+    if !inspections::takes_part(&caller, &inspection) {
         return Err(ApiError::Forbidden);
     }
     Ok(SocketPeer {

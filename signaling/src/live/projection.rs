@@ -18,12 +18,17 @@ use crate::domain::Status;
 /// official's signature of the act makes a finished inspection `signed`; the business's
 /// signature or a refusal changes no status.
 pub fn status_after(event: &CommittedEvent) -> Option<Status> {
-    match event.kind.as_str() {
+    status_after_parts(&event.kind, &event.payload)
+}
+
+/// [`status_after`] from an event's kind and payload (`audit verify` folds the stored log).
+pub fn status_after_parts(kind: &str, payload: &serde_json::Value) -> Option<Status> {
+    match kind {
         "start" => Some(Status::Live),
         "finish" => Some(Status::Finished),
         "cancel" => Some(Status::Cancelled),
         "act_signed"
-            if event.payload.get("role").and_then(|r| r.as_str())
+            if payload.get("role").and_then(|r| r.as_str())
                 == Some(SignerRole::Official.as_str()) =>
         {
             Some(Status::Signed)
@@ -32,16 +37,35 @@ pub fn status_after(event: &CommittedEvent) -> Option<Status> {
     }
 }
 
+/// Whether an event asks for a checkpoint of the head at once (crate::anchor): the end, and
+/// every event the server makes after it (the recording's hash, derived evidence, the act).
+pub fn checkpoint_at_once(event: &CommittedEvent) -> bool {
+    matches!(
+        event.kind.as_str(),
+        "finish" | "cancel" | "recording_finalized" | "act_formed" | "act_signed" | "act_refused"
+    ) || event.participant_id == crate::derived::SERVER_PARTICIPANT
+}
+
 /// The status projection and the after-commit side effects.
 pub struct StatusProjection {
     media: MediaHub,
     recordings: Recordings,
+    checkpoints: tokio::sync::mpsc::UnboundedSender<uuid::Uuid>,
 }
 
 impl StatusProjection {
-    /// Keyframes go to `media`; finished inspections to `recordings`.
-    pub fn new(media: MediaHub, recordings: Recordings) -> StatusProjection {
-        StatusProjection { media, recordings }
+    /// Keyframes go to `media`; finished inspections to `recordings`; inspections whose head
+    /// is to be checkpointed at once to `checkpoints`.
+    pub fn new(
+        media: MediaHub,
+        recordings: Recordings,
+        checkpoints: tokio::sync::mpsc::UnboundedSender<uuid::Uuid>,
+    ) -> StatusProjection {
+        StatusProjection {
+            media,
+            recordings,
+            checkpoints,
+        }
     }
 }
 
@@ -73,6 +97,18 @@ impl Projection for StatusProjection {
     }
 
     fn committed(&self, events: &[Arc<CommittedEvent>]) {
+        // One checkpoint per batch and inspection, after the whole batch is committed.
+        let mut at_once: Vec<uuid::Uuid> = events
+            .iter()
+            .filter(|e| checkpoint_at_once(e))
+            .map(|e| e.inspection_id)
+            .collect();
+        at_once.dedup();
+        for id in at_once {
+            // The receiver lives as long as the server; the first sweep after a restart
+            // checkpoints whatever was missed.
+            let _ = self.checkpoints.send(id);
+        }
         for e in events {
             match e.item_result() {
                 // A chapter starts here: a keyframe makes its first picture clean. (The chapter
