@@ -334,6 +334,33 @@ pub struct InspectionList {
     pub inspections: Vec<Inspection>,
 }
 
+/// The access rule ([`access`]) as a SQL condition for lists: appends to `sql` (whose
+/// inspections are aliased `p`) what the caller may see, binding its values in `binds`.
+/// `inspection_id` and `business_inn` name the columns that hold the listed rows' inspection
+/// and business.
+pub(crate) fn push_visibility(
+    caller: &Caller,
+    (inspection_id, business_inn): (&str, &str),
+    sql: &mut String,
+    binds: &mut Vec<String>,
+) {
+    match caller {
+        Caller::Staff(s) if s.role == Role::Inspector => {
+            binds.push(s.id.to_string());
+            sql.push_str(&format!(" AND p.inspector_id = ${}", binds.len()));
+        }
+        Caller::Staff(_) => {}
+        Caller::Guest(g) => {
+            binds.push(g.inspection_id.to_string());
+            sql.push_str(&format!(" AND {inspection_id} = ${}", binds.len()));
+        }
+        Caller::Business(b) => {
+            binds.push(b.inn.clone());
+            sql.push_str(&format!(" AND {business_inn} = ${}", binds.len()));
+        }
+    }
+}
+
 /// Lists the inspections the caller may see.
 #[utoipa::path(get, path = "/api/inspections", tag = "inspections", params(ListQuery),
     responses((status = 200, body = InspectionList), (status = 400, body = crate::error::ErrorBody)))]
@@ -344,21 +371,7 @@ pub async fn list(
 ) -> ApiResult<Json<InspectionList>> {
     let mut sql = format!("{SELECT} WHERE 1 = 1");
     let mut binds: Vec<String> = Vec::new();
-    match &caller {
-        Caller::Staff(s) if s.role == Role::Inspector => {
-            binds.push(s.id.to_string());
-            sql.push_str(&format!(" AND p.inspector_id = ${}", binds.len()));
-        }
-        Caller::Staff(_) => {}
-        Caller::Guest(g) => {
-            binds.push(g.inspection_id.to_string());
-            sql.push_str(&format!(" AND p.id = ${}", binds.len()));
-        }
-        Caller::Business(b) => {
-            binds.push(b.inn.clone());
-            sql.push_str(&format!(" AND p.business_inn = ${}", binds.len()));
-        }
-    }
+    push_visibility(&caller, ("p.id", "p.business_inn"), &mut sql, &mut binds);
     if let Some(status) = q.status.as_deref().filter(|s| !s.is_empty()) {
         let status = Status::parse(status).ok_or_else(|| ApiError::validation("unknown status"))?;
         binds.push(status.as_str().into());

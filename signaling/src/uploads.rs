@@ -105,6 +105,33 @@ pub struct ImageInfo {
     pub height: u32,
 }
 
+/// Receives an upload's body into the blob store's staging area, hashing it on the way: a
+/// declared `Content-Length` over `max_upload_bytes` is refused before a byte is read, a body
+/// that grows past it is cut off. Photos of items and proofs of fixes share this.
+pub(crate) async fn stage_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<crate::blobs::Staged> {
+    let limit = state.config.max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    state
+        .blobs
+        .stage(body.into_data_stream(), limit, HEAD_BYTES)
+        .await
+        .map_err(|e| match e {
+            BlobError::TooLarge { .. } => ApiError::PayloadTooLarge,
+            BlobError::Interrupted(m) => invalid("upload_interrupted", m),
+            other => ApiError::Internal(other.into()),
+        })
+}
+
 fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::Invalid {
         code,
@@ -303,24 +330,7 @@ pub async fn upload(
             Some(h)
         }
     };
-    let limit = state.config.max_upload_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge);
-    }
-
-    let staged = state
-        .blobs
-        .stage(body.into_data_stream(), limit, HEAD_BYTES)
-        .await
-        .map_err(|e| match e {
-            BlobError::TooLarge { .. } => ApiError::PayloadTooLarge,
-            BlobError::Interrupted(m) => invalid("upload_interrupted", m),
-            other => ApiError::Internal(other.into()),
-        })?;
+    let staged = stage_body(&state, &headers, body).await?;
     let checked =
         sniff_image(&staged.head, &staged.tail, staged.size).and_then(|info| match &expected {
             Some(h) if *h != staged.sha256 => Err(invalid(

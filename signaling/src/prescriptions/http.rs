@@ -20,8 +20,7 @@ use super::model::{
     IssuingBody, PrescriptionState, PrescriptionStatus as Status, Proof, ProofAdded, ProofLocation,
     ProofVerdict, Refusal, Returned,
 };
-use crate::auth::{Caller, Role};
-use crate::blobs::BlobError;
+use crate::auth::Caller;
 use crate::db::{micros, now_micros, RowExt};
 use crate::domain::Status as InspectionStatus;
 use crate::error::{ApiError, ApiResult, FieldError};
@@ -37,8 +36,6 @@ pub const MAX_LOCATION_HEADER: usize = 8 * 1024;
 pub const MAX_SAMPLES: usize = 20;
 /// Longest a due date may lie ahead, days.
 pub const MAX_DUE_DAYS: i64 = 5 * 366;
-/// Bytes kept from the start of a proof to read its type.
-const HEAD_BYTES: usize = 512 * 1024;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -382,21 +379,12 @@ pub async fn list(
         "SELECT r.id FROM prescriptions r JOIN inspections p ON p.id = r.inspection_id WHERE 1 = 1",
     );
     let mut binds: Vec<String> = Vec::new();
-    match &caller {
-        Caller::Staff(s) if s.role == Role::Inspector => {
-            binds.push(s.id.to_string());
-            sql.push_str(&format!(" AND p.inspector_id = ${}", binds.len()));
-        }
-        Caller::Staff(_) => {}
-        Caller::Guest(g) => {
-            binds.push(g.inspection_id.to_string());
-            sql.push_str(&format!(" AND r.inspection_id = ${}", binds.len()));
-        }
-        Caller::Business(b) => {
-            binds.push(b.inn.clone());
-            sql.push_str(&format!(" AND r.business_inn = ${}", binds.len()));
-        }
-    }
+    inspections::push_visibility(
+        &caller,
+        ("r.inspection_id", "r.business_inn"),
+        &mut sql,
+        &mut binds,
+    );
     if let Some(i) = q.inspection_id {
         binds.push(i.to_string());
         sql.push_str(&format!(" AND r.inspection_id = ${}", binds.len()));
@@ -665,23 +653,7 @@ pub async fn add_proof(
             ))
         }
     };
-    let limit = state.config.max_upload_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    let staged = state
-        .blobs
-        .stage(body.into_data_stream(), limit, HEAD_BYTES)
-        .await
-        .map_err(|e| match e {
-            BlobError::TooLarge { .. } => ApiError::PayloadTooLarge,
-            BlobError::Interrupted(m) => invalid("upload_interrupted", m),
-            other => ApiError::Internal(other.into()),
-        })?;
+    let staged = crate::uploads::stage_body(&state, &headers, body).await?;
     let (kind, media_type, width, height) =
         match sniff_proof(&staged.head, &staged.tail, staged.size) {
             Ok(v) => v,
