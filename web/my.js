@@ -87,6 +87,9 @@ function stopCamera() {
   for (const tr of cam.stream?.getTracks() || []) tr.stop();
   if (cam.watch !== undefined) navigator.geolocation.clearWatch(cam.watch);
   cam = null;
+  // A stopped stream left on the element keeps its size: the next item's view would look
+  // ready before its own camera is.
+  $('camera-video').srcObject = null;
 }
 
 async function openCamera(id, item) {
@@ -94,6 +97,8 @@ async function openCamera(id, item) {
   $('camera-item').textContent = t('my.camera.item', { item });
   $('camera-status').textContent = '';
   $('camera-geo').textContent = t('my.camera.geo_wait');
+  // Nothing to shoot until this item's camera is on.
+  for (const b of ['camera-shoot', 'camera-record']) $(b).disabled = true;
   const state = { id, item, samples: [], stream: null, watch: undefined };
   cam = state;
   if (navigator.geolocation) {
@@ -113,6 +118,7 @@ async function openCamera(id, item) {
   if (cam !== state) { for (const tr of state.stream.getTracks()) tr.stop(); return; }
   $('camera-video').srcObject = state.stream;
   $('camera-record').hidden = typeof window.MediaRecorder !== 'function';
+  for (const b of ['camera-shoot', 'camera-record']) $(b).disabled = false;
 }
 
 function traceHeader(state) {

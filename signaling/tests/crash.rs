@@ -65,10 +65,13 @@ async fn start(dir: &std::path::Path, port: u16) -> Server {
 #[tokio::test]
 async fn acknowledged_operations_survive_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
-    if std::env::var("INSPECTOR_TEST_PG_URL").is_ok_and(|u| !u.is_empty()) {
+    let _db = if std::env::var("INSPECTOR_TEST_PG_URL").is_ok_and(|u| !u.is_empty()) {
         let url = inspector_tests::fresh_database(dir.path()).await;
-        std::fs::write(dir.path().join("pg_url"), url).expect("write");
-    }
+        std::fs::write(dir.path().join("pg_url"), &url).expect("write");
+        inspector_tests::PgDatabaseGuard::for_url(&url)
+    } else {
+        None
+    };
     let port = free_port();
     let mut server = start(dir.path(), port).await;
     let add = Command::new(EXE)

@@ -25,6 +25,7 @@ async fn prove(phone: &Browser, item: &str) -> Result<()> {
             "the live camera with a position",
             "const v = document.getElementById('camera-video'); \
              return !document.getElementById('view-camera').hidden && v.videoWidth > 0 && \
+             !document.getElementById('camera-shoot').disabled && \
              document.getElementById('camera-geo').textContent.includes('55.75')",
             T,
         )

@@ -38,6 +38,58 @@ pub struct TestApp {
     pub live: std::sync::Arc<signaling::live::Live>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// Drops the test's PostgreSQL database when the app goes away (last field: dropped last).
+    _db_guard: Option<PgDatabaseGuard>,
+}
+
+/// A PostgreSQL test database that is dropped with its guard, so that a run of the suite does
+/// not leave hundreds of databases behind.
+pub struct PgDatabaseGuard {
+    admin: String,
+    name: String,
+}
+
+impl PgDatabaseGuard {
+    /// The guard for `url` when it names a database made by [`fresh_database`].
+    pub fn for_url(url: &str) -> Option<PgDatabaseGuard> {
+        let admin = std::env::var("INSPECTOR_TEST_PG_URL").ok().filter(|u| !u.is_empty())?;
+        let (_, name) = url.rsplit_once('/')?;
+        name.starts_with("t_").then(|| PgDatabaseGuard {
+            admin,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Drop for PgDatabaseGuard {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop may run inside the test's runtime, so the cleanup gets its own thread and runtime.
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime builds");
+            rt.block_on(async {
+                sqlx::any::install_default_drivers();
+                if let Ok(pool) = sqlx::any::AnyPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&admin)
+                    .await
+                {
+                    // FORCE ends the stopped server's idle connections.
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                    pool.close().await;
+                }
+            });
+            let _ = done.send(());
+        });
+        // Bounded, as in checklist-sync's TestDb: a backend still in authentication waits for
+        // the test's runtime, and the DROP then finishes on the server without us.
+        let _ = finished.recv_timeout(std::time::Duration::from_secs(2));
+    }
 }
 
 fn init_logs() {
@@ -98,12 +150,18 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut signaling::Config)) -> Test
     };
     let mut config = signaling::Config::resolve(&args).expect("config");
     adjust(&mut config);
-    start_on(data_dir, database_url, config).await
+    let guard = PgDatabaseGuard::for_url(&database_url);
+    start_on(data_dir, database_url, config, guard).await
 }
 
 /// Starts the server with this configuration (on port 0) over this data directory and
 /// database.
-async fn start_on(data_dir: TempDir, database_url: String, config: signaling::Config) -> TestApp {
+async fn start_on(
+    data_dir: TempDir,
+    database_url: String,
+    config: signaling::Config,
+    db_guard: Option<PgDatabaseGuard>,
+) -> TestApp {
     let app = signaling::Application::build(config.clone())
         .await
         .expect("build app");
@@ -131,6 +189,7 @@ async fn start_on(data_dir: TempDir, database_url: String, config: signaling::Co
         live,
         shutdown: Some(tx),
         server: Some(server),
+        _db_guard: db_guard,
     }
 }
 
@@ -145,7 +204,8 @@ impl TestApp {
         if let Some(h) = self.server.take() {
             let _ = h.await;
         }
-        start_on(self.data_dir, self.database_url, self.config).await
+        let guard = self._db_guard.take();
+        start_on(self.data_dir, self.database_url, self.config, guard).await
     }
 
     /// Creates an account directly in the database.
