@@ -168,6 +168,11 @@ impl BlobStore {
         })
     }
 
+    /// The root directory of a local store; `None` for a remote (S3-compatible) one.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
+    }
+
     fn key(&self, sha256: &str) -> Path {
         let fan = sha256.get(..2).unwrap_or("00");
         self.prefix.clone().join("sha256").join(fan).join(sha256)

@@ -10,6 +10,7 @@ pub mod act;
 pub mod anchor;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod blobs;
 pub mod config;
 pub mod db;

@@ -1,4 +1,5 @@
-//! The `inspector` command: serve, migrate, manage users, audit event logs.
+//! The `inspector` command: serve, migrate, manage users, audit event logs, back up and
+//! restore.
 
 use std::io::IsTerminal;
 
@@ -40,6 +41,24 @@ enum Command {
         #[command(flatten)]
         db: ServeArgs,
     },
+    /// Copy the database, recordings, evidence and keys into a new directory while the
+    /// server runs (SQLite: VACUUM INTO; PostgreSQL: pg_dump).
+    Backup {
+        /// The backup directory (absent or empty; not inside the data directory).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[command(flatten)]
+        db: ServeArgs,
+    },
+    /// Restore a backup into an empty data directory and a new database, checking every
+    /// hash first; then apply newer migrations.
+    Restore {
+        /// The backup directory made by `inspector backup`.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        #[command(flatten)]
+        db: ServeArgs,
+    },
     /// Check an evidence bundle offline (no server, no database).
     Bundle {
         #[command(subcommand)]
@@ -60,7 +79,11 @@ enum AuditCommand {
     /// naming the first broken link or each missing or altered blob.
     Verify {
         /// Inspection id.
-        inspection: uuid::Uuid,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        inspection: Option<uuid::Uuid>,
+        /// Every inspection in the database: one line each, exit 1 if any is broken.
+        #[arg(long)]
+        all: bool,
     },
     /// Print the event log as JSON Lines.
     Export {
@@ -129,6 +152,35 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::User { command, db: args } => user(command, Config::resolve(&args)?).await,
         Command::Audit { command, db: args } => audit(command, Config::resolve(&args)?).await,
+        Command::Backup { out, db: args } => {
+            let s = signaling::backup::backup(&Config::resolve(&args)?, &out).await?;
+            println!(
+                "backup written to {}: database with {} inspections, {} files ({} bytes){}",
+                out.display(),
+                s.inspections,
+                s.files,
+                s.bytes,
+                remote_note(s.remote_blobs)
+            );
+            Ok(())
+        }
+        Command::Restore { from, db: args } => {
+            let config = Config::resolve(&args)?;
+            let s = signaling::backup::restore(&config, &from).await?;
+            println!(
+                "restored into {}: database with {} inspections, {} files ({} bytes){}",
+                config.data_dir.display(),
+                s.inspections,
+                s.files,
+                s.bytes,
+                remote_note(s.remote_blobs)
+            );
+            println!(
+                "check it: inspector audit verify --all --data-dir {}",
+                config.data_dir.display()
+            );
+            Ok(())
+        }
         Command::Bundle {
             command: BundleCommand::Verify { file },
         } => match signaling::act::bundle::verify(&file) {
@@ -271,92 +323,46 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
     let pool = db::connect(&config.database_url).await?;
     db::migrate(&pool).await?;
     match command {
-        AuditCommand::Verify { inspection } => {
+        AuditCommand::Verify { inspection, all } => {
             let blobs = signaling::blobs::BlobStore::open(&config.blob, &config.blobs_dir())?;
-            let report = signaling::audit::verify_all(&pool, &blobs, &config, inspection).await?;
-            let chain = &report.base.chain;
-            if chain.first_broken.is_none() {
-                println!(
-                    "intact: {} events, head {}",
-                    chain.events,
-                    chain.head_hash.as_deref().unwrap_or("(empty log)")
-                );
-            }
-            match &report.last_checkpoint {
-                Some((seq, hash)) => println!(
-                    "checkpoints: {} checked, the latest signs event {seq} (hash {hash}); {} events after it",
-                    report.checkpoints_checked, report.unanchored_events
-                ),
-                None => println!("checkpoints: none"),
-            }
-            match &report.recording {
-                Some(r) => println!(
-                    "recording: {} logged at event {} (sha256 {}, {} bytes, {} ms)",
-                    r.file, r.seq, r.sha256, r.size, r.duration_ms
-                ),
-                None => println!("recording: none logged"),
-            }
-            match &report.act {
-                signaling::act::audit::ActCheck::NoAct => println!("no act"),
-                signaling::act::audit::ActCheck::Matches { seq } => {
-                    println!("the act's head (event {seq}) is in the log")
+            if all {
+                let ids: Vec<String> =
+                    sqlx::query_scalar("SELECT id FROM inspections ORDER BY created_at, id")
+                        .fetch_all(&pool)
+                        .await?;
+                let mut broken = 0usize;
+                for id in &ids {
+                    let id: uuid::Uuid = id.parse()?;
+                    let (lines, first) = verify_one(&pool, &blobs, &config, id).await?;
+                    match first {
+                        None => println!("{id}: OK ({})", lines.first().map_or("", String::as_str)),
+                        Some(code) => {
+                            broken += 1;
+                            println!("{id}: BROKEN {code}");
+                            for l in &lines {
+                                println!("  {l}");
+                            }
+                        }
+                    }
                 }
-                signaling::act::audit::ActCheck::Mismatch(why) => {
-                    println!("BROKEN against the act: {why}")
-                }
-            }
-            for f in &report.base.evidence_problems {
-                println!(
-                    "EVIDENCE {:?} at seq {} (evidence {}, sha256 {})",
-                    f.problem, f.seq, f.evidence_id, f.sha256
-                );
-            }
-            if report.base.evidence_problems.is_empty() {
-                println!(
-                    "evidence: {} blobs match their hashes",
-                    report.base.evidence_checked
-                );
-            }
-            // The prescriptions that follow the inspection up: their chains and proofs.
-            let mut prescriptions_clean = true;
-            for pid in signaling::prescriptions::log::of_inspection(&pool, inspection)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-            {
-                let p = signaling::prescriptions::log::verify(&pool, &blobs, pid).await?;
-                match &p.chain.first_broken {
-                    None => println!(
-                        "prescription {pid}: intact, {} events, head {}; {} proofs match their hashes",
-                        p.chain.events,
-                        p.chain.head_hash.as_deref().unwrap_or("(empty log)"),
-                        p.proofs_checked - p.proof_problems.len()
-                    ),
-                    Some(b) => println!(
-                        "prescription {pid}: BROKEN at seq {}: {:?}",
-                        b.seq, b.reason
-                    ),
-                }
-                for f in &p.proof_problems {
-                    println!(
-                        "PROOF {:?} at seq {} (proof {}, sha256 {})",
-                        f.problem, f.seq, f.evidence_id, f.sha256
-                    );
-                }
-                prescriptions_clean &= p.is_clean();
-            }
-            for f in &report.findings {
-                println!("BROKEN {}: {}", f.code, f.message);
-            }
-            match report.findings.first() {
-                Some(f) => {
-                    println!("FIRST BROKEN: {}", f.code);
+                if broken > 0 {
+                    println!("{broken} of {} inspections BROKEN", ids.len());
                     std::process::exit(1);
                 }
-                None if !prescriptions_clean => {
-                    println!("FIRST BROKEN: prescription_broken");
-                    std::process::exit(1);
+                println!("OK: {} inspections intact", ids.len());
+            } else {
+                let id = inspection.expect("clap requires an inspection without --all");
+                let (lines, first) = verify_one(&pool, &blobs, &config, id).await?;
+                for l in &lines {
+                    println!("{l}");
                 }
-                None => println!("OK"),
+                match first {
+                    Some(code) => {
+                        println!("FIRST BROKEN: {code}");
+                        std::process::exit(1);
+                    }
+                    None => println!("OK"),
+                }
             }
         }
         AuditCommand::Export { inspection } => {
@@ -366,4 +372,100 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn remote_note(n: usize) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!("; {n} evidence objects in the remote store")
+    }
+}
+
+/// One inspection's audit as lines of text, and the code of the first thing broken.
+async fn verify_one(
+    pool: &sqlx::AnyPool,
+    blobs: &signaling::blobs::BlobStore,
+    config: &Config,
+    inspection: uuid::Uuid,
+) -> anyhow::Result<(Vec<String>, Option<String>)> {
+    let mut out = Vec::new();
+    let report = signaling::audit::verify_all(pool, blobs, config, inspection).await?;
+    let chain = &report.base.chain;
+    if chain.first_broken.is_none() {
+        out.push(format!(
+            "intact: {} events, head {}",
+            chain.events,
+            chain.head_hash.as_deref().unwrap_or("(empty log)")
+        ));
+    }
+    out.push(match &report.last_checkpoint {
+        Some((seq, hash)) => format!(
+            "checkpoints: {} checked, the latest signs event {seq} (hash {hash}); {} events after it",
+            report.checkpoints_checked, report.unanchored_events
+        ),
+        None => "checkpoints: none".into(),
+    });
+    out.push(match &report.recording {
+        Some(r) => format!(
+            "recording: {} logged at event {} (sha256 {}, {} bytes, {} ms)",
+            r.file, r.seq, r.sha256, r.size, r.duration_ms
+        ),
+        None => "recording: none logged".into(),
+    });
+    out.push(match &report.act {
+        signaling::act::audit::ActCheck::NoAct => "no act".into(),
+        signaling::act::audit::ActCheck::Matches { seq } => {
+            format!("the act's head (event {seq}) is in the log")
+        }
+        signaling::act::audit::ActCheck::Mismatch(why) => format!("BROKEN against the act: {why}"),
+    });
+    for f in &report.base.evidence_problems {
+        out.push(format!(
+            "EVIDENCE {:?} at seq {} (evidence {}, sha256 {})",
+            f.problem, f.seq, f.evidence_id, f.sha256
+        ));
+    }
+    if report.base.evidence_problems.is_empty() {
+        out.push(format!(
+            "evidence: {} blobs match their hashes",
+            report.base.evidence_checked
+        ));
+    }
+    // The prescriptions that follow the inspection up: their chains and proofs.
+    let mut prescriptions_clean = true;
+    for pid in signaling::prescriptions::log::of_inspection(pool, inspection)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        let p = signaling::prescriptions::log::verify(pool, blobs, pid).await?;
+        out.push(match &p.chain.first_broken {
+            None => format!(
+                "prescription {pid}: intact, {} events, head {}; {} proofs match their hashes",
+                p.chain.events,
+                p.chain.head_hash.as_deref().unwrap_or("(empty log)"),
+                p.proofs_checked - p.proof_problems.len()
+            ),
+            Some(b) => format!(
+                "prescription {pid}: BROKEN at seq {}: {:?}",
+                b.seq, b.reason
+            ),
+        });
+        for f in &p.proof_problems {
+            out.push(format!(
+                "PROOF {:?} at seq {} (proof {}, sha256 {})",
+                f.problem, f.seq, f.evidence_id, f.sha256
+            ));
+        }
+        prescriptions_clean &= p.is_clean();
+    }
+    for f in &report.findings {
+        out.push(format!("BROKEN {}: {}", f.code, f.message));
+    }
+    let first = match report.findings.first() {
+        Some(f) => Some(f.code.to_string()),
+        None if !prescriptions_clean => Some("prescription_broken".into()),
+        None => None,
+    };
+    Ok((out, first))
 }

@@ -52,7 +52,9 @@ pub struct PgDatabaseGuard {
 impl PgDatabaseGuard {
     /// The guard for `url` when it names a database made by [`fresh_database`].
     pub fn for_url(url: &str) -> Option<PgDatabaseGuard> {
-        let admin = std::env::var("INSPECTOR_TEST_PG_URL").ok().filter(|u| !u.is_empty())?;
+        let admin = std::env::var("INSPECTOR_TEST_PG_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
         let (_, name) = url.rsplit_once('/')?;
         name.starts_with("t_").then(|| PgDatabaseGuard {
             admin,
