@@ -13,6 +13,7 @@ mod geo_banner;
 mod headers;
 mod lifecycle;
 mod live;
+mod notices;
 mod login;
 mod openapi;
 mod photo_browser;
