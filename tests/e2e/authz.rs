@@ -354,6 +354,34 @@ async fn every_endpoint_checks_every_caller() {
             [401, 403, 403, 400, 400, 400, 400],
         ),
         (
+            "POST",
+            format!(
+                "/api/inspections/{x}/deliveries/{}/retry",
+                uuid::Uuid::new_v4()
+            ),
+            json!({}),
+            [401, 403, 404, 404, 404, 403, 404],
+        ),
+        (
+            "GET",
+            "/api/push/key".into(),
+            Value::Null,
+            [200, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "POST",
+            "/api/me/push-subscriptions".into(),
+            json!({"subscription": {}}),
+            [401, 403, 403, 400, 400, 400, 400],
+        ),
+        // The business's own phone subscribes; staff use /api/me.
+        (
+            "POST",
+            format!("/api/inspections/{x}/push-subscriptions"),
+            json!({"subscription": {}}),
+            [401, 400, 404, 403, 404, 403, 403],
+        ),
+        (
             "GET",
             "/api/message-templates".into(),
             Value::Null,

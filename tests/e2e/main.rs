@@ -14,6 +14,7 @@ mod headers;
 mod lifecycle;
 mod live;
 mod notices;
+mod notices_push;
 mod login;
 mod openapi;
 mod photo_browser;

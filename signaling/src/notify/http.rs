@@ -36,8 +36,18 @@ pub fn router() -> Router<AppState> {
             post(remove_contact),
         )
         .route("/api/inspections/{id}/deliveries", get(deliveries))
+        .route(
+            "/api/inspections/{id}/deliveries/{delivery}/retry",
+            post(retry_delivery),
+        )
         .route("/api/inspections/{id}/reschedule", post(reschedule))
         .route("/api/me/contacts", post(add_own_contact))
+        .route("/api/me/push-subscriptions", post(add_own_subscription))
+        .route(
+            "/api/inspections/{id}/push-subscriptions",
+            post(add_business_subscription),
+        )
+        .route("/api/push/key", get(push_key))
         .route(
             "/api/message-templates",
             get(list_templates).post(change_template),
@@ -105,23 +115,28 @@ pub struct ContactList {
     pub contacts: Vec<Contact>,
 }
 
+fn email_of(req: &NewContact) -> ApiResult<String> {
+    EmailAddress::parse(&req.email)
+        .map(|e| e.as_str().to_string())
+        .ok_or_else(|| ApiError::Fields(vec![FieldError::new("email", "invalid_email")]))
+}
+
 async fn add_contact(
     state: &AppState,
     owner: (&str, &str),
-    req: &NewContact,
+    (channel, address): (&str, &str),
     consent: ConsentSource,
-    added_by: Uuid,
+    added_by: Option<Uuid>,
 ) -> ApiResult<(StatusCode, Contact)> {
-    let email = EmailAddress::parse(&req.email)
-        .ok_or_else(|| ApiError::Fields(vec![FieldError::new("email", "invalid_email")]))?;
     let now = now_micros();
     let existing = sqlx::query(
-        "SELECT id FROM contacts WHERE owner_kind = $1 AND owner_id = $2 AND channel = 'email' \
-         AND address = $3 AND removed_at IS NULL",
+        "SELECT id FROM contacts WHERE owner_kind = $1 AND owner_id = $2 AND channel = $3 \
+         AND address = $4 AND removed_at IS NULL",
     )
     .bind(owner.0)
     .bind(owner.1)
-    .bind(email.as_str())
+    .bind(channel)
+    .bind(address)
     .fetch_optional(&state.db)
     .await?;
     if let Some(r) = existing {
@@ -144,15 +159,16 @@ async fn add_contact(
     let id = Uuid::new_v4().to_string();
     sqlx::query(
         "INSERT INTO contacts (id, owner_kind, owner_id, channel, address, consent_at, \
-         consent_source, added_by, created_at) VALUES ($1, $2, $3, 'email', $4, $5, $6, $7, $5)",
+         consent_source, added_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $6)",
     )
     .bind(&id)
     .bind(owner.0)
     .bind(owner.1)
-    .bind(email.as_str())
+    .bind(channel)
+    .bind(address)
     .bind(now)
     .bind(consent.as_str())
-    .bind(added_by.to_string())
+    .bind(added_by.map(|u| u.to_string()))
     .execute(&state.db)
     .await?;
     // The new contact is owed what the owner's scheduled inspections planned for the others.
@@ -175,7 +191,7 @@ async fn add_contact(
 }
 
 async fn contact(state: &AppState, id: &str) -> ApiResult<Contact> {
-    let r = sqlx::query(&format!("{CONTACT_SELECT} WHERE id = $1"))
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("{CONTACT_SELECT} WHERE id = $1")))
         .bind(id)
         .fetch_one(&state.db)
         .await?;
@@ -220,12 +236,13 @@ pub async fn add_business_contact(
         }
     };
     let me = caller.staff()?.id;
+    let email = email_of(&req)?;
     let (status, c) = add_contact(
         &state,
         ("business", insp.business.inn.as_str()),
-        &req,
+        ("email", &email),
         consent,
-        me,
+        Some(me),
     )
     .await?;
     Ok((status, Json(c)))
@@ -240,12 +257,92 @@ pub async fn add_own_contact(
     ApiJson(req): ApiJson<NewContact>,
 ) -> ApiResult<(StatusCode, Json<Contact>)> {
     let me = caller.staff()?.id;
+    let email = email_of(&req)?;
     let (status, c) = add_contact(
         &state,
         ("user", &me.to_string()),
-        &req,
+        ("email", &email),
         ConsentSource::Own,
-        me,
+        Some(me),
+    )
+    .await?;
+    Ok((status, Json(c)))
+}
+
+/// A browser's push subscription, as `PushSubscription.toJSON()` gives it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSubscription {
+    /// `{"endpoint": "https://…", "keys": {"p256dh": "…", "auth": "…"}}`.
+    #[schema(value_type = Object)]
+    pub subscription: serde_json::Value,
+}
+
+/// The server's VAPID public key.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PushKey {
+    /// The `applicationServerKey` for `pushManager.subscribe` (base64url).
+    pub public_key: String,
+}
+
+/// The VAPID public key (public: it is in every browser's subscription anyway).
+#[utoipa::path(get, path = "/api/push/key", tag = "notices", responses((status = 200, body = PushKey)))]
+pub async fn push_key(State(state): State<AppState>) -> Json<PushKey> {
+    Json(PushKey {
+        public_key: state.notify.push_public_key(),
+    })
+}
+
+fn subscription_of(state: &AppState, req: &NewSubscription) -> ApiResult<String> {
+    super::push::Subscription::parse(&req.subscription, &state.config.notify)
+        .map(|s| s.stored())
+        .map_err(|code| ApiError::Fields(vec![FieldError::new("subscription", code)]))
+}
+
+/// Subscribes the caller's browser to pushes (staff): reminders of its inspections.
+#[utoipa::path(post, path = "/api/me/push-subscriptions", tag = "notices", request_body = NewSubscription,
+    responses((status = 201, body = Contact), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn add_own_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<NewSubscription>,
+) -> ApiResult<(StatusCode, Json<Contact>)> {
+    let me = caller.staff()?.id;
+    let address = subscription_of(&state, &req)?;
+    let (status, c) = add_contact(
+        &state,
+        ("user", &me.to_string()),
+        ("push", &address),
+        ConsentSource::Own,
+        Some(me),
+    )
+    .await?;
+    Ok((status, Json(c)))
+}
+
+/// Subscribes the business's phone to pushes, from its page (the invitation's guest or the
+/// organisation's representative): the notice's updates and the reminders. The browser's
+/// permission prompt is the consent (`own`).
+#[utoipa::path(post, path = "/api/inspections/{id}/push-subscriptions", tag = "notices", params(("id" = Uuid, Path)),
+    request_body = NewSubscription,
+    responses((status = 201, body = Contact), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn add_business_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    ApiJson(req): ApiJson<NewSubscription>,
+) -> ApiResult<(StatusCode, Json<Contact>)> {
+    let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
+    if matches!(caller, Caller::Staff(_)) {
+        return Err(ApiError::Forbidden);
+    }
+    let address = subscription_of(&state, &req)?;
+    let (status, c) = add_contact(
+        &state,
+        ("business", insp.business.inn.as_str()),
+        ("push", &address),
+        ConsentSource::Own,
+        None,
     )
     .await?;
     Ok((status, Json(c)))
@@ -260,10 +357,10 @@ pub async fn list_contacts(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<ContactList>> {
     let (insp, _) = load_for(&state.db, &caller, id, Access::Manage).await?;
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{CONTACT_SELECT} WHERE (owner_kind = 'business' AND owner_id = $1) \
          OR (owner_kind = 'user' AND owner_id = $2) ORDER BY created_at LIMIT 100"
-    ))
+    )))
     .bind(insp.business.inn.as_str())
     .bind(insp.inspector.id.to_string())
     .fetch_all(&state.db)
@@ -376,6 +473,46 @@ pub async fn deliveries(
         })
         .collect::<ApiResult<_>>()?;
     Ok(Json(DeliveryList { deliveries }))
+}
+
+/// Sends a failed message again, or one whose outcome is unknown (its node stopped while
+/// sending: the person may have it already, so only a person decides to resend), at once
+/// (manager). 409 `not_retryable` for any other state.
+#[utoipa::path(post, path = "/api/inspections/{id}/deliveries/{delivery}/retry", tag = "notices",
+    params(("id" = Uuid, Path), ("delivery" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn retry_delivery(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, delivery)): Path<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    load_for(&state.db, &caller, id, Access::Manage).await?;
+    let now = now_micros();
+    let done = sqlx::query(
+        "UPDATE deliveries SET state = 'pending', due_at = $1, attempts = 0, updated_at = $1, \
+         claimed_by = NULL, claimed_until = NULL WHERE id = $2 AND inspection_id = $3 \
+         AND state IN ('failed', 'unknown')",
+    )
+    .bind(now)
+    .bind(delivery.to_string())
+    .bind(id.to_string())
+    .execute(&state.db)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let exists = sqlx::query("SELECT 1 FROM deliveries WHERE id = $1 AND inspection_id = $2")
+        .bind(delivery.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&state.db)
+        .await?;
+    match exists {
+        Some(_) => Err(ApiError::Conflict {
+            code: "not_retryable",
+            message: "only a failed or unknown message can be sent again".into(),
+        }),
+        None => Err(ApiError::NotFound("delivery")),
+    }
 }
 
 /// Reschedule request.

@@ -19,6 +19,7 @@ pub mod document;
 pub mod email;
 pub mod http;
 pub mod ics;
+pub mod push;
 pub mod texts;
 
 use std::collections::BTreeMap;
@@ -101,6 +102,12 @@ pub struct NotifyConfig {
     pub event_minutes: i64,
     /// SMTP; without it e-mail deliveries fail with `email_not_configured`.
     pub smtp: Option<SmtpConfig>,
+    /// Hosts (and their subdomains) of the push services whose subscriptions are accepted.
+    pub push_hosts: Vec<String>,
+    /// Accept `http://` push endpoints (tests with a local push service only).
+    pub push_allow_http: bool,
+    /// The VAPID `sub` claim: how a push service reaches the operator (`mailto:` or `https:`).
+    pub push_contact: String,
 }
 
 impl Default for NotifyConfig {
@@ -115,6 +122,14 @@ impl Default for NotifyConfig {
             batch: 50,
             event_minutes: 60,
             smtp: None,
+            push_hosts: vec![
+                "fcm.googleapis.com".into(),
+                "updates.push.services.mozilla.com".into(),
+                "push.apple.com".into(),
+                "notify.windows.com".into(),
+            ],
+            push_allow_http: false,
+            push_contact: "mailto:admin@localhost".into(),
         }
     }
 }
@@ -166,6 +181,7 @@ pub struct Notify {
     db: AnyPool,
     config: Arc<Config>,
     email: Option<email::Email>,
+    push: push::Push,
     renderer: crate::act::render::Renderer,
     /// This process's claim mark.
     node: String,
@@ -194,13 +210,21 @@ impl Notify {
             }
             None => None,
         };
+        let vapid = push::Vapid::load_or_create(&config.data_dir.join("notify").join("vapid.key"))?;
+        let push = push::Push::new(vapid, &config.notify)?;
         Ok(Notify {
             db,
             config,
             email,
+            push,
             renderer,
             node: Uuid::new_v4().to_string(),
         })
+    }
+
+    /// The VAPID public key browsers subscribe with.
+    pub fn push_public_key(&self) -> String {
+        self.push.public_key()
     }
 
     /// Runs ticks every `tick_millis` with the wall clock until the task is dropped.
@@ -229,8 +253,7 @@ impl Notify {
     /// One pass of the scheduler at `now`: leases past their end become `unknown`, rows no
     /// longer wanted are dropped, cancellations are planned, due rows are claimed and sent.
     pub async fn tick(&self, now: i64) -> ApiResult<TickReport> {
-        let mut report = TickReport::default();
-        report.unknown = sqlx::query(
+        let unknown = sqlx::query(
             "UPDATE deliveries SET state = 'unknown', last_error = 'interrupted', updated_at = $1 \
              WHERE state = 'sending' AND claimed_until < $1",
         )
@@ -238,6 +261,10 @@ impl Notify {
         .execute(&self.db)
         .await?
         .rows_affected() as usize;
+        let mut report = TickReport {
+            unknown,
+            ..TickReport::default()
+        };
         for (status, code) in [
             ("= 'cancelled'", "cancelled"),
             ("IN ('live', 'finished', 'signed')", "started"),
@@ -378,21 +405,31 @@ impl Notify {
                 let msg = compose(
                     &self.db,
                     &self.config,
-                    &self.renderer,
+                    Some(&self.renderer),
                     &insp,
-                    purpose,
-                    offset,
-                    seq,
+                    (purpose, offset, seq),
                     &link,
-                    &email.from_address(),
-                    &address,
+                    (&email.from_address(), &address),
                     now,
                 )
                 .await?;
                 email.send(&address, &msg).await
             }
             (ChannelKind::Email, None) => Outcome::Permanent("email_not_configured"),
-            (ChannelKind::Push, _) => Outcome::Permanent("push_not_configured"),
+            (ChannelKind::Push, _) => {
+                let msg = compose(
+                    &self.db,
+                    &self.config,
+                    None,
+                    &insp,
+                    (purpose, offset, seq),
+                    &link,
+                    ("", ""),
+                    now,
+                )
+                .await?;
+                self.push.send(&address, &msg).await
+            }
         };
         let next = core::after_attempt(
             &self.config.notify.policy(),
@@ -562,19 +599,17 @@ async fn insert(
     Ok(done.rows_affected() as usize)
 }
 
-/// The message for one delivery, in the inspection's language.
+/// The message for one delivery, in the inspection's language. With a `renderer` (e-mail)
+/// the notice carries its calendar event and printable PDF; without (push), text only.
 #[allow(clippy::too_many_arguments)]
 async fn compose(
     db: &AnyPool,
     config: &Config,
-    renderer: &crate::act::render::Renderer,
+    renderer: Option<&crate::act::render::Renderer>,
     insp: &crate::inspections::Inspection,
-    purpose: Purpose,
-    offset_secs: i64,
-    seq: i64,
+    (purpose, offset_secs, seq): (Purpose, i64, i64),
     link: &str,
-    organizer: &str,
-    attendee: &str,
+    (organizer, attendee): (&str, &str),
     now: i64,
 ) -> ApiResult<Outgoing> {
     let lang = insp.language.as_str();
@@ -618,7 +653,8 @@ async fn compose(
     let t = texts::current(db, purpose, lang).await?;
     let subject = texts::render(&t.subject, &v);
     let text = texts::render(&t.body, &v);
-    let calendar = matches!(purpose, Purpose::Notice | Purpose::Cancel).then(|| {
+    let files = renderer.is_some();
+    let calendar = (files && matches!(purpose, Purpose::Notice | Purpose::Cancel)).then(|| {
         let cancelled = purpose == Purpose::Cancel;
         (
             ics::method(cancelled),
@@ -640,7 +676,7 @@ async fn compose(
         )
     });
     let mut attachments = Vec::new();
-    if purpose == Purpose::Notice {
+    if let (Some(renderer), Purpose::Notice) = (renderer, purpose) {
         let doc = document::NoticeDoc {
             lang: lang.into(),
             inspection_id: insp.id.to_string(),
