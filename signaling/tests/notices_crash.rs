@@ -161,8 +161,16 @@ async fn kill_9_between_reminders_loses_none_and_doubles_none() {
     let mails = smtp.messages().unwrap();
     assert_eq!(mails.len(), 3, "{mails:#?}");
     assert!(mails[0].calendar.is_some());
-    assert!(mails[1].subject.contains("через 6 секунд"), "{}", mails[1].subject);
-    assert!(mails[2].subject.contains("через 3 секунды"), "{}", mails[2].subject);
+    assert!(
+        mails[1].subject.contains("через 6 секунд"),
+        "{}",
+        mails[1].subject
+    );
+    assert!(
+        mails[2].subject.contains("через 3 секунды"),
+        "{}",
+        mails[2].subject
+    );
     let d = c.get(&format!("/api/inspections/{id}/deliveries")).await;
     assert_eq!(d.status, 200, "{}", d.text);
     let rows = d.body["deliveries"].as_array().unwrap();
@@ -209,7 +217,11 @@ async fn two_processes_on_one_database_send_each_message_once() {
         let rows = d.body["deliveries"].as_array().unwrap().clone();
         assert_eq!(rows.len(), 5);
         for r in rows {
-            assert_eq!((r["state"].as_str(), r["attempts"].as_i64()), (Some("sent"), Some(1)), "{r}");
+            assert_eq!(
+                (r["state"].as_str(), r["attempts"].as_i64()),
+                (Some("sent"), Some(1)),
+                "{r}"
+            );
         }
     }
     drop(b);

@@ -121,7 +121,11 @@ async fn notice_reminders_reschedule_and_cancel_arrive_by_email() {
     let mails = smtp.wait_for(1, WAIT).await.unwrap();
     let notice = &mails[0];
     assert!(notice.to.contains("Shop@example.test"), "{}", notice.to);
-    assert!(notice.subject.contains("Плановая проверка"), "{}", notice.subject);
+    assert!(
+        notice.subject.contains("Плановая проверка"),
+        "{}",
+        notice.subject
+    );
     assert!(notice.text.contains("7707083893"), "{}", notice.text);
     let (method, ics) = notice.calendar.clone().expect("a calendar attachment");
     assert_eq!(method, "REQUEST");
@@ -143,8 +147,14 @@ async fn notice_reminders_reschedule_and_cancel_arrive_by_email() {
     let (mime, pdf) = notice.attachments.first().expect("the printable notice");
     assert_eq!(mime, "application/pdf");
     let text = pdf_text(pdf);
-    assert!(text.contains("УВЕДОМЛЕНИЕ") && text.contains("7707083893"), "{text}");
-    assert!(text.replace(char::is_whitespace, "").contains(&token), "{text}");
+    assert!(
+        text.contains("УВЕДОМЛЕНИЕ") && text.contains("7707083893"),
+        "{text}"
+    );
+    assert!(
+        text.replace(char::is_whitespace, "").contains(&token),
+        "{text}"
+    );
     // The join link opens the inspection.
     assert!(ev.url.as_deref().unwrap().ends_with(&token));
     let mut business = app.anonymous();
@@ -179,19 +189,32 @@ async fn notice_reminders_reschedule_and_cancel_arrive_by_email() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["scheduled_at"], json!(s1.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+    assert_eq!(
+        r.body["scheduled_at"],
+        json!(s1.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    );
     let d = deliveries(&inspector, &id).await;
     let superseded = d
         .iter()
         .filter(|x| x["state"] == "dropped" && x["last_error"] == "superseded")
         .count();
-    assert_eq!(superseded, 4, "the 1-day and 1-hour reminders of the old time: {d:#?}");
+    assert_eq!(
+        superseded, 4,
+        "the 1-day and 1-hour reminders of the old time: {d:#?}"
+    );
     assert_eq!(app.notify.tick(r7 + 2 * SEC).await.unwrap().sent, 1);
     let mails = smtp.wait_for(4, WAIT).await.unwrap();
     let update = &mails[3];
-    assert!(update.subject.contains("Время изменено"), "{}", update.subject);
+    assert!(
+        update.subject.contains("Время изменено"),
+        "{}",
+        update.subject
+    );
     let ev = parse_ics(&update.calendar.as_ref().unwrap().1).unwrap();
-    assert_eq!((ev.uid.as_str(), ev.sequence), (format!("{id}@inspector").as_str(), 1));
+    assert_eq!(
+        (ev.uid.as_str(), ev.sequence),
+        (format!("{id}@inspector").as_str(), 1)
+    );
     assert_eq!(ev.dtstart, ics_start(s1));
     assert_eq!(business.accept(&join_token(update)).await.status, 200);
     // The new reminders come at their times; the old 1-day time passes without a message.
@@ -216,7 +239,10 @@ async fn notice_reminders_reschedule_and_cancel_arrive_by_email() {
     let (method, ics) = cancel.calendar.clone().unwrap();
     assert_eq!(method, "CANCEL");
     let ev = parse_ics(&ics).unwrap();
-    assert_eq!((ev.method.as_str(), ev.status.as_str()), ("CANCEL", "CANCELLED"));
+    assert_eq!(
+        (ev.method.as_str(), ev.status.as_str()),
+        ("CANCEL", "CANCELLED")
+    );
     assert_eq!((ev.uid, ev.sequence), (format!("{id}@inspector"), 2));
     assert_eq!(app.notify.tick(us(s1) - H).await.unwrap().claimed, 0);
     assert_eq!(app.notify.tick(us(s1) + D).await.unwrap().claimed, 0);
@@ -254,7 +280,10 @@ async fn an_unreachable_smtp_server_is_shown_and_retried() {
     assert_eq!(notice["last_error"], "smtp_unreachable");
     // The inspection stands.
     assert_eq!(
-        inspector.get(&format!("/api/inspections/{id}")).await.status,
+        inspector
+            .get(&format!("/api/inspections/{id}"))
+            .await
+            .status,
         200
     );
     // The link of the failed attempt never left: its invitation is revoked.
@@ -272,10 +301,16 @@ async fn an_unreachable_smtp_server_is_shown_and_retried() {
     let rep = app.notify.tick(t + 60 * SEC).await.unwrap();
     assert_eq!((rep.claimed, rep.sent), (1, 1));
     let mails = smtp.wait_for(1, WAIT).await.unwrap();
-    assert_eq!(app.anonymous().accept(&join_token(&mails[0])).await.status, 200);
+    assert_eq!(
+        app.anonymous().accept(&join_token(&mails[0])).await.status,
+        200
+    );
     let d = deliveries(&inspector, &id).await;
     let notice = d.iter().find(|x| x["purpose"] == "notice").unwrap();
-    assert_eq!((notice["state"].as_str(), notice["attempts"].as_i64()), (Some("sent"), Some(2)));
+    assert_eq!(
+        (notice["state"].as_str(), notice["attempts"].as_i64()),
+        (Some("sent"), Some(2))
+    );
     app.stop().await;
 }
 
@@ -287,10 +322,26 @@ async fn bad_contacts_and_reschedules_are_refused_without_change() {
     let before = app.dump().await;
     let path = format!("/api/inspections/{id}/contacts");
     for (body, field, code) in [
-        (json!({"email": "not an address", "consent": "business"}), "email", "invalid_email"),
-        (json!({"email": "a@b@c", "consent": "business"}), "email", "invalid_email"),
-        (json!({"email": "shop@example.test"}), "consent", "consent_required"),
-        (json!({"email": "shop@example.test", "consent": "own"}), "consent", "consent_required"),
+        (
+            json!({"email": "not an address", "consent": "business"}),
+            "email",
+            "invalid_email",
+        ),
+        (
+            json!({"email": "a@b@c", "consent": "business"}),
+            "email",
+            "invalid_email",
+        ),
+        (
+            json!({"email": "shop@example.test"}),
+            "consent",
+            "consent_required",
+        ),
+        (
+            json!({"email": "shop@example.test", "consent": "own"}),
+            "consent",
+            "consent_required",
+        ),
     ] {
         let r = inspector.post_json(&path, &body).await;
         assert_eq!(r.status, 400, "{body}: {}", r.text);
@@ -298,7 +349,10 @@ async fn bad_contacts_and_reschedules_are_refused_without_change() {
         assert_eq!(r.body["error"]["fields"][0]["code"], code);
     }
     let r = inspector
-        .post_json(&path, &json!({"email": "shop@example.test", "consent": "business", "x": 1}))
+        .post_json(
+            &path,
+            &json!({"email": "shop@example.test", "consent": "business", "x": 1}),
+        )
         .await;
     assert_eq!(r.status, 400);
     let resched = format!("/api/inspections/{id}/reschedule");
@@ -336,7 +390,11 @@ async fn admins_change_message_texts_as_new_versions() {
     let r = admin.get("/api/message-templates").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["templates"].as_array().unwrap().len(), 6);
-    assert!(r.body["templates"].as_array().unwrap().iter().all(|t| t["version"] == 0));
+    assert!(r.body["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["version"] == 0));
     assert_eq!(inspector.get("/api/message-templates").await.status, 403);
     let change = json!({"purpose": "notice", "language": "ru",
         "subject": "Извещение: {title} ({inn})", "body": "Подключение: {link}\nКогда: {when}"});
@@ -417,7 +475,10 @@ async fn two_nodes_on_one_database_send_each_message_once() {
     let mut rows = 0;
     for id in &ids {
         for d in deliveries(&inspector, id).await {
-            assert_eq!((d["state"].as_str(), d["attempts"].as_i64()), (Some("sent"), Some(1)));
+            assert_eq!(
+                (d["state"].as_str(), d["attempts"].as_i64()),
+                (Some("sent"), Some(1))
+            );
             rows += 1;
         }
     }

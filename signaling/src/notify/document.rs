@@ -42,8 +42,22 @@ pub struct NoticeDoc {
     pub link: String,
 }
 
-/// Renders the notice to PDF bytes, off the async workers.
-pub async fn render(renderer: &Renderer, doc: NoticeDoc) -> Result<Vec<u8>, RenderError> {
+/// Renders the notice to PDF bytes, off the async workers (PDF/A wants its date: `now`).
+pub async fn render(
+    renderer: &Renderer,
+    doc: NoticeDoc,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<u8>, RenderError> {
+    use chrono::{Datelike, Timelike};
+    let timestamp = typst::foundations::Datetime::from_ymd_hms(
+        now.year(),
+        now.month() as u8,
+        now.day() as u8,
+        now.hour() as u8,
+        now.minute() as u8,
+        now.second() as u8,
+    )
+    .and_then(|dt| typst_pdf::Timestamp::new_local(dt, 0));
     renderer
         .run(move || {
             let data = serde_json::to_vec(&doc).map_err(|e| RenderError(e.to_string()))?;
@@ -53,8 +67,40 @@ pub async fn render(renderer: &Renderer, doc: NoticeDoc) -> Result<Vec<u8>, Rend
                 TEMPLATE,
                 vec![("data.json".into(), data), ("qr.svg".into(), qr)],
                 ident,
-                None,
+                timestamp,
             )
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_notice_renders_in_both_languages() {
+        for lang in ["ru", "en"] {
+            let doc = NoticeDoc {
+                lang: lang.into(),
+                inspection_id: "00000000-0000-0000-0000-000000000001".into(),
+                seq: 1,
+                control_body: "Орган".into(),
+                title: "Проверка".into(),
+                kind: "контрольное мероприятие".into(),
+                business: "ООО «Ромашка»".into(),
+                inn: "7707083893".into(),
+                address: "Москва".into(),
+                when: "10.12.2026 10:00".into(),
+                when_utc: "2026-12-10T07:00:00Z".into(),
+                zone: "Europe/Moscow".into(),
+                inspector: "Иванов".into(),
+                legal_basis: "".into(),
+                link: "http://127.0.0.1/b/#t=abc".into(),
+            };
+            let pdf = render(&Renderer::new(1), doc, chrono::Utc::now())
+                .await
+                .expect("renders");
+            assert!(pdf.starts_with(b"%PDF-"));
+        }
+    }
 }

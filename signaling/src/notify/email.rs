@@ -79,8 +79,9 @@ impl Email {
             .map_err(|_| Outcome::Permanent("invalid_address"))?;
         let mut parts = MultiPart::mixed().singlepart(SinglePart::plain(msg.text.clone()));
         if let Some((method, ics)) = &msg.calendar {
-            let kind = ContentType::parse(&format!("text/calendar; charset=utf-8; method={method}"))
-                .map_err(|_| Outcome::Permanent("compose_failed"))?;
+            let kind =
+                ContentType::parse(&format!("text/calendar; charset=utf-8; method={method}"))
+                    .map_err(|_| Outcome::Permanent("compose_failed"))?;
             parts = parts.singlepart(
                 SinglePart::builder()
                     .header(kind)
@@ -147,6 +148,9 @@ mod tests {
         for bad in ["", "no-at-sign", "a@", "@b", "a b@c.d", "x@y@z"] {
             assert_eq!(EmailAddress::parse(bad), None, "{bad}");
         }
-        assert_eq!(EmailAddress::parse(&format!("{}@b.c", "a".repeat(260))), None);
+        assert_eq!(
+            EmailAddress::parse(&format!("{}@b.c", "a".repeat(260))),
+            None
+        );
     }
 }

@@ -191,10 +191,12 @@ async fn add_contact(
 }
 
 async fn contact(state: &AppState, id: &str) -> ApiResult<Contact> {
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("{CONTACT_SELECT} WHERE id = $1")))
-        .bind(id)
-        .fetch_one(&state.db)
-        .await?;
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{CONTACT_SELECT} WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_one(&state.db)
+    .await?;
     contact_row(&r)
 }
 
@@ -578,7 +580,11 @@ pub async fn reschedule(
     .await?;
     super::plan_in(&mut *tx, &state.config, id, now).await?;
     tx.commit().await?;
-    Ok(Json(load(&state.db, id).await?.ok_or(ApiError::NotFound("inspection"))?))
+    Ok(Json(
+        load(&state.db, id)
+            .await?
+            .ok_or(ApiError::NotFound("inspection"))?,
+    ))
 }
 
 /// A message template in force.
@@ -598,7 +604,7 @@ pub struct MessageTemplate {
 
 /// The templates in force.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TemplateList {
+pub struct MessageTemplateList {
     /// One per purpose and language.
     pub templates: Vec<MessageTemplate>,
     /// The placeholders they may use, as `{name}`.
@@ -608,7 +614,7 @@ pub struct TemplateList {
 /// A template change (admin): a new version of one purpose and language.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TemplateChange {
+pub struct MessageTemplateChange {
     /// `notice`, `cancel` or `reminder`.
     pub purpose: String,
     /// `ru` or `en`.
@@ -629,11 +635,11 @@ fn admin(caller: &Caller) -> ApiResult<crate::auth::Staff> {
 
 /// The message templates in force (admin).
 #[utoipa::path(get, path = "/api/message-templates", tag = "notices",
-    responses((status = 200, body = TemplateList)))]
+    responses((status = 200, body = MessageTemplateList)))]
 pub async fn list_templates(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<Json<TemplateList>> {
+) -> ApiResult<Json<MessageTemplateList>> {
     admin(&caller)?;
     let mut templates = Vec::new();
     for p in [Purpose::Notice, Purpose::Cancel, Purpose::Reminder] {
@@ -656,7 +662,7 @@ pub async fn list_templates(
             });
         }
     }
-    Ok(Json(TemplateList {
+    Ok(Json(MessageTemplateList {
         templates,
         placeholders: texts::PLACEHOLDERS
             .iter()
@@ -666,12 +672,12 @@ pub async fn list_templates(
 }
 
 /// Stores a new version of a message template (admin); earlier versions stay (the audit).
-#[utoipa::path(post, path = "/api/message-templates", tag = "notices", request_body = TemplateChange,
+#[utoipa::path(post, path = "/api/message-templates", tag = "notices", request_body = MessageTemplateChange,
     responses((status = 201, body = MessageTemplate), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn change_template(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(req): ApiJson<TemplateChange>,
+    ApiJson(req): ApiJson<MessageTemplateChange>,
 ) -> ApiResult<(StatusCode, Json<MessageTemplate>)> {
     let me = admin(&caller)?;
     let mut fields = Vec::new();

@@ -126,7 +126,10 @@ mod tests {
         assert_eq!(cal.property_value("METHOD"), Some("REQUEST"));
         assert_eq!(cal.get_timezone(), Some("Europe/Moscow"));
         let ev = cal.components[0].as_event().expect("an event");
-        assert_eq!(ev.get_uid(), Some("00000000-0000-0000-0000-000000000007@inspector"));
+        assert_eq!(
+            ev.get_uid(),
+            Some("00000000-0000-0000-0000-000000000007@inspector")
+        );
         assert_eq!(ev.get_sequence(), Some(2));
         assert_eq!(ev.get_summary(), Some("Проверка; склад, №1"));
         assert_eq!(ev.get_description(), Some("Строка 1\nСтрока 2"));

@@ -140,7 +140,11 @@ impl NotifyConfig {
         if self.reminder_offsets_secs.len() > 10 {
             anyhow::bail!("notify.reminder_offsets_secs: at most 10 reminders");
         }
-        if self.reminder_offsets_secs.iter().any(|&o| o == 0 || o > 90 * 86_400) {
+        if self
+            .reminder_offsets_secs
+            .iter()
+            .any(|&o| o == 0 || o > 90 * 86_400)
+        {
             anyhow::bail!("notify.reminder_offsets_secs: each between 1 s and 90 days");
         }
         if self.max_attempts == 0 || self.batch == 0 {
@@ -314,7 +318,7 @@ impl Notify {
                 Ok(Delivered::NotSent) => {}
                 Err(e) => {
                     // The row stays `sending` and becomes `unknown` after its lease.
-                    tracing::warn!(error = %e, delivery = %id, "notify: delivery failed");
+                    tracing::warn!(error = ?e, delivery = %id, "notify: delivery failed");
                 }
             }
         }
@@ -336,7 +340,13 @@ impl Notify {
         .await?;
         for r in rows {
             let p = core::plan_cancel(r.uuid(1)?, r.col(2)?, now);
-            insert(&mut *self.db.acquire().await?, &r.col::<String>(0)?, &p, now).await?;
+            insert(
+                &mut *self.db.acquire().await?,
+                &r.col::<String>(0)?,
+                &p,
+                now,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -696,7 +706,7 @@ async fn compose(
             legal_basis: v["legal_basis"].clone(),
             link: link.into(),
         };
-        let pdf = document::render(renderer, doc)
+        let pdf = document::render(renderer, doc, from_micros(now))
             .await
             .map_err(|e| crate::error::ApiError::Internal(e.into()))?;
         let name = if en { "notice.pdf" } else { "uvedomlenie.pdf" };

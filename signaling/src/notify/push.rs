@@ -50,7 +50,10 @@ struct WireKeys {
 
 impl Subscription {
     /// Parses a subscription, or names what is wrong with it (a stable code).
-    pub fn parse(v: &serde_json::Value, config: &NotifyConfig) -> Result<Subscription, &'static str> {
+    pub fn parse(
+        v: &serde_json::Value,
+        config: &NotifyConfig,
+    ) -> Result<Subscription, &'static str> {
         if v.to_string().len() > MAX_SUBSCRIPTION_BYTES {
             return Err("subscription_too_large");
         }
@@ -289,11 +292,20 @@ mod tests {
         );
         let mut bad = good.clone();
         bad["endpoint"] = "https://evil.example/x".into();
-        assert_eq!(Subscription::parse(&bad, &c), Err("push_endpoint_not_allowed"));
+        assert_eq!(
+            Subscription::parse(&bad, &c),
+            Err("push_endpoint_not_allowed")
+        );
         bad["endpoint"] = "http://push.example/x".into();
-        assert_eq!(Subscription::parse(&bad, &c), Err("push_endpoint_not_allowed"));
+        assert_eq!(
+            Subscription::parse(&bad, &c),
+            Err("push_endpoint_not_allowed")
+        );
         bad["endpoint"] = "https://notpush.example/x".into();
-        assert_eq!(Subscription::parse(&bad, &c), Err("push_endpoint_not_allowed"));
+        assert_eq!(
+            Subscription::parse(&bad, &c),
+            Err("push_endpoint_not_allowed")
+        );
         let mut bad = good.clone();
         bad["keys"]["auth"] = URL_SAFE_NO_PAD.encode([7u8; 8]).into();
         assert_eq!(Subscription::parse(&bad, &c), Err("push_key_invalid"));

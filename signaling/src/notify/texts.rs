@@ -87,10 +87,18 @@ pub fn lead(offset_secs: i64, language: &str) -> String {
     let en = language == "en";
     let (n, unit_ru, unit_en) = if offset_secs >= 86_400 && offset_secs % 86_400 == 0 {
         let n = offset_secs / 86_400;
-        (n, plural_ru(n, "день", "дня", "дней"), if n == 1 { "day" } else { "days" })
+        (
+            n,
+            plural_ru(n, "день", "дня", "дней"),
+            if n == 1 { "day" } else { "days" },
+        )
     } else if offset_secs >= 3600 && offset_secs % 3600 == 0 {
         let n = offset_secs / 3600;
-        (n, plural_ru(n, "час", "часа", "часов"), if n == 1 { "hour" } else { "hours" })
+        (
+            n,
+            plural_ru(n, "час", "часа", "часов"),
+            if n == 1 { "hour" } else { "hours" },
+        )
     } else if offset_secs >= 60 && offset_secs % 60 == 0 {
         let n = offset_secs / 60;
         (
