@@ -578,7 +578,7 @@ pub async fn reschedule(
     .bind(id.to_string())
     .execute(&mut *tx)
     .await?;
-    super::plan_in(&mut *tx, &state.config, id, now).await?;
+    super::plan_in(&mut tx, &state.config, id, now).await?;
     tx.commit().await?;
     Ok(Json(
         load(&state.db, id)
