@@ -13,6 +13,7 @@ import { errorText } from './errors.js';
 import { ICONS } from './icons.js';
 import { renderActPanel } from './act.js';
 import { renderEvidence, capturePhoto, uploadPhoto } from './evidence.js';
+import { pushSupported, subscribePush } from './push.js';
 
 const $ = (id) => document.getElementById(id);
 const page = {
@@ -80,8 +81,21 @@ async function load() {
     return;
   }
   show('intro');
+  $('biz-push').hidden = !pushSupported() || page.inspection.status !== 'scheduled';
   $('biz-start').focus();
 }
+
+$('biz-push').addEventListener('click', async () => {
+  $('biz-push').disabled = true;
+  try {
+    const r = await subscribePush(`/api/inspections/${page.inspection.id}/push-subscriptions`);
+    $('biz-push-state').textContent = t(r === 'denied' ? 'push.denied' : 'push.subscribed');
+  } catch (e) {
+    $('biz-push-state').textContent = errorText(e);
+  } finally {
+    $('biz-push').disabled = false;
+  }
+});
 
 // ---------- After the end ----------
 

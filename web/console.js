@@ -9,6 +9,7 @@ import { renderChecklist, el, draftStore } from './checklist.js';
 import { renderParticipants, appendEventLine, usToIso } from './present.js';
 import { errorText, showFieldErrors, clearFieldErrors } from './errors.js';
 import { ICONS } from './icons.js';
+import { pushSupported, subscribePush } from './push.js';
 import { renderActPanel } from './act.js';
 import { renderEvidence } from './evidence.js';
 import { openPrescriptions, openPrescription, renderIssuePanel } from './prescriptions.js';
@@ -704,7 +705,78 @@ $('room-invite').addEventListener('click', async () => {
   panel.hidden = false;
   // The links made so far are listed first; a new one is made only on request.
   await renderInvitations();
+  $('notice-push').hidden = !pushSupported();
+  renderDeliveries();
   if (!$('room-invite-url').value) await newInvitation();
+});
+
+/** The notices and reminders of the room's inspection, each with its delivery state. */
+async function renderDeliveries() {
+  if (!room) return;
+  const ul = $('notice-deliveries');
+  let data;
+  try {
+    data = await api.get(`/api/inspections/${room.id}/deliveries`);
+  } catch (e) {
+    ul.replaceChildren(el('li', { class: 'form-error', text: errorText(e) }));
+    return;
+  }
+  ul.replaceChildren(...(data.deliveries || []).map((d) => {
+    const what = d.purpose === 'reminder' ? t('notices.purpose.reminder', { h: Math.round(d.offset_secs / 3600) }) : t(`notices.purpose.${d.purpose}`);
+    const state = t(`notices.state.${d.state}`);
+    const key = `notices.error.${d.last_error}`;
+    const why = d.last_error ? ` (${t(key) === key ? d.last_error : t(key)})` : '';
+    const when = d.sent_at ? formatTime(d.sent_at) : formatTime(d.due_at);
+    const li = el('li', { class: 'delivery', 'data-state': d.state, 'data-purpose': d.purpose },
+      el('span', { class: 'wrap', text: `${what} → ${d.channel === 'push' ? 'push' : d.address} · ${when} · ${state}${why}` }));
+    if (d.state === 'failed' || d.state === 'unknown') {
+      li.append(' ', el('button', {
+        type: 'button', class: 'btn btn-small', text: t('notices.retry'),
+        onclick: async (ev) => {
+          ev.currentTarget.disabled = true;
+          try { await api.post(`/api/inspections/${room.id}/deliveries/${d.id}/retry`); } catch (e) { toast(errorText(e)); }
+          renderDeliveries();
+        },
+      }));
+    }
+    return li;
+  }));
+}
+
+$('notice-contact-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  if (!room) return;
+  $('notice-error').hidden = true;
+  try {
+    await api.post(`/api/inspections/${room.id}/contacts`, { email: $('notice-email').value.trim(), consent: $('notice-consent').value });
+    $('notice-email').value = '';
+    toast(t('notices.added'));
+  } catch (e) {
+    showError($('notice-error'), e);
+  }
+  renderDeliveries();
+});
+
+$('notice-push').addEventListener('click', async () => {
+  try {
+    const r = await subscribePush('/api/me/push-subscriptions');
+    $('notice-push-state').textContent = t(r === 'denied' ? 'push.denied' : 'push.subscribed');
+  } catch (e) {
+    $('notice-push-state').textContent = errorText(e);
+  }
+});
+
+$('notice-reschedule-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  if (!room || !$('notice-when').value) return;
+  $('notice-error').hidden = true;
+  try {
+    room.inspection = await api.post(`/api/inspections/${room.id}/reschedule`, { scheduled_at: new Date($('notice-when').value).toISOString() });
+    toast(t('notices.rescheduled', { t: formatTimeZoned(room.inspection.scheduled_at) }));
+  } catch (e) {
+    showError($('notice-error'), e);
+  }
+  renderDeliveries();
 });
 
 async function newInvitation() {

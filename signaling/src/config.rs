@@ -246,6 +246,8 @@ struct FileConfig {
     business_raw_access: Option<bool>,
     #[serde(default)]
     anchor: AnchorFile,
+    #[serde(default)]
+    notify: crate::notify::NotifyConfig,
 }
 
 /// `[anchor]`: signed checkpoints of the event log's head (crate::anchor).
@@ -315,6 +317,8 @@ pub struct Config {
     pub business_raw_access: bool,
     /// Signed checkpoints of the log's head.
     pub anchor: AnchorConfig,
+    /// Notices and reminders: channels, offsets, the scheduler's tick.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
@@ -401,6 +405,7 @@ impl Config {
         if max_upload_bytes == 0 {
             anyhow::bail!("max_upload_bytes must be positive");
         }
+        file.notify.check()?;
         let key_file = file
             .anchor
             .checkpoint_key_file
@@ -438,6 +443,7 @@ impl Config {
                 ),
                 key_file,
             },
+            notify: file.notify,
         })
     }
 

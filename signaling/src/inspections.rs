@@ -592,6 +592,12 @@ pub async fn create(
         }
         return Err(e.into());
     }
+    // The business's and the inspector's known contacts are owed the notice and reminders.
+    // A failure here is logged, not answered: the inspection stands, and adding a contact
+    // or rescheduling plans again.
+    if let Err(e) = state.notify.plan_inspection(id, now).await {
+        tracing::warn!(error = %e, inspection = %id, "notify: planning failed");
+    }
     let insp = load(&state.db, id)
         .await?
         .ok_or(ApiError::NotFound("inspection"))?;
@@ -708,24 +714,18 @@ pub async fn invite(
     } else {
         label
     };
-    let token = auth::new_token();
-    let inv_id = Uuid::new_v4();
     let now = now_micros();
     let expires = now + i64::from(ttl) * 3_600_000_000;
-    sqlx::query(
-        "INSERT INTO invitations (id, inspection_id, token_hash, label, created_by, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    let (inv_id, url, token) = issue_invitation(
+        &state.db,
+        &state.config,
+        &insp,
+        &label,
+        caller.staff()?.id,
+        now,
+        expires,
     )
-    .bind(inv_id.to_string())
-    .bind(id.to_string())
-    .bind(auth::hash_token(&token))
-    .bind(&label)
-    .bind(caller.staff()?.id.to_string())
-    .bind(now)
-    .bind(expires)
-    .execute(&state.db)
     .await?;
-    let url = format!("{}/b/#t={token}", state.config.public_url);
     let qr_svg = qrcode::QrCode::new(url.as_bytes())
         .map(|code| {
             code.render::<qrcode::render::svg::Color>()
@@ -748,6 +748,36 @@ pub async fn invite(
             qr_svg,
         }),
     ))
+}
+
+/// Stores a new invitation to `insp` (its token hashed) and returns its id, its link and the
+/// token. Used by [`invite`] and by the notices, which send the link themselves.
+pub(crate) async fn issue_invitation(
+    db: &AnyPool,
+    config: &crate::Config,
+    insp: &Inspection,
+    label: &str,
+    created_by: Uuid,
+    now: i64,
+    expires: i64,
+) -> ApiResult<(Uuid, String, String)> {
+    let token = auth::new_token();
+    let inv_id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO invitations (id, inspection_id, token_hash, label, created_by, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(inv_id.to_string())
+    .bind(insp.id.to_string())
+    .bind(auth::hash_token(&token))
+    .bind(label)
+    .bind(created_by.to_string())
+    .bind(now)
+    .bind(expires)
+    .execute(db)
+    .await?;
+    let url = format!("{}/b/#t={token}", config.public_url);
+    Ok((inv_id, url, token))
 }
 
 /// Lists invitations of an inspection (manager).

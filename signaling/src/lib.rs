@@ -22,6 +22,7 @@ pub mod extract;
 pub mod inspections;
 pub mod live;
 pub mod names;
+pub mod notify;
 pub mod openapi;
 pub mod ops;
 pub mod orgs;
@@ -77,6 +78,8 @@ pub struct AppState {
     pub access: live::AccessWatch,
     /// Evidence files (photos, clips, stills).
     pub blobs: blobs::BlobStore,
+    /// Notices and reminders: planning and the durable scheduler.
+    pub notify: Arc<notify::Notify>,
 }
 
 /// A built server, bound to its port, ready to serve.
@@ -130,6 +133,11 @@ impl Application {
         });
         let acts = Arc::new(act::Acts::new(&config.data_dir));
         let access = live::AccessWatch::new(db.clone(), config.access_recheck);
+        let notify = Arc::new(notify::Notify::new(
+            db.clone(),
+            config.clone(),
+            acts.renderer.clone(),
+        )?);
         let state = AppState {
             db,
             config,
@@ -140,6 +148,7 @@ impl Application {
             acts,
             access,
             blobs,
+            notify,
         };
         let router = router(state.clone());
         Ok(Application {
@@ -171,12 +180,16 @@ impl Application {
             max_websockets: http.max_websockets,
             header_timeout: Duration::from_secs(http.header_timeout_secs.max(1)),
         };
-        server::serve(self.listener, self.router, limits, async move {
+        // The scheduler stops with the server (an attempt cut short is `unknown` later).
+        let scheduler = tokio::spawn(self.state.notify.clone().run());
+        let served = server::serve(self.listener, self.router, limits, async move {
             shutdown.await;
             // Live sockets close with 1001, so their clients reconnect to the next server.
             live.sync.shutdown();
         })
-        .await?;
+        .await;
+        scheduler.abort();
+        served?;
         Ok(())
     }
 }
@@ -250,6 +263,7 @@ pub fn router(state: AppState) -> Router {
         .merge(results::router())
         .merge(orgs::router())
         .merge(prescriptions::router())
+        .merge(notify::router())
         .merge(uploads::router())
         .merge(openapi::router())
         .merge(ops::router())

@@ -35,9 +35,16 @@ use crate::AppState;
         crate::prescriptions::http::show, crate::prescriptions::http::add_proof,
         crate::prescriptions::http::decide, crate::prescriptions::http::serve_proof,
         crate::prescriptions::http::export, crate::prescriptions::document::pdf,
+        crate::notify::http::add_business_contact, crate::notify::http::list_contacts,
+        crate::notify::http::remove_contact, crate::notify::http::add_own_contact,
+        crate::notify::http::deliveries, crate::notify::http::retry_delivery,
+        crate::notify::http::reschedule,
+        crate::notify::http::list_templates, crate::notify::http::change_template,
+        crate::notify::http::push_key, crate::notify::http::add_own_subscription,
+        crate::notify::http::add_business_subscription,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::uploads::Uploaded)),
-    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"))
+    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"), (name = "notices"))
 )]
 pub struct ApiDoc;
 

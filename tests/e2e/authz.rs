@@ -312,6 +312,87 @@ async fn every_endpoint_checks_every_caller() {
             json!({"token": "not a token"}),
             [404, 404, 404, 404, 404, 404, 404],
         ),
+        // Notices (issue 15). Writes carry invalid input, so that allowed callers reach the
+        // validation (400) and nothing is stored.
+        (
+            "GET",
+            format!("/api/inspections/{x}/contacts"),
+            Value::Null,
+            [401, 403, 404, 200, 404, 403, 200],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/contacts"),
+            json!({"email": "not an address", "consent": "business"}),
+            [401, 403, 404, 400, 404, 403, 400],
+        ),
+        (
+            "POST",
+            format!(
+                "/api/inspections/{x}/contacts/{}/remove",
+                uuid::Uuid::new_v4()
+            ),
+            json!({}),
+            [401, 403, 404, 404, 404, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/deliveries"),
+            Value::Null,
+            [401, 403, 404, 200, 404, 403, 200],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/reschedule"),
+            json!({"scheduled_at": "2020-01-01T00:00:00Z"}),
+            [401, 403, 404, 400, 404, 403, 400],
+        ),
+        (
+            "POST",
+            "/api/me/contacts".into(),
+            json!({"email": "not an address"}),
+            [401, 403, 403, 400, 400, 400, 400],
+        ),
+        (
+            "POST",
+            format!(
+                "/api/inspections/{x}/deliveries/{}/retry",
+                uuid::Uuid::new_v4()
+            ),
+            json!({}),
+            [401, 403, 404, 404, 404, 403, 404],
+        ),
+        (
+            "GET",
+            "/api/push/key".into(),
+            Value::Null,
+            [200, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "POST",
+            "/api/me/push-subscriptions".into(),
+            json!({"subscription": {}}),
+            [401, 403, 403, 400, 400, 400, 400],
+        ),
+        // The business's own phone subscribes; staff use /api/me.
+        (
+            "POST",
+            format!("/api/inspections/{x}/push-subscriptions"),
+            json!({"subscription": {}}),
+            [401, 400, 404, 403, 404, 403, 403],
+        ),
+        (
+            "GET",
+            "/api/message-templates".into(),
+            Value::Null,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "POST",
+            "/api/message-templates".into(),
+            json!({"purpose": "notice", "language": "ru", "subject": "", "body": ""}),
+            [401, 403, 403, 403, 403, 403, 400],
+        ),
     ];
     let mut failures = Vec::new();
     for (method, path, body, expected) in &cases {

@@ -14,6 +14,8 @@ mod headers;
 mod lifecycle;
 mod live;
 mod login;
+mod notices;
+mod notices_push;
 mod openapi;
 mod photo_browser;
 mod prescriptions;

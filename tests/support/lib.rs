@@ -8,6 +8,7 @@ pub mod images;
 pub mod photo;
 pub mod presc;
 pub mod seaweed;
+pub mod smtp;
 
 use std::sync::Once;
 
@@ -36,6 +37,8 @@ pub struct TestApp {
     pub blobs: signaling::blobs::BlobStore,
     /// The server's live rooms (its sync and media hubs), for tests that look inside.
     pub live: std::sync::Arc<signaling::live::Live>,
+    /// The server's notice service: tests call its `tick` with their own clock.
+    pub notify: std::sync::Arc<signaling::notify::Notify>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     /// Drops the test's PostgreSQL database when the app goes away (last field: dropped last).
@@ -172,6 +175,7 @@ async fn start_on(
     let db = app.state().db.clone();
     let blobs = app.state().blobs.clone();
     let live = app.state().live.clone();
+    let notify = app.state().notify.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run_until(async move {
@@ -189,6 +193,7 @@ async fn start_on(
         config,
         blobs,
         live,
+        notify,
         shutdown: Some(tx),
         server: Some(server),
         _db_guard: db_guard,
@@ -208,6 +213,19 @@ impl TestApp {
         }
         let guard = self._db_guard.take();
         start_on(self.data_dir, self.database_url, self.config, guard).await
+    }
+
+    /// A second server on the same database (a node of a cluster), with its own data
+    /// directory and the configuration changed by `adjust`.
+    pub async fn another_node(&self, adjust: impl FnOnce(&mut signaling::Config)) -> TestApp {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse().expect("literal address");
+        config.public_url = "http://127.0.0.1:0".into();
+        config.data_dir = data_dir.path().to_path_buf();
+        config.anchor.key_file = data_dir.path().join("anchor").join("checkpoint.key");
+        adjust(&mut config);
+        start_on(data_dir, self.database_url.clone(), config).await
     }
 
     /// Creates an account directly in the database.
