@@ -21,6 +21,7 @@ pub mod extract;
 pub mod inspections;
 pub mod live;
 pub mod names;
+pub mod onsite;
 pub mod openapi;
 pub mod ops;
 pub mod orgs;
@@ -250,6 +251,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orgs::router())
         .merge(prescriptions::router())
         .merge(uploads::router())
+        .merge(onsite::router())
         .merge(openapi::router())
         .merge(ops::router())
         .merge(web::router())

@@ -35,6 +35,7 @@ use crate::AppState;
         crate::prescriptions::http::show, crate::prescriptions::http::add_proof,
         crate::prescriptions::http::decide, crate::prescriptions::http::serve_proof,
         crate::prescriptions::http::export, crate::prescriptions::document::pdf,
+        crate::onsite::queue, crate::onsite::track,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::uploads::Uploaded)),
     tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"))

@@ -14,6 +14,8 @@ mod headers;
 mod lifecycle;
 mod live;
 mod login;
+mod onsite;
+mod onsite_browser;
 mod openapi;
 mod photo_browser;
 mod prescriptions;
