@@ -36,6 +36,18 @@ async fn open_page(app: &TestApp, p: &Browser, id: &str) -> Result<()> {
     .await
 }
 
+/// Scrolls the element to the middle of the screen (clear of the sticky header), then taps it.
+async fn tap(p: &Browser, css: &str) -> Result<()> {
+    let el = p.wait_for(css).await?;
+    p.client
+        .execute(
+            "arguments[0].scrollIntoView({block: 'center'}); return true",
+            vec![serde_json::to_value(&el)?],
+        )
+        .await?;
+    p.click(css).await
+}
+
 fn item_css(item: &str) -> String {
     format!("#os-items .onsite-item[data-item-id=\"{item}\"]")
 }
@@ -58,14 +70,14 @@ async fn wait_queued(p: &Browser, n: u64, what: &str) -> Result<()> {
 
 async fn take_photo(p: &Browser, item: &str) -> Result<()> {
     let before = queued(p).await?;
-    p.click(&format!("{} .photo-btn", item_css(item))).await?;
+    tap(p, &format!("{} .photo-btn", item_css(item))).await?;
     p.wait_true(
         "the camera",
         "const v = document.getElementById('os-video'); return document.getElementById('os-camera').open && v.videoWidth > 0",
         T,
     )
     .await?;
-    p.click("#os-shutter").await?;
+    tap(p, "#os-shutter").await?;
     wait_queued(p, before + 1, "the photo queued").await?;
     p.wait_true(
         "the camera closed",
@@ -189,6 +201,8 @@ async fn check_track_on_review(
         T,
     )
     .await?;
+    p.js("document.getElementById('track-panel').scrollIntoView(); return true")
+        .await?;
     p.screenshot("onsite-review-track.ru").await?;
     Ok(())
 }
@@ -257,19 +271,19 @@ async fn offline_inspection(reload: bool) -> Result<()> {
         T,
     )
     .await?;
-    p.click("#os-start").await?;
+    tap(&p, "#os-start").await?;
     wait_queued(&p, 1, "start queued").await?;
     let (a, b, c) = (&o.items[0], &o.items[1], &o.items[2]);
-    p.click(&format!(
-        "{} .result-btn[data-result=compliant]",
-        item_css(a)
-    ))
+    tap(
+        &p,
+        &format!("{} .result-btn[data-result=compliant]", item_css(a)),
+    )
     .await?;
     wait_queued(&p, 2, "a result queued").await?;
-    p.click(&format!(
-        "{} .result-btn[data-result=violation]",
-        item_css(b)
-    ))
+    tap(
+        &p,
+        &format!("{} .result-btn[data-result=violation]", item_css(b)),
+    )
     .await?;
     wait_queued(&p, 3, "a violation queued").await?;
     p.fill(
@@ -278,7 +292,7 @@ async fn offline_inspection(reload: bool) -> Result<()> {
     )
     .await?;
     // Leaving the box commits the description (its change event).
-    p.click("#os-name").await?;
+    p.js("document.activeElement.blur(); return true").await?;
     wait_queued(&p, 4, "the violation's description queued").await?;
     take_photo(&p, b).await?;
     walk(&p, &app, &ROUTE[..1]).await?;
@@ -302,23 +316,23 @@ async fn offline_inspection(reload: bool) -> Result<()> {
     }
 
     take_photo(&p, c).await?;
-    p.click(&format!(
-        "{} .result-btn[data-result=not_applicable]",
-        item_css(c)
-    ))
+    tap(
+        &p,
+        &format!("{} .result-btn[data-result=not_applicable]", item_css(c)),
+    )
     .await?;
     walk(&p, &app, &ROUTE[1..]).await?;
     p.fill("#os-finding-text", "Запасной выход загромождён")
         .await?;
-    p.click("#os-finding-add").await?;
+    tap(&p, "#os-finding-add").await?;
     p.wait_true(
         "the finding shown as queued",
         "return document.querySelectorAll('#os-findings .finding[data-queued=\"1\"]').length === 1",
         T,
     )
     .await?;
-    p.click("#os-finish").await?;
-    p.click("#os-finish").await?;
+    tap(&p, "#os-finish").await?;
+    tap(&p, "#os-finish").await?;
     p.wait_true(
         "finished on the phone",
         "return document.getElementById('os-status').dataset.status === 'finished'",
