@@ -99,8 +99,14 @@ function renderNet() {
   qb.textContent = n ? t('onsite.queue', { n }) : t('onsite.queue.empty');
 }
 
+let itemsKey = null;
+
 function renderItems(s) {
   const items = page.rec.inspection.items || [];
+  // Rebuilt only when what it shows changed: a tap must not land on a replaced button.
+  const key = JSON.stringify([items.length, s.status, s.items, document.documentElement.lang]);
+  if (key === itemsKey) return;
+  itemsKey = key;
   // Text being typed survives a re-render (a position fix or an answer can come meanwhile).
   const active = document.activeElement;
   const focused = active?.classList?.contains('violation-text') ? active.closest('.onsite-item')?.dataset.itemId : null;
@@ -351,6 +357,7 @@ async function main() {
     enqueue(op);
   });
   window.addEventListener('online', () => { renderNet(); sync(); });
+  window.addEventListener('langchange', render);
   window.addEventListener('offline', renderNet);
   watchPosition();
   sync();

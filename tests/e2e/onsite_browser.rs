@@ -405,6 +405,88 @@ async fn offline_inspection(reload: bool) -> Result<()> {
     Ok(())
 }
 
+/// A result changed on the console while the phone was offline: the server's order decides,
+/// and after its resync the phone says which of its results was replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn onsite_phone_shows_its_results_the_console_replaced() -> Result<()> {
+    let app = spawn_app().await;
+    let o = on_site_inspection(&app).await?;
+    let r = o
+        .api
+        .post_json(
+            &format!("/api/inspections/{}/transition", o.id),
+            &json!({"to": "live"}),
+        )
+        .await;
+    ensure!(r.status == 200, "start: {}", r.text);
+    let p = phone(&app).await?;
+    open_page(&app, &p, &o.id).await?;
+    let (a, b) = (&o.items[0], &o.items[1]);
+    tap(
+        &p,
+        &format!("{} .result-btn[data-result=compliant]", item_css(a)),
+    )
+    .await?;
+    p.wait_true(
+        "the result sent at once while online",
+        &format!(
+            "return document.getElementById('os-queue').dataset.count === '0' && \
+             document.querySelector('{} .result-btn[data-result=compliant]').getAttribute('aria-pressed') === 'true' && \
+             document.querySelector('{}').dataset.queued === '0'",
+            item_css(a),
+            item_css(a)
+        ),
+        T,
+    )
+    .await?;
+
+    set_offline(&p, true).await?;
+    // The console (the same inspector's socket) changes the item meanwhile.
+    let mut console = inspector_tests::ws_connect(&o.api, &o.id)
+        .await
+        .map_err(|s| anyhow::anyhow!("ws {s}"))?;
+    console.hello(None).await;
+    let ack = console
+        .op("console-1", json!({"kind": "set_result", "item_id": a, "result": "violation", "violation": "Нет ответственного"}))
+        .await;
+    ensure!(ack["type"] == "ack", "{ack}");
+    tap(
+        &p,
+        &format!("{} .result-btn[data-result=not_applicable]", item_css(b)),
+    )
+    .await?;
+    wait_queued(&p, 1, "the phone's own result queued").await?;
+
+    set_offline(&p, false).await?;
+    p.wait_true(
+        "the phone shows the replaced result and the server's state",
+        &format!(
+            "const s = document.querySelectorAll('#os-superseded .superseded'); \
+             return document.getElementById('os-queue').dataset.count === '0' && s.length === 1 && \
+               s[0].dataset.itemId === '{a}' && !document.getElementById('os-superseded').hidden && \
+               document.querySelector('{}').dataset.result === 'violation'",
+            item_css(a)
+        ),
+        T,
+    )
+    .await?;
+    p.js("window.scrollTo(0, 0); return true").await?;
+    p.screenshot("onsite-superseded.ru").await?;
+    let state = o
+        .api
+        .get(&format!("/api/inspections/{}/state", o.id))
+        .await
+        .body;
+    ensure!(
+        state["state"]["items"][a]["result"] == "violation"
+            && state["state"]["items"][b]["result"] == "not_applicable",
+        "{state}"
+    );
+    p.close().await?;
+    app.stop().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn onsite_offline_queue_arrives_once_in_order_in_chromium() -> Result<()> {
     offline_inspection(false).await
