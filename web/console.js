@@ -146,6 +146,7 @@ async function openList() {
     el('td', {}, statusPill(i.status), isOverdue(i) ? el('span', { class: 'status status-overdue', 'data-overdue': 'true', text: t('list.overdue') }) : ''),
     el('td', {},
       el('a', { class: 'btn btn-small', href: `#/room/${i.id}`, text: t('list.open') }), ' ',
+      i.mode === 'on_site' && ['scheduled', 'live'].includes(i.status) ? el('a', { class: 'btn btn-small onsite-link', href: `/onsite/#${i.id}`, text: t('list.onsite') }) : '', ' ',
       ['finished', 'signed'].includes(i.status) ? el('a', { class: 'btn btn-small', href: `/review/#${i.id}`, text: t('list.review') }) : '')));
   $('list-body').replaceChildren(...rows);
   $('list-empty').hidden = rows.length > 0;

@@ -8,6 +8,7 @@ import { appendEventLine, isLogged } from './present.js';
 import { errorText } from './errors.js';
 import { applyEvent, emptyState } from './state.js';
 import { renderEvidence } from './evidence.js';
+import { drawTrack } from './track.js';
 
 const $ = (id) => document.getElementById(id);
 const view = { id: null, inspection: null, manifest: null, chapters: [], events: [], state: emptyState(), current: -1 };
@@ -41,7 +42,27 @@ async function load() {
   renderHeader();
   renderDownloads();
   loadEvents(base);
+  loadTrack(base);
   await loadManifest(base);
+}
+
+/** The movement track (on-site inspections, or any with the inspector's positions). */
+async function loadTrack(base) {
+  let track;
+  try {
+    track = await api.get(`${base}/track`);
+  } catch (_) {
+    return;
+  }
+  const onSite = view.inspection.mode === 'on_site';
+  if (!onSite && !(track.points || []).length) return;
+  $('track-panel').hidden = false;
+  $('track-summary').textContent = drawTrack($('track'), track);
+  const st = await api.get(`${base}/state`).catch(() => null);
+  const findings = st?.state?.findings || [];
+  $('findings').replaceChildren(...findings.map((f) => el('li', { class: 'finding', 'data-seq': String(f.seq) },
+    el('span', { text: f.text }),
+    el('span', { class: 'muted', text: ` · ${formatTime(new Date(f.ts / 1000).toISOString())}` }))));
 }
 
 /** Downloads carry human names (date, business, kind) in the page's language. */

@@ -113,6 +113,15 @@ export function applyEvent(state, e) {
       it.evidence.push({ seq: e.seq, ts, by, ...p.evidence });
       break;
     }
+    case 'finding': {
+      // Absent, not empty, before the first one, as the server skips an empty list.
+      const f = { seq: e.seq, ts };
+      if (p.device_time != null) f.device_time = p.device_time;
+      Object.assign(f, { by, text: p.text });
+      if (p.location) f.location = p.location;
+      (state.findings ??= []).push(f);
+      break;
+    }
     case 'request_photo':
       item(state, p.item_id).photo_request = { seq: e.seq, ts, by };
       break;

@@ -154,6 +154,7 @@ impl Script {
             who,
             op_id: Some(op_id),
             op,
+            device_time: None,
             now,
         });
     }
@@ -167,6 +168,7 @@ impl Script {
             who,
             op_id: None,
             op,
+            device_time: None,
             now,
         });
     }
@@ -468,6 +470,7 @@ fn legacy_verdicts() -> (Vec<Arc<CommittedEvent>>, State) {
             server_ts: T0 + 5_000_000 * (i as i64 + 1),
             participant_id: biz,
             client_op_id: None,
+            device_time: None,
             body,
         };
         let sealed = CommittedEvent::seal(spec.inspection_id, &ev, &prev);

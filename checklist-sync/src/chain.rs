@@ -77,7 +77,10 @@ pub struct ItemResultMark {
 impl CommittedEvent {
     /// Seals an event onto the chain after `prev_hash`.
     pub fn seal(inspection_id: Uuid, ev: &Event, prev_hash: &str) -> Self {
-        let payload = ev.body.payload();
+        let mut payload = ev.body.payload();
+        if let (Some(t), Value::Object(m)) = (ev.device_time, &mut payload) {
+            m.insert(crate::state::DEVICE_TIME_KEY.into(), t.into());
+        }
         let payload_text = payload.to_string();
         let kind = ev.body.kind();
         let hash = event_hash(

@@ -336,6 +336,22 @@ impl SyncHub {
         op: Operation,
         client_op_id: Option<String>,
     ) -> Result<CommittedEvent, OpError> {
+        self.submit_from_device(who, spec, op, client_op_id, None)
+            .await
+    }
+
+    /// An operation a device queued while offline (the on-site phone's batch): sequenced,
+    /// checked and committed like [`SyncHub::submit`], with the device's capture time kept
+    /// beside the server's receipt in the event. An op id already committed answers
+    /// `duplicate_op_id` with the original's seq and time, and nothing is appended.
+    pub async fn submit_from_device(
+        &self,
+        who: &Principal,
+        spec: &RoomSpec,
+        op: Operation,
+        client_op_id: Option<String>,
+        device_time: Option<i64>,
+    ) -> Result<CommittedEvent, OpError> {
         op.validate()?;
         let req = self.next_id();
         let (reply, rx) = oneshot::channel();
@@ -344,6 +360,7 @@ impl SyncHub {
             who: who.clone(),
             op_id: client_op_id,
             op,
+            device_time,
             now: now_micros(),
         };
         self.dispatch(spec, RoomMsg::Submit { req, input, reply });
@@ -596,6 +613,7 @@ impl SyncHub {
                         who: who.clone(),
                         op_id: Some(op_id.clone()),
                         op,
+                        device_time: None,
                         now: now_micros(),
                     };
                     if tx.send(RoomMsg::Input(input)).is_err() {

@@ -429,6 +429,15 @@ pub enum Operation {
         /// The item.
         item_id: String,
     },
+    /// A free-form finding of an on-site inspection, about no checklist item: what the
+    /// inspector saw, and where the device was (inspector only, while live).
+    Finding {
+        /// What was found.
+        text: String,
+        /// The device's position when it was written down.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<Location>,
+    },
     /// The inspection goes live.
     Start,
     /// The inspection is finished.
@@ -513,6 +522,7 @@ pub const OP_KINDS: &[&str] = &[
     "attach_evidence",
     "request_photo",
     "focus",
+    "finding",
     "start",
     "finish",
     "cancel",
@@ -532,6 +542,16 @@ fn de_millis<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         return Err(serde::de::Error::custom("device_ts out of range"));
     }
     Ok(v.floor() as i64)
+}
+
+fn check_location(l: &Location) -> Result<(), OpError> {
+    check_range("lat", l.lat, -90.0, 90.0)?;
+    check_range("lon", l.lon, -180.0, 180.0)?;
+    check_range("accuracy", l.accuracy, 0.0, 1e7)?;
+    check_opt_range("altitude", l.altitude, -1e5, 1e6)?;
+    check_opt_range("altitude_accuracy", l.altitude_accuracy, 0.0, 1e7)?;
+    check_opt_range("heading", l.heading, 0.0, 360.0)?;
+    check_opt_range("speed", l.speed, 0.0, 1e5)
 }
 
 /// Whether `h` is a SHA-256 in the log's spelling: 64 lowercase hex digits.
@@ -593,6 +613,7 @@ impl Operation {
             Self::AttachEvidence { .. } => "attach_evidence",
             Self::RequestPhoto { .. } => "request_photo",
             Self::Focus { .. } => "focus",
+            Self::Finding { .. } => "finding",
             Self::Start => "start",
             Self::Finish => "finish",
             Self::Cancel { .. } => "cancel",
@@ -687,17 +708,15 @@ impl Operation {
             Self::RequestPhoto { item_id } | Self::Focus { item_id } => {
                 check_len("item_id", item_id, 1, 128)?
             }
+            Self::Finding { text, location } => {
+                check_len("text", text, 1, MAX_TEXT)?;
+                if let Some(l) = location {
+                    check_location(l)?;
+                }
+            }
             Self::Start | Self::Finish => {}
             Self::Cancel { note, .. } => check_opt_len("note", note, MAX_CANCEL_NOTE)?,
-            Self::Location(l) => {
-                check_range("lat", l.lat, -90.0, 90.0)?;
-                check_range("lon", l.lon, -180.0, 180.0)?;
-                check_range("accuracy", l.accuracy, 0.0, 1e7)?;
-                check_opt_range("altitude", l.altitude, -1e5, 1e6)?;
-                check_opt_range("altitude_accuracy", l.altitude_accuracy, 0.0, 1e7)?;
-                check_opt_range("heading", l.heading, 0.0, 360.0)?;
-                check_opt_range("speed", l.speed, 0.0, 1e5)?;
-            }
+            Self::Location(l) => check_location(l)?,
             Self::Presence(p) => {
                 check_opt_len("network", &p.network, 32)?;
             }

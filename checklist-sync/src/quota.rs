@@ -320,6 +320,7 @@ mod tests {
                 server_ts: ts,
                 participant_id: a,
                 client_op_id: None,
+                device_time: None,
                 body: EventBody::Op(op),
             });
         }

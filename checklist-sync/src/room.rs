@@ -92,6 +92,8 @@ pub enum Input {
         op_id: Option<String>,
         /// What.
         op: Operation,
+        /// When the device made it (a queued on-site operation), ms since the epoch.
+        device_time: Option<i64>,
         /// Now.
         now: i64,
     },
@@ -349,8 +351,9 @@ impl Room {
                 who,
                 op_id,
                 op,
+                device_time,
                 now,
-            } => self.op(origin, who, op_id, op, now),
+            } => self.op(origin, who, op_id, op, device_time, now),
             Input::Committed { upto } => self.committed(upto),
         }
     }
@@ -424,6 +427,7 @@ impl Room {
         who: Principal,
         op_id: Option<String>,
         op: Operation,
+        device_time: Option<i64>,
         now: i64,
     ) {
         let reject = |error: OpError| Output::Reject {
@@ -523,7 +527,14 @@ impl Room {
             _ => None,
         };
         let pid = who.participant_id;
-        self.append(pid, op_id, EventBody::Op(op), Some(origin), now);
+        self.append_at(
+            pid,
+            op_id,
+            EventBody::Op(op),
+            Some(origin),
+            device_time,
+            now,
+        );
         if sample.is_none() && no_fix.is_none() {
             return;
         }
@@ -558,6 +569,18 @@ impl Room {
         origin: Option<Origin>,
         now: i64,
     ) {
+        self.append_at(pid, op_id, body, origin, None, now);
+    }
+
+    fn append_at(
+        &mut self,
+        pid: Uuid,
+        op_id: Option<String>,
+        body: EventBody,
+        origin: Option<Origin>,
+        device_time: Option<i64>,
+        now: i64,
+    ) {
         // Strictly increasing timestamps keep recording anchors ordered like the log.
         let ts = now.max(self.head_ts + 1);
         let event = Event {
@@ -565,6 +588,7 @@ impl Room {
             server_ts: ts,
             participant_id: pid,
             client_op_id: op_id,
+            device_time,
             body,
         };
         let sealed = Arc::new(CommittedEvent::seal(self.id, &event, &self.head_hash));

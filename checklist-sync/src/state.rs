@@ -106,6 +106,8 @@ impl EventBody {
                     _ => return Err("payload is not an object".into()),
                 };
                 obj.insert("kind".into(), Value::String(k.to_string()));
+                // Beside the operation, not part of it (see `Event::device_time`).
+                obj.remove(DEVICE_TIME_KEY);
                 serde_json::from_value(Value::Object(obj))
                     .map(Self::Op)
                     .map_err(|e| e.to_string())
@@ -125,8 +127,20 @@ pub struct Event {
     pub participant_id: Uuid,
     /// The client's op id, if the event came from a client operation.
     pub client_op_id: Option<String>,
+    /// When the device says the operation was made, ms since the epoch: an on-site phone's
+    /// queued operation keeps its capture time beside the server's receipt (`server_ts`). A
+    /// claim, not a finding; sealed into the chain as the payload's `device_time`.
+    pub device_time: Option<i64>,
     /// What.
     pub body: EventBody,
+}
+
+/// The payload key carrying [`Event::device_time`].
+pub const DEVICE_TIME_KEY: &str = "device_time";
+
+/// The device time an event's payload carries, if any.
+pub fn device_time_of(payload: &Value) -> Option<i64> {
+    payload.get(DEVICE_TIME_KEY).and_then(Value::as_i64)
 }
 
 impl Event {
@@ -151,6 +165,7 @@ impl Event {
             server_ts,
             participant_id,
             client_op_id,
+            device_time: device_time_of(payload),
             body,
         })
     }
@@ -245,6 +260,7 @@ impl Status {
                 | Operation::AttachEvidence { .. }
                 | Operation::RequestPhoto { .. }
                 | Operation::Focus { .. }
+                | Operation::Finding { .. }
                 | Operation::Finish,
                 status,
             ) => match status {
@@ -429,6 +445,28 @@ pub struct State {
     /// The act, once formed (boxed: most states have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Box<crate::act::ActState>>,
+    /// Free-form findings of an on-site inspection, in log order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<FindingState>,
+}
+
+/// A free-form finding as the log holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingState {
+    /// Seq of the `finding` event.
+    pub seq: u64,
+    /// Server time, µs.
+    pub ts: i64,
+    /// When the device says it was written, ms (a queued finding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_time: Option<i64>,
+    /// Who.
+    pub by: Uuid,
+    /// What was found.
+    pub text: String,
+    /// Where the device was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
 }
 
 impl State {
@@ -564,6 +602,14 @@ impl State {
                         evidence: (**evidence).clone(),
                     });
                 }
+                Operation::Finding { text, location } => self.findings.push(FindingState {
+                    seq: ev.seq,
+                    ts,
+                    device_time: ev.device_time,
+                    by,
+                    text: text.clone(),
+                    location: location.clone(),
+                }),
                 Operation::RequestPhoto { item_id } => {
                     self.items.entry(item_id.clone()).or_default().photo_request =
                         Some(PhotoRequest {
@@ -779,6 +825,7 @@ mod tests {
             server_ts: 1,
             participant_id: Uuid::nil(),
             client_op_id: None,
+            device_time: None,
             body: EventBody::Op(rec),
         });
         assert_eq!(
@@ -796,6 +843,7 @@ mod tests {
             server_ts: 10,
             participant_id: by,
             client_op_id: None,
+            device_time: None,
             body: EventBody::Op(Operation::Cancel {
                 reason: Some(CancelReason::Withdrawn),
                 note: Some("приказ отменён".into()),

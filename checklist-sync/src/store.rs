@@ -98,6 +98,7 @@ fn to_committed(id: Uuid, r: &Row_) -> Result<(Event, CommittedEvent), SyncError
         server_ts: r.server_ts,
         participant_id,
         client_op_id: r.client_op_id.clone(),
+        device_time: crate::state::device_time_of(&payload),
         body,
     };
     let ce = CommittedEvent {

@@ -56,6 +56,7 @@ impl Log {
             who: who.clone(),
             op_id: None,
             op,
+            device_time: None,
             now: self.now,
         });
         let mut refused = None;

@@ -58,6 +58,7 @@ fn run_from(
         who: who.clone(),
         op_id: Some(format!("op{now}")),
         op,
+        device_time: None,
         now,
     });
     let mut out = Vec::new();
@@ -270,6 +271,7 @@ fn first_revision_events_stay_readable() {
         server_ts: 5,
         participant_id: Uuid::from_u128(3),
         client_op_id: Some("o".into()),
+        device_time: None,
         body,
     });
     let e = &state.items["q1"].evidence[0].evidence;

@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
             verify_url: format!("http://127.0.0.1:8080/review/#{}", insp.id),
             language: "ru",
             images: &std::collections::BTreeSet::new(),
+            track: None,
         });
         let pdf = renderer.render(act, Vec::new()).await?;
         assert!(pdf.starts_with(b"%PDF-"));

@@ -154,6 +154,8 @@ pub struct LiveLimits {
     pub bytes_per_participant: u64,
     /// Bytes of comments and evidence per minute.
     pub bytes_per_minute: u64,
+    /// Positions one participant's queue may log in one inspection (the on-site track).
+    pub track_points_per_participant: i64,
 }
 
 impl Default for LiveLimits {
@@ -169,6 +171,7 @@ impl Default for LiveLimits {
             evidence_per_item: sync.quotas.evidence_per_item,
             bytes_per_participant: sync.quotas.bytes_per_participant,
             bytes_per_minute: sync.quotas.bytes_per_minute,
+            track_points_per_participant: crate::onsite::MAX_TRACK_POINTS,
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod inspections;
 pub mod live;
 pub mod names;
 pub mod notify;
+pub mod onsite;
 pub mod openapi;
 pub mod ops;
 pub mod orgs;
@@ -265,6 +266,7 @@ pub fn router(state: AppState) -> Router {
         .merge(prescriptions::router())
         .merge(notify::router())
         .merge(uploads::router())
+        .merge(onsite::router())
         .merge(openapi::router())
         .merge(ops::router())
         .merge(web::router())

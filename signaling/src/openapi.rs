@@ -42,6 +42,7 @@ use crate::AppState;
         crate::notify::http::list_templates, crate::notify::http::change_template,
         crate::notify::http::push_key, crate::notify::http::add_own_subscription,
         crate::notify::http::add_business_subscription,
+        crate::onsite::queue, crate::onsite::track,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::uploads::Uploaded)),
     tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"), (name = "notices"))

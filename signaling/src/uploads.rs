@@ -78,6 +78,9 @@ pub struct UploadQuery {
     pub speed: Option<f64>,
     /// Device time of the fix, ms since the epoch.
     pub device_ts: Option<f64>,
+    /// The op id the device gave this photo (a UUID; the on-site phone's queue): an upload
+    /// whose op id is already committed answers the committed evidence (200) and keeps nothing.
+    pub op_id: Option<String>,
 }
 
 /// What an accepted upload answers.
@@ -92,6 +95,9 @@ pub struct Uploaded {
     pub evidence: Evidence,
     /// Where to fetch it.
     pub url: String,
+    /// True when the op id had been committed before: this answer is that upload's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 /// What the content of an upload was found to be.
@@ -256,7 +262,8 @@ fn parse_location(q: &UploadQuery, now: i64) -> ApiResult<Option<Location>> {
            ("x-content-sha256" = Option<String>, Header, description = "SHA-256 the client computed; a mismatch is refused")),
     request_body(content = Vec<u8>, content_type = "image/jpeg", description = "the image bytes (type detected from the content)"),
     responses((status = 201, body = Uploaded),
-              (status = 400, description = "unknown_item, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, upload_interrupted, invalid_location, geo_*", body = crate::error::ErrorBody),
+              (status = 200, description = "the op id was committed before: that upload's answer", body = Uploaded),
+              (status = 400, description = "invalid_op_id, unknown_item, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, upload_interrupted, invalid_location, geo_*", body = crate::error::ErrorBody),
               (status = 403, description = "forbidden: an observer, or the business through its results link only", body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody),
               (status = 409, description = "not_live, already_finished, cancelled, quota_exceeded (the uploader's evidence quotas)", body = crate::error::ErrorBody),
@@ -274,6 +281,19 @@ pub async fn upload(
     let role = role_of(&caller, access);
     if role == Role::Observer || !crate::inspections::takes_part(&caller, &insp) {
         return Err(ApiError::Forbidden);
+    }
+    let op_id = match &q.op_id {
+        None => None,
+        Some(s) if Uuid::parse_str(s).is_ok() => Some(s.clone()),
+        Some(_) => return Err(invalid("invalid_op_id", "op_id must be a UUID")),
+    };
+    // A replayed upload answers what was committed, before any rule that the time since may
+    // have changed (the inspection may be finished by now).
+    let known = live::participants::find(&state.db, &caller, &insp).await?;
+    if let (Some(pid), Some(op)) = (known, &op_id) {
+        if let Some(done) = committed_upload(&state, id, pid, op).await? {
+            return Ok((StatusCode::OK, Json(done)));
+        }
     }
     let spec = Live::room_spec(&insp);
     if !spec.items.iter().any(|i| i.id == q.item_id) {
@@ -301,7 +321,7 @@ pub async fn upload(
         .map_err(refused)?;
     // The uploader's quotas too (evidence per item, bytes): a participant past them would
     // otherwise leave a stored blob behind every refused upload.
-    if let Some(pid) = live::participants::find(&state.db, &caller, &insp).await? {
+    if let Some(pid) = known {
         Usage::from_state(&snap.state)
             .admit(&state.config.live.quotas(), pid, &provisional, received_at)
             .map_err(refused)?;
@@ -382,15 +402,29 @@ pub async fn upload(
         verdict,
         ..empty_evidence()
     };
-    let event = submit(
-        &state,
-        &who,
-        &insp,
-        &q.item_id,
-        evidence.clone(),
-        evidence_id,
-    )
-    .await?;
+    let op = Operation::AttachEvidence {
+        item_id: q.item_id.clone(),
+        evidence: Box::new(evidence.clone()),
+    };
+    let client_op_id = op_id
+        .clone()
+        .unwrap_or_else(|| format!("evidence-{evidence_id}"));
+    let answer = state
+        .live
+        .sync
+        .submit(&who, &spec, op, Some(client_op_id.clone()))
+        .await;
+    let event = match answer {
+        Ok(event) => event,
+        // The same op id raced in from another request: answer that one's upload.
+        Err(e) if e.code == checklist_sync::proto::codes::DUPLICATE_OP_ID => {
+            return committed_upload(&state, id, participant_id, &client_op_id)
+                .await?
+                .map(|done| (StatusCode::OK, Json(done)))
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("duplicate op id not found")));
+        }
+        Err(e) => return Err(refused(e)),
+    };
     Ok((
         StatusCode::CREATED,
         Json(Uploaded {
@@ -398,8 +432,49 @@ pub async fn upload(
             item_id: q.item_id,
             url: evidence_url(id, evidence_id),
             evidence,
+            replayed: false,
         }),
     ))
+}
+
+/// The upload a participant already committed under an op id, read from the log.
+async fn committed_upload(
+    state: &AppState,
+    id: Uuid,
+    participant: Uuid,
+    op_id: &str,
+) -> ApiResult<Option<Uploaded>> {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT seq, payload FROM events WHERE inspection_id = $1 AND participant_id = $2 \
+         AND client_op_id = $3 AND kind = 'attach_evidence'",
+    )
+    .bind(id.to_string())
+    .bind(participant.to_string())
+    .bind(op_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let seq: i64 = row.try_get(0)?;
+    let payload: String = row.try_get(1)?;
+    #[derive(Deserialize)]
+    struct Logged {
+        item_id: String,
+        evidence: Evidence,
+    }
+    let logged: Logged = serde_json::from_str(&payload)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored attach_evidence: {e}")))?;
+    let url = match Uuid::parse_str(&logged.evidence.id) {
+        Ok(eid) => evidence_url(id, eid),
+        Err(_) => String::new(),
+    };
+    Ok(Some(Uploaded {
+        seq: seq as u64,
+        item_id: logged.item_id,
+        evidence: logged.evidence,
+        url,
+        replayed: true,
+    }))
 }
 
 /// Evidence with only its id and kind set (the rest filled with struct update syntax).

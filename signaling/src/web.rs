@@ -12,13 +12,16 @@ use crate::AppState;
 #[folder = "../web/"]
 struct Assets;
 
-/// Routes of this module: the three faces and their assets.
+/// Routes of this module: the faces and their assets.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { page("index.html") }))
         .route("/b/", get(|| async { page("business.html") }))
         .route("/review/", get(|| async { page("review.html") }))
         .route("/my/", get(|| async { page("my.html") }))
+        .route("/onsite/", get(|| async { page("onsite.html") }))
+        // The on-site page's service worker, served under the scope it controls.
+        .route("/onsite/sw.js", get(|| async { page("sw-onsite.js") }))
         .route(
             "/assets/{*path}",
             get(|Path(path): Path<String>| async move { asset(&path) }),

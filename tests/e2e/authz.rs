@@ -127,6 +127,20 @@ async fn every_endpoint_checks_every_caller() {
             Value::Null,
             [401, 200, 404, 200, 404, 200, 200],
         ),
+        // The on-site queue: the inspector's own (X is remote: the allowed callers reach the
+        // mode check, 409), the track readable like the state.
+        (
+            "POST",
+            format!("/api/inspections/{x}/queue"),
+            json!({"ops": []}),
+            [401, 403, 404, 409, 404, 403, 409],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/track"),
+            Value::Null,
+            [401, 200, 404, 200, 404, 200, 200],
+        ),
         (
             "GET",
             format!("/api/inspections/{x}/invitations"),

@@ -16,6 +16,8 @@ mod live;
 mod login;
 mod notices;
 mod notices_push;
+mod onsite;
+mod onsite_browser;
 mod openapi;
 mod photo_browser;
 mod prescriptions;

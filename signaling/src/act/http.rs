@@ -329,6 +329,17 @@ pub async fn render_at(
         derived_ready(state, insp.id, m).await?;
     }
     let (shas, images) = pictures(state, st).await?;
+    // The track up to the head the act is formed from (positions are not folded into the
+    // state, so they are read from the log).
+    let events = state
+        .live
+        .sync
+        .read_events(insp.id)
+        .await
+        .map_err(|e| anyhow::anyhow!("events: {e}"))?;
+    let upto: Vec<_> = events.into_iter().filter(|e| e.seq <= seq).collect();
+    let points = crate::onsite::track_of(&upto);
+    let track = crate::onsite::summarize(&points, insp.site().map(|c| (c.lat, c.lon)));
     let act = Act::build(&ActInputs {
         inspection: insp,
         state: st,
@@ -339,6 +350,7 @@ pub async fn render_at(
         verify_url: format!("{}/review/#{}", state.config.public_url, insp.id),
         language: &insp.language,
         images: &shas,
+        track: Some(&track),
     });
     let pdf = state
         .acts

@@ -184,6 +184,7 @@ pub mod sample {
             verify_url: format!("http://127.0.0.1:8080/review/#{}", insp.id),
             language,
             images: &std::collections::BTreeSet::new(),
+            track: None,
         })
     }
 }
@@ -362,6 +363,7 @@ mod tests {
             verify_url: "http://127.0.0.1/review/".into(),
             language: "ru",
             images: &images,
+            track: None,
         });
         let pics = [ActImage {
             path: image_path(&sha, Some("image/jpeg")),

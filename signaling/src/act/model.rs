@@ -32,6 +32,8 @@ pub struct ActInputs<'a> {
     /// SHA-256s of the photos and stills whose bytes go into the act as pictures (the
     /// renderer gets them as [`image_path`]s).
     pub images: &'a std::collections::BTreeSet<String>,
+    /// The inspector's movement track up to the head, summarized (on-site inspections).
+    pub track: Option<&'a crate::onsite::TrackSummary>,
 }
 
 /// Where the picture of the evidence with this SHA-256 and type lives inside the render
@@ -100,6 +102,10 @@ pub struct Act {
     pub violations: Vec<ActViolation>,
     /// Evidence references.
     pub evidence: Vec<ActEvidence>,
+    /// Free-form findings (on-site inspections), in log order.
+    pub findings: Vec<ActFinding>,
+    /// The movement track's summary, when the log has positions of the inspector.
+    pub track: Option<ActTrack>,
     /// The recording.
     pub recording: Option<ActRecording>,
     /// The log the act was formed from.
@@ -230,6 +236,36 @@ pub struct ActEvidence {
     pub sha256: String,
     /// Path of a thumbnail inside the render world (`img/N`), when one is available.
     pub image: Option<String>,
+    /// Where the device was when it took it, `lat, lon ±m` (a claim of the device).
+    pub location: Option<String>,
+}
+
+/// A free-form finding.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActFinding {
+    /// When it was logged (the server's time, in the inspection's zone).
+    pub time: String,
+    /// What was found.
+    pub text: String,
+    /// Where the device was, `lat, lon ±m`.
+    pub location: Option<String>,
+}
+
+/// The movement track's summary.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActTrack {
+    /// Number of positions.
+    pub points: usize,
+    /// Length of the route, metres.
+    pub length_m: String,
+    /// First and last fix (device times, in the inspection's zone).
+    pub from: String,
+    /// Last fix.
+    pub to: String,
+    /// Nearest and farthest a fix was from the site, metres (`—` without a site).
+    pub site_min_m: String,
+    /// Farthest.
+    pub site_max_m: String,
 }
 
 /// The recording.
@@ -548,6 +584,23 @@ impl Act {
             counts,
             violations,
             evidence,
+            findings: state
+                .findings
+                .iter()
+                .map(|f| ActFinding {
+                    time: format_time(zone, Some(f.ts)),
+                    text: f.text.clone(),
+                    location: f.location.as_ref().map(place),
+                })
+                .collect(),
+            track: i.track.filter(|t| t.points > 0).map(|t| ActTrack {
+                points: t.points,
+                length_m: metres(Some(t.length_m)),
+                from: format_time(zone, t.first_ts.map(|ms| ms * 1000)),
+                to: format_time(zone, t.last_ts.map(|ms| ms * 1000)),
+                site_min_m: metres(t.min_site_distance_m),
+                site_max_m: metres(t.max_site_distance_m),
+            }),
             recording: i.recording.map(|r| ActRecording {
                 file: r.file.clone(),
                 mime: r.mime.clone(),
@@ -602,5 +655,14 @@ fn evidence_row(
         time,
         sha256: e.evidence.sha256.clone().unwrap_or_else(|| "—".into()),
         image,
+        location: ev.location.as_ref().map(place),
     }
+}
+
+fn place(l: &checklist_sync::proto::Location) -> String {
+    format!("{:.6}, {:.6} ±{:.0} m", l.lat, l.lon, l.accuracy)
+}
+
+fn metres(m: Option<f64>) -> String {
+    m.map(|m| format!("{m:.0}")).unwrap_or_else(|| "—".into())
 }

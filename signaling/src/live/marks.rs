@@ -200,6 +200,7 @@ mod tests {
             server_ts: 1_000_000 * seq as i64,
             participant_id: Uuid::nil(),
             client_op_id: None,
+            device_time: None,
             body: EventBody::Op(Operation::SetResult {
                 item_id: item.into(),
                 result: ItemResult::parse(result).expect("a result"),
@@ -216,6 +217,7 @@ mod tests {
             server_ts: 1_000_000 * seq as i64,
             participant_id: Uuid::nil(),
             client_op_id: None,
+            device_time: None,
             body,
         }
     }
