@@ -20,6 +20,7 @@ pub mod projection;
 pub mod proto;
 pub mod quota;
 pub mod ratelimit;
+pub mod rating;
 pub mod room;
 pub mod state;
 mod store;
@@ -27,6 +28,7 @@ pub mod trust;
 
 pub use act::{ActState, SignerRole};
 pub use chain::{CommittedEvent, ItemResultMark};
+pub use rating::{RatingHead, RatingScore, RatingSide};
 pub use domain::{ExtError, ItemResult, ItemSpec, Principal, Role, RoomSpec, Site};
 pub use hub::{configure_upgrade, now_micros, Extension, NoExtension, SyncConfig, SyncHub};
 pub use projection::{NoProjection, Projection};

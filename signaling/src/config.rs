@@ -246,6 +246,27 @@ struct FileConfig {
     business_raw_access: Option<bool>,
     #[serde(default)]
     anchor: AnchorFile,
+    #[serde(default)]
+    ratings: RatingsConfig,
+}
+
+/// `[ratings]`: the parties' ratings after the event (crate::ratings).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RatingsConfig {
+    /// How long after its first submission a rating may still be changed (then it is final).
+    pub edit_window_secs: u64,
+    /// Whether the public read-only page of control bodies' ratings is served.
+    pub public_page: bool,
+}
+
+impl Default for RatingsConfig {
+    fn default() -> Self {
+        Self {
+            edit_window_secs: 72 * 3600,
+            public_page: false,
+        }
+    }
 }
 
 /// `[anchor]`: signed checkpoints of the event log's head (crate::anchor).
@@ -315,6 +336,8 @@ pub struct Config {
     pub business_raw_access: bool,
     /// Signed checkpoints of the log's head.
     pub anchor: AnchorConfig,
+    /// Ratings: the edit window, the public page.
+    pub ratings: RatingsConfig,
 }
 
 /// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
@@ -438,6 +461,7 @@ impl Config {
                 ),
                 key_file,
             },
+            ratings: file.ratings,
         })
     }
 

@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orgs;
 pub mod prescriptions;
+pub mod ratings;
 pub mod results;
 pub mod server;
 pub mod signing;
@@ -95,6 +96,7 @@ impl Application {
         let db = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
         templates::import_bundled(&db).await?;
+        ratings::seed_defaults(&db).await?;
         clamp_to_open_files(&mut config.http, server::open_file_limit());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -249,6 +251,7 @@ pub fn router(state: AppState) -> Router {
         .merge(results::router())
         .merge(orgs::router())
         .merge(prescriptions::router())
+        .merge(ratings::router())
         .merge(uploads::router())
         .merge(openapi::router())
         .merge(ops::router())

@@ -35,9 +35,14 @@ use crate::AppState;
         crate::prescriptions::http::show, crate::prescriptions::http::add_proof,
         crate::prescriptions::http::decide, crate::prescriptions::http::serve_proof,
         crate::prescriptions::http::export, crate::prescriptions::document::pdf,
+        crate::ratings::http::criteria, crate::ratings::http::new_criteria,
+        crate::ratings::http::show, crate::ratings::http::give, crate::ratings::http::change,
+        crate::ratings::http::stats_json, crate::ratings::http::stats_csv,
+        crate::ratings::http::stats_svg, crate::ratings::http::public_json,
+        crate::ratings::http::public_svg, crate::ratings::http::set_head,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::uploads::Uploaded)),
-    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"))
+    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"), (name = "ratings"))
 )]
 pub struct ApiDoc;
 

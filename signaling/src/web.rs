@@ -19,6 +19,8 @@ pub fn router() -> Router<AppState> {
         .route("/b/", get(|| async { page("business.html") }))
         .route("/review/", get(|| async { page("review.html") }))
         .route("/my/", get(|| async { page("my.html") }))
+        .route("/rate/", get(|| async { page("rate.html") }))
+        .route("/ratings/", get(|| async { page("ratings.html") }))
         .route(
             "/assets/{*path}",
             get(|Path(path): Path<String>| async move { asset(&path) }),

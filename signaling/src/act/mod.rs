@@ -182,6 +182,7 @@ pub mod sample {
             recording: None,
             control_body: "Главное управление МЧС России по г. Москве",
             verify_url: format!("http://127.0.0.1:8080/review/#{}", insp.id),
+            rate_url: format!("http://127.0.0.1:8080/rate/#i={}", insp.id),
             language,
             images: &std::collections::BTreeSet::new(),
         })
@@ -360,6 +361,7 @@ mod tests {
             recording: None,
             control_body: "Главное управление МЧС России по г. Москве",
             verify_url: "http://127.0.0.1/review/".into(),
+            rate_url: "http://127.0.0.1/rate/".into(),
             language: "ru",
             images: &images,
         });
