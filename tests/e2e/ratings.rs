@@ -617,3 +617,46 @@ async fn criteria_are_versioned_by_admins() {
     assert_eq!(r.body["rating"]["criteria_version"], 2);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn rating_answers_match_the_generated_document() {
+    use crate::openapi::Spec;
+    let b = body_with_ratings(spawn_app().await).await;
+    let spec = Spec {
+        doc: b.app.anonymous().get("/api/openapi.json").await.body,
+    };
+    let id = &b.inspections[2];
+    let path = "/api/inspections/{id}/rating";
+    spec.check("get", path, &b.business.get(&format!("/api/inspections/{id}/rating")).await);
+    let v = view(&b.business, id).await;
+    let again = b
+        .business
+        .post_json(&format!("/api/inspections/{id}/rating"), &scores(&v, 5, &[]))
+        .await;
+    assert_eq!(again.status, 409);
+    spec.check("post", path, &again);
+    let changed = b
+        .business
+        .put_json(&format!("/api/inspections/{id}/rating"), &scores(&v, 4, &[]))
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    spec.check("put", path, &changed);
+    let mut bad = scores(&v, 5, &[]);
+    bad["scores"][0]["score"] = json!(12);
+    let bad = b.business.put_json(&format!("/api/inspections/{id}/rating"), &bad).await;
+    assert_eq!(bad.status, 400);
+    spec.check("put", path, &bad);
+    spec.check("get", "/api/ratings/criteria", &b.admin.get("/api/ratings/criteria").await);
+    for c in [&b.admin, &b.colleague] {
+        spec.check("get", "/api/ratings/stats", &c.get("/api/ratings/stats").await);
+    }
+    spec.check("get", "/api/ratings/stats", &b.business.get("/api/ratings/stats").await);
+    spec.check("get", "/api/public/ratings", &b.app.anonymous().get("/api/public/ratings").await);
+    let new = json!({"criteria": [{"code": "speed", "title": {"ru": "Скорость", "en": "Speed"},
+        "follow_up": {"ru": "Почему?", "en": "Why?"},
+        "choices": [{"code": "slow", "title": {"ru": "Медленно", "en": "Slow"}}]}]});
+    let made = b.admin.post_json("/api/ratings/criteria/inspector", &new).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    spec.check("post", "/api/ratings/criteria/{side}", &made);
+    b.app.stop().await;
+}
