@@ -165,6 +165,11 @@ async fn rating_from_the_phone_to_the_statistics_in_chromium() -> Result<()> {
         !none.text.contains("\"rating\""),
         "a refused rating reached the log"
     );
+    phone
+        .js(&format!(
+            "document.querySelector('{first}').scrollIntoView({{block: 'center'}}); return true"
+        ))
+        .await?;
     phone.screenshot("rating-follow-up.ru").await?;
     phone
         .js(&format!(
