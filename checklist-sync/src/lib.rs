@@ -28,12 +28,12 @@ pub mod trust;
 
 pub use act::{ActState, SignerRole};
 pub use chain::{CommittedEvent, ItemResultMark};
-pub use rating::{RatingHead, RatingScore, RatingSide};
 pub use domain::{ExtError, ItemResult, ItemSpec, Principal, Role, RoomSpec, Site};
 pub use hub::{configure_upgrade, now_micros, Extension, NoExtension, SyncConfig, SyncHub};
 pub use projection::{NoProjection, Projection};
 pub use proto::{CancelReason, OpError, Operation};
 pub use quota::Quotas;
+pub use rating::{RatingHead, RatingScore, RatingSide};
 pub use room::Snapshot;
 pub use state::State;
 pub use store::{

@@ -23,9 +23,14 @@ pub async fn finished(app: &TestApp, inspector: &Client) -> Done {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let mut business = app.anonymous();
-    let acc = business.accept(r.body["token"].as_str().expect("token")).await;
+    let acc = business
+        .accept(r.body["token"].as_str().expect("token"))
+        .await;
     assert_eq!(acc.status, 200, "{}", acc.text);
-    let results_url = acc.body["results_url"].as_str().expect("results_url").to_string();
+    let results_url = acc.body["results_url"]
+        .as_str()
+        .expect("results_url")
+        .to_string();
     for to in ["live", "finished"] {
         let r = inspector
             .post_json(
@@ -101,7 +106,11 @@ async fn refused(
     };
     assert_eq!(r.status, status, "{method}: {}", r.text);
     assert_eq!(r.code(), code, "{}", r.text);
-    assert_eq!(app.dump_all().await, before, "a refused rating stored something");
+    assert_eq!(
+        app.dump_all().await,
+        before,
+        "a refused rating stored something"
+    );
     r.body
 }
 
@@ -137,18 +146,33 @@ async fn a_rating_is_a_chain_event_changed_in_place() {
     // One criterion at 3 without its follow-ups: both the choice and the text are required.
     let mut body = scores(&v, 8, &[]);
     body["scores"][0]["score"] = json!(3);
-    let r = refused(&app, &d.business, "POST", id, &body, 400, "validation_failed").await;
+    let r = refused(
+        &app,
+        &d.business,
+        "POST",
+        id,
+        &body,
+        400,
+        "validation_failed",
+    )
+    .await;
     let first = v["criteria"]["criteria"][0]["code"].as_str().unwrap();
     assert_eq!(
         field_codes(&r),
         vec![
-            (format!("scores.{first}.reasons"), "follow_up_required".into()),
+            (
+                format!("scores.{first}.reasons"),
+                "follow_up_required".into()
+            ),
             (format!("scores.{first}.note"), "follow_up_required".into()),
         ]
     );
 
     let body = scores(&v, 8, &[(first, 3)]);
-    let r = d.business.post_json(&format!("/api/inspections/{id}/rating"), &body).await;
+    let r = d
+        .business
+        .post_json(&format!("/api/inspections/{id}/rating"), &body)
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["rating"]["scores"][0]["score"], 3);
     assert_eq!(r.body["rating"]["scores"][0]["note"], "Подробности причины");
@@ -159,7 +183,10 @@ async fn a_rating_is_a_chain_event_changed_in_place() {
 
     // The event is in the chain, chained to its predecessor, made through the server.
     let log = events(&inspector, id).await;
-    let e = log.iter().find(|e| e["kind"] == "rating").expect("a rating event");
+    let e = log
+        .iter()
+        .find(|e| e["kind"] == "rating")
+        .expect("a rating event");
     assert_eq!(e["seq"].as_u64(), Some(seq));
     assert_eq!(e["payload"]["side"], "business");
     assert_eq!(e["payload"]["scores"][0]["score"], 3);
@@ -167,14 +194,20 @@ async fn a_rating_is_a_chain_event_changed_in_place() {
     assert_eq!(e["prev_hash"], prev["hash"]);
     // The state folds it (server and browser fold alike).
     let st = inspector.get(&format!("/api/inspections/{id}/state")).await;
-    assert_eq!(st.body["state"]["ratings"]["business"]["seq"].as_u64(), Some(seq));
+    assert_eq!(
+        st.body["state"]["ratings"]["business"]["seq"].as_u64(),
+        Some(seq)
+    );
 
     // Twice: refused, nothing stored.
     refused(&app, &d.business, "POST", id, &body, 409, "rating_exists").await;
 
     // A change within the window: a new event revising the first; the first time stays.
     let changed = scores(&v, 9, &[]);
-    let r = d.business.put_json(&format!("/api/inspections/{id}/rating"), &changed).await;
+    let r = d
+        .business
+        .put_json(&format!("/api/inspections/{id}/rating"), &changed)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["rating"]["scores"][0]["score"], 9);
     assert_eq!(r.body["rating"]["first_at"], first_at);
@@ -184,9 +217,16 @@ async fn a_rating_is_a_chain_event_changed_in_place() {
     assert_eq!(ratings[1]["payload"]["revises"].as_u64(), Some(seq));
 
     // The durable results access reads the same rating of the same side.
-    let token = d.results_url.rsplit_once("#r=").expect("token").1.to_string();
+    let token = d
+        .results_url
+        .rsplit_once("#r=")
+        .expect("token")
+        .1
+        .to_string();
     let durable = app.anonymous();
-    let r = durable.post_json("/api/results/accept", &json!({ "token": token })).await;
+    let r = durable
+        .post_json("/api/results/accept", &json!({ "token": token }))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let mut durable = durable;
     durable.csrf = r.body["csrf_token"].as_str().map(String::from);
@@ -199,7 +239,10 @@ async fn a_rating_is_a_chain_event_changed_in_place() {
     assert_eq!(iv["side"], "inspector");
     assert_eq!(iv["can_rate"], true);
     let r = inspector
-        .post_json(&format!("/api/inspections/{id}/rating"), &scores(&iv, 7, &[]))
+        .post_json(
+            &format!("/api/inspections/{id}/rating"),
+            &scores(&iv, 7, &[]),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["side"], "inspector");
@@ -207,7 +250,16 @@ async fn a_rating_is_a_chain_event_changed_in_place() {
     let rep = representative(&app, &inspector, id).await;
     let rv = view(&rep, id).await;
     assert_eq!(rv["side"], "business");
-    refused(&app, &rep, "POST", id, &scores(&rv, 6, &[]), 409, "rating_exists").await;
+    refused(
+        &app,
+        &rep,
+        "POST",
+        id,
+        &scores(&rv, 6, &[]),
+        409,
+        "rating_exists",
+    )
+    .await;
     app.stop().await;
 }
 
@@ -225,15 +277,30 @@ async fn refusals_store_nothing() {
         .post_json(&format!("/api/inspections/{id}/invitations"), &json!({}))
         .await;
     let mut early = app.anonymous();
-    assert_eq!(early.accept(r.body["token"].as_str().unwrap()).await.status, 200);
+    assert_eq!(
+        early.accept(r.body["token"].as_str().unwrap()).await.status,
+        200
+    );
     let v = view(&early, &id).await;
     assert_eq!(v["finished"], false);
     assert_eq!(v["can_rate"], false);
     let body = scores(&v, 8, &[]);
     refused(&app, &early, "POST", &id, &body, 409, "not_finished").await;
-    refused(&app, &inspector, "POST", &id, &scores(&view(&inspector, &id).await, 8, &[]), 409, "not_finished").await;
+    refused(
+        &app,
+        &inspector,
+        "POST",
+        &id,
+        &scores(&view(&inspector, &id).await, 8, &[]),
+        409,
+        "not_finished",
+    )
+    .await;
     let r = inspector
-        .post_json(&format!("/api/inspections/{id}/transition"), &json!({"to": "live"}))
+        .post_json(
+            &format!("/api/inspections/{id}/transition"),
+            &json!({"to": "live"}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     refused(&app, &early, "POST", &id, &body, 409, "not_finished").await;
@@ -250,7 +317,10 @@ async fn refusals_store_nothing() {
     let d = finished(&app, &inspector).await;
     let id = &d.id;
     let v = view(&d.business, id).await;
-    let first = v["criteria"]["criteria"][0]["code"].as_str().unwrap().to_string();
+    let first = v["criteria"]["criteria"][0]["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Not a party: other staff who see it get 403, who do not get 404.
     for c in [&reviewer, &admin] {
         let r = c.get(&format!("/api/inspections/{id}/rating")).await;
@@ -259,14 +329,41 @@ async fn refusals_store_nothing() {
     }
     let r = other.get(&format!("/api/inspections/{id}/rating")).await;
     assert_eq!(r.status, 404, "{}", r.text);
-    refused(&app, &other, "POST", id, &scores(&v, 8, &[]), 404, "not_found").await;
+    refused(
+        &app,
+        &other,
+        "POST",
+        id,
+        &scores(&v, 8, &[]),
+        404,
+        "not_found",
+    )
+    .await;
     // A change before any rating.
-    refused(&app, &d.business, "PUT", id, &scores(&v, 8, &[]), 409, "rating_missing").await;
+    refused(
+        &app,
+        &d.business,
+        "PUT",
+        id,
+        &scores(&v, 8, &[]),
+        409,
+        "rating_missing",
+    )
+    .await;
     // Out of range, every one named.
     for bad in [0, 11, -1, 1000] {
         let mut body = scores(&v, 8, &[]);
         body["scores"][0]["score"] = json!(bad);
-        let r = refused(&app, &d.business, "POST", id, &body, 400, "validation_failed").await;
+        let r = refused(
+            &app,
+            &d.business,
+            "POST",
+            id,
+            &body,
+            400,
+            "validation_failed",
+        )
+        .await;
         assert_eq!(
             field_codes(&r),
             vec![(format!("scores.{first}.score"), "score_out_of_range".into())]
@@ -275,27 +372,81 @@ async fn refusals_store_nothing() {
     // A missing criterion, an unknown one, an unknown reason, follow-ups on a high score.
     let mut body = scores(&v, 8, &[]);
     body["scores"].as_array_mut().unwrap().remove(0);
-    body["scores"].as_array_mut().unwrap().push(json!({"criterion": "nope", "score": 5}));
-    let r = refused(&app, &d.business, "POST", id, &body, 400, "validation_failed").await;
+    body["scores"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"criterion": "nope", "score": 5}));
+    let r = refused(
+        &app,
+        &d.business,
+        "POST",
+        id,
+        &body,
+        400,
+        "validation_failed",
+    )
+    .await;
     let codes = field_codes(&r);
-    assert!(codes.contains(&("scores.4.criterion".into(), "criterion_unknown".into())), "{codes:?}");
-    assert!(codes.contains(&(format!("scores.{first}.score"), "score_required".into())), "{codes:?}");
+    assert!(
+        codes.contains(&("scores.4.criterion".into(), "criterion_unknown".into())),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&(format!("scores.{first}.score"), "score_required".into())),
+        "{codes:?}"
+    );
     let mut body = scores(&v, 8, &[(&first, 2)]);
     body["scores"][0]["reasons"] = json!(["no_such_reason"]);
     body["scores"][1]["reasons"] = json!([v["criteria"]["criteria"][1]["choices"][0]["code"]]);
-    let r = refused(&app, &d.business, "POST", id, &body, 400, "validation_failed").await;
+    let r = refused(
+        &app,
+        &d.business,
+        "POST",
+        id,
+        &body,
+        400,
+        "validation_failed",
+    )
+    .await;
     let codes = field_codes(&r);
-    assert!(codes.contains(&(format!("scores.{first}.reasons"), "reason_unknown".into())), "{codes:?}");
-    assert!(codes.iter().any(|(_, c)| c == "follow_up_not_asked"), "{codes:?}");
+    assert!(
+        codes.contains(&(format!("scores.{first}.reasons"), "reason_unknown".into())),
+        "{codes:?}"
+    );
+    assert!(
+        codes.iter().any(|(_, c)| c == "follow_up_not_asked"),
+        "{codes:?}"
+    );
     // A text over 1000 characters.
     let mut body = scores(&v, 8, &[(&first, 2)]);
     body["scores"][0]["note"] = json!("я".repeat(1001));
-    let r = refused(&app, &d.business, "POST", id, &body, 400, "validation_failed").await;
-    assert_eq!(field_codes(&r), vec![(format!("scores.{first}.note"), "note_too_long".into())]);
+    let r = refused(
+        &app,
+        &d.business,
+        "POST",
+        id,
+        &body,
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(
+        field_codes(&r),
+        vec![(format!("scores.{first}.note"), "note_too_long".into())]
+    );
     // An old version of the criteria.
     let mut body = scores(&v, 8, &[]);
     body["criteria_version"] = json!(99);
-    refused(&app, &d.business, "POST", id, &body, 409, "criteria_changed").await;
+    refused(
+        &app,
+        &d.business,
+        "POST",
+        id,
+        &body,
+        409,
+        "criteria_changed",
+    )
+    .await;
     // A socket cannot forge a rating: the server makes the event.
     let mut ws = ws_connect(&inspector, id).await.expect("socket");
     ws.hello(None).await;
@@ -318,13 +469,34 @@ async fn refusals_store_nothing() {
     let v = view(&d.business, &d.id).await;
     let r = d
         .business
-        .post_json(&format!("/api/inspections/{}/rating", d.id), &scores(&v, 8, &[]))
+        .post_json(
+            &format!("/api/inspections/{}/rating", d.id),
+            &scores(&v, 8, &[]),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["can_change"], false);
     // Wait for the inspector's leave etc. to settle: nothing else writes here.
-    refused(&app, &d.business, "PUT", &d.id, &scores(&v, 9, &[]), 409, "rating_final").await;
-    refused(&app, &d.business, "POST", &d.id, &scores(&v, 9, &[]), 409, "rating_exists").await;
+    refused(
+        &app,
+        &d.business,
+        "PUT",
+        &d.id,
+        &scores(&v, 9, &[]),
+        409,
+        "rating_final",
+    )
+    .await;
+    refused(
+        &app,
+        &d.business,
+        "POST",
+        &d.id,
+        &scores(&v, 9, &[]),
+        409,
+        "rating_exists",
+    )
+    .await;
     app.stop().await;
 }
 
@@ -364,10 +536,20 @@ async fn body_with_ratings(app: TestApp) -> Body {
             )
             .await;
         assert!(r.status < 300, "{}", r.text);
-        staff.push((c, uid, me.body["user"]["display_name"].as_str().unwrap().to_string()));
+        staff.push((
+            c,
+            uid,
+            me.body["user"]["display_name"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        ));
     }
     let r = admin
-        .post_json(&format!("/api/users/{}/head", staff[2].1), &json!({"head": true}))
+        .post_json(
+            &format!("/api/users/{}/head", staff[2].1),
+            &json!({"head": true}),
+        )
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let mut inspections = Vec::new();
@@ -432,7 +614,10 @@ async fn statistics_of_control_bodies_and_inspectors() {
     assert_eq!(c["overall"]["count"], 3);
     assert_eq!(c["overall"]["mean"], 6.0);
     assert_eq!(c["overall"]["median"], 6.0);
-    assert_eq!(c["overall"]["distribution"], json!([0, 0, 1, 0, 0, 1, 0, 0, 1, 0]));
+    assert_eq!(
+        c["overall"]["distribution"],
+        json!([0, 0, 1, 0, 0, 1, 0, 0, 1, 0])
+    );
     assert_eq!(c["overall"]["share_below_5"], 0.333);
     assert_eq!(c["overall"]["top_reasons"][0]["reason"], "rude_tone");
     assert_eq!(c["overall"]["top_reasons"][0]["count"], 1);
@@ -441,7 +626,10 @@ async fn statistics_of_control_bodies_and_inspectors() {
     assert_eq!(c["months"][0]["count"], 3);
     let rated = s["rated"].as_array().unwrap();
     assert_eq!(rated.len(), 2);
-    let petrov = rated.iter().find(|x| x["id"] == b.ids[0].as_str()).expect("petrov");
+    let petrov = rated
+        .iter()
+        .find(|x| x["id"] == b.ids[0].as_str())
+        .expect("petrov");
     assert_eq!(petrov["name"], b.names[0].as_str());
     assert_eq!(courtesy(petrov)["overall"]["mean"], 6.0);
     assert_eq!(courtesy(petrov)["overall"]["count"], 2);
@@ -449,25 +637,46 @@ async fn statistics_of_control_bodies_and_inspectors() {
     // CSV: a header and one line per subject, criterion and month (and `all`).
     let (status, headers, bytes) = b.admin.get_bytes("/api/ratings/stats.csv").await;
     assert_eq!(status, 200);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
     let csv = String::from_utf8(bytes).unwrap();
     let mut lines = csv.lines();
-    assert!(lines.next().unwrap().starts_with("level,subject,criterion,month,count,mean,median"));
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("level,subject,criterion,month,count,mean,median"));
     assert!(csv.contains(&format!("control_body,ГУ МЧС по г. Москве,courtesy,all,3,6,6,0.333,0,0,1,0,0,1,0,0,1,0,rude_tone:1")), "{csv}");
-    assert!(csv.contains(&format!("inspector,{},courtesy,{month},2,6,6,0.5", b.names[0])), "{csv}");
+    assert!(
+        csv.contains(&format!(
+            "inspector,{},courtesy,{month},2,6,6,0.5",
+            b.names[0]
+        )),
+        "{csv}"
+    );
     // SVG: drawn by the server.
     let (status, headers, bytes) = b.admin.get_bytes("/api/ratings/stats.svg?lang=en").await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "image/svg+xml");
     let svg = String::from_utf8(bytes).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("Courtesy and correctness"), "{svg}");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("Courtesy and correctness"),
+        "{svg}"
+    );
 
     // Filters: a month range that excludes everything; a bad month.
-    let r = b.admin.get("/api/ratings/stats?from=2000-01&to=2000-02").await;
+    let r = b
+        .admin
+        .get("/api/ratings/stats?from=2000-01&to=2000-02")
+        .await;
     assert_eq!(r.body["control_bodies"], json!([]));
     let r = b.admin.get("/api/ratings/stats?from=2000-13").await;
     assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(field_codes(&r.body), vec![("from".into(), "month_invalid".into())]);
+    assert_eq!(
+        field_codes(&r.body),
+        vec![("from".into(), "month_invalid".into())]
+    );
     // The inspectors' side: businesses by INN.
     let r = b.admin.get("/api/ratings/stats?side=inspector").await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -497,7 +706,10 @@ async fn inspector_names_are_hidden_from_everyone_without_the_right() {
         assert_eq!(status, 200, "{p}");
         let text = String::from_utf8_lossy(&bytes);
         for s in &secrets {
-            assert!(!text.contains(s.as_str()), "{p} shows {s} to a colleague: {text}");
+            assert!(
+                !text.contains(s.as_str()),
+                "{p} shows {s} to a colleague: {text}"
+            );
         }
     }
     let r = b.colleague.get("/api/ratings/stats").await;
@@ -506,7 +718,11 @@ async fn inspector_names_are_hidden_from_everyone_without_the_right() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["anonymous_number"].as_u64().expect("a number instead of a name"))
+        .map(|s| {
+            s["anonymous_number"]
+                .as_u64()
+                .expect("a number instead of a name")
+        })
         .collect();
     assert_eq!(numbers, vec![1, 2]);
     // The same numbers the next time.
@@ -522,14 +738,22 @@ async fn inspector_names_are_hidden_from_everyone_without_the_right() {
         .await;
     let other_body = r.body["id"].as_str().unwrap().to_string();
     let outsider = b.app.staff("outsider", Role::Inspector).await;
-    let uid = outsider.get("/api/auth/me").await.body["user"]["id"].as_str().unwrap().to_string();
+    let uid = outsider.get("/api/auth/me").await.body["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     b.admin
-        .post_json(&format!("/api/users/{uid}/control-body"), &json!({"control_body_id": other_body}))
+        .post_json(
+            &format!("/api/users/{uid}/control-body"),
+            &json!({"control_body_id": other_body}),
+        )
         .await;
     let r = outsider.get("/api/ratings/stats").await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["control_bodies"], json!([]));
-    let r = outsider.get(&format!("/api/ratings/stats?control_body={}", b.body_id)).await;
+    let r = outsider
+        .get(&format!("/api/ratings/stats?control_body={}", b.body_id))
+        .await;
     assert_eq!(r.status, 404, "{}", r.text);
     // The public page: control bodies only.
     let anon = b.app.anonymous();
@@ -557,11 +781,23 @@ async fn inspector_names_are_hidden_from_everyone_without_the_right() {
         let r = c.get("/api/ratings/stats").await;
         assert_eq!(r.body["names_visible"], true);
         let text = r.text;
-        assert!(text.contains(b.names[0].as_str()) && text.contains(b.names[1].as_str()), "{text}");
+        assert!(
+            text.contains(b.names[0].as_str()) && text.contains(b.names[1].as_str()),
+            "{text}"
+        );
     }
     // The head stops being head: the names go.
-    let head_id = b.head.get("/api/auth/me").await.body["user"]["id"].as_str().unwrap().to_string();
-    let r = b.admin.post_json(&format!("/api/users/{head_id}/head"), &json!({"head": false})).await;
+    let head_id = b.head.get("/api/auth/me").await.body["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = b
+        .admin
+        .post_json(
+            &format!("/api/users/{head_id}/head"),
+            &json!({"head": false}),
+        )
+        .await;
     assert_eq!(r.status, 204);
     let r = b.head.get("/api/ratings/stats").await;
     assert!(!r.text.contains(b.names[0].as_str()), "{}", r.text);
@@ -578,14 +814,19 @@ async fn criteria_are_versioned_by_admins() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["business"]["version"], 1);
     assert_eq!(r.body["inspector"]["version"], 1);
-    assert_eq!(r.body["business"]["criteria"][0]["title"]["en"], "Courtesy and correctness");
+    assert_eq!(
+        r.body["business"]["criteria"][0]["title"]["en"],
+        "Courtesy and correctness"
+    );
     let new = json!({"criteria": [{
         "code": "speed", "title": {"ru": "Скорость", "en": "Speed"},
         "follow_up": {"ru": "Почему?", "en": "Why?"},
         "choices": [{"code": "slow", "title": {"ru": "Медленно", "en": "Slow"}}]
     }]});
     let before = app.dump_all().await;
-    let r = inspector.post_json("/api/ratings/criteria/business", &new).await;
+    let r = inspector
+        .post_json("/api/ratings/criteria/business", &new)
+        .await;
     assert_eq!(r.status, 403);
     let r = admin
         .post_json("/api/ratings/criteria/business", &json!({"criteria": [{"code": "Bad Code", "title": {"ru": "", "en": "x"}, "follow_up": {"ru": "a", "en": "b"}, "choices": []}]}))
@@ -602,7 +843,9 @@ async fn criteria_are_versioned_by_admins() {
     let r = admin.post_json("/api/ratings/criteria/nobody", &new).await;
     assert_eq!(r.code(), "side_unknown");
     assert_eq!(app.dump_all().await, before);
-    let r = admin.post_json("/api/ratings/criteria/business", &new).await;
+    let r = admin
+        .post_json("/api/ratings/criteria/business", &new)
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["version"], 2);
     // A rating now answers version 2.
@@ -611,7 +854,10 @@ async fn criteria_are_versioned_by_admins() {
     assert_eq!(v["criteria"]["version"], 2);
     let r = d
         .business
-        .post_json(&format!("/api/inspections/{}/rating", d.id), &scores(&v, 2, &[]))
+        .post_json(
+            &format!("/api/inspections/{}/rating", d.id),
+            &scores(&v, 2, &[]),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["rating"]["criteria_version"], 2);
@@ -627,35 +873,69 @@ async fn rating_answers_match_the_generated_document() {
     };
     let id = &b.inspections[2];
     let path = "/api/inspections/{id}/rating";
-    spec.check("get", path, &b.business.get(&format!("/api/inspections/{id}/rating")).await);
+    spec.check(
+        "get",
+        path,
+        &b.business
+            .get(&format!("/api/inspections/{id}/rating"))
+            .await,
+    );
     let v = view(&b.business, id).await;
     let again = b
         .business
-        .post_json(&format!("/api/inspections/{id}/rating"), &scores(&v, 5, &[]))
+        .post_json(
+            &format!("/api/inspections/{id}/rating"),
+            &scores(&v, 5, &[]),
+        )
         .await;
     assert_eq!(again.status, 409);
     spec.check("post", path, &again);
     let changed = b
         .business
-        .put_json(&format!("/api/inspections/{id}/rating"), &scores(&v, 4, &[]))
+        .put_json(
+            &format!("/api/inspections/{id}/rating"),
+            &scores(&v, 4, &[]),
+        )
         .await;
     assert_eq!(changed.status, 200, "{}", changed.text);
     spec.check("put", path, &changed);
     let mut bad = scores(&v, 5, &[]);
     bad["scores"][0]["score"] = json!(12);
-    let bad = b.business.put_json(&format!("/api/inspections/{id}/rating"), &bad).await;
+    let bad = b
+        .business
+        .put_json(&format!("/api/inspections/{id}/rating"), &bad)
+        .await;
     assert_eq!(bad.status, 400);
     spec.check("put", path, &bad);
-    spec.check("get", "/api/ratings/criteria", &b.admin.get("/api/ratings/criteria").await);
+    spec.check(
+        "get",
+        "/api/ratings/criteria",
+        &b.admin.get("/api/ratings/criteria").await,
+    );
     for c in [&b.admin, &b.colleague] {
-        spec.check("get", "/api/ratings/stats", &c.get("/api/ratings/stats").await);
+        spec.check(
+            "get",
+            "/api/ratings/stats",
+            &c.get("/api/ratings/stats").await,
+        );
     }
-    spec.check("get", "/api/ratings/stats", &b.business.get("/api/ratings/stats").await);
-    spec.check("get", "/api/public/ratings", &b.app.anonymous().get("/api/public/ratings").await);
+    spec.check(
+        "get",
+        "/api/ratings/stats",
+        &b.business.get("/api/ratings/stats").await,
+    );
+    spec.check(
+        "get",
+        "/api/public/ratings",
+        &b.app.anonymous().get("/api/public/ratings").await,
+    );
     let new = json!({"criteria": [{"code": "speed", "title": {"ru": "Скорость", "en": "Speed"},
         "follow_up": {"ru": "Почему?", "en": "Why?"},
         "choices": [{"code": "slow", "title": {"ru": "Медленно", "en": "Slow"}}]}]});
-    let made = b.admin.post_json("/api/ratings/criteria/inspector", &new).await;
+    let made = b
+        .admin
+        .post_json("/api/ratings/criteria/inspector", &new)
+        .await;
     assert_eq!(made.status, 201, "{}", made.text);
     spec.check("post", "/api/ratings/criteria/{side}", &made);
     b.app.stop().await;

@@ -75,7 +75,10 @@ async fn rating_from_the_phone_to_the_statistics_in_chromium() -> Result<()> {
         )
         .await;
     inspector_api.csrf = r.body["csrf_token"].as_str().map(String::from);
-    let uid = r.body["user"]["id"].as_str().context("user id")?.to_string();
+    let uid = r.body["user"]["id"]
+        .as_str()
+        .context("user id")?
+        .to_string();
     let r = admin
         .post_json(
             "/api/control-bodies",
@@ -96,7 +99,10 @@ async fn rating_from_the_phone_to_the_statistics_in_chromium() -> Result<()> {
     let r = inspector_api
         .post_json(&format!("/api/inspections/{id}/invitations"), &json!({}))
         .await;
-    let invite = r.body["url"].as_str().context("invitation url")?.to_string();
+    let invite = r.body["url"]
+        .as_str()
+        .context("invitation url")?
+        .to_string();
     for to in ["live", "finished"] {
         let r = inspector_api
             .post_json(
@@ -233,8 +239,10 @@ async fn rating_from_the_phone_to_the_statistics_in_chromium() -> Result<()> {
     );
     stats.screenshot("ratings-statistics.ru").await?;
     stats
-        .js("const s = document.getElementById('ratings-side'); s.value = 'inspector'; \
-             s.dispatchEvent(new Event('change')); return true")
+        .js(
+            "const s = document.getElementById('ratings-side'); s.value = 'inspector'; \
+             s.dispatchEvent(new Event('change')); return true",
+        )
         .await?;
     stats
         .wait_true(

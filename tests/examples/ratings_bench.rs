@@ -35,7 +35,11 @@ async fn main() -> Result<()> {
     let mut inspectors = Vec::new();
     for i in 0..50 {
         let id = app
-            .create_user(&format!("insp{i}"), "a long bench password", Role::Inspector)
+            .create_user(
+                &format!("insp{i}"),
+                "a long bench password",
+                Role::Inspector,
+            )
             .await;
         inspectors.push(id.to_string());
     }
@@ -46,7 +50,11 @@ async fn main() -> Result<()> {
         .bind(&template)
         .fetch_one(&app.db)
         .await?;
-    let cols: Vec<String> = row.columns().iter().map(|c| sqlx::Column::name(c).to_string()).collect();
+    let cols: Vec<String> = row
+        .columns()
+        .iter()
+        .map(|c| sqlx::Column::name(c).to_string())
+        .collect();
     let select: Vec<String> = cols
         .iter()
         .map(|c| match c.as_str() {
@@ -61,7 +69,13 @@ async fn main() -> Result<()> {
         cols.join(", "),
         select.join(", ")
     );
-    let criteria = ["courtesy", "clarity", "punctuality", "objectivity", "remote_format"];
+    let criteria = [
+        "courtesy",
+        "clarity",
+        "punctuality",
+        "objectivity",
+        "remote_format",
+    ];
     let started = Instant::now();
     let mut tx = app.db.begin().await?;
     for k in 0..n {
@@ -89,8 +103,16 @@ async fn main() -> Result<()> {
         for (j, c) in criteria.iter().enumerate() {
             // A spread of 1..=10, about a fifth below 5.
             let score = ((k * 7 + j * 3) % 10 + 1) as i16;
-            let score = if score < 5 && (k + j) % 2 == 0 { score + 5 } else { score };
-            let reasons = if score < 5 { "[\"rude_tone\",\"other\"]" } else { "[]" };
+            let score = if score < 5 && (k + j) % 2 == 0 {
+                score + 5
+            } else {
+                score
+            };
+            let reasons = if score < 5 {
+                "[\"rude_tone\",\"other\"]"
+            } else {
+                "[]"
+            };
             sqlx::query(
                 "INSERT INTO rating_scores (inspection_id, side, criterion, score, reasons, note) \
                  VALUES ($1, 'business', $2, $3, $4, NULL)",
@@ -104,7 +126,10 @@ async fn main() -> Result<()> {
         }
     }
     tx.commit().await?;
-    eprintln!("{n} ratings written in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "{n} ratings written in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let mut times = Vec::new();
     let mut csv_times = Vec::new();
     for _ in 0..runs {
@@ -118,7 +143,10 @@ async fn main() -> Result<()> {
             .iter()
             .map(|b| b["ratings"].as_u64().unwrap_or(0))
             .sum();
-        ensure!(total == n as u64, "the statistics count {total} ratings, not {n}");
+        ensure!(
+            total == n as u64,
+            "the statistics count {total} ratings, not {n}"
+        );
         let t = Instant::now();
         let (status, _, _) = admin.get_bytes("/api/ratings/stats.csv").await;
         csv_times.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -77,7 +77,10 @@ pub struct CriteriaSets {
 /// The current criteria of both sides (any signed-in caller).
 #[utoipa::path(get, path = "/api/ratings/criteria", tag = "ratings",
     responses((status = 200, body = CriteriaSets), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn criteria(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<CriteriaSets>> {
+pub async fn criteria(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> ApiResult<Json<CriteriaSets>> {
     Ok(Json(CriteriaSets {
         business: super::current_set(&state.db, RatingSide::Business).await?,
         inspector: super::current_set(&state.db, RatingSide::Inspector).await?,
@@ -300,7 +303,10 @@ async fn submit(
                 state.config.ratings.edit_window_secs,
             ) =>
         {
-            return Err(conflict("rating_final", "the rating can no longer be changed"))
+            return Err(conflict(
+                "rating_final",
+                "the rating can no longer be changed",
+            ))
         }
         _ => {}
     }
@@ -459,7 +465,8 @@ async fn scope_of(state: &AppState, caller: &Caller, asked: &Option<String>) -> 
     let Some(body) = body else {
         return Err(ApiError::Forbidden);
     };
-    let body = Uuid::parse_str(&body).map_err(|e| crate::db::corrupt("users.control_body_id", e))?;
+    let body =
+        Uuid::parse_str(&body).map_err(|e| crate::db::corrupt("users.control_body_id", e))?;
     if asked.is_some_and(|a| a != body) {
         return Err(ApiError::NotFound("control body"));
     }
@@ -472,8 +479,7 @@ async fn scope_of(state: &AppState, caller: &Caller, asked: &Option<String>) -> 
 
 fn check_month(field: &'static str, m: &Option<String>) -> ApiResult<()> {
     let ok = m.as_deref().is_none_or(|m| {
-        m.len() == 7
-            && chrono::NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").is_ok()
+        m.len() == 7 && chrono::NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").is_ok()
     });
     if ok {
         Ok(())
@@ -493,7 +499,12 @@ struct Loaded {
     row: ScoreRow,
 }
 
-async fn load_rows(state: &AppState, side: RatingSide, scope: &Scope, q: &StatsQuery) -> ApiResult<Vec<Loaded>> {
+async fn load_rows(
+    state: &AppState,
+    side: RatingSide,
+    scope: &Scope,
+    q: &StatsQuery,
+) -> ApiResult<Vec<Loaded>> {
     check_month("from", &q.from)?;
     check_month("to", &q.to)?;
     let rows = sqlx::query(
@@ -504,7 +515,12 @@ async fn load_rows(state: &AppState, side: RatingSide, scope: &Scope, q: &StatsQ
          AND ($3 = '' OR r.month >= $3) AND ($4 = '' OR r.month <= $4)",
     )
     .bind(side.as_str())
-    .bind(scope.control_body.map(|u| u.to_string()).unwrap_or_default())
+    .bind(
+        scope
+            .control_body
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
+    )
     .bind(q.from.clone().unwrap_or_default())
     .bind(q.to.clone().unwrap_or_default())
     .fetch_all(&state.db)
@@ -522,7 +538,8 @@ async fn load_rows(state: &AppState, side: RatingSide, scope: &Scope, q: &StatsQ
                     inspection: r.col(0)?,
                     month: r.col(4)?,
                     criterion: r.col(5)?,
-                    score: u8::try_from(score).map_err(|e| crate::db::corrupt("rating_scores.score", e))?,
+                    score: u8::try_from(score)
+                        .map_err(|e| crate::db::corrupt("rating_scores.score", e))?,
                     reasons: serde_json::from_str(&reasons)
                         .map_err(|e| crate::db::corrupt("rating_scores.reasons", e))?,
                 },
@@ -558,7 +575,12 @@ async fn control_body_names(state: &AppState) -> ApiResult<BTreeMap<String, Stri
 fn anonymous_numbers(ids: &[&str]) -> BTreeMap<String, u32> {
     let mut hashed: Vec<(String, &str)> = ids
         .iter()
-        .map(|id| (hex::encode(Sha256::digest(format!("rating-pseudonym:{id}"))), *id))
+        .map(|id| {
+            (
+                hex::encode(Sha256::digest(format!("rating-pseudonym:{id}"))),
+                *id,
+            )
+        })
         .collect();
     hashed.sort();
     hashed
@@ -612,7 +634,9 @@ async fn build_stats(state: &AppState, scope: &Scope, q: &StatsQuery) -> ApiResu
             .into_iter()
             .map(|s| Subject {
                 control_body_id: body_of.get(s.subject.as_str()).cloned().flatten(),
-                anonymous_number: (!scope.names).then(|| numbers.get(&s.subject).copied()).flatten(),
+                anonymous_number: (!scope.names)
+                    .then(|| numbers.get(&s.subject).copied())
+                    .flatten(),
                 name: if scope.names {
                     names.get(&s.subject).cloned()
                 } else {
@@ -699,14 +723,27 @@ pub async fn stats_csv(
         "business"
     };
     for s in &v.control_bodies {
-        stats::csv_rows(&mut out, "control_body", &subject_label("control_body", s), &to_subject_stats(s));
+        stats::csv_rows(
+            &mut out,
+            "control_body",
+            &subject_label("control_body", s),
+            &to_subject_stats(s),
+        );
     }
     for s in &v.rated {
-        stats::csv_rows(&mut out, rated_level, &subject_label(rated_level, s), &to_subject_stats(s));
+        stats::csv_rows(
+            &mut out,
+            rated_level,
+            &subject_label(rated_level, s),
+            &to_subject_stats(s),
+        );
     }
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            ),
             (
                 header::CONTENT_DISPOSITION,
                 HeaderValue::from_static("attachment; filename=\"ratings.csv\""),
@@ -723,7 +760,13 @@ fn chart(v: &StatsView, lang: &str) -> String {
             .criteria
             .iter()
             .find(|c| c.code == code)
-            .map(|c| if lang == "en" { c.title.en.clone() } else { c.title.ru.clone() })
+            .map(|c| {
+                if lang == "en" {
+                    c.title.en.clone()
+                } else {
+                    c.title.ru.clone()
+                }
+            })
             .unwrap_or_else(|| code.to_string())
     };
     // One chart of every control body shown together: the mean of each criterion.
@@ -755,7 +798,10 @@ fn chart(v: &StatsView, lang: &str) -> String {
 
 fn svg_response(svg: String) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("image/svg+xml"),
+        )],
         svg,
     )
         .into_response()
@@ -858,6 +904,9 @@ pub async fn set_head(
     } else {
         "UPDATE users SET heads_control_body = 0 WHERE id = $1"
     };
-    sqlx::query(sql).bind(id.to_string()).execute(&state.db).await?;
+    sqlx::query(sql)
+        .bind(id.to_string())
+        .execute(&state.db)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

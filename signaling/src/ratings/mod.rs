@@ -93,11 +93,12 @@ pub async fn set_version(
     side: RatingSide,
     version: u32,
 ) -> ApiResult<Option<CriteriaSet>> {
-    let row = sqlx::query("SELECT version, body FROM rating_criteria WHERE side = $1 AND version = $2")
-        .bind(side.as_str())
-        .bind(i64::from(version))
-        .fetch_optional(db)
-        .await?;
+    let row =
+        sqlx::query("SELECT version, body FROM rating_criteria WHERE side = $1 AND version = $2")
+            .bind(side.as_str())
+            .bind(i64::from(version))
+            .fetch_optional(db)
+            .await?;
     match row {
         None => Ok(None),
         Some(r) => {

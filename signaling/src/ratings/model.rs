@@ -335,12 +335,18 @@ mod tests {
     fn a_low_score_needs_a_choice_and_words() {
         let s = set();
         let e = s
-            .rate(&[input("courtesy", 3, &[], None), input("clarity", 9, &[], None)])
+            .rate(&[
+                input("courtesy", 3, &[], None),
+                input("clarity", 9, &[], None),
+            ])
             .unwrap_err();
         assert_eq!(
             codes(e),
             vec![
-                ("scores.courtesy.reasons".into(), "follow_up_required".into()),
+                (
+                    "scores.courtesy.reasons".into(),
+                    "follow_up_required".into()
+                ),
                 ("scores.courtesy.note".into(), "follow_up_required".into()),
             ]
         );

@@ -314,7 +314,9 @@ pub fn svg(title: &str, bars: &[(String, &Summary)]) -> String {
     }
     for (i, (label, sum)) in bars.iter().enumerate() {
         let y = 38 + ROW * i;
-        let width = (sum.mean / 10.0 * BAR as f64).round().clamp(0.0, BAR as f64) as usize;
+        let width = (sum.mean / 10.0 * BAR as f64)
+            .round()
+            .clamp(0.0, BAR as f64) as usize;
         let colour = if sum.mean < f64::from(FOLLOW_UP_BELOW) {
             "#c0392b"
         } else if sum.mean < 7.5 {
@@ -356,7 +358,14 @@ mod tests {
     #[test]
     fn numbers_of_a_criterion() {
         let rows = vec![
-            row("a", "1", "courtesy", "2026-01", 3, &["rude_tone", "pressure"]),
+            row(
+                "a",
+                "1",
+                "courtesy",
+                "2026-01",
+                3,
+                &["rude_tone", "pressure"],
+            ),
             row("a", "2", "courtesy", "2026-01", 4, &["rude_tone"]),
             row("a", "3", "courtesy", "2026-02", 9, &[]),
             row("a", "4", "courtesy", "2026-02", 10, &[]),
@@ -412,7 +421,9 @@ mod tests {
         let s = compute(&[row("a", "1", "courtesy", "2026-01", 2, &["x"])]);
         let mut out = String::new();
         csv_rows(&mut out, "control_body", "Орган, \"главный\"", &s[0]);
-        assert!(out.starts_with("control_body,\"Орган, \"\"главный\"\"\",courtesy,all,1,2,2,1,0,1,0"));
+        assert!(
+            out.starts_with("control_body,\"Орган, \"\"главный\"\"\",courtesy,all,1,2,2,1,0,1,0")
+        );
         assert_eq!(out.lines().count(), 2);
         let svg = svg("<t>", &[("a&b".into(), &s[0].criteria[0].overall)]);
         assert!(svg.contains("&lt;t&gt;") && svg.contains("a&amp;b"));
