@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::model::{self, CriteriaBody, CriteriaSet, ScoreInput};
-use super::stats::{self, ScoreRow, SubjectStats, Summary};
+use super::stats::{self, SubjectStats, Summary};
 use crate::auth::{Caller, Role};
 use crate::db::{from_micros, now_micros, RowExt};
 use crate::error::{ApiError, ApiResult};
@@ -491,74 +491,125 @@ fn check_month(field: &'static str, m: &Option<String>) -> ApiResult<()> {
     }
 }
 
-/// A score row with everything a subject can be: control body, inspector, business.
-struct Loaded {
-    control_body: Option<String>,
-    inspector: String,
-    inn: String,
-    row: ScoreRow,
+/// What the statistics group by: a column of `ratings`.
+#[derive(Clone, Copy)]
+enum Level {
+    ControlBody,
+    Inspector,
+    Business,
 }
 
-async fn load_rows(
+impl Level {
+    fn column(self) -> &'static str {
+        match self {
+            Level::ControlBody => "r.control_body_id",
+            Level::Inspector => "r.inspector_id",
+            Level::Business => "r.business_inn",
+        }
+    }
+}
+
+const STATS_JOIN: &str = "FROM ratings r \
+     JOIN rating_scores s ON s.inspection_id = r.inspection_id AND s.side = r.side \
+     WHERE r.side = $1 AND ($2 = '' OR r.control_body_id = $2) \
+     AND ($3 = '' OR r.month >= $3) AND ($4 = '' OR r.month <= $4)";
+
+/// The statistics of one level, counted by the database (a row per subject, criterion and
+/// month with the counts of 1..=10; a row per reason set of the scores below 5), so that the
+/// server folds hundreds of rows, not one per score.
+async fn level_stats(
     state: &AppState,
     side: RatingSide,
     scope: &Scope,
     q: &StatsQuery,
-) -> ApiResult<Vec<Loaded>> {
-    check_month("from", &q.from)?;
-    check_month("to", &q.to)?;
-    let rows = sqlx::query(
-        "SELECT r.inspection_id, r.control_body_id, r.inspector_id, r.business_inn, r.month, \
-         s.criterion, s.score, s.reasons FROM ratings r \
-         JOIN rating_scores s ON s.inspection_id = r.inspection_id AND s.side = r.side \
-         WHERE r.side = $1 AND ($2 = '' OR r.control_body_id = $2) \
-         AND ($3 = '' OR r.month >= $3) AND ($4 = '' OR r.month <= $4)",
-    )
-    .bind(side.as_str())
-    .bind(
-        scope
-            .control_body
-            .map(|u| u.to_string())
-            .unwrap_or_default(),
-    )
-    .bind(q.from.clone().unwrap_or_default())
-    .bind(q.to.clone().unwrap_or_default())
-    .fetch_all(&state.db)
-    .await?;
-    rows.into_iter()
-        .map(|r| {
-            let score: i64 = r.col(6)?;
-            let reasons: String = r.col(7)?;
-            Ok(Loaded {
-                control_body: r.col(1)?,
-                inspector: r.col(2)?,
-                inn: r.col(3)?,
-                row: ScoreRow {
-                    subject: String::new(),
-                    inspection: r.col(0)?,
-                    month: r.col(4)?,
-                    criterion: r.col(5)?,
-                    score: u8::try_from(score)
-                        .map_err(|e| crate::db::corrupt("rating_scores.score", e))?,
-                    reasons: serde_json::from_str(&reasons)
-                        .map_err(|e| crate::db::corrupt("rating_scores.reasons", e))?,
-                },
-            })
-        })
-        .collect()
-}
-
-fn grouped(rows: &[Loaded], key: impl Fn(&Loaded) -> Option<String>) -> Vec<SubjectStats> {
-    let keyed: Vec<ScoreRow> = rows
-        .iter()
-        .filter_map(|l| {
-            key(l).map(|k| ScoreRow {
-                subject: k,
-                ..l.row.clone()
-            })
-        })
+    level: Level,
+) -> ApiResult<Vec<SubjectStats>> {
+    let key = level.column();
+    let body = scope
+        .control_body
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    let from = q.from.clone().unwrap_or_default();
+    let to = q.to.clone().unwrap_or_default();
+    let counts: String = (1..=10)
+        .map(|n| format!(", SUM(CASE WHEN s.score = {n} THEN 1 ELSE 0 END)"))
         .collect();
-    stats::compute(&keyed)
+    let sql = format!(
+        "SELECT {key}, r.month, s.criterion{counts} {STATS_JOIN} AND {key} IS NOT NULL \
+         GROUP BY {key}, r.month, s.criterion"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(side.as_str())
+        .bind(&body)
+        .bind(&from)
+        .bind(&to)
+        .fetch_all(&state.db)
+        .await?;
+    let mut cells: BTreeMap<(String, String, String), stats::Cell> = BTreeMap::new();
+    for r in rows {
+        let (subject, month, criterion): (String, String, String) =
+            (r.col(0)?, r.col(1)?, r.col(2)?);
+        let mut distribution = [0u32; 10];
+        for (i, d) in distribution.iter_mut().enumerate() {
+            let n: i64 = r.col(3 + i)?;
+            *d = u32::try_from(n).map_err(|e| crate::db::corrupt("rating count", e))?;
+        }
+        cells.insert(
+            (subject.clone(), criterion.clone(), month.clone()),
+            stats::Cell {
+                subject,
+                criterion,
+                month,
+                distribution,
+                reasons: Vec::new(),
+            },
+        );
+    }
+    let sql = format!(
+        "SELECT {key}, r.month, s.criterion, s.reasons, COUNT(*) {STATS_JOIN} \
+         AND {key} IS NOT NULL AND s.score < {below} \
+         GROUP BY {key}, r.month, s.criterion, s.reasons",
+        below = model::FOLLOW_UP_BELOW
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(side.as_str())
+        .bind(&body)
+        .bind(&from)
+        .bind(&to)
+        .fetch_all(&state.db)
+        .await?;
+    for r in rows {
+        let k: (String, String, String) = (r.col(0)?, r.col(2)?, r.col(1)?);
+        let text: String = r.col(3)?;
+        let n: i64 = r.col(4)?;
+        let reasons: Vec<String> = serde_json::from_str(&text)
+            .map_err(|e| crate::db::corrupt("rating_scores.reasons", e))?;
+        if let Some(cell) = cells.get_mut(&k) {
+            for reason in reasons {
+                cell.reasons.push((reason, n as u32));
+            }
+        }
+    }
+    let sql = format!(
+        "SELECT {key}, COUNT(*) FROM ratings r WHERE r.side = $1 \
+         AND ($2 = '' OR r.control_body_id = $2) AND ($3 = '' OR r.month >= $3) \
+         AND ($4 = '' OR r.month <= $4) AND {key} IS NOT NULL GROUP BY {key}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(side.as_str())
+        .bind(&body)
+        .bind(&from)
+        .bind(&to)
+        .fetch_all(&state.db)
+        .await?;
+    let mut ratings = BTreeMap::new();
+    for r in rows {
+        let n: i64 = r.col(1)?;
+        let k: String = r.col(0)?;
+        ratings.insert(k, n as u32);
+    }
+    let cells: Vec<stats::Cell> = cells.into_values().collect();
+    Ok(stats::compute_cells(&cells, &ratings))
 }
 
 async fn control_body_names(state: &AppState) -> ApiResult<BTreeMap<String, String>> {
@@ -595,9 +646,11 @@ async fn build_stats(state: &AppState, scope: &Scope, q: &StatsQuery) -> ApiResu
         None | Some("") => RatingSide::Business,
         Some(s) => parse_side(s)?,
     };
-    let rows = load_rows(state, side, scope, q).await?;
+    check_month("from", &q.from)?;
+    check_month("to", &q.to)?;
     let bodies = control_body_names(state).await?;
-    let control_bodies = grouped(&rows, |l| l.control_body.clone())
+    let control_bodies = level_stats(state, side, scope, q, Level::ControlBody)
+        .await?
         .into_iter()
         .map(|s| Subject {
             name: bodies.get(&s.subject).cloned(),
@@ -611,11 +664,24 @@ async fn build_stats(state: &AppState, scope: &Scope, q: &StatsQuery) -> ApiResu
     let rated = if scope.public {
         Vec::new()
     } else if side == RatingSide::Business {
-        let per = grouped(&rows, |l| Some(l.inspector.clone()));
-        let body_of: BTreeMap<&str, Option<String>> = rows
-            .iter()
-            .map(|l| (l.inspector.as_str(), l.control_body.clone()))
-            .collect();
+        let per = level_stats(state, side, scope, q, Level::Inspector).await?;
+        let body_rows = sqlx::query(
+            "SELECT DISTINCT r.inspector_id, r.control_body_id FROM ratings r \
+             WHERE r.side = $1 AND ($2 = '' OR r.control_body_id = $2)",
+        )
+        .bind(side.as_str())
+        .bind(
+            scope
+                .control_body
+                .map(|u| u.to_string())
+                .unwrap_or_default(),
+        )
+        .fetch_all(&state.db)
+        .await?;
+        let mut body_of: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for r in body_rows {
+            body_of.insert(r.col(0)?, r.col(1)?);
+        }
         let names: BTreeMap<String, String> = if scope.names {
             let rows = sqlx::query(
                 "SELECT DISTINCT u.id, u.display_name FROM users u JOIN ratings r ON r.inspector_id = u.id",
@@ -651,7 +717,8 @@ async fn build_stats(state: &AppState, scope: &Scope, q: &StatsQuery) -> ApiResu
         out.sort_by_key(|s| s.anonymous_number);
         out
     } else {
-        grouped(&rows, |l| Some(l.inn.clone()))
+        level_stats(state, side, scope, q, Level::Business)
+            .await?
             .into_iter()
             .map(|s| Subject {
                 name: None,

@@ -239,6 +239,69 @@ pub fn compute(rows: &[ScoreRow]) -> Vec<SubjectStats> {
         .collect()
 }
 
+/// Scores of one subject, criterion and month already counted (by the database): how many
+/// of each score, and how often each reason of the scores below 5 was given.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    /// Who is rated.
+    pub subject: String,
+    /// The criterion's code.
+    pub criterion: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Counts of 1..=10.
+    pub distribution: [u32; 10],
+    /// Reason codes with their counts.
+    pub reasons: Vec<(String, u32)>,
+}
+
+/// [`compute`] over counted cells; `ratings` is how many ratings each subject has. The same
+/// result as folding the rows the cells count.
+pub fn compute_cells(cells: &[Cell], ratings: &BTreeMap<String, u32>) -> Vec<SubjectStats> {
+    let mut by: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, Acc>>> = BTreeMap::new();
+    for c in cells {
+        let acc = by
+            .entry(c.subject.as_str())
+            .or_default()
+            .entry(c.criterion.as_str())
+            .or_default()
+            .entry(c.month.as_str())
+            .or_default();
+        for (a, b) in acc.distribution.iter_mut().zip(c.distribution) {
+            *a += b;
+        }
+        for (r, n) in &c.reasons {
+            *acc.reasons.entry(r.clone()).or_default() += n;
+        }
+    }
+    by.into_iter()
+        .map(|(subject, criteria)| SubjectStats {
+            subject: subject.to_string(),
+            ratings: ratings.get(subject).copied().unwrap_or(0),
+            criteria: criteria
+                .into_iter()
+                .map(|(criterion, months)| {
+                    let mut all = Acc::default();
+                    for acc in months.values() {
+                        all.merge(acc);
+                    }
+                    CriterionStats {
+                        criterion: criterion.to_string(),
+                        overall: all.summary(),
+                        months: months
+                            .iter()
+                            .map(|(m, acc)| MonthStats {
+                                month: m.to_string(),
+                                summary: acc.summary(),
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -402,6 +465,44 @@ mod tests {
         assert_eq!(courtesy.months[0].summary.mean, 3.5);
         assert_eq!(courtesy.months[1].summary.median, 9.5);
         assert_eq!(s[1].criteria[0].overall.median, 7.0);
+    }
+
+    #[test]
+    fn counted_cells_give_what_rows_give() {
+        let rows = vec![
+            row(
+                "a",
+                "1",
+                "courtesy",
+                "2026-01",
+                3,
+                &["rude_tone", "pressure"],
+            ),
+            row("a", "2", "courtesy", "2026-01", 3, &["rude_tone"]),
+            row("a", "3", "courtesy", "2026-02", 9, &[]),
+        ];
+        let mut d1 = [0; 10];
+        d1[2] = 2;
+        let mut d2 = [0; 10];
+        d2[8] = 1;
+        let cells = vec![
+            Cell {
+                subject: "a".into(),
+                criterion: "courtesy".into(),
+                month: "2026-01".into(),
+                distribution: d1,
+                reasons: vec![("rude_tone".into(), 2), ("pressure".into(), 1)],
+            },
+            Cell {
+                subject: "a".into(),
+                criterion: "courtesy".into(),
+                month: "2026-02".into(),
+                distribution: d2,
+                reasons: vec![],
+            },
+        ];
+        let counts = BTreeMap::from([("a".to_string(), 3)]);
+        assert_eq!(compute_cells(&cells, &counts), compute(&rows));
     }
 
     #[test]
