@@ -491,73 +491,60 @@ fn check_month(field: &'static str, m: &Option<String>) -> ApiResult<()> {
     }
 }
 
-/// What the statistics group by: a column of `ratings`.
-#[derive(Clone, Copy)]
-enum Level {
-    ControlBody,
-    Inspector,
-    Business,
-}
-
-impl Level {
-    fn column(self) -> &'static str {
-        match self {
-            Level::ControlBody => "r.control_body_id",
-            Level::Inspector => "r.inspector_id",
-            Level::Business => "r.business_inn",
-        }
-    }
-}
-
 const STATS_JOIN: &str = "FROM ratings r \
      JOIN rating_scores s ON s.inspection_id = r.inspection_id AND s.side = r.side \
      WHERE r.side = $1 AND ($2 = '' OR r.control_body_id = $2) \
      AND ($3 = '' OR r.month >= $3) AND ($4 = '' OR r.month <= $4)";
 
-/// The statistics of one level, counted by the database (a row per subject, criterion and
-/// month with the counts of 1..=10; a row per reason set of the scores below 5), so that the
-/// server folds hundreds of rows, not one per score.
-async fn level_stats(
+/// The statistics per control body and per rated subject (`second`: the inspector's id or the
+/// business's INN), counted by the database in one pass: a row per control body, subject,
+/// criterion and month with the counts of 1..=10, a row per reason set of the scores below
+/// 5, a row per control body and subject with its ratings; the server sums them up per
+/// control body and per subject (hundreds of rows, not one per score).
+async fn both_levels(
     state: &AppState,
     side: RatingSide,
     scope: &Scope,
     q: &StatsQuery,
-    level: Level,
-) -> ApiResult<Vec<SubjectStats>> {
-    let key = level.column();
+    second: &'static str,
+) -> ApiResult<(Vec<SubjectStats>, Vec<SubjectStats>)> {
     let body = scope
         .control_body
         .map(|u| u.to_string())
         .unwrap_or_default();
     let from = q.from.clone().unwrap_or_default();
     let to = q.to.clone().unwrap_or_default();
+    let keys = format!("COALESCE(r.control_body_id, ''), {second}");
     let counts: String = (1..=10)
         .map(|n| format!(", SUM(CASE WHEN s.score = {n} THEN 1 ELSE 0 END)"))
         .collect();
-    let sql = format!(
-        "SELECT {key}, r.month, s.criterion{counts} {STATS_JOIN} AND {key} IS NOT NULL \
-         GROUP BY {key}, r.month, s.criterion"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(side.as_str())
-        .bind(&body)
-        .bind(&from)
-        .bind(&to)
-        .fetch_all(&state.db)
-        .await?;
-    let mut cells: BTreeMap<(String, String, String), stats::Cell> = BTreeMap::new();
+    let run = |sql: String| {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(side.as_str())
+            .bind(body.clone())
+            .bind(from.clone())
+            .bind(to.clone())
+            .fetch_all(&state.db)
+    };
+    let rows = run(format!(
+        "SELECT {keys}, r.month, s.criterion{counts} {STATS_JOIN} \
+         GROUP BY {keys}, r.month, s.criterion"
+    ))
+    .await?;
+    // (control body, subject, criterion, month) → cell
+    let mut fine: BTreeMap<(String, String, String, String), stats::Cell> = BTreeMap::new();
     for r in rows {
-        let (subject, month, criterion): (String, String, String) =
-            (r.col(0)?, r.col(1)?, r.col(2)?);
+        let (cb, sub, month, criterion): (String, String, String, String) =
+            (r.col(0)?, r.col(1)?, r.col(2)?, r.col(3)?);
         let mut distribution = [0u32; 10];
         for (i, d) in distribution.iter_mut().enumerate() {
-            let n: i64 = r.col(3 + i)?;
+            let n: i64 = r.col(4 + i)?;
             *d = u32::try_from(n).map_err(|e| crate::db::corrupt("rating count", e))?;
         }
-        cells.insert(
-            (subject.clone(), criterion.clone(), month.clone()),
+        fine.insert(
+            (cb, sub, criterion.clone(), month.clone()),
             stats::Cell {
-                subject,
+                subject: String::new(),
                 criterion,
                 month,
                 distribution,
@@ -565,51 +552,58 @@ async fn level_stats(
             },
         );
     }
-    let sql = format!(
-        "SELECT {key}, r.month, s.criterion, s.reasons, COUNT(*) {STATS_JOIN} \
-         AND {key} IS NOT NULL AND s.score < {below} \
-         GROUP BY {key}, r.month, s.criterion, s.reasons",
+    let rows = run(format!(
+        "SELECT {keys}, r.month, s.criterion, s.reasons, COUNT(*) {STATS_JOIN} \
+         AND s.score < {below} GROUP BY {keys}, r.month, s.criterion, s.reasons",
         below = model::FOLLOW_UP_BELOW
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(side.as_str())
-        .bind(&body)
-        .bind(&from)
-        .bind(&to)
-        .fetch_all(&state.db)
-        .await?;
+    ))
+    .await?;
     for r in rows {
-        let k: (String, String, String) = (r.col(0)?, r.col(2)?, r.col(1)?);
-        let text: String = r.col(3)?;
-        let n: i64 = r.col(4)?;
+        let k: (String, String, String, String) = (r.col(0)?, r.col(1)?, r.col(3)?, r.col(2)?);
+        let text: String = r.col(4)?;
+        let n: i64 = r.col(5)?;
         let reasons: Vec<String> = serde_json::from_str(&text)
             .map_err(|e| crate::db::corrupt("rating_scores.reasons", e))?;
-        if let Some(cell) = cells.get_mut(&k) {
+        if let Some(cell) = fine.get_mut(&k) {
             for reason in reasons {
                 cell.reasons.push((reason, n as u32));
             }
         }
     }
-    let sql = format!(
-        "SELECT {key}, COUNT(*) FROM ratings r WHERE r.side = $1 \
+    let rows = run(format!(
+        "SELECT {keys}, COUNT(*) FROM ratings r WHERE r.side = $1 \
          AND ($2 = '' OR r.control_body_id = $2) AND ($3 = '' OR r.month >= $3) \
-         AND ($4 = '' OR r.month <= $4) AND {key} IS NOT NULL GROUP BY {key}"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(side.as_str())
-        .bind(&body)
-        .bind(&from)
-        .bind(&to)
-        .fetch_all(&state.db)
-        .await?;
-    let mut ratings = BTreeMap::new();
+         AND ($4 = '' OR r.month <= $4) GROUP BY {keys}"
+    ))
+    .await?;
+    let (mut body_counts, mut sub_counts) = (BTreeMap::new(), BTreeMap::new());
     for r in rows {
-        let n: i64 = r.col(1)?;
-        let k: String = r.col(0)?;
-        ratings.insert(k, n as u32);
+        let (cb, sub): (String, String) = (r.col(0)?, r.col(1)?);
+        let n: i64 = r.col(2)?;
+        if !cb.is_empty() {
+            *body_counts.entry(cb).or_insert(0) += n as u32;
+        }
+        *sub_counts.entry(sub).or_insert(0) += n as u32;
     }
-    let cells: Vec<stats::Cell> = cells.into_values().collect();
-    Ok(stats::compute_cells(&cells, &ratings))
+    // compute_cells adds up cells with the same subject, criterion and month.
+    let mut bodies = Vec::new();
+    let mut subs = Vec::with_capacity(fine.len());
+    for ((cb, sub, _, _), cell) in fine {
+        if !cb.is_empty() {
+            bodies.push(stats::Cell {
+                subject: cb,
+                ..cell.clone()
+            });
+        }
+        subs.push(stats::Cell {
+            subject: sub,
+            ..cell
+        });
+    }
+    Ok((
+        stats::compute_cells(&bodies, &body_counts),
+        stats::compute_cells(&subs, &sub_counts),
+    ))
 }
 
 async fn control_body_names(state: &AppState) -> ApiResult<BTreeMap<String, String>> {
@@ -649,8 +643,13 @@ async fn build_stats(state: &AppState, scope: &Scope, q: &StatsQuery) -> ApiResu
     check_month("from", &q.from)?;
     check_month("to", &q.to)?;
     let bodies = control_body_names(state).await?;
-    let control_bodies = level_stats(state, side, scope, q, Level::ControlBody)
-        .await?
+    let second = if side == RatingSide::Business {
+        "r.inspector_id"
+    } else {
+        "r.business_inn"
+    };
+    let (per_body, per_subject) = both_levels(state, side, scope, q, second).await?;
+    let control_bodies = per_body
         .into_iter()
         .map(|s| Subject {
             name: bodies.get(&s.subject).cloned(),
@@ -664,7 +663,7 @@ async fn build_stats(state: &AppState, scope: &Scope, q: &StatsQuery) -> ApiResu
     let rated = if scope.public {
         Vec::new()
     } else if side == RatingSide::Business {
-        let per = level_stats(state, side, scope, q, Level::Inspector).await?;
+        let per = per_subject;
         let body_rows = sqlx::query(
             "SELECT DISTINCT r.inspector_id, r.control_body_id FROM ratings r \
              WHERE r.side = $1 AND ($2 = '' OR r.control_body_id = $2)",
@@ -717,8 +716,7 @@ async fn build_stats(state: &AppState, scope: &Scope, q: &StatsQuery) -> ApiResu
         out.sort_by_key(|s| s.anonymous_number);
         out
     } else {
-        level_stats(state, side, scope, q, Level::Business)
-            .await?
+        per_subject
             .into_iter()
             .map(|s| Subject {
                 name: None,
