@@ -52,6 +52,8 @@ async function request(method, path, body, extraHeaders = {}) {
 export const get = (path) => request('GET', path);
 /** POST a JSON body (with extra headers, e.g. Idempotency-Key). */
 export const post = (path, body = {}, headers = {}) => request('POST', path, body, headers);
+/** PUT a JSON body. */
+export const put = (path, body = {}) => request('PUT', path, body);
 
 /** GET a text resource (e.g. the JSON Lines event log). */
 export async function getText(path) {

@@ -142,6 +142,9 @@ function renderResults() {
   const ol = $('results-eventlog');
   ol.replaceChildren();
   for (const e of page.resultsEvents || []) appendEventLine(ol, e, state, i.items);
+  // After the end the business rates the inspection (issue 16) on its own page.
+  $('results-rate').hidden = !(status === 'finished' || status === 'signed');
+  $('results-rate').href = `/rate/#i=${i.id}`;
   // The act of a finished inspection: read, sign or refuse it here, on the phone.
   if (status === 'finished' || status === 'signed') {
     renderActPanel($('results-act-panel'), i.id, { slot: `business:${i.id}`, keyInspection: i.id });

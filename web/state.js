@@ -178,6 +178,19 @@ export function applyEvent(state, e) {
     case 'act_refused':
       state.act?.refusals.push({ seq: e.seq, ts, role: p.role, signer: p.signer, reason: p.reason });
       break;
+    // A party's rating after the end (only the server makes it): when first given, the latest.
+    case 'rating': {
+      state.ratings ??= {};
+      const prev = state.ratings[p.side];
+      state.ratings[p.side] = {
+        first_seq: prev ? prev.first_seq : e.seq,
+        first_ts: prev ? prev.first_ts : ts,
+        seq: e.seq,
+        ts,
+        by: e.participant_id,
+      };
+      break;
+    }
     default:
       break;
   }

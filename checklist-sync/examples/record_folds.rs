@@ -420,6 +420,48 @@ fn act() -> (Vec<Arc<CommittedEvent>>, State) {
     s.finish()
 }
 
+/// The parties' ratings after the end: given, changed, and the refusals the room makes.
+fn ratings() -> (Vec<Arc<CommittedEvent>>, State) {
+    let spec = spec(7);
+    let insp = person(&spec, 12, Role::Inspector, "Иванов И. И.", "desktop");
+    let biz = person(&spec, 13, Role::Business, "ООО «Ромашка»", "android");
+    let mut s = Script::new(&spec);
+    s.connect(1.0, 1, &insp, desktop());
+    s.connect(3.0, 2, &biz, phone());
+    s.op(2.0, &insp, json!({"kind": "start"}));
+    let rating = |side: &str, score: u8, revises: Option<u64>| {
+        let mut v = json!({"kind": "rating", "side": side, "criteria_version": 1,
+            "scores": [{"criterion": "courtesy", "score": score},
+                       {"criterion": "clarity", "score": 8}]});
+        if score < 5 {
+            v["scores"][0]["reasons"] = json!(["rude_tone"]);
+            v["scores"][0]["note"] = json!("Повысили голос");
+        }
+        if let Some(r) = revises {
+            v["revises"] = json!(r);
+        }
+        v
+    };
+    // Refused while live: a rating follows an event that took place.
+    s.api(5.0, &biz, rating("business", 9, None));
+    s.op(20.0, &insp, json!({"kind": "finish"}));
+    s.leave(2.0, 2);
+    s.leave(1.0, 1);
+    s.api(60.0, &biz, rating("business", 3, None));
+    let first = s.log.last().expect("events").seq;
+    // Twice, on the other side's behalf, a change of no rating: refused.
+    s.api(5.0, &biz, rating("business", 7, None));
+    s.api(1.0, &biz, rating("inspector", 7, None));
+    s.api(1.0, &insp, rating("inspector", 7, Some(first)));
+    s.api(30.0, &insp, rating("inspector", 6, None));
+    // The business changes its rating; a change of an old version is refused.
+    s.api(600.0, &biz, rating("business", 5, Some(first)));
+    s.api(1.0, &biz, rating("business", 6, Some(first)));
+    // From a socket: refused whatever it says.
+    s.op(1.0, &biz, rating("business", 10, None));
+    s.finish()
+}
+
 /// Verdicts as the assessor wrote them before signals became codes.
 fn legacy_verdicts() -> (Vec<Arc<CommittedEvent>>, State) {
     let spec = spec(5);
@@ -525,4 +567,5 @@ fn main() {
     write(&dir, "cancelled_before_start", cancelled_before_start());
     write(&dir, "legacy_verdicts", legacy_verdicts());
     write(&dir, "act", act());
+    write(&dir, "ratings", ratings());
 }

@@ -20,6 +20,7 @@ pub mod projection;
 pub mod proto;
 pub mod quota;
 pub mod ratelimit;
+pub mod rating;
 pub mod room;
 pub mod state;
 mod store;
@@ -32,6 +33,7 @@ pub use hub::{configure_upgrade, now_micros, Extension, NoExtension, SyncConfig,
 pub use projection::{NoProjection, Projection};
 pub use proto::{CancelReason, OpError, Operation};
 pub use quota::Quotas;
+pub use rating::{RatingHead, RatingScore, RatingSide};
 pub use room::Snapshot;
 pub use state::State;
 pub use store::{

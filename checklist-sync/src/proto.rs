@@ -81,6 +81,10 @@ pub mod codes {
     /// `attach_evidence` from a client: evidence is attached by uploading it, the server
     /// makes the event.
     pub const UPLOAD_REQUIRED: &str = "upload_required";
+    /// A party rated the inspection already (a change names the rating it revises).
+    pub const RATING_EXISTS: &str = "rating_exists";
+    /// A change of a rating that is not the side's current one (or of none).
+    pub const RATING_STALE: &str = "rating_stale";
 }
 
 /// Why an inspection was cancelled: a code, rendered in words by the pages.
@@ -513,6 +517,19 @@ pub enum Operation {
         /// Why, in the party's words.
         reason: String,
     },
+    /// A party's rating of the other after the end (server only, after it checked the scores
+    /// against its criteria set): the first one, or a change of the side's current one.
+    Rating {
+        /// Who rates.
+        side: crate::rating::RatingSide,
+        /// The version of the side's criteria set the scores answer.
+        criteria_version: u32,
+        /// One score per criterion.
+        scores: Vec<crate::rating::RatingScore>,
+        /// The seq of the rating this one changes (absent for the first).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revises: Option<u64>,
+    },
 }
 
 /// Every known `op.kind`.
@@ -533,6 +550,7 @@ pub const OP_KINDS: &[&str] = &[
     "act_formed",
     "act_signed",
     "act_refused",
+    "rating",
 ];
 
 fn de_millis<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
@@ -624,6 +642,7 @@ impl Operation {
             Self::ActFormed { .. } => "act_formed",
             Self::ActSigned { .. } => "act_signed",
             Self::ActRefused { .. } => "act_refused",
+            Self::Rating { .. } => "rating",
         }
     }
 
@@ -774,6 +793,31 @@ impl Operation {
                 check_sha256("act_sha256", act_sha256)?;
                 check_len("signer", signer, 1, 500)?;
                 check_len("reason", reason.trim(), 1, MAX_TEXT)?;
+            }
+            Self::Rating { scores, .. } => {
+                use crate::rating::{MAX_NOTE, MAX_REASONS, MAX_SCORES};
+                if scores.is_empty() || scores.len() > MAX_SCORES {
+                    return Err(OpError::invalid(
+                        "scores",
+                        format!("a rating has 1..={MAX_SCORES} scores"),
+                    ));
+                }
+                for s in scores {
+                    check_len("scores.criterion", &s.criterion, 1, 64)?;
+                    if !(1..=10).contains(&s.score) {
+                        return Err(OpError::invalid("scores.score", "a score is 1..=10"));
+                    }
+                    if s.reasons.len() > MAX_REASONS {
+                        return Err(OpError::invalid(
+                            "scores.reasons",
+                            format!("at most {MAX_REASONS} reasons per criterion"),
+                        ));
+                    }
+                    for r in &s.reasons {
+                        check_len("scores.reasons", r, 1, 64)?;
+                    }
+                    check_opt_len("scores.note", &s.note, MAX_NOTE)?;
+                }
             }
         }
         Ok(())

@@ -220,6 +220,7 @@ fn may(role: Role, op: &Operation) -> bool {
                 | Operation::Presence(_)
                 | Operation::ActSigned { .. }
                 | Operation::ActRefused { .. }
+                | Operation::Rating { .. }
         ),
         Role::Observer => matches!(op, Operation::Presence(_)),
     }
@@ -492,6 +493,10 @@ impl Room {
             self.out.push_back(reject(e));
             return;
         }
+        if let Err(e) = crate::rating::check(&self.head.ratings, who.role, &op) {
+            self.out.push_back(reject(e));
+            return;
+        }
         // The quotas bound what a participant adds. What the server derives from the finished
         // recording (a clip and a still per violation) is bounded by the checklist instead,
         // the act's events by the act's rules (one act, one answer per party).
@@ -499,7 +504,9 @@ impl Room {
             (origin, &op),
             (Origin::Api(_), Operation::AttachEvidence { evidence, .. }) if evidence.kind.is_derived()
         );
-        if !derived && !op.is_act() {
+        // A rating is bounded by its rule: one per side, changed in place.
+        let rating = matches!(op, Operation::Rating { .. });
+        if !derived && !op.is_act() && !rating {
             if let Err(e) = self
                 .usage
                 .admit(&self.config.quotas, who.participant_id, &op, now)

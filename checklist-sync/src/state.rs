@@ -230,6 +230,20 @@ impl Status {
                     "the recording is finalized only after the end",
                 )),
             },
+            // A rating follows an event that took place: only after the finish, only from the
+            // server (which checked it against the criteria).
+            (Operation::Rating { .. }, status) => match (source, status) {
+                (Source::Client, _) => Err(OpError::new(
+                    codes::FORBIDDEN,
+                    "ratings are recorded by the server",
+                )),
+                (Source::Server, Status::Finished) => Ok(()),
+                (Source::Server, Status::Cancelled) => Err(cancelled()),
+                (Source::Server, _) => Err(OpError::new(
+                    codes::NOT_FINISHED,
+                    "an inspection is rated only after it is finished",
+                )),
+            },
             (_, Status::Cancelled) => Err(cancelled()),
             (Operation::Start, Status::NotStarted) => Ok(()),
             (Operation::Start, _) => Err(started()),
@@ -445,6 +459,9 @@ pub struct State {
     /// The act, once formed (boxed: most states have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Box<crate::act::ActState>>,
+    /// Each side's rating after the end (`rating` events): when first given, the latest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ratings: BTreeMap<crate::rating::RatingSide, crate::rating::RatingHead>,
     /// Free-form findings of an on-site inspection, in log order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<FindingState>,
@@ -666,6 +683,20 @@ impl State {
                 Operation::ActFormed { .. }
                 | Operation::ActSigned { .. }
                 | Operation::ActRefused { .. } => self.apply_act(ev.seq, ts, op),
+                Operation::Rating { side, .. } => {
+                    let first = self.ratings.get(side).map(|h| (h.first_seq, h.first_ts));
+                    let (first_seq, first_ts) = first.unwrap_or((ev.seq, ts));
+                    self.ratings.insert(
+                        *side,
+                        crate::rating::RatingHead {
+                            first_seq,
+                            first_ts,
+                            seq: ev.seq,
+                            ts,
+                            by,
+                        },
+                    );
+                }
                 Operation::Presence(Presence {
                     quality,
                     rtt_ms,

@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
             recording: None,
             control_body: "Главное управление МЧС России по г. Москве",
             verify_url: format!("http://127.0.0.1:8080/review/#{}", insp.id),
+            rate_url: format!("http://127.0.0.1:8080/rate/#i={}", insp.id),
             language: "ru",
             images: &std::collections::BTreeSet::new(),
             track: None,

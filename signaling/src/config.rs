@@ -251,6 +251,26 @@ struct FileConfig {
     anchor: AnchorFile,
     #[serde(default)]
     notify: crate::notify::NotifyConfig,
+    ratings: RatingsConfig,
+}
+
+/// `[ratings]`: the parties' ratings after the event (crate::ratings).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RatingsConfig {
+    /// How long after its first submission a rating may still be changed (then it is final).
+    pub edit_window_secs: u64,
+    /// Whether the public read-only page of control bodies' ratings is served.
+    pub public_page: bool,
+}
+
+impl Default for RatingsConfig {
+    fn default() -> Self {
+        Self {
+            edit_window_secs: 72 * 3600,
+            public_page: false,
+        }
+    }
 }
 
 /// `[anchor]`: signed checkpoints of the event log's head (crate::anchor).
@@ -322,6 +342,8 @@ pub struct Config {
     pub anchor: AnchorConfig,
     /// Notices and reminders: channels, offsets, the scheduler's tick.
     pub notify: crate::notify::NotifyConfig,
+    /// Ratings: the edit window, the public page.
+    pub ratings: RatingsConfig,
 }
 
 /// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
@@ -447,6 +469,7 @@ impl Config {
                 key_file,
             },
             notify: file.notify,
+            ratings: file.ratings,
         })
     }
 

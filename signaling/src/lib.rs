@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orgs;
 pub mod prescriptions;
+pub mod ratings;
 pub mod results;
 pub mod server;
 pub mod signing;
@@ -100,6 +101,7 @@ impl Application {
         let db = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
         templates::import_bundled(&db).await?;
+        ratings::seed_defaults(&db).await?;
         clamp_to_open_files(&mut config.http, server::open_file_limit());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -265,6 +267,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orgs::router())
         .merge(prescriptions::router())
         .merge(notify::router())
+        .merge(ratings::router())
         .merge(uploads::router())
         .merge(onsite::router())
         .merge(openapi::router())

@@ -43,9 +43,14 @@ use crate::AppState;
         crate::notify::http::push_key, crate::notify::http::add_own_subscription,
         crate::notify::http::add_business_subscription,
         crate::onsite::queue, crate::onsite::track,
+        crate::ratings::http::criteria, crate::ratings::http::new_criteria,
+        crate::ratings::http::show, crate::ratings::http::give, crate::ratings::http::change,
+        crate::ratings::http::stats_json, crate::ratings::http::stats_csv,
+        crate::ratings::http::stats_svg, crate::ratings::http::public_json,
+        crate::ratings::http::public_svg, crate::ratings::http::set_head,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::uploads::Uploaded)),
-    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"), (name = "notices"))
+    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"), (name = "notices"), (name = "ratings"))
 )]
 pub struct ApiDoc;
 

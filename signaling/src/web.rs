@@ -22,6 +22,8 @@ pub fn router() -> Router<AppState> {
         .route("/onsite/", get(|| async { page("onsite.html") }))
         // The on-site page's service worker, served under the scope it controls.
         .route("/onsite/sw.js", get(|| async { page("sw-onsite.js") }))
+        .route("/rate/", get(|| async { page("rate.html") }))
+        .route("/ratings/", get(|| async { page("ratings.html") }))
         .route(
             "/assets/{*path}",
             get(|Path(path): Path<String>| async move { asset(&path) }),

@@ -407,6 +407,63 @@ async fn every_endpoint_checks_every_caller() {
             json!({"purpose": "notice", "language": "ru", "subject": "", "body": ""}),
             [401, 403, 403, 403, 403, 403, 400],
         ),
+        // Ratings (issue 16): only the parties rate (X is not finished: they reach the
+        // lifecycle check); statistics for staff of a control body and admins (nobody here
+        // but the admin has a body); the public page is off by default.
+        (
+            "GET",
+            format!("/api/inspections/{x}/rating"),
+            Value::Null,
+            [401, 200, 404, 200, 404, 403, 403],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/rating"),
+            json!({"criteria_version": 1, "scores": []}),
+            [401, 409, 404, 409, 404, 403, 403],
+        ),
+        (
+            "GET",
+            "/api/ratings/criteria".into(),
+            Value::Null,
+            [401, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "POST",
+            "/api/ratings/criteria/business".into(),
+            json!({"criteria": []}),
+            [401, 403, 403, 403, 403, 403, 400],
+        ),
+        (
+            "GET",
+            "/api/ratings/stats".into(),
+            Value::Null,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            "/api/ratings/stats.csv".into(),
+            Value::Null,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            "/api/ratings/stats.svg".into(),
+            Value::Null,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            "/api/public/ratings".into(),
+            Value::Null,
+            [404, 404, 404, 404, 404, 404, 404],
+        ),
+        (
+            "POST",
+            format!("/api/users/{admin_id}/head"),
+            json!({"head": true}),
+            [401, 403, 403, 403, 403, 403, 409],
+        ),
     ];
     let mut failures = Vec::new();
     for (method, path, body, expected) in &cases {

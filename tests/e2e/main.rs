@@ -22,6 +22,8 @@ mod openapi;
 mod photo_browser;
 mod prescriptions;
 mod prescriptions_browser;
+mod ratings;
+mod ratings_browser;
 mod room_flood;
 mod socket_lifetime;
 mod ux;

@@ -71,13 +71,13 @@ fn close_objects(v: &mut Value, open: &std::collections::HashSet<String>) {
     }
 }
 
-struct Spec {
-    doc: Value,
+pub(crate) struct Spec {
+    pub(crate) doc: Value,
 }
 
 impl Spec {
     /// Validates an answer against the documented schema of `method path` for its status.
-    fn check(&self, method: &str, path: &str, answer: &Answer) {
+    pub(crate) fn check(&self, method: &str, path: &str, answer: &Answer) {
         let status = answer.status.to_string();
         let response = &self.doc["paths"][path][method]["responses"][&status];
         assert!(

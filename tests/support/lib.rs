@@ -318,6 +318,10 @@ impl TestApp {
             ("business_sessions", "token_hash, organisation_id, link_id, csrf_token, created_at, expires_at"),
             ("prescriptions", "id, inspection_id, business_inn, issued_by, created_at"),
             ("prescription_events", "prescription_id, seq, server_ts, actor_id, kind, payload, prev_hash, hash"),
+            ("rating_criteria", "side, version, body, created_by, created_at"),
+            ("ratings", "inspection_id, side, control_body_id, inspector_id, business_inn, criteria_version, month, first_seq, first_at, seq, updated_at"),
+            ("rating_scores", "inspection_id, side, criterion, score, reasons, note"),
+            ("users", "id, heads_control_body"),
         ] {
             let sql = format!("SELECT {cols} FROM {table} ORDER BY 1, 2");
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.db).await.expect("dump");
@@ -412,6 +416,12 @@ impl Client {
     /// POST with a JSON body.
     pub async fn post_json(&self, path: &str, body: &Value) -> Answer {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    /// PUT with a JSON body.
+    pub async fn put_json(&self, path: &str, body: &Value) -> Answer {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body))
             .await
     }
 

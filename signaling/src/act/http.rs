@@ -348,6 +348,7 @@ pub async fn render_at(
         recording: manifest.as_ref(),
         control_body: &state.config.control_body,
         verify_url: format!("{}/review/#{}", state.config.public_url, insp.id),
+        rate_url: crate::ratings::http::rate_url(&state.config.public_url, insp.id),
         language: &insp.language,
         images: &shas,
         track: Some(&track),

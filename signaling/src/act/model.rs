@@ -27,6 +27,9 @@ pub struct ActInputs<'a> {
     pub control_body: &'a str,
     /// The inspection's verification page (QR code).
     pub verify_url: String,
+    /// The business's rating page (a second QR code; it opens with the business's durable
+    /// results access in that browser).
+    pub rate_url: String,
     /// `ru` or `en`.
     pub language: &'a str,
     /// SHA-256s of the photos and stills whose bytes go into the act as pictures (the
@@ -112,6 +115,8 @@ pub struct Act {
     pub log: ActLog,
     /// The verification page.
     pub verify_url: String,
+    /// The rating page.
+    pub rate_url: String,
 }
 
 /// Template reference.
@@ -613,6 +618,7 @@ impl Act {
                 head_hash: i.head_hash.to_string(),
             },
             verify_url: i.verify_url.clone(),
+            rate_url: i.rate_url.clone(),
         }
     }
 }

@@ -122,6 +122,10 @@ pub fn render_pdf(act: &Act, images: &[ActImage]) -> Result<Vec<u8>, RenderError
         file_id("/qr.svg"),
         Bytes::new(qr_svg(&act.verify_url)?.into_bytes()),
     );
+    files.insert(
+        file_id("/rate-qr.svg"),
+        Bytes::new(qr_svg(&act.rate_url)?.into_bytes()),
+    );
     for img in images {
         let path = format!("/{}", img.path.trim_start_matches('/'));
         let id = RootedPath::new(

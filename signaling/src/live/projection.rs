@@ -42,7 +42,13 @@ pub fn status_after_parts(kind: &str, payload: &serde_json::Value) -> Option<Sta
 pub fn checkpoint_at_once(event: &CommittedEvent) -> bool {
     matches!(
         event.kind.as_str(),
-        "finish" | "cancel" | "recording_finalized" | "act_formed" | "act_signed" | "act_refused"
+        "finish"
+            | "cancel"
+            | "recording_finalized"
+            | "act_formed"
+            | "act_signed"
+            | "act_refused"
+            | "rating"
     ) || event.participant_id == crate::derived::SERVER_PARTICIPANT
 }
 
@@ -77,6 +83,10 @@ impl Projection for StatusProjection {
         events: &[Arc<CommittedEvent>],
     ) -> Result<(), sqlx::Error> {
         for e in events {
+            // A rating's statistics read model, with its event.
+            if e.kind == "rating" {
+                crate::ratings::project(&mut *tx, e).await?;
+            }
             let Some(status) = status_after(e) else {
                 continue;
             };
