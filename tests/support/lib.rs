@@ -226,7 +226,8 @@ impl TestApp {
         config.data_dir = data_dir.path().to_path_buf();
         config.anchor.key_file = data_dir.path().join("anchor").join("checkpoint.key");
         adjust(&mut config);
-        start_on(data_dir, self.database_url.clone(), config).await
+        // The first node owns the database and drops it.
+        start_on(data_dir, self.database_url.clone(), config, None).await
     }
 
     /// Creates an account directly in the database.
