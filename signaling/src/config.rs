@@ -251,6 +251,7 @@ struct FileConfig {
     anchor: AnchorFile,
     #[serde(default)]
     notify: crate::notify::NotifyConfig,
+    #[serde(default)]
     ratings: RatingsConfig,
 }
 
