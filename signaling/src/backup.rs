@@ -107,13 +107,19 @@ fn blob_root(config: &Config) -> anyhow::Result<Option<PathBuf>> {
     Ok(store.local_root().map(Path::to_path_buf))
 }
 
-/// Hashes `src` while copying it to `dst` (made with its parents), with an fsync.
-fn copy_hashed(src: &Path, dst: &Path) -> std::io::Result<(u64, String)> {
-    if let Some(parent) = dst.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
+/// SHA-256 and size of `src`, copied to `dst` (made with its parents, fsynced) on the way
+/// when one is given.
+fn hash_copy(src: &Path, dst: Option<&Path>) -> std::io::Result<(u64, String)> {
+    let mut output = match dst {
+        Some(dst) => {
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            Some(std::fs::File::create(dst)?)
+        }
+        None => None,
+    };
     let mut input = std::fs::File::open(src)?;
-    let mut output = std::fs::File::create(dst)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
@@ -123,28 +129,23 @@ fn copy_hashed(src: &Path, dst: &Path) -> std::io::Result<(u64, String)> {
             break;
         }
         hasher.update(&buf[..n]);
-        output.write_all(&buf[..n])?;
+        if let Some(out) = output.as_mut() {
+            out.write_all(&buf[..n])?;
+        }
         size += n as u64;
     }
-    output.sync_all()?;
+    if let Some(out) = output {
+        out.sync_all()?;
+    }
     Ok((size, hex::encode(hasher.finalize())))
 }
 
-/// SHA-256 and size of a file.
+fn copy_hashed(src: &Path, dst: &Path) -> std::io::Result<(u64, String)> {
+    hash_copy(src, Some(dst))
+}
+
 fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut input = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, hex::encode(hasher.finalize())))
+    hash_copy(path, None)
 }
 
 /// Every regular file under `root`, relative and `/`-separated, except under `skip`

@@ -6,8 +6,7 @@
 //! equal to its manifest hash, every acknowledged operation there. And the refusals: a
 //! tampered backup, an incomplete one, a target that is not empty — nothing written.
 
-#[path = "../../media-recorder/tests/support/mod.rs"]
-mod media;
+mod phone;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,9 +16,8 @@ use std::time::{Duration, Instant};
 
 use inspector_tests::act::signed_bundle;
 use inspector_tests::{
-    fresh_database, spawn_app_with, ws_connect, Client, PgDatabaseGuard, TestApp, Ws,
+    fresh_database, spawn_app_with, ws_connect, Client, PgDatabaseGuard, TestApp,
 };
-use media_recorder::MediaRole;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -97,15 +95,8 @@ fn item_ids(welcome: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The business's phone publishing the test camera (a Rust WebRTC client signalled through
-/// the socket as the browser is).
-struct Phone {
-    _ws: Ws,
-    client: media::Client,
-    stop: Arc<AtomicBool>,
-}
-
-async fn publish(insp: &Client, id: &str) -> Phone {
+/// A new invitation, accepted by a new guest whose phone publishes the test camera.
+async fn publish(insp: &Client, id: &str) -> phone::Phone {
     let r = insp
         .post_json(&format!("/api/inspections/{id}/invitations"), &json!({}))
         .await;
@@ -118,39 +109,7 @@ async fn publish(insp: &Client, id: &str) -> Phone {
             .status,
         200
     );
-    let mut ws = ws_connect(&business, id).await.expect("business socket");
-    assert_eq!(ws.hello(None).await["type"], "welcome");
-    let client = media::Client::build(
-        id.parse().expect("uuid"),
-        MediaRole::Publisher,
-        media::Offer::Publish,
-    )
-    .await;
-    let offer = client.offer_json(false).await;
-    ws.send(json!({"type": "rtc.offer", "sdp": offer})).await;
-    let answer = ws
-        .recv_until(|m| m["type"] == "rtc.answer" || m["type"] == "rtc.error")
-        .await;
-    assert_eq!(answer["type"], "rtc.answer", "{answer}");
-    client.apply_answer(answer["sdp"].clone()).await;
-    assert!(
-        client.wait_connected(Duration::from_secs(10)).await,
-        "the phone's connection is up"
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    media::spawn_camera_sized(&client, 25, (320, 240), stop.clone());
-    Phone {
-        _ws: ws,
-        client,
-        stop,
-    }
-}
-
-impl Phone {
-    async fn hang_up(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.client.pc.close().await;
-    }
+    phone::publish(&business, id, (320, 240)).await
 }
 
 /// Waits until every inspection that is over has a checkpoint of its last event (the server

@@ -10,16 +10,14 @@
 //! The business's phone is a Rust WebRTC client (media-recorder's test support) signalled
 //! through the server's socket exactly as the browser is (`rtc.offer` → `rtc.answer`).
 
-#[path = "../../media-recorder/tests/support/mod.rs"]
-mod media;
+mod phone;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use inspector_tests::{ws_connect, Client, Ws};
-use media_recorder::MediaRole;
+use phone::publish;
 use serde_json::{json, Value};
 
 const EXE: &str = env!("CARGO_BIN_EXE_inspector");
@@ -93,39 +91,6 @@ async fn start(dir: &std::path::Path, port: u16) -> Server {
         }
         assert!(Instant::now() < deadline, "server did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The business's phone: a socket and a WebRTC connection publishing the barcode camera.
-struct Phone {
-    _ws: Ws,
-    client: media::Client,
-    stop: Arc<AtomicBool>,
-}
-
-async fn publish(business: &Client, id: &str, size: (u32, u32)) -> Phone {
-    let mut ws = ws_connect(business, id).await.expect("business socket");
-    assert_eq!(ws.hello(None).await["type"], "welcome");
-    let inspection: uuid::Uuid = id.parse().expect("uuid");
-    let client =
-        media::Client::build(inspection, MediaRole::Publisher, media::Offer::Publish).await;
-    let offer = client.offer_json(false).await;
-    ws.send(json!({"type": "rtc.offer", "sdp": offer})).await;
-    let answer = ws
-        .recv_until(|m| m["type"] == "rtc.answer" || m["type"] == "rtc.error")
-        .await;
-    assert_eq!(answer["type"], "rtc.answer", "{answer}");
-    client.apply_answer(answer["sdp"].clone()).await;
-    assert!(
-        client.wait_connected(Duration::from_secs(10)).await,
-        "the phone's connection is up"
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    media::spawn_camera_sized(&client, 25, size, stop.clone());
-    Phone {
-        _ws: ws,
-        client,
-        stop,
     }
 }
 
