@@ -20,6 +20,7 @@ mod forward;
 mod hub;
 mod inbox;
 pub mod journal;
+pub mod nack;
 mod negotiate;
 mod peer;
 pub mod recover;

@@ -4,8 +4,10 @@
 use std::sync::{Arc, Mutex};
 
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc::interceptor::Registry;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::interceptor::{NackResponderBuilder, Registry, Slot};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
 };
@@ -119,18 +121,30 @@ pub(crate) fn setting_engine(cfg: &MediaConfig) -> SettingEngine {
     settings.build()
 }
 
+/// webrtc's default interceptors (`register_default_interceptors`: NACK, simulcast header
+/// extensions, TWCC receiver, RTCP reports) with our NACK generator in place of its own, which
+/// is blind to RTX repairs (see `crate::nack`), and the RTCP tap last. The NACK feedback types
+/// are in `media_engine()`'s video codecs.
+fn interceptors(me: &mut MediaEngine) -> Result<Registry, MediaError> {
+    let internal = |e: rtc::shared::error::Error| MediaError::Internal(format!("interceptors: {e}"));
+    configure_simulcast_extension_headers(me).map_err(internal)?;
+    let registry = Registry::new()
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(Slot::NackGenerator, crate::nack::RtxAwareNack::default());
+    let registry = configure_twcc_receiver_only(registry, me).map_err(internal)?;
+    Ok(configure_rtcp_reports(registry).with(
+        Slot::from(RTCP_TAP_SLOT),
+        crate::rtp::RtcpTap::default(),
+    ))
+}
+
 /// Builds one server peer connection for a participant.
 pub(crate) async fn build(
     cfg: &MediaConfig,
     handler: Arc<PeerHandler>,
 ) -> Result<Arc<dyn PeerConnection>, MediaError> {
     let mut me = media_engine()?;
-    let registry = register_default_interceptors(Registry::new(), &mut me)
-        .map_err(|e| MediaError::Internal(format!("interceptors: {e}")))?
-        .with(
-            rtc::interceptor::Slot::from(RTCP_TAP_SLOT),
-            crate::rtp::RtcpTap::default(),
-        );
+    let registry = interceptors(&mut me)?;
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(me)
@@ -267,5 +281,37 @@ impl PeerConnectionEventHandler for PeerHandler {
                 },
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_is_webrtcs_default_with_the_rtx_aware_nack_generator() {
+        let mut me = media_engine().expect("the codecs are valid");
+        let names: Vec<(Slot, String)> = interceptors(&mut me).expect("registry").slots();
+        let default = register_default_interceptors_for_comparison();
+        let ours: Vec<Slot> = names.iter().map(|(s, _)| *s).collect();
+        // Same positions as webrtc's default set, plus the tap.
+        let mut expected = default;
+        expected.push(Slot::from(RTCP_TAP_SLOT));
+        assert_eq!(ours, expected, "{names:?}");
+        let at = |slot| names.iter().find(|(s, _)| *s == slot).map(|(_, n)| n.as_str());
+        assert_eq!(at(Slot::NackGenerator), Some("RtxAwareNack"), "{names:?}");
+    }
+
+    fn register_default_interceptors_for_comparison() -> Vec<Slot> {
+        let mut me = media_engine().expect("the codecs are valid");
+        rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors(
+            Registry::new(),
+            &mut me,
+        )
+        .expect("default registry")
+        .slots()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect()
     }
 }
