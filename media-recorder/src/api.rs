@@ -16,9 +16,10 @@ pub struct MediaConfig {
     /// UDP addresses the server's peer connections bind, e.g. `"127.0.0.1:0"`. A wildcard
     /// address skips loopback in webrtc 0.21, so list the interfaces explicitly.
     pub udp_addrs: Vec<String>,
-    /// Public IPs announced instead of the bound address (server behind 1:1 NAT).
+    /// Public IPs announced instead of the bound address (server behind 1:1 NAT), at most one
+    /// per address family; the ports stay the bound ones (see `announce`).
     #[serde(default)]
-    pub nat_1to1_ips: Vec<String>,
+    pub nat_1to1_ips: Vec<std::net::IpAddr>,
     /// STUN/TURN servers handed to browsers; the server itself needs none.
     #[serde(default)]
     pub ice_servers: Vec<IceServer>,

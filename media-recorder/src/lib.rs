@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 mod actor;
+mod announce;
 mod api;
 pub mod chapters;
 mod core;

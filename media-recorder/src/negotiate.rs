@@ -72,7 +72,12 @@ pub(crate) struct ConnParams {
 
 /// The connection's task.
 pub(crate) async fn run(p: ConnParams, mut rx: mpsc::UnboundedReceiver<SigCmd>) {
-    let handler = Arc::new(PeerHandler::new(p.conn, p.inbox.clone(), p.events.clone()));
+    let handler = Arc::new(PeerHandler::new(
+        p.conn,
+        p.inbox.clone(),
+        p.events.clone(),
+        p.cfg.nat_1to1_ips.clone(),
+    ));
     let pc = match peer::build(&p.cfg, handler.clone()).await {
         Ok(pc) => pc,
         Err(e) => {
@@ -161,11 +166,12 @@ impl Connection {
         // Host candidates come at once; waiting briefly puts them into the answer, so a client
         // without trickle support still connects.
         self.handler.wait_gathered(GATHER_WAIT).await;
-        let local = self
+        let mut local = self
             .pc
             .local_description()
             .await
             .ok_or_else(|| MediaError::Internal("no local description".into()))?;
+        local.sdp = crate::announce::sdp(&local.sdp, &self.p.cfg.nat_1to1_ips);
         self.handler.answered(&local.sdp);
         serde_json::to_value(&local).map_err(|e| MediaError::Internal(e.to_string()))
     }

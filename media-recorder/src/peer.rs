@@ -13,7 +13,6 @@ use rtc::peer_connection::configuration::media_engine::{
 };
 use rtc::peer_connection::configuration::setting_engine::{SettingEngine, SettingEngineBuilder};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::transport::RTCIceCandidateType;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
@@ -105,19 +104,18 @@ fn media_engine() -> Result<MediaEngine, MediaError> {
 }
 
 /// The ICE settings of every server connection.
-pub(crate) fn setting_engine(cfg: &MediaConfig) -> SettingEngine {
+pub(crate) fn setting_engine() -> SettingEngine {
     // Checks every 50 ms instead of 200 ms (Chrome paces at about that rate): connecting is
     // most of a participant's join time. 28 attempts keep the 1.4 s per-pair budget.
-    let mut settings = SettingEngineBuilder::new()
+    let settings = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(std::time::Duration::from_millis(50)), Some(28))
         // The server answers with host (or 1:1 NAT) candidates and learns the browser's
         // address from its checks, so it needs no mDNS: without this, webrtc joins the mDNS
         // multicast group for every connection, and on a host or in a container without a
         // multicast route that fails with "No such device (os error 19)" and no media flows.
         .with_multicast_dns_mode(MulticastDnsMode::Disabled);
-    if !cfg.nat_1to1_ips.is_empty() {
-        settings = settings.with_nat_1to1_ips(cfg.nat_1to1_ips.clone(), RTCIceCandidateType::Host);
-    }
+    // No `with_nat_1to1_ips`: webrtc 0.21 stores it and never reads it; `crate::announce`
+    // rewrites the candidates instead.
     settings.build()
 }
 
@@ -148,7 +146,7 @@ pub(crate) async fn build(
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(me)
-        .with_setting_engine(setting_engine(cfg))
+        .with_setting_engine(setting_engine())
         .with_interceptor_registry(registry)
         .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
         .with_udp_addrs(cfg.udp_addrs.clone())
@@ -173,11 +171,19 @@ pub(crate) struct PeerHandler {
     events: UnboundedSender<MediaEvent>,
     gathered: tokio::sync::watch::Sender<bool>,
     candidates: Mutex<CandidateState>,
+    /// Public addresses the host candidates are announced at (`MediaConfig::nat_1to1_ips`).
+    announce: Vec<std::net::IpAddr>,
 }
 
 impl PeerHandler {
-    pub(crate) fn new(conn: Conn, inbox: Inbox, events: UnboundedSender<MediaEvent>) -> Self {
+    pub(crate) fn new(
+        conn: Conn,
+        inbox: Inbox,
+        events: UnboundedSender<MediaEvent>,
+        announce: Vec<std::net::IpAddr>,
+    ) -> Self {
         Self {
+            announce,
             conn,
             inbox,
             events,
@@ -229,6 +235,7 @@ impl PeerConnectionEventHandler for PeerHandler {
         if let Some(obj) = json.as_object_mut() {
             obj.retain(|k, v| (k != "sdpMid" || v.as_str() != Some("")) && !v.is_null());
         }
+        crate::announce::candidate_json(&mut json, &self.announce);
         let mut st = self.candidates.lock().unwrap_or_else(|e| e.into_inner());
         if st.answered {
             let _ = self.events.send(MediaEvent::LocalCandidate(json));

@@ -26,6 +26,11 @@ pub struct ServeArgs {
     /// UDP address for WebRTC media [default: the listen IP, any port].
     #[arg(long, env = "INSPECTOR_MEDIA_UDP", global = true)]
     pub media_udp: Option<String>,
+    /// The IP browsers reach the media port at, when the server is behind a 1:1 NAT (a cloud
+    /// VM's public address): candidates name it instead of the bound one [default: the bound
+    /// address].
+    #[arg(long, env = "INSPECTOR_MEDIA_PUBLIC_IP", global = true)]
+    pub media_public_ip: Option<std::net::IpAddr>,
     /// A TOML configuration file with the same keys (listen, data_dir, …).
     #[arg(long, env = "INSPECTOR_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -221,6 +226,7 @@ struct FileConfig {
     database_url: Option<String>,
     public_url: Option<String>,
     media_udp: Option<String>,
+    media_public_ip: Option<std::net::IpAddr>,
     #[serde(default)]
     ice_servers: Vec<IceServerConfig>,
     invitation_ttl_hours: Option<u32>,
@@ -304,6 +310,8 @@ pub struct Config {
     pub public_url: String,
     /// UDP bind address for media.
     pub media_udp: String,
+    /// The media address announced to browsers instead of the bound one (1:1 NAT).
+    pub media_public_ip: Option<std::net::IpAddr>,
     /// ICE servers for browsers.
     pub ice_servers: Vec<IceServerConfig>,
     /// Default invitation lifetime.
@@ -442,6 +450,7 @@ impl Config {
             database_url,
             public_url,
             media_udp,
+            media_public_ip: args.media_public_ip.or(file.media_public_ip),
             ice_servers: file.ice_servers,
             invitation_ttl_hours: file.invitation_ttl_hours.unwrap_or(72),
             session_ttl_hours: file.session_ttl_hours.unwrap_or(12),

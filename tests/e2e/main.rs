@@ -12,6 +12,7 @@ mod evidence;
 mod geo_banner;
 mod headers;
 mod lifecycle;
+mod media_loss;
 mod live;
 mod login;
 mod notices;

@@ -8,6 +8,7 @@ pub mod images;
 pub mod onsite;
 pub mod photo;
 pub mod presc;
+pub mod relay;
 pub mod seaweed;
 pub mod smtp;
 

@@ -69,7 +69,7 @@ impl Live {
         let media = MediaHub::new(MediaConfig {
             recordings_dir: config.recordings_dir(),
             udp_addrs: vec![config.media_udp.clone()],
-            nat_1to1_ips: Vec::new(),
+            nat_1to1_ips: config.media_public_ip.into_iter().collect(),
             ice_servers: config
                 .ice_servers
                 .iter()
