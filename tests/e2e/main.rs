@@ -8,6 +8,7 @@ mod api;
 mod authz;
 mod browser;
 mod connections;
+mod devcheck;
 mod evidence;
 mod geo_banner;
 mod headers;
