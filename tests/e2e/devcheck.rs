@@ -121,15 +121,20 @@ async fn device_check_reports_camera_microphone_location_and_rtt_and_says_what_t
     ok.screenshot("device-check-ok.ru").await?;
 
     // --- A phone that denied camera, microphone and location. ---
-    let denied = Browser::launch("check-denied", Device::Phone).await?;
-    for name in ["videoCapture", "audioCapture", "geolocation"] {
-        denied
-            .cdp(
-                "Browser.setPermission",
-                json!({"permission": {"name": name}, "setting": "denied", "origin": base}),
-            )
-            .await?;
-    }
+    // The fake media UI answers every camera prompt itself ("deny": as a user who taps
+    // "Block"); location is denied for the origin through DevTools.
+    let denied = Browser::launch_with(
+        "check-denied",
+        Device::Phone,
+        &["--use-fake-ui-for-media-stream=deny"],
+    )
+    .await?;
+    denied
+        .cdp(
+            "Browser.setPermission",
+            json!({"permission": {"name": "geolocation"}, "setting": "denied", "origin": base}),
+        )
+        .await?;
     run_check(&denied, &check_url("Без разрешений").await).await?;
     let r = rows(&denied).await?;
     for step in ["camera", "microphone", "location"] {
