@@ -35,10 +35,10 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-pub use probe::PROBE_LIFETIME;
 pub use api::{IceServer, MediaConfig, MediaError, MediaEvent, MediaRole};
 pub use chapters::Mark;
 pub use finalize::Manifest;
+pub use probe::PROBE_LIFETIME;
 pub use recover::Unfinished;
 
 /// Device checks connected at once, at most: each is a peer connection with its sockets.

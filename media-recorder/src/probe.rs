@@ -36,9 +36,7 @@ struct ProbeHandler {
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for ProbeHandler {
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        let _ = self
-            .gathered
-            .send(state == RTCIceGatheringState::Complete);
+        let _ = self.gathered.send(state == RTCIceGatheringState::Complete);
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {

@@ -332,9 +332,10 @@ pub fn problems(c: &DeviceCheck) -> Vec<String> {
 
 fn finite(v: Option<f64>, field: &'static str, max: f64) -> ApiResult<Option<f64>> {
     match v {
-        Some(x) if !x.is_finite() || x < 0.0 || x > max => {
-            Err(invalid("validation_failed", format!("{field} out of range")))
-        }
+        Some(x) if !x.is_finite() || x < 0.0 || x > max => Err(invalid(
+            "validation_failed",
+            format!("{field} out of range"),
+        )),
         v => Ok(v),
     }
 }
@@ -361,7 +362,10 @@ pub async fn submit(
     }
     let short = |s: &str, n: usize| s.chars().count() <= n;
     if !short(&req.browser, 40) || !short(&req.browser_version, 40) {
-        return Err(invalid("validation_failed", "browser name or version too long"));
+        return Err(invalid(
+            "validation_failed",
+            "browser name or version too long",
+        ));
     }
     let mut client = req.client.clone().unwrap_or_default();
     // Bounded like the live room's hello: long strings say nothing more.

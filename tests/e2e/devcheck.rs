@@ -88,10 +88,14 @@ async fn device_check_reports_camera_microphone_location_and_rtt_and_says_what_t
 
     // --- A phone that allows everything, a few metres from the site. ---
     let ok = Browser::launch("check-ok", Device::Phone).await?;
-    ok.set_geolocation(&base, 55.757_81, 37.613_05, 11.0).await?;
+    ok.set_geolocation(&base, 55.757_81, 37.613_05, 11.0)
+        .await?;
     run_check(&ok, &check_url("Готовый телефон").await).await?;
     let r = rows(&ok).await?;
-    ensure!(r["camera"][0] == "ok" && r["camera"][1] == "granted", "camera: {r}");
+    ensure!(
+        r["camera"][0] == "ok" && r["camera"][1] == "granted",
+        "camera: {r}"
+    );
     ensure!(
         r["microphone"][0] == "ok" && r["microphone"][1] == "granted",
         "microphone: {r}"
@@ -115,7 +119,9 @@ async fn device_check_reports_camera_microphone_location_and_rtt_and_says_what_t
     let f = fixes(&ok).await?;
     ensure!(
         f.iter().any(|(p, _)| p == "rear_camera_missing")
-            && !f.iter().any(|(p, _)| p.starts_with("camera") || p.starts_with("microphone")),
+            && !f
+                .iter()
+                .any(|(p, _)| p.starts_with("camera") || p.starts_with("microphone")),
         "what to fix: {f:?}"
     );
     ok.screenshot("device-check-ok.ru").await?;
@@ -217,7 +223,11 @@ async fn device_check_reports_camera_microphone_location_and_rtt_and_says_what_t
         state.text
     );
     let shown = insp.get(&format!("/api/inspections/{id}")).await;
-    ensure!(shown.body["status"] == "scheduled", "status: {}", shown.text);
+    ensure!(
+        shown.body["status"] == "scheduled",
+        "status: {}",
+        shown.text
+    );
     ensure!(
         !app.data_dir.path().join("recordings").join(&id).exists(),
         "nothing recorded for the inspection"
