@@ -82,6 +82,9 @@ async function load() {
   }
   show('intro');
   $('biz-push').hidden = !pushSupported() || page.inspection.status !== 'scheduled';
+  // Before the start the same guest session opens the device check (nothing is recorded).
+  $('biz-check').href = `/check/#i=${page.inspection.id}`;
+  $('biz-check').hidden = page.inspection.status !== 'scheduled';
   $('biz-start').focus();
 }
 

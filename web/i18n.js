@@ -728,6 +728,7 @@ const DICT = {
     'ratings.n_ratings': 'оценок: {n}',
     'ratings.names_hidden': 'Имена инспекторов скрыты: их видят руководитель органа и администраторы.',
     // Issue 15: the device check page (/check/).
+    'check.link': 'Проверить телефон заранее',
     'checks.title': 'Проверка телефона',
     'checks.none': 'Контролируемое лицо ещё не проверяло телефон.',
     'checks.ready': 'готов',
@@ -1504,6 +1505,7 @@ const DICT = {
     'ratings.n_ratings': 'ratings: {n}',
     'ratings.names_hidden': 'Inspectors\' names are hidden: the head of the body and administrators see them.',
     // Issue 15: the device check page (/check/).
+    'check.link': 'Check the phone in advance',
     'checks.title': 'Phone check',
     'checks.none': 'The business has not checked its phone yet.',
     'checks.ready': 'ready',
