@@ -728,6 +728,7 @@ const DICT = {
     'ratings.n_ratings': 'оценок: {n}',
     'ratings.names_hidden': 'Имена инспекторов скрыты: их видят руководитель органа и администраторы.',
     // Issue 15: the device check page (/check/).
+    'error.push_unavailable': 'Браузер не смог подключиться к своей службе уведомлений. Напоминания придут по e-mail; попробуйте позже или в другом браузере.',
     'check.link': 'Проверить телефон заранее',
     'checks.title': 'Проверка телефона',
     'checks.none': 'Контролируемое лицо ещё не проверяло телефон.',
@@ -1505,6 +1506,7 @@ const DICT = {
     'ratings.n_ratings': 'ratings: {n}',
     'ratings.names_hidden': 'Inspectors\' names are hidden: the head of the body and administrators see them.',
     // Issue 15: the device check page (/check/).
+    'error.push_unavailable': 'The browser could not reach its notification service. Reminders will come by e-mail; try later or in another browser.',
     'check.link': 'Check the phone in advance',
     'checks.title': 'Phone check',
     'checks.none': 'The business has not checked its phone yet.',

@@ -23,6 +23,7 @@ mod openapi;
 mod photo_browser;
 mod prescriptions;
 mod prescriptions_browser;
+mod push_browser;
 mod ratings;
 mod ratings_browser;
 mod room_flood;
