@@ -52,6 +52,7 @@ function showView(name) {
   $('nav-new').hidden = !canCreate();
   for (const b of document.querySelectorAll('.new-btn')) b.hidden = !canCreate();
   $('logout').hidden = !me;
+  $('nav-messages').hidden = me?.role !== 'admin';
   $('nav-list').toggleAttribute('aria-current', name === 'list');
   if (name === 'list') $('nav-list').setAttribute('aria-current', 'page');
   $('nav-new').toggleAttribute('aria-current', name === 'new');

@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/onsite/sw.js", get(|| async { page("sw-onsite.js") }))
         .route("/rate/", get(|| async { page("rate.html") }))
         .route("/check/", get(|| async { page("check.html") }))
+        .route("/messages/", get(|| async { page("messages.html") }))
         .route("/ratings/", get(|| async { page("ratings.html") }))
         .route(
             "/assets/{*path}",

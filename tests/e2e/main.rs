@@ -15,6 +15,7 @@ mod headers;
 mod lifecycle;
 mod live;
 mod login;
+mod messages_browser;
 mod notices;
 mod notices_push;
 mod onsite;
