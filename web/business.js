@@ -4,7 +4,7 @@
 
 import { t, applyI18n, bindLangSwitch, formatTime, formatTimeZoned, setTimeZone, zoneLabel } from './i18n.js';
 import * as api from './api.js';
-import { SyncClient } from './ws.js';
+import { SyncClient, clientHints } from './ws.js';
 import { RtcSession } from './rtc.js';
 import { renderChecklist, draftStore } from './checklist.js';
 import { verdictOf, locationVerdict, appendEventLine, usToIso } from './present.js';
@@ -82,6 +82,9 @@ async function load() {
   }
   show('intro');
   $('biz-push').hidden = !pushSupported() || page.inspection.status !== 'scheduled';
+  // Before the start the same guest session opens the device check (nothing is recorded).
+  $('biz-check').href = `/check/#i=${page.inspection.id}`;
+  $('biz-check').hidden = page.inspection.status !== 'scheduled';
   $('biz-start').focus();
 }
 
@@ -288,19 +291,6 @@ function sendNoFix(code) {
 }
 
 // ---------- Session ----------
-
-function clientHints() {
-  const hints = [];
-  if (/HeadlessChrome/.test(navigator.userAgent)) hints.push('headless');
-  try {
-    const gl = document.createElement('canvas').getContext('webgl');
-    const ext = gl?.getExtension('WEBGL_debug_renderer_info');
-    const renderer = ext ? gl.getParameter(ext.UNMASKED_RENDERER_WEBGL) : '';
-    if (/SwiftShader|llvmpipe|softpipe/i.test(renderer)) hints.push('software_renderer');
-  } catch (_) { /* No WebGL: nothing to report. */ }
-  if (/Android|iPhone|iPad/.test(navigator.userAgent) && navigator.maxTouchPoints === 0) hints.push('no_touch');
-  return hints;
-}
 
 $('biz-start').addEventListener('click', async () => {
   $('biz-start').disabled = true;

@@ -52,6 +52,7 @@ function showView(name) {
   $('nav-new').hidden = !canCreate();
   for (const b of document.querySelectorAll('.new-btn')) b.hidden = !canCreate();
   $('logout').hidden = !me;
+  $('nav-messages').hidden = me?.role !== 'admin';
   $('nav-list').toggleAttribute('aria-current', name === 'list');
   if (name === 'list') $('nav-list').setAttribute('aria-current', 'page');
   $('nav-new').toggleAttribute('aria-current', name === 'new');
@@ -329,7 +330,45 @@ function leaveRoom() {
   room.sync?.close();
   room.mic?.getTracks().forEach((tr) => tr.stop());
   clearInterval(room.presenceTimer);
+  clearInterval(room.checksTimer);
   room = null;
+}
+
+/**
+ * The business's device checks (the latest per participant), beside the participants: what
+ * works and what the business still has to fix, before the start. Refreshed every 10 s.
+ */
+async function renderDeviceChecks() {
+  if (!room) return;
+  const id = room.id;
+  const ul = $('device-checks');
+  let data;
+  try {
+    data = await api.get(`/api/inspections/${id}/device-checks`);
+  } catch (e) {
+    ul.replaceChildren(el('li', { class: 'form-error', text: errorText(e) }));
+    return;
+  }
+  if (!room || room.id !== id) return;
+  if (!data.checks.length) {
+    ul.replaceChildren(el('li', { class: 'muted', text: t('checks.none') }));
+    return;
+  }
+  ul.replaceChildren(...data.checks.map((c) => {
+    const rtt = c.rtc?.rtt_ms ?? c.rtc?.ice_rtt_ms;
+    const up = c.rtc?.server_kbps ?? c.rtc?.upload_kbps;
+    const facts = [
+      `${t('check.step.camera')}: ${t(`check.perm.${c.camera}`)}`,
+      `${t('check.step.microphone')}: ${t(`check.perm.${c.microphone}`)}`,
+      `${t('check.step.location')}: ${c.reading ? t(`check.trust.${c.reading.level}`) : t(`check.perm.${c.location}`)}`,
+      `${t('check.step.connection')}: ${c.rtc?.connected ? `${rtt == null ? '—' : Math.round(rtt)} ms${up == null ? '' : `, ${up} kbit/s`}` : t('check.rtc.failed')}`,
+      `${c.browser} ${c.browser_version}`.trim(),
+    ];
+    return el('li', { class: 'device-check', 'data-ready': c.problems.length ? 'no' : 'yes', 'data-subject': c.subject },
+      el('strong', { text: `${c.label || t('role.business')} · ${formatTime(new Date(c.checked_at / 1000).toISOString())} · ${t(c.problems.length ? 'checks.not_ready' : 'checks.ready')}` }),
+      el('div', { class: 'muted wrap', text: facts.join(' · ') }),
+      ...(c.problems.length ? [el('ul', {}, ...c.problems.map((p) => el('li', { 'data-problem': p, text: t(`check.fix.${p}`) })))] : []));
+  }));
 }
 
 async function openRoom(id) {
@@ -354,6 +393,8 @@ async function openRoom(id) {
   room = { id, inspection, quality: 'unknown', video: 'none', pendingItems: new Map(), events: [], drafts: draftStore(id, 'notes') };
   // Every time on this page is on the inspection's clock (its site's zone), labelled.
   setTimeZone(inspection.time_zone);
+  renderDeviceChecks();
+  room.checksTimer = setInterval(renderDeviceChecks, 10000);
   $('room-title').textContent = inspection.title;
   $('room-review').href = `/review/#${id}`;
   renderRoomMeta();

@@ -28,6 +28,20 @@ export function clientInfo() {
   };
 }
 
+/** Observations the trust assessor weighs (headless, software GPU, no touch on a phone). */
+export function clientHints() {
+  const hints = [];
+  if (/HeadlessChrome/.test(navigator.userAgent)) hints.push('headless');
+  try {
+    const gl = document.createElement('canvas').getContext('webgl');
+    const ext = gl?.getExtension('WEBGL_debug_renderer_info');
+    const renderer = ext ? gl.getParameter(ext.UNMASKED_RENDERER_WEBGL) : '';
+    if (/SwiftShader|llvmpipe|softpipe/i.test(renderer)) hints.push('software_renderer');
+  } catch (_) { /* No WebGL: nothing to report. */ }
+  if (/Android|iPhone|iPad/.test(navigator.userAgent) && navigator.maxTouchPoints === 0) hints.push('no_touch');
+  return hints;
+}
+
 /**
  * One participant's socket for one inspection.
  * Events (EventTarget): 'state' {state, delay}, 'welcome' {welcome}, 'change' {state, event?},

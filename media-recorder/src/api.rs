@@ -85,6 +85,9 @@ pub enum MediaError {
     /// Building the recording from the journals failed.
     #[error("finalize failed: {0}")]
     Finalize(#[from] FinalizeError),
+    /// Too many device checks are connected at once; try again in a few seconds.
+    #[error("too many device checks at once")]
+    Busy,
     /// A failure inside the WebRTC stack or the file system.
     #[error("internal media error: {0}")]
     Internal(String),
@@ -102,6 +105,7 @@ impl MediaError {
             MediaError::Finished => "recording_finished",
             MediaError::Finalize(FinalizeError::NoMedia(_)) => "no_media",
             MediaError::Finalize(_) => "finalize_failed",
+            MediaError::Busy => "media_busy",
             MediaError::Internal(_) => "internal",
         }
     }

@@ -24,6 +24,7 @@ pub mod journal;
 pub mod nack;
 mod negotiate;
 mod peer;
+mod probe;
 pub mod recover;
 pub mod rtp;
 pub mod sdp;
@@ -39,12 +40,17 @@ use uuid::Uuid;
 pub use api::{IceServer, MediaConfig, MediaError, MediaEvent, MediaRole};
 pub use chapters::Mark;
 pub use finalize::Manifest;
+pub use probe::PROBE_LIFETIME;
 pub use recover::Unfinished;
+
+/// Device checks connected at once, at most: each is a peer connection with its sockets.
+pub const MAX_PROBES: usize = 8;
 
 /// The media hub: one per server, cheap to clone.
 #[derive(Clone)]
 pub struct MediaHub {
     inner: Arc<hub::Hub>,
+    probes: Arc<tokio::sync::Semaphore>,
 }
 
 impl MediaHub {
@@ -63,7 +69,10 @@ impl MediaHub {
             .map_err(|e| MediaError::Internal(format!("recordings dir: {e}")))?;
         let inner = hub::Hub::new(cfg)
             .map_err(|e| MediaError::Internal(format!("recording writer thread: {e}")))?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            probes: Arc::new(tokio::sync::Semaphore::new(MAX_PROBES)),
+        })
     }
 
     /// STUN/TURN servers to hand to browsers.
@@ -131,6 +140,20 @@ impl MediaHub {
     /// come back.
     pub async fn recover(&self) -> Result<Vec<Unfinished>, MediaError> {
         self.inner.recover().await
+    }
+
+    /// A device check's offer: a connection to this peer that belongs to no inspection's room
+    /// (nothing forwarded, journaled or recorded; a live inspection is not touched). It
+    /// counts the media bytes it receives and echoes data-channel pings (see `probe`). The
+    /// offer must carry its candidates (no trickle); so does the answer. At most
+    /// [`MAX_PROBES`] at once ([`MediaError::Busy`]), each for [`PROBE_LIFETIME`].
+    pub async fn probe(&self, sdp: serde_json::Value) -> Result<serde_json::Value, MediaError> {
+        let permit = self
+            .probes
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| MediaError::Busy)?;
+        probe::answer(self.inner.cfg(), sdp, permit).await
     }
 
     /// Number of live peer connections (for metrics and tests).

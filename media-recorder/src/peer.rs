@@ -156,6 +156,28 @@ pub(crate) async fn build(
     Ok(Arc::new(pc))
 }
 
+/// Builds a connection outside any room (the device check's probe): the same codecs and ICE
+/// settings, without the RTCP tap that feeds a room's keyframe relay.
+pub(crate) async fn build_plain(
+    cfg: &MediaConfig,
+    handler: Arc<dyn PeerConnectionEventHandler>,
+) -> Result<Arc<dyn PeerConnection>, MediaError> {
+    let mut me = media_engine()?;
+    let registry = register_default_interceptors(Registry::new(), &mut me)
+        .map_err(|e| MediaError::Internal(format!("interceptors: {e}")))?;
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(me)
+        .with_setting_engine(setting_engine(cfg))
+        .with_interceptor_registry(registry)
+        .with_handler(handler)
+        .with_udp_addrs(cfg.udp_addrs.clone())
+        .build()
+        .await
+        .map_err(|e| MediaError::Internal(format!("peer connection: {e}")))?;
+    Ok(Arc::new(pc))
+}
+
 /// Candidates gathered before the answer went out are inside it; later ones are events.
 #[derive(Default)]
 struct CandidateState {

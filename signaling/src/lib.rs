@@ -15,6 +15,7 @@ pub mod blobs;
 pub mod config;
 pub mod db;
 pub mod derived;
+pub mod devcheck;
 pub mod domain;
 pub mod error;
 pub mod evidence;
@@ -267,6 +268,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orgs::router())
         .merge(prescriptions::router())
         .merge(notify::router())
+        .merge(devcheck::router())
         .merge(ratings::router())
         .merge(uploads::router())
         .merge(onsite::router())

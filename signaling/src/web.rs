@@ -23,6 +23,8 @@ pub fn router() -> Router<AppState> {
         // The on-site page's service worker, served under the scope it controls.
         .route("/onsite/sw.js", get(|| async { page("sw-onsite.js") }))
         .route("/rate/", get(|| async { page("rate.html") }))
+        .route("/check/", get(|| async { page("check.html") }))
+        .route("/messages/", get(|| async { page("messages.html") }))
         .route("/ratings/", get(|| async { page("ratings.html") }))
         .route(
             "/assets/{*path}",

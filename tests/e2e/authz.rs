@@ -407,6 +407,34 @@ async fn every_endpoint_checks_every_caller() {
             json!({"purpose": "notice", "language": "ru", "subject": "", "body": ""}),
             [401, 403, 403, 403, 403, 403, 400],
         ),
+        // The device check (issue 15): the business's own phone checks (staff: 403); the
+        // staff with access read the results. Bad offers and oversized reports are refused
+        // after the access rule, and nothing is stored.
+        (
+            "GET",
+            format!("/api/inspections/{x}/device-check/rtc"),
+            Value::Null,
+            [401, 200, 404, 403, 404, 403, 403],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/device-check/rtc"),
+            json!({"sdp": {"type": "offer", "sdp": "not sdp"}}),
+            [401, 400, 404, 403, 404, 403, 403],
+        ),
+        (
+            "PUT",
+            format!("/api/inspections/{x}/device-check"),
+            json!({"camera": "granted", "microphone": "granted", "location": "denied",
+                   "browser": "x".repeat(41), "browser_version": "1"}),
+            [401, 400, 404, 403, 404, 403, 403],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/device-checks"),
+            Value::Null,
+            [401, 403, 404, 200, 404, 200, 200],
+        ),
         // Ratings (issue 16): only the parties rate (X is not finished: they reach the
         // lifecycle check); statistics for staff of a control body and admins (nobody here
         // but the admin has a body); the public page is off by default.
@@ -472,6 +500,8 @@ async fn every_endpoint_checks_every_caller() {
             let before = w.app.dump().await;
             let r = if *method == "GET" {
                 c.get(path).await
+            } else if *method == "PUT" {
+                c.put_json(path, body).await
             } else {
                 c.post_json(path, body).await
             };

@@ -133,7 +133,10 @@ async fn notice_reminders_reschedule_and_cancel_arrive_by_email() {
     assert_eq!(ev.method, "REQUEST");
     assert_eq!(ev.uid, format!("{id}@inspector"));
     assert_eq!(ev.sequence, 0);
+    // The start is the site's local time, defined by the calendar's VTIMEZONE: converted
+    // with its offset it is the planned start in UTC.
     assert_eq!(ev.dtstart, ics_start(s0));
+    assert_eq!(ev.dtstart_tzid.as_deref(), Some("Europe/Moscow"));
     assert_eq!(ev.time_zone.as_deref(), Some("Europe/Moscow"));
     assert_eq!(ev.status, "CONFIRMED");
     // The local time is in the text: 10 days ahead, at UTC+3.

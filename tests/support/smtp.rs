@@ -178,8 +178,11 @@ pub struct ParsedEvent {
     pub uid: String,
     /// SEQUENCE.
     pub sequence: u32,
-    /// DTSTART's value.
+    /// DTSTART in UTC (`YYYYMMDDTHHMMSSZ`): as written when it is UTC, else its local time
+    /// converted with the offset of the calendar's own VTIMEZONE for its TZID.
     pub dtstart: String,
+    /// DTSTART's TZID parameter (its VTIMEZONE is in the calendar, or parsing fails).
+    pub dtstart_tzid: Option<String>,
     /// STATUS.
     pub status: String,
     /// URL.
@@ -206,7 +209,50 @@ pub fn parse_ics(text: &str) -> Result<ParsedEvent> {
         bail!("expected one event, found {}", cal.events.len());
     }
     let ev = &cal.events[0];
+    let start = ev
+        .properties
+        .iter()
+        .find(|p| p.name == "DTSTART")
+        .context("DTSTART")?;
+    let value = start.value.clone().context("DTSTART value")?;
+    let tzid = start.params.as_ref().and_then(|ps| {
+        ps.iter()
+            .find(|(k, _)| k == "TZID")
+            .and_then(|(_, v)| v.first().cloned())
+    });
+    let dtstart = match &tzid {
+        None => value,
+        Some(tzid) => {
+            let zone = cal
+                .timezones
+                .iter()
+                .find(|z| prop(&z.properties, "TZID").as_deref() == Some(tzid.as_str()))
+                .with_context(|| format!("no VTIMEZONE for TZID {tzid}"))?;
+            let local = chrono::NaiveDateTime::parse_from_str(&value, "%Y%m%dT%H%M%S")
+                .with_context(|| format!("local DTSTART {value}"))?;
+            // The observance in effect: the latest onset at or before the local time.
+            let mut best: Option<(chrono::NaiveDateTime, String)> = None;
+            for t in &zone.transitions {
+                let onset = prop(&t.properties, "DTSTART").context("observance DTSTART")?;
+                let onset = chrono::NaiveDateTime::parse_from_str(&onset, "%Y%m%dT%H%M%S")
+                    .with_context(|| format!("observance DTSTART {onset}"))?;
+                let to = prop(&t.properties, "TZOFFSETTO").context("TZOFFSETTO")?;
+                if onset <= local && best.as_ref().is_none_or(|(b, _)| onset > *b) {
+                    best = Some((onset, to));
+                }
+            }
+            let (_, to) = best.context("no observance before DTSTART")?;
+            let (sign, hm) = to.split_at(1);
+            let mins = hm[..2].parse::<i64>()? * 60 + hm[2..4].parse::<i64>()?;
+            let mins = if sign == "-" { -mins } else { mins };
+            (local - chrono::Duration::minutes(mins))
+                .format("%Y%m%dT%H%M%SZ")
+                .to_string()
+        }
+    };
     Ok(ParsedEvent {
+        dtstart,
+        dtstart_tzid: tzid,
         method: prop(&cal.properties, "METHOD").context("METHOD")?,
         time_zone: prop(&cal.properties, "X-WR-TIMEZONE"),
         uid: prop(&ev.properties, "UID").context("UID")?,
@@ -214,7 +260,6 @@ pub fn parse_ics(text: &str) -> Result<ParsedEvent> {
             .context("SEQUENCE")?
             .parse()
             .context("SEQUENCE number")?,
-        dtstart: prop(&ev.properties, "DTSTART").context("DTSTART")?,
         status: prop(&ev.properties, "STATUS").unwrap_or_default(),
         url: prop(&ev.properties, "URL"),
     })

@@ -40,6 +40,8 @@ pub struct NoticeDoc {
     pub legal_basis: String,
     /// The join link.
     pub link: String,
+    /// The device check page's link (empty: none).
+    pub check_link: String,
 }
 
 /// Renders the notice to PDF bytes, off the async workers (PDF/A wants its date: `now`).
@@ -96,6 +98,7 @@ mod tests {
                 inspector: "Иванов".into(),
                 legal_basis: "".into(),
                 link: "http://127.0.0.1/b/#t=abc".into(),
+                check_link: "http://127.0.0.1/check/#t=abc".into(),
             };
             let pdf = render(&Renderer::new(1), doc, chrono::Utc::now())
                 .await

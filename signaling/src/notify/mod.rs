@@ -658,6 +658,24 @@ async fn compose(
     v.insert("legal_basis", legal_basis);
     v.insert("control_body", config.control_body.clone());
     v.insert("link", link.into());
+    // The business's link is its invitation (`/b/#t=…`); the same token opens the device
+    // check. The inspector's link (the console) has no check.
+    let check_link = if link.contains("/b/#t=") {
+        link.replacen("/b/#t=", "/check/#t=", 1)
+    } else {
+        String::new()
+    };
+    let check_line = match (check_link.is_empty(), en) {
+        (true, _) => String::new(),
+        (false, false) => format!(
+            "Проверьте телефон заранее (камера, микрофон, геолокация, связь): {check_link}\n"
+        ),
+        (false, true) => format!(
+            "Check your phone in advance (camera, microphone, location, connection): {check_link}\n"
+        ),
+    };
+    v.insert("check_link", check_link.clone());
+    v.insert("check", check_line);
     v.insert("lead", texts::lead(offset_secs, lang));
     v.insert("update", update.into());
     let t = texts::current(db, purpose, lang).await?;
@@ -705,6 +723,7 @@ async fn compose(
             inspector: insp.inspector.display_name.clone(),
             legal_basis: v["legal_basis"].clone(),
             link: link.into(),
+            check_link,
         };
         let pdf = document::render(renderer, doc, from_micros(now))
             .await

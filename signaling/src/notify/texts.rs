@@ -21,6 +21,8 @@ pub struct Template {
 
 /// The placeholders a template may use (anything else in braces is left as it is).
 pub const PLACEHOLDERS: &[&str] = &[
+    "check_link",
+    "check",
     "title",
     "kind",
     "business",
@@ -45,7 +47,7 @@ pub fn builtin(purpose: Purpose, language: &str) -> Template {
             "Здравствуйте!\n\n{control_body} уведомляет о проведении дистанционного \
              мероприятия.\n{update}\nЧто: {title} ({kind})\nКого: {business}, ИНН {inn}\n\
              Адрес: {address}\nКогда: {when} ({zone})\nИнспектор: {inspector}\n\
-             Правовое основание: {legal_basis}\n\nСсылка для подключения: {link}\n\n\
+             Правовое основание: {legal_basis}\n\nСсылка для подключения: {link}\n{check}\n\
              Событие для календаря — во вложении (invite.ics).\n",
         ),
         (Purpose::Notice, true) => (
@@ -53,7 +55,7 @@ pub fn builtin(purpose: Purpose, language: &str) -> Template {
             "Hello,\n\n{control_body} gives notice of a remote inspection.\n{update}\n\
              What: {title} ({kind})\nWho: {business}, INN {inn}\nAddress: {address}\n\
              When: {when} ({zone})\nInspector: {inspector}\nLegal basis: {legal_basis}\n\n\
-             Join link: {link}\n\nThe calendar event is attached (invite.ics).\n",
+             Join link: {link}\n{check}\nThe calendar event is attached (invite.ics).\n",
         ),
         (Purpose::Cancel, false) => (
             "Мероприятие отменено: {title}",
@@ -68,12 +70,12 @@ pub fn builtin(purpose: Purpose, language: &str) -> Template {
         (Purpose::Reminder, false) => (
             "Напоминание: {title} — {lead}",
             "Напоминаем: {lead} начнётся мероприятие «{title}» ({business}, ИНН {inn}).\n\
-             Когда: {when} ({zone})\nИнспектор: {inspector}\n\nСсылка: {link}\n",
+             Когда: {when} ({zone})\nИнспектор: {inspector}\n\nСсылка: {link}\n{check}",
         ),
         (Purpose::Reminder, true) => (
             "Reminder: {title} — {lead}",
             "A reminder: the inspection \"{title}\" ({business}, INN {inn}) begins {lead}.\n\
-             When: {when} ({zone})\nInspector: {inspector}\n\nLink: {link}\n",
+             When: {when} ({zone})\nInspector: {inspector}\n\nLink: {link}\n{check}",
         ),
     };
     Template {
