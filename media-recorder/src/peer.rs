@@ -124,16 +124,21 @@ pub(crate) fn setting_engine() -> SettingEngine {
 /// is blind to RTX repairs (see `crate::nack`), and the RTCP tap last. The NACK feedback types
 /// are in `media_engine()`'s video codecs.
 fn interceptors(me: &mut MediaEngine) -> Result<Registry, MediaError> {
+    Ok(chain(me)?.with(
+        Slot::from(RTCP_TAP_SLOT),
+        crate::rtp::RtcpTap::default(),
+    ))
+}
+
+/// [`interceptors`] without the RTCP tap.
+fn chain(me: &mut MediaEngine) -> Result<Registry, MediaError> {
     let internal = |e: rtc::shared::error::Error| MediaError::Internal(format!("interceptors: {e}"));
     configure_simulcast_extension_headers(me).map_err(internal)?;
     let registry = Registry::new()
         .with(Slot::NackResponder, NackResponderBuilder::new().build())
         .with(Slot::NackGenerator, crate::nack::RtxAwareNack::default());
     let registry = configure_twcc_receiver_only(registry, me).map_err(internal)?;
-    Ok(configure_rtcp_reports(registry).with(
-        Slot::from(RTCP_TAP_SLOT),
-        crate::rtp::RtcpTap::default(),
-    ))
+    Ok(configure_rtcp_reports(registry))
 }
 
 /// Builds one server peer connection for a participant.
@@ -163,12 +168,11 @@ pub(crate) async fn build_plain(
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<Arc<dyn PeerConnection>, MediaError> {
     let mut me = media_engine()?;
-    let registry = register_default_interceptors(Registry::new(), &mut me)
-        .map_err(|e| MediaError::Internal(format!("interceptors: {e}")))?;
+    let registry = chain(&mut me)?;
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(me)
-        .with_setting_engine(setting_engine(cfg))
+        .with_setting_engine(setting_engine())
         .with_interceptor_registry(registry)
         .with_handler(handler)
         .with_udp_addrs(cfg.udp_addrs.clone())

@@ -128,10 +128,11 @@ pub(crate) async fn answer(
             .await
             .map_err(|e| MediaError::Internal(format!("set local description: {e}")))?;
         let _ = tokio::time::timeout(GATHER_WAIT, gathered_rx.wait_for(|done| *done)).await;
-        let local = pc
+        let mut local = pc
             .local_description()
             .await
             .ok_or_else(|| MediaError::Internal("no local description".into()))?;
+        local.sdp = crate::announce::sdp(&local.sdp, &cfg.nat_1to1_ips);
         serde_json::to_value(&local).map_err(|e| MediaError::Internal(e.to_string()))
     }
     .await;
