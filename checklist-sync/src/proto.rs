@@ -330,9 +330,6 @@ pub struct Evidence {
     /// Length of a video the server probed (ffprobe), ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<i64>,
-    /// The free-form finding (its event's seq) this evidence is of, instead of an item.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finding_seq: Option<u64>,
     /// The device's geolocation sample sent with the upload, parsed strictly by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,

@@ -575,7 +575,6 @@ pub fn empty_evidence() -> Evidence {
         clip_end_ms: None,
         recording_sha256: None,
         duration_ms: None,
-        finding_seq: None,
         location: None,
         verdict: None,
     }
