@@ -451,7 +451,7 @@ async fn a_short_video_is_probed_stored_once_and_bad_ones_are_refused() -> Resul
     let cases: Vec<(Vec<u8>, Option<i64>, u16, &str)> = vec![
         (b"just some text, not a video".to_vec(), Some(1000), 400, "unsupported_image_type"),
         (clip.clone(), None, 400, "video_duration_required"),
-        (clip.clone(), Some(9000), 400, "video_duration_mismatch"),
+        (clip.clone(), Some(5500), 400, "video_duration_mismatch"),
         (webm(8)?, Some(8000), 400, "video_too_long"),
         // A WebM header and noise: ffprobe cannot demux it.
         ([&clip[..200], &[0x55u8; 4000][..]].concat(), Some(1000), 400, "video_unreadable"),

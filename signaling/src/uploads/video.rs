@@ -81,9 +81,12 @@ struct ProbePacket {
 /// a pixel size and at least one packet. The duration is the end of the last packet.
 pub async fn probe(path: &std::path::Path, media_type: &'static str) -> ApiResult<VideoInfo> {
     let mut cmd = tokio::process::Command::new("ffprobe");
-    cmd.args(["-v", "error", "-xerror", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=codec_type,width,height"])
-        .args(["-show_entries", "packet=pts_time,duration_time"])
+    // Any message at level `error` (a damaged packet, a cut-off cluster) refuses the upload.
+    cmd.args(["-v", "error", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_type,width,height:packet=pts_time,duration_time",
+        ])
         .args(["-of", "json"])
         .arg(path)
         .stdin(std::process::Stdio::null())
