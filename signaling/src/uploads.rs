@@ -6,8 +6,9 @@
 //! its quotas (`[live]`, 409 `quota_exceeded`), the item in its checklist, the geolocation
 //! sample valid; the body is streamed into the blob store's temporary area while the server
 //! hashes and counts it (over the limit → 413, cut short → `upload_interrupted`); the content
-//! must be a whole JPEG, PNG or WebP by its magic bytes and decoded header (the claimed
-//! Content-Type is ignored); an `X-Content-SHA256` header must match. Only then the blob moves
+//! must be a whole JPEG, PNG or WebP by its magic bytes and decoded header, or a short WebM/MP4
+//! video that the real ffprobe reads through (see [`video`]) (the claimed Content-Type is
+//! ignored); an `X-Content-SHA256` header must match. Only then the blob moves
 //! to its content key and the server submits the `attach_evidence` event with its own
 //! findings. A refusal stores no blob, event or row.
 //!
@@ -260,15 +261,16 @@ fn parse_location(q: &UploadQuery, now: i64) -> ApiResult<Option<Location>> {
     }))
 }
 
-/// Uploads a photo of a checklist item (raw JPEG, PNG or WebP body; inspector or business of
-/// a live inspection). The server hashes, checks and stores it, then logs `attach_evidence`.
+/// Uploads a photo (raw JPEG, PNG or WebP body) or a short video (WebM or MP4, probed by
+/// ffprobe) of a checklist item; inspector or business of a live inspection. The server
+/// hashes, checks and stores it, then logs `attach_evidence`.
 #[utoipa::path(post, path = "/api/inspections/{id}/evidence", tag = "evidence",
     params(("id" = Uuid, Path), UploadQuery,
            ("x-content-sha256" = Option<String>, Header, description = "SHA-256 the client computed; a mismatch is refused")),
-    request_body(content = Vec<u8>, content_type = "image/jpeg", description = "the image bytes (type detected from the content)"),
+    request_body(content = Vec<u8>, content_type = "image/jpeg", description = "the image bytes, or a short WebM/MP4 video with duration_ms (type detected from the content)"),
     responses((status = 201, body = Uploaded),
               (status = 200, description = "the op id was committed before: that upload's answer", body = Uploaded),
-              (status = 400, description = "invalid_op_id, unknown_item, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, upload_interrupted, invalid_location, geo_*", body = crate::error::ErrorBody),
+              (status = 400, description = "invalid_op_id, unknown_item, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, upload_interrupted, invalid_location, geo_*, invalid_duration, video_duration_required, video_unreadable, video_too_long, video_duration_mismatch", body = crate::error::ErrorBody),
               (status = 403, description = "forbidden: an observer, or the business through its results link only", body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody),
               (status = 409, description = "not_live, already_finished, cancelled, quota_exceeded (the uploader's evidence quotas)", body = crate::error::ErrorBody),
