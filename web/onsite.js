@@ -295,11 +295,17 @@ function toggleRecord() {
   const type = ['video/webm;codecs=vp8', 'video/webm', 'video/mp4'].find((m) => MediaRecorder.isTypeSupported(m));
   const rec = new MediaRecorder(c.stream, type ? { mimeType: type, videoBitsPerSecond: 1500000 } : {});
   const chunks = [];
-  const startedAt = Date.now();
+  // The length claimed runs from the recorder's start event to the stop request: the last
+  // chunk may be delivered later, and a busy phone starts encoding after start() returns.
+  let startedAt = Date.now();
+  let stoppedAt = null;
   const position = page.position;
+  rec.onstart = () => { startedAt = Date.now(); };
   rec.ondataavailable = (ev) => { if (ev.data.size) chunks.push(ev.data); };
+  const stop = rec.stop.bind(rec);
+  rec.stop = () => { stoppedAt ??= Date.now(); stop(); };
   rec.onstop = async () => {
-    const durationMs = Date.now() - startedAt;
+    const durationMs = (stoppedAt ?? Date.now()) - startedAt;
     clearTimeout(c.stopTimer);
     c.recorder = null;
     btn.textContent = t('onsite.record');

@@ -381,7 +381,11 @@ impl Staged {
 
     /// Copies the staged bytes to a local file, for a tool that needs a seekable file
     /// (ffprobe reads an MP4's index at its end).
-    pub async fn copy_to(&self, store: &BlobStore, path: &std::path::Path) -> Result<(), BlobError> {
+    pub async fn copy_to(
+        &self,
+        store: &BlobStore,
+        path: &std::path::Path,
+    ) -> Result<(), BlobError> {
         use tokio::io::AsyncWriteExt;
         let mut stream = store.store.get(&self.tmp).await?.into_stream();
         let mut file = tokio::fs::File::create(path).await?;

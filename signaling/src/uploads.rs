@@ -361,7 +361,12 @@ pub async fn upload(
     let claimed_ms = match q.duration_ms {
         None => None,
         Some(d) if d.is_finite() && (0.0..=1e9).contains(&d) => Some(d.round() as i64),
-        Some(_) => return Err(invalid("invalid_duration", "duration_ms must be milliseconds")),
+        Some(_) => {
+            return Err(invalid(
+                "invalid_duration",
+                "duration_ms must be milliseconds",
+            ))
+        }
     };
     let staged = stage_body(
         &state,
@@ -490,12 +495,8 @@ async fn check_video(
     if staged.size > state.config.max_video_bytes {
         return Err(ApiError::PayloadTooLarge);
     }
-    let claimed = claimed_ms.ok_or_else(|| {
-        invalid(
-            "video_duration_required",
-            "give the video's duration_ms",
-        )
-    })?;
+    let claimed = claimed_ms
+        .ok_or_else(|| invalid("video_duration_required", "give the video's duration_ms"))?;
     // The temporary file goes when `local` is dropped, whatever the outcome.
     let local = tempfile::Builder::new()
         .prefix("inspector-probe-")

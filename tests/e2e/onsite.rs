@@ -380,7 +380,9 @@ fn webm(secs: u32) -> Result<Vec<u8>> {
 
 async fn video(o: &OnSite, op_id: &str, duration_ms: Option<i64>, bytes: &[u8]) -> (u16, Value) {
     let t = now_ms();
-    let d = duration_ms.map(|d| format!("&duration_ms={d}")).unwrap_or_default();
+    let d = duration_ms
+        .map(|d| format!("&duration_ms={d}"))
+        .unwrap_or_default();
     let r = o
         .api
         .post_raw(
@@ -400,11 +402,22 @@ fn ffprobe_duration(bytes: &[u8]) -> Result<f64> {
     let path = dir.path().join("stored.webm");
     std::fs::write(&path, bytes)?;
     let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time",
+        ])
         .args(["-of", "csv=p=0"])
         .arg(&path)
         .output()?;
-    ensure!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)?
         .lines()
         .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
@@ -436,7 +449,10 @@ async fn a_short_video_is_probed_stored_once_and_bad_ones_are_refused() -> Resul
     ensure!((2500..=3200).contains(&probed), "probed {probed} ms");
     // The replayed op id answers the committed upload and keeps nothing more.
     let (s, again) = video(&o, &op_id, Some(3000), &clip).await;
-    ensure!(s == 200 && again["replayed"] == true && again["seq"] == first["seq"], "{again}");
+    ensure!(
+        s == 200 && again["replayed"] == true && again["seq"] == first["seq"],
+        "{again}"
+    );
 
     // What is stored is the very video: the same hash, and ffprobe reads its frames.
     let url = first["url"].as_str().context("url")?;
@@ -449,14 +465,29 @@ async fn a_short_video_is_probed_stored_once_and_bad_ones_are_refused() -> Resul
 
     // Bad input, each with its stable code.
     let cases: Vec<(Vec<u8>, Option<i64>, u16, &str)> = vec![
-        (b"just some text, not a video".to_vec(), Some(1000), 400, "unsupported_image_type"),
+        (
+            b"just some text, not a video".to_vec(),
+            Some(1000),
+            400,
+            "unsupported_image_type",
+        ),
         (clip.clone(), None, 400, "video_duration_required"),
         (clip.clone(), Some(5500), 400, "video_duration_mismatch"),
         (webm(8)?, Some(8000), 400, "video_too_long"),
         // A WebM header and noise: ffprobe cannot demux it.
-        ([&clip[..200], &[0x55u8; 4000][..]].concat(), Some(1000), 400, "video_unreadable"),
+        (
+            [&clip[..200], &[0x55u8; 4000][..]].concat(),
+            Some(1000),
+            400,
+            "video_unreadable",
+        ),
         // Over max_video_bytes: refused by size before any probe.
-        ([&clip[..200], &vec![0u8; 450_000][..]].concat(), Some(1000), 413, "payload_too_large"),
+        (
+            [&clip[..200], &vec![0u8; 450_000][..]].concat(),
+            Some(1000),
+            413,
+            "payload_too_large",
+        ),
     ];
     for (bytes, d, want_status, want_code) in cases {
         let (s, body) = video(&o, &Uuid::new_v4().to_string(), d, &bytes).await;
@@ -480,7 +511,10 @@ async fn a_short_video_is_probed_stored_once_and_bad_ones_are_refused() -> Resul
     let (_, fin) = send(&o.api, &o.id, &[entry(json!({"kind": "finish"}), now_ms())]).await;
     ensure!(fin["results"][0]["status"] == "committed", "{fin}");
     let report = signaling::audit::verify(&app.db, &app.blobs, o.id.parse()?).await?;
-    ensure!(report.is_clean() && report.evidence_checked == 1, "audit: {report:?}");
+    ensure!(
+        report.is_clean() && report.evidence_checked == 1,
+        "audit: {report:?}"
+    );
     let r = inspector_tests::act::form_act(&o.api, &o.id).await;
     ensure!(r.status == 201, "form: {}", r.text);
     let (status, _, pdf) = o

@@ -666,11 +666,10 @@ fn evidence_row(
         sha256: e.evidence.sha256.clone().unwrap_or_else(|| "—".into()),
         image,
         location: ev.location.as_ref().map(place),
-        name: (ev.kind == checklist_sync::proto::EvidenceKind::Video)
-            .then(|| {
-                let ext = crate::uploads::extension(ev.media_type.as_deref().unwrap_or(""));
-                format!("evidence-{}.{ext}", ev.id)
-            }),
+        name: (ev.kind == checklist_sync::proto::EvidenceKind::Video).then(|| {
+            let ext = crate::uploads::extension(ev.media_type.as_deref().unwrap_or(""));
+            format!("evidence-{}.{ext}", ev.id)
+        }),
         // Rounded to the second: a 3 s clip whose last frame starts at 2.9 s reads 0:00:03.
         duration: ev.duration_ms.map(|ms| hms(ms + 500)),
     }

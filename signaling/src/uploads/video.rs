@@ -163,7 +163,10 @@ mod tests {
         assert_eq!(sniff_container(webm), Some("video/webm"));
         let mkv = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x88matroska";
         assert_eq!(sniff_container(mkv), None);
-        assert_eq!(sniff_container(b"\0\0\0\x18ftypisom\0\0\0\0"), Some("video/mp4"));
+        assert_eq!(
+            sniff_container(b"\0\0\0\x18ftypisom\0\0\0\0"),
+            Some("video/mp4")
+        );
         assert_eq!(sniff_container(b"\0\0\0\x18ftypheic\0\0\0\0"), None);
         assert_eq!(sniff_container(b"not a video at all"), None);
     }
@@ -172,7 +175,13 @@ mod tests {
     fn durations() {
         let code = |r: ApiResult<()>| r.unwrap_err().status_and_code().1;
         assert!(check_duration(4800, 5000, 60_000).is_ok());
-        assert_eq!(code(check_duration(2000, 5000, 60_000)), "video_duration_mismatch");
-        assert_eq!(code(check_duration(70_000, 70_000, 60_000)), "video_too_long");
+        assert_eq!(
+            code(check_duration(2000, 5000, 60_000)),
+            "video_duration_mismatch"
+        );
+        assert_eq!(
+            code(check_duration(70_000, 70_000, 60_000)),
+            "video_too_long"
+        );
     }
 }
