@@ -24,7 +24,7 @@ export function openLightbox(url, kind, label) {
     document.body.append(lightbox);
   }
   const body = lightbox.querySelector('.lightbox-body');
-  const media = kind === 'clip'
+  const media = (kind === 'clip' || kind === 'video')
     ? el('video', { src: url, controls: true, autoplay: true, playsinline: true, class: 'lightbox-media' })
     : el('img', { src: url, alt: label, class: 'lightbox-media' });
   body.replaceChildren(media, el('a', { class: 'btn btn-small', href: `${url}?download=1`, 'data-i18n': 'evidence.download', text: t('evidence.download') }));
@@ -48,8 +48,8 @@ export function renderEvidence(box, entries, { inspectionId, localUrls, requeste
       'aria-label': label, title: `${kindLabel} · ${t('evidence.sha256', { h: e.sha256.slice(0, 12) })}`,
       onclick: () => openLightbox(url, e.kind, label),
     });
-    if (e.kind === 'clip') {
-      tile.append(el('span', { class: 'thumb-play', 'aria-hidden': 'true', text: '▶' }), el('span', { class: 'thumb-label', text: kindLabel }));
+    if ((e.kind === 'clip' || e.kind === 'video')) {
+      tile.append(el('span', { class: 'thumb-play', 'aria-hidden': 'true', text: '▶' }), el('span', { class: 'thumb-label', text: e.duration_ms != null ? `${kindLabel} ${Math.round(e.duration_ms / 1000)} s` : kindLabel }));
     } else {
       tile.append(el('img', { class: 'thumb-img', src: localUrls?.get(e.id) || url, alt: kindLabel, decoding: 'async' }));
     }

@@ -72,12 +72,16 @@ export async function enqueueOp(inspectionId, op, deviceTime = Date.now()) {
   return entry;
 }
 
-/** Queues a photo of an item: the bytes, the capture time and the position then. */
-export async function enqueuePhoto(inspectionId, itemId, blob, capturedAt, position) {
+/**
+ * Queues a photo or a short video of an item: the bytes, the capture time and the position
+ * then; a video also its length as recorded (the server's ffprobe checks it).
+ */
+export async function enqueuePhoto(inspectionId, itemId, blob, capturedAt, position, durationMs = null) {
   const entry = {
     inspection_id: inspectionId, type: 'photo', op_id: newOpId(), device_time: capturedAt,
     item_id: itemId, blob, position,
   };
+  if (durationMs != null) entry.duration_ms = Math.round(durationMs);
   const s = await store('queue', 'readwrite');
   entry.n = await req(s.add(entry));
   return entry;

@@ -206,6 +206,7 @@ async function download() {
 
 async function uploadQueuedPhoto(entry) {
   const qs = new URLSearchParams({ item_id: entry.item_id, captured_at: String(Math.round(entry.device_time)), op_id: entry.op_id });
+  if (entry.duration_ms != null) qs.set('duration_ms', String(entry.duration_ms));
   const p = entry.position;
   if (p) {
     for (const [k, v] of Object.entries(p)) qs.set(k, String(v));
@@ -282,8 +283,54 @@ async function openCamera(itemId) {
   }
 }
 
+// Short videos stop themselves here; the server's default limit is a minute.
+const MAX_VIDEO_MS = 30000;
+
+/** Starts a short video of the item, or stops the one being recorded and queues it. */
+function toggleRecord() {
+  const c = page.camera;
+  if (!c) return;
+  const btn = $('os-record');
+  if (c.recorder) { c.recorder.stop(); return; }
+  const type = ['video/webm;codecs=vp8', 'video/webm', 'video/mp4'].find((m) => MediaRecorder.isTypeSupported(m));
+  const rec = new MediaRecorder(c.stream, type ? { mimeType: type, videoBitsPerSecond: 1500000 } : {});
+  const chunks = [];
+  // The length claimed runs from the recorder's start event to the stop request: the last
+  // chunk may be delivered later, and a busy phone starts encoding after start() returns.
+  let startedAt = Date.now();
+  let stoppedAt = null;
+  const position = page.position;
+  rec.onstart = () => { startedAt = Date.now(); };
+  rec.ondataavailable = (ev) => { if (ev.data.size) chunks.push(ev.data); };
+  const stop = rec.stop.bind(rec);
+  rec.stop = () => { stoppedAt ??= Date.now(); stop(); };
+  rec.onstop = async () => {
+    const durationMs = (stoppedAt ?? Date.now()) - startedAt;
+    clearTimeout(c.stopTimer);
+    c.recorder = null;
+    btn.textContent = t('onsite.record');
+    btn.dataset.recording = '0';
+    const blob = new Blob(chunks, { type: (rec.mimeType || 'video/webm').split(';')[0] });
+    try {
+      await q.enqueuePhoto(page.id, c.itemId, blob, startedAt, position, durationMs);
+      closeCamera();
+      await refreshQueue();
+      render();
+      sync();
+    } catch (e) {
+      showError(e?.message || String(e));
+    }
+  };
+  c.recorder = rec;
+  c.stopTimer = setTimeout(() => { if (rec.state === 'recording') rec.stop(); }, MAX_VIDEO_MS);
+  rec.start(1000);
+  btn.textContent = t('onsite.record.stop');
+  btn.dataset.recording = '1';
+}
+
 function closeCamera() {
   const c = page.camera;
+  if (c?.recorder) { c.recorder.onstop = null; c.recorder.stop(); clearTimeout(c.stopTimer); }
   page.camera = null;
   if (c) c.stream.getTracks().forEach((tr) => tr.stop());
   $('os-video').srcObject = null;
@@ -345,6 +392,7 @@ async function main() {
   render();
   $('os-start').addEventListener('click', () => enqueue({ kind: 'start' }));
   $('os-finish').addEventListener('click', (ev) => armFinish(ev.currentTarget));
+  $('os-record').addEventListener('click', () => { try { toggleRecord(); } catch (e) { showError(e?.message || String(e)); } });
   $('os-shutter').addEventListener('click', () => { shoot().catch((e) => showError(e?.message || String(e))); });
   $('os-camera-close').addEventListener('click', closeCamera);
   $('os-finding-add').addEventListener('click', () => {

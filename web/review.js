@@ -74,10 +74,22 @@ function renderDownloads() {
   $('dl-vtt').href = `${base}/recording/chapters.vtt?${q}`;
 }
 
+function hidePlayer() {
+  for (const id of ['video', 'timeline', 'dl-video', 'dl-vtt', 'not-ready', 'duration']) $(id).hidden = true;
+  $('prev').parentElement.hidden = true;
+  document.body.dataset.player = 'none';
+}
+
 async function loadManifest(base) {
   try {
     view.manifest = await api.get(`${base}/recording/manifest`);
   } catch (e) {
+    if ((e.code === 'recording_not_ready' || e.status === 404) && view.inspection.mode === 'on_site') {
+      // The phone records no room: the track, findings and evidence are the review, not an
+      // empty player waiting for a recording that will not come.
+      hidePlayer();
+      return;
+    }
     if (e.code === 'recording_not_ready' || e.status === 404) {
       // Finalization runs after the finish; ask again shortly.
       $('not-ready').hidden = false;

@@ -327,6 +327,9 @@ pub struct Evidence {
     /// SHA-256 of the recording a clip or still was derived from (the manifest's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording_sha256: Option<String>,
+    /// Length of a video the server probed (ffprobe), ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
     /// The device's geolocation sample sent with the upload, parsed strictly by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,

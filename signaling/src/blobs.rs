@@ -379,6 +379,23 @@ impl Staged {
         })
     }
 
+    /// Copies the staged bytes to a local file, for a tool that needs a seekable file
+    /// (ffprobe reads an MP4's index at its end).
+    pub async fn copy_to(
+        &self,
+        store: &BlobStore,
+        path: &std::path::Path,
+    ) -> Result<(), BlobError> {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = store.store.get(&self.tmp).await?.into_stream();
+        let mut file = tokio::fs::File::create(path).await?;
+        while let Some(chunk) = stream.next().await {
+            file.write_all(&chunk?).await?;
+        }
+        file.flush().await?;
+        Ok(())
+    }
+
     /// Removes the temporary bytes: nothing is stored.
     pub async fn discard(self, store: &BlobStore) {
         if let Err(e) = store.store.delete(&self.tmp).await {

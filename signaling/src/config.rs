@@ -251,6 +251,8 @@ struct FileConfig {
     max_upload_bytes: Option<u64>,
     clip_before_secs: Option<f64>,
     clip_after_secs: Option<f64>,
+    max_video_bytes: Option<u64>,
+    max_video_secs: Option<f64>,
     chapter_lead_in_secs: Option<f64>,
     business_raw_access: Option<bool>,
     #[serde(default)]
@@ -341,6 +343,10 @@ pub struct Config {
     pub clip_before_ms: i64,
     /// How much after the mark, ms.
     pub clip_after_ms: i64,
+    /// Largest short video an on-site phone may upload, bytes (`max_video_bytes`).
+    pub max_video_bytes: u64,
+    /// Longest short video, ms (`max_video_secs`, at most 600 s).
+    pub max_video_ms: i64,
     /// How far before its mark an item's chapter may begin (when the previous mark is
     /// further back), ms: the footage that justified the result is in its chapter.
     pub chapter_lead_in_ms: i64,
@@ -357,6 +363,8 @@ pub struct Config {
 
 /// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 20 * 1024 * 1024;
+/// Default largest short video: a minute of a phone's MediaRecorder output at 5 Mbit/s.
+pub const DEFAULT_MAX_VIDEO_BYTES: u64 = 40 * 1024 * 1024;
 
 impl Config {
     /// Resolves flags/environment over the optional file over defaults.
@@ -467,6 +475,14 @@ impl Config {
             max_upload_bytes,
             clip_before_ms: secs(file.clip_before_secs, 5.0, "clip_before_secs")?,
             clip_after_ms: secs(file.clip_after_secs, 5.0, "clip_after_secs")?,
+            max_video_bytes: match file.max_video_bytes {
+                Some(0) => anyhow::bail!("max_video_bytes must be positive"),
+                v => v.unwrap_or(DEFAULT_MAX_VIDEO_BYTES),
+            },
+            max_video_ms: match secs(file.max_video_secs, 60.0, "max_video_secs")? {
+                0 => anyhow::bail!("max_video_secs must be positive"),
+                ms => ms,
+            },
             chapter_lead_in_ms: secs(file.chapter_lead_in_secs, 30.0, "chapter_lead_in_secs")?,
             business_raw_access: file.business_raw_access.unwrap_or(false),
             anchor: AnchorConfig {

@@ -6,8 +6,9 @@
 //! its quotas (`[live]`, 409 `quota_exceeded`), the item in its checklist, the geolocation
 //! sample valid; the body is streamed into the blob store's temporary area while the server
 //! hashes and counts it (over the limit → 413, cut short → `upload_interrupted`); the content
-//! must be a whole JPEG, PNG or WebP by its magic bytes and decoded header (the claimed
-//! Content-Type is ignored); an `X-Content-SHA256` header must match. Only then the blob moves
+//! must be a whole JPEG, PNG or WebP by its magic bytes and decoded header, or a short WebM/MP4
+//! video that the real ffprobe reads through (see [`video`]) (the claimed Content-Type is
+//! ignored); an `X-Content-SHA256` header must match. Only then the blob moves
 //! to its content key and the server submits the `attach_evidence` event with its own
 //! findings. A refusal stores no blob, event or row.
 //!
@@ -42,6 +43,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::inspections::{load_for, Access};
 use crate::live::{self, Live};
 use crate::AppState;
+
+pub mod video;
 
 /// The header carrying the SHA-256 the client computed (optional).
 pub const SHA256_HEADER: &str = "x-content-sha256";
@@ -81,6 +84,9 @@ pub struct UploadQuery {
     /// The op id the device gave this photo (a UUID; the on-site phone's queue): an upload
     /// whose op id is already committed answers the committed evidence (200) and keeps nothing.
     pub op_id: Option<String>,
+    /// A video's length as the device recorded it, ms (required with a video; the server's
+    /// ffprobe must find the same within a second or a fifth).
+    pub duration_ms: Option<f64>,
 }
 
 /// What an accepted upload answers.
@@ -118,8 +124,8 @@ pub(crate) async fn stage_body(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
+    limit: u64,
 ) -> ApiResult<crate::blobs::Staged> {
-    let limit = state.config.max_upload_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -255,15 +261,16 @@ fn parse_location(q: &UploadQuery, now: i64) -> ApiResult<Option<Location>> {
     }))
 }
 
-/// Uploads a photo of a checklist item (raw JPEG, PNG or WebP body; inspector or business of
-/// a live inspection). The server hashes, checks and stores it, then logs `attach_evidence`.
+/// Uploads a photo (raw JPEG, PNG or WebP body) or a short video (WebM or MP4, probed by
+/// ffprobe) of a checklist item; inspector or business of a live inspection. The server
+/// hashes, checks and stores it, then logs `attach_evidence`.
 #[utoipa::path(post, path = "/api/inspections/{id}/evidence", tag = "evidence",
     params(("id" = Uuid, Path), UploadQuery,
            ("x-content-sha256" = Option<String>, Header, description = "SHA-256 the client computed; a mismatch is refused")),
-    request_body(content = Vec<u8>, content_type = "image/jpeg", description = "the image bytes (type detected from the content)"),
+    request_body(content = Vec<u8>, content_type = "image/jpeg", description = "the image bytes, or a short WebM/MP4 video with duration_ms (type detected from the content)"),
     responses((status = 201, body = Uploaded),
               (status = 200, description = "the op id was committed before: that upload's answer", body = Uploaded),
-              (status = 400, description = "invalid_op_id, unknown_item, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, upload_interrupted, invalid_location, geo_*", body = crate::error::ErrorBody),
+              (status = 400, description = "invalid_op_id, unknown_item, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, upload_interrupted, invalid_location, geo_*, invalid_duration, video_duration_required, video_unreadable, video_too_long, video_duration_mismatch", body = crate::error::ErrorBody),
               (status = 403, description = "forbidden: an observer, or the business through its results link only", body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody),
               (status = 409, description = "not_live, already_finished, cancelled, quota_exceeded (the uploader's evidence quotas)", body = crate::error::ErrorBody),
@@ -350,15 +357,45 @@ pub async fn upload(
             Some(h)
         }
     };
-    let staged = stage_body(&state, &headers, body).await?;
-    let checked =
-        sniff_image(&staged.head, &staged.tail, staged.size).and_then(|info| match &expected {
-            Some(h) if *h != staged.sha256 => Err(invalid(
-                "hash_mismatch",
-                format!("the received bytes hash to {}, not {h}", staged.sha256),
-            )),
-            _ => Ok(info),
-        });
+    let cfg = &state.config;
+    let claimed_ms = match q.duration_ms {
+        None => None,
+        Some(d) if d.is_finite() && (0.0..=1e9).contains(&d) => Some(d.round() as i64),
+        Some(_) => {
+            return Err(invalid(
+                "invalid_duration",
+                "duration_ms must be milliseconds",
+            ))
+        }
+    };
+    let staged = stage_body(
+        &state,
+        &headers,
+        body,
+        cfg.max_upload_bytes.max(cfg.max_video_bytes),
+    )
+    .await?;
+    let checked = match &expected {
+        Some(h) if *h != staged.sha256 => Err(invalid(
+            "hash_mismatch",
+            format!("the received bytes hash to {}, not {h}", staged.sha256),
+        )),
+        _ => Ok(()),
+    };
+    let checked = match checked {
+        Err(e) => Err(e),
+        Ok(()) => match video::sniff_container(&staged.head) {
+            Some(media_type) => check_video(&state, &staged, media_type, claimed_ms).await,
+            None if staged.size > cfg.max_upload_bytes => Err(ApiError::PayloadTooLarge),
+            None => sniff_image(&staged.head, &staged.tail, staged.size).map(|i| Media {
+                kind: EvidenceKind::Photo,
+                media_type: i.media_type,
+                width: i.width,
+                height: i.height,
+                duration_ms: None,
+            }),
+        },
+    };
     let info = match checked {
         Ok(info) => info,
         Err(e) => {
@@ -389,12 +426,13 @@ pub async fn upload(
     let evidence_id = Uuid::now_v7();
     let evidence = Evidence {
         id: evidence_id.to_string(),
-        kind: EvidenceKind::Photo,
+        kind: info.kind,
         sha256: Some(blob.sha256.clone()),
         size: Some(blob.size),
         media_type: Some(info.media_type.to_string()),
         width: Some(info.width),
         height: Some(info.height),
+        duration_ms: info.duration_ms,
         received_at: Some(received_at),
         captured_at,
         at_micros: Some(received_at),
@@ -435,6 +473,48 @@ pub async fn upload(
             replayed: false,
         }),
     ))
+}
+
+/// What an accepted upload's content is.
+struct Media {
+    kind: EvidenceKind,
+    media_type: &'static str,
+    width: u32,
+    height: u32,
+    duration_ms: Option<i64>,
+}
+
+/// A staged video: within the video size limit, a claimed duration, and ffprobe over a local
+/// copy finds a video stream of that duration within the configured limit.
+async fn check_video(
+    state: &AppState,
+    staged: &crate::blobs::Staged,
+    media_type: &'static str,
+    claimed_ms: Option<i64>,
+) -> ApiResult<Media> {
+    if staged.size > state.config.max_video_bytes {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let claimed = claimed_ms
+        .ok_or_else(|| invalid("video_duration_required", "give the video's duration_ms"))?;
+    // The temporary file goes when `local` is dropped, whatever the outcome.
+    let local = tempfile::Builder::new()
+        .prefix("inspector-probe-")
+        .tempfile()
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    staged
+        .copy_to(&state.blobs, local.path())
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let info = video::probe(local.path(), media_type).await?;
+    video::check_duration(info.duration_ms, claimed, state.config.max_video_ms)?;
+    Ok(Media {
+        kind: EvidenceKind::Video,
+        media_type: info.media_type,
+        width: info.width,
+        height: info.height,
+        duration_ms: Some(info.duration_ms),
+    })
 }
 
 /// The upload a participant already committed under an op id, read from the log.
@@ -497,6 +577,7 @@ pub fn empty_evidence() -> Evidence {
         clip_start_ms: None,
         clip_end_ms: None,
         recording_sha256: None,
+        duration_ms: None,
         location: None,
         verdict: None,
     }

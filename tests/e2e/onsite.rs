@@ -2,6 +2,8 @@
 //! queue and of a replayed photo, and the bad inputs (an item not in the checklist, a photo for
 //! a finished inspection, op kinds a device may not queue, malformed op ids, an oversized
 //! batch, a remote inspection, the track's bound) with stable codes and nothing duplicated.
+//! Short videos: made by the real ffmpeg, checked by the server's real ffprobe, replayed once,
+//! and the bad ones (not a video, too long, too large, a wrong claimed duration) refused.
 
 use anyhow::{ensure, Context, Result};
 use inspector_tests::images::picture;
@@ -356,6 +358,175 @@ async fn bad_queues_are_refused_with_stable_codes() -> Result<()> {
         status == 409 && body["error"]["code"] == "not_on_site",
         "{body}"
     );
+    app.stop().await;
+    Ok(())
+}
+
+/// A WebM (VP8) of `secs` seconds made by the real ffmpeg, as Chromium's MediaRecorder makes
+/// them (no duration in the header: the server must count the packets).
+fn webm(secs: u32) -> Result<Vec<u8>> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("clip.webm");
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size=320x240:rate=10:duration={secs}"))
+        .args(["-c:v", "libvpx", "-b:v", "200k", "-f", "webm"])
+        .arg(&out)
+        .status()
+        .context("ffmpeg is installed")?;
+    ensure!(st.success(), "ffmpeg failed");
+    Ok(std::fs::read(out)?)
+}
+
+async fn video(o: &OnSite, op_id: &str, duration_ms: Option<i64>, bytes: &[u8]) -> (u16, Value) {
+    let t = now_ms();
+    let d = duration_ms
+        .map(|d| format!("&duration_ms={d}"))
+        .unwrap_or_default();
+    let r = o
+        .api
+        .post_raw(
+            &format!(
+                "/api/inspections/{}/evidence?item_id={}&op_id={op_id}&captured_at={t}&lat={}&lon={}&accuracy=7&device_ts={t}{d}",
+                o.id, o.items[0], SITE.0, SITE.1
+            ),
+            "video/webm",
+            bytes.to_vec(),
+        )
+        .await;
+    (r.status, r.body)
+}
+
+fn ffprobe_duration(bytes: &[u8]) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("stored.webm");
+    std::fs::write(&path, bytes)?;
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(&path)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)?
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+        .context("the stored video has packets")
+}
+
+#[tokio::test]
+async fn a_short_video_is_probed_stored_once_and_bad_ones_are_refused() -> Result<()> {
+    let app = spawn_app_with(|c| {
+        c.max_video_ms = 5_000;
+        c.max_video_bytes = 400_000;
+    })
+    .await;
+    let o = on_site_inspection(&app).await?;
+    let (_, started) = send(&o.api, &o.id, &[entry(json!({"kind": "start"}), now_ms())]).await;
+    ensure!(started["results"][0]["status"] == "committed", "{started}");
+
+    let clip = webm(3)?;
+    let op_id = Uuid::new_v4().to_string();
+    let (s, first) = video(&o, &op_id, Some(3000), &clip).await;
+    ensure!(s == 201, "{first}");
+    let ev = &first["evidence"];
+    ensure!(
+        ev["kind"] == "video" && ev["media_type"] == "video/webm" && ev["width"] == 320,
+        "{first}"
+    );
+    let probed = ev["duration_ms"].as_i64().context("duration_ms")?;
+    ensure!((2500..=3200).contains(&probed), "probed {probed} ms");
+    // The replayed op id answers the committed upload and keeps nothing more.
+    let (s, again) = video(&o, &op_id, Some(3000), &clip).await;
+    ensure!(
+        s == 200 && again["replayed"] == true && again["seq"] == first["seq"],
+        "{again}"
+    );
+
+    // What is stored is the very video: the same hash, and ffprobe reads its frames.
+    let url = first["url"].as_str().context("url")?;
+    let (status, headers, stored) = o.api.get_bytes(url).await;
+    ensure!(status == 200, "serve {status}");
+    ensure!(headers.get("content-type").and_then(|v| v.to_str().ok()) == Some("video/webm"));
+    ensure!(stored == clip, "the stored bytes are the uploaded ones");
+    let last = ffprobe_duration(&stored)?;
+    ensure!(last > 2.0, "ffprobe's last packet at {last} s");
+
+    // Bad input, each with its stable code.
+    let cases: Vec<(Vec<u8>, Option<i64>, u16, &str)> = vec![
+        (
+            b"just some text, not a video".to_vec(),
+            Some(1000),
+            400,
+            "unsupported_image_type",
+        ),
+        (clip.clone(), None, 400, "video_duration_required"),
+        (clip.clone(), Some(5500), 400, "video_duration_mismatch"),
+        (webm(8)?, Some(8000), 400, "video_too_long"),
+        // A WebM header and noise: ffprobe cannot demux it.
+        (
+            [&clip[..200], &[0x55u8; 4000][..]].concat(),
+            Some(1000),
+            400,
+            "video_unreadable",
+        ),
+        // Over max_video_bytes: refused by size before any probe.
+        (
+            [&clip[..200], &vec![0u8; 450_000][..]].concat(),
+            Some(1000),
+            413,
+            "payload_too_large",
+        ),
+    ];
+    for (bytes, d, want_status, want_code) in cases {
+        let (s, body) = video(&o, &Uuid::new_v4().to_string(), d, &bytes).await;
+        ensure!(
+            s == want_status && body["error"]["code"] == want_code,
+            "want {want_status} {want_code}: {s} {body}"
+        );
+    }
+    let videos = log(&o.api, &o.id)
+        .await?
+        .into_iter()
+        .filter(|e| e["kind"] == "attach_evidence")
+        .count();
+    ensure!(videos == 1, "{videos} evidence events");
+    ensure!(
+        app.blobs.temporaries().await? == 0,
+        "refused uploads leave no staged bytes"
+    );
+
+    // The act lists the video with its name, duration and hash.
+    let (_, fin) = send(&o.api, &o.id, &[entry(json!({"kind": "finish"}), now_ms())]).await;
+    ensure!(fin["results"][0]["status"] == "committed", "{fin}");
+    let report = signaling::audit::verify(&app.db, &app.blobs, o.id.parse()?).await?;
+    ensure!(
+        report.is_clean() && report.evidence_checked == 1,
+        "audit: {report:?}"
+    );
+    let r = inspector_tests::act::form_act(&o.api, &o.id).await;
+    ensure!(r.status == 201, "form: {}", r.text);
+    let (status, _, pdf) = o
+        .api
+        .get_bytes(&format!("/api/inspections/{}/act.pdf", o.id))
+        .await;
+    ensure!(status == 200, "act.pdf {status}");
+    let text = pdf_text(&pdf)?;
+    let eid = ev["id"].as_str().context("id")?;
+    for want in ["видео", &format!("evidence-{eid}.webm"), "0:00:03"] {
+        ensure!(text.contains(want), "the act has {want:?}:\n{text}");
+    }
     app.stop().await;
     Ok(())
 }

@@ -243,6 +243,10 @@ pub struct ActEvidence {
     pub image: Option<String>,
     /// Where the device was when it took it, `lat, lon ±m` (a claim of the device).
     pub location: Option<String>,
+    /// A video's file name as the server serves it (the act shows no frame of it).
+    pub name: Option<String>,
+    /// A video's length as the server's ffprobe found it, `H:MM:SS`.
+    pub duration: Option<String>,
 }
 
 /// A free-form finding.
@@ -662,6 +666,12 @@ fn evidence_row(
         sha256: e.evidence.sha256.clone().unwrap_or_else(|| "—".into()),
         image,
         location: ev.location.as_ref().map(place),
+        name: (ev.kind == checklist_sync::proto::EvidenceKind::Video).then(|| {
+            let ext = crate::uploads::extension(ev.media_type.as_deref().unwrap_or(""));
+            format!("evidence-{}.{ext}", ev.id)
+        }),
+        // Rounded to the second: a 3 s clip whose last frame starts at 2.9 s reads 0:00:03.
+        duration: ev.duration_ms.map(|ms| hms(ms + 500)),
     }
 }
 

@@ -653,7 +653,8 @@ pub async fn add_proof(
             ))
         }
     };
-    let staged = crate::uploads::stage_body(&state, &headers, body).await?;
+    let staged =
+        crate::uploads::stage_body(&state, &headers, body, state.config.max_upload_bytes).await?;
     let (kind, media_type, width, height) =
         match sniff_proof(&staged.head, &staged.tail, staged.size) {
             Ok(v) => v,
