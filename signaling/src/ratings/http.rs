@@ -491,33 +491,26 @@ fn check_month(field: &'static str, m: &Option<String>) -> ApiResult<()> {
     }
 }
 
-const STATS_JOIN: &str = "FROM ratings r \
-     JOIN rating_scores s ON s.inspection_id = r.inspection_id AND s.side = r.side \
-     WHERE r.side = $1 AND ($2 = '' OR r.control_body_id = $2) \
-     AND ($3 = '' OR r.month >= $3) AND ($4 = '' OR r.month <= $4)";
+/// The filter every counted table of the statistics is read with.
+const CELLS_WHERE: &str = "WHERE side = $1 AND ($2 = '' OR control_body_id = $2) \
+     AND ($3 = '' OR month >= $3) AND ($4 = '' OR month <= $4)";
 
-/// The statistics per control body and per rated subject (`second`: the inspector's id or the
-/// business's INN), counted by the database in one pass: a row per control body, subject,
-/// criterion and month with the counts of 1..=10, a row per reason set of the scores below
-/// 5, a row per control body and subject with its ratings; the server sums them up per
-/// control body and per subject (hundreds of rows, not one per score).
+/// The statistics per control body and per rated subject, with the control body of each
+/// subject, read from the counted cells the projection keeps (`rating_cells`,
+/// `rating_cell_reasons`, `rating_subject_months`: a row per control body, subject, month
+/// and criterion, not one per score), summed up here per control body and per subject.
 async fn both_levels(
     state: &AppState,
     side: RatingSide,
     scope: &Scope,
     q: &StatsQuery,
-    second: &'static str,
-) -> ApiResult<(Vec<SubjectStats>, Vec<SubjectStats>)> {
+) -> ApiResult<(Vec<SubjectStats>, Vec<SubjectStats>, BTreeMap<String, String>)> {
     let body = scope
         .control_body
         .map(|u| u.to_string())
         .unwrap_or_default();
     let from = q.from.clone().unwrap_or_default();
     let to = q.to.clone().unwrap_or_default();
-    let keys = format!("COALESCE(r.control_body_id, ''), {second}");
-    let counts: String = (1..=10)
-        .map(|n| format!(", SUM(CASE WHEN s.score = {n} THEN 1 ELSE 0 END)"))
-        .collect();
     let run = |sql: String| {
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(side.as_str())
@@ -526,9 +519,13 @@ async fn both_levels(
             .bind(to.clone())
             .fetch_all(&state.db)
     };
+    let count = |r: &sqlx::any::AnyRow, i: usize| -> ApiResult<u32> {
+        let n: i64 = r.col(i)?;
+        u32::try_from(n).map_err(|e| crate::db::corrupt("rating count", e))
+    };
     let rows = run(format!(
-        "SELECT {keys}, r.month, s.criterion{counts} {STATS_JOIN} \
-         GROUP BY {keys}, r.month, s.criterion"
+        "SELECT control_body_id, subject, month, criterion, \
+         n1, n2, n3, n4, n5, n6, n7, n8, n9, n10 FROM rating_cells {CELLS_WHERE}"
     ))
     .await?;
     // (control body, subject, criterion, month) → cell
@@ -538,8 +535,11 @@ async fn both_levels(
             (r.col(0)?, r.col(1)?, r.col(2)?, r.col(3)?);
         let mut distribution = [0u32; 10];
         for (i, d) in distribution.iter_mut().enumerate() {
-            let n: i64 = r.col(4 + i)?;
-            *d = u32::try_from(n).map_err(|e| crate::db::corrupt("rating count", e))?;
+            *d = count(&r, 4 + i)?;
+        }
+        // A cell whose scores were all changed away counts nothing.
+        if distribution.iter().all(|n| *n == 0) {
+            continue;
         }
         fine.insert(
             (cb, sub, criterion.clone(), month.clone()),
@@ -553,43 +553,40 @@ async fn both_levels(
         );
     }
     let rows = run(format!(
-        "SELECT {keys}, r.month, s.criterion, s.reasons, COUNT(*) {STATS_JOIN} \
-         AND s.score < {below} GROUP BY {keys}, r.month, s.criterion, s.reasons",
-        below = model::FOLLOW_UP_BELOW
+        "SELECT control_body_id, subject, month, criterion, reason, n \
+         FROM rating_cell_reasons {CELLS_WHERE} AND n > 0"
     ))
     .await?;
     for r in rows {
         let k: (String, String, String, String) = (r.col(0)?, r.col(1)?, r.col(3)?, r.col(2)?);
-        let text: String = r.col(4)?;
-        let n: i64 = r.col(5)?;
-        let reasons: Vec<String> = serde_json::from_str(&text)
-            .map_err(|e| crate::db::corrupt("rating_scores.reasons", e))?;
+        let reason: String = r.col(4)?;
+        let n = count(&r, 5)?;
         if let Some(cell) = fine.get_mut(&k) {
-            for reason in reasons {
-                cell.reasons.push((reason, n as u32));
-            }
+            cell.reasons.push((reason, n));
         }
     }
     let rows = run(format!(
-        "SELECT {keys}, COUNT(*) FROM ratings r WHERE r.side = $1 \
-         AND ($2 = '' OR r.control_body_id = $2) AND ($3 = '' OR r.month >= $3) \
-         AND ($4 = '' OR r.month <= $4) GROUP BY {keys}"
+        "SELECT control_body_id, subject, CAST(SUM(ratings) AS BIGINT) FROM rating_subject_months \
+         {CELLS_WHERE} GROUP BY control_body_id, subject"
     ))
     .await?;
+    // (PostgreSQL sums BIGINT as NUMERIC: cast back.)
     let (mut body_counts, mut sub_counts) = (BTreeMap::new(), BTreeMap::new());
     for r in rows {
         let (cb, sub): (String, String) = (r.col(0)?, r.col(1)?);
-        let n: i64 = r.col(2)?;
+        let n = count(&r, 2)?;
         if !cb.is_empty() {
-            *body_counts.entry(cb).or_insert(0) += n as u32;
+            *body_counts.entry(cb).or_insert(0) += n;
         }
-        *sub_counts.entry(sub).or_insert(0) += n as u32;
+        *sub_counts.entry(sub).or_insert(0) += n;
     }
     // compute_cells adds up cells with the same subject, criterion and month.
     let mut bodies = Vec::new();
     let mut subs = Vec::with_capacity(fine.len());
+    let mut body_of = BTreeMap::new();
     for ((cb, sub, _, _), cell) in fine {
         if !cb.is_empty() {
+            body_of.insert(sub.clone(), cb.clone());
             bodies.push(stats::Cell {
                 subject: cb,
                 ..cell.clone()
@@ -603,6 +600,7 @@ async fn both_levels(
     Ok((
         stats::compute_cells(&bodies, &body_counts),
         stats::compute_cells(&subs, &sub_counts),
+        body_of,
     ))
 }
 
@@ -643,12 +641,7 @@ async fn build_stats(state: &AppState, scope: &Scope, q: &StatsQuery) -> ApiResu
     check_month("from", &q.from)?;
     check_month("to", &q.to)?;
     let bodies = control_body_names(state).await?;
-    let second = if side == RatingSide::Business {
-        "r.inspector_id"
-    } else {
-        "r.business_inn"
-    };
-    let (per_body, per_subject) = both_levels(state, side, scope, q, second).await?;
+    let (per_body, per_subject, body_of) = both_levels(state, side, scope, q).await?;
     let control_bodies = per_body
         .into_iter()
         .map(|s| Subject {
@@ -664,26 +657,10 @@ async fn build_stats(state: &AppState, scope: &Scope, q: &StatsQuery) -> ApiResu
         Vec::new()
     } else if side == RatingSide::Business {
         let per = per_subject;
-        let body_rows = sqlx::query(
-            "SELECT DISTINCT r.inspector_id, r.control_body_id FROM ratings r \
-             WHERE r.side = $1 AND ($2 = '' OR r.control_body_id = $2)",
-        )
-        .bind(side.as_str())
-        .bind(
-            scope
-                .control_body
-                .map(|u| u.to_string())
-                .unwrap_or_default(),
-        )
-        .fetch_all(&state.db)
-        .await?;
-        let mut body_of: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for r in body_rows {
-            body_of.insert(r.col(0)?, r.col(1)?);
-        }
         let names: BTreeMap<String, String> = if scope.names {
             let rows = sqlx::query(
-                "SELECT DISTINCT u.id, u.display_name FROM users u JOIN ratings r ON r.inspector_id = u.id",
+                "SELECT u.id, u.display_name FROM users u WHERE u.id IN \
+                 (SELECT subject FROM rating_subject_months WHERE side = 'business')",
             )
             .fetch_all(&state.db)
             .await?;
@@ -698,7 +675,7 @@ async fn build_stats(state: &AppState, scope: &Scope, q: &StatsQuery) -> ApiResu
         let mut out: Vec<Subject> = per
             .into_iter()
             .map(|s| Subject {
-                control_body_id: body_of.get(s.subject.as_str()).cloned().flatten(),
+                control_body_id: body_of.get(s.subject.as_str()).cloned(),
                 anonymous_number: (!scope.names)
                     .then(|| numbers.get(&s.subject).copied())
                     .flatten(),
