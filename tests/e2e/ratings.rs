@@ -130,6 +130,31 @@ fn field_codes(body: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The counted cells of the statistics, a line per row (reason rows end with their count).
+async fn counted_cells(app: &TestApp) -> String {
+    use sqlx::Row;
+    let mut out = String::new();
+    for (table, sql) in [
+        ("rating_cells", "SELECT side, control_body_id, subject, month, criterion, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10 FROM rating_cells ORDER BY 1, 2, 3, 4, 5"),
+        ("rating_subject_months", "SELECT side, control_body_id, subject, month, ratings FROM rating_subject_months ORDER BY 1, 2, 3, 4"),
+        ("rating_cell_reasons", "SELECT side, control_body_id, subject, month, criterion || '/' || reason, n FROM rating_cell_reasons ORDER BY 1, 2, 3, 4, 5"),
+    ] {
+        for r in sqlx::query(sql).fetch_all(&app.db).await.expect("cells") {
+            out.push_str(table);
+            for i in 0..r.len() {
+                let v = r
+                    .try_get::<String, _>(i)
+                    .or_else(|_| r.try_get::<i64, _>(i).map(|n| n.to_string()))
+                    .expect("a text or a number");
+                out.push('|');
+                out.push_str(&v);
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn a_rating_is_a_chain_event_changed_in_place() {
     let app = spawn_app().await;
@@ -246,6 +271,21 @@ async fn a_rating_is_a_chain_event_changed_in_place() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["side"], "inspector");
+    // The counted cells the projection kept (a low score with reasons, changed to 9, and
+    // the inspector's rating) are what deriving them from the scores again gives.
+    let kept = counted_cells(&app).await;
+    assert!(kept.contains("rating_cells|business|"), "{kept}");
+    assert!(kept.contains("rating_cells|inspector|"), "{kept}");
+    assert!(
+        !kept.lines().any(|l| l.starts_with("rating_cell_reasons|") && !l.ends_with("|0")),
+        "the changed rating's reasons are still counted: {kept}"
+    );
+    signaling::ratings::rebuild_cells(&app.db).await.expect("rebuild");
+    let rebuilt = counted_cells(&app).await;
+    let nonzero = |s: &str| -> Vec<String> {
+        s.lines().filter(|l| !l.ends_with("|0")).map(String::from).collect()
+    };
+    assert_eq!(nonzero(&kept), nonzero(&rebuilt));
     // The organisation's session rates on the business side too (its rating exists).
     let rep = representative(&app, &inspector, id).await;
     let rv = view(&rep, id).await;
