@@ -704,6 +704,23 @@ async fn statistics_of_control_bodies_and_inspectors() {
         svg.starts_with("<svg") && svg.contains("Courtesy and correctness"),
         "{svg}"
     );
+    // Per month and per inspector: a bar each, with the month's and the inspector's count.
+    let (status, _, bytes) = b.admin.get_bytes("/api/ratings/stats.svg?chart=months").await;
+    assert_eq!(status, 200);
+    let svg = String::from_utf8(bytes).unwrap();
+    assert!(svg.contains("средний балл по месяцам"), "{svg}");
+    assert_eq!(svg.matches("<g class=\"bar\"").count(), 1, "{svg}");
+    assert!(svg.contains(&format!(">{month}</text>")), "{svg}");
+    let (_, _, bytes) = b.admin.get_bytes("/api/ratings/stats.svg?chart=subjects").await;
+    let svg = String::from_utf8(bytes).unwrap();
+    assert_eq!(svg.matches("<g class=\"bar\"").count(), 2, "{svg}");
+    assert!(svg.contains(b.names[0].as_str()), "{svg}");
+    let r = b.admin.get("/api/ratings/stats.svg?chart=pie").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        field_codes(&r.body),
+        vec![("chart".into(), "chart_unknown".into())]
+    );
 
     // Filters: a month range that excludes everything; a bad month.
     let r = b
@@ -739,6 +756,10 @@ async fn inspector_names_are_hidden_from_everyone_without_the_right() {
         "/api/ratings/stats.csv?side=inspector",
         "/api/ratings/stats.svg",
         "/api/ratings/stats.svg?lang=en",
+        "/api/ratings/stats.svg?chart=subjects",
+        "/api/ratings/stats.svg?chart=subjects&lang=en",
+        "/api/ratings/stats.svg?chart=subjects&side=inspector",
+        "/api/ratings/stats.svg?chart=months",
     ];
     // The colleague in the same body sees the numbers, anonymised.
     for p in paths {
@@ -752,6 +773,10 @@ async fn inspector_names_are_hidden_from_everyone_without_the_right() {
             );
         }
     }
+    // The per-inspector chart labels the colleague's view by the numbers.
+    let (_, _, bytes) = b.colleague.get_bytes("/api/ratings/stats.svg?chart=subjects").await;
+    let svg = String::from_utf8_lossy(&bytes);
+    assert!(svg.contains("Инспектор #1") && svg.contains("Инспектор #2"), "{svg}");
     let r = b.colleague.get("/api/ratings/stats").await;
     assert_eq!(r.body["names_visible"], false);
     let numbers: Vec<u64> = r.body["rated"]
@@ -797,7 +822,12 @@ async fn inspector_names_are_hidden_from_everyone_without_the_right() {
     assert_eq!(r.status, 404, "{}", r.text);
     // The public page: control bodies only.
     let anon = b.app.anonymous();
-    for p in ["/api/public/ratings", "/api/public/ratings.svg"] {
+    for p in [
+        "/api/public/ratings",
+        "/api/public/ratings.svg",
+        "/api/public/ratings.svg?chart=subjects",
+        "/api/public/ratings.svg?chart=months",
+    ] {
         let (status, _, bytes) = anon.get_bytes(p).await;
         assert_eq!(status, 200, "{p}");
         let text = String::from_utf8_lossy(&bytes);
@@ -821,6 +851,12 @@ async fn inspector_names_are_hidden_from_everyone_without_the_right() {
         assert!(
             text.contains(b.names[0].as_str()) && text.contains(b.names[1].as_str()),
             "{text}"
+        );
+        let (_, _, bytes) = c.get_bytes("/api/ratings/stats.svg?chart=subjects").await;
+        let svg = String::from_utf8_lossy(&bytes);
+        assert!(
+            svg.contains(b.names[0].as_str()) && svg.contains(b.names[1].as_str()),
+            "{svg}"
         );
     }
     // The head stops being head: the names go.

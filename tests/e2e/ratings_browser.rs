@@ -252,6 +252,32 @@ async fn rating_from_the_phone_to_the_statistics_in_chromium() -> Result<()> {
         )
         .await?;
     stats.screenshot("ratings-statistics-businesses.ru").await?;
+
+    // The business's durable access (/my/, signed in by a link) lists the finished
+    // inspection with the link to its rating, still changeable within the window.
+    let (my_url, _, _) = inspector_tests::presc::link(&inspector_api, &id).await;
+    phone.goto(&my_url).await?;
+    phone
+        .wait_true(
+            "the rating link on /my/",
+            &format!(
+                "const li = document.querySelector('#my-rate-list li[data-inspection-id=\"{id}\"]'); \
+                 return !document.getElementById('my-rate').hidden && !!li && \
+                 li.dataset.rate === 'change' && \
+                 li.querySelector('a').getAttribute('href') === '/rate/#i={id}'"
+            ),
+            T,
+        )
+        .await?;
+    phone.click("#my-rate-list a").await?;
+    phone
+        .wait_true(
+            "the rating page from /my/ with the business's rating",
+            "return location.pathname === '/rate/' && \
+             document.querySelectorAll('fieldset.rate-criterion').length >= 3",
+            T,
+        )
+        .await?;
     phone.close().await?;
     desk.close().await?;
     stats.close().await?;

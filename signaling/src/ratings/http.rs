@@ -392,6 +392,10 @@ pub struct StatsQuery {
     pub to: Option<String>,
     /// Language of the chart's words (`ru`, `en`).
     pub lang: Option<String>,
+    /// Which chart (`.svg` only): `criteria` (the mean per criterion, the default),
+    /// `subjects` (the mean per inspector or business, labelled as the caller may see them),
+    /// `months` (the mean per month).
+    pub chart: Option<String>,
 }
 
 /// One rated subject, labelled for the caller.
@@ -796,46 +800,93 @@ pub async fn stats_csv(
         .into_response())
 }
 
-fn chart(v: &StatsView, lang: &str) -> String {
-    let title_of = |code: &str| {
-        v.criteria
-            .criteria
-            .iter()
-            .find(|c| c.code == code)
-            .map(|c| {
-                if lang == "en" {
-                    c.title.en.clone()
-                } else {
-                    c.title.ru.clone()
-                }
-            })
-            .unwrap_or_else(|| code.to_string())
-    };
-    // One chart of every control body shown together: the mean of each criterion.
-    let mut acc: BTreeMap<String, [u32; 10]> = BTreeMap::new();
-    for s in &v.control_bodies {
-        for c in &s.criteria {
-            let d = acc.entry(c.criterion.clone()).or_insert([0; 10]);
-            for (a, b) in d.iter_mut().zip(c.overall.distribution) {
-                *a += b;
-            }
+/// The bars of one chart kind: a label and the counts of 1..=10 summed over what it shows.
+fn chart_bars(v: &StatsView, lang: &str, kind: &str) -> ApiResult<Vec<(String, [u32; 10])>> {
+    let add = |d: &mut [u32; 10], s: &Summary| {
+        for (a, b) in d.iter_mut().zip(s.distribution) {
+            *a += b;
         }
-    }
-    let summaries: Vec<(String, Summary)> = acc
-        .into_iter()
-        .map(|(code, d)| (code, stats::summarize(d)))
-        .collect();
-    let bars: Vec<(String, &Summary)> = summaries
-        .iter()
-        .map(|(code, s)| (title_of(code), s))
-        .collect();
-    let title = match (lang, v.side.as_str()) {
-        ("en", "business") => "Ratings of control bodies: mean score by criterion",
-        ("en", _) => "Ratings of businesses: mean score by criterion",
-        (_, "business") => "Оценки контрольных органов: средний балл по критериям",
-        _ => "Оценки контролируемых лиц: средний балл по критериям",
     };
-    stats::svg(title, &bars)
+    let en = lang == "en";
+    match kind {
+        "" | "criteria" => {
+            let title_of = |code: &str| {
+                v.criteria
+                    .criteria
+                    .iter()
+                    .find(|c| c.code == code)
+                    .map(|c| if en { c.title.en.clone() } else { c.title.ru.clone() })
+                    .unwrap_or_else(|| code.to_string())
+            };
+            // Every control body shown together: the mean of each criterion.
+            let mut acc: BTreeMap<String, [u32; 10]> = BTreeMap::new();
+            for s in &v.control_bodies {
+                for c in &s.criteria {
+                    add(acc.entry(c.criterion.clone()).or_insert([0; 10]), &c.overall);
+                }
+            }
+            Ok(acc.into_iter().map(|(code, d)| (title_of(&code), d)).collect())
+        }
+        "months" => {
+            let mut acc: BTreeMap<String, [u32; 10]> = BTreeMap::new();
+            for s in &v.control_bodies {
+                for c in &s.criteria {
+                    for m in &c.months {
+                        add(acc.entry(m.month.clone()).or_insert([0; 10]), &m.summary);
+                    }
+                }
+            }
+            Ok(acc.into_iter().collect())
+        }
+        "subjects" => {
+            let level = match (en, v.side.as_str()) {
+                (true, "business") => "Inspector",
+                (true, _) => "Business",
+                (false, "business") => "Инспектор",
+                (false, _) => "Контролируемое лицо",
+            };
+            // Labelled like the JSON: a name only where the answer carries one.
+            Ok(v.rated
+                .iter()
+                .map(|s| {
+                    let mut d = [0; 10];
+                    for c in &s.criteria {
+                        add(&mut d, &c.overall);
+                    }
+                    (subject_label(level, s), d)
+                })
+                .collect())
+        }
+        _ => Err(ApiError::Fields(vec![crate::error::FieldError::new(
+            "chart",
+            "chart_unknown",
+        )])),
+    }
+}
+
+fn chart(v: &StatsView, lang: &str, kind: &str) -> ApiResult<String> {
+    let summaries: Vec<(String, Summary)> = chart_bars(v, lang, kind)?
+        .into_iter()
+        .map(|(label, d)| (label, stats::summarize(d)))
+        .collect();
+    let bars: Vec<(String, &Summary)> = summaries.iter().map(|(l, s)| (l.clone(), s)).collect();
+    let what = match (lang, v.side.as_str()) {
+        ("en", "business") => "Ratings of control bodies",
+        ("en", _) => "Ratings of businesses",
+        (_, "business") => "Оценки контрольных органов",
+        _ => "Оценки контролируемых лиц",
+    };
+    let by = match (lang, kind) {
+        ("en", "months") => "mean score by month",
+        ("en", "subjects") if v.side == "business" => "mean score by inspector",
+        ("en", "subjects") => "mean score by business",
+        ("en", _) => "mean score by criterion",
+        (_, "months") => "средний балл по месяцам",
+        (_, "subjects") if v.side == "business" => "средний балл по инспекторам",
+        (_, "subjects") => "средний балл по контролируемым лицам",
+        _ => "средний балл по критериям",
+    };
+    Ok(stats::svg(&format!("{what}: {by}"), &bars))
 }
 
 fn svg_response(svg: String) -> Response {
@@ -860,7 +911,11 @@ pub async fn stats_svg(
 ) -> ApiResult<Response> {
     let scope = scope_of(&state, &caller, &q.control_body).await?;
     let v = build_stats(&state, &scope, &q).await?;
-    Ok(svg_response(chart(&v, q.lang.as_deref().unwrap_or("ru"))))
+    Ok(svg_response(chart(
+        &v,
+        q.lang.as_deref().unwrap_or("ru"),
+        q.chart.as_deref().unwrap_or(""),
+    )?))
 }
 
 fn public_scope(state: &AppState) -> ApiResult<Scope> {
@@ -905,7 +960,11 @@ pub async fn public_svg(
         ..q
     };
     let v = build_stats(&state, &scope, &q).await?;
-    Ok(svg_response(chart(&v, q.lang.as_deref().unwrap_or("ru"))))
+    Ok(svg_response(chart(
+        &v,
+        q.lang.as_deref().unwrap_or("ru"),
+        q.chart.as_deref().unwrap_or(""),
+    )?))
 }
 
 /// Set-head request.
