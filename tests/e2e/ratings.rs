@@ -542,19 +542,19 @@ async fn refusals_store_nothing() {
 
 /// Two inspectors of one control body, its head, a plain colleague; `per` ratings per
 /// inspector given by the businesses.
-struct Body {
-    app: TestApp,
-    admin: Client,
-    head: Client,
-    colleague: Client,
-    names: Vec<String>,
-    ids: Vec<String>,
-    body_id: String,
-    inspections: Vec<String>,
-    business: Client,
+pub(crate) struct Body {
+    pub(crate) app: TestApp,
+    pub(crate) admin: Client,
+    pub(crate) head: Client,
+    pub(crate) colleague: Client,
+    pub(crate) names: Vec<String>,
+    pub(crate) ids: Vec<String>,
+    pub(crate) body_id: String,
+    pub(crate) inspections: Vec<String>,
+    pub(crate) business: Client,
 }
 
-async fn body_with_ratings(app: TestApp) -> Body {
+pub(crate) async fn body_with_ratings(app: TestApp) -> Body {
     let admin = app.staff("admin", Role::Admin).await;
     let r = admin
         .post_json(
