@@ -62,6 +62,29 @@ async function openList() {
       el('strong', { text: p.inspection_title }), ' ', prescPill('status', p.status),
       el('div', { class: 'muted', text: summaryLine(p) })))));
   $('my-empty').hidden = data.prescriptions.length > 0;
+  await listRatings();
+}
+
+// The newest finished inspections shown with their rating link (each asks the server what
+// this business may still do: rate, change, or only see its final rating).
+const RATE_SHOWN = 20;
+
+async function listRatings() {
+  let rows;
+  try {
+    const list = await api.get('/api/inspections?status=finished');
+    rows = await Promise.all(list.inspections.slice(0, RATE_SHOWN).map(async (i) => ({
+      i, v: await api.get(`/api/inspections/${i.id}/rating`),
+    })));
+  } catch (e) { fail(e); return; }
+  const shown = rows.filter(({ v }) => v.finished && (v.can_rate || v.rating));
+  $('my-rate-list').replaceChildren(...shown.map(({ i, v }) => {
+    const label = v.can_rate ? 'my.rate.give' : (v.can_change ? 'my.rate.change' : 'my.rate.view');
+    return el('li', { class: 'presc-card', 'data-inspection-id': i.id, 'data-rate': label.slice(8) },
+      el('strong', { text: i.title }), ' ',
+      el('a', { class: 'btn btn-small', href: `/rate/#i=${i.id}`, text: t(label) }));
+  }));
+  $('my-rate').hidden = shown.length === 0;
 }
 
 async function openDetail(id) {

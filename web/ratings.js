@@ -94,9 +94,16 @@ function render() {
     for (const s of v.rated) rated.append(subjectBlock(s, side === 'business' ? 'inspector' : 'business'));
   }
   $('ratings-names').hidden = isPublic || v.names_visible || side !== 'business';
-  const q = `side=${side}&lang=${getLang()}`;
-  $('ratings-chart').src = isPublic ? `/api/public/ratings.svg?lang=${getLang()}` : `/api/ratings/stats.svg?${q}`;
+  // The server's charts: by criterion, by inspector (or business; not on the public page),
+  // by month.
+  const base = isPublic ? `/api/public/ratings.svg?lang=${getLang()}` : `/api/ratings/stats.svg?side=${side}&lang=${getLang()}`;
+  $('ratings-chart').src = base;
   $('ratings-chart').alt = t('ratings.chart');
+  $('ratings-chart-subjects').parentElement.hidden = isPublic;
+  if (!isPublic) $('ratings-chart-subjects').src = `${base}&chart=subjects`;
+  $('ratings-chart-subjects').alt = t(side === 'business' ? 'ratings.chart.inspectors' : 'ratings.chart.businesses');
+  $('ratings-chart-months').src = `${base}&chart=months`;
+  $('ratings-chart-months').alt = t('ratings.chart.months');
   $('ratings-csv').href = `/api/ratings/stats.csv?side=${side}`;
 }
 

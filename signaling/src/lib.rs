@@ -103,6 +103,7 @@ impl Application {
         db::migrate(&db).await?;
         templates::import_bundled(&db).await?;
         ratings::seed_defaults(&db).await?;
+        ratings::ensure_cells(&db).await?;
         clamp_to_open_files(&mut config.http, server::open_file_limit());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;

@@ -130,6 +130,31 @@ fn field_codes(body: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The counted cells of the statistics, a line per row (reason rows end with their count).
+async fn counted_cells(app: &TestApp) -> String {
+    use sqlx::Row;
+    let mut out = String::new();
+    for (table, sql) in [
+        ("rating_cells", "SELECT side, control_body_id, subject, month, criterion, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10 FROM rating_cells ORDER BY 1, 2, 3, 4, 5"),
+        ("rating_subject_months", "SELECT side, control_body_id, subject, month, ratings FROM rating_subject_months ORDER BY 1, 2, 3, 4"),
+        ("rating_cell_reasons", "SELECT side, control_body_id, subject, month, criterion || '/' || reason, n FROM rating_cell_reasons ORDER BY 1, 2, 3, 4, 5"),
+    ] {
+        for r in sqlx::query(sql).fetch_all(&app.db).await.expect("cells") {
+            out.push_str(table);
+            for i in 0..r.len() {
+                let v = r
+                    .try_get::<String, _>(i)
+                    .or_else(|_| r.try_get::<i64, _>(i).map(|n| n.to_string()))
+                    .expect("a text or a number");
+                out.push('|');
+                out.push_str(&v);
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn a_rating_is_a_chain_event_changed_in_place() {
     let app = spawn_app().await;
@@ -246,6 +271,21 @@ async fn a_rating_is_a_chain_event_changed_in_place() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["side"], "inspector");
+    // The counted cells the projection kept (a low score with reasons, changed to 9, and
+    // the inspector's rating) are what deriving them from the scores again gives.
+    let kept = counted_cells(&app).await;
+    assert!(kept.contains("rating_cells|business|"), "{kept}");
+    assert!(kept.contains("rating_cells|inspector|"), "{kept}");
+    assert!(
+        !kept.lines().any(|l| l.starts_with("rating_cell_reasons|") && !l.ends_with("|0")),
+        "the changed rating's reasons are still counted: {kept}"
+    );
+    signaling::ratings::rebuild_cells(&app.db).await.expect("rebuild");
+    let rebuilt = counted_cells(&app).await;
+    let nonzero = |s: &str| -> Vec<String> {
+        s.lines().filter(|l| !l.ends_with("|0")).map(String::from).collect()
+    };
+    assert_eq!(nonzero(&kept), nonzero(&rebuilt));
     // The organisation's session rates on the business side too (its rating exists).
     let rep = representative(&app, &inspector, id).await;
     let rv = view(&rep, id).await;
@@ -502,19 +542,19 @@ async fn refusals_store_nothing() {
 
 /// Two inspectors of one control body, its head, a plain colleague; `per` ratings per
 /// inspector given by the businesses.
-struct Body {
-    app: TestApp,
-    admin: Client,
-    head: Client,
-    colleague: Client,
-    names: Vec<String>,
-    ids: Vec<String>,
-    body_id: String,
-    inspections: Vec<String>,
-    business: Client,
+pub(crate) struct Body {
+    pub(crate) app: TestApp,
+    pub(crate) admin: Client,
+    pub(crate) head: Client,
+    pub(crate) colleague: Client,
+    pub(crate) names: Vec<String>,
+    pub(crate) ids: Vec<String>,
+    pub(crate) body_id: String,
+    pub(crate) inspections: Vec<String>,
+    pub(crate) business: Client,
 }
 
-async fn body_with_ratings(app: TestApp) -> Body {
+pub(crate) async fn body_with_ratings(app: TestApp) -> Body {
     let admin = app.staff("admin", Role::Admin).await;
     let r = admin
         .post_json(
@@ -664,6 +704,23 @@ async fn statistics_of_control_bodies_and_inspectors() {
         svg.starts_with("<svg") && svg.contains("Courtesy and correctness"),
         "{svg}"
     );
+    // Per month and per inspector: a bar each, with the month's and the inspector's count.
+    let (status, _, bytes) = b.admin.get_bytes("/api/ratings/stats.svg?chart=months").await;
+    assert_eq!(status, 200);
+    let svg = String::from_utf8(bytes).unwrap();
+    assert!(svg.contains("средний балл по месяцам"), "{svg}");
+    assert_eq!(svg.matches("<g class=\"bar\"").count(), 1, "{svg}");
+    assert!(svg.contains(&format!(">{month}</text>")), "{svg}");
+    let (_, _, bytes) = b.admin.get_bytes("/api/ratings/stats.svg?chart=subjects").await;
+    let svg = String::from_utf8(bytes).unwrap();
+    assert_eq!(svg.matches("<g class=\"bar\"").count(), 2, "{svg}");
+    assert!(svg.contains(b.names[0].as_str()), "{svg}");
+    let r = b.admin.get("/api/ratings/stats.svg?chart=pie").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        field_codes(&r.body),
+        vec![("chart".into(), "chart_unknown".into())]
+    );
 
     // Filters: a month range that excludes everything; a bad month.
     let r = b
@@ -699,6 +756,10 @@ async fn inspector_names_are_hidden_from_everyone_without_the_right() {
         "/api/ratings/stats.csv?side=inspector",
         "/api/ratings/stats.svg",
         "/api/ratings/stats.svg?lang=en",
+        "/api/ratings/stats.svg?chart=subjects",
+        "/api/ratings/stats.svg?chart=subjects&lang=en",
+        "/api/ratings/stats.svg?chart=subjects&side=inspector",
+        "/api/ratings/stats.svg?chart=months",
     ];
     // The colleague in the same body sees the numbers, anonymised.
     for p in paths {
@@ -712,6 +773,10 @@ async fn inspector_names_are_hidden_from_everyone_without_the_right() {
             );
         }
     }
+    // The per-inspector chart labels the colleague's view by the numbers.
+    let (_, _, bytes) = b.colleague.get_bytes("/api/ratings/stats.svg?chart=subjects").await;
+    let svg = String::from_utf8_lossy(&bytes);
+    assert!(svg.contains("Инспектор #1") && svg.contains("Инспектор #2"), "{svg}");
     let r = b.colleague.get("/api/ratings/stats").await;
     assert_eq!(r.body["names_visible"], false);
     let numbers: Vec<u64> = r.body["rated"]
@@ -757,7 +822,12 @@ async fn inspector_names_are_hidden_from_everyone_without_the_right() {
     assert_eq!(r.status, 404, "{}", r.text);
     // The public page: control bodies only.
     let anon = b.app.anonymous();
-    for p in ["/api/public/ratings", "/api/public/ratings.svg"] {
+    for p in [
+        "/api/public/ratings",
+        "/api/public/ratings.svg",
+        "/api/public/ratings.svg?chart=subjects",
+        "/api/public/ratings.svg?chart=months",
+    ] {
         let (status, _, bytes) = anon.get_bytes(p).await;
         assert_eq!(status, 200, "{p}");
         let text = String::from_utf8_lossy(&bytes);
@@ -781,6 +851,12 @@ async fn inspector_names_are_hidden_from_everyone_without_the_right() {
         assert!(
             text.contains(b.names[0].as_str()) && text.contains(b.names[1].as_str()),
             "{text}"
+        );
+        let (_, _, bytes) = c.get_bytes("/api/ratings/stats.svg?chart=subjects").await;
+        let svg = String::from_utf8_lossy(&bytes);
+        assert!(
+            svg.contains(b.names[0].as_str()) && svg.contains(b.names[1].as_str()),
+            "{svg}"
         );
     }
     // The head stops being head: the names go.

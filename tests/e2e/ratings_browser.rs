@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use inspector_tests::browser::{Browser, Device};
-use inspector_tests::{spawn_app, Role};
+use inspector_tests::{spawn_app, spawn_app_with, Role};
 use serde_json::json;
 
 const PASSWORD: &str = "a long test password";
@@ -225,7 +225,8 @@ async fn rating_from_the_phone_to_the_statistics_in_chromium() -> Result<()> {
             "const img = document.getElementById('ratings-chart'); \
              return document.querySelectorAll('article.ratings-subject[data-level=control_body]').length === 1 && \
              document.querySelectorAll('article.ratings-subject[data-level=inspector]').length === 1 && \
-             img.complete && img.naturalWidth > 0",
+             [img, document.getElementById('ratings-chart-subjects'), document.getElementById('ratings-chart-months')] \
+               .every((i) => i.complete && i.naturalWidth > 0)",
             T,
         )
         .await?;
@@ -252,9 +253,105 @@ async fn rating_from_the_phone_to_the_statistics_in_chromium() -> Result<()> {
         )
         .await?;
     stats.screenshot("ratings-statistics-businesses.ru").await?;
+
+    // The business's durable access (/my/, signed in by a link) lists the finished
+    // inspection with the link to its rating, still changeable within the window.
+    let (my_url, _, _) = inspector_tests::presc::link(&inspector_api, &id).await;
+    phone.goto(&my_url).await?;
+    phone
+        .wait_true(
+            "the rating link on /my/",
+            &format!(
+                "const li = document.querySelector('#my-rate-list li[data-inspection-id=\"{id}\"]'); \
+                 return !document.getElementById('my-rate').hidden && !!li && \
+                 li.dataset.rate === 'change' && \
+                 li.querySelector('a').getAttribute('href') === '/rate/#i={id}'"
+            ),
+            T,
+        )
+        .await?;
+    phone.click("#my-rate-list a").await?;
+    phone
+        .wait_true(
+            "the rating page from /my/ with the business's rating",
+            "return location.pathname === '/rate/' && \
+             document.querySelectorAll('fieldset.rate-criterion').length >= 3",
+            T,
+        )
+        .await?;
     phone.close().await?;
     desk.close().await?;
     stats.close().await?;
+    app.stop().await;
+    Ok(())
+}
+
+/// The rows of the statistics tables as the page shows them: label, count, mean, median,
+/// share below 5, reasons, distribution.
+async fn table_rows(b: &Browser) -> Result<Vec<Vec<String>>> {
+    let v = b
+        .js("return JSON.stringify([...document.querySelectorAll('article.ratings-subject tbody tr')] \
+             .map((tr) => [...tr.children].map((c) => c.textContent)))")
+        .await?;
+    Ok(serde_json::from_str(v.as_str().context("rows")?)?)
+}
+
+/// The public page (`[ratings] public_page` on): the control body's numbers as the server
+/// counted them, its charts, no inspector; off: the page says so and shows no numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_public_page_shows_the_control_bodies_numbers_in_chromium() -> Result<()> {
+    let b = crate::ratings::body_with_ratings(
+        spawn_app_with(|c| c.ratings.public_page = true).await,
+    )
+    .await;
+    let page = Browser::launch("public", Device::Phone).await?;
+    page.goto(&format!("{}/ratings/#public", b.app.address)).await?;
+    page.wait_true(
+        "the control body with its charts",
+        "const imgs = [document.getElementById('ratings-chart'), document.getElementById('ratings-chart-months')]; \
+         return document.querySelectorAll('article.ratings-subject[data-level=control_body]').length === 1 && \
+         imgs.every((i) => i.complete && i.naturalWidth > 0)",
+        T,
+    )
+    .await?;
+    let text = page
+        .js("return document.getElementById('main').textContent")
+        .await?;
+    let text = text.as_str().unwrap_or_default().to_string();
+    ensure!(text.contains("ГУ МЧС по г. Москве"), "{text}");
+    for secret in b.names.iter().chain(b.ids.iter()) {
+        ensure!(!text.contains(secret.as_str()), "the public page names {secret}: {text}");
+    }
+    ensure!(
+        page.js("return document.querySelectorAll('article.ratings-subject[data-level=inspector]').length")
+            .await?
+            == json!(0)
+    );
+    ensure!(page.js("return document.getElementById('ratings-chart-subjects').parentElement.hidden").await? == json!(true));
+    // Courtesy was rated 3, 9 and 6: count 3, mean 6.00, median 6, a third below 5; every
+    // other criterion 8 three times. Each shows overall and for the one month.
+    let rows = table_rows(&page).await?;
+    let numbers = |r: &Vec<String>| r[1..5].to_vec();
+    let courtesy = rows.iter().filter(|r| numbers(r) == ["3", "6.00", "6", "33%"]).count();
+    let eights = rows.iter().filter(|r| numbers(r) == ["3", "8.00", "8", "0%"]).count();
+    ensure!(courtesy == 2, "courtesy rows: {rows:?}");
+    ensure!(eights >= 2 && eights % 2 == 0, "the other criteria's rows: {rows:?}");
+    ensure!(rows.iter().any(|r| r[6] == "0 · 0 · 1 · 0 · 0 · 1 · 0 · 0 · 1 · 0"), "{rows:?}");
+    page.close().await?;
+    b.app.stop().await;
+
+    // Off (the default): the API answers 404, the page shows the error and no numbers.
+    let app = spawn_app().await;
+    let page = Browser::launch("public-off", Device::Phone).await?;
+    page.goto(&format!("{}/ratings/#public", app.address)).await?;
+    page.wait_true(
+        "the error instead of the numbers",
+        "return !document.getElementById('ratings-error').hidden",
+        T,
+    )
+    .await?;
+    ensure!(table_rows(&page).await?.is_empty());
+    page.close().await?;
     app.stop().await;
     Ok(())
 }

@@ -323,6 +323,9 @@ impl TestApp {
             ("rating_criteria", "side, version, body, created_by, created_at"),
             ("ratings", "inspection_id, side, control_body_id, inspector_id, business_inn, criteria_version, month, first_seq, first_at, seq, updated_at"),
             ("rating_scores", "inspection_id, side, criterion, score, reasons, note"),
+            ("rating_cells", "side, control_body_id, subject, month, criterion, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10"),
+            ("rating_cell_reasons", "side, control_body_id, subject, month, criterion, reason, n"),
+            ("rating_subject_months", "side, control_body_id, subject, month, ratings"),
             ("users", "id, heads_control_body"),
         ] {
             let sql = format!("SELECT {cols} FROM {table} ORDER BY 1, 2");

@@ -392,6 +392,10 @@ pub struct StatsQuery {
     pub to: Option<String>,
     /// Language of the chart's words (`ru`, `en`).
     pub lang: Option<String>,
+    /// Which chart (`.svg` only): `criteria` (the mean per criterion, the default),
+    /// `subjects` (the mean per inspector or business, labelled as the caller may see them),
+    /// `months` (the mean per month).
+    pub chart: Option<String>,
 }
 
 /// One rated subject, labelled for the caller.
@@ -491,33 +495,26 @@ fn check_month(field: &'static str, m: &Option<String>) -> ApiResult<()> {
     }
 }
 
-const STATS_JOIN: &str = "FROM ratings r \
-     JOIN rating_scores s ON s.inspection_id = r.inspection_id AND s.side = r.side \
-     WHERE r.side = $1 AND ($2 = '' OR r.control_body_id = $2) \
-     AND ($3 = '' OR r.month >= $3) AND ($4 = '' OR r.month <= $4)";
+/// The filter every counted table of the statistics is read with.
+const CELLS_WHERE: &str = "WHERE side = $1 AND ($2 = '' OR control_body_id = $2) \
+     AND ($3 = '' OR month >= $3) AND ($4 = '' OR month <= $4)";
 
-/// The statistics per control body and per rated subject (`second`: the inspector's id or the
-/// business's INN), counted by the database in one pass: a row per control body, subject,
-/// criterion and month with the counts of 1..=10, a row per reason set of the scores below
-/// 5, a row per control body and subject with its ratings; the server sums them up per
-/// control body and per subject (hundreds of rows, not one per score).
+/// The statistics per control body and per rated subject, with the control body of each
+/// subject, read from the counted cells the projection keeps (`rating_cells`,
+/// `rating_cell_reasons`, `rating_subject_months`: a row per control body, subject, month
+/// and criterion, not one per score), summed up here per control body and per subject.
 async fn both_levels(
     state: &AppState,
     side: RatingSide,
     scope: &Scope,
     q: &StatsQuery,
-    second: &'static str,
-) -> ApiResult<(Vec<SubjectStats>, Vec<SubjectStats>)> {
+) -> ApiResult<(Vec<SubjectStats>, Vec<SubjectStats>, BTreeMap<String, String>)> {
     let body = scope
         .control_body
         .map(|u| u.to_string())
         .unwrap_or_default();
     let from = q.from.clone().unwrap_or_default();
     let to = q.to.clone().unwrap_or_default();
-    let keys = format!("COALESCE(r.control_body_id, ''), {second}");
-    let counts: String = (1..=10)
-        .map(|n| format!(", SUM(CASE WHEN s.score = {n} THEN 1 ELSE 0 END)"))
-        .collect();
     let run = |sql: String| {
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(side.as_str())
@@ -526,9 +523,13 @@ async fn both_levels(
             .bind(to.clone())
             .fetch_all(&state.db)
     };
+    let count = |r: &sqlx::any::AnyRow, i: usize| -> ApiResult<u32> {
+        let n: i64 = r.col(i)?;
+        u32::try_from(n).map_err(|e| crate::db::corrupt("rating count", e))
+    };
     let rows = run(format!(
-        "SELECT {keys}, r.month, s.criterion{counts} {STATS_JOIN} \
-         GROUP BY {keys}, r.month, s.criterion"
+        "SELECT control_body_id, subject, month, criterion, \
+         n1, n2, n3, n4, n5, n6, n7, n8, n9, n10 FROM rating_cells {CELLS_WHERE}"
     ))
     .await?;
     // (control body, subject, criterion, month) → cell
@@ -538,8 +539,11 @@ async fn both_levels(
             (r.col(0)?, r.col(1)?, r.col(2)?, r.col(3)?);
         let mut distribution = [0u32; 10];
         for (i, d) in distribution.iter_mut().enumerate() {
-            let n: i64 = r.col(4 + i)?;
-            *d = u32::try_from(n).map_err(|e| crate::db::corrupt("rating count", e))?;
+            *d = count(&r, 4 + i)?;
+        }
+        // A cell whose scores were all changed away counts nothing.
+        if distribution.iter().all(|n| *n == 0) {
+            continue;
         }
         fine.insert(
             (cb, sub, criterion.clone(), month.clone()),
@@ -553,43 +557,40 @@ async fn both_levels(
         );
     }
     let rows = run(format!(
-        "SELECT {keys}, r.month, s.criterion, s.reasons, COUNT(*) {STATS_JOIN} \
-         AND s.score < {below} GROUP BY {keys}, r.month, s.criterion, s.reasons",
-        below = model::FOLLOW_UP_BELOW
+        "SELECT control_body_id, subject, month, criterion, reason, n \
+         FROM rating_cell_reasons {CELLS_WHERE} AND n > 0"
     ))
     .await?;
     for r in rows {
         let k: (String, String, String, String) = (r.col(0)?, r.col(1)?, r.col(3)?, r.col(2)?);
-        let text: String = r.col(4)?;
-        let n: i64 = r.col(5)?;
-        let reasons: Vec<String> = serde_json::from_str(&text)
-            .map_err(|e| crate::db::corrupt("rating_scores.reasons", e))?;
+        let reason: String = r.col(4)?;
+        let n = count(&r, 5)?;
         if let Some(cell) = fine.get_mut(&k) {
-            for reason in reasons {
-                cell.reasons.push((reason, n as u32));
-            }
+            cell.reasons.push((reason, n));
         }
     }
     let rows = run(format!(
-        "SELECT {keys}, COUNT(*) FROM ratings r WHERE r.side = $1 \
-         AND ($2 = '' OR r.control_body_id = $2) AND ($3 = '' OR r.month >= $3) \
-         AND ($4 = '' OR r.month <= $4) GROUP BY {keys}"
+        "SELECT control_body_id, subject, CAST(SUM(ratings) AS BIGINT) FROM rating_subject_months \
+         {CELLS_WHERE} GROUP BY control_body_id, subject"
     ))
     .await?;
+    // (PostgreSQL sums BIGINT as NUMERIC: cast back.)
     let (mut body_counts, mut sub_counts) = (BTreeMap::new(), BTreeMap::new());
     for r in rows {
         let (cb, sub): (String, String) = (r.col(0)?, r.col(1)?);
-        let n: i64 = r.col(2)?;
+        let n = count(&r, 2)?;
         if !cb.is_empty() {
-            *body_counts.entry(cb).or_insert(0) += n as u32;
+            *body_counts.entry(cb).or_insert(0) += n;
         }
-        *sub_counts.entry(sub).or_insert(0) += n as u32;
+        *sub_counts.entry(sub).or_insert(0) += n;
     }
     // compute_cells adds up cells with the same subject, criterion and month.
     let mut bodies = Vec::new();
     let mut subs = Vec::with_capacity(fine.len());
+    let mut body_of = BTreeMap::new();
     for ((cb, sub, _, _), cell) in fine {
         if !cb.is_empty() {
+            body_of.insert(sub.clone(), cb.clone());
             bodies.push(stats::Cell {
                 subject: cb,
                 ..cell.clone()
@@ -603,6 +604,7 @@ async fn both_levels(
     Ok((
         stats::compute_cells(&bodies, &body_counts),
         stats::compute_cells(&subs, &sub_counts),
+        body_of,
     ))
 }
 
@@ -643,12 +645,7 @@ async fn build_stats(state: &AppState, scope: &Scope, q: &StatsQuery) -> ApiResu
     check_month("from", &q.from)?;
     check_month("to", &q.to)?;
     let bodies = control_body_names(state).await?;
-    let second = if side == RatingSide::Business {
-        "r.inspector_id"
-    } else {
-        "r.business_inn"
-    };
-    let (per_body, per_subject) = both_levels(state, side, scope, q, second).await?;
+    let (per_body, per_subject, body_of) = both_levels(state, side, scope, q).await?;
     let control_bodies = per_body
         .into_iter()
         .map(|s| Subject {
@@ -664,26 +661,10 @@ async fn build_stats(state: &AppState, scope: &Scope, q: &StatsQuery) -> ApiResu
         Vec::new()
     } else if side == RatingSide::Business {
         let per = per_subject;
-        let body_rows = sqlx::query(
-            "SELECT DISTINCT r.inspector_id, r.control_body_id FROM ratings r \
-             WHERE r.side = $1 AND ($2 = '' OR r.control_body_id = $2)",
-        )
-        .bind(side.as_str())
-        .bind(
-            scope
-                .control_body
-                .map(|u| u.to_string())
-                .unwrap_or_default(),
-        )
-        .fetch_all(&state.db)
-        .await?;
-        let mut body_of: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for r in body_rows {
-            body_of.insert(r.col(0)?, r.col(1)?);
-        }
         let names: BTreeMap<String, String> = if scope.names {
             let rows = sqlx::query(
-                "SELECT DISTINCT u.id, u.display_name FROM users u JOIN ratings r ON r.inspector_id = u.id",
+                "SELECT u.id, u.display_name FROM users u WHERE u.id IN \
+                 (SELECT subject FROM rating_subject_months WHERE side = 'business')",
             )
             .fetch_all(&state.db)
             .await?;
@@ -698,7 +679,7 @@ async fn build_stats(state: &AppState, scope: &Scope, q: &StatsQuery) -> ApiResu
         let mut out: Vec<Subject> = per
             .into_iter()
             .map(|s| Subject {
-                control_body_id: body_of.get(s.subject.as_str()).cloned().flatten(),
+                control_body_id: body_of.get(s.subject.as_str()).cloned(),
                 anonymous_number: (!scope.names)
                     .then(|| numbers.get(&s.subject).copied())
                     .flatten(),
@@ -819,46 +800,93 @@ pub async fn stats_csv(
         .into_response())
 }
 
-fn chart(v: &StatsView, lang: &str) -> String {
-    let title_of = |code: &str| {
-        v.criteria
-            .criteria
-            .iter()
-            .find(|c| c.code == code)
-            .map(|c| {
-                if lang == "en" {
-                    c.title.en.clone()
-                } else {
-                    c.title.ru.clone()
-                }
-            })
-            .unwrap_or_else(|| code.to_string())
-    };
-    // One chart of every control body shown together: the mean of each criterion.
-    let mut acc: BTreeMap<String, [u32; 10]> = BTreeMap::new();
-    for s in &v.control_bodies {
-        for c in &s.criteria {
-            let d = acc.entry(c.criterion.clone()).or_insert([0; 10]);
-            for (a, b) in d.iter_mut().zip(c.overall.distribution) {
-                *a += b;
-            }
+/// The bars of one chart kind: a label and the counts of 1..=10 summed over what it shows.
+fn chart_bars(v: &StatsView, lang: &str, kind: &str) -> ApiResult<Vec<(String, [u32; 10])>> {
+    let add = |d: &mut [u32; 10], s: &Summary| {
+        for (a, b) in d.iter_mut().zip(s.distribution) {
+            *a += b;
         }
-    }
-    let summaries: Vec<(String, Summary)> = acc
-        .into_iter()
-        .map(|(code, d)| (code, stats::summarize(d)))
-        .collect();
-    let bars: Vec<(String, &Summary)> = summaries
-        .iter()
-        .map(|(code, s)| (title_of(code), s))
-        .collect();
-    let title = match (lang, v.side.as_str()) {
-        ("en", "business") => "Ratings of control bodies: mean score by criterion",
-        ("en", _) => "Ratings of businesses: mean score by criterion",
-        (_, "business") => "Оценки контрольных органов: средний балл по критериям",
-        _ => "Оценки контролируемых лиц: средний балл по критериям",
     };
-    stats::svg(title, &bars)
+    let en = lang == "en";
+    match kind {
+        "" | "criteria" => {
+            let title_of = |code: &str| {
+                v.criteria
+                    .criteria
+                    .iter()
+                    .find(|c| c.code == code)
+                    .map(|c| if en { c.title.en.clone() } else { c.title.ru.clone() })
+                    .unwrap_or_else(|| code.to_string())
+            };
+            // Every control body shown together: the mean of each criterion.
+            let mut acc: BTreeMap<String, [u32; 10]> = BTreeMap::new();
+            for s in &v.control_bodies {
+                for c in &s.criteria {
+                    add(acc.entry(c.criterion.clone()).or_insert([0; 10]), &c.overall);
+                }
+            }
+            Ok(acc.into_iter().map(|(code, d)| (title_of(&code), d)).collect())
+        }
+        "months" => {
+            let mut acc: BTreeMap<String, [u32; 10]> = BTreeMap::new();
+            for s in &v.control_bodies {
+                for c in &s.criteria {
+                    for m in &c.months {
+                        add(acc.entry(m.month.clone()).or_insert([0; 10]), &m.summary);
+                    }
+                }
+            }
+            Ok(acc.into_iter().collect())
+        }
+        "subjects" => {
+            let level = match (en, v.side.as_str()) {
+                (true, "business") => "Inspector",
+                (true, _) => "Business",
+                (false, "business") => "Инспектор",
+                (false, _) => "Контролируемое лицо",
+            };
+            // Labelled like the JSON: a name only where the answer carries one.
+            Ok(v.rated
+                .iter()
+                .map(|s| {
+                    let mut d = [0; 10];
+                    for c in &s.criteria {
+                        add(&mut d, &c.overall);
+                    }
+                    (subject_label(level, s), d)
+                })
+                .collect())
+        }
+        _ => Err(ApiError::Fields(vec![crate::error::FieldError::new(
+            "chart",
+            "chart_unknown",
+        )])),
+    }
+}
+
+fn chart(v: &StatsView, lang: &str, kind: &str) -> ApiResult<String> {
+    let summaries: Vec<(String, Summary)> = chart_bars(v, lang, kind)?
+        .into_iter()
+        .map(|(label, d)| (label, stats::summarize(d)))
+        .collect();
+    let bars: Vec<(String, &Summary)> = summaries.iter().map(|(l, s)| (l.clone(), s)).collect();
+    let what = match (lang, v.side.as_str()) {
+        ("en", "business") => "Ratings of control bodies",
+        ("en", _) => "Ratings of businesses",
+        (_, "business") => "Оценки контрольных органов",
+        _ => "Оценки контролируемых лиц",
+    };
+    let by = match (lang, kind) {
+        ("en", "months") => "mean score by month",
+        ("en", "subjects") if v.side == "business" => "mean score by inspector",
+        ("en", "subjects") => "mean score by business",
+        ("en", _) => "mean score by criterion",
+        (_, "months") => "средний балл по месяцам",
+        (_, "subjects") if v.side == "business" => "средний балл по инспекторам",
+        (_, "subjects") => "средний балл по контролируемым лицам",
+        _ => "средний балл по критериям",
+    };
+    Ok(stats::svg(&format!("{what}: {by}"), &bars))
 }
 
 fn svg_response(svg: String) -> Response {
@@ -883,7 +911,11 @@ pub async fn stats_svg(
 ) -> ApiResult<Response> {
     let scope = scope_of(&state, &caller, &q.control_body).await?;
     let v = build_stats(&state, &scope, &q).await?;
-    Ok(svg_response(chart(&v, q.lang.as_deref().unwrap_or("ru"))))
+    Ok(svg_response(chart(
+        &v,
+        q.lang.as_deref().unwrap_or("ru"),
+        q.chart.as_deref().unwrap_or(""),
+    )?))
 }
 
 fn public_scope(state: &AppState) -> ApiResult<Scope> {
@@ -928,7 +960,11 @@ pub async fn public_svg(
         ..q
     };
     let v = build_stats(&state, &scope, &q).await?;
-    Ok(svg_response(chart(&v, q.lang.as_deref().unwrap_or("ru"))))
+    Ok(svg_response(chart(
+        &v,
+        q.lang.as_deref().unwrap_or("ru"),
+        q.chart.as_deref().unwrap_or(""),
+    )?))
 }
 
 /// Set-head request.

@@ -20,7 +20,7 @@ pub mod stats;
 
 use checklist_sync::{CommittedEvent, RatingScore, RatingSide};
 use serde::Deserialize;
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 pub use http::router;
 use model::{CriteriaBody, CriteriaSet, CriteriaVersion};
@@ -159,12 +159,24 @@ pub struct RatingPayload {
 
 /// The statistics' read model of a committed `rating` event, in the writer's transaction:
 /// the side's row (grouped by the inspection's inspector and control body, the month of the
-/// first rating) and its scores, replaced by a change.
+/// first rating) and its scores, replaced by a change; the counted cells follow (the old
+/// scores taken out, the new ones added).
 pub async fn project(tx: &mut AnyConnection, e: &CommittedEvent) -> Result<(), sqlx::Error> {
     let p: RatingPayload = serde_json::from_value(e.payload.clone())
         .map_err(|err| sqlx::Error::Protocol(format!("rating event {}: {err}", e.seq)))?;
     let id = e.inspection_id.to_string();
     let side = p.side.as_str();
+    let old = sqlx::query("SELECT criterion, score, reasons FROM rating_scores WHERE inspection_id = $1 AND side = $2")
+        .bind(&id)
+        .bind(side)
+        .fetch_all(&mut *tx)
+        .await?;
+    let existed = sqlx::query("SELECT 1 FROM ratings WHERE inspection_id = $1 AND side = $2")
+        .bind(&id)
+        .bind(side)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
     sqlx::query(
         "INSERT INTO ratings (inspection_id, side, control_body_id, inspector_id, business_inn, \
          criteria_version, month, first_seq, first_at, seq, updated_at) \
@@ -182,6 +194,19 @@ pub async fn project(tx: &mut AnyConnection, e: &CommittedEvent) -> Result<(), s
     .bind(e.server_ts_micros)
     .execute(&mut *tx)
     .await?;
+    // The cells' keys are the row's as first stored: a change keeps its month and body.
+    let key = cell_key(&mut *tx, &id, p.side).await?;
+    if !existed {
+        add_rating(&mut *tx, &key).await?;
+    }
+    for r in old {
+        let criterion: String = r.try_get(0)?;
+        let score: i16 = r.try_get(1)?;
+        let reasons: String = r.try_get(2)?;
+        let reasons: Vec<String> = serde_json::from_str(&reasons)
+            .map_err(|err| sqlx::Error::Protocol(format!("rating_scores.reasons: {err}")))?;
+        count_score(&mut *tx, &key, &criterion, score, &reasons, -1).await?;
+    }
     sqlx::query("DELETE FROM rating_scores WHERE inspection_id = $1 AND side = $2")
         .bind(&id)
         .bind(side)
@@ -200,6 +225,157 @@ pub async fn project(tx: &mut AnyConnection, e: &CommittedEvent) -> Result<(), s
         .bind(s.note.clone())
         .execute(&mut *tx)
         .await?;
+        count_score(&mut *tx, &key, &s.criterion, i16::from(s.score), &s.reasons, 1).await?;
+    }
+    Ok(())
+}
+
+/// What a rating's cells are keyed by: side, control body ('' for none), subject, month.
+struct CellKey {
+    side: &'static str,
+    control_body: String,
+    subject: String,
+    month: String,
+}
+
+async fn cell_key(
+    tx: &mut AnyConnection,
+    id: &str,
+    side: RatingSide,
+) -> Result<CellKey, sqlx::Error> {
+    let r = sqlx::query(
+        "SELECT COALESCE(control_body_id, ''), inspector_id, business_inn, month FROM ratings \
+         WHERE inspection_id = $1 AND side = $2",
+    )
+    .bind(id)
+    .bind(side.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    let (inspector, inn): (String, String) = (r.try_get(1)?, r.try_get(2)?);
+    Ok(CellKey {
+        side: side.as_str(),
+        control_body: r.try_get(0)?,
+        subject: match side {
+            RatingSide::Business => inspector,
+            RatingSide::Inspector => inn,
+        },
+        month: r.try_get(3)?,
+    })
+}
+
+async fn add_rating(tx: &mut AnyConnection, k: &CellKey) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO rating_subject_months (side, control_body_id, subject, month, ratings) \
+         VALUES ($1, $2, $3, $4, 1) ON CONFLICT (side, control_body_id, subject, month) \
+         DO UPDATE SET ratings = rating_subject_months.ratings + 1",
+    )
+    .bind(k.side)
+    .bind(&k.control_body)
+    .bind(&k.subject)
+    .bind(&k.month)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds (`delta` 1) or takes out (-1) one score and its reasons in the counted cells.
+async fn count_score(
+    tx: &mut AnyConnection,
+    k: &CellKey,
+    criterion: &str,
+    score: i16,
+    reasons: &[String],
+    delta: i64,
+) -> Result<(), sqlx::Error> {
+    if !(1..=10).contains(&score) {
+        return Err(sqlx::Error::Protocol(format!("rating score {score} outside 1..=10")));
+    }
+    // The column is named by a number checked just above, never by input text.
+    let sql = format!(
+        "INSERT INTO rating_cells (side, control_body_id, subject, month, criterion, n{score}) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (side, control_body_id, subject, month, criterion) \
+         DO UPDATE SET n{score} = rating_cells.n{score} + excluded.n{score}"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(k.side)
+        .bind(&k.control_body)
+        .bind(&k.subject)
+        .bind(&k.month)
+        .bind(criterion)
+        .bind(delta)
+        .execute(&mut *tx)
+        .await?;
+    if score >= i16::from(model::FOLLOW_UP_BELOW) {
+        return Ok(());
+    }
+    for reason in reasons {
+        sqlx::query(
+            "INSERT INTO rating_cell_reasons (side, control_body_id, subject, month, criterion, \
+             reason, n) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (side, control_body_id, subject, month, criterion, reason) \
+             DO UPDATE SET n = rating_cell_reasons.n + excluded.n",
+        )
+        .bind(k.side)
+        .bind(&k.control_body)
+        .bind(&k.subject)
+        .bind(&k.month)
+        .bind(criterion)
+        .bind(reason)
+        .bind(delta)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Derives the counted cells from `ratings` and `rating_scores` again, in one transaction
+/// (at start for a database rated before the cells existed; tests compare it with what the
+/// projection kept).
+pub async fn rebuild_cells(db: &AnyPool) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    for t in ["rating_cells", "rating_cell_reasons", "rating_subject_months"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {t}")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let ids = sqlx::query("SELECT inspection_id, side FROM ratings")
+        .fetch_all(&mut *tx)
+        .await?;
+    for r in ids {
+        let (id, side): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+        let side = RatingSide::parse(&side)
+            .ok_or_else(|| sqlx::Error::Protocol(format!("ratings.side {side}")))?;
+        let key = cell_key(&mut tx, &id, side).await?;
+        add_rating(&mut tx, &key).await?;
+        let scores = sqlx::query(
+            "SELECT criterion, score, reasons FROM rating_scores WHERE inspection_id = $1 AND side = $2",
+        )
+        .bind(&id)
+        .bind(side.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        for s in scores {
+            let criterion: String = s.try_get(0)?;
+            let score: i16 = s.try_get(1)?;
+            let reasons: String = s.try_get(2)?;
+            let reasons: Vec<String> = serde_json::from_str(&reasons)
+                .map_err(|err| sqlx::Error::Protocol(format!("rating_scores.reasons: {err}")))?;
+            count_score(&mut tx, &key, &criterion, score, &reasons, 1).await?;
+        }
+    }
+    tx.commit().await
+}
+
+/// Rebuilds the counted cells when there are ratings but no cells (a database rated before
+/// migration 0013), at start.
+pub async fn ensure_cells(db: &AnyPool) -> anyhow::Result<()> {
+    let cells = sqlx::query("SELECT 1 FROM rating_subject_months LIMIT 1")
+        .fetch_optional(db)
+        .await?;
+    let rated = sqlx::query("SELECT 1 FROM ratings LIMIT 1").fetch_optional(db).await?;
+    if cells.is_none() && rated.is_some() {
+        rebuild_cells(db).await?;
     }
     Ok(())
 }

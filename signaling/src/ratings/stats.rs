@@ -193,50 +193,33 @@ fn median(distribution: &[u32; 10]) -> f64 {
 }
 
 /// Folds score rows into per-subject, per-criterion, per-month statistics, subjects in key
-/// order.
+/// order: each row a cell of one score, folded by [`compute_cells`] (the server reads cells
+/// the database counted; this is the same fold from single scores).
 pub fn compute(rows: &[ScoreRow]) -> Vec<SubjectStats> {
-    // subject → criterion → month → accumulator
-    let mut by: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, Acc>>> = BTreeMap::new();
     let mut inspections: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
-    for r in rows {
-        by.entry(r.subject.as_str())
-            .or_default()
-            .entry(r.criterion.as_str())
-            .or_default()
-            .entry(r.month.as_str())
-            .or_default()
-            .add(r);
-        inspections
-            .entry(r.subject.as_str())
-            .or_default()
-            .insert(r.inspection.as_str());
-    }
-    by.into_iter()
-        .map(|(subject, criteria)| SubjectStats {
-            subject: subject.to_string(),
-            ratings: inspections.get(subject).map_or(0, |s| s.len() as u32),
-            criteria: criteria
-                .into_iter()
-                .map(|(criterion, months)| {
-                    let mut all = Acc::default();
-                    for acc in months.values() {
-                        all.merge(acc);
-                    }
-                    CriterionStats {
-                        criterion: criterion.to_string(),
-                        overall: all.summary(),
-                        months: months
-                            .iter()
-                            .map(|(m, acc)| MonthStats {
-                                month: m.to_string(),
-                                summary: acc.summary(),
-                            })
-                            .collect(),
-                    }
-                })
-                .collect(),
+    let cells: Vec<Cell> = rows
+        .iter()
+        .map(|r| {
+            inspections
+                .entry(r.subject.as_str())
+                .or_default()
+                .insert(r.inspection.as_str());
+            let mut acc = Acc::default();
+            acc.add(r);
+            Cell {
+                subject: r.subject.clone(),
+                criterion: r.criterion.clone(),
+                month: r.month.clone(),
+                distribution: acc.distribution,
+                reasons: acc.reasons.into_iter().collect(),
+            }
         })
-        .collect()
+        .collect();
+    let ratings = inspections
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.len() as u32))
+        .collect();
+    compute_cells(&cells, &ratings)
 }
 
 /// Scores of one subject, criterion and month already counted (by the database): how many
