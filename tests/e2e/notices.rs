@@ -70,6 +70,20 @@ fn join_token(mail: &Mail) -> String {
         .collect()
 }
 
+/// The text of the QR code in a PNG, read by zbar's `zbarimg` (Debian's zbar-tools).
+fn qr_text(png: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qr.png");
+    std::fs::write(&path, png).unwrap();
+    let out = std::process::Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(&path)
+        .output()
+        .expect("zbarimg runs (zbar-tools, installed by scripts/install-deps test)");
+    assert!(out.status.success(), "zbarimg found no code: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// The text of a PDF, by poppler's `pdftotext`.
 fn pdf_text(pdf: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -147,9 +161,27 @@ async fn notice_reminders_reschedule_and_cancel_arrive_by_email() {
     assert!(notice.text.contains(&local), "{local} in {}", notice.text);
     // The printable notice: a PDF with the same link.
     let token = join_token(notice);
-    let (mime, pdf) = notice.attachments.first().expect("the printable notice");
-    assert_eq!(mime, "application/pdf");
+    let (_, pdf) = notice
+        .attachments
+        .iter()
+        .find(|(mime, _)| mime == "application/pdf")
+        .expect("the printable notice");
     let text = pdf_text(pdf);
+    // The join link's QR code, inline in the HTML part, read back by a QR decoder.
+    let (_, png) = notice
+        .attachments
+        .iter()
+        .find(|(mime, _)| mime == "image/png")
+        .expect("the inline QR code");
+    let link = qr_text(png);
+    assert!(link.contains("/b/#t=") && link.ends_with(&token), "{link}");
+    let (_, html) = notice
+        .attachments
+        .iter()
+        .find(|(mime, _)| mime == "text/html")
+        .expect("an HTML part");
+    let html = String::from_utf8_lossy(html);
+    assert!(html.contains("cid:join-qr") && html.contains(&token), "{html}");
     assert!(
         text.contains("УВЕДОМЛЕНИЕ") && text.contains("7707083893"),
         "{text}"

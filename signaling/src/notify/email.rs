@@ -1,5 +1,6 @@
-//! The e-mail channel: SMTP with `lettre` (tokio, rustls). The message is a text part and
-//! the event as a `text/calendar` attachment with its iTIP method.
+//! The e-mail channel: SMTP with `lettre` (tokio, rustls). The message is the text, as plain
+//! text and as HTML with the join link's QR code inline (a PNG: mail clients do not show SVG),
+//! then the event as a `text/calendar` attachment with its iTIP method and the other files.
 
 use std::time::Duration;
 
@@ -77,7 +78,20 @@ impl Email {
         let to: Mailbox = to
             .parse()
             .map_err(|_| Outcome::Permanent("invalid_address"))?;
-        let mut parts = MultiPart::mixed().singlepart(SinglePart::plain(msg.text.clone()));
+        let plain = SinglePart::plain(msg.text.clone());
+        let mut parts = match qr_png(&msg.link) {
+            Some(png) => MultiPart::mixed().multipart(
+                MultiPart::alternative().singlepart(plain).multipart(
+                    MultiPart::related()
+                        .singlepart(SinglePart::html(html(&msg.text, &msg.link)))
+                        .singlepart(
+                            lettre::message::Attachment::new_inline(QR_CID.to_owned())
+                                .body(png, ContentType::parse("image/png").expect("a literal MIME type")),
+                        ),
+                ),
+            ),
+            None => MultiPart::mixed().singlepart(plain),
+        };
         if let Some((method, ics)) = &msg.calendar {
             let kind =
                 ContentType::parse(&format!("text/calendar; charset=utf-8; method={method}"))
@@ -103,6 +117,61 @@ impl Email {
             .multipart(parts)
             .map_err(|_| Outcome::Permanent("compose_failed"))
     }
+}
+
+/// The Content-ID of the inline QR code.
+const QR_CID: &str = "join-qr";
+
+/// The link's QR code as a grayscale PNG: 6 pixels a module, the standard 4-module quiet zone.
+/// `None` for an empty link or one too long for a QR code (the text still carries it).
+fn qr_png(link: &str) -> Option<Vec<u8>> {
+    const SCALE: usize = 6;
+    const QUIET: usize = 4;
+    if link.is_empty() {
+        return None;
+    }
+    let code = qrcode::QrCode::new(link.as_bytes()).ok()?;
+    let modules = code.width();
+    let colors = code.to_colors();
+    let side = (modules + 2 * QUIET) * SCALE;
+    let mut pixels = vec![255u8; side * side];
+    for (i, c) in colors.iter().enumerate() {
+        if *c != qrcode::Color::Dark {
+            continue;
+        }
+        let (mx, my) = (i % modules + QUIET, i / modules + QUIET);
+        for y in my * SCALE..(my + 1) * SCALE {
+            pixels[y * side + mx * SCALE..y * side + (mx + 1) * SCALE].fill(0);
+        }
+    }
+    let mut out = Vec::new();
+    let side = u32::try_from(side).ok()?;
+    let mut enc = png::Encoder::new(&mut out, side, side);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().ok()?;
+    writer.write_image_data(&pixels).ok()?;
+    writer.finish().ok()?;
+    Some(out)
+}
+
+/// The HTML part: the same text (escaped, line breaks kept), the link and its QR code.
+fn html(text: &str, link: &str) -> String {
+    fn esc(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    }
+    format!(
+        "<!doctype html><html><body>\
+         <div style=\"white-space:pre-wrap;font-family:sans-serif\">{}</div>\
+         <p><a href=\"{l}\">{l}</a></p>\
+         <p><img src=\"cid:{QR_CID}\" alt=\"QR\" width=\"200\" height=\"200\"></p>\
+         </body></html>",
+        esc(text),
+        l = esc(link),
+    )
 }
 
 #[async_trait::async_trait]
