@@ -40,7 +40,11 @@ pub(crate) fn sdp(sdp: &str, public: &[IpAddr]) -> String {
                 None => (line, ""),
             },
         };
-        match body.starts_with("a=candidate:").then(|| candidate(body, public)).flatten() {
+        match body
+            .starts_with("a=candidate:")
+            .then(|| candidate(body, public))
+            .flatten()
+        {
             Some(rewritten) => {
                 out.push_str(&rewritten);
                 out.push_str(end);
@@ -73,19 +77,36 @@ mod tests {
     fn host_candidates_take_the_public_address_of_their_family_and_keep_the_port() {
         let public = ips(&["203.0.113.7", "2001:db8::7"]);
         assert_eq!(
-            candidate("candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host", &public).as_deref(),
+            candidate(
+                "candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host",
+                &public
+            )
+            .as_deref(),
             Some("candidate:1 1 udp 2130706431 203.0.113.7 40000 typ host")
         );
         assert_eq!(
-            candidate("a=candidate:2 1 udp 2130706431 fd00::5 40002 typ host generation 0", &public)
-                .as_deref(),
+            candidate(
+                "a=candidate:2 1 udp 2130706431 fd00::5 40002 typ host generation 0",
+                &public
+            )
+            .as_deref(),
             Some("a=candidate:2 1 udp 2130706431 2001:db8::7 40002 typ host generation 0")
         );
         // Not host, no address of the family, not a candidate: untouched.
-        let srflx = "candidate:3 1 udp 1694498815 198.51.100.1 5000 typ srflx raddr 10.0.0.5 rport 40000";
+        let srflx =
+            "candidate:3 1 udp 1694498815 198.51.100.1 5000 typ srflx raddr 10.0.0.5 rport 40000";
         assert_eq!(candidate(srflx, &public), None);
-        assert_eq!(candidate("candidate:1 1 udp 1 10.0.0.5 4 typ host", &ips(&["2001:db8::7"])), None);
-        assert_eq!(candidate("candidate:1 1 udp 1 x.local 4 typ host", &public), None);
+        assert_eq!(
+            candidate(
+                "candidate:1 1 udp 1 10.0.0.5 4 typ host",
+                &ips(&["2001:db8::7"])
+            ),
+            None
+        );
+        assert_eq!(
+            candidate("candidate:1 1 udp 1 x.local 4 typ host", &public),
+            None
+        );
         assert_eq!(candidate("garbage", &public), None);
     }
 
@@ -100,7 +121,10 @@ mod tests {
         assert_eq!(sdp(answer, &[]), answer);
         let mut json = serde_json::json!({"candidate": "candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host", "sdpMLineIndex": 0});
         candidate_json(&mut json, &public);
-        assert_eq!(json["candidate"], "candidate:1 1 udp 2130706431 203.0.113.7 40000 typ host");
+        assert_eq!(
+            json["candidate"],
+            "candidate:1 1 udp 2130706431 203.0.113.7 40000 typ host"
+        );
         assert_eq!(json["sdpMLineIndex"], 0);
     }
 }

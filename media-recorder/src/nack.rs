@@ -299,7 +299,10 @@ mod tests {
         let Packet::Rtp(passed) = &up[0].message.packet else {
             panic!("an RTP packet went in");
         };
-        assert_eq!(passed.header.ssrc, RTX, "the packet that arrived, untouched");
+        assert_eq!(
+            passed.header.ssrc, RTX,
+            "the packet that arrived, untouched"
+        );
         assert_eq!(&passed.payload[..], &[0, 12, 0xAA, 0xBB]);
         for ms in [200, 300, 400, 1000] {
             assert_eq!(tick(&mut n, at(t0, ms)), vec![], "at {ms} ms");
@@ -316,7 +319,10 @@ mod tests {
         let mut asked = 0;
         for i in 1..=60u64 {
             // Media goes on arriving (the gap stays inside the window for all 6 s).
-            read(&mut n, rtp(at(t0, i * 100 - 50), PRIMARY, 13 + i as u16, vec![0; 20]));
+            read(
+                &mut n,
+                rtp(at(t0, i * 100 - 50), PRIMARY, 13 + i as u16, vec![0; 20]),
+            );
             asked += tick(&mut n, at(t0, i * 100))
                 .iter()
                 .filter(|&&(ssrc, seq)| ssrc == PRIMARY && seq == 12)

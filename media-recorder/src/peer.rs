@@ -124,15 +124,13 @@ pub(crate) fn setting_engine() -> SettingEngine {
 /// is blind to RTX repairs (see `crate::nack`), and the RTCP tap last. The NACK feedback types
 /// are in `media_engine()`'s video codecs.
 fn interceptors(me: &mut MediaEngine) -> Result<Registry, MediaError> {
-    Ok(chain(me)?.with(
-        Slot::from(RTCP_TAP_SLOT),
-        crate::rtp::RtcpTap::default(),
-    ))
+    Ok(chain(me)?.with(Slot::from(RTCP_TAP_SLOT), crate::rtp::RtcpTap::default()))
 }
 
 /// [`interceptors`] without the RTCP tap.
 fn chain(me: &mut MediaEngine) -> Result<Registry, MediaError> {
-    let internal = |e: rtc::shared::error::Error| MediaError::Internal(format!("interceptors: {e}"));
+    let internal =
+        |e: rtc::shared::error::Error| MediaError::Internal(format!("interceptors: {e}"));
     configure_simulcast_extension_headers(me).map_err(internal)?;
     let registry = Registry::new()
         .with(Slot::NackResponder, NackResponderBuilder::new().build())
@@ -331,7 +329,12 @@ mod tests {
         let mut expected = default;
         expected.push(Slot::from(RTCP_TAP_SLOT));
         assert_eq!(ours, expected, "{names:?}");
-        let at = |slot| names.iter().find(|(s, _)| *s == slot).map(|(_, n)| n.as_str());
+        let at = |slot| {
+            names
+                .iter()
+                .find(|(s, _)| *s == slot)
+                .map(|(_, n)| n.as_str())
+        };
         assert_eq!(at(Slot::NackGenerator), Some("RtxAwareNack"), "{names:?}");
     }
 

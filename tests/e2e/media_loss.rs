@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use inspector_tests::browser::{Browser, Device};
 use inspector_tests::relay::LossyRelay;
-use inspector_tests::{inspection_body, spawn_app_with, ws_connect, Role};
+use inspector_tests::{spawn_app_with, ws_connect, Role};
 use serde_json::json;
 
 /// Chromium's payload type for VP8 in its offer (the answer keeps the offer's numbers).
@@ -40,30 +40,19 @@ async fn video_loss_is_repaired_without_a_nack_storm() -> Result<()> {
     let relay = LossyRelay::start(public, format!("127.0.0.1:{port}").parse()?, &[VP8], 30).await?;
 
     let insp = app.staff("inspector1", Role::Inspector).await;
-    let id = insp
-        .post_json("/api/inspections", &inspection_body(None))
+    let id = insp.create_inspection().await;
+    let url = insp.invite_url(&id, "Телефон").await;
+    let mut wi = ws_connect(&insp, &id)
         .await
-        .body["id"]
-        .as_str()
-        .expect("a created inspection has an id")
-        .to_string();
-    let url = insp
-        .post_json(
-            &format!("/api/inspections/{id}/invitations"),
-            &json!({"label": "Телефон"}),
-        )
-        .await
-        .body["url"]
-        .as_str()
-        .expect("an invitation has a url")
-        .to_string();
-    let mut wi = ws_connect(&insp, &id).await.expect("the inspector's socket");
+        .expect("the inspector's socket");
     wi.hello(None).await;
     let r = wi.op("i-start", json!({"kind": "start"})).await;
     ensure!(r["type"] == "ack", "start: {r}");
 
     let phone = Browser::launch("lossy-phone", Device::Phone).await?;
-    phone.set_geolocation(&app.address, 55.757_81, 37.613_05, 10.0).await?;
+    phone
+        .set_geolocation(&app.address, 55.757_81, 37.613_05, 10.0)
+        .await?;
     phone.goto(&url).await?;
     phone
         .wait_true(
@@ -105,7 +94,10 @@ async fn video_loss_is_repaired_without_a_nack_storm() -> Result<()> {
     ensure!(dropped >= 20, "too little loss to judge: {c:?}");
     // The server asks for what is lost: not (much) less than one entry per lost packet
     // (an entry may cover neighbours), and each loss once or twice, not for 13 s.
-    ensure!(nacks > 0 && entries * 2 >= dropped, "lost packets not asked for: {c:?}");
+    ensure!(
+        nacks > 0 && entries * 2 >= dropped,
+        "lost packets not asked for: {c:?}"
+    );
     ensure!(
         entries <= dropped * 3,
         "a NACK storm: {entries} entries for {dropped} lost packets ({c:?})"

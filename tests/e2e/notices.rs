@@ -181,7 +181,10 @@ async fn notice_reminders_reschedule_and_cancel_arrive_by_email() {
         .find(|(mime, _)| mime == "text/html")
         .expect("an HTML part");
     let html = String::from_utf8_lossy(html);
-    assert!(html.contains("cid:join-qr") && html.contains(&token), "{html}");
+    assert!(
+        html.contains("cid:join-qr") && html.contains(&token),
+        "{html}"
+    );
     assert!(
         text.contains("УВЕДОМЛЕНИЕ") && text.contains("7707083893"),
         "{text}"

@@ -25,16 +25,7 @@ async fn push_button_registers_the_worker_and_reports_a_subscription_it_cannot_m
         .as_str()
         .context("id")?
         .to_string();
-    let url = insp
-        .post_json(
-            &format!("/api/inspections/{id}/invitations"),
-            &json!({"label": "push"}),
-        )
-        .await
-        .body["url"]
-        .as_str()
-        .context("url")?
-        .to_string();
+    let url = insp.invite_url(&id, "push").await;
     let b = Browser::launch("push", Device::Phone).await?;
     b.cdp(
         "Browser.grantPermissions",

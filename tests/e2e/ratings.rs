@@ -277,13 +277,20 @@ async fn a_rating_is_a_chain_event_changed_in_place() {
     assert!(kept.contains("rating_cells|business|"), "{kept}");
     assert!(kept.contains("rating_cells|inspector|"), "{kept}");
     assert!(
-        !kept.lines().any(|l| l.starts_with("rating_cell_reasons|") && !l.ends_with("|0")),
+        !kept
+            .lines()
+            .any(|l| l.starts_with("rating_cell_reasons|") && !l.ends_with("|0")),
         "the changed rating's reasons are still counted: {kept}"
     );
-    signaling::ratings::rebuild_cells(&app.db).await.expect("rebuild");
+    signaling::ratings::rebuild_cells(&app.db)
+        .await
+        .expect("rebuild");
     let rebuilt = counted_cells(&app).await;
     let nonzero = |s: &str| -> Vec<String> {
-        s.lines().filter(|l| !l.ends_with("|0")).map(String::from).collect()
+        s.lines()
+            .filter(|l| !l.ends_with("|0"))
+            .map(String::from)
+            .collect()
     };
     assert_eq!(nonzero(&kept), nonzero(&rebuilt));
     // The organisation's session rates on the business side too (its rating exists).
@@ -705,13 +712,19 @@ async fn statistics_of_control_bodies_and_inspectors() {
         "{svg}"
     );
     // Per month and per inspector: a bar each, with the month's and the inspector's count.
-    let (status, _, bytes) = b.admin.get_bytes("/api/ratings/stats.svg?chart=months").await;
+    let (status, _, bytes) = b
+        .admin
+        .get_bytes("/api/ratings/stats.svg?chart=months")
+        .await;
     assert_eq!(status, 200);
     let svg = String::from_utf8(bytes).unwrap();
     assert!(svg.contains("средний балл по месяцам"), "{svg}");
     assert_eq!(svg.matches("<g class=\"bar\"").count(), 1, "{svg}");
     assert!(svg.contains(&format!(">{month}</text>")), "{svg}");
-    let (_, _, bytes) = b.admin.get_bytes("/api/ratings/stats.svg?chart=subjects").await;
+    let (_, _, bytes) = b
+        .admin
+        .get_bytes("/api/ratings/stats.svg?chart=subjects")
+        .await;
     let svg = String::from_utf8(bytes).unwrap();
     assert_eq!(svg.matches("<g class=\"bar\"").count(), 2, "{svg}");
     assert!(svg.contains(b.names[0].as_str()), "{svg}");
@@ -774,9 +787,15 @@ async fn inspector_names_are_hidden_from_everyone_without_the_right() {
         }
     }
     // The per-inspector chart labels the colleague's view by the numbers.
-    let (_, _, bytes) = b.colleague.get_bytes("/api/ratings/stats.svg?chart=subjects").await;
+    let (_, _, bytes) = b
+        .colleague
+        .get_bytes("/api/ratings/stats.svg?chart=subjects")
+        .await;
     let svg = String::from_utf8_lossy(&bytes);
-    assert!(svg.contains("Инспектор #1") && svg.contains("Инспектор #2"), "{svg}");
+    assert!(
+        svg.contains("Инспектор #1") && svg.contains("Инспектор #2"),
+        "{svg}"
+    );
     let r = b.colleague.get("/api/ratings/stats").await;
     assert_eq!(r.body["names_visible"], false);
     let numbers: Vec<u64> = r.body["rated"]

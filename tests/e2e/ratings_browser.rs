@@ -300,12 +300,12 @@ async fn table_rows(b: &Browser) -> Result<Vec<Vec<String>>> {
 /// counted them, its charts, no inspector; off: the page says so and shows no numbers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_public_page_shows_the_control_bodies_numbers_in_chromium() -> Result<()> {
-    let b = crate::ratings::body_with_ratings(
-        spawn_app_with(|c| c.ratings.public_page = true).await,
-    )
-    .await;
+    let b =
+        crate::ratings::body_with_ratings(spawn_app_with(|c| c.ratings.public_page = true).await)
+            .await;
     let page = Browser::launch("public", Device::Phone).await?;
-    page.goto(&format!("{}/ratings/#public", b.app.address)).await?;
+    page.goto(&format!("{}/ratings/#public", b.app.address))
+        .await?;
     page.wait_true(
         "the control body with its charts",
         "const imgs = [document.getElementById('ratings-chart'), document.getElementById('ratings-chart-months')]; \
@@ -320,30 +320,51 @@ async fn the_public_page_shows_the_control_bodies_numbers_in_chromium() -> Resul
     let text = text.as_str().unwrap_or_default().to_string();
     ensure!(text.contains("ГУ МЧС по г. Москве"), "{text}");
     for secret in b.names.iter().chain(b.ids.iter()) {
-        ensure!(!text.contains(secret.as_str()), "the public page names {secret}: {text}");
+        ensure!(
+            !text.contains(secret.as_str()),
+            "the public page names {secret}: {text}"
+        );
     }
     ensure!(
         page.js("return document.querySelectorAll('article.ratings-subject[data-level=inspector]').length")
             .await?
             == json!(0)
     );
-    ensure!(page.js("return document.getElementById('ratings-chart-subjects').parentElement.hidden").await? == json!(true));
+    ensure!(
+        page.js("return document.getElementById('ratings-chart-subjects').parentElement.hidden")
+            .await?
+            == json!(true)
+    );
     // Courtesy was rated 3, 9 and 6: count 3, mean 6.00, median 6, a third below 5; every
     // other criterion 8 three times. Each shows overall and for the one month.
     let rows = table_rows(&page).await?;
     let numbers = |r: &Vec<String>| r[1..5].to_vec();
-    let courtesy = rows.iter().filter(|r| numbers(r) == ["3", "6.00", "6", "33%"]).count();
-    let eights = rows.iter().filter(|r| numbers(r) == ["3", "8.00", "8", "0%"]).count();
+    let courtesy = rows
+        .iter()
+        .filter(|r| numbers(r) == ["3", "6.00", "6", "33%"])
+        .count();
+    let eights = rows
+        .iter()
+        .filter(|r| numbers(r) == ["3", "8.00", "8", "0%"])
+        .count();
     ensure!(courtesy == 2, "courtesy rows: {rows:?}");
-    ensure!(eights >= 2 && eights % 2 == 0, "the other criteria's rows: {rows:?}");
-    ensure!(rows.iter().any(|r| r[6] == "0 · 0 · 1 · 0 · 0 · 1 · 0 · 0 · 1 · 0"), "{rows:?}");
+    ensure!(
+        eights >= 2 && eights % 2 == 0,
+        "the other criteria's rows: {rows:?}"
+    );
+    ensure!(
+        rows.iter()
+            .any(|r| r[6] == "0 · 0 · 1 · 0 · 0 · 1 · 0 · 0 · 1 · 0"),
+        "{rows:?}"
+    );
     page.close().await?;
     b.app.stop().await;
 
     // Off (the default): the API answers 404, the page shows the error and no numbers.
     let app = spawn_app().await;
     let page = Browser::launch("public-off", Device::Phone).await?;
-    page.goto(&format!("{}/ratings/#public", app.address)).await?;
+    page.goto(&format!("{}/ratings/#public", app.address))
+        .await?;
     page.wait_true(
         "the error instead of the numbers",
         "return !document.getElementById('ratings-error').hidden",

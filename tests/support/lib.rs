@@ -507,6 +507,21 @@ impl Client {
         )
     }
 
+    /// A new invitation to inspection `id` labelled `label`: its join URL.
+    pub async fn invite_url(&self, id: &str, label: &str) -> String {
+        let r = self
+            .post_json(
+                &format!("/api/inspections/{id}/invitations"),
+                &serde_json::json!({ "label": label }),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body["url"]
+            .as_str()
+            .expect("an invitation has a url")
+            .to_string()
+    }
+
     /// Creates an inspection (`inspection_body`) with the first bundled checklist template
     /// and returns its id.
     pub async fn create_inspection(&self) -> String {

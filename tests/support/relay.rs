@@ -71,8 +71,12 @@ impl LossyRelay {
         let lossy = lossy_types.to_vec();
 
         let up = {
-            let (outside, inside, counts, browser) =
-                (outside.clone(), inside.clone(), counts.clone(), browser.clone());
+            let (outside, inside, counts, browser) = (
+                outside.clone(),
+                inside.clone(),
+                counts.clone(),
+                browser.clone(),
+            );
             tokio::spawn(async move {
                 let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
                 let mut buf = vec![0u8; 2048];
@@ -105,8 +109,12 @@ impl LossyRelay {
             })
         };
         let down = {
-            let (outside, inside, counts, browser) =
-                (outside.clone(), inside.clone(), counts.clone(), browser.clone());
+            let (outside, inside, counts, browser) = (
+                outside.clone(),
+                inside.clone(),
+                counts.clone(),
+                browser.clone(),
+            );
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
                 while let Ok(n) = inside.recv(&mut buf).await {

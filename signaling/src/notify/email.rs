@@ -85,8 +85,10 @@ impl Email {
                     MultiPart::related()
                         .singlepart(SinglePart::html(html(&msg.text, &msg.link)))
                         .singlepart(
-                            lettre::message::Attachment::new_inline(QR_CID.to_owned())
-                                .body(png, ContentType::parse("image/png").expect("a literal MIME type")),
+                            lettre::message::Attachment::new_inline(QR_CID.to_owned()).body(
+                                png,
+                                ContentType::parse("image/png").expect("a literal MIME type"),
+                            ),
                         ),
                 ),
             ),

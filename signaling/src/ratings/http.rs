@@ -508,7 +508,11 @@ async fn both_levels(
     side: RatingSide,
     scope: &Scope,
     q: &StatsQuery,
-) -> ApiResult<(Vec<SubjectStats>, Vec<SubjectStats>, BTreeMap<String, String>)> {
+) -> ApiResult<(
+    Vec<SubjectStats>,
+    Vec<SubjectStats>,
+    BTreeMap<String, String>,
+)> {
     let body = scope
         .control_body
         .map(|u| u.to_string())
@@ -815,17 +819,29 @@ fn chart_bars(v: &StatsView, lang: &str, kind: &str) -> ApiResult<Vec<(String, [
                     .criteria
                     .iter()
                     .find(|c| c.code == code)
-                    .map(|c| if en { c.title.en.clone() } else { c.title.ru.clone() })
+                    .map(|c| {
+                        if en {
+                            c.title.en.clone()
+                        } else {
+                            c.title.ru.clone()
+                        }
+                    })
                     .unwrap_or_else(|| code.to_string())
             };
             // Every control body shown together: the mean of each criterion.
             let mut acc: BTreeMap<String, [u32; 10]> = BTreeMap::new();
             for s in &v.control_bodies {
                 for c in &s.criteria {
-                    add(acc.entry(c.criterion.clone()).or_insert([0; 10]), &c.overall);
+                    add(
+                        acc.entry(c.criterion.clone()).or_insert([0; 10]),
+                        &c.overall,
+                    );
                 }
             }
-            Ok(acc.into_iter().map(|(code, d)| (title_of(&code), d)).collect())
+            Ok(acc
+                .into_iter()
+                .map(|(code, d)| (title_of(&code), d))
+                .collect())
         }
         "months" => {
             let mut acc: BTreeMap<String, [u32; 10]> = BTreeMap::new();

@@ -225,7 +225,15 @@ pub async fn project(tx: &mut AnyConnection, e: &CommittedEvent) -> Result<(), s
         .bind(s.note.clone())
         .execute(&mut *tx)
         .await?;
-        count_score(&mut *tx, &key, &s.criterion, i16::from(s.score), &s.reasons, 1).await?;
+        count_score(
+            &mut *tx,
+            &key,
+            &s.criterion,
+            i16::from(s.score),
+            &s.reasons,
+            1,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -288,7 +296,9 @@ async fn count_score(
     delta: i64,
 ) -> Result<(), sqlx::Error> {
     if !(1..=10).contains(&score) {
-        return Err(sqlx::Error::Protocol(format!("rating score {score} outside 1..=10")));
+        return Err(sqlx::Error::Protocol(format!(
+            "rating score {score} outside 1..=10"
+        )));
     }
     // The column is named by a number checked just above, never by input text.
     let sql = format!(
@@ -334,7 +344,11 @@ async fn count_score(
 /// projection kept).
 pub async fn rebuild_cells(db: &AnyPool) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
-    for t in ["rating_cells", "rating_cell_reasons", "rating_subject_months"] {
+    for t in [
+        "rating_cells",
+        "rating_cell_reasons",
+        "rating_subject_months",
+    ] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {t}")))
             .execute(&mut *tx)
             .await?;
@@ -373,7 +387,9 @@ pub async fn ensure_cells(db: &AnyPool) -> anyhow::Result<()> {
     let cells = sqlx::query("SELECT 1 FROM rating_subject_months LIMIT 1")
         .fetch_optional(db)
         .await?;
-    let rated = sqlx::query("SELECT 1 FROM ratings LIMIT 1").fetch_optional(db).await?;
+    let rated = sqlx::query("SELECT 1 FROM ratings LIMIT 1")
+        .fetch_optional(db)
+        .await?;
     if cells.is_none() && rated.is_some() {
         rebuild_cells(db).await?;
     }
