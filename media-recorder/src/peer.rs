@@ -146,17 +146,7 @@ pub(crate) async fn build(
 ) -> Result<Arc<dyn PeerConnection>, MediaError> {
     let mut me = media_engine()?;
     let registry = interceptors(&mut me)?;
-    let pc = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_media_engine(me)
-        .with_setting_engine(setting_engine())
-        .with_interceptor_registry(registry)
-        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
-        .with_udp_addrs(cfg.udp_addrs.clone())
-        .build()
-        .await
-        .map_err(|e| MediaError::Internal(format!("peer connection: {e}")))?;
-    Ok(Arc::new(pc))
+    connect(cfg, me, registry, handler).await
 }
 
 /// Builds a connection outside any room (the device check's probe): the same codecs and ICE
@@ -167,6 +157,16 @@ pub(crate) async fn build_plain(
 ) -> Result<Arc<dyn PeerConnection>, MediaError> {
     let mut me = media_engine()?;
     let registry = chain(&mut me)?;
+    connect(cfg, me, registry, handler).await
+}
+
+/// The one builder chain both kinds of connection share.
+async fn connect(
+    cfg: &MediaConfig,
+    me: MediaEngine,
+    registry: Registry,
+    handler: Arc<dyn PeerConnectionEventHandler>,
+) -> Result<Arc<dyn PeerConnection>, MediaError> {
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(me)
