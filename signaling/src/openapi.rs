@@ -9,13 +9,14 @@ use crate::AppState;
 /// The API description, generated from the handlers' annotations.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Inspector API", description = "Remote inspections over live video. Errors: {\"error\":{\"code\",\"message\"}}."),
+    info(title = "Inspector API", description = "Remote inspections over live video. Errors: {\"error\":{\"code\",\"message\"}}. Systems authenticate with `Authorization: Bearer <API token>` (no CSRF header); staff with the session cookie."),
     paths(
         crate::users::login, crate::users::logout, crate::users::me,
         crate::users::list, crate::users::create, crate::users::disable,
         crate::templates::list, crate::templates::show, crate::templates::create,
         crate::inspections::list, crate::inspections::create, crate::inspections::show,
-        crate::inspections::change_status, crate::inspections::invite,
+        crate::inspections::change_status, crate::inspections::set_external_ids,
+        crate::inspections::invite,
         crate::inspections::list_invitations, crate::inspections::revoke,
         crate::inspections::participants, crate::inspections::accept,
         crate::live::socket,
@@ -49,9 +50,10 @@ use crate::AppState;
         crate::ratings::http::stats_svg, crate::ratings::http::public_json,
         crate::ratings::http::public_svg, crate::ratings::http::set_head,
         crate::devcheck::probe_config, crate::devcheck::probe, crate::devcheck::submit, crate::devcheck::list,
+        crate::tokens::list, crate::tokens::create, crate::tokens::revoke, crate::tokens::calls,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::uploads::Uploaded)),
-    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"), (name = "notices"), (name = "ratings"), (name = "device-check"))
+    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"), (name = "notices"), (name = "ratings"), (name = "device-check"), (name = "tokens", description = "API tokens for other systems: send `Authorization: Bearer <secret>`; the scopes each route needs are in docs/ARCHITECTURE.md (API tokens)"))
 )]
 pub struct ApiDoc;
 

@@ -30,4 +30,5 @@ mod ratings;
 mod ratings_browser;
 mod room_flood;
 mod socket_lifetime;
+mod tokens;
 mod ux;
