@@ -662,12 +662,14 @@ pub async fn create(
             };
             // A token names only an inspector of its own control body.
             let in_body = |body: &Option<String>| {
-                me.token
-                    .as_ref()
-                    .is_none_or(|t| &t.control_body_id == body)
+                me.token.as_ref().is_none_or(|t| &t.control_body_id == body)
             };
             match found {
-                Some((role, body)) if (role == "inspector" || role == "admin") && in_body(&body) => id,
+                Some((role, body))
+                    if (role == "inspector" || role == "admin") && in_body(&body) =>
+                {
+                    id
+                }
                 _ => {
                     return Err(ApiError::Fields(vec![FieldError::new(
                         "inspector_id",
@@ -795,7 +797,9 @@ pub async fn set_external_ids(
     .execute(&state.db)
     .await;
     if let Err(e) = updated {
-        if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
+        if e.as_database_error()
+            .is_some_and(|d| d.is_unique_violation())
+        {
             return Err(erknm_taken());
         }
         return Err(e.into());

@@ -116,7 +116,11 @@ pub const ROUTES: &[(Method, &str, &[Scope])] = &[
     (Method::GET, "/api/inspections/{id}/track", &[R]),
     (Method::GET, "/api/inspections/{id}/state", &[R]),
     (Method::GET, "/api/inspections/{id}/events.jsonl", &[R]),
-    (Method::GET, "/api/inspections/{id}/recording/manifest", &[R]),
+    (
+        Method::GET,
+        "/api/inspections/{id}/recording/manifest",
+        &[R],
+    ),
     (
         Method::GET,
         "/api/inspections/{id}/recording/chapters.vtt",
@@ -124,7 +128,11 @@ pub const ROUTES: &[(Method, &str, &[Scope])] = &[
     ),
     (Method::GET, "/api/inspections/{id}/act", &[R]),
     (Method::GET, "/api/inspections/{id}/act.pdf", &[R]),
-    (Method::GET, "/api/inspections/{id}/act/signatures/{file}", &[R]),
+    (
+        Method::GET,
+        "/api/inspections/{id}/act/signatures/{file}",
+        &[R],
+    ),
     (Method::GET, "/api/inspections/{id}/device-checks", &[R]),
     (Method::GET, "/api/prescriptions", &[R]),
     (Method::GET, "/api/prescriptions/{id}", &[R]),
@@ -271,19 +279,22 @@ pub async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -
             // No such route: the fallback answers 404 (it reads no caller).
             None => next.run(req).await,
             Some(None) => refuse(Refusal {
-            status: StatusCode::FORBIDDEN,
-            code: "token_not_allowed",
-            message: "this endpoint is not for API tokens".into(),
-        }),
+                status: StatusCode::FORBIDDEN,
+                code: "token_not_allowed",
+                message: "this endpoint is not for API tokens".into(),
+            }),
             Some(Some(need)) if !need.is_empty() && !need.iter().any(|s| token.grant.has(*s)) => {
                 refuse(Refusal {
-            status: StatusCode::FORBIDDEN,
-            code: "token_scope",
-            message: format!(
+                    status: StatusCode::FORBIDDEN,
+                    code: "token_scope",
+                    message: format!(
                         "the token lacks the scope this endpoint needs ({})",
-                        need.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
+                        need.iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" or ")
                     ),
-        })
+                })
             }
             Some(Some(_)) => {
                 req.extensions_mut().insert(TokenCaller(Staff {

@@ -31,4 +31,5 @@ mod ratings_browser;
 mod room_flood;
 mod socket_lifetime;
 mod tokens;
+mod tokens_browser;
 mod ux;

@@ -137,15 +137,32 @@ async fn token_requests_are_validated_with_stable_codes() {
         let r = admin.post_json("/api/tokens", &body).await;
         assert_eq!(r.status, 400, "{body}: {}", r.text);
         assert_eq!(r.code(), "validation_failed", "{}", r.text);
-        assert_eq!(r.body["error"]["fields"][0]["field"], json!(field), "{}", r.text);
-        assert_eq!(r.body["error"]["fields"][0]["code"], json!(code), "{}", r.text);
+        assert_eq!(
+            r.body["error"]["fields"][0]["field"],
+            json!(field),
+            "{}",
+            r.text
+        );
+        assert_eq!(
+            r.body["error"]["fields"][0]["code"],
+            json!(code),
+            "{}",
+            r.text
+        );
     }
     // The expiry is required.
     let r = admin
-        .post_json("/api/tokens", &json!({"name": "n", "scopes": ["results:read"]}))
+        .post_json(
+            "/api/tokens",
+            &json!({"name": "n", "scopes": ["results:read"]}),
+        )
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(app.dump().await, before, "a refused token request stored something");
+    assert_eq!(
+        app.dump().await,
+        before,
+        "a refused token request stored something"
+    );
     app.stop().await;
 }
 
@@ -243,10 +260,22 @@ async fn external_ids_round_trip_search_and_refuse_bad_shapes() {
         let r = c
             .get("/api/inspections?external_id=%D0%A1%D0%AD%D0%94-2026%2F17")
             .await;
-        assert_eq!(r.body["inspections"].as_array().unwrap().len(), 1, "{}", r.text);
+        assert_eq!(
+            r.body["inspections"].as_array().unwrap().len(),
+            1,
+            "{}",
+            r.text
+        );
         // Exact: a prefix finds nothing.
-        let r = c.get("/api/inspections?external_id=%D0%A1%D0%AD%D0%94").await;
-        assert_eq!(r.body["inspections"].as_array().unwrap().len(), 0, "{}", r.text);
+        let r = c
+            .get("/api/inspections?external_id=%D0%A1%D0%AD%D0%94")
+            .await;
+        assert_eq!(
+            r.body["inspections"].as_array().unwrap().len(),
+            0,
+            "{}",
+            r.text
+        );
     }
     let r = inspector.get("/api/inspections?erknm=7723-0661").await;
     assert_eq!((r.status, r.code()), (400, "erknm_invalid"), "{}", r.text);
@@ -262,7 +291,12 @@ async fn external_ids_round_trip_search_and_refuse_bad_shapes() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["field"].as_str().unwrap().into(), f["code"].as_str().unwrap().into()))
+        .map(|f| {
+            (
+                f["field"].as_str().unwrap().into(),
+                f["code"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         fields,
@@ -290,8 +324,15 @@ async fn external_ids_round_trip_search_and_refuse_bad_shapes() {
         )
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(r.body["error"]["fields"][0]["code"], json!("external_id_invalid"));
-    assert_eq!(app.dump().await, before, "a refused request stored something");
+    assert_eq!(
+        r.body["error"]["fields"][0]["code"],
+        json!("external_id_invalid")
+    );
+    assert_eq!(
+        app.dump().await,
+        before,
+        "a refused request stored something"
+    );
 
     // Set later, by the inspector; then changed and cleared by the system.
     let r = inspector
@@ -321,5 +362,75 @@ async fn external_ids_round_trip_search_and_refuse_bad_shapes() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn token_and_external_id_answers_match_the_openapi_document() {
+    let app = spawn_app().await;
+    let spec = crate::openapi::Spec {
+        doc: app.anonymous().get("/api/openapi.json").await.body,
+    };
+    assert_eq!(
+        spec.doc["components"]["securitySchemes"]["api_token"]["scheme"],
+        json!("bearer")
+    );
+    let admin = app.staff("admin", Role::Admin).await;
+    let made = admin
+        .post_json(
+            "/api/tokens",
+            &json!({"name": "n", "scopes": ["results:read", "inspections:write"], "expires_at": in_days(5)}),
+        )
+        .await;
+    spec.check("post", "/api/tokens", &made);
+    let bad = admin
+        .post_json(
+            "/api/tokens",
+            &json!({"name": "", "scopes": [], "expires_at": in_days(5)}),
+        )
+        .await;
+    spec.check("post", "/api/tokens", &bad);
+    let id = made.body["token"]["id"].as_str().unwrap().to_string();
+    let sys = app.bearer(made.body["secret"].as_str().unwrap());
+    let insp = admin.create_inspection().await;
+    let set = sys
+        .put_json(
+            &format!("/api/inspections/{insp}/external-ids"),
+            &json!({"erknm_number": "77230661000100012345", "external_id": "e-1"}),
+        )
+        .await;
+    spec.check("put", "/api/inspections/{id}/external-ids", &set);
+    let other = admin.create_inspection().await;
+    let taken = admin
+        .put_json(
+            &format!("/api/inspections/{other}/external-ids"),
+            &json!({"erknm_number": "77230661000100012345", "external_id": null}),
+        )
+        .await;
+    assert_eq!(taken.status, 409);
+    spec.check("put", "/api/inspections/{id}/external-ids", &taken);
+    spec.check(
+        "get",
+        "/api/inspections/{id}",
+        &sys.get(&format!("/api/inspections/{insp}")).await,
+    );
+    spec.check(
+        "get",
+        "/api/inspections",
+        &sys.get("/api/inspections?erknm=77230661000100012345").await,
+    );
+    spec.check("get", "/api/tokens", &admin.get("/api/tokens").await);
+    spec.check(
+        "get",
+        "/api/tokens/{id}/calls",
+        &admin.get(&format!("/api/tokens/{id}/calls")).await,
+    );
+    spec.check(
+        "post",
+        "/api/tokens/{id}/revoke",
+        &admin
+            .post_json(&format!("/api/tokens/{id}/revoke"), &json!({}))
+            .await,
+    );
     app.stop().await;
 }
