@@ -1070,7 +1070,7 @@ async fn every_endpoint_checks_every_token() {
             json!({}),
             NO,
         ),
-        // Results: `results:read`.
+        // Results: `results:read` (X is not finished: no recording yet, 409).
         (
             "GET",
             format!("/api/inspections/{x}/participants"),
@@ -1099,13 +1099,13 @@ async fn every_endpoint_checks_every_token() {
             "GET",
             format!("/api/inspections/{x}/recording/manifest"),
             Value::Null,
-            [401, 401, 401, 200, 403, 403, 404],
+            [401, 401, 401, 409, 403, 403, 404],
         ),
         (
             "GET",
             format!("/api/inspections/{x}/recording/chapters.vtt"),
             Value::Null,
-            [401, 401, 401, 200, 403, 403, 404],
+            [401, 401, 401, 409, 403, 403, 404],
         ),
         (
             "GET",
