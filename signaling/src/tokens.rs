@@ -142,6 +142,12 @@ pub const ROUTES: &[(Method, &str, &[Scope])] = &[
 
 /// The scopes a route needs from a token, `None` when tokens may not call it.
 pub fn route_scopes(method: &Method, route: &str) -> Option<&'static [Scope]> {
+    // A HEAD is answered by the GET handler, so it needs what the GET needs.
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     ROUTES
         .iter()
         .find(|(m, r, _)| m == method && *r == route)
@@ -176,8 +182,10 @@ fn bearer(req: &Request) -> Option<&str> {
     req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        // The scheme's name is case-insensitive (RFC 9110, 11.1).
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, secret)| secret.trim())
 }
 
 /// A refusal of a bearer call, answered in the one error shape.
@@ -659,4 +667,33 @@ pub async fn calls(
         })
         .collect::<ApiResult<_>>()?;
     Ok(Json(TokenCalls { calls }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_need_their_scopes_and_unlisted_ones_are_closed() {
+        assert_eq!(
+            route_scopes(&Method::GET, "/api/inspections/{id}/act"),
+            Some(&[Scope::ResultsRead][..])
+        );
+        assert_eq!(
+            route_scopes(&Method::HEAD, "/api/inspections/{id}/act.pdf"),
+            Some(&[Scope::ResultsRead][..])
+        );
+        assert_eq!(route_scopes(&Method::GET, "/api/inspections/{id}/ws"), None);
+        assert_eq!(route_scopes(&Method::POST, "/api/auth/login"), None);
+        assert_eq!(route_scopes(&Method::GET, "/api/tokens"), None);
+        // The same path with another method is another route.
+        assert_eq!(route_scopes(&Method::DELETE, "/api/inspections"), None);
+        for s in [
+            Scope::ResultsRead,
+            Scope::InspectionsWrite,
+            Scope::TemplatesWrite,
+        ] {
+            assert_eq!(Scope::parse(s.as_str()), Some(s));
+        }
+    }
 }

@@ -53,6 +53,15 @@ async fn a_token_is_shown_once_stored_hashed_logged_and_revoked_at_once() {
     let sys = app.bearer(&secret);
     let a = sys.get("/api/inspections").await;
     assert_eq!(a.status, 200, "{}", a.text);
+    // The scheme's name is case-insensitive.
+    let lower = app
+        .anonymous()
+        .get_with(
+            "/api/inspections",
+            &[("authorization", &format!("bearer {secret}"))],
+        )
+        .await;
+    assert_eq!(lower.status, 200, "{}", lower.text);
     let rv = admin
         .post_json(&format!("/api/tokens/{id}/revoke"), &json!({}))
         .await;
@@ -82,6 +91,7 @@ async fn a_token_is_shown_once_stored_hashed_logged_and_revoked_at_once() {
         got,
         vec![
             ("GET".into(), "/api/inspections".into(), 401),
+            ("GET".into(), "/api/inspections".into(), 200),
             ("GET".into(), "/api/inspections".into(), 200),
         ]
     );
