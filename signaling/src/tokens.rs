@@ -327,8 +327,30 @@ pub async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -
     response
 }
 
+/// Every how many calls of a token (in this process) its log is pruned: the first call and
+/// then every [`PRUNE_EVERY`]th, so a token holds at most `MAX_CALLS_PER_TOKEN + PRUNE_EVERY - 1`
+/// calls, and most calls write two rows instead of also running two deletes.
+pub const PRUNE_EVERY: u32 = 100;
+
+/// Whether this call of `token` prunes its log (see [`PRUNE_EVERY`]).
+fn prune_due(token: Uuid) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CALLS: OnceLock<Mutex<HashMap<Uuid, u32>>> = OnceLock::new();
+    // Plain counters; a panic elsewhere leaves them usable.
+    let mut calls = CALLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let n = calls.entry(token).or_insert(0);
+    let due = *n % PRUNE_EVERY == 0;
+    *n = n.wrapping_add(1);
+    due
+}
+
 /// Records one call and keeps the log bounded: calls older than the retention go, and of a
-/// token's calls only the newest [`MAX_CALLS_PER_TOKEN`] stay.
+/// token's calls only the newest [`MAX_CALLS_PER_TOKEN`] stay (checked every
+/// [`PRUNE_EVERY`] calls).
 async fn record_call(
     state: &AppState,
     token: Uuid,
@@ -355,6 +377,9 @@ async fn record_call(
         .bind(token.to_string())
         .execute(&mut *tx)
         .await?;
+    if !prune_due(token) {
+        return tx.commit().await;
+    }
     sqlx::query("DELETE FROM api_token_calls WHERE at < $1")
         .bind(now - CALL_RETENTION_DAYS * 24 * 3600 * 1_000_000)
         .execute(&mut *tx)
