@@ -756,6 +756,8 @@ $('room-invite').addEventListener('click', async () => {
   // The links made so far are listed first; a new one is made only on request.
   await renderInvitations();
   $('notice-push').hidden = !pushSupported();
+  $('ids-erknm').value = room.inspection.erknm_number || '';
+  $('ids-external').value = room.inspection.external_id || '';
   renderDeliveries();
   if (!$('room-invite-url').value) await newInvitation();
 });
@@ -827,6 +829,25 @@ $('notice-reschedule-form').addEventListener('submit', async (ev) => {
     showError($('notice-error'), e);
   }
   renderDeliveries();
+});
+
+// The external ids, replaced together (an empty field clears one).
+$('ids-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  if (!room) return;
+  const form = $('ids-form');
+  clearFieldErrors(form);
+  $('ids-error').hidden = true;
+  try {
+    room.inspection = await api.put(`/api/inspections/${room.id}/external-ids`, {
+      erknm_number: $('ids-erknm').value.trim() || null,
+      external_id: $('ids-external').value.trim() || null,
+    });
+    renderRoomMeta();
+    toast(t('ids.saved'));
+  } catch (e) {
+    showFieldErrors(form, { erknm_number: 'ids-erknm', external_id: 'ids-external' }, e, $('ids-error'));
+  }
 });
 
 async function newInvitation() {

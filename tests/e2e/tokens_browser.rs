@@ -1,7 +1,7 @@
 //! The administrator's API-token page and the console's external ids in Chromium (issue 22):
 //! a token is made on the page, its secret shown once (not after a reload), it works as a
-//! bearer token, the page revokes it and the next call is refused; the inspection list shows
-//! an inspection's ЕРКНМ number.
+//! bearer token, the page revokes it and the next call is refused; the inspection list and the
+//! room show an inspection's ЕРКНМ number, and the room sets both ids, a bad one refused.
 
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ async fn an_admin_makes_and_revokes_a_token_and_the_console_shows_external_ids()
     body["erknm_number"] = json!("77230661000100012345");
     let r = admin.post_json("/api/inspections", &body).await;
     ensure!(r.status == 201, "{}", r.text);
+    let insp = r.body["id"].as_str().unwrap_or_default().to_string();
     let b = Browser::launch("tokens", Device::Desktop).await?;
     b.goto(&format!("{}/", app.address)).await?;
     b.wait_true(
@@ -38,6 +39,49 @@ async fn an_admin_makes_and_revokes_a_token_and_the_console_shows_external_ids()
         T,
     )
     .await?;
+    // The room shows both ids and sets them later: a bad number is refused at its field.
+    b.goto(&format!("{}/#/room/{insp}", app.address)).await?;
+    b.wait_true(
+        "the room's meta line",
+        "return document.getElementById('room-meta').textContent.includes('ЕРКНМ 77230661000100012345')",
+        T,
+    )
+    .await?;
+    b.click("#room-invite").await?;
+    b.wait_true(
+        "the ids form, filled",
+        "return document.getElementById('ids-erknm').value === '77230661000100012345'",
+        T,
+    )
+    .await?;
+    b.js("document.getElementById('ids-erknm').value = '12'; \
+          document.getElementById('ids-external').value = 'СЭД-7'; return true")
+        .await?;
+    b.click("#ids-save").await?;
+    b.wait_true(
+        "the field error",
+        "const e = document.getElementById('ids-erknm-error'); \
+         return !!e && e.dataset.code === 'erknm_invalid' && e.textContent.includes('цифр')",
+        T,
+    )
+    .await?;
+    b.js("document.getElementById('ids-erknm').value = '50230661000100000001'; return true")
+        .await?;
+    b.click("#ids-save").await?;
+    b.wait_true(
+        "saved into the meta line",
+        "return document.getElementById('room-meta').textContent.includes('Внешний ид. СЭД-7')",
+        T,
+    )
+    .await?;
+    let shown = admin.get(&format!("/api/inspections/{insp}")).await;
+    ensure!(
+        shown.body["erknm_number"] == "50230661000100000001"
+            && shown.body["external_id"] == "СЭД-7",
+        "{}",
+        shown.text
+    );
+    b.goto(&format!("{}/#/list", app.address)).await?;
     b.wait_true(
         "the admin's link",
         "return !document.getElementById('nav-tokens').hidden",
