@@ -53,6 +53,7 @@ function showView(name) {
   for (const b of document.querySelectorAll('.new-btn')) b.hidden = !canCreate();
   $('logout').hidden = !me;
   $('nav-messages').hidden = me?.role !== 'admin';
+  $('nav-tokens').hidden = me?.role !== 'admin';
   $('nav-list').toggleAttribute('aria-current', name === 'list');
   if (name === 'list') $('nav-list').setAttribute('aria-current', 'page');
   $('nav-new').toggleAttribute('aria-current', name === 'new');
@@ -140,7 +141,9 @@ async function openList() {
     return;
   }
   const rows = (data.inspections || []).map((i) => el('tr', { 'data-inspection-id': i.id },
-    el('td', {}, el('a', { href: `#/room/${i.id}`, text: i.title || i.id })),
+    el('td', {}, el('a', { href: `#/room/${i.id}`, text: i.title || i.id }),
+      i.erknm_number ? el('div', { class: 'muted', 'data-erknm': i.erknm_number, text: t('ids.erknm', { n: i.erknm_number }) }) : '',
+      i.external_id ? el('div', { class: 'muted', text: t('ids.external', { n: i.external_id }) }) : ''),
     el('td', { class: 'wrap' }, i.business?.name || '', el('div', { class: 'muted', text: i.business?.inn ? t('business.inn', { inn: i.business.inn }) : '' }),
       el('div', { class: 'muted', text: i.business?.address || '' })),
     el('td', { text: formatTimeZoned(i.scheduled_at, undefined, i.time_zone) }),
@@ -170,6 +173,7 @@ const CREATE_FIELDS = {
   title: 'c-title', template_id: 'c-template', scheduled_at: 'c-scheduled', time_zone: 'c-scheduled',
   'business.name': 'c-bname', 'business.inn': 'c-inn', 'business.address': 'c-address',
   'business.lat': 'c-lat', 'business.lon': 'c-lon',
+  erknm_number: 'c-erknm', external_id: 'c-external',
 };
 
 function checkScheduled() {
@@ -232,6 +236,9 @@ $('create-form').addEventListener('submit', async (ev) => {
     business,
     time_zone: zone,
   };
+  // Empty means none; what is typed goes as typed (the server names a bad shape).
+  if ($('c-erknm').value.trim()) body.erknm_number = $('c-erknm').value.trim();
+  if ($('c-external').value.trim()) body.external_id = $('c-external').value.trim();
   $('create-submit').disabled = true;
   try {
     const insp = await api.post('/api/inspections', body, { 'Idempotency-Key': createKey });
@@ -552,7 +559,8 @@ function renderRoomMeta() {
   if (!room) return;
   const i = room.inspection;
   $('room-meta').textContent = [i.business?.name, i.business?.inn ? t('business.inn', { inn: i.business.inn }) : '',
-    i.business?.address, t('room.scheduled', { t: formatTime(i.scheduled_at) }), t('time.zone', { z: zoneLabel() })]
+    i.business?.address, t('room.scheduled', { t: formatTime(i.scheduled_at) }), t('time.zone', { z: zoneLabel() }),
+    i.erknm_number ? t('ids.erknm', { n: i.erknm_number }) : '', i.external_id ? t('ids.external', { n: i.external_id }) : '']
     .filter(Boolean).join(' · ');
 }
 
@@ -748,6 +756,8 @@ $('room-invite').addEventListener('click', async () => {
   // The links made so far are listed first; a new one is made only on request.
   await renderInvitations();
   $('notice-push').hidden = !pushSupported();
+  $('ids-erknm').value = room.inspection.erknm_number || '';
+  $('ids-external').value = room.inspection.external_id || '';
   renderDeliveries();
   if (!$('room-invite-url').value) await newInvitation();
 });
@@ -819,6 +829,25 @@ $('notice-reschedule-form').addEventListener('submit', async (ev) => {
     showError($('notice-error'), e);
   }
   renderDeliveries();
+});
+
+// The external ids, replaced together (an empty field clears one).
+$('ids-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  if (!room) return;
+  const form = $('ids-form');
+  clearFieldErrors(form);
+  $('ids-error').hidden = true;
+  try {
+    room.inspection = await api.put(`/api/inspections/${room.id}/external-ids`, {
+      erknm_number: $('ids-erknm').value.trim() || null,
+      external_id: $('ids-external').value.trim() || null,
+    });
+    renderRoomMeta();
+    toast(t('ids.saved'));
+  } catch (e) {
+    showFieldErrors(form, { erknm_number: 'ids-erknm', external_id: 'ids-external' }, e, $('ids-error'));
+  }
 });
 
 async function newInvitation() {

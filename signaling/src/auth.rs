@@ -86,6 +86,8 @@ pub struct Staff {
     pub csrf: String,
     /// The session token's hash (what live sockets of this session are registered by).
     pub session_hash: String,
+    /// Set when an API token makes the call (`tokens.rs`): its scopes and control body.
+    pub token: Option<crate::tokens::TokenGrant>,
 }
 
 /// An invitee of one inspection (the business).
@@ -201,6 +203,10 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // A bearer call, already checked by `tokens::gate`: no cookie, so no CSRF to check.
+        if let Some(t) = parts.extensions.get::<crate::tokens::TokenCaller>() {
+            return Ok(Caller::Staff(t.0.clone()));
+        }
         let caller = authenticate(&parts.headers, state)
             .await?
             .ok_or(ApiError::Unauthenticated)?;
@@ -317,6 +323,7 @@ pub async fn staff_by_session_hash(db: &AnyPool, hash: &str) -> Result<Option<St
             role: r.parsed(3, "user role", Role::parse)?,
             csrf: r.col(4)?,
             session_hash: hash.to_string(),
+            token: None,
         })
     })
     .transpose()

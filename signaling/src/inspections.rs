@@ -104,6 +104,15 @@ pub struct Inspection {
     pub time_zone: String,
     /// Language of the act: `ru` (default) or `en`.
     pub language: String,
+    /// The event's number in the unified register of control events (ЕРКНМ): 10–25 digits,
+    /// unique in this installation.
+    pub erknm_number: Option<String>,
+    /// The id an external system (of the control body) gave the inspection: 1–100 printable
+    /// characters, not unique.
+    pub external_id: Option<String>,
+    /// The control body of the responsible inspector (what API tokens are scoped by).
+    #[serde(skip)]
+    pub inspector_control_body: Option<String>,
     /// Checklist items (only in single-inspection answers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<Item>>,
@@ -123,7 +132,7 @@ const SELECT: &str =
     "SELECT p.id, p.kind, p.mode, p.title, p.status, p.scheduled_at, p.started_at, \
     p.finished_at, p.inspector_id, u.display_name, p.template_id, t.title, t.version, \
     p.business_name, p.business_inn, p.business_address, p.site_lat, p.site_lon, p.time_zone, \
-    t.legal_basis, p.language \
+    t.legal_basis, p.language, p.erknm_number, p.external_id, u.control_body_id \
     FROM inspections p JOIN users u ON u.id = p.inspector_id \
     LEFT JOIN templates t ON t.id = p.template_id";
 
@@ -169,6 +178,9 @@ fn from_row(r: &sqlx::any::AnyRow) -> ApiResult<Inspection> {
         language: r.parsed(20, "act language", |s| {
             matches!(s, "ru" | "en").then(|| s.to_string())
         })?,
+        erknm_number: r.col(21)?,
+        external_id: r.col(22)?,
+        inspector_control_body: r.col(23)?,
         items: None,
     })
 }
@@ -200,6 +212,18 @@ pub enum Access {
 /// The caller's access to an inspection, or `None` when it may not know it exists.
 pub fn access(caller: &Caller, insp: &Inspection) -> Option<Access> {
     match caller {
+        // An API token sees its control body's inspections (`tokens.rs`); its scopes decide
+        // which endpoints it reaches.
+        Caller::Staff(s) if s.token.is_some() => {
+            let t = s.token.as_ref()?;
+            (t.control_body_id == insp.inspector_control_body).then_some(
+                if t.has(crate::tokens::Scope::InspectionsWrite) {
+                    Access::Manage
+                } else {
+                    Access::Read
+                },
+            )
+        }
         Caller::Staff(s) => match s.role {
             Role::Admin => Some(Access::Manage),
             Role::Reviewer => Some(Access::Read),
@@ -283,6 +307,67 @@ pub struct NewInspection {
     pub time_zone: Option<String>,
     /// Language of the act: `ru` (default) or `en`.
     pub language: Option<String>,
+    /// The ЕРКНМ register number: 10–25 digits (unique; 409 `erknm_taken`).
+    #[serde(default)]
+    pub erknm_number: Option<String>,
+    /// An external system's id: 1–100 characters, no control characters.
+    #[serde(default)]
+    pub external_id: Option<String>,
+}
+
+/// The external ids of an inspection, as set later (`PUT …/external-ids`): both are replaced,
+/// null clears one.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalIds {
+    /// The ЕРКНМ register number: 10–25 digits, or null.
+    pub erknm_number: Option<String>,
+    /// An external system's id: 1–100 characters, or null.
+    pub external_id: Option<String>,
+}
+
+/// Whether an ЕРКНМ register number has an accepted shape: 10–25 ASCII digits. The register's
+/// numbers of control events are digit strings (20 digits today); the range leaves room for
+/// the register's own changes without accepting anything that is not a number.
+pub fn erknm_valid(s: &str) -> bool {
+    (10..=25).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether an external id is acceptable: 1–100 characters, none of them a control character
+/// and not only spaces.
+pub fn external_id_valid(s: &str) -> bool {
+    !s.trim().is_empty() && s.chars().count() <= 100 && !s.chars().any(char::is_control)
+}
+
+/// Every invalid external id of a request, into `errors`.
+fn check_external(erknm: Option<&str>, external: Option<&str>, errors: &mut Vec<FieldError>) {
+    if erknm.is_some_and(|e| !erknm_valid(e)) {
+        errors.push(FieldError::new("erknm_number", "erknm_invalid"));
+    }
+    if external.is_some_and(|e| !external_id_valid(e)) {
+        errors.push(FieldError::new("external_id", "external_id_invalid"));
+    }
+}
+
+/// 409 `erknm_taken` when another inspection carries this register number.
+async fn check_erknm_free(db: &AnyPool, erknm: Option<&str>, except: Uuid) -> ApiResult<()> {
+    let Some(e) = erknm else { return Ok(()) };
+    let taken = sqlx::query("SELECT 1 FROM inspections WHERE erknm_number = $1 AND id <> $2")
+        .bind(e)
+        .bind(except.to_string())
+        .fetch_optional(db)
+        .await?;
+    match taken {
+        Some(_) => Err(erknm_taken()),
+        None => Ok(()),
+    }
+}
+
+fn erknm_taken() -> ApiError {
+    ApiError::Conflict {
+        code: "erknm_taken",
+        message: "another inspection carries this ЕРКНМ register number".into(),
+    }
 }
 
 /// List filters.
@@ -292,6 +377,10 @@ pub struct ListQuery {
     pub status: Option<String>,
     /// Text in the title, business name, INN or address.
     pub q: Option<String>,
+    /// Exactly this ЕРКНМ register number (10–25 digits; else 400 `erknm_invalid`).
+    pub erknm: Option<String>,
+    /// Exactly this external id (1–100 characters; else 400 `external_id_invalid`).
+    pub external_id: Option<String>,
 }
 
 /// Transition request.
@@ -315,6 +404,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/inspections", get(list).post(create))
         .route("/api/inspections/{id}", get(show))
         .route("/api/inspections/{id}/transition", post(change_status))
+        .route(
+            "/api/inspections/{id}/external-ids",
+            axum::routing::put(set_external_ids),
+        )
         .route(
             "/api/inspections/{id}/invitations",
             get(list_invitations).post(invite),
@@ -345,6 +438,20 @@ pub(crate) fn push_visibility(
     binds: &mut Vec<String>,
 ) {
     match caller {
+        Caller::Staff(s) if s.token.is_some() => {
+            match s.token.as_ref().and_then(|t| t.control_body_id.clone()) {
+                Some(body) => {
+                    binds.push(body);
+                    sql.push_str(&format!(
+                        " AND p.inspector_id IN (SELECT id FROM users WHERE control_body_id = ${})",
+                        binds.len()
+                    ));
+                }
+                None => sql.push_str(
+                    " AND p.inspector_id IN (SELECT id FROM users WHERE control_body_id IS NULL)",
+                ),
+            }
+        }
         Caller::Staff(s) if s.role == Role::Inspector => {
             binds.push(s.id.to_string());
             sql.push_str(&format!(" AND p.inspector_id = ${}", binds.len()));
@@ -376,6 +483,26 @@ pub async fn list(
         let status = Status::parse(status).ok_or_else(|| ApiError::validation("unknown status"))?;
         binds.push(status.as_str().into());
         sql.push_str(&format!(" AND p.status = ${}", binds.len()));
+    }
+    if let Some(e) = q.erknm.as_deref() {
+        if !erknm_valid(e) {
+            return Err(ApiError::Invalid {
+                code: "erknm_invalid",
+                message: "an ЕРКНМ register number has 10–25 digits".into(),
+            });
+        }
+        binds.push(e.to_string());
+        sql.push_str(&format!(" AND p.erknm_number = ${}", binds.len()));
+    }
+    if let Some(e) = q.external_id.as_deref() {
+        if !external_id_valid(e) {
+            return Err(ApiError::Invalid {
+                code: "external_id_invalid",
+                message: "an external id has 1–100 characters, none a control character".into(),
+            });
+        }
+        binds.push(e.to_string());
+        sql.push_str(&format!(" AND p.external_id = ${}", binds.len()));
     }
     if let Some(text) = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         let escaped = text
@@ -464,6 +591,11 @@ fn check_new(new: &NewInspection) -> Result<(Inn, Option<Coordinates>), Vec<Fiel
     if !matches!(new.language.as_deref(), None | Some("ru" | "en")) {
         errors.push(FieldError::new("language", "language_unknown"));
     }
+    check_external(
+        new.erknm_number.as_deref(),
+        new.external_id.as_deref(),
+        &mut errors,
+    );
     match inn {
         Some(inn) if errors.is_empty() => Ok((inn, site)),
         _ => Err(errors),
@@ -507,16 +639,37 @@ pub async fn create(
     let title = new.title.trim();
     let b = &new.business;
     let inspector_id = match new.inspector_id {
+        // A token's system account runs no inspection: it names the responsible inspector.
+        _ if me.token.is_some() && new.inspector_id.is_none_or(|i| i == me.id) => {
+            return Err(ApiError::Fields(vec![FieldError::new(
+                "inspector_id",
+                "inspector_required",
+            )]))
+        }
         Some(id) if id != me.id => {
             if me.role != Role::Admin {
                 return Err(ApiError::Forbidden);
             }
-            let row = sqlx::query("SELECT role FROM users WHERE id = $1 AND disabled = 0")
-                .bind(id.to_string())
-                .fetch_optional(&state.db)
-                .await?;
-            match row.map(|r| r.col::<String>(0)).transpose()? {
-                Some(role) if role == "inspector" || role == "admin" => id,
+            let row = sqlx::query(
+                "SELECT role, control_body_id FROM users WHERE id = $1 AND disabled = 0",
+            )
+            .bind(id.to_string())
+            .fetch_optional(&state.db)
+            .await?;
+            let found = match row {
+                Some(r) => Some((r.col::<String>(0)?, r.col::<Option<String>>(1)?)),
+                None => None,
+            };
+            // A token names only an inspector of its own control body.
+            let in_body = |body: &Option<String>| {
+                me.token.as_ref().is_none_or(|t| &t.control_body_id == body)
+            };
+            match found {
+                Some((role, body))
+                    if (role == "inspector" || role == "admin") && in_body(&body) =>
+                {
+                    id
+                }
                 _ => {
                     return Err(ApiError::Fields(vec![FieldError::new(
                         "inspector_id",
@@ -539,6 +692,7 @@ pub async fn create(
             )]));
         }
     }
+    check_erknm_free(&state.db, new.erknm_number.as_deref(), Uuid::nil()).await?;
     let time_zone = site
         .and_then(|s| checklist_sync::trust::tz::zone_at(s.lat, s.lon))
         .map(str::to_string)
@@ -549,8 +703,8 @@ pub async fn create(
     let inserted = sqlx::query(
         "INSERT INTO inspections (id, kind, mode, template_id, title, scheduled_at, inspector_id, \
          business_name, business_inn, business_address, site_lat, site_lon, status, created_at, updated_at, search_text, \
-         time_zone, create_key, language) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'scheduled', $13, $13, $14, $15, $16, $17)",
+         time_zone, create_key, language, erknm_number, external_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'scheduled', $13, $13, $14, $15, $16, $17, $18, $19)",
     )
     .bind(id.to_string())
     .bind(new.kind.as_str())
@@ -578,6 +732,8 @@ pub async fn create(
     .bind(&time_zone)
     .bind(&create_key)
     .bind(new.language.as_deref().unwrap_or("ru"))
+    .bind(&new.erknm_number)
+    .bind(&new.external_id)
     .execute(&state.db)
     .await;
     if let Err(e) = inserted {
@@ -589,6 +745,10 @@ pub async fn create(
             if let Some(insp) = created_before(&state.db, key).await? {
                 return Ok((StatusCode::OK, Json(insp)));
             }
+        }
+        // Two requests with one register number raced: the other one's row stands.
+        if unique && new.erknm_number.is_some() {
+            return Err(erknm_taken());
         }
         return Err(e.into());
     }
@@ -602,6 +762,53 @@ pub async fn create(
         .await?
         .ok_or(ApiError::NotFound("inspection"))?;
     Ok((StatusCode::CREATED, Json(insp)))
+}
+
+/// Sets (replaces) an inspection's external ids (who manages it: its inspector, an admin, a
+/// token with `inspections:write`), in any status: the register number often comes later.
+#[utoipa::path(put, path = "/api/inspections/{id}/external-ids", tag = "inspections",
+    params(("id" = Uuid, Path)), request_body = ExternalIds,
+    responses((status = 200, body = Inspection), (status = 400, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody)))]
+pub async fn set_external_ids(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    ApiJson(ids): ApiJson<ExternalIds>,
+) -> ApiResult<Json<Inspection>> {
+    load_for(&state.db, &caller, id, Access::Manage).await?;
+    let mut errors = Vec::new();
+    check_external(
+        ids.erknm_number.as_deref(),
+        ids.external_id.as_deref(),
+        &mut errors,
+    );
+    if !errors.is_empty() {
+        return Err(ApiError::Fields(errors));
+    }
+    check_erknm_free(&state.db, ids.erknm_number.as_deref(), id).await?;
+    let updated = sqlx::query(
+        "UPDATE inspections SET erknm_number = $1, external_id = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(&ids.erknm_number)
+    .bind(&ids.external_id)
+    .bind(now_micros())
+    .bind(id.to_string())
+    .execute(&state.db)
+    .await;
+    if let Err(e) = updated {
+        if e.as_database_error()
+            .is_some_and(|d| d.is_unique_violation())
+        {
+            return Err(erknm_taken());
+        }
+        return Err(e.into());
+    }
+    Ok(Json(
+        load(&state.db, id)
+            .await?
+            .ok_or(ApiError::NotFound("inspection"))?,
+    ))
 }
 
 /// One inspection with its checklist items.

@@ -35,6 +35,7 @@ pub mod server;
 pub mod signing;
 pub mod templates;
 pub mod throttle;
+pub mod tokens;
 pub mod uploads;
 pub mod users;
 pub mod web;
@@ -273,6 +274,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ratings::router())
         .merge(uploads::router())
         .merge(onsite::router())
+        .merge(tokens::router())
         .merge(openapi::router())
         .merge(ops::router())
         .merge(web::router())
@@ -286,6 +288,11 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed here",
             )
         })
+        // Per route (so it sees the matched route): bearer calls' scopes and their log.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            tokens::gate,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(axum::middleware::from_fn(ops::track))

@@ -171,6 +171,9 @@ mod tests {
             },
             time_zone: zone.into(),
             language: "ru".into(),
+            erknm_number: None,
+            external_id: None,
+            inspector_control_body: None,
             items: None,
         }
     }

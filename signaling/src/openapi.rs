@@ -9,13 +9,14 @@ use crate::AppState;
 /// The API description, generated from the handlers' annotations.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Inspector API", description = "Remote inspections over live video. Errors: {\"error\":{\"code\",\"message\"}}."),
+    info(title = "Inspector API", description = "Remote inspections over live video. Errors: {\"error\":{\"code\",\"message\"}}. Systems authenticate with `Authorization: Bearer <API token>` (no CSRF header); staff with the session cookie."),
     paths(
         crate::users::login, crate::users::logout, crate::users::me,
         crate::users::list, crate::users::create, crate::users::disable,
         crate::templates::list, crate::templates::show, crate::templates::create,
         crate::inspections::list, crate::inspections::create, crate::inspections::show,
-        crate::inspections::change_status, crate::inspections::invite,
+        crate::inspections::change_status, crate::inspections::set_external_ids,
+        crate::inspections::invite,
         crate::inspections::list_invitations, crate::inspections::revoke,
         crate::inspections::participants, crate::inspections::accept,
         crate::live::socket,
@@ -49,11 +50,33 @@ use crate::AppState;
         crate::ratings::http::stats_svg, crate::ratings::http::public_json,
         crate::ratings::http::public_svg, crate::ratings::http::set_head,
         crate::devcheck::probe_config, crate::devcheck::probe, crate::devcheck::submit, crate::devcheck::list,
+        crate::tokens::list, crate::tokens::create, crate::tokens::revoke, crate::tokens::calls,
     ),
+    modifiers(&BearerToken),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::uploads::Uploaded)),
-    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"), (name = "notices"), (name = "ratings"), (name = "device-check"))
+    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"), (name = "notices"), (name = "ratings"), (name = "device-check"), (name = "tokens", description = "API tokens for other systems: send `Authorization: Bearer <secret>`; the scopes each route needs are in docs/ARCHITECTURE.md (API tokens)"))
 )]
 pub struct ApiDoc;
+
+/// Declares the API tokens' bearer scheme (`tokens.rs`); which routes take it is in
+/// docs/ARCHITECTURE.md, "API tokens".
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.description = Some(
+            "An API token (`insp_…`) made by an administrator; scopes `results:read`, \
+             `inspections:write`, `templates:write`"
+                .into(),
+        );
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("api_token", SecurityScheme::Http(http));
+    }
+}
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {

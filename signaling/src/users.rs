@@ -111,7 +111,8 @@ pub async fn create_user(db: &AnyPool, new: NewUser) -> ApiResult<User> {
 /// All accounts, by name.
 pub async fn list_users(db: &AnyPool) -> ApiResult<Vec<User>> {
     let rows = sqlx::query(
-        "SELECT id, username, display_name, role, disabled, created_at FROM users ORDER BY username",
+        "SELECT id, username, display_name, role, disabled, created_at FROM users \
+         WHERE id NOT IN (SELECT user_id FROM api_tokens) ORDER BY username",
     )
     .fetch_all(db)
     .await?;

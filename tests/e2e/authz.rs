@@ -492,6 +492,44 @@ async fn every_endpoint_checks_every_caller() {
             json!({"head": true}),
             [401, 403, 403, 403, 403, 403, 409],
         ),
+        // External ids (issue 22): who manages the inspection reaches the validation.
+        (
+            "PUT",
+            format!("/api/inspections/{x}/external-ids"),
+            json!({"erknm_number": "12-34", "external_id": null}),
+            [401, 403, 404, 400, 404, 403, 400],
+        ),
+        (
+            "GET",
+            "/api/inspections?erknm=12".into(),
+            Value::Null,
+            [401, 400, 400, 400, 400, 400, 400],
+        ),
+        // API tokens: administrators with a session only.
+        (
+            "GET",
+            "/api/tokens".into(),
+            Value::Null,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "POST",
+            "/api/tokens".into(),
+            json!({"name": "", "scopes": [], "expires_at": "2020-01-01T00:00:00Z"}),
+            [401, 403, 403, 403, 403, 403, 400],
+        ),
+        (
+            "POST",
+            format!("/api/tokens/{}/revoke", uuid::Uuid::new_v4()),
+            json!({}),
+            [401, 403, 403, 403, 403, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/tokens/{}/calls", uuid::Uuid::new_v4()),
+            Value::Null,
+            [401, 403, 403, 403, 403, 403, 404],
+        ),
     ];
     let mut failures = Vec::new();
     for (method, path, body, expected) in &cases {
@@ -806,4 +844,663 @@ async fn prescription_endpoints_check_every_caller() {
         failures.join("\n")
     );
     app.stop().await;
+}
+
+/// Bearer callers, in the column order of the token matrix below: an unknown token, an
+/// expired one and a revoked one (each with every scope), one token per scope, and a token
+/// with every scope of another control body.
+const TOKEN_ACTORS: [&str; 7] = [
+    "bogus",
+    "expired",
+    "revoked",
+    "read",
+    "write",
+    "templates",
+    "other_body",
+];
+
+const ALL_SCOPES: [&str; 3] = ["results:read", "inspections:write", "templates:write"];
+
+/// Creates an API token as `admin` and answers its id and secret.
+pub async fn make_token(
+    admin: &Client,
+    scopes: &[&str],
+    control_body: Option<&str>,
+) -> (String, String) {
+    let r = admin
+        .post_json(
+            "/api/tokens",
+            &json!({
+                "name": format!("система {}", scopes.join("+")),
+                "scopes": scopes,
+                "expires_at": (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339(),
+                "control_body_id": control_body,
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    (
+        r.body["token"]["id"].as_str().unwrap().to_string(),
+        r.body["secret"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Every endpoint with a bearer token of each scope (and an unknown, expired and revoked one,
+/// and one of another control body): the scopes are enforced on every route, the browser-only
+/// routes refuse every token, a token sees only its control body's inspections, a refusal
+/// changes no stored row, and nothing of X leaks to a token that may not see it.
+#[tokio::test]
+async fn every_endpoint_checks_every_token() {
+    let w = world().await;
+    let admin = &w.clients[6];
+    let x = &w.x;
+    let t = &w.template;
+    let admin_id = admin.get("/api/auth/me").await.body["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let inspector_a_id = w.clients[3].get("/api/auth/me").await.body["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let item = w.clients[3]
+        .get(&format!("/api/inspections/{x}"))
+        .await
+        .body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = admin
+        .post_json(
+            "/api/control-bodies",
+            &json!({"name": "Другой орган", "region": "78", "control_kind": "пожарный"}),
+        )
+        .await;
+    assert_eq!(body.status, 201, "{}", body.text);
+    let other_body = body.body["id"].as_str().unwrap().to_string();
+    let (expired_id, expired) = make_token(admin, &ALL_SCOPES, None).await;
+    // Expired since a second: the API refuses to make one that is.
+    sqlx::query("UPDATE api_tokens SET expires_at = $1 WHERE id = $2")
+        .bind(chrono::Utc::now().timestamp_micros() - 1_000_000)
+        .bind(&expired_id)
+        .execute(&w.app.db)
+        .await
+        .unwrap();
+    let (revoked_id, revoked) = make_token(admin, &ALL_SCOPES, None).await;
+    let r = admin
+        .post_json(&format!("/api/tokens/{revoked_id}/revoke"), &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let read = make_token(admin, &["results:read"], None).await.1;
+    let write = make_token(admin, &["inspections:write"], None).await.1;
+    let templates = make_token(admin, &["templates:write"], None).await.1;
+    let other = make_token(admin, &ALL_SCOPES, Some(&other_body)).await.1;
+    let clients: Vec<Client> = [
+        "insp_not-a-token".to_string(),
+        expired,
+        revoked,
+        read,
+        write,
+        templates,
+        other,
+    ]
+    .iter()
+    .map(|s| w.app.bearer(s))
+    .collect();
+    let random = uuid::Uuid::new_v4();
+    // Refused by route (browser-only, or not for tokens at all): 401 for the three bad tokens,
+    // 403 `token_not_allowed` for every valid one.
+    const NO: [u16; 7] = [401, 401, 401, 403, 403, 403, 403];
+    let with_inspector = {
+        let mut b = inspection_body(None);
+        b["inspector_id"] = json!(inspector_a_id);
+        b
+    };
+    // (method, path, body, expected status per token in TOKEN_ACTORS order)
+    let cases: Vec<(&str, String, Value, [u16; 7])> = vec![
+        ("GET", "/api/auth/me".into(), Value::Null, NO),
+        (
+            "POST",
+            "/api/auth/login".into(),
+            json!({"username": "admin", "password": "x"}),
+            NO,
+        ),
+        ("POST", "/api/auth/logout".into(), json!({}), NO),
+        (
+            "GET",
+            "/api/openapi.json".into(),
+            Value::Null,
+            [401, 401, 401, 200, 200, 200, 200],
+        ),
+        // Inspections: read by `results:read` and `inspections:write`, within the body.
+        (
+            "GET",
+            "/api/inspections".into(),
+            Value::Null,
+            [401, 401, 401, 200, 200, 403, 200],
+        ),
+        (
+            "GET",
+            format!("/api/inspections?erknm=1"),
+            Value::Null,
+            [401, 401, 401, 400, 400, 403, 400],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}"),
+            Value::Null,
+            [401, 401, 401, 200, 200, 403, 404],
+        ),
+        // A token names the responsible inspector (one of its body).
+        (
+            "POST",
+            "/api/inspections".into(),
+            inspection_body(None),
+            [401, 401, 401, 403, 400, 403, 400],
+        ),
+        (
+            "POST",
+            "/api/inspections".into(),
+            with_inspector,
+            [401, 401, 401, 403, 201, 403, 400],
+        ),
+        (
+            "PUT",
+            format!("/api/inspections/{x}/external-ids"),
+            json!({"erknm_number": "abc", "external_id": null}),
+            [401, 401, 401, 403, 400, 403, 404],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/transition"),
+            json!({"to": "signed"}),
+            [401, 401, 401, 403, 409, 403, 404],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/reschedule"),
+            json!({"scheduled_at": "2020-01-01T00:00:00Z"}),
+            [401, 401, 401, 403, 400, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/invitations"),
+            Value::Null,
+            [401, 401, 401, 403, 200, 403, 404],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/invitations"),
+            json!({}),
+            [401, 401, 401, 403, 201, 403, 404],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/invitations/{random}/revoke"),
+            json!({}),
+            [401, 401, 401, 403, 404, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/contacts"),
+            Value::Null,
+            [401, 401, 401, 403, 200, 403, 404],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/contacts"),
+            json!({"email": "not an address", "consent": "business"}),
+            [401, 401, 401, 403, 400, 403, 404],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/contacts/{random}/remove"),
+            json!({}),
+            [401, 401, 401, 403, 404, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/deliveries"),
+            Value::Null,
+            [401, 401, 401, 403, 200, 403, 404],
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/deliveries/{random}/retry"),
+            json!({}),
+            NO,
+        ),
+        // Results: `results:read` (X is not finished: no recording yet, 409).
+        (
+            "GET",
+            format!("/api/inspections/{x}/participants"),
+            Value::Null,
+            [401, 401, 401, 200, 403, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/track"),
+            Value::Null,
+            [401, 401, 401, 200, 403, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/state"),
+            Value::Null,
+            [401, 401, 401, 200, 403, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/events.jsonl"),
+            Value::Null,
+            [401, 401, 401, 200, 403, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/recording/manifest"),
+            Value::Null,
+            [401, 401, 401, 409, 403, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/recording/chapters.vtt"),
+            Value::Null,
+            [401, 401, 401, 409, 403, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/act"),
+            Value::Null,
+            [401, 401, 401, 200, 403, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/act.pdf"),
+            Value::Null,
+            [401, 401, 401, 409, 403, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/act/signatures/official.p7s"),
+            Value::Null,
+            [401, 401, 401, 409, 403, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/device-checks"),
+            Value::Null,
+            [401, 401, 401, 200, 403, 403, 404],
+        ),
+        (
+            "GET",
+            "/api/prescriptions".into(),
+            Value::Null,
+            [401, 401, 401, 200, 403, 403, 200],
+        ),
+        (
+            "GET",
+            format!("/api/prescriptions/{random}"),
+            Value::Null,
+            [401, 401, 401, 404, 403, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/prescriptions/{random}/log.jsonl"),
+            Value::Null,
+            [401, 401, 401, 404, 403, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/prescriptions/{random}/document.pdf"),
+            Value::Null,
+            [401, 401, 401, 404, 403, 403, 404],
+        ),
+        // Templates: read by any scope, written by `templates:write` (templates are shared by
+        // the installation: the second writer finds the code taken).
+        (
+            "GET",
+            "/api/templates".into(),
+            Value::Null,
+            [401, 401, 401, 200, 200, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/templates/{t}"),
+            Value::Null,
+            [401, 401, 401, 200, 200, 200, 200],
+        ),
+        (
+            "POST",
+            "/api/templates".into(),
+            json!({"code": "tok", "version": 1, "title": "T", "items": [{"id": "i", "number": "1", "question": "Q"}]}),
+            [401, 401, 401, 403, 403, 201, 409],
+        ),
+        // Public ones answer a valid token too.
+        (
+            "GET",
+            "/api/signing/ca.pem".into(),
+            Value::Null,
+            [401, 401, 401, 200, 200, 200, 200],
+        ),
+        // Browser-only, or a person's own act: never a token.
+        ("GET", format!("/api/inspections/{x}/ws"), Value::Null, NO),
+        (
+            "POST",
+            format!("/api/inspections/{x}/queue"),
+            json!({"ops": []}),
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/evidence?item_id={item}"),
+            json!({}),
+            NO,
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/evidence/{random}"),
+            Value::Null,
+            NO,
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/recording"),
+            Value::Null,
+            NO,
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/bundle.zip"),
+            Value::Null,
+            NO,
+        ),
+        ("POST", format!("/api/inspections/{x}/act"), json!({}), NO),
+        (
+            "POST",
+            format!("/api/inspections/{x}/act/signature/begin"),
+            json!({"certificate_id": random}),
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/act/signature"),
+            json!({"certificate_id": random, "to_be_signed": "", "signature": ""}),
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/act/refusal"),
+            json!({"reason": "нет"}),
+            NO,
+        ),
+        ("GET", "/api/signing/certificates".into(), Value::Null, NO),
+        (
+            "POST",
+            "/api/signing/certificates".into(),
+            json!({"public_key": "MAMCAQE=", "challenge": "c", "proof": "AA==", "inspection_id": x}),
+            NO,
+        ),
+        ("POST", "/api/signing/challenge".into(), json!({}), NO),
+        (
+            "POST",
+            "/api/invitations/accept".into(),
+            json!({"token": "not a token"}),
+            NO,
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/results-access"),
+            Value::Null,
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/results-access/{random}/revoke"),
+            json!({}),
+            NO,
+        ),
+        (
+            "POST",
+            "/api/results/accept".into(),
+            json!({"token": "not a token"}),
+            NO,
+        ),
+        (
+            "POST",
+            "/api/me/contacts".into(),
+            json!({"email": "not an address"}),
+            NO,
+        ),
+        ("GET", "/api/push/key".into(), Value::Null, NO),
+        (
+            "POST",
+            "/api/me/push-subscriptions".into(),
+            json!({"subscription": {}}),
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/push-subscriptions"),
+            json!({"subscription": {}}),
+            NO,
+        ),
+        ("GET", "/api/message-templates".into(), Value::Null, NO),
+        (
+            "POST",
+            "/api/message-templates".into(),
+            json!({"purpose": "notice", "language": "ru", "subject": "", "body": ""}),
+            NO,
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/device-check/rtc"),
+            Value::Null,
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/device-check/rtc"),
+            json!({"sdp": {"type": "offer", "sdp": "x"}}),
+            NO,
+        ),
+        (
+            "PUT",
+            format!("/api/inspections/{x}/device-check"),
+            json!({}),
+            NO,
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/rating"),
+            Value::Null,
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/rating"),
+            json!({"criteria_version": 1, "scores": []}),
+            NO,
+        ),
+        ("GET", "/api/ratings/criteria".into(), Value::Null, NO),
+        (
+            "POST",
+            "/api/ratings/criteria/business".into(),
+            json!({"criteria": []}),
+            NO,
+        ),
+        ("GET", "/api/ratings/stats".into(), Value::Null, NO),
+        ("GET", "/api/ratings/stats.csv".into(), Value::Null, NO),
+        ("GET", "/api/ratings/stats.svg".into(), Value::Null, NO),
+        ("GET", "/api/public/ratings".into(), Value::Null, NO),
+        ("GET", "/api/public/ratings.svg".into(), Value::Null, NO),
+        ("GET", "/api/users".into(), Value::Null, NO),
+        (
+            "POST",
+            "/api/users".into(),
+            json!({"username": "newbie", "role": "reviewer", "password": "long enough pw"}),
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/users/{admin_id}/disable"),
+            json!({}),
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/users/{admin_id}/head"),
+            json!({"head": true}),
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/users/{random}/control-body"),
+            json!({"control_body_id": null}),
+            NO,
+        ),
+        ("GET", "/api/control-bodies".into(), Value::Null, NO),
+        (
+            "POST",
+            "/api/control-bodies".into(),
+            json!({"name": "Орган", "region": "77", "control_kind": "санитарный"}),
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/prescription"),
+            json!({"items": []}),
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/prescriptions/{random}/items/1/proofs"),
+            json!({}),
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/prescriptions/{random}/items/1/decision"),
+            json!({"decision": "accept"}),
+            NO,
+        ),
+        (
+            "GET",
+            format!("/api/prescriptions/{random}/proofs/{random}"),
+            Value::Null,
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/inspections/{x}/business-links"),
+            json!({}),
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/business-links/{random}/revoke"),
+            json!({}),
+            NO,
+        ),
+        (
+            "POST",
+            "/api/business/sign-in".into(),
+            json!({"token": "not a token"}),
+            NO,
+        ),
+        // Tokens do not manage tokens.
+        ("GET", "/api/tokens".into(), Value::Null, NO),
+        (
+            "POST",
+            "/api/tokens".into(),
+            json!({"name": "n", "scopes": ["results:read"], "expires_at": "2099-01-01T00:00:00Z"}),
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/tokens/{revoked_id}/revoke"),
+            json!({}),
+            NO,
+        ),
+        (
+            "GET",
+            format!("/api/tokens/{revoked_id}/calls"),
+            Value::Null,
+            NO,
+        ),
+        // No such route: 404 for a valid token (the fallback), 401 for a bad one.
+        (
+            "GET",
+            "/api/nothing-here".into(),
+            Value::Null,
+            [401, 401, 401, 404, 404, 404, 404],
+        ),
+    ];
+    // Which tokens may see inspection X (the others must get nothing of it).
+    let sees_x = |actor: &str| matches!(actor, "read" | "write");
+    let mut failures = Vec::new();
+    for (method, path, body, expected) in &cases {
+        for (i, actor) in TOKEN_ACTORS.iter().enumerate() {
+            let c = &clients[i];
+            let before = w.app.dump().await;
+            let r = match *method {
+                "GET" => c.get(path).await,
+                "PUT" => c.put_json(path, body).await,
+                _ => c.post_json(path, body).await,
+            };
+            if r.status != expected[i] {
+                failures.push(format!(
+                    "{method} {path} as {actor}: expected {}, got {} {}",
+                    expected[i],
+                    r.status,
+                    r.text.chars().take(300).collect::<String>()
+                ));
+            }
+            if r.status >= 400 {
+                if !r.body["error"]["code"].is_string() {
+                    failures.push(format!(
+                        "{method} {path} as {actor}: error shape: {}",
+                        r.text
+                    ));
+                }
+                let want = match (r.status, actor) {
+                    (401, &"bogus") => Some("token_invalid"),
+                    (401, &"expired") => Some("token_expired"),
+                    (401, &"revoked") => Some("token_revoked"),
+                    (403, _) if expected == &NO => Some("token_not_allowed"),
+                    _ => None,
+                };
+                if let Some(code) = want {
+                    if r.code() != code {
+                        failures.push(format!(
+                            "{method} {path} as {actor}: code {} instead of {code}",
+                            r.code()
+                        ));
+                    }
+                }
+                if r.status == 403 && expected != &NO && r.code() != "token_scope" {
+                    failures.push(format!(
+                        "{method} {path} as {actor}: 403 with {} instead of token_scope",
+                        r.code()
+                    ));
+                }
+                if w.app.dump().await != before {
+                    failures.push(format!(
+                        "{method} {path} as {actor}: a refused request changed stored rows"
+                    ));
+                }
+            }
+            if !sees_x(actor) && (r.text.contains(x.as_str()) || r.text.contains(&w.x_name)) {
+                failures.push(format!(
+                    "{method} {path} as {actor}: answer leaks inspection X: {}",
+                    r.text
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "token authorization matrix failures:\n{}",
+        failures.join("\n")
+    );
+    w.app.stop().await;
 }

@@ -30,4 +30,6 @@ mod ratings;
 mod ratings_browser;
 mod room_flood;
 mod socket_lifetime;
+mod tokens;
+mod tokens_browser;
 mod ux;

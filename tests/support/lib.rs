@@ -252,6 +252,13 @@ impl TestApp {
         Client::new(&self.address)
     }
 
+    /// A client that sends the API token `secret` as `Authorization: Bearer` (no cookies).
+    pub fn bearer(&self, secret: &str) -> Client {
+        let mut c = Client::new(&self.address);
+        c.bearer = Some(secret.to_string());
+        c
+    }
+
     /// Creates a user with `role` and logs it in.
     pub async fn staff(&self, username: &str, role: Role) -> Client {
         let password = "a long test password";
@@ -327,6 +334,8 @@ impl TestApp {
             ("rating_cell_reasons", "side, control_body_id, subject, month, criterion, reason, n"),
             ("rating_subject_months", "side, control_body_id, subject, month, ratings"),
             ("users", "id, heads_control_body"),
+            ("inspections", "id, erknm_number, external_id"),
+            ("api_tokens", "id, name, token_hash, scopes, control_body_id, user_id, created_by, created_at, expires_at, revoked_at"),
         ] {
             let sql = format!("SELECT {cols} FROM {table} ORDER BY 1, 2");
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.db).await.expect("dump");
@@ -376,6 +385,8 @@ pub struct Client {
     jar: std::sync::Arc<reqwest::cookie::Jar>,
     /// CSRF token from login / accept.
     pub csrf: Option<String>,
+    /// An API token sent as `Authorization: Bearer` on every request.
+    pub bearer: Option<String>,
 }
 
 impl Client {
@@ -391,12 +402,17 @@ impl Client {
             http,
             jar,
             csrf: None,
+            bearer: None,
         }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
         let req = match &self.csrf {
             Some(t) => req.header("x-csrf-token", t),
+            None => req,
+        };
+        let req = match &self.bearer {
+            Some(t) => req.bearer_auth(t),
             None => req,
         };
         let r = req.send().await.expect("request");

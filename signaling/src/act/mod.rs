@@ -120,6 +120,9 @@ pub mod sample {
             },
             language: language.into(),
             time_zone: "Europe/Moscow".into(),
+            erknm_number: None,
+            external_id: None,
+            inspector_control_body: None,
             items: Some(vec![
                 item("a", "1", "Назначено ли ответственное лицо?", "ППР, п. 4"),
                 item("b", "2", "Свободны ли эвакуационные выходы?", "ППР, п. 27"),
