@@ -107,6 +107,12 @@ export function applyEvent(state, e) {
       item(state, p.item_id).comments.push({ seq: e.seq, ts, by, text: p.text });
       break;
     case 'attach_evidence': {
+      if (p.finding_seq != null) {
+        // A free-form finding's photo or video: the finding's own list (absent while empty).
+        const f = (state.findings || []).find((x) => x.seq === p.finding_seq);
+        if (f) (f.evidence ??= []).push({ seq: e.seq, ts, by, ...p.evidence });
+        break;
+      }
       const it = item(state, p.item_id);
       // A photo of the item answers the inspector's request for one.
       if (p.evidence?.kind === 'photo') delete it.photo_request;

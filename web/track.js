@@ -47,6 +47,8 @@ export function drawTrack(canvas, track) {
   g.fillRect(0, 0, w, h);
   const fit = fitTrack(track.points || [], track.site, w, h);
   canvas.dataset.points = String((track.points || []).length);
+  const claimed = (track.points || []).filter((p) => p.device_claimed);
+  canvas.dataset.claimed = String(claimed.length);
   if (!fit) return t('review.track.none');
   g.strokeStyle = 'rgba(20, 50, 92, 0.15)';
   for (const p of fit.points) {
@@ -59,8 +61,13 @@ export function drawTrack(canvas, track) {
   g.beginPath();
   fit.points.forEach((p, i) => (i ? g.lineTo(p.px[0], p.px[1]) : g.moveTo(p.px[0], p.px[1])));
   g.stroke();
+  // A position the phone queued offline is drawn hollow: its time is the device's claim.
   g.fillStyle = '#14325c';
-  for (const p of fit.points) g.fillRect(p.px[0] - 2, p.px[1] - 2, 4, 4);
+  g.lineWidth = 1;
+  for (const p of fit.points) {
+    if (p.device_claimed) g.strokeRect(p.px[0] - 2.5, p.px[1] - 2.5, 5, 5);
+    else g.fillRect(p.px[0] - 2, p.px[1] - 2, 4, 4);
+  }
   if (fit.points.length) {
     const first = fit.points[0].px;
     const last = fit.points[fit.points.length - 1].px;
@@ -87,5 +94,15 @@ export function drawTrack(canvas, track) {
   const s = track.summary || {};
   const span = s.first_ts != null && s.last_ts != null ? s.last_ts - s.first_ts : 0;
   const d = (m) => (m == null ? '—' : formatDistance(m));
-  return t('review.track.summary', { n: s.points ?? 0, len: formatDistance(s.length_m || 0), span: formatDuration(span), dmin: d(s.min_site_distance_m), dmax: d(s.max_site_distance_m) });
+  const line = t('review.track.summary', { n: s.points ?? 0, len: formatDistance(s.length_m || 0), span: formatDuration(span), dmin: d(s.min_site_distance_m), dmax: d(s.max_site_distance_m) });
+  return claimed.length ? `${line}. ${claimedLine(claimed)}` : line;
+}
+
+/** What the reviewer must know of queued positions: how many, and the device clock's offset. */
+export function claimedLine(claimed) {
+  const offsets = claimed.map((p) => p.clock_offset_ms).filter(Number.isFinite);
+  const worst = offsets.length ? Math.max(...offsets.map(Math.abs)) : null;
+  return worst == null
+    ? t('review.track.claimed', { n: claimed.length })
+    : t('review.track.claimed.offset', { n: claimed.length, offset: formatDuration(worst) });
 }

@@ -85,6 +85,7 @@ fn the_server_fold_of_every_recorded_log_is_its_stored_state() {
                 participant_id: pid,
                 client_op_id: op_id.map(String::from),
                 device_time: None,
+                clock_offset_ms: None,
                 body,
             });
         }

@@ -4,7 +4,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { keepFix, distanceM, superseded, TRACK_MIN_MS, TRACK_MIN_M } from '../../web/onsite-queue.js';
-import { fitTrack } from '../../web/track.js';
+import { fitTrack, claimedLine } from '../../web/track.js';
 
 const fix = (lat, lon, t) => ({ lat, lon, accuracy: 5, device_ts: t });
 
@@ -54,4 +54,16 @@ test('the track and the site fit the canvas, at least 50 m across', () => {
   const one = fitTrack([fix(55, 37, 0)], null, 400, 300, 20);
   assert.ok(Math.abs(one.scale - 260 / 50) < 1e-9);
   assert.equal(fitTrack([], null, 400, 300), null);
+});
+
+test('the reviewer is told how many positions are device-claimed and how far the clock was off', () => {
+  const pts = [
+    { device_claimed: true, clock_offset_ms: 350 },
+    { device_claimed: true, clock_offset_ms: -7_200_300 },
+  ];
+  const line = claimedLine(pts);
+  assert.match(line, /2/);
+  assert.match(line, /2:00:00/);
+  // Without a measured offset (an old phone page) only the count is said.
+  assert.doesNotMatch(claimedLine([{ device_claimed: true }]), /2:00:00/);
 });
