@@ -148,7 +148,9 @@ export function applyEvent(state, e) {
       break;
     case 'location': {
       const pp = participant(state, by);
-      pp.location = { ...p, server_ts: ts };
+      // A queued fix's device time and batch clock offset sit beside the op, not in it.
+      const { device_time: _t, clock_offset_ms: _o, ...fix } = p;
+      pp.location = { ...fix, server_ts: ts };
       delete pp.no_fix;
       break;
     }
