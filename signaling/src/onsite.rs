@@ -387,6 +387,11 @@ pub struct TrackResponse {
     pub points: Vec<TrackPoint>,
     /// Points, length, time span, distance from the site.
     pub summary: TrackSummary,
+    /// The map tiles to draw under the track, when an administrator configured a tile server
+    /// (`[review] tile_url`): `{url, attribution}`; absent: a plain canvas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub tiles: Option<Value>,
 }
 
 /// The inspector's movement track from the event log, with the site and a summary.
@@ -411,6 +416,9 @@ pub async fn track(
         site: site.map(|(lat, lon)| serde_json::json!({"lat": lat, "lon": lon})),
         summary: summarize(&points, site),
         points,
+        tiles: state.config.review.tile_url.as_ref().map(|url| {
+            serde_json::json!({"url": url, "attribution": state.config.review.tile_attribution})
+        }),
     }))
 }
 

@@ -381,3 +381,117 @@ async fn an_offline_track_is_scored_at_its_device_time_not_its_receipt() -> Resu
     app.stop().await;
     Ok(())
 }
+
+/// A map tile server on a local port: answers every GET with the same PNG, counts requests.
+async fn tile_server() -> Result<(String, std::sync::Arc<std::sync::atomic::AtomicUsize>)> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let origin = format!("http://{}", listener.local_addr()?);
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let png = picture("png", 256, 256, 4);
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let png = png.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                if !buf[..n].starts_with(b"GET /tiles/") {
+                    let _ = sock.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                    return;
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    png.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&png).await;
+            });
+        }
+    });
+    Ok((origin, hits))
+}
+
+/// Map tiles are drawn under the reviewer's track only when an administrator configured a
+/// tile server: then the page's image policy names that server, the track answer carries the
+/// template and Chromium loads the tiles; by default neither (the other tests: no `tiles`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn map_tiles_under_the_track_only_when_configured() -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let plain = spawn_app_with(|_| {}).await;
+    let r = plain.anonymous().get("/").await;
+    let csp = r
+        .headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    ensure!(csp.contains("img-src 'self' data: blob:;"), "{csp}");
+    let o = on_site_inspection(&plain).await?;
+    let track = o
+        .api
+        .get(&format!("/api/inspections/{}/track", o.id))
+        .await
+        .body;
+    ensure!(track.get("tiles").is_none(), "no tiles by default: {track}");
+    plain.stop().await;
+
+    let (origin, hits) = tile_server().await?;
+    let template = format!("{origin}/tiles/{{z}}/{{x}}/{{y}}.png");
+    let t = template.clone();
+    let app = spawn_app_with(move |c| {
+        c.review.tile_url = Some(t);
+        c.review.tile_attribution = Some("© Test tiles".into());
+    })
+    .await;
+    let r = app.anonymous().get("/").await;
+    let csp = r
+        .headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    ensure!(
+        csp.contains(&format!("img-src 'self' data: blob: {origin};")),
+        "{csp}"
+    );
+    let o = on_site_inspection(&app).await?;
+    let t0 = now_ms();
+    let mut ops = vec![entry(&new_id(), json!({"kind": "start"}), t0)];
+    for i in 0..3 {
+        let fix = json!({"kind": "location", "lat": SITE.0 + 0.0004 * i as f64, "lon": SITE.1,
+            "accuracy": 6.5, "device_ts": t0 + 1000 * i});
+        ops.push(entry(&new_id(), fix, t0 + 1000 * i));
+    }
+    ops.push(entry(&new_id(), json!({"kind": "finish"}), t0 + 5000));
+    send(&o.api, &o.id, &json!({"sent_at": now_ms(), "ops": ops})).await?;
+    let track = o
+        .api
+        .get(&format!("/api/inspections/{}/track", o.id))
+        .await
+        .body;
+    ensure!(
+        track["tiles"]["url"] == template && track["tiles"]["attribution"] == "© Test tiles",
+        "{track}"
+    );
+    let p = inspector_tests::onsite::phone(&app).await?;
+    p.goto(&format!("{}/review/#{}", app.address, o.id)).await?;
+    p.wait_true(
+        "the tiles drawn under the track",
+        "const c = document.getElementById('track'); \
+         return !document.getElementById('track-panel').hidden && c.dataset.points === '3' \
+           && Number(c.dataset.tiles) > 0",
+        std::time::Duration::from_secs(30),
+    )
+    .await?;
+    ensure!(hits.load(Ordering::SeqCst) > 0, "the tile server was asked");
+    p.js("document.getElementById('track-panel').scrollIntoView(); return true")
+        .await?;
+    p.screenshot("onsite-review-track-tiles.ru").await?;
+    p.close().await?;
+    app.stop().await;
+    Ok(())
+}
