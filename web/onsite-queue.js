@@ -73,14 +73,20 @@ export async function enqueueOp(inspectionId, op, deviceTime = Date.now()) {
 }
 
 /**
- * Queues a photo or a short video of an item: the bytes, the capture time and the position
- * then; a video also its length as recorded (the server's ffprobe checks it).
+ * Queues a photo or a short video of an item or a free-form finding: `target` is
+ * `{item_id}`, `{finding_seq}` (a committed finding) or `{finding_op_id}` (a finding still
+ * queued here: the queue is sent in order, so the server has committed that op by the time
+ * the upload arrives, and resolves it to its seq). Also the bytes, the capture time and the
+ * position then; a video also its length as recorded (the server's ffprobe checks it).
  */
-export async function enqueuePhoto(inspectionId, itemId, blob, capturedAt, position, durationMs = null) {
+export async function enqueuePhoto(inspectionId, target, blob, capturedAt, position, durationMs = null) {
   const entry = {
     inspection_id: inspectionId, type: 'photo', op_id: newOpId(), device_time: capturedAt,
-    item_id: itemId, blob, position,
+    blob, position,
   };
+  if (target.item_id != null) entry.item_id = target.item_id;
+  else if (target.finding_seq != null) entry.finding_seq = target.finding_seq;
+  else entry.finding_op_id = target.finding_op_id;
   if (durationMs != null) entry.duration_ms = Math.round(durationMs);
   const s = await store('queue', 'readwrite');
   entry.n = await req(s.add(entry));
@@ -126,6 +132,7 @@ function transient(e) {
  * as an upload, and settles each entry with the server's answer. Stops (throws) at the first
  * transient failure: the rest stays queued, in order, for the next try. `send.batch(ops)`
  * answers `{results}`, `send.photo(entry)` answers the upload; both throw api.ApiError.
+ * In-order sending is what lets a photo name a finding queued before it by that op id.
  */
 export async function flush(inspectionId, send) {
   const entries = await pending(inspectionId);

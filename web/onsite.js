@@ -24,7 +24,7 @@ const page = {
   syncing: false,
   lastFix: null, // the last position kept in the track
   position: null, // the latest fix, for photos and findings
-  camera: null, // {stream, itemId}
+  camera: null, // {stream, target}: the item or finding the photo is of
   points: 0,
 };
 
@@ -45,10 +45,17 @@ function shownState() {
   const s = {
     status: base.lifecycle?.status || 'not_started',
     items: Object.fromEntries(Object.entries(base.items || {}).map(([k, v]) => [k, { result: v.result, violation: v.violation, photos: (v.evidence || []).length }])),
-    findings: (base.findings || []).map((f) => ({ text: f.text, queued: false })),
+    findings: (base.findings || []).map((f) => ({ seq: f.seq, text: f.text, queued: false, photos: (f.evidence || []).length })),
   };
   for (const e of page.queued) {
     if (e.type === 'photo') {
+      if (e.item_id == null) {
+        // A finding named by its op id may be committed by now: its answer has the seq.
+        const seq = e.finding_seq ?? page.sentList.find((x) => x.op_id === e.finding_op_id)?.answer?.seq;
+        const f = s.findings.find((x) => (seq != null ? x.seq === seq : x.op_id === e.finding_op_id));
+        if (f) f.photos += 1;
+        continue;
+      }
       const it = (s.items[e.item_id] ??= { result: null, photos: 0 });
       it.photos += 1;
       continue;
@@ -61,7 +68,7 @@ function shownState() {
       it.result = op.result === 'clear' ? null : op.result;
       it.violation = op.violation ?? null;
       it.queued = true;
-    } else if (op.kind === 'finding') s.findings.push({ text: op.text, queued: true });
+    } else if (op.kind === 'finding') s.findings.push({ op_id: e.op_id, text: op.text, queued: true, photos: 0 });
   }
   return s;
 }
@@ -142,7 +149,7 @@ function renderItems(s) {
     violation.hidden = it.result !== 'violation';
     const photo = el('button', {
       type: 'button', class: 'btn btn-small photo-btn', disabled: !open, text: t('onsite.photo'),
-      onclick: () => openCamera(item.id),
+      onclick: () => openCamera({ item_id: item.id }),
     });
     return el('li', { class: 'onsite-item', 'data-item-id': item.id, 'data-result': it.result || '', 'data-queued': it.queued ? '1' : '0' },
       el('p', { class: 'onsite-q' }, el('b', { text: `${item.number} ` }), item.question),
@@ -187,7 +194,17 @@ function render() {
   $('os-finish').hidden = s.status !== 'live';
   $('os-finding-add').disabled = s.status !== 'live';
   $('os-finding-text').disabled = s.status !== 'live';
-  $('os-findings').replaceChildren(...s.findings.map((f) => el('li', { class: 'finding', 'data-queued': f.queued ? '1' : '0', text: f.text })));
+  $('os-findings').replaceChildren(...s.findings.map((f) => {
+    // A queued finding takes photos by its op id until the server gives it a seq.
+    const target = f.seq != null ? { finding_seq: f.seq } : { finding_op_id: f.op_id };
+    const photo = el('button', {
+      type: 'button', class: 'btn btn-small photo-btn', disabled: s.status !== 'live', text: t('onsite.photo'),
+      onclick: () => openCamera(target),
+    });
+    return el('li', { class: 'finding', 'data-queued': f.queued ? '1' : '0', 'data-seq': f.seq != null ? String(f.seq) : '' },
+      el('span', { class: 'finding-text', text: f.text }),
+      el('div', { class: 'onsite-photos' }, photo, el('span', { class: 'muted photo-count', 'data-count': String(f.photos || 0), text: f.photos ? t('onsite.photos', { n: f.photos }) : '' })));
+  }));
   const geo = $('os-geo');
   geo.dataset.points = String(page.points);
   geo.textContent = page.position ? t('onsite.track', { n: page.points, acc: Math.round(page.position.accuracy) }) : t('onsite.track.none');
@@ -205,7 +222,10 @@ async function download() {
 }
 
 async function uploadQueuedPhoto(entry) {
-  const qs = new URLSearchParams({ item_id: entry.item_id, captured_at: String(Math.round(entry.device_time)), op_id: entry.op_id });
+  const qs = new URLSearchParams({ captured_at: String(Math.round(entry.device_time)), op_id: entry.op_id });
+  if (entry.item_id != null) qs.set('item_id', entry.item_id);
+  else if (entry.finding_seq != null) qs.set('finding_seq', String(entry.finding_seq));
+  else qs.set('finding_op_id', entry.finding_op_id);
   if (entry.duration_ms != null) qs.set('duration_ms', String(entry.duration_ms));
   const p = entry.position;
   if (p) {
@@ -227,7 +247,9 @@ async function sync() {
     const me = await api.get('/api/auth/me');
     if (me?.csrf_token) api.setCsrf(me.csrf_token);
     await q.flush(page.id, {
-      batch: (ops) => api.post(`/api/inspections/${page.id}/queue`, { ops }),
+      // The send time lets the server measure this clock's offset once for the batch and
+      // score each queued position at the moment it was taken (docs/protocol.md).
+      batch: (ops) => api.post(`/api/inspections/${page.id}/queue`, { ops, sent_at: Date.now() }),
       photo: uploadQueuedPhoto,
     });
     await download();
@@ -270,11 +292,12 @@ function watchPosition() {
   });
 }
 
-async function openCamera(itemId) {
+/** Opens the camera for `target`: `{item_id}`, `{finding_seq}` or `{finding_op_id}`. */
+async function openCamera(target) {
   const dlg = $('os-camera');
   try {
     const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment', width: { ideal: 1280 } }, audio: false });
-    page.camera = { stream, itemId };
+    page.camera = { stream, target };
     const v = $('os-video');
     v.srcObject = stream;
     dlg.showModal();
@@ -312,7 +335,7 @@ function toggleRecord() {
     btn.dataset.recording = '0';
     const blob = new Blob(chunks, { type: (rec.mimeType || 'video/webm').split(';')[0] });
     try {
-      await q.enqueuePhoto(page.id, c.itemId, blob, startedAt, position, durationMs);
+      await q.enqueuePhoto(page.id, c.target, blob, startedAt, position, durationMs);
       closeCamera();
       await refreshQueue();
       render();
@@ -344,7 +367,7 @@ async function shoot() {
   if (!v.videoWidth) await new Promise((r) => v.addEventListener('loadeddata', r, { once: true }));
   const capturedAt = Date.now();
   const { blob } = await capturePhoto(c.stream.getVideoTracks()[0], v);
-  await q.enqueuePhoto(page.id, c.itemId, blob, capturedAt, page.position);
+  await q.enqueuePhoto(page.id, c.target, blob, capturedAt, page.position);
   closeCamera();
   await refreshQueue();
   render();

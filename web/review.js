@@ -60,9 +60,15 @@ async function loadTrack(base) {
   $('track-summary').textContent = drawTrack($('track'), track);
   const st = await api.get(`${base}/state`).catch(() => null);
   const findings = st?.state?.findings || [];
-  $('findings').replaceChildren(...findings.map((f) => el('li', { class: 'finding', 'data-seq': String(f.seq) },
-    el('span', { text: f.text }),
-    el('span', { class: 'muted', text: ` · ${formatTime(new Date(f.ts / 1000).toISOString())}` }))));
+  $('findings').replaceChildren(...findings.map((f) => {
+    // The finding's own photos and videos, with their hashes, as an item's.
+    const box = el('div', { class: 'evidence-box finding-evidence' });
+    renderEvidence(box, f.evidence || [], { inspectionId: view.id });
+    return el('li', { class: 'finding', 'data-seq': String(f.seq), 'data-evidence': String((f.evidence || []).length) },
+      el('span', { text: f.text }),
+      el('span', { class: 'muted', text: ` · ${formatTime(new Date(f.ts / 1000).toISOString())}` }),
+      box);
+  }));
 }
 
 /** Downloads carry human names (date, business, kind) in the page's language. */

@@ -107,6 +107,12 @@ export function applyEvent(state, e) {
       item(state, p.item_id).comments.push({ seq: e.seq, ts, by, text: p.text });
       break;
     case 'attach_evidence': {
+      if (p.finding_seq != null) {
+        // A free-form finding's photo or video: the finding's own list (absent while empty).
+        const f = (state.findings || []).find((x) => x.seq === p.finding_seq);
+        if (f) (f.evidence ??= []).push({ seq: e.seq, ts, by, ...p.evidence });
+        break;
+      }
       const it = item(state, p.item_id);
       // A photo of the item answers the inspector's request for one.
       if (p.evidence?.kind === 'photo') delete it.photo_request;
@@ -142,7 +148,9 @@ export function applyEvent(state, e) {
       break;
     case 'location': {
       const pp = participant(state, by);
-      pp.location = { ...p, server_ts: ts };
+      // A queued fix's device time and batch clock offset sit beside the op, not in it.
+      const { device_time: _t, clock_offset_ms: _o, ...fix } = p;
+      pp.location = { ...fix, server_ts: ts };
       delete pp.no_fix;
       break;
     }

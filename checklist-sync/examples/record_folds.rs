@@ -155,6 +155,7 @@ impl Script {
             op_id: Some(op_id),
             op,
             device_time: None,
+            clock_offset_ms: None,
             now,
         });
     }
@@ -169,6 +170,27 @@ impl Script {
             op_id: None,
             op,
             device_time: None,
+            clock_offset_ms: None,
+            now,
+        });
+    }
+
+    /// An op the on-site phone queued offline: made `ago` seconds before it arrives (device
+    /// clock `behind_s` seconds behind), sent in a batch whose measured offset is `behind_s`.
+    fn queued(&mut self, seconds: f64, who: &Principal, op: Value, ago: f64, behind_s: f64) {
+        self.op += 1;
+        let op_id = Uuid::from_u128(0x3000 + u128::from(self.op)).to_string();
+        let op = Operation::decode(&op).unwrap_or_else(|e| panic!("script op: {e}"));
+        let who = who.clone();
+        let at = self.now + (seconds * 1e6) as i64;
+        let device_time = at / 1000 - ((ago + behind_s) * 1e3) as i64;
+        self.step(seconds, |now| Input::Op {
+            origin: Origin::Api(2),
+            who,
+            op_id: Some(op_id),
+            op,
+            device_time: Some(device_time),
+            clock_offset_ms: Some((behind_s * 1e3) as i64),
             now,
         });
     }
@@ -513,6 +535,7 @@ fn legacy_verdicts() -> (Vec<Arc<CommittedEvent>>, State) {
             participant_id: biz,
             client_op_id: None,
             device_time: None,
+            clock_offset_ms: None,
             body,
         };
         let sealed = CommittedEvent::seal(spec.inspection_id, &ev, &prev);
@@ -555,6 +578,55 @@ fn write(dir: &Path, name: &str, (log, state): (Vec<Arc<CommittedEvent>>, State)
     println!("{name}: {} events", log.len());
 }
 
+/// An on-site inspection from the phone's offline queue: queued ops with device times and
+/// the batch's clock offset, a free-form finding with a photo bound to it by its seq (the
+/// server makes that event after the upload), and a result from another device.
+fn onsite() -> (Vec<Arc<CommittedEvent>>, State) {
+    let spec = spec(7);
+    let insp = person(&spec, 13, Role::Inspector, "Сидоров П. П.", "android");
+    let mut s = Script::new(&spec);
+    let behind = 7200.0;
+    s.queued(1.0, &insp, json!({"kind": "start"}), 600.0, behind);
+    s.queued(
+        0.1,
+        &insp,
+        json!({"kind": "set_result", "item_id": "q1", "result": "compliant"}),
+        590.0,
+        behind,
+    );
+    for (i, ago) in [580.0, 550.0, 520.0].into_iter().enumerate() {
+        let t = (s.now / 1000) - ((ago + behind) * 1e3) as i64;
+        s.queued(
+            0.1,
+            &insp,
+            json!({"kind": "location", "lat": SITE.lat + 0.00004 * i as f64,
+            "lon": SITE.lon, "accuracy": 7.3 + 0.4 * i as f64, "device_ts": t}),
+            ago,
+            behind,
+        );
+    }
+    s.queued(0.1, &insp, json!({"kind": "finding", "text": "Запасной выход загромождён",
+        "location": {"lat": SITE.lat, "lon": SITE.lon, "accuracy": 6.0, "device_ts": (s.now / 1000) - 8_000_000}}), 500.0, behind);
+    let finding_seq = s
+        .log
+        .iter()
+        .rev()
+        .find(|e| e.kind == "finding")
+        .map(|e| e.seq)
+        .expect("the finding is logged");
+    s.api(2.0, &insp, json!({"kind": "attach_evidence", "finding_seq": finding_seq, "evidence": {"id": "ph-f1",
+        "kind": "photo", "sha256": "4e3d2c1b0a9988779f2c7b0c5d1e4a3f6b8d2e1c0a9f8e7d6c5b4a3928171605",
+        "size": 48213, "media_type": "image/jpeg", "width": 640, "height": 480, "captured_at": 1_795_417_000_000_i64}}));
+    s.api(1.0, &insp, json!({"kind": "attach_evidence", "item_id": "q2", "evidence": {"id": "ph-q2",
+        "kind": "photo", "sha256": "0a9988779f2c7b0c5d1e4a3f6b8d2e1c0a9f8e7d6c5b4a39281716054e3d2c1b",
+        "size": 30111, "media_type": "image/jpeg", "width": 640, "height": 480}}));
+    // Refused: no finding at that seq (not in the log, not in the state).
+    s.api(1.0, &insp, json!({"kind": "attach_evidence", "finding_seq": 1, "evidence": {"id": "ph-x",
+        "kind": "photo", "sha256": "0a9988779f2c7b0c5d1e4a3f6b8d2e1c0a9f8e7d6c5b4a39281716054e3d2c1b"}}));
+    s.queued(3.0, &insp, json!({"kind": "finish"}), 10.0, behind);
+    s.finish()
+}
+
 fn main() {
     let dir: PathBuf = std::env::args()
         .nth(1)
@@ -568,4 +640,5 @@ fn main() {
     write(&dir, "legacy_verdicts", legacy_verdicts());
     write(&dir, "act", act());
     write(&dir, "ratings", ratings());
+    write(&dir, "onsite", onsite());
 }

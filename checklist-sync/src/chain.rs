@@ -81,6 +81,9 @@ impl CommittedEvent {
         if let (Some(t), Value::Object(m)) = (ev.device_time, &mut payload) {
             m.insert(crate::state::DEVICE_TIME_KEY.into(), t.into());
         }
+        if let (Some(o), Value::Object(m)) = (ev.clock_offset_ms, &mut payload) {
+            m.insert(crate::state::CLOCK_OFFSET_KEY.into(), o.into());
+        }
         let payload_text = payload.to_string();
         let kind = ev.body.kind();
         let hash = event_hash(

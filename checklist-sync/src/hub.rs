@@ -336,7 +336,7 @@ impl SyncHub {
         op: Operation,
         client_op_id: Option<String>,
     ) -> Result<CommittedEvent, OpError> {
-        self.submit_from_device(who, spec, op, client_op_id, None)
+        self.submit_from_device(who, spec, op, client_op_id, None, None)
             .await
     }
 
@@ -344,6 +344,8 @@ impl SyncHub {
     /// checked and committed like [`SyncHub::submit`], with the device's capture time kept
     /// beside the server's receipt in the event. An op id already committed answers
     /// `duplicate_op_id` with the original's seq and time, and nothing is appended.
+    /// `clock_offset_ms` is the batch's measured device-clock offset (receipt minus the
+    /// device's send time): a queued position is scored at its device time shifted by it.
     pub async fn submit_from_device(
         &self,
         who: &Principal,
@@ -351,6 +353,7 @@ impl SyncHub {
         op: Operation,
         client_op_id: Option<String>,
         device_time: Option<i64>,
+        clock_offset_ms: Option<i64>,
     ) -> Result<CommittedEvent, OpError> {
         op.validate()?;
         let req = self.next_id();
@@ -361,6 +364,7 @@ impl SyncHub {
             op_id: client_op_id,
             op,
             device_time,
+            clock_offset_ms,
             now: now_micros(),
         };
         self.dispatch(spec, RoomMsg::Submit { req, input, reply });
@@ -614,6 +618,7 @@ impl SyncHub {
                         op_id: Some(op_id.clone()),
                         op,
                         device_time: None,
+                        clock_offset_ms: None,
                         now: now_micros(),
                     };
                     if tx.send(RoomMsg::Input(input)).is_err() {

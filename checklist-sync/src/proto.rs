@@ -29,6 +29,10 @@ pub mod codes {
     pub const INVALID_FIELD: &str = "invalid_field";
     /// The item is not in this inspection's checklist.
     pub const UNKNOWN_ITEM: &str = "unknown_item";
+    /// Evidence for a finding that is no committed free-form finding of this inspection.
+    pub const UNKNOWN_FINDING: &str = "unknown_finding";
+    /// Evidence must name exactly one of an item and a finding.
+    pub const INVALID_EVIDENCE_TARGET: &str = "invalid_evidence_target";
     /// The role may not do this.
     pub const FORBIDDEN: &str = "forbidden";
     /// The op id was already applied.
@@ -418,10 +422,15 @@ pub enum Operation {
         /// The comment.
         text: String,
     },
-    /// Attach an evidence reference to an item.
+    /// Attach an evidence reference to an item or to a free-form finding: exactly one of
+    /// `item_id` and `finding_seq`.
     AttachEvidence {
         /// The item.
-        item_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item_id: Option<String>,
+        /// The seq of the inspection's `finding` event the evidence shows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        finding_seq: Option<u64>,
         /// The evidence (boxed: it is much larger than the other operations).
         evidence: Box<Evidence>,
     },
@@ -662,9 +671,9 @@ impl Operation {
         match self {
             Self::SetResult { item_id, .. }
             | Self::Comment { item_id, .. }
-            | Self::AttachEvidence { item_id, .. }
             | Self::RequestPhoto { item_id }
             | Self::Focus { item_id } => Some(item_id),
+            Self::AttachEvidence { item_id, .. } => item_id.as_deref(),
             _ => None,
         }
     }
@@ -712,8 +721,23 @@ impl Operation {
                 check_len("item_id", item_id, 1, 128)?;
                 check_len("text", text, 1, MAX_TEXT)?;
             }
-            Self::AttachEvidence { item_id, evidence } => {
-                check_len("item_id", item_id, 1, 128)?;
+            Self::AttachEvidence {
+                item_id,
+                finding_seq,
+                evidence,
+            } => {
+                match (item_id, finding_seq) {
+                    (Some(item_id), None) => check_len("item_id", item_id, 1, 128)?,
+                    (None, Some(_)) => {}
+                    _ => {
+                        let mut e = OpError::new(
+                            codes::INVALID_EVIDENCE_TARGET,
+                            "evidence goes to exactly one of item_id and finding_seq",
+                        );
+                        e.field = Some("item_id".into());
+                        return Err(e);
+                    }
+                }
                 check_len("evidence.id", &evidence.id, 1, 128)?;
                 check_opt_len("evidence.uri", &evidence.uri, 2048)?;
                 check_opt_len("evidence.caption", &evidence.caption, 1000)?;

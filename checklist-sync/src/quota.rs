@@ -72,8 +72,8 @@ impl Limit {
 
 #[derive(Debug, Default, Clone)]
 struct ParticipantUsage {
-    comments: HashMap<String, usize>,
-    evidence: HashMap<String, usize>,
+    comments: HashMap<Target, usize>,
+    evidence: HashMap<Target, usize>,
     bytes: u64,
     /// (server time, bytes) of additions that may still be inside the minute window.
     recent: VecDeque<(i64, u64)>,
@@ -96,12 +96,31 @@ pub struct Usage {
     by: HashMap<Uuid, ParticipantUsage>,
 }
 
-/// The item and the content bytes of an operation the quotas count, or `None`.
-fn counted(op: &Operation) -> Option<(&str, bool, u64)> {
+/// What comments and evidence are counted against: a checklist item, or a free-form finding
+/// (`evidence_per_item` bounds one finding's evidence too).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Target {
+    Item(String),
+    Finding(u64),
+}
+
+/// The target and the content bytes of an operation the quotas count, or `None`.
+fn counted(op: &Operation) -> Option<(Target, bool, u64)> {
     match op {
-        Operation::Comment { item_id, text } => Some((item_id, false, text.len() as u64)),
-        Operation::AttachEvidence { item_id, evidence } => {
-            Some((item_id, true, evidence_bytes(evidence)))
+        Operation::Comment { item_id, text } => {
+            Some((Target::Item(item_id.clone()), false, text.len() as u64))
+        }
+        Operation::AttachEvidence {
+            item_id,
+            finding_seq,
+            evidence,
+        } => {
+            let target = match (item_id, finding_seq) {
+                (Some(i), _) => Target::Item(i.clone()),
+                (None, Some(s)) => Target::Finding(*s),
+                (None, None) => return None,
+            };
+            Some((target, true, evidence_bytes(evidence)))
         }
         _ => None,
     }
@@ -118,11 +137,18 @@ impl Usage {
     pub fn from_state(state: &State) -> Usage {
         let mut u = Usage::default();
         for (item_id, item) in &state.items {
+            let t = Target::Item(item_id.clone());
             for c in &item.comments {
-                u.add(c.by, item_id, false, c.text.len() as u64, c.ts);
+                u.add(c.by, &t, false, c.text.len() as u64, c.ts);
             }
             for e in &item.evidence {
-                u.add(e.by, item_id, true, evidence_bytes(&e.evidence), e.ts);
+                u.add(e.by, &t, true, evidence_bytes(&e.evidence), e.ts);
+            }
+        }
+        for f in &state.findings {
+            let t = Target::Finding(f.seq);
+            for e in &f.evidence {
+                u.add(e.by, &t, true, evidence_bytes(&e.evidence), e.ts);
             }
         }
         for p in u.by.values_mut() {
@@ -150,7 +176,7 @@ impl Usage {
             Err(e)
         };
         if is_evidence {
-            if p.evidence.get(item).copied().unwrap_or(0) >= quotas.evidence_per_item {
+            if p.evidence.get(&item).copied().unwrap_or(0) >= quotas.evidence_per_item {
                 return refuse(
                     Limit::EvidencePerItem,
                     format!(
@@ -159,7 +185,7 @@ impl Usage {
                     ),
                 );
             }
-        } else if p.comments.get(item).copied().unwrap_or(0) >= quotas.comments_per_item {
+        } else if p.comments.get(&item).copied().unwrap_or(0) >= quotas.comments_per_item {
             return refuse(
                 Limit::CommentsPerItem,
                 format!("at most {} comments per item", quotas.comments_per_item),
@@ -189,19 +215,18 @@ impl Usage {
     /// Counts an operation that was sequenced at `ts`.
     pub fn record(&mut self, who: Uuid, op: &Operation, ts: i64) {
         if let Some((item, is_evidence, bytes)) = counted(op) {
-            let item = item.to_string();
             self.add(who, &item, is_evidence, bytes, ts);
         }
     }
 
-    fn add(&mut self, who: Uuid, item: &str, is_evidence: bool, bytes: u64, ts: i64) {
+    fn add(&mut self, who: Uuid, item: &Target, is_evidence: bool, bytes: u64, ts: i64) {
         let p = self.by.entry(who).or_default();
         let per_item = if is_evidence {
             &mut p.evidence
         } else {
             &mut p.comments
         };
-        *per_item.entry(item.to_string()).or_default() += 1;
+        *per_item.entry(item.clone()).or_default() += 1;
         p.bytes += bytes;
         p.recent.push_back((ts, bytes));
         p.recent_bytes += bytes;
@@ -285,12 +310,22 @@ mod tests {
             limit(u.admit(&q, a, &comment("q5", 1), t)).as_deref(),
             Some("bytes_per_participant")
         );
-        let ev = Operation::AttachEvidence {
-            item_id: "q9".into(),
-            evidence: Box::new(
+        let photo = || {
+            Box::new(
                 serde_json::from_value::<Evidence>(serde_json::json!({"id": "e", "kind": "photo"}))
                     .expect("evidence"),
-            ),
+            )
+        };
+        let ev = Operation::AttachEvidence {
+            item_id: Some("q9".into()),
+            finding_seq: None,
+            evidence: photo(),
+        };
+        // A finding's evidence is bounded per finding, apart from any item's.
+        let of_finding = Operation::AttachEvidence {
+            item_id: None,
+            finding_seq: Some(9),
+            evidence: photo(),
         };
         let q = Quotas {
             bytes_per_participant: 1000,
@@ -300,6 +335,12 @@ mod tests {
         u.record(a, &ev, t);
         assert_eq!(
             limit(u.admit(&q, a, &ev, t + 1)).as_deref(),
+            Some("evidence_per_item")
+        );
+        assert!(u.admit(&q, a, &of_finding, t + 1).is_ok());
+        u.record(a, &of_finding, t + 1);
+        assert_eq!(
+            limit(u.admit(&q, a, &of_finding, t + 2)).as_deref(),
             Some("evidence_per_item")
         );
     }
@@ -321,6 +362,7 @@ mod tests {
                 participant_id: a,
                 client_op_id: None,
                 device_time: None,
+                clock_offset_ms: None,
                 body: EventBody::Op(op),
             });
         }

@@ -94,6 +94,10 @@ pub enum Input {
         op: Operation,
         /// When the device made it (a queued on-site operation), ms since the epoch.
         device_time: Option<i64>,
+        /// The device clock's offset measured for the batch this op came in: the server's
+        /// receipt minus the device's send time, ms (docs/protocol.md, "On-site queue"). A
+        /// queued position is scored at its device time shifted by it, not at its receipt.
+        clock_offset_ms: Option<i64>,
         /// Now.
         now: i64,
     },
@@ -151,6 +155,14 @@ pub enum Output {
         /// Why.
         error: OpError,
     },
+}
+
+/// What a queued op says about the device's clock: when it was made (device clock) and the
+/// batch's measured offset. Both absent for a live op.
+#[derive(Debug, Clone, Copy, Default)]
+struct DeviceClock {
+    time: Option<i64>,
+    offset_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -353,8 +365,19 @@ impl Room {
                 op_id,
                 op,
                 device_time,
+                clock_offset_ms,
                 now,
-            } => self.op(origin, who, op_id, op, device_time, now),
+            } => self.op(
+                origin,
+                who,
+                op_id,
+                op,
+                DeviceClock {
+                    time: device_time,
+                    offset_ms: clock_offset_ms,
+                },
+                now,
+            ),
             Input::Committed { upto } => self.committed(upto),
         }
     }
@@ -428,7 +451,7 @@ impl Room {
         who: Principal,
         op_id: Option<String>,
         op: Operation,
-        device_time: Option<i64>,
+        device: DeviceClock,
         now: i64,
     ) {
         let reject = |error: OpError| Output::Reject {
@@ -462,6 +485,21 @@ impl Room {
                 let e = OpError::new(
                     codes::UNKNOWN_ITEM,
                     format!("no item {item:?} in this checklist"),
+                );
+                self.out.push_back(reject(e));
+                return;
+            }
+        }
+        // Evidence of a finding needs that finding in the log (sequenced before it).
+        if let Operation::AttachEvidence {
+            finding_seq: Some(seq),
+            ..
+        } = &op
+        {
+            if self.head.finding(*seq).is_none() {
+                let e = OpError::new(
+                    codes::UNKNOWN_FINDING,
+                    format!("event {seq} is no free-form finding of this inspection"),
                 );
                 self.out.push_back(reject(e));
                 return;
@@ -516,32 +554,40 @@ impl Room {
             }
         }
         // Location samples are parsed strictly before they count: a rejected sample changes
-        // neither the log nor the participant's trust score.
+        // neither the log nor the participant's trust score. The bounds are checked against
+        // the receipt; a queued fix is then scored at the moment it was taken, on the server's
+        // clock (its device time shifted by the batch's clock offset), so an hour offline does
+        // not read as an hour of clock skew.
+        let scored_at = |device_ms: i64| match device.offset_ms {
+            Some(off) if device.time.is_some() => {
+                device_ms.saturating_add(off).saturating_mul(1000).min(now)
+            }
+            _ => now,
+        };
         let sample = match &op {
-            Operation::Location(l) => match Geolocation::parse(&raw_geolocation(l), now) {
-                Ok(g) => Some(g),
-                Err(e) => {
-                    let mut err = OpError::new(e.code(), e.to_string());
-                    err.field = Some(geo_field(&e).into());
-                    self.out.push_back(reject(err));
-                    return;
+            Operation::Location(l) => {
+                let raw = raw_geolocation(l);
+                match Geolocation::parse(&raw, now)
+                    .and_then(|_| Geolocation::parse(&raw, scored_at(l.device_ts)))
+                {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        let mut err = OpError::new(e.code(), e.to_string());
+                        err.field = Some(geo_field(&e).into());
+                        self.out.push_back(reject(err));
+                        return;
+                    }
                 }
-            },
+            }
             _ => None,
         };
         let no_fix = match &op {
             Operation::LocationUnavailable { reason } => Some(*reason),
             _ => None,
         };
+        let no_fix_at = device.time.map_or(now, scored_at);
         let pid = who.participant_id;
-        self.append_at(
-            pid,
-            op_id,
-            EventBody::Op(op),
-            Some(origin),
-            device_time,
-            now,
-        );
+        self.append_at(pid, op_id, EventBody::Op(op), Some(origin), device, now);
         if sample.is_none() && no_fix.is_none() {
             return;
         }
@@ -554,8 +600,8 @@ impl Room {
             )
         });
         let verdict = match (sample, no_fix) {
-            (Some(g), _) => assessor.on_sample(&g, now),
-            (None, Some(reason)) => assessor.on_no_fix(reason, now),
+            (Some(g), _) => assessor.on_sample(&g, g.server_ts_micros()),
+            (None, Some(reason)) => assessor.on_no_fix(reason, no_fix_at),
             (None, None) => return,
         };
         let previous = self
@@ -576,7 +622,7 @@ impl Room {
         origin: Option<Origin>,
         now: i64,
     ) {
-        self.append_at(pid, op_id, body, origin, None, now);
+        self.append_at(pid, op_id, body, origin, DeviceClock::default(), now);
     }
 
     fn append_at(
@@ -585,7 +631,7 @@ impl Room {
         op_id: Option<String>,
         body: EventBody,
         origin: Option<Origin>,
-        device_time: Option<i64>,
+        device: DeviceClock,
         now: i64,
     ) {
         // Strictly increasing timestamps keep recording anchors ordered like the log.
@@ -595,7 +641,8 @@ impl Room {
             server_ts: ts,
             participant_id: pid,
             client_op_id: op_id,
-            device_time,
+            device_time: device.time,
+            clock_offset_ms: device.time.and(device.offset_ms),
             body,
         };
         let sealed = Arc::new(CommittedEvent::seal(self.id, &event, &self.head_hash));

@@ -108,6 +108,7 @@ impl EventBody {
                 obj.insert("kind".into(), Value::String(k.to_string()));
                 // Beside the operation, not part of it (see `Event::device_time`).
                 obj.remove(DEVICE_TIME_KEY);
+                obj.remove(CLOCK_OFFSET_KEY);
                 serde_json::from_value(Value::Object(obj))
                     .map(Self::Op)
                     .map_err(|e| e.to_string())
@@ -131,16 +132,27 @@ pub struct Event {
     /// queued operation keeps its capture time beside the server's receipt (`server_ts`). A
     /// claim, not a finding; sealed into the chain as the payload's `device_time`.
     pub device_time: Option<i64>,
+    /// For a queued op: the device clock's offset measured for its batch (server receipt
+    /// minus the device's send time, ms); a queued position was scored at its device time
+    /// shifted by it. Sealed into the chain as the payload's `clock_offset_ms`.
+    pub clock_offset_ms: Option<i64>,
     /// What.
     pub body: EventBody,
 }
 
 /// The payload key carrying [`Event::device_time`].
 pub const DEVICE_TIME_KEY: &str = "device_time";
+/// The payload key carrying [`Event::clock_offset_ms`].
+pub const CLOCK_OFFSET_KEY: &str = "clock_offset_ms";
 
 /// The device time an event's payload carries, if any.
 pub fn device_time_of(payload: &Value) -> Option<i64> {
     payload.get(DEVICE_TIME_KEY).and_then(Value::as_i64)
+}
+
+/// The batch clock offset an event's payload carries, if any.
+pub fn clock_offset_of(payload: &Value) -> Option<i64> {
+    payload.get(CLOCK_OFFSET_KEY).and_then(Value::as_i64)
 }
 
 impl Event {
@@ -166,6 +178,7 @@ impl Event {
             participant_id,
             client_op_id,
             device_time: device_time_of(payload),
+            clock_offset_ms: clock_offset_of(payload),
             body,
         })
     }
@@ -484,9 +497,30 @@ pub struct FindingState {
     /// Where the device was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
+    /// The photos and videos attached to this finding, in log order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<EvidenceEntry>,
 }
 
 impl State {
+    /// Every piece of evidence of the inspection: the items' (in item order), then the
+    /// findings' (in log order).
+    pub fn all_evidence(&self) -> impl Iterator<Item = &EvidenceEntry> {
+        self.items
+            .values()
+            .flat_map(|i| i.evidence.iter())
+            .chain(self.findings.iter().flat_map(|f| f.evidence.iter()))
+    }
+
+    /// The free-form finding logged at `seq`, if there is one.
+    pub fn finding(&self, seq: u64) -> Option<&FindingState> {
+        // Findings are pushed in log order, so their seqs are sorted.
+        self.findings
+            .binary_search_by_key(&seq, |f| f.seq)
+            .ok()
+            .map(|i| &self.findings[i])
+    }
+
     fn apply_act(&mut self, seq: u64, ts: i64, a: &Operation) {
         use crate::act::{ActRefusal, ActSignature, ActState};
         match a {
@@ -606,18 +640,34 @@ impl State {
                             text: text.clone(),
                         });
                 }
-                Operation::AttachEvidence { item_id, evidence } => {
-                    let it = self.items.entry(item_id.clone()).or_default();
-                    // A photo of the item answers the inspector's request for one.
-                    if evidence.kind == EvidenceKind::Photo {
-                        it.photo_request = None;
-                    }
-                    it.evidence.push(EvidenceEntry {
+                Operation::AttachEvidence {
+                    item_id,
+                    finding_seq,
+                    evidence,
+                } => {
+                    let entry = EvidenceEntry {
                         seq: ev.seq,
                         ts,
                         by,
                         evidence: (**evidence).clone(),
-                    });
+                    };
+                    match (item_id, finding_seq) {
+                        (Some(item_id), _) => {
+                            let it = self.items.entry(item_id.clone()).or_default();
+                            // A photo of the item answers the inspector's request for one.
+                            if evidence.kind == EvidenceKind::Photo {
+                                it.photo_request = None;
+                            }
+                            it.evidence.push(entry);
+                        }
+                        (None, Some(seq)) => {
+                            // The room admits it only for a logged finding.
+                            if let Ok(i) = self.findings.binary_search_by_key(seq, |f| f.seq) {
+                                self.findings[i].evidence.push(entry);
+                            }
+                        }
+                        (None, None) => {}
+                    }
                 }
                 Operation::Finding { text, location } => self.findings.push(FindingState {
                     seq: ev.seq,
@@ -626,6 +676,7 @@ impl State {
                     by,
                     text: text.clone(),
                     location: location.clone(),
+                    evidence: Vec::new(),
                 }),
                 Operation::RequestPhoto { item_id } => {
                     self.items.entry(item_id.clone()).or_default().photo_request =
@@ -741,7 +792,8 @@ mod tests {
             item_id: "q1".into(),
         };
         let attach = |kind: &str| Operation::AttachEvidence {
-            item_id: "q1".into(),
+            item_id: Some("q1".into()),
+            finding_seq: None,
             evidence: Box::new(
                 serde_json::from_value(serde_json::json!({"id": "e1", "kind": kind}))
                     .expect("evidence"),
@@ -857,6 +909,7 @@ mod tests {
             participant_id: Uuid::nil(),
             client_op_id: None,
             device_time: None,
+            clock_offset_ms: None,
             body: EventBody::Op(rec),
         });
         assert_eq!(
@@ -875,6 +928,7 @@ mod tests {
             participant_id: by,
             client_op_id: None,
             device_time: None,
+            clock_offset_ms: None,
             body: EventBody::Op(Operation::Cancel {
                 reason: Some(CancelReason::Withdrawn),
                 note: Some("приказ отменён".into()),

@@ -99,6 +99,7 @@ fn to_committed(id: Uuid, r: &Row_) -> Result<(Event, CommittedEvent), SyncError
         participant_id,
         client_op_id: r.client_op_id.clone(),
         device_time: crate::state::device_time_of(&payload),
+        clock_offset_ms: crate::state::clock_offset_of(&payload),
         body,
     };
     let ce = CommittedEvent {

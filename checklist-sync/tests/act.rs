@@ -57,6 +57,7 @@ impl Log {
             op_id: None,
             op,
             device_time: None,
+            clock_offset_ms: None,
             now: self.now,
         });
         let mut refused = None;

@@ -178,7 +178,7 @@ proptest! {
                             Operation::AttachEvidence { .. } => Origin::Api(u64::from(n)),
                             _ => Origin::Conn(u64::from(w)),
                         };
-                        Input::Op { origin, who: principal(w), op_id: Some(format!("o{}", n % 17)), op, device_time: None, now }
+                        Input::Op { origin, who: principal(w), op_id: Some(format!("o{}", n % 17)), op, device_time: None, clock_offset_ms: None, now }
                     }
                     Err(_) => continue,
                 },

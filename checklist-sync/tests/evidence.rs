@@ -59,6 +59,7 @@ fn run_from(
         op_id: Some(format!("op{now}")),
         op,
         device_time: None,
+        clock_offset_ms: None,
         now,
     });
     let mut out = Vec::new();
@@ -127,7 +128,8 @@ fn photo_requests_are_folded_and_answered_by_a_photo() {
     assert_eq!(pending.by, inspector.participant_id);
     // A still of another item does not answer it; a photo of the item does.
     let attach = |item: &str, kind| Operation::AttachEvidence {
-        item_id: item.into(),
+        item_id: Some(item.into()),
+        finding_seq: None,
         evidence: Box::new(evidence(kind)),
     };
     run(&mut room, &business, attach("q2", EvidenceKind::Photo), 50);
@@ -144,7 +146,8 @@ fn derived_evidence_is_accepted_after_the_finish_and_photos_are_not() {
     let mut room = Room::new(&spec(), Restored::default(), RoomConfig::default(), 1);
     let inspector = who(Role::Inspector, 1);
     let attach = |kind| Operation::AttachEvidence {
-        item_id: "q1".into(),
+        item_id: Some("q1".into()),
+        finding_seq: None,
         evidence: Box::new(evidence(kind)),
     };
     assert_eq!(
@@ -186,7 +189,8 @@ fn quotas_bound_uploaded_evidence_not_the_derived() {
     let inspector = who(Role::Inspector, 1);
     let business = who(Role::Business, 2);
     let attach = |kind| Operation::AttachEvidence {
-        item_id: "q1".into(),
+        item_id: Some("q1".into()),
+        finding_seq: None,
         evidence: Box::new(evidence(kind)),
     };
     run(&mut room, &inspector, Operation::Start, 10);
@@ -215,7 +219,8 @@ fn a_socket_cannot_attach_evidence_in_any_phase_and_a_cancel_ends_derivation() {
     let mut room = Room::new(&spec(), Restored::default(), RoomConfig::default(), 1);
     let inspector = who(Role::Inspector, 1);
     let attach = |kind| Operation::AttachEvidence {
-        item_id: "q1".into(),
+        item_id: Some("q1".into()),
+        finding_seq: None,
         evidence: Box::new(evidence(kind)),
     };
     run(&mut room, &inspector, Operation::Start, 10);
@@ -272,6 +277,7 @@ fn first_revision_events_stay_readable() {
         participant_id: Uuid::from_u128(3),
         client_op_id: Some("o".into()),
         device_time: None,
+        clock_offset_ms: None,
         body,
     });
     let e = &state.items["q1"].evidence[0].evidence;
@@ -317,4 +323,82 @@ fn focus_is_an_inspectors_live_item_op_that_changes_no_state() {
         decode(&frame.to_string()).expect_err("refused").error.code,
         codes::BAD_MESSAGE
     );
+}
+
+/// Evidence of a free-form finding names the finding's seq: only a logged finding takes it
+/// (another seq is `unknown_finding`, nothing appended); the projection gives the finding its
+/// own evidence list, the quotas count it per finding, and the op names exactly one target.
+#[test]
+fn evidence_of_a_finding_goes_to_that_finding_only() {
+    let mut room = Room::new(&spec(), Restored::default(), RoomConfig::default(), 1);
+    let inspector = who(Role::Inspector, 1);
+    let to_finding = |seq| Operation::AttachEvidence {
+        item_id: None,
+        finding_seq: Some(seq),
+        evidence: Box::new(evidence(EvidenceKind::Photo)),
+    };
+    run(&mut room, &inspector, Operation::Start, 10);
+    let finding = Operation::Finding {
+        text: "Огнетушитель просрочен".into(),
+        location: None,
+    };
+    let out = run(&mut room, &inspector, finding, 20);
+    let seq = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Ack { event, .. } if event.kind == "finding" => Some(event.seq),
+            _ => None,
+        })
+        .expect("the finding is acknowledged");
+    let head = room.snapshot().seq;
+    // An unknown seq and the seq of the start (no finding) are both refused.
+    for bad in [seq + 100, 1] {
+        assert_eq!(
+            rejected(&run(
+                &mut room,
+                &inspector,
+                to_finding(bad),
+                30 + bad as i64
+            ))
+            .as_deref(),
+            Some(codes::UNKNOWN_FINDING)
+        );
+    }
+    assert_eq!(room.snapshot().seq, head, "a refusal appends nothing");
+    assert_eq!(
+        rejected(&run(&mut room, &inspector, to_finding(seq), 200)),
+        None
+    );
+    let state = room.snapshot().state;
+    assert_eq!(state.findings[0].evidence.len(), 1);
+    assert!(state.items.values().all(|i| i.evidence.is_empty()));
+    assert_eq!(state.all_evidence().count(), 1);
+    // Both targets, or none: the op itself is malformed.
+    for (item_id, finding_seq) in [(Some("q1".to_string()), Some(seq)), (None, None)] {
+        let op = Operation::AttachEvidence {
+            item_id,
+            finding_seq,
+            evidence: Box::new(evidence(EvidenceKind::Photo)),
+        };
+        let e = op.validate().expect_err("exactly one target");
+        assert_eq!(e.code, codes::INVALID_EVIDENCE_TARGET);
+    }
+    // The quota's count per target survives a reload from the state.
+    let config = RoomConfig {
+        quotas: Quotas {
+            evidence_per_item: 1,
+            ..Quotas::default()
+        },
+        ..RoomConfig::default()
+    };
+    let mut usage = checklist_sync::quota::Usage::from_state(&state);
+    let e = usage
+        .admit(
+            &config.quotas,
+            inspector.participant_id,
+            &to_finding(seq),
+            300,
+        )
+        .expect_err("one evidence per finding");
+    assert_eq!(e.limit.as_deref(), Some("evidence_per_item"));
 }

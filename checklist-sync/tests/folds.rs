@@ -84,7 +84,8 @@ fn the_server_fold_of_every_recorded_log_is_its_stored_state() {
                 server_ts: ts,
                 participant_id: pid,
                 client_op_id: op_id.map(String::from),
-                device_time: None,
+                device_time: checklist_sync::state::device_time_of(&payload),
+                clock_offset_ms: checklist_sync::state::clock_offset_of(&payload),
                 body,
             });
         }

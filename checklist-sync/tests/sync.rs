@@ -528,7 +528,8 @@ async fn a_cancelled_inspection_refuses_every_checklist_operation() {
                 &who,
                 &devserver::spec(id, 5),
                 Operation::AttachEvidence {
-                    item_id: "q1".into(),
+                    item_id: Some("q1".into()),
+                    finding_seq: None,
                     evidence: Box::new(evidence),
                 },
                 None,
@@ -985,7 +986,8 @@ async fn one_participant_cannot_grow_the_state_past_its_quotas() {
                 &uploader,
                 &devserver::spec(id, 10),
                 Operation::AttachEvidence {
-                    item_id: "q2".into(),
+                    item_id: Some("q2".into()),
+                    finding_seq: None,
                     evidence: Box::new(evidence),
                 },
                 Some(format!("e{i}")),

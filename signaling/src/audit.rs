@@ -65,7 +65,7 @@ pub async fn verify(pool: &AnyPool, blobs: &BlobStore, id: Uuid) -> anyhow::Resu
     let (_, state) = checklist_sync::load_snapshot(pool, id).await?;
     let mut checked = 0;
     let mut problems = Vec::new();
-    for entry in state.items.values().flat_map(|i| i.evidence.iter()) {
+    for entry in state.all_evidence() {
         let (Some(sha), Some(size)) = (&entry.evidence.sha256, entry.evidence.size) else {
             continue;
         };

@@ -261,6 +261,62 @@ struct FileConfig {
     notify: crate::notify::NotifyConfig,
     #[serde(default)]
     ratings: RatingsConfig,
+    #[serde(default)]
+    review: ReviewConfig,
+}
+
+/// `[review]`: the reviewer page.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewConfig {
+    /// A map tile server's URL template (`https://tiles.example.org/{z}/{x}/{y}.png`, Web
+    /// Mercator "slippy" tiles) drawn under the inspector's track on the reviewer page. None
+    /// (the default): the track is drawn on a plain canvas, nothing is fetched from outside.
+    pub tile_url: Option<String>,
+    /// The tile provider's attribution, printed on the map (its licence usually asks for it).
+    pub tile_attribution: Option<String>,
+}
+
+impl ReviewConfig {
+    /// A template must be an absolute http(s) URL naming `{z}`, `{x}` and `{y}`.
+    fn check(&self) -> anyhow::Result<()> {
+        let Some(t) = &self.tile_url else {
+            return Ok(());
+        };
+        if tile_origin(t).is_none() || !["{z}", "{x}", "{y}"].iter().all(|p| t.contains(p)) {
+            anyhow::bail!(
+                "review.tile_url must be an http(s) URL with {{z}}, {{x}} and {{y}}, like https://tiles.example.org/{{z}}/{{x}}/{{y}}.png"
+            );
+        }
+        if self
+            .tile_attribution
+            .as_deref()
+            .is_some_and(|a| a.len() > 300)
+        {
+            anyhow::bail!("review.tile_attribution must be at most 300 bytes");
+        }
+        Ok(())
+    }
+
+    /// The tile server's origin (`https://host[:port]`), for the page's image policy.
+    pub fn tile_origin(&self) -> Option<String> {
+        self.tile_url.as_deref().and_then(tile_origin)
+    }
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL; None for anything else.
+fn tile_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "https" && scheme != "http" {
+        return None;
+    }
+    let host = rest.split('/').next()?;
+    // Only what a CSP source may hold: no spaces, quotes, semicolons or a template in the host.
+    let ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    ok.then(|| format!("{scheme}://{host}"))
 }
 
 /// `[ratings]`: the parties' ratings after the event (crate::ratings).
@@ -359,6 +415,8 @@ pub struct Config {
     pub notify: crate::notify::NotifyConfig,
     /// Ratings: the edit window, the public page.
     pub ratings: RatingsConfig,
+    /// `[review]`: optional map tiles under the reviewer's track.
+    pub review: ReviewConfig,
 }
 
 /// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
@@ -448,6 +506,7 @@ impl Config {
             anyhow::bail!("max_upload_bytes must be positive");
         }
         file.notify.check()?;
+        file.review.check()?;
         let key_file = file
             .anchor
             .checkpoint_key_file
@@ -496,6 +555,7 @@ impl Config {
             },
             notify: file.notify,
             ratings: file.ratings,
+            review: file.review,
         })
     }
 
@@ -556,6 +616,40 @@ mod tests {
         assert_eq!(c.blobs_dir(), PathBuf::from("data/blobs"));
         assert_eq!(c.max_upload_bytes, 20 * 1024 * 1024);
         assert_eq!((c.clip_before_ms, c.clip_after_ms), (5000, 5000));
+    }
+
+    #[test]
+    fn map_tiles_are_off_by_default_and_checked_when_set() {
+        let c = Config::resolve(&ServeArgs::default()).unwrap();
+        assert_eq!(c.review, ReviewConfig::default());
+        assert_eq!(c.review.tile_origin(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let with = |toml: &str| {
+            std::fs::write(&path, toml).unwrap();
+            Config::resolve(&ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let c = with(
+            "[review]\ntile_url = \"https://tiles.example.org:8443/{z}/{x}/{y}.png\"\n\
+             tile_attribution = \"© OpenStreetMap\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.review.tile_origin().as_deref(),
+            Some("https://tiles.example.org:8443")
+        );
+        for bad in [
+            "tile_url = \"ftp://tiles.example.org/{z}/{x}/{y}.png\"",
+            "tile_url = \"https://tiles.example.org/{z}/{x}.png\"",
+            "tile_url = \"https://ti'les.example.org/{z}/{x}/{y}.png\"",
+            "tile_url = \"/tiles/{z}/{x}/{y}.png\"",
+            "tiles = true",
+        ] {
+            assert!(with(&format!("[review]\n{bad}\n")).is_err(), "{bad}");
+        }
     }
 
     #[test]

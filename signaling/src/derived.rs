@@ -273,7 +273,8 @@ impl Deriver {
         evidence_id: Uuid,
     ) -> anyhow::Result<()> {
         let op = checklist_sync::Operation::AttachEvidence {
-            item_id: item_id.to_string(),
+            item_id: Some(item_id.to_string()),
+            finding_seq: None,
             evidence: Box::new(evidence),
         };
         self.sync

@@ -219,16 +219,18 @@ fn clamp_to_open_files(http: &mut config::HttpLimits, open_files: Option<u64>) {
 }
 
 /// The Content-Security-Policy: everything from this origin only; sockets only to this
-/// server's own host (ws/wss as the public URL's scheme); no inline scripts or styles.
-pub fn content_security_policy(public_url: &str) -> String {
+/// server's own host (ws/wss as the public URL's scheme); no inline scripts or styles. Images
+/// also from the map tile server, when an administrator configured one (`[review] tile_url`).
+pub fn content_security_policy(public_url: &str, tile_origin: Option<&str>) -> String {
     let (ws, host) = match public_url.split_once("://") {
         Some(("https", rest)) => ("wss", rest),
         Some((_, rest)) => ("ws", rest),
         None => ("ws", public_url),
     };
     let host = host.split('/').next().unwrap_or(host);
+    let tiles = tile_origin.map(|o| format!(" {o}")).unwrap_or_default();
     format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{tiles}; \
          media-src 'self' blob:; connect-src 'self' {ws}://{host}; object-src 'none'; \
          base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
@@ -249,8 +251,11 @@ async fn no_store_for_api(req: Request, next: Next) -> Response {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let csp = HeaderValue::from_str(&content_security_policy(&state.config.public_url))
-        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
+    let csp = HeaderValue::from_str(&content_security_policy(
+        &state.config.public_url,
+        state.config.review.tile_origin().as_deref(),
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
     let hsts = state.config.secure_cookies().then(|| {
         SetResponseHeaderLayer::overriding(
             header::STRICT_TRANSPORT_SECURITY,

@@ -66,6 +66,12 @@ pub struct QueueRequest {
     /// At most [`MAX_BATCH`] ops.
     #[schema(value_type = Vec<Object>)]
     pub ops: Vec<Value>,
+    /// The device's clock when it sent this request, ms since the epoch. The receipt minus it
+    /// is the device clock's offset, measured once for the batch: each queued position is
+    /// scored at its device time shifted by it (docs/protocol.md, "On-site queue"). Absent:
+    /// positions are scored at their receipt, as a live socket's.
+    #[serde(default)]
+    pub sent_at: Option<f64>,
 }
 
 /// One queued op's answer.
@@ -173,7 +179,7 @@ async fn track_points(state: &AppState, id: Uuid, pid: Uuid) -> ApiResult<i64> {
 #[utoipa::path(post, path = "/api/inspections/{id}/queue", tag = "live",
     params(("id" = Uuid, Path)), request_body = QueueRequest,
     responses((status = 200, body = QueueResponse),
-              (status = 400, description = "batch_too_large, bad_request", body = crate::error::ErrorBody),
+              (status = 400, description = "batch_too_large, invalid_sent_at, bad_request", body = crate::error::ErrorBody),
               (status = 403, description = "forbidden: not the inspection's inspector", body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody),
               (status = 409, description = "not_on_site: a remote inspection", body = crate::error::ErrorBody)))]
@@ -200,6 +206,19 @@ pub async fn queue(
             message: format!("at most {MAX_BATCH} ops per request"),
         });
     }
+    let received_ms = checklist_sync::now_micros().div_euclid(1000);
+    let clock_offset_ms = match req.sent_at {
+        None => None,
+        Some(t) if t.is_finite() && (0.0..=1e15).contains(&t) => {
+            Some(received_ms.saturating_sub(t.floor() as i64))
+        }
+        Some(_) => {
+            return Err(ApiError::Invalid {
+                code: "invalid_sent_at",
+                message: "sent_at must be ms since the epoch".into(),
+            })
+        }
+    };
     let device = live::device::device_kind(&headers);
     let pid = live::participants::register(&state.db, &caller, &insp, device).await?;
     let who = live::principal(&caller, &insp, access, pid, device);
@@ -235,6 +254,7 @@ pub async fn queue(
                 entry.op,
                 Some(entry.op_id.clone()),
                 Some(entry.device_time),
+                clock_offset_ms,
             )
             .await;
         results.push(match answer {
@@ -278,6 +298,12 @@ pub struct TrackPoint {
     pub device_ts: i64,
     /// Server receipt, µs.
     pub server_ts: i64,
+    /// True for a position the phone queued offline: its time is the device's claim, and it
+    /// was scored at `device_ts` shifted by the batch's `clock_offset_ms`, not at receipt.
+    pub device_claimed: bool,
+    /// The batch's measured device-clock offset (receipt minus the device's send time), ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// What the act and the reviewer say about a track.
@@ -319,6 +345,8 @@ pub fn track_of(events: &[Event]) -> Vec<TrackPoint> {
                 accuracy: l.accuracy,
                 device_ts: l.device_ts,
                 server_ts: e.server_ts,
+                device_claimed: e.device_time.is_some(),
+                clock_offset_ms: e.clock_offset_ms,
             }),
             _ => None,
         })
@@ -359,6 +387,11 @@ pub struct TrackResponse {
     pub points: Vec<TrackPoint>,
     /// Points, length, time span, distance from the site.
     pub summary: TrackSummary,
+    /// The map tiles to draw under the track, when an administrator configured a tile server
+    /// (`[review] tile_url`): `{url, attribution}`; absent: a plain canvas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub tiles: Option<Value>,
 }
 
 /// The inspector's movement track from the event log, with the site and a summary.
@@ -383,6 +416,9 @@ pub async fn track(
         site: site.map(|(lat, lon)| serde_json::json!({"lat": lat, "lon": lon})),
         summary: summarize(&points, site),
         points,
+        tiles: state.config.review.tile_url.as_ref().map(|url| {
+            serde_json::json!({"url": url, "attribution": state.config.review.tile_attribution})
+        }),
     }))
 }
 
@@ -398,6 +434,8 @@ mod tests {
             accuracy: 5.0,
             device_ts: t,
             server_ts: t * 1000,
+            device_claimed: false,
+            clock_offset_ms: None,
         }
     }
 

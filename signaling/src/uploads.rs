@@ -58,11 +58,17 @@ pub fn router() -> Router<AppState> {
         .route("/api/inspections/{id}/evidence/{evidence_id}", get(serve))
 }
 
-/// Query of an upload: the item and what the device says about the moment.
+/// Query of an upload: what it shows (exactly one of `item_id`, `finding_seq` and
+/// `finding_op_id`) and what the device says about the moment.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct UploadQuery {
     /// The checklist item the photo is of.
-    pub item_id: String,
+    pub item_id: Option<String>,
+    /// The seq of the free-form finding (`finding` event) the photo is of.
+    pub finding_seq: Option<u64>,
+    /// The op id under which the uploader's device queued that finding (the on-site phone,
+    /// before it knows the seq): resolved to the committed finding's seq.
+    pub finding_op_id: Option<String>,
     /// Capture time the device claims, ms since the epoch.
     pub captured_at: Option<f64>,
     /// The device's latitude when it took the photo.
@@ -95,7 +101,11 @@ pub struct Uploaded {
     /// Sequence number of the `attach_evidence` event.
     pub seq: u64,
     /// The item.
-    pub item_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<String>,
+    /// The free-form finding's seq.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finding_seq: Option<u64>,
     /// The evidence as logged.
     #[schema(value_type = Object)]
     pub evidence: Evidence,
@@ -270,7 +280,7 @@ fn parse_location(q: &UploadQuery, now: i64) -> ApiResult<Option<Location>> {
     request_body(content = Vec<u8>, content_type = "image/jpeg", description = "the image bytes, or a short WebM/MP4 video with duration_ms (type detected from the content)"),
     responses((status = 201, body = Uploaded),
               (status = 200, description = "the op id was committed before: that upload's answer", body = Uploaded),
-              (status = 400, description = "invalid_op_id, unknown_item, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, upload_interrupted, invalid_location, geo_*, invalid_duration, video_duration_required, video_unreadable, video_too_long, video_duration_mismatch", body = crate::error::ErrorBody),
+              (status = 400, description = "invalid_op_id, invalid_evidence_target, unknown_item, unknown_finding, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, upload_interrupted, invalid_location, geo_*, invalid_duration, video_duration_required, video_unreadable, video_too_long, video_duration_mismatch", body = crate::error::ErrorBody),
               (status = 403, description = "forbidden: an observer, or the business through its results link only", body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody),
               (status = 409, description = "not_live, already_finished, cancelled, quota_exceeded (the uploader's evidence quotas)", body = crate::error::ErrorBody),
@@ -303,24 +313,20 @@ pub async fn upload(
         }
     }
     let spec = Live::room_spec(&insp);
-    if !spec.items.iter().any(|i| i.id == q.item_id) {
-        return Err(invalid(
-            "unknown_item",
-            format!("no item {:?} in this checklist", q.item_id),
-        ));
-    }
-    // Refuse early, from the log, so that a refused upload stores nothing; the room checks
-    // again when it sequences the event.
-    let provisional = Operation::AttachEvidence {
-        item_id: q.item_id.clone(),
-        evidence: Box::new(empty_evidence()),
-    };
     let snap = state
         .live
         .sync
         .snapshot(id)
         .await
         .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
+    let (item_id, finding_seq) = evidence_target(&state, &q, &spec, &snap.state, id, known).await?;
+    // Refuse early, from the log, so that a refused upload stores nothing; the room checks
+    // again when it sequences the event.
+    let provisional = Operation::AttachEvidence {
+        item_id: item_id.clone(),
+        finding_seq,
+        evidence: Box::new(empty_evidence()),
+    };
     snap.state
         .lifecycle
         .status
@@ -441,7 +447,8 @@ pub async fn upload(
         ..empty_evidence()
     };
     let op = Operation::AttachEvidence {
-        item_id: q.item_id.clone(),
+        item_id: item_id.clone(),
+        finding_seq,
         evidence: Box::new(evidence.clone()),
     };
     let client_op_id = op_id
@@ -467,12 +474,77 @@ pub async fn upload(
         StatusCode::CREATED,
         Json(Uploaded {
             seq: event.seq,
-            item_id: q.item_id,
+            item_id,
+            finding_seq,
             url: evidence_url(id, evidence_id),
             evidence,
             replayed: false,
         }),
     ))
+}
+
+/// What an upload shows: a checklist item or a free-form finding, exactly one (400
+/// `invalid_evidence_target`); an item not in the checklist is `unknown_item`, a seq or op id
+/// that is no committed finding of this inspection `unknown_finding`.
+async fn evidence_target(
+    state: &AppState,
+    q: &UploadQuery,
+    spec: &checklist_sync::RoomSpec,
+    log: &checklist_sync::State,
+    id: Uuid,
+    known: Option<Uuid>,
+) -> ApiResult<(Option<String>, Option<u64>)> {
+    let unknown_finding = || {
+        invalid(
+            "unknown_finding",
+            "no such free-form finding in this inspection",
+        )
+    };
+    match (&q.item_id, q.finding_seq, &q.finding_op_id) {
+        (Some(item), None, None) => {
+            if !spec.items.iter().any(|i| i.id == *item) {
+                return Err(invalid(
+                    "unknown_item",
+                    format!("no item {item:?} in this checklist"),
+                ));
+            }
+            Ok((Some(item.clone()), None))
+        }
+        (None, Some(seq), None) => match log.finding(seq) {
+            Some(_) => Ok((None, Some(seq))),
+            None => Err(unknown_finding()),
+        },
+        (None, None, Some(op)) => {
+            if Uuid::parse_str(op).is_err() {
+                return Err(invalid("invalid_op_id", "finding_op_id must be a UUID"));
+            }
+            // Only the uploader's own queued finding: the op id is the device's.
+            let Some(pid) = known else {
+                return Err(unknown_finding());
+            };
+            use sqlx::Row;
+            let row = sqlx::query(
+                "SELECT seq FROM events WHERE inspection_id = $1 AND participant_id = $2 \
+                 AND client_op_id = $3 AND kind = 'finding'",
+            )
+            .bind(id.to_string())
+            .bind(pid.to_string())
+            .bind(op)
+            .fetch_optional(&state.db)
+            .await?;
+            match row {
+                Some(r) => {
+                    let seq: i64 = r.try_get(0)?;
+                    Ok((None, Some(seq as u64)))
+                }
+                None => Err(unknown_finding()),
+            }
+        }
+        _ => Err(invalid(
+            "invalid_evidence_target",
+            "name exactly one of item_id, finding_seq and finding_op_id",
+        )),
+    }
 }
 
 /// What an accepted upload's content is.
@@ -539,7 +611,8 @@ async fn committed_upload(
     let payload: String = row.try_get(1)?;
     #[derive(Deserialize)]
     struct Logged {
-        item_id: String,
+        item_id: Option<String>,
+        finding_seq: Option<u64>,
         evidence: Evidence,
     }
     let logged: Logged = serde_json::from_str(&payload)
@@ -551,6 +624,7 @@ async fn committed_upload(
     Ok(Some(Uploaded {
         seq: seq as u64,
         item_id: logged.item_id,
+        finding_seq: logged.finding_seq,
         evidence: logged.evidence,
         url,
         replayed: true,
@@ -598,7 +672,8 @@ pub async fn submit(
     evidence_id: Uuid,
 ) -> ApiResult<checklist_sync::CommittedEvent> {
     let op = Operation::AttachEvidence {
-        item_id: item_id.to_string(),
+        item_id: Some(item_id.to_string()),
+        finding_seq: None,
         evidence: Box::new(evidence),
     };
     state
@@ -634,6 +709,10 @@ fn refused(e: OpError) -> ApiError {
         },
         codes::QUOTA_EXCEEDED => ApiError::Conflict {
             code: "quota_exceeded",
+            message: e.message,
+        },
+        codes::UNKNOWN_FINDING => ApiError::Invalid {
+            code: "unknown_finding",
             message: e.message,
         },
         _ => ApiError::Internal(anyhow::anyhow!("attach_evidence refused: {e}")),
@@ -712,9 +791,7 @@ pub async fn serve(
     let wanted = evidence_id.to_string();
     let entry = snap
         .state
-        .items
-        .values()
-        .flat_map(|i| i.evidence.iter())
+        .all_evidence()
         .find(|e| e.evidence.id == wanted && e.evidence.size.is_some())
         .ok_or(ApiError::NotFound("evidence"))?;
     let sha = entry

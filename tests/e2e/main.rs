@@ -21,6 +21,7 @@ mod notices;
 mod notices_push;
 mod onsite;
 mod onsite_browser;
+mod onsite_findings;
 mod openapi;
 mod photo_browser;
 mod prescriptions;

@@ -69,8 +69,13 @@ async fn wait_queued(p: &Browser, n: u64, what: &str) -> Result<()> {
 }
 
 async fn take_photo(p: &Browser, item: &str) -> Result<()> {
+    shoot(p, &format!("{} .photo-btn", item_css(item))).await
+}
+
+/// Opens the camera with the button at `css`, takes a photo, waits for it to be queued.
+async fn shoot(p: &Browser, css: &str) -> Result<()> {
     let before = queued(p).await?;
-    tap(p, &format!("{} .photo-btn", item_css(item))).await?;
+    tap(p, css).await?;
     p.wait_true(
         "the camera",
         "const v = document.getElementById('os-video'); return document.getElementById('os-camera').open && v.videoWidth > 0",
@@ -183,6 +188,14 @@ async fn check_track_on_review(
         "{points} points: {}",
         track.body
     );
+    // Queued offline, every position is the device's claim, scored with the batch's offset.
+    ensure!(
+        track.body["points"].as_array().is_some_and(|ps| ps
+            .iter()
+            .all(|p| p["device_claimed"] == true && p["clock_offset_ms"].is_i64())),
+        "device-claimed points: {}",
+        track.body
+    );
     let s = &track.body["summary"];
     ensure!(
         s["length_m"].as_f64().unwrap_or(0.0) > 60.0
@@ -195,8 +208,10 @@ async fn check_track_on_review(
         &format!(
             "const c = document.getElementById('track'); \
              return !document.getElementById('track-panel').hidden && c.dataset.points === '{points}' \
+               && c.dataset.claimed === '{points}' \
                && document.getElementById('track-summary').textContent.length > 0 \
-               && document.querySelectorAll('#findings .finding').length === 1"
+               && document.querySelectorAll('#findings .finding').length === 1 \
+               && document.querySelectorAll('#findings .finding .thumb').length === 1"
         ),
         T,
     )
@@ -256,6 +271,7 @@ fn queued_ops(events: &[Value]) -> Vec<Value> {
             let device_time = op["device_time"].clone();
             if let Some(m) = op.as_object_mut() {
                 m.remove("device_time");
+                m.remove("clock_offset_ms");
                 m.insert("kind".into(), e["kind"].clone());
             }
             json!({"op_id": e["client_op_id"], "device_time": device_time, "op": op})
@@ -338,6 +354,14 @@ async fn offline_inspection(reload: bool) -> Result<()> {
         T,
     )
     .await?;
+    // A photo of the finding while it is still queued: it names the finding by its op id.
+    shoot(&p, "#os-findings .finding[data-queued=\"1\"] .photo-btn").await?;
+    p.wait_true(
+        "the finding's photo counted on the phone",
+        "return document.querySelector('#os-findings .finding .photo-count')?.dataset.count === '1'",
+        T,
+    )
+    .await?;
     tap(&p, "#os-finish").await?;
     tap(&p, "#os-finish").await?;
     p.wait_true(
@@ -347,8 +371,9 @@ async fn offline_inspection(reload: bool) -> Result<()> {
     )
     .await?;
     let n = queued(&p).await?;
-    // start, 2 results, the description, 2 photos, 1 result, 3+ positions, finding, finish.
-    ensure!(n >= 12, "{n} entries queued");
+    // start, 2 results, the description, 2 photos, 1 result, 3+ positions, finding, its
+    // photo, finish.
+    ensure!(n >= 13, "{n} entries queued");
     p.screenshot("onsite-offline-queue.ru").await?;
     ensure!(
         log(&o.api, &o.id).await?.len() == before,
@@ -371,7 +396,21 @@ async fn offline_inspection(reload: bool) -> Result<()> {
         .iter()
         .filter(|e| e["kind"] == "attach_evidence")
         .collect();
-    ensure!(photos.len() == 2, "two photos: {photos:?}");
+    ensure!(photos.len() == 3, "three photos: {photos:?}");
+    // The finding's photo arrived once, bound to the finding the queue committed before it.
+    let finding_seq = events
+        .iter()
+        .find(|e| e["kind"] == "finding")
+        .and_then(|e| e["seq"].as_u64())
+        .context("the finding")?;
+    let of_finding: Vec<&&Value> = photos
+        .iter()
+        .filter(|e| e["payload"]["finding_seq"].as_u64() == Some(finding_seq))
+        .collect();
+    ensure!(
+        of_finding.len() == 1 && of_finding[0]["payload"].get("item_id").is_none(),
+        "one photo of the finding: {photos:?}"
+    );
     for ph in &photos {
         let sha = ph["payload"]["evidence"]["sha256"]
             .as_str()
@@ -387,13 +426,17 @@ async fn offline_inspection(reload: bool) -> Result<()> {
     ensure!(
         state.body["state"]["lifecycle"]["status"] == "finished"
             && state.body["state"]["items"][b]["violation"] == "Огнетушитель просрочен"
-            && state.body["state"]["findings"][0]["text"] == "Запасной выход загромождён",
+            && state.body["state"]["findings"][0]["text"] == "Запасной выход загромождён"
+            && state.body["state"]["findings"][0]["evidence"]
+                .as_array()
+                .map(Vec::len)
+                == Some(1),
         "{}",
         state.body
     );
     let report = signaling::audit::verify(&app.db, &app.blobs, o.id.parse()?).await?;
     ensure!(report.is_clean(), "audit: {report:?}");
-    ensure!(report.evidence_checked == 2, "audit: {report:?}");
+    ensure!(report.evidence_checked == 3, "audit: {report:?}");
 
     replay(
         &o,

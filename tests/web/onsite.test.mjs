@@ -4,7 +4,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { keepFix, distanceM, superseded, TRACK_MIN_MS, TRACK_MIN_M } from '../../web/onsite-queue.js';
-import { fitTrack } from '../../web/track.js';
+import { fitTrack, claimedLine, tilesFor, tileUrl, MAX_TILES } from '../../web/track.js';
 
 const fix = (lat, lon, t) => ({ lat, lon, accuracy: 5, device_ts: t });
 
@@ -54,4 +54,40 @@ test('the track and the site fit the canvas, at least 50 m across', () => {
   const one = fitTrack([fix(55, 37, 0)], null, 400, 300, 20);
   assert.ok(Math.abs(one.scale - 260 / 50) < 1e-9);
   assert.equal(fitTrack([], null, 400, 300), null);
+});
+
+test('the reviewer is told how many positions are device-claimed and how far the clock was off', () => {
+  const pts = [
+    { device_claimed: true, clock_offset_ms: 350 },
+    { device_claimed: true, clock_offset_ms: -7_200_300 },
+  ];
+  const line = claimedLine(pts);
+  assert.match(line, /2/);
+  assert.match(line, /2:00:00/);
+  // Without a measured offset (an old phone page) only the count is said.
+  assert.doesNotMatch(claimedLine([{ device_claimed: true }]), /2:00:00/);
+});
+
+test('map tiles (when configured) cover the canvas at a matching zoom, the site inside its tile', () => {
+  const site = { lat: 55.7577, lon: 37.613 };
+  const pts = [fix(55.7577, 37.613, 0), fix(55.7597, 37.616, 10_000)];
+  const fit = fitTrack(pts, site, 600, 360);
+  const tiles = tilesFor(fit, 600, 360);
+  assert.ok(tiles.length > 0 && tiles.length <= MAX_TILES);
+  const z = tiles[0].z;
+  // A tile pixel is within a factor √2 of a canvas pixel (the zoom is rounded).
+  const mPerTilePx = (156543.03392 * Math.cos(55.7577 * Math.PI / 180)) / 2 ** z;
+  assert.ok(Math.abs(Math.log2(mPerTilePx * fit.scale)) <= 0.5, `${mPerTilePx} vs ${1 / fit.scale}`);
+  // Every canvas corner lies in some tile; so does the site, in the tile that holds it.
+  const inside = ([x, y], r) => x >= r[0] - 1e-6 && x <= r[0] + r[2] + 1e-6 && y >= r[1] - 1e-6 && y <= r[1] + r[3] + 1e-6;
+  for (const corner of [[0, 0], [600, 0], [0, 360], [600, 360], fit.site]) {
+    assert.ok(tiles.some((t) => inside(corner, t.rect)), `corner ${corner}`);
+  }
+  const n = 2 ** z;
+  const sx = Math.floor(((site.lon + 180) / 360) * n);
+  const lr = site.lat * Math.PI / 180;
+  const sy = Math.floor(((1 - Math.log(Math.tan(lr) + 1 / Math.cos(lr)) / Math.PI) / 2) * n);
+  const own = tiles.find((t) => t.x === sx && t.y === sy);
+  assert.ok(own && inside(fit.site, own.rect), 'the site is in its own tile');
+  assert.equal(tileUrl('https://t.example/{z}/{x}/{y}.png', { z: 3, x: 4, y: 5 }), 'https://t.example/3/4/5.png');
 });

@@ -73,8 +73,12 @@ pub struct BundleEvidence {
     pub path: String,
     /// `photo`, `clip`, `still`, …
     pub kind: String,
-    /// The checklist item.
-    pub item_id: String,
+    /// The checklist item (absent for a free-form finding's evidence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<String>,
+    /// The free-form finding's seq (absent for an item's evidence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finding_seq: Option<u64>,
     /// The `attach_evidence` event that names it.
     pub seq: u64,
 }
@@ -253,22 +257,26 @@ pub async fn build(state: &AppState, insp: &Inspection) -> ApiResult<std::fs::Fi
         .iter()
         .map(|s| (s.role, state.acts.signature_path(id, &s.signature_sha256)))
         .collect();
-    // Every blob the log names, once, in log order (the state groups it by item).
-    let mut named: Vec<(u64, String, checklist_sync::proto::Evidence)> = snap
-        .state
-        .items
-        .iter()
-        .flat_map(|(item, s)| {
-            s.evidence
-                .iter()
-                .map(move |e| (e.seq, item.clone(), e.evidence.clone()))
-        })
+    // Every blob the log names, once, in log order (the state groups it by item and finding).
+    type Target = (Option<String>, Option<u64>);
+    let of_items = snap.state.items.iter().flat_map(|(item, s)| {
+        s.evidence
+            .iter()
+            .map(move |e| (e.seq, (Some(item.clone()), None), e.evidence.clone()))
+    });
+    let of_findings = snap.state.findings.iter().flat_map(|f| {
+        f.evidence
+            .iter()
+            .map(move |e| (e.seq, (None, Some(f.seq)), e.evidence.clone()))
+    });
+    let mut named: Vec<(u64, Target, checklist_sync::proto::Evidence)> = of_items
+        .chain(of_findings)
         .filter(|(_, _, e)| e.sha256.is_some() && e.size.is_some())
         .collect();
     named.sort_by_key(|(seq, ..)| *seq);
     let mut blobs = Vec::new();
     let mut evidence = Vec::new();
-    for (seq, item_id, e) in named {
+    for (seq, (item_id, finding_seq), e) in named {
         let Some(sha) = e.sha256.clone() else {
             continue;
         };
@@ -283,6 +291,7 @@ pub async fn build(state: &AppState, insp: &Inspection) -> ApiResult<std::fs::Fi
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
             item_id,
+            finding_seq,
             seq,
         });
     }

@@ -284,7 +284,7 @@ async fn pictures(
     let mut shas = std::collections::BTreeSet::new();
     let mut images = Vec::new();
     let mut total = 0u64;
-    for e in st.items.values().flat_map(|i| i.evidence.iter()) {
+    for e in st.all_evidence() {
         let ev = &e.evidence;
         let (true, Some(sha), Some(size)) = (is_picture(ev), &ev.sha256, ev.size) else {
             continue;

@@ -525,6 +525,19 @@ impl Act {
                 timecode: st.and_then(|s| s.result_ts).and_then(timecode),
             });
         }
+        // A finding's photos and videos follow the items', labelled with the finding's number
+        // in the act's list of findings (log order).
+        let finding_label = if i.language == "en" {
+            "Finding"
+        } else {
+            "Факт"
+        };
+        for (n, f) in state.findings.iter().enumerate() {
+            let label = format!("{finding_label} {}", n + 1);
+            for e in &f.evidence {
+                evidence.push(evidence_row(&label, e, &timecode, i.images, zone));
+            }
+        }
         let mut participants: Vec<&ParticipantState> = state.participants.values().collect();
         // Officials first, then the business, then observers; within a role by first join.
         participants.sort_by_key(|p| (role_rank(p.role), p.joined_at, p.display_name.clone()));

@@ -201,6 +201,7 @@ mod tests {
             participant_id: Uuid::nil(),
             client_op_id: None,
             device_time: None,
+            clock_offset_ms: None,
             body: EventBody::Op(Operation::SetResult {
                 item_id: item.into(),
                 result: ItemResult::parse(result).expect("a result"),
@@ -218,6 +219,7 @@ mod tests {
             participant_id: Uuid::nil(),
             client_op_id: None,
             device_time: None,
+            clock_offset_ms: None,
             body,
         }
     }
