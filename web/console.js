@@ -53,6 +53,7 @@ function showView(name) {
   for (const b of document.querySelectorAll('.new-btn')) b.hidden = !canCreate();
   $('logout').hidden = !me;
   $('nav-messages').hidden = me?.role !== 'admin';
+  $('nav-webhooks').hidden = me?.role !== 'admin';
   $('nav-list').toggleAttribute('aria-current', name === 'list');
   if (name === 'list') $('nav-list').setAttribute('aria-current', 'page');
   $('nav-new').toggleAttribute('aria-current', name === 'new');

@@ -261,6 +261,8 @@ struct FileConfig {
     notify: crate::notify::NotifyConfig,
     #[serde(default)]
     ratings: RatingsConfig,
+    #[serde(default)]
+    webhooks: crate::webhooks::WebhooksConfig,
 }
 
 /// `[ratings]`: the parties' ratings after the event (crate::ratings).
@@ -359,6 +361,8 @@ pub struct Config {
     pub notify: crate::notify::NotifyConfig,
     /// Ratings: the edit window, the public page.
     pub ratings: RatingsConfig,
+    /// Webhooks: the worker, retries, bounds, outgoing URLs.
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 /// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
@@ -448,6 +452,7 @@ impl Config {
             anyhow::bail!("max_upload_bytes must be positive");
         }
         file.notify.check()?;
+        file.webhooks.check()?;
         let key_file = file
             .anchor
             .checkpoint_key_file
@@ -496,6 +501,7 @@ impl Config {
             },
             notify: file.notify,
             ratings: file.ratings,
+            webhooks: file.webhooks,
         })
     }
 

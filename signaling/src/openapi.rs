@@ -49,9 +49,11 @@ use crate::AppState;
         crate::ratings::http::stats_svg, crate::ratings::http::public_json,
         crate::ratings::http::public_svg, crate::ratings::http::set_head,
         crate::devcheck::probe_config, crate::devcheck::probe, crate::devcheck::submit, crate::devcheck::list,
+        crate::webhooks::http::list, crate::webhooks::http::create, crate::webhooks::http::change,
+        crate::webhooks::http::remove, crate::webhooks::http::deliveries, crate::webhooks::http::replay,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::uploads::Uploaded)),
-    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"), (name = "notices"), (name = "ratings"), (name = "device-check"))
+    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"), (name = "notices"), (name = "ratings"), (name = "device-check"), (name = "webhooks"))
 )]
 pub struct ApiDoc;
 

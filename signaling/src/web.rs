@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/rate/", get(|| async { page("rate.html") }))
         .route("/check/", get(|| async { page("check.html") }))
         .route("/messages/", get(|| async { page("messages.html") }))
+        .route("/webhooks/", get(|| async { page("webhooks.html") }))
         .route("/ratings/", get(|| async { page("ratings.html") }))
         .route(
             "/assets/{*path}",

@@ -31,3 +31,4 @@ mod ratings_browser;
 mod room_flood;
 mod socket_lifetime;
 mod ux;
+mod webhooks;
