@@ -125,4 +125,6 @@ $('webhook-new').addEventListener('submit', async (ev) => {
 
 applyI18n();
 bindLangSwitch($('lang'));
+// The lists are drawn with t(): draw them again in the new language.
+window.addEventListener('langchange', load);
 load();

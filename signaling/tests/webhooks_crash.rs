@@ -78,7 +78,9 @@ async fn start(dir: &Path, db: &str, config: &Path) -> Server {
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
             && Client::new(&base).get("/readyz").await.status == 200
         {
             break;
@@ -155,7 +157,10 @@ async fn kill_9_between_the_change_and_the_delivery_loses_nothing() {
     let inspector = login(&server.base, "inspector1").await;
     let id = inspector.create_inspection().await;
     let r = inspector
-        .post_json(&format!("/api/inspections/{id}/transition"), &json!({"to": "live"}))
+        .post_json(
+            &format!("/api/inspections/{id}/transition"),
+            &json!({"to": "live"}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     server.kill_9();
@@ -163,11 +168,16 @@ async fn kill_9_between_the_change_and_the_delivery_loses_nothing() {
 
     let working = config(dir.path(), "working.toml", "tick_millis = 100\n");
     let server = start(dir.path(), &db, &working).await;
-    let got = rx.wait_until(Duration::from_secs(20), |g| g.len() >= 2).await;
+    let got = rx
+        .wait_until(Duration::from_secs(20), |g| g.len() >= 2)
+        .await;
     let mut types: Vec<String> = got
         .iter()
         .map(|r| {
-            assert!(signature_valid(r, &secret), "signed with the secret from before the kill");
+            assert!(
+                signature_valid(r, &secret),
+                "signed with the secret from before the kill"
+            );
             assert_eq!(r.json()["inspection_id"], id.as_str());
             r.json()["type"].as_str().unwrap().to_string()
         })
@@ -200,15 +210,22 @@ async fn a_delivery_cut_short_by_kill_9_is_sent_again_with_the_same_event_id() {
     let (hook, secret) = register(&admin, &rx.url).await;
     let inspector = login(&server.base, "inspector1").await;
     inspector.create_inspection().await;
-    rx.wait_until(Duration::from_secs(10), |g| g.len() == 1).await;
+    rx.wait_until(Duration::from_secs(10), |g| g.len() == 1)
+        .await;
     server.kill_9();
     let killed_at = Instant::now();
     rx.delay(Duration::ZERO);
     let server = start(dir.path(), &db, &cfg).await;
-    let got = rx.wait_until(Duration::from_secs(20), |g| g.len() >= 2).await;
+    let got = rx
+        .wait_until(Duration::from_secs(20), |g| g.len() >= 2)
+        .await;
     // Not before the lease of the cut attempt ended (at least once, never two at a time).
     assert!(got[1].at >= killed_at, "after the kill");
-    assert_eq!(got[1].json()["id"], got[0].json()["id"], "the same event id");
+    assert_eq!(
+        got[1].json()["id"],
+        got[0].json()["id"],
+        "the same event id"
+    );
     assert_eq!(got[1].body, got[0].body);
     assert!(signature_valid(&got[1], &secret));
     let admin = login(&server.base, "admin1").await;

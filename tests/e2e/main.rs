@@ -32,3 +32,4 @@ mod room_flood;
 mod socket_lifetime;
 mod ux;
 mod webhooks;
+mod webhooks_browser;

@@ -62,7 +62,11 @@ impl Drop for Receiver {
     }
 }
 
-async fn hook(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+async fn hook(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
     let (status, size, delay) = {
         let mut i = inner.lock().expect("receiver lock");
         let status = if i.fail_next > 0 {
@@ -161,7 +165,9 @@ impl Receiver {
                 tokio::time::Instant::now() < deadline,
                 "the receiver waited {within:?} in vain; got {} requests: {:#?}",
                 got.len(),
-                got.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect::<Vec<_>>()
+                got.iter()
+                    .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                    .collect::<Vec<_>>()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

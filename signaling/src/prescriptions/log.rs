@@ -156,7 +156,12 @@ pub async fn append_in(
     // A decision's webhook outbox row, in the append's transaction.
     let decided = match event {
         Event::Accepted(a) => Some((a.item.as_str(), "accept", None, None)),
-        Event::Returned(r) => Some((r.item.as_str(), "return", Some(r.comment.as_str()), r.due_at)),
+        Event::Returned(r) => Some((
+            r.item.as_str(),
+            "return",
+            Some(r.comment.as_str()),
+            r.due_at,
+        )),
         _ => None,
     };
     if let Some((item, decision, comment, due_at)) = decided {

@@ -24,7 +24,10 @@ const MAX_LISTED: i64 = 100;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/webhooks", get(list).post(create))
-        .route("/api/webhooks/{id}", axum::routing::put(change).delete(remove))
+        .route(
+            "/api/webhooks/{id}",
+            axum::routing::put(change).delete(remove),
+        )
         .route("/api/webhooks/{id}/deliveries", get(deliveries))
         .route(
             "/api/webhooks/{id}/deliveries/{delivery}/replay",
@@ -47,7 +50,8 @@ pub struct Endpoint {
     pub description: String,
     /// Event types it receives.
     pub events: Vec<String>,
-    /// Whether deliveries are sent (a disabled endpoint's deliveries wait).
+    /// Whether it is told of events (a disabled one hears nothing committed meanwhile; its
+    /// deliveries queued before wait until it is enabled again).
     pub enabled: bool,
     /// Created.
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -160,9 +164,9 @@ fn endpoint_of(r: &sqlx::any::AnyRow) -> ApiResult<Endpoint> {
 }
 
 async fn load(state: &AppState, id: Uuid) -> ApiResult<Endpoint> {
-    let r = sqlx::query(&format!(
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {ENDPOINT_COLUMNS} WHERE id = $1 AND deleted_at IS NULL"
-    ))
+    )))
     .bind(id.to_string())
     .fetch_optional(&state.db)
     .await?
@@ -201,9 +205,9 @@ fn check_description(d: &str, errors: &mut Vec<FieldError>) {
     responses((status = 200, body = EndpointList), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<EndpointList>> {
     admin(&caller)?;
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {ENDPOINT_COLUMNS} WHERE deleted_at IS NULL ORDER BY created_at LIMIT $1"
-    ))
+    )))
     .bind(state.config.webhooks.max_endpoints)
     .fetch_all(&state.db)
     .await?;
@@ -238,11 +242,10 @@ pub async fn create(
     let sealed = state.webhooks.key().seal(&id.to_string(), &secret);
     let now = now_micros();
     let mut tx = state.db.begin().await?;
-    let count: i64 =
-        sqlx::query("SELECT COUNT(*) FROM webhook_endpoints WHERE deleted_at IS NULL")
-            .fetch_one(&mut *tx)
-            .await?
-            .col(0)?;
+    let count: i64 = sqlx::query("SELECT COUNT(*) FROM webhook_endpoints WHERE deleted_at IS NULL")
+        .fetch_one(&mut *tx)
+        .await?
+        .col(0)?;
     if count >= state.config.webhooks.max_endpoints {
         return Err(ApiError::Conflict {
             code: "too_many_endpoints",
@@ -322,7 +325,7 @@ pub async fn change(
 /// Deletes an endpoint (admin): nothing more is sent to it; its waiting deliveries fail with
 /// `endpoint_deleted`.
 #[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 204, description = "deleted"), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -390,9 +393,9 @@ pub async fn deliveries(
 ) -> ApiResult<Json<DeliveryList>> {
     admin(&caller)?;
     load(&state, id).await?;
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{DELIVERY_SELECT} WHERE d.endpoint_id = $1 ORDER BY d.created_at DESC, d.id DESC LIMIT $2"
-    ))
+    )))
     .bind(id.to_string())
     .bind(MAX_LISTED)
     .fetch_all(&state.db)
@@ -417,14 +420,13 @@ pub async fn replay(
     admin(&caller)?;
     load(&state, id).await?;
     let now = now_micros();
-    let found = sqlx::query(
-        "SELECT state FROM webhook_deliveries WHERE id = $1 AND endpoint_id = $2",
-    )
-    .bind(delivery.to_string())
-    .bind(id.to_string())
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or(ApiError::NotFound("delivery"))?;
+    let found =
+        sqlx::query("SELECT state FROM webhook_deliveries WHERE id = $1 AND endpoint_id = $2")
+            .bind(delivery.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&state.db)
+            .await?
+            .ok_or(ApiError::NotFound("delivery"))?;
     let in_flight = || ApiError::Conflict {
         code: "delivery_in_flight",
         message: "an attempt at this delivery is under way".into(),
@@ -443,9 +445,11 @@ pub async fn replay(
     if queued.rows_affected() == 0 {
         return Err(in_flight());
     }
-    let r = sqlx::query(&format!("{DELIVERY_SELECT} WHERE d.id = $1"))
-        .bind(delivery.to_string())
-        .fetch_one(&state.db)
-        .await?;
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{DELIVERY_SELECT} WHERE d.id = $1"
+    )))
+    .bind(delivery.to_string())
+    .fetch_one(&state.db)
+    .await?;
     Ok(Json(delivery_of(&r)?))
 }

@@ -349,7 +349,9 @@ impl Webhooks {
         }
         report.claimed = claimed.len();
         let sent = futures_util::future::join_all(
-            claimed.iter().map(|(id, attempts)| self.deliver(id, *attempts, now)),
+            claimed
+                .iter()
+                .map(|(id, attempts)| self.deliver(id, *attempts, now)),
         )
         .await;
         for s in sent {
@@ -469,13 +471,23 @@ impl Webhooks {
         self.record(id, attempts, now, attempt).await
     }
 
-    async fn post(&self, url: &str, secret: &str, event: &str, kind: &str, body: String) -> Attempt {
+    async fn post(
+        &self,
+        url: &str,
+        secret: &str,
+        event: &str,
+        kind: &str,
+        body: String,
+    ) -> Attempt {
         let ts = chrono::Utc::now().timestamp();
         let sent = self
             .client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(sign::SIGNATURE_HEADER, sign::header_value(secret, ts, body.as_bytes()))
+            .header(
+                sign::SIGNATURE_HEADER,
+                sign::header_value(secret, ts, body.as_bytes()),
+            )
             .header("Inspector-Event-Id", event)
             .header("Inspector-Event-Type", kind)
             .body(body)
@@ -506,7 +518,11 @@ impl Webhooks {
                 Ok(Some(c)) => kept.extend_from_slice(&c),
                 Ok(None) => break,
                 Err(e) => {
-                    read_error = Some(if e.is_timeout() { "timeout" } else { "read_failed" });
+                    read_error = Some(if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "read_failed"
+                    });
                     break;
                 }
             }

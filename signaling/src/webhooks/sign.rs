@@ -54,9 +54,8 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: i64, tolerance_secs:
     let mut msg = t.to_string().into_bytes();
     msg.push(b'.');
     msg.extend_from_slice(body);
-    sigs.iter().any(|s| {
-        hex::decode(s).is_ok_and(|tag| hmac::verify(&key, &msg, &tag).is_ok())
-    })
+    sigs.iter()
+        .any(|s| hex::decode(s).is_ok_and(|tag| hmac::verify(&key, &msg, &tag).is_ok()))
 }
 
 /// A fresh endpoint secret: `whsec_` and 256 random bits, base64url.
@@ -207,12 +206,24 @@ mod tests {
     #[test]
     fn urls_are_https_unless_loopback_is_allowed() {
         assert!(check_url("https://hooks.example.org/in", false).is_ok());
-        assert_eq!(check_url("http://hooks.example.org/in", true).unwrap_err(), "https_required");
-        assert_eq!(check_url("http://127.0.0.1:9/in", false).unwrap_err(), "https_required");
+        assert_eq!(
+            check_url("http://hooks.example.org/in", true).unwrap_err(),
+            "https_required"
+        );
+        assert_eq!(
+            check_url("http://127.0.0.1:9/in", false).unwrap_err(),
+            "https_required"
+        );
         assert!(check_url("http://127.0.0.1:9/in", true).is_ok());
         assert!(check_url("http://[::1]:9/in", true).is_ok());
-        assert_eq!(check_url("https://u:p@example.org/", false).unwrap_err(), "credentials_in_url");
-        assert_eq!(check_url("ftp://example.org/", false).unwrap_err(), "invalid_url");
+        assert_eq!(
+            check_url("https://u:p@example.org/", false).unwrap_err(),
+            "credentials_in_url"
+        );
+        assert_eq!(
+            check_url("ftp://example.org/", false).unwrap_err(),
+            "invalid_url"
+        );
         let long = format!("https://example.org/{}", "a".repeat(MAX_URL_CHARS));
         assert_eq!(check_url(&long, false).unwrap_err(), "invalid_length");
     }
