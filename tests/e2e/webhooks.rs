@@ -1,6 +1,6 @@
 //! Webhooks (issue 22 item 3) against a real HTTP receiver in the test: every event type
 //! arrives signed (the HMAC checked independently with ring) in the documented envelope;
-//! retries after failures with a doubling wait; `failed` after the last attempt with the
+//! retries after failures with a doubling wait (counted from the end of the failed attempt); `failed` after the last attempt with the
 //! receiver's answer bounded; replay with the same event id; timeouts; the refused inputs and
 //! the bounds, each changing no stored row. (`kill -9`: signaling/tests/webhooks_crash.rs.)
 
@@ -304,8 +304,8 @@ async fn a_receiver_that_fails_twice_gets_the_event_a_third_time_after_doubling_
     // retry_base_secs = 1, then doubled to 2 (the cap).
     let first = got[1].at - got[0].at;
     let second = got[2].at - got[1].at;
-    assert!(first >= Duration::from_millis(900), "{first:?}");
-    assert!(second >= Duration::from_millis(1900), "{second:?}");
+    assert!(first >= Duration::from_millis(950), "{first:?}");
+    assert!(second >= Duration::from_millis(1950), "{second:?}");
     let d = deliveries_until(&admin, &hook, |d| {
         d.len() == 1 && d[0]["state"] == "delivered"
     })
@@ -434,7 +434,7 @@ async fn a_silent_receiver_times_out() {
 }
 
 #[tokio::test]
-async fn disabled_endpoints_wait_deleted_ones_stop_and_bad_input_changes_nothing() {
+async fn disabled_endpoints_hear_nothing_deleted_ones_stop_and_bad_input_changes_nothing() {
     let rx = Receiver::start().await;
     let app = hooks_app(|c| c.max_endpoints = 2).await;
     let admin = app.staff("admin", Role::Admin).await;
@@ -574,4 +574,72 @@ async fn disabled_endpoints_wait_deleted_ones_stop_and_bad_input_changes_nothing
         .await;
     assert_eq!((r.status, r.code()), (400, "validation_failed"));
     assert_eq!(app.dump().await, before);
+}
+
+/// Makes the database refuse the status `finished` (the status projection's UPDATE, which runs
+/// after the outbox row is written in the same transaction), or lifts that. One connection
+/// for both: SQLite checks a DROP against the schema that connection last read.
+async fn fault_on_finish(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>, pg: bool, on: bool) {
+    let sqls: &[&str] = match (pg, on) {
+        (false, true) => &["CREATE TRIGGER hook_fault BEFORE UPDATE ON inspections \
+             WHEN NEW.status = 'finished' BEGIN SELECT RAISE(ABORT, 'injected fault'); END"],
+        (false, false) => &["DROP TRIGGER hook_fault"],
+        (true, true) => &[
+            "CREATE OR REPLACE FUNCTION hook_fault() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$",
+            "CREATE TRIGGER hook_fault BEFORE UPDATE ON inspections FOR EACH ROW \
+             WHEN (NEW.status = 'finished') EXECUTE FUNCTION hook_fault()",
+        ],
+        (true, false) => &["DROP TRIGGER hook_fault ON inspections"],
+    };
+    for sql in sqls {
+        sqlx::query(*sql)
+            .execute(&mut **conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn a_change_whose_commit_fails_tells_no_webhook_and_its_retry_tells_one() {
+    let rx = Receiver::start().await;
+    let app = hooks_app(|_| {}).await;
+    let admin = app.staff("admin", Role::Admin).await;
+    let (hook, _) = register(&admin, &rx.url, &["inspection.finished"]).await;
+    let inspector = app.staff("inspector1", Role::Inspector).await;
+    let id = inspector.create_inspection().await;
+    let path = format!("/api/inspections/{id}/transition");
+    let r = inspector.post_json(&path, &json!({"to": "live"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let pg = app.database_url.starts_with("postgres");
+    let mut conn = app.db.acquire().await.expect("a connection");
+    fault_on_finish(&mut conn, pg, true).await;
+    let r = inspector.post_json(&path, &json!({"to": "finished"})).await;
+    assert_eq!((r.status, r.code()), (500, "internal"), "{}", r.text);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(rx.received().is_empty(), "a rolled-back finish is told to nobody");
+    assert!(deliveries(&admin, &hook).await.is_empty());
+    use sqlx::Row;
+    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM webhook_events")
+        .fetch_one(&app.db)
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 0, "no outbox row outlives its rolled-back transaction");
+    fault_on_finish(&mut conn, pg, false).await;
+    drop(conn);
+    // The room reloaded from the database: the retry commits, and is told once.
+    let mut r = inspector.post_json(&path, &json!({"to": "finished"})).await;
+    for _ in 0..50 {
+        if r.status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        r = inspector.post_json(&path, &json!({"to": "finished"})).await;
+    }
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = rx.wait_until(Duration::from_secs(10), |g| !g.is_empty()).await;
+    assert_eq!(got[0].json()["type"], "inspection.finished");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.received().len(), 1);
 }

@@ -546,15 +546,16 @@ impl Webhooks {
     async fn record(&self, id: &str, attempts: i32, now: i64, a: Attempt) -> ApiResult<bool> {
         let c = &self.config.webhooks;
         let delivered = a.error.is_none();
+        // The wait counts from the end of the failed attempt, not from its claim.
+        let done = crate::db::now_micros().max(now);
         let (state, next_at) = if delivered {
-            ("delivered", now)
+            ("delivered", done)
         } else if attempts as u32 >= c.max_attempts {
-            ("failed", now)
+            ("failed", done)
         } else {
             let wait = sign::backoff_secs(attempts as u32, c.retry_base_secs, c.retry_max_secs);
-            ("pending", now + wait as i64 * SEC)
+            ("pending", done + wait as i64 * SEC)
         };
-        let done = crate::db::now_micros();
         sqlx::query(
             "UPDATE webhook_deliveries SET state = $1, next_at = $2, last_status = $3, \
              last_error = $4, last_response = $5, claimed_by = NULL, claimed_until = NULL, \
