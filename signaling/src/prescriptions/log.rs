@@ -109,6 +109,13 @@ pub async fn append_in(
     event: &Event,
     now: i64,
 ) -> ApiResult<Appended> {
+    // A write first: on SQLite a read first would pin the transaction's snapshot, and a write
+    // another connection commits meanwhile (the webhook worker's, the sync writer's) would
+    // fail the INSERT at once (SQLITE_BUSY_SNAPSHOT) instead of waiting its turn.
+    sqlx::query("UPDATE prescriptions SET created_at = created_at WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
     let last = sqlx::query(
         "SELECT seq, server_ts, hash FROM prescription_events WHERE prescription_id = $1 \
          ORDER BY seq DESC LIMIT 1",
