@@ -54,6 +54,8 @@ export const get = (path) => request('GET', path);
 export const post = (path, body = {}, headers = {}) => request('POST', path, body, headers);
 /** PUT a JSON body. */
 export const put = (path, body = {}) => request('PUT', path, body);
+/** DELETE a resource. */
+export const del = (path) => request('DELETE', path);
 
 /** GET a text resource (e.g. the JSON Lines event log). */
 export async function getText(path) {

@@ -54,6 +54,7 @@ function showView(name) {
   $('logout').hidden = !me;
   $('nav-messages').hidden = me?.role !== 'admin';
   $('nav-tokens').hidden = me?.role !== 'admin';
+  $('nav-webhooks').hidden = me?.role !== 'admin';
   $('nav-list').toggleAttribute('aria-current', name === 'list');
   if (name === 'list') $('nav-list').setAttribute('aria-current', 'page');
   $('nav-new').toggleAttribute('aria-current', name === 'new');

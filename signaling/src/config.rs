@@ -262,6 +262,7 @@ struct FileConfig {
     #[serde(default)]
     ratings: RatingsConfig,
     #[serde(default)]
+    webhooks: crate::webhooks::WebhooksConfig,
     review: ReviewConfig,
 }
 
@@ -417,6 +418,8 @@ pub struct Config {
     pub ratings: RatingsConfig,
     /// `[review]`: optional map tiles under the reviewer's track.
     pub review: ReviewConfig,
+    /// Webhooks: the worker, retries, bounds, outgoing URLs.
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 /// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
@@ -507,6 +510,7 @@ impl Config {
         }
         file.notify.check()?;
         file.review.check()?;
+        file.webhooks.check()?;
         let key_file = file
             .anchor
             .checkpoint_key_file
@@ -556,6 +560,7 @@ impl Config {
             notify: file.notify,
             ratings: file.ratings,
             review: file.review,
+            webhooks: file.webhooks,
         })
     }
 

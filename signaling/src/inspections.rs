@@ -700,6 +700,8 @@ pub async fn create(
         .unwrap_or_else(|| "UTC".into());
     let id = Uuid::new_v4();
     let now = now_micros();
+    // The row and its webhook outbox row commit together.
+    let mut tx = state.db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO inspections (id, kind, mode, template_id, title, scheduled_at, inspector_id, \
          business_name, business_inn, business_address, site_lat, site_lon, status, created_at, updated_at, search_text, \
@@ -734,9 +736,10 @@ pub async fn create(
     .bind(new.language.as_deref().unwrap_or("ru"))
     .bind(&new.erknm_number)
     .bind(&new.external_id)
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await;
     if let Err(e) = inserted {
+        drop(tx);
         // Two requests with one key raced: the other one's row stands.
         let unique = e
             .as_database_error()
@@ -752,6 +755,8 @@ pub async fn create(
         }
         return Err(e.into());
     }
+    crate::webhooks::scheduled_in(&mut tx, id, now).await?;
+    tx.commit().await?;
     // The business's and the inspector's known contacts are owed the notice and reminders.
     // A failure here is logged, not answered: the inspection stands, and adding a contact
     // or rescheduling plans again.

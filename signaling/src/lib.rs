@@ -39,6 +39,7 @@ pub mod tokens;
 pub mod uploads;
 pub mod users;
 pub mod web;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -84,6 +85,8 @@ pub struct AppState {
     pub blobs: blobs::BlobStore,
     /// Notices and reminders: planning and the durable scheduler.
     pub notify: Arc<notify::Notify>,
+    /// Webhooks: the outbox's worker and the endpoints' sealing key.
+    pub webhooks: Arc<webhooks::Webhooks>,
 }
 
 /// A built server, bound to its port, ready to serve.
@@ -144,6 +147,7 @@ impl Application {
             config.clone(),
             acts.renderer.clone(),
         )?);
+        let webhooks = Arc::new(webhooks::Webhooks::new(db.clone(), config.clone())?);
         let state = AppState {
             db,
             config,
@@ -155,6 +159,7 @@ impl Application {
             access,
             blobs,
             notify,
+            webhooks,
         };
         let router = router(state.clone());
         Ok(Application {
@@ -188,6 +193,8 @@ impl Application {
         };
         // The scheduler stops with the server (an attempt cut short is `unknown` later).
         let scheduler = tokio::spawn(self.state.notify.clone().run());
+        // Deliveries cut short by the stop are claimed again after their lease.
+        let hooks = tokio::spawn(self.state.webhooks.clone().run());
         let served = server::serve(self.listener, self.router, limits, async move {
             shutdown.await;
             // Live sockets close with 1001, so their clients reconnect to the next server.
@@ -195,6 +202,7 @@ impl Application {
         })
         .await;
         scheduler.abort();
+        hooks.abort();
         served?;
         Ok(())
     }
@@ -275,6 +283,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orgs::router())
         .merge(prescriptions::router())
         .merge(notify::router())
+        .merge(webhooks::router())
         .merge(devcheck::router())
         .merge(ratings::router())
         .merge(uploads::router())

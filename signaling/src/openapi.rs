@@ -51,10 +51,12 @@ use crate::AppState;
         crate::ratings::http::public_svg, crate::ratings::http::set_head,
         crate::devcheck::probe_config, crate::devcheck::probe, crate::devcheck::submit, crate::devcheck::list,
         crate::tokens::list, crate::tokens::create, crate::tokens::revoke, crate::tokens::calls,
+        crate::webhooks::http::list, crate::webhooks::http::create, crate::webhooks::http::change,
+        crate::webhooks::http::remove, crate::webhooks::http::deliveries, crate::webhooks::http::replay,
     ),
     modifiers(&BearerToken),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::uploads::Uploaded)),
-    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"), (name = "notices"), (name = "ratings"), (name = "device-check"), (name = "tokens", description = "API tokens for other systems: send `Authorization: Bearer <secret>`; the scopes each route needs are in docs/ARCHITECTURE.md (API tokens)"))
+    tags((name = "auth"), (name = "users"), (name = "templates"), (name = "inspections"), (name = "invitations"), (name = "live"), (name = "recordings"), (name = "evidence"), (name = "act"), (name = "signing"), (name = "results"), (name = "organisations"), (name = "prescriptions"), (name = "notices"), (name = "ratings"), (name = "device-check"), (name = "webhooks"), (name = "tokens", description = "API tokens for other systems: send `Authorization: Bearer <secret>`; the scopes each route needs are in docs/ARCHITECTURE.md (API tokens)"))
 )]
 pub struct ApiDoc;
 

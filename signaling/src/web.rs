@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/check/", get(|| async { page("check.html") }))
         .route("/messages/", get(|| async { page("messages.html") }))
         .route("/tokens/", get(|| async { page("tokens.html") }))
+        .route("/webhooks/", get(|| async { page("webhooks.html") }))
         .route("/ratings/", get(|| async { page("ratings.html") }))
         .route(
             "/assets/{*path}",

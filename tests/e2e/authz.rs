@@ -101,6 +101,16 @@ async fn every_endpoint_checks_every_caller() {
         .as_str()
         .unwrap()
         .to_string();
+    // Webhook endpoints for the admin rows: one to read and change, one to delete (its row
+    // comes last). They hear only of signed acts, which nothing here makes, so no delivery
+    // runs while the rows are compared.
+    let hook_of = |r: inspector_tests::Answer| {
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body["endpoint"]["id"].as_str().unwrap().to_string()
+    };
+    let hook_body = json!({"url": "https://hooks.example.org/in", "events": ["act.signed"]});
+    let hook = hook_of(w.clients[6].post_json("/api/webhooks", &hook_body).await);
+    let doomed = hook_of(w.clients[6].post_json("/api/webhooks", &hook_body).await);
     // (method, path, body, expected status per actor in ACTORS order)
     let cases: Vec<(&str, String, Value, [u16; 7])> = vec![
         (
@@ -530,6 +540,47 @@ async fn every_endpoint_checks_every_caller() {
             Value::Null,
             [401, 403, 403, 403, 403, 403, 404],
         ),
+        // Webhooks (issue 22): administrators only. The new endpoint's URL is refused
+        // (https only), so nothing is stored even for the admin.
+        (
+            "GET",
+            "/api/webhooks".into(),
+            Value::Null,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "POST",
+            "/api/webhooks".into(),
+            json!({"url": "http://hooks.example.org/in", "events": ["act.signed"]}),
+            [401, 403, 403, 403, 403, 403, 400],
+        ),
+        (
+            "PUT",
+            format!("/api/webhooks/{hook}"),
+            json!({"description": "СМЭВ"}),
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            format!("/api/webhooks/{hook}/deliveries"),
+            Value::Null,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "POST",
+            format!(
+                "/api/webhooks/{hook}/deliveries/{}/replay",
+                uuid::Uuid::new_v4()
+            ),
+            json!({}),
+            [401, 403, 403, 403, 403, 403, 404],
+        ),
+        (
+            "DELETE",
+            format!("/api/webhooks/{doomed}"),
+            Value::Null,
+            [401, 403, 403, 403, 403, 403, 204],
+        ),
     ];
     let mut failures = Vec::new();
     for (method, path, body, expected) in &cases {
@@ -540,6 +591,8 @@ async fn every_endpoint_checks_every_caller() {
                 c.get(path).await
             } else if *method == "PUT" {
                 c.put_json(path, body).await
+            } else if *method == "DELETE" {
+                c.delete(path).await
             } else {
                 c.post_json(path, body).await
             };

@@ -34,3 +34,5 @@ mod socket_lifetime;
 mod tokens;
 mod tokens_browser;
 mod ux;
+mod webhooks;
+mod webhooks_browser;

@@ -11,6 +11,7 @@ pub mod presc;
 pub mod relay;
 pub mod seaweed;
 pub mod smtp;
+pub mod webhooks;
 
 use std::sync::Once;
 
@@ -336,6 +337,9 @@ impl TestApp {
             ("users", "id, heads_control_body"),
             ("inspections", "id, erknm_number, external_id"),
             ("api_tokens", "id, name, token_hash, scopes, control_body_id, user_id, created_by, created_at, expires_at, revoked_at"),
+            ("webhook_endpoints", "id, url, description, events, sealed_secret, enabled, created_by, created_at, updated_at, deleted_at"),
+            ("webhook_events", "id, type, inspection_id, occurred_at, data, dispatched, created_at"),
+            ("webhook_deliveries", "id, endpoint_id, event_id, state, attempts, next_at, last_status, last_error, last_response, created_at, updated_at, delivered_at"),
         ] {
             let sql = format!("SELECT {cols} FROM {table} ORDER BY 1, 2");
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.db).await.expect("dump");
@@ -443,6 +447,12 @@ impl Client {
     /// PUT with a JSON body.
     pub async fn put_json(&self, path: &str, body: &Value) -> Answer {
         self.send(self.http.put(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
             .await
     }
 

@@ -87,6 +87,8 @@ impl Projection for StatusProjection {
             if e.kind == "rating" {
                 crate::ratings::project(&mut *tx, e).await?;
             }
+            // The webhook outbox's row, committed with its event or not at all.
+            crate::webhooks::project(&mut *tx, e).await?;
             let Some(status) = status_after(e) else {
                 continue;
             };

@@ -579,6 +579,7 @@ pub async fn reschedule(
     .execute(&mut *tx)
     .await?;
     super::plan_in(&mut tx, &state.config, id, now).await?;
+    crate::webhooks::scheduled_in(&mut tx, id, now).await?;
     tx.commit().await?;
     Ok(Json(
         load(&state.db, id)

@@ -109,6 +109,13 @@ pub async fn append_in(
     event: &Event,
     now: i64,
 ) -> ApiResult<Appended> {
+    // A write first: on SQLite a read first would pin the transaction's snapshot, and a write
+    // another connection commits meanwhile (the webhook worker's, the sync writer's) would
+    // fail the INSERT at once (SQLITE_BUSY_SNAPSHOT) instead of waiting its turn.
+    sqlx::query("UPDATE prescriptions SET created_at = created_at WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
     let last = sqlx::query(
         "SELECT seq, server_ts, hash FROM prescription_events WHERE prescription_id = $1 \
          ORDER BY seq DESC LIMIT 1",
@@ -153,6 +160,23 @@ pub async fn append_in(
         },
         _ => ApiError::Database(e),
     })?;
+    // A decision's webhook outbox row, in the append's transaction.
+    let decided = match event {
+        Event::Accepted(a) => Some((a.item.as_str(), "accept", None, None)),
+        Event::Returned(r) => Some((
+            r.item.as_str(),
+            "return",
+            Some(r.comment.as_str()),
+            r.due_at,
+        )),
+        _ => None,
+    };
+    if let Some((item, decision, comment, due_at)) = decided {
+        crate::webhooks::item_decided_in(
+            &mut **tx, id, seq, &hash, ts, item, decision, comment, due_at,
+        )
+        .await?;
+    }
     Ok(Appended { seq, ts, hash })
 }
 
