@@ -261,6 +261,8 @@ struct FileConfig {
     notify: crate::notify::NotifyConfig,
     #[serde(default)]
     ratings: RatingsConfig,
+    #[serde(default)]
+    oidc: crate::oidc::OidcConfig,
 }
 
 /// `[ratings]`: the parties' ratings after the event (crate::ratings).
@@ -359,6 +361,8 @@ pub struct Config {
     pub notify: crate::notify::NotifyConfig,
     /// Ratings: the edit window, the public page.
     pub ratings: RatingsConfig,
+    /// OpenID Connect sign-in of staff, and whether local passwords still work.
+    pub oidc: crate::oidc::OidcConfig,
 }
 
 /// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
@@ -448,6 +452,15 @@ impl Config {
             anyhow::bail!("max_upload_bytes must be positive");
         }
         file.notify.check()?;
+        let mut oidc = file.oidc;
+        // The secret from the environment, so that it need not sit in the file.
+        if let Some(secret) = std::env::var("INSPECTOR_OIDC_CLIENT_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            oidc.client_secret = Some(secret);
+        }
+        oidc.check()?;
         let key_file = file
             .anchor
             .checkpoint_key_file
@@ -496,6 +509,7 @@ impl Config {
             },
             notify: file.notify,
             ratings: file.ratings,
+            oidc,
         })
     }
 

@@ -24,6 +24,7 @@ pub mod inspections;
 pub mod live;
 pub mod names;
 pub mod notify;
+pub mod oidc;
 pub mod onsite;
 pub mod openapi;
 pub mod ops;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub blobs: blobs::BlobStore,
     /// Notices and reminders: planning and the durable scheduler.
     pub notify: Arc<notify::Notify>,
+    /// OpenID Connect sign-in: pending sign-ins, the provider's cached discovery and keys.
+    pub oidc: Arc<oidc::Oidc>,
 }
 
 /// A built server, bound to its port, ready to serve.
@@ -143,7 +146,9 @@ impl Application {
             config.clone(),
             acts.renderer.clone(),
         )?);
+        let oidc = Arc::new(oidc::Oidc::new(&config.oidc, &config.public_url)?);
         let state = AppState {
+            oidc,
             db,
             config,
             dummy_hash,
@@ -259,6 +264,7 @@ pub fn router(state: AppState) -> Router {
     let body_timeout = Duration::from_secs(state.config.http.body_timeout_secs.max(1));
     Router::new()
         .merge(users::router())
+        .merge(oidc::router())
         .merge(templates::router())
         .merge(inspections::router())
         .merge(live::router())
