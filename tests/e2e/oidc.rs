@@ -179,7 +179,7 @@ async fn every_bad_answer_is_refused_with_its_code() {
     assert_eq!(b.callback(&cb).await.error().as_deref(), Some("oidc_state_unknown"));
     // The used code under a fresh sign-in's state: the provider refuses it.
     let fresh = Browser::params(&replay.start().await)["state"].clone();
-    let code = &Browser::params(&cb)["code"];
+    let code = Browser::params(&cb)["code"].clone();
     let forged = format!(
         "{}/api/auth/oidc/callback?code={code}&state={fresh}",
         app.address

@@ -16,7 +16,7 @@ pub mod ext;
 mod token;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
@@ -802,4 +802,104 @@ pub async fn callback(
         response.headers_mut().append(header::SET_COOKIE, v);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn oidc(cfg: OidcConfig) -> Oidc {
+        Oidc::new(&cfg, "http://127.0.0.1:1").expect("client")
+    }
+
+    #[test]
+    fn user_names_are_valid_and_fall_back() {
+        let c = json!({"preferred_username": "иван.петров@орган.рф", "email": "x@y"});
+        assert_eq!(
+            username_from(&c, "preferred_username", "i", "s"),
+            "иван.петров_орган.рф"
+        );
+        let c = json!({"email": "anna.k@body.example"});
+        assert_eq!(username_from(&c, "preferred_username", "i", "s"), "anna.k");
+        let c = json!({"preferred_username": "ab"});
+        let u = username_from(&c, "preferred_username", "i", "s");
+        assert!(u.starts_with("oidc-") && u.len() == 17, "{u}");
+        let long = "x".repeat(300);
+        assert_eq!(username_from(&json!({}), "preferred_username", "i", &long).len(), 64);
+    }
+
+    #[test]
+    fn the_strongest_mapped_role_wins_else_the_default_else_refusal() {
+        let mut cfg = OidcConfig {
+            issuer: Some("http://idp".into()),
+            client_id: "c".into(),
+            role_claim: Some("groups".into()),
+            roles: [("a".to_string(), Role::Admin), ("i".to_string(), Role::Inspector)]
+                .into_iter()
+                .collect(),
+            ..OidcConfig::default()
+        };
+        let o = oidc(cfg.clone());
+        assert_eq!(o.role_of(&json!({"groups": ["i", "a", "zz"]})).unwrap(), Some(Role::Admin));
+        assert_eq!(o.role_of(&json!({"groups": "i"})).unwrap(), Some(Role::Inspector));
+        assert!(matches!(o.role_of(&json!({"groups": ["zz"]})), Err(Refusal::NoRole)));
+        assert!(matches!(o.role_of(&json!({})), Err(Refusal::NoRole)));
+        cfg.default_role = Some(Role::Reviewer);
+        assert_eq!(oidc(cfg.clone()).role_of(&json!({})).unwrap(), Some(Role::Reviewer));
+        cfg.role_claim = None;
+        assert_eq!(oidc(cfg).role_of(&json!({"groups": "a"})).unwrap(), None);
+    }
+
+    #[test]
+    fn configurations_that_cannot_work_are_refused() {
+        let ok = OidcConfig {
+            issuer: Some("https://idp.example".into()),
+            client_id: "inspector".into(),
+            ..OidcConfig::default()
+        };
+        assert!(ok.check().is_ok());
+        assert!(OidcConfig::default().check().is_ok());
+        let no_password = OidcConfig {
+            password_login: false,
+            ..OidcConfig::default()
+        };
+        assert!(no_password.check().is_err(), "nobody could sign in");
+        let no_client = OidcConfig {
+            client_id: String::new(),
+            ..ok.clone()
+        };
+        assert!(no_client.check().is_err());
+        let not_url = OidcConfig {
+            issuer: Some("idp.example".into()),
+            ..ok
+        };
+        assert!(not_url.check().is_err());
+    }
+
+    #[test]
+    fn pending_sign_ins_are_bound_to_their_browser_and_used_once() {
+        let o = oidc(OidcConfig {
+            issuer: Some("http://idp".into()),
+            client_id: "c".into(),
+            ..OidcConfig::default()
+        });
+        o.lock_pending().insert(
+            "st".into(),
+            Pending {
+                addr: "127.0.0.1".into(),
+                binding_hash: auth::hash_token("b"),
+                nonce: "n".into(),
+                verifier: "v".into(),
+                begun: Instant::now(),
+                begun_unix: 0,
+            },
+        );
+        assert!(matches!(o.take_pending("st", None), Err(Refusal::StateMismatch)));
+        assert!(matches!(o.take_pending("st", Some("other")), Err(Refusal::StateMismatch)));
+        assert!(matches!(o.take_pending("xx", Some("b")), Err(Refusal::StateUnknown)));
+        assert_eq!(o.take_pending("st", Some("b")).unwrap().nonce, "n");
+        assert!(matches!(o.take_pending("st", Some("b")), Err(Refusal::StateUnknown)));
+        assert_eq!(o.pending_count(), 0);
+    }
 }
