@@ -305,8 +305,7 @@ pub async fn login(
         // Staff sign in through the identity provider only (`[oidc] password_login`).
         return Err(ApiError::Invalid {
             code: "password_login_disabled",
-            message: "password sign-in is turned off; sign in through the identity provider"
-                .into(),
+            message: "password sign-in is turned off; sign in through the identity provider".into(),
         });
     }
     let now = now_micros();

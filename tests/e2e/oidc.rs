@@ -76,15 +76,25 @@ async fn a_good_sign_in_makes_a_staff_session_with_the_mapped_role() {
     // The authorization request carries PKCE S256, state and nonce.
     let auth = browser.start().await;
     let p = Browser::params(&auth);
-    assert!(auth.starts_with(&format!("{}/auth?", provider.issuer)), "{auth}");
+    assert!(
+        auth.starts_with(&format!("{}/auth?", provider.issuer)),
+        "{auth}"
+    );
     assert_eq!(p["code_challenge_method"], "S256");
     assert_eq!(p["code_challenge"].len(), 43);
     assert!(p["state"].len() >= 43 && p["nonce"].len() >= 43);
-    assert_eq!(p["redirect_uri"], format!("{}/api/auth/oidc/callback", app.public_url));
-    assert!(browser.cookies().unwrap_or_default().is_empty(), "the binding cookie is scoped to the callback");
+    assert_eq!(
+        p["redirect_uri"],
+        format!("{}/api/auth/oidc/callback", app.public_url)
+    );
+    assert!(
+        browser.cookies().unwrap_or_default().is_empty(),
+        "the binding cookie is scoped to the callback"
+    );
     let cb = browser.authorize(&auth, "alice").await;
     let landing = browser.callback(&cb).await;
     assert_eq!(landing.location, "/#/list");
+    assert_eq!(provider.last_id_token_header()["alg"], json!("RS256"));
 
     // The staff session: the strongest mapped group (admins) gives the role.
     let (status, me) = browser.get("/api/auth/me").await;
@@ -105,7 +115,10 @@ async fn a_good_sign_in_makes_a_staff_session_with_the_mapped_role() {
     // Provisioned without a usable password.
     let c = app.anonymous();
     let r = c
-        .post_json("/api/auth/login", &json!({"username": "alice", "password": "!oidc"}))
+        .post_json(
+            "/api/auth/login",
+            &json!({"username": "alice", "password": "!oidc"}),
+        )
         .await;
     assert_eq!(r.code(), "bad_credentials");
 
@@ -114,15 +127,22 @@ async fn a_good_sign_in_makes_a_staff_session_with_the_mapped_role() {
     assert_eq!(again.sign_in("alice").await.location, "/#/list");
     assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 1);
     // A local account holding the next subject's name keeps it: the new one gets a suffix.
-    app.create_user("bob", "a long test password", Role::Reviewer).await;
+    app.create_user("bob", "a long test password", Role::Reviewer)
+        .await;
     let b = Browser::new(&app.address);
     assert_eq!(b.sign_in("bob").await.location, "/#/list");
     let (_, me) = b.get("/api/auth/me").await;
     assert_eq!(me["user"]["role"], json!("inspector"));
-    assert!(me["user"]["username"].as_str().unwrap().starts_with("bob-"), "{me}");
+    assert!(
+        me["user"]["username"].as_str().unwrap().starts_with("bob-"),
+        "{me}"
+    );
     // A subject with no mapped group and no default role is refused.
     let d = Browser::new(&app.address);
-    assert_eq!(d.sign_in("dave").await.error().as_deref(), Some("oidc_no_role"));
+    assert_eq!(
+        d.sign_in("dave").await.error().as_deref(),
+        Some("oidc_no_role")
+    );
     assert_eq!(d.get("/api/auth/me").await.0, 401);
 }
 
@@ -164,7 +184,11 @@ async fn every_bad_answer_is_refused_with_its_code() {
         assert_eq!(b.get("/api/auth/me").await.0, 401, "{code}: no session");
         assert_eq!(sessions().await, 0, "{code}: no session stored");
     }
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 0, "nobody provisioned");
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM users").await,
+        0,
+        "nobody provisioned"
+    );
 
     // A re-signed token with nothing changed passes: the edits above were the refusals' cause.
     provider.edit_tokens(TokenEdit::Resign(Box::new(|_| {})));
@@ -176,7 +200,10 @@ async fn every_bad_answer_is_refused_with_its_code() {
 
     // The same callback again: its sign-in is used up.
     let replay = Browser::new(&app.address);
-    assert_eq!(b.callback(&cb).await.error().as_deref(), Some("oidc_state_unknown"));
+    assert_eq!(
+        b.callback(&cb).await.error().as_deref(),
+        Some("oidc_state_unknown")
+    );
     // The used code under a fresh sign-in's state: the provider refuses it.
     let fresh = Browser::params(&replay.start().await)["state"].clone();
     let code = Browser::params(&cb)["code"].clone();
@@ -184,7 +211,10 @@ async fn every_bad_answer_is_refused_with_its_code() {
         "{}/api/auth/oidc/callback?code={code}&state={fresh}",
         app.address
     );
-    assert_eq!(replay.callback(&forged).await.error().as_deref(), Some("oidc_code_rejected"));
+    assert_eq!(
+        replay.callback(&forged).await.error().as_deref(),
+        Some("oidc_code_rejected")
+    );
     assert_eq!(replay.get("/api/auth/me").await.0, 401);
 
     // State mismatch: a callback for a sign-in this browser did not begin (login CSRF), and
@@ -193,7 +223,10 @@ async fn every_bad_answer_is_refused_with_its_code() {
     let attacker = Browser::new(&app.address);
     let auth = attacker.start().await;
     let cb = attacker.authorize(&auth, "bob").await;
-    assert_eq!(victim.callback(&cb).await.error().as_deref(), Some("oidc_state_mismatch"));
+    assert_eq!(
+        victim.callback(&cb).await.error().as_deref(),
+        Some("oidc_state_mismatch")
+    );
     assert_eq!(victim.get("/api/auth/me").await.0, 401);
     // The rightful browser can still finish it: a stray callback cancels nothing.
     assert_eq!(attacker.callback(&cb).await.location, "/#/list");
@@ -201,14 +234,26 @@ async fn every_bad_answer_is_refused_with_its_code() {
     let first = twice.start().await;
     let _second = twice.start().await;
     let cb = twice.authorize(&first, "alice").await;
-    assert_eq!(twice.callback(&cb).await.error().as_deref(), Some("oidc_state_mismatch"));
+    assert_eq!(
+        twice.callback(&cb).await.error().as_deref(),
+        Some("oidc_state_mismatch")
+    );
     // The provider's own refusal (the user cancelled) and a callback with no state.
     let cancel = Browser::new(&app.address);
     let state = Browser::params(&cancel.start().await)["state"].clone();
-    let url = format!("{}/api/auth/oidc/callback?error=access_denied&state={state}", app.address);
-    assert_eq!(cancel.callback(&url).await.error().as_deref(), Some("oidc_provider_refused"));
+    let url = format!(
+        "{}/api/auth/oidc/callback?error=access_denied&state={state}",
+        app.address
+    );
+    assert_eq!(
+        cancel.callback(&url).await.error().as_deref(),
+        Some("oidc_provider_refused")
+    );
     let url = format!("{}/api/auth/oidc/callback?code=x", app.address);
-    assert_eq!(cancel.callback(&url).await.error().as_deref(), Some("oidc_state_unknown"));
+    assert_eq!(
+        cancel.callback(&url).await.error().as_deref(),
+        Some("oidc_state_unknown")
+    );
 }
 
 #[tokio::test]
@@ -216,36 +261,57 @@ async fn provisioning_off_refuses_an_unknown_subject_and_admits_a_linked_one() {
     let (app, provider) = world("RS256", |c| c.jit_provisioning = false).await;
     let before = app.dump().await;
     let b = Browser::new(&app.address);
-    assert_eq!(b.sign_in("bob").await.error().as_deref(), Some("oidc_unknown_account"));
+    assert_eq!(
+        b.sign_in("bob").await.error().as_deref(),
+        Some("oidc_unknown_account")
+    );
     assert_eq!(b.get("/api/auth/me").await.0, 401);
-    assert_eq!(app.dump().await, before, "a refused subject changes nothing");
+    assert_eq!(
+        app.dump().await,
+        before,
+        "a refused subject changes nothing"
+    );
 
     // An administrator links a local account to carol's subject: she signs in, and the
     // provider's group sets her role.
-    app.create_user("carol", "a long test password", Role::Inspector).await;
-    assert!(signaling::oidc::link(&app.db, "carol", &provider.issuer, "carol").await.unwrap());
+    app.create_user("carol", "a long test password", Role::Inspector)
+        .await;
+    assert!(
+        signaling::oidc::link(&app.db, "carol", &provider.issuer, "carol")
+            .await
+            .unwrap()
+    );
     let c = Browser::new(&app.address);
     assert_eq!(c.sign_in("carol").await.location, "/#/list");
     let (_, me) = c.get("/api/auth/me").await;
     assert_eq!(me["user"]["username"], json!("carol"));
     assert_eq!(me["user"]["role"], json!("reviewer"));
     // A disabled account stays out.
-    signaling::users::disable_user(&app.db, "carol").await.unwrap();
+    signaling::users::disable_user(&app.db, "carol")
+        .await
+        .unwrap();
     let again = Browser::new(&app.address);
-    assert_eq!(again.sign_in("carol").await.error().as_deref(), Some("oidc_account_disabled"));
+    assert_eq!(
+        again.sign_in("carol").await.error().as_deref(),
+        Some("oidc_account_disabled")
+    );
 }
 
 #[tokio::test]
 async fn passwords_off_refuse_the_password_login_and_es256_tokens_sign_in() {
-    let (app, _provider) = world("ES256", |c| {
+    let (app, provider) = world("ES256", |c| {
         c.password_login = false;
         c.max_pending = 2;
     })
     .await;
-    app.create_user("local", "a long test password", Role::Admin).await;
+    app.create_user("local", "a long test password", Role::Admin)
+        .await;
     let c = app.anonymous();
     let r = c
-        .post_json("/api/auth/login", &json!({"username": "local", "password": "a long test password"}))
+        .post_json(
+            "/api/auth/login",
+            &json!({"username": "local", "password": "a long test password"}),
+        )
         .await;
     assert_eq!((r.status, r.code()), (400, "password_login_disabled"));
     let b = Browser::new(&app.address);
@@ -255,7 +321,11 @@ async fn passwords_off_refuse_the_password_login_and_es256_tokens_sign_in() {
     let auth = b.start().await;
     let cb = b.authorize(&auth, "bob").await;
     assert_eq!(b.callback(&cb).await.location, "/#/list");
-    assert_eq!(b.get("/api/auth/me").await.1["user"]["role"], json!("inspector"));
+    assert_eq!(provider.last_id_token_header()["alg"], json!("ES256"));
+    assert_eq!(
+        b.get("/api/auth/me").await.1["user"]["role"],
+        json!("inspector")
+    );
 
     // Pending sign-ins are bounded: past `max_pending`, a start is refused with a code.
     let x = Browser::new(&app.address);
@@ -279,7 +349,10 @@ async fn an_unknown_kid_fetches_the_key_set_again_at_most_once_a_window() {
     let b = Browser::new(&app.address);
     assert_eq!(b.sign_in("alice").await.location, "/#/list");
     assert_eq!(provider.jwks_fetches(), 1, "the key set is cached");
-    assert_eq!(Browser::new(&app.address).sign_in("alice").await.location, "/#/list");
+    assert_eq!(
+        Browser::new(&app.address).sign_in("alice").await.location,
+        "/#/list"
+    );
     assert_eq!(provider.jwks_fetches(), 1, "the key set is cached");
 
     // The provider rotates to a new P-256 key the server has not seen.
@@ -293,23 +366,122 @@ async fn an_unknown_kid_fetches_the_key_set_again_at_most_once_a_window() {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
     };
-    provider.add_jwk(json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65]),
-                            "kid": "rotated-1", "alg": "ES256", "use": "sig"}));
-    provider.edit_tokens(TokenEdit::ResignEs256 { kid: "rotated-1".into(), pkcs8: pkcs8.as_ref().to_vec() });
+    provider.add_jwk(
+        json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+                            "kid": "rotated-1", "alg": "ES256", "use": "sig"}),
+    );
+    provider.edit_tokens(TokenEdit::ResignEs256 {
+        kid: "rotated-1".into(),
+        pkcs8: pkcs8.as_ref().to_vec(),
+    });
     // Within the window after the last fetch, an unknown kid finds nothing new: refused.
     let w = Browser::new(&app.address);
-    assert_eq!(w.sign_in("alice").await.error().as_deref(), Some("oidc_token_invalid"));
+    assert_eq!(
+        w.sign_in("alice").await.error().as_deref(),
+        Some("oidc_token_invalid")
+    );
     assert_eq!(provider.jwks_fetches(), 1, "no fetch within the window");
     // Past the window (4 s, the test's setting) the key set is fetched again and the key found.
     tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
     let r = Browser::new(&app.address);
     assert_eq!(r.sign_in("alice").await.location, "/#/list");
-    assert_eq!(provider.jwks_fetches(), 2, "fetched again for the unknown kid");
+    assert_eq!(
+        provider.jwks_fetches(),
+        2,
+        "fetched again for the unknown kid"
+    );
     // A made-up kid right after: refused, and the provider is not asked again.
-    provider.edit_tokens(TokenEdit::ResignEs256 { kid: "ghost".into(), pkcs8: pkcs8.as_ref().to_vec() });
+    provider.edit_tokens(TokenEdit::ResignEs256 {
+        kid: "ghost".into(),
+        pkcs8: pkcs8.as_ref().to_vec(),
+    });
     for _ in 0..2 {
         let g = Browser::new(&app.address);
-        assert_eq!(g.sign_in("alice").await.error().as_deref(), Some("oidc_token_invalid"));
+        assert_eq!(
+            g.sign_in("alice").await.error().as_deref(),
+            Some("oidc_token_invalid")
+        );
     }
-    assert_eq!(provider.jwks_fetches(), 2, "unknown kids do not hammer the provider");
+    assert_eq!(
+        provider.jwks_fetches(),
+        2,
+        "unknown kids do not hammer the provider"
+    );
+}
+
+/// The login page in Chromium: the provider's button by its name, the provider's own login
+/// form, the console signed in; a refused sign-in's code said on the login page in Russian,
+/// then in English.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_login_page_signs_in_through_the_provider_and_says_refusals() -> anyhow::Result<()> {
+    use inspector_tests::browser::{Browser as Chromium, Device};
+    use std::time::Duration;
+    const T: Duration = Duration::from_secs(20);
+    let (app, provider) = world("RS256", |_| {}).await;
+    let b = Chromium::launch("oidc", Device::Desktop).await?;
+    b.goto(&format!("{}/", app.address)).await?;
+    b.wait_true(
+        "the provider's button",
+        "const a = document.getElementById('login-oidc-link'); \
+         return !document.getElementById('login-oidc').hidden && a.textContent === 'Войти через Test IdP'",
+        T,
+    )
+    .await?;
+    b.screenshot("oidc-login-ru").await?;
+    b.click("#login-oidc-link").await?;
+    // The provider's own page (node-oidc-provider's development login form).
+    b.wait_for("form input[name=login]").await?;
+    b.fill("input[name=login]", "alice").await?;
+    b.fill("input[name=password]", "any").await?;
+    b.click("button[type=submit]").await?;
+    b.wait_true(
+        "signed in as Alice",
+        "return !document.getElementById('logout').hidden && \
+         document.getElementById('who').textContent === 'Алиса Петрова'",
+        T,
+    )
+    .await?;
+    b.click("#logout").await?;
+    b.wait_true(
+        "signed out",
+        "return !document.getElementById('view-login').hidden",
+        T,
+    )
+    .await?;
+
+    // A tampered token: back on the login page with the code in Russian (the provider
+    // remembers Alice, so no form this time), the address cleaned.
+    provider.edit_tokens(TokenEdit::Corrupt);
+    b.click("#login-oidc-link").await?;
+    b.wait_true(
+        "the refusal in Russian",
+        "const e = document.getElementById('login-error'); \
+         return !e.hidden && e.textContent.startsWith('Подпись ответа поставщика') && \
+         !location.search.includes('login_error')",
+        T,
+    )
+    .await?;
+    b.screenshot("oidc-refused-ru").await?;
+    b.click("#lang").await?;
+    b.wait_true(
+        "the button in English",
+        "return document.getElementById('login-oidc-link').textContent === 'Sign in with Test IdP'",
+        T,
+    )
+    .await?;
+    b.click("#login-oidc-link").await?;
+    b.wait_true(
+        "the refusal in English",
+        "const e = document.getElementById('login-error'); \
+         return !e.hidden && e.textContent.startsWith('The answer of the identity provider failed')",
+        T,
+    )
+    .await?;
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM sessions").await,
+        0,
+        "signed out, then refused twice"
+    );
+    b.close().await?;
+    Ok(())
 }

@@ -65,6 +65,7 @@ struct ProxyState {
     edit: Mutex<TokenEdit>,
     extra_jwks: Mutex<Vec<Value>>,
     jwks_fetches: Mutex<u32>,
+    last_id_token: Mutex<Option<String>>,
 }
 
 /// A running provider and its proxy.
@@ -156,7 +157,8 @@ impl Slot {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait()? {
-                let log = std::fs::read_to_string(dir.path().join("provider.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(dir.path().join("provider.log")).unwrap_or_default();
                 bail!("the provider exited with {status}: {log}");
             }
             let ready = std::fs::read_to_string(dir.path().join("provider.log"))
@@ -181,6 +183,7 @@ impl Slot {
             edit: Mutex::new(TokenEdit::Keep),
             extra_jwks: Mutex::new(Vec::new()),
             jwks_fetches: Mutex::new(0),
+            last_id_token: Mutex::new(None),
         });
         let app = axum::Router::new()
             .fallback(forward)
@@ -197,7 +200,6 @@ impl Slot {
             _dir: dir,
         })
     }
-
 }
 
 impl Provider {
@@ -209,6 +211,13 @@ impl Provider {
     /// Adds a public key to the key set the proxy serves.
     pub fn add_jwk(&self, jwk: Value) {
         self.state.extra_jwks.lock().expect("jwks lock").push(jwk);
+    }
+
+    /// The header of the last ID token the provider issued (before any edit).
+    pub fn last_id_token_header(&self) -> Value {
+        let t = self.state.last_id_token.lock().expect("token lock").clone();
+        let t = t.expect("an ID token was issued");
+        serde_json::from_slice(&unb64(t.split('.').next().expect("header"))).expect("JSON header")
     }
 
     /// How many times the key set was fetched through the proxy.
@@ -268,7 +277,9 @@ fn edit_id_token(st: &ProxyState, token: &str) -> String {
 /// Passes a request on to the provider, changing token responses and the key set as told.
 async fn forward(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
     let path = parts
         .uri
         .path_and_query()
@@ -277,7 +288,10 @@ async fn forward(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).expect("method");
     let mut out = st.http.request(method, format!("{}{path}", st.upstream));
     for (name, value) in &parts.headers {
-        if !matches!(name.as_str(), "content-length" | "connection" | "transfer-encoding") {
+        if !matches!(
+            name.as_str(),
+            "content-length" | "connection" | "transfer-encoding"
+        ) {
             out = out.header(name.as_str(), value.as_bytes());
         }
     }
@@ -297,6 +311,7 @@ async fn forward(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
     if p == "/token" && status == 200 {
         let mut v: Value = serde_json::from_slice(&bytes).expect("token JSON");
         if let Some(t) = v["id_token"].as_str().map(str::to_string) {
+            *st.last_id_token.lock().expect("token lock") = Some(t.clone());
             v["id_token"] = json!(edit_id_token(&st, &t));
         }
         bytes = v.to_string().into_bytes();
@@ -314,7 +329,10 @@ async fn forward(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
     }
     let mut b = Response::builder().status(status);
     for (name, value) in &headers {
-        if !matches!(name.as_str(), "content-length" | "connection" | "transfer-encoding") {
+        if !matches!(
+            name.as_str(),
+            "content-length" | "connection" | "transfer-encoding"
+        ) {
             b = b.header(name.as_str(), value.as_bytes());
         }
     }
@@ -376,7 +394,10 @@ impl Browser {
             .await
             .expect("start");
         assert_eq!(r.status().as_u16(), 303, "start: {:?}", r.text().await);
-        r.headers()["location"].to_str().expect("location").to_string()
+        r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string()
     }
 
     /// At the provider: signs in as `account` and returns the callback URL it redirects to
@@ -395,7 +416,11 @@ impl Browser {
                     .send()
                     .await
                     .expect("login form");
-                assert!(r.status().is_redirection(), "login form answered {}", r.status());
+                assert!(
+                    r.status().is_redirection(),
+                    "login form answered {}",
+                    r.status()
+                );
                 url = absolute(&url, r.headers()["location"].to_str().expect("location"));
                 continue;
             }
@@ -418,7 +443,10 @@ impl Browser {
         let r = self.http.get(callback_url).send().await.expect("callback");
         assert_eq!(r.status().as_u16(), 303, "callback: {:?}", r.text().await);
         Landing {
-            location: r.headers()["location"].to_str().expect("location").to_string(),
+            location: r.headers()["location"]
+                .to_str()
+                .expect("location")
+                .to_string(),
         }
     }
 

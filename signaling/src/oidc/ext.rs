@@ -65,8 +65,11 @@ impl ClientAuth for SecretOrPublic {
                         .and_then(|u| u.query().map(|q| q[2..].to_string()))
                         .unwrap_or_default()
                 };
-                let basic = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{}:{}", enc(&self.client_id), enc(secret)));
+                let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}:{}",
+                    enc(&self.client_id),
+                    enc(secret)
+                ));
                 headers.insert(
                     reqwest::header::AUTHORIZATION,
                     format!("Basic {basic}").parse()?,

@@ -410,7 +410,9 @@ impl Oidc {
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let status = resp.status();
-        let body = read_bounded(resp, MAX_DOC_BYTES).await.map_err(unreachable)?;
+        let body = read_bounded(resp, MAX_DOC_BYTES)
+            .await
+            .map_err(unreachable)?;
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         if status.is_client_error() {
             // RFC 6749 §5.2: invalid_grant is a used, expired or foreign code (or verifier).
@@ -532,7 +534,11 @@ impl Oidc {
         let id = Uuid::new_v4();
         // A name taken by another account (a local one, or another subject's) is never
         // reused: the new account gets a suffix derived from its subject.
-        let suffixed = format!("{}-{}", truncate(&base, 55), &subject_hash(issuer, sub)[..8]);
+        let suffixed = format!(
+            "{}-{}",
+            truncate(&base, 55),
+            &subject_hash(issuer, sub)[..8]
+        );
         let mut created = false;
         for username in [base.as_str(), suffixed.as_str()] {
             let r = sqlx::query(
@@ -826,7 +832,10 @@ mod tests {
         let u = username_from(&c, "preferred_username", "i", "s");
         assert!(u.starts_with("oidc-") && u.len() == 17, "{u}");
         let long = "x".repeat(300);
-        assert_eq!(username_from(&json!({}), "preferred_username", "i", &long).len(), 64);
+        assert_eq!(
+            username_from(&json!({}), "preferred_username", "i", &long).len(),
+            64
+        );
     }
 
     #[test]
@@ -835,18 +844,33 @@ mod tests {
             issuer: Some("http://idp".into()),
             client_id: "c".into(),
             role_claim: Some("groups".into()),
-            roles: [("a".to_string(), Role::Admin), ("i".to_string(), Role::Inspector)]
-                .into_iter()
-                .collect(),
+            roles: [
+                ("a".to_string(), Role::Admin),
+                ("i".to_string(), Role::Inspector),
+            ]
+            .into_iter()
+            .collect(),
             ..OidcConfig::default()
         };
         let o = oidc(cfg.clone());
-        assert_eq!(o.role_of(&json!({"groups": ["i", "a", "zz"]})).unwrap(), Some(Role::Admin));
-        assert_eq!(o.role_of(&json!({"groups": "i"})).unwrap(), Some(Role::Inspector));
-        assert!(matches!(o.role_of(&json!({"groups": ["zz"]})), Err(Refusal::NoRole)));
+        assert_eq!(
+            o.role_of(&json!({"groups": ["i", "a", "zz"]})).unwrap(),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            o.role_of(&json!({"groups": "i"})).unwrap(),
+            Some(Role::Inspector)
+        );
+        assert!(matches!(
+            o.role_of(&json!({"groups": ["zz"]})),
+            Err(Refusal::NoRole)
+        ));
         assert!(matches!(o.role_of(&json!({})), Err(Refusal::NoRole)));
         cfg.default_role = Some(Role::Reviewer);
-        assert_eq!(oidc(cfg.clone()).role_of(&json!({})).unwrap(), Some(Role::Reviewer));
+        assert_eq!(
+            oidc(cfg.clone()).role_of(&json!({})).unwrap(),
+            Some(Role::Reviewer)
+        );
         cfg.role_claim = None;
         assert_eq!(oidc(cfg).role_of(&json!({"groups": "a"})).unwrap(), None);
     }
@@ -895,11 +919,23 @@ mod tests {
                 begun_unix: 0,
             },
         );
-        assert!(matches!(o.take_pending("st", None), Err(Refusal::StateMismatch)));
-        assert!(matches!(o.take_pending("st", Some("other")), Err(Refusal::StateMismatch)));
-        assert!(matches!(o.take_pending("xx", Some("b")), Err(Refusal::StateUnknown)));
+        assert!(matches!(
+            o.take_pending("st", None),
+            Err(Refusal::StateMismatch)
+        ));
+        assert!(matches!(
+            o.take_pending("st", Some("other")),
+            Err(Refusal::StateMismatch)
+        ));
+        assert!(matches!(
+            o.take_pending("xx", Some("b")),
+            Err(Refusal::StateUnknown)
+        ));
         assert_eq!(o.take_pending("st", Some("b")).unwrap().nonce, "n");
-        assert!(matches!(o.take_pending("st", Some("b")), Err(Refusal::StateUnknown)));
+        assert!(matches!(
+            o.take_pending("st", Some("b")),
+            Err(Refusal::StateUnknown)
+        ));
         assert_eq!(o.pending_count(), 0);
     }
 }

@@ -32,7 +32,11 @@ fn key_fits(k: &Jwk, alg: Algorithm) -> bool {
     kind && usable && pinned_ok
 }
 
-fn find_key<'a>(set: &'a jsonwebtoken::jwk::JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<&'a Jwk> {
+fn find_key<'a>(
+    set: &'a jsonwebtoken::jwk::JwkSet,
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Option<&'a Jwk> {
     let mut fitting = set.keys.iter().filter(|k| key_fits(k, alg));
     match kid {
         Some(kid) => fitting.find(|k| k.common.key_id.as_deref() == Some(kid)),
@@ -108,7 +112,11 @@ impl Oidc {
         {
             Some(true) => {}
             Some(false) => return Err(Refusal::TokenInvalid("signature does not verify".into())),
-            None => return Err(Refusal::TokenInvalid(format!("algorithm {alg} not accepted"))),
+            None => {
+                return Err(Refusal::TokenInvalid(format!(
+                    "algorithm {alg} not accepted"
+                )))
+            }
         }
         let payload = input
             .split_once('.')
@@ -144,7 +152,9 @@ impl Oidc {
         let now = crate::db::now_micros() / 1_000_000;
         let sub = claims["sub"].as_str().unwrap_or_default();
         if sub.is_empty() || sub.len() > 255 {
-            return Err(Refusal::TokenInvalid("sub is missing or longer than 255".into()));
+            return Err(Refusal::TokenInvalid(
+                "sub is missing or longer than 255".into(),
+            ));
         }
         let iat = claims["iat"]
             .as_i64()
