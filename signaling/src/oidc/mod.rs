@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -780,12 +780,22 @@ pub async fn start(
 pub async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
     let o = &state.oidc;
     if !o.cfg.enabled() {
         return Err(ApiError::NotFound("identity provider"));
     }
+    // Parsed here rather than by an extractor, so that no query is refused outside the
+    // login page's codes (a malformed pair is just absent).
+    let params: HashMap<String, String> = reqwest::Url::parse("http://callback/")
+        .map(|mut u| {
+            u.set_query(query.as_deref());
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
     let binding = auth::cookie(&headers, BINDING_COOKIE);
     let user_id = match o.finish(&state.db, &params, binding.as_deref()).await {
         Ok(id) => id,
