@@ -485,3 +485,32 @@ async fn the_login_page_signs_in_through_the_provider_and_says_refusals() -> any
     b.close().await?;
     Ok(())
 }
+
+/// Answers of the provider are bounded: a key set of too many keys, or too many bytes, is
+/// refused (and not cached), and the sign-in works again once the provider is sane.
+#[tokio::test]
+async fn oversized_key_sets_are_refused() {
+    let (app, provider) = world("RS256", |_| {}).await;
+    let key = |i: usize| json!({"kty": "oct", "kid": format!("k{i}"), "k": "AAAA"});
+    provider.set_extra_jwks((0..64).map(key).collect());
+    let b = Browser::new(&app.address);
+    assert_eq!(
+        b.sign_in("alice").await.error().as_deref(),
+        Some("oidc_provider_unreachable")
+    );
+    // One key of 300 KB: over the byte bound.
+    provider.set_extra_jwks(vec![
+        json!({"kty": "oct", "kid": "big", "k": "A".repeat(300 * 1024)}),
+    ]);
+    let b = Browser::new(&app.address);
+    assert_eq!(
+        b.sign_in("alice").await.error().as_deref(),
+        Some("oidc_provider_unreachable")
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM sessions").await, 0);
+    // A key no ID token may be verified with (a symmetric one: HS256 is never accepted) is
+    // ignored, not fatal.
+    provider.set_extra_jwks(vec![key(0)]);
+    let b = Browser::new(&app.address);
+    assert_eq!(b.sign_in("alice").await.location, "/#/list");
+}

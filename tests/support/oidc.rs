@@ -208,6 +208,11 @@ impl Provider {
         *self.state.edit.lock().expect("edit lock") = edit;
     }
 
+    /// Replaces the keys the proxy adds to the key set.
+    pub fn set_extra_jwks(&self, keys: Vec<Value>) {
+        *self.state.extra_jwks.lock().expect("jwks lock") = keys;
+    }
+
     /// Adds a public key to the key set the proxy serves.
     pub fn add_jwk(&self, jwk: Value) {
         self.state.extra_jwks.lock().expect("jwks lock").push(jwk);
