@@ -866,6 +866,8 @@ $('room-invite-new').addEventListener('click', () => newInvitation());
 
 window.addEventListener('hashchange', route);
 window.addEventListener('langchange', () => {
+  const oidcLink = $('login-oidc-link');
+  if (oidcLink.dataset.name) oidcLink.textContent = t('login.oidc', { name: oidcLink.dataset.name });
   if (!me) return;
   const h = location.hash || '#/list';
   if (h.startsWith('#/list') || h === '#/') openList();
@@ -879,7 +881,34 @@ window.addEventListener('langchange', () => {
 bindLangSwitch($('lang'));
 applyI18n();
 
+/** The sign-in methods: the provider's button ("Sign in with <name>"), the password form. */
+async function loadSignInMethods() {
+  let m;
+  try {
+    m = await api.get('/api/auth/methods');
+  } catch (_) {
+    return; // An older server: the password form only.
+  }
+  if (m.oidc) {
+    $('login-oidc').hidden = false;
+    $('login-oidc-link').href = m.oidc.start_url;
+    $('login-oidc-link').dataset.name = m.oidc.name;
+    $('login-oidc-link').textContent = t('login.oidc', { name: m.oidc.name });
+  }
+  $('login-password-fields').hidden = !m.password;
+  $('login-or').hidden = !m.password;
+}
+
+// A sign-in refused at the provider's return comes back as ?login_error=<code>: say it in
+// the reader's words, then drop it from the address.
+const loginError = new URLSearchParams(location.search).get('login_error');
+if (loginError && /^[a-z0-9_]{1,64}$/.test(loginError)) {
+  showError($('login-error'), { code: loginError });
+  history.replaceState(null, '', `${location.pathname}${location.hash || '#/login'}`);
+}
+
 (async () => {
+  loadSignInMethods();
   try {
     const res = await api.get('/api/auth/me');
     if (res.user) {

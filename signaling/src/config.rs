@@ -262,6 +262,7 @@ struct FileConfig {
     #[serde(default)]
     ratings: RatingsConfig,
     #[serde(default)]
+    oidc: crate::oidc::OidcConfig,
     webhooks: crate::webhooks::WebhooksConfig,
     review: ReviewConfig,
 }
@@ -420,6 +421,8 @@ pub struct Config {
     pub review: ReviewConfig,
     /// Webhooks: the worker, retries, bounds, outgoing URLs.
     pub webhooks: crate::webhooks::WebhooksConfig,
+    /// OpenID Connect sign-in of staff, and whether local passwords still work.
+    pub oidc: crate::oidc::OidcConfig,
 }
 
 /// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
@@ -511,6 +514,15 @@ impl Config {
         file.notify.check()?;
         file.review.check()?;
         file.webhooks.check()?;
+        let mut oidc = file.oidc;
+        // The secret from the environment, so that it need not sit in the file.
+        if let Some(secret) = std::env::var("INSPECTOR_OIDC_CLIENT_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            oidc.client_secret = Some(secret);
+        }
+        oidc.check()?;
         let key_file = file
             .anchor
             .checkpoint_key_file
@@ -561,6 +573,7 @@ impl Config {
             ratings: file.ratings,
             review: file.review,
             webhooks: file.webhooks,
+            oidc,
         })
     }
 

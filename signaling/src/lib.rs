@@ -24,6 +24,7 @@ pub mod inspections;
 pub mod live;
 pub mod names;
 pub mod notify;
+pub mod oidc;
 pub mod onsite;
 pub mod openapi;
 pub mod ops;
@@ -87,6 +88,8 @@ pub struct AppState {
     pub notify: Arc<notify::Notify>,
     /// Webhooks: the outbox's worker and the endpoints' sealing key.
     pub webhooks: Arc<webhooks::Webhooks>,
+    /// OpenID Connect sign-in: pending sign-ins, the provider's cached discovery and keys.
+    pub oidc: Arc<oidc::Oidc>,
 }
 
 /// A built server, bound to its port, ready to serve.
@@ -148,7 +151,9 @@ impl Application {
             acts.renderer.clone(),
         )?);
         let webhooks = Arc::new(webhooks::Webhooks::new(db.clone(), config.clone())?);
+        let oidc = Arc::new(oidc::Oidc::new(&config.oidc, &config.public_url)?);
         let state = AppState {
+            oidc,
             db,
             config,
             dummy_hash,
@@ -273,6 +278,7 @@ pub fn router(state: AppState) -> Router {
     let body_timeout = Duration::from_secs(state.config.http.body_timeout_secs.max(1));
     Router::new()
         .merge(users::router())
+        .merge(oidc::router())
         .merge(templates::router())
         .merge(inspections::router())
         .merge(live::router())

@@ -122,6 +122,18 @@ enum UserCommand {
         /// Login name or id.
         username: String,
     },
+    /// Link an account to a subject of the identity provider (`[oidc]`), so that it signs in
+    /// there even with just-in-time provisioning off.
+    LinkOidc {
+        /// Login name or id.
+        username: String,
+        /// The provider's `sub` of this person.
+        #[arg(long)]
+        subject: String,
+        /// The provider's issuer [default: `oidc.issuer` of the configuration].
+        #[arg(long)]
+        issuer: Option<String>,
+    },
 }
 
 fn init_tracing(format: LogFormat) {
@@ -311,6 +323,23 @@ async fn user(command: UserCommand, config: Config) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?
             {
                 println!("disabled {username}");
+            } else {
+                anyhow::bail!("no user {username}");
+            }
+        }
+        UserCommand::LinkOidc {
+            username,
+            subject,
+            issuer,
+        } => {
+            let Some(issuer) = issuer.or(config.oidc.issuer.clone()) else {
+                anyhow::bail!("no issuer: pass --issuer or configure [oidc] issuer");
+            };
+            if signaling::oidc::link(&pool, &username, &issuer, &subject)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                println!("linked {username} to {subject} at {issuer}");
             } else {
                 anyhow::bail!("no user {username}");
             }

@@ -12,6 +12,7 @@ use crate::AppState;
     info(title = "Inspector API", description = "Remote inspections over live video. Errors: {\"error\":{\"code\",\"message\"}}. Systems authenticate with `Authorization: Bearer <API token>` (no CSRF header); staff with the session cookie."),
     paths(
         crate::users::login, crate::users::logout, crate::users::me,
+        crate::oidc::methods, crate::oidc::start, crate::oidc::callback,
         crate::users::list, crate::users::create, crate::users::disable,
         crate::templates::list, crate::templates::show, crate::templates::create,
         crate::inspections::list, crate::inspections::create, crate::inspections::show,

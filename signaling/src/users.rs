@@ -220,7 +220,7 @@ pub fn router() -> Router<AppState> {
 
 /// The throttling key of a client address: IPv6 clients are grouped by /64, the block one
 /// subscriber usually holds, so rotating addresses within it gains nothing.
-fn address_key(ip: IpAddr) -> String {
+pub fn address_key(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -248,6 +248,43 @@ async fn known_device(db: &AnyPool, headers: &HeaderMap, user_id: &str) -> ApiRe
     )
 }
 
+/// A new staff session: its CSRF token and the `Set-Cookie` value carrying its token.
+pub struct NewSession {
+    /// The session's CSRF token.
+    pub csrf: String,
+    /// The session cookie (HttpOnly, SameSite=Strict).
+    pub cookie: String,
+}
+
+/// Starts a staff session for `user_id` in `tx` (and forgets ended ones): the one way staff
+/// get a session, by password here or through the identity provider (`oidc`).
+pub async fn start_session(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    state: &AppState,
+    user_id: &str,
+    now: i64,
+) -> ApiResult<NewSession> {
+    let token = auth::new_token();
+    let csrf = auth::new_token();
+    let ttl = i64::from(state.config.session_ttl_hours) * 3600;
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(auth::hash_token(&token))
+    .bind(user_id)
+    .bind(&csrf)
+    .bind(now)
+    .bind(now + ttl * 1_000_000)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    let cookie = auth::set_cookie(SESSION_COOKIE, &token, ttl, state.config.secure_cookies());
+    Ok(NewSession { csrf, cookie })
+}
+
 /// Logs in; sets the session cookie (and a device cookie on a browser's first success).
 ///
 /// Throttling (limits in `[login]`, one window): failures per user name and client address,
@@ -265,6 +302,13 @@ pub async fn login(
     headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
+    if !state.config.oidc.password_login {
+        // Staff sign in through the identity provider only (`[oidc] password_login`).
+        return Err(ApiError::Invalid {
+            code: "password_login_disabled",
+            message: "password sign-in is turned off; sign in through the identity provider".into(),
+        });
+    }
     let now = now_micros();
     let limits = &state.config.login;
     let window = i64::try_from(limits.window_secs)
@@ -330,9 +374,6 @@ pub async fn login(
             throttle::release(&state.db, r).await?;
         }
     }
-    let token = auth::new_token();
-    let csrf = auth::new_token();
-    let ttl = i64::from(state.config.session_ttl_hours) * 3600;
     let user_id: String = row.col(0)?;
     let user = SessionUser {
         id: row.uuid(0)?,
@@ -341,20 +382,8 @@ pub async fn login(
         role: row.parsed(3, "user role", Role::parse)?,
     };
     let mut tx = state.db.begin().await?;
-    sqlx::query(
-        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(auth::hash_token(&token))
-    .bind(&user_id)
-    .bind(&csrf)
-    .bind(now)
-    .bind(now + ttl * 1_000_000)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    let session = start_session(&mut tx, &state, &user_id, now).await?;
+    let csrf = session.csrf.clone();
     let device_cookie = if known {
         sqlx::query("UPDATE login_devices SET last_used_at = $1 WHERE token_hash = $2")
             .bind(now)
@@ -388,8 +417,7 @@ pub async fn login(
         csrf_token: csrf,
     };
     let secure = state.config.secure_cookies();
-    let cookie = auth::set_cookie(SESSION_COOKIE, &token, ttl, secure);
-    let mut response = ([(header::SET_COOKIE, cookie)], Json(body)).into_response();
+    let mut response = ([(header::SET_COOKIE, session.cookie)], Json(body)).into_response();
     if let Some(device) = device_cookie {
         // Only the login endpoint needs it.
         let v = format!(

@@ -119,6 +119,27 @@ async fn every_endpoint_checks_every_caller() {
             Value::Null,
             [401, 200, 200, 200, 200, 200, 200],
         ),
+        // Sign-in methods are public (the login page asks before anyone is signed in); the
+        // provider's endpoints exist only with `[oidc]` configured (tests/e2e/oidc.rs covers
+        // them configured: they take no caller, the binding cookie is their only key).
+        (
+            "GET",
+            "/api/auth/methods".into(),
+            Value::Null,
+            [200, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "GET",
+            "/api/auth/oidc/start".into(),
+            Value::Null,
+            [404, 404, 404, 404, 404, 404, 404],
+        ),
+        (
+            "GET",
+            "/api/auth/oidc/callback?code=c&state=s".into(),
+            Value::Null,
+            [404, 404, 404, 404, 404, 404, 404],
+        ),
         (
             "GET",
             "/api/inspections".into(),

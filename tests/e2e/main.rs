@@ -19,6 +19,7 @@ mod media_loss;
 mod messages_browser;
 mod notices;
 mod notices_push;
+mod oidc;
 mod onsite;
 mod onsite_browser;
 mod onsite_findings;
