@@ -5,6 +5,7 @@
 pub mod act;
 pub mod browser;
 pub mod images;
+pub mod netns;
 pub mod onsite;
 pub mod photo;
 pub mod presc;
