@@ -417,8 +417,22 @@ async fn firefox_runs_the_inspection_end_to_end() -> Result<()> {
         "no audio stream in the recording: {probe}"
     );
 
-    // --- Reviewer in Firefox: chapters, click the third, the video seeks there. ---
-    inspector.click("#logout").await?;
+    // --- Reviewer in a Firefox of its own: chapters, click the third, the video seeks. ---
+    inspector.close().await?;
+    let inspector = Browser::launch_firefox(
+        "ff-reviewer",
+        FirefoxOptions {
+            ns: &ns,
+            port: 4446,
+            server: &base,
+            device: Device::Desktop,
+            geo: None,
+            tz: TZ,
+            real_phone: false,
+        },
+    )
+    .await?;
+    inspector.goto(&format!("{base}/")).await?;
     login(&inspector, "reviewer1").await?;
     inspector
         .goto(&format!("{base}/review/#{inspection_id}"))
@@ -443,7 +457,7 @@ async fn firefox_runs_the_inspection_end_to_end() -> Result<()> {
                  fetch(v.currentSrc || v.src, {headers: {range: 'bytes=0-99'}}).then(r => \
                    done({src: v.currentSrc, net: v.networkState, err: v.error && [v.error.code, v.error.message], \
                          status: r.status, type: r.headers.get('content-type'), range: r.headers.get('content-range'), \
-                         canWebm: v.canPlayType('video/webm; codecs=vp8')}), \
+                         canWebm: v.canPlayType('video/webm; codecs=vp8'), headers: [...r.headers]}), \
                    x => done(String(x)));")
             .await
             .unwrap_or_default();

@@ -433,6 +433,10 @@ impl Browser {
             // http://<veth address> is trusted like https, so getUserMedia and geolocation
             // are offered as on the real (HTTPS) site.
             "dom.securecontext.allowlist": host,
+            // ...but then the page counts as secure and Firefox upgrades its http:// media
+            // (the reviewer's video) to https://, which this test server does not speak: "Failed
+            // to open media" without a request. On the real HTTPS site nothing is upgraded.
+            "security.mixed_content.upgrade_display_content": false,
             "geo.provider.use_geoclue": false,
             "geo.provider.use_gpsd": false,
             "geo.prompt.testing": true,
