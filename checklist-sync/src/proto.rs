@@ -1052,7 +1052,10 @@ mod tests {
         // Nothing missing: nothing recorded in the join event.
         match hello(json!([])) {
             Ok(ClientMsg::Hello { client, .. }) => {
-                assert!(serde_json::to_value(&client).unwrap().get("missing").is_none())
+                assert!(serde_json::to_value(&client)
+                    .unwrap()
+                    .get("missing")
+                    .is_none())
             }
             other => panic!("{other:?}"),
         }

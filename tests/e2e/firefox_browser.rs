@@ -42,8 +42,10 @@ async fn login(b: &Browser, username: &str) -> Result<()> {
 /// The result shown for each checklist item of a page, in order.
 async fn results(b: &Browser) -> Result<Vec<(String, String)>> {
     let v = b
-        .js("return [...document.querySelectorAll('#checklist .item')].map(li => \
-             [li.dataset.itemId, li.dataset.result])")
+        .js(
+            "return [...document.querySelectorAll('#checklist .item')].map(li => \
+             [li.dataset.itemId, li.dataset.result])",
+        )
         .await?;
     let rows = v.as_array().context("results is an array")?;
     Ok(rows
@@ -216,9 +218,11 @@ async fn firefox_runs_the_inspection_end_to_end() -> Result<()> {
         .await?;
     // Firefox has everything the page needs: no "unsupported" message.
     let missing = business
-        .js("return [document.getElementById('biz-unsupported').hidden, \
+        .js(
+            "return [document.getElementById('biz-unsupported').hidden, \
              Intl.DateTimeFormat().resolvedOptions().timeZone, navigator.webdriver, \
-             navigator.maxTouchPoints, window.innerWidth]")
+             navigator.maxTouchPoints, window.innerWidth]",
+        )
         .await?;
     ensure!(
         missing[0] == true && missing[1] == TZ,
@@ -389,15 +393,29 @@ async fn firefox_runs_the_inspection_end_to_end() -> Result<()> {
         .join(&inspection_id)
         .join(m["file"].as_str().context("manifest names the file")?);
     // Kept for a look after the run (the data directory goes with the test).
-    let kept = inspector_tests::browser::workspace_root().join("artifacts").join("firefox-recording");
+    let kept = inspector_tests::browser::workspace_root()
+        .join("artifacts")
+        .join("firefox-recording");
     std::fs::create_dir_all(&kept)?;
     std::fs::copy(&file, kept.join(file.file_name().context("file name")?))?;
     let probe = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-show_streams", "-show_format", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ])
         .arg(&file)
         .output()
         .context("running ffprobe")?;
-    ensure!(probe.status.success(), "ffprobe failed on {}", file.display());
+    ensure!(
+        probe.status.success(),
+        "ffprobe failed on {}",
+        file.display()
+    );
     let probe: Value = serde_json::from_slice(&probe.stdout).context("ffprobe JSON")?;
     let streams = probe["streams"].as_array().context("streams")?;
     let video = streams

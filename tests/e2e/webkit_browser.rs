@@ -150,7 +150,10 @@ async fn webkit_business_page_says_it_cannot_make_video_calls() -> Result<()> {
         .filter(|p| p["role"] == "business")
         .collect();
     ensure!(
-        business.len() == 1 && business[0]["missing"].as_array().is_some_and(|m| m.contains(&json!("webrtc"))),
+        business.len() == 1
+            && business[0]["missing"]
+                .as_array()
+                .is_some_and(|m| m.contains(&json!("webrtc"))),
         "the server's participant: {business:?}"
     );
 
@@ -188,7 +191,9 @@ async fn webkit_business_page_says_it_cannot_make_video_calls() -> Result<()> {
     );
     phone.js("window.scrollTo(0, 0); return true").await?;
     phone.screenshot("webkit-business-live.ru").await?;
-    inspector.screenshot("console-room-webkit-participant.ru").await?;
+    inspector
+        .screenshot("console-room-webkit-participant.ru")
+        .await?;
     phone.close().await?;
     inspector.close().await?;
     app.stop().await;
@@ -295,7 +300,10 @@ async fn review_in_webkit(b: &Browser, base: &str, id: &str) -> Result<Value> {
         (t - start).abs() <= 0.1,
         "WebKit: currentTime {t} s, chapter starts at {start} s: {seek}"
     );
-    ensure!(seek["current"] == "true", "the third chapter is current: {seek}");
+    ensure!(
+        seek["current"] == "true",
+        "the third chapter is current: {seek}"
+    );
     b.js("document.activeElement.blur(); \
           document.dispatchEvent(new KeyboardEvent('keydown', {key: 'n', bubbles: true})); return true")
         .await?;

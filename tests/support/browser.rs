@@ -142,10 +142,16 @@ impl Driver {
                 }
             }
             if let Ok(Some(status)) = driver.child.try_wait() {
-                bail!("the WebDriver server on {}:{port} exited: {status}", driver.host);
+                bail!(
+                    "the WebDriver server on {}:{port} exited: {status}",
+                    driver.host
+                );
             }
             if Instant::now() > deadline {
-                bail!("the WebDriver server did not answer on {}:{port} within 20 s", driver.host);
+                bail!(
+                    "the WebDriver server did not answer on {}:{port} within 20 s",
+                    driver.host
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -278,7 +284,15 @@ fn url_encode(s: &str) -> String {
 async fn start_xvfb() -> Result<(Child, String)> {
     use std::io::BufRead;
     let mut child = Command::new(xvfb_path())
-        .args(["-displayfd", "1", "-screen", "0", "1400x900x24", "-nolisten", "tcp"])
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1400x900x24",
+            "-nolisten",
+            "tcp",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -287,7 +301,9 @@ async fn start_xvfb() -> Result<(Child, String)> {
     // Xvfb writes the display number once it accepts clients.
     let line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
     })
     .await??;
     let n = line.trim();
@@ -399,7 +415,12 @@ impl Browser {
         let log = std::fs::File::create(log_dir.join(format!("{}-{label}.log", ns.name)))?;
         let child = ns
             .command(&geckodriver_path())
-            .args(["--host", &ns.ns_ip.to_string(), "--port", &opts.port.to_string()])
+            .args([
+                "--host",
+                &ns.ns_ip.to_string(),
+                "--port",
+                &opts.port.to_string(),
+            ])
             .args(["--binary", &firefox_path()])
             // Firefox takes its time zone from the environment it inherits (firefoxOptions'
             // `env` does not reach Intl here).

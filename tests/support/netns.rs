@@ -59,7 +59,8 @@ impl NetNs {
                 ns_ip: Ipv4Addr::new(10, 213, a, b + 2),
             };
             // From here on the guard removes whatever was made, also on an error.
-            ns.wire().with_context(|| format!("wiring namespace {}", ns.name))?;
+            ns.wire()
+                .with_context(|| format!("wiring namespace {}", ns.name))?;
             return Ok(ns);
         }
         bail!("no free namespace name insp-*-* (stale namespaces? see `ip netns list`)")
@@ -118,7 +119,11 @@ impl Drop for NetNs {
             }
         }
         // Deleting the namespace destroys its veth end, and with it the host end.
-        let _ = Command::new("ip").args(["link", "del", &self.host_if()]).output();
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if()])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
