@@ -284,7 +284,11 @@ async fn review_in_webkit(b: &Browser, base: &str, id: &str) -> Result<Value> {
     b.click("#chapters li:nth-child(3) .chapter").await?;
     b.wait_true(
         "the seek to finish",
-        "const v = document.getElementById('video'); return !v.seeking && v.currentTime > 0",
+        // The player marks the chapter current from the video's time (timeupdate), which
+        // WebKit reports a moment after the seek itself: wait for both.
+        "const v = document.getElementById('video'); \
+         const c = document.querySelector('#chapters li:nth-child(3) .chapter'); \
+         return !v.seeking && v.currentTime > 0 && c.getAttribute('aria-current') === 'true'",
         Duration::from_secs(20),
     )
     .await?;
