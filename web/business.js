@@ -4,7 +4,7 @@
 
 import { t, applyI18n, bindLangSwitch, formatTime, formatTimeZoned, setTimeZone, zoneLabel } from './i18n.js';
 import * as api from './api.js';
-import { SyncClient, clientHints } from './ws.js';
+import { SyncClient, clientHints, missingFeatures } from './ws.js';
 import { RtcSession } from './rtc.js';
 import { renderChecklist, draftStore } from './checklist.js';
 import { verdictOf, locationVerdict, appendEventLine, usToIso } from './present.js';
@@ -24,7 +24,22 @@ const page = {
   lastPos: null, photoHandled: new Set(), localUrls: new Map(), shooting: 0,
   // Comments on their way (op ids), and each op's kind (to say which refusals matter).
   commentOps: new Set(), video: 'none', knownStatus: null,
+  // What this browser cannot do (issue 17): shown here and reported in hello.
+  missing: missingFeatures(),
 };
+
+/** The plain explanation of what this browser lacks, and which browsers work. */
+function renderUnsupported() {
+  const b = $('biz-unsupported');
+  b.dataset.missing = page.missing.join(' ');
+  b.hidden = page.missing.length === 0;
+  if (b.hidden) return;
+  const video = page.missing.includes('webrtc') || page.missing.includes('camera');
+  $('unsupported-title').textContent = t(video ? 'biz.unsupported.video' : 'biz.unsupported.geo');
+  $('unsupported-missing').textContent = t('biz.unsupported.missing', {
+    list: page.missing.map((m) => t(`missing.${m}`)).join(', '),
+  });
+}
 
 function fail(key, detail) {
   $('biz-error-text').textContent = t(key) + (detail ? ` (${detail})` : '');
@@ -295,19 +310,23 @@ function sendNoFix(code) {
 $('biz-start').addEventListener('click', async () => {
   $('biz-start').disabled = true;
   show('live');
-  try {
-    page.stream = await openCamera(page.facing);
-    $('local-video').srcObject = page.stream;
-    setupCameraControls();
-  } catch (e) {
-    page.stream = null;
-    $('camera-banner').hidden = false;
+  // Without getUserMedia there is nothing to ask for: the unsupported banner says why.
+  if (!page.missing.includes('camera')) {
+    try {
+      page.stream = await openCamera(page.facing);
+      $('local-video').srcObject = page.stream;
+      setupCameraControls();
+    } catch (e) {
+      page.stream = null;
+      $('camera-banner').hidden = false;
+    }
   }
   renderMute();
   renderQuality();
 
   const sync = new SyncClient(page.inspection.id);
   sync.hints = clientHints();
+  sync.missing = page.missing;
   page.sync = sync;
   page.checklist = renderChecklist($('checklist'), page.inspection.items || [], checklistOptions());
   page.events = [];
@@ -358,7 +377,8 @@ $('biz-start').addEventListener('click', async () => {
   sync.connect();
   startLocation();
 
-  if (page.stream) {
+  // Without RTCPeerConnection the camera still takes photos; no call is attempted.
+  if (page.stream && !page.missing.includes('webrtc')) {
     const rtc = new RtcSession(sync, { role: 'publisher', stream: page.stream });
     page.rtc = rtc;
     rtc.addEventListener('quality', (ev) => {
@@ -571,6 +591,7 @@ function renderLocation() {
 }
 
 window.addEventListener('langchange', () => {
+  renderUnsupported();
   if (page.inspection) renderIntro();
   if (page.sync) {
     rebuildChecklist();
@@ -582,4 +603,5 @@ window.addEventListener('langchange', () => {
 });
 bindLangSwitch($('lang'));
 applyI18n();
+renderUnsupported();
 load();

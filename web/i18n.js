@@ -124,6 +124,16 @@ const DICT = {
     'room.invite': 'Пригласить',
     'room.review': 'Открыть запись',
     'room.online': 'в сети',
+    // Issue 17: a browser without WebRTC, camera access or geolocation.
+    'room.missing': 'Браузер участника не поддерживает: {list}',
+    'missing.webrtc': 'видеосвязь (WebRTC)',
+    'missing.camera': 'доступ к камере и микрофону',
+    'missing.geolocation': 'геолокацию',
+    'biz.unsupported.video': 'Этот браузер не может совершать видеозвонки',
+    'biz.unsupported.geo': 'Этот браузер не может передать ваше местоположение',
+    'biz.unsupported.missing': 'Не поддерживается: {list}.',
+    'biz.unsupported.browsers': 'Откройте ссылку в Chrome, Яндекс Браузере или Firefox на Android либо в Safari на iPhone (iOS 14.3 и новее).',
+    'biz.unsupported.still': 'Можно подключиться и так: инспектор увидит, чего не хватает вашему браузеру.',
     'room.offline': 'не в сети',
 
     'geo.coords': 'Координаты',
@@ -1060,6 +1070,16 @@ const DICT = {
     'room.invite': 'Invite',
     'room.review': 'Open recording',
     'room.online': 'online',
+    // Issue 17: a browser without WebRTC, camera access or geolocation.
+    'room.missing': "The participant's browser lacks: {list}",
+    'missing.webrtc': 'video calls (WebRTC)',
+    'missing.camera': 'camera and microphone access',
+    'missing.geolocation': 'geolocation',
+    'biz.unsupported.video': 'This browser cannot make video calls',
+    'biz.unsupported.geo': 'This browser cannot share your location',
+    'biz.unsupported.missing': 'Missing: {list}.',
+    'biz.unsupported.browsers': 'Open the link in Chrome, Yandex Browser or Firefox on Android, or in Safari on iPhone (iOS 14.3 or later).',
+    'biz.unsupported.still': 'You can still join: the inspector will see what your browser lacks.',
     'room.offline': 'offline',
 
     'geo.coords': 'Coordinates',

@@ -125,6 +125,12 @@ export function renderParticipants(ul, state, site) {
       // Presence reports are folded in here, not listed in the event log.
       p.online && p.quality && p.quality !== 'unknown' ? ` · ${t('quality.label')}: ${t(`quality.${p.quality}`)}${p.rtt_ms != null ? ` (${p.rtt_ms} ${t('unit.ms')})` : ''}` : '',
       p.online && p.visible === false ? ` · ${t('room.hidden')}` : ''));
+    // The browser cannot do part of the job (issue 17): said beside the name, not left for
+    // the inspector to guess from a black video.
+    if (p.missing?.length) {
+      li.append(el('div', { class: 'missing', role: 'note', 'data-missing': p.missing.join(' '),
+        text: t('room.missing', { list: p.missing.map((m) => t(`missing.${m}`)).join(', ') }) }));
+    }
     const loc = p.location;
     const geo = el('div', { class: 'geo' });
     if (loc && loc.lat != null) {

@@ -313,12 +313,16 @@ function renderEvents() {
 // ---------- Player wiring ----------
 
 const video = $('video');
-video.addEventListener('timeupdate', () => {
+function followTime() {
   const ms = video.currentTime * 1000;
   $('played').style.width = `${Math.min(100, (ms / durationMs()) * 100)}%`;
   const idx = currentIndexAt(ms);
   if (idx >= 0) setCurrent(idx);
-});
+}
+// WebKit can report a timeupdate from before a seek while it runs: the chapter chosen by a
+// click stays until the seek lands, and 'seeked' settles it from the new time.
+video.addEventListener('timeupdate', () => { if (!video.seeking) followTime(); });
+video.addEventListener('seeked', followTime);
 video.addEventListener('loadedmetadata', renderMarkers);
 $('timeline').addEventListener('click', (ev) => {
   const r = $('timeline').getBoundingClientRect();

@@ -73,6 +73,9 @@ export function applyEvent(state, e) {
       pp.online = true;
       // The last join, as on the server.
       pp.joined_at = ts;
+      // What the browser lacks (issue 17); absent when nothing is, as the server's fold.
+      if (Array.isArray(p.client?.missing) && p.client.missing.length) pp.missing = [...p.client.missing];
+      else delete pp.missing;
       break;
     }
     case 'leave': {

@@ -42,6 +42,16 @@ export function clientHints() {
   return hints;
 }
 
+/** What this browser lacks for a remote inspection (issue 17), in the server's closed set
+ * and order (docs/protocol.md, `client.missing`). */
+export function missingFeatures(w = window) {
+  const m = [];
+  if (typeof w.RTCPeerConnection !== 'function') m.push('webrtc');
+  if (typeof w.navigator.mediaDevices?.getUserMedia !== 'function') m.push('camera');
+  if (!('geolocation' in w.navigator)) m.push('geolocation');
+  return m;
+}
+
 /**
  * One participant's socket for one inspection.
  * Events (EventTarget): 'state' {state, delay}, 'welcome' {welcome}, 'change' {state, event?},
@@ -108,6 +118,7 @@ export class SyncClient extends EventTarget {
     ws.onopen = () => {
       const client = clientInfo();
       if (this.hints && this.hints.length) client.hints = this.hints;
+      if (this.missing && this.missing.length) client.missing = this.missing;
       const hello = { type: 'hello', protocol: 1, client };
       if (this.lastSeq !== null) hello.last_seq = this.lastSeq;
       ws.send(JSON.stringify(hello));

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use checklist_sync::chain::GENESIS_HASH;
-use checklist_sync::proto::ClientInfo;
+use checklist_sync::proto::{ClientInfo, MissingFeature};
 use checklist_sync::room::{Input, Origin, Output, Restored, Room, RoomConfig};
 use checklist_sync::state::{Event, EventBody, JoinInfo, LeaveReason, State};
 use checklist_sync::trust::{Severity, Signal, TrustLevel, Verdict};
@@ -70,6 +70,7 @@ fn desktop() -> ClientInfo {
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/142.0.0.0".into()),
         platform: Some("Linux x86_64".into()),
         hints: vec![],
+        missing: vec![],
     }
 }
 
@@ -80,6 +81,7 @@ fn phone() -> ClientInfo {
         user_agent: Some(ANDROID.into()),
         platform: Some("Linux armv81".into()),
         hints: vec![],
+        missing: vec![],
     }
 }
 
@@ -383,6 +385,39 @@ fn cancelled_before_start() -> (Vec<Arc<CommittedEvent>>, State) {
     s.finish()
 }
 
+/// A phone whose browser has no WebRTC and no location service joins (issue 17), leaves,
+/// and comes back from a browser that has both: a participant's `missing` is its last join's
+/// (the inspector's, still online, keeps its own).
+fn missing_features() -> (Vec<Arc<CommittedEvent>>, State) {
+    let spec = spec(8);
+    let insp = person(&spec, 14, Role::Inspector, "Иванов И. И.", "desktop");
+    let biz = person(&spec, 15, Role::Business, "ООО «Ромашка»", "phone");
+    let mut s = Script::new(&spec);
+    // The inspector's desktop browser has no geolocation: it stays listed till the end.
+    s.connect(
+        1.0,
+        1,
+        &insp,
+        ClientInfo {
+            missing: vec![MissingFeature::Geolocation],
+            ..desktop()
+        },
+    );
+    s.connect(
+        5.0,
+        2,
+        &biz,
+        ClientInfo {
+            missing: vec![MissingFeature::Webrtc, MissingFeature::Geolocation],
+            ..phone()
+        },
+    );
+    s.leave(20.0, 2);
+    s.connect(5.0, 3, &biz, phone());
+    s.leave(5.0, 3);
+    s.finish()
+}
+
 /// A finished inspection's act: formed from the log's head, signed by the official, refused by
 /// the business; what the rules refuse is not in the log.
 fn act() -> (Vec<Arc<CommittedEvent>>, State) {
@@ -641,4 +676,5 @@ fn main() {
     write(&dir, "act", act());
     write(&dir, "ratings", ratings());
     write(&dir, "onsite", onsite());
+    write(&dir, "missing_features", missing_features());
 }

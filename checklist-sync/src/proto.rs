@@ -233,6 +233,23 @@ pub struct ClientInfo {
     /// Extra observations of the page for the location-trust score (e.g. `emulator_gpu`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hints: Vec<String>,
+    /// What the browser lacks for a remote inspection (issue 17): the inspector sees it next
+    /// to the participant instead of a silent "no video". A closed set, sorted, no repeats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<MissingFeature>,
+}
+
+/// A browser capability the business page needs and did not find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingFeature {
+    /// No `RTCPeerConnection`: no video call at all (e.g. WebKitGTK built without WebRTC).
+    Webrtc,
+    /// No `navigator.mediaDevices.getUserMedia` (an old browser, or a page not in a secure
+    /// context).
+    Camera,
+    /// No `navigator.geolocation`.
+    Geolocation,
 }
 
 /// The kind of an evidence reference.
@@ -940,7 +957,7 @@ pub fn decode(text: &str) -> Result<ClientMsg, Box<DecodeError>> {
                     )
                 })?),
             };
-            let client = match obj.get("client") {
+            let mut client = match obj.get("client") {
                 None | Some(Value::Null) => ClientInfo::default(),
                 Some(c) => serde_json::from_value::<ClientInfo>(c.clone()).map_err(|e| {
                     fail(
@@ -956,6 +973,10 @@ pub fn decode(text: &str) -> Result<ClientMsg, Box<DecodeError>> {
             ] {
                 check_opt_len(f, s, 512).map_err(|e| fail(e, None))?;
             }
+            // Unknown reasons were refused by serde; repeats are dropped, so the list holds at
+            // most one entry per kind.
+            client.missing.sort();
+            client.missing.dedup();
             Ok(ClientMsg::Hello {
                 protocol,
                 last_seq,
@@ -1033,6 +1054,36 @@ pub fn decode(text: &str) -> Result<ClientMsg, Box<DecodeError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hello_missing_is_a_closed_sorted_set() {
+        let hello = |missing: Value| {
+            decode(
+                &json!({"type": "hello", "protocol": 1, "client": {"missing": missing}})
+                    .to_string(),
+            )
+        };
+        match hello(json!(["geolocation", "webrtc", "geolocation", "webrtc"])) {
+            Ok(ClientMsg::Hello { client, .. }) => assert_eq!(
+                client.missing,
+                vec![MissingFeature::Webrtc, MissingFeature::Geolocation]
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A reason outside the set is refused, not stored.
+        let err = hello(json!(["webrtc", "flash"])).expect_err("unknown reason");
+        assert_eq!(err.error.code, codes::BAD_MESSAGE, "{:?}", err.error);
+        // Nothing missing: nothing recorded in the join event.
+        match hello(json!([])) {
+            Ok(ClientMsg::Hello { client, .. }) => {
+                assert!(serde_json::to_value(&client)
+                    .unwrap()
+                    .get("missing")
+                    .is_none())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn a_small_welcome_is_one_frame() {

@@ -439,6 +439,9 @@ pub struct ParticipantState {
     /// The server's latest location-trust verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<crate::trust::Verdict>,
+    /// What the participant's browser lacks, from its last join (`client.missing`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<crate::proto::MissingFeature>,
 }
 
 /// The finalized recording as the log names it.
@@ -595,6 +598,7 @@ impl State {
                 p.device = j.device.clone();
                 p.online = true;
                 p.joined_at = Some(ts);
+                p.missing = j.client.missing.clone();
             }
             EventBody::Leave(_) => {
                 let p = self.participants.entry(by).or_default();

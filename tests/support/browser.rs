@@ -1,7 +1,10 @@
-//! Real headless Chromium driven through chromedriver (fantoccini), for end-to-end tests of
-//! the web pages: one chromedriver per browser on a free port (killed on drop), a fresh
-//! profile per browser, a fake camera and microphone, geolocation set through the DevTools
-//! protocol, and screenshots saved under `artifacts/screenshots/` at the workspace root.
+//! Real browsers driven through WebDriver (fantoccini), for end-to-end tests of the web
+//! pages: headless Chromium through chromedriver (geolocation set through the DevTools
+//! protocol), Firefox ESR through geckodriver inside a network namespace of the test's own
+//! (`crate::netns`), and WebKitGTK's MiniBrowser through WebKitWebDriver on Xvfb. One driver
+//! per browser (stopped on drop, with its browser), a fresh profile per browser, a fake
+//! camera and microphone, and screenshots saved under `artifacts/screenshots/` at the
+//! workspace root.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -15,6 +18,40 @@ use serde_json::{json, Value};
 /// Where the Chromium binary is (override with `CHROMIUM`).
 fn chromium_path() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
+}
+
+/// Where Firefox ESR is (override with `FIREFOX`).
+fn firefox_path() -> String {
+    std::env::var("FIREFOX").unwrap_or_else(|_| "/usr/bin/firefox-esr".to_owned())
+}
+
+/// Where geckodriver is: `GECKODRIVER`, else the copy `scripts/install-deps test` builds into
+/// `.cache/`, else `geckodriver` on the PATH.
+fn geckodriver_path() -> String {
+    if let Ok(p) = std::env::var("GECKODRIVER") {
+        return p;
+    }
+    let cached = workspace_root().join(".cache/geckodriver-0.37.1/bin/geckodriver");
+    if cached.exists() {
+        return cached.display().to_string();
+    }
+    "geckodriver".to_owned()
+}
+
+/// Where WebKitGTK's WebDriver is (override with `WEBKITDRIVER`).
+fn webkitdriver_path() -> String {
+    std::env::var("WEBKITDRIVER").unwrap_or_else(|_| "/usr/bin/WebKitWebDriver".to_owned())
+}
+
+/// Where WebKitGTK's MiniBrowser is (override with `MINIBROWSER`).
+fn minibrowser_path() -> String {
+    std::env::var("MINIBROWSER")
+        .unwrap_or_else(|_| "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser".to_owned())
+}
+
+/// Where Xvfb is (override with `XVFB`).
+fn xvfb_path() -> String {
+    std::env::var("XVFB").unwrap_or_else(|_| "/usr/bin/Xvfb".to_owned())
 }
 
 /// Where chromedriver is (override with `CHROMEDRIVER`).
@@ -40,10 +77,26 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// A chromedriver process on its own port; killed when dropped.
+/// How a driver is told to quit when dropped.
+enum Quit {
+    /// chromedriver's `/shutdown` ends every session it opened.
+    Shutdown,
+    /// geckodriver and WebKitWebDriver serve one session and have no `/shutdown`: the session
+    /// is deleted (the browser quits and its profile goes), then the driver is killed.
+    DeleteSession,
+}
+
+/// A WebDriver server process (chromedriver, geckodriver, WebKitWebDriver) on its own port;
+/// stopped when dropped, together with its browser.
 pub struct Driver {
     child: Child,
+    host: String,
     port: u16,
+    quit: Quit,
+    /// The session to delete on drop (set once a session is open).
+    session: Option<String>,
+    /// Processes that serve this driver (Xvfb for WebKit); killed after it, by their handles.
+    helpers: Vec<Child>,
 }
 
 impl Driver {
@@ -62,7 +115,24 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", chromedriver_path()))?;
-        let driver = Driver { child, port };
+        Driver::wait_ready(child, "127.0.0.1".into(), port, Quit::Shutdown, vec![]).await
+    }
+
+    async fn wait_ready(
+        child: Child,
+        host: String,
+        port: u16,
+        quit: Quit,
+        helpers: Vec<Child>,
+    ) -> Result<Driver> {
+        let mut driver = Driver {
+            child,
+            host,
+            port,
+            quit,
+            session: None,
+            helpers,
+        };
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -71,8 +141,17 @@ impl Driver {
                     return Ok(driver);
                 }
             }
+            if let Ok(Some(status)) = driver.child.try_wait() {
+                bail!(
+                    "the WebDriver server on {}:{port} exited: {status}",
+                    driver.host
+                );
+            }
             if Instant::now() > deadline {
-                bail!("chromedriver did not answer on port {port} within 20 s");
+                bail!(
+                    "the WebDriver server did not answer on {}:{port} within 20 s",
+                    driver.host
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -80,37 +159,66 @@ impl Driver {
 
     /// The driver's base URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
-}
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // chromedriver's /shutdown quits every session it opened (and so the Chromium behind
-        // it), also when a failing test never closed its session. A blocking request is
-        // fine here: it is loopback and answered at once.
-        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-            use std::io::{Read, Write};
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    /// One blocking HTTP request to the driver (used on drop, where there is no runtime to
+    /// await on); the answer is read and dropped.
+    fn blocking_request(&self, method: &str, path: &str) {
+        use std::io::{Read, Write};
+        let Ok(addr) = format!("{}:{}", self.host, self.port).parse::<std::net::SocketAddr>()
+        else {
+            return;
+        };
+        if let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        {
+            // Deleting a session waits for the browser to quit: a few seconds at most.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
             let req = format!(
-                "GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-                self.port
+                "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.host, self.port
             );
             if stream.write_all(req.as_bytes()).is_ok() {
                 let mut sink = Vec::new();
                 let _ = stream.read_to_end(&mut sink);
             }
         }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // chromedriver's /shutdown quits every session it opened (and so the Chromium behind
+        // it), also when a failing test never closed its session; the other drivers delete
+        // their one session. Blocking requests are fine here: the driver is on this machine.
+        match self.quit {
+            Quit::Shutdown => self.blocking_request("GET", "/shutdown"),
+            Quit::DeleteSession => {
+                if let Some(id) = self.session.take() {
+                    self.blocking_request("DELETE", &format!("/session/{id}"));
+                }
+                // Neither geckodriver nor WebKitWebDriver exits by itself.
+                let _ = self.child.kill();
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
+        let mut exited = false;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                exited = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        // Only this child, by its own handle.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !exited {
+            // Only this child, by its own handle.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for h in &mut self.helpers {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
     }
 }
 
@@ -123,13 +231,98 @@ pub enum Device {
     Phone,
 }
 
-/// One headless Chromium with its own chromedriver and profile.
+/// The browser engine behind a [`Browser`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Debian's Chromium through chromedriver.
+    Chromium,
+    /// Debian's Firefox ESR through geckodriver, in a network namespace.
+    Firefox,
+    /// Debian's WebKitGTK MiniBrowser through WebKitWebDriver, on Xvfb.
+    WebKit,
+}
+
+/// How to start a Firefox (see [`Browser::launch_firefox`]).
+pub struct FirefoxOptions<'a> {
+    /// The test's namespace: geckodriver and Firefox run inside it.
+    pub ns: &'a crate::netns::NetNs,
+    /// geckodriver's port on the namespace's address (one per Firefox).
+    pub port: u16,
+    /// The server's base URL (on the namespace's host end).
+    pub server: &'a str,
+    /// Window size.
+    pub device: Device,
+    /// The position Firefox reports: latitude, longitude, accuracy in metres.
+    pub geo: Option<(f64, f64, f64)>,
+    /// The time zone (`TZ`) Firefox runs in, e.g. `Europe/Moscow`.
+    pub tz: &'a str,
+    /// Look like Firefox on an Android phone to the page (user agent, ARM platform, touch,
+    /// a phone GPU's WebGL renderer), so that the trust verdict is the one a real phone gets
+    /// rather than "emulator"; `navigator.webdriver` stays true under geckodriver whatever
+    /// the prefs say: see [`Browser::hide_webdriver`].
+    pub real_phone: bool,
+}
+
+/// Firefox for Android's user agent (the version of Debian's ESR).
+pub const FIREFOX_ANDROID_UA: &str =
+    "Mozilla/5.0 (Android 14; Mobile; rv:153.0) Gecko/153.0 Firefox/153.0";
+
+/// Percent-encode everything but unreserved characters (for a data: URL).
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Start Xvfb on a display it chooses itself (`-displayfd`), so parallel tests never race for
+/// a display number. Gives the process and the `DISPLAY` value.
+async fn start_xvfb() -> Result<(Child, String)> {
+    use std::io::BufRead;
+    let mut child = Command::new(xvfb_path())
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1400x900x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", xvfb_path()))?;
+    let stdout = child.stdout.take().context("Xvfb's stdout")?;
+    // Xvfb writes the display number once it accepts clients.
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
+    })
+    .await??;
+    let n = line.trim();
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("Xvfb did not report a display (got {line:?})");
+    }
+    Ok((child, format!(":{n}")))
+}
+
+/// One headless browser with its own driver and profile.
 pub struct Browser {
     /// The WebDriver client.
     pub client: Client,
     session_id: String,
     http: reqwest::Client,
     label: String,
+    engine: Engine,
     // Field order matters for drop: the client goes first, then the driver, then the profile.
     driver: Driver,
     _profile: tempfile::TempDir,
@@ -202,9 +395,223 @@ impl Browser {
             session_id,
             http: reqwest::Client::new(),
             label: label.to_owned(),
+            engine: Engine::Chromium,
             driver,
             _profile: profile,
         })
+    }
+
+    /// Start geckodriver inside the test's network namespace `ns` (listening on the
+    /// namespace's own address, on `port`: each Firefox needs its own) and a fresh headless
+    /// Firefox ESR session: fake camera and microphone without prompts, host ICE candidates
+    /// in the clear, the server's origin (`server`, on the host end of the veth pair) treated
+    /// as a secure context as an HTTPS deployment would be, the position `geo` (lat, lon,
+    /// accuracy in metres) from Firefox's own network location provider, and the time zone
+    /// `tz`.
+    pub async fn launch_firefox(label: &str, opts: FirefoxOptions<'_>) -> Result<Browser> {
+        let ns = opts.ns;
+        let log_dir = workspace_root().join("artifacts").join("geckodriver");
+        std::fs::create_dir_all(&log_dir)?;
+        let log = std::fs::File::create(log_dir.join(format!("{}-{label}.log", ns.name)))?;
+        let child = ns
+            .command(&geckodriver_path())
+            .args([
+                "--host",
+                &ns.ns_ip.to_string(),
+                "--port",
+                &opts.port.to_string(),
+            ])
+            .args(["--binary", &firefox_path()])
+            // Firefox takes its time zone from the environment it inherits (firefoxOptions'
+            // `env` does not reach Intl here).
+            .env("TZ", opts.tz)
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("starting {} in namespace {}", geckodriver_path(), ns.name))?;
+        let mut driver = Driver::wait_ready(
+            child,
+            ns.ns_ip.to_string(),
+            opts.port,
+            Quit::DeleteSession,
+            vec![],
+        )
+        .await
+        .with_context(|| format!("{label}: geckodriver (GECKODRIVER={})", geckodriver_path()))?;
+        let host = opts
+            .server
+            .split("://")
+            .nth(1)
+            .and_then(|h| h.split(':').next())
+            .unwrap_or_default()
+            .to_owned();
+        let mut prefs = json!({
+            "media.navigator.streams.fake": true,
+            "media.navigator.permission.disabled": true,
+            "media.peerconnection.ice.obfuscate_host_addresses": false,
+            "media.autoplay.default": 0,
+            "media.autoplay.blocking_policy": 0,
+            // http://<veth address> is trusted like https, so getUserMedia and geolocation
+            // are offered as on the real (HTTPS) site.
+            "dom.securecontext.allowlist": host,
+            // ...but then the page counts as secure and Firefox upgrades its http:// media
+            // (the reviewer's video) to https://, which this test server does not speak: "Failed
+            // to open media" without a request. On the real HTTPS site nothing is upgraded.
+            "security.mixed_content.upgrade_display_content": false,
+            "geo.provider.use_geoclue": false,
+            "geo.provider.use_gpsd": false,
+            "geo.prompt.testing": true,
+            "geo.prompt.testing.allow": true,
+            // No first-run pages, update or telemetry traffic (the namespace has no route out
+            // anyway).
+            "browser.shell.checkDefaultBrowser": false,
+            "app.update.enabled": false,
+            "datareporting.policy.dataSubmissionEnabled": false,
+            "toolkit.telemetry.enabled": false,
+        });
+        if let Some((lat, lon, acc)) = opts.geo {
+            // Firefox's network provider asks this URL for its position: a data: URL answers
+            // at once, without any network.
+            let body = json!({"location": {"lat": lat, "lng": lon}, "accuracy": acc}).to_string();
+            prefs["geo.provider.network.url"] =
+                json!(format!("data:application/json,{}", url_encode(&body)));
+            prefs["geo.provider.testing"] = json!(true);
+        }
+        if opts.real_phone {
+            for (k, v) in [
+                ("general.useragent.override", json!(FIREFOX_ANDROID_UA)),
+                ("general.platform.override", json!("Linux armv8l")),
+                ("dom.maxtouchpoints.testing.value", json!(5)),
+                ("webgl.renderer-string-override", json!("Mali-G710")),
+                ("webgl.vendor-string-override", json!("ARM")),
+            ] {
+                prefs[k] = v;
+            }
+        }
+        let (w, h) = match opts.device {
+            Device::Desktop => (1400, 900),
+            Device::Phone => (360, 740),
+        };
+        let firefox = json!({
+            "binary": firefox_path(),
+            "args": ["-headless", "-width", w.to_string(), "-height", h.to_string()],
+            "prefs": prefs,
+        });
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("firefox"));
+        caps.insert("moz:firefoxOptions".into(), firefox);
+        let client = ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&driver.url())
+            .await
+            .with_context(|| format!("{label}: opening a Firefox session"))?;
+        let session_id = client
+            .session_id()
+            .await?
+            .ok_or_else(|| anyhow!("{label}: geckodriver returned no session id"))?;
+        driver.session = Some(session_id.clone());
+        // Headless Firefox takes -width/-height as the window, not the viewport: set the
+        // window so that the page gets the intended width.
+        client
+            .set_window_size(w, h)
+            .await
+            .with_context(|| format!("{label}: sizing the window"))?;
+        Ok(Browser {
+            client,
+            session_id,
+            http: reqwest::Client::new(),
+            label: label.to_owned(),
+            engine: Engine::Firefox,
+            driver,
+            _profile: tempfile::tempdir()?,
+        })
+    }
+
+    /// Start WebKitWebDriver and a WebKitGTK MiniBrowser session on a private X server
+    /// (Xvfb, which picks a free display itself), with WebKit's mock camera and microphone.
+    /// Debian's WebKitGTK has no WebRTC and no location service: the engine for the pages'
+    /// non-WebRTC parts and for the feature-detection message.
+    pub async fn launch_webkit(label: &str, device: Device) -> Result<Browser> {
+        let xvfb = start_xvfb().await?;
+        let (xvfb, display) = xvfb;
+        let port = free_port()?;
+        let log_dir = workspace_root().join("artifacts").join("webkitdriver");
+        std::fs::create_dir_all(&log_dir)?;
+        let log = std::fs::File::create(log_dir.join(format!("webkitdriver-{port}.log")))?;
+        let child = Command::new(webkitdriver_path())
+            .arg(format!("--port={port}"))
+            .env("DISPLAY", &display)
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("starting {}", webkitdriver_path()))?;
+        let mut driver = Driver::wait_ready(
+            child,
+            "127.0.0.1".into(),
+            port,
+            Quit::DeleteSession,
+            vec![xvfb],
+        )
+        .await?;
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("MiniBrowser"));
+        caps.insert(
+            "webkitgtk:browserOptions".into(),
+            json!({
+                "binary": minibrowser_path(),
+                "args": ["--automation", "--enable-media-stream=true",
+                         "--enable-mock-capture-devices=true"],
+            }),
+        );
+        let client = ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&driver.url())
+            .await
+            .with_context(|| format!("{label}: opening a WebKitGTK session"))?;
+        let session_id = client
+            .session_id()
+            .await?
+            .ok_or_else(|| anyhow!("{label}: WebKitWebDriver returned no session id"))?;
+        driver.session = Some(session_id.clone());
+        let (w, h) = match device {
+            Device::Desktop => (1400, 900),
+            Device::Phone => (360, 740),
+        };
+        client
+            .set_window_size(w, h)
+            .await
+            .with_context(|| format!("{label}: sizing the window"))?;
+        Ok(Browser {
+            client,
+            session_id,
+            http: reqwest::Client::new(),
+            label: label.to_owned(),
+            engine: Engine::WebKit,
+            driver,
+            _profile: tempfile::tempdir()?,
+        })
+    }
+
+    /// Make the current page's `navigator.webdriver` false, as on a phone nobody drives
+    /// (Firefox keeps it true under geckodriver, and no pref turns it off). Lasts until the
+    /// next navigation: call it before the page reads it (the business page does when it
+    /// connects, after its start button).
+    pub async fn hide_webdriver(&self) -> Result<()> {
+        self.js("Object.defineProperty(Navigator.prototype, 'webdriver', \
+                 {get: () => false, configurable: true}); return navigator.webdriver")
+            .await
+            .and_then(|v| {
+                if v == json!(false) {
+                    Ok(())
+                } else {
+                    Err(anyhow!("{}: navigator.webdriver is still {v}", self.label))
+                }
+            })
+    }
+
+    /// Which engine this is.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Run a DevTools protocol command through chromedriver's `goog/cdp/execute`.
@@ -335,6 +742,10 @@ impl Browser {
 
     /// The browser console since the last call (chromedriver's log endpoint).
     pub async fn console_logs(&self) -> Result<Vec<String>> {
+        // geckodriver and WebKitWebDriver have no log endpoint (W3C WebDriver has none).
+        if self.engine != Engine::Chromium {
+            return Ok(vec![]);
+        }
         let url = format!("{}/session/{}/se/log", self.driver.url(), self.session_id);
         let res = self
             .http
@@ -360,8 +771,10 @@ impl Browser {
     }
 
     /// End the session; the driver and the profile go with the value.
-    pub async fn close(self) -> Result<()> {
+    pub async fn close(mut self) -> Result<()> {
         self.client.clone().close().await?;
+        // Closed: the driver has nothing left to delete on drop.
+        self.driver.session = None;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ pub mod act;
 pub mod browser;
 pub mod images;
 pub mod oidc;
+pub mod netns;
 pub mod onsite;
 pub mod photo;
 pub mod presc;
