@@ -263,7 +263,9 @@ struct FileConfig {
     ratings: RatingsConfig,
     #[serde(default)]
     oidc: crate::oidc::OidcConfig,
+    #[serde(default)]
     webhooks: crate::webhooks::WebhooksConfig,
+    #[serde(default)]
     review: ReviewConfig,
 }
 
