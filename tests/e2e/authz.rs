@@ -1501,6 +1501,41 @@ async fn every_endpoint_checks_every_token() {
             Value::Null,
             NO,
         ),
+        // Webhooks are an administrator's, and sign-in is a person's: never a token's.
+        ("GET", "/api/webhooks".into(), Value::Null, NO),
+        (
+            "POST",
+            "/api/webhooks".into(),
+            json!({"url": "https://hooks.example.org/in", "events": ["act.signed"]}),
+            NO,
+        ),
+        (
+            "PUT",
+            format!("/api/webhooks/{random}"),
+            json!({"description": "x"}),
+            NO,
+        ),
+        ("DELETE", format!("/api/webhooks/{random}"), Value::Null, NO),
+        (
+            "GET",
+            format!("/api/webhooks/{random}/deliveries"),
+            Value::Null,
+            NO,
+        ),
+        (
+            "POST",
+            format!("/api/webhooks/{random}/deliveries/{random}/replay"),
+            json!({}),
+            NO,
+        ),
+        ("GET", "/api/auth/methods".into(), Value::Null, NO),
+        ("GET", "/api/auth/oidc/start".into(), Value::Null, NO),
+        (
+            "GET",
+            "/api/auth/oidc/callback?code=c&state=s".into(),
+            Value::Null,
+            NO,
+        ),
         // No such route: 404 for a valid token (the fallback), 401 for a bad one.
         (
             "GET",
@@ -1519,6 +1554,7 @@ async fn every_endpoint_checks_every_token() {
             let r = match *method {
                 "GET" => c.get(path).await,
                 "PUT" => c.put_json(path, body).await,
+                "DELETE" => c.delete(path).await,
                 _ => c.post_json(path, body).await,
             };
             if r.status != expected[i] {

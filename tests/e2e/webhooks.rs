@@ -617,7 +617,10 @@ async fn a_change_whose_commit_fails_tells_no_webhook_and_its_retry_tells_one() 
     let r = inspector.post_json(&path, &json!({"to": "finished"})).await;
     assert_eq!((r.status, r.code()), (500, "internal"), "{}", r.text);
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(rx.received().is_empty(), "a rolled-back finish is told to nobody");
+    assert!(
+        rx.received().is_empty(),
+        "a rolled-back finish is told to nobody"
+    );
     assert!(deliveries(&admin, &hook).await.is_empty());
     use sqlx::Row;
     let rows: i64 = sqlx::query("SELECT COUNT(*) FROM webhook_events")
@@ -625,7 +628,10 @@ async fn a_change_whose_commit_fails_tells_no_webhook_and_its_retry_tells_one() 
         .await
         .expect("count")
         .get(0);
-    assert_eq!(rows, 0, "no outbox row outlives its rolled-back transaction");
+    assert_eq!(
+        rows, 0,
+        "no outbox row outlives its rolled-back transaction"
+    );
     fault_on_finish(&mut conn, pg, false).await;
     drop(conn);
     // The room reloaded from the database: the retry commits, and is told once.
@@ -638,7 +644,9 @@ async fn a_change_whose_commit_fails_tells_no_webhook_and_its_retry_tells_one() 
         r = inspector.post_json(&path, &json!({"to": "finished"})).await;
     }
     assert_eq!(r.status, 200, "{}", r.text);
-    let got = rx.wait_until(Duration::from_secs(10), |g| !g.is_empty()).await;
+    let got = rx
+        .wait_until(Duration::from_secs(10), |g| !g.is_empty())
+        .await;
     assert_eq!(got[0].json()["type"], "inspection.finished");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.received().len(), 1);

@@ -5,8 +5,8 @@
 pub mod act;
 pub mod browser;
 pub mod images;
-pub mod oidc;
 pub mod netns;
+pub mod oidc;
 pub mod onsite;
 pub mod photo;
 pub mod presc;
