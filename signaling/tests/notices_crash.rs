@@ -5,41 +5,15 @@
 //! reminders seconds apart.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use inspector_tests::smtp::SmtpServer;
 use inspector_tests::{inspection_body, Client};
 use serde_json::json;
 
-const EXE: &str = env!("CARGO_BIN_EXE_inspector");
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A data directory with its config file and the database URL (fresh PostgreSQL database
-/// under `INSPECTOR_TEST_PG_URL`, else a SQLite file `db_dir/shared.db`).
-async fn database_url(db_dir: &Path) -> String {
-    match std::env::var("INSPECTOR_TEST_PG_URL") {
-        Ok(u) if !u.is_empty() => inspector_tests::fresh_database(db_dir).await,
-        _ => signaling::config::sqlite_url(&db_dir.join("shared.db")),
-    }
-}
+mod common;
+use common::{add_user, database_url, login, start};
 
 fn write_config(dir: &Path, smtp_port: u16) -> std::path::PathBuf {
     let path = dir.join("inspector.toml");
@@ -53,65 +27,6 @@ fn write_config(dir: &Path, smtp_port: u16) -> std::path::PathBuf {
     )
     .expect("config file");
     path
-}
-
-async fn start(dir: &Path, db: &str, config: &Path) -> Server {
-    let port = free_port();
-    let child = Command::new(EXE)
-        .arg("serve")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--media-udp", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--database-url", db])
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(if std::env::var("TEST_LOG").is_ok() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .spawn()
-        .expect("spawn inspector");
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-            && Client::new(&base).get("/readyz").await.status == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "server did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Server { child, base }
-}
-
-fn add_user(db: &str) {
-    let add = Command::new(EXE)
-        .args(["user", "add", "inspector1", "--role", "inspector"])
-        .args(["--database-url", db])
-        .env("INSPECTOR_PASSWORD", "a long test password")
-        .stdout(Stdio::null())
-        .status()
-        .expect("user add");
-    assert!(add.success());
-}
-
-async fn login(base: &str) -> Client {
-    let mut c = Client::new(base);
-    let r = c
-        .post_json(
-            "/api/auth/login",
-            &json!({"username": "inspector1", "password": "a long test password"}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    c.csrf = r.body["csrf_token"].as_str().map(String::from);
-    c
 }
 
 /// An inspection starting `secs` seconds from now, with the business's and the inspector's
@@ -144,17 +59,15 @@ async fn kill_9_between_reminders_loses_none_and_doubles_none() {
     let dir = tempfile::tempdir().unwrap();
     let db = database_url(dir.path()).await;
     let config = write_config(dir.path(), smtp.port);
-    let mut server = start(dir.path(), &db, &config).await;
-    add_user(&db);
-    let c = login(&server.base).await;
+    let server = start(dir.path(), &db, &config).await;
+    add_user(&db, "inspector1", "inspector");
+    let c = login(&server.base, "inspector1").await;
     let (id, start_at) = inspection_in(&c, 9).await;
     // The notice at once, the 6-second reminder: then the process dies.
     smtp.wait_for(2, Duration::from_secs(15)).await.unwrap();
-    server.child.kill().expect("SIGKILL");
-    server.child.wait().expect("reap");
-    drop(server);
+    server.kill_9();
     let server = start(dir.path(), &db, &config).await;
-    let c = login(&server.base).await;
+    let c = login(&server.base, "inspector1").await;
     // The 3-second reminder comes from the restarted process; nothing else, ever.
     smtp.wait_for(3, Duration::from_secs(15)).await.unwrap();
     until(start_at + chrono::Duration::seconds(2)).await;
@@ -195,8 +108,8 @@ async fn two_processes_on_one_database_send_each_message_once() {
     let config = write_config(dir_a.path(), smtp.port);
     let a = start(dir_a.path(), &db, &config).await;
     let b = start(dir_b.path(), &db, &config).await;
-    add_user(&db);
-    let c = login(&a.base).await;
+    add_user(&db, "inspector1", "inspector");
+    let c = login(&a.base, "inspector1").await;
     let r = c
         .post_json("/api/me/contacts", &json!({"email": "insp@example.test"}))
         .await;

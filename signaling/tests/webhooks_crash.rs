@@ -5,46 +5,14 @@
 //! PostgreSQL under `INSPECTOR_TEST_PG_URL`, else a SQLite file.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use inspector_tests::webhooks::{signature_valid, Receiver};
 use inspector_tests::Client;
 use serde_json::json;
 
-const EXE: &str = env!("CARGO_BIN_EXE_inspector");
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// `kill -9` (SIGKILL: no shutdown code runs).
-    fn kill_9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-}
-
-async fn database_url(dir: &Path) -> String {
-    match std::env::var("INSPECTOR_TEST_PG_URL") {
-        Ok(u) if !u.is_empty() => inspector_tests::fresh_database(dir).await,
-        _ => signaling::config::sqlite_url(&dir.join("shared.db")),
-    }
-}
+mod common;
+use common::{add_user, database_url, login, start};
 
 fn config(dir: &Path, name: &str, webhooks: &str) -> PathBuf {
     let path = dir.join(name);
@@ -54,65 +22,6 @@ fn config(dir: &Path, name: &str, webhooks: &str) -> PathBuf {
     )
     .expect("config file");
     path
-}
-
-async fn start(dir: &Path, db: &str, config: &Path) -> Server {
-    let port = free_port();
-    let child = Command::new(EXE)
-        .arg("serve")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--media-udp", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--database-url", db])
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(if std::env::var("TEST_LOG").is_ok() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .spawn()
-        .expect("spawn inspector");
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-            && Client::new(&base).get("/readyz").await.status == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "server did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Server { child, base }
-}
-
-fn add_user(db: &str, name: &str, role: &str) {
-    let add = Command::new(EXE)
-        .args(["user", "add", name, "--role", role])
-        .args(["--database-url", db])
-        .env("INSPECTOR_PASSWORD", "a long test password")
-        .stdout(Stdio::null())
-        .status()
-        .expect("user add");
-    assert!(add.success());
-}
-
-async fn login(base: &str, name: &str) -> Client {
-    let mut c = Client::new(base);
-    let r = c
-        .post_json(
-            "/api/auth/login",
-            &json!({"username": name, "password": "a long test password"}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    c.csrf = r.body["csrf_token"].as_str().map(String::from);
-    c
 }
 
 async fn register(admin: &Client, url: &str) -> (String, String) {
