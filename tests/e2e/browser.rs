@@ -56,24 +56,6 @@ async fn no_csp_violations(b: &Browser, who: &str) -> Result<()> {
     Ok(())
 }
 
-async fn login(b: &Browser, username: &str) -> Result<()> {
-    b.wait_true(
-        "the login form",
-        "return !document.getElementById('view-login').hidden",
-        Duration::from_secs(20),
-    )
-    .await?;
-    b.fill("#login-username", username).await?;
-    b.fill("#login-password", PASSWORD).await?;
-    b.click("#login-submit").await?;
-    b.wait_true(
-        "signed in",
-        "return !document.getElementById('logout').hidden",
-        Duration::from_secs(20),
-    )
-    .await
-}
-
 /// The result shown for each checklist item of a page, in order.
 async fn results(b: &Browser) -> Result<Vec<(String, String, String)>> {
     let v = b
@@ -111,7 +93,7 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
         )
         .await?;
     shoot_both(&inspector, "console-login").await?;
-    login(&inspector, "inspector1").await?;
+    inspector.sign_in("inspector1", PASSWORD).await?;
 
     inspector.goto(&format!("{base}/#/new")).await?;
     inspector
@@ -355,7 +337,7 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
 
     // --- Reviewer: chapters, click the third, the video seeks to its timecode. ---
     inspector.click("#logout").await?;
-    login(&inspector, "reviewer1").await?;
+    inspector.sign_in("reviewer1", PASSWORD).await?;
     inspector
         .goto(&format!("{base}/review/#{inspection_id}"))
         .await?;

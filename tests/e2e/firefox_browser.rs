@@ -21,24 +21,6 @@ const SITE: (f64, f64) = (55.757_000, 37.615_000);
 const PHONE: (f64, f64) = (55.757_050, 37.615_080);
 const TZ: &str = "Europe/Moscow";
 
-async fn login(b: &Browser, username: &str) -> Result<()> {
-    b.wait_true(
-        "the login form",
-        "return !document.getElementById('view-login').hidden",
-        Duration::from_secs(20),
-    )
-    .await?;
-    b.fill("#login-username", username).await?;
-    b.fill("#login-password", PASSWORD).await?;
-    b.click("#login-submit").await?;
-    b.wait_true(
-        "signed in",
-        "return !document.getElementById('logout').hidden",
-        Duration::from_secs(20),
-    )
-    .await
-}
-
 /// The result shown for each checklist item of a page, in order.
 async fn results(b: &Browser) -> Result<Vec<(String, String)>> {
     let v = b
@@ -122,7 +104,7 @@ async fn firefox_runs_the_inspection_end_to_end() -> Result<()> {
     )
     .await?;
     inspector.goto(&format!("{base}/")).await?;
-    login(&inspector, "inspector1").await?;
+    inspector.sign_in("inspector1", PASSWORD).await?;
     inspector.goto(&format!("{base}/#/new")).await?;
     inspector
         .wait_true(
@@ -451,7 +433,7 @@ async fn firefox_runs_the_inspection_end_to_end() -> Result<()> {
     )
     .await?;
     inspector.goto(&format!("{base}/")).await?;
-    login(&inspector, "reviewer1").await?;
+    inspector.sign_in("reviewer1", PASSWORD).await?;
     inspector
         .goto(&format!("{base}/review/#{inspection_id}"))
         .await?;

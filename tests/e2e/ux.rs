@@ -47,24 +47,6 @@ async fn shoot_both(b: &Browser, name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn login(b: &Browser, username: &str) -> Result<()> {
-    b.wait_true(
-        "the login form",
-        "return !document.getElementById('view-login').hidden",
-        Duration::from_secs(20),
-    )
-    .await?;
-    b.fill("#login-username", username).await?;
-    b.fill("#login-password", PASSWORD).await?;
-    b.click("#login-submit").await?;
-    b.wait_true(
-        "signed in",
-        "return !document.getElementById('logout').hidden",
-        Duration::from_secs(20),
-    )
-    .await
-}
-
 async fn wait_room(b: &Browser) -> Result<()> {
     b.wait_true(
         "the room connected",
@@ -114,7 +96,7 @@ async fn an_inspection_as_users_meet_it() -> Result<()> {
     // --- Item 4: every field error at its field, in Russian, all at once. ---
     let inspector = Browser::launch("inspector", Device::Desktop).await?;
     inspector.goto(&format!("{base}/")).await?;
-    login(&inspector, "inspector1").await?;
+    inspector.sign_in("inspector1", PASSWORD).await?;
     inspector.goto(&format!("{base}/#/new")).await?;
     inspector
         .wait_true(

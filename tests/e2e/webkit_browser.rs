@@ -16,24 +16,6 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "a long test password";
 
-async fn login(b: &Browser, username: &str) -> Result<()> {
-    b.wait_true(
-        "the login form",
-        "return !document.getElementById('view-login').hidden",
-        Duration::from_secs(20),
-    )
-    .await?;
-    b.fill("#login-username", username).await?;
-    b.fill("#login-password", PASSWORD).await?;
-    b.click("#login-submit").await?;
-    b.wait_true(
-        "signed in",
-        "return !document.getElementById('logout').hidden",
-        Duration::from_secs(20),
-    )
-    .await
-}
-
 /// The business's WebKit page shows the plain message and reports the reason; the
 /// inspector's page shows it next to the participant; the checklist still mirrors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -47,7 +29,7 @@ async fn webkit_business_page_says_it_cannot_make_video_calls() -> Result<()> {
 
     let inspector = Browser::launch("inspector", Device::Desktop).await?;
     inspector.goto(&format!("{base}/")).await?;
-    login(&inspector, "inspector1").await?;
+    inspector.sign_in("inspector1", PASSWORD).await?;
     inspector.goto(&format!("{base}/#/room/{id}")).await?;
     inspector
         .wait_true(
@@ -333,7 +315,7 @@ async fn webkit_console_and_reviewer_player_work() -> Result<()> {
 
     // --- Console: sign in, create, see it in the list. ---
     b.goto(&format!("{base}/")).await?;
-    login(&b, "inspector1").await?;
+    b.sign_in("inspector1", PASSWORD).await?;
     b.goto(&format!("{base}/#/new")).await?;
     b.wait_true(
         "templates loaded",
@@ -376,7 +358,7 @@ async fn webkit_console_and_reviewer_player_work() -> Result<()> {
     // (what an iPhone publishes). ---
     let webm = recorded_inspection(&app, &insp, Codec::Vp8).await?;
     let mp4 = recorded_inspection(&app, &insp, Codec::H264).await?;
-    login(&b, "reviewer1").await?;
+    b.sign_in("reviewer1", PASSWORD).await?;
     let a = review_in_webkit(&b, &base, &webm).await?;
     ensure!(
         a["src"].as_str().is_some_and(|s| !s.is_empty()),

@@ -721,6 +721,26 @@ impl Browser {
             .with_context(|| format!("{}: waiting for {css}", self.label))
     }
 
+    /// Signs in on the console's login view (the page must be the console) and waits until
+    /// the console shows its signed-in header.
+    pub async fn sign_in(&self, username: &str, password: &str) -> Result<()> {
+        self.wait_true(
+            "the login form",
+            "return !document.getElementById('view-login').hidden",
+            Duration::from_secs(20),
+        )
+        .await?;
+        self.fill("#login-username", username).await?;
+        self.fill("#login-password", password).await?;
+        self.click("#login-submit").await?;
+        self.wait_true(
+            "signed in",
+            "return !document.getElementById('logout').hidden",
+            Duration::from_secs(20),
+        )
+        .await
+    }
+
     /// Type into the element matching a CSS selector (clearing it first).
     pub async fn fill(&self, css: &str, text: &str) -> Result<()> {
         let el = self.wait_for(css).await?;
