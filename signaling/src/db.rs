@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, ConnectOptions, Executor, Row};
+use sqlx::{Any, AnyPool, ConnectOptions, Executor, Row, Transaction};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -64,6 +64,21 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
         .connect_with(opts)
         .await?;
     Ok(pool)
+}
+
+/// Begins a transaction that may write: every transaction of the server starts here.
+///
+/// On SQLite the write lock is taken at `BEGIN IMMEDIATE`. A deferred transaction that reads
+/// and then writes fails at once with `SQLITE_BUSY_SNAPSHOT` ("database is locked") when another
+/// connection committed after its first read: the busy timeout cannot help, since waiting would
+/// not make its snapshot current. Taking the lock first makes it wait its turn instead. Readers
+/// are not blocked (WAL). PostgreSQL's plain `BEGIN` is right as it is.
+pub async fn begin(pool: &AnyPool) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    if pool.connect_options().database_url.scheme() == "sqlite" {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        pool.begin().await
+    }
 }
 
 /// Applies the migrations embedded from `migrations/`.
@@ -148,5 +163,85 @@ impl RowExt for AnyRow {
     ) -> Result<T, ApiError> {
         let s: String = self.col(i)?;
         parse(&s).ok_or_else(|| corrupt(what, s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn counter_db(dir: &std::path::Path) -> AnyPool {
+        let pool = connect(&format!("sqlite://{}?mode=rwc", dir.join("t.db").display()))
+            .await
+            .expect("a fresh SQLite file opens");
+        pool.execute("CREATE TABLE c (n BIGINT NOT NULL); INSERT INTO c VALUES (0);")
+            .await
+            .expect("the table is created");
+        pool
+    }
+
+    async fn read(tx: &mut Transaction<'static, Any>) -> i64 {
+        sqlx::query("SELECT n FROM c")
+            .fetch_one(&mut **tx)
+            .await
+            .expect("the row is there")
+            .get::<i64, _>(0)
+    }
+
+    async fn bump(pool: &AnyPool) {
+        let mut tx = begin(pool).await.expect("begins");
+        let n = read(&mut tx).await;
+        sqlx::query("UPDATE c SET n = $1").bind(n + 1).execute(&mut *tx).await.expect("writes");
+        tx.commit().await.expect("commits");
+    }
+
+    /// The hazard `begin` exists for, reproduced without timing: a deferred transaction reads,
+    /// another connection commits, the first one's write is refused at once.
+    #[tokio::test]
+    async fn a_deferred_read_then_write_fails_when_another_commit_comes_between() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let pool = counter_db(dir.path()).await;
+        let mut tx = pool.begin().await.expect("begins");
+        assert_eq!(read(&mut tx).await, 0);
+        bump(&pool).await;
+        let err = sqlx::query("UPDATE c SET n = 100")
+            .execute(&mut *tx)
+            .await
+            .expect_err("the stale snapshot cannot write");
+        assert!(err.to_string().contains("locked"), "{err}");
+    }
+
+    /// With `begin`, the second writer waits for the first instead of failing, and no update is
+    /// lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn begin_makes_read_then_write_transactions_wait_their_turn() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let pool = counter_db(dir.path()).await;
+        let mut tx = begin(&pool).await.expect("begins");
+        let n = read(&mut tx).await;
+        let other = tokio::spawn({
+            let pool = pool.clone();
+            async move { bump(&pool).await }
+        });
+        // The other writer is now blocked at its BEGIN IMMEDIATE; give it time to get there.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sqlx::query("UPDATE c SET n = $1").bind(n + 1).execute(&mut *tx).await.expect("writes");
+        tx.commit().await.expect("commits");
+        other.await.expect("the other writer finishes");
+        let mut tx = begin(&pool).await.expect("begins");
+        assert_eq!(read(&mut tx).await, 2, "both increments are kept");
+        // Many at once: every one of them lands.
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { bump(&pool).await })
+            })
+            .collect();
+        drop(tx);
+        for t in tasks {
+            t.await.expect("a writer finishes");
+        }
+        let mut tx = begin(&pool).await.expect("begins");
+        assert_eq!(read(&mut tx).await, 18);
     }
 }

@@ -701,7 +701,7 @@ pub async fn create(
     let id = Uuid::new_v4();
     let now = now_micros();
     // The row and its webhook outbox row commit together.
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let inserted = sqlx::query(
         "INSERT INTO inspections (id, kind, mode, template_id, title, scheduled_at, inspector_id, \
          business_name, business_inn, business_address, site_lat, site_lon, status, created_at, updated_at, search_text, \

@@ -389,7 +389,7 @@ pub async fn create_link(
     let now = now_micros();
     let expires = now + LINK_TTL_SECS * 1_000_000;
     let link_id = Uuid::new_v4();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     sqlx::query(
         "INSERT INTO business_links (id, organisation_id, inspection_id, token_hash, code_hash, \
          label, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -452,7 +452,7 @@ pub async fn revoke_link(
     if staff.role != Role::Admin && row.uuid(0)? != staff.id {
         return Err(ApiError::NotFound("business link"));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     sqlx::query("UPDATE business_links SET revoked_at = $1 WHERE id = $2")
         .bind(now_micros())
         .bind(id.to_string())
@@ -550,7 +550,7 @@ pub async fn sign_in(
     };
     let token = auth::new_token();
     let csrf = auth::new_token();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     // Used once: of two racing sign-ins by the same link, only one updates the row.
     let used = sqlx::query(
         "UPDATE business_links SET used_at = $1 WHERE id = $2 AND used_at IS NULL \

@@ -54,7 +54,7 @@ pub async fn issue(
 ) -> ApiResult<Issued> {
     let token = auth::new_token();
     let now = now_micros();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     sqlx::query(
         "INSERT INTO results_access (id, inspection_id, invitation_id, token_hash, created_at) \
          VALUES ($1, $2, $3, $4, $5)",

@@ -160,7 +160,7 @@ impl TemplateDoc {
 pub async fn import(db: &AnyPool, doc: &TemplateDoc) -> ApiResult<Uuid> {
     doc.validate().map_err(ApiError::validation)?;
     let id = Uuid::new_v4();
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(&db).await?;
     let inserted = sqlx::query(
         "INSERT INTO templates (id, code, version, title, description, legal_basis, body, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (code, version) DO NOTHING",

@@ -359,7 +359,7 @@ async fn record_call(
     status: u16,
 ) -> Result<(), sqlx::Error> {
     let now = now_micros();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     sqlx::query(
         "INSERT INTO api_token_calls (id, token_id, at, method, path, status) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -597,7 +597,7 @@ pub async fn create(
     let secret = format!("{SECRET_PREFIX}{}", auth::new_token());
     let now = now_micros();
     let body = new.control_body_id.map(|b| b.to_string());
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     // The system account: disabled, with a password hash no password matches, so it never
     // signs in; its role passes the handlers' checks, its scopes narrow it (`gate`).
     sqlx::query(

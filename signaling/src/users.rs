@@ -122,7 +122,7 @@ pub async fn list_users(db: &AnyPool) -> ApiResult<Vec<User>> {
 /// Disables an account and ends its sessions. Returns false when no such user. Its open
 /// sockets close on the next access re-check (or at once through `AccessWatch::end_user`).
 pub async fn disable_user(db: &AnyPool, username_or_id: &str) -> ApiResult<bool> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(&db).await?;
     let row = sqlx::query("SELECT id FROM users WHERE username = $1 OR id = $1")
         .bind(username_or_id)
         .fetch_optional(&mut *tx)
@@ -381,7 +381,7 @@ pub async fn login(
         display_name: row.col(2)?,
         role: row.parsed(3, "user role", Role::parse)?,
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let session = start_session(&mut tx, &state, &user_id, now).await?;
     let csrf = session.csrf.clone();
     let device_cookie = if known {

@@ -554,7 +554,7 @@ pub async fn reschedule(
     if insp.scheduled_at == req.scheduled_at {
         return Ok(Json(insp));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let moved = sqlx::query(
         "UPDATE inspections SET scheduled_at = $1, notice_seq = notice_seq + 1, updated_at = $2 \
          WHERE id = $3 AND status = 'scheduled'",
@@ -700,7 +700,7 @@ pub async fn change_template(
     let Some(purpose) = purpose.filter(|_| fields.is_empty()) else {
         return Err(ApiError::Fields(fields));
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let version: i64 = sqlx::query(
         "SELECT COALESCE(MAX(version), 0) + 1 FROM message_templates \
          WHERE purpose = $1 AND language = $2",

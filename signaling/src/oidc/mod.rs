@@ -486,7 +486,7 @@ impl Oidc {
             .as_str()
             .map(|e| e.chars().take(320).collect::<String>());
         let now = now_micros();
-        let mut tx = db.begin().await?;
+        let mut tx = crate::db::begin(&db).await?;
         let row = sqlx::query(
             "SELECT u.id, u.disabled FROM oidc_identities o JOIN users u ON u.id = o.user_id \
              WHERE o.issuer = $1 AND o.subject = $2",
@@ -801,7 +801,7 @@ pub async fn callback(
         Ok(id) => id,
         Err(r) => return Ok(to_login(&r, o.secure)),
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let session =
         crate::users::start_session(&mut tx, &state, &user_id.to_string(), now_micros()).await?;
     tx.commit().await?;

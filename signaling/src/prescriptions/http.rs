@@ -307,7 +307,7 @@ pub async fn issue(
     };
     let pid = Uuid::now_v7();
     let _guard = log::lock().await;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let inserted = sqlx::query(
         "INSERT INTO prescriptions (id, inspection_id, business_inn, issued_by, created_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -713,7 +713,7 @@ async fn append_checked(
     let st = PrescriptionState::fold(&current, now)
         .ok_or_else(|| crate::db::corrupt("prescription log", "does not start with issued"))?;
     model::check(&st, event).map_err(refused)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let appended = log::append_in(&mut tx, id, actor, event, now).await?;
     tx.commit().await?;
     Ok(appended)

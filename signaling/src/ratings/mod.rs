@@ -343,7 +343,7 @@ async fn count_score(
 /// (at start for a database rated before the cells existed; tests compare it with what the
 /// projection kept).
 pub async fn rebuild_cells(db: &AnyPool) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(&db).await?;
     for t in [
         "rating_cells",
         "rating_cell_reasons",

@@ -96,7 +96,7 @@ pub async fn challenge(
     let challenge = format!("inspector-key:{}", auth::new_token());
     let now = now_micros();
     let expires = now + CHALLENGE_TTL_MICROS;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     // One outstanding challenge per subject, and none kept past its expiry.
     sqlx::query("DELETE FROM signing_challenges WHERE subject = $1 OR expires_at <= $2")
         .bind(&subject)
@@ -254,7 +254,7 @@ pub async fn register(
     let now = now_micros();
     let not_after = now + days * 24 * 3600 * 1_000_000;
     let id = Uuid::new_v4();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     // The challenge is spent with the certificate, in one transaction: replay fails.
     let spent = sqlx::query(
         "DELETE FROM signing_challenges WHERE challenge = $1 AND subject = $2 AND expires_at > $3",

@@ -241,7 +241,7 @@ pub async fn create(
     let secret = sign::new_secret();
     let sealed = state.webhooks.key().seal(&id.to_string(), &secret);
     let now = now_micros();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let count: i64 = sqlx::query("SELECT COUNT(*) FROM webhook_endpoints WHERE deleted_at IS NULL")
         .fetch_one(&mut *tx)
         .await?
@@ -333,7 +333,7 @@ pub async fn remove(
 ) -> ApiResult<StatusCode> {
     admin(&caller)?;
     let now = now_micros();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let gone = sqlx::query(
         "UPDATE webhook_endpoints SET deleted_at = $1, enabled = 0, updated_at = $1 \
          WHERE id = $2 AND deleted_at IS NULL",

@@ -386,7 +386,7 @@ impl Webhooks {
                 .map_err(|e| crate::db::corrupt("webhook endpoint events", e))?;
             subs.push((id, types));
         }
-        let mut tx = self.db.begin().await?;
+        let mut tx = crate::db::begin(&self.db).await?;
         for r in &events {
             let event: String = r.col(0)?;
             let kind: String = r.col(1)?;
