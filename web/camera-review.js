@@ -32,8 +32,9 @@ export function reviewPointers(video) {
 
   video.addEventListener('timeupdate', render);
   video.addEventListener('seeked', render);
-  window.addEventListener('resize', () => { view.shown = null; render(); });
-  box.addEventListener('change', () => { view.shown = null; render(); });
+  // `undefined`: redraw whatever is shown (null is "nothing shown").
+  window.addEventListener('resize', () => { view.shown = undefined; render(); });
+  box.addEventListener('change', () => { view.shown = undefined; render(); });
   window.addEventListener('langchange', render);
 
   return {

@@ -241,7 +241,8 @@ pub fn check_report(caps: &CameraCaps, settings: &CameraSettings) -> Result<(), 
             && r.min > 0.0
             && r.min <= r.max
             && r.max <= MAX_ZOOM
-            && r.step.is_none_or(|s| s.is_finite() && s >= 0.0 && s <= r.max);
+            && r.step
+                .is_none_or(|s| s.is_finite() && s >= 0.0 && s <= r.max);
         if !ok {
             return Err(out_of_range(
                 "caps.zoom",
@@ -254,7 +255,10 @@ pub fn check_report(caps: &CameraCaps, settings: &CameraSettings) -> Result<(), 
     }
     if let Some(z) = settings.zoom {
         if !z.is_finite() || !(0.0..=MAX_ZOOM).contains(&z) {
-            return Err(out_of_range("settings.zoom", "zoom must be a finite factor"));
+            return Err(out_of_range(
+                "settings.zoom",
+                "zoom must be a finite factor",
+            ));
         }
     }
     Ok(())
@@ -393,12 +397,19 @@ impl CameraLimits {
 /// Whether the operation is one of the camera's (rate-limited together).
 pub fn is_camera(op: &crate::Operation) -> bool {
     use crate::Operation as O;
-    matches!(op, O::Camera { .. } | O::Pointer { .. } | O::CameraCaps { .. })
+    matches!(
+        op,
+        O::Camera { .. } | O::Pointer { .. } | O::CameraCaps { .. }
+    )
 }
 
 /// The room's check of a camera operation against the sequenced head: the role may send it
 /// (the inspector steers, the phone reports) and a command fits the phone's report.
-pub fn check(camera: Option<&CameraState>, role: Role, op: &crate::Operation) -> Result<(), OpError> {
+pub fn check(
+    camera: Option<&CameraState>,
+    role: Role,
+    op: &crate::Operation,
+) -> Result<(), OpError> {
     use crate::Operation as O;
     match op {
         O::Camera { command } => {
@@ -465,7 +476,10 @@ mod tests {
         };
         assert!(CameraCommand::Zoom(2.0).check(Some(&caps)).is_ok());
         assert_eq!(
-            CameraCommand::Zoom(6.0).check(Some(&caps)).unwrap_err().code,
+            CameraCommand::Zoom(6.0)
+                .check(Some(&caps))
+                .unwrap_err()
+                .code,
             codes::OUT_OF_RANGE
         );
         assert_eq!(
@@ -482,13 +496,45 @@ mod tests {
     }
 
     #[test]
+    fn camera_ops_survive_the_log() {
+        // The event's payload is the op serialized; a reload parses it back.
+        for op in [
+            json!({"kind": "camera", "capability": "zoom", "value": 2.5}),
+            json!({"kind": "camera", "capability": "focus", "value": {"x": 0.25, "y": 0.75}}),
+            json!({"kind": "pointer", "at": {"x": 0.5, "y": 0.4}, "from": {"x": 0.1, "y": 0.1}, "text": "табличка"}),
+            json!({"kind": "camera_caps", "caps": {"torch": true, "zoom": {"min": 1.0, "max": 4.0}}, "settings": {"torch": false, "zoom": 1.0}}),
+        ] {
+            let decoded = crate::Operation::decode(&op).unwrap();
+            let back = serde_json::to_value(&decoded).unwrap();
+            assert_eq!(back, op);
+            let again: crate::Operation = serde_json::from_value(back).unwrap();
+            assert_eq!(again, decoded);
+        }
+        let e =
+            crate::Operation::decode(&json!({"kind": "camera_caps", "caps": {"exposure": true}}))
+                .unwrap_err();
+        assert_eq!(e.code, codes::UNKNOWN_CAPABILITY);
+        let e = crate::Operation::decode(
+            &json!({"kind": "camera_caps", "caps": {"zoom": {"min": 3.0, "max": 1.0}}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, codes::OUT_OF_RANGE);
+        let e = crate::Operation::decode(&json!({"kind": "pointer", "at": {"x": -0.1, "y": 0.5}}))
+            .unwrap_err();
+        assert_eq!(e.code, codes::OUT_OF_RANGE);
+    }
+
+    #[test]
     fn the_camera_rate_refuses_a_flood_and_refills() {
         let mut l = CameraLimits::default();
         let pid = Uuid::nil();
         for _ in 0..BURST as usize {
             l.admit(pid, 1_000_000).unwrap();
         }
-        assert_eq!(l.admit(pid, 1_000_000).unwrap_err().code, codes::RATE_LIMITED);
+        assert_eq!(
+            l.admit(pid, 1_000_000).unwrap_err().code,
+            codes::RATE_LIMITED
+        );
         l.admit(pid, 1_300_000).unwrap();
     }
 }

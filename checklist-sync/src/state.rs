@@ -741,15 +741,15 @@ impl State {
                         .command(ev.seq, command);
                 }
                 Operation::Pointer { at, from, text } => {
-                    self.camera
-                        .get_or_insert_with(Default::default)
-                        .pointer(crate::camera::PointerState {
+                    self.camera.get_or_insert_with(Default::default).pointer(
+                        crate::camera::PointerState {
                             seq: ev.seq,
                             ts,
                             at: *at,
                             from: *from,
                             text: text.clone(),
-                        });
+                        },
+                    );
                 }
                 Operation::RecordingFinalized {
                     file,
