@@ -97,9 +97,11 @@ export function drawPointer(video, p) {
     const label = document.createElement('div');
     label.className = 'pointer-text';
     label.textContent = p.text;
-    label.style.left = `${Math.min(Math.max(at.x, 8), layer.clientWidth - 8)}px`;
     label.style.top = `${at.y + 22}px`;
     layer.append(label);
+    // Centred under the marker, but kept inside the preview.
+    const w = label.offsetWidth;
+    label.style.left = `${Math.max(4, Math.min(at.x - w / 2, layer.clientWidth - w - 4))}px`;
   }
   return marker;
 }

@@ -263,14 +263,14 @@ async fn chromium_inspector_guides_the_phones_camera_and_points() -> Result<()> 
         "{m}"
     );
     let first = m["seq"].as_u64().context("seq")?;
-    phone.screenshot("business-pointer-portrait.ru").await?;
-    // A photo taken now carries the pointer.
+    // A photo taken now, while the pointer shows, carries it.
     let item = p.items[0].clone();
     inspector
         .click(&format!(
             "#checklist .item[data-item-id=\"{item}\"] .photo-btn"
         ))
         .await?;
+    phone.screenshot("business-pointer-portrait.ru").await?;
     let mut photo = Value::Null;
     for _ in 0..75 {
         let s: Value = inspector.js_async(&state_js).await?;
@@ -293,6 +293,9 @@ async fn chromium_inspector_guides_the_phones_camera_and_points() -> Result<()> 
             json!({"width": 740, "height": 360, "deviceScaleFactor": 2, "mobile": true,
                    "screenOrientation": {"type": "landscapePrimary", "angle": 90}}),
         )
+        .await?;
+    phone
+        .js("document.querySelector('.biz-video').scrollIntoView({block: 'center'}); return true")
         .await?;
     let (x, y) = (0.8, 0.25);
     point_at(inspector, x, y, "").await?;
