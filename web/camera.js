@@ -76,6 +76,14 @@ export function drawPointer(video, p) {
   const at = frameToElement(video, p.at);
   const marker = document.createElement('div');
   marker.className = 'pointer-marker';
+  if (!at.visible) {
+    // The spot is in the part of the frame a cropping preview (object-fit: cover) does not
+    // show: the marker waits at the nearest edge, so the phone's user turns towards it.
+    const b = frameBox(video);
+    at.x = Math.max(0, Math.min(at.x, b.rect.width));
+    at.y = Math.max(0, Math.min(at.y, b.rect.height));
+    marker.classList.add('pointer-offscreen');
+  }
   marker.dataset.seq = String(p.seq ?? '');
   // CSSOM, not style attributes: a strict Content-Security-Policy allows it.
   marker.style.left = `${at.x}px`;
