@@ -379,7 +379,7 @@ $('biz-start').addEventListener('click', async () => {
       return;
     }
     // Location and presence refusals are the server's business; anything else is said.
-    if (['location', 'location_unavailable', 'presence'].includes(ev.detail.op?.kind)) return;
+    if (['location', 'location_unavailable', 'presence', 'camera_caps'].includes(ev.detail.op?.kind)) return;
     $('op-error').textContent = errorText(err);
     $('op-error').hidden = false;
     clearTimeout(page.opErrorTimer);

@@ -229,6 +229,18 @@ async fn chromium_inspector_guides_the_phones_camera_and_points() -> Result<()> 
             Duration::from_secs(10),
         )
         .await?;
+    // Focus at a point: in focus mode a click on the video focuses there instead of pointing.
+    inspector.click("#cam-focus-mode").await?;
+    point_at(inspector, 0.6, 0.4, "").await?;
+    phone
+        .wait_true(
+            "the focus applied on the phone",
+            "return window.__applied.some((c) => { const p = c.advanced?.[0]?.pointsOfInterest?.[0]; \
+               return !!p && Math.abs(p.x - 0.6) < 0.01 && Math.abs(p.y - 0.4) < 0.01; })",
+            Duration::from_secs(10),
+        )
+        .await?;
+    inspector.click("#cam-focus-mode").await?;
     // Switch to the front camera: the phone reopens its camera and reports it.
     inspector.click("#cam-facing").await?;
     phone
@@ -271,6 +283,7 @@ async fn chromium_inspector_guides_the_phones_camera_and_points() -> Result<()> 
         ))
         .await?;
     phone.screenshot("business-pointer-portrait.ru").await?;
+    inspector.screenshot("console-camera.ru").await?;
     let mut photo = Value::Null;
     for _ in 0..75 {
         let s: Value = inspector.js_async(&state_js).await?;
