@@ -361,7 +361,6 @@ $('biz-start').addEventListener('click', async () => {
   });
   // The inspector's camera commands and pointer (issue 25), and this camera's report.
   page.cam = phoneCamera(page, { switchCamera, refresh: setupCameraControls });
-  if (page.stream) page.cam.report(0);
   sync.addEventListener('event', (ev) => {
     page.cam.onEvent(ev.detail.event);
     page.events.push(ev.detail.event);

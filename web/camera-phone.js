@@ -108,6 +108,10 @@ export function phoneCamera(page, hooks) {
     if (e.kind === 'pointer') showPointer({ seq: e.seq, ...(e.payload || {}) });
   }
 
+  // Every (re)connect reports again: commands sent while the socket was away were not
+  // applied here, and the log must say what the camera really does.
+  page.sync?.addEventListener('welcome', () => { if (track()) report(0); });
+
   // A rotation or resize moves the frame inside the preview: the marker follows.
   window.addEventListener('resize', () => { if (cam.shown) drawPointer(video(), cam.shown.pointer); });
 
