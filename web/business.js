@@ -14,6 +14,7 @@ import { ICONS } from './icons.js';
 import { renderActPanel } from './act.js';
 import { renderEvidence, capturePhoto, uploadPhoto } from './evidence.js';
 import { pushSupported, subscribePush } from './push.js';
+import { phoneCamera } from './camera-phone.js';
 
 const $ = (id) => document.getElementById(id);
 const page = {
@@ -204,8 +205,8 @@ function setupCameraControls() {
   }
 }
 
-$('cam-switch').addEventListener('click', async () => {
-  const next = page.facing === 'environment' ? 'user' : 'environment';
+/** Switch to camera `next` (`environment` or `user`); the inspector's command does too. */
+async function switchCamera(next) {
   const old = page.stream?.getVideoTracks()[0];
   try {
     // Some phones cannot open two cameras at once: release the old one first.
@@ -222,6 +223,12 @@ $('cam-switch').addEventListener('click', async () => {
   } catch (e) {
     fail('biz.camera.denied', e.name);
   }
+}
+
+$('cam-switch').addEventListener('click', async () => {
+  await switchCamera(page.facing === 'environment' ? 'user' : 'environment');
+  // The phone's own choice overrides the inspector's: the console learns it from the report.
+  page.cam?.report();
 });
 
 $('torch').addEventListener('click', async () => {
@@ -231,12 +238,13 @@ $('torch').addEventListener('click', async () => {
     await track.applyConstraints({ advanced: [{ torch: !page.torch }] });
     page.torch = !page.torch;
     $('torch').setAttribute('aria-pressed', String(page.torch));
+    page.cam?.report();
   } catch (_) { /* The constraint is advisory; the button stays as it was. */ }
 });
 
 $('zoom').addEventListener('input', () => {
   const track = page.stream?.getVideoTracks()[0];
-  track?.applyConstraints({ advanced: [{ zoom: Number($('zoom').value) }] }).catch(() => {});
+  track?.applyConstraints({ advanced: [{ zoom: Number($('zoom').value) }] }).then(() => page.cam?.report()).catch(() => {});
 });
 
 function renderMute() {
@@ -351,7 +359,10 @@ $('biz-start').addEventListener('click', async () => {
     for (const e of w.events || []) page.events.push(e);
     renderLog();
   });
+  // The inspector's camera commands and pointer (issue 25), and this camera's report.
+  page.cam = phoneCamera(page, { switchCamera, refresh: setupCameraControls });
   sync.addEventListener('event', (ev) => {
+    page.cam.onEvent(ev.detail.event);
     page.events.push(ev.detail.event);
     appendEventLine($('eventlog'), ev.detail.event, sync.data, page.inspection.items);
   });
@@ -367,7 +378,7 @@ $('biz-start').addEventListener('click', async () => {
       return;
     }
     // Location and presence refusals are the server's business; anything else is said.
-    if (['location', 'location_unavailable', 'presence'].includes(ev.detail.op?.kind)) return;
+    if (['location', 'location_unavailable', 'presence', 'camera_caps'].includes(ev.detail.op?.kind)) return;
     $('op-error').textContent = errorText(err);
     $('op-error').hidden = false;
     clearTimeout(page.opErrorTimer);
@@ -472,8 +483,10 @@ async function takeAndSend(itemId, attempt = 1) {
   page.shooting += 1;
   try {
     const capturedAt = Date.now();
+    // The inspector's pointer on screen at the capture goes with the photo (issue 25).
+    const pointerSeq = page.cam?.shownPointerSeq() ?? null;
     const { blob } = await capturePhoto(track, $('local-video'));
-    const res = await uploadPhoto(page.inspection.id, itemId, blob, { position: page.lastPos, capturedAt });
+    const res = await uploadPhoto(page.inspection.id, itemId, blob, { position: page.lastPos, capturedAt, pointerSeq });
     page.localUrls.set(res.evidence.id, URL.createObjectURL(blob));
     photoToast(t('evidence.sent'));
     renderState();

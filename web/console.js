@@ -13,6 +13,7 @@ import { pushSupported, subscribePush } from './push.js';
 import { renderActPanel } from './act.js';
 import { renderEvidence } from './evidence.js';
 import { openPrescriptions, openPrescription, renderIssuePanel } from './prescriptions.js';
+import { consoleCamera } from './camera-console.js';
 
 const $ = (id) => document.getElementById(id);
 let me = null;
@@ -339,6 +340,7 @@ function leaveRoom() {
   room.mic?.getTracks().forEach((tr) => tr.stop());
   clearInterval(room.presenceTimer);
   clearInterval(room.checksTimer);
+  room.cam?.destroy();
   room = null;
 }
 
@@ -417,6 +419,8 @@ async function openRoom(id) {
 
   const sync = new SyncClient(id);
   room.sync = sync;
+  // Guiding the business's camera (issue 25): controls and the pointer, from state.camera.
+  room.cam = consoleCamera(room);
   buildChecklist();
   sync.addEventListener('state', (ev) => renderConn(ev.detail));
   sync.addEventListener('welcome', (ev) => {
@@ -443,6 +447,7 @@ async function openRoom(id) {
   sync.addEventListener('event', (ev) => {
     const e = ev.detail.event;
     room.events.push(e);
+    room.cam?.onEvent(e);
     if (e.kind === 'focus') room.focusItem = e.payload?.item_id ?? null;
     // Once an item has its result, the look at it is over.
     if (e.kind === 'set_result' && e.payload?.item_id === room.focusItem) room.focusItem = null;
@@ -678,6 +683,7 @@ function renderRoomState() {
     $('room-ended').textContent = t(st === 'finished' ? 'room.ended.finished' : 'room.ended.cancelled', { t: formatTimeZoned(usToIso(at)) });
   }
   if (sync) {
+    room.cam?.update(sync.data);
     room.checklist.update(sync.data);
     renderParticipants($('participants'), sync.data, sync.site || (insp.business?.lat != null ? { lat: insp.business.lat, lon: insp.business.lon } : null));
   }

@@ -89,8 +89,10 @@ function hex(buf) {
  * Upload a photo of an item with the device's capture time and location sample. The server
  * computes the hash itself; ours goes along so a corrupted transfer is refused.
  */
-export async function uploadPhoto(inspectionId, itemId, blob, { position, capturedAt }) {
+export async function uploadPhoto(inspectionId, itemId, blob, { position, capturedAt, pointerSeq }) {
   const q = new URLSearchParams({ item_id: itemId, captured_at: String(Math.round(capturedAt)) });
+  // The inspector's pointer shown when it was taken (issue 25): the server copies it from the log.
+  if (Number.isInteger(pointerSeq)) q.set('pointer_seq', String(pointerSeq));
   const c = position?.coords;
   if (c && Number.isFinite(c.latitude) && Number.isFinite(c.longitude)) {
     q.set('lat', String(c.latitude));

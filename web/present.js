@@ -218,6 +218,18 @@ export function describeEvent(e, state, checklist) {
     case 'cancel':
       parts.push(tr('event', e.kind), p.reason ? ` (${tr('cancel', p.reason)})` : '', p.note ? ` «${p.note}»` : '');
       break;
+    // Guiding the camera (issue 25).
+    case 'camera': {
+      const v = p.capability === 'facing' ? t(p.value === 'user' ? 'cam.front' : 'cam.rear')
+        : p.capability === 'torch' ? t(p.value ? 'cam.on' : 'cam.off')
+          : p.capability === 'zoom' ? `×${Number(p.value).toFixed(1)}`
+            : `${Math.round(p.value?.x * 100)}%, ${Math.round(p.value?.y * 100)}%`;
+      parts.push(`${t('event.camera')}: ${t(`cam.cap.${p.capability}`)} → ${v}`);
+      break;
+    }
+    case 'pointer':
+      parts.push(`${t('event.pointer')} (${Math.round(p.at?.x * 100)}%, ${Math.round(p.at?.y * 100)}%)`, p.text ? ` «${p.text}»` : '');
+      break;
     default:
       parts.push(tr('event', e.kind));
   }

@@ -9,6 +9,7 @@ import { errorText } from './errors.js';
 import { applyEvent, emptyState } from './state.js';
 import { renderEvidence } from './evidence.js';
 import { drawTrack } from './track.js';
+import { reviewPointers } from './camera-review.js';
 
 const $ = (id) => document.getElementById(id);
 const view = { id: null, inspection: null, manifest: null, chapters: [], events: [], state: emptyState(), current: -1 };
@@ -128,6 +129,7 @@ async function loadManifest(base) {
       };
     });
   attachMarks();
+  pointers.setEvents(view.events, view.recStartMs);
   renderChapters();
   renderMeta();
   renderEvents();
@@ -173,7 +175,7 @@ async function loadEvents(base) {
   } catch (_) {
     view.events = [];
   }
-  if (view.manifest) { attachMarks(); renderChapters(); }
+  if (view.manifest) { attachMarks(); pointers.setEvents(view.events, view.recStartMs); renderChapters(); }
   renderEvents();
   renderEvidenceList();
 }
@@ -313,6 +315,8 @@ function renderEvents() {
 // ---------- Player wiring ----------
 
 const video = $('video');
+// The inspector's pointers over the recording (issue 25), with a toggle.
+const pointers = reviewPointers(video);
 function followTime() {
   const ms = video.currentTime * 1000;
   $('played').style.width = `${Math.min(100, (ms / durationMs()) * 100)}%`;

@@ -202,10 +202,49 @@ export function applyEvent(state, e) {
       };
       break;
     }
+    // Guiding the camera (issue 25): the same fold as checklist-sync's camera::CameraState.
+    case 'camera_caps': {
+      const c = camera(state);
+      const caps = {};
+      if ((p.caps?.facing || []).length) caps.facing = p.caps.facing;
+      if (p.caps?.torch) caps.torch = true;
+      if (p.caps?.zoom) caps.zoom = { min: p.caps.zoom.min, max: p.caps.zoom.max, ...(p.caps.zoom.step != null ? { step: p.caps.zoom.step } : {}) };
+      if (p.caps?.focus) caps.focus = true;
+      c.caps_seq = e.seq;
+      c.reported_by = by;
+      c.caps = caps;
+      c.settings = {};
+      for (const k of ['facing', 'torch', 'zoom']) if (p.settings?.[k] != null) c.settings[k] = p.settings[k];
+      delete c.command_seq;
+      break;
+    }
+    case 'camera': {
+      const c = camera(state);
+      c.command_seq = e.seq;
+      if (p.capability === 'facing') {
+        c.settings.facing = p.value;
+        // Another camera starts with its torch off.
+        if (c.settings.torch != null) c.settings.torch = false;
+      } else if (p.capability === 'torch') c.settings.torch = p.value;
+      else if (p.capability === 'zoom') c.settings.zoom = p.value;
+      break;
+    }
+    case 'pointer': {
+      const c = camera(state);
+      c.pointers ??= [];
+      c.pointers.push({ seq: e.seq, ts, at: p.at, ...(p.from ? { from: p.from } : {}), ...(p.text != null ? { text: p.text } : {}) });
+      if (c.pointers.length > 8) c.pointers.shift();
+      break;
+    }
     default:
       break;
   }
   return state;
+}
+
+function camera(state) {
+  state.camera ??= { settings: {} };
+  return state.camera;
 }
 
 /** The result of an item: one of compliant, violation, not_applicable, unanswered. */

@@ -662,6 +662,81 @@ fn onsite() -> (Vec<Arc<CommittedEvent>>, State) {
     s.finish()
 }
 
+/// Guiding the camera (issue 25): the phone's report, the inspector's commands (a refused
+/// one too), pointers past the kept eight, a photo that names its pointer, the phone's own
+/// override.
+fn camera() -> (Vec<Arc<CommittedEvent>>, State) {
+    let spec = spec(10);
+    let insp = person(&spec, 21, Role::Inspector, "Иванов И. И.", "desktop");
+    let biz = person(&spec, 22, Role::Business, "ООО «Ромашка»", "android");
+    let mut s = Script::new(&spec);
+    s.connect(1.0, 1, &insp, desktop());
+    s.connect(2.0, 2, &biz, phone());
+    s.op(1.0, &biz, json!({"kind": "camera_caps",
+        "caps": {"facing": ["environment", "user"], "torch": true, "zoom": {"min": 1.0, "max": 5.0, "step": 0.1}},
+        "settings": {"facing": "environment", "torch": false, "zoom": 1.0}}));
+    s.op(1.0, &insp, json!({"kind": "start"}));
+    s.op(
+        2.0,
+        &insp,
+        json!({"kind": "camera", "capability": "torch", "value": true}),
+    );
+    s.op(
+        1.0,
+        &insp,
+        json!({"kind": "camera", "capability": "zoom", "value": 2.5}),
+    );
+    // Refused: outside the reported range, and not reported at all.
+    s.op(
+        1.0,
+        &insp,
+        json!({"kind": "camera", "capability": "zoom", "value": 7.0}),
+    );
+    s.op(
+        1.0,
+        &insp,
+        json!({"kind": "camera", "capability": "focus", "value": {"x": 0.5, "y": 0.5}}),
+    );
+    s.op(
+        1.0,
+        &insp,
+        json!({"kind": "camera", "capability": "facing", "value": "user"}),
+    );
+    for i in 0..9 {
+        let mut p = json!({"kind": "pointer", "at": {"x": 0.1 * f64::from(i), "y": 0.5}});
+        if i == 8 {
+            p["from"] = json!({"x": 0.2, "y": 0.2});
+            p["text"] = json!("покажите табличку на огнетушителе");
+        }
+        s.op(1.0, &insp, p);
+    }
+    let pointer = s
+        .log
+        .iter()
+        .rev()
+        .find(|e| e.kind == "pointer")
+        .map(|e| e.seq)
+        .expect("the pointer is logged");
+    let kept = s
+        .room
+        .snapshot()
+        .state
+        .camera
+        .as_ref()
+        .and_then(|c| c.pointer_at(pointer).cloned())
+        .expect("the latest pointer is kept");
+    s.api(1.0, &biz, json!({"kind": "attach_evidence", "item_id": "q1", "evidence": {"id": "ph-cam",
+        "kind": "photo", "sha256": "4e3d2c1b0a9988779f2c7b0c5d1e4a3f6b8d2e1c0a9f8e7d6c5b4a3928171605",
+        "size": 48213, "media_type": "image/jpeg", "width": 1280, "height": 720,
+        "pointer": serde_json::to_value(kept).expect("a pointer serializes")}}));
+    // The phone's user turns the torch off himself: the report is the truth from now on.
+    s.op(2.0, &biz, json!({"kind": "camera_caps",
+        "caps": {"facing": ["environment", "user"], "torch": true, "zoom": {"min": 1.0, "max": 5.0, "step": 0.1}},
+        "settings": {"facing": "user", "torch": false, "zoom": 2.5}}));
+    s.op(3.0, &insp, json!({"kind": "finish"}));
+    s.finish()
+}
+
 fn main() {
     let dir: PathBuf = std::env::args()
         .nth(1)
@@ -677,4 +752,5 @@ fn main() {
     write(&dir, "ratings", ratings());
     write(&dir, "onsite", onsite());
     write(&dir, "missing_features", missing_features());
+    write(&dir, "camera", camera());
 }

@@ -12,6 +12,7 @@
 
 pub mod act;
 pub mod admission;
+pub mod camera;
 pub mod chain;
 pub mod domain;
 pub mod geo;

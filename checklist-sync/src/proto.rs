@@ -357,6 +357,10 @@ pub struct Evidence {
     /// The uploader's location-trust verdict when the upload arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<EvidenceVerdict>,
+    /// The inspector's pointer the phone showed when it took the photo (issue 25), copied
+    /// from the log's `pointer` event the upload named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<crate::camera::PointerState>,
 }
 
 /// A geolocation sample as the browser reports it.
@@ -494,6 +498,34 @@ pub enum Operation {
     },
     /// Presence / connection quality.
     Presence(Presence),
+    /// The phone reports what its camera can do and its settings (issue 25; business only):
+    /// on opening the camera and after its user changed something.
+    CameraCaps {
+        /// What the camera can do.
+        caps: crate::camera::CameraCaps,
+        /// Its settings now.
+        #[serde(default)]
+        settings: crate::camera::CameraSettings,
+    },
+    /// The inspector's command to the phone's camera (inspector only, live), checked against
+    /// the phone's last report.
+    Camera {
+        /// The capability and its value.
+        #[serde(flatten)]
+        command: crate::camera::CameraCommand,
+    },
+    /// The inspector points at a spot of the business's video (inspector only, live): the
+    /// phone shows a marker there (an arrow for a drag) for a few seconds.
+    Pointer {
+        /// The spot, in frame coordinates 0..1.
+        at: crate::camera::Point,
+        /// Where a drag began.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<crate::camera::Point>,
+        /// A short text shown with it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
     /// The recording was finalized (server only, after the finish or the cancel): its file,
     /// SHA-256, size and duration enter the chain, so `audit verify` checks the file against
     /// the log, not against the unsigned manifest beside it.
@@ -575,6 +607,9 @@ pub const OP_KINDS: &[&str] = &[
     "location",
     "location_unavailable",
     "presence",
+    "camera_caps",
+    "camera",
+    "pointer",
     "recording_finalized",
     "act_formed",
     "act_signed",
@@ -667,6 +702,9 @@ impl Operation {
             Self::Location(_) => "location",
             Self::LocationUnavailable { .. } => "location_unavailable",
             Self::Presence(_) => "presence",
+            Self::CameraCaps { .. } => "camera_caps",
+            Self::Camera { .. } => "camera",
+            Self::Pointer { .. } => "pointer",
             Self::RecordingFinalized { .. } => "recording_finalized",
             Self::ActFormed { .. } => "act_formed",
             Self::ActSigned { .. } => "act_signed",
@@ -708,6 +746,15 @@ impl Operation {
                 codes::UNKNOWN_OP,
                 format!("unknown operation {kind:?}"),
             ));
+        }
+        // The camera's operations answer with the camera's codes (a closed set of
+        // capabilities, values in range) rather than serde's `bad_message`.
+        if kind == "camera" {
+            let command = crate::camera::CameraCommand::decode(obj)?;
+            return Ok(Self::Camera { command });
+        }
+        if kind == "camera_caps" {
+            crate::camera::CameraCommand::check_caps_keys(obj)?;
         }
         let op: Operation = serde_json::from_value(v.clone())
             .map_err(|e| OpError::new(codes::BAD_MESSAGE, format!("op {kind}: {e}")))?;
@@ -784,6 +831,9 @@ impl Operation {
                 check_opt_len("network", &p.network, 32)?;
             }
             Self::LocationUnavailable { .. } => {}
+            Self::CameraCaps { caps, settings } => crate::camera::check_report(caps, settings)?,
+            Self::Camera { command } => command.validate()?,
+            Self::Pointer { at, from, text } => crate::camera::check_pointer(at, from, text)?,
             Self::RecordingFinalized {
                 file,
                 sha256,

@@ -218,6 +218,8 @@ pub struct Room {
     clients: HashMap<Uuid, ClientContext>,
     /// What each participant added, against `config.quotas` (a projection of `head`).
     usage: Usage,
+    /// The camera's own rate per participant (issue 25).
+    camera_limits: crate::camera::CameraLimits,
 }
 
 fn may(role: Role, op: &Operation) -> bool {
@@ -230,6 +232,7 @@ fn may(role: Role, op: &Operation) -> bool {
                 | Operation::Location(_)
                 | Operation::LocationUnavailable { .. }
                 | Operation::Presence(_)
+                | Operation::CameraCaps { .. }
                 | Operation::ActSigned { .. }
                 | Operation::ActRefused { .. }
                 | Operation::Rating { .. }
@@ -264,6 +267,7 @@ impl Room {
             assessors: HashMap::new(),
             clients: HashMap::new(),
             usage: Usage::default(),
+            camera_limits: Default::default(),
         };
         room.usage = Usage::from_state(&room.head);
         let stale: Vec<Uuid> = room
@@ -534,6 +538,16 @@ impl Room {
         if let Err(e) = crate::rating::check(&self.head.ratings, who.role, &op) {
             self.out.push_back(reject(e));
             return;
+        }
+        // Camera commands fit the phone's last report; the camera's rate is counted last, so
+        // a refused command costs no token.
+        if crate::camera::is_camera(&op) {
+            let checked = crate::camera::check(self.head.camera.as_deref(), who.role, &op)
+                .and_then(|()| self.camera_limits.admit(who.participant_id, now));
+            if let Err(e) = checked {
+                self.out.push_back(reject(e));
+                return;
+            }
         }
         // The quotas bound what a participant adds. What the server derives from the finished
         // recording (a clip and a still per violation) is bounded by the checklist instead,

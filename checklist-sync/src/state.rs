@@ -225,6 +225,9 @@ impl Status {
         match (op, self) {
             (Operation::Location(_) | Operation::LocationUnavailable { .. }, _)
             | (Operation::Presence(_), _) => Ok(()),
+            // The phone reports its camera as soon as it opens it, before the start too.
+            (Operation::CameraCaps { .. }, Status::NotStarted | Status::Live) => Ok(()),
+            (Operation::CameraCaps { .. }, Status::Finished) => Err(finished()),
             // The act names files the server stored and signatures it verified.
             (op, _) if op.is_act() && source == Source::Client => Err(OpError::new(
                 codes::FORBIDDEN,
@@ -288,6 +291,8 @@ impl Status {
                 | Operation::RequestPhoto { .. }
                 | Operation::Focus { .. }
                 | Operation::Finding { .. }
+                | Operation::Camera { .. }
+                | Operation::Pointer { .. }
                 | Operation::Finish,
                 status,
             ) => match status {
@@ -481,6 +486,10 @@ pub struct State {
     /// Free-form findings of an on-site inspection, in log order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<FindingState>,
+    /// The phone's camera and the inspector's pointers (issue 25; boxed: most states have
+    /// none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<Box<crate::camera::CameraState>>,
 }
 
 /// A free-form finding as the log holds it.
@@ -721,6 +730,27 @@ impl State {
                 // Where a chapter begins is the recording's business (signaling reads the
                 // log); the state has nothing to keep.
                 Operation::Focus { .. } => {}
+                Operation::CameraCaps { caps, settings } => {
+                    self.camera
+                        .get_or_insert_with(Default::default)
+                        .report(ev.seq, by, caps, settings);
+                }
+                Operation::Camera { command } => {
+                    self.camera
+                        .get_or_insert_with(Default::default)
+                        .command(ev.seq, command);
+                }
+                Operation::Pointer { at, from, text } => {
+                    self.camera.get_or_insert_with(Default::default).pointer(
+                        crate::camera::PointerState {
+                            seq: ev.seq,
+                            ts,
+                            at: *at,
+                            from: *from,
+                            text: text.clone(),
+                        },
+                    );
+                }
                 Operation::RecordingFinalized {
                     file,
                     sha256,

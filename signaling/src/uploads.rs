@@ -93,6 +93,9 @@ pub struct UploadQuery {
     /// A video's length as the device recorded it, ms (required with a video; the server's
     /// ffprobe must find the same within a second or a fifth).
     pub duration_ms: Option<f64>,
+    /// The seq of the inspector's `pointer` event the phone showed when it took the photo
+    /// (issue 25): one of the latest 8 pointers of the log, copied into the evidence.
+    pub pointer_seq: Option<u64>,
 }
 
 /// What an accepted upload answers.
@@ -280,7 +283,7 @@ fn parse_location(q: &UploadQuery, now: i64) -> ApiResult<Option<Location>> {
     request_body(content = Vec<u8>, content_type = "image/jpeg", description = "the image bytes, or a short WebM/MP4 video with duration_ms (type detected from the content)"),
     responses((status = 201, body = Uploaded),
               (status = 200, description = "the op id was committed before: that upload's answer", body = Uploaded),
-              (status = 400, description = "invalid_op_id, invalid_evidence_target, unknown_item, unknown_finding, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, upload_interrupted, invalid_location, geo_*, invalid_duration, video_duration_required, video_unreadable, video_too_long, video_duration_mismatch", body = crate::error::ErrorBody),
+              (status = 400, description = "invalid_op_id, invalid_evidence_target, unknown_item, unknown_finding, unsupported_image_type, image_truncated, image_unreadable, hash_mismatch, unknown_pointer, upload_interrupted, invalid_location, geo_*, invalid_duration, video_duration_required, video_unreadable, video_too_long, video_duration_mismatch", body = crate::error::ErrorBody),
               (status = 403, description = "forbidden: an observer, or the business through its results link only", body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody),
               (status = 409, description = "not_live, already_finished, cancelled, quota_exceeded (the uploader's evidence quotas)", body = crate::error::ErrorBody),
@@ -340,6 +343,24 @@ pub async fn upload(
             .map_err(refused)?;
     }
     let location = parse_location(&q, received_at)?;
+    // The pointer shown at capture, from the log (the phone only names it): refused before
+    // anything is stored when the log keeps no such pointer.
+    let pointer = match q.pointer_seq {
+        None => None,
+        Some(seq) => Some(
+            snap.state
+                .camera
+                .as_deref()
+                .and_then(|c| c.pointer_at(seq))
+                .cloned()
+                .ok_or_else(|| {
+                    invalid(
+                        "unknown_pointer",
+                        format!("event {seq} is none of the inspection's latest pointers"),
+                    )
+                })?,
+        ),
+    };
     let captured_at = match q.captured_at {
         None => None,
         Some(t) if t.is_finite() && (0.0..=1e15).contains(&t) => Some(t.floor() as i64),
@@ -444,6 +465,7 @@ pub async fn upload(
         at_micros: Some(received_at),
         location,
         verdict,
+        pointer,
         ..empty_evidence()
     };
     let op = Operation::AttachEvidence {
@@ -654,6 +676,7 @@ pub fn empty_evidence() -> Evidence {
         duration_ms: None,
         location: None,
         verdict: None,
+        pointer: None,
     }
 }
 

@@ -7,6 +7,8 @@ mod after_end;
 mod api;
 mod authz;
 mod browser;
+mod camera;
+mod camera_browser;
 mod connections;
 mod devcheck;
 mod evidence;
