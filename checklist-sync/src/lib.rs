@@ -14,6 +14,7 @@ pub mod act;
 pub mod admission;
 pub mod chain;
 pub mod domain;
+pub mod fuzzing;
 pub mod geo;
 mod hub;
 pub mod projection;

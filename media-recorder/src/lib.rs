@@ -17,6 +17,7 @@ mod core;
 pub mod depacketize;
 pub mod extract;
 pub mod finalize;
+pub mod fuzzing;
 mod forward;
 mod hub;
 mod inbox;

@@ -21,6 +21,7 @@ pub mod error;
 pub mod evidence;
 pub mod extract;
 pub mod inspections;
+pub mod fuzzing;
 pub mod live;
 pub mod names;
 pub mod notify;

@@ -11,6 +11,7 @@ mod connections;
 mod devcheck;
 mod evidence;
 mod firefox_browser;
+mod fuzz;
 mod geo_banner;
 mod headers;
 mod lifecycle;

@@ -4,6 +4,7 @@
 
 pub mod act;
 pub mod browser;
+pub mod fuzz;
 pub mod images;
 pub mod netns;
 pub mod oidc;
