@@ -44,7 +44,7 @@ pub fn fuzz_depacketize(data: &[u8]) {
             Codec::H264 => "video/H264",
             Codec::Opus => "audio/opus",
         };
-        let mut feed = |asm: &mut Assembler, seq: i64, view: depacketize::RtpView<'_>| {
+        let feed = |asm: &mut Assembler, seq: i64, view: depacketize::RtpView<'_>| {
             let _ = crate::rtp::is_keyframe(mime, view.payload);
             if let Some(frame) = asm.push(seq, i64::from(view.timestamp), view.marker, view.payload)
             {

@@ -697,6 +697,27 @@ impl Ws {
         }
     }
 
+    /// The next JSON message if one comes within `wait`: `Err(())` on timeout, `Ok(None)`
+    /// when the socket closed (a killed server's socket ends this way).
+    pub async fn recv_within(&mut self, wait: std::time::Duration) -> Result<Option<Value>, ()> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let Ok(m) = tokio::time::timeout_at(deadline, self.stream.next()).await else {
+                return Err(());
+            };
+            match m {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    return Ok(Some(serde_json::from_str(&t).expect("server sends JSON")))
+                }
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
+                | None
+                | Some(Err(_)) => return Ok(None),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
     /// Skips messages until one satisfies `pred`.
     pub async fn recv_until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
         loop {
