@@ -13,7 +13,7 @@
 //! process loses at most about one second; `close` also fsyncs.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -282,9 +282,36 @@ impl JournalWriter {
         let mut crc = Crc32::new();
         crc.update(&head);
         crc.update(payload);
-        out.write_all(&head)?;
-        out.write_all(payload)?;
-        out.write_all(&crc.finish().to_le_bytes())?;
+        let len = RECORD_HEAD + payload.len() + 4;
+        // A record enters the stream whole or not at all. A write that fails half-way (a
+        // full disk) must not leave half a record followed by later ones: the reader stops
+        // at the first torn record, and everything written after it would be lost. So the
+        // buffer is flushed first when the record does not fit; if that fails, the record is
+        // refused and the buffer keeps what it had, to be written when space returns.
+        if out.capacity() - out.buffer().len() < len {
+            out.flush()?;
+        }
+        if len <= out.capacity() {
+            // Fits in the (now) free buffer: BufWriter copies it without writing.
+            out.write_all(&head)?;
+            out.write_all(payload)?;
+            out.write_all(&crc.finish().to_le_bytes())?;
+        } else {
+            // Larger than the buffer (up to MAX_RECORD_LEN): written directly, and cut back
+            // to the record boundary if the write fails part-way.
+            let mut record = Vec::with_capacity(len);
+            record.extend_from_slice(&head);
+            record.extend_from_slice(payload);
+            record.extend_from_slice(&crc.finish().to_le_bytes());
+            let file = out.get_mut();
+            let at = file.stream_position()?;
+            if let Err(e) = file.write_all(&record) {
+                let _ = file
+                    .set_len(at)
+                    .and_then(|()| file.seek(SeekFrom::Start(at)));
+                return Err(e.into());
+            }
+        }
         self.records += 1;
         self.maybe_flush(arrival_micros)
     }

@@ -102,6 +102,18 @@ impl Open {
         }
     }
 
+    /// A journal that failed writes again (space came back): said once, and a later
+    /// failure is logged again.
+    fn recovered(&mut self, key: JournalKey) {
+        if let Some(n) = self.failed.remove(&key) {
+            tracing::warn!(
+                journal = key,
+                failed_records = n,
+                "journal writes again; the recording has a gap of the records that failed"
+            );
+        }
+    }
+
     fn run(&mut self, job: Job) {
         match job {
             Job::Create {
@@ -118,8 +130,9 @@ impl Open {
             },
             Job::Rtp { key, at, packet } => {
                 if let Some(w) = self.journals.get_mut(&key) {
-                    if let Err(e) = w.append_rtp(at, &packet) {
-                        self.fail(key, "write", &e);
+                    match w.append_rtp(at, &packet) {
+                        Err(e) => self.fail(key, "write", &e),
+                        Ok(()) => self.recovered(key),
                     }
                 }
             }
