@@ -72,17 +72,19 @@ impl Recordings {
         let running = Running::start(&self.running);
         tokio::spawn(async move {
             let mut pause = RETRY_FIRST;
-            let mut running = Some(running);
+            let mut first = Some(running);
             for attempt in 1..=ATTEMPTS {
-                if running.is_none() {
-                    running = Some(Running::start(&this.running));
-                }
-                if this.attempt(inspection_id).await != Outcome::Failed {
+                // Counted while it runs; a pause is not a running finalization (`settled`
+                // does not wait for it).
+                let running = first
+                    .take()
+                    .unwrap_or_else(|| Running::start(&this.running));
+                let outcome = this.attempt(inspection_id).await;
+                drop(running);
+                if outcome != Outcome::Failed {
                     return;
                 }
                 tracing::warn!(%inspection_id, attempt, retry_in_secs = pause.as_secs(), "recording finalization will be retried");
-                // A pause is not a running finalization (`settled` does not wait for it).
-                running = None;
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(RETRY_MAX);
             }
