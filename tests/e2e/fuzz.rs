@@ -7,9 +7,11 @@ use inspector_tests::fuzz::exercise;
 const RUNS: u64 = 200_000;
 
 fn check(name: &str, target: fn(&[u8]), dict: &[&[u8]], max_runs: u64) {
+    let seeds = inspector_tests::fuzz::corpus(name).len() as u64;
     let runs = exercise(name, target, dict, max_runs);
     println!("fuzz target {name}: {runs} inputs");
-    assert!(runs > 100, "{name} ran only {runs} inputs");
+    // Mutations ran, not only the seeds (a loaded CI machine runs fewer in the budget).
+    assert!(runs >= 4 * seeds, "{name} ran only {runs} inputs");
 }
 
 #[test]
