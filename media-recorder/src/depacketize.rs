@@ -422,7 +422,7 @@ pub fn h264_sps_size(sps: &[u8]) -> Option<(u32, u32)> {
         ct = r.ue()?;
         cb = r.ue()?;
     }
-    let (sub_w, sub_h) = match chroma_format_idc {
+    let (sub_w, sub_h): (u64, u64) = match chroma_format_idc {
         1 => (2, 2),
         2 => (2, 1),
         _ => (1, 1),
