@@ -247,7 +247,8 @@ impl JournalWriter {
         self.records
     }
 
-    /// Appends a received RTP packet.
+    /// Appends a received RTP packet. An error means the record was not taken (the disk is
+    /// full and the buffer too); `Ok` means it is in the file or in the buffer ahead of it.
     pub fn append_rtp(&mut self, arrival_micros: i64, packet: &[u8]) -> Result<(), JournalError> {
         self.append(KIND_RTP, arrival_micros, packet)
     }
@@ -313,7 +314,11 @@ impl JournalWriter {
             }
         }
         self.records += 1;
-        self.maybe_flush(arrival_micros)
+        // The record is taken. A flush that fails now keeps it buffered, to be written by a
+        // later flush; the failure is the caller's to see from `maybe_flush` (the writer's
+        // timer), not a refusal of this record.
+        let _ = self.maybe_flush(arrival_micros);
+        Ok(())
     }
 
     /// Hands buffered records to the OS if a second has passed since the last flush. Called

@@ -102,7 +102,7 @@ impl Open {
         }
     }
 
-    /// A journal that failed writes again (space came back): said once, and a later
+    /// A journal that failed flushed again (space came back): said once, and a later
     /// failure is logged again.
     fn recovered(&mut self, key: JournalKey) {
         if let Some(n) = self.failed.remove(&key) {
@@ -130,9 +130,8 @@ impl Open {
             },
             Job::Rtp { key, at, packet } => {
                 if let Some(w) = self.journals.get_mut(&key) {
-                    match w.append_rtp(at, &packet) {
-                        Err(e) => self.fail(key, "write", &e),
-                        Ok(()) => self.recovered(key),
+                    if let Err(e) = w.append_rtp(at, &packet) {
+                        self.fail(key, "write", &e);
                     }
                 }
             }
@@ -174,13 +173,25 @@ impl Open {
 
     fn flush(&mut self, now_micros: i64) {
         let mut errors = Vec::new();
+        let mut flushed = Vec::new();
         for (&key, w) in self.journals.iter_mut() {
-            if let Err(e) = w.maybe_flush(now_micros) {
-                errors.push((key, e));
+            // A failed journal is flushed at every tick: only a flush that succeeds says
+            // that space came back.
+            let result = if self.failed.contains_key(&key) {
+                w.flush(now_micros)
+            } else {
+                w.maybe_flush(now_micros)
+            };
+            match result {
+                Err(e) => errors.push((key, e)),
+                Ok(()) => flushed.push(key),
             }
         }
         for (key, e) in errors {
             self.fail(key, "flush", &e);
+        }
+        for key in flushed {
+            self.recovered(key);
         }
     }
 }

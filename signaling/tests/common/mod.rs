@@ -33,6 +33,7 @@ impl Drop for Server {
 
 impl Server {
     /// `kill -9` (SIGKILL: no shutdown code runs).
+    #[allow(dead_code)] // The fault tests that stop other things do not kill the server.
     pub fn kill_9(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reap");
