@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use crate::chapters::{Mark, MarkLog};
 use crate::journal::{JournalWriter, TrackMeta};
 
-/// How often every open journal is offered a flush (each flushes once a second of arrival).
-pub(crate) const FLUSH_TICK: Duration = Duration::from_millis(500);
+/// How often every open journal is offered a flush (each flushes once half a second of
+/// arrival has passed).
+pub(crate) const FLUSH_TICK: Duration = Duration::from_millis(250);
 
 /// Identifies one open journal among all inspections of the hub.
 pub(crate) type JournalKey = u64;

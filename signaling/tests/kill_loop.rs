@@ -5,7 +5,7 @@
 //! the phone reconnects, the inspector marks once more and finishes. Checked each time:
 //! * every acknowledged op is in the event log under its seq (the client remembers acks);
 //! * the media lost: the last picture in the finished file before the kill was captured at
-//!   most [`MAX_MEDIA_LOST_MS`] before it (journals reach the OS at least every second);
+//!   most [`MAX_MEDIA_LOST_MS`] before it (journals reach the OS every half second);
 //! * the file is finalized (ffprobe reads it) and seeks (a picture at several positions);
 //! * the hash chain verifies (`inspector audit verify`).
 //!
@@ -24,9 +24,9 @@ use inspector_tests::{ws_connect, Client};
 use phone::publish;
 use serde_json::{json, Value};
 
-/// The target of issue 19: about a second of media lost per crash. The journal is flushed
-/// at least every second; a frame interval (40 ms) and the kill's own moment add to that.
-const MAX_MEDIA_LOST_MS: i64 = 1100;
+/// The target of issue 19: at most a second of media lost per crash. The journal is handed
+/// to the OS every half second; the writer's lag on a loaded machine adds to that.
+const MAX_MEDIA_LOST_MS: i64 = 1000;
 
 fn ffprobe(path: &std::path::Path) -> Value {
     let out = Command::new("ffprobe")
@@ -265,10 +265,6 @@ async fn iteration(
         media_back_ms,
     };
     println!("iteration {n}: {f:?}");
-    assert!(
-        media_lost_ms <= MAX_MEDIA_LOST_MS,
-        "iteration {n}: {media_lost_ms} ms of media lost at the kill"
-    );
     f
 }
 
@@ -312,6 +308,13 @@ async fn kill_9_in_a_loop_loses_no_ack_and_about_a_second_of_media() {
         );
     }
     let lost: Vec<i64> = all.iter().map(|f| f.media_lost_ms).collect();
+    // Checked after the loop, so that a long run reports the whole distribution.
+    let over: Vec<(usize, i64)> = lost
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, l)| *l > MAX_MEDIA_LOST_MS)
+        .collect();
     println!(
         "kill loop: {iterations} iterations in {:.0} s; acked ops {} (0 lost); media lost per kill median {} ms, max {} ms; restart median {} ms, max {} ms; media back median {} ms",
         started.elapsed().as_secs_f64(),
@@ -321,5 +324,9 @@ async fn kill_9_in_a_loop_loses_no_ack_and_about_a_second_of_media() {
         median(all.iter().map(|f| f.restart_ms as i64).collect()),
         all.iter().map(|f| f.restart_ms).max().expect("one iteration"),
         median(all.iter().map(|f| f.media_back_ms as i64).collect()),
+    );
+    assert!(
+        over.is_empty(),
+        "iterations that lost more than {MAX_MEDIA_LOST_MS} ms of media: {over:?}"
     );
 }
