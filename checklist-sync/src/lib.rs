@@ -15,6 +15,7 @@ pub mod admission;
 pub mod camera;
 pub mod chain;
 pub mod domain;
+pub mod fuzzing;
 pub mod geo;
 mod hub;
 pub mod projection;

@@ -422,17 +422,31 @@ pub fn h264_sps_size(sps: &[u8]) -> Option<(u32, u32)> {
         ct = r.ue()?;
         cb = r.ue()?;
     }
-    let (sub_w, sub_h) = match chroma_format_idc {
+    let (sub_w, sub_h): (u64, u64) = match chroma_format_idc {
         1 => (2, 2),
         2 => (2, 1),
         _ => (1, 1),
     };
     let crop_x = if chroma_format_idc == 0 { 1 } else { sub_w };
     let crop_y = (if chroma_format_idc == 0 { 1 } else { sub_h }) * (2 - frame_mbs_only);
-    let w = w_mbs * 16 - crop_x * (cl + cr);
-    let h = (2 - frame_mbs_only) * h_map * 16 - crop_y * (ct + cb);
-    Some((w as u32, h as u32))
+    // Every number here comes from the publisher: a crop wider than the picture or sizes
+    // beyond any codec level are refused, not wrapped (found by fuzzing, issue 19).
+    let w = w_mbs
+        .checked_mul(16)?
+        .checked_sub(crop_x.checked_mul(cl.checked_add(cr)?)?)?;
+    let h = (2 - frame_mbs_only)
+        .checked_mul(h_map)?
+        .checked_mul(16)?
+        .checked_sub(crop_y.checked_mul(ct.checked_add(cb)?)?)?;
+    if !(1..=MAX_SPS_DIMENSION).contains(&w) || !(1..=MAX_SPS_DIMENSION).contains(&h) {
+        return None;
+    }
+    Some((u32::try_from(w).ok()?, u32::try_from(h).ok()?))
 }
+
+/// The largest picture side an SPS may declare (H.264 level 6.2 allows 8192 × 4320 and
+/// other shapes up to 16 384 on a side within its macroblock budget).
+const MAX_SPS_DIMENSION: u64 = 16_384;
 
 struct Bits<'a> {
     data: &'a [u8],
@@ -470,6 +484,17 @@ impl Bits<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_sps_cropping_more_than_its_picture_is_refused() {
+        // Found by the depacketize fuzz target: the crop offsets exceed the width.
+        let input = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fuzz/corpus/depacketize/crash-sps-crop"
+        ))
+        .expect("the crash input");
+        crate::fuzzing::fuzz_depacketize(&input);
+    }
 
     #[test]
     fn rtp_round_trip() {

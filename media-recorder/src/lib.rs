@@ -18,6 +18,7 @@ pub mod depacketize;
 pub mod extract;
 pub mod finalize;
 mod forward;
+pub mod fuzzing;
 mod hub;
 mod inbox;
 pub mod journal;

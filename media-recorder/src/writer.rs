@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use crate::chapters::{Mark, MarkLog};
 use crate::journal::{JournalWriter, TrackMeta};
 
-/// How often every open journal is offered a flush (each flushes once a second of arrival).
-pub(crate) const FLUSH_TICK: Duration = Duration::from_millis(500);
+/// How often every open journal is offered a flush (each flushes once half a second of
+/// arrival has passed).
+pub(crate) const FLUSH_TICK: Duration = Duration::from_millis(250);
 
 /// Identifies one open journal among all inspections of the hub.
 pub(crate) type JournalKey = u64;
@@ -102,6 +103,18 @@ impl Open {
         }
     }
 
+    /// A journal that failed flushed again (space came back): said once, and a later
+    /// failure is logged again.
+    fn recovered(&mut self, key: JournalKey) {
+        if let Some(n) = self.failed.remove(&key) {
+            tracing::warn!(
+                journal = key,
+                failed_records = n,
+                "journal writes again; the recording has a gap of the records that failed"
+            );
+        }
+    }
+
     fn run(&mut self, job: Job) {
         match job {
             Job::Create {
@@ -161,13 +174,25 @@ impl Open {
 
     fn flush(&mut self, now_micros: i64) {
         let mut errors = Vec::new();
+        let mut flushed = Vec::new();
         for (&key, w) in self.journals.iter_mut() {
-            if let Err(e) = w.maybe_flush(now_micros) {
-                errors.push((key, e));
+            // A failed journal is flushed at every tick: only a flush that succeeds says
+            // that space came back.
+            let result = if self.failed.contains_key(&key) {
+                w.flush(now_micros)
+            } else {
+                w.maybe_flush(now_micros)
+            };
+            match result {
+                Err(e) => errors.push((key, e)),
+                Ok(()) => flushed.push(key),
             }
         }
         for (key, e) in errors {
             self.fail(key, "flush", &e);
+        }
+        for key in flushed {
+            self.recovered(key);
         }
     }
 }

@@ -486,3 +486,124 @@ fn inspector_voice_is_a_second_audio_stream() {
     );
     assert!(p["chapters"].as_array().expect("chapters").is_empty());
 }
+
+/// A tmpfs of the test's own (the tests run as root), unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &Path, size: &str) -> SmallDisk {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mount a tmpfs (the tests run as root)");
+        SmallDisk(path.to_owned())
+    }
+
+    /// Fills the filesystem with `name` until it is full.
+    fn fill(&self, name: &str) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.0.join(name)).expect("filler");
+        let chunk = vec![0u8; 64 * 1024];
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(28), "ENOSPC: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Issue 19, item 5: the recordings directory's disk fills up mid-segment and space comes
+/// back 8 s later. Appends that cannot be stored fail (the writer logs them); nothing stored
+/// is corrupted — the journal reads to its end without a torn record, holding exactly the
+/// records whose append succeeded, those after the outage included — and the recording
+/// finalizes with the gap and the pictures after it.
+#[test]
+fn a_full_disk_loses_the_outage_not_what_was_stored() {
+    use media_recorder::journal::Record;
+    use media_recorder::testsrc::{SegmentGenerator, SegmentJournals};
+    let root = tempfile::tempdir().expect("tempdir");
+    let disk = SmallDisk::mount(root.path(), "4m");
+    let inspection = "0191d2c4-0000-7000-8000-0000000000d1";
+    let full_from = T0 + 2_000_000;
+    let back_at = T0 + 10_000_000;
+    let mut spec = SegmentSpec::new(0, T0, 13_000_000);
+    // A higher rate than a phone's at this size: the writer's 256 KiB buffer, which bridges
+    // a short outage by itself, overflows well within the 8 s.
+    spec.video_bit_rate = 800_000;
+    spec.noise = true;
+    spec.keyframes_at = vec![T0 + 500_000, back_at + 200_000];
+    let mut g = SegmentGenerator::new(spec).expect("generator");
+    let mut j = SegmentJournals::create(root.path(), inspection, &g).expect("journals");
+    let (mut stored, mut refused) = ([0u64; 2], [0u64; 2]);
+    let mut state = 0;
+    while let Some(e) = g.next_event().expect("event") {
+        if state == 0 && e.arrival_micros() >= full_from {
+            disk.fill("filler");
+            state = 1;
+        } else if state == 1 && e.arrival_micros() >= back_at {
+            std::fs::remove_file(root.path().join("filler")).expect("space returns");
+            state = 2;
+        }
+        let video = match &e {
+            media_recorder::testsrc::Event::Rtp { video, .. }
+            | media_recorder::testsrc::Event::SenderReport { video, .. } => usize::from(*video),
+        };
+        match j.append(&e) {
+            Ok(()) => stored[video] += 1,
+            Err(_) => refused[video] += 1,
+        }
+    }
+    j.close().expect("close once space is back");
+    assert!(refused[1] > 0, "the full disk refused video records");
+    let dir = root.path().join(inspection);
+    for path in list_journals(&dir).expect("list") {
+        let mut r = JournalReader::open(&path).expect("open");
+        let video = usize::from(r.meta().kind == media_recorder::journal::TrackKind::Video);
+        let mut n = 0u64;
+        while let Some(rec) = r.next_record().expect("read") {
+            assert!(matches!(
+                rec,
+                Record::Rtp { .. } | Record::SenderReport { .. }
+            ));
+            n += 1;
+        }
+        assert!(!r.torn_tail(), "{}: no torn record", path.display());
+        assert_eq!(n, stored[video], "{}: every stored record", path.display());
+    }
+    let marks = vec![mark(1, T0 + 1_000_000), mark(2, back_at + 1_500_000)];
+    let m = finalize_inspection(&dir, &marks).expect("finalize on the disk with space again");
+    let (duration, _, _) = probe_recording(&dir, &m);
+    assert!((duration - 13.0).abs() < 0.3, "duration {duration}");
+    let file = dir.join(&m.file);
+    for at_ms in [1_000, 11_500, 12_500] {
+        let (_, f) = frame_at(&file, at_ms).expect("decode").expect("a picture");
+        let captured = read_barcode(&f, T0 / 1000 + at_ms).expect("barcode");
+        assert!(
+            (captured - (T0 / 1000 + at_ms)).abs() <= 100,
+            "the picture at {at_ms} ms was captured at {} ms",
+            captured - T0 / 1000
+        );
+    }
+    // The outage is a gap: 9 s in, the picture on screen is the last one stored before the
+    // buffer overflowed, seconds earlier.
+    let (_, f) = frame_at(&file, 9_000).expect("decode").expect("a picture");
+    let captured = read_barcode(&f, T0 / 1000 + 9_000).expect("barcode") - T0 / 1000;
+    assert!(captured < 8_000, "capture {captured} ms");
+    println!(
+        "full disk: video records stored {}, refused {}; audio stored {}, refused {}",
+        stored[1], refused[1], stored[0], refused[0]
+    );
+}

@@ -20,6 +20,7 @@ pub mod domain;
 pub mod error;
 pub mod evidence;
 pub mod extract;
+pub mod fuzzing;
 pub mod inspections;
 pub mod live;
 pub mod names;

@@ -13,6 +13,7 @@ mod connections;
 mod devcheck;
 mod evidence;
 mod firefox_browser;
+mod fuzz;
 mod geo_banner;
 mod headers;
 mod lifecycle;

@@ -4,6 +4,7 @@
 
 pub mod act;
 pub mod browser;
+pub mod fuzz;
 pub mod images;
 pub mod netns;
 pub mod oidc;
@@ -691,6 +692,27 @@ impl Ws {
                 Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
                 | None
                 | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The next JSON message if one comes within `wait`: `Err(())` on timeout, `Ok(None)`
+    /// when the socket closed (a killed server's socket ends this way).
+    pub async fn recv_within(&mut self, wait: std::time::Duration) -> Result<Option<Value>, ()> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let Ok(m) = tokio::time::timeout_at(deadline, self.stream.next()).await else {
+                return Err(());
+            };
+            match m {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    return Ok(Some(serde_json::from_str(&t).expect("server sends JSON")))
+                }
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
+                | None
+                | Some(Err(_)) => return Ok(None),
                 Some(Ok(_)) => continue,
             }
         }

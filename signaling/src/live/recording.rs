@@ -17,6 +17,21 @@ use crate::db::RowExt;
 use crate::domain::Status;
 use crate::inspections;
 
+/// The pause before the first retry of a failed finalization; it doubles each time.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(2);
+/// The longest pause between two attempts.
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+/// Attempts before giving up until the next start (about an hour of retries).
+const ATTEMPTS: u32 = 16;
+
+/// What one finalization attempt came to.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Done(Box<Manifest>),
+    NoMedia,
+    Failed,
+}
+
 /// Builds recordings from their journals and the committed log.
 #[derive(Clone)]
 pub struct Recordings {
@@ -48,13 +63,32 @@ impl Recordings {
         }
     }
 
-    /// Starts finalizing an inspection's recording without waiting for it.
+    /// Starts finalizing an inspection's recording without waiting for it. A failure (the
+    /// recordings' disk full, the database away) is tried again after a pause that grows to
+    /// [`RETRY_MAX`], [`ATTEMPTS`] times, so the recording appears once the fault is gone,
+    /// without a restart (and a restart still retries: the manifest is missing).
     pub fn finalize_in_background(&self, inspection_id: Uuid) {
         let this = self.clone();
         let running = Running::start(&self.running);
         tokio::spawn(async move {
-            this.finalize(inspection_id).await;
-            drop(running);
+            let mut pause = RETRY_FIRST;
+            let mut first = Some(running);
+            for attempt in 1..=ATTEMPTS {
+                // Counted while it runs; a pause is not a running finalization (`settled`
+                // does not wait for it).
+                let running = first
+                    .take()
+                    .unwrap_or_else(|| Running::start(&this.running));
+                let outcome = this.attempt(inspection_id).await;
+                drop(running);
+                if outcome != Outcome::Failed {
+                    return;
+                }
+                tracing::warn!(%inspection_id, attempt, retry_in_secs = pause.as_secs(), "recording finalization will be retried");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+            tracing::error!(%inspection_id, "recording finalization gave up; the next start retries");
         });
     }
 
@@ -68,11 +102,18 @@ impl Recordings {
     /// the manifest appears when it is done. Failures are logged: the next start retries
     /// (the manifest is still missing).
     pub async fn finalize(&self, inspection_id: Uuid) -> Option<Manifest> {
+        match self.attempt(inspection_id).await {
+            Outcome::Done(m) => Some(*m),
+            Outcome::NoMedia | Outcome::Failed => None,
+        }
+    }
+
+    async fn attempt(&self, inspection_id: Uuid) -> Outcome {
         let marks = match self.marks(inspection_id).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(%inspection_id, error = %e, "cannot read the log for the recording's chapters");
-                return None;
+                return Outcome::Failed;
             }
         };
         match self.media.finish(inspection_id, marks).await {
@@ -81,15 +122,15 @@ impl Recordings {
                 // The receiver lives as long as the server; at shutdown nothing is lost, the
                 // deriver looks at every manifest without its done marker at start.
                 let _ = self.finalized.send(inspection_id);
-                Some(m)
+                Outcome::Done(Box::new(m))
             }
             Err(e) if e.code() == "no_media" => {
                 tracing::info!(%inspection_id, "inspection had no media to record");
-                None
+                Outcome::NoMedia
             }
             Err(e) => {
                 tracing::error!(%inspection_id, error = %e, "recording finalization failed");
-                None
+                Outcome::Failed
             }
         }
     }
@@ -152,7 +193,9 @@ impl Recordings {
         };
         for id in ids {
             tracing::info!(inspection_id = %id, "finalizing a recording the last run left unfinished");
-            self.finalize(id).await;
+            if self.attempt(id).await == Outcome::Failed {
+                self.finalize_in_background(id);
+            }
         }
     }
 }

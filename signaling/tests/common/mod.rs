@@ -13,7 +13,7 @@ pub const EXE: &str = env!("CARGO_BIN_EXE_inspector");
 /// The password of every account [`add_user`] makes.
 const PASSWORD: &str = "a long test password";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
@@ -33,6 +33,7 @@ impl Drop for Server {
 
 impl Server {
     /// `kill -9` (SIGKILL: no shutdown code runs).
+    #[allow(dead_code)] // The fault tests that stop other things do not kill the server.
     pub fn kill_9(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reap");
@@ -49,8 +50,14 @@ pub async fn database_url(dir: &Path) -> String {
 }
 
 /// Starts a server on `dir` and `db` with `config`, and waits until it answers `/readyz`.
+#[allow(dead_code)] // Each test binary uses one of the two.
 pub async fn start(dir: &Path, db: &str, config: &Path) -> Server {
-    let port = free_port();
+    start_at(dir, db, config, free_port()).await
+}
+
+/// [`start`] on a given port (a restart where the clients expect the server).
+#[allow(dead_code)]
+pub async fn start_at(dir: &Path, db: &str, config: &Path, port: u16) -> Server {
     let child = Command::new(EXE)
         .arg("serve")
         .args(["--listen", &format!("127.0.0.1:{port}")])

@@ -1,0 +1,3 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checklist_sync::fuzzing::fuzz_decode(data));
