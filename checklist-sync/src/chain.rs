@@ -24,17 +24,38 @@ pub fn event_hash(
     payload_text: &str,
     prev_hash: &str,
 ) -> String {
-    let canonical = json!([
-        inspection_id.to_string(),
+    // Serialized straight into the hasher: the same compact JSON text as a `json!` array of
+    // these values, without building the tree or the string.
+    let mut w = HashWriter(Sha256::new());
+    let (mut b1, mut b2) = (Uuid::encode_buffer(), Uuid::encode_buffer());
+    let inspection: &str = inspection_id.hyphenated().encode_lower(&mut b1);
+    let participant: &str = participant_id.hyphenated().encode_lower(&mut b2);
+    let canonical = (
+        inspection,
         seq,
         server_ts,
-        participant_id.to_string(),
+        participant,
         client_op_id,
         kind,
         payload_text,
-        prev_hash
-    ]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+        prev_hash,
+    );
+    // Writing into a hasher cannot fail, and these values always serialize.
+    serde_json::to_writer(&mut w, &canonical).expect("hashing cannot fail");
+    hex::encode(w.0.finalize())
+}
+
+/// `io::Write` into a SHA-256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An event as committed to the database: what the embedding server sees on
@@ -142,6 +163,31 @@ impl CommittedEvent {
         })
     }
 
+    /// The `event` message as text, written around the stored payload text: what is sent
+    /// to every socket of the inspection, encoded once per event (no JSON tree per event).
+    pub fn wire_message_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::with_capacity(self.payload_text.len() + self.hash.len() + 192);
+        let mut b = Uuid::encode_buffer();
+        // Writing into a String cannot fail; an Option<String> always serializes.
+        let op_id = serde_json::to_string(&self.client_op_id).expect("op id serializes");
+        let kind = serde_json::to_string(&self.kind).expect("kind serializes");
+        let _ = write!(
+            s,
+            r#"{{"type":"event","seq":{},"server_ts":{},"participant_id":"{}","op_id":{},"kind":{},"payload":"#,
+            self.seq,
+            self.server_ts_micros,
+            self.participant_id.hyphenated().encode_lower(&mut b),
+            op_id,
+            kind,
+        );
+        s.push_str(&self.payload_text);
+        s.push_str(r#","hash":"#);
+        s.push_str(&serde_json::to_string(&self.hash).expect("hash serializes"));
+        s.push('}');
+        s
+    }
+
     /// The `event` message.
     pub fn to_wire_message(&self) -> Value {
         let mut v = self.to_wire();
@@ -231,5 +277,46 @@ impl ChainCheck {
     /// The hash of the last checked event (`None` before the first).
     pub fn head(&self) -> Option<&str> {
         (self.expected > 1).then_some(self.prev.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{EventBody, JoinInfo};
+
+    #[test]
+    fn hash_is_the_sha256_of_the_documented_json_array() {
+        let (i, p) = (Uuid::new_v4(), Uuid::new_v4());
+        for op_id in [None, Some("a\"b\\c-ж")] {
+            let payload = r#"{"comment":"«кавычки» \"q\" \n","item_id":"q1"}"#;
+            let canonical = json!([i.to_string(), 7, -3, p.to_string(), op_id, "set_result", payload, GENESIS_HASH]);
+            let want = hex::encode(Sha256::digest(canonical.to_string().as_bytes()));
+            assert_eq!(event_hash(i, 7, -3, p, op_id, "set_result", payload, GENESIS_HASH), want);
+        }
+    }
+
+    #[test]
+    fn event_text_is_the_event_message() {
+        let ev = Event {
+            seq: 3,
+            server_ts: 1_763_924_105_123_456,
+            participant_id: Uuid::new_v4(),
+            client_op_id: Some("op-\"1".into()),
+            device_time: None,
+            clock_offset_ms: None,
+            body: EventBody::Join(JoinInfo {
+                role: crate::domain::Role::Business,
+                display_name: "Иван \"И\"".into(),
+                device: "phone".into(),
+                client: Default::default(),
+            }),
+        };
+        let mut ce = CommittedEvent::seal(Uuid::new_v4(), &ev, GENESIS_HASH);
+        let parsed: Value = serde_json::from_str(&ce.wire_message_text()).expect("JSON");
+        assert_eq!(parsed, ce.to_wire_message());
+        ce.client_op_id = None;
+        let parsed: Value = serde_json::from_str(&ce.wire_message_text()).expect("JSON");
+        assert_eq!(parsed, ce.to_wire_message());
     }
 }

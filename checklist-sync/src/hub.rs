@@ -2,7 +2,7 @@
 //! every room's events in groups, one reader loop and one writer task per socket.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,6 +73,8 @@ impl Extension for NoExtension {
 pub struct SyncConfig {
     /// Recent events kept per room for reconnecting clients; further behind gets a snapshot.
     pub replay_window: usize,
+    /// What those events may weigh per room, bytes (bounds a live inspection's memory).
+    pub replay_bytes: usize,
     /// Messages per second per participant (shared by all its sockets).
     pub rate_per_sec: f64,
     /// Burst per participant.
@@ -101,12 +103,22 @@ pub struct SyncConfig {
     /// SQLite only: how often the WAL is checkpointed beside the writer. Short intervals keep
     /// each checkpoint's flush small, so it does not hold up the commits queued behind it.
     pub sqlite_checkpoint_every: Duration,
+    /// Events waiting for the writer (queued or in the commit under way, all rooms) at which
+    /// sockets' operations are refused with `overloaded`: bounds the wait of an accepted op
+    /// for its ack to about two commits of this many events, instead of queueing into seconds.
+    pub max_queued_events: usize,
+    /// The pause suggested with `overloaded` (`retry_after_ms`).
+    pub overload_retry_after: Duration,
+    /// For tests only (zero otherwise): the writer waits this long per event before each
+    /// commit, which makes its capacity small without replacing the store.
+    pub test_writer_delay_per_event: Duration,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
         Self {
             replay_window: 1024,
+            replay_bytes: 256 * 1024,
             rate_per_sec: 20.0,
             burst: 60.0,
             max_sockets_per_participant: 8,
@@ -120,6 +132,9 @@ impl Default for SyncConfig {
             room_unload_after: Duration::from_secs(30),
             max_batch: 4096,
             sqlite_checkpoint_every: Duration::from_millis(100),
+            max_queued_events: 4096,
+            overload_retry_after: Duration::from_millis(250),
+            test_writer_delay_per_event: Duration::ZERO,
         }
     }
 }
@@ -187,6 +202,8 @@ struct Inner {
     config: SyncConfig,
     rooms: Mutex<HashMap<Uuid, RoomHandle>>,
     writer: mpsc::UnboundedSender<WriteReq>,
+    /// Events handed to the writer and not yet committed (or failed), all rooms.
+    queued: Arc<AtomicUsize>,
     events: broadcast::Sender<CommittedEvent>,
     next_id: AtomicU64,
     /// Sockets and rate buckets per participant.
@@ -213,12 +230,17 @@ impl SyncHub {
     /// transaction as every appended event.
     pub fn new(pool: AnyPool, config: SyncConfig, projection: Arc<dyn Projection>) -> Self {
         let (writer, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         tokio::spawn(store::writer(
             pool.clone(),
             rx,
             projection,
-            config.max_batch,
-            config.sqlite_checkpoint_every,
+            store::WriterConfig {
+                max_batch: config.max_batch,
+                checkpoint_every: config.sqlite_checkpoint_every,
+                queued: queued.clone(),
+                test_delay_per_event: config.test_writer_delay_per_event,
+            },
         ));
         let (events, _) = broadcast::channel(16 * 1024);
         let admission = Admission::new(AdmissionConfig {
@@ -237,6 +259,7 @@ impl SyncHub {
                 config,
                 rooms: Mutex::new(HashMap::new()),
                 writer,
+                queued,
                 events,
                 next_id: AtomicU64::new(1),
             }),
@@ -257,6 +280,36 @@ impl SyncHub {
     /// Number of inspections currently loaded.
     pub fn live_rooms(&self) -> usize {
         self.rooms().len()
+    }
+
+    /// Events waiting for the writer (all rooms).
+    pub fn queued_events(&self) -> usize {
+        self.inner.queued.load(Ordering::Relaxed)
+    }
+
+    /// Whether a socket's op must be refused as `overloaded`. `held` is the socket's first
+    /// refused op id: until it comes again every later op is refused too, so a client that
+    /// resends in order keeps its order in the log.
+    fn overloaded(&self, held: &mut Option<String>, op_id: &str) -> Option<OpError> {
+        match held.as_deref() {
+            Some(h) if h != op_id => return Some(self.overload_error()),
+            Some(_) => *held = None,
+            None => {}
+        }
+        if self.queued_events() < self.inner.config.max_queued_events {
+            return None;
+        }
+        *held = Some(op_id.to_string());
+        Some(self.overload_error())
+    }
+
+    fn overload_error(&self) -> OpError {
+        let mut e = OpError::new(
+            codes::OVERLOADED,
+            "the server is busy; nothing was applied; resend with the same op_id",
+        );
+        e.retry_after_ms = Some(self.inner.config.overload_retry_after.as_millis() as u64);
+        e
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, RoomHandle>> {
@@ -498,6 +551,7 @@ impl SyncHub {
         let mut room: Option<mpsc::UnboundedSender<RoomMsg>> = None;
         let mut ext_out: Option<mpsc::Sender<Value>> = None;
         let mut close_frame: Option<CloseFrame> = None;
+        let mut held: Option<String> = None;
         let reason = loop {
             let next = tokio::select! {
                 _ = kill.notified() => {
@@ -612,6 +666,11 @@ impl SyncHub {
                     send(OpError::new(codes::HELLO_REQUIRED, "send hello first").to_wire(None))
                 }
                 (ClientMsg::Op { op_id, op }, Some(tx)) => {
+                    // Refused before the room sees it: an overloaded server spends nothing more.
+                    if let Some(e) = self.overloaded(&mut held, &op_id) {
+                        send(e.to_wire(Some(&op_id)));
+                        continue;
+                    }
                     let input = Input::Op {
                         origin: Origin::Conn(conn),
                         who: who.clone(),
@@ -695,6 +754,7 @@ async fn run_room(
     };
     let room_cfg = RoomConfig {
         replay_window: cfg.replay_window,
+        replay_bytes: cfg.replay_bytes,
         quotas: cfg.quotas.clone(),
     };
     let mut shell = Shell {
@@ -874,8 +934,13 @@ impl Shell {
                     event,
                 } => match origin {
                     Origin::Conn(c) => {
-                        let v = json!({"type": "ack", "op_id": op_id, "seq": event.seq, "server_ts": event.server_ts_micros});
-                        self.send_to(c, text(&v));
+                        // Socket op ids are validated ASCII; serde still does the quoting.
+                        let op_id = serde_json::to_string(&op_id).unwrap_or_else(|_| "null".into());
+                        let t = format!(
+                            r#"{{"type":"ack","op_id":{op_id},"seq":{},"server_ts":{}}}"#,
+                            event.seq, event.server_ts_micros
+                        );
+                        self.send_to(c, Message::Text(t.into()));
                     }
                     Origin::Api(r) => {
                         if let Some(reply) = self.api.remove(&r) {
@@ -884,7 +949,8 @@ impl Shell {
                     }
                 },
                 Output::Broadcast(e) => {
-                    let msg = text(&e.to_wire_message());
+                    // Encoded once; every socket gets the same shared bytes.
+                    let msg = Message::Text(e.wire_message_text().into());
                     let ids: Vec<ConnId> = self.conns.keys().copied().collect();
                     for c in ids {
                         self.send_to(c, msg.clone());
@@ -901,6 +967,7 @@ impl Shell {
             }
         }
         if !persist.is_empty() {
+            self.hub.inner.queued.fetch_add(persist.len(), Ordering::Relaxed);
             let tx = self.tx.clone();
             let req = WriteReq {
                 generation: self.generation,
@@ -912,7 +979,8 @@ impl Shell {
                     });
                 }),
             };
-            if self.hub.inner.writer.send(req).is_err() {
+            if let Err(mpsc::error::SendError(req)) = self.hub.inner.writer.send(req) {
+                self.hub.inner.queued.fetch_sub(req.events.len(), Ordering::Relaxed);
                 self.failed = true;
             }
         }
