@@ -204,6 +204,9 @@ struct Inner {
     writer: mpsc::UnboundedSender<WriteReq>,
     /// Events handed to the writer and not yet committed (or failed), all rooms.
     queued: Arc<AtomicUsize>,
+    /// Socket ops let through to a room that has not handled them yet: counted against
+    /// `max_queued_events` too, so sockets of many rooms cannot overshoot the bound together.
+    admitted: AtomicUsize,
     events: broadcast::Sender<CommittedEvent>,
     next_id: AtomicU64,
     /// Sockets and rate buckets per participant.
@@ -260,6 +263,7 @@ impl SyncHub {
                 rooms: Mutex::new(HashMap::new()),
                 writer,
                 queued,
+                admitted: AtomicUsize::new(0),
                 events,
                 next_id: AtomicU64::new(1),
             }),
@@ -296,7 +300,9 @@ impl SyncHub {
             Some(_) => *held = None,
             None => {}
         }
-        if self.queued_events() < self.inner.config.max_queued_events {
+        let waiting = self.queued_events() + self.inner.admitted.load(Ordering::Relaxed);
+        if waiting < self.inner.config.max_queued_events {
+            self.inner.admitted.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         *held = Some(op_id.to_string());
@@ -681,6 +687,7 @@ impl SyncHub {
                         now: now_micros(),
                     };
                     if tx.send(RoomMsg::Input(input)).is_err() {
+                        self.inner.admitted.fetch_sub(1, Ordering::Relaxed);
                         send(
                             OpError::new(
                                 codes::INTERNAL,
@@ -747,6 +754,9 @@ async fn run_room(
             hub.forget(id, generation);
             rx.close();
             while let Ok(msg) = rx.try_recv() {
+                if matches!(&msg, RoomMsg::Input(i) if is_socket_op(i)) {
+                    hub.inner.admitted.fetch_sub(1, Ordering::Relaxed);
+                }
                 refuse(msg);
             }
             return;
@@ -778,6 +788,7 @@ async fn run_room(
         failed: false,
     };
     shell.drive();
+    let mut admitted = false;
     loop {
         let msg = if shell.room.is_idle() {
             match tokio::time::timeout(cfg.room_unload_after, rx.recv()).await {
@@ -805,7 +816,10 @@ async fn run_room(
                 }
                 shell.room.handle(input);
             }
-            RoomMsg::Input(input) => shell.room.handle(input),
+            RoomMsg::Input(input) => {
+                admitted = is_socket_op(&input);
+                shell.room.handle(input);
+            }
             RoomMsg::Submit { req, input, reply } => {
                 shell.api.insert(req, reply);
                 shell.room.handle(input);
@@ -818,6 +832,10 @@ async fn run_room(
         }
         if !shell.failed {
             shell.drive();
+        }
+        // Counted until now: its events (if any) are in `queued` after `drive`.
+        if std::mem::take(&mut admitted) {
+            hub.inner.admitted.fetch_sub(1, Ordering::Relaxed);
         }
         if shell.failed {
             tracing::error!(inspection = %id, "event append failed; abandoning the room so it reloads from the database");
@@ -838,12 +856,26 @@ async fn run_room(
                     RoomMsg::Connect { .. } | RoomMsg::Submit { .. } | RoomMsg::Snapshot(_) => {
                         hub.dispatch(&spec, msg);
                     }
+                    RoomMsg::Input(i) if is_socket_op(&i) => {
+                        hub.inner.admitted.fetch_sub(1, Ordering::Relaxed);
+                    }
                     _ => {}
                 }
             }
             return;
         }
     }
+}
+
+/// An op a socket's reader counted in `admitted`.
+fn is_socket_op(input: &Input) -> bool {
+    matches!(
+        input,
+        Input::Op {
+            origin: Origin::Conn(_),
+            ..
+        }
+    )
 }
 
 fn refuse(msg: RoomMsg) {
