@@ -107,6 +107,9 @@ pub struct SyncConfig {
     /// sockets' operations are refused with `overloaded`: bounds the wait of an accepted op
     /// for its ack to about two commits of this many events, instead of queueing into seconds.
     pub max_queued_events: usize,
+    /// A commit under way for longer than this (a disk stall, a writer that cannot keep up)
+    /// also makes sockets' ops `overloaded`: what is accepted then would wait longer still.
+    pub overload_commit_budget: Duration,
     /// The pause suggested with `overloaded` (`retry_after_ms`).
     pub overload_retry_after: Duration,
     /// For tests only (zero otherwise): the writer waits this long per event before each
@@ -132,7 +135,8 @@ impl Default for SyncConfig {
             room_unload_after: Duration::from_secs(30),
             max_batch: 4096,
             sqlite_checkpoint_every: Duration::from_millis(100),
-            max_queued_events: 4096,
+            max_queued_events: 1024,
+            overload_commit_budget: Duration::from_millis(100),
             overload_retry_after: Duration::from_millis(250),
             test_writer_delay_per_event: Duration::ZERO,
         }
@@ -204,6 +208,8 @@ struct Inner {
     writer: mpsc::UnboundedSender<WriteReq>,
     /// Events handed to the writer and not yet committed (or failed), all rooms.
     queued: Arc<AtomicUsize>,
+    /// When the writer's commit under way started, µs of `epoch` (0: idle).
+    commit_started: Arc<AtomicU64>,
     /// Socket ops let through to a room that has not handled them yet: counted against
     /// `max_queued_events` too, so sockets of many rooms cannot overshoot the bound together.
     admitted: AtomicUsize,
@@ -234,6 +240,8 @@ impl SyncHub {
     pub fn new(pool: AnyPool, config: SyncConfig, projection: Arc<dyn Projection>) -> Self {
         let (writer, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
+        let commit_started = Arc::new(AtomicU64::new(0));
+        let epoch = tokio::time::Instant::now();
         tokio::spawn(store::writer(
             pool.clone(),
             rx,
@@ -243,6 +251,8 @@ impl SyncHub {
                 checkpoint_every: config.sqlite_checkpoint_every,
                 queued: queued.clone(),
                 test_delay_per_event: config.test_writer_delay_per_event,
+                commit_started: commit_started.clone(),
+                epoch: epoch.into_std(),
             },
         ));
         let (events, _) = broadcast::channel(16 * 1024);
@@ -256,7 +266,8 @@ impl SyncHub {
         Self {
             inner: Arc::new(Inner {
                 admission: Mutex::new(admission),
-                epoch: tokio::time::Instant::now(),
+                epoch,
+                commit_started,
                 down: tokio::sync::watch::channel(false).0,
                 pool,
                 config,
@@ -301,7 +312,11 @@ impl SyncHub {
             None => {}
         }
         let waiting = self.queued_events() + self.inner.admitted.load(Ordering::Relaxed);
-        if waiting < self.inner.config.max_queued_events {
+        let started = self.inner.commit_started.load(Ordering::Relaxed);
+        let stalled = started != 0
+            && self.mono_us().saturating_sub(started)
+                > self.inner.config.overload_commit_budget.as_micros() as u64;
+        if waiting < self.inner.config.max_queued_events && !stalled {
             self.inner.admitted.fetch_add(1, Ordering::Relaxed);
             return None;
         }

@@ -304,6 +304,10 @@ pub(crate) struct WriterConfig {
     pub queued: Arc<std::sync::atomic::AtomicUsize>,
     /// Tests: a pause per event before each commit (a slow disk without a fake store).
     pub test_delay_per_event: std::time::Duration,
+    /// When the commit under way started, µs after `epoch` (0: none under way).
+    pub commit_started: Arc<std::sync::atomic::AtomicU64>,
+    /// The time base of `commit_started`.
+    pub epoch: std::time::Instant,
 }
 
 /// The group-commit writer: batches every room's pending appends into one transaction
@@ -320,7 +324,17 @@ pub(crate) async fn writer(
         checkpoint_every,
         queued,
         test_delay_per_event,
+        commit_started,
+        epoch,
     } = config;
+    let busy = |on: bool| {
+        let us = if on {
+            (epoch.elapsed().as_micros() as u64).max(1)
+        } else {
+            0
+        };
+        commit_started.store(us, std::sync::atomic::Ordering::Relaxed);
+    };
     let answered = |r: &WriteReq| {
         queued.fetch_sub(r.events.len(), std::sync::atomic::Ordering::Relaxed);
     };
@@ -364,6 +378,7 @@ pub(crate) async fn writer(
             }
         }
         let mut outcome: Vec<(&WriteReq, bool)> = Vec::new();
+        busy(true);
         if !test_delay_per_event.is_zero() {
             let events: usize = live.iter().map(|r| r.events.len()).sum();
             tokio::time::sleep(test_delay_per_event * events as u32).await;
@@ -412,6 +427,7 @@ pub(crate) async fn writer(
                 }
             }
         }
+        busy(false);
         for (r, ok) in outcome {
             answered(r);
             match (ok, r.events.last()) {
