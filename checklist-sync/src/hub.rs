@@ -136,7 +136,8 @@ impl Default for SyncConfig {
             max_batch: 4096,
             sqlite_checkpoint_every: Duration::from_millis(100),
             max_queued_events: 1024,
-            overload_commit_budget: Duration::from_millis(100),
+            // A stall this long is exceptional; ordinary slow commits are the queue bound's job.
+            overload_commit_budget: Duration::from_secs(1),
             overload_retry_after: Duration::from_millis(250),
             test_writer_delay_per_event: Duration::ZERO,
         }
