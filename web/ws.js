@@ -1,13 +1,16 @@
 // The inspection WebSocket client (docs/protocol.md, version 1): hello with last_seq and
 // client info, welcome with events or snapshot (reassembled when a large one comes as
 // welcome_part messages), ops with ids kept until acknowledged and resent after a reconnect,
-// exponential reconnect with a visible state, rtc.* pass-through.
+// exponential reconnect with a visible state, rtc.* pass-through. An op refused as
+// `overloaded` is resent with the same op_id after the server's retry_after_ms hint (doubled
+// on each refusal in a row, with jitter); meanwhile new ops wait, so the log keeps their order.
 
 import { applyEvent, emptyState } from './state.js';
 
 const MIN_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
 const PING_EVERY_MS = 10000;
+const OVERLOAD_MAX_DELAY_MS = 15000;
 
 function randomId() {
   if (crypto.randomUUID) return crypto.randomUUID();
@@ -78,6 +81,9 @@ export class SyncClient extends EventTarget {
     this.ws = null;
     this.timer = null;
     this.pingTimer = null;
+    this.holdTimer = null; // set while the server said `overloaded`
+    this.holdStreak = 0; // refusals in a row, for the backoff
+    this.toResend = new Set(); // op_ids refused as overloaded or held back, resent in order
   }
 
   /** Open the socket; reconnects by itself until close() or an auth failure. */
@@ -91,6 +97,8 @@ export class SyncClient extends EventTarget {
     this.stopped = true;
     clearTimeout(this.timer);
     clearInterval(this.pingTimer);
+    clearTimeout(this.holdTimer);
+    this.holdTimer = null;
     if (this.ws) this.ws.close(1000);
     this._setStatus('closed');
   }
@@ -177,6 +185,7 @@ export class SyncClient extends EventTarget {
           break;
         }
         const original = msg.op_id ? this.pending.get(msg.op_id) : undefined;
+        if (msg.code === 'overloaded' && original) this._onOverloaded(msg);
         if (msg.op_id && !['overloaded', 'internal', 'rate_limited'].includes(msg.code)) {
           // A refused op changes nothing and would be refused again: stop resending it.
           this.pending.delete(msg.op_id);
@@ -206,6 +215,27 @@ export class SyncClient extends EventTarget {
     else this.reconnectNow();
   }
 
+  _onOverloaded(msg) {
+    // The server refuses every later op of this socket until this one comes again, so the
+    // refused ops go back in their order, after a pause the server suggests.
+    this.toResend.add(msg.op_id);
+    if (this.holdTimer) return;
+    const hint = Number.isFinite(msg.retry_after_ms) && msg.retry_after_ms > 0 ? msg.retry_after_ms : 250;
+    const base = Math.min(OVERLOAD_MAX_DELAY_MS, hint * 2 ** Math.min(this.holdStreak, 8));
+    this.holdStreak += 1;
+    const delay = Math.round(base / 2 + Math.random() * base / 2);
+    this.holdTimer = setTimeout(() => this._releaseHold(), delay);
+  }
+
+  _releaseHold() {
+    this.holdTimer = null;
+    const ids = this.toResend;
+    this.toResend = new Set();
+    for (const [id, m] of this.pending) {
+      if (ids.has(id)) this._sendRaw(m);
+    }
+  }
+
   _onWelcome(msg) {
     const resumed = this.lastSeq !== null;
     this.you = msg.you || this.you;
@@ -227,6 +257,10 @@ export class SyncClient extends EventTarget {
     this.dispatchEvent(new CustomEvent('welcome', { detail: { welcome: msg, resumed } }));
     this.dispatchEvent(new CustomEvent('change', { detail: { state: this.data } }));
     // Unacknowledged ops go again with the same op_id; the server applies each at most once.
+    // (A new socket starts without the old one's overload hold.)
+    clearTimeout(this.holdTimer);
+    this.holdTimer = null;
+    this.toResend = new Set();
     for (const m of this.pending.values()) this._sendRaw(m);
     clearInterval(this.pingTimer);
     this.pingTimer = setInterval(() => this._sendRaw({ type: 'ping', t: performance.now() }), PING_EVERY_MS);
@@ -253,6 +287,7 @@ export class SyncClient extends EventTarget {
   _onAck(opId, seq) {
     if (!opId) return;
     this.pending.delete(opId);
+    this.holdStreak = 0;
     this.dispatchEvent(new CustomEvent('ack', { detail: { op_id: opId, seq } }));
   }
 
@@ -270,7 +305,9 @@ export class SyncClient extends EventTarget {
     const opId = `${this.deviceId}-${Date.now().toString(36)}-${this.counter}`;
     const msg = { type: 'op', op_id: opId, op };
     this.pending.set(opId, msg);
-    this._sendRaw(msg);
+    // While the server is overloaded new ops wait behind the refused ones.
+    if (this.holdTimer) this.toResend.add(opId);
+    else this._sendRaw(msg);
     return opId;
   }
 

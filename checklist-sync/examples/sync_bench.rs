@@ -7,8 +7,13 @@
 //!
 //! Usage (release build, next to the server binary):
 //! `ulimit -n 65536; cargo run --release -p checklist-sync --example sync_bench -- <N> [seconds]`
+//!
+//! `SYNC_BENCH_PG_URL=postgres://…/postgres` runs the server on a fresh PostgreSQL database
+//! (created and dropped by the bench) instead of SQLite. Operations refused as `overloaded` are
+//! resent like the browser does (same op id, in order, after the hint with backoff); latency
+//! of an op counts from its accepted send.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -80,10 +85,30 @@ async fn main() {
     let warmup = Duration::from_secs(3);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("bench.db").display()
-    );
+    let mut pg: Option<(sqlx::AnyPool, String)> = None;
+    let url = match std::env::var("SYNC_BENCH_PG_URL") {
+        Ok(admin) => {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::any::AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&admin)
+                .await
+                .expect("admin connection");
+            let name = format!("sync_bench_{}", Uuid::new_v4().simple());
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&pool)
+                .await
+                .expect("create database");
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+            let url = format!("{base}/{name}");
+            pg = Some((pool, name));
+            url
+        }
+        Err(_) => format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        ),
+    };
     let exe = std::env::current_exe().expect("exe");
     let server = exe
         .parent()
@@ -155,13 +180,20 @@ async fn main() {
                     }
                 }
             }
-            (lat, Vec::new(), 0usize)
+            (lat, Vec::new(), 0usize, 0usize)
         });
         // Inspector side: start, then 2 ops/s with a per-pair phase; measures op → ack.
         tasks.spawn(async move {
             let mut acks = Vec::new();
             let mut sent_times: HashMap<String, Instant> = HashMap::new();
             let mut errors = 0usize;
+            let mut refused = 0usize;
+            // Unacknowledged ops in send order, those to resend, and the overload pause.
+            let mut unacked: VecDeque<(String, String)> = VecDeque::new();
+            let mut to_resend: HashSet<String> = HashSet::new();
+            let mut hold: Option<tokio::time::Instant> = None;
+            let mut streak = 0u32;
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
             isink
                 .send(Message::Text(json!({"type": "op", "op_id": "start", "op": {"kind": "start"}}).to_string().into()))
                 .await
@@ -178,18 +210,48 @@ async fn main() {
                         let id = format!("o{seq}");
                         let result = ["compliant", "violation", "not_applicable", "clear"][(seq % 4) as usize];
                         let op = json!({"type": "op", "op_id": id, "op": {"kind": "set_result",
-                            "item_id": format!("q{}", seq % 20 + 1), "result": result, "comment": "bench"}});
+                            "item_id": format!("q{}", seq % 20 + 1), "result": result, "comment": "bench"}}).to_string();
+                        unacked.push_back((id.clone(), op.clone()));
+                        if hold.is_some() {
+                            // New ops wait behind the refused ones.
+                            to_resend.insert(id);
+                            continue;
+                        }
                         let now = Instant::now();
                         sent.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), now);
                         sent_times.insert(id, now);
-                        if isink.send(Message::Text(op.to_string().into())).await.is_err() { break; }
+                        if isink.send(Message::Text(op.into())).await.is_err() { break; }
+                    }
+                    _ = tokio::time::sleep_until(hold.unwrap_or(far)) => {
+                        hold = None;
+                        for (id, op) in &unacked {
+                            if !to_resend.remove(id) { continue; }
+                            let now = Instant::now();
+                            sent.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), now);
+                            sent_times.insert(id.clone(), now);
+                            if isink.send(Message::Text(op.clone().into())).await.is_err() { break; }
+                        }
                     }
                     m = istream.next() => {
                         let Some(Ok(Message::Text(t))) = m else { continue };
                         let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                        let id = v["op_id"].as_str().unwrap_or_default().to_string();
                         if v["type"] == "ack" {
-                            if let Some(s) = v["op_id"].as_str().and_then(|id| sent_times.remove(id)) {
+                            unacked.retain(|(i, _)| *i != id);
+                            streak = 0;
+                            if let Some(s) = sent_times.remove(&id) {
                                 if s >= t0 + warmup { acks.push(s.elapsed().as_micros() as u32); }
+                            }
+                        } else if v["type"] == "error" && v["code"] == "overloaded" {
+                            refused += 1;
+                            to_resend.insert(id);
+                            if hold.is_none() {
+                                let hint = v["retry_after_ms"].as_u64().unwrap_or(250);
+                                let base = hint << streak.min(6);
+                                // Jitter from the pair's phase: 50–100 % of the pause.
+                                let ms = base / 2 + (base / 2) * ((k as u64 * 7919 + seq) % 100) / 100;
+                                hold = Some(tokio::time::Instant::now() + Duration::from_millis(ms));
+                                streak += 1;
                             }
                         } else if v["type"] == "error" {
                             errors += 1;
@@ -197,12 +259,13 @@ async fn main() {
                     }
                 }
             }
-            (Vec::new(), acks, errors)
+            (Vec::new(), acks, errors, refused)
         });
     }
     let mut lat = Vec::new();
     let mut acks = Vec::new();
     let mut errors = 0;
+    let mut refused = 0;
     let mut sampled_rss = 0;
     let mut cpu_end = cpu0;
     let mut t_end = Instant::now();
@@ -214,10 +277,11 @@ async fn main() {
         (cpu, rss, Instant::now(), client_cpu)
     });
     while let Some(r) = tasks.join_next().await {
-        let (l, a, e) = r.expect("task");
+        let (l, a, e, o) = r.expect("task");
         lat.extend(l);
         acks.extend(a);
         errors += e;
+        refused += o;
     }
     if let Ok((c, r, t, cc)) = sampler.await {
         client_cpu_end = cc;
@@ -231,14 +295,25 @@ async fn main() {
     let client_cpu_pct = (client_cpu_end - client_cpu0) as f64 / ticks_per_sec / wall * 100.0;
     let received = lat.len();
     println!(
-        "N={n} ops_measured={received} rate={:.0}/s p50={:.2}ms p99={:.2}ms max={:.2}ms ack_p50={:.2}ms ack_p99={:.2}ms errors={errors} server_cpu={cpu_pct:.0}% client_cpu={client_cpu_pct:.0}% server_rss={}MiB idle_rss_per_socket={per_socket_kib:.1}KiB",
+        "N={n} ops_measured={received} rate={:.0}/s p50={:.2}ms p99={:.2}ms max={:.2}ms ack_p50={:.2}ms ack_p99={:.2}ms errors={errors} overloaded={refused} server_cpu={cpu_pct:.0}% server_us_per_op={:.0} client_cpu={client_cpu_pct:.0}% server_rss={}MiB rss_per_inspection={:.1}KiB idle_rss_per_socket={per_socket_kib:.1}KiB",
         received as f64 / secs as f64,
         pct(&mut lat, 0.50),
         pct(&mut lat, 0.99),
         pct(&mut lat, 1.0),
         pct(&mut acks, 0.50),
         pct(&mut acks, 0.99),
+        // CPU µs per op done (the measured window's ops; warm-up ops are few).
+        (cpu_end - cpu0) as f64 / ticks_per_sec * 1e6 / (received.max(1) as f64 * wall / secs as f64),
         sampled_rss / 1024,
+        sampled_rss.saturating_sub(rss_before) as f64 / n as f64,
     );
     let _ = child.start_kill();
+    let _ = child.wait().await;
+    if let Some((pool, name)) = pg {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&pool)
+        .await;
+    }
 }

@@ -24,17 +24,38 @@ pub fn event_hash(
     payload_text: &str,
     prev_hash: &str,
 ) -> String {
-    let canonical = json!([
-        inspection_id.to_string(),
+    // Serialized straight into the hasher: the same compact JSON text as a `json!` array of
+    // these values, without building the tree or the string.
+    let mut w = HashWriter(Sha256::new());
+    let (mut b1, mut b2) = (Uuid::encode_buffer(), Uuid::encode_buffer());
+    let inspection: &str = inspection_id.hyphenated().encode_lower(&mut b1);
+    let participant: &str = participant_id.hyphenated().encode_lower(&mut b2);
+    let canonical = (
+        inspection,
         seq,
         server_ts,
-        participant_id.to_string(),
+        participant,
         client_op_id,
         kind,
         payload_text,
-        prev_hash
-    ]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+        prev_hash,
+    );
+    // Writing into a hasher cannot fail, and these values always serialize.
+    serde_json::to_writer(&mut w, &canonical).expect("hashing cannot fail");
+    hex::encode(w.0.finalize())
+}
+
+/// `io::Write` into a SHA-256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An event as committed to the database: what the embedding server sees on
@@ -142,6 +163,31 @@ impl CommittedEvent {
         })
     }
 
+    /// The `event` message as text, written around the stored payload text: what is sent
+    /// to every socket of the inspection, encoded once per event (no JSON tree per event).
+    pub fn wire_message_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::with_capacity(self.payload_text.len() + self.hash.len() + 192);
+        let mut b = Uuid::encode_buffer();
+        // Writing into a String cannot fail; an Option<String> always serializes.
+        let op_id = serde_json::to_string(&self.client_op_id).expect("op id serializes");
+        let kind = serde_json::to_string(&self.kind).expect("kind serializes");
+        let _ = write!(
+            s,
+            r#"{{"type":"event","seq":{},"server_ts":{},"participant_id":"{}","op_id":{},"kind":{},"payload":"#,
+            self.seq,
+            self.server_ts_micros,
+            self.participant_id.hyphenated().encode_lower(&mut b),
+            op_id,
+            kind,
+        );
+        s.push_str(&self.payload_text);
+        s.push_str(r#","hash":"#);
+        s.push_str(&serde_json::to_string(&self.hash).expect("hash serializes"));
+        s.push('}');
+        s
+    }
+
     /// The `event` message.
     pub fn to_wire_message(&self) -> Value {
         let mut v = self.to_wire();
@@ -233,3 +279,4 @@ impl ChainCheck {
         (self.expected > 1).then_some(self.prev.as_str())
     }
 }
+

@@ -2,7 +2,7 @@
 //! every room's events in groups, one reader loop and one writer task per socket.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,6 +73,8 @@ impl Extension for NoExtension {
 pub struct SyncConfig {
     /// Recent events kept per room for reconnecting clients; further behind gets a snapshot.
     pub replay_window: usize,
+    /// What those events may weigh per room, bytes (bounds a live inspection's memory).
+    pub replay_bytes: usize,
     /// Messages per second per participant (shared by all its sockets).
     pub rate_per_sec: f64,
     /// Burst per participant.
@@ -101,12 +103,25 @@ pub struct SyncConfig {
     /// SQLite only: how often the WAL is checkpointed beside the writer. Short intervals keep
     /// each checkpoint's flush small, so it does not hold up the commits queued behind it.
     pub sqlite_checkpoint_every: Duration,
+    /// Events waiting for the writer (queued or in the commit under way, all rooms) at which
+    /// sockets' operations are refused with `overloaded`: bounds the wait of an accepted op
+    /// for its ack to about two commits of this many events, instead of queueing into seconds.
+    pub max_queued_events: usize,
+    /// A commit under way for longer than this (a disk stall, a writer that cannot keep up)
+    /// also makes sockets' ops `overloaded`: what is accepted then would wait longer still.
+    pub overload_commit_budget: Duration,
+    /// The pause suggested with `overloaded` (`retry_after_ms`).
+    pub overload_retry_after: Duration,
+    /// For tests only (zero otherwise): the writer waits this long per event before each
+    /// commit, which makes its capacity small without replacing the store.
+    pub test_writer_delay_per_event: Duration,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
         Self {
             replay_window: 1024,
+            replay_bytes: 256 * 1024,
             rate_per_sec: 20.0,
             burst: 60.0,
             max_sockets_per_participant: 8,
@@ -120,6 +135,11 @@ impl Default for SyncConfig {
             room_unload_after: Duration::from_secs(30),
             max_batch: 4096,
             sqlite_checkpoint_every: Duration::from_millis(100),
+            max_queued_events: 1024,
+            // A stall this long is exceptional; ordinary slow commits are the queue bound's job.
+            overload_commit_budget: Duration::from_secs(1),
+            overload_retry_after: Duration::from_millis(250),
+            test_writer_delay_per_event: Duration::ZERO,
         }
     }
 }
@@ -187,6 +207,13 @@ struct Inner {
     config: SyncConfig,
     rooms: Mutex<HashMap<Uuid, RoomHandle>>,
     writer: mpsc::UnboundedSender<WriteReq>,
+    /// Events handed to the writer and not yet committed (or failed), all rooms.
+    queued: Arc<AtomicUsize>,
+    /// When the writer's commit under way started, µs of `epoch` (0: idle).
+    commit_started: Arc<AtomicU64>,
+    /// Socket ops let through to a room that has not handled them yet: counted against
+    /// `max_queued_events` too, so sockets of many rooms cannot overshoot the bound together.
+    admitted: AtomicUsize,
     events: broadcast::Sender<CommittedEvent>,
     next_id: AtomicU64,
     /// Sockets and rate buckets per participant.
@@ -213,12 +240,21 @@ impl SyncHub {
     /// transaction as every appended event.
     pub fn new(pool: AnyPool, config: SyncConfig, projection: Arc<dyn Projection>) -> Self {
         let (writer, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let commit_started = Arc::new(AtomicU64::new(0));
+        let epoch = tokio::time::Instant::now();
         tokio::spawn(store::writer(
             pool.clone(),
             rx,
             projection,
-            config.max_batch,
-            config.sqlite_checkpoint_every,
+            store::WriterConfig {
+                max_batch: config.max_batch,
+                checkpoint_every: config.sqlite_checkpoint_every,
+                queued: queued.clone(),
+                test_delay_per_event: config.test_writer_delay_per_event,
+                commit_started: commit_started.clone(),
+                epoch: epoch.into_std(),
+            },
         ));
         let (events, _) = broadcast::channel(16 * 1024);
         let admission = Admission::new(AdmissionConfig {
@@ -231,12 +267,15 @@ impl SyncHub {
         Self {
             inner: Arc::new(Inner {
                 admission: Mutex::new(admission),
-                epoch: tokio::time::Instant::now(),
+                epoch,
+                commit_started,
                 down: tokio::sync::watch::channel(false).0,
                 pool,
                 config,
                 rooms: Mutex::new(HashMap::new()),
                 writer,
+                queued,
+                admitted: AtomicUsize::new(0),
                 events,
                 next_id: AtomicU64::new(1),
             }),
@@ -257,6 +296,42 @@ impl SyncHub {
     /// Number of inspections currently loaded.
     pub fn live_rooms(&self) -> usize {
         self.rooms().len()
+    }
+
+    /// Events waiting for the writer (all rooms).
+    pub fn queued_events(&self) -> usize {
+        self.inner.queued.load(Ordering::Relaxed)
+    }
+
+    /// Whether a socket's op must be refused as `overloaded`. `held` is the socket's first
+    /// refused op id: until it comes again every later op is refused too, so a client that
+    /// resends in order keeps its order in the log.
+    fn overloaded(&self, held: &mut Option<String>, op_id: &str) -> Option<OpError> {
+        match held.as_deref() {
+            Some(h) if h != op_id => return Some(self.overload_error()),
+            Some(_) => *held = None,
+            None => {}
+        }
+        let waiting = self.queued_events() + self.inner.admitted.load(Ordering::Relaxed);
+        let started = self.inner.commit_started.load(Ordering::Relaxed);
+        let stalled = started != 0
+            && self.mono_us().saturating_sub(started)
+                > self.inner.config.overload_commit_budget.as_micros() as u64;
+        if waiting < self.inner.config.max_queued_events && !stalled {
+            self.inner.admitted.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *held = Some(op_id.to_string());
+        Some(self.overload_error())
+    }
+
+    fn overload_error(&self) -> OpError {
+        let mut e = OpError::new(
+            codes::OVERLOADED,
+            "the server is busy; nothing was applied; resend with the same op_id",
+        );
+        e.retry_after_ms = Some(self.inner.config.overload_retry_after.as_millis() as u64);
+        e
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, RoomHandle>> {
@@ -498,6 +573,7 @@ impl SyncHub {
         let mut room: Option<mpsc::UnboundedSender<RoomMsg>> = None;
         let mut ext_out: Option<mpsc::Sender<Value>> = None;
         let mut close_frame: Option<CloseFrame> = None;
+        let mut held: Option<String> = None;
         let reason = loop {
             let next = tokio::select! {
                 _ = kill.notified() => {
@@ -612,6 +688,11 @@ impl SyncHub {
                     send(OpError::new(codes::HELLO_REQUIRED, "send hello first").to_wire(None))
                 }
                 (ClientMsg::Op { op_id, op }, Some(tx)) => {
+                    // Refused before the room sees it: an overloaded server spends nothing more.
+                    if let Some(e) = self.overloaded(&mut held, &op_id) {
+                        send(e.to_wire(Some(&op_id)));
+                        continue;
+                    }
                     let input = Input::Op {
                         origin: Origin::Conn(conn),
                         who: who.clone(),
@@ -622,6 +703,7 @@ impl SyncHub {
                         now: now_micros(),
                     };
                     if tx.send(RoomMsg::Input(input)).is_err() {
+                        self.inner.admitted.fetch_sub(1, Ordering::Relaxed);
                         send(
                             OpError::new(
                                 codes::INTERNAL,
@@ -688,6 +770,9 @@ async fn run_room(
             hub.forget(id, generation);
             rx.close();
             while let Ok(msg) = rx.try_recv() {
+                if matches!(&msg, RoomMsg::Input(i) if is_socket_op(i)) {
+                    hub.inner.admitted.fetch_sub(1, Ordering::Relaxed);
+                }
                 refuse(msg);
             }
             return;
@@ -695,6 +780,7 @@ async fn run_room(
     };
     let room_cfg = RoomConfig {
         replay_window: cfg.replay_window,
+        replay_bytes: cfg.replay_bytes,
         quotas: cfg.quotas.clone(),
     };
     let mut shell = Shell {
@@ -718,6 +804,7 @@ async fn run_room(
         failed: false,
     };
     shell.drive();
+    let mut admitted = false;
     loop {
         let msg = if shell.room.is_idle() {
             match tokio::time::timeout(cfg.room_unload_after, rx.recv()).await {
@@ -745,7 +832,10 @@ async fn run_room(
                 }
                 shell.room.handle(input);
             }
-            RoomMsg::Input(input) => shell.room.handle(input),
+            RoomMsg::Input(input) => {
+                admitted = is_socket_op(&input);
+                shell.room.handle(input);
+            }
             RoomMsg::Submit { req, input, reply } => {
                 shell.api.insert(req, reply);
                 shell.room.handle(input);
@@ -758,6 +848,10 @@ async fn run_room(
         }
         if !shell.failed {
             shell.drive();
+        }
+        // Counted until now: its events (if any) are in `queued` after `drive`.
+        if std::mem::take(&mut admitted) {
+            hub.inner.admitted.fetch_sub(1, Ordering::Relaxed);
         }
         if shell.failed {
             tracing::error!(inspection = %id, "event append failed; abandoning the room so it reloads from the database");
@@ -778,12 +872,26 @@ async fn run_room(
                     RoomMsg::Connect { .. } | RoomMsg::Submit { .. } | RoomMsg::Snapshot(_) => {
                         hub.dispatch(&spec, msg);
                     }
+                    RoomMsg::Input(i) if is_socket_op(&i) => {
+                        hub.inner.admitted.fetch_sub(1, Ordering::Relaxed);
+                    }
                     _ => {}
                 }
             }
             return;
         }
     }
+}
+
+/// An op a socket's reader counted in `admitted`.
+fn is_socket_op(input: &Input) -> bool {
+    matches!(
+        input,
+        Input::Op {
+            origin: Origin::Conn(_),
+            ..
+        }
+    )
 }
 
 fn refuse(msg: RoomMsg) {
@@ -874,8 +982,13 @@ impl Shell {
                     event,
                 } => match origin {
                     Origin::Conn(c) => {
-                        let v = json!({"type": "ack", "op_id": op_id, "seq": event.seq, "server_ts": event.server_ts_micros});
-                        self.send_to(c, text(&v));
+                        // Socket op ids are validated ASCII; serde still does the quoting.
+                        let op_id = serde_json::to_string(&op_id).unwrap_or_else(|_| "null".into());
+                        let t = format!(
+                            r#"{{"type":"ack","op_id":{op_id},"seq":{},"server_ts":{}}}"#,
+                            event.seq, event.server_ts_micros
+                        );
+                        self.send_to(c, Message::Text(t.into()));
                     }
                     Origin::Api(r) => {
                         if let Some(reply) = self.api.remove(&r) {
@@ -884,7 +997,8 @@ impl Shell {
                     }
                 },
                 Output::Broadcast(e) => {
-                    let msg = text(&e.to_wire_message());
+                    // Encoded once; every socket gets the same shared bytes.
+                    let msg = Message::Text(e.wire_message_text().into());
                     let ids: Vec<ConnId> = self.conns.keys().copied().collect();
                     for c in ids {
                         self.send_to(c, msg.clone());
@@ -901,6 +1015,7 @@ impl Shell {
             }
         }
         if !persist.is_empty() {
+            self.hub.inner.queued.fetch_add(persist.len(), Ordering::Relaxed);
             let tx = self.tx.clone();
             let req = WriteReq {
                 generation: self.generation,
@@ -912,7 +1027,8 @@ impl Shell {
                     });
                 }),
             };
-            if self.hub.inner.writer.send(req).is_err() {
+            if let Err(mpsc::error::SendError(req)) = self.hub.inner.writer.send(req) {
+                self.hub.inner.queued.fetch_sub(req.events.len(), Ordering::Relaxed);
                 self.failed = true;
             }
         }

@@ -137,6 +137,8 @@ pub struct OpError {
     pub original: Option<(u64, i64)>,
     /// For `quota_exceeded`: which quota.
     pub limit: Option<String>,
+    /// For `overloaded`: when to try again, ms.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl OpError {
@@ -148,6 +150,7 @@ impl OpError {
             field: None,
             original: None,
             limit: None,
+            retry_after_ms: None,
         }
     }
 
@@ -177,6 +180,9 @@ impl OpError {
         }
         if let Some(l) = &self.limit {
             m.insert("limit".into(), json!(l));
+        }
+        if let Some(ms) = self.retry_after_ms {
+            m.insert("retry_after_ms".into(), json!(ms));
         }
         Value::Object(m)
     }
@@ -756,7 +762,8 @@ impl Operation {
         if kind == "camera_caps" {
             crate::camera::CameraCommand::check_caps_keys(obj)?;
         }
-        let op: Operation = serde_json::from_value(v.clone())
+        // Deserialized from the borrowed tree: no copy of the op per message.
+        let op = Operation::deserialize(v)
             .map_err(|e| OpError::new(codes::BAD_MESSAGE, format!("op {kind}: {e}")))?;
         op.validate()?;
         Ok(op)

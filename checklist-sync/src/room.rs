@@ -177,6 +177,9 @@ struct Pending {
 pub struct RoomConfig {
     /// How many recent events are kept for replay to reconnecting clients.
     pub replay_window: usize,
+    /// What those recent events may weigh in memory (see [`replay_cost`]); older ones go first
+    /// and a client further behind gets a snapshot.
+    pub replay_bytes: usize,
     /// What one participant may add (comments, evidence, bytes).
     pub quotas: Quotas,
 }
@@ -185,9 +188,16 @@ impl Default for RoomConfig {
     fn default() -> Self {
         Self {
             replay_window: 1024,
+            replay_bytes: 256 * 1024,
             quotas: Quotas::default(),
         }
     }
+}
+
+/// The memory one kept event costs, roughly: its payload twice (text and tree) and the fixed
+/// fields, hashes and allocations.
+pub fn replay_cost(e: &CommittedEvent) -> usize {
+    2 * e.payload_text.len() + e.kind.len() + e.client_op_id.as_ref().map_or(0, String::len) + 384
 }
 
 /// One inspection's state machine.
@@ -208,6 +218,8 @@ pub struct Room {
     dup_waiters: Vec<(u64, i64, Origin, String)>,
     op_ids: HashMap<(Uuid, String), (u64, i64)>,
     recent: VecDeque<Arc<CommittedEvent>>,
+    /// Sum of [`replay_cost`] over `recent`.
+    recent_bytes: usize,
     conns: HashMap<ConnId, Uuid>,
     online: HashMap<Uuid, usize>,
     out: VecDeque<Output>,
@@ -261,6 +273,7 @@ impl Room {
             dup_waiters: Vec::new(),
             op_ids: restored.op_ids,
             recent: restored.recent,
+            recent_bytes: 0,
             conns: HashMap::new(),
             online: HashMap::new(),
             out: VecDeque::new(),
@@ -270,6 +283,8 @@ impl Room {
             camera_limits: Default::default(),
         };
         room.usage = Usage::from_state(&room.head);
+        room.recent_bytes = room.recent.iter().map(|e| replay_cost(e)).sum();
+        room.trim_recent();
         let stale: Vec<Uuid> = room
             .head
             .participants
@@ -678,6 +693,22 @@ impl Room {
         });
     }
 
+    /// Keeps the replay history within its count and its bytes.
+    fn trim_recent(&mut self) {
+        while self.recent.len() > self.config.replay_window
+            || (self.recent_bytes > self.config.replay_bytes && !self.recent.is_empty())
+        {
+            if let Some(e) = self.recent.pop_front() {
+                self.recent_bytes -= replay_cost(&e);
+            }
+        }
+    }
+
+    /// Events kept for replay, and their [`replay_cost`].
+    pub fn replay_history(&self) -> (usize, usize) {
+        (self.recent.len(), self.recent_bytes)
+    }
+
     fn committed(&mut self, upto: u64) {
         while self.pending.front().is_some_and(|p| p.event.seq <= upto) {
             // The loop condition guarantees an element.
@@ -686,10 +717,9 @@ impl Room {
             };
             self.committed.apply(&p.event);
             self.committed_seq = p.event.seq;
+            self.recent_bytes += replay_cost(&p.sealed);
             self.recent.push_back(p.sealed.clone());
-            while self.recent.len() > self.config.replay_window {
-                self.recent.pop_front();
-            }
+            self.trim_recent();
             if let Some(origin) = p.origin {
                 self.out.push_back(Output::Ack {
                     origin,

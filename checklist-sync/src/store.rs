@@ -197,8 +197,31 @@ pub(crate) struct WriteReq {
     pub done: Box<dyn Fn(Written) + Send + Sync>,
 }
 
-const INSERT: &str = "INSERT INTO events (inspection_id, seq, server_ts, participant_id, client_op_id, kind, payload, prev_hash, hash) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+const INSERT_HEAD: &str = "INSERT INTO events (inspection_id, seq, server_ts, participant_id, client_op_id, kind, payload, prev_hash, hash) VALUES ";
+
+/// Rows per INSERT statement: 9 parameters each stays under SQLite's oldest limit (999).
+const ROWS_PER_INSERT: usize = 100;
+
+/// `INSERT … VALUES ($1, …, $9), ($10, …)` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(INSERT_HEAD.len() + rows * 48);
+    sql.push_str(INSERT_HEAD);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..9 {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(r * 9 + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
 
 async fn write_batch(
     conn: &mut AnyConnection,
@@ -208,9 +231,13 @@ async fn write_batch(
     let events: Vec<Arc<CommittedEvent>> =
         reqs.iter().flat_map(|r| r.events.iter().cloned()).collect();
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    for req in reqs {
-        for e in &req.events {
-            sqlx::query(INSERT)
+    // One statement per 100 rows: each statement is a round trip to the database (for SQLite
+    // to its worker thread), which per row cost more than the rows themselves.
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let sql = insert_sql(chunk.len());
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q
                 .bind(e.inspection_id.to_string())
                 .bind(e.seq as i64)
                 .bind(e.server_ts_micros)
@@ -219,10 +246,9 @@ async fn write_batch(
                 .bind(e.kind.clone())
                 .bind(e.payload_text.clone())
                 .bind(e.prev_hash.clone())
-                .bind(e.hash.clone())
-                .execute(&mut *tx)
-                .await?;
+                .bind(e.hash.clone());
         }
+        q.execute(&mut *tx).await?;
     }
     // The read models change in the same transaction as the log, or not at all.
     projection.apply(&mut tx, &events).await?;
@@ -268,6 +294,22 @@ async fn checkpointer(pool: AnyPool, alive: std::sync::Weak<()>, every: std::tim
     }
 }
 
+/// How the writer runs.
+pub(crate) struct WriterConfig {
+    /// Most events per group commit.
+    pub max_batch: usize,
+    /// SQLite: the WAL checkpoint interval.
+    pub checkpoint_every: std::time::Duration,
+    /// Events handed to the writer and not yet answered; the writer subtracts what it answers.
+    pub queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// Tests: a pause per event before each commit (a slow disk without a fake store).
+    pub test_delay_per_event: std::time::Duration,
+    /// When the commit under way started, µs after `epoch` (0: none under way).
+    pub commit_started: Arc<std::sync::atomic::AtomicU64>,
+    /// The time base of `commit_started`.
+    pub epoch: std::time::Instant,
+}
+
 /// The group-commit writer: batches every room's pending appends into one transaction
 /// (with the projection's updates), commits, runs the projection's after-commit step, then
 /// tells each room how far it is durable.
@@ -275,9 +317,27 @@ pub(crate) async fn writer(
     pool: AnyPool,
     mut rx: mpsc::UnboundedReceiver<WriteReq>,
     projection: Arc<dyn Projection>,
-    max_batch: usize,
-    checkpoint_every: std::time::Duration,
+    config: WriterConfig,
 ) {
+    let WriterConfig {
+        max_batch,
+        checkpoint_every,
+        queued,
+        test_delay_per_event,
+        commit_started,
+        epoch,
+    } = config;
+    let busy = |on: bool| {
+        let us = if on {
+            (epoch.elapsed().as_micros() as u64).max(1)
+        } else {
+            0
+        };
+        commit_started.store(us, std::sync::atomic::Ordering::Relaxed);
+    };
+    let answered = |r: &WriteReq| {
+        queued.fetch_sub(r.events.len(), std::sync::atomic::Ordering::Relaxed);
+    };
     let alive = Arc::new(());
     let mut conn: Option<PoolConnection<Any>> = None;
     let mut checkpointing = false;
@@ -298,6 +358,7 @@ pub(crate) async fn writer(
         let (live, dead): (Vec<&WriteReq>, Vec<&WriteReq>) =
             batch.iter().partition(|r| !failed.contains(&r.generation));
         for r in dead {
+            answered(r);
             (r.done)(Written::Failed);
         }
         if conn.is_none() {
@@ -317,6 +378,11 @@ pub(crate) async fn writer(
             }
         }
         let mut outcome: Vec<(&WriteReq, bool)> = Vec::new();
+        busy(true);
+        if !test_delay_per_event.is_zero() {
+            let events: usize = live.iter().map(|r| r.events.len()).sum();
+            tokio::time::sleep(test_delay_per_event * events as u32).await;
+        }
         let started = std::time::Instant::now();
         let first_try = match conn.as_mut() {
             Some(c) => write_batch(c, &live, projection.as_ref()).await,
@@ -361,7 +427,9 @@ pub(crate) async fn writer(
                 }
             }
         }
+        busy(false);
         for (r, ok) in outcome {
+            answered(r);
             match (ok, r.events.last()) {
                 (true, Some(last)) => (r.done)(Written::Upto(last.seq)),
                 (true, None) => {}

@@ -224,3 +224,44 @@ fn decode_reads_a_full_op() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+proptest! {
+    /// The hash is written straight into SHA-256 and the `event` message around the stored
+    /// payload text (issue 24); both must stay what their JSON definitions say.
+    #[test]
+    fn event_hash_and_event_text_match_their_json_definitions(
+        op_id in proptest::option::of("\\PC{0,24}"),
+        name in "\\PC{0,40}",
+        seq in 1u64..(1u64 << 53),
+        ts in any::<i64>(),
+    ) {
+        use checklist_sync::chain::{event_hash, GENESIS_HASH};
+        use checklist_sync::state::{EventBody, JoinInfo};
+        use checklist_sync::CommittedEvent;
+        use sha2::{Digest, Sha256};
+        let ev = Event {
+            seq,
+            server_ts: ts,
+            participant_id: Uuid::new_v4(),
+            client_op_id: op_id.clone(),
+            device_time: None,
+            clock_offset_ms: None,
+            body: EventBody::Join(JoinInfo {
+                role: Role::Business,
+                display_name: name,
+                device: "phone".into(),
+                client: ClientInfo::default(),
+            }),
+        };
+        let inspection = Uuid::new_v4();
+        let ce = CommittedEvent::seal(inspection, &ev, GENESIS_HASH);
+        let canonical = json!([inspection.to_string(), seq, ts, ev.participant_id.to_string(),
+            op_id, "join", ce.payload_text, GENESIS_HASH]);
+        let want = hex::encode(Sha256::digest(canonical.to_string().as_bytes()));
+        prop_assert_eq!(&ce.hash, &want);
+        prop_assert_eq!(event_hash(inspection, seq, ts, ev.participant_id, op_id.as_deref(),
+            "join", &ce.payload_text, GENESIS_HASH), want);
+        let text: Value = serde_json::from_str(&ce.wire_message_text()).expect("the event text is JSON");
+        prop_assert_eq!(text, ce.to_wire_message());
+    }
+}

@@ -26,6 +26,13 @@ async fn main() -> anyhow::Result<()> {
     if let Ok(ms) = std::env::var("CHECKLIST_SYNC_CHECKPOINT_MS") {
         config.sqlite_checkpoint_every = std::time::Duration::from_millis(ms.parse()?);
     }
+    // The benchmark tries the overload bound.
+    if let Ok(n) = std::env::var("CHECKLIST_SYNC_MAX_QUEUED_EVENTS") {
+        config.max_queued_events = n.parse()?;
+    }
+    if let Ok(ms) = std::env::var("CHECKLIST_SYNC_OVERLOAD_BUDGET_MS") {
+        config.overload_commit_budget = std::time::Duration::from_millis(ms.parse()?);
+    }
     let server = devserver::start(pool, config, None, items, &addr).await?;
     println!("LISTENING {}", server.addr);
     std::io::stdout().flush()?;
