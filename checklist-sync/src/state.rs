@@ -614,6 +614,7 @@ impl State {
                     result,
                     comment,
                     violation,
+                    ..
                 } => {
                     let it = self.items.entry(item_id.clone()).or_default();
                     if *result == ItemResult::Clear {
@@ -781,6 +782,7 @@ mod tests {
             result: ItemResult::Compliant,
             comment: None,
             violation: None,
+            seen: None,
         };
         let cancel = Operation::Cancel {
             reason: None,
