@@ -9,7 +9,7 @@
 //! in the file (FFmpeg) must be the page's frame at the click, ±1 frame, with and without the
 //! delay. Forged timestamps over the inspector's own socket fall back to server time.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,6 @@ use inspector_tests::{spawn_app_with, ws_connect, Role};
 use media_recorder::testsrc::{frame_at, read_barcode};
 use serde_json::{json, Value};
 
-/// Chromium's payload type for VP8 in its offer.
-const VP8: u8 = 96;
 /// Frames in the fake camera's file (it loops): frame numbers are compared modulo this.
 const LOOP: i64 = 300;
 const W: usize = 320;
@@ -55,6 +53,45 @@ fn write_y4m(path: &Path) -> Result<()> {
     std::fs::write(path, out)?;
     Ok(())
 }
+
+/// Makes the page reach the server's media port through 127.0.0.2 (the relay) and notes
+/// the port.
+const VIA_RELAY: &str = r#"
+(() => {
+  const P = window.RTCPeerConnection;
+  if (!P) return;
+  const fix = (s) => s.replace(/(candidate:\S+ \d+ udp \d+ )127\.0\.0\.1 (\d+)/gi, (m, a, port) => {
+    window.__serverPort = Number(port);
+    return a + '127.0.0.2 ' + port;
+  });
+  const srd = P.prototype.setRemoteDescription;
+  P.prototype.setRemoteDescription = function (d) {
+    if (d && d.sdp) d = { type: d.type, sdp: fix(d.sdp) };
+    return srd.call(this, d);
+  };
+  // The page's own candidates are kept from the server: it learns the page's address from
+  // the checks that come through the relay, and cannot reach the page around it.
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (typeof data === 'string' && data.includes('"rtc.')) {
+      try {
+        const m = JSON.parse(data);
+        if (m.type === 'rtc.candidate') return;
+        if (m.type === 'rtc.offer' && m.sdp && m.sdp.sdp) {
+          m.sdp.sdp = m.sdp.sdp.split('\r\n').filter((l) => !l.startsWith('a=candidate')).join('\r\n');
+          data = JSON.stringify(m);
+        }
+      } catch (_) { /* not ours */ }
+    }
+    return send.call(this, data);
+  };
+  const aic = P.prototype.addIceCandidate;
+  P.prototype.addIceCandidate = function (c) {
+    if (c && c.candidate) c = { ...(c.toJSON ? c.toJSON() : c), candidate: fix(c.candidate) };
+    return aic.call(this, c);
+  };
+})();
+"#;
 
 /// Reads the number of every frame the remote video presents, by RTP timestamp.
 const PROBE: &str = r#"
@@ -115,35 +152,25 @@ async fn chromium_mark_lands_on_the_seen_frame() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let y4m = dir.path().join("numbers.y4m");
     write_y4m(&y4m)?;
-    // A fixed media port below the ephemeral range, so the relay can stand at the same port
-    // on the announced address (as in media_loss).
-    let port = (0..12_000u16)
-        .map(|i| 20_000 + (i + (std::process::id() as u16).wrapping_mul(7) % 12_000) % 12_000)
-        .find(|&p| {
-            UdpSocket::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.2", p)).is_ok()
-        })
-        .context("a free UDP port below the ephemeral range")?;
-    let public: SocketAddr = format!("127.0.0.2:{port}").parse()?;
+    // The server binds a port per connection; the inspector's page is made to reach it
+    // through the relay (its candidates rewritten to 127.0.0.2, where the relay listens on
+    // the same port), while the business reaches the server directly.
     let app = spawn_app_with(|c| {
-        c.media_udp = format!("127.0.0.1:{port}");
-        c.media_public_ip = Some(public.ip());
         // A chapter begins at its mark, so its first picture is the mark's frame.
         c.chapter_lead_in_ms = 0;
     })
     .await;
-    let relay = DelayRelay::start(
-        public,
-        format!("127.0.0.1:{port}").parse()?,
-        &[VP8],
-        Duration::from_millis(150),
-        Duration::from_millis(50),
-    )
-    .await?;
     let insp = app.staff("inspector1", Role::Inspector).await;
     let id = insp.create_inspection().await;
     let url = insp.invite_url(&id, "Телефон").await;
 
     let inspector = Browser::launch("seen-inspector", Device::Desktop).await?;
+    inspector
+        .cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": VIA_RELAY }),
+        )
+        .await?;
     inspector.goto(&format!("{}/", app.address)).await?;
     inspector.sign_in("inspector1", "a long test password").await?;
     inspector
@@ -180,14 +207,46 @@ async fn chromium_mark_lands_on_the_seen_frame() -> Result<()> {
         )
         .await?;
     business.click("#biz-start").await?;
+    business
+        .wait_true(
+            "the business connected with a camera",
+            "const v = document.getElementById('local-video'); \
+             return document.getElementById('conn').dataset.state === 'open' && v.videoWidth > 0",
+            Duration::from_secs(30),
+        )
+        .await?;
     inspector
         .wait_true(
-            "decoded video from the business",
+            "the server's answer on the inspector's page",
+            "return !!window.__serverPort",
+            Duration::from_secs(30),
+        )
+        .await?;
+    let port = inspector
+        .js("return window.__serverPort")
+        .await?
+        .as_u64()
+        .context("the server's port seen by the inspector's page")? as u16;
+    let relay = DelayRelay::start(
+        format!("127.0.0.2:{port}").parse::<SocketAddr>()?,
+        format!("127.0.0.1:{port}").parse()?,
+        &[],
+        Duration::from_millis(150),
+        Duration::from_millis(50),
+    )
+    .await?;
+    if let Err(e) = inspector
+        .wait_true(
+            "decoded video through the relay",
             "const v = document.getElementById('remote-video'); \
              return v.readyState >= 2 && v.videoWidth > 0",
             Duration::from_secs(40),
         )
-        .await?;
+        .await
+    {
+        eprintln!("relay {:?}", relay.counts);
+        return Err(e);
+    }
     inspector.js(PROBE).await?;
     inspector
         .wait_true(

@@ -155,6 +155,8 @@ pub struct DelayCounts {
     pub direct: AtomicU64,
     /// Browsers (source addresses) seen.
     pub peers: AtomicU64,
+    /// Datagrams from the browsers.
+    pub up: AtomicU64,
 }
 
 /// A UDP relay that delays what the server sends to the browsers that publish no video (the
@@ -274,6 +276,7 @@ impl DelayRelay {
                         continue;
                     };
                     let d = &buf[..n];
+                    counts.up.fetch_add(1, Ordering::Relaxed);
                     if is_rtp(d) && video.contains(&(d[1] & 0x7f)) {
                         publisher.store(true, Ordering::Relaxed);
                     }
