@@ -829,7 +829,10 @@ impl Operation {
                 *seen = None;
             } else {
                 let claim = seen.take();
-                let at = claim.as_ref().and_then(|c| c.rtp_timestamp).and_then(sent_at);
+                let at = claim
+                    .as_ref()
+                    .and_then(|c| c.rtp_timestamp)
+                    .and_then(sent_at);
                 *seen = Some(Seen::judge(claim, at, now_micros));
             }
         }

@@ -135,8 +135,14 @@ mod tests {
         // Frames 33 ms apart; the second arrives 40 ms late, the third on time.
         let t0 = 1_000_000_000;
         assert_eq!(c.frame_micros(0, t0 + 10_000), t0 + 10_000);
-        assert_eq!(c.frame_micros(3000, t0 + 33_333 + 50_000), t0 + 33_333 + 10_000);
-        assert_eq!(c.frame_micros(6000, t0 + 66_667 + 9_000), t0 + 66_667 + 9_000);
+        assert_eq!(
+            c.frame_micros(3000, t0 + 33_333 + 50_000),
+            t0 + 33_333 + 10_000
+        );
+        assert_eq!(
+            c.frame_micros(6000, t0 + 66_667 + 9_000),
+            t0 + 66_667 + 9_000
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ async fn a_forged_frame_falls_back_to_server_time() -> Result<()> {
     let app = spawn_app().await;
     let insp = app.staff("inspector1", Role::Inspector).await;
     let id = insp.create_inspection().await;
-    let mut ws = ws_connect(&insp, &id).await.expect("the inspector's socket");
+    let mut ws = ws_connect(&insp, &id)
+        .await
+        .expect("the inspector's socket");
     let welcome = ws.hello(None).await;
     let items: Vec<String> = welcome["checklist"]
         .as_array()
@@ -24,7 +26,10 @@ async fn a_forged_frame_falls_back_to_server_time() -> Result<()> {
     let r = ws.op("s", json!({"kind": "start"})).await;
     ensure!(r["type"] == "ack", "start: {r}");
     let ops = [
-        ("none", json!({"kind": "set_result", "item_id": items[0], "result": "compliant"})),
+        (
+            "none",
+            json!({"kind": "set_result", "item_id": items[0], "result": "compliant"}),
+        ),
         (
             "never-sent",
             json!({"kind": "set_result", "item_id": items[1], "result": "compliant",
@@ -36,8 +41,11 @@ async fn a_forged_frame_falls_back_to_server_time() -> Result<()> {
             json!({"kind": "set_result", "item_id": items[2], "result": "compliant",
                    "seen": {"click_offset_ms": 10}}),
         ),
-        ("clear", json!({"kind": "set_result", "item_id": items[0], "result": "clear",
-                         "seen": {"rtp_timestamp": 1}})),
+        (
+            "clear",
+            json!({"kind": "set_result", "item_id": items[0], "result": "clear",
+                         "seen": {"rtp_timestamp": 1}}),
+        ),
     ];
     for (op_id, op) in &ops {
         let r = ws.op(op_id, op.clone()).await;
@@ -47,7 +55,10 @@ async fn a_forged_frame_falls_back_to_server_time() -> Result<()> {
     for (op_id, seen) in [
         ("rule", json!({"rtp_timestamp": 1, "rule": "seen_frame"})),
         ("at", json!({"rtp_timestamp": 1, "at_micros": 5})),
-        ("offset", json!({"rtp_timestamp": 1, "click_offset_ms": 3_600_000})),
+        (
+            "offset",
+            json!({"rtp_timestamp": 1, "click_offset_ms": 3_600_000}),
+        ),
         ("ts", json!({"rtp_timestamp": -1})),
     ] {
         let r = ws

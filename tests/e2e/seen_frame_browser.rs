@@ -172,7 +172,9 @@ async fn chromium_mark_lands_on_the_seen_frame() -> Result<()> {
         )
         .await?;
     inspector.goto(&format!("{}/", app.address)).await?;
-    inspector.sign_in("inspector1", "a long test password").await?;
+    inspector
+        .sign_in("inspector1", "a long test password")
+        .await?;
     inspector
         .goto(&format!("{}/#/room/{id}", app.address))
         .await?;
@@ -288,7 +290,11 @@ async fn chromium_mark_lands_on_the_seen_frame() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(1200)).await;
     }
     ensure!(
-        relay.counts.delayed.load(std::sync::atomic::Ordering::Relaxed) > 100,
+        relay
+            .counts
+            .delayed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 100,
         "the relay delayed nothing: {:?}",
         relay.counts
     );
@@ -306,7 +312,9 @@ async fn chromium_mark_lands_on_the_seen_frame() -> Result<()> {
         ts.sort();
         *ts.first().context("a frame")?
     };
-    let mut ws = ws_connect(&insp, &id).await.expect("the inspector's socket");
+    let mut ws = ws_connect(&insp, &id)
+        .await
+        .expect("the inspector's socket");
     ws.hello(None).await;
     let forged = [
         ("f-future", 3usize, old_ts.wrapping_add(90_000 * 120)),
@@ -355,7 +363,11 @@ async fn chromium_mark_lands_on_the_seen_frame() -> Result<()> {
         if r.status == 200 {
             break r.body;
         }
-        ensure!(Instant::now() < deadline, "no manifest after 60 s: {}", r.text);
+        ensure!(
+            Instant::now() < deadline,
+            "no manifest after 60 s: {}",
+            r.text
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     let file = app
@@ -414,7 +426,11 @@ async fn chromium_mark_lands_on_the_seen_frame() -> Result<()> {
         "seen_frame: (delayed, chapter − page frames, server time − page frames, server − seen ms): {report:?}"
     );
     for (i, r) in report.iter().enumerate() {
-        ensure!(r.1.abs() <= 1, "mark {i}: the chapter is {} frames from the seen frame: {report:?}", r.1);
+        ensure!(
+            r.1.abs() <= 1,
+            "mark {i}: the chapter is {} frames from the seen frame: {report:?}",
+            r.1
+        );
     }
     inspector.close().await?;
     business.close().await?;

@@ -236,8 +236,12 @@ impl DelayRelay {
                             })
                         };
                         let down = {
-                            let (inside, publisher, counts, on) =
-                                (inside.clone(), publisher.clone(), counts.clone(), on.clone());
+                            let (inside, publisher, counts, on) = (
+                                inside.clone(),
+                                publisher.clone(),
+                                counts.clone(),
+                                on.clone(),
+                            );
                             let mut state = seed | 1;
                             tokio::spawn(async move {
                                 let mut last = tokio::time::Instant::now();

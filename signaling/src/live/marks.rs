@@ -20,8 +20,8 @@
 
 use std::collections::HashMap;
 
-use checklist_sync::state::{Event, EventBody};
 use checklist_sync::proto::{Seen, SeenRule};
+use checklist_sync::state::{Event, EventBody};
 use checklist_sync::{ItemResult, Operation};
 use media_recorder::Mark;
 
@@ -422,7 +422,11 @@ mod tests {
                 "b",
                 Seen::resolved(Some(claim), SeenRule::ServerTimeImplausible, None),
             ),
-            with(30, "c", Seen::resolved(None, SeenRule::ServerTimeNoMetadata, None)),
+            with(
+                30,
+                "c",
+                Seen::resolved(None, SeenRule::ServerTimeNoMetadata, None),
+            ),
         ];
         let f = findings(&log);
         let got: Vec<(i64, i64, Option<SeenRule>)> = f
@@ -433,7 +437,11 @@ mod tests {
             got,
             vec![
                 (9_808_000, 10_000_000, Some(SeenRule::SeenFrame)),
-                (20_000_000, 20_000_000, Some(SeenRule::ServerTimeImplausible)),
+                (
+                    20_000_000,
+                    20_000_000,
+                    Some(SeenRule::ServerTimeImplausible)
+                ),
                 (30_000_000, 30_000_000, Some(SeenRule::ServerTimeNoMetadata)),
             ]
         );
@@ -456,7 +464,10 @@ mod tests {
         assert_eq!(rule(Some(now - 800_000)), Some(SeenRule::SeenFrame));
         assert_eq!(rule(None), Some(SeenRule::ServerTimeImplausible));
         assert_eq!(rule(Some(now + 1)), Some(SeenRule::ServerTimeImplausible));
-        assert_eq!(rule(Some(now - 180_000_000)), Some(SeenRule::ServerTimeImplausible));
+        assert_eq!(
+            rule(Some(now - 180_000_000)),
+            Some(SeenRule::ServerTimeImplausible)
+        );
         assert_eq!(
             Seen::judge(None, None, now).rule,
             Some(SeenRule::ServerTimeNoMetadata)
