@@ -422,6 +422,11 @@ async function openRoom(id) {
   // Guiding the business's camera (issue 25): controls and the pointer, from state.camera.
   room.cam = consoleCamera(room);
   buildChecklist();
+  // Capture phase: the frame is kept before the checklist's own handler sends the mark.
+  if (!$('checklist').dataset.seenClicks) {
+    $('checklist').dataset.seenClicks = '1';
+    $('checklist').addEventListener('click', keepSeenFrame, true);
+  }
   sync.addEventListener('state', (ev) => renderConn(ev.detail));
   sync.addEventListener('welcome', (ev) => {
     if (!(inspection.items || []).length && sync.checklist.length) {
@@ -479,6 +484,7 @@ async function openRoom(id) {
     const video = $('remote-video');
     if (video.srcObject !== ev.detail.stream) video.srcObject = ev.detail.stream;
     video.play().catch(() => { /* Autoplay may wait for a gesture; the stream stays attached. */ });
+    watchPresentedFrames(video);
   });
   rtc.addEventListener('quality', (ev) => {
     if (!room) return;
@@ -504,6 +510,44 @@ async function openRoom(id) {
   renderRoomState();
 }
 
+// --- The frame on screen at a mark (issue 23) ---
+// The last frame the video element presented, from requestVideoFrameCallback where the
+// browser has it; a click in the checklist keeps it, and the mark sends it with the click's
+// age, so the server can place the chapter on the frame the inspector saw (it checks that
+// the frame is one it sent to this inspector, docs/protocol.md "seen").
+function watchPresentedFrames(video) {
+  if (!video || typeof video.requestVideoFrameCallback !== 'function' || video.dataset.seenWatch) return;
+  video.dataset.seenWatch = '1';
+  const onFrame = (_now, meta) => {
+    if (room) room.presented = meta;
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+
+function keepSeenFrame() {
+  if (!room) return;
+  const m = room?.presented;
+  room.clickedFrame = m && Number.isInteger(m.rtpTimestamp)
+    ? { meta: m, at: performance.now() }
+    : null;
+}
+
+/** The `seen` claim of a mark: the frame presented at the last click in the checklist. */
+function seenClaim() {
+  const c = room?.clickedFrame;
+  if (!c) return null;
+  const offset = Math.max(0, performance.now() - c.at);
+  if (offset > 30000) return null;
+  const ms = (v) => (Number.isFinite(v) && v >= 0 ? v : undefined);
+  return {
+    rtp_timestamp: c.meta.rtpTimestamp >>> 0,
+    presentation_time: ms(c.meta.presentationTime),
+    receive_time: ms(c.meta.receiveTime),
+    click_offset_ms: Math.round(offset),
+  };
+}
+
 function buildChecklist() {
   room.checklist = renderChecklist($('checklist'), room.inspection.items || [], {
     editable: true,
@@ -512,6 +556,8 @@ function buildChecklist() {
     connected: () => room?.sync?.status === 'open',
     onSetResult: (itemId, result, notes) => {
       const op = { kind: 'set_result', item_id: itemId, result };
+      const seen = result !== 'clear' ? seenClaim() : null;
+      if (seen) op.seen = seen;
       if (result !== 'clear' && notes.comment) op.comment = notes.comment;
       if (result === 'violation' && notes.violation) op.violation = notes.violation;
       // Sent through the socket's op-id retry: kept and resent until acknowledged.

@@ -150,7 +150,11 @@ function attachMarks() {
     if (c.intro || view.recStartMs == null) continue;
     const e = view.events.find((ev) => ev.kind === 'set_result' && ev.payload?.item_id === c.item_id
       && ev.payload?.result === c.result && ev.server_ts >= c.mark_at_micros);
-    if (e) c.mark_ms = Math.max(0, Math.round(e.server_ts / 1000 - view.recStartMs));
+    // The mark's moment is the frame the inspector saw when the server placed it there
+    // (seen.rule "seen_frame"), else the server's time (docs/protocol.md).
+    const seen = e?.payload?.seen;
+    const at = seen?.rule === 'seen_frame' && Number.isFinite(seen.at_micros) ? seen.at_micros : e?.server_ts;
+    if (e) c.mark_ms = Math.max(0, Math.round(at / 1000 - view.recStartMs));
   }
 }
 

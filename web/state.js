@@ -100,7 +100,8 @@ export function applyEvent(state, e) {
         it.result = p.result;
         it.comment = p.comment ?? null;
         it.violation = p.violation ?? null;
-        it.result_ts = ts;
+        // The frame the marker saw, where the server placed the mark on it (as the server's fold).
+        it.result_ts = p.seen?.rule === 'seen_frame' && Number.isFinite(p.seen.at_micros) ? p.seen.at_micros : ts;
         it.result_seq = e.seq;
         it.result_by = by;
       }

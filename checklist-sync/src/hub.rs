@@ -43,6 +43,12 @@ pub trait Extension: Send + Sync {
     async fn on_close(&self, who: &Principal);
     /// Added to the welcome under `rtc`.
     fn hello(&self, who: &Principal) -> Option<Value>;
+    /// The server time of the video frame `who` was sent with RTP timestamp `ts`, if it was:
+    /// a mark naming it is placed there (`proto::Seen`). Without media, never.
+    fn seen_frame(&self, who: &Principal, ts: u32) -> Option<i64> {
+        let _ = (who, ts);
+        None
+    }
 }
 
 /// An extension that refuses every `rtc.*` message (tests, checklist-only deployments).
@@ -693,6 +699,9 @@ impl SyncHub {
                         send(e.to_wire(Some(&op_id)));
                         continue;
                     }
+                    let now = now_micros();
+                    // A mark is placed on the frame the marker saw, if the server sent it.
+                    let op = op.with_seen_resolved(|ts| ext.seen_frame(&who, ts), now);
                     let input = Input::Op {
                         origin: Origin::Conn(conn),
                         who: who.clone(),
@@ -700,7 +709,7 @@ impl SyncHub {
                         op,
                         device_time: None,
                         clock_offset_ms: None,
-                        now: now_micros(),
+                        now,
                     };
                     if tx.send(RoomMsg::Input(input)).is_err() {
                         self.inner.admitted.fetch_sub(1, Ordering::Relaxed);

@@ -425,6 +425,95 @@ pub struct Presence {
     pub visible: Option<bool>,
 }
 
+/// Which rule placed a mark on the recording's timeline (a closed set, docs/protocol.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeenRule {
+    /// At the frame the marker's browser presented: one the server sent to that participant,
+    /// no newer than the server's time and at most [`SEEN_MAX_AGE_MICROS`] older than the
+    /// click as the server estimates it.
+    SeenFrame,
+    /// At the server's time of the mark: the client named no frame.
+    ServerTimeNoMetadata,
+    /// At the server's time of the mark: the frame named is not one the server sent to that
+    /// participant recently, or is too far from the server's estimate.
+    ServerTimeImplausible,
+}
+
+impl SeenRule {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SeenFrame => "seen_frame",
+            Self::ServerTimeNoMetadata => "server_time_no_metadata",
+            Self::ServerTimeImplausible => "server_time_implausible",
+        }
+    }
+}
+
+/// How much older than the click (as the server estimates it) the seen frame may be: the
+/// network and the browser's jitter buffer delay a frame by this much at most.
+pub const SEEN_MAX_AGE_MICROS: i64 = 2_000_000;
+/// How long before sending the mark the click may have been (the violation's text is typed
+/// between the two), ms.
+pub const SEEN_MAX_CLICK_OFFSET_MS: f64 = 30_000.0;
+
+/// The frame on the marker's screen at the click (`requestVideoFrameCallback` metadata of the
+/// last presented frame), and what the server made of it. The client sends only the first
+/// four fields; `rule` and `at_micros` are the server's and refused from a client.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Seen {
+    /// The frame's RTP timestamp as the browser received it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtp_timestamp: Option<u32>,
+    /// When the browser presented it (page clock, ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presentation_time: Option<f64>,
+    /// When the browser received its last packet (page clock, ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_time: Option<f64>,
+    /// How long before the op was sent the click was, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub click_offset_ms: Option<f64>,
+    /// The rule that placed the mark (the server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<SeenRule>,
+    /// With `seen_frame`: the server time of the seen frame, µs (the server's); the mark's
+    /// chapter and still are placed there. Else the event's `server_ts` places them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_micros: Option<i64>,
+}
+
+impl Seen {
+    /// The server's resolution of a claim `claim` (none: no metadata).
+    pub fn resolved(claim: Option<Seen>, rule: SeenRule, at_micros: Option<i64>) -> Seen {
+        Seen {
+            rule: Some(rule),
+            at_micros: at_micros.filter(|_| rule == SeenRule::SeenFrame),
+            ..claim.unwrap_or_default()
+        }
+    }
+
+    /// Judges the frame the client named, given the server time of that frame if the
+    /// server sent it to this participant (`sent_at`) and the server's time now.
+    pub fn judge(claim: Option<Seen>, sent_at: Option<i64>, now_micros: i64) -> Seen {
+        let Some(c) = claim else {
+            return Seen::resolved(None, SeenRule::ServerTimeNoMetadata, None);
+        };
+        if c.rtp_timestamp.is_none() {
+            return Seen::resolved(Some(c), SeenRule::ServerTimeNoMetadata, None);
+        }
+        let offset = (c.click_offset_ms.unwrap_or(0.0) * 1000.0) as i64;
+        let earliest = now_micros - offset - SEEN_MAX_AGE_MICROS;
+        match sent_at {
+            Some(t) if t <= now_micros && t >= earliest => {
+                Seen::resolved(Some(c), SeenRule::SeenFrame, Some(t))
+            }
+            _ => Seen::resolved(Some(c), SeenRule::ServerTimeImplausible, None),
+        }
+    }
+}
+
 /// An operation a participant asks for (`op.kind` on the wire).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -441,6 +530,10 @@ pub enum Operation {
         /// Description of the violation (only with `violation`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         violation: Option<String>,
+        /// The video frame on the marker's screen at the click: the client's claim, and the
+        /// server's resolution of it (which places the item's chapter, see [`Seen`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seen: Option<Seen>,
     },
     /// Comment on an item.
     Comment {
@@ -766,7 +859,38 @@ impl Operation {
         let op = Operation::deserialize(v)
             .map_err(|e| OpError::new(codes::BAD_MESSAGE, format!("op {kind}: {e}")))?;
         op.validate()?;
+        if let Self::SetResult { seen: Some(s), .. } = &op {
+            if s.rule.is_some() || s.at_micros.is_some() {
+                return Err(OpError::invalid(
+                    "seen",
+                    "seen.rule and seen.at_micros are the server's, not a client's",
+                ));
+            }
+        }
         Ok(op)
+    }
+
+    /// A client's mark with the server's placement of it: a result set (not cleared) gets
+    /// its [`Seen`] judged, `sent_at` telling the server time of a frame the participant was
+    /// sent (by RTP timestamp). Other operations are returned as they are.
+    pub fn with_seen_resolved(
+        mut self,
+        sent_at: impl FnOnce(u32) -> Option<i64>,
+        now_micros: i64,
+    ) -> Self {
+        if let Self::SetResult { result, seen, .. } = &mut self {
+            if *result == ItemResult::Clear {
+                *seen = None;
+            } else {
+                let claim = seen.take();
+                let at = claim
+                    .as_ref()
+                    .and_then(|c| c.rtp_timestamp)
+                    .and_then(sent_at);
+                *seen = Some(Seen::judge(claim, at, now_micros));
+            }
+        }
+        self
     }
 
     /// Checks ranges and lengths of the fields.
@@ -777,8 +901,19 @@ impl Operation {
                 result,
                 comment,
                 violation,
+                seen,
             } => {
                 check_len("item_id", item_id, 1, 128)?;
+                if let Some(s) = seen {
+                    check_opt_range("seen.presentation_time", s.presentation_time, 0.0, 1e13)?;
+                    check_opt_range("seen.receive_time", s.receive_time, 0.0, 1e13)?;
+                    check_opt_range(
+                        "seen.click_offset_ms",
+                        s.click_offset_ms,
+                        0.0,
+                        SEEN_MAX_CLICK_OFFSET_MS,
+                    )?;
+                }
                 check_opt_len("comment", comment, MAX_TEXT)?;
                 check_opt_len("violation", violation, MAX_TEXT)?;
                 if violation.is_some() && *result != ItemResult::Violation {

@@ -388,7 +388,8 @@ pub struct ItemState {
     pub comment: Option<String>,
     /// Violation description.
     pub violation: Option<String>,
-    /// Server time of the result: the recording anchor.
+    /// Server time of the result: the recording anchor (the seen frame's time when the server
+    /// placed the mark on it, see `proto::Seen`).
     pub result_ts: Option<i64>,
     /// Seq of the result's event.
     pub result_seq: Option<u64>,
@@ -623,6 +624,7 @@ impl State {
                     result,
                     comment,
                     violation,
+                    seen,
                 } => {
                     let it = self.items.entry(item_id.clone()).or_default();
                     if *result == ItemResult::Clear {
@@ -636,7 +638,16 @@ impl State {
                         it.result = Some(*result);
                         it.comment = comment.clone();
                         it.violation = violation.clone();
-                        it.result_ts = Some(ts);
+                        // The mark's moment: the frame the marker saw, where the server
+                        // placed it there (proto::Seen), else the server's time.
+                        it.result_ts = Some(match seen {
+                            Some(crate::proto::Seen {
+                                rule: Some(crate::proto::SeenRule::SeenFrame),
+                                at_micros: Some(t),
+                                ..
+                            }) => *t,
+                            _ => ts,
+                        });
                         it.result_seq = Some(ev.seq);
                         it.result_by = Some(by);
                     }
@@ -811,6 +822,7 @@ mod tests {
             result: ItemResult::Compliant,
             comment: None,
             violation: None,
+            seen: None,
         };
         let cancel = Operation::Cancel {
             reason: None,

@@ -35,6 +35,8 @@ pub(crate) struct Ctx {
     pub peers: AtomicUsize,
     /// Journal keys, unique over all rooms.
     pub next_journal: AtomicU64,
+    /// The frames each participant's video output sent recently.
+    pub seen: Arc<crate::seen::SeenRegistry>,
 }
 
 struct PendingOffer {
@@ -282,7 +284,12 @@ impl Shell {
     fn perform(&mut self, out: Output) {
         let inspection = self.room.inspection();
         match out {
-            Output::OpenConn { conn, req, .. } => {
+            Output::OpenConn {
+                conn,
+                req,
+                participant,
+                ..
+            } => {
                 let Some(events) = self.offers.get(&req).map(|o| o.events.clone()) else {
                     return;
                 };
@@ -291,6 +298,8 @@ impl Shell {
                     ConnParams {
                         conn,
                         inspection,
+                        participant,
+                        seen: self.ctx.seen.clone(),
                         cfg: self.ctx.cfg.clone(),
                         inbox: self.inbox.clone(),
                         events: events.clone(),

@@ -57,6 +57,7 @@ pub(crate) struct Source {
 pub(crate) async fn read_source(src: Source, mut ctl: mpsc::UnboundedReceiver<SourceCtl>) {
     let mut sinks: Vec<mpsc::Sender<Fwd>> = Vec::new();
     let mut journal: Option<JournalKey> = None;
+    let mut clock = crate::seen::FrameClock::new(src.clock_rate);
     loop {
         tokio::select! {
             // Instructions first: the route must be in place before the packets it is for.
@@ -71,8 +72,9 @@ pub(crate) async fn read_source(src: Source, mut ctl: mpsc::UnboundedReceiver<So
             },
             ev = src.remote.poll() => match ev {
                 Some(TrackRemoteEvent::OnRtpPacket(mut packet)) => {
+                    let at = chrono::Utc::now().timestamp_micros();
+                    let frame_micros = clock.frame_micros(packet.header.timestamp, at);
                     if let Some(key) = journal {
-                        let at = chrono::Utc::now().timestamp_micros();
                         let mut buf = vec![0u8; packet.marshal_size()];
                         if let Ok(n) = packet.marshal_to(&mut buf) {
                             buf.truncate(n);
@@ -90,6 +92,7 @@ pub(crate) async fn read_source(src: Source, mut ctl: mpsc::UnboundedReceiver<So
                             codec: src.codec,
                             clock_rate: src.clock_rate,
                             packet: packet.clone(),
+                            frame_micros,
                         }) {
                             // A full queue drops this packet only; NACK/PLI repair it.
                             Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
@@ -155,6 +158,7 @@ pub(crate) async fn forward(
     mut rx: mpsc::Receiver<Fwd>,
     ssrc: u32,
     negotiation: Arc<AtomicU64>,
+    seen: Option<Arc<crate::seen::SeenLog>>,
 ) {
     let mut rewriter = Rewriter::new(ssrc);
     let mut pts: HashMap<Codec, u8> = HashMap::new();
@@ -164,6 +168,7 @@ pub(crate) async fn forward(
         codec,
         clock_rate,
         mut packet,
+        frame_micros,
     }) = rx.recv().await
     {
         let n = negotiation.load(Ordering::Relaxed);
@@ -181,6 +186,11 @@ pub(crate) async fn forward(
         };
         rewriter.rewrite(Instant::now(), clock_rate, &mut packet.header);
         packet.header.payload_type = pt;
+        // Logged before the write: a frame is on its way once it leaves here, and a mark
+        // naming it must find it.
+        if let Some(seen) = &seen {
+            seen.record(packet.header.timestamp, frame_micros);
+        }
         if let Err(e) = track.write_rtp(packet).await {
             debug!("forward: {e}");
             // Not bound yet (still connecting) or closed; the keyframe request on connect

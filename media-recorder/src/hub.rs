@@ -46,6 +46,7 @@ impl Hub {
                 writer,
                 peers: AtomicUsize::new(0),
                 next_journal: AtomicU64::new(1),
+                seen: Default::default(),
             }),
             rooms: Mutex::new(HashMap::new()),
             next_instance: AtomicU64::new(1),
@@ -130,6 +131,10 @@ impl Hub {
         {
             rooms.remove(&inspection);
         }
+    }
+
+    pub(crate) fn seen_frame(&self, inspection: Uuid, participant: Uuid, ts: u32) -> Option<i64> {
+        self.ctx.seen.lookup(inspection, participant, ts)
     }
 
     pub(crate) fn peer_count(&self) -> usize {

@@ -29,6 +29,7 @@ mod probe;
 pub mod recover;
 pub mod rtp;
 pub mod sdp;
+pub mod seen;
 #[cfg(feature = "testsrc")]
 pub mod testsrc;
 pub mod timecode;
@@ -155,6 +156,14 @@ impl MediaHub {
             .try_acquire_owned()
             .map_err(|_| MediaError::Busy)?;
         probe::answer(self.inner.cfg(), sdp, permit).await
+    }
+
+    /// The server time of the video frame this participant was sent with RTP timestamp `ts`
+    /// (as its browser saw it, after the server's rewriting), if it was sent within the last
+    /// [`seen::SEEN_FRAMES`] frames of its current video output; `None` for a frame never
+    /// sent to it. Marks are placed on the frame the participant saw with this (issue 23).
+    pub fn seen_frame(&self, inspection: Uuid, participant: Uuid, ts: u32) -> Option<i64> {
+        self.inner.seen_frame(inspection, participant, ts)
     }
 
     /// Number of live peer connections (for metrics and tests).

@@ -65,6 +65,9 @@ impl SigCmd {
 pub(crate) struct ConnParams {
     pub conn: Conn,
     pub inspection: Uuid,
+    pub participant: Uuid,
+    /// Where a video output logs the frames it sent.
+    pub seen: Arc<crate::seen::SeenRegistry>,
     pub cfg: Arc<MediaConfig>,
     pub inbox: Inbox,
     pub events: mpsc::UnboundedSender<MediaEvent>,
@@ -243,12 +246,16 @@ impl Connection {
                 .map_err(|e| MediaError::Internal(format!("add track: {e}")))?;
             let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
             let negotiation = Arc::new(AtomicU64::new(0));
+            // The business's video: what a mark may be placed on (see `seen`).
+            let seen = (feed == Feed::PubVideo)
+                .then(|| self.p.seen.register(self.p.inspection, self.p.participant));
             tokio::spawn(forward(
                 track.clone(),
                 sender,
                 rx,
                 ssrc,
                 negotiation.clone(),
+                seen,
             ));
             tokio::spawn(relay_feedback(
                 track,

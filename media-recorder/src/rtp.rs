@@ -98,6 +98,8 @@ pub(crate) struct Fwd {
     /// The packet, header extensions already removed (the subscriber's leg negotiated its own
     /// ids; unknown ones make webrtc drop the packet silently, and no receiver needs them).
     pub packet: rtc::rtp::Packet,
+    /// The server time of the packet's frame (`seen::FrameClock`).
+    pub frame_micros: i64,
 }
 
 /// Removes the header extensions of a packet about to be forwarded (see [`Fwd::packet`]).

@@ -35,6 +35,8 @@ mod push_browser;
 mod ratings;
 mod ratings_browser;
 mod room_flood;
+mod seen_frame;
+mod seen_frame_browser;
 mod socket_lifetime;
 mod tokens;
 mod tokens_browser;

@@ -12,9 +12,15 @@
 //! inspection's clock), which is also in the log for the reviewer's list.
 //!
 //! A `media_recorder::Mark` places a chapter: its `at_micros` is where the chapter begins.
+//!
+//! A mark's moment is the frame the inspector saw when clicking, where the server resolved
+//! one (`seen.rule` = `seen_frame`: a frame the server sent to that participant, see
+//! `checklist_sync::proto::Seen`), else the event's server time. So a chapter shows a frame
+//! the marking participant was sent; the event keeps both times and the rule.
 
 use std::collections::HashMap;
 
+use checklist_sync::proto::{Seen, SeenRule};
 use checklist_sync::state::{Event, EventBody};
 use checklist_sync::{ItemResult, Operation};
 use media_recorder::Mark;
@@ -77,11 +83,37 @@ pub struct Finding<'a> {
     pub result: ItemResult,
     /// The violation's text as last saved with this result.
     pub violation: Option<&'a str>,
-    /// The mark: when the result was set.
+    /// The mark: the server time of the frame the marker saw, or when the result was set
+    /// (`rule` says which).
     pub at_micros: i64,
+    /// When the server accepted the result (the event's time).
+    pub server_micros: i64,
+    /// The rule that placed the mark (`None`: an event from before the rule, or queued on a
+    /// device without video: server time).
+    pub rule: Option<SeenRule>,
     /// When the inspector turned to the item (its last `focus` since the previous finding).
     pub focused_at: Option<i64>,
 }
+
+/// Where a result set at server time `server_ts` with `seen` is placed: the seen frame's
+/// time under the `seen_frame` rule (the server checked it when accepting the op), else the
+/// server time.
+pub fn mark_time(seen: Option<&Seen>, server_ts: i64) -> i64 {
+    match seen {
+        Some(Seen {
+            rule: Some(SeenRule::SeenFrame),
+            at_micros: Some(t),
+            ..
+        }) => *t + SEEN_FRAME_MARGIN_MICROS,
+        _ => server_ts,
+    }
+}
+
+/// A mark on a seen frame is placed this much after the frame's time: the player shows the
+/// last frame starting at or before a chapter's start, and the live estimate of a frame's
+/// time and the recording's timeline differ by a few ms, so a start exactly on the estimate
+/// could show the frame before. Under half a frame at 60 frames per second.
+pub const SEEN_FRAME_MARGIN_MICROS: i64 = 8_000;
 
 /// The findings of a log, in order (see [`marks_from_log`] for what counts as one).
 pub fn findings(events: &[Event]) -> Vec<Finding<'_>> {
@@ -97,6 +129,7 @@ pub fn findings(events: &[Event]) -> Vec<Finding<'_>> {
             item_id,
             result,
             violation,
+            seen,
             ..
         }) = &e.body
         else {
@@ -121,7 +154,9 @@ pub fn findings(events: &[Event]) -> Vec<Finding<'_>> {
             item_id,
             result: *result,
             violation: violation.as_deref(),
-            at_micros: e.server_ts,
+            at_micros: mark_time(seen.as_ref(), e.server_ts),
+            server_micros: e.server_ts,
+            rule: seen.as_ref().and_then(|s| s.rule),
             focused_at,
         });
     }
@@ -208,6 +243,7 @@ mod tests {
                 // The text is a violation's description with a violation, else a comment.
                 comment: comment.filter(|_| result != "violation").map(String::from),
                 violation: comment.filter(|_| result == "violation").map(String::from),
+                seen: None,
             }),
         }
     }
@@ -357,6 +393,84 @@ mod tests {
                 // d's focus at 60 s came before e's mark at 61 s: stale, so after e's mark.
                 s("d", 61),
             ]
+        );
+    }
+
+    /// A mark the server placed on the seen frame begins its chapter there; an implausible
+    /// claim and no claim keep the server's time (issue 23).
+    #[test]
+    fn a_seen_frame_places_the_chapter() {
+        let with = |seq: u64, item: &str, seen: Seen| {
+            let mut e = set(seq, item, "compliant", None);
+            if let EventBody::Op(Operation::SetResult { seen: s, .. }) = &mut e.body {
+                *s = Some(seen);
+            }
+            e
+        };
+        let claim = Seen {
+            rtp_timestamp: Some(90_000),
+            ..Seen::default()
+        };
+        let log = vec![
+            with(
+                10,
+                "a",
+                Seen::resolved(Some(claim.clone()), SeenRule::SeenFrame, Some(9_800_000)),
+            ),
+            with(
+                20,
+                "b",
+                Seen::resolved(Some(claim), SeenRule::ServerTimeImplausible, None),
+            ),
+            with(
+                30,
+                "c",
+                Seen::resolved(None, SeenRule::ServerTimeNoMetadata, None),
+            ),
+        ];
+        let f = findings(&log);
+        let got: Vec<(i64, i64, Option<SeenRule>)> = f
+            .iter()
+            .map(|f| (f.at_micros, f.server_micros, f.rule))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (9_808_000, 10_000_000, Some(SeenRule::SeenFrame)),
+                (
+                    20_000_000,
+                    20_000_000,
+                    Some(SeenRule::ServerTimeImplausible)
+                ),
+                (30_000_000, 30_000_000, Some(SeenRule::ServerTimeNoMetadata)),
+            ]
+        );
+        let at: Vec<i64> = marks_from_log(&log, &Titles::default(), 0)
+            .iter()
+            .map(|m| m.at_micros)
+            .collect();
+        assert_eq!(at, vec![0, 9_808_000, 20_000_000, 30_000_000]);
+        // The judge: a frame sent 300 ms before the click is the seen frame; one never sent,
+        // one newer than the server's time and one minutes old are not.
+        let now = 100_000_000;
+        let c = || {
+            Some(Seen {
+                rtp_timestamp: Some(1),
+                click_offset_ms: Some(500.0),
+                ..Seen::default()
+            })
+        };
+        let rule = |sent: Option<i64>| Seen::judge(c(), sent, now).rule;
+        assert_eq!(rule(Some(now - 800_000)), Some(SeenRule::SeenFrame));
+        assert_eq!(rule(None), Some(SeenRule::ServerTimeImplausible));
+        assert_eq!(rule(Some(now + 1)), Some(SeenRule::ServerTimeImplausible));
+        assert_eq!(
+            rule(Some(now - 180_000_000)),
+            Some(SeenRule::ServerTimeImplausible)
+        );
+        assert_eq!(
+            Seen::judge(None, None, now).rule,
+            Some(SeenRule::ServerTimeNoMetadata)
         );
     }
 

@@ -254,6 +254,11 @@ impl Extension for RtcBridge {
     fn hello(&self, _who: &Principal) -> Option<Value> {
         Some(json!({ "ice_servers": self.media.ice_servers() }))
     }
+
+    fn seen_frame(&self, who: &Principal, ts: u32) -> Option<i64> {
+        self.media
+            .seen_frame(who.inspection_id, who.participant_id, ts)
+    }
 }
 
 #[cfg(test)]
