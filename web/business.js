@@ -384,6 +384,7 @@ $('biz-start').addEventListener('click', async () => {
     rtc.addEventListener('quality', (ev) => {
       page.quality = ev.detail.quality;
       page.video = ev.detail.video;
+      page.uplink = ev.detail.stats;
       renderQuality();
       renderRec();
     });
@@ -515,6 +516,22 @@ function renderConn(detail) {
 function renderQuality() {
   $('quality').dataset.quality = page.quality;
   $('quality-text').textContent = `${t('quality.label')}: ${page.quality === 'unknown' ? t('quality.none') : t(`quality.${page.quality}`)}`;
+  const el = $('uplink');
+  const u = page.uplink;
+  if (!el || !u) return;
+  // The phone's own uplink in plain words: what leaves it and what holds it back.
+  const kbps = u.sent_kbps ?? 0;
+  let key = 'uplink.ok';
+  if (page.video === 'frozen' || (u.sent_kbps !== null && kbps < 5)) key = 'uplink.stalled';
+  else if (u.loss > 0.05) key = 'uplink.loss';
+  else if (u.limitation === 'bandwidth') key = 'uplink.bandwidth';
+  el.dataset.state = key.slice('uplink.'.length);
+  el.dataset.sentKbps = String(kbps);
+  el.dataset.availableKbps = u.available_kbps === null ? '' : String(u.available_kbps);
+  el.dataset.rttMs = u.rtt_ms === null ? '' : String(u.rtt_ms);
+  el.dataset.loss = String(Math.round((u.loss || 0) * 1000) / 1000);
+  el.textContent = t(key, { kbps, pct: Math.round((u.loss || 0) * 100) });
+  el.hidden = u.sent_kbps === null;
 }
 
 function renderState() {
