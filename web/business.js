@@ -529,6 +529,7 @@ function renderQuality() {
   el.dataset.sentKbps = String(kbps);
   el.dataset.availableKbps = u.available_kbps === null ? '' : String(u.available_kbps);
   el.dataset.rttMs = u.rtt_ms === null ? '' : String(u.rtt_ms);
+  el.dataset.limitation = u.limitation || '';
   el.dataset.loss = String(Math.round((u.loss || 0) * 1000) / 1000);
   el.textContent = t(key, { kbps, pct: Math.round((u.loss || 0) * 100) });
   el.hidden = u.sent_kbps === null;

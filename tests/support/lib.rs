@@ -5,6 +5,7 @@
 pub mod act;
 pub mod browser;
 pub mod images;
+pub mod netbench;
 pub mod netns;
 pub mod oidc;
 pub mod onsite;
