@@ -491,6 +491,25 @@ impl PhaseReport {
         )
     }
 
+    /// How often the phone said what limited its video (`qualityLimitationReason`:
+    /// `bandwidth`, `cpu`, `none`), most frequent first.
+    pub fn limitations(&self) -> String {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for s in &self.phone {
+            let r = s.limitation.clone().unwrap_or_else(|| "?".into());
+            match counts.iter_mut().find(|c| c.0 == r) {
+                Some(c) => c.1 += 1,
+                None => counts.push((r, 1)),
+            }
+        }
+        counts.sort_by(|a, b| b.1.cmp(&a.1));
+        counts
+            .iter()
+            .map(|(r, n)| format!("{r}×{n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// The same of the browser's bandwidth estimate.
     pub fn median_available_kbps(&self) -> Option<f64> {
         median(
@@ -719,7 +738,7 @@ impl RunReport {
         for p in &self.phases {
             s += &format!(
                 "  {:<14} {:6.1}–{:6.1} s: longest freeze {:.3} s (at {:.1}), longest audio gap \
-                 {:.3} s, {:.1} frames/s, phone sent {} kbit/s (estimate {} kbit/s){}\n",
+                 {:.3} s, {:.1} frames/s, phone sent {} kbit/s (estimate {} kbit/s), limited by {}{}\n",
                 p.name,
                 p.from,
                 p.to,
@@ -731,6 +750,7 @@ impl RunReport {
                     .map_or("?".into(), |k| format!("{k:.0}")),
                 p.median_available_kbps()
                     .map_or("?".into(), |k| format!("{k:.0}")),
+                p.limitations(),
                 p.video_back_after
                     .map_or(String::new(), |b| format!(", video back {b:.2} s after the outage")),
             );
@@ -755,6 +775,7 @@ impl RunReport {
                 "video_back_after_s": p.video_back_after,
                 "median_sent_kbps": p.median_sent_kbps(),
                 "median_available_kbps": p.median_available_kbps(),
+                "limited_by": p.limitations(),
             })).collect::<Vec<_>>(),
         })
     }
