@@ -5,7 +5,7 @@
 import { t, applyI18n, bindLangSwitch, formatTime, formatTimeZoned, setTimeZone, zoneLabel } from './i18n.js';
 import * as api from './api.js';
 import { SyncClient, clientHints, missingFeatures } from './ws.js';
-import { RtcSession } from './rtc.js';
+import { RtcSession, describeUplink } from './rtc.js';
 import { renderChecklist, draftStore } from './checklist.js';
 import { verdictOf, locationVerdict, appendEventLine, usToIso } from './present.js';
 import { applyEvent, emptyState, resultOf } from './state.js';
@@ -521,11 +521,9 @@ function renderQuality() {
   if (!el || !u) return;
   // The phone's own uplink in plain words: what leaves it and what holds it back.
   const kbps = u.sent_kbps ?? 0;
-  let key = 'uplink.ok';
-  if (page.video === 'frozen' || (u.sent_kbps !== null && kbps < 5)) key = 'uplink.stalled';
-  else if (u.loss > 0.05) key = 'uplink.loss';
-  else if (u.limitation === 'bandwidth') key = 'uplink.bandwidth';
-  el.dataset.state = key.slice('uplink.'.length);
+  const state = describeUplink(u, page.video);
+  const key = `uplink.${state}`;
+  el.dataset.state = state;
   el.dataset.sentKbps = String(kbps);
   el.dataset.availableKbps = u.available_kbps === null ? '' : String(u.available_kbps);
   el.dataset.rttMs = u.rtt_ms === null ? '' : String(u.rtt_ms);

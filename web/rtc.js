@@ -50,6 +50,20 @@ export function judgeMedia(prev, sample, now) {
 }
 
 /**
+ * The publishing phone's uplink in one word, as a pure function (tests/web/rtc_quality.test.mjs):
+ * `stats` is a 'quality' event's stats ({sent_kbps, loss, limitation}), `video` its video state.
+ * 'stalled' (nothing leaves, or the picture froze), 'loss' (over 5 % lost by the server's
+ * receiver reports), 'bandwidth' (the encoder is held back by the network estimate) or 'ok'.
+ */
+export function describeUplink(stats, video) {
+  const kbps = stats?.sent_kbps;
+  if (video === 'frozen' || (kbps !== null && kbps !== undefined && kbps < 5)) return 'stalled';
+  if ((stats?.loss ?? 0) > 0.05) return 'loss';
+  if (stats?.limitation === 'bandwidth') return 'bandwidth';
+  return 'ok';
+}
+
+/**
  * A media session riding a SyncClient.
  * options.role: 'publisher' (business: sends camera + mic) or 'inspector' (receives video +
  * audio, sends its own mic), as the media side names them.
