@@ -49,17 +49,23 @@ export function judgeMedia(prev, sample, now) {
   return { video, since: video === 'frozen' ? memo.lastFrameAt : memo.firstFrameAt, quality, loss, memo };
 }
 
+/** Below this estimate, kbit/s, the phone's network is called narrow. */
+const NARROW_KBPS = 300;
+
 /**
  * The publishing phone's uplink in one word, as a pure function (tests/web/rtc_quality.test.mjs):
  * `stats` is a 'quality' event's stats ({sent_kbps, loss, limitation}), `video` its video state.
  * 'stalled' (nothing leaves, or the picture froze), 'loss' (over 5 % lost by the server's
- * receiver reports), 'bandwidth' (the encoder is held back by the network estimate) or 'ok'.
+ * receiver reports), 'bandwidth' (the encoder is held back by the network, or the browser's
+ * estimate of it is under 300 kbit/s: Chromium often says 'none' while it paces to the
+ * estimate) or 'ok'.
  */
 export function describeUplink(stats, video) {
   const kbps = stats?.sent_kbps;
   if (video === 'frozen' || (kbps !== null && kbps !== undefined && kbps < 5)) return 'stalled';
   if ((stats?.loss ?? 0) > 0.05) return 'loss';
-  if (stats?.limitation === 'bandwidth') return 'bandwidth';
+  const estimate = stats?.available_kbps;
+  if (stats?.limitation === 'bandwidth' || (typeof estimate === 'number' && estimate < NARROW_KBPS)) return 'bandwidth';
   return 'ok';
 }
 

@@ -98,6 +98,14 @@ async fn chromium_phone_survives_loss_a_narrow_uplink_and_an_outage() -> Result<
         estimate.is_some_and(|k| k < 450.0),
         "the browser's estimate did not follow the cap: {estimate:?} kbit/s"
     );
+    // The business is told, in words, that its network is narrow (web/business.js #uplink).
+    ensure!(
+        rate.phone
+            .iter()
+            .any(|s| s.state.as_deref() == Some("bandwidth")),
+        "the phone never said its network is narrow: {:?}",
+        rate.phone
+    );
     ensure!(
         rate.longest_freeze.secs < 5.0,
         "no video for {:.1} s at 300 kbit/s",

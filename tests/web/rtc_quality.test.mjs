@@ -60,6 +60,8 @@ test('the phone\'s uplink in one word: stalled, loss, bandwidth, ok', () => {
   const flowing = { sent_kbps: 800, loss: 0, limitation: 'none' };
   assert.equal(describeUplink(flowing, 'live'), 'ok');
   assert.equal(describeUplink({ ...flowing, limitation: 'bandwidth', sent_kbps: 140 }, 'live'), 'bandwidth');
+  assert.equal(describeUplink({ ...flowing, limitation: 'none', available_kbps: 227 }, 'live'), 'bandwidth');
+  assert.equal(describeUplink({ ...flowing, available_kbps: 1800 }, 'live'), 'ok');
   assert.equal(describeUplink({ ...flowing, loss: 0.08, limitation: 'bandwidth' }, 'live'), 'loss');
   // Nothing leaving beats every other reason, and so does a frozen picture.
   assert.equal(describeUplink({ ...flowing, sent_kbps: 0, loss: 0.5 }, 'live'), 'stalled');
