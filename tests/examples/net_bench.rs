@@ -68,9 +68,6 @@ async fn main() -> Result<()> {
     }
     let dir = inspector_tests::browser::workspace_root().join("artifacts");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("net_bench.json"),
-        serde_json::to_vec_pretty(&all)?,
-    )?;
+    std::fs::write(dir.join("net_bench.json"), serde_json::to_vec_pretty(&all)?)?;
     Ok(())
 }

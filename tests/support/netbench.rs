@@ -312,7 +312,12 @@ pub fn free_media_port() -> Result<u16> {
 fn packets(file: &Path, stream: &str) -> Result<Vec<(f64, f64)>> {
     let out = std::process::Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", stream])
-        .args(["-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0"])
+        .args([
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(file)
         .output()
         .context("running ffprobe")?;
@@ -428,7 +433,10 @@ impl Recording {
 /// Over sorted `times`, the longest `times[i+1] - times[i] - dur(i)` for pairs overlapping
 /// `[from, to)`.
 fn longest(times: &[f64], from: f64, to: f64, dur: impl Fn(usize) -> f64) -> Gap {
-    let mut best = Gap { secs: 0.0, at: from };
+    let mut best = Gap {
+        secs: 0.0,
+        at: from,
+    };
     for i in 0..times.len().saturating_sub(1) {
         let (a, b) = (times[i], times[i + 1]);
         if b < from || a >= to {
@@ -548,11 +556,9 @@ fn now_micros() -> i64 {
 
 async fn phone_sample(phone: &Browser) -> Result<PhoneSample> {
     let v = phone
-        .js(
-            "const e = document.getElementById('uplink'); \
+        .js("const e = document.getElementById('uplink'); \
              return e && !e.hidden ? {sent: e.dataset.sentKbps, avail: e.dataset.availableKbps, \
-             lim: e.dataset.limitation || null, state: e.dataset.state} : null",
-        )
+             lim: e.dataset.limitation || null, state: e.dataset.state} : null")
         .await?;
     let num = |k: &str| v[k].as_str().and_then(|s| s.parse::<f64>().ok());
     Ok(PhoneSample {
@@ -665,12 +671,11 @@ pub async fn run(label: &str, warmup_secs: f64, phases: &[Phase]) -> Result<RunR
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
-    let file = app
-        .data_dir
-        .path()
-        .join("recordings")
-        .join(&id)
-        .join(manifest["file"].as_str().context("manifest names the file")?);
+    let file = app.data_dir.path().join("recordings").join(&id).join(
+        manifest["file"]
+            .as_str()
+            .context("manifest names the file")?,
+    );
     // Kept for a look after the run (the data directory goes with the test).
     let kept = crate::browser::workspace_root()
         .join("artifacts")
