@@ -35,7 +35,7 @@ async fn chromium_phone_survives_loss_a_narrow_uplink_and_an_outage() -> Result<
         },
     ];
     let r = run("netbench-ci", 2.0, &phases).await?;
-    eprintln!("netbench: {}", r.summary());
+    eprintln!("netbench: {}video sender: {}", r.summary(), r.sender);
 
     // Congestion feedback and in-band FEC are negotiated, and the feedback flows.
     ensure!(
@@ -48,6 +48,13 @@ async fn chromium_phone_survives_loss_a_narrow_uplink_and_an_outage() -> Result<
         r.answer_sdp.contains("useinbandfec=1"),
         "no Opus in-band FEC in the answer:\n{}",
         r.answer_sdp
+    );
+    // The phone's sender as web/rtc.js set it: detail over motion, the configured cap
+    // (`[media] max_video_kbps`, default 1500).
+    ensure!(
+        r.sender["content_hint"] == "detail" && r.sender["max_bitrate"] == 1_500_000,
+        "the phone's video sender: {}",
+        r.sender
     );
     ensure!(
         r.twcc_feedback > 100,

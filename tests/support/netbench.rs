@@ -544,6 +544,8 @@ pub struct RunReport {
     pub recording: Recording,
     /// The server's answer as the phone applied it.
     pub answer_sdp: String,
+    /// The phone's video sender: `content_hint`, `degradation_preference`, `max_bitrate`.
+    pub sender: Value,
     pub twcc_feedback: u64,
     pub nacks: u64,
     pub up_dropped: u64,
@@ -604,6 +606,7 @@ pub async fn run(label: &str, warmup_secs: f64, phases: &[Phase]) -> Result<RunR
             json!({"source": "(() => { const orig = RTCPeerConnection.prototype.setRemoteDescription; \
                 RTCPeerConnection.prototype.setRemoteDescription = function (d) { \
                   if (d && d.type === 'answer') window.__rtcAnswerSdp = d.sdp; \
+                  window.__rtcPc = this; \
                   return orig.apply(this, arguments); }; })();"}),
         )
         .await?;
@@ -653,6 +656,17 @@ pub async fn run(label: &str, warmup_secs: f64, phases: &[Phase]) -> Result<RunR
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    // What the page set on its video sender (web/rtc.js `_tuneSenders`).
+    let sender = phone
+        .js(
+            "const pc = window.__rtcPc; \
+             const s = pc && pc.getSenders().find(s => s.track && s.track.kind === 'video'); \
+             if (!s) return null; const p = s.getParameters(); \
+             return {content_hint: s.track.contentHint, \
+                     degradation_preference: p.degradationPreference ?? null, \
+                     max_bitrate: p.encodings && p.encodings[0] ? p.encodings[0].maxBitrate ?? null : null}",
+        )
+        .await?;
     let r = wi.op("nb-finish", json!({"kind": "finish"})).await;
     ensure!(r["type"] == "ack", "finish: {r}");
     phone.close().await?;
@@ -715,6 +729,7 @@ pub async fn run(label: &str, warmup_secs: f64, phases: &[Phase]) -> Result<RunR
         phases,
         recording,
         answer_sdp,
+        sender,
         twcc_feedback: c.twcc_feedback.load(Ordering::Relaxed),
         nacks: c.nacks.load(Ordering::Relaxed),
         up_dropped: c.up_dropped.load(Ordering::Relaxed),
