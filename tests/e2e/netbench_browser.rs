@@ -49,10 +49,13 @@ async fn chromium_phone_survives_loss_a_narrow_uplink_and_an_outage() -> Result<
         "no Opus in-band FEC in the answer:\n{}",
         r.answer_sdp
     );
-    // The phone's sender as web/rtc.js set it: detail over motion, the configured cap
+    // The phone's sender as web/rtc.js set it: detail over motion, resolution over frame
+    // rate, the configured cap
     // (`[media] max_video_kbps`, default 1500).
     ensure!(
-        r.sender["content_hint"] == "detail" && r.sender["max_bitrate"] == 1_500_000,
+        r.sender["content_hint"] == "detail"
+            && r.sender["degradation_preference"] == "maintain-resolution"
+            && r.sender["max_bitrate"] == 1_500_000,
         "the phone's video sender: {}",
         r.sender
     );
