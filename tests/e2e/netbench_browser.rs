@@ -83,7 +83,7 @@ async fn chromium_phone_survives_loss_a_narrow_uplink_and_an_outage() -> Result<
         anyhow::bail!("three phases measured: {:?}", r.phases);
     };
     // Audio meets the target in every run. Video does not, reliably: the target (no
-    // freeze over 500 ms) held in 6 of 9 runs on this machine; in the others Chromium's
+    // freeze over 500 ms) held in 7 of 10 runs on this machine; in the others Chromium's
     // loss-based estimate fell to 75–360 kbit/s at 3 % random loss and, keeping resolution, the
     // encoder dropped to a few frames a second (docs/reliability.md). So the CI holds the line
     // a broken repair path would cross — a freeze of seconds, a recording without frames — and
