@@ -5,7 +5,7 @@
 import { t, applyI18n, bindLangSwitch, formatTime, formatTimeZoned, setTimeZone, zoneLabel } from './i18n.js';
 import * as api from './api.js';
 import { SyncClient, clientHints, missingFeatures } from './ws.js';
-import { RtcSession } from './rtc.js';
+import { RtcSession, describeUplink } from './rtc.js';
 import { renderChecklist, draftStore } from './checklist.js';
 import { verdictOf, locationVerdict, appendEventLine, usToIso } from './present.js';
 import { applyEvent, emptyState, resultOf } from './state.js';
@@ -395,6 +395,7 @@ $('biz-start').addEventListener('click', async () => {
     rtc.addEventListener('quality', (ev) => {
       page.quality = ev.detail.quality;
       page.video = ev.detail.video;
+      page.uplink = ev.detail.stats;
       renderQuality();
       renderRec();
     });
@@ -528,6 +529,21 @@ function renderConn(detail) {
 function renderQuality() {
   $('quality').dataset.quality = page.quality;
   $('quality-text').textContent = `${t('quality.label')}: ${page.quality === 'unknown' ? t('quality.none') : t(`quality.${page.quality}`)}`;
+  const el = $('uplink');
+  const u = page.uplink;
+  if (!el || !u) return;
+  // The phone's own uplink in plain words: what leaves it and what holds it back.
+  const kbps = u.sent_kbps ?? 0;
+  const state = describeUplink(u, page.video);
+  const key = `uplink.${state}`;
+  el.dataset.state = state;
+  el.dataset.sentKbps = String(kbps);
+  el.dataset.availableKbps = u.available_kbps === null ? '' : String(u.available_kbps);
+  el.dataset.rttMs = u.rtt_ms === null ? '' : String(u.rtt_ms);
+  el.dataset.limitation = u.limitation || '';
+  el.dataset.loss = String(Math.round((u.loss || 0) * 1000) / 1000);
+  el.textContent = t(key, { kbps, pct: Math.round((u.loss || 0) * 100) });
+  el.hidden = u.sent_kbps === null;
 }
 
 function renderState() {

@@ -47,6 +47,10 @@ const DICT = {
     'quality.fair': 'среднее',
     'quality.poor': 'плохое',
     'quality.none': 'нет видео',
+    'uplink.ok': 'Видео уходит на сервер: {kbps} кбит/с',
+    'uplink.bandwidth': 'Сеть узкая: видео сжато до {kbps} кбит/с, картинка может быть менее плавной',
+    'uplink.loss': 'Сеть теряет {pct} % пакетов: изображение может прерываться',
+    'uplink.stalled': 'Видео не уходит: нет связи с сервером, ждём сеть',
 
     'login.title': 'Вход для сотрудников',
     'login.username': 'Логин',
@@ -1031,6 +1035,10 @@ const DICT = {
     'quality.fair': 'fair',
     'quality.poor': 'poor',
     'quality.none': 'no video',
+    'uplink.ok': 'Video is reaching the server: {kbps} kbit/s',
+    'uplink.bandwidth': 'The network is narrow: video squeezed to {kbps} kbit/s, the picture may be less smooth',
+    'uplink.loss': 'The network is losing {pct} % of packets: the picture may break up',
+    'uplink.stalled': 'Video is not getting through: no connection to the server, waiting for the network',
 
     'login.title': 'Staff sign-in',
     'login.username': 'Username',

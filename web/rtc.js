@@ -49,6 +49,26 @@ export function judgeMedia(prev, sample, now) {
   return { video, since: video === 'frozen' ? memo.lastFrameAt : memo.firstFrameAt, quality, loss, memo };
 }
 
+/** Below this estimate, kbit/s, the phone's network is called narrow. */
+const NARROW_KBPS = 300;
+
+/**
+ * The publishing phone's uplink in one word, as a pure function (tests/web/rtc_quality.test.mjs):
+ * `stats` is a 'quality' event's stats ({sent_kbps, loss, limitation}), `video` its video state.
+ * 'stalled' (nothing leaves, or the picture froze), 'loss' (over 5 % lost by the server's
+ * receiver reports), 'bandwidth' (the encoder is held back by the network, or the browser's
+ * estimate of it is under 300 kbit/s: Chromium often says 'none' while it paces to the
+ * estimate) or 'ok'.
+ */
+export function describeUplink(stats, video) {
+  const kbps = stats?.sent_kbps;
+  if (video === 'frozen' || (kbps !== null && kbps !== undefined && kbps < 5)) return 'stalled';
+  if ((stats?.loss ?? 0) > 0.05) return 'loss';
+  const estimate = stats?.available_kbps;
+  if (stats?.limitation === 'bandwidth' || (typeof estimate === 'number' && estimate < NARROW_KBPS)) return 'bandwidth';
+  return 'ok';
+}
+
 /**
  * A media session riding a SyncClient.
  * options.role: 'publisher' (business: sends camera + mic) or 'inspector' (receives video +
@@ -70,6 +90,7 @@ export class RtcSession extends EventTarget {
     this.pendingCandidates = [];
     this.qualityTimer = null;
     this.lastInbound = null;
+    this.lastSent = null;
     this.restartTimer = null;
     this._onRtc = (ev) => this._handle(ev.detail.message);
     this._onWelcome = () => this._afterWelcome();
@@ -129,6 +150,9 @@ export class RtcSession extends EventTarget {
     this.pendingCandidates = [];
     if (this.role === 'publisher') {
       for (const track of this.stream ? this.stream.getTracks() : []) {
+        // Labels and gauges must stay legible: the encoder is told the picture is detail,
+        // not motion (issue 19).
+        if (track.kind === 'video' && 'contentHint' in track) track.contentHint = 'detail';
         const sender = pc.addTrack(track, this.stream);
         this._senderKinds.set(sender, track.kind);
       }
@@ -169,6 +193,29 @@ export class RtcSession extends EventTarget {
     };
   }
 
+  /**
+   * The publisher's video sender on a weak uplink: keep the resolution and drop frames
+   * instead (a legible label matters more than smooth motion), and never exceed the
+   * configured bit rate (`[media] max_video_kbps`, sent in the welcome). Below the cap the
+   * browser's own congestion control decides, fed by the server's transport-cc feedback.
+   */
+  async _tuneSenders() {
+    if (this.role !== 'publisher' || !this.pc) return;
+    const kbps = Number(this.sync.rtcConfig?.max_video_kbps) || 0;
+    for (const sender of this.pc.getSenders()) {
+      if ((sender.track?.kind ?? this._senderKinds.get(sender)) !== 'video') continue;
+      const p = sender.getParameters();
+      if (!p.encodings || p.encodings.length === 0) continue;
+      p.degradationPreference = 'maintain-resolution';
+      if (kbps > 0) for (const e of p.encodings) e.maxBitrate = kbps * 1000;
+      try {
+        await sender.setParameters(p);
+      } catch (_) {
+        // A browser that refuses the preference keeps its defaults; the call goes on.
+      }
+    }
+  }
+
   /** Restart ICE with a new offer (network change, failed connection). */
   restartIce() {
     if (!this.pc || this.sync.status !== 'open') return;
@@ -203,6 +250,7 @@ export class RtcSession extends EventTarget {
           const desc = typeof msg.sdp === 'string' ? { type: 'answer', sdp: msg.sdp } : msg.sdp;
           if (pc.signalingState !== 'have-local-offer') return;
           await pc.setRemoteDescription(desc);
+          await this._tuneSenders();
           for (const c of this.pendingCandidates.splice(0)) await pc.addIceCandidate(c);
           if (this.needOffer) {
             this.needOffer = false;
@@ -245,9 +293,16 @@ export class RtcSession extends EventTarget {
     let framesDecoded = null;
     let sentFps = null;
     let framesSent = null;
+    let bytesSent = 0;
+    let availableKbps = null;
+    let limitation = null;
+    let remoteLost = 0;
+    let packetsSent = 0;
     stats.forEach((r) => {
       if (r.type === 'candidate-pair' && r.state === 'succeeded' && r.nominated && typeof r.currentRoundTripTime === 'number') {
         rtt = r.currentRoundTripTime * 1000;
+        // The browser's send-side estimate (from the server's transport-cc feedback).
+        if (typeof r.availableOutgoingBitrate === 'number') availableKbps = Math.round(r.availableOutgoingBitrate / 1000);
       }
       if (r.type === 'inbound-rtp' && r.kind === 'video') {
         lost += r.packetsLost || 0;
@@ -258,18 +313,29 @@ export class RtcSession extends EventTarget {
       if (r.type === 'outbound-rtp' && r.kind === 'video') {
         sentFps = r.framesPerSecond ?? sentFps;
         framesSent = (framesSent ?? 0) + (r.framesSent || 0);
+        bytesSent += r.bytesSent || 0;
+        packetsSent += r.packetsSent || 0;
+        limitation = r.qualityLimitationReason ?? limitation;
       }
+      // What the server's receiver reports say it lost of the phone's video.
+      if (r.type === 'remote-inbound-rtp' && r.kind === 'video') remoteLost += r.packetsLost || 0;
       if (r.type === 'remote-inbound-rtp' && typeof r.roundTripTime === 'number') rtt = rtt ?? r.roundTripTime * 1000;
     });
     const publisher = this.role === 'publisher';
+    const now = Date.now();
+    let sentKbps = null;
+    if (publisher && this.lastSent && now > this.lastSent.at && bytesSent >= this.lastSent.bytes) {
+      sentKbps = Math.round(((bytesSent - this.lastSent.bytes) * 8) / (now - this.lastSent.at));
+    }
+    this.lastSent = { at: now, bytes: bytesSent };
     const judged = judgeMedia(this.lastInbound, {
       frames: publisher ? framesSent : framesDecoded,
-      lost: publisher ? 0 : lost,
-      received: publisher ? 0 : received,
+      lost: publisher ? remoteLost : lost,
+      received: publisher ? Math.max(0, packetsSent - remoteLost) : received,
       fps: publisher ? sentFps : fps,
       rtt_ms: rtt,
       connected: pc.connectionState === 'connected',
-    }, Date.now());
+    }, now);
     this.lastInbound = judged.memo;
     const quality = judged.quality;
     const lossRate = judged.loss;
@@ -278,7 +344,16 @@ export class RtcSession extends EventTarget {
         quality,
         video: judged.video,
         since: judged.since,
-        stats: { rtt_ms: rtt === null ? null : Math.round(rtt), loss: lossRate, fps, frames_decoded: framesDecoded, frames_sent: framesSent },
+        stats: {
+          rtt_ms: rtt === null ? null : Math.round(rtt),
+          loss: lossRate,
+          fps: publisher ? sentFps : fps,
+          frames_decoded: framesDecoded,
+          frames_sent: framesSent,
+          sent_kbps: sentKbps,
+          available_kbps: availableKbps,
+          limitation,
+        },
       },
     }));
   }

@@ -267,6 +267,26 @@ struct FileConfig {
     webhooks: crate::webhooks::WebhooksConfig,
     #[serde(default)]
     review: ReviewConfig,
+    #[serde(default)]
+    media: MediaTuning,
+}
+
+/// `[media]`: how the phone sends its camera (issue 19).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaTuning {
+    /// The phone's video bit-rate cap, kbit/s (the sender's `maxBitrate`): on a good network
+    /// it keeps the uplink from being filled by one camera; the browser's congestion control
+    /// (fed by the server's transport-cc feedback) goes below it on a bad one.
+    pub max_video_kbps: u32,
+}
+
+impl Default for MediaTuning {
+    fn default() -> Self {
+        Self {
+            max_video_kbps: 1500,
+        }
+    }
 }
 
 /// `[review]`: the reviewer page.
@@ -425,6 +445,8 @@ pub struct Config {
     pub webhooks: crate::webhooks::WebhooksConfig,
     /// OpenID Connect sign-in of staff, and whether local passwords still work.
     pub oidc: crate::oidc::OidcConfig,
+    /// `[media]`: the phone's video bit-rate cap.
+    pub media: MediaTuning,
 }
 
 /// Default largest evidence upload: 20 MiB (a full-resolution phone photo is 2–8 MB).
@@ -576,6 +598,11 @@ impl Config {
             review: file.review,
             webhooks: file.webhooks,
             oidc,
+            media: match file.media.max_video_kbps {
+                // Below 100 kbit/s no useful video passes; above 20 Mbit/s is no phone's uplink.
+                100..=20_000 => file.media,
+                v => anyhow::bail!("[media] max_video_kbps must be 100–20000, not {v}"),
+            },
         })
     }
 
@@ -759,5 +786,29 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::resolve(&args).is_err());
+    }
+
+    #[test]
+    fn the_video_bitrate_cap_has_a_default_and_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::resolve(&ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        assert_eq!(resolve("").unwrap().media.max_video_kbps, 1500);
+        assert_eq!(
+            resolve("[media]\nmax_video_kbps = 600\n")
+                .unwrap()
+                .media
+                .max_video_kbps,
+            600
+        );
+        let e = resolve("[media]\nmax_video_kbps = 50\n").unwrap_err();
+        assert!(e.to_string().contains("max_video_kbps"), "{e}");
+        assert!(resolve("[media]\nmax_kbps = 600\n").is_err());
     }
 }

@@ -21,6 +21,7 @@ mod live;
 mod login;
 mod media_loss;
 mod messages_browser;
+mod netbench_browser;
 mod notices;
 mod notices_push;
 mod oidc;

@@ -6,6 +6,7 @@ pub mod act;
 pub mod browser;
 pub mod fuzz;
 pub mod images;
+pub mod netbench;
 pub mod netns;
 pub mod oidc;
 pub mod onsite;

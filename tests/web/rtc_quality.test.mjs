@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { judgeMedia, FROZEN_AFTER_MS } from '../../web/rtc.js';
+import { judgeMedia, describeUplink, FROZEN_AFTER_MS } from '../../web/rtc.js';
 
 const ok = { connected: true, fps: 30, rtt_ms: 40, lost: 0, received: 0 };
 
@@ -54,4 +54,18 @@ test('a new peer connection restarting its counters still counts as frames', () 
   let j = judgeMedia(null, { ...ok, frames: 500 }, 1000);
   j = judgeMedia(j.memo, { ...ok, frames: 12 }, 2000);
   assert.equal(j.video, 'live');
+});
+
+test('the phone\'s uplink in one word: stalled, loss, bandwidth, ok', () => {
+  const flowing = { sent_kbps: 800, loss: 0, limitation: 'none' };
+  assert.equal(describeUplink(flowing, 'live'), 'ok');
+  assert.equal(describeUplink({ ...flowing, limitation: 'bandwidth', sent_kbps: 140 }, 'live'), 'bandwidth');
+  assert.equal(describeUplink({ ...flowing, limitation: 'none', available_kbps: 227 }, 'live'), 'bandwidth');
+  assert.equal(describeUplink({ ...flowing, available_kbps: 1800 }, 'live'), 'ok');
+  assert.equal(describeUplink({ ...flowing, loss: 0.08, limitation: 'bandwidth' }, 'live'), 'loss');
+  // Nothing leaving beats every other reason, and so does a frozen picture.
+  assert.equal(describeUplink({ ...flowing, sent_kbps: 0, loss: 0.5 }, 'live'), 'stalled');
+  assert.equal(describeUplink(flowing, 'frozen'), 'stalled');
+  // Before the first measurement of the sent rate nothing is claimed about it.
+  assert.equal(describeUplink({ sent_kbps: null, loss: 0, limitation: null }, 'none'), 'ok');
 });

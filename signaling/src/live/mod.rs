@@ -234,7 +234,10 @@ pub async fn socket(
     let live = state.live.clone();
     // Closes the socket (4401) when its session or invitation ends.
     let stop = state.access.watch(peer.caller.credential()).wait();
-    let bridge: Arc<dyn Extension> = Arc::new(rtc::RtcBridge::new(live.media.clone()));
+    let bridge: Arc<dyn Extension> = Arc::new(rtc::RtcBridge::new(
+        live.media.clone(),
+        state.config.media.max_video_kbps,
+    ));
     Ok(
         checklist_sync::configure_upgrade(ws).on_upgrade(move |socket| async move {
             live.sync

@@ -160,11 +160,16 @@ impl From<MediaEvent> for RtcServerMsg {
 /// The media side of the inspection socket.
 pub(crate) struct RtcBridge {
     media: MediaHub,
+    /// `[media] max_video_kbps`, told to the browser in the welcome.
+    max_video_kbps: u32,
 }
 
 impl RtcBridge {
-    pub(crate) fn new(media: MediaHub) -> RtcBridge {
-        RtcBridge { media }
+    pub(crate) fn new(media: MediaHub, max_video_kbps: u32) -> RtcBridge {
+        RtcBridge {
+            media,
+            max_video_kbps,
+        }
     }
 
     fn role(who: &Principal) -> MediaRole {
@@ -252,7 +257,10 @@ impl Extension for RtcBridge {
     }
 
     fn hello(&self, _who: &Principal) -> Option<Value> {
-        Some(json!({ "ice_servers": self.media.ice_servers() }))
+        Some(json!({
+            "ice_servers": self.media.ice_servers(),
+            "max_video_kbps": self.max_video_kbps,
+        }))
     }
 
     fn seen_frame(&self, who: &Principal, ts: u32) -> Option<i64> {
