@@ -42,6 +42,7 @@ impl Server {
 
 /// A fresh PostgreSQL database under `INSPECTOR_TEST_PG_URL`, else the SQLite file
 /// `dir/shared.db` (several processes may share either).
+#[allow(dead_code)] // The PostgreSQL outage test makes its own cluster.
 pub async fn database_url(dir: &Path) -> String {
     match std::env::var("INSPECTOR_TEST_PG_URL") {
         Ok(u) if !u.is_empty() => inspector_tests::fresh_database(dir).await,
