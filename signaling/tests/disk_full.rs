@@ -13,8 +13,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{add_user, database_url, login, start};
-use inspector_tests::{ws_connect, Client};
+use common::{add_user, database_url, login, start, start_live, Live};
 use phone::publish;
 use serde_json::json;
 
@@ -66,31 +65,12 @@ async fn a_full_recordings_disk_hangs_nothing_and_recovers_when_space_returns() 
     let server = start(dir.path(), &db, &config).await;
     add_user(&db, "inspector1", "inspector");
     let insp = login(&server.base, "inspector1").await;
-    let id = insp.create_inspection().await;
-    let r = insp
-        .post_json(&format!("/api/inspections/{id}/invitations"), &json!({}))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let mut business = Client::new(insp.base());
-    assert_eq!(
-        business
-            .accept(r.body["token"].as_str().expect("token"))
-            .await
-            .status,
-        200
-    );
-    let mut ws = ws_connect(&insp, &id).await.expect("socket");
-    let welcome = ws.hello(None).await;
-    let items: Vec<String> = welcome["checklist"]
-        .as_array()
-        .expect("checklist")
-        .iter()
-        .map(|i| i["id"].as_str().expect("item id").to_string())
-        .collect();
-    assert_eq!(
-        ws.op("start", json!({"kind": "start"})).await["type"],
-        "ack"
-    );
+    let Live {
+        id,
+        business,
+        mut ws,
+        items,
+    } = start_live(&insp).await;
     let phone = publish(&business, &id, (320, 240)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let ack = ws

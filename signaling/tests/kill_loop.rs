@@ -19,7 +19,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{add_user, database_url, login, start_at, Server, EXE};
+use common::{add_user, database_url, login, start_at, start_live, Live, Server, EXE};
 use inspector_tests::{ws_connect, Client};
 use phone::publish;
 use serde_json::{json, Value};
@@ -97,31 +97,12 @@ async fn iteration(
     server: &mut Option<Server>,
     insp: &Client,
 ) -> Figures {
-    let id = insp.create_inspection().await;
-    let r = insp
-        .post_json(&format!("/api/inspections/{id}/invitations"), &json!({}))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let mut business = Client::new(insp.base());
-    assert_eq!(
-        business
-            .accept(r.body["token"].as_str().expect("token"))
-            .await
-            .status,
-        200
-    );
-    let mut ws = ws_connect(insp, &id).await.expect("inspector socket");
-    let welcome = ws.hello(None).await;
-    let items: Vec<String> = welcome["checklist"]
-        .as_array()
-        .expect("checklist")
-        .iter()
-        .map(|i| i["id"].as_str().expect("item id").to_string())
-        .collect();
-    assert_eq!(
-        ws.op("start", json!({"kind": "start"})).await["type"],
-        "ack"
-    );
+    let Live {
+        id,
+        business,
+        mut ws,
+        items,
+    } = start_live(insp).await;
     let phone = publish(&business, &id, (320, 240)).await;
 
     // Checklist traffic every 100 ms (under the 20/s rate limit) until the kill, which comes

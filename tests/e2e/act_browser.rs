@@ -79,22 +79,7 @@ async fn act_is_formed_signed_twice_and_bundled_in_chromium() -> Result<()> {
         .and_then(|h| h.strip_prefix("#/room/"))
         .context("room link")?
         .to_owned();
-    inspector.goto(&format!("{base}/#/room/{id}")).await?;
-    inspector
-        .wait_true(
-            "the room",
-            "return document.getElementById('room-conn').dataset.state === 'open' && !document.getElementById('room-start').hidden",
-            Duration::from_secs(20),
-        )
-        .await?;
-    inspector.click("#room-start").await?;
-    inspector
-        .wait_true(
-            "live",
-            "return !document.getElementById('room-finish').hidden",
-            Duration::from_secs(20),
-        )
-        .await?;
+    inspector.start_inspection(&base, &id).await?;
 
     let business = Browser::launch("act-business", Device::Phone).await?;
     business

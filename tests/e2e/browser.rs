@@ -153,25 +153,7 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
     shoot_both(&inspector, "console-list").await?;
 
     // --- Inspector: open the room and start. ---
-    inspector
-        .goto(&format!("{base}/#/room/{inspection_id}"))
-        .await?;
-    inspector
-        .wait_true(
-            "the room connected",
-            "return document.getElementById('room-conn').dataset.state === 'open' && \
-             !document.getElementById('room-start').hidden",
-            Duration::from_secs(20),
-        )
-        .await?;
-    inspector.click("#room-start").await?;
-    inspector
-        .wait_true(
-            "the inspection live",
-            "return !document.getElementById('room-finish').hidden",
-            Duration::from_secs(20),
-        )
-        .await?;
+    inspector.start_inspection(&base, &inspection_id).await?;
 
     // --- Business: a phone joins by the link. ---
     let business = Browser::launch("business", Device::Phone).await?;

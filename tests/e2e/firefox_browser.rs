@@ -156,25 +156,7 @@ async fn firefox_runs_the_inspection_end_to_end() -> Result<()> {
             Duration::from_secs(20),
         )
         .await?;
-    inspector
-        .goto(&format!("{base}/#/room/{inspection_id}"))
-        .await?;
-    inspector
-        .wait_true(
-            "the room connected",
-            "return document.getElementById('room-conn').dataset.state === 'open' && \
-             !document.getElementById('room-start').hidden",
-            Duration::from_secs(20),
-        )
-        .await?;
-    inspector.click("#room-start").await?;
-    inspector
-        .wait_true(
-            "the inspection live",
-            "return !document.getElementById('room-finish').hidden",
-            Duration::from_secs(20),
-        )
-        .await?;
+    inspector.start_inspection(&base, &inspection_id).await?;
 
     // --- Business (Firefox, phone-sized): joins by the link. ---
     let business = Browser::launch_firefox(

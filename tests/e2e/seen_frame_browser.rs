@@ -175,25 +175,7 @@ async fn chromium_mark_lands_on_the_seen_frame() -> Result<()> {
     inspector
         .sign_in("inspector1", "a long test password")
         .await?;
-    inspector
-        .goto(&format!("{}/#/room/{id}", app.address))
-        .await?;
-    inspector
-        .wait_true(
-            "the room connected",
-            "return document.getElementById('room-conn').dataset.state === 'open' && \
-             !document.getElementById('room-start').hidden",
-            Duration::from_secs(20),
-        )
-        .await?;
-    inspector.click("#room-start").await?;
-    inspector
-        .wait_true(
-            "the inspection live",
-            "return !document.getElementById('room-finish').hidden",
-            Duration::from_secs(20),
-        )
-        .await?;
+    inspector.start_inspection(&app.address, &id).await?;
 
     let fake = format!("--use-file-for-fake-video-capture={}", y4m.display());
     let business = Browser::launch_with("seen-business", Device::Phone, &[&fake]).await?;

@@ -30,23 +30,7 @@ async fn webkit_business_page_says_it_cannot_make_video_calls() -> Result<()> {
     let inspector = Browser::launch("inspector", Device::Desktop).await?;
     inspector.goto(&format!("{base}/")).await?;
     inspector.sign_in("inspector1", PASSWORD).await?;
-    inspector.goto(&format!("{base}/#/room/{id}")).await?;
-    inspector
-        .wait_true(
-            "the room connected",
-            "return document.getElementById('room-conn').dataset.state === 'open' && \
-             !document.getElementById('room-start').hidden",
-            Duration::from_secs(20),
-        )
-        .await?;
-    inspector.click("#room-start").await?;
-    inspector
-        .wait_true(
-            "the inspection live",
-            "return !document.getElementById('room-finish').hidden",
-            Duration::from_secs(20),
-        )
-        .await?;
+    inspector.start_inspection(&base, &id).await?;
 
     // --- The business opens the link in WebKitGTK. ---
     let phone = Browser::launch_webkit("webkit-business", Device::Phone).await?;

@@ -741,6 +741,30 @@ impl Browser {
         .await
     }
 
+    /// Opens the live room of `inspection` on the console at `base` (signed in already),
+    /// waits until its socket is open, presses Start and waits until the inspection is live.
+    pub async fn start_inspection(
+        &self,
+        base: &str,
+        inspection: impl std::fmt::Display,
+    ) -> Result<()> {
+        self.goto(&format!("{base}/#/room/{inspection}")).await?;
+        self.wait_true(
+            "the room connected",
+            "return document.getElementById('room-conn').dataset.state === 'open' && \
+             !document.getElementById('room-start').hidden",
+            Duration::from_secs(20),
+        )
+        .await?;
+        self.click("#room-start").await?;
+        self.wait_true(
+            "the inspection live",
+            "return !document.getElementById('room-finish').hidden",
+            Duration::from_secs(20),
+        )
+        .await
+    }
+
     /// Type into the element matching a CSS selector (clearing it first).
     pub async fn fill(&self, css: &str, text: &str) -> Result<()> {
         let el = self.wait_for(css).await?;

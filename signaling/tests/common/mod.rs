@@ -117,3 +117,48 @@ pub async fn login(base: &str, name: &str) -> Client {
     c.csrf = r.body["csrf_token"].as_str().map(String::from);
     c
 }
+
+/// An inspection of `insp`'s made live over the real socket: the business admitted by a fresh
+/// invitation, the inspector's socket greeted and the inspection started.
+#[allow(dead_code)] // The tests that only kill or stop things make no inspection.
+pub struct Live {
+    pub id: String,
+    /// The business, signed in by its invitation.
+    pub business: Client,
+    /// The inspector's socket, after its `start` was acknowledged.
+    pub ws: inspector_tests::Ws,
+    /// The checklist's item ids, in order.
+    pub items: Vec<String>,
+}
+
+#[allow(dead_code)] // The tests that only kill or stop things make no inspection.
+pub async fn start_live(insp: &Client) -> Live {
+    let id = insp.create_inspection().await;
+    let r = insp
+        .post_json(&format!("/api/inspections/{id}/invitations"), &json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut business = Client::new(insp.base());
+    let token = r.body["token"].as_str().expect("token");
+    assert_eq!(business.accept(token).await.status, 200);
+    let mut ws = inspector_tests::ws_connect(insp, &id)
+        .await
+        .expect("inspector socket");
+    let welcome = ws.hello(None).await;
+    let items = welcome["checklist"]
+        .as_array()
+        .expect("checklist")
+        .iter()
+        .map(|i| i["id"].as_str().expect("item id").to_string())
+        .collect();
+    assert_eq!(
+        ws.op("start", json!({"kind": "start"})).await["type"],
+        "ack"
+    );
+    Live {
+        id,
+        business,
+        ws,
+        items,
+    }
+}
