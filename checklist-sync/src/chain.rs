@@ -279,4 +279,3 @@ impl ChainCheck {
         (self.expected > 1).then_some(self.prev.as_str())
     }
 }
-

@@ -1024,7 +1024,10 @@ impl Shell {
             }
         }
         if !persist.is_empty() {
-            self.hub.inner.queued.fetch_add(persist.len(), Ordering::Relaxed);
+            self.hub
+                .inner
+                .queued
+                .fetch_add(persist.len(), Ordering::Relaxed);
             let tx = self.tx.clone();
             let req = WriteReq {
                 generation: self.generation,
@@ -1037,7 +1040,10 @@ impl Shell {
                 }),
             };
             if let Err(mpsc::error::SendError(req)) = self.hub.inner.writer.send(req) {
-                self.hub.inner.queued.fetch_sub(req.events.len(), Ordering::Relaxed);
+                self.hub
+                    .inner
+                    .queued
+                    .fetch_sub(req.events.len(), Ordering::Relaxed);
                 self.failed = true;
             }
         }

@@ -224,7 +224,10 @@ async fn past_capacity_ops_are_refused_early_and_retries_apply_exactly_once() {
             .map(|e| e.client_op_id.as_deref().expect("socket ops have ids"))
             .collect();
         let expected: Vec<String> = (0..OPS).map(|i| format!("o{i}")).collect();
-        assert_eq!(ops, expected, "inspection {id}: each op once, in send order");
+        assert_eq!(
+            ops, expected,
+            "inspection {id}: each op once, in send order"
+        );
         let mut last: BTreeMap<String, ItemResult> = BTreeMap::new();
         for e in &events {
             if let EventBody::Op(Operation::SetResult {

@@ -191,7 +191,11 @@ mod tests {
     async fn bump(pool: &AnyPool) {
         let mut tx = begin(pool).await.expect("begins");
         let n = read(&mut tx).await;
-        sqlx::query("UPDATE c SET n = $1").bind(n + 1).execute(&mut *tx).await.expect("writes");
+        sqlx::query("UPDATE c SET n = $1")
+            .bind(n + 1)
+            .execute(&mut *tx)
+            .await
+            .expect("writes");
         tx.commit().await.expect("commits");
     }
 
@@ -225,7 +229,11 @@ mod tests {
         });
         // The other writer is now blocked at its BEGIN IMMEDIATE; give it time to get there.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        sqlx::query("UPDATE c SET n = $1").bind(n + 1).execute(&mut *tx).await.expect("writes");
+        sqlx::query("UPDATE c SET n = $1")
+            .bind(n + 1)
+            .execute(&mut *tx)
+            .await
+            .expect("writes");
         tx.commit().await.expect("commits");
         other.await.expect("the other writer finishes");
         let mut tx = begin(&pool).await.expect("begins");
