@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::admission::{Admission, AdmissionConfig};
 use crate::chain::CommittedEvent;
 use crate::domain::{ExtError, Principal, RoomSpec};
+use crate::owner::{Claim, Fence, OneNode, Ownership};
 use crate::projection::Projection;
 use crate::proto::{
     codes, decode, welcome_frames, ClientMsg, OpError, Operation, HARD_FRAME_LIMIT, MAX_FRAME_BYTES,
@@ -210,6 +211,8 @@ struct RoomHandle {
 
 struct Inner {
     pool: AnyPool,
+    /// Who may run which room (one machine: everyone, always).
+    ownership: Arc<dyn Ownership>,
     config: SyncConfig,
     rooms: Mutex<HashMap<Uuid, RoomHandle>>,
     writer: mpsc::UnboundedSender<WriteReq>,
@@ -245,6 +248,17 @@ impl SyncHub {
     /// the `events` table (migrations/0002_events.sql); `projection` is updated in the same
     /// transaction as every appended event.
     pub fn new(pool: AnyPool, config: SyncConfig, projection: Arc<dyn Projection>) -> Self {
+        Self::with_ownership(pool, config, projection, Arc::new(OneNode))
+    }
+
+    /// [`SyncHub::new`] for one node of several: a room claims its inspection from
+    /// `ownership` before it loads, and every commit checks the claim (`crate::owner`).
+    pub fn with_ownership(
+        pool: AnyPool,
+        config: SyncConfig,
+        projection: Arc<dyn Projection>,
+        ownership: Arc<dyn Ownership>,
+    ) -> Self {
         let (writer, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let commit_started = Arc::new(AtomicU64::new(0));
@@ -253,6 +267,7 @@ impl SyncHub {
             pool.clone(),
             rx,
             projection,
+            ownership.clone(),
             store::WriterConfig {
                 max_batch: config.max_batch,
                 checkpoint_every: config.sqlite_checkpoint_every,
@@ -277,6 +292,7 @@ impl SyncHub {
                 commit_started,
                 down: tokio::sync::watch::channel(false).0,
                 pool,
+                ownership,
                 config,
                 rooms: Mutex::new(HashMap::new()),
                 writer,
@@ -772,18 +788,46 @@ async fn run_room(
 ) {
     let cfg = hub.inner.config.clone();
     let id = spec.inspection_id;
+    // Nobody gets an answer from this room until it is ours and loaded: what waits in `rx`
+    // meanwhile is refused together if either fails.
+    let give_up = |rx: &mut mpsc::UnboundedReceiver<RoomMsg>, e: OpError| {
+        hub.forget(id, generation);
+        rx.close();
+        while let Ok(msg) = rx.try_recv() {
+            if matches!(&msg, RoomMsg::Input(i) if is_socket_op(i)) {
+                hub.inner.admitted.fetch_sub(1, Ordering::Relaxed);
+            }
+            refuse(msg, e.clone());
+        }
+    };
+    let fence = match hub.inner.ownership.claim(id).await {
+        Ok(Claim::Granted(f)) => f,
+        Ok(Claim::HeldBy { node_url }) => {
+            tracing::info!(inspection = %id, owner = %node_url, "another node runs this inspection");
+            give_up(
+                &mut rx,
+                OpError::new(codes::MOVED, "another node runs this inspection; reconnect"),
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::error!(inspection = %id, error = %e, "cannot claim the inspection");
+            give_up(
+                &mut rx,
+                OpError::new(codes::INTERNAL, "the inspection cannot be loaded"),
+            );
+            return;
+        }
+    };
     let restored = match store::load(&hub.inner.pool, id, cfg.replay_window).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(inspection = %id, error = %e, "cannot load the inspection's event log");
-            hub.forget(id, generation);
-            rx.close();
-            while let Ok(msg) = rx.try_recv() {
-                if matches!(&msg, RoomMsg::Input(i) if is_socket_op(i)) {
-                    hub.inner.admitted.fetch_sub(1, Ordering::Relaxed);
-                }
-                refuse(msg);
-            }
+            give_up(
+                &mut rx,
+                OpError::new(codes::INTERNAL, "the inspection cannot be loaded"),
+            );
+            release(&hub, id, fence);
             return;
         }
     };
@@ -796,6 +840,7 @@ async fn run_room(
         hub: hub.clone(),
         room: Room::new(&spec, restored, room_cfg, now_micros()),
         generation,
+        fence,
         tx,
         conns: HashMap::new(),
         api: HashMap::new(),
@@ -823,6 +868,7 @@ async fn run_room(
                     // whatever slipped in meanwhile goes to a fresh room.
                     hub.forget(id, generation);
                     rx.close();
+                    release(&hub, id, fence);
                     while let Ok(msg) = rx.try_recv() {
                         hub.dispatch(&spec, msg);
                     }
@@ -876,6 +922,8 @@ async fn run_room(
             for (_, c) in shell.conns.drain() {
                 c.kill.notify_one();
             }
+            // The next room claims again: here, or on the node that took the claim over.
+            release(&hub, id, fence);
             while let Ok(msg) = rx.try_recv() {
                 match msg {
                     RoomMsg::Connect { .. } | RoomMsg::Submit { .. } | RoomMsg::Snapshot(_) => {
@@ -903,8 +951,13 @@ fn is_socket_op(input: &Input) -> bool {
     )
 }
 
-fn refuse(msg: RoomMsg) {
-    let e = OpError::new(codes::INTERNAL, "the inspection cannot be loaded");
+/// Gives up a room's claim without holding up the room's task.
+fn release(hub: &SyncHub, id: Uuid, fence: Fence) {
+    let ownership = hub.inner.ownership.clone();
+    tokio::spawn(async move { ownership.release(id, fence).await });
+}
+
+fn refuse(msg: RoomMsg, e: OpError) {
     match msg {
         RoomMsg::Connect { out, .. } => {
             let _ = out.tx.try_send(text(&e.to_wire(None)).into());
@@ -921,6 +974,8 @@ struct Shell {
     hub: SyncHub,
     room: Room,
     generation: u64,
+    /// The room's claim; every append is checked against it.
+    fence: Fence,
     tx: mpsc::UnboundedSender<RoomMsg>,
     conns: HashMap<ConnId, ConnOut>,
     api: HashMap<u64, oneshot::Sender<Result<CommittedEvent, OpError>>>,
@@ -1031,6 +1086,7 @@ impl Shell {
             let tx = self.tx.clone();
             let req = WriteReq {
                 generation: self.generation,
+                fence: self.fence,
                 events: persist,
                 done: Box::new(move |w| {
                     let _ = tx.send(match w {

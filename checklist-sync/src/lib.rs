@@ -18,6 +18,7 @@ pub mod domain;
 pub mod fuzzing;
 pub mod geo;
 mod hub;
+pub mod owner;
 pub mod projection;
 pub mod proto;
 pub mod quota;

@@ -64,6 +64,8 @@ pub mod codes {
     pub const OVERLOADED: &str = "overloaded";
     /// The server could not commit; nothing was applied.
     pub const INTERNAL: &str = "internal";
+    /// Another node runs this inspection now (a node lost or gave up its claim): reconnect.
+    pub const MOVED: &str = "moved";
     /// An act event before the inspection finished.
     pub const NOT_FINISHED: &str = "not_finished";
     /// `act_formed` when an act exists.

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::chain::{event_hash, CommittedEvent, GENESIS_HASH};
+use crate::owner::{Fence, Ownership};
 use crate::projection::Projection;
 use crate::room::Restored;
 use crate::state::{Event, EventBody, State};
@@ -192,6 +193,8 @@ pub(crate) enum Written {
 /// A room's request to the writer.
 pub(crate) struct WriteReq {
     pub generation: u64,
+    /// The room's claim on its inspection, checked in the transaction (`crate::owner`).
+    pub fence: Fence,
     pub events: Vec<Arc<CommittedEvent>>,
     /// Told how the write ended (once, unless the request was empty).
     pub done: Box<dyn Fn(Written) + Send + Sync>,
@@ -227,10 +230,19 @@ async fn write_batch(
     conn: &mut AnyConnection,
     reqs: &[&WriteReq],
     projection: &dyn Projection,
+    ownership: &dyn Ownership,
 ) -> Result<Vec<Arc<CommittedEvent>>, sqlx::Error> {
     let events: Vec<Arc<CommittedEvent>> =
         reqs.iter().flat_map(|r| r.events.iter().cloned()).collect();
+    let mut held: Vec<(Uuid, Fence)> = reqs
+        .iter()
+        .filter_map(|r| Some((r.events.first()?.inspection_id, r.fence)))
+        .collect();
+    held.sort_unstable();
+    held.dedup();
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    // Before any row: a room whose claim moved to another node appends nothing.
+    ownership.check(&mut tx, &held).await?;
     // One statement per 100 rows: each statement is a round trip to the database (for SQLite
     // to its worker thread), which per row cost more than the rows themselves.
     for chunk in events.chunks(ROWS_PER_INSERT) {
@@ -317,6 +329,7 @@ pub(crate) async fn writer(
     pool: AnyPool,
     mut rx: mpsc::UnboundedReceiver<WriteReq>,
     projection: Arc<dyn Projection>,
+    ownership: Arc<dyn Ownership>,
     config: WriterConfig,
 ) {
     let WriterConfig {
@@ -385,7 +398,7 @@ pub(crate) async fn writer(
         }
         let started = std::time::Instant::now();
         let first_try = match conn.as_mut() {
-            Some(c) => write_batch(c, &live, projection.as_ref()).await,
+            Some(c) => write_batch(c, &live, projection.as_ref(), ownership.as_ref()).await,
             None => Err(sqlx::Error::PoolClosed),
         };
         let took = started.elapsed();
@@ -408,16 +421,20 @@ pub(crate) async fn writer(
                 conn = writer_connection(&pool).await.ok().map(|(c, _)| c);
                 for r in live {
                     let ok = match conn.as_mut() {
-                        Some(c) => match write_batch(c, &[r], projection.as_ref()).await {
-                            Ok(events) => {
-                                projection.committed(&events);
-                                true
+                        Some(c) => {
+                            match write_batch(c, &[r], projection.as_ref(), ownership.as_ref())
+                                .await
+                            {
+                                Ok(events) => {
+                                    projection.committed(&events);
+                                    true
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, inspection = ?r.events.first().map(|e| e.inspection_id), "event append failed");
+                                    false
+                                }
                             }
-                            Err(e) => {
-                                tracing::error!(error = %e, inspection = ?r.events.first().map(|e| e.inspection_id), "event append failed");
-                                false
-                            }
-                        },
+                        }
                         None => false,
                     };
                     if !ok {

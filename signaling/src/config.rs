@@ -236,6 +236,8 @@ struct FileConfig {
     trusted_proxies: Vec<String>,
     metrics_token: Option<String>,
     access_recheck_secs: Option<u64>,
+    node_url: Option<String>,
+    lease_ttl_secs: Option<u64>,
     #[serde(default)]
     http: HttpLimits,
     #[serde(default)]
@@ -409,6 +411,12 @@ pub struct Config {
     /// How often every open socket's session or invitation is checked again in the database
     /// (catches expiry, and changes made by another process such as `inspector user disable`).
     pub access_recheck: Duration,
+    /// Where the other nodes of a deployment reach this one (PostgreSQL only; defaults to
+    /// `public_url`). Sockets and requests of an inspection this node runs are proxied here.
+    pub node_url: Option<String>,
+    /// How long a node's claim on a live inspection lasts unless renewed (PostgreSQL only):
+    /// after a node dies, the others take its inspections over after at most this.
+    pub lease_ttl: Duration,
     /// Connection limits.
     pub http: HttpLimits,
     /// Login throttling.
@@ -567,6 +575,8 @@ impl Config {
             trusted_proxies,
             metrics_token,
             access_recheck: Duration::from_secs(file.access_recheck_secs.unwrap_or(5).max(1)),
+            node_url: file.node_url.map(|u| u.trim_end_matches('/').to_string()),
+            lease_ttl: Duration::from_secs(file.lease_ttl_secs.unwrap_or(10).clamp(2, 600)),
             http: file.http,
             login: file.login,
             live: file.live,

@@ -62,6 +62,14 @@ pub enum ApiError {
     /// The body is larger than the endpoint accepts.
     #[error("request body is too large")]
     PayloadTooLarge,
+    /// Something this request needs does not answer now (another node); retry later.
+    #[error("{message}")]
+    Unavailable {
+        /// Stable code.
+        code: &'static str,
+        /// Human explanation.
+        message: String,
+    },
     /// A database failure; logged, answered as 500 without detail.
     #[error("database error")]
     Database(#[from] sqlx::Error),
@@ -95,6 +103,7 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
             }
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             ApiError::Database(_) | ApiError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

@@ -1038,17 +1038,24 @@ pub async fn revoke(
     Path((id, inv)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
     load_for(&state.db, &caller, id, Access::Manage).await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let done = sqlx::query(
         "UPDATE invitations SET revoked_at = $1 WHERE id = $2 AND inspection_id = $3 AND revoked_at IS NULL",
     )
     .bind(now_micros())
     .bind(inv.to_string())
     .bind(id.to_string())
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
         return Err(ApiError::NotFound("invitation"));
     }
+    // The other nodes close their sockets of it too (`signals`).
+    state
+        .bus
+        .publish(&mut tx, &crate::signals::Signal::InvitationRevoked(inv))
+        .await?;
+    tx.commit().await?;
     state.access.end_invitation(inv);
     Ok(StatusCode::NO_CONTENT)
 }

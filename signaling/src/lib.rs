@@ -24,6 +24,7 @@ pub mod fuzzing;
 pub mod inspections;
 pub mod live;
 pub mod names;
+pub mod nodes;
 pub mod notify;
 pub mod oidc;
 pub mod onsite;
@@ -34,6 +35,7 @@ pub mod prescriptions;
 pub mod ratings;
 pub mod results;
 pub mod server;
+pub mod signals;
 pub mod signing;
 pub mod templates;
 pub mod throttle;
@@ -83,6 +85,8 @@ pub struct AppState {
     pub acts: Arc<act::Acts>,
     /// Every live socket's credential; ends sockets whose access ends.
     pub access: live::AccessWatch,
+    /// What this node tells the others (ended access), and hears from them.
+    pub bus: Arc<dyn signals::Bus>,
     /// Evidence files (photos, clips, stills).
     pub blobs: blobs::BlobStore,
     /// Notices and reminders: planning and the durable scheduler.
@@ -146,6 +150,14 @@ impl Application {
         });
         let acts = Arc::new(act::Acts::new(&config.data_dir));
         let access = live::AccessWatch::new(db.clone(), config.access_recheck);
+        let bus = signals::bus_for(&db, &config.database_url)?;
+        {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(bus.clone().listen(tx));
+            let access = access.clone();
+            let db = db.clone();
+            tokio::spawn(async move { access.follow(db, rx).await });
+        }
         let notify = Arc::new(notify::Notify::new(
             db.clone(),
             config.clone(),
@@ -163,6 +175,7 @@ impl Application {
             signing,
             acts,
             access,
+            bus,
             blobs,
             notify,
             webhooks,
@@ -209,6 +222,10 @@ impl Application {
         .await;
         scheduler.abort();
         hooks.abort();
+        // A drain: the rooms are closed, so the other nodes may take them over at once.
+        if let Some(leases) = &self.state.live.leases {
+            leases.release_all().await;
+        }
         served?;
         Ok(())
     }

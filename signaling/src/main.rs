@@ -318,7 +318,9 @@ async fn user(command: UserCommand, config: Config) -> anyhow::Result<()> {
             }
         }
         UserCommand::Disable { username } => {
-            if users::disable_user(&pool, &username)
+            // On PostgreSQL the running nodes hear of it and close its sockets at once.
+            let bus = signaling::signals::bus_for(&pool, &config.database_url)?;
+            if users::disable_user(&pool, bus.as_ref(), &username)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
             {

@@ -120,8 +120,13 @@ pub async fn list_users(db: &AnyPool) -> ApiResult<Vec<User>> {
 }
 
 /// Disables an account and ends its sessions. Returns false when no such user. Its open
-/// sockets close on the next access re-check (or at once through `AccessWatch::end_user`).
-pub async fn disable_user(db: &AnyPool, username_or_id: &str) -> ApiResult<bool> {
+/// sockets close at once on the nodes that hear `bus` (PostgreSQL), else on the next access
+/// re-check; the caller's own node closes them through `AccessWatch::end_user`.
+pub async fn disable_user(
+    db: &AnyPool,
+    bus: &dyn crate::signals::Bus,
+    username_or_id: &str,
+) -> ApiResult<bool> {
     let mut tx = crate::db::begin(&db).await?;
     let row = sqlx::query("SELECT id FROM users WHERE username = $1 OR id = $1")
         .bind(username_or_id)
@@ -136,6 +141,10 @@ pub async fn disable_user(db: &AnyPool, username_or_id: &str) -> ApiResult<bool>
     sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(&id)
         .execute(&mut *tx)
+        .await?;
+    // Every node re-checks this account's sockets at once (`signals`).
+    let user = Uuid::parse_str(&id).map_err(|e| crate::db::corrupt("user id", e))?;
+    bus.publish(&mut tx, &crate::signals::Signal::UserDisabled(user))
         .await?;
     tx.commit().await?;
     Ok(true)
@@ -431,23 +440,41 @@ pub async fn login(
     Ok(response)
 }
 
+/// Deletes a session (`delete` binds its hash) and closes its sockets on every node.
+async fn end_session(state: &AppState, delete: &'static str, hash: &str) -> ApiResult<()> {
+    let mut tx = crate::db::begin(&state.db).await?;
+    sqlx::query(delete).bind(hash).execute(&mut *tx).await?;
+    state
+        .bus
+        .publish(
+            &mut tx,
+            &crate::signals::Signal::SessionEnded(hash.to_string()),
+        )
+        .await?;
+    tx.commit().await?;
+    state.access.end_session(hash);
+    Ok(())
+}
+
 /// Ends the session (staff or guest) and closes its live sockets.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", responses((status = 204)))]
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     match &caller {
         Caller::Staff(s) => {
-            sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-                .bind(&s.session_hash)
-                .execute(&state.db)
-                .await?;
-            state.access.end_session(&s.session_hash);
+            end_session(
+                &state,
+                "DELETE FROM sessions WHERE token_hash = $1",
+                &s.session_hash,
+            )
+            .await?
         }
         Caller::Guest(g) => {
-            sqlx::query("DELETE FROM guest_sessions WHERE token_hash = $1")
-                .bind(&g.session_hash)
-                .execute(&state.db)
-                .await?;
-            state.access.end_session(&g.session_hash);
+            end_session(
+                &state,
+                "DELETE FROM guest_sessions WHERE token_hash = $1",
+                &g.session_hash,
+            )
+            .await?
         }
         Caller::Business(b) => {
             sqlx::query("DELETE FROM business_sessions WHERE token_hash = $1")
@@ -572,7 +599,7 @@ pub async fn disable(
             message: "you cannot disable your own account".into(),
         });
     }
-    if disable_user(&state.db, &id.to_string()).await? {
+    if disable_user(&state.db, state.bus.as_ref(), &id.to_string()).await? {
         state.access.end_user(id);
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -287,7 +287,8 @@ async fn provisioning_off_refuses_an_unknown_subject_and_admits_a_linked_one() {
     assert_eq!(me["user"]["username"], json!("carol"));
     assert_eq!(me["user"]["role"], json!("reviewer"));
     // A disabled account stays out.
-    signaling::users::disable_user(&app.db, "carol")
+    let bus = signaling::signals::bus_for(&app.db, &app.database_url).expect("a bus");
+    signaling::users::disable_user(&app.db, bus.as_ref(), "carol")
         .await
         .unwrap();
     let again = Browser::new(&app.address);

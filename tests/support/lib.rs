@@ -60,11 +60,13 @@ pub struct PgDatabaseGuard {
 }
 
 impl PgDatabaseGuard {
-    /// The guard for `url` when it names a database made by [`fresh_database`].
+    /// The guard for `url` when it names a database made by [`fresh_database`] or
+    /// [`fresh_pg_database`].
     pub fn for_url(url: &str) -> Option<PgDatabaseGuard> {
-        let admin = std::env::var("INSPECTOR_TEST_PG_URL")
-            .ok()
-            .filter(|u| !u.is_empty())?;
+        let admin = ["INSPECTOR_TEST_PG_URL", "INSPECTOR_TEST_PG_SERVER"]
+            .iter()
+            .filter_map(|v| std::env::var(v).ok())
+            .find(|u| !u.is_empty())?;
         let (_, name) = url.rsplit_once('/')?;
         name.starts_with("t_").then(|| PgDatabaseGuard {
             admin,
@@ -122,24 +124,40 @@ fn init_logs() {
 /// A fresh database URL: PostgreSQL when `INSPECTOR_TEST_PG_URL` is set, else SQLite in `dir`.
 pub async fn fresh_database(dir: &std::path::Path) -> String {
     match std::env::var("INSPECTOR_TEST_PG_URL") {
-        Ok(base) if !base.is_empty() => {
-            sqlx::any::install_default_drivers();
-            let admin = AnyPool::connect(&base)
-                .await
-                .expect("connect to INSPECTOR_TEST_PG_URL");
-            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&admin)
-                .await
-                .expect("create test database");
-            admin.close().await;
-            let (prefix, _) = base
-                .rsplit_once('/')
-                .expect("INSPECTOR_TEST_PG_URL ends with /<database>");
-            format!("{prefix}/{name}")
-        }
+        Ok(base) if !base.is_empty() => fresh_pg_database(&base).await,
         _ => signaling::config::sqlite_url(&dir.join("inspector.db")),
     }
+}
+
+/// The PostgreSQL server of the test run, for the tests that need one on every pass (several
+/// nodes): `INSPECTOR_TEST_PG_URL` on the PostgreSQL pass, `INSPECTOR_TEST_PG_SERVER` (set by
+/// `scripts/test` for the whole run) otherwise. Panics without either: such a test cannot
+/// run on SQLite, and must not pass without running.
+pub fn pg_server_url() -> String {
+    ["INSPECTOR_TEST_PG_URL", "INSPECTOR_TEST_PG_SERVER"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|u| !u.is_empty())
+        .expect("this test needs PostgreSQL: set INSPECTOR_TEST_PG_SERVER (scripts/test does)")
+}
+
+/// A fresh database `t_<uuid>` on the PostgreSQL server `base` (a URL ending in
+/// `/<database>`), dropped by a [`PgDatabaseGuard`].
+pub async fn fresh_pg_database(base: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let admin = AnyPool::connect(base)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .expect("the PostgreSQL URL ends with /<database>");
+    format!("{prefix}/{name}")
 }
 
 /// Starts the server on 127.0.0.1:0 with a fresh database and data directory.
@@ -591,6 +609,21 @@ impl Client {
         self.jar
             .cookies(&url)
             .and_then(|v| v.to_str().ok().map(String::from))
+    }
+
+    /// A client of another node (`base`) with this one's cookies and CSRF token: the same
+    /// browser, sent elsewhere by a load balancer.
+    pub fn on(&self, base: &str) -> Client {
+        let mut c = Client::new(base);
+        let url = base.parse().expect("base URL");
+        for pair in self.cookie_header().unwrap_or_default().split("; ") {
+            if !pair.is_empty() {
+                c.jar.add_cookie_str(&format!("{pair}; Path=/"), &url);
+            }
+        }
+        c.csrf = self.csrf.clone();
+        c.bearer = self.bearer.clone();
+        c
     }
 
     /// The base URL.

@@ -54,6 +54,8 @@ pub struct Live {
     pub media: MediaHub,
     /// Finalization of recordings from the committed log.
     pub recordings: recording::Recordings,
+    /// This node's claims on live inspections (PostgreSQL; `None` on SQLite, one machine).
+    pub leases: Option<Arc<crate::nodes::Leases>>,
 }
 
 impl Live {
@@ -105,7 +107,11 @@ impl Live {
             recordings.clone(),
             checkpoints,
         ));
-        let sync = SyncHub::new(db.clone(), config.live.sync_config(), projection);
+        let node_url = config.node_url.as_deref().unwrap_or(&config.public_url);
+        let (ownership, leases) =
+            crate::nodes::ownership_for(&db, &config.database_url, node_url, config.lease_ttl)?;
+        let sync =
+            SyncHub::with_ownership(db.clone(), config.live.sync_config(), projection, ownership);
         crate::derived::spawn(
             crate::derived::Deriver {
                 db: db.clone(),
@@ -122,6 +128,7 @@ impl Live {
             sync,
             media,
             recordings,
+            leases,
         })
     }
 
@@ -220,6 +227,17 @@ pub async fn socket(
         code: "websocket_required",
         message: "this endpoint needs a WebSocket upgrade".into(),
     })?;
+    // Another node runs the inspection: the socket goes there (`nodes::proxy`).
+    if let Some(leases) = &state.live.leases {
+        if !crate::nodes::proxy::is_hop(&headers) {
+            if let Some(owner) = leases.owner_elsewhere(id).await? {
+                let upstream = crate::nodes::proxy::connect(&owner, id, &headers).await?;
+                let idle = state.config.live.sync_config().idle_timeout;
+                return Ok(checklist_sync::configure_upgrade(ws)
+                    .on_upgrade(move |socket| crate::nodes::proxy::pump(socket, upstream, idle)));
+            }
+        }
+    }
     let device = device::device_kind(&headers);
     let participant_id =
         participants::register(&state.db, &peer.caller, &peer.inspection, device).await?;

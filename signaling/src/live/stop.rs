@@ -9,7 +9,9 @@
 //! - by a periodic re-check (every `access_recheck`, 5 s by default) of each registered
 //!   credential against the database with the same rule that authenticates requests. This
 //!   catches session and invitation expiry and changes made by another process, such as
-//!   `inspector user disable` from the command line, within one period.
+//!   `inspector user disable` from the command line, within one period;
+//! - on PostgreSQL, by the same re-check run at once for the credentials another node or
+//!   process signalled (`crate::signals`, [`AccessWatch::follow`]): within a second.
 //!
 //! Server shutdown is not an end of access and is not signalled here: the sync hub closes
 //! every socket with 1001 then ([`checklist_sync::SyncHub::shutdown`]), so clients reconnect.
@@ -19,10 +21,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use sqlx::AnyPool;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::auth;
+use crate::signals::{Heard, Signal};
 
 /// What authorized a socket.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -169,23 +172,62 @@ async fn recheck(inner: Weak<Inner>, db: AnyPool, every: Duration) {
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        let watch = AccessWatch { inner };
+        AccessWatch { inner }.recheck_where(&db, |_| true).await;
+    }
+}
+
+impl AccessWatch {
+    /// Checks each distinct registered credential that `pred` selects once against the
+    /// database and closes the sockets of the invalid ones.
+    async fn recheck_where(&self, db: &AnyPool, pred: impl Fn(&Credential) -> bool) {
         let credentials: Vec<Credential> = {
-            let r = watch.registry();
-            let mut v: Vec<Credential> = r.entries.values().map(|e| e.credential.clone()).collect();
+            let r = self.registry();
+            let mut v: Vec<Credential> = r
+                .entries
+                .values()
+                .map(|e| &e.credential)
+                .filter(|c| pred(c))
+                .cloned()
+                .collect();
             v.sort_by(|a, b| a.session_hash().cmp(b.session_hash()));
             v.dedup();
             v
         };
         for c in credentials {
-            match auth::credential_valid(&db, &c).await {
+            match auth::credential_valid(db, &c).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    let n = watch.end_where(|x| *x == c);
+                    let n = self.end_where(|x| *x == c);
                     tracing::info!(sockets = n, "access ended; closing its sockets");
                 }
                 // A database hiccup is not a reason to cut an inspection; check again later.
                 Err(e) => tracing::warn!(error = %e, "cannot re-check a socket's access"),
+            }
+        }
+    }
+
+    /// Acts on what the other nodes signalled (`crate::signals`) until the bus ends: the
+    /// sockets a signal names are re-checked at once, never closed on its word alone.
+    pub async fn follow(&self, db: AnyPool, mut heard: mpsc::Receiver<Heard>) {
+        while let Some(h) = heard.recv().await {
+            match h {
+                Heard::Resync => self.recheck_where(&db, |_| true).await,
+                Heard::Signal(Signal::SessionEnded(hash)) => {
+                    self.recheck_where(&db, |c| c.session_hash() == hash).await
+                }
+                Heard::Signal(Signal::UserDisabled(user)) => {
+                    self.recheck_where(
+                        &db,
+                        |c| matches!(c, Credential::Staff { user_id, .. } if *user_id == user),
+                    )
+                    .await
+                }
+                Heard::Signal(Signal::InvitationRevoked(inv)) => {
+                    self.recheck_where(&db, |c| {
+                        matches!(c, Credential::Guest { invitation_id, .. } if *invitation_id == inv)
+                    })
+                    .await
+                }
             }
         }
     }
