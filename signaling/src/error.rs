@@ -199,5 +199,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A room's refusal that says "not here, not now" rather than "no": `moved` (another node runs
+/// the inspection; several nodes) is a 503 with that code, to retry. `None` for every other
+/// code, which each caller maps to its own errors.
+pub fn sync_unavailable(e: &checklist_sync::OpError) -> Option<ApiError> {
+    (e.code == checklist_sync::proto::codes::MOVED).then(|| ApiError::Unavailable {
+        code: "moved",
+        message: e.message.clone(),
+    })
+}
+
 /// Result alias for handlers.
 pub type ApiResult<T> = Result<T, ApiError>;

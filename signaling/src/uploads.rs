@@ -716,6 +716,9 @@ pub async fn submit(
 /// are 409 (`not_live`, `already_finished`, `cancelled`, `quota_exceeded`), anything else is
 /// the server's fault (the server made the event).
 fn refused(e: OpError) -> ApiError {
+    if let Some(e) = crate::error::sync_unavailable(&e) {
+        return e;
+    }
     use checklist_sync::proto::codes;
     match e.code.as_str() {
         codes::NOT_LIVE => ApiError::Conflict {

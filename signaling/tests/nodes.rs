@@ -1,18 +1,24 @@
-//! Several `inspector` processes on one PostgreSQL database (issue 20): what one node changes
-//! reaches the sockets another node holds within a second, through `LISTEN/NOTIFY`
-//! (`signaling::signals`), not through the periodic access re-check, which this test sets to a
-//! minute so that only the signal can be what closes a socket.
+//! Several `inspector` processes on one PostgreSQL database (issue 20):
+//! * what one node changes reaches the sockets another node holds within a second, through
+//!   `LISTEN/NOTIFY` (`signaling::signals`), not through the periodic access re-check, which
+//!   the test sets to a minute so that only the signal can be what closes a socket;
+//! * one node runs a live inspection (its lease, `signaling::nodes`); a socket that reaches
+//!   another node is proxied there, the checklist mirrors both ways and the media reaches the
+//!   owner; when the owner is killed, the other node takes the inspection over once the lease
+//!   expires, with every acknowledged op, and records from then on.
 //!
 //! Runs on PostgreSQL on every pass (`inspector_tests::pg_server_url`); the PostgreSQL pass of
 //! `scripts/test` leaves it out, so it runs once.
 
 mod common;
+mod phone;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{add_user, login, start, EXE};
 use inspector_tests::{ws_connect, Client, Ws};
+use phone::publish;
 use serde_json::json;
 
 /// The target of issue 20: a revocation on one node closes a socket on another within this.
@@ -125,4 +131,173 @@ async fn access_ended_on_one_node_closes_sockets_on_another_within_a_second() {
         String::from_utf8_lossy(&out.stderr)
     );
     closed_for_access(&mut other_ws, t, "account disabled by the CLI, socket on B").await;
+}
+
+/// Opens `client`'s socket on `id`, retrying while the node answers 503 (`node_unavailable`:
+/// the owner is gone and its lease has not expired yet); how long that took.
+async fn socket_when_served(client: &Client, id: &str, within: Duration) -> (Ws, Duration) {
+    let t = Instant::now();
+    loop {
+        match ws_connect(client, id).await {
+            Ok(ws) => return (ws, t.elapsed()),
+            Err(503) if t.elapsed() < within => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(s) => panic!("socket refused with {s} after {:?}", t.elapsed()),
+        }
+    }
+}
+
+/// Files under `dir` and their sizes, recursively.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else if let Ok(m) = e.metadata() {
+            out.push((p, m.len()));
+        }
+    }
+    out
+}
+
+/// Waits until some file under `dir` holds more than `bytes` (a media journal growing).
+async fn media_written(dir: &std::path::Path, bytes: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let total: u64 = files(dir).iter().map(|(_, n)| n).sum();
+        if total > bytes {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {total} bytes under {dir:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over_when_it_dies() {
+    let db = inspector_tests::fresh_pg_database(&inspector_tests::pg_server_url()).await;
+    let _guard = inspector_tests::PgDatabaseGuard::for_url(&db);
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let config = dir_a.path().join("inspector.toml");
+    std::fs::write(&config, "lease_ttl_secs = 2\n").expect("config");
+    let a = start(dir_a.path(), &db, &config).await;
+    let b = start(dir_b.path(), &db, &config).await;
+    add_user(&db, "inspector1", "inspector");
+    let insp_a = login(&a.base, "inspector1").await;
+    let id = insp_a.create_inspection().await;
+    let r = insp_a
+        .post_json(&format!("/api/inspections/{id}/invitations"), &json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut business = Client::new(&b.base);
+    assert_eq!(
+        business
+            .accept(r.body["token"].as_str().expect("token"))
+            .await
+            .status,
+        200
+    );
+
+    // The inspector's socket lands on A, which claims the inspection; the business's on B,
+    // which proxies it to A.
+    let (mut insp_ws, items) = socket(&insp_a, &id).await;
+    let mut acked = Vec::new();
+    let ack = insp_ws.op("start", json!({"kind": "start"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    acked.push(("start".to_string(), ack["seq"].as_u64().expect("seq")));
+    let (mut biz_ws, _) = socket(&business, &id).await;
+
+    // The checklist mirrors both ways.
+    let ack = insp_ws
+        .op(
+            "mark-1",
+            json!({"kind": "set_result", "item_id": items[0], "result": "violation"}),
+        )
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let seq = ack["seq"].as_u64().expect("seq");
+    acked.push(("mark-1".to_string(), seq));
+    let ev = biz_ws
+        .recv_until(|m| m["type"] == "event" && m["seq"].as_u64() == Some(seq))
+        .await;
+    assert_eq!(ev["payload"]["result"], "violation", "{ev}");
+    let ack = biz_ws
+        .op(
+            "comment-1",
+            json!({"kind": "comment", "item_id": items[0], "text": "written on node B"}),
+        )
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let seq = ack["seq"].as_u64().expect("seq");
+    acked.push(("comment-1".to_string(), seq));
+    insp_ws
+        .recv_until(|m| m["type"] == "event" && m["seq"].as_u64() == Some(seq))
+        .await;
+
+    // Media: the phone signals through B; its media goes to A, which records it.
+    let phone = publish(&business, &id, (320, 240)).await;
+    media_written(&dir_a.path().join("recordings"), 20_000, "A records").await;
+    phone.hang_up().await;
+
+    // A dies. The proxied socket on B is told to reconnect (1012).
+    a.kill_9();
+    let killed = Instant::now();
+    assert_eq!(biz_ws.close_code(Duration::from_secs(10)).await, Some(1012));
+    drop(insp_ws);
+
+    // Both reconnect through B (the load balancer sends them there now); B takes the
+    // inspection over once A's lease has expired.
+    let insp_b = insp_a.on(&b.base);
+    let (mut insp_ws, waited) = socket_when_served(&insp_b, &id, Duration::from_secs(15)).await;
+    println!(
+        "taken over {:?} after the kill (waited {waited:?} for the lease)",
+        killed.elapsed()
+    );
+    let welcome = insp_ws.hello(None).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let (mut biz_ws, _) = socket(&business, &id).await;
+    // Every acknowledged op is there under its seq.
+    let log = insp_b
+        .get(&format!("/api/inspections/{id}/events.jsonl"))
+        .await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    let events: Vec<serde_json::Value> = log
+        .text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event line"))
+        .collect();
+    for (op_id, seq) in &acked {
+        let ev = events
+            .iter()
+            .find(|e| e["seq"].as_u64() == Some(*seq))
+            .unwrap_or_else(|| panic!("acknowledged seq {seq} ({op_id}) lost"));
+        assert_eq!(ev["client_op_id"].as_str(), Some(op_id.as_str()));
+    }
+    // And the inspection goes on, on B.
+    let ack = insp_ws
+        .op(
+            "mark-2",
+            json!({"kind": "set_result", "item_id": items[1], "result": "compliant"}),
+        )
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let seq = ack["seq"].as_u64().expect("seq");
+    assert!(
+        seq > acked.last().expect("acks").1,
+        "seq {seq} continues the log"
+    );
+    biz_ws
+        .recv_until(|m| m["type"] == "event" && m["seq"].as_u64() == Some(seq))
+        .await;
+    let phone = publish(&business, &id, (320, 240)).await;
+    media_written(&dir_b.path().join("recordings"), 20_000, "B records").await;
+    phone.hang_up().await;
 }

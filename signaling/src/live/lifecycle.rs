@@ -42,6 +42,9 @@ fn illegal(message: String) -> ApiError {
 /// A refusal of the room as an HTTP error: lifecycle rules are 409 `illegal_transition`, a
 /// failed commit is a 500 (nothing was applied; the request may be retried).
 fn refused(e: OpError) -> ApiError {
+    if let Some(e) = crate::error::sync_unavailable(&e) {
+        return e;
+    }
     use checklist_sync::proto::codes;
     match e.code.as_str() {
         codes::NOT_LIVE | codes::ALREADY_STARTED | codes::ALREADY_FINISHED | codes::CANCELLED => {

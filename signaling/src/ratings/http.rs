@@ -253,6 +253,9 @@ pub async fn show(
 }
 
 fn sync_error(e: OpError) -> ApiError {
+    if let Some(e) = crate::error::sync_unavailable(&e) {
+        return e;
+    }
     let code: &'static str = match e.code.as_str() {
         "not_finished" => "not_finished",
         "cancelled" => "cancelled",
