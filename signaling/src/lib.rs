@@ -331,6 +331,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             tokens::gate,
         ))
+        // Several nodes: what another node runs is answered there (the owner checks it all).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            nodes::proxy::route,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(axum::middleware::from_fn(ops::track))

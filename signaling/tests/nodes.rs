@@ -5,7 +5,9 @@
 //! * one node runs a live inspection (its lease, `signaling::nodes`); a socket that reaches
 //!   another node is proxied there, the checklist mirrors both ways and the media reaches the
 //!   owner; when the owner is killed, the other node takes the inspection over once the lease
-//!   expires, with every acknowledged op, and records from then on.
+//!   expires, with every acknowledged op, and records from then on; a photo uploaded through
+//!   the other node is taken by the owner and kept in a real S3-compatible store (SeaweedFS),
+//!   from which the next owner serves it.
 //!
 //! Runs on PostgreSQL on every pass (`inspector_tests::pg_server_url`); the PostgreSQL pass of
 //! `scripts/test` leaves it out, so it runs once.
@@ -17,6 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{add_user, login, start, EXE};
+use inspector_tests::seaweed::SeaweedFs;
 use inspector_tests::{ws_connect, Client, Ws};
 use phone::publish;
 use serde_json::json;
@@ -186,8 +189,22 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
         tempfile::tempdir().expect("tempdir"),
         tempfile::tempdir().expect("tempdir"),
     );
+    // Evidence in one real S3-compatible store that both nodes use.
+    let s3 = SeaweedFs::start().await.expect("SeaweedFS");
+    s3.create_bucket("evidence").await.expect("bucket");
     let config = dir_a.path().join("inspector.toml");
-    std::fs::write(&config, "lease_ttl_secs = 2\n").expect("config");
+    std::fs::write(
+        &config,
+        format!(
+            "lease_ttl_secs = 2\nblob_url = \"s3://evidence/nodes\"\nblob_endpoint = \"{}\"\n\
+             blob_region = \"us-east-1\"\nblob_access_key_id = \"{}\"\n\
+             blob_secret_access_key = \"{}\"\n",
+            s3.endpoint,
+            inspector_tests::seaweed::ACCESS_KEY,
+            inspector_tests::seaweed::SECRET_KEY
+        ),
+    )
+    .expect("config");
     let a = start(dir_a.path(), &db, &config).await;
     let b = start(dir_b.path(), &db, &config).await;
     add_user(&db, "inspector1", "inspector");
@@ -241,6 +258,30 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
     insp_ws
         .recv_until(|m| m["type"] == "event" && m["seq"].as_u64() == Some(seq))
         .await;
+
+    // A photo uploaded through B is taken by A (the request is proxied, streamed), which
+    // logs it; it lands in the shared object store.
+    let jpeg = inspector_tests::images::picture("jpg", 640, 480, 10);
+    let r = business
+        .post_raw(
+            &format!("/api/inspections/{id}/evidence?item_id={}", items[0]),
+            "image/jpeg",
+            jpeg.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let photo_url = r.body["url"]
+        .as_str()
+        .or_else(|| r.body["evidence"]["url"].as_str())
+        .expect("the photo's URL")
+        .to_string();
+    let ev = insp_ws
+        .recv_until(|m| m["type"] == "event" && m["kind"] == "attach_evidence")
+        .await;
+    acked.push((
+        ev["op_id"].as_str().expect("op id").to_string(),
+        ev["seq"].as_u64().expect("seq"),
+    ));
 
     // Media: the phone signals through B; its media goes to A, which records it.
     let phone = publish(&business, &id, (320, 240)).await;
@@ -300,4 +341,8 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
     let phone = publish(&business, &id, (320, 240)).await;
     media_written(&dir_b.path().join("recordings"), 20_000, "B records").await;
     phone.hang_up().await;
+    // The photo A stored is served by B, from the object store.
+    let (status, _, bytes) = insp_b.get_bytes(&photo_url).await;
+    assert_eq!(status, 200);
+    assert!(bytes == jpeg, "the photo comes back byte for byte");
 }

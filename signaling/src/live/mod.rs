@@ -218,6 +218,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap, id: Uuid) -> ApiResult
 pub async fn socket(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
+    axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
@@ -231,7 +232,8 @@ pub async fn socket(
     if let Some(leases) = &state.live.leases {
         if !crate::nodes::proxy::is_hop(&headers) {
             if let Some(owner) = leases.owner_elsewhere(id).await? {
-                let upstream = crate::nodes::proxy::connect(&owner, id, &headers).await?;
+                let upstream =
+                    crate::nodes::proxy::connect(&owner, id, &headers, Some(remote.ip())).await?;
                 let idle = state.config.live.sync_config().idle_timeout;
                 return Ok(checklist_sync::configure_upgrade(ws)
                     .on_upgrade(move |socket| crate::nodes::proxy::pump(socket, upstream, idle)));
