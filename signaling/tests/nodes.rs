@@ -346,3 +346,165 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
     assert_eq!(status, 200);
     assert!(bytes == jpeg, "the photo comes back byte for byte");
 }
+
+fn signal(server: &common::Server, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(server.child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(ok.success(), "kill -{sig}");
+}
+
+/// The fencing token at work: the owner is paused (SIGSTOP) past its lease, the other node
+/// takes the inspection over and appends; when the paused node wakes up, its room still
+/// believes it owns the inspection, yet the op it is sent is not acknowledged and nothing of it
+/// reaches the log, which stays one gapless chain. (Here B's appends also hold the seq A would
+/// take; the next test isolates the fence, which fails without it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_that_lost_its_lease_appends_nothing() {
+    let db = inspector_tests::fresh_pg_database(&inspector_tests::pg_server_url()).await;
+    let _guard = inspector_tests::PgDatabaseGuard::for_url(&db);
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let config = dir_a.path().join("inspector.toml");
+    std::fs::write(&config, "lease_ttl_secs = 2\n").expect("config");
+    let a = start(dir_a.path(), &db, &config).await;
+    let b = start(dir_b.path(), &db, &config).await;
+    add_user(&db, "inspector1", "inspector");
+    let insp_a = login(&a.base, "inspector1").await;
+    let id = insp_a.create_inspection().await;
+    let (mut ws_a, items) = socket(&insp_a, &id).await;
+    let ack = ws_a.op("start", json!({"kind": "start"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let ack = ws_a
+        .op(
+            "on-a",
+            json!({"kind": "set_result", "item_id": items[0], "result": "violation"}),
+        )
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let last_on_a = ack["seq"].as_u64().expect("seq");
+
+    // A stops answering (a long GC pause, a frozen VM): B takes over after the lease.
+    signal(&a, "STOP");
+    let insp_b = insp_a.on(&b.base);
+    let (mut ws_b, waited) = socket_when_served(&insp_b, &id, Duration::from_secs(30)).await;
+    println!("B took over after {waited:?}");
+    ws_b.hello(None).await;
+    let ack = ws_b
+        .op(
+            "on-b",
+            json!({"kind": "set_result", "item_id": items[1], "result": "compliant"}),
+        )
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert!(ack["seq"].as_u64() > Some(last_on_a), "{ack}");
+
+    // A wakes up with its room loaded and is sent an op on its old socket.
+    signal(&a, "CONT");
+    ws_a.send(json!({"type": "op", "op_id": "stale", "op": {"kind": "set_result", "item_id": items[2], "result": "violation"}}))
+        .await;
+    loop {
+        match ws_a.recv_within(Duration::from_secs(20)).await {
+            Ok(Some(m)) if m["op_id"] == "stale" => {
+                assert_ne!(m["type"], "ack", "a fenced-off node acknowledged: {m}");
+                break;
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(()) => panic!("no answer from the woken node in 20 s"),
+        }
+    }
+    let log = insp_b
+        .get(&format!("/api/inspections/{id}/events.jsonl"))
+        .await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    let events: Vec<serde_json::Value> = log
+        .text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event line"))
+        .collect();
+    assert!(
+        events.iter().all(|e| e["client_op_id"] != "stale"),
+        "the stale node's op is in the log"
+    );
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no gap");
+    let verify = Command::new(EXE)
+        .args(["audit", "verify", &id, "--database-url", &db])
+        .arg("--data-dir")
+        .arg(dir_b.path())
+        .output()
+        .expect("audit");
+    let out = String::from_utf8_lossy(&verify.stdout);
+    assert!(out.starts_with("intact"), "{out}");
+    // Still one owner: B goes on.
+    let ack = ws_b
+        .op(
+            "on-b-2",
+            json!({"kind": "set_result", "item_id": items[3], "result": "compliant"}),
+        )
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+}
+
+/// The fence alone: while a node runs a room, the database records another node's claim (as a
+/// take-over would). The room's next commit must fail its check — without the fence it would
+/// succeed, since nothing else has taken that seq yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_lease_was_taken_over_commits_nothing() {
+    let db = inspector_tests::fresh_pg_database(&inspector_tests::pg_server_url()).await;
+    let _guard = inspector_tests::PgDatabaseGuard::for_url(&db);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("inspector.toml");
+    std::fs::write(&config, "").expect("config");
+    let a = start(dir.path(), &db, &config).await;
+    add_user(&db, "inspector1", "inspector");
+    let insp = login(&a.base, "inspector1").await;
+    let id = insp.create_inspection().await;
+    let (mut ws, items) = socket(&insp, &id).await;
+    let ack = ws.op("start", json!({"kind": "start"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await.expect("database");
+    let taken = sqlx::query(
+        "UPDATE inspection_leases SET node_id = 'another-node', node_url = 'http://127.0.0.1:9', \
+         token = token + 1 WHERE inspection_id = $1",
+    )
+    .bind(&id)
+    .execute(&pool)
+    .await
+    .expect("take the lease");
+    assert_eq!(taken.rows_affected(), 1, "the room holds a lease row");
+
+    ws.send(json!({"type": "op", "op_id": "fenced", "op": {"kind": "set_result", "item_id": items[0], "result": "violation"}}))
+        .await;
+    loop {
+        match ws.recv_within(Duration::from_secs(20)).await {
+            Ok(Some(m)) if m["op_id"] == "fenced" => {
+                assert_ne!(m["type"], "ack", "acknowledged without the lease: {m}");
+                assert_eq!(m["code"], "internal", "{m}");
+                break;
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(()) => panic!("no answer in 20 s"),
+        }
+    }
+    // (Read from the database: the API now sends this inspection's requests to its owner.)
+    let fenced: i64 = sqlx::Row::get(
+        &sqlx::query(
+            "SELECT COUNT(*) FROM events WHERE inspection_id = $1 AND client_op_id = 'fenced'",
+        )
+        .bind(&id)
+        .fetch_one(&pool)
+        .await
+        .expect("count"),
+        0,
+    );
+    assert_eq!(fenced, 0, "an op committed without the lease");
+}
