@@ -244,6 +244,83 @@ impl BlobStore {
         })
     }
 
+    /// The key of a recording object, `<prefix>/recordings/<rel>` (issue 20: journals and
+    /// finished recordings of several nodes). Named, not content-addressed: a journal chunk is
+    /// known by where it belongs, and a finished file's hash is in its manifest.
+    fn recording_key(&self, rel: &str) -> Path {
+        rel.split('/')
+            .filter(|p| !p.is_empty())
+            .fold(self.prefix.clone().join("recordings"), |k, p| k.join(p))
+    }
+
+    /// Stores a recording object in one request (journal chunks: small).
+    pub async fn put_recording_object(&self, rel: &str, bytes: Bytes) -> Result<(), BlobError> {
+        self.store
+            .put(&self.recording_key(rel), bytes.into())
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a file as a recording object, streamed in parts (a finished recording).
+    pub async fn put_recording_file(
+        &self,
+        rel: &str,
+        file: &std::path::Path,
+    ) -> Result<(), BlobError> {
+        use tokio::io::AsyncReadExt;
+        let mut f = tokio::fs::File::open(file).await?;
+        let upload = self.store.put_multipart(&self.recording_key(rel)).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK);
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = match f.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e.into());
+                }
+            };
+            if let Err(e) = writer.wait_for_capacity(2).await {
+                let _ = writer.abort().await;
+                return Err(e.into());
+            }
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await?;
+        Ok(())
+    }
+
+    /// A recording object's bytes, whole; `None` if there is none.
+    pub async fn get_recording_object(&self, rel: &str) -> Result<Option<Bytes>, BlobError> {
+        match self.store.get(&self.recording_key(rel)).await {
+            Ok(r) => Ok(Some(r.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The recording objects under `rel_prefix`, as paths relative to `recordings/`, sorted.
+    pub async fn list_recording_objects(&self, rel_prefix: &str) -> Result<Vec<String>, BlobError> {
+        let base = self.prefix.clone().join("recordings");
+        let base_parts = base.parts().count();
+        let mut out: Vec<String> = self
+            .store
+            .list(Some(&self.recording_key(rel_prefix)))
+            .map_ok(|m| {
+                m.location
+                    .parts()
+                    .skip(base_parts)
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .try_collect()
+            .await?;
+        out.sort();
+        Ok(out)
+    }
+
     /// Stores a whole byte string (clips and stills made by the server).
     pub async fn put_bytes(&self, bytes: Bytes) -> Result<StoredBlob, BlobError> {
         let n = bytes.len() as u64;

@@ -7,7 +7,8 @@
 //!   owner; when the owner is killed, the other node takes the inspection over once the lease
 //!   expires, with every acknowledged op, and records from then on; a photo uploaded through
 //!   the other node is taken by the owner and kept in a real S3-compatible store (SeaweedFS),
-//!   from which the next owner serves it.
+//!   from which the next owner serves it; A's journals, shipped to the store while it was
+//!   live, end up with B's in the one finished file B publishes there (hash, chapters).
 //!
 //! Runs on PostgreSQL on every pass (`inspector_tests::pg_server_url`); the PostgreSQL pass of
 //! `scripts/test` leaves it out, so it runs once.
@@ -287,6 +288,40 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
     let phone = publish(&business, &id, (320, 240)).await;
     media_written(&dir_a.path().join("recordings"), 20_000, "A records").await;
     phone.hang_up().await;
+    // A ships its journals to the object store every 2 s: wait for them before the kill.
+    let store = signaling::blobs::BlobStore::open(
+        &s3.blob_config("evidence", "nodes"),
+        std::path::Path::new("/nonexistent"),
+    )
+    .expect("the store");
+    let local: u64 = files(&dir_a.path().join("recordings"))
+        .iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "rtpj"))
+        .map(|(_, n)| n)
+        .sum();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut shipped = 0u64;
+        for rel in store
+            .list_recording_objects(&format!("{id}/journal"))
+            .await
+            .expect("list")
+        {
+            shipped += store
+                .get_recording_object(&rel)
+                .await
+                .expect("get")
+                .map_or(0, |b| b.len() as u64);
+        }
+        if shipped >= local {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A shipped {shipped} of {local} journal bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     // A dies. The proxied socket on B is told to reconnect (1012).
     a.kill_9();
@@ -345,6 +380,75 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
     let (status, _, bytes) = insp_b.get_bytes(&photo_url).await;
     assert_eq!(status, 200);
     assert!(bytes == jpeg, "the photo comes back byte for byte");
+
+    // The end: B finalizes with what A shipped, and publishes to the object store.
+    let ack = insp_ws.op("finish", json!({"kind": "finish"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let manifest = loop {
+        if let Some(m) = store
+            .get_recording_object(&format!("{id}/final/manifest.json"))
+            .await
+            .expect("get")
+        {
+            break serde_json::from_slice::<serde_json::Value>(&m).expect("manifest JSON");
+        }
+        assert!(Instant::now() < deadline, "no manifest in the object store");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let file = manifest["file"].as_str().expect("file");
+    let bytes = store
+        .get_recording_object(&format!("{id}/final/{file}"))
+        .await
+        .expect("get")
+        .expect("the finished file in the store");
+    use sha2::Digest;
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        manifest["sha256"].as_str().expect("sha256"),
+        "the file's hash is the manifest's"
+    );
+    let video = manifest["tracks"]
+        .as_array()
+        .expect("tracks")
+        .iter()
+        .find(|t| t["kind"] == "video")
+        .expect("a video stream");
+    println!(
+        "finished in the store: {} ms, video segments {}, {} chapters, sha256 {}",
+        manifest["duration_ms"],
+        video["segments"],
+        manifest["chapters"].as_array().map_or(0, |c| c.len()),
+        manifest["sha256"]
+    );
+    assert!(
+        video["segments"].as_u64() >= Some(2),
+        "A's and B's segments in one stream: {video}"
+    );
+    let local = dir_b.path().join("finished.webm");
+    std::fs::write(&local, &bytes).expect("write");
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-show_chapters", "-of", "json"])
+        .arg(&local)
+        .output()
+        .expect("ffprobe");
+    assert!(probe.status.success(), "ffprobe reads the file");
+    let probe: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("ffprobe JSON");
+    let chapters = manifest["chapters"].as_array().expect("chapters").len();
+    assert!(chapters >= 2, "a chapter per finding: {manifest}");
+    assert_eq!(
+        probe["chapters"].as_array().map(|c| c.len()),
+        Some(chapters),
+        "every chapter is in the file"
+    );
+    assert!(
+        store
+            .get_recording_object(&format!("{id}/final/recording.vtt"))
+            .await
+            .expect("get")
+            .is_some(),
+        "the chapters' WebVTT is in the store"
+    );
 }
 
 fn signal(server: &common::Server, sig: &str) {

@@ -84,12 +84,29 @@ impl Live {
         })
         .await
         .map_err(|e| anyhow::anyhow!("media: {e}"))?;
+        let node_url = config.node_url.as_deref().unwrap_or(&config.public_url);
+        let (ownership, leases) =
+            crate::nodes::ownership_for(&db, &config.database_url, node_url, config.lease_ttl)?;
+        // Several nodes and a remote store: recordings are shipped there (`nodes::recordings`).
+        let shared = match (&leases, blobs.local_root()) {
+            (Some(_), None) => {
+                let shared = Arc::new(crate::nodes::recordings::SharedRecordings::new(
+                    blobs.clone(),
+                    config.recordings_dir(),
+                    crate::nodes::recordings::origin(&config.data_dir)?,
+                ));
+                tokio::spawn(shared.clone().run_shipper());
+                Some(shared)
+            }
+            _ => None,
+        };
         let (finalized, finalized_rx) = mpsc::unbounded_channel();
         let recordings = recording::Recordings::new(
             db.clone(),
             media.clone(),
             finalized,
             config.chapter_lead_in_ms,
+            shared,
         );
         let (checkpoints, checkpoints_rx) = mpsc::unbounded_channel();
         let key = crate::anchor::CheckpointKey::load_or_create(&config.anchor.key_file)?;
@@ -107,9 +124,6 @@ impl Live {
             recordings.clone(),
             checkpoints,
         ));
-        let node_url = config.node_url.as_deref().unwrap_or(&config.public_url);
-        let (ownership, leases) =
-            crate::nodes::ownership_for(&db, &config.database_url, node_url, config.lease_ttl)?;
         let sync =
             SyncHub::with_ownership(db.clone(), config.live.sync_config(), projection, ownership);
         crate::derived::spawn(

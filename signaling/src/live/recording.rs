@@ -43,6 +43,9 @@ pub struct Recordings {
     finalized: mpsc::UnboundedSender<Uuid>,
     /// How far before its mark an item's chapter may begin, ms.
     chapter_lead_in_ms: i64,
+    /// Several nodes with a remote object store: journals other nodes shipped are pulled
+    /// before finalizing, the result is published there (`nodes::recordings`).
+    shared: Option<Arc<crate::nodes::recordings::SharedRecordings>>,
 }
 
 impl Recordings {
@@ -53,6 +56,7 @@ impl Recordings {
         media: MediaHub,
         finalized: mpsc::UnboundedSender<Uuid>,
         chapter_lead_in_ms: i64,
+        shared: Option<Arc<crate::nodes::recordings::SharedRecordings>>,
     ) -> Recordings {
         Recordings {
             db,
@@ -60,6 +64,7 @@ impl Recordings {
             running: Arc::new(watch::channel(0).0),
             finalized,
             chapter_lead_in_ms,
+            shared,
         }
     }
 
@@ -116,8 +121,28 @@ impl Recordings {
                 return Outcome::Failed;
             }
         };
+        if let Some(shared) = &self.shared {
+            // What the other nodes recorded of it goes on the same timeline.
+            match shared.pull(inspection_id).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(%inspection_id, journals = n, "pulled journals other nodes shipped")
+                }
+                Err(e) => {
+                    tracing::error!(%inspection_id, error = %e, "cannot pull the journals other nodes shipped");
+                    return Outcome::Failed;
+                }
+            }
+        }
         match self.media.finish(inspection_id, marks).await {
             Ok(m) => {
+                if let Some(shared) = &self.shared {
+                    // Again on a retry: `finish` answers the same manifest once it exists.
+                    if let Err(e) = shared.publish(inspection_id, &m).await {
+                        tracing::error!(%inspection_id, error = %e, "cannot publish the recording to the object store");
+                        return Outcome::Failed;
+                    }
+                }
                 tracing::info!(%inspection_id, duration_ms = m.duration_ms, chapters = m.chapters.len(), "recording finalized");
                 // The receiver lives as long as the server; at shutdown nothing is lost, the
                 // deriver looks at every manifest without its done marker at start.

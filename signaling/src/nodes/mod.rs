@@ -20,6 +20,7 @@
 //! SQLite is one machine: [`checklist_sync::owner::OneNode`], no rows.
 
 pub mod proxy;
+pub mod recordings;
 
 use std::sync::Arc;
 use std::time::Duration;

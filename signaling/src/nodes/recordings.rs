@@ -1,0 +1,294 @@
+//! Recordings of several nodes in the object store (issue 20, item 4). While an inspection is
+//! live its journals stay on the recording node's disk (the media path never waits for the
+//! network) and are shipped to the object store in chunks every [`SHIP_EVERY`], so a node lost
+//! for good costs at most those seconds of media. The node that finalizes pulls the journals
+//! every other node shipped for the inspection, finalizes them with its own on one timeline
+//! (`media_recorder` merges journals by feed, whoever recorded them), and publishes the file,
+//! its chapters and, last, its manifest to the object store.
+//!
+//! Keys under `<blob prefix>/recordings/<inspection>/`:
+//! - `journal/<origin>/<file>/<seq>-<offset>`: chunk `seq` (8 digits) of a journal file of the
+//!   node `origin`, holding the file's bytes from `offset` (16 digits). A chunk that starts
+//!   before the end of the ones before it cuts the file there first (a torn tail a restart
+//!   repaired), so replaying the chunks in order gives the file as its node last had it.
+//! - `final/<name>`: the finished file, `recording.vtt`, then `manifest.json`.
+//!
+//! `origin` is the node's data directory's own id (`<data>/node-origin`), the same across
+//! restarts of that node, so a restarted node continues its chunks instead of shipping its
+//! journals again under a new name. Journals pulled from other nodes are named
+//! `x<origin>-<file>` and are never shipped back.
+//!
+//! Only with several nodes (PostgreSQL) and a remote object store; one machine keeps its
+//! recordings on its disk as before.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::blobs::{BlobError, BlobStore};
+
+/// How often new journal bytes are shipped: what a node lost for good may cost.
+pub const SHIP_EVERY: Duration = Duration::from_secs(2);
+
+/// Most bytes in one chunk.
+const MAX_CHUNK: u64 = 8 * 1024 * 1024;
+
+/// What has been shipped of one journal file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shipped {
+    len: u64,
+    next_seq: u32,
+}
+
+/// The recordings of this node in the shared object store.
+pub struct SharedRecordings {
+    blobs: BlobStore,
+    recordings_dir: PathBuf,
+    origin: String,
+}
+
+/// A chunk's place, parsed from its key's last part.
+fn parse_chunk(name: &str) -> Option<(u32, u64)> {
+    let (seq, offset) = name.split_once('-')?;
+    Some((seq.parse().ok()?, offset.parse().ok()?))
+}
+
+fn chunk_name(seq: u32, offset: u64) -> String {
+    format!("{seq:08}-{offset:016}")
+}
+
+/// The node's stable id, made once in its data directory.
+pub fn origin(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join("node-origin");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => {
+            let id = Uuid::new_v4().simple().to_string();
+            let tmp = data_dir.join("node-origin.tmp");
+            std::fs::write(&tmp, &id)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(id)
+        }
+    }
+}
+
+impl SharedRecordings {
+    /// The shared recordings of the node whose data directory's id is `origin`.
+    pub fn new(blobs: BlobStore, recordings_dir: PathBuf, origin: String) -> SharedRecordings {
+        SharedRecordings {
+            blobs,
+            recordings_dir,
+            origin,
+        }
+    }
+
+    /// Ships new journal bytes every [`SHIP_EVERY`], for the life of the process.
+    pub async fn run_shipper(self: std::sync::Arc<Self>) {
+        let mut shipped: HashMap<PathBuf, Shipped> = HashMap::new();
+        loop {
+            tokio::time::sleep(SHIP_EVERY).await;
+            if let Err(e) = self.ship_once(&mut shipped).await {
+                tracing::warn!(error = %e, "recordings: shipping journals failed; retrying");
+            }
+        }
+    }
+
+    /// This node's journals of inspections not finalized here: `(inspection, path)`.
+    fn own_journals(&self) -> Vec<(Uuid, PathBuf)> {
+        let mut out = Vec::new();
+        let Ok(dirs) = std::fs::read_dir(&self.recordings_dir) else {
+            return out;
+        };
+        for d in dirs.flatten() {
+            let Some(id) = d.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()) else {
+                continue;
+            };
+            if d.path().join("manifest.json").exists() {
+                continue;
+            }
+            let Ok(files) = media_recorder::journal::list_journals(&d.path()) else {
+                continue;
+            };
+            for f in files {
+                let pulled = f
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_none_or(|n| n.starts_with('x'));
+                if !pulled {
+                    out.push((id, f));
+                }
+            }
+        }
+        out
+    }
+
+    fn journal_prefix(&self, id: Uuid, file: &str) -> String {
+        format!("{id}/journal/{}/{file}", self.origin)
+    }
+
+    /// One pass: every journal that changed since it was last shipped gets a chunk.
+    async fn ship_once(&self, shipped: &mut HashMap<PathBuf, Shipped>) -> Result<(), BlobError> {
+        for (id, path) in self.own_journals() {
+            let Some(file) = path.file_name().and_then(|n| n.to_str()).map(String::from) else {
+                continue;
+            };
+            let len = tokio::fs::metadata(&path).await?.len();
+            let state = match shipped.get(&path) {
+                Some(s) => *s,
+                None => {
+                    // First sight in this process: continue what the store already has.
+                    let prefix = self.journal_prefix(id, &file);
+                    let last = self
+                        .blobs
+                        .list_recording_objects(&prefix)
+                        .await?
+                        .into_iter()
+                        .filter_map(|rel| {
+                            let (seq, offset) = parse_chunk(rel.rsplit('/').next()?)?;
+                            Some((seq, offset, rel))
+                        })
+                        .max();
+                    let s = match last {
+                        Some((seq, offset, rel)) => {
+                            let size = self
+                                .blobs
+                                .get_recording_object(&rel)
+                                .await?
+                                .map_or(0, |b| b.len() as u64);
+                            Shipped {
+                                len: offset + size,
+                                next_seq: seq + 1,
+                            }
+                        }
+                        None => Shipped {
+                            len: 0,
+                            next_seq: 0,
+                        },
+                    };
+                    shipped.insert(path.clone(), s);
+                    s
+                }
+            };
+            if len == state.len {
+                continue;
+            }
+            // Shorter: cut there (an empty chunk at the new end); longer: the new bytes.
+            let (offset, bytes) = if len < state.len {
+                (len, Bytes::new())
+            } else {
+                let end = len.min(state.len + MAX_CHUNK);
+                (state.len, read_range(&path, state.len, end).await?)
+            };
+            let new_len = offset + bytes.len() as u64;
+            let rel = format!(
+                "{}/{}",
+                self.journal_prefix(id, &file),
+                chunk_name(state.next_seq, offset)
+            );
+            self.blobs.put_recording_object(&rel, bytes).await?;
+            shipped.insert(
+                path,
+                Shipped {
+                    len: new_len,
+                    next_seq: state.next_seq + 1,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Before finalizing `id` here: every journal another node shipped for it, rebuilt in its
+    /// journal directory as `x<origin>-<file>`. Returns how many.
+    pub async fn pull(&self, id: Uuid) -> Result<usize, BlobError> {
+        let mut files: HashMap<(String, String), Vec<(u32, u64, String)>> = HashMap::new();
+        for rel in self
+            .blobs
+            .list_recording_objects(&format!("{id}/journal"))
+            .await?
+        {
+            // <id>/journal/<origin>/<file>/<chunk>
+            let parts: Vec<&str> = rel.split('/').collect();
+            let [_, "journal", origin, file, chunk] = parts.as_slice() else {
+                continue;
+            };
+            if *origin == self.origin {
+                continue;
+            }
+            if let Some((seq, offset)) = parse_chunk(chunk) {
+                files
+                    .entry((origin.to_string(), file.to_string()))
+                    .or_default()
+                    .push((seq, offset, rel.clone()));
+            }
+        }
+        let dir = media_recorder::journal::journal_dir(&self.recordings_dir.join(id.to_string()));
+        tokio::fs::create_dir_all(&dir).await?;
+        let n = files.len();
+        for ((origin, file), mut chunks) in files {
+            chunks.sort();
+            let mut bytes: Vec<u8> = Vec::new();
+            for (_, offset, rel) in chunks {
+                let Some(chunk) = self.blobs.get_recording_object(&rel).await? else {
+                    continue;
+                };
+                let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+                if offset > bytes.len() {
+                    // A chunk missing in between: keep the journal up to the gap.
+                    tracing::warn!(%id, origin, file, "recordings: a gap in a shipped journal");
+                    break;
+                }
+                bytes.truncate(offset);
+                bytes.extend_from_slice(&chunk);
+            }
+            let target = dir.join(format!("x{origin}-{file}"));
+            let tmp = dir.join(format!(".x{origin}-{file}.tmp"));
+            tokio::fs::write(&tmp, &bytes).await?;
+            tokio::fs::File::open(&tmp).await?.sync_all().await?;
+            tokio::fs::rename(&tmp, &target).await?;
+        }
+        Ok(n)
+    }
+
+    /// After finalizing `id` here: the file, its chapters, then its manifest, in the store.
+    pub async fn publish(
+        &self,
+        id: Uuid,
+        manifest: &media_recorder::Manifest,
+    ) -> Result<(), BlobError> {
+        let dir = self.recordings_dir.join(id.to_string());
+        for name in [manifest.file.as_str(), "recording.vtt", "manifest.json"] {
+            let path = dir.join(name);
+            if name == "recording.vtt" && !path.exists() {
+                continue;
+            }
+            self.blobs
+                .put_recording_file(&format!("{id}/final/{name}"), &path)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn read_range(path: &Path, from: u64, to: u64) -> Result<Bytes, BlobError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut f = tokio::fs::File::open(path).await?;
+    f.seek(std::io::SeekFrom::Start(from)).await?;
+    let mut buf = vec![0u8; usize::try_from(to - from).unwrap_or(0)];
+    f.read_exact(&mut buf).await?;
+    Ok(Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_name_reads_back() {
+        assert_eq!(parse_chunk(&chunk_name(7, 123_456)), Some((7, 123_456)));
+        assert_eq!(parse_chunk("junk"), None);
+    }
+}
