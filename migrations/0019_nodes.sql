@@ -25,3 +25,14 @@ CREATE TABLE inspection_leases (
     expires_at      BIGINT NOT NULL
 );
 CREATE INDEX inspection_leases_node ON inspection_leases(node_id);
+
+-- A recording finished by one node of several (signaling/src/nodes/recordings.rs): written
+-- after its file, chapters and manifest are in the object store, so this row, not a local
+-- file, says it is finished; another node fetches the bytes from the store on first read.
+-- `manifest` is the manifest's JSON as published. SQLite (one node) never writes it.
+CREATE TABLE finished_recordings (
+    inspection_id   TEXT PRIMARY KEY,
+    manifest        TEXT NOT NULL,
+    node_origin     TEXT NOT NULL,
+    finished_at     BIGINT NOT NULL
+);

@@ -43,6 +43,10 @@ async fn finished_manifest(
     id: Uuid,
 ) -> ApiResult<(std::path::PathBuf, media_recorder::Manifest)> {
     let dir = state.config.recordings_dir().join(id.to_string());
+    if let Some(shared) = &state.live.shared {
+        // Finished by another node: its bytes come from the object store on the first read.
+        shared.materialize(id).await?;
+    }
     let d = dir.clone();
     let manifest = tokio::task::spawn_blocking(move || media_recorder::finalize::read_manifest(&d))
         .await

@@ -8,7 +8,8 @@
 //!   expires, with every acknowledged op, and records from then on; a photo uploaded through
 //!   the other node is taken by the owner and kept in a real S3-compatible store (SeaweedFS),
 //!   from which the next owner serves it; A's journals, shipped to the store while it was
-//!   live, end up with B's in the one finished file B publishes there (hash, chapters).
+//!   live, end up with B's in the one finished file B publishes there (hash, chapters); with B
+//!   gone too, a third node serves that recording (a Range of it) from the store.
 //!
 //! Runs on PostgreSQL on every pass (`inspector_tests::pg_server_url`); the PostgreSQL pass of
 //! `scripts/test` leaves it out, so it runs once.
@@ -449,6 +450,36 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
             .is_some(),
         "the chapters' WebVTT is in the store"
     );
+
+    // "Finished" is a database row: a node that did not finalize serves the recording from
+    // the store. B goes too; a third node, C, answers once B's lease has expired.
+    drop(insp_ws);
+    drop(biz_ws);
+    b.kill_9();
+    let dir_c = tempfile::tempdir().expect("tempdir");
+    let c = start(dir_c.path(), &db, &config).await;
+    let insp_c = insp_a.on(&c.base);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = insp_c
+            .get(&format!("/api/inspections/{id}/recording/manifest"))
+            .await;
+        if r.status == 200 {
+            assert_eq!(r.body["sha256"], manifest["sha256"], "{}", r.text);
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.text);
+        assert!(Instant::now() < deadline, "C does not serve the manifest");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, headers, part) = insp_c
+        .get_bytes_with(
+            &format!("/api/inspections/{id}/recording"),
+            &[("range", "bytes=1000-4999")],
+        )
+        .await;
+    assert_eq!(status, 206, "{headers:?}");
+    assert!(part == bytes[1000..5000], "the range is the store's bytes");
 }
 
 fn signal(server: &common::Server, sig: &str) {

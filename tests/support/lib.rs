@@ -540,12 +540,20 @@ impl Client {
 
     /// GET the raw bytes of an answer, with its status and headers.
     pub async fn get_bytes(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("request");
+        self.get_bytes_with(path, &[]).await
+    }
+
+    /// [`Client::get_bytes`] with extra request headers (a `Range`).
+    pub async fn get_bytes_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.expect("request");
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         (

@@ -56,6 +56,8 @@ pub struct Live {
     pub recordings: recording::Recordings,
     /// This node's claims on live inspections (PostgreSQL; `None` on SQLite, one machine).
     pub leases: Option<Arc<crate::nodes::Leases>>,
+    /// Recordings in the shared object store (several nodes and a remote store only).
+    pub shared: Option<Arc<crate::nodes::recordings::SharedRecordings>>,
 }
 
 impl Live {
@@ -91,6 +93,7 @@ impl Live {
         let shared = match (&leases, blobs.local_root()) {
             (Some(_), None) => {
                 let shared = Arc::new(crate::nodes::recordings::SharedRecordings::new(
+                    db.clone(),
                     blobs.clone(),
                     config.recordings_dir(),
                     crate::nodes::recordings::origin(&config.data_dir)?,
@@ -106,7 +109,7 @@ impl Live {
             media.clone(),
             finalized,
             config.chapter_lead_in_ms,
-            shared,
+            shared.clone(),
         );
         let (checkpoints, checkpoints_rx) = mpsc::unbounded_channel();
         let key = crate::anchor::CheckpointKey::load_or_create(&config.anchor.key_file)?;
@@ -143,6 +146,7 @@ impl Live {
             media,
             recordings,
             leases,
+            shared,
         })
     }
 

@@ -28,6 +28,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use uuid::Uuid;
 
+use media_recorder::finalize::{MANIFEST_FILE, VTT_FILE};
+
 use crate::blobs::{BlobError, BlobStore};
 
 /// How often new journal bytes are shipped: what a node lost for good may cost.
@@ -45,6 +47,7 @@ struct Shipped {
 
 /// The recordings of this node in the shared object store.
 pub struct SharedRecordings {
+    db: sqlx::AnyPool,
     blobs: BlobStore,
     recordings_dir: PathBuf,
     origin: String,
@@ -78,8 +81,14 @@ pub fn origin(data_dir: &Path) -> std::io::Result<String> {
 
 impl SharedRecordings {
     /// The shared recordings of the node whose data directory's id is `origin`.
-    pub fn new(blobs: BlobStore, recordings_dir: PathBuf, origin: String) -> SharedRecordings {
+    pub fn new(
+        db: sqlx::AnyPool,
+        blobs: BlobStore,
+        recordings_dir: PathBuf,
+        origin: String,
+    ) -> SharedRecordings {
         SharedRecordings {
+            db,
             blobs,
             recordings_dir,
             origin,
@@ -253,24 +262,91 @@ impl SharedRecordings {
         Ok(n)
     }
 
-    /// After finalizing `id` here: the file, its chapters, then its manifest, in the store.
+    /// After finalizing `id` here: the file, its chapters, then its manifest, in the store;
+    /// then the `finished_recordings` row that says so to every node.
     pub async fn publish(
         &self,
         id: Uuid,
         manifest: &media_recorder::Manifest,
-    ) -> Result<(), BlobError> {
+    ) -> anyhow::Result<()> {
         let dir = self.recordings_dir.join(id.to_string());
-        for name in [manifest.file.as_str(), "recording.vtt", "manifest.json"] {
+        for name in [manifest.file.as_str(), VTT_FILE, MANIFEST_FILE] {
             let path = dir.join(name);
-            if name == "recording.vtt" && !path.exists() {
+            if name == VTT_FILE && !path.exists() {
                 continue;
             }
             self.blobs
                 .put_recording_file(&format!("{id}/final/{name}"), &path)
                 .await?;
         }
+        let json = tokio::fs::read_to_string(dir.join(MANIFEST_FILE)).await?;
+        sqlx::query(
+            "INSERT INTO finished_recordings (inspection_id, manifest, node_origin, finished_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (inspection_id) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(json)
+        .bind(&self.origin)
+        .bind(crate::db::now_micros())
+        .execute(&self.db)
+        .await?;
         Ok(())
     }
+
+    /// A recording another node finished, made local on first read: the file and its
+    /// chapters from the store, checked against the manifest's SHA-256, then the manifest,
+    /// last (as a finalization writes them). `false` when it is not finished anywhere.
+    pub async fn materialize(&self, id: Uuid) -> anyhow::Result<bool> {
+        let dir = self.recordings_dir.join(id.to_string());
+        if dir.join(MANIFEST_FILE).exists() {
+            return Ok(true);
+        }
+        let row = sqlx::query("SELECT manifest FROM finished_recordings WHERE inspection_id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.db)
+            .await?;
+        let Some(row) = row else { return Ok(false) };
+        let json: String = sqlx::Row::try_get(&row, 0)?;
+        let manifest: media_recorder::Manifest = serde_json::from_str(&json)?;
+        if manifest.file.contains('/') || manifest.file.contains("..") {
+            anyhow::bail!("manifest names an unexpected file {:?}", manifest.file);
+        }
+        tokio::fs::create_dir_all(&dir).await?;
+        for name in [manifest.file.as_str(), VTT_FILE] {
+            let Some(bytes) = self
+                .blobs
+                .get_recording_object(&format!("{id}/final/{name}"))
+                .await?
+            else {
+                if name == VTT_FILE {
+                    continue;
+                }
+                anyhow::bail!("finished recording {id}: {name} is not in the object store");
+            };
+            if name == manifest.file {
+                use sha2::Digest;
+                let got = hex::encode(sha2::Sha256::digest(&bytes));
+                if got != manifest.sha256 {
+                    anyhow::bail!(
+                        "finished recording {id}: the store's file hashes to {got}, not {}",
+                        manifest.sha256
+                    );
+                }
+            }
+            write_synced(&dir, name, &bytes).await?;
+        }
+        write_synced(&dir, MANIFEST_FILE, json.as_bytes()).await?;
+        tracing::info!(%id, "fetched a recording another node finished");
+        Ok(true)
+    }
+}
+
+/// Writes `name` in `dir` through a synced temporary file and a rename.
+async fn write_synced(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    tokio::fs::write(&tmp, bytes).await?;
+    tokio::fs::File::open(&tmp).await?.sync_all().await?;
+    tokio::fs::rename(&tmp, dir.join(name)).await
 }
 
 async fn read_range(path: &Path, from: u64, to: u64) -> Result<Bytes, BlobError> {
