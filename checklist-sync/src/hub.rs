@@ -202,6 +202,9 @@ enum RoomMsg {
         upto: u64,
     },
     CommitFailed,
+    /// The room's claim is gone (another node took the inspection over): close like a failed
+    /// commit, so that its sockets reconnect to the new owner.
+    Evict,
 }
 
 struct RoomHandle {
@@ -308,6 +311,16 @@ impl SyncHub {
     /// participant's `leave` says `server_restart`. For the server's graceful shutdown.
     pub fn shutdown(&self) {
         let _ = self.inner.down.send(true);
+    }
+
+    /// Closes the room of an inspection whose claim this node lost (`crate::owner`): its
+    /// sockets are closed (1011) and reconnect, its pending ops are refused; nothing is
+    /// appended. No-op when the room is not loaded.
+    pub fn evict(&self, inspection_id: Uuid) {
+        let tx = self.rooms().get(&inspection_id).map(|h| h.tx.clone());
+        if let Some(tx) = tx {
+            let _ = tx.send(RoomMsg::Evict);
+        }
     }
 
     /// Every committed event of every inspection, in commit order per inspection.
@@ -870,7 +883,10 @@ async fn run_room(
                     rx.close();
                     release(&hub, id, fence);
                     while let Ok(msg) = rx.try_recv() {
-                        hub.dispatch(&spec, msg);
+                        // An eviction was for this room, not the next one.
+                        if !matches!(msg, RoomMsg::Evict) {
+                            hub.dispatch(&spec, msg);
+                        }
                     }
                     return;
                 }
@@ -900,6 +916,10 @@ async fn run_room(
             }
             RoomMsg::Committed { upto } => shell.room.handle(Input::Committed { upto }),
             RoomMsg::CommitFailed => shell.failed = true,
+            RoomMsg::Evict => {
+                tracing::warn!(inspection = %id, "the inspection's claim moved to another node; closing the room");
+                shell.failed = true;
+            }
         }
         if !shell.failed {
             shell.drive();

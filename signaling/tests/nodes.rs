@@ -643,3 +643,39 @@ async fn a_room_whose_lease_was_taken_over_commits_nothing() {
     );
     assert_eq!(fenced, 0, "an op committed without the lease");
 }
+
+/// A room that only serves reads learns of a take-over at its next renewal (every third of
+/// the lease): it closes, and its sockets reconnect to the new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_that_lost_its_lease_closes_at_the_next_renewal() {
+    let db = inspector_tests::fresh_pg_database(&inspector_tests::pg_server_url()).await;
+    let _guard = inspector_tests::PgDatabaseGuard::for_url(&db);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("inspector.toml");
+    std::fs::write(&config, "lease_ttl_secs = 3\n").expect("config");
+    let a = start(dir.path(), &db, &config).await;
+    add_user(&db, "inspector1", "inspector");
+    let insp = login(&a.base, "inspector1").await;
+    let id = insp.create_inspection().await;
+    let (mut ws, _) = socket(&insp, &id).await;
+    assert_eq!(
+        ws.op("start", json!({"kind": "start"})).await["type"],
+        "ack"
+    );
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await.expect("database");
+    let t = Instant::now();
+    sqlx::query(
+        "UPDATE inspection_leases SET node_id = 'another-node', node_url = 'http://127.0.0.1:9', \
+         token = token + 1 WHERE inspection_id = $1",
+    )
+    .bind(&id)
+    .execute(&pool)
+    .await
+    .expect("take the lease");
+    // Nothing is sent: the renewal (every 1 s here) finds the claim gone.
+    let code = ws.close_code(Duration::from_secs(10)).await;
+    println!("closed with {code:?} after {:?}", t.elapsed());
+    assert_eq!(code, Some(1011));
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}

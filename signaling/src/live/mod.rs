@@ -87,8 +87,17 @@ impl Live {
         .await
         .map_err(|e| anyhow::anyhow!("media: {e}"))?;
         let node_url = config.node_url.as_deref().unwrap_or(&config.public_url);
-        let (ownership, leases) =
-            crate::nodes::ownership_for(&db, &config.database_url, node_url, config.lease_ttl)?;
+        let (lost, mut lost_rx) = mpsc::unbounded_channel();
+        let node_id = crate::nodes::node_id(&config.data_dir)?;
+        let (ownership, leases) = crate::nodes::ownership_for(
+            &db,
+            &config.database_url,
+            &node_id,
+            node_url,
+            config.lease_ttl,
+            lost,
+        )
+        .await?;
         // Several nodes and a remote store: recordings are shipped there (`nodes::recordings`).
         let shared = match (&leases, blobs.local_root()) {
             (Some(_), None) => {
@@ -96,7 +105,7 @@ impl Live {
                     db.clone(),
                     blobs.clone(),
                     config.recordings_dir(),
-                    crate::nodes::recordings::origin(&config.data_dir)?,
+                    node_id.clone(),
                 ));
                 tokio::spawn(shared.clone().run_shipper());
                 Some(shared)
@@ -138,6 +147,15 @@ impl Live {
             },
             finalized_rx,
         );
+        {
+            // A room whose claim another node took closes; its sockets go to the new owner.
+            let sync = sync.clone();
+            tokio::spawn(async move {
+                while let Some(id) = lost_rx.recv().await {
+                    sync.evict(id);
+                }
+            });
+        }
         recording::recover_in_background(recordings.clone());
         // Load the embedded time-zone map now rather than on the first location sample.
         tokio::task::spawn_blocking(checklist_sync::trust::tz::warm_up);

@@ -38,36 +38,77 @@ const DB_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BI
 #[derive(Debug)]
 pub struct Leases {
     db: AnyPool,
-    /// This process; a restarted node is a new one.
+    /// This node (its data directory's id: the same after a restart).
     node_id: String,
     /// Where the other nodes reach this one.
     node_url: String,
     ttl: Duration,
+    /// The claims this node holds, and when each was granted (a renewal that began before a
+    /// claim cannot have renewed it).
+    held: std::sync::Mutex<std::collections::HashMap<Uuid, (Fence, tokio::time::Instant)>>,
+    /// Told every inspection whose claim a renewal found gone: its room must close.
+    lost: tokio::sync::mpsc::UnboundedSender<Uuid>,
 }
 
 /// The ownership for a database: leases on PostgreSQL, none on SQLite.
-pub fn ownership_for(
+/// `lost` is told every inspection whose claim another node took while this one held it.
+///
+/// The node's id is its data directory's (`node_id`): a node restarted after a crash is the
+/// same node, so it takes its inspections back at once instead of waiting for its own leases
+/// to expire; the claims of its previous run are released first (their rooms are gone), and
+/// the fencing token still keeps a previous run that is somehow alive from appending.
+pub async fn ownership_for(
     db: &AnyPool,
     database_url: &str,
+    node_id: &str,
     node_url: &str,
     ttl: Duration,
+    lost: tokio::sync::mpsc::UnboundedSender<Uuid>,
 ) -> anyhow::Result<(Arc<dyn Ownership>, Option<Arc<Leases>>)> {
     Ok(match Backend::of(database_url)? {
         Backend::Sqlite => (Arc::new(checklist_sync::owner::OneNode), None),
         Backend::Postgres => {
             let leases = Arc::new(Leases {
                 db: db.clone(),
-                node_id: Uuid::new_v4().to_string(),
+                node_id: node_id.to_string(),
                 node_url: node_url.to_string(),
                 ttl,
+                held: Default::default(),
+                lost,
             });
+            leases.release_all().await;
             tokio::spawn(renew(Arc::downgrade(&leases)));
             (leases.clone(), Some(leases))
         }
     })
 }
 
+/// The node's stable id, made once in its data directory (`<data>/node-id`): the same across
+/// restarts of that node, different for every node (each has its own data directory).
+pub fn node_id(data_dir: &std::path::Path) -> std::io::Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => {
+            let id = Uuid::new_v4().simple().to_string();
+            let tmp = data_dir.join("node-id.tmp");
+            std::fs::write(&tmp, &id)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(id)
+        }
+    }
+}
+
 impl Leases {
+    fn held_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Uuid, (Fence, tokio::time::Instant)>>
+    {
+        // Plain data; a panic elsewhere leaves it usable.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn ttl_us(&self) -> i64 {
         self.ttl.as_micros() as i64
     }
@@ -121,6 +162,8 @@ impl Ownership for Leases {
         .await?;
         if let Some(r) = got {
             let token: i64 = r.try_get(0)?;
+            self.held_map()
+                .insert(inspection, (Fence(token), tokio::time::Instant::now()));
             return Ok(Claim::Granted(Fence(token)));
         }
         let owner = sqlx::query("SELECT node_url FROM inspection_leases WHERE inspection_id = $1")
@@ -135,6 +178,12 @@ impl Ownership for Leases {
     }
 
     async fn release(&self, inspection: Uuid, fence: Fence) {
+        {
+            let mut held = self.held_map();
+            if held.get(&inspection).is_some_and(|(f, _)| *f == fence) {
+                held.remove(&inspection);
+            }
+        }
         if let Err(e) = sqlx::query(
             "UPDATE inspection_leases SET expires_at = 0 \
              WHERE inspection_id = $1 AND node_id = $2 AND token = $3",
@@ -179,21 +228,48 @@ impl Ownership for Leases {
     }
 }
 
-/// Renews every live lease of the node three times per TTL, until the node is gone.
+/// Renews every live lease of the node three times per TTL, until the node is gone. A claim
+/// the renewal no longer finds (another node took it over) is reported as lost, so that its
+/// room closes instead of serving a state that is no longer the inspection's.
 async fn renew(leases: std::sync::Weak<Leases>) {
     loop {
         let Some(l) = leases.upgrade() else { return };
         let every = l.ttl / 3;
+        let began = tokio::time::Instant::now();
         let r = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE inspection_leases SET expires_at = {DB_NOW} + $1 \
-             WHERE node_id = $2 AND expires_at > 0"
+             WHERE node_id = $2 AND expires_at > 0 RETURNING inspection_id, token"
         )))
         .bind(l.ttl_us())
         .bind(&l.node_id)
-        .execute(&l.db)
+        .fetch_all(&l.db)
         .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "leases: renewal failed");
+        match r {
+            Ok(rows) => {
+                let renewed: std::collections::HashSet<(String, i64)> = rows
+                    .iter()
+                    .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
+                    .collect();
+                let lost: Vec<Uuid> = {
+                    let mut held = l.held_map();
+                    let lost: Vec<Uuid> = held
+                        .iter()
+                        .filter(|(id, (fence, at))| {
+                            *at < began && !renewed.contains(&(id.to_string(), fence.0))
+                        })
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in &lost {
+                        held.remove(id);
+                    }
+                    lost
+                };
+                for id in lost {
+                    tracing::warn!(inspection = %id, "leases: another node took this inspection over");
+                    let _ = l.lost.send(id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "leases: renewal failed"),
         }
         drop(l);
         tokio::time::sleep(every).await;

@@ -13,7 +13,7 @@
 //!   repaired), so replaying the chunks in order gives the file as its node last had it.
 //! - `final/<name>`: the finished file, `recording.vtt`, then `manifest.json`.
 //!
-//! `origin` is the node's data directory's own id (`<data>/node-origin`), the same across
+//! `origin` is the node's id (`nodes::node_id`, its data directory's), the same across
 //! restarts of that node, so a restarted node continues its chunks instead of shipping its
 //! journals again under a new name. Journals pulled from other nodes are named
 //! `x<origin>-<file>` and are never shipped back.
@@ -61,22 +61,6 @@ fn parse_chunk(name: &str) -> Option<(u32, u64)> {
 
 fn chunk_name(seq: u32, offset: u64) -> String {
     format!("{seq:08}-{offset:016}")
-}
-
-/// The node's stable id, made once in its data directory.
-pub fn origin(data_dir: &Path) -> std::io::Result<String> {
-    let path = data_dir.join("node-origin");
-    match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-        _ => {
-            let id = Uuid::new_v4().simple().to_string();
-            let tmp = data_dir.join("node-origin.tmp");
-            std::fs::write(&tmp, &id)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            Ok(id)
-        }
-    }
 }
 
 impl SharedRecordings {
