@@ -38,6 +38,9 @@ pub const SHIP_EVERY: Duration = Duration::from_secs(2);
 /// Most bytes in one chunk.
 const MAX_CHUNK: u64 = 8 * 1024 * 1024;
 
+/// Journals shipped at once.
+const SHIP_CONCURRENCY: usize = 16;
+
 /// What has been shipped of one journal file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shipped {
@@ -123,75 +126,112 @@ impl SharedRecordings {
         format!("{id}/journal/{}/{file}", self.origin)
     }
 
-    /// One pass: every journal that changed since it was last shipped gets a chunk.
+    /// One pass: every journal that changed since it was last shipped gets a chunk, up to
+    /// [`SHIP_CONCURRENCY`] at once (a node records many inspections; one PUT after another
+    /// would fall behind the journals).
     async fn ship_once(&self, shipped: &mut HashMap<PathBuf, Shipped>) -> Result<(), BlobError> {
-        for (id, path) in self.own_journals() {
-            let Some(file) = path.file_name().and_then(|n| n.to_str()).map(String::from) else {
-                continue;
-            };
-            let len = tokio::fs::metadata(&path).await?.len();
-            let state = match shipped.get(&path) {
-                Some(s) => *s,
-                None => {
-                    // First sight in this process: continue what the store already has.
-                    let prefix = self.journal_prefix(id, &file);
-                    let last = self
-                        .blobs
-                        .list_recording_objects(&prefix)
-                        .await?
-                        .into_iter()
-                        .filter_map(|rel| {
-                            let (seq, offset) = parse_chunk(rel.rsplit('/').next()?)?;
-                            Some((seq, offset, rel))
-                        })
-                        .max();
-                    let s = match last {
-                        Some((seq, offset, rel)) => {
-                            let size = self
-                                .blobs
-                                .get_recording_object(&rel)
-                                .await?
-                                .map_or(0, |b| b.len() as u64);
-                            Shipped {
-                                len: offset + size,
-                                next_seq: seq + 1,
-                            }
-                        }
-                        None => Shipped {
-                            len: 0,
-                            next_seq: 0,
-                        },
-                    };
-                    shipped.insert(path.clone(), s);
-                    s
+        use futures_util::StreamExt;
+        let work: Vec<(Uuid, PathBuf, Option<Shipped>)> = self
+            .own_journals()
+            .into_iter()
+            .map(|(id, path)| {
+                let known = shipped.get(&path).copied();
+                (id, path, known)
+            })
+            .collect();
+        let results: Vec<(PathBuf, Result<Shipped, BlobError>)> = futures_util::stream::iter(work)
+            .map(|(id, path, known)| async move {
+                let r = self.ship_file(id, &path, known).await;
+                (path, r)
+            })
+            .buffer_unordered(SHIP_CONCURRENCY)
+            .collect()
+            .await;
+        let mut first_error = None;
+        for (path, r) in results {
+            match r {
+                Ok(s) => {
+                    shipped.insert(path, s);
                 }
-            };
-            if len == state.len {
-                continue;
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
-            // Shorter: cut there (an empty chunk at the new end); longer: the new bytes.
-            let (offset, bytes) = if len < state.len {
-                (len, Bytes::new())
-            } else {
-                let end = len.min(state.len + MAX_CHUNK);
-                (state.len, read_range(&path, state.len, end).await?)
-            };
-            let new_len = offset + bytes.len() as u64;
-            let rel = format!(
-                "{}/{}",
-                self.journal_prefix(id, &file),
-                chunk_name(state.next_seq, offset)
-            );
-            self.blobs.put_recording_object(&rel, bytes).await?;
-            shipped.insert(
-                path,
-                Shipped {
-                    len: new_len,
-                    next_seq: state.next_seq + 1,
-                },
-            );
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Ships what is new in one journal; its state after (`known`: before, if this process
+    /// has shipped it already).
+    async fn ship_file(
+        &self,
+        id: Uuid,
+        path: &Path,
+        known: Option<Shipped>,
+    ) -> Result<Shipped, BlobError> {
+        let file = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let len = tokio::fs::metadata(path).await?.len();
+        let state = match known {
+            Some(s) => s,
+            // First sight in this process: continue what the store already has.
+            None => self.shipped_before(id, &file).await?,
+        };
+        if len == state.len {
+            return Ok(state);
+        }
+        // Shorter: cut there (an empty chunk at the new end); longer: the new bytes.
+        let (offset, bytes) = if len < state.len {
+            (len, Bytes::new())
+        } else {
+            let end = len.min(state.len + MAX_CHUNK);
+            (state.len, read_range(path, state.len, end).await?)
+        };
+        let new_len = offset + bytes.len() as u64;
+        let rel = format!(
+            "{}/{}",
+            self.journal_prefix(id, &file),
+            chunk_name(state.next_seq, offset)
+        );
+        self.blobs.put_recording_object(&rel, bytes).await?;
+        Ok(Shipped {
+            len: new_len,
+            next_seq: state.next_seq + 1,
+        })
+    }
+
+    /// What the store holds of a journal of this node: the end of its last chunk.
+    async fn shipped_before(&self, id: Uuid, file: &str) -> Result<Shipped, BlobError> {
+        let last = self
+            .blobs
+            .list_recording_objects(&self.journal_prefix(id, file))
+            .await?
+            .into_iter()
+            .filter_map(|rel| {
+                let (seq, offset) = parse_chunk(rel.rsplit('/').next()?)?;
+                Some((seq, offset, rel))
+            })
+            .max();
+        Ok(match last {
+            Some((seq, offset, rel)) => {
+                let size = self
+                    .blobs
+                    .get_recording_object(&rel)
+                    .await?
+                    .map_or(0, |b| b.len() as u64);
+                Shipped {
+                    len: offset + size,
+                    next_seq: seq + 1,
+                }
+            }
+            None => Shipped {
+                len: 0,
+                next_seq: 0,
+            },
+        })
     }
 
     /// Before finalizing `id` here: every journal another node shipped for it, rebuilt in its
@@ -345,6 +385,47 @@ async fn read_range(path: &Path, from: u64, to: u64) -> Result<Bytes, BlobError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two nodes on one store (local files here): what node 1's journal went through —
+    /// appends, a cut of a torn tail, more appends — node 2 rebuilds exactly.
+    #[tokio::test]
+    async fn a_journal_pulled_by_another_node_is_the_file_as_its_node_last_had_it() {
+        sqlx::any::install_default_drivers();
+        let db = sqlx::AnyPool::connect_lazy("sqlite::memory:").expect("pool");
+        let root = tempfile::tempdir().expect("dir");
+        let store = BlobStore::open(
+            &crate::blobs::BlobConfig::default(),
+            &root.path().join("store"),
+        )
+        .expect("store");
+        let (one, two) = (root.path().join("one"), root.path().join("two"));
+        let node1 = SharedRecordings::new(db.clone(), store.clone(), one.clone(), "n1".into());
+        let node2 = SharedRecordings::new(db, store, two.clone(), "n2".into());
+        let id = Uuid::new_v4();
+        let dir = media_recorder::journal::journal_dir(&one.join(id.to_string()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let journal = dir.join("000000-video.rtpj");
+        let mut shipped = HashMap::new();
+        let write = |bytes: &[u8]| std::fs::write(&journal, bytes).expect("write");
+        write(b"header\nabcdef");
+        node1.ship_once(&mut shipped).await.expect("ship");
+        write(b"header\nabcdefTORN");
+        node1.ship_once(&mut shipped).await.expect("ship");
+        write(b"header\nabcdef");
+        node1.ship_once(&mut shipped).await.expect("ship");
+        write(b"header\nabcdefgh");
+        // A restart of node 1: it continues from what the store has.
+        let mut fresh = HashMap::new();
+        node1.ship_once(&mut fresh).await.expect("ship");
+        node1.ship_once(&mut fresh).await.expect("nothing new");
+        assert_eq!(node2.pull(id).await.expect("pull"), 1);
+        let pulled = media_recorder::journal::journal_dir(&two.join(id.to_string()))
+            .join("xn1-000000-video.rtpj");
+        assert_eq!(std::fs::read(&pulled).expect("pulled"), b"header\nabcdefgh");
+        // A node never pulls its own, and never ships what it pulled.
+        assert_eq!(node1.pull(id).await.expect("pull"), 0);
+        assert!(node2.own_journals().is_empty());
+    }
 
     #[test]
     fn a_chunk_name_reads_back() {
