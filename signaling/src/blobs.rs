@@ -248,9 +248,30 @@ impl BlobStore {
     /// finished recordings of several nodes). Named, not content-addressed: a journal chunk is
     /// known by where it belongs, and a finished file's hash is in its manifest.
     fn recording_key(&self, rel: &str) -> Path {
+        self.named_key("recordings", rel)
+    }
+
+    fn named_key(&self, area: &str, rel: &str) -> Path {
         rel.split('/')
             .filter(|p| !p.is_empty())
-            .fold(self.prefix.clone().join("recordings"), |k, p| k.join(p))
+            .fold(self.prefix.clone().join(area), |k, p| k.join(p))
+    }
+
+    /// Stores an act's file (`<prefix>/acts/<rel>`; several nodes, issue 20).
+    pub async fn put_act_object(&self, rel: &str, bytes: Bytes) -> Result<(), BlobError> {
+        self.store
+            .put(&self.named_key("acts", rel), bytes.into())
+            .await?;
+        Ok(())
+    }
+
+    /// An act's file from the store; `None` if there is none.
+    pub async fn get_act_object(&self, rel: &str) -> Result<Option<Bytes>, BlobError> {
+        match self.store.get(&self.named_key("acts", rel)).await {
+            Ok(r) => Ok(Some(r.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Stores a recording object in one request (journal chunks: small).

@@ -148,7 +148,11 @@ impl Application {
             ca,
             signer: Box::new(signing::WebCryptoP256),
         });
-        let acts = Arc::new(act::Acts::new(&config.data_dir));
+        // Several nodes with a remote store keep the acts there too (`Acts::shared`).
+        let acts = Arc::new(match live.shared {
+            Some(_) => act::Acts::shared(&config.data_dir, blobs.clone()),
+            None => act::Acts::new(&config.data_dir),
+        });
         let access = live::AccessWatch::new(db.clone(), config.access_recheck);
         let bus = signals::bus_for(&db, &config.database_url)?;
         {

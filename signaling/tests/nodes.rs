@@ -9,7 +9,8 @@
 //!   the other node is taken by the owner and kept in a real S3-compatible store (SeaweedFS),
 //!   from which the next owner serves it; A's journals, shipped to the store while it was
 //!   live, end up with B's in the one finished file B publishes there (hash, chapters); with B
-//!   gone too, a third node serves that recording (a Range of it) from the store.
+//!   gone too, a third node serves that recording (a Range of it) and the act B formed from
+//!   the store.
 //!
 //! Runs on PostgreSQL on every pass (`inspector_tests::pg_server_url`); the PostgreSQL pass of
 //! `scripts/test` leaves it out, so it runs once.
@@ -451,6 +452,17 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
         "the chapters' WebVTT is in the store"
     );
 
+    // The act, formed on B (the owner), is kept in the store too.
+    let r = insp_b
+        .post_json(&format!("/api/inspections/{id}/act"), &json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let act_sha = r.body["act"]["sha256"]
+        .as_str()
+        .or_else(|| r.body["sha256"].as_str())
+        .expect("the act's sha256")
+        .to_string();
+
     // "Finished" is a database row: a node that did not finalize serves the recording from
     // the store. B goes too; a third node, C, answers once B's lease has expired.
     drop(insp_ws);
@@ -480,6 +492,16 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
         .await;
     assert_eq!(status, 206, "{headers:?}");
     assert!(part == bytes[1000..5000], "the range is the store's bytes");
+    // And the act B formed, from the store.
+    let (status, _, pdf) = insp_c
+        .get_bytes(&format!("/api/inspections/{id}/act.pdf"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&pdf)),
+        act_sha,
+        "the act's bytes"
+    );
 }
 
 fn signal(server: &common::Server, sig: &str) {

@@ -257,6 +257,11 @@ pub async fn build(state: &AppState, insp: &Inspection) -> ApiResult<std::fs::Fi
         .iter()
         .map(|s| (s.role, state.acts.signature_path(id, &s.signature_sha256)))
         .collect();
+    // Several nodes: the files another node wrote come from the shared store first.
+    state.acts.ensure_local(id, &pdf_path).await?;
+    for (_, p) in &sigs {
+        state.acts.ensure_local(id, p).await?;
+    }
     // Every blob the log names, once, in log order (the state groups it by item and finding).
     type Target = (Option<String>, Option<u64>);
     let of_items = snap.state.items.iter().flat_map(|(item, s)| {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::model::{image_path, is_picture, Act, ActInputs};
 use super::render::ActImage;
-use super::{sha256_hex, Acts};
+use super::sha256_hex;
 use crate::auth::Caller;
 use crate::db::RowExt;
 use crate::error::{ApiError, ApiResult};
@@ -393,11 +393,11 @@ pub async fn form(
         let who = principal(&caller, &insp, access, participant, "api");
         let sha = sha256_hex(&pdf);
         let path = state.acts.pdf_path(id, &sha);
-        let bytes = pdf.clone();
         let written = path.clone();
-        tokio::task::spawn_blocking(move || Acts::write_durably(&path, &bytes))
+        state
+            .acts
+            .keep(id, path, pdf.clone())
             .await
-            .map_err(|e| anyhow::anyhow!(e))?
             .map_err(|e| anyhow::anyhow!("writing the act: {e}"))?;
         let event = Operation::ActFormed {
             sha256: sha,
@@ -457,9 +457,10 @@ pub async fn pdf(
     let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
     let (_, st) = current_act(&state, id).await?;
     let act = formed(&st)?;
-    let bytes = tokio::fs::read(state.acts.pdf_path(id, &act.sha256))
-        .await
-        .map_err(|e| anyhow::anyhow!("act file: {e}"))?;
+    let bytes = state
+        .acts
+        .read(id, &state.acts.pdf_path(id, &act.sha256))
+        .await?;
     // Named in the act's own language.
     let name = names::file_name(&insp, FileKind::Act, "pdf", &insp.language);
     Ok((
@@ -493,9 +494,10 @@ pub async fn signature_file(
     let sig = formed(&st)?
         .signature(role)
         .ok_or(ApiError::NotFound("signature"))?;
-    let bytes = tokio::fs::read(state.acts.signature_path(id, &sig.signature_sha256))
-        .await
-        .map_err(|e| anyhow::anyhow!("signature file: {e}"))?;
+    let bytes = state
+        .acts
+        .read(id, &state.acts.signature_path(id, &sig.signature_sha256))
+        .await?;
     Ok((
         [
             (
@@ -666,9 +668,10 @@ pub async fn sign(
     let sig_sha = sha256_hex(&p7s);
     let path = state.acts.signature_path(id, &sig_sha);
     let written = path.clone();
-    tokio::task::spawn_blocking(move || Acts::write_durably(&path, &p7s))
+    state
+        .acts
+        .keep(id, path, p7s)
         .await
-        .map_err(|e| anyhow::anyhow!(e))?
         .map_err(|e| anyhow::anyhow!("writing the signature: {e}"))?;
     let participant = participants::register(&state.db, &caller, &ctx.insp, "api").await?;
     let who = principal(&caller, &ctx.insp, ctx.access, participant, "api");

@@ -23,6 +23,9 @@ pub struct Acts {
     dir: PathBuf,
     /// The PDF renderer (bounded concurrency, off the async workers).
     pub renderer: render::Renderer,
+    /// Several nodes with a remote object store: every act file is also kept there
+    /// (`acts/<id>/<file>`), and a node that does not have one fetches it on first read.
+    shared: Option<crate::blobs::BlobStore>,
 }
 
 impl Acts {
@@ -31,7 +34,73 @@ impl Acts {
         Acts {
             dir: data_dir.join("acts"),
             renderer: render::Renderer::new(1),
+            shared: None,
         }
+    }
+
+    /// [`Acts::new`], with every act file also kept in `store` (several nodes).
+    pub fn shared(data_dir: &Path, store: crate::blobs::BlobStore) -> Acts {
+        Acts {
+            shared: Some(store),
+            ..Acts::new(data_dir)
+        }
+    }
+
+    /// Writes an act file (`path` is [`Acts::pdf_path`] or [`Acts::signature_path`]) durably,
+    /// and to the shared store when there is one, before the event naming it is committed.
+    pub async fn keep(
+        &self,
+        inspection: Uuid,
+        path: PathBuf,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        let name = file_name(&path)?;
+        let shared = bytes.clone();
+        tokio::task::spawn_blocking(move || Acts::write_durably(&path, &bytes))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))??;
+        if let Some(store) = &self.shared {
+            store
+                .put_act_object(&format!("{inspection}/{name}"), shared.into())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reads an act file; one another node wrote comes from the shared store (its name is its
+    /// SHA-256, checked) and is kept locally from then on.
+    pub async fn read(&self, inspection: Uuid, path: &Path) -> anyhow::Result<Vec<u8>> {
+        match tokio::fs::read(path).await {
+            Ok(b) => return Ok(b),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound || self.shared.is_none() => {
+                return Err(anyhow::anyhow!("act file {}: {e}", path.display()))
+            }
+            Err(_) => {}
+        }
+        let name = file_name(path)?;
+        let store = self.shared.as_ref().expect("checked above");
+        let bytes = store
+            .get_act_object(&format!("{inspection}/{name}"))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("act file {name} is in no store"))?
+            .to_vec();
+        let stem = name.split('.').next().unwrap_or_default();
+        if sha256_hex(&bytes) != stem {
+            anyhow::bail!("act file {name} in the store does not hash to its name");
+        }
+        let (p, b) = (path.to_path_buf(), bytes.clone());
+        tokio::task::spawn_blocking(move || Acts::write_durably(&p, &b))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))??;
+        Ok(bytes)
+    }
+
+    /// Makes sure an act file is on this node's disk (see [`Acts::read`]).
+    pub async fn ensure_local(&self, inspection: Uuid, path: &Path) -> anyhow::Result<()> {
+        if self.shared.is_some() && !path.exists() {
+            self.read(inspection, path).await?;
+        }
+        Ok(())
     }
 
     /// The directory of one inspection's acts.
@@ -62,6 +131,13 @@ impl Acts {
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(dir)?.sync_all()
     }
+}
+
+fn file_name(path: &Path) -> anyhow::Result<String> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(String::from)
+        .ok_or_else(|| anyhow::anyhow!("act path without a file name"))
 }
 
 /// SHA-256, lowercase hex.
