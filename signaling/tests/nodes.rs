@@ -30,6 +30,40 @@ use serde_json::json;
 /// The target of issue 20: a revocation on one node closes a socket on another within this.
 const WITHIN: Duration = Duration::from_secs(1);
 
+/// The nodes of one deployment: a fresh PostgreSQL database (with `inspector1`), one
+/// configuration, and a data directory per node. Declared before its nodes, so they stop first.
+struct Cluster {
+    db: String,
+    config: std::path::PathBuf,
+    dirs: Vec<tempfile::TempDir>,
+    _guard: Option<inspector_tests::PgDatabaseGuard>,
+}
+
+impl Cluster {
+    async fn new(config: &str) -> Cluster {
+        let db = inspector_tests::fresh_pg_database(&inspector_tests::pg_server_url()).await;
+        let guard = inspector_tests::PgDatabaseGuard::for_url(&db);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("inspector.toml");
+        std::fs::write(&path, config).expect("config");
+        add_user(&db, "inspector1", "inspector");
+        Cluster {
+            db,
+            config: path,
+            dirs: vec![dir],
+            _guard: guard,
+        }
+    }
+
+    /// Starts one more node on its own data directory; the node and that directory.
+    async fn node(&mut self) -> (common::Server, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        self.dirs.push(dir);
+        (start(&path, &self.db, &self.config).await, path)
+    }
+}
+
 /// Waits for `ws` to be closed by the server with 4401 (access ended); how long it took.
 async fn closed_for_access(ws: &mut Ws, since: Instant, what: &str) -> Duration {
     let code = ws.close_code(Duration::from_secs(10)).await;
@@ -55,17 +89,10 @@ async fn socket(client: &Client, id: &str) -> (Ws, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_ended_on_one_node_closes_sockets_on_another_within_a_second() {
-    let db = inspector_tests::fresh_pg_database(&inspector_tests::pg_server_url()).await;
-    let _guard = inspector_tests::PgDatabaseGuard::for_url(&db);
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-    );
-    let config = dir_a.path().join("inspector.toml");
-    std::fs::write(&config, "access_recheck_secs = 60\n").expect("config");
-    let a = start(dir_a.path(), &db, &config).await;
-    let b = start(dir_b.path(), &db, &config).await;
-    add_user(&db, "inspector1", "inspector");
+    let mut cluster = Cluster::new("access_recheck_secs = 60\n").await;
+    let (a, _) = cluster.node().await;
+    let (b, _) = cluster.node().await;
+    let db = cluster.db.clone();
     add_user(&db, "inspector2", "inspector");
 
     // The inspector works through node A; the business and every socket of the inspection
@@ -186,31 +213,20 @@ async fn media_written(dir: &std::path::Path, bytes: u64, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over_when_it_dies() {
-    let db = inspector_tests::fresh_pg_database(&inspector_tests::pg_server_url()).await;
-    let _guard = inspector_tests::PgDatabaseGuard::for_url(&db);
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-    );
     // Evidence in one real S3-compatible store that both nodes use.
     let s3 = SeaweedFs::start().await.expect("SeaweedFS");
     s3.create_bucket("evidence").await.expect("bucket");
-    let config = dir_a.path().join("inspector.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "lease_ttl_secs = 2\nblob_url = \"s3://evidence/nodes\"\nblob_endpoint = \"{}\"\n\
+    let mut cluster = Cluster::new(&format!(
+        "lease_ttl_secs = 2\nblob_url = \"s3://evidence/nodes\"\nblob_endpoint = \"{}\"\n\
              blob_region = \"us-east-1\"\nblob_access_key_id = \"{}\"\n\
              blob_secret_access_key = \"{}\"\n",
-            s3.endpoint,
-            inspector_tests::seaweed::ACCESS_KEY,
-            inspector_tests::seaweed::SECRET_KEY
-        ),
-    )
-    .expect("config");
-    let a = start(dir_a.path(), &db, &config).await;
-    let b = start(dir_b.path(), &db, &config).await;
-    add_user(&db, "inspector1", "inspector");
+        s3.endpoint,
+        inspector_tests::seaweed::ACCESS_KEY,
+        inspector_tests::seaweed::SECRET_KEY
+    ))
+    .await;
+    let (a, dir_a) = cluster.node().await;
+    let (b, dir_b) = cluster.node().await;
     let insp_a = login(&a.base, "inspector1").await;
     let id = insp_a.create_inspection().await;
     let r = insp_a
@@ -288,7 +304,7 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
 
     // Media: the phone signals through B; its media goes to A, which records it.
     let phone = publish(&business, &id, (320, 240)).await;
-    media_written(&dir_a.path().join("recordings"), 20_000, "A records").await;
+    media_written(&dir_a.as_path().join("recordings"), 20_000, "A records").await;
     phone.hang_up().await;
     // A ships its journals to the object store every 2 s: wait for them before the kill.
     let store = signaling::blobs::BlobStore::open(
@@ -296,7 +312,7 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
         std::path::Path::new("/nonexistent"),
     )
     .expect("the store");
-    let local: u64 = files(&dir_a.path().join("recordings"))
+    let local: u64 = files(&dir_a.as_path().join("recordings"))
         .iter()
         .filter(|(p, _)| p.extension().is_some_and(|e| e == "rtpj"))
         .map(|(_, n)| n)
@@ -376,7 +392,7 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
         .recv_until(|m| m["type"] == "event" && m["seq"].as_u64() == Some(seq))
         .await;
     let phone = publish(&business, &id, (320, 240)).await;
-    media_written(&dir_b.path().join("recordings"), 20_000, "B records").await;
+    media_written(&dir_b.as_path().join("recordings"), 20_000, "B records").await;
     phone.hang_up().await;
     // The photo A stored is served by B, from the object store.
     let (status, _, bytes) = insp_b.get_bytes(&photo_url).await;
@@ -427,7 +443,7 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
         video["segments"].as_u64() >= Some(2),
         "A's and B's segments in one stream: {video}"
     );
-    let local = dir_b.path().join("finished.webm");
+    let local = dir_b.as_path().join("finished.webm");
     std::fs::write(&local, &bytes).expect("write");
     let probe = Command::new("ffprobe")
         .args(["-v", "error", "-show_chapters", "-of", "json"])
@@ -468,8 +484,7 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
     drop(insp_ws);
     drop(biz_ws);
     b.kill_9();
-    let dir_c = tempfile::tempdir().expect("tempdir");
-    let c = start(dir_c.path(), &db, &config).await;
+    let (c, _) = cluster.node().await;
     let insp_c = insp_a.on(&c.base);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -520,17 +535,10 @@ fn signal(server: &common::Server, sig: &str) {
 /// take; the next test isolates the fence, which fails without it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_owner_that_lost_its_lease_appends_nothing() {
-    let db = inspector_tests::fresh_pg_database(&inspector_tests::pg_server_url()).await;
-    let _guard = inspector_tests::PgDatabaseGuard::for_url(&db);
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-    );
-    let config = dir_a.path().join("inspector.toml");
-    std::fs::write(&config, "lease_ttl_secs = 2\n").expect("config");
-    let a = start(dir_a.path(), &db, &config).await;
-    let b = start(dir_b.path(), &db, &config).await;
-    add_user(&db, "inspector1", "inspector");
+    let mut cluster = Cluster::new("lease_ttl_secs = 2\n").await;
+    let (a, _) = cluster.node().await;
+    let (b, dir_b) = cluster.node().await;
+    let db = cluster.db.clone();
     let insp_a = login(&a.base, "inspector1").await;
     let id = insp_a.create_inspection().await;
     let (mut ws_a, items) = socket(&insp_a, &id).await;
@@ -593,7 +601,7 @@ async fn a_paused_owner_that_lost_its_lease_appends_nothing() {
     let verify = Command::new(EXE)
         .args(["audit", "verify", &id, "--database-url", &db])
         .arg("--data-dir")
-        .arg(dir_b.path())
+        .arg(dir_b.as_path())
         .output()
         .expect("audit");
     let out = String::from_utf8_lossy(&verify.stdout);
@@ -613,13 +621,9 @@ async fn a_paused_owner_that_lost_its_lease_appends_nothing() {
 /// succeed, since nothing else has taken that seq yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_whose_lease_was_taken_over_commits_nothing() {
-    let db = inspector_tests::fresh_pg_database(&inspector_tests::pg_server_url()).await;
-    let _guard = inspector_tests::PgDatabaseGuard::for_url(&db);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("inspector.toml");
-    std::fs::write(&config, "").expect("config");
-    let a = start(dir.path(), &db, &config).await;
-    add_user(&db, "inspector1", "inspector");
+    let mut cluster = Cluster::new("").await;
+    let (a, _) = cluster.node().await;
+    let db = cluster.db.clone();
     let insp = login(&a.base, "inspector1").await;
     let id = insp.create_inspection().await;
     let (mut ws, items) = socket(&insp, &id).await;
@@ -670,13 +674,9 @@ async fn a_room_whose_lease_was_taken_over_commits_nothing() {
 /// the lease): it closes, and its sockets reconnect to the new owner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_that_lost_its_lease_closes_at_the_next_renewal() {
-    let db = inspector_tests::fresh_pg_database(&inspector_tests::pg_server_url()).await;
-    let _guard = inspector_tests::PgDatabaseGuard::for_url(&db);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("inspector.toml");
-    std::fs::write(&config, "lease_ttl_secs = 3\n").expect("config");
-    let a = start(dir.path(), &db, &config).await;
-    add_user(&db, "inspector1", "inspector");
+    let mut cluster = Cluster::new("lease_ttl_secs = 3\n").await;
+    let (a, _) = cluster.node().await;
+    let db = cluster.db.clone();
     let insp = login(&a.base, "inspector1").await;
     let id = insp.create_inspection().await;
     let (mut ws, _) = socket(&insp, &id).await;
