@@ -75,17 +75,6 @@ fn median(mut v: Vec<i64>) -> i64 {
     v[v.len() / 2]
 }
 
-async fn events(insp: &Client, id: &str) -> Vec<Value> {
-    let log = insp
-        .get(&format!("/api/inspections/{id}/events.jsonl"))
-        .await;
-    assert_eq!(log.status, 200, "{}", log.text);
-    log.text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("event line"))
-        .collect()
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn iteration(
     n: usize,
@@ -149,7 +138,7 @@ async fn iteration(
 
     *server = Some(start_at(dir, db, config, port).await);
     let restart_ms = killed.elapsed().as_millis();
-    let log = events(insp, &id).await;
+    let log = common::event_log(insp, &id).await;
     for (op_id, seq) in &acked {
         let ev = log
             .iter()

@@ -359,15 +359,7 @@ async fn one_node_runs_an_inspection_reached_through_both_and_another_takes_over
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     let (mut biz_ws, _) = socket(&business, &id).await;
     // Every acknowledged op is there under its seq.
-    let log = insp_b
-        .get(&format!("/api/inspections/{id}/events.jsonl"))
-        .await;
-    assert_eq!(log.status, 200, "{}", log.text);
-    let events: Vec<serde_json::Value> = log
-        .text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("event line"))
-        .collect();
+    let events = common::event_log(&insp_b, &id).await;
     for (op_id, seq) in &acked {
         let ev = events
             .iter()
@@ -583,15 +575,7 @@ async fn a_paused_owner_that_lost_its_lease_appends_nothing() {
             Err(()) => panic!("no answer from the woken node in 20 s"),
         }
     }
-    let log = insp_b
-        .get(&format!("/api/inspections/{id}/events.jsonl"))
-        .await;
-    assert_eq!(log.status, 200, "{}", log.text);
-    let events: Vec<serde_json::Value> = log
-        .text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("event line"))
-        .collect();
+    let events = common::event_log(&insp_b, &id).await;
     assert!(
         events.iter().all(|e| e["client_op_id"] != "stale"),
         "the stale node's op is in the log"

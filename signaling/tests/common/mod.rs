@@ -162,3 +162,16 @@ pub async fn start_live(insp: &Client) -> Live {
         items,
     }
 }
+
+/// Inspection `id`'s event log as `client` downloads it (JSON Lines), one value per event.
+#[allow(dead_code)] // Not every test binary reads the log.
+pub async fn event_log(client: &Client, id: &str) -> Vec<serde_json::Value> {
+    let log = client
+        .get(&format!("/api/inspections/{id}/events.jsonl"))
+        .await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    log.text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event line"))
+        .collect()
+}
