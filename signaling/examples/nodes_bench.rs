@@ -340,6 +340,9 @@ async fn main() {
                             }
                         } else if v["type"] == "error" {
                             errors += 1;
+                            if errors == 1 {
+                                eprintln!("first error: {v}");
+                            }
                         }
                     }
                 }

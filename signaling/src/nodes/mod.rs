@@ -203,25 +203,37 @@ impl Ownership for Leases {
         tx: &mut AnyConnection,
         held: &[(Uuid, Fence)],
     ) -> Result<(), sqlx::Error> {
-        for (inspection, fence) in held {
-            // FOR SHARE: a take-over (an UPDATE of this row) waits until this commit is done.
-            let row = sqlx::query(
-                "SELECT token FROM inspection_leases \
-                 WHERE inspection_id = $1 AND node_id = $2 FOR SHARE",
-            )
-            .bind(inspection.to_string())
-            .bind(&self.node_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let token: Option<i64> = match row {
-                Some(r) => Some(r.try_get(0)?),
-                None => None,
-            };
-            if token != Some(fence.0) {
-                tracing::warn!(inspection = %inspection, "leases: another node took this inspection over");
-                return Err(sqlx::Error::Protocol(format!(
-                    "inspection {inspection}: the lease moved to another node"
-                )));
+        // One statement per 500 rooms, not one per room: a group commit carries many.
+        for chunk in held.chunks(500) {
+            let mut sql = String::from(
+                "SELECT inspection_id, token FROM inspection_leases WHERE node_id = $1 AND inspection_id IN (",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", i + 2));
+            }
+            // FOR SHARE: a take-over (an UPDATE of these rows) waits until this commit is done.
+            sql.push_str(") FOR SHARE");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&self.node_id);
+            for (inspection, _) in chunk {
+                q = q.bind(inspection.to_string());
+            }
+            let rows = q.fetch_all(&mut *tx).await?;
+            let mut tokens = std::collections::HashMap::with_capacity(rows.len());
+            for r in &rows {
+                let id: String = r.try_get(0)?;
+                let token: i64 = r.try_get(1)?;
+                tokens.insert(id, token);
+            }
+            for (inspection, fence) in chunk {
+                if tokens.get(&inspection.to_string()) != Some(&fence.0) {
+                    tracing::warn!(inspection = %inspection, "leases: another node took this inspection over");
+                    return Err(sqlx::Error::Protocol(format!(
+                        "inspection {inspection}: the lease moved to another node"
+                    )));
+                }
             }
         }
         Ok(())
