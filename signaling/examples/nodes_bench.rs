@@ -2,14 +2,16 @@
 //! sharing one PostgreSQL database; the inspector's socket on node A, the business's on node B
 //! (which proxies it to A, the owner) — or, with one node, both on A, the figure to compare
 //! with. The inspector sends 2 operations per second in each inspection; reported: op → the
-//! business's socket (p50/p99/max), op → ack, CPU of every node.
+//! business's socket (p50/p99/max), op → ack, CPU of every node. Ops refused as `overloaded`
+//! are resent as the browser does (same id, in order, after the hint); latency counts from
+//! the accepted send.
 //!
 //! Usage (release build; the `inspector` binary next to the example's directory):
 //! `ulimit -n 20000; NODES_BENCH_PG=postgres://user:pass@127.0.0.1/postgres \
 //!   target/release/examples/nodes_bench <N> [seconds] [nodes: 1|2]`
 //! The database is created and dropped by the bench.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -299,15 +301,23 @@ async fn main() {
                     }
                 }
             }
-            (lat, Vec::new(), 0usize)
+            (lat, Vec::new(), 0usize, 0usize)
         });
         tasks.spawn(async move {
             let mut acks = Vec::new();
-            let mut errors = 0usize;
+            let (mut errors, mut refused) = (0usize, 0usize);
             let mut sent_at: HashMap<String, Instant> = HashMap::new();
-            let start = json!({"type": "op", "op_id": "start", "op": {"kind": "start"}});
-            if isink.send(Message::Text(start.to_string().into())).await.is_err() {
-                return (Vec::new(), acks, 1);
+            // As the browser does (web/ws.js): an op refused as `overloaded` is resent with the
+            // same id, in order, after the hint (doubling while refusals go on).
+            let mut unacked: VecDeque<(String, String)> = VecDeque::new();
+            let mut to_resend: HashSet<String> = HashSet::new();
+            let mut hold: Option<tokio::time::Instant> = None;
+            let mut streak = 0u32;
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+            let start = json!({"type": "op", "op_id": "start", "op": {"kind": "start"}}).to_string();
+            unacked.push_back(("start".into(), start.clone()));
+            if isink.send(Message::Text(start.into())).await.is_err() {
+                return (Vec::new(), acks, 1, 0);
             }
             let phase = Duration::from_micros((k as u64 * 7919) % 500_000);
             let mut tick = tokio::time::interval_at(
@@ -324,19 +334,46 @@ async fn main() {
                         let id = format!("o{seq}");
                         let result = ["compliant", "violation", "not_applicable", "clear"][seq % 4];
                         let op = json!({"type": "op", "op_id": id, "op": {"kind": "set_result",
-                            "item_id": items[seq % items.len()], "result": result, "comment": "bench"}});
+                            "item_id": items[seq % items.len()], "result": result, "comment": "bench"}}).to_string();
+                        unacked.push_back((id.clone(), op.clone()));
+                        if hold.is_some() {
+                            to_resend.insert(id);
+                            continue;
+                        }
                         let now = Instant::now();
                         sent.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), now);
                         sent_at.insert(id, now);
-                        if isink.send(Message::Text(op.to_string().into())).await.is_err() { break; }
+                        if isink.send(Message::Text(op.into())).await.is_err() { break; }
+                    }
+                    _ = tokio::time::sleep_until(hold.unwrap_or(far)) => {
+                        hold = None;
+                        for (id, op) in &unacked {
+                            if !to_resend.remove(id) { continue; }
+                            let now = Instant::now();
+                            sent.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), now);
+                            sent_at.insert(id.clone(), now);
+                            if isink.send(Message::Text(op.clone().into())).await.is_err() { break; }
+                        }
                     }
                     m = istream.next() => {
                         let Some(Ok(Message::Text(t))) = m else { continue };
                         let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
                         let id = v["op_id"].as_str().unwrap_or_default().to_string();
                         if v["type"] == "ack" {
+                            unacked.retain(|(i, _)| *i != id);
+                            streak = 0;
                             if let Some(s) = sent_at.remove(&id).filter(|s| *s >= t0 + warmup) {
                                 acks.push(s.elapsed().as_micros() as u32);
+                            }
+                        } else if v["type"] == "error" && v["code"] == "overloaded" {
+                            refused += 1;
+                            to_resend.insert(id);
+                            if hold.is_none() {
+                                let hint = v["retry_after_ms"].as_u64().unwrap_or(250);
+                                let base = hint << streak.min(6);
+                                let ms = base / 2 + (base / 2) * ((k as u64 * 7919 + seq as u64) % 100) / 100;
+                                hold = Some(tokio::time::Instant::now() + Duration::from_millis(ms));
+                                streak += 1;
                             }
                         } else if v["type"] == "error" {
                             errors += 1;
@@ -347,7 +384,7 @@ async fn main() {
                     }
                 }
             }
-            (Vec::new(), acks, errors)
+            (Vec::new(), acks, errors, refused)
         });
     }
     let sampler = tokio::spawn(async move {
@@ -355,12 +392,13 @@ async fn main() {
         let cpu: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
         (cpu, Instant::now())
     });
-    let (mut lat, mut acks, mut errors) = (Vec::new(), Vec::new(), 0);
+    let (mut lat, mut acks, mut errors, mut refused) = (Vec::new(), Vec::new(), 0, 0);
     while let Some(r) = tasks.join_next().await {
-        let (l, a, e) = r.expect("task");
+        let (l, a, e, o) = r.expect("task");
         lat.extend(l);
         acks.extend(a);
         errors += e;
+        refused += o;
     }
     let (cpu1, t1) = sampler.await.expect("sampler");
     let wall = t1.duration_since(t0).as_secs_f64();
@@ -370,7 +408,7 @@ async fn main() {
         .map(|(a, b)| format!("{:.0}%", (b - a) as f64 / 100.0 / wall * 100.0))
         .collect();
     println!(
-        "nodes={nodes} N={n} ops_measured={} rate={:.0}/s p50={:.2}ms p99={:.2}ms max={:.2}ms ack_p50={:.2}ms ack_p99={:.2}ms errors={errors} node_cpu=[{}]",
+        "nodes={nodes} N={n} ops_measured={} rate={:.0}/s p50={:.2}ms p99={:.2}ms max={:.2}ms ack_p50={:.2}ms ack_p99={:.2}ms errors={errors} overloaded={refused} node_cpu=[{}]",
         lat.len(),
         lat.len() as f64 / secs as f64,
         pct(&mut lat, 0.50),
