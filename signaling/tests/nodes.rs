@@ -685,3 +685,32 @@ async fn a_room_that_lost_its_lease_closes_at_the_next_renewal() {
     assert_eq!(code, Some(1011));
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
+
+/// A drain: a node stopped with SIGTERM closes its sockets (1001) and releases its leases, so
+/// another node takes its inspections over at once, not after the lease (a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_with_sigterm_hands_its_inspections_over_at_once() {
+    let mut cluster = Cluster::new("lease_ttl_secs = 60\n").await;
+    let (a, _) = cluster.node().await;
+    let (b, _) = cluster.node().await;
+    let insp_a = login(&a.base, "inspector1").await;
+    let id = insp_a.create_inspection().await;
+    let (mut ws, items) = socket(&insp_a, &id).await;
+    let ack = ws.op("start", json!({"kind": "start"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    signal(&a, "TERM");
+    assert_eq!(ws.close_code(Duration::from_secs(10)).await, Some(1001));
+    let t = Instant::now();
+    let (mut ws, waited) =
+        socket_when_served(&insp_a.on(&b.base), &id, Duration::from_secs(10)).await;
+    println!("B serves it {waited:?} after A's sockets closed");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    ws.hello(None).await;
+    let ack = ws
+        .op(
+            "on-b",
+            json!({"kind": "set_result", "item_id": items[0], "result": "compliant"}),
+        )
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+}
