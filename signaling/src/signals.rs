@@ -184,13 +184,13 @@ impl Bus for PgBus {
                             }
                         }
                     }
-                    // The connection dropped; `try_recv` reconnects on the next call, but the
-                    // notifications in between are gone.
+                    // The connection dropped and the notifications since are gone. Connect
+                    // and LISTEN again first, then re-check everything (the outer loop): a
+                    // change committed before the LISTEN is caught by the re-check, one after
+                    // it by its notification.
                     Ok(None) => {
-                        tracing::warn!("signals: listener reconnected; re-checking every socket");
-                        if heard.send(Heard::Resync).await.is_err() {
-                            return;
-                        }
+                        tracing::warn!("signals: listener lost its connection; reconnecting");
+                        break;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "signals: listener failed");

@@ -148,7 +148,45 @@ async fn access_ended_on_one_node_closes_sockets_on_another_within_a_second() {
     assert_eq!(r.status, 204, "{}", r.text);
     closed_for_access(&mut insp_ws, t, "signed out, staff socket on B").await;
 
-    // 3. An account disabled from the command line (a third process): its socket on B closes.
+    // 3. The nodes' listener connections are cut (a database failover, a proxy restart) and an
+    // invitation is revoked at once: the listener connects again, then re-checks everything,
+    // so the revocation is caught whichever comes first.
+    let insp_a2 = login(&a.base, "inspector1").await;
+    let r = insp_a2
+        .post_json(&format!("/api/inspections/{id}/invitations"), &json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let inv2 = r.body["invitation"]["id"].as_str().expect("id").to_string();
+    let mut business2 = Client::new(&b.base);
+    let token = r.body["token"].as_str().expect("token");
+    assert_eq!(business2.accept(token).await.status, 200);
+    let (mut business2_ws, _) = socket(&business2, &id).await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await.expect("database");
+    let cut = sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("terminate the listeners");
+    assert!(!cut.is_empty(), "the nodes listen");
+    let t = Instant::now();
+    let r = insp_a2
+        .post_json(
+            &format!("/api/inspections/{id}/invitations/{inv2}/revoke"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    closed_for_access(
+        &mut business2_ws,
+        t,
+        "revoked while the listeners reconnect",
+    )
+    .await;
+
+    // 4. An account disabled from the command line (a third process): its socket on B closes.
     let other = login(&b.base, "inspector2").await;
     let id2 = other.create_inspection().await;
     let (mut other_ws, _) = socket(&other, &id2).await;
