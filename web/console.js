@@ -806,11 +806,13 @@ $('room-invite').addEventListener('click', async () => {
   const panel = $('room-invite-panel');
   if (!panel.hidden) { panel.hidden = true; return; }
   panel.hidden = false;
-  // The links made so far are listed first; a new one is made only on request.
-  await renderInvitations();
+  // What is known already is shown at once: typing into the ids while the invitations load
+  // must not be overwritten when they arrive.
   $('notice-push').hidden = !pushSupported();
   $('ids-erknm').value = room.inspection.erknm_number || '';
   $('ids-external').value = room.inspection.external_id || '';
+  // The links made so far are listed first; a new one is made only on request.
+  await renderInvitations();
   renderDeliveries();
   if (!$('room-invite-url').value) await newInvitation();
 });
