@@ -74,6 +74,17 @@ async fn closed_for_access(ws: &mut Ws, since: Instant, what: &str) -> Duration 
     took
 }
 
+/// Revokes invitation `inv` of inspection `id` as `client`.
+async fn revoke(client: &Client, id: &str, inv: &str) {
+    let r = client
+        .post_json(
+            &format!("/api/inspections/{id}/invitations/{inv}/revoke"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+}
+
 /// A greeted socket of `client` on inspection `id`, and its checklist's item ids.
 async fn socket(client: &Client, id: &str) -> (Ws, Vec<String>) {
     let mut ws = ws_connect(client, id).await.expect("socket");
@@ -126,13 +137,7 @@ async fn access_ended_on_one_node_closes_sockets_on_another_within_a_second() {
     // 1. The invitation revoked on A: the business's socket on B closes; the inspector's
     // stays open and keeps working.
     let t = Instant::now();
-    let r = insp_a
-        .post_json(
-            &format!("/api/inspections/{id}/invitations/{inv}/revoke"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
+    revoke(&insp_a, &id, &inv).await;
     closed_for_access(&mut business_ws, t, "revoked invitation, guest socket on B").await;
     let ack = insp_ws
         .op(
@@ -172,13 +177,7 @@ async fn access_ended_on_one_node_closes_sockets_on_another_within_a_second() {
     .expect("terminate the listeners");
     assert!(!cut.is_empty(), "the nodes listen");
     let t = Instant::now();
-    let r = insp_a2
-        .post_json(
-            &format!("/api/inspections/{id}/invitations/{inv2}/revoke"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
+    revoke(&insp_a2, &id, &inv2).await;
     closed_for_access(
         &mut business2_ws,
         t,
