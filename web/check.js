@@ -9,12 +9,15 @@ import * as api from './api.js';
 import { clientInfo, clientHints } from './ws.js';
 import { errorText } from './errors.js';
 import { signalText } from './signals.js';
+import { rtcFailed } from './present.js';
 
 const $ = (id) => document.getElementById(id);
 const page = { inspection: null, stream: null };
 /** How long the upload is measured after the connection is up. */
 const UPLOAD_MS = 4000;
 const PINGS = 5;
+/** How long the data channel may take to open (a loaded phone on a slow network). */
+const CHANNEL_WAIT_MS = 15000;
 
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -169,6 +172,8 @@ async function checkConnection(report) {
   const base = `/api/inspections/${page.inspection.id}/device-check/rtc`;
   const cfg = await api.get(base);
   const pc = new RTCPeerConnection({ iceServers: cfg.ice_servers || [] });
+  // Set before anything can fail: a failure below says where, and what was measured stays.
+  report.rtc = { connected: false };
   try {
     for (const track of page.stream?.getTracks() || []) pc.addTrack(track, page.stream);
     const dc = pc.createDataChannel('check');
@@ -185,22 +190,35 @@ async function checkConnection(report) {
     const d = pc.localDescription;
     const answer = await api.post(base, { sdp: { type: d.type, sdp: d.sdp } });
     await pc.setRemoteDescription(answer.sdp);
-    const open = await waitFor(dc, () => dc.readyState === 'open', 'open', 10000);
-    report.rtc = { connected: open && pc.connectionState === 'connected' };
-    if (!open) return;
+    // An open data channel is the proof: ICE, DTLS and SCTP are all up.
+    const open = await waitFor(dc, () => dc.readyState === 'open', 'open', CHANNEL_WAIT_MS);
+    report.rtc.connected = open;
+    if (!open) {
+      report.rtc.failure = 'no_channel';
+      report.rtc.ice_state = pc.iceConnectionState;
+      return;
+    }
+    const lost = () => {
+      if (dc.readyState === 'open') return false;
+      report.rtc.failure = 'closed';
+      report.rtc.ice_state = pc.iceConnectionState;
+      return true;
+    };
     const rtts = [];
     for (let i = 0; i < PINGS; i += 1) {
+      if (lost()) break;
       const key = String(i);
       const sentAt = performance.now();
       const back = await new Promise((resolve) => {
         waiting.set(key, resolve);
-        dc.send(`ping:${key}`);
         setTimeout(() => resolve(null), 2000);
+        try { dc.send(`ping:${key}`); } catch { resolve(null); }
       });
       if (back !== null) rtts.push(back - sentAt);
       await sleep(150);
     }
     report.rtc.rtt_ms = rtts.length ? Math.round(median(rtts) * 10) / 10 : null;
+    if (lost()) return;
     row('connection', 'wait', t('check.measuring'));
     const serverBytes = async () => {
       const n = replies.length;
@@ -209,11 +227,12 @@ async function checkConnection(report) {
       return replies.length > n ? replies[replies.length - 1] : null;
     };
     const b0 = await bytesSent(pc);
+    if (lost()) return;
     const s0 = await serverBytes();
     const t0 = performance.now();
     await sleep(UPLOAD_MS);
     const b1 = await bytesSent(pc);
-    const s1 = await serverBytes();
+    const s1 = lost() ? null : await serverBytes();
     const secs = (performance.now() - t0) / 1000;
     report.rtc.seconds = Math.round(secs * 10) / 10;
     report.rtc.ice_rtt_ms = b1.iceRtt === null ? null : Math.round(b1.iceRtt * 10) / 10;
@@ -244,7 +263,7 @@ export function browserOf(ua) {
 
 function renderResult(r) {
   const rtc = r.rtc;
-  if (!rtc || !rtc.connected) row('connection', 'bad', t('check.rtc.failed'));
+  if (!rtc || !rtc.connected) row('connection', 'bad', rtcFailed(rtc));
   else {
     const ms = rtc.rtt_ms ?? rtc.ice_rtt_ms;
     row('connection', r.problems.includes('connection_slow') ? 'warn' : 'ok',
@@ -286,8 +305,10 @@ async function run() {
   try {
     await checkConnection(report);
   } catch (e) {
-    report.rtc = { connected: false };
+    // What was measured before the failure stays; the failure says which kind it was.
+    report.rtc = { ...(report.rtc || { connected: false }), failure: e instanceof api.ApiError ? 'refused' : 'error' };
     if (e instanceof api.ApiError) fail(errorText(e));
+    else console.warn('device check connection', e);
   }
   const b = browserOf(navigator.userAgent);
   report.browser = b.name;

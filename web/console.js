@@ -6,7 +6,7 @@ import * as api from './api.js';
 import { SyncClient } from './ws.js';
 import { RtcSession } from './rtc.js';
 import { renderChecklist, el, draftStore } from './checklist.js';
-import { renderParticipants, appendEventLine, usToIso } from './present.js';
+import { renderParticipants, appendEventLine, usToIso, rtcFailed } from './present.js';
 import { errorText, showFieldErrors, clearFieldErrors } from './errors.js';
 import { ICONS } from './icons.js';
 import { pushSupported, subscribePush } from './push.js';
@@ -371,7 +371,7 @@ async function renderDeviceChecks() {
       `${t('check.step.camera')}: ${t(`check.perm.${c.camera}`)}`,
       `${t('check.step.microphone')}: ${t(`check.perm.${c.microphone}`)}`,
       `${t('check.step.location')}: ${c.reading ? t(`check.trust.${c.reading.level}`) : t(`check.perm.${c.location}`)}`,
-      `${t('check.step.connection')}: ${c.rtc?.connected ? `${rtt == null ? '—' : Math.round(rtt)} ms${up == null ? '' : `, ${up} kbit/s`}` : t('check.rtc.failed')}`,
+      `${t('check.step.connection')}: ${c.rtc?.connected ? `${rtt == null ? '—' : Math.round(rtt)} ms${up == null ? '' : `, ${up} kbit/s`}` : rtcFailed(c.rtc)}`,
       `${c.browser} ${c.browser_version}`.trim(),
     ];
     return el('li', { class: 'device-check', 'data-ready': c.problems.length ? 'no' : 'yes', 'data-subject': c.subject },

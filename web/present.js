@@ -5,6 +5,12 @@ import { t, formatTime, formatDistance } from './i18n.js';
 import { el, resultBadge } from './checklist.js';
 import { signalText } from './signals.js';
 
+/** A device check's "could not connect", and why when the page knew. */
+export function rtcFailed(rtc) {
+  const why = rtc?.failure ? tr('check.rtc.why', rtc.failure) : '';
+  return why ? `${t('check.rtc.failed')} (${why})` : t('check.rtc.failed');
+}
+
 /** Translate `<prefix>.<value>`, falling back to the raw value for unknown ones. */
 function tr(prefix, value) {
   if (!value) return '';

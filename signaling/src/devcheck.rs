@@ -83,6 +83,46 @@ pub struct RtcReport {
     /// Seconds the upload was measured over.
     #[serde(default)]
     pub seconds: Option<f64>,
+    /// Why the measurement stopped short, if it did.
+    #[serde(default)]
+    pub failure: Option<RtcFailure>,
+    /// The browser's `iceConnectionState` when it did.
+    #[serde(default)]
+    pub ice_state: Option<IceState>,
+}
+
+/// Why a check's connection measurement stopped short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RtcFailure {
+    /// The server refused the probe (an API error: busy, forbidden).
+    Refused,
+    /// The data channel did not open in time.
+    NoChannel,
+    /// The connection closed during the measurement.
+    Closed,
+    /// The browser threw (e.g. it could not apply the answer).
+    Error,
+}
+
+/// `RTCIceConnectionState`, as the browser names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IceState {
+    /// Not started.
+    New,
+    /// Checking pairs, none working yet.
+    Checking,
+    /// A pair works.
+    Connected,
+    /// Checking done, a pair works.
+    Completed,
+    /// No pair works.
+    Failed,
+    /// The working pair stopped answering.
+    Disconnected,
+    /// Closed.
+    Closed,
 }
 
 /// What the page found.
@@ -382,6 +422,8 @@ pub async fn submit(
             server_kbps: finite(r.server_kbps, "rtc.server_kbps", 1_000_000.0)?,
             seconds: finite(r.seconds, "rtc.seconds", 120.0)?,
             connected: r.connected,
+            failure: r.failure,
+            ice_state: r.ice_state,
         }),
         None => None,
     };
@@ -483,6 +525,8 @@ mod tests {
                 upload_kbps: Some(1500.0),
                 server_kbps: Some(1400.0),
                 seconds: Some(4.0),
+                failure: None,
+                ice_state: None,
             }),
             browser: "Chrome".into(),
             browser_version: "156".into(),

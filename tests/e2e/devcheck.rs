@@ -165,13 +165,21 @@ async fn device_check_reports_camera_microphone_location_and_rtt_and_says_what_t
         "not ready"
     );
     // Without media the connection is still measured over the data channel.
-    ensure!(
-        r["connection"][1]
-            .as_str()
-            .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(|ms| ms > 0.0),
-        "round trip without media: {r}"
-    );
+    if !r["connection"][1]
+        .as_str()
+        .and_then(|v| v.parse::<f64>().ok())
+        .is_some_and(|ms| ms > 0.0)
+    {
+        // Say why: the page's error line and what the server stored (failure, ICE state).
+        let error = denied
+            .js("const e = document.getElementById('check-error'); return e.hidden ? null : e.textContent")
+            .await?;
+        let stored = insp
+            .get(&format!("/api/inspections/{id}/device-checks"))
+            .await
+            .text;
+        anyhow::bail!("round trip without media: {r}; error line: {error}; stored: {stored}");
+    }
     denied.screenshot("device-check-denied.ru").await?;
 
     // --- Stored server-side: one latest result per participant, read by the inspector. ---
