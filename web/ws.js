@@ -186,7 +186,7 @@ export class SyncClient extends EventTarget {
         }
         const original = msg.op_id ? this.pending.get(msg.op_id) : undefined;
         if (msg.code === 'overloaded' && original) this._onOverloaded(msg);
-        if (msg.op_id && !['overloaded', 'internal', 'rate_limited', 'moved'].includes(msg.code)) {
+        if (msg.op_id && !['overloaded', 'internal', 'rate_limited', 'moved', 'database_unavailable'].includes(msg.code)) {
           // A refused op changes nothing and would be refused again: stop resending it.
           this.pending.delete(msg.op_id);
         }

@@ -201,7 +201,10 @@ enum RoomMsg {
     Committed {
         upto: u64,
     },
-    CommitFailed,
+    CommitFailed {
+        /// The database did not answer (rather than refused the write).
+        unreachable: bool,
+    },
     /// The room's claim is gone (another node took the inspection over): close like a failed
     /// commit, so that its sockets reconnect to the new owner.
     Evict,
@@ -825,10 +828,7 @@ async fn run_room(
         }
         Err(e) => {
             tracing::error!(inspection = %id, error = %e, "cannot claim the inspection");
-            give_up(
-                &mut rx,
-                OpError::new(codes::INTERNAL, "the inspection cannot be loaded"),
-            );
+            give_up(&mut rx, load_failed(store::unreachable(&e)));
             return;
         }
     };
@@ -836,10 +836,8 @@ async fn run_room(
         Ok(r) => r,
         Err(e) => {
             tracing::error!(inspection = %id, error = %e, "cannot load the inspection's event log");
-            give_up(
-                &mut rx,
-                OpError::new(codes::INTERNAL, "the inspection cannot be loaded"),
-            );
+            let down = matches!(&e, SyncError::Db(d) if store::unreachable(d));
+            give_up(&mut rx, load_failed(down));
             release(&hub, id, fence);
             return;
         }
@@ -869,6 +867,7 @@ async fn run_room(
         }),
         welcome_part_bytes: cfg.welcome_part_bytes,
         failed: false,
+        db_down: false,
     };
     shell.drive();
     let mut admitted = false;
@@ -915,7 +914,10 @@ async fn run_room(
                 let _ = reply.send(shell.room.snapshot());
             }
             RoomMsg::Committed { upto } => shell.room.handle(Input::Committed { upto }),
-            RoomMsg::CommitFailed => shell.failed = true,
+            RoomMsg::CommitFailed { unreachable } => {
+                shell.failed = true;
+                shell.db_down |= unreachable;
+            }
             RoomMsg::Evict => {
                 tracing::warn!(inspection = %id, "the inspection's claim moved to another node; closing the room");
                 shell.failed = true;
@@ -932,12 +934,16 @@ async fn run_room(
             tracing::error!(inspection = %id, "event append failed; abandoning the room so it reloads from the database");
             hub.forget(id, generation);
             rx.close();
+            let error = if shell.db_down {
+                OpError::new(
+                    codes::DATABASE_UNAVAILABLE,
+                    "the database does not answer; nothing was applied, send again",
+                )
+            } else {
+                OpError::new(codes::INTERNAL, "could not commit; nothing was applied")
+            };
             for (origin, op_id) in shell.room.abandon() {
-                shell.reject(
-                    origin,
-                    op_id,
-                    OpError::new(codes::INTERNAL, "could not commit; nothing was applied"),
-                );
+                shell.reject(origin, op_id, error.clone());
             }
             for (_, c) in shell.conns.drain() {
                 c.kill.notify_one();
@@ -1002,6 +1008,20 @@ struct Shell {
     limits: Value,
     welcome_part_bytes: usize,
     failed: bool,
+    /// A failed commit found the database unreachable: refusals say `database_unavailable`.
+    db_down: bool,
+}
+
+/// The refusal of a room that could not claim or load its inspection.
+fn load_failed(database_down: bool) -> OpError {
+    if database_down {
+        OpError::new(
+            codes::DATABASE_UNAVAILABLE,
+            "the database does not answer; the inspection cannot be loaded now",
+        )
+    } else {
+        OpError::new(codes::INTERNAL, "the inspection cannot be loaded")
+    }
 }
 
 impl Shell {
@@ -1111,7 +1131,8 @@ impl Shell {
                 done: Box::new(move |w| {
                     let _ = tx.send(match w {
                         Written::Upto(upto) => RoomMsg::Committed { upto },
-                        Written::Failed => RoomMsg::CommitFailed,
+                        Written::Failed => RoomMsg::CommitFailed { unreachable: false },
+                        Written::Unreachable => RoomMsg::CommitFailed { unreachable: true },
                     });
                 }),
             };

@@ -64,6 +64,8 @@ pub mod codes {
     pub const OVERLOADED: &str = "overloaded";
     /// The server could not commit; nothing was applied.
     pub const INTERNAL: &str = "internal";
+    /// The database does not answer; nothing was applied, the same op may be sent again.
+    pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";
     /// Another node runs this inspection now (a node lost or gave up its claim): reconnect.
     pub const MOVED: &str = "moved";
     /// An act event before the inspection finished.

@@ -181,6 +181,25 @@ pub async fn read_events(pool: &AnyPool, inspection_id: Uuid) -> Result<Vec<Even
     Ok(out)
 }
 
+/// Whether `e` says the database did not answer (no connection, a connection cut, the server
+/// shutting down or not yet accepting connections) rather than refused the statement: such a
+/// failure is the database's outage, answered `database_unavailable` (retry), not `internal`.
+pub fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01–57P03 (admin/crash shutdown,
+        // cannot connect now).
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
 /// How a write request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Written {
@@ -188,6 +207,9 @@ pub(crate) enum Written {
     Upto(u64),
     /// Not written; nothing of it is in the database.
     Failed,
+    /// Not written because the database did not answer ([`unreachable`]); nothing of it is in
+    /// the database, and the same write may succeed once it is back.
+    Unreachable,
 }
 
 /// A room's request to the writer.
@@ -390,7 +412,8 @@ pub(crate) async fn writer(
                 Err(e) => tracing::error!(error = %e, "sync writer cannot reach the database"),
             }
         }
-        let mut outcome: Vec<(&WriteReq, bool)> = Vec::new();
+        // `Err` carries how a request failed (`Failed` or `Unreachable`).
+        let mut outcome: Vec<(&WriteReq, Result<(), Written>)> = Vec::new();
         busy(true);
         if !test_delay_per_event.is_zero() {
             let events: usize = live.iter().map(|r| r.events.len()).sum();
@@ -413,44 +436,48 @@ pub(crate) async fn writer(
         match first_try {
             Ok(events) => {
                 projection.committed(&events);
-                outcome.extend(live.iter().map(|r| (*r, true)));
+                outcome.extend(live.iter().map(|r| (*r, Ok(()))));
             }
             Err(e) => {
                 tracing::warn!(error = %e, requests = live.len(), "group commit failed; retrying one by one");
                 // The connection may be broken; take a fresh one for the retries.
                 conn = writer_connection(&pool).await.ok().map(|(c, _)| c);
                 for r in live {
-                    let ok = match conn.as_mut() {
+                    let written = match conn.as_mut() {
                         Some(c) => {
                             match write_batch(c, &[r], projection.as_ref(), ownership.as_ref())
                                 .await
                             {
                                 Ok(events) => {
                                     projection.committed(&events);
-                                    true
+                                    Ok(())
                                 }
                                 Err(e) => {
                                     tracing::error!(error = %e, inspection = ?r.events.first().map(|e| e.inspection_id), "event append failed");
-                                    false
+                                    Err(if unreachable(&e) {
+                                        Written::Unreachable
+                                    } else {
+                                        Written::Failed
+                                    })
                                 }
                             }
                         }
-                        None => false,
+                        None => Err(Written::Unreachable),
                     };
-                    if !ok {
+                    if written.is_err() {
                         failed.insert(r.generation);
                     }
-                    outcome.push((r, ok));
+                    outcome.push((r, written));
                 }
             }
         }
         busy(false);
-        for (r, ok) in outcome {
+        for (r, written) in outcome {
             answered(r);
-            match (ok, r.events.last()) {
-                (true, Some(last)) => (r.done)(Written::Upto(last.seq)),
-                (true, None) => {}
-                (false, _) => (r.done)(Written::Failed),
+            match (written, r.events.last()) {
+                (Ok(()), Some(last)) => (r.done)(Written::Upto(last.seq)),
+                (Ok(()), None) => {}
+                (Err(failure), _) => (r.done)(failure),
             }
         }
     }

@@ -104,6 +104,9 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
+            ApiError::Database(e) if checklist_sync::unreachable(e) => {
+                (StatusCode::SERVICE_UNAVAILABLE, DATABASE_UNAVAILABLE)
+            }
             ApiError::Database(_) | ApiError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -175,6 +178,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let message = match &self {
+            ApiError::Database(e) if checklist_sync::unreachable(e) => {
+                tracing::warn!(error = %e, "the database does not answer");
+                "the database does not answer; retry in a few seconds".to_string()
+            }
             ApiError::Database(e) => {
                 tracing::error!(error = %e, "database error");
                 "internal error".to_string()
@@ -190,8 +197,13 @@ impl IntoResponse for ApiError {
             _ => Vec::new(),
         };
         let mut response = error_response_with(status, code, &message, fields);
-        if let ApiError::TooManyAttempts { retry_after_secs } = self {
-            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+        let retry_after = match self {
+            ApiError::TooManyAttempts { retry_after_secs } => Some(retry_after_secs),
+            _ if code == DATABASE_UNAVAILABLE => Some(DATABASE_RETRY_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
@@ -199,15 +211,52 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The code of a database that does not answer (503, `Retry-After`): an outage, not a bug.
+pub const DATABASE_UNAVAILABLE: &str = checklist_sync::proto::codes::DATABASE_UNAVAILABLE;
+/// The `Retry-After` of a `database_unavailable` answer.
+const DATABASE_RETRY_SECS: u64 = 5;
+
 /// A room's refusal that says "not here, not now" rather than "no": `moved` (another node runs
-/// the inspection; several nodes) is a 503 with that code, to retry. `None` for every other
-/// code, which each caller maps to its own errors.
+/// the inspection; several nodes) and `database_unavailable` are 503s with that code, to retry.
+/// `None` for every other code, which each caller maps to its own errors.
 pub fn sync_unavailable(e: &checklist_sync::OpError) -> Option<ApiError> {
-    (e.code == checklist_sync::proto::codes::MOVED).then(|| ApiError::Unavailable {
-        code: "moved",
+    let code = match e.code.as_str() {
+        checklist_sync::proto::codes::MOVED => checklist_sync::proto::codes::MOVED,
+        DATABASE_UNAVAILABLE => DATABASE_UNAVAILABLE,
+        _ => return None,
+    };
+    Some(ApiError::Unavailable {
+        code,
         message: e.message.clone(),
     })
 }
 
 /// Result alias for handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_that_does_not_answer_is_a_503_to_retry_and_a_refusal_stays_internal() {
+        let outage = ApiError::Database(sqlx::Error::PoolTimedOut).into_response();
+        assert_eq!(outage.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            outage
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(DATABASE_RETRY_SECS.to_string().as_bytes())
+        );
+        let body = axum::body::to_bytes(outage.into_body(), 4096)
+            .await
+            .expect("a small body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["error"]["code"], DATABASE_UNAVAILABLE);
+
+        let refused = ApiError::Database(sqlx::Error::RowNotFound).into_response();
+        assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(refused.headers().get(header::RETRY_AFTER).is_none());
+    }
+}
