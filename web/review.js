@@ -10,6 +10,7 @@ import { applyEvent, emptyState } from './state.js';
 import { renderEvidence } from './evidence.js';
 import { drawTrack } from './track.js';
 import { reviewPointers } from './camera-review.js';
+import { companionAudio } from './review-audio.js';
 
 const $ = (id) => document.getElementById(id);
 const view = { id: null, inspection: null, manifest: null, chapters: [], events: [], state: emptyState(), current: -1 };
@@ -109,6 +110,8 @@ async function loadManifest(base) {
   $('not-ready').hidden = true;
   const video = $('video');
   video.src = `${base}/recording`;
+  // The inspector's voice is the recording's second audio stream, which <video> does not play.
+  if (!view.companions) view.companions = companionAudio(video, base, view.manifest.tracks, $('timeline'));
   const track = el('track', { kind: 'chapters', src: `${base}/recording/chapters.vtt`, srclang: 'ru', default: true });
   video.append(track);
   const items = view.inspection.items || [];

@@ -1,11 +1,14 @@
-//! Evidence cut from a finished recording: a clip around a moment and a still of a moment.
+//! Evidence cut from a finished recording: a clip around a moment, a still of a moment, and
+//! one audio stream on its own.
 //!
 //! A clip is remuxed, never transcoded: it starts at the last video keyframe at or before the
 //! requested start (the live peer asks for a keyframe at every checklist mark, so one sits at
 //! each mark) and copies every packet of every stream up to the requested end into a file of
 //! the recording's container, timestamps shifted to start at zero. A still is the picture on
 //! screen at a media time (the last frame starting at or before it), decoded and encoded as a
-//! JPEG. Both are synchronous and CPU-bound: run them on a blocking thread.
+//! JPEG. An audio track is one audio stream of the recording on its own, on the same timeline
+//! (silence where the stream had none), for players that play only a file's first audio
+//! stream. All are synchronous and CPU-bound: run them on a blocking thread.
 
 use std::path::{Path, PathBuf};
 
@@ -13,12 +16,17 @@ use ffmpeg_next as ffmpeg;
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::{codec, frame, media, Rational};
 
+use crate::opus::{packet_duration_micros, silence_starts, SILENCE};
+
 /// Errors of extraction, each with a stable snake_case code in its message.
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
     /// The recording has no video stream.
     #[error("no_video: the recording has no video stream")]
     NoVideo,
+    /// The stream asked for is not an audio stream of the recording.
+    #[error("not_audio: the recording has no audio stream {0}")]
+    NotAudio(usize),
     /// Nothing of the recording lies in the requested range (or at the requested moment).
     #[error("out_of_range: no video in the recording at {0} ms")]
     OutOfRange(i64),
@@ -230,6 +238,110 @@ pub fn cut_clip(
         end_ms: end_ms.max(start_ms),
         width,
         height,
+    })
+}
+
+/// One audio stream written by [`audio_track`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioTrack {
+    /// The file written.
+    pub path: PathBuf,
+    /// `audio/webm` or `audio/mp4` (the recording's container).
+    pub media_type: &'static str,
+    /// Packets copied from the recording.
+    pub packets: u64,
+    /// Silence frames written where the stream had none (before its start and in its gaps).
+    pub silence_frames: u64,
+    /// Media time where the track ends, ms.
+    pub end_ms: i64,
+}
+
+/// Copies audio stream `index` of the recording into an audio-only file of the same
+/// container at `out`, on the recording's timeline: an Opus stream that starts late or has
+/// gaps (a reconnect) gets silence frames there, so the file plays from media time 0 without
+/// a hole and a player can keep it beside the video by setting the same `currentTime`
+/// (browsers play only a file's first audio stream; this is how a reviewer hears the second).
+/// Nothing is decoded or re-encoded. Written to a temporary name and renamed.
+pub fn audio_track(recording: &Path, index: usize, out: &Path) -> Result<AudioTrack, ExtractError> {
+    ffmpeg::init()?;
+    let mut input = ffmpeg::format::input(recording)?;
+    let (params, tb) = match input.stream(index) {
+        Some(s) if s.parameters().medium() == media::Type::Audio => (s.parameters(), s.time_base()),
+        _ => return Err(ExtractError::NotAudio(index)),
+    };
+    let opus = params.id() == codec::Id::OPUS;
+    let mp4 = input.format().name().contains("mp4");
+    let (format, media_type) = if mp4 {
+        ("mp4", "audio/mp4")
+    } else {
+        ("webm", "audio/webm")
+    };
+    let part = out.with_extension("part");
+    let mut octx = ffmpeg::format::output_as(&part, format)?;
+    {
+        let mut ost = octx.add_stream(None::<ffmpeg::Codec>)?;
+        ost.set_parameters(params);
+        ost.set_time_base(tb);
+        // SAFETY: resetting the codec tag lets the muxer pick its own for the codec id.
+        unsafe { (*ost.parameters().as_mut_ptr()).codec_tag = 0 };
+    }
+    let mut opts = ffmpeg::Dictionary::new();
+    if mp4 {
+        opts.set("movflags", "+faststart");
+    }
+    octx.write_header_with(opts)?;
+    let out_tb = octx.stream(0).map(|s| s.time_base()).unwrap_or(tb);
+    // 20 ms in the stream's time base (1/1000 in WebM, 1/48000 in MP4).
+    let frame = (tb.denominator() as i64 / (50 * tb.numerator().max(1) as i64)).max(1);
+    let write = |octx: &mut ffmpeg::format::context::Output, mut p: ffmpeg::Packet| {
+        p.rescale_ts(tb, out_tb);
+        p.set_stream(0);
+        p.set_position(-1);
+        p.write_interleaved(octx)
+    };
+    let mut next = 0i64;
+    let mut packets = 0u64;
+    let mut silence_frames = 0u64;
+    for (s, packet) in input.packets() {
+        if s.index() != index {
+            continue;
+        }
+        let Some(pts) = packet.pts() else { continue };
+        if opus {
+            for at in silence_starts(next, pts, frame) {
+                let mut p = ffmpeg::Packet::copy(&SILENCE);
+                p.set_pts(Some(at));
+                p.set_dts(Some(at));
+                p.set_duration(frame);
+                write(&mut octx, p)?;
+                silence_frames += 1;
+            }
+        }
+        // An Opus packet's own length (a recording made before holes were filled gave the
+        // packet before one the hole's length).
+        let own = opus
+            .then(|| packet.data().and_then(packet_duration_micros))
+            .flatten()
+            .map(|us| us * tb.denominator() as i64 / (1_000_000 * tb.numerator().max(1) as i64));
+        let duration = match own {
+            Some(d) => d,
+            None if packet.duration() > 0 => packet.duration(),
+            None => frame,
+        };
+        next = next.max(pts + duration);
+        write(&mut octx, packet)?;
+        packets += 1;
+    }
+    octx.write_trailer()?;
+    drop(octx);
+    std::fs::File::open(&part)?.sync_all()?;
+    std::fs::rename(&part, out)?;
+    Ok(AudioTrack {
+        path: out.to_owned(),
+        media_type,
+        packets,
+        silence_frames,
+        end_ms: ts_ms(next, tb),
     })
 }
 

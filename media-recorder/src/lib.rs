@@ -24,6 +24,7 @@ mod inbox;
 pub mod journal;
 pub mod nack;
 mod negotiate;
+pub mod opus;
 mod peer;
 mod probe;
 pub mod recover;

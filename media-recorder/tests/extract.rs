@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use media_recorder::chapters::Mark;
-use media_recorder::extract::{cut_clip, still_at};
+use media_recorder::extract::{audio_track, cut_clip, still_at, ExtractError};
 use media_recorder::finalize::finalize_inspection;
 use media_recorder::testsrc::{read_barcode, write_segment, SegmentSpec};
 use serde_json::Value;
@@ -157,4 +157,179 @@ fn a_clip_and_a_still_for_every_mark() {
     );
     assert!(none.is_err(), "{none:?}");
     assert!(!dir.path().join("none.webm").exists());
+}
+
+#[test]
+fn the_inspectors_voice_is_continuous_in_the_recording_and_plays_alone_on_its_timeline() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rec = dir.path().join("recordings");
+    let id = "9d0c3f3e-0000-4000-8000-00000000000b";
+    let s = |x: f64| (x * 1e6) as i64;
+    write_segment(&rec, id, SegmentSpec::new(0, T0, s(8.0))).expect("business");
+    // The inspector speaks from 1 s to 3 s, drops out, and comes back from 5 s to 7 s.
+    for (seg, from, to) in [(1, 1.0, 3.0), (2, 5.0, 7.0)] {
+        let mut voice = SegmentSpec::new(seg, T0 + s(from), s(to - from));
+        voice.participant_id = "inspector".into();
+        write_segment(&rec, id, voice).expect("inspector");
+        // The inspector publishes no camera.
+        let video = rec
+            .join(id)
+            .join("journal")
+            .join(format!("00000{seg}-video{seg}.rtpj"));
+        std::fs::remove_file(video).expect("remove video journal");
+    }
+    let inspection = rec.join(id);
+    let manifest = finalize_inspection(&inspection, &[]).expect("finalize");
+    let recording = inspection.join(&manifest.file);
+    let voice = manifest
+        .tracks
+        .iter()
+        .find(|t| t.participant_id == "inspector")
+        .expect("the inspector's stream");
+    assert_eq!(voice.segments, 2, "{voice:?}");
+    assert!((voice.start_ms - 1000).abs() < 100, "{voice:?}");
+    // About 1 s before the voice and 2 s in the hole.
+    assert!((voice.silence_ms - 3000).abs() <= 60, "{voice:?}");
+
+    // In the recording: silence from media time 0 and across the hole, no hole of more than
+    // a frame anywhere, so a browser's audio clock runs with the video's.
+    let stream = |path: &Path, sel: &str| -> Vec<(f64, f64, u64)> {
+        let p = ffprobe(
+            &[
+                "-select_streams",
+                sel,
+                "-show_entries",
+                "packet=pts_time,duration_time,size",
+            ],
+            path,
+        );
+        p["packets"]
+            .as_array()
+            .expect("packets")
+            .iter()
+            .map(|p| {
+                (
+                    num(&p["pts_time"]),
+                    num(&p["duration_time"]),
+                    num(&p["size"]) as u64,
+                )
+            })
+            .collect()
+    };
+    let continuous = |packets: &[(f64, f64, u64)], what: &str| {
+        // At 0 (FFmpeg's own encoder starts at its pre-skip, a few ms before).
+        assert!(
+            packets[0].0 < 0.001 && packets[0].0 > -0.05,
+            "{what} starts at {} s",
+            packets[0].0
+        );
+        for w in packets.windows(2) {
+            let hole = w[1].0 - (w[0].0 + w[0].1);
+            assert!(hole < 0.021, "{what}: a {hole} s hole at {} s", w[0].0);
+            assert!(
+                w[0].1 <= 0.0201,
+                "{what}: a {} s packet at {} s",
+                w[0].1,
+                w[0].0
+            );
+        }
+    };
+    let in_recording = stream(&recording, &voice.index.to_string());
+    continuous(&in_recording, "the recording's voice stream");
+    let silent = in_recording.iter().filter(|p| p.2 == 3).count() as i64;
+    assert_eq!(silent * 20, voice.silence_ms);
+    assert_eq!((in_recording.len() as i64 - silent) as u64, voice.frames);
+    // The business's microphone started with the recording: nothing to fill.
+    let mic = manifest
+        .tracks
+        .iter()
+        .find(|t| t.participant_id == "business" && t.codec == "audio/opus")
+        .expect("business microphone");
+    assert!(mic.silence_ms <= 20, "{mic:?}");
+
+    // Alone: the same packets, on the same timeline.
+    let out = dir.path().join("voice.webm");
+    let track = audio_track(&recording, voice.index, &out).expect("audio track");
+    assert_eq!(track.media_type, "audio/webm");
+    let probe = ffprobe(&["-show_streams"], &out);
+    let streams = probe["streams"].as_array().expect("streams");
+    assert_eq!(streams.len(), 1, "{probe}");
+    assert_eq!(streams[0]["codec_name"].as_str(), Some("opus"));
+    let alone = stream(&out, "a");
+    assert_eq!(alone.len(), in_recording.len());
+    for (a, r) in alone.iter().zip(&in_recording) {
+        assert!(
+            (a.0 - r.0).abs() < 0.0015 && a.2 == r.2,
+            "{a:?} is not {r:?}"
+        );
+    }
+    assert_eq!(track.silence_frames, 0, "the recording had no hole left");
+    assert!(
+        (track.end_ms - 7000).abs() < 100,
+        "ends at {} ms",
+        track.end_ms
+    );
+    // It decodes, silence included, without an error.
+    let decoded = Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(&out)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        decoded.status.success() && decoded.stderr.is_empty(),
+        "decoding: {}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+
+    // A recording with a hole (as finalized before holes were filled; here made by FFmpeg,
+    // which drops 2–4 s): its track alone is filled.
+    let holed = dir.path().join("holed.webm");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=6",
+            "-c:a",
+            "libopus",
+        ])
+        .args(["-bsf:a", "noise=drop=between(pts\\,2000\\,4000)"])
+        .arg(&holed)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let before = stream(&holed, "a");
+    assert!(
+        before.windows(2).any(|w| w[1].0 - w[0].0 > 1.5),
+        "FFmpeg made no hole"
+    );
+    let filled_path = dir.path().join("filled.webm");
+    let filled = audio_track(&holed, 0, &filled_path).expect("audio track of the holed file");
+    assert!((95..=101).contains(&filled.silence_frames), "{filled:?}");
+    assert_eq!(filled.packets as usize, before.len());
+    continuous(&stream(&filled_path, "a"), "the filled track");
+
+    // A video stream is not an audio track.
+    let video = manifest
+        .tracks
+        .iter()
+        .find(|t| t.codec.starts_with("video"))
+        .expect("video")
+        .index;
+    assert!(matches!(
+        audio_track(&recording, video, &dir.path().join("v.webm")),
+        Err(ExtractError::NotAudio(_))
+    ));
+    assert!(matches!(
+        audio_track(&recording, 9, &dir.path().join("v.webm")),
+        Err(ExtractError::NotAudio(9))
+    ));
 }

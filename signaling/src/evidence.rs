@@ -24,6 +24,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/inspections/{id}/recording", get(recording))
         .route("/api/inspections/{id}/recording/manifest", get(manifest))
         .route(
+            "/api/inspections/{id}/recording/tracks/{index}",
+            get(audio_track),
+        )
+        .route(
             "/api/inspections/{id}/recording/chapters.vtt",
             get(chapters),
         )
@@ -100,6 +104,86 @@ pub async fn recording(
             .headers_mut()
             .insert(header::CONTENT_DISPOSITION, v);
     }
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    Ok(response)
+}
+
+/// Audio tracks cut at once (each reads the whole recording once; later requests are served
+/// from the file made).
+static AUDIO_CUTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// One audio stream of the finalized recording on its own, on the recording's timeline
+/// (silence where it had none), so that a browser, which plays only a file's first audio
+/// stream, can play the inspector's voice beside the video. Made once, from the recording,
+/// and kept beside it under a name that carries the recording's hash; Range requests work.
+#[utoipa::path(get, path = "/api/inspections/{id}/recording/tracks/{index}", tag = "recordings",
+    params(("id" = Uuid, Path), ("index" = usize, Path, description = "the stream's index in the manifest")),
+    responses((status = 200, description = "audio/webm or audio/mp4"), (status = 206, description = "a byte range"),
+              (status = 404, body = crate::error::ErrorBody, description = "no such audio stream"),
+              (status = 409, body = crate::error::ErrorBody)))]
+pub async fn audio_track(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, index)): Path<(Uuid, usize)>,
+    req: Request,
+) -> ApiResult<Response> {
+    load_for(&state.db, &caller, id, Access::Read).await?;
+    // The raw evidence is the business's only as configured (docs/security.md).
+    if !crate::inspections::may_read_raw(&state.config, &caller) {
+        return Err(ApiError::Forbidden);
+    }
+    let (dir, manifest) = finished_manifest(&state, id).await?;
+    let audio = manifest
+        .tracks
+        .iter()
+        .any(|t| t.index == index && t.kind == media_recorder::journal::TrackKind::Audio);
+    if !audio || manifest.file.contains('/') || manifest.file.contains("..") {
+        return Err(ApiError::NotFound("audio track"));
+    }
+    let ext = if manifest.mime.contains("mp4") {
+        "m4a"
+    } else {
+        "weba"
+    };
+    // The recording's hash in the name: a file made from another recording is never served.
+    let hash = manifest.sha256.get(..16).unwrap_or("0");
+    let path = dir.join(format!("audio-{index}-{hash}.{ext}"));
+    if tokio::fs::metadata(&path).await.is_err() {
+        let _permit = AUDIO_CUTS
+            .acquire()
+            .await
+            .map_err(|e| anyhow::anyhow!("audio cuts: {e}"))?;
+        let (recording, out) = (dir.join(&manifest.file), path.clone());
+        tokio::task::spawn_blocking(move || {
+            if out.exists() {
+                return Ok(());
+            }
+            // A name of its own per cut: two at once never write the same temporary file.
+            let tmp = out.with_extension(format!("{}.{ext}", Uuid::new_v4().simple()));
+            media_recorder::extract::audio_track(&recording, index, &tmp)?;
+            std::fs::rename(&tmp, &out)?;
+            Ok::<_, media_recorder::extract::ExtractError>(())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
+        .map_err(|e| anyhow::anyhow!("audio track {index}: {e}"))?;
+    }
+    let mime = if ext == "m4a" {
+        "audio/mp4"
+    } else {
+        "audio/webm"
+    };
+    let mime = mime
+        .parse()
+        .unwrap_or(mime_guess::mime::APPLICATION_OCTET_STREAM);
+    let served = ServeFile::new_with_mime(&path, &mime)
+        .oneshot(req)
+        .await
+        .map_err(|e| anyhow::anyhow!("serving audio track {index}: {e}"))?;
+    let mut response = served.map(Body::new);
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-cache"),

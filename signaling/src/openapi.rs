@@ -21,7 +21,7 @@ use crate::AppState;
         crate::inspections::list_invitations, crate::inspections::revoke,
         crate::inspections::participants, crate::inspections::accept,
         crate::live::socket,
-        crate::evidence::recording, crate::evidence::manifest, crate::evidence::chapters,
+        crate::evidence::recording, crate::evidence::audio_track, crate::evidence::manifest, crate::evidence::chapters,
         crate::evidence::state, crate::evidence::events,
         crate::uploads::upload, crate::uploads::serve,
         crate::act::http::show, crate::act::http::form, crate::act::http::pdf,

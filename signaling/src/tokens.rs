@@ -84,7 +84,7 @@ use Scope::{InspectionsWrite as W, ResultsRead as R, TemplatesWrite as T};
 /// (`/api/me/*`), live sockets (`/ws`), invitation, results and business sign-in, the on-site
 /// queue, evidence uploads, the act's forming, signing and refusal (a person's acts), personal
 /// signing keys, device checks, ratings, users, control bodies, message templates, the full
-/// recording and evidence files, and token management itself.
+/// recording, its audio tracks and evidence files, and token management itself.
 pub const ROUTES: &[(Method, &str, &[Scope])] = &[
     (Method::GET, "/api/openapi.json", &[]),
     (Method::GET, "/api/signing/ca.pem", &[]),

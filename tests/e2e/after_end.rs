@@ -42,6 +42,22 @@ async fn finished_with_recording(app: &TestApp) -> (Client, Client, String, Stri
     .await
     .expect("join")
     .expect("journals");
+    // The inspector's voice from 3 s to 8 s (its microphone; no camera).
+    let dir = app.data_dir.path().join("recordings");
+    let mut voice = media_recorder::testsrc::SegmentSpec::new(1, started + 2_000_000, 5_000_000);
+    voice.participant_id = "inspector".into();
+    let inspection = id.clone();
+    tokio::task::spawn_blocking(move || {
+        media_recorder::testsrc::write_segment(&dir, &inspection, voice).expect("voice journal");
+        let video = dir
+            .join(&inspection)
+            .join("journal")
+            .join("000001-video1.rtpj");
+        std::fs::remove_file(video)
+    })
+    .await
+    .expect("join")
+    .expect("voice journal");
     // The business's socket while live: it takes part.
     let mut ws = ws_connect(&business, &id).await.expect("live socket");
     assert_eq!(ws.hello(None).await["type"], "welcome");
@@ -162,6 +178,7 @@ async fn after_the_end_the_invitation_leads_to_the_results_and_nowhere_live() {
     // to staff.
     for path in [
         "recording",
+        "recording/tracks/2",
         "recording/chapters.vtt",
         "events.jsonl",
         "bundle.zip",
@@ -216,6 +233,107 @@ async fn with_business_raw_access_the_business_reads_its_recording_after_the_end
     assert!(r.text.contains("\"recording_finalized\""), "{}", r.text);
     // Still nothing live.
     assert_eq!(ws_connect(&late, &id).await.err(), Some(403));
+    app.stop().await;
+}
+
+/// ffprobe of an audio file's one stream: (codec, packets' (pts s, duration s)).
+fn probe_audio(bytes: &[u8]) -> (String, Vec<(f64, f64)>) {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), bytes).expect("write");
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-of",
+            "json",
+            "-show_streams",
+            "-show_entries",
+        ])
+        .args(["packet=pts_time,duration_time"])
+        .arg(file.path())
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let streams = v["streams"].as_array().expect("streams");
+    assert_eq!(streams.len(), 1, "one stream: {v}");
+    let n = |x: &serde_json::Value| {
+        x.as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .expect("number")
+    };
+    let packets = v["packets"]
+        .as_array()
+        .expect("packets")
+        .iter()
+        .map(|p| (n(&p["pts_time"]), n(&p["duration_time"])))
+        .collect();
+    (
+        streams[0]["codec_name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        packets,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspectors_voice_is_served_alone_on_the_recordings_timeline() {
+    let app = spawn_app_with(|_| {}).await;
+    let (insp, _business, id, _token) = finished_with_recording(&app).await;
+    let m = insp
+        .get(&format!("/api/inspections/{id}/recording/manifest"))
+        .await;
+    let tracks = m.body["tracks"].as_array().expect("tracks");
+    let voice = tracks
+        .iter()
+        .find(|t| t["feed"] == "inspector_voice" || t["participant_id"] == "inspector")
+        .unwrap_or_else(|| panic!("the inspector's voice in {tracks:?}"));
+    let index = voice["index"].as_u64().expect("index");
+    assert!(
+        voice["silence_ms"].as_i64().expect("silence_ms") > 2_000,
+        "{voice}"
+    );
+    let path = format!("/api/inspections/{id}/recording/tracks/{index}");
+
+    let (status, headers, bytes) = insp.get_bytes(&path).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "audio/webm");
+    let (codec, packets) = probe_audio(&bytes);
+    assert_eq!(codec, "opus");
+    // From media time 0 (silence until the inspector spoke), no hole, to where the voice ended.
+    assert!(packets[0].0.abs() < 0.001, "starts at {} s", packets[0].0);
+    for w in packets.windows(2) {
+        let hole = w[1].0 - (w[0].0 + w[0].1);
+        assert!(hole < 0.021, "a {hole} s hole at {} s", w[0].0);
+    }
+    let end = packets.last().map(|p| p.0 + p.1).unwrap_or_default();
+    let want = voice["end_ms"].as_f64().expect("end_ms") / 1000.0;
+    assert!(
+        (end - want).abs() < 0.05,
+        "ends at {end} s, the voice at {want} s"
+    );
+    // Made once: the second answer is the same file, and a range is a range.
+    let (_, _, again) = insp.get_bytes(&path).await;
+    assert_eq!(again, bytes);
+    let r = insp.get_with(&path, &[("Range", "bytes=0-99")]).await;
+    assert_eq!(r.status, 206);
+    // A video stream or none at all is no audio track.
+    for bad in [0, 7] {
+        let r = insp
+            .get(&format!("/api/inspections/{id}/recording/tracks/{bad}"))
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (404, "not_found"),
+            "{bad}: {}",
+            r.text
+        );
+    }
     app.stop().await;
 }
 

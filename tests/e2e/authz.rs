@@ -1284,6 +1284,12 @@ async fn every_endpoint_checks_every_token() {
         ),
         (
             "GET",
+            format!("/api/inspections/{x}/recording/tracks/2"),
+            Value::Null,
+            NO,
+        ),
+        (
+            "GET",
             format!("/api/inspections/{x}/bundle.zip"),
             Value::Null,
             NO,

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use inspector_tests::browser::{Browser, Device};
 use inspector_tests::{spawn_app, Role};
 use serde_json::Value;
@@ -363,6 +363,53 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
         seek["current"] == "true",
         "the third chapter is marked current: {seek}"
     );
+    // The inspector's voice (the recording's second audio stream, which <video> does not
+    // play) plays beside the video at its time, and stops with it.
+    let voice = inspector
+        .wait_true(
+            "the inspector's voice beside the video",
+            "const a = document.querySelector('audio[data-track-index]'); \
+             return !!a && a.dataset.feed === 'inspector_voice' && a.readyState >= 1",
+            Duration::from_secs(30),
+        )
+        .await;
+    if voice.is_err() {
+        let st: Value = inspector
+            .js(&format!("const a = document.querySelector('audio[data-track-index]'); \
+                 return fetch('/api/inspections/{inspection_id}/recording/manifest').then((r) => r.json()).then((m) => \
+                 ({{tracks: m.tracks, audio: a && {{src: a.src, feed: a.dataset.feed, ready: a.readyState, err: a.error && a.error.message}}}}))"))
+            .await?;
+        bail!("no voice beside the video: {st}");
+    }
+    inspector
+        .js("const v = document.getElementById('video'); v.muted = true; v.play(); return true")
+        .await?;
+    let together = inspector
+        .wait_true(
+            "voice and video playing together",
+            "const v = document.getElementById('video'); const a = document.querySelector('audio[data-track-index]'); \
+             return !v.paused && !a.paused && v.currentTime > 0.5 + Number(document.querySelector('#chapters li:nth-child(3) .chapter').dataset.startMs) / 1000 \
+               && Math.abs(a.currentTime - v.currentTime) < 0.3",
+            Duration::from_secs(20),
+        )
+        .await;
+    if together.is_err() {
+        let st: Value = inspector
+            .js("const v = document.getElementById('video'); const a = document.querySelector('audio[data-track-index]'); \
+                 return {v: v.currentTime, vp: v.paused, vr: v.readyState, a: a.currentTime, ap: a.paused, ar: a.readyState, ad: a.duration, err: a.error && a.error.message}")
+            .await?;
+        bail!("voice and video did not play together: {st}");
+    }
+    inspector
+        .js("document.getElementById('video').pause(); return true")
+        .await?;
+    inspector
+        .wait_true(
+            "the voice pauses with the video",
+            "return document.querySelector('audio[data-track-index]').paused",
+            Duration::from_secs(5),
+        )
+        .await?;
     // Keyboard: N moves to the fourth chapter.
     inspector
         .js("document.activeElement.blur(); return true")

@@ -94,6 +94,10 @@ pub struct ManifestTrack {
     pub frames: u64,
     /// Frames dropped (incomplete after packet loss, or before the first keyframe).
     pub dropped_frames: u64,
+    /// Silence written where an Opus stream had nothing (from media time 0 to its first
+    /// frame, across reconnects), ms: browsers play what follows a hole early otherwise.
+    #[serde(default)]
+    pub silence_ms: i64,
     /// Video width, if video.
     pub width: Option<u32>,
     /// Video height, if video.

@@ -15,7 +15,9 @@ use super::plan::{Container, Plan};
 use super::scan::Scanned;
 use super::FinalizeError;
 use crate::chapters::chapter_display_title;
+use crate::depacketize::Codec;
 use crate::journal::TrackKind;
+use crate::opus;
 
 /// The written file, not yet durable nor under its final name.
 pub(super) struct Muxed {
@@ -106,11 +108,35 @@ pub(super) fn mux(
         .iter()
         .map(|_| StreamStats::default())
         .collect();
+    // Opus streams are kept continuous from media time 0: silence where they had nothing
+    // (before their first frame, across a reconnect), or browsers play what follows a hole
+    // early (crate::opus). It is filled as the merge reaches each moment, so packets stay
+    // in time order.
+    let opus_streams: Vec<usize> = (0..plan.streams.len())
+        .filter(|&gi| plan.streams[gi].codec == Codec::Opus)
+        .collect();
     while let Some(Reverse((_, si))) = heap.pop() {
-        let Some(frame) = heads[si].take() else {
+        let Some(mut frame) = heads[si].take() else {
             continue;
         };
         let gi = sources[si].0;
+        for &o in &opus_streams {
+            // Only a stream with more to come: silence never runs past a stream's end.
+            let more = o == gi
+                || sources
+                    .iter()
+                    .zip(&heads)
+                    .any(|((g, _), h)| *g == o && h.is_some());
+            if more {
+                fill_silence(&mut octx, o, time_bases[o], &mut stats[o], frame.pts_micros)?;
+            }
+        }
+        if plan.streams[gi].codec == Codec::Opus {
+            // A packet's own length, not the time to the next one (which a hole stretches).
+            if let Some(d) = opus::packet_duration_micros(&frame.data) {
+                frame.duration_micros = d;
+            }
+        }
         write_frame(
             &mut octx,
             gi,
@@ -157,7 +183,38 @@ pub(super) struct StreamStats {
     pub frames: u64,
     /// Frames dropped: before the first keyframe, or incomplete after loss in the journals.
     pub dropped: u64,
+    /// Silence frames written where the stream had nothing (Opus only).
+    pub silence_frames: u64,
+    /// Where the stream's written media ends, µs (the next silence starts there).
+    filled_to_micros: i64,
     started: bool,
+}
+
+/// Writes whole silence frames into Opus stream `stream` from where it ends up to `to_micros`.
+fn fill_silence(
+    octx: &mut ffmpeg::format::context::Output,
+    stream: usize,
+    tb: ffmpeg::Rational,
+    stats: &mut StreamStats,
+    to_micros: i64,
+) -> Result<(), FinalizeError> {
+    for at in opus::silence_starts(stats.filled_to_micros, to_micros, opus::SILENCE_MICROS) {
+        let pts = rescale(at, tb);
+        if stats.last_pts.is_some_and(|last| pts <= last) {
+            continue;
+        }
+        let mut packet = ffmpeg::Packet::copy(&opus::SILENCE);
+        packet.set_stream(stream);
+        packet.set_pts(Some(pts));
+        packet.set_dts(Some(pts));
+        packet.set_duration(rescale(opus::SILENCE_MICROS, tb).max(1));
+        packet.set_flags(ffmpeg::codec::packet::Flags::KEY);
+        packet.write_interleaved(octx)?;
+        stats.last_pts = Some(pts);
+        stats.silence_frames += 1;
+        stats.filled_to_micros = at + opus::SILENCE_MICROS;
+    }
+    Ok(())
 }
 
 fn write_frame(
@@ -196,6 +253,7 @@ fn write_frame(
     stats.frames += 1;
     stats.start_micros.get_or_insert(pts_us);
     stats.end_micros = stats.end_micros.max(pts_us + frame.duration_micros);
+    stats.filled_to_micros = stats.filled_to_micros.max(pts_us + frame.duration_micros);
     Ok(())
 }
 

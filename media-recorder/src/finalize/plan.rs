@@ -187,9 +187,17 @@ pub fn plan(journals: &[JournalFacts], marks: &[Mark]) -> Option<Plan> {
     let mut streams: Vec<StreamPlan> = Vec::new();
     let mut ends: Vec<i64> = Vec::new();
     let mut order: Vec<usize> = (0..journals.len()).collect();
+    // Video first, then the business's microphone before the inspector's voice whoever
+    // connected first: a browser plays only a file's first audio stream, and the business's
+    // side is the evidence (the player adds the voice beside it).
+    let rank = |j: &JournalFacts| match j.meta.feed.as_deref() {
+        Some("inspector_voice") => 2,
+        _ => 1,
+    };
     order.sort_by_key(|&i| {
         (
             journals[i].meta.kind != TrackKind::Video,
+            rank(&journals[i]),
             journals[i].start_micros,
         )
     });
@@ -501,6 +509,40 @@ mod tests {
             journal("1-v", "phone-2", Video, Vp8, T0 + 30 * s, T0 + 50 * s),
         ];
         assert_eq!(plan(&old, &[]).expect("media").streams.len(), 2);
+    }
+
+    #[test]
+    fn the_business_microphone_is_the_first_audio_stream_whoever_connected_first() {
+        use Codec::*;
+        use TrackKind::*;
+        let s = 1_000_000;
+        // The inspector opens the room (and its microphone) before the business joins.
+        let journals = [
+            fed(
+                journal("0-a", "inspector", Audio, Opus, T0, T0 + 60 * s),
+                "inspector_voice",
+            ),
+            fed(
+                journal("1-v", "phone", Video, Vp8, T0 + 4 * s, T0 + 60 * s),
+                "business_camera",
+            ),
+            fed(
+                journal("1-a", "phone", Audio, Opus, T0 + 4 * s, T0 + 60 * s),
+                "business_microphone",
+            ),
+        ];
+        let p = plan(&journals, &[]).expect("media");
+        let feeds: Vec<Option<&str>> = p.streams.iter().map(|g| g.key.feed()).collect();
+        assert_eq!(
+            feeds,
+            [
+                Some("business_camera"),
+                Some("business_microphone"),
+                Some("inspector_voice")
+            ]
+        );
+        // The timeline still starts with the first media, the inspector's.
+        assert_eq!(p.epoch_micros, T0);
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub(super) fn publish(
                 segments: g.journals.len(),
                 frames: s.frames,
                 dropped_frames: s.dropped,
+                silence_ms: s.silence_frames as i64 * crate::opus::SILENCE_MICROS / 1000,
                 width: g.size.map(|s| s.0),
                 height: g.size.map(|s| s.1),
                 start_ms: s.start_micros.unwrap_or(0) / 1000,
