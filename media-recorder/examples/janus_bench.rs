@@ -42,18 +42,15 @@ use std::time::{Duration, Instant};
 
 use rtc::interceptor::Registry;
 use rtc::media::Sample;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use support::Frame;
+use support::{sample_track, Frame};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use uuid::Uuid;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
@@ -278,48 +275,6 @@ fn load_frames(cache: Option<&Path>) -> Vec<Frame> {
         let _ = std::fs::write(p, b);
     }
     frames
-}
-
-fn codec(mime: &str) -> RTCRtpCodec {
-    if mime == MIME_TYPE_VP8 {
-        RTCRtpCodec {
-            mime_type: MIME_TYPE_VP8.into(),
-            clock_rate: 90_000,
-            ..Default::default()
-        }
-    } else {
-        RTCRtpCodec {
-            mime_type: MIME_TYPE_OPUS.into(),
-            clock_rate: 48_000,
-            channels: 2,
-            sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
-            ..Default::default()
-        }
-    }
-}
-
-fn sample_track(kind: RtpCodecKind, mime: &str, label: &str) -> Arc<TrackLocalStaticSample> {
-    let ssrc = rand::random::<u32>();
-    Arc::new(
-        TrackLocalStaticSample::new(
-            Instant::now(),
-            MediaStreamTrack::new(
-                format!("stream-{label}"),
-                format!("{label}-{ssrc}"),
-                label.to_string(),
-                kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec: codec(mime),
-                    ..Default::default()
-                }],
-            ),
-        )
-        .expect("sample track"),
-    )
 }
 
 struct Handler {

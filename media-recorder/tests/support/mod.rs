@@ -235,7 +235,8 @@ fn codec(mime: &str) -> RTCRtpCodec {
     }
 }
 
-fn sample_track(kind: RtpCodecKind, mime: &str, label: &str) -> Arc<TrackLocalStaticSample> {
+/// A sample track of `mime` with a random SSRC.
+pub fn sample_track(kind: RtpCodecKind, mime: &str, label: &str) -> Arc<TrackLocalStaticSample> {
     let ssrc = rand::random::<u32>();
     Arc::new(
         TrackLocalStaticSample::new(
