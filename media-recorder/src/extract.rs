@@ -83,6 +83,19 @@ fn seek_before(input: &mut ffmpeg::format::context::Input, at_ms: i64) -> Result
     Ok(())
 }
 
+/// Writes the trailer, makes the file durable and gives it its name: `out` is whole or absent.
+fn finish(
+    mut octx: ffmpeg::format::context::Output,
+    part: &Path,
+    out: &Path,
+) -> Result<(), ExtractError> {
+    octx.write_trailer()?;
+    drop(octx);
+    std::fs::File::open(part)?.sync_all()?;
+    std::fs::rename(part, out)?;
+    Ok(())
+}
+
 /// Cuts `[from_ms, to_ms)` of the recording at `recording` into `out` (same container),
 /// starting at the last video keyframe at or before `from_ms`. The file is written to a
 /// temporary name and renamed, so `out` is complete or absent.
@@ -227,10 +240,7 @@ pub fn cut_clip(
         let _ = std::fs::remove_file(&part);
         return Err(ExtractError::OutOfRange(from_ms));
     };
-    octx.write_trailer()?;
-    drop(octx);
-    std::fs::File::open(&part)?.sync_all()?;
-    std::fs::rename(&part, out)?;
+    finish(octx, &part, out)?;
     Ok(Clip {
         path: out.to_owned(),
         media_type,
@@ -332,10 +342,7 @@ pub fn audio_track(recording: &Path, index: usize, out: &Path) -> Result<AudioTr
         write(&mut octx, packet)?;
         packets += 1;
     }
-    octx.write_trailer()?;
-    drop(octx);
-    std::fs::File::open(&part)?.sync_all()?;
-    std::fs::rename(&part, out)?;
+    finish(octx, &part, out)?;
     Ok(AudioTrack {
         path: out.to_owned(),
         media_type,

@@ -96,10 +96,13 @@ pub(super) fn mux(
     }
     let mut heap = BinaryHeap::new();
     let mut heads: Vec<Option<TimedFrame>> = Vec::new();
-    for (si, (_, src)) in sources.iter_mut().enumerate() {
+    // Per output stream, its journals with frames still to come.
+    let mut unfinished = vec![0usize; plan.streams.len()];
+    for (si, (gi, src)) in sources.iter_mut().enumerate() {
         let head = src.next()?;
         if let Some(f) = &head {
             heap.push(Reverse((f.pts_micros, si)));
+            unfinished[*gi] += 1;
         }
         heads.push(head);
     }
@@ -121,13 +124,9 @@ pub(super) fn mux(
         };
         let gi = sources[si].0;
         for &o in &opus_streams {
-            // Only a stream with more to come: silence never runs past a stream's end.
-            let more = o == gi
-                || sources
-                    .iter()
-                    .zip(&heads)
-                    .any(|((g, _), h)| *g == o && h.is_some());
-            if more {
+            // Only a stream with more to come (the frame in hand counts until its journal
+            // ends): silence never runs past a stream's end.
+            if unfinished[o] > 0 {
                 fill_silence(&mut octx, o, time_bases[o], &mut stats[o], frame.pts_micros)?;
             }
         }
@@ -146,8 +145,9 @@ pub(super) fn mux(
             plan.streams[gi].kind,
         )?;
         let next = sources[si].1.next()?;
-        if let Some(f) = &next {
-            heap.push(Reverse((f.pts_micros, si)));
+        match &next {
+            Some(f) => heap.push(Reverse((f.pts_micros, si))),
+            None => unfinished[gi] -= 1,
         }
         heads[si] = next;
     }
