@@ -4,12 +4,13 @@
 //! worker, and webrtc then drops packets it cannot hand to a track.
 //!
 //! Jobs arrive over an unbounded channel, in order: a slow disk delays the recording instead of
-//! losing it. Journals are keyed, not shared, so appending takes no lock. The thread also
+//! losing it. The thread takes them in batches (it sleeps between batches rather than being
+//! woken per packet). Journals are keyed, not shared, so appending takes no lock. The thread also
 //! hands buffered records to the OS at least every [`FLUSH_TICK`], even on a silent track.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use crate::chapters::{Mark, MarkLog};
@@ -18,6 +19,12 @@ use crate::journal::{JournalWriter, TrackMeta};
 /// How often every open journal is offered a flush (each flushes once half a second of
 /// arrival has passed).
 pub(crate) const FLUSH_TICK: Duration = Duration::from_millis(250);
+
+/// How long the thread sleeps after a batch of jobs before it takes the next. Waking the
+/// thread for every packet was about 30 % of the media path's CPU at 40 publishers
+/// (docs/benchmarks.md, "Media beside Janus"); 5 ms adds at most that much to when a record
+/// reaches its journal's buffer, which flushes every half second anyway.
+const BATCH_PAUSE: Duration = Duration::from_millis(5);
 
 /// Identifies one open journal among all inspections of the hub.
 pub(crate) type JournalKey = u64;
@@ -200,11 +207,31 @@ impl Open {
 fn run(rx: mpsc::Receiver<Job>) {
     let mut open = Open::default();
     let mut next_flush = Instant::now() + FLUSH_TICK;
-    loop {
+    let mut connected = true;
+    while connected {
+        // Parks on the channel only when there is nothing to do: a sender wakes a parked
+        // thread with a futex call and a context switch per job.
         match rx.recv_timeout(next_flush.saturating_duration_since(Instant::now())) {
-            Ok(job) => open.run(job),
+            Ok(job) => {
+                open.run(job);
+                // Drains what came meanwhile, then sleeps instead of parking: senders do not
+                // wake a sleeping thread, so under load the jobs are taken in batches.
+                loop {
+                    match rx.try_recv() {
+                        Ok(job) => open.run(job),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            connected = false;
+                            break;
+                        }
+                    }
+                }
+                if connected {
+                    std::thread::sleep(BATCH_PAUSE);
+                }
+            }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => connected = false,
         }
         if Instant::now() >= next_flush {
             open.flush(chrono::Utc::now().timestamp_micros());
