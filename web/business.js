@@ -7,7 +7,7 @@ import * as api from './api.js';
 import { SyncClient, clientHints, missingFeatures } from './ws.js';
 import { RtcSession, describeUplink } from './rtc.js';
 import { renderChecklist, draftStore } from './checklist.js';
-import { verdictOf, locationVerdict, appendEventLine, usToIso } from './present.js';
+import { verdictOf, locationVerdict, appendEventLine, renderEventLines, usToIso } from './present.js';
 import { applyEvent, emptyState, resultOf } from './state.js';
 import { errorText } from './errors.js';
 import { ICONS } from './icons.js';
@@ -159,8 +159,7 @@ function renderResults() {
   const cl = renderChecklist($('results-checklist'), i.items || [], { editable: false });
   cl.update(state);
   const ol = $('results-eventlog');
-  ol.replaceChildren();
-  for (const e of page.resultsEvents || []) appendEventLine(ol, e, state, i.items);
+  renderEventLines(ol, page.resultsEvents || [], state, i.items);
   // After the end the business rates the inspection (issue 16) on its own page.
   $('results-rate').hidden = !(status === 'finished' || status === 'signed');
   $('results-rate').href = `/rate/#i=${i.id}`;
@@ -427,9 +426,7 @@ function sendPresence() {
 }
 
 function renderLog() {
-  const ol = $('eventlog');
-  ol.replaceChildren();
-  for (const e of page.events || []) appendEventLine(ol, e, page.sync.data, page.inspection.items);
+  renderEventLines($('eventlog'), page.events || [], page.sync.data, page.inspection.items);
   $('biz-log-zone').textContent = zoneLabel();
 }
 

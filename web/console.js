@@ -6,7 +6,7 @@ import * as api from './api.js';
 import { SyncClient } from './ws.js';
 import { RtcSession } from './rtc.js';
 import { renderChecklist, el, draftStore } from './checklist.js';
-import { renderParticipants, appendEventLine, usToIso, rtcFailed } from './present.js';
+import { renderParticipants, appendEventLine, renderEventLines, usToIso, rtcFailed } from './present.js';
 import { errorText, showFieldErrors, clearFieldErrors } from './errors.js';
 import { ICONS } from './icons.js';
 import { pushSupported, subscribePush } from './push.js';
@@ -594,8 +594,7 @@ function rerenderChecklist() {
 
 function renderEventLog() {
   if (!room) return;
-  $('eventlog').replaceChildren();
-  for (const e of room.events) appendEventLine($('eventlog'), e, room.sync.data, room.inspection.items);
+  renderEventLines($('eventlog'), room.events, room.sync.data, room.inspection.items);
 }
 
 function renderConn(detail) {

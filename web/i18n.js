@@ -2100,7 +2100,21 @@ export function formatTime(iso, opts = { dateStyle: 'medium', timeStyle: 'short'
   const o = { ...opts };
   const zone = validZone(tz);
   if (zone) o.timeZone = zone;
-  return new Intl.DateTimeFormat(getLang() === 'ru' ? 'ru-RU' : 'en-GB', o).format(d);
+  return dateFormat(getLang() === 'ru' ? 'ru-RU' : 'en-GB', o).format(d);
+}
+
+// Making an Intl.DateTimeFormat costs far more than formatting with one, and an event log
+// formats a time per line: formatters are kept per locale and options (a handful in use).
+const dateFormats = new Map();
+function dateFormat(locale, o) {
+  const key = `${locale}|${JSON.stringify(o)}`;
+  let f = dateFormats.get(key);
+  if (!f) {
+    if (dateFormats.size >= 64) dateFormats.clear();
+    f = new Intl.DateTimeFormat(locale, o);
+    dateFormats.set(key, f);
+  }
+  return f;
 }
 
 /** A time with its zone's offset, e.g. "1 дек. 2026 г., 08:58 UTC+3". */

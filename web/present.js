@@ -242,14 +242,32 @@ export function describeEvent(e, state, checklist) {
   return parts;
 }
 
-/** Append an event to a log list element (keeps the newest at the bottom, scrolled);
- * measurements (`isLogged` false) are skipped. */
-export function appendEventLine(ol, e, state, checklist) {
-  if (!isLogged(e)) return;
-  const li = el('li', { 'data-seq': e.seq, 'data-kind': e.kind },
+/** The log line of an event, or null for a measurement (`isLogged` false). */
+export function eventLine(e, state, checklist) {
+  if (!isLogged(e)) return null;
+  return el('li', { 'data-seq': e.seq, 'data-kind': e.kind },
     el('span', { class: 'seq', text: `#${e.seq}` }),
     el('span', { class: 'ts', text: formatTime(e.server_time || usToIso(e.server_ts), { timeStyle: 'medium' }) }),
     el('span', {}, ...describeEvent(e, state, checklist)));
+}
+
+/** Append an event to a log list element (keeps the newest at the bottom, scrolled). */
+export function appendEventLine(ol, e, state, checklist) {
+  const li = eventLine(e, state, checklist);
+  if (!li) return;
   ol.append(li);
+  ol.scrollTop = ol.scrollHeight;
+}
+
+/** The whole log at once, scrolled to the newest: one layout instead of one per line (reading
+ * `scrollHeight` after each append laid the list out again, which made a rejoin of a long
+ * inspection slow enough to delay its video; docs/benchmarks.md, "Join"). */
+export function renderEventLines(ol, events, state, checklist) {
+  const lines = document.createDocumentFragment();
+  for (const e of events) {
+    const li = eventLine(e, state, checklist);
+    if (li) lines.append(li);
+  }
+  ol.replaceChildren(lines);
   ol.scrollTop = ol.scrollHeight;
 }

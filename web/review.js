@@ -4,7 +4,7 @@
 import { t, applyI18n, bindLangSwitch, formatTime, formatDuration, setTimeZone, zoneLabel, getLang } from './i18n.js';
 import * as api from './api.js';
 import { el, resultBadge } from './checklist.js';
-import { appendEventLine, isLogged } from './present.js';
+import { eventLine } from './present.js';
 import { errorText } from './errors.js';
 import { applyEvent, emptyState } from './state.js';
 import { renderEvidence } from './evidence.js';
@@ -299,12 +299,12 @@ function currentIndexAt(ms) {
 
 function renderEvents() {
   const ol = $('eventlog');
-  ol.replaceChildren();
+  const lines = document.createDocumentFragment();
   const items = view.inspection?.items || [];
   for (const e of view.events) {
-    if (!isLogged(e)) continue;
-    appendEventLine(ol, e, view.state, items);
-    const li = ol.lastElementChild;
+    const li = eventLine(e, view.state, items);
+    if (!li) continue;
+    lines.append(li);
     const ts = e.server_ts ? e.server_ts / 1000 : Date.parse(e.server_time);
     if (view.recStartMs !== null && view.recStartMs !== undefined && Number.isFinite(ts)) {
       const at = ts - view.recStartMs;
@@ -316,6 +316,7 @@ function renderEvents() {
       }
     }
   }
+  ol.replaceChildren(lines);
   ol.scrollTop = 0;
 }
 

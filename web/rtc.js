@@ -77,6 +77,11 @@ export function describeUplink(stats, video) {
  * 'quality' {quality, video, since, stats} (once a second, see judgeMedia),
  * 'error' {code, message}.
  */
+/** A User Timing mark, where the browser has them. */
+function mark(name) {
+  try { performance.mark(name); } catch (_) { /* no User Timing: nothing to mark */ }
+}
+
 export class RtcSession extends EventTarget {
   constructor(sync, { role, stream = null } = {}) {
     super();
@@ -181,6 +186,7 @@ export class RtcSession extends EventTarget {
     };
     pc.onconnectionstatechange = () => {
       const s = pc.connectionState;
+      if (s === 'connected') mark('rtc.connected');
       this.dispatchEvent(new CustomEvent('state', { detail: { state: s } }));
       if (s === 'failed') this.restartIce();
       if (s === 'disconnected') {
@@ -234,6 +240,9 @@ export class RtcSession extends EventTarget {
       await this.pc.setLocalDescription(offer);
       const d = this.pc.localDescription;
       this.sync.rtc({ type: 'rtc.offer', sdp: { type: d.type, sdp: d.sdp }, role: this.role });
+      // User Timing marks for the join benchmark (tests/examples/join_bench.rs) and for
+      // anyone profiling a slow join in the browser's tools; a few per call.
+      mark('rtc.offer');
     } catch (e) {
       this.dispatchEvent(new CustomEvent('error', { detail: { code: 'offer_failed', message: e.message } }));
     } finally {
@@ -247,9 +256,11 @@ export class RtcSession extends EventTarget {
     try {
       switch (msg.type) {
         case 'rtc.answer': {
+          mark('rtc.answer-received');
           const desc = typeof msg.sdp === 'string' ? { type: 'answer', sdp: msg.sdp } : msg.sdp;
           if (pc.signalingState !== 'have-local-offer') return;
           await pc.setRemoteDescription(desc);
+          mark('rtc.answer');
           await this._tuneSenders();
           for (const c of this.pendingCandidates.splice(0)) await pc.addIceCandidate(c);
           if (this.needOffer) {

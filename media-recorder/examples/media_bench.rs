@@ -125,6 +125,7 @@ fn main() {
     let mut times = Vec::new();
     let mut answers = Vec::new();
     let mut connects = Vec::new();
+    let (mut renegs, mut restarts) = (Vec::new(), Vec::new());
     for _ in 0..joins {
         let (hub, frames, rt) = (hub.clone(), frames.clone(), srv_handle.clone());
         let t = cli.block_on(async move {
@@ -153,6 +154,16 @@ fn main() {
                     r.mime == "video/VP8" && is_keyframe(&r.mime, &r.packet.payload)
                 })
                 .await;
+            // The publisher's answers to a renegotiation and to an ICE restart.
+            let t1 = Instant::now();
+            publisher
+                .negotiate(&hub, false)
+                .await
+                .expect("renegotiation");
+            let reneg = t1.elapsed();
+            let t2 = Instant::now();
+            publisher.negotiate(&hub, true).await.expect("ice restart");
+            let restart = t2.elapsed();
             stop.store(true, Ordering::Relaxed);
             let (h1, h2) = (hub.clone(), hub.clone());
             let (p1, p2) = (publisher.peer, sub.peer);
@@ -164,10 +175,12 @@ fn main() {
             .expect("leave");
             let _ = publisher.pc.close().await;
             let _ = sub.pc.close().await;
-            key.map(|k| (k.at.duration_since(t0), answered, connected))
+            key.map(|k| (k.at.duration_since(t0), answered, connected, reneg, restart))
         });
         match t {
-            Some((d, answered, connected)) => {
+            Some((d, answered, connected, reneg, restart)) => {
+                renegs.push(reneg);
+                restarts.push(restart);
                 times.push(d);
                 answers.push(answered);
                 connects.push(connected.unwrap_or(d));
@@ -176,6 +189,8 @@ fn main() {
         }
     }
     times.sort();
+    renegs.sort();
+    restarts.sort();
     answers.sort();
     connects.sort();
     if !times.is_empty() {
@@ -183,6 +198,14 @@ fn main() {
             "  of which: answer p50 {:.0} ms, publisher connected p50 {:.0} ms",
             percentile(&answers, 0.5).as_secs_f64() * 1e3,
             percentile(&connects, 0.5).as_secs_f64() * 1e3
+        );
+        let ms = |v: &[Duration], p: f64| percentile(v, p).as_secs_f64() * 1e3;
+        println!(
+            "  answer to a renegotiation p50 {:.1} ms, max {:.1} ms; to an ICE restart p50 {:.1} ms, max {:.1} ms",
+            ms(&renegs, 0.5),
+            ms(&renegs, 1.0),
+            ms(&restarts, 0.5),
+            ms(&restarts, 1.0)
         );
         println!(
             "join time over {} joins: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",

@@ -28,7 +28,8 @@ use crate::journal::TrackKind;
 use crate::peer::{self, PeerHandler};
 use crate::sdp::{Direction, Kind, OfferSummary};
 
-/// How long an answer waits for host candidates, so a client without trickle still connects.
+/// The most an answer waits for the server's first candidate (it comes from sockets bound
+/// before the offer, in a millisecond or two), so a client without trickle still connects.
 const GATHER_WAIT: Duration = Duration::from_millis(500);
 
 /// What the actor asks of a connection.
@@ -103,6 +104,7 @@ pub(crate) async fn run(p: ConnParams, mut rx: mpsc::UnboundedReceiver<SigCmd>) 
         pc,
         handler,
         outputs: HashMap::new(),
+        remote_ufrag: None,
     };
     while let Some(cmd) = rx.recv().await {
         match cmd {
@@ -112,7 +114,6 @@ pub(crate) async fn run(p: ConnParams, mut rx: mpsc::UnboundedReceiver<SigCmd>) 
                 feeds,
                 reply,
             } => {
-                conn.handler.reset_gathering();
                 let answer = conn.negotiate(*desc, &summary, feeds).await;
                 notify(
                     &conn.p.inbox,
@@ -140,6 +141,9 @@ struct Connection {
     /// Per feed with a sending track: bumped by every negotiation so the forwarder re-reads
     /// the payload types.
     outputs: HashMap<Feed, Arc<AtomicU64>>,
+    /// The ICE user fragment of the last offer answered: the same one again is a
+    /// renegotiation, which gathers nothing new.
+    remote_ufrag: Option<String>,
 }
 
 impl Connection {
@@ -149,6 +153,11 @@ impl Connection {
         summary: &OfferSummary,
         feeds: &'static [Feed],
     ) -> Result<serde_json::Value, MediaError> {
+        // First offer or ICE restart: webrtc gathers (again) once the answer is set locally.
+        let gathers = self.remote_ufrag.is_none() || self.remote_ufrag != summary.ice_ufrag;
+        if gathers {
+            self.handler.reset_gathering();
+        }
         self.pc
             .set_remote_description(offer)
             .await
@@ -166,9 +175,14 @@ impl Connection {
         for n in self.outputs.values() {
             n.fetch_add(1, Ordering::Relaxed);
         }
-        // Host candidates come at once; waiting briefly puts them into the answer, so a client
-        // without trickle support still connects.
-        self.handler.wait_gathered(GATHER_WAIT).await;
+        self.remote_ufrag = summary.ice_ufrag.clone();
+        // Only a gathering this offer started is waited for, and only for its first
+        // candidate (the rest trickle): waiting for the "complete" state left the inspector's
+        // first answer the whole GATHER_WAIT late in some room openings (join_bench). A
+        // renegotiation's description already holds the candidates.
+        if gathers {
+            self.handler.wait_gathered(GATHER_WAIT).await;
+        }
         let mut local = self
             .pc
             .local_description()

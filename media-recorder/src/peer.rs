@@ -187,13 +187,21 @@ struct CandidateState {
     pending: Vec<serde_json::Value>,
 }
 
+/// The current gathering of a connection, as its callbacks report it.
+#[derive(Default, Clone, Copy)]
+struct Gathering {
+    complete: bool,
+    /// Local candidates reported since the gathering began.
+    candidates: u32,
+}
+
 /// Callbacks of one server peer connection: the browser hears about candidates and states,
 /// the actor about states and tracks.
 pub(crate) struct PeerHandler {
     conn: Conn,
     inbox: Inbox,
     events: UnboundedSender<MediaEvent>,
-    gathered: tokio::sync::watch::Sender<bool>,
+    gathering: tokio::sync::watch::Sender<Gathering>,
     candidates: Mutex<CandidateState>,
     /// Public addresses the host candidates are announced at (`MediaConfig::nat_1to1_ips`).
     announce: Vec<std::net::IpAddr>,
@@ -211,15 +219,17 @@ impl PeerHandler {
             conn,
             inbox,
             events,
-            gathered: tokio::sync::watch::channel(false).0,
+            gathering: tokio::sync::watch::channel(Gathering::default()).0,
             candidates: Mutex::new(CandidateState::default()),
         }
     }
 
-    /// Waits (bounded) until host candidates are gathered, so the answer carries them.
+    /// Waits (bounded) until the gathering started by this offer has a candidate or is
+    /// complete, so the answer carries the server's address. Host candidates are made from
+    /// sockets bound before the offer, so this is the driver's turn, not a network wait.
     pub(crate) async fn wait_gathered(&self, limit: std::time::Duration) {
-        let mut rx = self.gathered.subscribe();
-        let _ = tokio::time::timeout(limit, rx.wait_for(|done| *done)).await;
+        let mut rx = self.gathering.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|g| g.complete || g.candidates > 0)).await;
     }
 
     /// The answer `sdp` is out: from now on candidates go out as events; those gathered in
@@ -240,9 +250,9 @@ impl PeerHandler {
         }
     }
 
-    /// A new offer (ICE restart) gathers again.
+    /// An ICE restart gathers again: what was gathered before does not count.
     pub(crate) fn reset_gathering(&self) {
-        let _ = self.gathered.send(false);
+        let _ = self.gathering.send(Gathering::default());
     }
 }
 
@@ -260,6 +270,7 @@ impl PeerConnectionEventHandler for PeerHandler {
             obj.retain(|k, v| (k != "sdpMid" || v.as_str() != Some("")) && !v.is_null());
         }
         crate::announce::candidate_json(&mut json, &self.announce);
+        self.gathering.send_modify(|g| g.candidates += 1);
         let mut st = self.candidates.lock().unwrap_or_else(|e| e.into_inner());
         if st.answered {
             let _ = self.events.send(MediaEvent::LocalCandidate(json));
@@ -269,7 +280,8 @@ impl PeerConnectionEventHandler for PeerHandler {
     }
 
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        let _ = self.gathered.send(state == RTCIceGatheringState::Complete);
+        self.gathering
+            .send_modify(|g| g.complete = state == RTCIceGatheringState::Complete);
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {

@@ -48,6 +48,9 @@ pub struct OfferSummary {
     /// DTLS fingerprint; a different one from the same participant means a new browser
     /// connection, not a renegotiation.
     pub fingerprint: Option<String>,
+    /// The browser's ICE user fragment (the first `a=ice-ufrag`; BUNDLE shares one). A new
+    /// one is an ICE restart (RFC 8839 §4.4.1.1.1): only then does the server gather again.
+    pub ice_ufrag: Option<String>,
 }
 
 /// Parses the offer JSON into a description and summary, enforcing codec and role rules.
@@ -81,6 +84,7 @@ pub fn check_offer(
 pub fn summarize(sdp: &str) -> Result<OfferSummary, MediaError> {
     let mut sections = Vec::new();
     let mut fingerprint = None;
+    let mut ice_ufrag = None;
     let mut session_direction = Direction::SendRecv;
     // The current section: kind (None for non-media), rejected, direction, payload types,
     // rtpmap (pt, mime), fmtp (pt, params).
@@ -158,6 +162,9 @@ pub fn summarize(sdp: &str) -> Result<OfferSummary, MediaError> {
             // Chrome writes it per section; all sections share one certificate.
             fingerprint.get_or_insert_with(|| fp.trim().to_ascii_lowercase());
         }
+        if let Some(u) = attr.strip_prefix("ice-ufrag:") {
+            ice_ufrag.get_or_insert_with(|| u.trim().to_owned());
+        }
         match cur.as_mut() {
             None => {
                 if let Some(d) = dir {
@@ -185,6 +192,7 @@ pub fn summarize(sdp: &str) -> Result<OfferSummary, MediaError> {
     Ok(OfferSummary {
         sections,
         fingerprint,
+        ice_ufrag,
     })
 }
 
@@ -273,6 +281,17 @@ mod tests {
         assert_eq!(s.sections[0].usable, vec!["audio/opus".to_string()]);
         assert_eq!(s.sections[1].direction, Direction::SendOnly);
         assert_eq!(s.sections[1].usable, vec!["video/VP8".to_string()]);
+    }
+
+    #[test]
+    fn reads_the_ice_user_fragment_once() {
+        let a = summarize(&offer(&format!(
+            "{AUDIO_OPUS}a=ice-ufrag:Ab1+\r\n{VIDEO_VP8}a=ice-ufrag:other\r\n"
+        )))
+        .expect("parses");
+        assert_eq!(a.ice_ufrag.as_deref(), Some("Ab1+"));
+        let none = summarize(&offer(AUDIO_OPUS)).expect("parses");
+        assert_eq!(none.ice_ufrag, None);
     }
 
     #[test]

@@ -226,11 +226,52 @@ async fn late_viewer_gets_a_keyframe_at_once_and_marks_ask_for_one() {
         .await
         .expect("keyframe after the mark");
 
-    // ICE restart from the viewer (a phone changing network): media keeps flowing.
+    // A renegotiation (same ICE credentials) gathers nothing new: its answer still carries
+    // the server's candidate, under the same ICE credentials, and media keeps flowing.
+    let ufrag = |sdp: &str| {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+            .map(str::to_owned)
+    };
+    let first = viewer.last_answer.lock().expect("answer").clone();
+    viewer
+        .negotiate(&hub, false)
+        .await
+        .expect("renegotiation accepted");
+    let again = viewer.last_answer.lock().expect("answer").clone();
+    assert!(
+        again.contains("a=candidate:"),
+        "renegotiation answer: {again}"
+    );
+    assert_eq!(
+        ufrag(&again),
+        ufrag(&first),
+        "a renegotiation keeps the credentials"
+    );
+    while viewer.received.try_recv().is_ok() {}
+    viewer
+        .wait_for(Duration::from_secs(3), |r| {
+            r.mime.eq_ignore_ascii_case("video/VP8")
+        })
+        .await
+        .expect("video after the renegotiation");
+
+    // ICE restart from the viewer (a phone changing network): the answer carries a candidate
+    // of the new gathering, and media keeps flowing.
     viewer
         .negotiate(&hub, true)
         .await
         .expect("ice restart accepted");
+    let restarted = viewer.last_answer.lock().expect("answer").clone();
+    assert!(
+        restarted.contains("a=candidate:"),
+        "restart answer: {restarted}"
+    );
+    assert_ne!(
+        ufrag(&restarted),
+        ufrag(&first),
+        "an ICE restart has new credentials"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     while viewer.received.try_recv().is_ok() {}
     viewer

@@ -22,6 +22,8 @@ pub struct Pair {
     pub id: String,
     /// Its checklist item ids.
     pub items: Vec<String>,
+    /// The business's invitation link the phone joined by.
+    pub invite_url: String,
 }
 
 /// Creates an inspection through the API, opens the inspector's room and connects the phone.
@@ -113,6 +115,7 @@ pub async fn pair(app: &TestApp, phone_flags: &[&str]) -> Result<Pair> {
         phone,
         id,
         items,
+        invite_url,
     })
 }
 

@@ -208,6 +208,8 @@ pub struct Client {
     pub audio: Option<(Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>)>,
     /// Runtime the hub's connections must live on (the benchmark separates server and clients).
     pub server_rt: Option<tokio::runtime::Handle>,
+    /// The SDP of the last answer the hub gave.
+    pub last_answer: Mutex<String>,
     gathered: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -325,6 +327,7 @@ impl Client {
             video: None,
             audio: None,
             server_rt: None,
+            last_answer: Mutex::new(String::new()),
             gathered: grx,
         };
         let recv = |_: u8| RTCRtpTransceiverInit {
@@ -416,6 +419,9 @@ impl Client {
             None => fut.await?,
         };
         let answer: RTCSessionDescription = serde_json::from_value(answer).expect("answer json");
+        answer
+            .sdp
+            .clone_into(&mut self.last_answer.lock().expect("answer lock"));
         self.pc
             .set_remote_description(answer)
             .await
