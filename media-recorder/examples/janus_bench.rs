@@ -40,17 +40,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::Registry;
 use rtc::media::Sample;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
-};
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use support::{sample_track, Frame};
+use support::{client_pc, offer_with_candidates, sample_track, Frame};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use uuid::Uuid;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
@@ -58,8 +53,8 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::media_stream::Track;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
-    RTCPeerConnectionState, StatsSelector,
+    PeerConnection, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
+    StatsSelector,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -352,14 +347,6 @@ async fn build_peer(
     counts: Option<Arc<(AtomicU64, AtomicU64)>>,
     measuring: Arc<AtomicBool>,
 ) -> Peer {
-    let mut me = MediaEngine::default();
-    me.register_default_codecs().expect("codecs");
-    let registry = register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
-    // PLIs from the server reach the sending track only through this tap (see support).
-    let registry = registry.with(
-        rtc::interceptor::Slot::from(14_000),
-        media_recorder::rtp::RtcpTap::default(),
-    );
     let (gtx, grx) = tokio::sync::watch::channel(false);
     let (ctx, crx) = tokio::sync::watch::channel(false);
     let handler = Arc::new(Handler {
@@ -368,21 +355,7 @@ async fn build_peer(
         video: counts,
         measuring,
     });
-    let settings = rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .build();
-    let pc: Arc<dyn PeerConnection> = Arc::new(
-        PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(me)
-            .with_setting_engine(settings)
-            .with_interceptor_registry(registry)
-            .with_handler(handler)
-            .with_udp_addrs(vec![format!("{bind}:0")])
-            .build()
-            .await
-            .expect("client pc"),
-    );
+    let pc = client_pc(bind, handler).await;
     let mut peer = Peer {
         pc: pc.clone(),
         gathered: grx,
@@ -421,14 +394,7 @@ async fn build_peer(
 impl Peer {
     /// The offer with its candidates, as the browser's JSON.
     async fn offer(&self) -> serde_json::Value {
-        let offer = self.pc.create_offer(None).await.expect("offer");
-        self.pc
-            .set_local_description(offer)
-            .await
-            .expect("set local");
-        let mut g = self.gathered.clone();
-        let _ = tokio::time::timeout(Duration::from_secs(2), g.wait_for(|d| *d)).await;
-        serde_json::to_value(self.pc.local_description().await.expect("local")).expect("offer json")
+        offer_with_candidates(&self.pc, &self.gathered, false).await
     }
 
     async fn answer(&self, answer: serde_json::Value) -> Res<()> {

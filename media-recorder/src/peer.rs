@@ -191,8 +191,8 @@ struct CandidateState {
 #[derive(Default, Clone, Copy)]
 struct Gathering {
     complete: bool,
-    /// Local candidates reported since the gathering began.
-    candidates: u32,
+    /// A local candidate was reported since the gathering began.
+    candidate: bool,
 }
 
 /// Callbacks of one server peer connection: the browser hears about candidates and states,
@@ -229,7 +229,7 @@ impl PeerHandler {
     /// sockets bound before the offer, so this is the driver's turn, not a network wait.
     pub(crate) async fn wait_gathered(&self, limit: std::time::Duration) {
         let mut rx = self.gathering.subscribe();
-        let _ = tokio::time::timeout(limit, rx.wait_for(|g| g.complete || g.candidates > 0)).await;
+        let _ = tokio::time::timeout(limit, rx.wait_for(|g| g.complete || g.candidate)).await;
     }
 
     /// The answer `sdp` is out: from now on candidates go out as events; those gathered in
@@ -270,7 +270,7 @@ impl PeerConnectionEventHandler for PeerHandler {
             obj.retain(|k, v| (k != "sdpMid" || v.as_str() != Some("")) && !v.is_null());
         }
         crate::announce::candidate_json(&mut json, &self.announce);
-        self.gathering.send_modify(|g| g.candidates += 1);
+        self.gathering.send_modify(|g| g.candidate = true);
         let mut st = self.candidates.lock().unwrap_or_else(|e| e.into_inner());
         if st.answered {
             let _ = self.events.send(MediaEvent::LocalCandidate(json));

@@ -195,6 +195,57 @@ impl PeerConnectionEventHandler for ClientHandler {
     }
 }
 
+/// A client peer connection bound on `bind` (port 0): webrtc's default codecs and
+/// interceptors, the RTCP tap and no mDNS, with `handler` for its callbacks.
+pub async fn client_pc(
+    bind: &str,
+    handler: Arc<dyn PeerConnectionEventHandler>,
+) -> Arc<dyn PeerConnection> {
+    let mut me = MediaEngine::default();
+    me.register_default_codecs().expect("codecs");
+    let registry = register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
+    // Keyframe requests from the server reach the publisher's sending track only through a
+    // tap; webrtc's own example interceptor does the same.
+    let registry = registry.with(
+        rtc::interceptor::Slot::from(14_000),
+        media_recorder::rtp::RtcpTap::default(),
+    );
+    // The server answers with plain host candidates, so the client needs no mDNS either;
+    // without it the client also works where multicast cannot be joined (the netns test).
+    let settings = rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    Arc::new(
+        PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(me)
+            .with_setting_engine(settings)
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_udp_addrs(vec![format!("{bind}:0")])
+            .build()
+            .await
+            .expect("client pc"),
+    )
+}
+
+/// Creates an offer on `pc`, waits (≤ 2 s) for `gathered`, and returns the local description
+/// with its candidates as the browser's JSON.
+pub async fn offer_with_candidates(
+    pc: &Arc<dyn PeerConnection>,
+    gathered: &tokio::sync::watch::Receiver<bool>,
+    ice_restart: bool,
+) -> serde_json::Value {
+    let opts = ice_restart
+        .then_some(rtc::peer_connection::configuration::RTCOfferOptions { ice_restart: true });
+    let offer = pc.create_offer(opts).await.expect("offer");
+    pc.set_local_description(offer).await.expect("set local");
+    let mut g = gathered.clone();
+    let _ = tokio::time::timeout(Duration::from_secs(2), g.wait_for(|d| *d)).await;
+    let local = pc.local_description().await.expect("local description");
+    serde_json::to_value(&local).expect("json")
+}
+
 /// A Rust WebRTC client connected to the hub.
 pub struct Client {
     pub pc: Arc<dyn PeerConnection>,
@@ -280,16 +331,6 @@ pub enum Offer {
 impl Client {
     /// Builds a client peer connection with the given offer shape; not yet signalled.
     pub async fn build(inspection: Uuid, role: MediaRole, shape: Offer) -> Client {
-        let mut me = MediaEngine::default();
-        me.register_default_codecs().expect("codecs");
-        let registry =
-            register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
-        // Keyframe requests from the server reach the publisher's sending track only through a
-        // tap; webrtc's own example interceptor does the same.
-        let registry = registry.with(
-            rtc::interceptor::Slot::from(14_000),
-            media_recorder::rtp::RtcpTap::default(),
-        );
         let (gtx, grx) = tokio::sync::watch::channel(false);
         let (ctx, crx) = tokio::sync::watch::channel(false);
         let (rtx, rrx) = mpsc::unbounded_channel();
@@ -298,24 +339,7 @@ impl Client {
             connected: ctx,
             received: rtx,
         });
-        // The server answers with plain host candidates, so the client needs no mDNS either;
-        // without it the client also works where multicast cannot be joined (the netns test).
-        let settings =
-            rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
-                .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-                .build();
-        let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_configuration(RTCConfigurationBuilder::new().build())
-                .with_media_engine(me)
-                .with_setting_engine(settings)
-                .with_interceptor_registry(registry)
-                .with_handler(handler)
-                .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
-                .build()
-                .await
-                .expect("client pc"),
-        );
+        let pc = client_pc("127.0.0.1", handler).await;
         let mut client = Client {
             pc: pc.clone(),
             inspection,
@@ -384,21 +408,7 @@ impl Client {
 
     /// Creates an offer (with candidates) as the browser's JSON.
     pub async fn offer_json(&self, ice_restart: bool) -> serde_json::Value {
-        let opts = ice_restart
-            .then_some(rtc::peer_connection::configuration::RTCOfferOptions { ice_restart: true });
-        let offer = self.pc.create_offer(opts).await.expect("offer");
-        self.pc
-            .set_local_description(offer)
-            .await
-            .expect("set local");
-        let mut g = self.gathered.clone();
-        let _ = tokio::time::timeout(Duration::from_secs(2), g.wait_for(|d| *d)).await;
-        let local = self
-            .pc
-            .local_description()
-            .await
-            .expect("local description");
-        serde_json::to_value(&local).expect("json")
+        offer_with_candidates(&self.pc, &self.gathered, ice_restart).await
     }
 
     /// Offers to the hub and applies the answer; server candidates sent later are applied too.
