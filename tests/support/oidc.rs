@@ -21,8 +21,6 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use crate::smtp::free_port;
-
 /// The client registered at the provider.
 pub const CLIENT_ID: &str = "inspector";
 /// Its secret.
@@ -132,9 +130,7 @@ impl Slot {
         }
         let dir = tempfile::tempdir()?;
         let keys_out = dir.path().join("keys.json");
-        let port = free_port()?;
         let config = json!({
-            "port": port,
             "issuer": issuer,
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
@@ -154,25 +150,35 @@ impl Slot {
             .stderr(log)
             .spawn()
             .context("spawn node (Debian's nodejs)")?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        // Starting takes under a second here; the deadline is for a machine under load.
+        let started = Instant::now();
+        let log_path = dir.path().join("provider.log");
+        let port = loop {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             if let Some(status) = child.try_wait()? {
-                let log =
-                    std::fs::read_to_string(dir.path().join("provider.log")).unwrap_or_default();
                 bail!("the provider exited with {status}: {log}");
             }
-            let ready = std::fs::read_to_string(dir.path().join("provider.log"))
-                .unwrap_or_default()
-                .contains("ready");
-            if ready && keys_out.exists() {
-                break;
+            let port = log
+                .lines()
+                .find_map(|l| l.strip_prefix("ready ")?.trim().parse::<u16>().ok());
+            if let (Some(port), true) = (port, keys_out.exists()) {
+                break port;
             }
-            if Instant::now() > deadline {
+            if started.elapsed() > Duration::from_secs(60) {
+                // What the process was doing, so that a slow start can be told from a hang.
+                let pid = child.id();
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let wchan =
+                    std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
                 let _ = child.kill();
-                bail!("the provider did not start on port {port}");
+                bail!(
+                    "the provider did not start in {:?} (keys written: {}; stat: {stat}; wchan: {wchan}): {log}",
+                    started.elapsed(),
+                    keys_out.exists()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        };
         let keys: Keys = serde_json::from_slice(&std::fs::read(&keys_out)?)?;
         let state = Arc::new(ProxyState {
             upstream: format!("http://127.0.0.1:{port}"),

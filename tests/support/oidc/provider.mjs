@@ -3,7 +3,8 @@
 // and the development login form (devInteractions) that the test fills in over HTTP.
 // Its signing keys are made here and written to `keys_out`, so that the test's proxy can
 // re-sign a changed ID token with the provider's own key (a wrong audience, an expiry).
-// Configuration: the JSON in $OIDC_TEST_CONFIG. Listens on 127.0.0.1 only.
+// Configuration: the JSON in $OIDC_TEST_CONFIG. Listens on 127.0.0.1 only, on a port it
+// prints as `ready <port>`.
 
 import { createServer } from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
@@ -73,6 +74,8 @@ const provider = new Provider(cfg.issuer, {
 });
 provider.on('server_error', (_ctx, err) => console.error('server_error', err));
 
-createServer(provider.callback()).listen(cfg.port, '127.0.0.1', () => {
-  console.log('ready');
+// Port 0: the kernel picks a free port, told to the test in the ready line (a port picked
+// by the test and bound here later could be taken in between).
+const server = createServer(provider.callback()).listen(0, '127.0.0.1', () => {
+  console.log(`ready ${server.address().port}`);
 });
