@@ -137,7 +137,11 @@ export function renderChecklist(container, items, options = {}) {
         type: 'button', class: 'btn btn-small focus-btn', 'data-item-id': item.id, 'aria-pressed': 'false',
         'aria-label': t('focus.label', { n: item.number ?? '' }),
         onclick: () => options.focusButton.onClick(item.id),
-      }, el('span', { class: 'icon', 'aria-hidden': 'true', text: '👁' }), el('span', { class: 'label', text: t('focus.button') }));
+      }, el('span', { class: 'label', text: t('focus.button') }));
+      const eye = el('span', { class: 'icon', 'aria-hidden': 'true' });
+      // A fixed SVG, as the photo button's: an emoji needs a font many desktops lack.
+      eye.innerHTML = ICONS.eye;
+      row.focusBtn.prepend(eye);
       head.append(row.focusBtn);
     }
     li.append(row.evidence);

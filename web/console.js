@@ -1,10 +1,10 @@
 // Inspector console: sign-in, the list of inspections, creating one with an invitation, and
 // the live room (business video, own microphone, checklist, participants, event log).
 
-import { t, applyI18n, bindLangSwitch, formatTime, formatTimeZoned, setTimeZone, zoneLabel } from './i18n.js';
+import { t, applyI18n, bindLangSwitch, formatTime, formatTimeZoned, formatNumber, setTimeZone, zoneLabel } from './i18n.js';
 import * as api from './api.js';
 import { SyncClient } from './ws.js';
-import { RtcSession } from './rtc.js';
+import { RtcSession, describeReception } from './rtc.js';
 import { renderChecklist, el, draftStore } from './checklist.js';
 import { renderParticipants, appendEventLine, renderEventLines, usToIso, rtcFailed } from './present.js';
 import { errorText, showFieldErrors, clearFieldErrors } from './errors.js';
@@ -340,6 +340,7 @@ function leaveRoom() {
   room.mic?.getTracks().forEach((tr) => tr.stop());
   clearInterval(room.presenceTimer);
   clearInterval(room.checksTimer);
+  clearInterval(room.receptionTimer);
   room.cam?.destroy();
   room = null;
 }
@@ -405,6 +406,7 @@ async function openRoom(id) {
   setTimeZone(inspection.time_zone);
   renderDeviceChecks();
   room.checksTimer = setInterval(renderDeviceChecks, 10000);
+  room.receptionTimer = setInterval(pollReception, RECEPTION_POLL_MS);
   $('room-title').textContent = inspection.title;
   $('room-review').href = `/review/#${id}`;
   renderRoomMeta();
@@ -652,6 +654,42 @@ function renderVideoState() {
   $('room-rec').hidden = !(room.video === 'live' && !!biz?.[1]?.online && status !== 'finished' && status !== 'cancelled');
 }
 
+/** How often the console asks what the server receives from the phone. */
+const RECEPTION_POLL_MS = 2000;
+
+/** Asks the server what it receives from the publishers, then says it. */
+async function pollReception() {
+  if (!room || document.visibilityState !== 'visible') return;
+  const id = room.id;
+  try {
+    room.uplinks = (await api.get(`/api/inspections/${id}/uplink`)).uplinks;
+  } catch (_) {
+    // No figures rather than old ones: the line hides until an answer comes.
+    room.uplinks = null;
+  }
+  if (room?.id === id) renderReception();
+}
+
+/** The business's uplink as the server measures it, beside the video (issue 19, item 3). */
+function renderReception() {
+  const line = $('reception');
+  const biz = businessOf(room?.sync?.data);
+  const r = biz && biz[1].online && room.uplinks ? describeReception(room.uplinks, biz[0]) : { state: 'none' };
+  line.dataset.state = r.state;
+  line.hidden = r.state === 'none';
+  if (line.hidden) return;
+  const text = t(`reception.${r.state}`, {
+    kbps: formatNumber(r.kbps, 0),
+    audio: formatNumber(r.audio_kbps, 0),
+    loss: formatNumber(r.loss),
+    late: formatNumber(r.late),
+    secs: r.secs,
+  });
+  const rtt = biz[1].rtt_ms;
+  line.textContent = `${t('reception.label')}: ${text}${rtt == null ? '' : `; ${t('reception.rtt', { rtt })}`}`;
+  line.dataset.kbps = String(r.kbps ?? '');
+}
+
 function renderQuality() {
   const q = $('quality');
   // Judged from media that arrives, and only while the phone is there at all.
@@ -733,6 +771,7 @@ function renderRoomState() {
     renderParticipants($('participants'), sync.data, sync.site || (insp.business?.lat != null ? { lat: insp.business.lat, lon: insp.business.lon } : null));
   }
   renderQuality();
+  renderReception();
   renderVideoState();
 }
 
@@ -929,6 +968,7 @@ window.addEventListener('langchange', () => {
     renderEventLog();
     renderRoomMeta();
     renderConn({ state: room.sync.status });
+    renderReception();
   }
 });
 bindLangSwitch($('lang'));

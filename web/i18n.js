@@ -47,6 +47,14 @@ const DICT = {
     'quality.fair': 'среднее',
     'quality.poor': 'плохое',
     'quality.none': 'нет видео',
+    'reception.label': 'Сервер получает от телефона',
+    'reception.ok': 'видео {kbps} кбит/с, звук {audio} кбит/с',
+    'reception.repairing': 'видео {kbps} кбит/с; сеть теряет {late} % пакетов, повторные отправки их восполняют',
+    'reception.thin': 'видео всего {kbps} кбит/с: сеть телефона узкая, мелкий текст может быть не прочесть',
+    'reception.loss': 'видео {kbps} кбит/с, но {loss} % пакетов не доходит: картинка может рассыпаться',
+    'reception.audio_only': 'только звук ({audio} кбит/с): видео с телефона не приходит',
+    'reception.stalled': 'ничего: {secs} с не приходит ни видео, ни звук',
+    'reception.rtt': 'задержка до телефона {rtt} мс',
     'uplink.ok': 'Видео уходит на сервер: {kbps} кбит/с',
     'uplink.bandwidth': 'Сеть узкая: видео сжато до {kbps} кбит/с, картинка может быть менее плавной',
     'uplink.loss': 'Сеть теряет {pct} % пакетов: изображение может прерываться',
@@ -1044,6 +1052,14 @@ const DICT = {
     'quality.fair': 'fair',
     'quality.poor': 'poor',
     'quality.none': 'no video',
+    'reception.label': 'The server receives from the phone',
+    'reception.ok': 'video {kbps} kbit/s, sound {audio} kbit/s',
+    'reception.repairing': 'video {kbps} kbit/s; the network loses {late} % of packets, resending makes up for them',
+    'reception.thin': 'only {kbps} kbit/s of video: the phone\'s network is narrow, small print may be unreadable',
+    'reception.loss': 'video {kbps} kbit/s, but {loss} % of packets do not arrive: the picture may break up',
+    'reception.audio_only': 'sound only ({audio} kbit/s): no video is arriving from the phone',
+    'reception.stalled': 'nothing: neither video nor sound for {secs} s',
+    'reception.rtt': 'round trip to the phone {rtt} ms',
     'uplink.ok': 'Video is reaching the server: {kbps} kbit/s',
     'uplink.bandwidth': 'The network is narrow: video squeezed to {kbps} kbit/s, the picture may be less smooth',
     'uplink.loss': 'The network is losing {pct} % of packets: the picture may break up',
@@ -2131,6 +2147,12 @@ export function formatDuration(ms) {
   const s = total % 60;
   const pad = (n) => String(n).padStart(2, '0');
   return h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+}
+
+/** A number in the current language's digits (a decimal comma in Russian), at most `digits` decimals. */
+export function formatNumber(n, digits = 1) {
+  if (n === null || n === undefined || Number.isNaN(n)) return '—';
+  return new Intl.NumberFormat(getLang(), { maximumFractionDigits: digits }).format(n);
 }
 
 /** Format a distance in metres with a unit in the current language. */

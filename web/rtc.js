@@ -49,6 +49,44 @@ export function judgeMedia(prev, sample, now) {
   return { video, since: video === 'frozen' ? memo.lastFrameAt : memo.firstFrameAt, quality, loss, memo };
 }
 
+/** Video the server receives below this, kbit/s, is too thin to read labels by. */
+const THIN_KBPS = 150;
+/** No packet of a track for longer than this, ms: it is not arriving. */
+const QUIET_MS = 2000;
+
+/**
+ * What the server receives from the business, for the inspector (issue 19, item 3), as a pure
+ * function (tests/web/rtc_quality.test.mjs). `uplinks` is `GET …/uplink`'s list — measured by
+ * the server where the packets arrive, not reported by the phone — and `participant` the
+ * business's id. The state, worst first: 'stalled' (nothing arrives), 'audio_only' (the
+ * microphone does, the camera not), 'loss' (over 2 % of the video never arrived, even
+ * repaired), 'thin' (video under 150 kbit/s), 'repairing' (the network loses over 5 % and
+ * retransmissions repair it), 'ok'; 'none' before any media. Figures: kbps, audio_kbps,
+ * loss, late (%), secs (of silence).
+ */
+export function describeReception(uplinks, participant) {
+  const mine = (uplinks || []).filter((u) => u.participant === participant);
+  const cam = mine.find((u) => u.feed === 'business_camera');
+  const mic = mine.find((u) => u.feed === 'business_microphone');
+  if (!cam && !mic) return { state: 'none' };
+  const live = (u) => !!u && u.quiet_ms <= QUIET_MS;
+  const figures = {
+    kbps: live(cam) ? cam.kbps : 0,
+    audio_kbps: live(mic) ? mic.kbps : 0,
+    loss: cam?.loss_pct ?? 0,
+    late: cam?.late_pct ?? 0,
+  };
+  if (!live(cam) && !live(mic)) {
+    const secs = Math.round(Math.min(cam?.quiet_ms ?? Infinity, mic?.quiet_ms ?? Infinity) / 1000);
+    return { ...figures, state: 'stalled', secs };
+  }
+  if (!live(cam)) return { ...figures, state: 'audio_only' };
+  if (cam.loss_pct > 2) return { ...figures, state: 'loss' };
+  if (cam.kbps < THIN_KBPS) return { ...figures, state: 'thin' };
+  if (cam.late_pct > 5) return { ...figures, state: 'repairing' };
+  return { ...figures, state: 'ok' };
+}
+
 /** Below this estimate, kbit/s, the phone's network is called narrow. */
 const NARROW_KBPS = 300;
 

@@ -37,6 +37,8 @@ pub(crate) struct Ctx {
     pub next_journal: AtomicU64,
     /// The frames each participant's video output sent recently.
     pub seen: Arc<crate::seen::SeenRegistry>,
+    /// What the server receives from each published track.
+    pub uplinks: crate::uplink::UplinkRegistry,
 }
 
 struct PendingOffer {
@@ -52,11 +54,13 @@ struct PendingCandidate {
 }
 
 struct ConnIo {
+    participant: Uuid,
     sig: mpsc::UnboundedSender<SigCmd>,
     events: mpsc::UnboundedSender<MediaEvent>,
 }
 
 struct TrackIo {
+    conn: Conn,
     remote: Arc<dyn TrackRemote>,
     info: TrackInfo,
     feed: Option<Feed>,
@@ -229,6 +233,7 @@ impl Shell {
                 self.tracks.insert(
                     track,
                     TrackIo {
+                        conn,
                         remote,
                         info: info.clone(),
                         feed: None,
@@ -306,7 +311,14 @@ impl Shell {
                     },
                     rx,
                 ));
-                self.conns.insert(conn, ConnIo { sig, events });
+                self.conns.insert(
+                    conn,
+                    ConnIo {
+                        participant,
+                        sig,
+                        events,
+                    },
+                );
             }
             Output::Negotiate { conn, req, feeds } => {
                 let Some(o) = self.offers.remove(&req) else {
@@ -387,6 +399,13 @@ impl Shell {
                     return;
                 };
                 let (ctl, rx) = mpsc::unbounded_channel();
+                // A track outlives no connection here, so its participant is known; should it
+                // not be, the track is forwarded and recorded all the same, just not measured.
+                let uplink = self.conns.get(&t.conn).map(|c| {
+                    self.ctx
+                        .uplinks
+                        .register(inspection, c.participant, feed.as_str())
+                });
                 t.feed = Some(feed);
                 t.ctl = Some(ctl);
                 tracing::info!(%inspection, track, ?feed, mime = %t.info.mime, ssrc = t.info.ssrc, "track published");
@@ -398,6 +417,7 @@ impl Shell {
                         clock_rate: t.info.clock_rate,
                         writer: self.ctx.writer.clone(),
                         inbox: self.inbox.clone(),
+                        uplink,
                     },
                     rx,
                 ));

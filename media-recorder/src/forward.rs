@@ -51,6 +51,8 @@ pub(crate) struct Source {
     pub clock_rate: u32,
     pub writer: Writer,
     pub inbox: Inbox,
+    /// Where the track's reception is kept (none: not measured).
+    pub uplink: Option<Arc<crate::uplink::UplinkLog>>,
 }
 
 /// Reads one received track until it ends: journal first, then forward.
@@ -58,6 +60,7 @@ pub(crate) async fn read_source(src: Source, mut ctl: mpsc::UnboundedReceiver<So
     let mut sinks: Vec<mpsc::Sender<Fwd>> = Vec::new();
     let mut journal: Option<JournalKey> = None;
     let mut clock = crate::seen::FrameClock::new(src.clock_rate);
+    let mut meter = crate::uplink::Meter::default();
     loop {
         tokio::select! {
             // Instructions first: the route must be in place before the packets it is for.
@@ -74,8 +77,14 @@ pub(crate) async fn read_source(src: Source, mut ctl: mpsc::UnboundedReceiver<So
                 Some(TrackRemoteEvent::OnRtpPacket(mut packet)) => {
                     let at = chrono::Utc::now().timestamp_micros();
                     let frame_micros = clock.frame_micros(packet.header.timestamp, at);
+                    let size = packet.marshal_size();
+                    if let Some(log) = &src.uplink {
+                        if let Some(s) = meter.on_packet(packet.header.sequence_number, size, at) {
+                            log.push(s);
+                        }
+                    }
                     if let Some(key) = journal {
-                        let mut buf = vec![0u8; packet.marshal_size()];
+                        let mut buf = vec![0u8; size];
                         if let Ok(n) = packet.marshal_to(&mut buf) {
                             buf.truncate(n);
                             src.writer.send(Job::Rtp { key, at, packet: buf });

@@ -47,6 +47,7 @@ impl Hub {
                 peers: AtomicUsize::new(0),
                 next_journal: AtomicU64::new(1),
                 seen: Default::default(),
+                uplinks: Default::default(),
             }),
             rooms: Mutex::new(HashMap::new()),
             next_instance: AtomicU64::new(1),
@@ -135,6 +136,10 @@ impl Hub {
 
     pub(crate) fn seen_frame(&self, inspection: Uuid, participant: Uuid, ts: u32) -> Option<i64> {
         self.ctx.seen.lookup(inspection, participant, ts)
+    }
+
+    pub(crate) fn uplinks(&self, inspection: Uuid, now: i64) -> Vec<crate::uplink::Uplink> {
+        self.ctx.uplinks.of(inspection, now)
     }
 
     pub(crate) fn peer_count(&self) -> usize {

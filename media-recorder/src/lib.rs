@@ -34,6 +34,7 @@ pub mod seen;
 #[cfg(feature = "testsrc")]
 pub mod testsrc;
 pub mod timecode;
+pub mod uplink;
 mod writer;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub use chapters::Mark;
 pub use finalize::Manifest;
 pub use probe::PROBE_LIFETIME;
 pub use recover::Unfinished;
+pub use uplink::{Reception, Uplink};
 
 /// Device checks connected at once, at most: each is a peer connection with its sockets.
 pub const MAX_PROBES: usize = 8;
@@ -165,6 +167,16 @@ impl MediaHub {
     /// sent to it. Marks are placed on the frame the participant saw with this (issue 23).
     pub fn seen_frame(&self, inspection: Uuid, participant: Uuid, ts: u32) -> Option<i64> {
         self.inner.seen_frame(inspection, participant, ts)
+    }
+
+    /// What the server is receiving from each live published track of the inspection (the
+    /// business's camera and microphone, an inspector's voice): bit rate and loss after repair
+    /// over the last [`uplink::WINDOW_MICROS`], and how long since a packet came. Measured
+    /// where the packets arrive, so it needs no trust in the sender. Empty when nothing is
+    /// being received here (another node, or no media yet).
+    pub fn uplinks(&self, inspection: Uuid) -> Vec<Uplink> {
+        self.inner
+            .uplinks(inspection, chrono::Utc::now().timestamp_micros())
     }
 
     /// Number of live peer connections (for metrics and tests).

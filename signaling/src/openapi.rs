@@ -51,6 +51,7 @@ use crate::AppState;
         crate::ratings::http::stats_svg, crate::ratings::http::public_json,
         crate::ratings::http::public_svg, crate::ratings::http::set_head,
         crate::devcheck::probe_config, crate::devcheck::probe, crate::devcheck::submit, crate::devcheck::list,
+        crate::live::uplink::uplink,
         crate::tokens::list, crate::tokens::create, crate::tokens::revoke, crate::tokens::calls,
         crate::webhooks::http::list, crate::webhooks::http::create, crate::webhooks::http::change,
         crate::webhooks::http::remove, crate::webhooks::http::deliveries, crate::webhooks::http::replay,

@@ -466,6 +466,13 @@ async fn every_endpoint_checks_every_caller() {
             Value::Null,
             [401, 403, 404, 200, 404, 200, 200],
         ),
+        // What the media peer receives from the publishers (issue 19): staff with access.
+        (
+            "GET",
+            format!("/api/inspections/{x}/uplink"),
+            Value::Null,
+            [401, 403, 404, 200, 404, 200, 200],
+        ),
         // Ratings (issue 16): only the parties rate (X is not finished: they reach the
         // lifecycle check); statistics for staff of a control body and admins (nobody here
         // but the admin has a body); the public page is off by default.
@@ -1369,6 +1376,12 @@ async fn every_endpoint_checks_every_token() {
             "POST",
             "/api/message-templates".into(),
             json!({"purpose": "notice", "language": "ru", "subject": "", "body": ""}),
+            NO,
+        ),
+        (
+            "GET",
+            format!("/api/inspections/{x}/uplink"),
+            Value::Null,
             NO,
         ),
         (

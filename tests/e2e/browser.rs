@@ -197,6 +197,17 @@ async fn inspection_runs_end_to_end_in_chromium() -> Result<()> {
             Duration::from_secs(30),
         )
         .await?;
+    // What the server receives from the phone, said beside the video in Russian words.
+    inspector
+        .wait_true(
+            "the server's reception of the phone",
+            "const r = document.getElementById('reception'); \
+             return !r.hidden && ['ok', 'repairing'].includes(r.dataset.state) \
+               && Number(r.dataset.kbps) > 0 && r.textContent.startsWith('Сервер получает от телефона: видео') \
+               && r.textContent.includes('кбит/с')",
+            Duration::from_secs(30),
+        )
+        .await?;
     // The business's location reaches the inspector's participant list.
     inspector
         .wait_true(

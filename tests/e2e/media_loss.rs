@@ -103,6 +103,50 @@ async fn video_loss_is_repaired_without_a_nack_storm() -> Result<()> {
         "a NACK storm: {entries} entries for {dropped} lost packets ({c:?})"
     );
 
+    // The inspector's view of the phone's uplink, as the server measures it: the camera
+    // arrives, and the loss left after RTX repaired the relay's 3 % is near none.
+    let up = insp.get(&format!("/api/inspections/{id}/uplink")).await;
+    ensure!(up.status == 200, "uplink: {}", up.text);
+    let feed = |name: &str| {
+        up.body["uplinks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|u| u["feed"] == name).cloned())
+    };
+    let camera = feed("business_camera").context(format!("no camera in {}", up.body))?;
+    eprintln!("media_loss: the server receives {camera}");
+    let (kbps, loss) = (
+        camera["kbps"].as_u64().unwrap_or(0),
+        camera["loss_pct"].as_f64().unwrap_or(100.0),
+    );
+    ensure!(kbps >= 50, "the camera arrives: {camera}");
+    ensure!(loss <= 1.0, "3 % dropped, repaired by RTX: {camera}");
+    ensure!(
+        camera["quiet_ms"].as_i64().is_some_and(|q| q <= 1_000),
+        "packets keep coming: {camera}"
+    );
+    ensure!(
+        feed("business_microphone").is_some(),
+        "the microphone arrives too: {}",
+        up.body
+    );
+    // What the network lost and RTX repaired shows as late packets: over 5 s of queries
+    // (about 7 s of packets, ~25 drops) some window has them.
+    let mut late_max = 0.0f64;
+    for _ in 0..10 {
+        let up = insp.get(&format!("/api/inspections/{id}/uplink")).await;
+        for u in up.body["uplinks"].as_array().into_iter().flatten() {
+            if u["feed"] == "business_camera" {
+                late_max = late_max.max(u["late_pct"].as_f64().unwrap_or(0.0));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("media_loss: at most {late_max} % of the camera's packets came late");
+    ensure!(
+        late_max > 0.0 && late_max <= 20.0,
+        "3 % dropped and repaired: late {late_max} %"
+    );
+
     phone.close().await?;
     drop(relay);
     app.stop().await;

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { judgeMedia, describeUplink, FROZEN_AFTER_MS } from '../../web/rtc.js';
+import { judgeMedia, describeUplink, describeReception, FROZEN_AFTER_MS } from '../../web/rtc.js';
 
 const ok = { connected: true, fps: 30, rtt_ms: 40, lost: 0, received: 0 };
 
@@ -68,4 +68,32 @@ test('the phone\'s uplink in one word: stalled, loss, bandwidth, ok', () => {
   assert.equal(describeUplink(flowing, 'frozen'), 'stalled');
   // Before the first measurement of the sent rate nothing is claimed about it.
   assert.equal(describeUplink({ sent_kbps: null, loss: 0, limitation: null }, 'none'), 'ok');
+});
+
+// What the server receives from the business (GET …/uplink), said to the inspector.
+const BIZ = 'b1';
+const cam = (o = {}) => ({ participant: BIZ, feed: 'business_camera', kbps: 800, loss_pct: 0, late_pct: 0, quiet_ms: 200, ...o });
+const mic = (o = {}) => ({ participant: BIZ, feed: 'business_microphone', kbps: 32, loss_pct: 0, late_pct: 0, quiet_ms: 100, ...o });
+
+test('reception: nothing measured yet, or only another participant, is none', () => {
+  assert.equal(describeReception([], BIZ).state, 'none');
+  assert.equal(describeReception(null, BIZ).state, 'none');
+  assert.equal(describeReception([{ ...cam(), participant: 'inspector' }], BIZ).state, 'none');
+});
+
+test('reception: flowing video and sound are ok, with both rates', () => {
+  const r = describeReception([cam(), mic()], BIZ);
+  assert.deepEqual([r.state, r.kbps, r.audio_kbps], ['ok', 800, 32]);
+});
+
+test('reception: worst first — silence, sound only, loss, thin, repaired loss', () => {
+  const stalled = describeReception([cam({ quiet_ms: 7400 }), mic({ quiet_ms: 7100 })], BIZ);
+  assert.deepEqual([stalled.state, stalled.secs, stalled.kbps], ['stalled', 7, 0]);
+  assert.equal(describeReception([cam({ quiet_ms: 5000 }), mic()], BIZ).state, 'audio_only');
+  assert.equal(describeReception([mic()], BIZ).state, 'audio_only', 'a phone without a camera');
+  assert.equal(describeReception([cam({ kbps: 90, loss_pct: 4 }), mic()], BIZ).state, 'loss');
+  assert.equal(describeReception([cam({ kbps: 90, late_pct: 12 }), mic()], BIZ).state, 'thin');
+  const repairing = describeReception([cam({ late_pct: 6.4 }), mic()], BIZ);
+  assert.deepEqual([repairing.state, repairing.late], ['repairing', 6.4]);
+  assert.equal(describeReception([cam({ late_pct: 3 }), mic()], BIZ).state, 'ok', 'a little repair is normal');
 });

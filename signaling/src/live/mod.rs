@@ -8,7 +8,8 @@
 //! recordings (after a committed finish or cancel, and at start for what a crash left);
 //! [`projection`] keeps `inspections.status` in step with the log; [`marks`] turns the log
 //! into chapters; [`lifecycle`] is the REST lifecycle; [`rtc`] the typed `rtc.*` bridge;
-//! [`stop`] closes sockets whose access ends (4401); `origin`, `participants` and `device` are
+//! [`stop`] closes sockets whose access ends (4401); [`uplink`] says what the media peer
+//! receives; `origin`, `participants` and `device` are
 //! the socket's checks and bookkeeping (the last two shared with evidence uploads).
 
 pub(crate) mod device;
@@ -20,6 +21,7 @@ pub mod projection;
 pub mod recording;
 pub mod rtc;
 pub mod stop;
+pub mod uplink;
 
 use std::sync::Arc;
 
@@ -218,7 +220,9 @@ pub(crate) fn principal(
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/inspections/{id}/ws", get(socket))
+    Router::new()
+        .route("/api/inspections/{id}/ws", get(socket))
+        .route("/api/inspections/{id}/uplink", get(uplink::uplink))
 }
 
 /// Who is on the socket, resolved before the upgrade.
