@@ -7,7 +7,7 @@ import * as api from './api.js';
 import { SyncClient, clientHints, missingFeatures } from './ws.js';
 import { RtcSession, describeUplink } from './rtc.js';
 import { renderChecklist, draftStore } from './checklist.js';
-import { verdictOf, locationVerdict, appendEventLine, renderEventLines, usToIso } from './present.js';
+import { verdictOf, locationVerdict, appendEventLine, renderEventLines, usToIso, liveLogPath, LIVE_LOG_LINES } from './present.js';
 import { applyEvent, emptyState, resultOf } from './state.js';
 import { errorText } from './errors.js';
 import { ICONS } from './icons.js';
@@ -346,10 +346,11 @@ $('biz-start').addEventListener('click', async () => {
     const w = ev.detail.welcome;
     page.knownStatus = page.knownStatus || sync.data.lifecycle.status;
     if (w.snapshot) {
-      // The log so far, for the phone's own event log.
+      // The latest actions so far, for the phone's own event log (not the whole history).
       page.events = [];
-      api.getText(`/api/inspections/${page.inspection.id}/events.jsonl`).then((text) => {
-        const past = text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.seq <= w.seq);
+      api.getText(liveLogPath(page.inspection.id, w.seq)).then((text) => {
+        const past = text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+        page.eventsEarlier = past.length >= LIVE_LOG_LINES;
         const known = new Set(page.events.map((e) => e.seq));
         page.events = [...past.filter((e) => !known.has(e.seq)), ...page.events].sort((a, b) => a.seq - b.seq);
         renderLog();
@@ -363,7 +364,7 @@ $('biz-start').addEventListener('click', async () => {
   sync.addEventListener('event', (ev) => {
     page.cam.onEvent(ev.detail.event);
     page.events.push(ev.detail.event);
-    appendEventLine($('eventlog'), ev.detail.event, sync.data, page.inspection.items);
+    appendEventLine($('eventlog'), ev.detail.event, sync.data, page.inspection.items, LIVE_LOG_LINES);
   });
   sync.addEventListener('ack', (ev) => {
     if (!page.commentOps.delete(ev.detail.op_id)) return;
@@ -426,7 +427,8 @@ function sendPresence() {
 }
 
 function renderLog() {
-  renderEventLines($('eventlog'), page.events || [], page.sync.data, page.inspection.items);
+  renderEventLines($('eventlog'), page.events || [], page.sync.data, page.inspection.items,
+    { limit: LIVE_LOG_LINES, earlier: !!page.eventsEarlier });
   $('biz-log-zone').textContent = zoneLabel();
 }
 

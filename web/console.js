@@ -6,7 +6,7 @@ import * as api from './api.js';
 import { SyncClient } from './ws.js';
 import { RtcSession, describeReception } from './rtc.js';
 import { renderChecklist, el, draftStore } from './checklist.js';
-import { renderParticipants, appendEventLine, renderEventLines, usToIso, rtcFailed } from './present.js';
+import { renderParticipants, appendEventLine, renderEventLines, usToIso, rtcFailed, liveLogPath, LIVE_LOG_LINES } from './present.js';
 import { errorText, showFieldErrors, clearFieldErrors } from './errors.js';
 import { ICONS } from './icons.js';
 import { pushSupported, subscribePush } from './push.js';
@@ -438,10 +438,11 @@ async function openRoom(id) {
     }
     const w = ev.detail.welcome;
     if (w.snapshot) {
-      // A snapshot carries no history: the log so far comes from the exported event log.
+      // A snapshot carries no history: the latest actions so far come from the event log.
       room.events = [];
-      api.getText(`/api/inspections/${id}/events.jsonl`).then((text) => {
-        const past = text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.seq <= w.seq);
+      api.getText(liveLogPath(id, w.seq)).then((text) => {
+        const past = text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+        room.eventsEarlier = past.length >= LIVE_LOG_LINES;
         const known = new Set(room.events.map((e) => e.seq));
         room.events = [...past.filter((e) => !known.has(e.seq)), ...room.events].sort((a, b) => a.seq - b.seq);
         renderEventLog();
@@ -458,7 +459,7 @@ async function openRoom(id) {
     if (e.kind === 'focus') room.focusItem = e.payload?.item_id ?? null;
     // Once an item has its result, the look at it is over.
     if (e.kind === 'set_result' && e.payload?.item_id === room.focusItem) room.focusItem = null;
-    appendEventLine($('eventlog'), e, sync.data, inspection.items);
+    appendEventLine($('eventlog'), e, sync.data, inspection.items, LIVE_LOG_LINES);
     if (e.kind === 'leave' && sync.data.participants?.[e.participant_id]?.role === 'business') renderVideoState();
   });
   sync.addEventListener('ack', (ev) => {
@@ -596,7 +597,8 @@ function rerenderChecklist() {
 
 function renderEventLog() {
   if (!room) return;
-  renderEventLines($('eventlog'), room.events, room.sync.data, room.inspection.items);
+  renderEventLines($('eventlog'), room.events, room.sync.data, room.inspection.items,
+    { limit: LIVE_LOG_LINES, earlier: !!room.eventsEarlier });
 }
 
 function renderConn(detail) {

@@ -251,23 +251,47 @@ export function eventLine(e, state, checklist) {
     el('span', {}, ...describeEvent(e, state, checklist)));
 }
 
-/** Append an event to a log list element (keeps the newest at the bottom, scrolled). */
-export function appendEventLine(ol, e, state, checklist) {
+/** Append an event to a log list element (keeps the newest at the bottom, scrolled); with
+ * `limit`, the oldest line goes once there are more, and a first line says so. */
+export function appendEventLine(ol, e, state, checklist, limit = Infinity) {
   const li = eventLine(e, state, checklist);
   if (!li) return;
   ol.append(li);
+  const lines = ol.querySelectorAll(':scope > li:not(.earlier)');
+  if (lines.length > limit) {
+    lines[0].remove();
+    if (!ol.querySelector(':scope > li.earlier')) ol.prepend(el('li', { class: 'muted earlier', text: t('log.earlier') }));
+  }
   ol.scrollTop = ol.scrollHeight;
 }
 
-/** The whole log at once, scrolled to the newest: one layout instead of one per line (reading
+/** Lines a live page's action log shows, at most: the whole log is the download. */
+export const LIVE_LOG_LINES = 300;
+
+/** The path of the actions a live page lists after a snapshot at `seq`: the last
+ * LIVE_LOG_LINES of them, not the whole history (the server leaves measurements out). */
+export function liveLogPath(inspectionId, seq) {
+  return `/api/inspections/${inspectionId}/events.jsonl?upto=${seq}&last=${LIVE_LOG_LINES}`;
+}
+
+/** The log at once, scrolled to the newest: one layout instead of one per line (reading
  * `scrollHeight` after each append laid the list out again, which made a rejoin of a long
- * inspection slow enough to delay its video; docs/benchmarks.md, "Join"). */
-export function renderEventLines(ol, events, state, checklist) {
-  const lines = document.createDocumentFragment();
-  for (const e of events) {
-    const li = eventLine(e, state, checklist);
-    if (li) lines.append(li);
+ * inspection slow enough to delay its video; docs/benchmarks.md, "Join"). With `limit`, only
+ * the newest `limit` lines; when lines were left out (here, or `earlier`: before the events
+ * given), a first line says that they are in the full log. */
+export function renderEventLines(ol, events, state, checklist, { limit = Infinity, earlier = false } = {}) {
+  const shown = [];
+  let i = events.length - 1;
+  for (; i >= 0 && shown.length < limit; i -= 1) {
+    const li = eventLine(events[i], state, checklist);
+    if (li) shown.push(li);
   }
+  shown.reverse();
+  const lines = document.createDocumentFragment();
+  if (earlier || events.slice(0, i + 1).some(isLogged)) {
+    lines.append(el('li', { class: 'muted earlier', text: t('log.earlier') }));
+  }
+  lines.append(...shown);
   ol.replaceChildren(lines);
   ol.scrollTop = ol.scrollHeight;
 }

@@ -40,6 +40,6 @@ pub use rating::{RatingHead, RatingScore, RatingSide};
 pub use room::Snapshot;
 pub use state::State;
 pub use store::{
-    export_jsonl, load_snapshot, read_events, unreachable, verify, BrokenLink, BrokenReason,
-    SyncError, VerifyReport,
+    export_jsonl, export_jsonl_window, load_snapshot, read_events, unreachable, verify, BrokenLink,
+    BrokenReason, SyncError, VerifyReport,
 };

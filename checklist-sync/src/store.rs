@@ -60,10 +60,27 @@ struct Row_ {
     hash: String,
 }
 
+/// The last `limit` actions at or before `upto`, newest first: the measurements (`presence`,
+/// `location`, most of a long inspection's rows) are left out.
+const SELECT_ACTIONS_BEFORE: &str =
+    "SELECT seq, server_ts, participant_id, client_op_id, kind, payload, prev_hash, hash \
+     FROM events WHERE inspection_id = $1 AND seq <= $2 \
+     AND kind NOT IN ('presence', 'location') ORDER BY seq DESC LIMIT $3";
+
 async fn page(pool: &AnyPool, id: Uuid, after: i64, limit: i64) -> Result<Vec<Row_>, sqlx::Error> {
-    let rows = sqlx::query(SELECT_EVENTS)
+    rows(pool, SELECT_EVENTS, id, after, limit).await
+}
+
+async fn rows(
+    pool: &AnyPool,
+    sql: &'static str,
+    id: Uuid,
+    seq: i64,
+    limit: i64,
+) -> Result<Vec<Row_>, sqlx::Error> {
+    let rows = sqlx::query(sql)
         .bind(id.to_string())
-        .bind(after)
+        .bind(seq)
         .bind(limit)
         .fetch_all(pool)
         .await?;
@@ -635,6 +652,52 @@ pub async fn verify(pool: &AnyPool, inspection_id: Uuid) -> Result<VerifyReport,
     Ok(report)
 }
 
+/// One exported event: a JSON object and a newline.
+fn jsonl_line(inspection_id: Uuid, r: &Row_) -> String {
+    // The payload is exported as JSON when it parses, else verbatim as a string, so that an
+    // altered row still shows what it holds.
+    let payload: Value = serde_json::from_str(&r.payload).unwrap_or_else(|_| json!(r.payload));
+    let server_time = chrono::DateTime::from_timestamp_micros(r.server_ts)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    let mut s = json!({
+        "inspection_id": inspection_id,
+        "seq": r.seq,
+        "server_ts": r.server_ts,
+        "server_time": server_time,
+        "participant_id": r.participant_id,
+        "client_op_id": r.client_op_id,
+        "kind": r.kind,
+        "payload": payload,
+        "payload_text": r.payload,
+        "prev_hash": r.prev_hash,
+        "hash": r.hash,
+    })
+    .to_string();
+    s.push('\n');
+    s
+}
+
+/// Writes the last `limit` actions at or before `upto` as JSON Lines, oldest first — the lines
+/// of [`export_jsonl`] without the measurements (`presence`, `location`) — for a live page's
+/// list of what happened, which then costs its window and not the inspection's whole history.
+/// The lines keep their hashes, but a window is not a chain: verifying needs the whole log.
+/// Returns the number of lines.
+pub async fn export_jsonl_window<W: AsyncWrite + Unpin>(
+    pool: &AnyPool,
+    inspection_id: Uuid,
+    upto: i64,
+    limit: i64,
+    out: &mut W,
+) -> Result<u64, SyncError> {
+    let rows = rows(pool, SELECT_ACTIONS_BEFORE, inspection_id, upto, limit).await?;
+    for r in rows.iter().rev() {
+        out.write_all(jsonl_line(inspection_id, r).as_bytes())
+            .await?;
+    }
+    out.flush().await?;
+    Ok(rows.len() as u64)
+}
+
 /// Writes an inspection's log as JSON Lines, one event per line, oldest first; returns the
 /// number of lines.
 pub async fn export_jsonl<W: AsyncWrite + Unpin>(
@@ -649,28 +712,8 @@ pub async fn export_jsonl<W: AsyncWrite + Unpin>(
         let n = rows.len();
         for r in &rows {
             after = r.seq;
-            // The payload is exported as JSON when it parses, else verbatim as a string, so
-            // that an altered row still shows what it holds.
-            let payload: Value =
-                serde_json::from_str(&r.payload).unwrap_or_else(|_| json!(r.payload));
-            let server_time = chrono::DateTime::from_timestamp_micros(r.server_ts)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
-            let line = json!({
-                "inspection_id": inspection_id,
-                "seq": r.seq,
-                "server_ts": r.server_ts,
-                "server_time": server_time,
-                "participant_id": r.participant_id,
-                "client_op_id": r.client_op_id,
-                "kind": r.kind,
-                "payload": payload,
-                "payload_text": r.payload,
-                "prev_hash": r.prev_hash,
-                "hash": r.hash,
-            });
-            let mut s = line.to_string();
-            s.push('\n');
-            out.write_all(s.as_bytes()).await?;
+            out.write_all(jsonl_line(inspection_id, r).as_bytes())
+                .await?;
             count += 1;
         }
         if (n as i64) < PAGE {

@@ -271,9 +271,47 @@ pub async fn state(
     }))
 }
 
-/// The event log, hash-chained, as JSON Lines.
-#[utoipa::path(get, path = "/api/inspections/{id}/events.jsonl", tag = "recordings", params(("id" = Uuid, Path)),
-    responses((status = 200, description = "application/x-ndjson")))]
+/// Events a window of the log (`last`) may hold, at most.
+pub const MAX_WINDOW: i64 = 1000;
+
+/// `?upto=<seq>&last=<n>`: the last `n` actions at or before `upto` (a live page's list after
+/// a snapshot; `checklist_sync::export_jsonl_window`), instead of the whole log. Both or
+/// neither.
+fn window(query: Option<&str>) -> ApiResult<Option<(i64, i64)>> {
+    let (mut upto, mut last) = (None, None);
+    // Whole numbers need no percent-decoding (the query is read like `names::lang_of`).
+    for (k, v) in query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+    {
+        let slot = match k {
+            "upto" => &mut upto,
+            "last" => &mut last,
+            _ => continue,
+        };
+        *slot =
+            Some(v.parse::<i64>().map_err(|_| {
+                ApiError::validation(format!("{k} must be a whole number, not {v:?}"))
+            })?);
+    }
+    match (upto, last) {
+        (None, None) => Ok(None),
+        (Some(upto), Some(last)) if upto >= 0 && (1..=MAX_WINDOW).contains(&last) => {
+            Ok(Some((upto, last)))
+        }
+        (Some(_), Some(_)) => Err(ApiError::validation(format!(
+            "upto must be 0 or more and last 1 to {MAX_WINDOW}"
+        ))),
+        _ => Err(ApiError::validation("upto and last go together")),
+    }
+}
+
+/// The event log, hash-chained, as JSON Lines: the whole of it, or with `upto` and `last` the
+/// last `last` (≤ 1000) actions at or before `upto` (no presence or location lines).
+#[utoipa::path(get, path = "/api/inspections/{id}/events.jsonl", tag = "recordings",
+    params(("id" = Uuid, Path), ("upto" = Option<i64>, Query), ("last" = Option<i64>, Query)),
+    responses((status = 200, description = "application/x-ndjson"), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -291,10 +329,15 @@ pub async fn events(
         "jsonl",
         names::lang_of(uri.query()),
     );
+    let window = window(uri.query())?;
     let mut out = Vec::new();
-    checklist_sync::export_jsonl(&state.db, id, &mut out)
-        .await
-        .map_err(|e| anyhow::anyhow!("export: {e}"))?;
+    match window {
+        Some((upto, last)) => {
+            checklist_sync::export_jsonl_window(&state.db, id, upto, last, &mut out).await
+        }
+        None => checklist_sync::export_jsonl(&state.db, id, &mut out).await,
+    }
+    .map_err(|e| anyhow::anyhow!("export: {e}"))?;
     Ok((
         StatusCode::OK,
         [

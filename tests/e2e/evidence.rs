@@ -118,6 +118,43 @@ async fn photo_is_logged_stored_and_served(app: TestApp) {
         .expect("attach_evidence logged");
     assert_eq!(logged["payload"]["evidence"]["sha256"], sha.as_str());
     assert_eq!(logged["payload"]["item_id"], l.items[0].as_str());
+    // A window of the log (a live page's list after a snapshot): the last actions at or
+    // before a sequence number, the same lines as the whole log's but without measurements;
+    // bad windows are refused.
+    let log: Vec<_> = log
+        .into_iter()
+        .filter(|e| e["kind"] != "presence" && e["kind"] != "location")
+        .collect();
+    let head = log.last().expect("a log")["seq"].as_i64().expect("seq");
+    let window = |upto: i64, last: u32| {
+        let path = format!(
+            "/api/inspections/{}/events.jsonl?upto={upto}&last={last}",
+            l.id
+        );
+        let business = &l.business;
+        async move { events(&business.get(&path).await.text) }
+    };
+    assert_eq!(window(head - 1, 1).await, log[log.len() - 2..log.len() - 1]);
+    assert_eq!(window(head, 1000).await, log, "a window over all of it");
+    for bad in [
+        "upto=1",
+        "last=5",
+        "upto=x&last=5",
+        "upto=1&last=0",
+        "upto=1&last=1001",
+        "upto=-1&last=5",
+    ] {
+        let r = l
+            .business
+            .get(&format!("/api/inspections/{}/events.jsonl?{bad}", l.id))
+            .await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (400, Some("validation_failed")),
+            "{bad}: {}",
+            r.text
+        );
+    }
     assert_eq!(
         app.blobs.rehash(&sha).await.expect("rehash"),
         Some((sha.clone(), jpeg.len() as u64))
