@@ -346,9 +346,10 @@ $('biz-start').addEventListener('click', async () => {
     const w = ev.detail.welcome;
     page.knownStatus = page.knownStatus || sync.data.lifecycle.status;
     if (w.snapshot) {
-      // The latest actions so far, for the phone's own event log (not the whole history).
+      // The latest actions so far, for the phone's own event log (not the whole history),
+      // once the video is through: the answer to the phone's offer must not wait behind it.
       page.events = [];
-      api.getText(liveLogPath(page.inspection.id, w.seq)).then((text) => {
+      afterMediaSettles().then(() => api.getText(liveLogPath(page.inspection.id, w.seq))).then((text) => {
         const past = text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
         page.eventsEarlier = past.length >= LIVE_LOG_LINES;
         const known = new Set(page.events.map((e) => e.seq));
@@ -416,6 +417,23 @@ $('biz-start').addEventListener('click', async () => {
   document.addEventListener('visibilitychange', sendPresence);
   window.addEventListener('online', () => sync.reconnectNow());
 });
+
+/** How long the phone's secondary work waits for its media connection, at most. */
+const MEDIA_SETTLE_MS = 3000;
+
+/** Resolves once the media connection is up or has failed (or at once without one), or
+ * after MEDIA_SETTLE_MS: the join's offer, answer and first frame get the main thread first. */
+function afterMediaSettles() {
+  const rtc = page.rtc;
+  const settled = (s) => ['connected', 'failed', 'closed'].includes(s);
+  if (!rtc || settled(rtc.pc?.connectionState)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { clearTimeout(timer); rtc.removeEventListener('state', onState); resolve(); };
+    const onState = (ev) => { if (settled(ev.detail.state)) done(); };
+    const timer = setTimeout(done, MEDIA_SETTLE_MS);
+    rtc.addEventListener('state', onState);
+  });
+}
 
 function sendPresence() {
   if (page.sync?.status !== 'open') return;
