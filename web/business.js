@@ -7,7 +7,7 @@ import * as api from './api.js';
 import { SyncClient, clientHints, missingFeatures } from './ws.js';
 import { RtcSession, describeUplink } from './rtc.js';
 import { renderChecklist, draftStore } from './checklist.js';
-import { verdictOf, locationVerdict, appendEventLine, renderEventLines, usToIso, liveLogPath, LIVE_LOG_LINES } from './present.js';
+import { verdictOf, locationVerdict, appendEventLine, renderEventLines, usToIso, liveLogPath, mergeLiveLog, LIVE_LOG_LINES } from './present.js';
 import { applyEvent, emptyState, resultOf } from './state.js';
 import { errorText } from './errors.js';
 import { ICONS } from './icons.js';
@@ -350,10 +350,7 @@ $('biz-start').addEventListener('click', async () => {
       // once the video is through: the answer to the phone's offer must not wait behind it.
       page.events = [];
       afterMediaSettles().then(() => api.getText(liveLogPath(page.inspection.id, w.seq))).then((text) => {
-        const past = text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-        page.eventsEarlier = past.length >= LIVE_LOG_LINES;
-        const known = new Set(page.events.map((e) => e.seq));
-        page.events = [...past.filter((e) => !known.has(e.seq)), ...page.events].sort((a, b) => a.seq - b.seq);
+        ({ events: page.events, earlier: page.eventsEarlier } = mergeLiveLog(text, page.events));
         renderLog();
       }).catch(() => { /* The live stream still fills the log. */ });
     }

@@ -6,7 +6,7 @@ import * as api from './api.js';
 import { SyncClient } from './ws.js';
 import { RtcSession, describeReception } from './rtc.js';
 import { renderChecklist, el, draftStore } from './checklist.js';
-import { renderParticipants, appendEventLine, renderEventLines, usToIso, rtcFailed, liveLogPath, LIVE_LOG_LINES } from './present.js';
+import { renderParticipants, appendEventLine, renderEventLines, usToIso, rtcFailed, liveLogPath, mergeLiveLog, LIVE_LOG_LINES } from './present.js';
 import { errorText, showFieldErrors, clearFieldErrors } from './errors.js';
 import { ICONS } from './icons.js';
 import { pushSupported, subscribePush } from './push.js';
@@ -441,10 +441,7 @@ async function openRoom(id) {
       // A snapshot carries no history: the latest actions so far come from the event log.
       room.events = [];
       api.getText(liveLogPath(id, w.seq)).then((text) => {
-        const past = text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-        room.eventsEarlier = past.length >= LIVE_LOG_LINES;
-        const known = new Set(room.events.map((e) => e.seq));
-        room.events = [...past.filter((e) => !known.has(e.seq)), ...room.events].sort((a, b) => a.seq - b.seq);
+        ({ events: room.events, earlier: room.eventsEarlier } = mergeLiveLog(text, room.events));
         renderEventLog();
       }).catch(() => { /* The live stream still fills the log. */ });
     }
@@ -662,6 +659,11 @@ const RECEPTION_POLL_MS = 2000;
 /** Asks the server what it receives from the publishers, then says it. */
 async function pollReception() {
   if (!room || document.visibilityState !== 'visible') return;
+  // Nobody to measure: nothing to ask, and nothing old kept for when the phone is back.
+  if (!businessOf(room.sync?.data)?.[1]?.online) {
+    room.uplinks = null;
+    return;
+  }
   const id = room.id;
   try {
     room.uplinks = (await api.get(`/api/inspections/${id}/uplink`)).uplinks;

@@ -274,6 +274,18 @@ export function liveLogPath(inspectionId, seq) {
   return `/api/inspections/${inspectionId}/events.jsonl?upto=${seq}&last=${LIVE_LOG_LINES}`;
 }
 
+/** The window fetched from liveLogPath (JSON Lines) put before the events that came live
+ * since (`live`, kept as they are): the merged list, and whether the window was full (so
+ * that earlier actions exist). */
+export function mergeLiveLog(text, live) {
+  const past = text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const known = new Set(live.map((e) => e.seq));
+  return {
+    events: [...past.filter((e) => !known.has(e.seq)), ...live].sort((a, b) => a.seq - b.seq),
+    earlier: past.length >= LIVE_LOG_LINES,
+  };
+}
+
 /** The log at once, scrolled to the newest: one layout instead of one per line (reading
  * `scrollHeight` after each append laid the list out again, which made a rejoin of a long
  * inspection slow enough to delay its video; docs/benchmarks.md, "Join"). With `limit`, only

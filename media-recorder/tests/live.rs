@@ -229,9 +229,9 @@ async fn late_viewer_gets_a_keyframe_at_once_and_marks_ask_for_one() {
     // A renegotiation (same ICE credentials) gathers nothing new: its answer still carries
     // the server's candidate, under the same ICE credentials, and media keeps flowing.
     let ufrag = |sdp: &str| {
-        sdp.lines()
-            .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
-            .map(str::to_owned)
+        media_recorder::sdp::summarize(sdp)
+            .expect("an answer's summary")
+            .ice_ufrag
     };
     let first = viewer.last_answer.lock().expect("answer").clone();
     viewer

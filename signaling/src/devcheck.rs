@@ -475,9 +475,7 @@ pub async fn list(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<DeviceCheckList>> {
     let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
-    if !matches!(caller, Caller::Staff(_)) {
-        return Err(ApiError::Forbidden);
-    }
+    caller.staff()?;
     let rows = sqlx::query(
         "SELECT result FROM device_checks WHERE inspection_id = $1 \
          ORDER BY checked_at DESC LIMIT $2",

@@ -191,9 +191,7 @@ pub async fn queue(
     ApiJson(req): ApiJson<QueueRequest>,
 ) -> ApiResult<Json<QueueResponse>> {
     let (insp, access) = load_for(&state.db, &caller, id, Access::Manage).await?;
-    if !matches!(caller, Caller::Staff(_)) {
-        return Err(ApiError::Forbidden);
-    }
+    caller.staff()?;
     if insp.mode != Mode::OnSite {
         return Err(ApiError::Conflict {
             code: "not_on_site",

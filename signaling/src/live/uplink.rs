@@ -11,7 +11,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::inspections::{load_for, Access};
 use crate::AppState;
 
@@ -32,9 +32,7 @@ pub async fn uplink(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<UplinkList>> {
     let (insp, _) = load_for(&state.db, &caller, id, Access::Read).await?;
-    if !matches!(caller, Caller::Staff(_)) {
-        return Err(ApiError::Forbidden);
-    }
+    caller.staff()?;
     Ok(Json(UplinkList {
         uplinks: state.live.media.uplinks(insp.id),
     }))
