@@ -35,8 +35,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Snapshot {
     /// Server time, µs.
     pub at: i64,
-    /// Packets received (repairs included, padding-only probes not).
-    pub received: u64,
+    /// Packets judged lost: not arrived, even repaired, [`SETTLE_MICROS`] after a later one
+    /// came.
+    pub lost: u64,
     /// Payload and header bytes received.
     pub bytes: u64,
     /// Packets the sequence numbers say were sent.
@@ -51,12 +52,20 @@ pub struct Meter {
     seq: Unwrapper,
     first: Option<i64>,
     highest: i64,
-    received: u64,
+    lost: u64,
     bytes: u64,
     late: u64,
     arrived: Arrived,
+    /// Gaps in the sequence not judged yet: (first missing, end exclusive, when seen).
+    gaps: VecDeque<(i64, i64, i64)>,
     last_snapshot: Option<i64>,
 }
+
+/// A missing packet is judged lost this long after a later one came: a repair on its way
+/// (NACK, then RTX: a round trip or two) is not a loss.
+pub const SETTLE_MICROS: i64 = 1_000_000;
+/// Gaps waiting to be judged, at most (a burst of loss beyond it is judged at once).
+const MAX_GAPS: usize = 256;
 
 /// Sequence numbers behind the highest that the meter still tells apart (a copy from a
 /// first arrival); older ones are ignored. Chrome's repairs and probes resend from the last
@@ -99,10 +108,11 @@ impl Default for Meter {
             seq: Unwrapper::sequence_numbers(),
             first: None,
             highest: 0,
-            received: 0,
+            lost: 0,
             bytes: 0,
             late: 0,
             arrived: Arrived::default(),
+            gaps: VecDeque::new(),
             last_snapshot: None,
         }
     }
@@ -119,13 +129,25 @@ impl Meter {
                 self.first = Some(ext);
                 self.highest = ext;
                 self.arrived.set(ext);
-                self.received += 1;
             }
             Some(_) if ext > self.highest => {
+                // The ring's slots of the numbers now too old are reused: judge their gaps
+                // while they can still be read.
+                while self.gaps.front().is_some_and(|g| g.0 <= ext - HISTORY) {
+                    self.judge_front();
+                }
+                if ext - self.highest > HISTORY {
+                    // A jump beyond what the ring holds: its missing numbers cannot be waited for.
+                    self.lost += (ext - self.highest - 1) as u64;
+                } else if ext > self.highest + 1 {
+                    self.gaps.push_back((self.highest + 1, ext, at));
+                    if self.gaps.len() > MAX_GAPS {
+                        self.judge_front();
+                    }
+                }
                 self.arrived.advance(self.highest, ext);
                 self.arrived.set(ext);
                 self.highest = ext;
-                self.received += 1;
             }
             // Too old to tell a repair from a copy: counted as neither.
             Some(_) if self.highest - ext >= HISTORY => {}
@@ -134,7 +156,6 @@ impl Meter {
                 // counted, it would hide a packet that never came.
                 if !self.arrived.get(ext) {
                     self.arrived.set(ext);
-                    self.received += 1;
                     self.late += 1;
                     // A packet from before the first (reordered) counts as expected too.
                     if ext < first {
@@ -146,8 +167,18 @@ impl Meter {
         if self.last_snapshot.is_some_and(|t| at - t < SNAPSHOT_MICROS) {
             return None;
         }
+        while self.gaps.front().is_some_and(|g| at - g.2 >= SETTLE_MICROS) {
+            self.judge_front();
+        }
         self.last_snapshot = Some(at);
         Some(self.snapshot(at))
+    }
+
+    /// Counts what of the oldest gap never arrived.
+    fn judge_front(&mut self) {
+        if let Some((from, to, _)) = self.gaps.pop_front() {
+            self.lost += (from..to).filter(|&x| !self.arrived.get(x)).count() as u64;
+        }
     }
 
     fn snapshot(&self, at: i64) -> Snapshot {
@@ -157,7 +188,7 @@ impl Meter {
             .unwrap_or(0);
         Snapshot {
             at,
-            received: self.received,
+            lost: self.lost,
             bytes: self.bytes,
             expected,
             late: self.late,
@@ -170,7 +201,8 @@ impl Meter {
 pub struct Reception {
     /// Bit rate over the window, kbit/s (0 when nothing came).
     pub kbps: u32,
-    /// Share of the packets sent in the window that never arrived, even repaired, %.
+    /// Share of the packets sent in the window that never arrived, even repaired, %: judged
+    /// [`SETTLE_MICROS`] late, so it trails the rate by about a second.
     pub loss_pct: f32,
     /// Share that arrived late — mostly what the network lost and a retransmission repaired
     /// (reordering counts too), %: the network's loss that the picture did not show.
@@ -224,7 +256,7 @@ impl UplinkLog {
         let span = (end - from.at).max(1);
         let kbps = ((last.bytes - from.bytes) as i64 * 8 * 1000 / span) as u32;
         let expected = last.expected.saturating_sub(from.expected);
-        let received = last.received.saturating_sub(from.received);
+        let lost = last.lost.saturating_sub(from.lost);
         let late = last.late.saturating_sub(from.late);
         // Percent of the expected packets, to a tenth.
         let pct = |n: u64| {
@@ -236,7 +268,7 @@ impl UplinkLog {
         };
         Some(Reception {
             kbps,
-            loss_pct: pct(expected.saturating_sub(received)),
+            loss_pct: pct(lost),
             late_pct: pct(late),
             quiet_ms,
         })
@@ -338,8 +370,9 @@ mod tests {
         // Asked between two snapshots: the same rate (not diluted by bytes not counted yet).
         let between = log.reception(at + 400_000).expect("measured");
         assert_eq!(between.kbps, r.kbps);
-        // Then 5 % lost: the window forgets the clean seconds.
-        let (at, _) = feed(&mut m, &log, at, 3, seq, 20);
+        // Then 5 % lost: the window forgets the clean seconds (a loss is judged a second
+        // late, so the window's loss is of the 2 s before that).
+        let (at, _) = feed(&mut m, &log, at, 4, seq, 20);
         let r = log.reception(at).expect("measured");
         assert!((4.0..=6.0).contains(&r.loss_pct), "{r:?}");
         assert!((740..=780).contains(&r.kbps), "{r:?}");
@@ -374,6 +407,37 @@ mod tests {
         assert_eq!(r.loss_pct, 0.0);
         // One in ten came after its successor (and the duplicate after later ones).
         assert!((9.0..=11.0).contains(&r.late_pct), "{r:?}");
+    }
+
+    #[test]
+    fn a_repair_on_its_way_is_not_a_loss() {
+        let (mut m, log) = (Meter::default(), UplinkLog::default());
+        let mut at = 0;
+        let mut push = |m: &mut Meter, seq: u16, at: i64| {
+            if let Some(s) = m.on_packet(seq, 1000, at) {
+                log.push(s);
+            }
+        };
+        // 3 s at 100 packets/s; packet 250 is missing until its repair 300 ms later, and
+        // the question is asked in between.
+        for seq in 0u16..300 {
+            if seq != 250 {
+                push(&mut m, seq, at);
+            }
+            at += 10_000;
+        }
+        assert_eq!(
+            log.reception(at).expect("measured").loss_pct,
+            0.0,
+            "not judged yet"
+        );
+        push(&mut m, 250, at);
+        for seq in 300u16..500 {
+            push(&mut m, seq, at);
+            at += 10_000;
+        }
+        let r = log.reception(at).expect("measured");
+        assert_eq!((r.loss_pct, r.late_pct > 0.0), (0.0, true), "{r:?}");
     }
 
     #[test]
