@@ -12,7 +12,8 @@ import { applyEvent, emptyState, resultOf } from './state.js';
 import { errorText } from './errors.js';
 import { ICONS } from './icons.js';
 import { renderActPanel } from './act.js';
-import { renderEvidence, capturePhoto, uploadPhoto } from './evidence.js';
+import { renderEvidence, capturePhoto, uploadPhoto, uploadFrame } from './evidence.js';
+import { lowBandStart, lowBandStep } from './lowband.js';
 import { pushSupported, subscribePush } from './push.js';
 import { phoneCamera } from './camera-phone.js';
 
@@ -27,6 +28,10 @@ const page = {
   commentOps: new Set(), video: 'none', knownStatus: null,
   // What this browser cannot do (issue 17): shown here and reported in hello.
   missing: missingFeatures(),
+  // Low-bandwidth mode (issue 19, web/lowband.js): the machine's memory, what it decided, the
+  // inspector's request for a still waiting for the next step, the stills sent.
+  lowband: lowBandStart(), videoMode: 'video', stillsReason: null, probing: false,
+  frameRequested: false, stillBusy: false, stillsSent: 0, stillError: null,
 };
 
 /** The plain explanation of what this browser lacks, and which browsers work. */
@@ -361,6 +366,11 @@ $('biz-start').addEventListener('click', async () => {
   page.cam = phoneCamera(page, { switchCamera, refresh: setupCameraControls });
   sync.addEventListener('event', (ev) => {
     page.cam.onEvent(ev.detail.event);
+    // The inspector's ask for a still: answered at the low-bandwidth machine's next step.
+    if (ev.detail.event.kind === 'request_frame') {
+      page.frameRequested = true;
+      photoToast(t('stills.requested.biz'), 'request');
+    }
     page.events.push(ev.detail.event);
     appendEventLine($('eventlog'), ev.detail.event, sync.data, page.inspection.items, LIVE_LOG_LINES);
   });
@@ -394,6 +404,7 @@ $('biz-start').addEventListener('click', async () => {
       page.quality = ev.detail.quality;
       page.video = ev.detail.video;
       page.uplink = ev.detail.stats;
+      stepLowBand(ev.detail.stats);
       renderQuality();
       renderRec();
     });
@@ -432,9 +443,75 @@ function afterMediaSettles() {
   });
 }
 
+/** One step of the low-bandwidth mode (web/lowband.js) with this second's statistics. */
+function stepLowBand(stats) {
+  if (!page.rtc || page.ended || page.sync?.data?.lifecycle?.status !== 'live') return;
+  const requested = page.frameRequested;
+  page.frameRequested = false;
+  const r = lowBandStep(page.lowband, {
+    available_kbps: stats?.available_kbps ?? null,
+    frames_sent: stats?.frames_sent ?? null,
+    connected: !!stats?.connected,
+    requested,
+  }, Date.now());
+  page.lowband = r.memo;
+  page.probing = r.probing;
+  for (const a of r.actions) {
+    if (a === 'pause_video') page.rtc.setVideoPaused(true);
+    else if (a === 'resume_video') page.rtc.setVideoPaused(false);
+    else if (a === 'still') sendStill(requested ? 'requested' : 'low_bandwidth');
+  }
+  if (r.mode !== page.videoMode || r.reason !== page.stillsReason) {
+    page.videoMode = r.mode;
+    page.stillsReason = r.reason;
+    // Both sides see the mode and why: the presence carries it into the log.
+    sendPresence();
+  }
+}
+
+/** Sleep `ms`. */
+const pause = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+/**
+ * Capture the camera's frame at its resolution and upload it as a still (`frame`). One at a
+ * time: a still due while one is on its way is skipped (the next is 5 s later). A network
+ * failure retries the same bytes under the same op id, so the server keeps it once.
+ */
+async function sendStill(reason) {
+  const track = page.stream?.getVideoTracks()[0];
+  if (page.stillBusy || !track || track.readyState !== 'live') return;
+  page.stillBusy = true;
+  const opId = typeof crypto.randomUUID === 'function' ? crypto.randomUUID() : null;
+  try {
+    const capturedAt = Date.now();
+    const { blob } = await capturePhoto(track, $('local-video'), { grab: true });
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await uploadFrame(page.inspection.id, reason, blob, { position: page.lastPos, capturedAt, opId });
+        break;
+      } catch (e) {
+        // A network failure or a still right after the last one (429) is tried again.
+        if (!(e.code === 'network' || e.status >= 500 || e.status === 429) || attempt >= 3 || !opId) throw e;
+        await pause(e.status === 429 ? 600 : 1000 * attempt);
+      }
+    }
+    page.stillsSent += 1;
+    page.stillError = null;
+  } catch (e) {
+    page.stillError = e.code || e.message || 'error';
+  } finally {
+    page.stillBusy = false;
+    renderQuality();
+  }
+}
+
 function sendPresence() {
   if (page.sync?.status !== 'open') return;
   const op = { kind: 'presence', quality: page.quality || 'unknown', visible: document.visibilityState === 'visible' };
+  if (page.rtc) {
+    op.video_mode = page.videoMode;
+    if (page.videoMode === 'stills' && page.stillsReason) op.stills_reason = page.stillsReason;
+  }
   const net = navigator.connection?.effectiveType || navigator.connection?.type;
   if (net) op.network = String(net).slice(0, 32);
   if (page.sync.rttMs != null) op.rtt_ms = page.sync.rttMs;
@@ -548,15 +625,24 @@ function renderQuality() {
   if (!el || !u) return;
   // The phone's own uplink in plain words: what leaves it and what holds it back.
   const kbps = u.sent_kbps ?? 0;
-  const state = describeUplink(u, page.video);
-  const key = `uplink.${state}`;
+  const stills = page.videoMode === 'stills';
+  const state = stills ? 'stills' : describeUplink(u, page.video);
+  const key = stills && page.stillsReason === 'stalled' ? 'uplink.stills.stalled' : `uplink.${state}`;
   el.dataset.state = state;
+  el.dataset.videoMode = page.videoMode;
+  el.dataset.stillsSent = String(page.stillsSent);
+  el.dataset.probing = String(page.probing);
   el.dataset.sentKbps = String(kbps);
   el.dataset.availableKbps = u.available_kbps === null ? '' : String(u.available_kbps);
   el.dataset.rttMs = u.rtt_ms === null ? '' : String(u.rtt_ms);
   el.dataset.limitation = u.limitation || '';
   el.dataset.loss = String(Math.round((u.loss || 0) * 1000) / 1000);
   el.textContent = t(key, { kbps, pct: Math.round((u.loss || 0) * 100) });
+  if (stills) {
+    el.textContent += ` (${t('stills.sent', { n: page.stillsSent })})`;
+    if (page.probing) el.textContent += ` ${t('uplink.probing')}`;
+    if (page.stillError) el.textContent += ` ${t('stills.failed', { code: page.stillError })}`;
+  }
   el.hidden = u.sent_kbps === null;
 }
 

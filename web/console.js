@@ -11,7 +11,7 @@ import { errorText, showFieldErrors, clearFieldErrors } from './errors.js';
 import { ICONS } from './icons.js';
 import { pushSupported, subscribePush } from './push.js';
 import { renderActPanel } from './act.js';
-import { renderEvidence } from './evidence.js';
+import { renderEvidence, openLightbox } from './evidence.js';
 import { openPrescriptions, openPrescription, renderIssuePanel } from './prescriptions.js';
 import { consoleCamera } from './camera-console.js';
 
@@ -620,7 +620,7 @@ function showOverlay(state, text) {
   const o = $('video-overlay');
   o.dataset.state = state;
   o.textContent = text;
-  o.hidden = state === 'live';
+  o.hidden = state === 'live' || state === 'stills';
 }
 
 /** The business participant (the phone), if it ever joined: an online one first, else the
@@ -642,6 +642,9 @@ function renderVideoState() {
   } else if (biz && !biz[1].online && (room.video !== 'none' || biz[1].left_at)) {
     // The phone's socket is gone: its tab closed or its network dropped.
     showOverlay('left', t('room.video.left', { name, t: formatTime(usToIso(biz[1].left_at), { timeStyle: 'medium' }) }));
+  } else if (biz && biz[1].video_mode === 'stills') {
+    // Low-bandwidth mode (issue 19): the phone's latest still stands in for its video.
+    showOverlay('stills', '');
   } else if (room.video === 'frozen') {
     showOverlay('frozen', t('room.video.frozen', { name, t: room.videoSince ? at(room.videoSince) : '—' }));
   } else if (room.video === 'live') {
@@ -651,7 +654,55 @@ function renderVideoState() {
   }
   // The server records whatever the phone sends while the inspection is not over.
   $('room-rec').hidden = !(room.video === 'live' && !!biz?.[1]?.online && status !== 'finished' && status !== 'cancelled');
+  renderStills(biz, status);
 }
+
+/**
+ * The phone's stills (issue 19): in low-bandwidth mode its latest one over the video with the
+ * reason and its time; otherwise the latest asked-for one as a thumbnail beside the video.
+ * The button asks the phone for one (`request_frame`).
+ */
+function renderStills(biz, status) {
+  const p = biz?.[1];
+  const live = status === 'live' && !!p?.online;
+  const f = p?.frames;
+  const url = f ? `/api/inspections/${room.id}/evidence/${f.last_id}` : null;
+  const when = f ? formatTime(usToIso(f.last_at), { timeStyle: 'medium' }) : null;
+  const stills = live && p.video_mode === 'stills';
+  const img = $('remote-still');
+  img.hidden = !stills || !url;
+  if (stills && url && img.getAttribute('src') !== url) {
+    img.src = url;
+    img.alt = t('room.stills.last', { t: when });
+  }
+  const note = $('stills-note');
+  note.hidden = !stills;
+  note.dataset.frames = String(f?.count ?? 0);
+  if (stills) {
+    const name = p.display_name || t('role.business');
+    const why = t(p.stills_reason === 'stalled' ? 'room.stills.stalled' : 'room.stills', { name });
+    note.textContent = `${why}; ${url ? t('room.stills.last', { t: when }) : t('room.stills.none')}`;
+  }
+  $('request-still').hidden = !live;
+  const thumb = $('last-still');
+  thumb.hidden = stills || !url || f.last_reason !== 'requested';
+  if (!thumb.hidden && $('last-still-img').getAttribute('src') !== url) {
+    $('last-still-img').src = url;
+    thumb.dataset.url = url;
+    thumb.setAttribute('aria-label', t('room.still.open', { t: when }));
+    thumb.title = thumb.getAttribute('aria-label');
+  }
+}
+
+$('request-still').addEventListener('click', () => {
+  if (!room?.sync) return;
+  room.sync.op({ kind: 'request_frame' });
+  toast(t('room.request_still.sent'));
+});
+$('last-still').addEventListener('click', () => {
+  const url = $('last-still').dataset.url;
+  if (url) openLightbox(url, 'frame', $('last-still').getAttribute('aria-label'));
+});
 
 /** How often the console asks what the server receives from the phone. */
 const RECEPTION_POLL_MS = 2000;

@@ -60,9 +60,13 @@ export function renderEvidence(box, entries, { inspectionId, localUrls, requeste
   box.hidden = tiles.length === 0;
 }
 
-/** A full-resolution still of the camera track, without stopping it. */
-export async function capturePhoto(track, video) {
-  if (track && typeof window.ImageCapture === 'function') {
+/**
+ * A full-resolution still of the camera track, without stopping it. `grab` draws the frame
+ * shown (the low-bandwidth mode's stills every few seconds: ImageCapture.takePhoto
+ * reconfigures some phones' cameras, a visible hiccup each time).
+ */
+export async function capturePhoto(track, video, { grab = false } = {}) {
+  if (!grab && track && typeof window.ImageCapture === 'function') {
     try {
       const blob = await new window.ImageCapture(track).takePhoto();
       if (blob && blob.size > 0) return { blob, how: 'image_capture' };
@@ -76,7 +80,7 @@ export async function capturePhoto(track, video) {
   canvas.width = w;
   canvas.height = h;
   canvas.getContext('2d').drawImage(video, 0, 0, w, h);
-  const blob = await new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', 0.92));
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', grab ? 0.85 : 0.92));
   if (!blob) throw new Error('no_camera_frame');
   return { blob, how: 'canvas' };
 }
@@ -93,6 +97,21 @@ export async function uploadPhoto(inspectionId, itemId, blob, { position, captur
   const q = new URLSearchParams({ item_id: itemId, captured_at: String(Math.round(capturedAt)) });
   // The inspector's pointer shown when it was taken (issue 25): the server copies it from the log.
   if (Number.isInteger(pointerSeq)) q.set('pointer_seq', String(pointerSeq));
+  return postEvidence(inspectionId, q, blob, position);
+}
+
+/**
+ * Upload a still of the camera in place of video (`reason`: 'low_bandwidth' or 'requested',
+ * issue 19). `opId` makes a retry of the same still exactly-once: the server answers the
+ * committed one.
+ */
+export async function uploadFrame(inspectionId, reason, blob, { position, capturedAt, opId }) {
+  const q = new URLSearchParams({ frame: reason, captured_at: String(Math.round(capturedAt)) });
+  if (opId) q.set('op_id', opId);
+  return postEvidence(inspectionId, q, blob, position);
+}
+
+async function postEvidence(inspectionId, q, blob, position) {
   const c = position?.coords;
   if (c && Number.isFinite(c.latitude) && Number.isFinite(c.longitude)) {
     q.set('lat', String(c.latitude));

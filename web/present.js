@@ -208,6 +208,12 @@ export function describeEvent(e, state, checklist) {
       break;
     case 'presence':
       parts.push(`${t('quality.label')}: ${t(`quality.${p.quality === 'unknown' ? 'none' : p.quality}`)}${p.rtt_ms != null ? `, ${p.rtt_ms} ms` : ''}`);
+      if (p.video_mode === 'stills') parts.push(`; ${t('event.video_mode.stills')}`);
+      break;
+    // A still of the phone's camera in place of video (issue 19), and the inspector's ask for one.
+    case 'frame':
+      parts.push(`${tr('event', e.kind)} (${tr('frame', p.reason)})`);
+      if (p.evidence?.sha256) parts.push(` (SHA-256 ${p.evidence.sha256.slice(0, 12)}…)`);
       break;
     case 'verdict': {
       parts.push(`${t('event.verdict')}: `, verdictChip({ level: LEVEL[p.level] ?? 'unknown' }));

@@ -11,6 +11,7 @@ import { renderEvidence } from './evidence.js';
 import { drawTrack } from './track.js';
 import { reviewPointers } from './camera-review.js';
 import { companionAudio } from './review-audio.js';
+import { reviewStills } from './review-stills.js';
 
 const $ = (id) => document.getElementById(id);
 const view = { id: null, inspection: null, manifest: null, chapters: [], events: [], state: emptyState(), current: -1 };
@@ -29,6 +30,7 @@ function fail(text) {
 
 async function load() {
   view.id = inspectionId();
+  if (view.id && !stills) stills = reviewStills(video, view.id);
   if (!view.id) { fail(t('review.no_id')); return; }
   const base = `/api/inspections/${view.id}`;
   try {
@@ -133,6 +135,7 @@ async function loadManifest(base) {
     });
   attachMarks();
   pointers.setEvents(view.events, view.recStartMs);
+  stills?.setEvents(view.events, view.recStartMs);
   renderChapters();
   renderMeta();
   renderEvents();
@@ -182,7 +185,7 @@ async function loadEvents(base) {
   } catch (_) {
     view.events = [];
   }
-  if (view.manifest) { attachMarks(); pointers.setEvents(view.events, view.recStartMs); renderChapters(); }
+  if (view.manifest) { attachMarks(); pointers.setEvents(view.events, view.recStartMs); stills?.setEvents(view.events, view.recStartMs); renderChapters(); }
   renderEvents();
   renderEvidenceList();
 }
@@ -325,6 +328,8 @@ function renderEvents() {
 const video = $('video');
 // The inspector's pointers over the recording (issue 25), with a toggle.
 const pointers = reviewPointers(video);
+// The phone's stills where it sent no video (issue 19); made once the inspection is known.
+let stills = null;
 function followTime() {
   const ms = video.currentTime * 1000;
   $('played').style.width = `${Math.min(100, (ms / durationMs()) * 100)}%`;

@@ -135,6 +135,7 @@ export class RtcSession extends EventTarget {
     this.lastInbound = null;
     this.lastSent = null;
     this.restartTimer = null;
+    this.videoPaused = false;
     this._onRtc = (ev) => this._handle(ev.detail.message);
     this._onWelcome = () => this._afterWelcome();
     this._onNetwork = () => this.restartIce();
@@ -252,10 +253,33 @@ export class RtcSession extends EventTarget {
       if (!p.encodings || p.encodings.length === 0) continue;
       p.degradationPreference = 'maintain-resolution';
       if (kbps > 0) for (const e of p.encodings) e.maxBitrate = kbps * 1000;
+      // A renegotiation (ICE restart) keeps the low-bandwidth mode's pause.
+      for (const e of p.encodings) e.active = !this.videoPaused;
       try {
         await sender.setParameters(p);
       } catch (_) {
         // A browser that refuses the preference keeps its defaults; the call goes on.
+      }
+    }
+  }
+
+  /**
+   * Pause or resume the publisher's video (low-bandwidth mode, web/lowband.js): the sender
+   * stops encoding and sending, the camera and the sound go on, and nothing is renegotiated,
+   * so resuming is immediate.
+   */
+  async setVideoPaused(paused) {
+    this.videoPaused = paused;
+    if (this.role !== 'publisher' || !this.pc) return;
+    for (const sender of this.pc.getSenders()) {
+      if ((sender.track?.kind ?? this._senderKinds.get(sender)) !== 'video') continue;
+      const p = sender.getParameters();
+      if (!p.encodings || p.encodings.length === 0) continue;
+      for (const e of p.encodings) e.active = !paused;
+      try {
+        await sender.setParameters(p);
+      } catch (_) {
+        // Not before the first answer: _tuneSenders applies the pause then.
       }
     }
   }
@@ -402,6 +426,7 @@ export class RtcSession extends EventTarget {
           sent_kbps: sentKbps,
           available_kbps: availableKbps,
           limitation,
+          connected: pc.connectionState === 'connected',
         },
       },
     }));

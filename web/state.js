@@ -168,6 +168,21 @@ export function applyEvent(state, e) {
       pp.rtt_ms = p.rtt_ms ?? null;
       pp.network = p.network ?? null;
       pp.visible = p.visible ?? null;
+      // What the phone sends of its camera (issue 19): absent in older logs, as in the Rust fold.
+      if (p.video_mode) pp.video_mode = p.video_mode; else delete pp.video_mode;
+      if (p.stills_reason) pp.stills_reason = p.stills_reason; else delete pp.stills_reason;
+      break;
+    }
+    // A still of the phone's camera: the count and the latest one (the log has each).
+    case 'frame': {
+      const pp = participant(state, by);
+      pp.frames = {
+        count: (pp.frames?.count ?? 0) + 1,
+        last_seq: e.seq,
+        last_id: p.evidence?.id,
+        last_at: p.evidence?.at_micros ?? ts,
+        last_reason: p.reason,
+      };
       break;
     }
     // The finalized recording's hash (only the server makes it), as checklist-sync folds it.

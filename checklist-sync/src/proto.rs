@@ -280,6 +280,9 @@ pub enum EvidenceKind {
     Clip,
     /// A picture decoded from the finished recording at a violation's mark.
     Still,
+    /// A full-resolution still the phone sent in place of its video (low-bandwidth mode, or
+    /// at the inspector's request): a `frame` event, on the recording's timeline.
+    Frame,
 }
 
 impl EvidenceKind {
@@ -427,6 +430,53 @@ pub struct Presence {
     /// Whether the page is visible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visible: Option<bool>,
+    /// What the publishing phone sends in place of its camera (issue 19): `video`, or
+    /// `stills` when its uplink cannot carry useful video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_mode: Option<VideoMode>,
+    /// Why the phone sends stills (only with `video_mode: stills`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stills_reason: Option<StillsReason>,
+}
+
+/// What the business's phone sends of its camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoMode {
+    /// Live video.
+    Video,
+    /// Video paused, a full-resolution still every few seconds (uploaded, `frame` events).
+    Stills,
+}
+
+/// Why the phone paused its video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StillsReason {
+    /// The browser's estimate of the uplink stayed under the useful floor.
+    Narrow,
+    /// Video stopped leaving the phone although it was connected.
+    Stalled,
+}
+
+/// Why the phone sent a still (`frame` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameReason {
+    /// Every few seconds while its video is paused (low-bandwidth mode).
+    LowBandwidth,
+    /// The inspector asked for one (`request_frame`).
+    Requested,
+}
+
+impl FrameReason {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LowBandwidth => "low_bandwidth",
+            Self::Requested => "requested",
+        }
+    }
 }
 
 /// Which rule placed a mark on the recording's timeline (a closed set, docs/protocol.md).
@@ -562,6 +612,17 @@ pub enum Operation {
     RequestPhoto {
         /// The item.
         item_id: String,
+    },
+    /// The inspector asks the business's phone for a full-resolution still of what its camera
+    /// shows now (inspector only, live): the phone uploads one as a `frame`.
+    RequestFrame,
+    /// A still of the phone's camera the server stored (server only, from an upload of the
+    /// business while live): in place of video in low-bandwidth mode, or asked for.
+    Frame {
+        /// The still, as the server found it (kind `frame`).
+        evidence: Box<Evidence>,
+        /// Why the phone sent it.
+        reason: FrameReason,
     },
     /// The inspector turns to an item ("now looking at item N"): the item's chapter of the
     /// recording begins here. Changes no state; the log keeps the moment.
@@ -702,6 +763,8 @@ pub const OP_KINDS: &[&str] = &[
     "comment",
     "attach_evidence",
     "request_photo",
+    "request_frame",
+    "frame",
     "focus",
     "finding",
     "start",
@@ -797,6 +860,8 @@ impl Operation {
             Self::Comment { .. } => "comment",
             Self::AttachEvidence { .. } => "attach_evidence",
             Self::RequestPhoto { .. } => "request_photo",
+            Self::RequestFrame => "request_frame",
+            Self::Frame { .. } => "frame",
             Self::Focus { .. } => "focus",
             Self::Finding { .. } => "finding",
             Self::Start => "start",
@@ -964,6 +1029,17 @@ impl Operation {
             Self::RequestPhoto { item_id } | Self::Focus { item_id } => {
                 check_len("item_id", item_id, 1, 128)?
             }
+            Self::RequestFrame => {}
+            Self::Frame { evidence, .. } => {
+                check_len("evidence.id", &evidence.id, 1, 128)?;
+                check_opt_len("evidence.media_type", &evidence.media_type, 128)?;
+                if evidence.sha256.as_deref().is_some_and(|h| !is_sha256_hex(h)) {
+                    return Err(OpError::invalid(
+                        "evidence.sha256",
+                        "must be 64 lowercase hex digits",
+                    ));
+                }
+            }
             Self::Finding { text, location } => {
                 check_len("text", text, 1, MAX_TEXT)?;
                 if let Some(l) = location {
@@ -975,6 +1051,12 @@ impl Operation {
             Self::Location(l) => check_location(l)?,
             Self::Presence(p) => {
                 check_opt_len("network", &p.network, 32)?;
+                if p.stills_reason.is_some() && p.video_mode != Some(VideoMode::Stills) {
+                    return Err(OpError::invalid(
+                        "stills_reason",
+                        "stills_reason goes only with video_mode \"stills\"",
+                    ));
+                }
             }
             Self::LocationUnavailable { .. } => {}
             Self::CameraCaps { caps, settings } => crate::camera::check_report(caps, settings)?,
@@ -1206,7 +1288,10 @@ pub fn decode(text: &str) -> Result<ClientMsg, Box<DecodeError>> {
             };
             // Evidence is what the server stored and hashed itself; a client's claim of a uri
             // and a hash is not evidence, whatever its fields.
-            if op.get("kind").and_then(Value::as_str) == Some("attach_evidence") {
+            if matches!(
+                op.get("kind").and_then(Value::as_str),
+                Some("attach_evidence" | "frame")
+            ) {
                 return Err(fail(
                     OpError::new(
                         codes::UPLOAD_REQUIRED,

@@ -32,6 +32,9 @@ pub struct Quotas {
     pub bytes_per_participant: u64,
     /// Content bytes one participant may add within any 60 seconds.
     pub bytes_per_minute: u64,
+    /// Stills (`frame` events) one participant's phone may send to one inspection: at one
+    /// every 5 s, 3,600 are five hours of low-bandwidth mode.
+    pub frames_per_participant: usize,
 }
 
 impl Default for Quotas {
@@ -41,6 +44,7 @@ impl Default for Quotas {
             evidence_per_item: 50,
             bytes_per_participant: 1024 * 1024,
             bytes_per_minute: 64 * 1024,
+            frames_per_participant: 3600,
         }
     }
 }
@@ -56,6 +60,8 @@ pub enum Limit {
     BytesPerParticipant,
     /// [`Quotas::bytes_per_minute`].
     BytesPerMinute,
+    /// [`Quotas::frames_per_participant`].
+    FramesPerParticipant,
 }
 
 impl Limit {
@@ -66,6 +72,7 @@ impl Limit {
             Self::EvidencePerItem => "evidence_per_item",
             Self::BytesPerParticipant => "bytes_per_participant",
             Self::BytesPerMinute => "bytes_per_minute",
+            Self::FramesPerParticipant => "frames_per_participant",
         }
     }
 }
@@ -78,6 +85,8 @@ struct ParticipantUsage {
     /// (server time, bytes) of additions that may still be inside the minute window.
     recent: VecDeque<(i64, u64)>,
     recent_bytes: u64,
+    /// Stills sent (`frame` events).
+    frames: usize,
 }
 
 impl ParticipantUsage {
@@ -151,6 +160,11 @@ impl Usage {
                 u.add(e.by, &t, true, evidence_bytes(&e.evidence), e.ts);
             }
         }
+        for (id, p) in &state.participants {
+            if let Some(f) = &p.frames {
+                u.by.entry(*id).or_default().frames = f.count as usize;
+            }
+        }
         for p in u.by.values_mut() {
             p.recent.make_contiguous().sort_by_key(|(ts, _)| *ts);
         }
@@ -165,6 +179,21 @@ impl Usage {
         op: &Operation,
         now: i64,
     ) -> Result<(), OpError> {
+        if matches!(op, Operation::Frame { .. }) {
+            let sent = self.by.get(&who).map_or(0, |p| p.frames);
+            if sent >= quotas.frames_per_participant {
+                let mut e = OpError::new(
+                    codes::QUOTA_EXCEEDED,
+                    format!(
+                        "at most {} stills per participant",
+                        quotas.frames_per_participant
+                    ),
+                );
+                e.limit = Some(Limit::FramesPerParticipant.as_str().into());
+                return Err(e);
+            }
+            return Ok(());
+        }
         let Some((item, is_evidence, bytes)) = counted(op) else {
             return Ok(());
         };
@@ -214,6 +243,10 @@ impl Usage {
 
     /// Counts an operation that was sequenced at `ts`.
     pub fn record(&mut self, who: Uuid, op: &Operation, ts: i64) {
+        if matches!(op, Operation::Frame { .. }) {
+            self.by.entry(who).or_default().frames += 1;
+            return;
+        }
         if let Some((item, is_evidence, bytes)) = counted(op) {
             self.add(who, &item, is_evidence, bytes, ts);
         }
@@ -250,6 +283,7 @@ mod tests {
             evidence_per_item: 1,
             bytes_per_participant: 100,
             bytes_per_minute: 60,
+            frames_per_participant: 2,
         }
     }
 

@@ -241,6 +241,7 @@ fn may(role: Role, op: &Operation) -> bool {
             op,
             Operation::Comment { .. }
                 | Operation::AttachEvidence { .. }
+                | Operation::Frame { .. }
                 | Operation::Location(_)
                 | Operation::LocationUnavailable { .. }
                 | Operation::Presence(_)
@@ -528,7 +529,10 @@ impl Room {
         // recording); a socket cannot claim it (proto::decode refuses it first).
         if matches!(
             (origin, &op),
-            (Origin::Conn(_), Operation::AttachEvidence { .. })
+            (
+                Origin::Conn(_),
+                Operation::AttachEvidence { .. } | Operation::Frame { .. }
+            )
         ) {
             let e = OpError::new(
                 codes::UPLOAD_REQUIRED,

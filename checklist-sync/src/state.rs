@@ -289,6 +289,8 @@ impl Status {
                 | Operation::Comment { .. }
                 | Operation::AttachEvidence { .. }
                 | Operation::RequestPhoto { .. }
+                | Operation::RequestFrame
+                | Operation::Frame { .. }
                 | Operation::Focus { .. }
                 | Operation::Finding { .. }
                 | Operation::Camera { .. }
@@ -448,6 +450,31 @@ pub struct ParticipantState {
     /// What the participant's browser lacks, from its last join (`client.missing`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<crate::proto::MissingFeature>,
+    /// What the phone last said it sends of its camera (`presence.video_mode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_mode: Option<crate::proto::VideoMode>,
+    /// Why it sends stills (`presence.stills_reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stills_reason: Option<crate::proto::StillsReason>,
+    /// The stills it sent (`frame` events): how many, and the latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<FramesState>,
+}
+
+/// A participant's stills (`frame` events) as the fold keeps them: the count (the quota's)
+/// and the latest one (what a live page shows in place of video). The log has each one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FramesState {
+    /// How many.
+    pub count: u32,
+    /// The latest `frame` event's seq.
+    pub last_seq: u64,
+    /// Its evidence id.
+    pub last_id: String,
+    /// Server time of its receipt, µs.
+    pub last_at: i64,
+    /// Why it was sent.
+    pub last_reason: crate::proto::FrameReason,
 }
 
 /// The finalized recording as the log names it.
@@ -798,13 +825,29 @@ impl State {
                     rtt_ms,
                     network,
                     visible,
+                    video_mode,
+                    stills_reason,
                 }) => {
                     let p = self.participants.entry(by).or_default();
                     p.quality = Some(*quality);
                     p.rtt_ms = *rtt_ms;
                     p.network = network.clone();
                     p.visible = *visible;
+                    p.video_mode = *video_mode;
+                    p.stills_reason = *stills_reason;
                 }
+                Operation::Frame { evidence, reason } => {
+                    let p = self.participants.entry(by).or_default();
+                    let count = p.frames.as_ref().map_or(0, |f| f.count) + 1;
+                    p.frames = Some(FramesState {
+                        count,
+                        last_seq: ev.seq,
+                        last_id: evidence.id.clone(),
+                        last_at: evidence.at_micros.unwrap_or(ts),
+                        last_reason: *reason,
+                    });
+                }
+                Operation::RequestFrame => {}
             },
         }
     }
@@ -833,6 +876,8 @@ mod tests {
             rtt_ms: None,
             network: None,
             visible: None,
+            video_mode: None,
+            stills_reason: None,
         });
         let request = Operation::RequestPhoto {
             item_id: "q1".into(),

@@ -821,6 +821,7 @@ async fn a_state_larger_than_the_write_buffer_still_welcomes_a_fresh_join() {
             evidence_per_item: 1000,
             bytes_per_participant: u64::MAX,
             bytes_per_minute: u64::MAX,
+            frames_per_participant: 1000,
         },
         ..SyncConfig::default()
     };
@@ -935,6 +936,7 @@ async fn one_participant_cannot_grow_the_state_past_its_quotas() {
             evidence_per_item: 2,
             bytes_per_participant: 100_000,
             bytes_per_minute: 40_000,
+            ..checklist_sync::Quotas::default()
         },
         ..SyncConfig::default()
     };

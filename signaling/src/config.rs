@@ -159,6 +159,8 @@ pub struct LiveLimits {
     pub bytes_per_participant: u64,
     /// Bytes of comments and evidence per minute.
     pub bytes_per_minute: u64,
+    /// Stills a participant's phone may send in low-bandwidth mode (`frame` events).
+    pub frames_per_participant: usize,
     /// Positions one participant's queue may log in one inspection (the on-site track).
     pub track_points_per_participant: i64,
 }
@@ -176,6 +178,7 @@ impl Default for LiveLimits {
             evidence_per_item: sync.quotas.evidence_per_item,
             bytes_per_participant: sync.quotas.bytes_per_participant,
             bytes_per_minute: sync.quotas.bytes_per_minute,
+            frames_per_participant: sync.quotas.frames_per_participant,
             track_points_per_participant: crate::onsite::MAX_TRACK_POINTS,
         }
     }
@@ -202,6 +205,7 @@ impl LiveLimits {
             evidence_per_item: self.evidence_per_item,
             bytes_per_participant: self.bytes_per_participant,
             bytes_per_minute: self.bytes_per_minute,
+            frames_per_participant: self.frames_per_participant,
         }
     }
 }

@@ -96,7 +96,15 @@ pub struct UploadQuery {
     /// The seq of the inspector's `pointer` event the phone showed when it took the photo
     /// (issue 25): one of the latest 8 pointers of the log, copied into the evidence.
     pub pointer_seq: Option<u64>,
+    /// A still of the business's camera instead of a photo of something (issue 19): why the
+    /// phone sends it, `low_bandwidth` or `requested`. Logged as a `frame` event, with no
+    /// item or finding.
+    pub frame: Option<String>,
 }
+
+/// Stills of one participant closer together than this are refused (429): the phone sends
+/// one every 5 s, and one more when the inspector asks (which may follow one closely).
+const FRAME_SPACING_MICROS: i64 = 500_000;
 
 /// What an accepted upload answers.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -322,14 +330,35 @@ pub async fn upload(
         .snapshot(id)
         .await
         .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
-    let (item_id, finding_seq) = evidence_target(&state, &q, &spec, &snap.state, id, known).await?;
+    let frame = frame_reason(&q, role)?;
+    let (item_id, finding_seq) = match frame {
+        Some(_) => (None, None),
+        None => evidence_target(&state, &q, &spec, &snap.state, id, known).await?,
+    };
     // Refuse early, from the log, so that a refused upload stores nothing; the room checks
     // again when it sequences the event.
-    let provisional = Operation::AttachEvidence {
-        item_id: item_id.clone(),
-        finding_seq,
-        evidence: Box::new(empty_evidence()),
+    let provisional = match frame {
+        Some(reason) => Operation::Frame {
+            evidence: Box::new(empty_evidence()),
+            reason,
+        },
+        None => Operation::AttachEvidence {
+            item_id: item_id.clone(),
+            finding_seq,
+            evidence: Box::new(empty_evidence()),
+        },
     };
+    if frame.is_some() {
+        let last = known
+            .and_then(|pid| snap.state.participants.get(&pid))
+            .and_then(|p| p.frames.as_ref())
+            .map(|f| f.last_at);
+        if last.is_some_and(|at| received_at - at < FRAME_SPACING_MICROS) {
+            return Err(ApiError::TooManyAttempts {
+                retry_after_secs: 1,
+            });
+        }
+    }
     snap.state
         .lifecycle
         .status
@@ -412,6 +441,10 @@ pub async fn upload(
     let checked = match checked {
         Err(e) => Err(e),
         Ok(()) => match video::sniff_container(&staged.head) {
+            Some(_) if frame.is_some() => Err(invalid(
+                "frame_not_image",
+                "a still is a JPEG, PNG or WebP picture",
+            )),
             Some(media_type) => check_video(&state, &staged, media_type, claimed_ms).await,
             None if staged.size > cfg.max_upload_bytes => Err(ApiError::PayloadTooLarge),
             None => sniff_image(&staged.head, &staged.tail, staged.size).map(|i| Media {
@@ -453,7 +486,11 @@ pub async fn upload(
     let evidence_id = Uuid::now_v7();
     let evidence = Evidence {
         id: evidence_id.to_string(),
-        kind: info.kind,
+        kind: if frame.is_some() {
+            EvidenceKind::Frame
+        } else {
+            info.kind
+        },
         sha256: Some(blob.sha256.clone()),
         size: Some(blob.size),
         media_type: Some(info.media_type.to_string()),
@@ -468,10 +505,16 @@ pub async fn upload(
         pointer,
         ..empty_evidence()
     };
-    let op = Operation::AttachEvidence {
-        item_id: item_id.clone(),
-        finding_seq,
-        evidence: Box::new(evidence.clone()),
+    let op = match frame {
+        Some(reason) => Operation::Frame {
+            evidence: Box::new(evidence.clone()),
+            reason,
+        },
+        None => Operation::AttachEvidence {
+            item_id: item_id.clone(),
+            finding_seq,
+            evidence: Box::new(evidence.clone()),
+        },
     };
     let client_op_id = op_id
         .clone()
@@ -503,6 +546,38 @@ pub async fn upload(
             replayed: false,
         }),
     ))
+}
+
+/// A still's reason (`frame=…`): only the business's phone sends stills, and a still shows
+/// no item or finding (400 `invalid_evidence_target` with one).
+fn frame_reason(
+    q: &UploadQuery,
+    role: Role,
+) -> ApiResult<Option<checklist_sync::proto::FrameReason>> {
+    use checklist_sync::proto::FrameReason;
+    let Some(reason) = q.frame.as_deref() else {
+        return Ok(None);
+    };
+    let reason = match reason {
+        "low_bandwidth" => FrameReason::LowBandwidth,
+        "requested" => FrameReason::Requested,
+        _ => {
+            return Err(invalid(
+                "invalid_frame_reason",
+                "frame is low_bandwidth or requested",
+            ))
+        }
+    };
+    if q.item_id.is_some() || q.finding_seq.is_some() || q.finding_op_id.is_some() {
+        return Err(invalid(
+            "invalid_evidence_target",
+            "a still shows the camera, not an item or a finding",
+        ));
+    }
+    if role != Role::Business {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(Some(reason))
 }
 
 /// What an upload shows: a checklist item or a free-form finding, exactly one (400
@@ -621,7 +696,7 @@ async fn committed_upload(
     use sqlx::Row;
     let row = sqlx::query(
         "SELECT seq, payload FROM events WHERE inspection_id = $1 AND participant_id = $2 \
-         AND client_op_id = $3 AND kind = 'attach_evidence'",
+         AND client_op_id = $3 AND kind IN ('attach_evidence', 'frame')",
     )
     .bind(id.to_string())
     .bind(participant.to_string())
@@ -815,22 +890,24 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
     let wanted = evidence_id.to_string();
-    let entry = snap
+    let found = match snap
         .state
         .all_evidence()
         .find(|e| e.evidence.id == wanted && e.evidence.size.is_some())
-        .ok_or(ApiError::NotFound("evidence"))?;
-    let sha = entry
-        .evidence
+    {
+        Some(entry) => Some(entry.evidence.clone()),
+        None => logged_frame(&state, id, evidence_id).await?,
+    };
+    let evidence = found.ok_or(ApiError::NotFound("evidence"))?;
+    let sha = evidence
         .sha256
         .clone()
         .ok_or(ApiError::NotFound("evidence"))?;
-    let media_type = entry
-        .evidence
+    let media_type = evidence
         .media_type
         .clone()
         .unwrap_or_else(|| "application/octet-stream".into());
-    let size = entry.evidence.size.unwrap_or(0);
+    let size = evidence.size.unwrap_or(0);
     let range = match headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -912,6 +989,35 @@ pub async fn serve(
         HeaderValue::from_static("default-src 'none'; sandbox"),
     );
     Ok(response)
+}
+
+/// A still the inspection's log names (`frame` event): the fold keeps only each phone's
+/// latest, so the log itself is read. The id is a parsed UUID (hex and hyphens), safe inside
+/// the LIKE pattern; the payload is checked exactly after.
+async fn logged_frame(state: &AppState, id: Uuid, evidence_id: Uuid) -> ApiResult<Option<Evidence>> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT payload FROM events WHERE inspection_id = $1 AND kind = 'frame' \
+         AND payload LIKE $2",
+    )
+    .bind(id.to_string())
+    .bind(format!("%\"{evidence_id}\"%"))
+    .fetch_all(&state.db)
+    .await?;
+    #[derive(Deserialize)]
+    struct Logged {
+        evidence: Evidence,
+    }
+    let wanted = evidence_id.to_string();
+    for row in rows {
+        let payload: String = row.try_get(0)?;
+        if let Ok(l) = serde_json::from_str::<Logged>(&payload) {
+            if l.evidence.id == wanted && l.evidence.size.is_some() {
+                return Ok(Some(l.evidence));
+            }
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -737,3 +737,203 @@ async fn every_violation_gets_a_clip_and_a_still_from_the_recording() {
     assert_eq!(report.evidence_checked, 4);
     app.stop().await;
 }
+
+fn frame_path(id: &str, reason: &str, extra: &str) -> String {
+    format!("/api/inspections/{id}/evidence?frame={reason}{extra}")
+}
+
+/// Low-bandwidth mode's stills (issue 19): only the phone sends them, by upload (a socket
+/// cannot claim one), each logged as a `frame` event on the recording's timeline, replayed
+/// by op id, spaced, served from the log (the fold keeps only the latest), refused with a
+/// stable code when they are not pictures, name an item, or come after the end.
+#[tokio::test]
+async fn stills_are_the_phones_logged_served_and_bounded() {
+    let app = spawn_app().await;
+    let l = live_inspection(&app, "inspector1").await;
+    let mut wi = ws_connect(&l.inspector, &l.id).await.expect("socket");
+    wi.hello(None).await;
+    let mut wb = ws_connect(&l.business, &l.id).await.expect("socket");
+    wb.hello(None).await;
+
+    // The inspector asks over the socket; the phone may not ask, nor claim a still.
+    let r = wb.op("b1", json!({"kind": "request_frame"})).await;
+    assert_eq!(r["code"], "forbidden", "{r}");
+    let r = wb
+        .op(
+            "b2",
+            json!({"kind": "frame", "reason": "requested",
+                   "evidence": {"id": "x", "kind": "frame", "sha256": "a".repeat(64)}}),
+        )
+        .await;
+    assert_eq!(r["code"], "upload_required", "{r}");
+    let r = wi.op("i1", json!({"kind": "request_frame"})).await;
+    assert_eq!(r["type"], "ack", "{r}");
+    wb.recv_until(|m| m["type"] == "event" && m["kind"] == "request_frame")
+        .await;
+
+    // A still of the camera: 201, a `frame` event with the server's findings, no item.
+    let jpeg = picture("jpg", 1280, 720, 3);
+    let op = uuid::Uuid::new_v4().to_string();
+    let path = frame_path(&l.id, "requested", &format!("&op_id={op}&captured_at={}", now_ms()));
+    let first = upload(&l.business, &path, jpeg.clone()).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let ev = &first.body["evidence"];
+    assert_eq!(ev["kind"], "frame");
+    assert_eq!((ev["width"].as_u64(), ev["height"].as_u64()), (Some(1280), Some(720)));
+    assert_eq!(ev["sha256"], sha256_hex(&jpeg));
+    assert!(first.body.get("item_id").is_none(), "{}", first.body);
+    let logged = wi
+        .recv_until(|m| m["type"] == "event" && m["kind"] == "frame")
+        .await;
+    assert_eq!(logged["payload"]["reason"], "requested");
+    assert_eq!(logged["payload"]["evidence"]["id"], ev["id"]);
+    assert!(logged["payload"]["evidence"]["at_micros"].is_i64(), "{logged}");
+    // The same op id again: the committed still, nothing new.
+    let again = upload(&l.business, &path, jpeg.clone()).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.body["replayed"], true);
+    assert_eq!(again.body["evidence"]["id"], ev["id"]);
+    // Another one within half a second of it is too soon.
+    let soon = upload(
+        &l.business,
+        &frame_path(&l.id, "low_bandwidth", ""),
+        picture("jpg", 1280, 720, 4),
+    )
+    .await;
+    assert_eq!((soon.status, soon.code()), (429, "too_many_attempts"), "{}", soon.text);
+
+    // Bad stills are refused with their codes.
+    let inspector = upload(
+        &l.inspector,
+        &frame_path(&l.id, "low_bandwidth", ""),
+        picture("jpg", 64, 48, 0),
+    )
+    .await;
+    assert_eq!(inspector.status, 403, "{}", inspector.text);
+    for (path, code) in [
+        (frame_path(&l.id, "sometimes", ""), "invalid_frame_reason"),
+        (
+            frame_path(&l.id, "requested", &format!("&item_id={}", l.items[0])),
+            "invalid_evidence_target",
+        ),
+    ] {
+        let r = upload(&l.business, &path, picture("jpg", 64, 48, 0)).await;
+        assert_eq!((r.status, r.code()), (400, code), "{path}: {}", r.text);
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let webm = [
+        &[0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x82, 0x84][..],
+        b"webm",
+        &[0u8; 64][..],
+    ]
+    .concat();
+    let r = upload(&l.business, &frame_path(&l.id, "low_bandwidth", ""), webm).await;
+    assert_eq!((r.status, r.code()), (400, "frame_not_image"), "{}", r.text);
+
+    // A second still; the phone says it is in stills mode, and why.
+    let second = upload(
+        &l.business,
+        &frame_path(&l.id, "low_bandwidth", ""),
+        picture("png", 800, 600, 5),
+    )
+    .await;
+    assert_eq!(second.status, 201, "{}", second.text);
+    let r = wb
+        .op(
+            "b3",
+            json!({"kind": "presence", "quality": "poor", "video_mode": "video", "stills_reason": "narrow"}),
+        )
+        .await;
+    assert_eq!(r["code"], "invalid_field", "a reason without stills: {r}");
+    let r = wb
+        .op(
+            "b4",
+            json!({"kind": "presence", "quality": "poor", "video_mode": "stills", "stills_reason": "narrow"}),
+        )
+        .await;
+    assert_eq!(r["type"], "ack", "{r}");
+    let state = wait_state(&l.inspector, &l.id, 5, |s| {
+        s["participants"]
+            .as_object()
+            .is_some_and(|ps| ps.values().any(|p| p["video_mode"] == "stills"))
+    })
+    .await;
+    let phone = state["participants"]
+        .as_object()
+        .and_then(|ps| ps.values().find(|p| p["role"] == "business"))
+        .expect("the phone");
+    assert_eq!(phone["stills_reason"], "narrow", "{phone}");
+    assert_eq!(phone["frames"]["count"], 2, "{phone}");
+    assert_eq!(phone["frames"]["last_id"], second.body["evidence"]["id"]);
+    assert_eq!(phone["frames"]["last_reason"], "low_bandwidth");
+
+    // Both are served, the older one from the log (the fold keeps only the latest).
+    for (up, bytes) in [(&first, Some(&jpeg)), (&second, None)] {
+        let url = up.body["url"].as_str().expect("url");
+        let (status, headers, body) = l.inspector.get_bytes(url).await;
+        assert_eq!(status, 200, "{url}");
+        if let Some(b) = bytes {
+            assert_eq!(&body, b);
+            assert_eq!(headers["content-type"], "image/jpeg");
+        }
+    }
+    let unknown = format!("/api/inspections/{}/evidence/{}", l.id, uuid::Uuid::new_v4());
+    assert_eq!(l.inspector.get_bytes(&unknown).await.0, 404);
+
+    // After the end no still is taken.
+    let r = wi.op("i2", json!({"kind": "finish"})).await;
+    assert_eq!(r["type"], "ack", "{r}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let late = upload(
+        &l.business,
+        &frame_path(&l.id, "low_bandwidth", ""),
+        picture("jpg", 64, 48, 0),
+    )
+    .await;
+    assert_eq!(late.status, 403, "the invitation ends with the inspection: {}", late.text);
+    // The log has both, in order, each with its evidence.
+    let log = l
+        .inspector
+        .get(&format!("/api/inspections/{}/events.jsonl", l.id))
+        .await
+        .text;
+    let frames: Vec<Value> = events(&log)
+        .into_iter()
+        .filter(|e| e["kind"] == "frame")
+        .collect();
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[1]["payload"]["evidence"]["media_type"], "image/png");
+    app.stop().await;
+}
+
+/// The stills of one phone are bounded (`[live] frames_per_participant`).
+#[tokio::test]
+async fn stills_past_the_quota_are_refused_and_store_nothing() {
+    let app = spawn_app_with(|c| c.live.frames_per_participant = 1).await;
+    let l = live_inspection(&app, "inspector1").await;
+    let r = upload(
+        &l.business,
+        &frame_path(&l.id, "low_bandwidth", ""),
+        picture("jpg", 64, 48, 1),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = app.dump_all().await;
+    let r = upload(
+        &l.business,
+        &frame_path(&l.id, "low_bandwidth", ""),
+        picture("jpg", 64, 48, 2),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (409, "quota_exceeded"), "{}", r.text);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("stills")),
+        "{}",
+        r.text
+    );
+    assert_eq!(app.dump_all().await, before, "the refused still stored something");
+    app.stop().await;
+}

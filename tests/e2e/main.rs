@@ -19,6 +19,7 @@ mod headers;
 mod lifecycle;
 mod live;
 mod login;
+mod lowband_browser;
 mod media_loss;
 mod messages_browser;
 mod netbench_browser;

@@ -19,30 +19,35 @@ fn phase(name: &str, secs: f64) -> Result<Phase> {
             impairment: Impairment::CLEAN,
             secs,
             outage_secs: None,
+            ..Phase::default()
         },
         "loss3" => Phase {
             name: "loss 3 % + 50 ms",
             impairment: profiles::LOSS_3_DELAY_50,
             secs,
             outage_secs: None,
+            ..Phase::default()
         },
         "bursts10" => Phase {
             name: "bursts 10 %",
             impairment: profiles::BURSTS_10,
             secs,
             outage_secs: None,
+            ..Phase::default()
         },
         "rate300" => Phase {
             name: "300 kbit/s",
             impairment: profiles::RATE_300,
             secs,
             outage_secs: None,
+            ..Phase::default()
         },
         "outage5" => Phase {
             name: "5 s outage",
             impairment: Impairment::CLEAN,
             secs: secs.max(10.0),
             outage_secs: Some(5.0),
+            ..Phase::default()
         },
         other => bail!("unknown profile {other} (clean, loss3, bursts10, rate300, outage5)"),
     })

@@ -2,6 +2,9 @@
 //! in a temporary directory, or a new PostgreSQL database when `INSPECTOR_TEST_PG_URL` is
 //! set), and clients that speak to it like browsers do. Logs only with `TEST_LOG=1`.
 
+/// The password of the users [`App::staff`] creates (a browser signs in with it).
+pub const STAFF_PASSWORD: &str = "a long test password";
+
 pub mod act;
 pub mod browser;
 pub mod fuzz;
@@ -282,9 +285,9 @@ impl TestApp {
         c
     }
 
-    /// Creates a user with `role` and logs it in.
+    /// Creates a user with `role` (password [`STAFF_PASSWORD`]) and logs it in.
     pub async fn staff(&self, username: &str, role: Role) -> Client {
-        let password = "a long test password";
+        let password = STAFF_PASSWORD;
         self.create_user(username, password, role).await;
         let mut c = self.anonymous();
         let r = c

@@ -454,13 +454,44 @@ fn longest(times: &[f64], from: f64, to: f64, dur: impl Fn(usize) -> f64) -> Gap
 // A run: the server, the relay, a phone, phases, the finished file.
 
 /// One phase of a run: an impairment for a while, optionally an outage at its start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Phase {
     pub name: &'static str,
     pub impairment: Impairment,
     pub secs: f64,
     /// An outage of this many seconds at the start of the phase.
     pub outage_secs: Option<f64>,
+    /// The inspector asks the phone for a still this many seconds into the phase (the
+    /// console's button when the run has a console, else a `request_frame` op).
+    pub request_still_at: Option<f64>,
+}
+
+/// What a run has besides the phone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// The inspector's console in a browser of its own, sampled once a second.
+    pub console: bool,
+}
+
+/// What the inspector's console showed (with [`RunOptions::console`]).
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleSample {
+    /// The low-bandwidth note over the video is shown.
+    pub stills_note: bool,
+    /// The still shown in place of the video (its URL), if one is.
+    pub still_src: Option<String>,
+    /// The note's text.
+    pub text: String,
+}
+
+/// A still the phone sent (`frame` event), placed on the recording's timeline.
+#[derive(Debug, Clone)]
+pub struct Still {
+    /// Seconds of the recording (`at_micros − epoch_micros`).
+    pub at: f64,
+    pub reason: String,
+    pub width: u64,
+    pub height: u64,
 }
 
 /// What the phone's getStats said during a phase (once a second, see web/rtc.js).
@@ -470,6 +501,8 @@ pub struct PhoneSample {
     pub available_kbps: Option<f64>,
     pub limitation: Option<String>,
     pub state: Option<String>,
+    /// `video` or `stills` (web/lowband.js).
+    pub video_mode: Option<String>,
 }
 
 /// A phase measured.
@@ -487,6 +520,12 @@ pub struct PhaseReport {
     pub video_back_after: Option<f64>,
     pub outage: Option<(f64, f64)>,
     pub phone: Vec<PhoneSample>,
+    /// The console's view, once a second (with a console).
+    pub console: Vec<ConsoleSample>,
+    /// The stills received within the phase.
+    pub stills: Vec<Still>,
+    /// The longest stretch without a picture of the camera: video frames and stills together.
+    pub longest_without_picture: Gap,
 }
 
 impl PhaseReport {
@@ -550,6 +589,8 @@ pub struct RunReport {
     pub nacks: u64,
     pub up_dropped: u64,
     pub up: u64,
+    /// Every still of the run.
+    pub stills: Vec<Still>,
 }
 
 fn now_micros() -> i64 {
@@ -560,7 +601,8 @@ async fn phone_sample(phone: &Browser) -> Result<PhoneSample> {
     let v = phone
         .js("const e = document.getElementById('uplink'); \
              return e && !e.hidden ? {sent: e.dataset.sentKbps, avail: e.dataset.availableKbps, \
-             lim: e.dataset.limitation || null, state: e.dataset.state} : null")
+             lim: e.dataset.limitation || null, state: e.dataset.state, \
+             mode: e.dataset.videoMode || null} : null")
         .await?;
     let num = |k: &str| v[k].as_str().and_then(|s| s.parse::<f64>().ok());
     Ok(PhoneSample {
@@ -568,12 +610,36 @@ async fn phone_sample(phone: &Browser) -> Result<PhoneSample> {
         available_kbps: num("avail"),
         limitation: v["lim"].as_str().map(str::to_owned),
         state: v["state"].as_str().map(str::to_owned),
+        video_mode: v["mode"].as_str().map(str::to_owned),
+    })
+}
+
+async fn console_sample(console: &Browser) -> Result<ConsoleSample> {
+    let v = console
+        .js("const n = document.getElementById('stills-note'); \
+             const i = document.getElementById('remote-still'); \
+             return {note: !n.hidden, text: n.textContent, src: i.hidden ? null : i.getAttribute('src')}")
+        .await?;
+    Ok(ConsoleSample {
+        stills_note: v["note"].as_bool().unwrap_or(false),
+        still_src: v["src"].as_str().map(str::to_owned),
+        text: v["text"].as_str().unwrap_or_default().to_owned(),
     })
 }
 
 /// Runs `phases` after `warmup_secs` of a clean network, finishes the inspection and
 /// measures its recording. `label` names the browser's profile and screenshots.
 pub async fn run(label: &str, warmup_secs: f64, phases: &[Phase]) -> Result<RunReport> {
+    run_with(label, warmup_secs, phases, RunOptions::default()).await
+}
+
+/// [`run`] with a console (or not).
+pub async fn run_with(
+    label: &str,
+    warmup_secs: f64,
+    phases: &[Phase],
+    opts: RunOptions,
+) -> Result<RunReport> {
     let port = free_media_port()?;
     let public: SocketAddr = format!("127.0.0.2:{port}").parse()?;
     let app = spawn_app_with(|c| {
@@ -630,6 +696,23 @@ pub async fn run(label: &str, warmup_secs: f64, phases: &[Phase]) -> Result<RunR
             Duration::from_secs(30),
         )
         .await?;
+    // The inspector's console, signed in as the inspector who started the inspection.
+    let console = match opts.console {
+        false => None,
+        true => {
+            let b = Browser::launch(&format!("{label}-console"), Device::Desktop).await?;
+            b.goto(&format!("{}/", app.address)).await?;
+            b.sign_in("inspector1", crate::STAFF_PASSWORD).await?;
+            b.goto(&format!("{}/#/room/{id}", app.address)).await?;
+            b.wait_true(
+                "the console's room",
+                "return document.getElementById('room-conn').dataset.state === 'open'",
+                Duration::from_secs(20),
+            )
+            .await?;
+            Some(b)
+        }
+    };
     tokio::time::sleep(Duration::from_secs_f64(warmup_secs)).await;
 
     // Each phase's wall-clock span, and the phone's view once a second.
@@ -642,13 +725,42 @@ pub async fn run(label: &str, warmup_secs: f64, phases: &[Phase]) -> Result<RunR
             (start, start + (s * 1e6) as i64)
         });
         let mut samples = Vec::new();
+        let mut seen = Vec::new();
+        let mut asked = p.request_still_at.is_none();
         let t0 = Instant::now();
         while t0.elapsed().as_secs_f64() < p.secs {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            // The inspector's socket is read while the phase runs: its pings answered, its
+            // events not left to fill the server's queue for this socket.
+            let tick = Instant::now() + Duration::from_secs(1);
+            loop {
+                let left = tick.saturating_duration_since(Instant::now());
+                match wi.recv_within(left).await {
+                    Err(()) => break,
+                    Ok(Some(_)) => continue,
+                    Ok(None) => anyhow::bail!("the inspector's socket closed during {}", p.name),
+                }
+            }
             samples.push(phone_sample(&phone).await?);
+            if let Some(c) = &console {
+                seen.push(console_sample(c).await?);
+            }
+            if !asked && p.request_still_at.is_some_and(|s| t0.elapsed().as_secs_f64() >= s) {
+                asked = true;
+                match &console {
+                    Some(c) => c.click("#request-still").await?,
+                    None => {
+                        let r = wi.op("nb-still", json!({"kind": "request_frame"})).await;
+                        ensure!(r["type"] == "ack", "request_frame: {r}");
+                    }
+                }
+            }
         }
-        spans.push((start, now_micros(), outage, samples));
+        spans.push((start, now_micros(), outage, samples, seen));
     }
+    if let Some(c) = &console {
+        c.screenshot(&format!("{label}-console")).await?;
+    }
+    phone.screenshot(&format!("{label}-phone")).await?;
     relay.set(Impairment::CLEAN);
     let answer_sdp = phone
         .js("return window.__rtcAnswerSdp || ''")
@@ -670,6 +782,9 @@ pub async fn run(label: &str, warmup_secs: f64, phases: &[Phase]) -> Result<RunR
     let r = wi.op("nb-finish", json!({"kind": "finish"})).await;
     ensure!(r["type"] == "ack", "finish: {r}");
     phone.close().await?;
+    if let Some(c) = console {
+        c.close().await?;
+    }
 
     let manifest = {
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -703,13 +818,47 @@ pub async fn run(label: &str, warmup_secs: f64, phases: &[Phase]) -> Result<RunR
     let epoch = manifest["epoch_micros"].as_i64().context("epoch_micros")?;
     let secs = |us: i64| (us - epoch) as f64 / 1e6;
     let recording = Recording::measure(&file)?;
+    // The stills, from the log: each `frame` event's evidence, on the recording's timeline.
+    let log = insp
+        .get(&format!("/api/inspections/{id}/events.jsonl"))
+        .await
+        .text;
+    let mut stills = Vec::new();
+    for line in log.lines().filter(|l| !l.is_empty()) {
+        let e: Value = serde_json::from_str(line)?;
+        if e["kind"] != "frame" {
+            continue;
+        }
+        let ev = &e["payload"]["evidence"];
+        stills.push(Still {
+            at: secs(ev["at_micros"].as_i64().context("a still's at_micros")?),
+            reason: e["payload"]["reason"].as_str().unwrap_or_default().to_owned(),
+            width: ev["width"].as_u64().unwrap_or(0),
+            height: ev["height"].as_u64().unwrap_or(0),
+        });
+    }
     let phases = phases
         .iter()
         .zip(spans)
-        .map(|(p, (a, b, outage, phone))| {
+        .map(|(p, (a, b, outage, phone, console))| {
             let (from, to) = (secs(a), secs(b));
             let outage = outage.map(|(s, e)| (secs(s), secs(e)));
+            let within: Vec<Still> = stills
+                .iter()
+                .filter(|s| s.at >= from && s.at < to)
+                .cloned()
+                .collect();
+            let mut pictures: Vec<f64> = recording
+                .video
+                .iter()
+                .copied()
+                .chain(stills.iter().map(|s| s.at))
+                .collect();
+            pictures.sort_by(f64::total_cmp);
             PhaseReport {
+                console,
+                stills: within,
+                longest_without_picture: longest(&pictures, from, to, |_| 0.0),
                 name: p.name,
                 impairment: p.impairment,
                 from,
@@ -734,6 +883,7 @@ pub async fn run(label: &str, warmup_secs: f64, phases: &[Phase]) -> Result<RunR
         nacks: c.nacks.load(Ordering::Relaxed),
         up_dropped: c.up_dropped.load(Ordering::Relaxed),
         up: c.up.load(Ordering::Relaxed),
+        stills,
     };
     drop(relay);
     app.stop().await;
@@ -825,6 +975,15 @@ pub mod profiles {
             leave_per_mille: 200,
         }),
         rate_kbps: None,
+    };
+
+    /// An 80 kbit/s uplink, 40 ms each way: room for sound, not for useful video.
+    pub const RATE_80: Impairment = Impairment {
+        delay: Duration::from_millis(40),
+        jitter: Duration::ZERO,
+        loss_per_mille: 0,
+        bursts: None,
+        rate_kbps: Some(80),
     };
 
     /// A 300 kbit/s uplink, 40 ms each way.
