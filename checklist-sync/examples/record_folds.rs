@@ -747,19 +747,43 @@ fn stills() -> (Vec<Arc<CommittedEvent>>, State) {
     s.connect(1.0, 1, &insp, desktop());
     s.connect(2.0, 2, &biz, phone());
     s.op(1.0, &insp, json!({"kind": "start"}));
-    s.op(1.0, &biz, json!({"kind": "presence", "quality": "good", "rtt_ms": 80, "video_mode": "video"}));
-    s.op(9.0, &biz, json!({"kind": "presence", "quality": "poor", "rtt_ms": 420, "network": "3g",
-        "video_mode": "stills", "stills_reason": "narrow"}));
+    s.op(
+        1.0,
+        &biz,
+        json!({"kind": "presence", "quality": "good", "rtt_ms": 80, "video_mode": "video"}),
+    );
+    s.op(
+        9.0,
+        &biz,
+        json!({"kind": "presence", "quality": "poor", "rtt_ms": 420, "network": "3g",
+        "video_mode": "stills", "stills_reason": "narrow"}),
+    );
     let frame = |id: &str, sha: char, reason: &str, at: i64| {
         json!({"kind": "frame", "reason": reason, "evidence": {"id": id, "kind": "frame",
             "sha256": sha.to_string().repeat(64), "size": 151_204, "media_type": "image/jpeg",
             "width": 1280, "height": 720, "received_at": at, "at_micros": at}})
     };
-    s.api(0.2, &biz, frame("fr-1", 'a', "low_bandwidth", 1_700_000_016_000_000));
+    s.api(
+        0.2,
+        &biz,
+        frame("fr-1", 'a', "low_bandwidth", 1_700_000_016_000_000),
+    );
     s.op(3.0, &insp, json!({"kind": "request_frame"}));
-    s.api(0.5, &biz, frame("fr-2", 'b', "requested", 1_700_000_019_700_000));
-    s.api(2.0, &biz, frame("fr-3", 'c', "low_bandwidth", 1_700_000_021_700_000));
-    s.op(15.0, &biz, json!({"kind": "presence", "quality": "fair", "video_mode": "video"}));
+    s.api(
+        0.5,
+        &biz,
+        frame("fr-2", 'b', "requested", 1_700_000_019_700_000),
+    );
+    s.api(
+        2.0,
+        &biz,
+        frame("fr-3", 'c', "low_bandwidth", 1_700_000_021_700_000),
+    );
+    s.op(
+        15.0,
+        &biz,
+        json!({"kind": "presence", "quality": "fair", "video_mode": "video"}),
+    );
     s.op(3.0, &insp, json!({"kind": "finish"}));
     s.finish()
 }

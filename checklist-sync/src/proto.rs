@@ -1033,7 +1033,11 @@ impl Operation {
             Self::Frame { evidence, .. } => {
                 check_len("evidence.id", &evidence.id, 1, 128)?;
                 check_opt_len("evidence.media_type", &evidence.media_type, 128)?;
-                if evidence.sha256.as_deref().is_some_and(|h| !is_sha256_hex(h)) {
+                if evidence
+                    .sha256
+                    .as_deref()
+                    .is_some_and(|h| !is_sha256_hex(h))
+                {
                     return Err(OpError::invalid(
                         "evidence.sha256",
                         "must be 64 lowercase hex digits",

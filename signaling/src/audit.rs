@@ -30,7 +30,7 @@ pub enum EvidenceProblem {
 /// One finding about evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvidenceFinding {
-    /// The `attach_evidence` event.
+    /// The `attach_evidence` (or `frame`) event.
     pub seq: u64,
     /// The evidence id.
     pub evidence_id: String,
@@ -65,14 +65,28 @@ pub async fn verify(pool: &AnyPool, blobs: &BlobStore, id: Uuid) -> anyhow::Resu
     let (_, state) = checklist_sync::load_snapshot(pool, id).await?;
     let mut checked = 0;
     let mut problems = Vec::new();
-    for entry in state.all_evidence() {
-        let (Some(sha), Some(size)) = (&entry.evidence.sha256, entry.evidence.size) else {
+    // The items' and findings' evidence from the fold, the phone's stills from the log (the
+    // fold keeps only each phone's latest).
+    let mut stored: Vec<(u64, String, Option<String>, Option<u64>)> = state
+        .all_evidence()
+        .map(|e| {
+            (
+                e.seq,
+                e.evidence.id.clone(),
+                e.evidence.sha256.clone(),
+                e.evidence.size,
+            )
+        })
+        .collect();
+    stored.extend(logged_frames(pool, id).await?);
+    for (seq, evidence_id, sha, size) in stored {
+        let (Some(sha), Some(size)) = (sha, size) else {
             continue;
         };
         checked += 1;
-        let problem = match blobs.rehash(sha).await? {
+        let problem = match blobs.rehash(&sha).await? {
             None => Some(EvidenceProblem::Missing),
-            Some((h, n)) if h != *sha || n != size => Some(EvidenceProblem::Altered {
+            Some((h, n)) if h != sha || n != size => Some(EvidenceProblem::Altered {
                 actual_sha256: h,
                 actual_size: n,
             }),
@@ -80,9 +94,9 @@ pub async fn verify(pool: &AnyPool, blobs: &BlobStore, id: Uuid) -> anyhow::Resu
         };
         if let Some(problem) = problem {
             problems.push(EvidenceFinding {
-                seq: entry.seq,
-                evidence_id: entry.evidence.id.clone(),
-                sha256: sha.clone(),
+                seq,
+                evidence_id,
+                sha256: sha,
                 problem,
             });
         }
@@ -92,6 +106,34 @@ pub async fn verify(pool: &AnyPool, blobs: &BlobStore, id: Uuid) -> anyhow::Resu
         evidence_checked: checked,
         evidence_problems: problems,
     })
+}
+
+/// The stills of the inspection's `frame` events: (seq, evidence id, sha256, size).
+async fn logged_frames(
+    pool: &AnyPool,
+    id: Uuid,
+) -> anyhow::Result<Vec<(u64, String, Option<String>, Option<u64>)>> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT seq, payload FROM events WHERE inspection_id = $1 AND kind = 'frame' ORDER BY seq",
+    )
+    .bind(id.to_string())
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq: i64 = row.try_get(0)?;
+        let payload: String = row.try_get(1)?;
+        let v: serde_json::Value = serde_json::from_str(&payload)?;
+        let e = &v["evidence"];
+        out.push((
+            seq as u64,
+            e["id"].as_str().unwrap_or_default().to_owned(),
+            e["sha256"].as_str().map(str::to_owned),
+            e["size"].as_u64(),
+        ));
+    }
+    Ok(out)
 }
 
 /// One thing `audit verify` found broken, with a stable code.

@@ -994,7 +994,11 @@ pub async fn serve(
 /// A still the inspection's log names (`frame` event): the fold keeps only each phone's
 /// latest, so the log itself is read. The id is a parsed UUID (hex and hyphens), safe inside
 /// the LIKE pattern; the payload is checked exactly after.
-async fn logged_frame(state: &AppState, id: Uuid, evidence_id: Uuid) -> ApiResult<Option<Evidence>> {
+async fn logged_frame(
+    state: &AppState,
+    id: Uuid,
+    evidence_id: Uuid,
+) -> ApiResult<Option<Evidence>> {
     use sqlx::Row;
     let rows = sqlx::query(
         "SELECT payload FROM events WHERE inspection_id = $1 AND kind = 'frame' \

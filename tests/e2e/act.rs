@@ -568,6 +568,11 @@ async fn bundle_verifies_offline_and_names_what_was_tampered() {
                 .is_ok(),
             "the photo is in the bundle"
         );
+        assert!(
+            z.by_name(&format!("evidence/{}.jpg", f.frame_sha256))
+                .is_ok(),
+            "the still of the camera is in the bundle"
+        );
     }
     assert_eq!(
         v.signed_by,

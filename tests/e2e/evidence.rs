@@ -774,12 +774,19 @@ async fn stills_are_the_phones_logged_served_and_bounded() {
     // A still of the camera: 201, a `frame` event with the server's findings, no item.
     let jpeg = picture("jpg", 1280, 720, 3);
     let op = uuid::Uuid::new_v4().to_string();
-    let path = frame_path(&l.id, "requested", &format!("&op_id={op}&captured_at={}", now_ms()));
+    let path = frame_path(
+        &l.id,
+        "requested",
+        &format!("&op_id={op}&captured_at={}", now_ms()),
+    );
     let first = upload(&l.business, &path, jpeg.clone()).await;
     assert_eq!(first.status, 201, "{}", first.text);
     let ev = &first.body["evidence"];
     assert_eq!(ev["kind"], "frame");
-    assert_eq!((ev["width"].as_u64(), ev["height"].as_u64()), (Some(1280), Some(720)));
+    assert_eq!(
+        (ev["width"].as_u64(), ev["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
     assert_eq!(ev["sha256"], sha256_hex(&jpeg));
     assert!(first.body.get("item_id").is_none(), "{}", first.body);
     let logged = wi
@@ -787,7 +794,10 @@ async fn stills_are_the_phones_logged_served_and_bounded() {
         .await;
     assert_eq!(logged["payload"]["reason"], "requested");
     assert_eq!(logged["payload"]["evidence"]["id"], ev["id"]);
-    assert!(logged["payload"]["evidence"]["at_micros"].is_i64(), "{logged}");
+    assert!(
+        logged["payload"]["evidence"]["at_micros"].is_i64(),
+        "{logged}"
+    );
     // The same op id again: the committed still, nothing new.
     let again = upload(&l.business, &path, jpeg.clone()).await;
     assert_eq!(again.status, 200, "{}", again.text);
@@ -800,7 +810,12 @@ async fn stills_are_the_phones_logged_served_and_bounded() {
         picture("jpg", 1280, 720, 4),
     )
     .await;
-    assert_eq!((soon.status, soon.code()), (429, "too_many_attempts"), "{}", soon.text);
+    assert_eq!(
+        (soon.status, soon.code()),
+        (429, "too_many_attempts"),
+        "{}",
+        soon.text
+    );
 
     // Bad stills are refused with their codes.
     let inspector = upload(
@@ -877,7 +892,11 @@ async fn stills_are_the_phones_logged_served_and_bounded() {
             assert_eq!(headers["content-type"], "image/jpeg");
         }
     }
-    let unknown = format!("/api/inspections/{}/evidence/{}", l.id, uuid::Uuid::new_v4());
+    let unknown = format!(
+        "/api/inspections/{}/evidence/{}",
+        l.id,
+        uuid::Uuid::new_v4()
+    );
     assert_eq!(l.inspector.get_bytes(&unknown).await.0, 404);
 
     // After the end no still is taken.
@@ -890,7 +909,11 @@ async fn stills_are_the_phones_logged_served_and_bounded() {
         picture("jpg", 64, 48, 0),
     )
     .await;
-    assert_eq!(late.status, 403, "the invitation ends with the inspection: {}", late.text);
+    assert_eq!(
+        late.status, 403,
+        "the invitation ends with the inspection: {}",
+        late.text
+    );
     // The log has both, in order, each with its evidence.
     let log = l
         .inspector
@@ -903,6 +926,28 @@ async fn stills_are_the_phones_logged_served_and_bounded() {
         .collect();
     assert_eq!(frames.len(), 2);
     assert_eq!(frames[1]["payload"]["evidence"]["media_type"], "image/png");
+
+    // `audit verify` re-hashes the stills too (the log's, not only the fold's latest), and
+    // names the altered one by its event.
+    let uuid = l.id.parse().expect("uuid");
+    let report = signaling::audit::verify(&app.db, &app.blobs, uuid)
+        .await
+        .expect("audit");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.evidence_checked, 2);
+    let sha = sha256_hex(&jpeg);
+    let root = app.blobs.local_root().expect("local blobs");
+    let blob = root.join("sha256").join(&sha[..2]).join(&sha);
+    assert!(blob.is_file(), "{}", blob.display());
+    std::fs::write(&blob, b"not the still").expect("alter the blob");
+    let report = signaling::audit::verify(&app.db, &app.blobs, uuid)
+        .await
+        .expect("audit");
+    assert_eq!(report.evidence_problems.len(), 1, "{report:?}");
+    assert_eq!(
+        report.evidence_problems[0].seq,
+        frames[0]["seq"].as_u64().expect("seq")
+    );
     app.stop().await;
 }
 
@@ -934,6 +979,10 @@ async fn stills_past_the_quota_are_refused_and_store_nothing() {
         "{}",
         r.text
     );
-    assert_eq!(app.dump_all().await, before, "the refused still stored something");
+    assert_eq!(
+        app.dump_all().await,
+        before,
+        "the refused still stored something"
+    );
     app.stop().await;
 }

@@ -45,6 +45,26 @@ async fn chromium_phone_sends_stills_when_video_cannot_pass_and_recovers() -> Re
                 .collect::<Vec<_>>()
         );
     }
+    // The reviewer sees the still of that moment where the recording has no video.
+    let reviewed = r
+        .reviewed
+        .as_ref()
+        .expect("the review page was opened at a still");
+    ensure!(
+        reviewed
+            .shown
+            .as_deref()
+            .is_some_and(|src| src.ends_with(&reviewed.expected)),
+        "the review page at {:.1} s shows {:?}, not the still {}",
+        reviewed.at,
+        reviewed.shown,
+        reviewed.expected
+    );
+    ensure!(
+        reviewed.caption.contains("снимок"),
+        "the review page's caption: {:?}",
+        reviewed.caption
+    );
     let [narrow, lifted] = &r.phases[..] else {
         anyhow::bail!("two phases measured: {:?}", r.phases);
     };
@@ -59,9 +79,16 @@ async fn chromium_phone_sends_stills_when_video_cannot_pass_and_recovers() -> Re
         .phone
         .iter()
         .position(|s| s.video_mode.as_deref() == Some("stills"));
-    ensure!(entered.is_some(), "the phone never paused its video: {:?}", narrow.phone);
     ensure!(
-        narrow.phone.iter().any(|s| s.state.as_deref() == Some("stills")),
+        entered.is_some(),
+        "the phone never paused its video: {:?}",
+        narrow.phone
+    );
+    ensure!(
+        narrow
+            .phone
+            .iter()
+            .any(|s| s.state.as_deref() == Some("stills")),
         "the phone never told its user it sends stills"
     );
     let shown = narrow
@@ -74,7 +101,10 @@ async fn chromium_phone_sends_stills_when_video_cannot_pass_and_recovers() -> Re
         narrow.console
     );
     ensure!(
-        narrow.console.iter().any(|c| c.stills_note && c.text.contains("снимок")),
+        narrow
+            .console
+            .iter()
+            .any(|c| c.stills_note && c.text.contains("снимок")),
         "the console's note is not in Russian: {:?}",
         narrow.console.last()
     );
@@ -84,7 +114,11 @@ async fn chromium_phone_sends_stills_when_video_cannot_pass_and_recovers() -> Re
         .iter()
         .filter(|s| s.reason == "low_bandwidth")
         .collect();
-    ensure!(auto.len() >= 3, "{} stills in 30 s at 80 kbit/s", auto.len());
+    ensure!(
+        auto.len() >= 3,
+        "{} stills in 30 s at 80 kbit/s",
+        auto.len()
+    );
     // Every 5 s on the phone's 1 s statistics tick (the one asked for restarts the count);
     // the receipt adds the upload's jitter.
     for w in narrow.stills.windows(2) {

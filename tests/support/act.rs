@@ -112,6 +112,8 @@ pub struct Finished {
     pub results_url: String,
     /// SHA-256 of the business's photo.
     pub photo_sha256: String,
+    /// SHA-256 of the still of its camera the inspector asked the phone for (`frame`).
+    pub frame_sha256: String,
 }
 
 /// Creates, runs (over the socket) and finishes an inspection.
@@ -164,6 +166,16 @@ pub async fn finished_inspection(app: &TestApp) -> Finished {
         )
         .await;
     assert_eq!(up.status, 201, "{}", up.text);
+    // And a still of its camera, asked for by the inspector (low-bandwidth mode's upload).
+    let still = crate::images::picture("jpg", 640, 360, 1);
+    let up = business
+        .post_raw(
+            &format!("/api/inspections/{id}/evidence?frame=requested"),
+            "image/jpeg",
+            still.clone(),
+        )
+        .await;
+    assert_eq!(up.status, 201, "{}", up.text);
     assert_eq!(ws.op("f", json!({"kind": "finish"})).await["type"], "ack");
     drop(ws);
     Finished {
@@ -172,6 +184,7 @@ pub async fn finished_inspection(app: &TestApp) -> Finished {
         id,
         results_url,
         photo_sha256: crate::images::sha256_hex(&photo),
+        frame_sha256: crate::images::sha256_hex(&still),
     }
 }
 

@@ -469,8 +469,22 @@ pub struct Phase {
 /// What a run has besides the phone.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
-    /// The inspector's console in a browser of its own, sampled once a second.
+    /// The inspector's console in a browser of its own, sampled once a second; after the
+    /// finish the same browser opens the review page at the first still.
     pub console: bool,
+}
+
+/// What the review page showed at a moment of a stills period (with a console).
+#[derive(Debug, Clone)]
+pub struct ReviewedStill {
+    /// Seconds of the recording the player was sent to.
+    pub at: f64,
+    /// The still that should be shown there (the latest one at or before `at`).
+    pub expected: String,
+    /// The `src` of the still the page showed over the video, if any.
+    pub shown: Option<String>,
+    /// Its caption.
+    pub caption: String,
 }
 
 /// What the inspector's console showed (with [`RunOptions::console`]).
@@ -487,6 +501,8 @@ pub struct ConsoleSample {
 /// A still the phone sent (`frame` event), placed on the recording's timeline.
 #[derive(Debug, Clone)]
 pub struct Still {
+    /// The evidence id.
+    pub id: String,
     /// Seconds of the recording (`at_micros − epoch_micros`).
     pub at: f64,
     pub reason: String,
@@ -591,6 +607,8 @@ pub struct RunReport {
     pub up: u64,
     /// Every still of the run.
     pub stills: Vec<Still>,
+    /// The review page at a still (with a console and at least two stills).
+    pub reviewed: Option<ReviewedStill>,
 }
 
 fn now_micros() -> i64 {
@@ -744,7 +762,10 @@ pub async fn run_with(
             if let Some(c) = &console {
                 seen.push(console_sample(c).await?);
             }
-            if !asked && p.request_still_at.is_some_and(|s| t0.elapsed().as_secs_f64() >= s) {
+            if !asked
+                && p.request_still_at
+                    .is_some_and(|s| t0.elapsed().as_secs_f64() >= s)
+            {
                 asked = true;
                 match &console {
                     Some(c) => c.click("#request-still").await?,
@@ -782,9 +803,6 @@ pub async fn run_with(
     let r = wi.op("nb-finish", json!({"kind": "finish"})).await;
     ensure!(r["type"] == "ack", "finish: {r}");
     phone.close().await?;
-    if let Some(c) = console {
-        c.close().await?;
-    }
 
     let manifest = {
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -831,11 +849,62 @@ pub async fn run_with(
         }
         let ev = &e["payload"]["evidence"];
         stills.push(Still {
+            id: ev["id"].as_str().unwrap_or_default().to_owned(),
             at: secs(ev["at_micros"].as_i64().context("a still's at_micros")?),
-            reason: e["payload"]["reason"].as_str().unwrap_or_default().to_owned(),
+            reason: e["payload"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             width: ev["width"].as_u64().unwrap_or(0),
             height: ev["height"].as_u64().unwrap_or(0),
         });
+    }
+    // The reviewer at the second automatic still: the page must show it over the video.
+    let mut reviewed = None;
+    if let Some(c) = console {
+        let auto: Vec<&Still> = stills
+            .iter()
+            .filter(|s| s.reason == "low_bandwidth")
+            .collect();
+        if let [_, second, ..] = auto[..] {
+            let at = second.at + 1.0;
+            let expected = stills
+                .iter()
+                .filter(|s| s.at <= at)
+                .last()
+                .map_or_else(String::new, |s| s.id.clone());
+            c.goto(&format!("{}/review/#{id}", app.address)).await?;
+            c.wait_true(
+                "the recording's metadata",
+                "const v = document.getElementById('video'); return v.readyState >= 1 && !!document.getElementById('review-still')",
+                Duration::from_secs(30),
+            )
+            .await?;
+            c.js(&format!(
+                "document.getElementById('video').currentTime = {at:.3}; return true"
+            ))
+            .await?;
+            let shown = c
+                .wait_true(
+                    "the still over the video",
+                    "const i = document.getElementById('review-still'); return !!i && !i.hidden",
+                    Duration::from_secs(10),
+                )
+                .await;
+            let v = c
+                .js("const i = document.getElementById('review-still'); \
+                     const n = document.getElementById('review-still-note'); \
+                     return {src: i && !i.hidden ? i.getAttribute('src') : null, text: n ? n.textContent : ''}")
+                .await?;
+            c.screenshot(&format!("{label}-review")).await?;
+            reviewed = Some(ReviewedStill {
+                at,
+                expected,
+                shown: shown.ok().and(v["src"].as_str().map(str::to_owned)),
+                caption: v["text"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        c.close().await?;
     }
     let phases = phases
         .iter()
@@ -884,6 +953,7 @@ pub async fn run_with(
         up_dropped: c.up_dropped.load(Ordering::Relaxed),
         up: c.up.load(Ordering::Relaxed),
         stills,
+        reviewed,
     };
     drop(relay);
     app.stop().await;

@@ -79,7 +79,8 @@ pub struct BundleEvidence {
     /// The free-form finding's seq (absent for an item's evidence).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finding_seq: Option<u64>,
-    /// The `attach_evidence` event that names it.
+    /// The `attach_evidence` (or, for a still of the phone's camera, `frame`) event that
+    /// names it.
     pub seq: u64,
 }
 
@@ -182,7 +183,7 @@ fn verify_md(m: &BundleManifest) -> String {
         s.push_str(
             "## 2a. Evidence files are the ones the log names / Фото, фрагменты и кадры — те, что \
              названы в журнале\n\n\
-             Each file in `evidence/` is named by its SHA-256, and the `attach_evidence` event \
+             Each file in `evidence/` is named by its SHA-256, and the `attach_evidence` (or `frame`) event \
              naming that hash is in `events.jsonl`:\n\n\
              ```sh\nfor f in evidence/*; do n=$(basename \"$f\"); h=${n%.*}; \
              echo \"$h  $f\" | sha256sum -c - && grep -qF \"\\\"sha256\\\":\\\"$h\\\"\" events.jsonl || exit 1; done\n```\n\n",
@@ -274,8 +275,21 @@ pub async fn build(state: &AppState, insp: &Inspection) -> ApiResult<std::fs::Fi
             .iter()
             .map(move |e| (e.seq, (None, Some(f.seq)), e.evidence.clone()))
     });
+    // The phone's stills in place of video (`frame` events; the fold keeps only the latest).
+    let of_frames = events
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+        .filter(|e| e["kind"] == "frame")
+        .filter_map(|e| {
+            let seq = e["seq"].as_u64()?;
+            let ev = serde_json::from_value(e["payload"]["evidence"].clone()).ok()?;
+            Some((seq, (None, None), ev))
+        })
+        .collect::<Vec<_>>();
     let mut named: Vec<(u64, Target, checklist_sync::proto::Evidence)> = of_items
         .chain(of_findings)
+        .chain(of_frames)
         .filter(|(_, _, e)| e.sha256.is_some() && e.size.is_some())
         .collect();
     named.sort_by_key(|(seq, ..)| *seq);
@@ -626,7 +640,10 @@ pub fn verify(path: &Path) -> Result<Verified, Mismatch> {
         }
     }
     // 4. Every blob the log names is in the bundle, with the logged hash.
-    for e in events.iter().filter(|e| e["kind"] == "attach_evidence") {
+    for e in events
+        .iter()
+        .filter(|e| e["kind"] == "attach_evidence" || e["kind"] == "frame")
+    {
         let p = payload(e);
         let ev = &p["evidence"];
         let (Some(sha), Some(_)) = (ev["sha256"].as_str(), ev["size"].as_u64()) else {
