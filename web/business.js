@@ -479,7 +479,12 @@ const pause = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
  */
 async function sendStill(reason) {
   const track = page.stream?.getVideoTracks()[0];
-  if (page.stillBusy || !track || track.readyState !== 'live') return;
+  if (!track || track.readyState !== 'live') return;
+  if (page.stillBusy) {
+    // The inspector's ask waits for the still on its way, not lost behind it.
+    if (reason === 'requested') page.frameRequested = true;
+    return;
+  }
   page.stillBusy = true;
   const opId = typeof crypto.randomUUID === 'function' ? crypto.randomUUID() : null;
   try {
@@ -498,7 +503,7 @@ async function sendStill(reason) {
     page.stillsSent += 1;
     page.stillError = null;
   } catch (e) {
-    page.stillError = e.code || e.message || 'error';
+    page.stillError = errorText(e);
   } finally {
     page.stillBusy = false;
     renderQuality();
@@ -641,7 +646,7 @@ function renderQuality() {
   if (stills) {
     el.textContent += ` (${t('stills.sent', { n: page.stillsSent })})`;
     if (page.probing) el.textContent += ` ${t('uplink.probing')}`;
-    if (page.stillError) el.textContent += ` ${t('stills.failed', { code: page.stillError })}`;
+    if (page.stillError) el.textContent += ` ${t('stills.failed', { why: page.stillError })}`;
   }
   el.hidden = u.sent_kbps === null;
 }

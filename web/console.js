@@ -729,7 +729,7 @@ async function pollReception() {
 function renderReception() {
   const line = $('reception');
   const biz = businessOf(room?.sync?.data);
-  const r = biz && biz[1].online && room.uplinks ? describeReception(room.uplinks, biz[0]) : { state: 'none' };
+  const r = biz && biz[1].online && room.uplinks ? describeReception(room.uplinks, biz[0], { stills: biz[1].video_mode === 'stills' }) : { state: 'none' };
   line.dataset.state = r.state;
   line.hidden = r.state === 'none';
   if (line.hidden) return;

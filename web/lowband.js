@@ -23,11 +23,19 @@ export const LOWBAND = {
   PROBE_FOR_MS: 5000,
   /** An estimate at or over this during a probe, kbit/s, resumes the video. */
   RESUME_KBPS: 250,
+  /** A probe whose estimate is over the floor and still climbing (by this factor since the
+   * probe began) goes on for another PROBE_FOR_MS, at most PROBE_EXTENSIONS times: a network
+   * that came back lets the browser's estimate ramp up from where the narrow one left it. */
+  PROBE_CLIMB: 1.2,
+  PROBE_EXTENSIONS: 2,
 };
 
 /** The memory of a phone that has just started: video, nothing judged yet. */
 export function lowBandStart() {
-  return { mode: 'video', reason: null, badSince: null, nextStillAt: null, probeAt: null, probeUntil: null, probeWait: LOWBAND.PROBE_FIRST_MS, lastFrames: null };
+  return {
+    mode: 'video', reason: null, badSince: null, nextStillAt: null, probeAt: null, probeUntil: null,
+    probeWait: LOWBAND.PROBE_FIRST_MS, probeFrom: null, probeExtended: 0, lastFrames: null,
+  };
 }
 
 /**
@@ -77,7 +85,13 @@ export function lowBandStep(memo, sample, now) {
       if (sample.requested) actions.push('still');
       return { memo: m, mode: 'video', reason: null, probing: false, actions };
     }
-    if (now >= m.probeUntil) {
+    if (m.probeFrom === null && estimate !== null) m.probeFrom = estimate;
+    const climbing = estimate !== null && m.probeFrom !== null && estimate >= LOWBAND.FLOOR_KBPS
+      && estimate >= m.probeFrom * LOWBAND.PROBE_CLIMB;
+    if (now >= m.probeUntil && climbing && m.probeExtended < LOWBAND.PROBE_EXTENSIONS) {
+      m.probeExtended += 1;
+      m.probeUntil = now + LOWBAND.PROBE_FOR_MS;
+    } else if (now >= m.probeUntil) {
       // The network still cannot carry video: pause again, and wait longer before the next try.
       m.probeUntil = null;
       m.probeWait = Math.min(LOWBAND.PROBE_MAX_MS, Math.round(m.probeWait * 1.5));
@@ -86,6 +100,8 @@ export function lowBandStep(memo, sample, now) {
     }
   } else if (now >= m.probeAt) {
     m.probeUntil = now + LOWBAND.PROBE_FOR_MS;
+    m.probeFrom = null;
+    m.probeExtended = 0;
     actions.push('resume_video');
   }
   if (sample.requested || now >= m.nextStillAt) {

@@ -61,10 +61,11 @@ const QUIET_MS = 2000;
  * business's id. The state, worst first: 'stalled' (nothing arrives), 'audio_only' (the
  * microphone does, the camera not), 'loss' (over 2 % of the video never arrived, even
  * repaired), 'thin' (video under 150 kbit/s), 'repairing' (the network loses over 5 % and
- * retransmissions repair it), 'ok'; 'none' before any media. Figures: kbps, audio_kbps,
- * loss, late (%), secs (of silence).
+ * retransmissions repair it), 'ok'; 'none' before any media; 'stills' when `stills` (the
+ * phone said it paused its video for stills) and the camera is quiet while the microphone
+ * arrives. Figures: kbps, audio_kbps, loss, late (%), secs (of silence).
  */
-export function describeReception(uplinks, participant) {
+export function describeReception(uplinks, participant, { stills = false } = {}) {
   const mine = (uplinks || []).filter((u) => u.participant === participant);
   const cam = mine.find((u) => u.feed === 'business_camera');
   const mic = mine.find((u) => u.feed === 'business_microphone');
@@ -80,7 +81,7 @@ export function describeReception(uplinks, participant) {
     const secs = Math.round(Math.min(cam?.quiet_ms ?? Infinity, mic?.quiet_ms ?? Infinity) / 1000);
     return { ...figures, state: 'stalled', secs };
   }
-  if (!live(cam)) return { ...figures, state: 'audio_only' };
+  if (!live(cam)) return { ...figures, state: stills ? 'stills' : 'audio_only' };
   if (cam.loss_pct > 2) return { ...figures, state: 'loss' };
   if (cam.kbps < THIN_KBPS) return { ...figures, state: 'thin' };
   if (cam.late_pct > 5) return { ...figures, state: 'repairing' };

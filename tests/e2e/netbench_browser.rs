@@ -1,6 +1,6 @@
 //! The short network bench of the CI (issue 19): a Chromium phone publishes through the
-//! bench's impairing relay (`inspector_tests::netbench`): 3 % uplink loss with 50 ms each way,
-//! then a 300 kbit/s uplink, then a 5 s outage; the finished recording is measured with
+//! bench's impairing relay (`inspector_tests::netbench`): a 5 s outage, then 3 % uplink loss
+//! with 50 ms each way, then a 300 kbit/s uplink; the finished recording is measured with
 //! ffprobe. The full bench with every profile is `tests/examples/net_bench.rs`
 //! (docs/reliability.md).
 //!
@@ -16,20 +16,21 @@ use inspector_tests::netbench::{profiles, run, Impairment, Phase};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chromium_phone_survives_loss_a_narrow_uplink_and_an_outage() -> Result<()> {
     let phases = [
-        Phase {
-            name: "loss 3 % + 50 ms",
-            impairment: profiles::LOSS_3_DELAY_50,
-            secs: 10.0,
-            outage_secs: None,
-            ..Phase::default()
-        },
-        // The outage before the narrow uplink: a phone that the narrow phase sent into
-        // low-bandwidth mode would come back to video only at its next probe.
+        // The outage first: a phone that the narrow phase sent into low-bandwidth mode would
+        // come back to video only at its next probe, and a freeze over a phase's edge counts
+        // in that phase (the loss phase must not end into the outage).
         Phase {
             name: "5 s outage",
             impairment: Impairment::CLEAN,
             secs: 8.0,
             outage_secs: Some(5.0),
+            ..Phase::default()
+        },
+        Phase {
+            name: "loss 3 % + 50 ms",
+            impairment: profiles::LOSS_3_DELAY_50,
+            secs: 10.0,
+            outage_secs: None,
             ..Phase::default()
         },
         Phase {
@@ -84,7 +85,7 @@ async fn chromium_phone_survives_loss_a_narrow_uplink_and_an_outage() -> Result<
         &r.recording.decode_errors[..5.min(r.recording.decode_errors.len())]
     );
 
-    let [loss, outage, rate] = &r.phases[..] else {
+    let [outage, loss, rate] = &r.phases[..] else {
         anyhow::bail!("three phases measured: {:?}", r.phases);
     };
     // Audio meets the target in every run. Video does not, reliably: the issue's target (no
@@ -99,13 +100,28 @@ async fn chromium_phone_survives_loss_a_narrow_uplink_and_an_outage() -> Result<
         loss.longest_audio_gap.secs,
         loss.longest_audio_gap.at
     );
-    ensure!(
-        loss.longest_freeze.secs <= 2.0,
-        "a {:.3} s freeze at 3 % loss (at {:.1} s)",
-        loss.longest_freeze.secs,
-        loss.longest_freeze.at
-    );
-    ensure!(loss.fps >= 1.0, "{:.1} frames/s at 3 % loss", loss.fps);
+    // Where Chromium's loss-based estimate fell under 150 kbit/s for 6 s, the phone rightly
+    // sent stills instead (web/lowband.js): then the stills' target holds, else the video's.
+    if loss
+        .phone
+        .iter()
+        .any(|s| s.video_mode.as_deref() == Some("stills"))
+    {
+        ensure!(
+            loss.longest_without_picture.secs <= 5.5,
+            "no picture for {:.2} s at 3 % loss in stills mode (at {:.1} s)",
+            loss.longest_without_picture.secs,
+            loss.longest_without_picture.at
+        );
+    } else {
+        ensure!(
+            loss.longest_freeze.secs <= 2.0,
+            "a {:.3} s freeze at 3 % loss (at {:.1} s)",
+            loss.longest_freeze.secs,
+            loss.longest_freeze.at
+        );
+        ensure!(loss.fps >= 1.0, "{:.1} frames/s at 3 % loss", loss.fps);
+    }
 
     // Under the cap the encoder settles below it (the estimate comes from the server's
     // feedback), and video still arrives — or, where the estimate stayed under 150 kbit/s,

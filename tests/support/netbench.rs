@@ -496,6 +496,8 @@ pub struct ConsoleSample {
     pub still_src: Option<String>,
     /// The note's text.
     pub text: String,
+    /// The reception line's state (`#reception`, what the server receives from the phone).
+    pub reception: String,
 }
 
 /// A still the phone sent (`frame` event), placed on the recording's timeline.
@@ -636,12 +638,15 @@ async fn console_sample(console: &Browser) -> Result<ConsoleSample> {
     let v = console
         .js("const n = document.getElementById('stills-note'); \
              const i = document.getElementById('remote-still'); \
-             return {note: !n.hidden, text: n.textContent, src: i.hidden ? null : i.getAttribute('src')}")
+             const r = document.getElementById('reception'); \
+             return {note: !n.hidden, text: n.textContent, src: i.hidden ? null : i.getAttribute('src'), \
+                     reception: r.hidden ? '' : r.dataset.state}")
         .await?;
     Ok(ConsoleSample {
         stills_note: v["note"].as_bool().unwrap_or(false),
         still_src: v["src"].as_str().map(str::to_owned),
         text: v["text"].as_str().unwrap_or_default().to_owned(),
+        reception: v["reception"].as_str().unwrap_or_default().to_owned(),
     })
 }
 

@@ -142,3 +142,29 @@ test('the reviewer sees stills only where the phone sent stills instead of video
   // Without the recording's epoch nothing can be placed.
   assert.deepEqual(stillsTimeline(events, null), { periods: [], stills: [] });
 });
+
+test('a probe whose estimate climbs over the floor goes on until it resumes, a flat one does not', () => {
+  let memo = lowBandStart();
+  let steps;
+  ({ memo, steps } = run(memo, 0, 7, { kbps: 90 }));
+  const pausedAt = steps.at(-1).t;
+  // Up to the probe: still narrow.
+  ({ memo } = run(memo, pausedAt, LOWBAND.PROBE_FIRST_MS / 1000 - 1, { kbps: 90 }));
+  // The network is back, but the browser's estimate ramps up slowly from 90 kbit/s.
+  let t = pausedAt + LOWBAND.PROBE_FIRST_MS - 1000;
+  let kbps = 90;
+  let resumed = null;
+  let paused = false;
+  for (let i = 0; i < 20 && resumed === null; i += 1) {
+    t += 1000;
+    const r = lowBandStep(memo, { available_kbps: kbps, frames_sent: 1000 + i * 20, connected: true }, t);
+    memo = r.memo;
+    if (r.actions.includes('pause_video') && i > 0) paused = true;
+    if (r.mode === 'video') resumed = t;
+    kbps = Math.round(kbps * 1.12);
+  }
+  assert.ok(resumed !== null, 'resumed');
+  assert.ok(!paused, 'not paused in between');
+  assert.ok(resumed - (pausedAt + LOWBAND.PROBE_FIRST_MS) > LOWBAND.PROBE_FOR_MS, 'beyond the first probe window');
+  // Flat under the floor: the probe ends at PROBE_FOR_MS, as before (see the backoff test).
+});

@@ -97,3 +97,12 @@ test('reception: worst first — silence, sound only, loss, thin, repaired loss'
   assert.deepEqual([repairing.state, repairing.late], ['repairing', 6.4]);
   assert.equal(describeReception([cam({ late_pct: 3 }), mic()], BIZ).state, 'ok', 'a little repair is normal');
 });
+
+test('reception: a phone in stills mode sends sound and no video on purpose, and it says so', () => {
+  const paused = [cam({ quiet_ms: 9000 }), mic()];
+  assert.equal(describeReception(paused, BIZ, { stills: true }).state, 'stills');
+  assert.equal(describeReception(paused, BIZ).state, 'audio_only', 'without the phone saying so it is no video');
+  // Video during a probe, or nothing at all, is judged as ever.
+  assert.equal(describeReception([cam({ kbps: 120 }), mic()], BIZ, { stills: true }).state, 'thin');
+  assert.equal(describeReception([cam({ quiet_ms: 9000 }), mic({ quiet_ms: 9000 })], BIZ, { stills: true }).state, 'stalled');
+});
