@@ -179,12 +179,16 @@ export class RtcSession extends EventTarget {
   }
 
   _afterWelcome() {
-    if (!this.pc || this.pc.connectionState === 'failed' || this.pc.connectionState === 'closed') {
+    // The server ends a participant's media with the socket that set it up (docs/protocol.md,
+    // rtc.*): after a reconnect its peer is gone, and an ICE restart of the old connection
+    // would find no DTLS session behind the new credentials (a phone that switched networks
+    // never got its video back). So a connection that was ever answered is replaced; the
+    // server continues the recording's timeline for the same participant.
+    if (!this.pc || this.pc.remoteDescription !== null
+      || this.pc.connectionState === 'failed' || this.pc.connectionState === 'closed') {
       this._createPc();
     }
-    // After a socket reconnect the server may have lost the peer; a new offer (with ICE
-    // restart if already connected once) brings it back on the same timeline.
-    this._offer(this.pc.remoteDescription !== null);
+    this._offer(false);
   }
 
   _createPc() {
@@ -292,24 +296,32 @@ export class RtcSession extends EventTarget {
   }
 
   async _offer(iceRestart) {
-    if (!this.pc) return;
+    const pc = this.pc;
+    if (!pc) return;
     if (this.makingOffer) {
       this.needOffer = true;
       return;
     }
     this.makingOffer = true;
     try {
-      const offer = await this.pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
-      await this.pc.setLocalDescription(offer);
-      const d = this.pc.localDescription;
+      const offer = await pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
+      await pc.setLocalDescription(offer);
+      // Replaced meanwhile (a reconnect): this offer is of a closed connection.
+      if (this.pc !== pc) return;
+      const d = pc.localDescription;
       this.sync.rtc({ type: 'rtc.offer', sdp: { type: d.type, sdp: d.sdp }, role: this.role });
       // User Timing marks for the join benchmark (tests/examples/join_bench.rs) and for
       // anyone profiling a slow join in the browser's tools; a few per call.
       mark('rtc.offer');
     } catch (e) {
-      this.dispatchEvent(new CustomEvent('error', { detail: { code: 'offer_failed', message: e.message } }));
+      if (this.pc === pc) this.dispatchEvent(new CustomEvent('error', { detail: { code: 'offer_failed', message: e.message } }));
     } finally {
       this.makingOffer = false;
+      // The connection that replaced this one offers now (its offer waited for this one).
+      if (this.pc !== pc && this.pc) {
+        this.needOffer = false;
+        this._offer(false);
+      }
     }
   }
 

@@ -1,6 +1,6 @@
 //! The short network bench of the CI (issue 19): a Chromium phone publishes through the
-//! bench's impairing relay (`inspector_tests::netbench`): a 5 s outage, then 3 % uplink loss
-//! with 50 ms each way, then a 300 kbit/s uplink; the finished recording is measured with
+//! bench's impairing relay (`inspector_tests::netbench`): a 5 s outage, a change of network,
+//! then 3 % uplink loss with 50 ms each way, then a 300 kbit/s uplink; the finished recording is measured with
 //! ffprobe. The full bench with every profile is `tests/examples/net_bench.rs`
 //! (docs/reliability.md).
 //!
@@ -24,6 +24,15 @@ async fn chromium_phone_survives_loss_a_narrow_uplink_and_an_outage() -> Result<
             impairment: Impairment::CLEAN,
             secs: 8.0,
             outage_secs: Some(5.0),
+            ..Phase::default()
+        },
+        // A change of network: 1 s without packets, then the phone's packets reach the server
+        // from new addresses; the page hears `online`, reconnects its socket and its media.
+        Phase {
+            name: "network switch",
+            impairment: Impairment::CLEAN,
+            secs: 8.0,
+            network_switch: true,
             ..Phase::default()
         },
         Phase {
@@ -85,9 +94,16 @@ async fn chromium_phone_survives_loss_a_narrow_uplink_and_an_outage() -> Result<
         &r.recording.decode_errors[..5.min(r.recording.decode_errors.len())]
     );
 
-    let [outage, loss, rate] = &r.phases[..] else {
-        anyhow::bail!("three phases measured: {:?}", r.phases);
+    let [outage, switch, loss, rate] = &r.phases[..] else {
+        anyhow::bail!("four phases measured: {:?}", r.phases);
     };
+    // After a change of network the video is back within 2 s of the new network (it never
+    // came back before web/rtc.js replaced the connection after a socket reconnect).
+    let back = switch.video_back_after;
+    ensure!(
+        back.is_some_and(|b| b <= 2.0),
+        "video back {back:?} s after a change of network"
+    );
     // Audio meets the target in every run. Video does not, reliably: the issue's target (no
     // freeze over 500 ms) held in 7 of 10 runs on this machine; in the others Chromium's
     // loss-based estimate fell to 75–360 kbit/s at 3 % random loss and, keeping resolution, the

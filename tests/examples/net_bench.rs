@@ -6,7 +6,7 @@
 //! phone's own getStats gives its sent bit rate and bandwidth estimate.
 //!
 //! Run: `cargo run -p inspector-tests --example net_bench [-- <secs per profile> [profile…]]`
-//! (default 30 s; profiles: clean, loss3, bursts10, rate300, outage5; all by default).
+//! (default 30 s; profiles: clean, loss3, bursts10, rate300, outage5, switch; all by default).
 //! The JSON of every run is written to `artifacts/net_bench.json`.
 
 use anyhow::{bail, Result};
@@ -49,7 +49,18 @@ fn phase(name: &str, secs: f64) -> Result<Phase> {
             outage_secs: Some(5.0),
             ..Phase::default()
         },
-        other => bail!("unknown profile {other} (clean, loss3, bursts10, rate300, outage5)"),
+        // A switch of network (Wi-Fi to mobile data): the phone's old addresses are gone for
+        // good and it comes back from a new one; the page hears `online` and restarts ICE.
+        "switch" => Phase {
+            name: "network switch",
+            impairment: Impairment::CLEAN,
+            secs: secs.max(10.0),
+            network_switch: true,
+            ..Phase::default()
+        },
+        other => {
+            bail!("unknown profile {other} (clean, loss3, bursts10, rate300, outage5, switch)")
+        }
     })
 }
 
@@ -60,7 +71,7 @@ async fn main() -> Result<()> {
     let names: Vec<&str> = if args.len() > 1 {
         args[1..].iter().map(String::as_str).collect()
     } else {
-        vec!["clean", "loss3", "bursts10", "rate300", "outage5"]
+        vec!["clean", "loss3", "bursts10", "rate300", "outage5", "switch"]
     };
     let mut all = Vec::new();
     for name in names {

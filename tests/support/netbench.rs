@@ -150,23 +150,45 @@ impl Control {
     }
 }
 
-/// A running impairing relay; dropping it stops it.
+/// A running impairing relay; dropping it stops it. It stands where a mobile network's NAT
+/// would: each address the phone sends from gets a socket of its own towards the server (a
+/// mapping), as a NAT gives each inside port its own outside port.
 pub struct ImpairedRelay {
     /// What it has seen so far.
     pub counts: Arc<BenchCounts>,
     control: Arc<Mutex<Control>>,
+    mappings: Arc<tokio::sync::Mutex<Mappings>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// The relay's mappings: the phone's address → the socket towards the server, and the task
+/// that carries that socket's answers back.
+type Mappings =
+    std::collections::HashMap<SocketAddr, (Arc<UdpSocket>, tokio::task::JoinHandle<()>)>;
 
 impl Drop for ImpairedRelay {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
         }
+        if let Ok(m) = self.mappings.try_lock() {
+            for (_, t) in m.values() {
+                t.abort();
+            }
+        }
     }
 }
 
-type Queue = tokio::sync::mpsc::UnboundedSender<(Instant, Vec<u8>)>;
+type Queue = tokio::sync::mpsc::UnboundedSender<(Instant, Vec<u8>, Target)>;
+
+/// Where a queued datagram goes.
+#[derive(Clone)]
+enum Target {
+    /// Up, to the server through a mapping's socket.
+    Server(Arc<UdpSocket>),
+    /// Down, to the phone's address.
+    Phone(SocketAddr),
+}
 
 impl ImpairedRelay {
     /// Listens on `public` (the address the server announces), forwards to `server`.
@@ -176,8 +198,6 @@ impl ImpairedRelay {
         impairment: Impairment,
     ) -> std::io::Result<ImpairedRelay> {
         let outside = Arc::new(UdpSocket::bind(public).await?);
-        let inside = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-        inside.connect(server).await?;
         let counts = Arc::new(BenchCounts::default());
         let now = Instant::now();
         let control = Arc::new(Mutex::new(Control {
@@ -188,83 +208,66 @@ impl ImpairedRelay {
             link_free_at: now,
             last_release: [now; 2],
         }));
-        let browser: Arc<Mutex<Option<SocketAddr>>> = Default::default();
+        let mappings: Arc<tokio::sync::Mutex<Mappings>> = Default::default();
         let mut tasks = Vec::new();
 
         // A sender per direction: sends each datagram at its release time, in order.
-        let (up_tx, mut up_rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
-        let (down_tx, mut down_rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+        let (up_tx, up_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (down_tx, down_rx) = tokio::sync::mpsc::unbounded_channel();
+        tasks.push(tokio::spawn(send_in_order(up_rx, outside.clone())));
+        tasks.push(tokio::spawn(send_in_order(down_rx, outside.clone())));
         {
-            let inside = inside.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Some((at, d)) = up_rx.recv().await {
-                    tokio::time::sleep_until(at.into()).await;
-                    let _ = inside.send(&d).await;
-                }
-            }));
-        }
-        {
-            let (outside, browser) = (outside.clone(), browser.clone());
-            tasks.push(tokio::spawn(async move {
-                while let Some((at, d)) = down_rx.recv().await {
-                    tokio::time::sleep_until(at.into()).await;
-                    // The lock is held for a copy only; a poisoned one means a panicked task.
-                    let to = *browser.lock().expect("relay lock");
-                    if let Some(to) = to {
-                        let _ = outside.send_to(&d, to).await;
-                    }
-                }
-            }));
-        }
-        {
-            let (outside, control, counts, browser) = (
+            let (outside, control, counts, mappings) = (
                 outside.clone(),
                 control.clone(),
                 counts.clone(),
-                browser.clone(),
+                mappings.clone(),
             );
             tasks.push(tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
                 while let Ok((n, from)) = outside.recv_from(&mut buf).await {
-                    *browser.lock().expect("relay lock") = Some(from);
                     counts.up.fetch_add(1, Ordering::Relaxed);
+                    let via = {
+                        let mut m = mappings.lock().await;
+                        match m.get(&from) {
+                            Some((via, _)) => via.clone(),
+                            None => {
+                                let Ok(via) = new_mapping(server).await else {
+                                    continue;
+                                };
+                                let back = tokio::spawn(carry_down(
+                                    via.clone(),
+                                    from,
+                                    control.clone(),
+                                    counts.clone(),
+                                    down_tx.clone(),
+                                ));
+                                m.insert(from, (via.clone(), back));
+                                via
+                            }
+                        }
+                    };
                     let at = control
                         .lock()
                         .expect("relay lock")
                         .admit(true, n, Instant::now());
-                    forward(&up_tx, at, &buf[..n], &counts.up_dropped);
+                    forward(
+                        &up_tx,
+                        at,
+                        &buf[..n],
+                        Target::Server(via),
+                        &counts.up_dropped,
+                    );
                     if at.is_some() {
                         counts.up_bytes.fetch_add(n as u64, Ordering::Relaxed);
                     }
                 }
             }));
         }
-        {
-            let (inside, control, counts) = (inside.clone(), control.clone(), counts.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut buf = vec![0u8; 2048];
-                while let Ok(n) = inside.recv(&mut buf).await {
-                    let d = &buf[..n];
-                    counts.down.fetch_add(1, Ordering::Relaxed);
-                    // The first RTCP header of an SRTCP compound is in the clear.
-                    if d.len() >= 8 && d[0] >> 6 == 2 && d[1] == 205 {
-                        match d[0] & 0x1f {
-                            15 => counts.twcc_feedback.fetch_add(1, Ordering::Relaxed),
-                            1 => counts.nacks.fetch_add(1, Ordering::Relaxed),
-                            _ => 0,
-                        };
-                    }
-                    let at = control
-                        .lock()
-                        .expect("relay lock")
-                        .admit(false, n, Instant::now());
-                    forward(&down_tx, at, d, &counts.down_dropped);
-                }
-            }));
-        }
         Ok(ImpairedRelay {
             counts,
             control,
+            mappings,
             tasks,
         })
     }
@@ -278,12 +281,73 @@ impl ImpairedRelay {
     pub fn outage(&self, d: Duration) {
         self.control.lock().expect("relay lock").outage_until = Some(Instant::now() + d);
     }
+
+    /// A change of network as the server sees it: nothing passes for `gap`, and every
+    /// mapping is forgotten, so what the phone sends next reaches the server from new
+    /// addresses (a new public address, a NAT that rebound), and what the server sends to
+    /// the old ones is lost. The phone's own sockets stay: on loopback a browser has no
+    /// second interface to move to.
+    pub async fn switch_network(&self, gap: Duration) {
+        self.outage(gap);
+        for (_, (_, back)) in self.mappings.lock().await.drain() {
+            back.abort();
+        }
+    }
 }
 
-fn forward(q: &Queue, at: Option<Instant>, d: &[u8], dropped: &AtomicU64) {
+/// Sends each queued datagram at its release time, in order (one task per direction).
+async fn send_in_order(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(Instant, Vec<u8>, Target)>,
+    outside: Arc<UdpSocket>,
+) {
+    while let Some((at, d, to)) = rx.recv().await {
+        tokio::time::sleep_until(at.into()).await;
+        let _ = match to {
+            Target::Server(via) => via.send(&d).await,
+            Target::Phone(addr) => outside.send_to(&d, addr).await,
+        };
+    }
+}
+
+/// A socket towards the server for one phone address.
+async fn new_mapping(server: SocketAddr) -> std::io::Result<Arc<UdpSocket>> {
+    let via = UdpSocket::bind("127.0.0.1:0").await?;
+    via.connect(server).await?;
+    Ok(Arc::new(via))
+}
+
+/// What the server sends to one mapping goes back to its phone address, impaired.
+async fn carry_down(
+    via: Arc<UdpSocket>,
+    phone: SocketAddr,
+    control: Arc<Mutex<Control>>,
+    counts: Arc<BenchCounts>,
+    down: Queue,
+) {
+    let mut buf = vec![0u8; 2048];
+    while let Ok(n) = via.recv(&mut buf).await {
+        let d = &buf[..n];
+        counts.down.fetch_add(1, Ordering::Relaxed);
+        // The first RTCP header of an SRTCP compound is in the clear.
+        if d.len() >= 8 && d[0] >> 6 == 2 && d[1] == 205 {
+            match d[0] & 0x1f {
+                15 => counts.twcc_feedback.fetch_add(1, Ordering::Relaxed),
+                1 => counts.nacks.fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
+        }
+        let at = control
+            .lock()
+            .expect("relay lock")
+            .admit(false, n, Instant::now());
+        forward(&down, at, d, Target::Phone(phone), &counts.down_dropped);
+    }
+}
+
+fn forward(q: &Queue, at: Option<Instant>, d: &[u8], to: Target, dropped: &AtomicU64) {
     match at {
         Some(at) => {
-            let _ = q.send((at, d.to_vec()));
+            let _ = q.send((at, d.to_vec(), to));
         }
         None => {
             dropped.fetch_add(1, Ordering::Relaxed);
@@ -464,6 +528,10 @@ pub struct Phase {
     /// The inspector asks the phone for a still this many seconds into the phase (the
     /// console's button when the run has a console, else a `request_frame` op).
     pub request_still_at: Option<f64>,
+    /// A change of network at the phase's start: 1 s without any packet, then a new address
+    /// at the server ([`ImpairedRelay::switch_network`]); the page hears of it as a browser
+    /// does (`online`) and restarts ICE.
+    pub network_switch: bool,
 }
 
 /// What a run has besides the phone.
@@ -521,6 +589,9 @@ pub struct PhoneSample {
     pub state: Option<String>,
     /// `video` or `stills` (web/lowband.js).
     pub video_mode: Option<String>,
+    /// The ICE username fragment of the phone's current local description (a new one after
+    /// an ICE restart).
+    pub ufrag: Option<String>,
 }
 
 /// A phase measured.
@@ -547,6 +618,16 @@ pub struct PhaseReport {
 }
 
 impl PhaseReport {
+    /// How many times the phone's ICE credentials changed during the phase (ICE restarts).
+    pub fn ice_restarts(&self) -> usize {
+        let u: Vec<&str> = self
+            .phone
+            .iter()
+            .filter_map(|s| s.ufrag.as_deref())
+            .collect();
+        u.windows(2).filter(|w| w[0] != w[1]).count()
+    }
+
     /// The median of the phone's sent video bit rate in the phase's second half.
     pub fn median_sent_kbps(&self) -> Option<f64> {
         median(
@@ -622,7 +703,8 @@ async fn phone_sample(phone: &Browser) -> Result<PhoneSample> {
         .js("const e = document.getElementById('uplink'); \
              return e && !e.hidden ? {sent: e.dataset.sentKbps, avail: e.dataset.availableKbps, \
              lim: e.dataset.limitation || null, state: e.dataset.state, \
-             mode: e.dataset.videoMode || null} : null")
+             mode: e.dataset.videoMode || null, \
+             ufrag: ((window.__rtcPc?.localDescription?.sdp || '').match(/a=ice-ufrag:(\\S+)/) || [])[1] || null} : null")
         .await?;
     let num = |k: &str| v[k].as_str().and_then(|s| s.parse::<f64>().ok());
     Ok(PhoneSample {
@@ -631,6 +713,7 @@ async fn phone_sample(phone: &Browser) -> Result<PhoneSample> {
         limitation: v["lim"].as_str().map(str::to_owned),
         state: v["state"].as_str().map(str::to_owned),
         video_mode: v["mode"].as_str().map(str::to_owned),
+        ufrag: v["ufrag"].as_str().map(str::to_owned),
     })
 }
 
@@ -743,10 +826,21 @@ pub async fn run_with(
     for p in phases {
         relay.set(p.impairment);
         let start = now_micros();
-        let outage = p.outage_secs.map(|s| {
+        let mut outage = p.outage_secs.map(|s| {
             relay.outage(Duration::from_secs_f64(s));
             (start, start + (s * 1e6) as i64)
         });
+        if p.network_switch {
+            let gap = Duration::from_secs(1);
+            relay.switch_network(gap).await;
+            // The page learns of it as a phone's browser does, when the new network is up;
+            // video is measured from then.
+            tokio::time::sleep(gap).await;
+            phone
+                .js("window.dispatchEvent(new Event('online')); return true")
+                .await?;
+            outage = Some((start, now_micros()));
+        }
         let mut samples = Vec::new();
         let mut seen = Vec::new();
         let mut asked = p.request_still_at.is_none();
@@ -787,6 +881,13 @@ pub async fn run_with(
         c.screenshot(&format!("{label}-console")).await?;
     }
     phone.screenshot(&format!("{label}-phone")).await?;
+    if std::env::var_os("NB_DEBUG").is_some() {
+        for l in phone.console_logs().await? {
+            eprintln!("phone console: {l}");
+        }
+        let st = phone.js("const pc = window.__rtcPc; return pc ? {c: pc.connectionState, s: pc.signalingState, i: pc.iceConnectionState} : null").await?;
+        eprintln!("phone pc: {st}");
+    }
     relay.set(Impairment::CLEAN);
     let answer_sdp = phone
         .js("return window.__rtcAnswerSdp || ''")
@@ -999,6 +1100,9 @@ impl RunReport {
                 p.video_back_after
                     .map_or(String::new(), |b| format!(", video back {b:.2} s after the outage")),
             );
+            if p.ice_restarts() > 0 {
+                s += &format!("    ({} ICE restart(s) in the phase)\n", p.ice_restarts());
+            }
         }
         s
     }
@@ -1021,6 +1125,9 @@ impl RunReport {
                 "median_sent_kbps": p.median_sent_kbps(),
                 "median_available_kbps": p.median_available_kbps(),
                 "limited_by": p.limitations(),
+                "ice_restarts": p.ice_restarts(),
+                "stills": p.stills.len(),
+                "longest_without_picture_s": p.longest_without_picture.secs,
             })).collect::<Vec<_>>(),
         })
     }
