@@ -109,7 +109,7 @@ const FRAME_SPACING_MICROS: i64 = 500_000;
 /// What an accepted upload answers.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Uploaded {
-    /// Sequence number of the `attach_evidence` event.
+    /// Sequence number of the `attach_evidence` (or, for a still, `frame`) event.
     pub seq: u64,
     /// The item.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -12,6 +12,9 @@
 //!
 //! The same relay reads what the server sends back in the clear SRTCP header: transport-cc
 //! feedback (RTPFB FMT 15), the input of the browser's send-side bandwidth estimate.
+//!
+//! `NB_DEBUG=1` prints the phone's browser console and its peer connection's states at the
+//! end of a run (what to look at when video does not come back).
 
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::path::{Path, PathBuf};
