@@ -10,7 +10,11 @@
 export const LOWBAND = {
   /** Below this estimate of the uplink, kbit/s, video is too thin to read small print. */
   FLOOR_KBPS: 150,
-  /** The estimate under the floor (or no frame leaving) this long, ms, pauses the video. */
+  /** Fewer frames a second than this leaving the phone is a slideshow, not video: the
+   * encoder is starved (it keeps the resolution and drops frames, web/rtc.js). */
+  MIN_FPS: 2,
+  /** The estimate under the floor (or frames under MIN_FPS, or none) this long, ms, pauses
+   * the video. */
   ENTER_AFTER_MS: 6000,
   /** A still is due this long after the last one while the video is paused: with the 1 s
    * statistics tick, one every 5 s (a still late by a tick would make it 6). */
@@ -34,7 +38,7 @@ export const LOWBAND = {
 export function lowBandStart() {
   return {
     mode: 'video', reason: null, badSince: null, nextStillAt: null, probeAt: null, probeUntil: null,
-    probeWait: LOWBAND.PROBE_FIRST_MS, probeFrom: null, probeExtended: 0, lastFrames: null,
+    probeWait: LOWBAND.PROBE_FIRST_MS, probeFrom: null, probeExtended: 0, lastFrames: null, lastAt: null,
   };
 }
 
@@ -53,9 +57,15 @@ export function lowBandStep(memo, sample, now) {
   const frames = typeof sample.frames_sent === 'number' ? sample.frames_sent : null;
   // No new frame since the last step (a new connection starts its counter again from zero).
   const stalled = frames !== null && m.lastFrames !== null && frames === m.lastFrames;
+  // Frames a second since the last step (a new connection's counter starting again is not a
+  // rate).
+  const fps = frames !== null && m.lastFrames !== null && frames >= m.lastFrames && now > m.lastAt
+    ? ((frames - m.lastFrames) * 1000) / (now - m.lastAt) : null;
   m.lastFrames = frames;
+  m.lastAt = now;
   if (m.mode === 'video') {
-    const narrow = estimate !== null && estimate < LOWBAND.FLOOR_KBPS;
+    const narrow = (estimate !== null && estimate < LOWBAND.FLOOR_KBPS)
+      || (fps !== null && fps > 0 && fps < LOWBAND.MIN_FPS);
     if (!sample.connected || !(narrow || stalled)) {
       m.badSince = null;
     } else {

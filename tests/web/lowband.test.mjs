@@ -9,11 +9,11 @@ import assert from 'node:assert/strict';
 import { LOWBAND, lowBandStart, lowBandStep } from '../../web/lowband.js';
 
 /** Steps once a second from `t0` for `secs`, frames advancing unless `stalled`. */
-function run(memo, t0, secs, { kbps, connected = true, stalled = false, frames = 0 }) {
+function run(memo, t0, secs, { kbps, connected = true, stalled = false, frames = 0, fps = 20 }) {
   const steps = [];
   let f = frames;
   for (let i = 1; i <= secs; i += 1) {
-    if (!stalled) f += 20;
+    if (!stalled) f += fps;
     const r = lowBandStep(memo, { available_kbps: kbps, frames_sent: f, connected }, t0 + i * 1000);
     memo = r.memo;
     steps.push({ t: t0 + i * 1000, ...r });
@@ -167,4 +167,14 @@ test('a probe whose estimate climbs over the floor goes on until it resumes, a f
   assert.ok(!paused, 'not paused in between');
   assert.ok(resumed - (pausedAt + LOWBAND.PROBE_FIRST_MS) > LOWBAND.PROBE_FOR_MS, 'beyond the first probe window');
   // Flat under the floor: the probe ends at PROBE_FOR_MS, as before (see the backoff test).
+});
+
+test('a starved encoder (a slideshow under MIN_FPS) counts as narrow, a slow but real frame rate does not', () => {
+  let { steps } = run(lowBandStart(), 0, 20, { kbps: 900, fps: 1 });
+  const pause = steps.find((s) => s.actions.includes('pause_video'));
+  assert.ok(pause, 'paused at 1 frame/s');
+  assert.equal(pause.reason, 'narrow');
+  assert.equal(pause.t, LOWBAND.ENTER_AFTER_MS + 2000, 'the rate needs two samples, then the wait');
+  ({ steps } = run(lowBandStart(), 0, 30, { kbps: 900, fps: 3 }));
+  assert.ok(steps.every((s) => s.mode === 'video'), '3 frames/s is video');
 });
