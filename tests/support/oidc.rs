@@ -141,43 +141,23 @@ impl Slot {
             "accounts": accounts,
         });
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/oidc/provider.mjs");
-        let log = std::fs::File::create(dir.path().join("provider.log"))?;
-        let mut child = Command::new("node")
-            .arg(script)
-            .env("OIDC_TEST_CONFIG", config.to_string())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("spawn node (Debian's nodejs)")?;
-        // Starting takes under a second here; the deadline is for a machine under load.
-        let started = Instant::now();
         let log_path = dir.path().join("provider.log");
-        let port = loop {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if let Some(status) = child.try_wait()? {
-                bail!("the provider exited with {status}: {log}");
+        // Starting takes under a second here. Rarely a start hangs in node itself before it
+        // writes its keys (twice in some two hundred starts: Node 20 sleeping in a futex after
+        // 0.3 s of CPU, inside the import of oidc-provider 9, which warns that it wants Node
+        // 22): such a start is killed, reported on stderr, and tried once more. The helper is
+        // restarted, never a request of the test; a second hang fails the test.
+        let mut attempt = 1;
+        let (child, port) = loop {
+            let deadline = Duration::from_secs(if attempt == 1 { 20 } else { 60 });
+            match start_node(&script, &config, &log_path, &keys_out, deadline).await? {
+                Ok(started) => break started,
+                Err(hang) if attempt == 1 => {
+                    eprintln!("oidc test provider: {hang}; starting it again");
+                    attempt += 1;
+                }
+                Err(hang) => bail!("{hang}"),
             }
-            let port = log
-                .lines()
-                .find_map(|l| l.strip_prefix("ready ")?.trim().parse::<u16>().ok());
-            if let (Some(port), true) = (port, keys_out.exists()) {
-                break port;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                // What the process was doing, so that a slow start can be told from a hang.
-                let pid = child.id();
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                let wchan =
-                    std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-                let _ = child.kill();
-                bail!(
-                    "the provider did not start in {:?} (keys written: {}; stat: {stat}; wchan: {wchan}): {log}",
-                    started.elapsed(),
-                    keys_out.exists()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let keys: Keys = serde_json::from_slice(&std::fs::read(&keys_out)?)?;
         let state = Arc::new(ProxyState {
@@ -205,6 +185,55 @@ impl Slot {
             proxy,
             _dir: dir,
         })
+    }
+}
+
+/// Spawns the provider and waits up to `deadline` for its ready line and its keys: the
+/// child and its port, `Ok(Err(what))` when it hung (the child killed, what it was doing in
+/// the message), `Err` when it could not be spawned or exited.
+async fn start_node(
+    script: &std::path::Path,
+    config: &Value,
+    log_path: &std::path::Path,
+    keys_out: &std::path::Path,
+    deadline: Duration,
+) -> Result<std::result::Result<(std::process::Child, u16), String>> {
+    let _ = std::fs::remove_file(keys_out);
+    let log = std::fs::File::create(log_path)?;
+    let mut child = Command::new("node")
+        .arg(script)
+        .env("OIDC_TEST_CONFIG", config.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("spawn node (Debian's nodejs)")?;
+    let started = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        if let Some(status) = child.try_wait()? {
+            bail!("the provider exited with {status}: {log}");
+        }
+        let port = log
+            .lines()
+            .find_map(|l| l.strip_prefix("ready ")?.trim().parse::<u16>().ok());
+        if let (Some(port), true) = (port, keys_out.exists()) {
+            return Ok(Ok((child, port)));
+        }
+        if started.elapsed() > deadline {
+            // What the process was doing, so that a slow start can be told from a hang.
+            let pid = child.id();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(Err(format!(
+                "the provider did not start in {:?} (keys written: {}; stat: {stat}; wchan: {wchan}): {log}",
+                started.elapsed(),
+                keys_out.exists()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
