@@ -78,7 +78,12 @@ pub async fn verify(pool: &AnyPool, blobs: &BlobStore, id: Uuid) -> anyhow::Resu
             )
         })
         .collect();
-    stored.extend(logged_frames(pool, id).await?);
+    stored.extend(
+        crate::uploads::logged_frames(pool, id, None)
+            .await?
+            .into_iter()
+            .map(|(seq, e)| (seq, e.id, e.sha256, e.size)),
+    );
     for (seq, evidence_id, sha, size) in stored {
         let (Some(sha), Some(size)) = (sha, size) else {
             continue;
@@ -106,34 +111,6 @@ pub async fn verify(pool: &AnyPool, blobs: &BlobStore, id: Uuid) -> anyhow::Resu
         evidence_checked: checked,
         evidence_problems: problems,
     })
-}
-
-/// The stills of the inspection's `frame` events: (seq, evidence id, sha256, size).
-async fn logged_frames(
-    pool: &AnyPool,
-    id: Uuid,
-) -> anyhow::Result<Vec<(u64, String, Option<String>, Option<u64>)>> {
-    use sqlx::Row;
-    let rows = sqlx::query(
-        "SELECT seq, payload FROM events WHERE inspection_id = $1 AND kind = 'frame' ORDER BY seq",
-    )
-    .bind(id.to_string())
-    .fetch_all(pool)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let seq: i64 = row.try_get(0)?;
-        let payload: String = row.try_get(1)?;
-        let v: serde_json::Value = serde_json::from_str(&payload)?;
-        let e = &v["evidence"];
-        out.push((
-            seq as u64,
-            e["id"].as_str().unwrap_or_default().to_owned(),
-            e["sha256"].as_str().map(str::to_owned),
-            e["size"].as_u64(),
-        ));
-    }
-    Ok(out)
 }
 
 /// One thing `audit verify` found broken, with a stable code.

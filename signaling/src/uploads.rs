@@ -337,17 +337,19 @@ pub async fn upload(
     };
     // Refuse early, from the log, so that a refused upload stores nothing; the room checks
     // again when it sequences the event.
-    let provisional = match frame {
+    // The event this upload becomes: a still of the camera, or evidence of an item or finding.
+    let event_of = |evidence: Evidence| match frame {
         Some(reason) => Operation::Frame {
-            evidence: Box::new(empty_evidence()),
+            evidence: Box::new(evidence),
             reason,
         },
         None => Operation::AttachEvidence {
             item_id: item_id.clone(),
             finding_seq,
-            evidence: Box::new(empty_evidence()),
+            evidence: Box::new(evidence),
         },
     };
+    let provisional = event_of(empty_evidence());
     if frame.is_some() {
         let last = known
             .and_then(|pid| snap.state.participants.get(&pid))
@@ -505,17 +507,7 @@ pub async fn upload(
         pointer,
         ..empty_evidence()
     };
-    let op = match frame {
-        Some(reason) => Operation::Frame {
-            evidence: Box::new(evidence.clone()),
-            reason,
-        },
-        None => Operation::AttachEvidence {
-            item_id: item_id.clone(),
-            finding_seq,
-            evidence: Box::new(evidence.clone()),
-        },
-    };
+    let op = event_of(evidence.clone());
     let client_op_id = op_id
         .clone()
         .unwrap_or_else(|| format!("evidence-{evidence_id}"));
@@ -896,7 +888,11 @@ pub async fn serve(
         .find(|e| e.evidence.id == wanted && e.evidence.size.is_some())
     {
         Some(entry) => Some(entry.evidence.clone()),
-        None => logged_frame(&state, id, evidence_id).await?,
+        None => logged_frames(&state.db, id, Some(evidence_id))
+            .await?
+            .into_iter()
+            .map(|(_, e)| e)
+            .find(|e| e.size.is_some()),
     };
     let evidence = found.ok_or(ApiError::NotFound("evidence"))?;
     let sha = evidence
@@ -991,37 +987,43 @@ pub async fn serve(
     Ok(response)
 }
 
-/// A still the inspection's log names (`frame` event): the fold keeps only each phone's
-/// latest, so the log itself is read. The id is a parsed UUID (hex and hyphens), safe inside
-/// the LIKE pattern; the payload is checked exactly after.
-async fn logged_frame(
-    state: &AppState,
+/// The stills the inspection's log names (`frame` events), in log order, with their seqs; with
+/// `only`, just the one of that evidence id. The fold keeps only each phone's latest, so the
+/// log itself is read (serving, `audit verify`). The id is a parsed UUID (hex and hyphens),
+/// safe inside the LIKE pattern; each payload's id is checked exactly after.
+pub async fn logged_frames(
+    db: &sqlx::AnyPool,
     id: Uuid,
-    evidence_id: Uuid,
-) -> ApiResult<Option<Evidence>> {
+    only: Option<Uuid>,
+) -> Result<Vec<(u64, Evidence)>, sqlx::Error> {
     use sqlx::Row;
+    let pattern = only.map_or_else(|| "%".to_string(), |e| format!("%\"{e}\"%"));
     let rows = sqlx::query(
-        "SELECT payload FROM events WHERE inspection_id = $1 AND kind = 'frame' \
-         AND payload LIKE $2",
+        "SELECT seq, payload FROM events WHERE inspection_id = $1 AND kind = 'frame' \
+         AND payload LIKE $2 ORDER BY seq",
     )
     .bind(id.to_string())
-    .bind(format!("%\"{evidence_id}\"%"))
-    .fetch_all(&state.db)
+    .bind(pattern)
+    .fetch_all(db)
     .await?;
     #[derive(Deserialize)]
     struct Logged {
         evidence: Evidence,
     }
-    let wanted = evidence_id.to_string();
+    let wanted = only.map(|e| e.to_string());
+    let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let payload: String = row.try_get(0)?;
-        if let Ok(l) = serde_json::from_str::<Logged>(&payload) {
-            if l.evidence.id == wanted && l.evidence.size.is_some() {
-                return Ok(Some(l.evidence));
-            }
+        let seq: i64 = row.try_get(0)?;
+        let payload: String = row.try_get(1)?;
+        // The room wrote it; a payload that does not parse names no still.
+        let Ok(l) = serde_json::from_str::<Logged>(&payload) else {
+            continue;
+        };
+        if wanted.as_deref().is_none_or(|w| l.evidence.id == w) {
+            out.push((seq as u64, l.evidence));
         }
     }
-    Ok(None)
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use inspector_tests::images::{picture, sha256_hex};
 use inspector_tests::seaweed::SeaweedFs;
-use inspector_tests::{spawn_app, spawn_app_with, ws_connect, Client, Role, TestApp};
+use inspector_tests::{spawn_app, spawn_app_with, ws_connect, Client, Role, TestApp, Ws};
 use serde_json::{json, Value};
 
 struct Live {
@@ -49,6 +49,17 @@ async fn live_inspection(app: &TestApp, name: &str) -> Live {
         business,
         id,
         items,
+    }
+}
+
+impl Live {
+    /// The inspector's and the business's sockets, welcomed.
+    async fn sockets(&self) -> (Ws, Ws) {
+        let mut wi = ws_connect(&self.inspector, &self.id).await.expect("socket");
+        wi.hello(None).await;
+        let mut wb = ws_connect(&self.business, &self.id).await.expect("socket");
+        wb.hello(None).await;
+        (wi, wb)
     }
 }
 
@@ -509,10 +520,7 @@ async fn uploads_past_the_participants_quota_are_refused_and_store_nothing() {
 async fn the_inspector_requests_a_photo_and_the_phone_answers_it() {
     let app = spawn_app().await;
     let l = live_inspection(&app, "inspector1").await;
-    let mut wi = ws_connect(&l.inspector, &l.id).await.expect("socket");
-    wi.hello(None).await;
-    let mut wb = ws_connect(&l.business, &l.id).await.expect("socket");
-    wb.hello(None).await;
+    let (mut wi, mut wb) = l.sockets().await;
     let item = &l.items[2];
     let r = wb
         .op("b1", json!({"kind": "request_photo", "item_id": item}))
@@ -750,10 +758,7 @@ fn frame_path(id: &str, reason: &str, extra: &str) -> String {
 async fn stills_are_the_phones_logged_served_and_bounded() {
     let app = spawn_app().await;
     let l = live_inspection(&app, "inspector1").await;
-    let mut wi = ws_connect(&l.inspector, &l.id).await.expect("socket");
-    wi.hello(None).await;
-    let mut wb = ws_connect(&l.business, &l.id).await.expect("socket");
-    wb.hello(None).await;
+    let (mut wi, mut wb) = l.sockets().await;
 
     // The inspector asks over the socket; the phone may not ask, nor claim a still.
     let r = wb.op("b1", json!({"kind": "request_frame"})).await;
